@@ -1,0 +1,42 @@
+"""The composition root: the one place that turns Settings into a working engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.clock import Clock, SystemClock
+from engine.db import migrate
+from engine.db.session import make_engine, make_session_factory
+from engine.settings import Settings
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock = field(default_factory=SystemClock)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_app(settings: Settings, *, clock: Clock | None = None, check_schema: bool = True) -> App:
+    """Build the engine from settings. Refuses a database whose schema is not current, unless
+    the caller is the migration command itself (``check_schema=False``)."""
+    engine = make_engine(settings.database_url)
+    if check_schema:
+        try:
+            migrate.ensure_current(engine)
+        except Exception:
+            engine.dispose()
+            raise
+    return App(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        clock=clock or SystemClock(),
+    )

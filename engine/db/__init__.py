@@ -1,0 +1,1 @@
+"""Database adapter: typed models, engine/session factory, migrations."""

@@ -1,0 +1,180 @@
+"""SQLAlchemy 2 typed models. The schema changes only through Alembic (migrations/)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from engine.db.types import BigIntId, JSONDict, UTCDateTime
+
+# A naming convention makes constraint names stable, so Alembic can diff and drop them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+PARTICIPANT_STATUSES = ("active", "inactive", "lapsed", "closed")
+CHANNELS = ("email", "sms", "call")
+SUPPRESSION_CHANNELS = (*CHANNELS, "all")
+CONSENT_STATUSES = ("opted_in", "opted_out")
+SUPPRESSION_REASONS = (
+    "opt_out",
+    "bounce",
+    "spam_report",
+    "do_not_call",
+    "erasure",
+    "invalid",
+    "complaint",
+    "manual",
+)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Program(Base):
+    """A client loyalty or membership program; every participant belongs to one."""
+
+    __tablename__ = "programs"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(2))
+    help_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+    __table_args__ = (
+        UniqueConstraint("program_id", "external_id"),
+        CheckConstraint(_in("status", PARTICIPANT_STATUSES), name="status"),
+        Index(None, "email"),
+        Index(None, "phone"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    external_id: Mapped[str] = mapped_column(String(128))
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(20))  # E.164
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA
+    locale: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    points_balance: Mapped[int] = mapped_column(default=0)
+    points_expiring: Mapped[int] = mapped_column(default=0)
+    points_expire_at: Mapped[date | None] = mapped_column(Date)
+    tier: Mapped[str | None] = mapped_column(String(64))
+    renewal_date: Mapped[date | None] = mapped_column(Date)
+    account_manager: Mapped[str | None] = mapped_column(String(128))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
+    # Digest of the source row as last imported: an unchanged row in a daily feed is
+    # recognised by this alone, without validating it again.
+    source_digest: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Consent(Base):
+    """The participant's current consent on one channel, with when and where it came from."""
+
+    __tablename__ = "participant_consents"
+    __table_args__ = (
+        UniqueConstraint("participant_id", "channel"),
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint(_in("status", CONSENT_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(64))
+
+
+class Suppression(Base):
+    """An address or number that must not be contacted on a channel, across all programs.
+
+    Keyed by the SHA-256 of the normalised address so that an erased participant's entry still
+    blocks a re-import after the address itself has been removed.
+    """
+
+    __tablename__ = "suppressions"
+    __table_args__ = (
+        UniqueConstraint("channel", "address_hash"),
+        CheckConstraint(_in("channel", SUPPRESSION_CHANNELS), name="channel"),
+        CheckConstraint(_in("reason", SUPPRESSION_REASONS), name="reason"),
+        # Audience and send-time checks join on the plain address.
+        Index(None, "address"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str | None] = mapped_column(String(320))
+    address_hash: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ActivityEvent(Base):
+    """Something a participant did: login, redemption, renewal, activation, payment..."""
+
+    __tablename__ = "activity_events"
+    __table_args__ = (
+        UniqueConstraint("program_id", "reference"),
+        # Audience conditions ask "was there a <type> for this participant since <t>?".
+        Index(None, "participant_id", "type", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    points: Mapped[int | None] = mapped_column()
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    # The source system's reference; when a feed has none, a digest of the event's content,
+    # so re-importing the same file is still idempotent.
+    reference: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EngineSetting(Base):
+    """Values the engine generates once and keeps (e.g. the unsubscribe signing key)."""
+
+    __tablename__ = "engine_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

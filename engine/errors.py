@@ -1,0 +1,40 @@
+"""One error hierarchy. Messages are written for the person at the keyboard and name the
+file, row, field or id at fault; the CLI shows them without a traceback."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class ConfigError(EngineError):
+    """Settings or environment are wrong."""
+
+
+class DatabaseError(EngineError):
+    """The database cannot be used as it is (unreachable, behind the migrations...)."""
+
+
+class SchemaBehindError(DatabaseError):
+    """The database schema is older than the code."""
+
+
+class NotFoundError(EngineError):
+    """A named thing (program, participant, campaign, run...) does not exist."""
+
+
+class InputError(EngineError):
+    """User input is malformed: a file, an option value, a field."""
+
+
+class DefinitionError(InputError):
+    """A campaign definition file is invalid; carries file, line and field."""
+
+    def __init__(self, path: str, line: int | None, field: str, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.detail = message
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where} {field}: {message}" if field else f"{where}: {message}")

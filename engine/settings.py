@@ -1,0 +1,112 @@
+"""One Settings object, read once at start-up by the composition root.
+
+Values come from environment variables (``CAMPAIGN_*`` plus the providers' own names such as
+``SENDGRID_API_KEY``) and, below them in priority, from an optional ``campaign.toml`` in the
+working folder whose keys are the same names in lower case without the prefix
+(``database_url = "..."``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from engine.errors import ConfigError
+
+SETTINGS_FILE = "campaign.toml"
+
+
+def _provider_alias(env_name: str, field_name: str) -> Any:
+    return Field(default=None, validation_alias=AliasChoices(env_name, field_name))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CAMPAIGN_", extra="forbid", populate_by_name=True, frozen=True
+    )
+
+    database_url: str = "sqlite:///campaign.db"
+    default_timezone: str = "America/New_York"
+    default_region: str = "US"
+    email_from: str = "Rewards Team <rewards@example.com>"
+    postal_address: str = "Example Rewards, 100 Main Street, Springfield, IL 62701, USA"
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None
+    outbox_dir: Path = Path("outbox")
+
+    sendgrid_api_key: str | None = _provider_alias("SENDGRID_API_KEY", "sendgrid_api_key")
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_webhook_public_key: str | None = _provider_alias(
+        "SENDGRID_WEBHOOK_PUBLIC_KEY", "sendgrid_webhook_public_key"
+    )
+    twilio_account_sid: str | None = _provider_alias("TWILIO_ACCOUNT_SID", "twilio_account_sid")
+    twilio_auth_token: str | None = _provider_alias("TWILIO_AUTH_TOKEN", "twilio_auth_token")
+    twilio_messaging_service_sid: str | None = _provider_alias(
+        "TWILIO_MESSAGING_SERVICE_SID", "twilio_messaging_service_sid"
+    )
+    sms_from: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA timezone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_postgres_url(cls, value: str) -> str:
+        # A bare postgresql:// URL would make SQLAlchemy look for psycopg2; we ship psycopg 3.
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(folder: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings once: explicit overrides > environment > campaign.toml > defaults."""
+    file_values: dict[str, Any] = {}
+    path = (folder or Path.cwd()) / SETTINGS_FILE
+    if path.exists():
+        try:
+            file_values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        from_env = Settings(**overrides)
+        # Keys present in the environment win over the file; the file fills the rest.
+        merged = {**file_values, **from_env.model_dump(exclude_unset=True), **overrides}
+        return Settings(**merged) if file_values else from_env
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path if file_values else None)) from exc
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f" (environment or {path})" if path else " (environment)"
+    lines = [f"invalid settings{where}:"]
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        lines.append(f"  {field}: {error['msg']}")
+    return "\n".join(lines)
