@@ -1,0 +1,1 @@
+"""Campaign definition files: schema (pydantic), loader with file:line errors, versioning."""
