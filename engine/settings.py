@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None
     outbox_dir: Path = Path("outbox")
+    campaigns_dir: Path = Path("campaigns")
+    templates_dir: Path = Path("templates")
 
     sendgrid_api_key: str | None = _provider_alias("SENDGRID_API_KEY", "sendgrid_api_key")
     sendgrid_host: str = "https://api.sendgrid.com"

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from engine.clock import FrozenClock
 from engine.db.models import ActivityEvent, Consent, Participant, Program
+from engine.sampling import sample_key
 
 __all__ = ["FrozenClock", "make_consent", "make_event", "make_participant", "make_program"]
 
@@ -58,6 +59,8 @@ def make_participant(
         "updated_at": at,
     }
     values.update(fields)
+    program_key = session.scalar(select(Program.key).where(Program.id == program.id)) or ""
+    values.setdefault("sample_key", sample_key(program_key, values["external_id"]))
     participant = Participant(program_id=program.id, **values)
     session.add(participant)
     session.flush()

@@ -96,6 +96,8 @@ class Participant(Base):
     renewal_date: Mapped[date | None] = mapped_column(Date)
     account_manager: Mapped[str | None] = mapped_column(String(128))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
+    # engine.sampling.sample_key(program key, external id): deterministic holdout / A/B groups.
+    sample_key: Mapped[int] = mapped_column()
     # Digest of the source row as last imported: an unchanged row in a daily feed is
     # recognised by this alone, without validating it again.
     source_digest: Mapped[str | None] = mapped_column(String(64))

@@ -116,9 +116,7 @@ class FieldCondition(_Strict):
             self.field.startswith(ATTRIBUTE_PREFIX) and len(self.field) > len(ATTRIBUTE_PREFIX)
         ):
             known = ", ".join(sorted(PARTICIPANT_FIELDS))
-            raise ValueError(
-                f"unknown field {self.field!r}; use one of {known} or attributes.NAME"
-            )
+            raise ValueError(f"unknown field {self.field!r}; use one of {known} or attributes.NAME")
         set_ops = [op for op in FIELD_OPERATORS if self.operand_of(op) is not None]
         if len(set_ops) != 1:
             raise ValueError(

@@ -73,6 +73,7 @@ def upgrade() -> None:
     sa.Column('renewal_date', sa.Date(), nullable=True),
     sa.Column('account_manager', sa.String(length=128), nullable=True),
     sa.Column('attributes', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('sample_key', sa.Integer(), nullable=False),
     sa.Column('source_digest', sa.String(length=64), nullable=True),
     sa.Column('created_at', engine.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', engine.db.types.UTCDateTime(timezone=True), nullable=False),
