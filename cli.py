@@ -256,20 +256,20 @@ def programs_list(state: CliState, as_json: bool) -> None:
         )
 
 
-# --------------------------------------------------------------------------- participants, events, suppressions
-# (section owned by the participants, events, suppressions work; add commands below this line)
+# ------------------------------------------------ participants, events, suppressions
+# (add this section's commands below this line)
 
 
-# --------------------------------------------------------------------------- demo
-# (section owned by the demo work; add commands below this line)
+# ------------------------------------------------ demo
+# (add this section's commands below this line)
 
 
-# --------------------------------------------------------------------------- campaign definitions: validate
-# (section owned by the campaign definitions: validate work; add commands below this line)
+# ------------------------------------------------ campaign definitions: validate
+# (add this section's commands below this line)
 
 
-# --------------------------------------------------------------------------- audiences, plan, explain, launch, runs
-# (section owned by the audiences, plan, explain, launch, runs work; add commands below this line)
+# ------------------------------------------------ audiences, plan, explain, launch, runs
+# (add this section's commands below this line)
 
 
 # --------------------------------------------------------------------------- entry point
