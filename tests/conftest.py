@@ -102,6 +102,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     _admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of each kind with no schema at all (for migration tests)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    name = f"campaign_e_{uuid.uuid4().hex[:12]}"
+    _admin_execute(admin, f'CREATE DATABASE "{name}"')
+    yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    _admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(TEST_NOW)
