@@ -65,5 +65,5 @@ def test_unknown_key_in_the_file_is_an_error(tmp_path: Path) -> None:
 
 def test_broken_toml_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "campaign.toml").write_text("database_url = \n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="campaign.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"campaign\.toml: not valid TOML"):
         load_settings(tmp_path)
