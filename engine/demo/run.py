@@ -1,0 +1,327 @@
+"""`campaign demo`: the engine's real work on a synthetic loyalty program, with no server.
+
+The demo is an ordered list of named steps, each a function of one ``DemoContext``. Later
+features add their own steps (launch campaigns, send to the file sink, build call lists, log
+calls, import conversions, report) by appending to ``STEPS`` (or passing ``steps=``); a step
+reads what earlier steps left in the context and leaves its own results there.
+
+The demo always works on its own SQLite database, ``<folder>/campaign.db``, whatever
+CAMPAIGN_DATABASE_URL says, and starts from a fresh one on every run.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.app import App, build_app
+from engine.clock import Clock, ensure_utc
+from engine.db import migrate
+from engine.demo.generator import GeneratedDataset, generate_dataset
+from engine.demo.summary import ProgramSummary, summarize_program
+from engine.errors import ConfigError, InputError
+from engine.participants.events import import_events as import_event_file
+from engine.participants.importer import import_participants as import_participant_file
+from engine.participants.results import ImportSummary
+from engine.programs import add_program
+from engine.settings import Settings
+
+PROGRAM_KEY = "demo"
+PROGRAM_NAME = "Northwind Rewards"
+PROGRAM_TIMEZONE = "America/New_York"
+PROGRAM_REGION = "US"
+DATABASE_FILE = "campaign.db"
+MARKER_FILE = ".campaign-demo"
+
+
+@dataclass(frozen=True)
+class ImportFigures:
+    file: Path
+    read: int
+    inserted: int
+    updated: int
+    unchanged: int
+    rejected: int
+    rejects_path: Path | None
+    seconds: float
+
+    @classmethod
+    def of(cls, file: Path, summary: ImportSummary) -> ImportFigures:
+        return cls(
+            file=file,
+            read=summary.read,
+            inserted=summary.inserted,
+            updated=summary.updated,
+            unchanged=summary.unchanged,
+            rejected=summary.rejected,
+            rejects_path=summary.rejects_path,
+            seconds=summary.seconds,
+        )
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    name: str
+    seconds: float
+
+
+@dataclass
+class DemoContext:
+    """What the steps share. Each step fills in its part; later steps may add to ``extra``."""
+
+    folder: Path
+    participants: int
+    seed: int
+    now: datetime
+    clock: Clock
+    database_path: Path
+    notes: list[str] = field(default_factory=list)
+    app: App | None = None
+    dataset: GeneratedDataset | None = None
+    participants_import: ImportFigures | None = None
+    events_import: ImportFigures | None = None
+    summary: ProgramSummary | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.database_path}"
+
+    def require_app(self) -> App:
+        if self.app is None:
+            raise RuntimeError("the database step has not run")
+        return self.app
+
+    def require_dataset(self) -> GeneratedDataset:
+        if self.dataset is None:
+            raise RuntimeError("the generate step has not run")
+        return self.dataset
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    name: str
+    title: str  # what the user sees while it runs
+    run: Callable[[DemoContext], None]
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    folder: Path
+    database: Path
+    database_url: str
+    now: datetime
+    seed: int
+    participants_requested: int
+    participants_file: Path | None
+    events_file: Path | None
+    events_written: int
+    planted_bad_rows: dict[str, int]
+    participants_import: ImportFigures | None
+    events_import: ImportFigures | None
+    summary: ProgramSummary | None
+    steps: list[StepTiming]
+    seconds: float
+    notes: list[str]
+    next_commands: list[str]
+    extra: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def reset_folder(ctx: DemoContext) -> None:
+    """A fresh database every run: the demo's figures must not depend on an earlier run.
+
+    Only a folder the demo made (it leaves a marker file) or an empty one is used: pointed at
+    a real working folder by mistake, the demo must not delete a real campaign.db or overwrite
+    a real participants.csv.
+    """
+    marker = ctx.folder / MARKER_FILE
+    try:
+        if ctx.folder.exists() and not marker.exists() and any(ctx.folder.iterdir()):
+            raise InputError(
+                f"the folder {ctx.folder} already holds files and was not made by `campaign "
+                "demo`; give --folder a new or empty folder"
+            )
+        ctx.folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(
+            "Made by `campaign demo`, which deletes and rewrites this folder's files.\n",
+            encoding="utf-8",
+        )
+        if ctx.database_path.exists():
+            ctx.notes.append(f"Deleted the previous demo database {ctx.database_path}.")
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{ctx.database_path}{suffix}").unlink(missing_ok=True)
+        # A rejects file is only written when there are rejects; an old one would mislead.
+        for stale in ctx.folder.glob("*.rejects.csv"):
+            stale.unlink()
+    except OSError as exc:
+        raise InputError(f"cannot use the demo folder {ctx.folder}: {exc.strerror}") from exc
+
+
+def create_database(ctx: DemoContext) -> None:
+    try:
+        settings = Settings(
+            database_url=ctx.database_url,
+            default_timezone=PROGRAM_TIMEZONE,
+            default_region=PROGRAM_REGION,
+            outbox_dir=ctx.folder / "outbox",
+            # The demo never talks to a real provider, whatever the environment holds.
+            sendgrid_api_key=None,
+            twilio_account_sid=None,
+            twilio_auth_token=None,
+            twilio_messaging_service_sid=None,
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"demo settings: {exc.errors()[0]['msg']}") from exc
+    ctx.app = build_app(settings, clock=ctx.clock, check_schema=False)
+    migrate.upgrade(ctx.app.engine)
+    migrate.ensure_current(ctx.app.engine)
+
+
+def create_program(ctx: DemoContext) -> None:
+    app = ctx.require_app()
+    with app.sessions() as session, session.begin():
+        add_program(
+            session,
+            key=PROGRAM_KEY,
+            name=PROGRAM_NAME,
+            timezone=PROGRAM_TIMEZONE,
+            region=PROGRAM_REGION,
+            at=ctx.now,
+        )
+
+
+def generate_data(ctx: DemoContext) -> None:
+    ctx.dataset = generate_dataset(
+        ctx.folder, participants=ctx.participants, seed=ctx.seed, now=ctx.now
+    )
+
+
+def import_participants(ctx: DemoContext) -> None:
+    path = ctx.require_dataset().paths.participants
+    summary = import_participant_file(
+        ctx.require_app(),
+        path,
+        program_key=PROGRAM_KEY,
+        rejects_path=ctx.folder / "participants.rejects.csv",
+        at=ctx.now,
+    )
+    ctx.participants_import = ImportFigures.of(path, summary)
+
+
+def import_events(ctx: DemoContext) -> None:
+    path = ctx.require_dataset().paths.events
+    summary = import_event_file(
+        ctx.require_app(),
+        path,
+        program_key=PROGRAM_KEY,
+        rejects_path=ctx.folder / "events.rejects.csv",
+        at=ctx.now,
+    )
+    ctx.events_import = ImportFigures.of(path, summary)
+
+
+def summarize(ctx: DemoContext) -> None:
+    app = ctx.require_app()
+    with app.sessions() as session, session.begin():
+        ctx.summary = summarize_program(session, PROGRAM_KEY, at=ctx.now)
+
+
+# Later features append their steps here, after the data is in.
+STEPS: list[DemoStep] = [
+    DemoStep("reset", "Preparing the demo folder", reset_folder),
+    DemoStep("database", "Creating and migrating the demo database", create_database),
+    DemoStep("program", f"Creating the program {PROGRAM_KEY!r} ({PROGRAM_NAME})", create_program),
+    DemoStep("generate", "Generating participants and activity events", generate_data),
+    DemoStep("import-participants", "Importing participants", import_participants),
+    DemoStep("import-events", "Importing activity events", import_events),
+    DemoStep("summary", "Summarising the member base", summarize),
+]
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run_demo(
+    folder: Path = Path("demo"),
+    *,
+    participants: int = 5000,
+    seed: int = 7,
+    clock: Clock,
+    steps: Sequence[DemoStep] | None = None,
+    on_step: Callable[[DemoStep], None] | None = None,
+) -> DemoReport:
+    """Run the demo steps in order in ``folder`` and report what they did."""
+    if participants < 1:
+        raise InputError(f"--participants must be at least 1 (got {participants})")
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"demo folder {folder} exists and is not a folder")
+    ctx = DemoContext(
+        folder=folder,
+        participants=participants,
+        seed=seed,
+        now=ensure_utc(clock.now()),
+        clock=clock,
+        database_path=folder / DATABASE_FILE,
+    )
+    timings: list[StepTiming] = []
+    started = time.perf_counter()
+    try:
+        for step in STEPS if steps is None else steps:
+            if on_step is not None:
+                on_step(step)
+            step_started = time.perf_counter()
+            step.run(ctx)
+            timings.append(StepTiming(step.name, round(time.perf_counter() - step_started, 3)))
+    finally:
+        if ctx.app is not None:
+            ctx.app.close()
+    return _report(ctx, timings, round(time.perf_counter() - started, 3))
+
+
+def _report(ctx: DemoContext, timings: list[StepTiming], seconds: float) -> DemoReport:
+    dataset = ctx.dataset
+    return DemoReport(
+        folder=ctx.folder,
+        database=ctx.database_path,
+        database_url=ctx.database_url,
+        now=ctx.now,
+        seed=ctx.seed,
+        participants_requested=ctx.participants,
+        participants_file=dataset.paths.participants if dataset else None,
+        events_file=dataset.paths.events if dataset else None,
+        events_written=dataset.events if dataset else 0,
+        planted_bad_rows=dict(dataset.bad_rows) if dataset else {},
+        participants_import=ctx.participants_import,
+        events_import=ctx.events_import,
+        summary=ctx.summary,
+        steps=timings,
+        seconds=seconds,
+        notes=list(ctx.notes),
+        next_commands=next_commands(ctx),
+        extra=dict(ctx.extra),
+    )
+
+
+def next_commands(ctx: DemoContext) -> list[str]:
+    base = f"campaign --database-url {shlex.quote(ctx.database_url)}"
+    sample = None
+    if ctx.summary is not None and ctx.summary.samples:
+        sample = ctx.summary.samples[0].external_id
+    commands = [
+        f"{base} programs list",
+        f"{base} participants list --status inactive --limit 20",
+    ]
+    if sample is not None:
+        commands.append(f"{base} participants show {sample}")
+    commands.append(f"campaign demo --participants 50000 --seed {ctx.seed + 1}")
+    return commands
