@@ -1,0 +1,447 @@
+"""Email through SendGrid's v3 Mail Send API.
+
+Request bodies are built with the official SDK's helpers (``sendgrid.helpers.mail``), so the
+JSON is what SendGrid's own library would send. The transport is ours: the SDK's
+python_http_client opens a new connection for every request, which costs about 3x in
+throughput (bench/bench_email_transport.py); we keep one persistent keep-alive connection per
+thread with ``http.client``, which measured fastest of the pooled clients.
+
+Two SendGrid facts shape the body: the contract types message-level ``custom_args`` as a
+string, so our message id travels in each personalization's ``custom_args`` (which is also
+where SendGrid scopes it per recipient); and per-recipient headers (List-Unsubscribe carries a
+per-recipient URL) go in the personalization too, so a batch keeps them apart.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import select
+import socket
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from sendgrid.helpers.mail import (
+    Category,
+    CustomArg,
+    From,
+    Header,
+    HtmlContent,
+    Mail,
+    Personalization,
+    PlainTextContent,
+    ReplyTo,
+    Subject,
+    TemplateId,
+    To,
+)
+
+from engine.channels.base import (
+    EMAIL,
+    CampaignStopError,
+    ChannelError,
+    Outbound,
+    OutboundEmail,
+    RecipientError,
+    RetryableError,
+    SendResult,
+    UnknownOutcomeError,
+    classify_http_status,
+    parse_retry_after,
+    wrong_kind,
+)
+from engine.clock import Clock, SystemClock
+from engine.errors import ConfigError
+
+MAIL_SEND = "/v3/mail/send"
+MAX_PERSONALIZATIONS = 1000  # SendGrid's limit per request (maxItems in the contract)
+# An error field naming a recipient address: "personalizations.3.to.0.email", "...to".
+_RECIPIENT_FIELD = re.compile(r"^personalizations\.(\d+)\.(?:to|cc|bcc)(?:\.\d+)?(?:\.email)?$")
+
+
+# ---------------------------------------------------------------- request bodies
+
+
+def _address(cls: Any, email: str, name: str | None) -> Any:
+    # Set the fields directly: the helpers' constructor parses "Name <addr>" out of a lone
+    # address and mangles anything unusual, which would hide a bad address from SendGrid's
+    # own validation (and from the invalid-address classification).
+    address = cls()
+    address.email = email
+    if name:
+        address.name = name
+    return address
+
+
+def _personalization(message: OutboundEmail, *, template: bool) -> Personalization:
+    personalization = Personalization()
+    personalization.add_to(_address(To, message.to_email, message.to_name))
+    for key, value in message.custom_args.items():
+        personalization.add_custom_arg(CustomArg(key, value))
+    for name, value in message.headers.items():
+        personalization.add_header(Header(name, value))
+    if template:
+        personalization.dynamic_template_data = dict(message.dynamic_template_data or {})
+    return personalization
+
+
+def _envelope(first: OutboundEmail) -> Mail:
+    mail = Mail()
+    mail.from_email = _address(From, first.from_email, first.from_name)
+    if first.reply_to:
+        mail.reply_to = _address(ReplyTo, first.reply_to, None)
+    for category in first.categories:
+        mail.add_category(Category(category))
+    if first.template_id is not None:
+        mail.template_id = TemplateId(first.template_id)
+    return mail
+
+
+def build_mail(message: OutboundEmail) -> dict[str, Any]:
+    """The v3 Mail Send body for one message (a template message or subject + content)."""
+    mail = _envelope(message)
+    mail.add_personalization(_personalization(message, template=message.is_template))
+    if not message.is_template:
+        mail.subject = Subject(message.subject)
+        # SendGrid requires text/plain before text/html.
+        if message.text:
+            mail.add_content(PlainTextContent(message.text))
+        if message.html:
+            mail.add_content(HtmlContent(message.html))
+    body: dict[str, Any] = mail.get()
+    return body
+
+
+def _envelope_key(message: OutboundEmail) -> tuple[Any, ...]:
+    return (
+        message.template_id,
+        message.from_email,
+        message.from_name,
+        message.reply_to,
+        message.categories,
+    )
+
+
+def build_batch_mail(messages: Sequence[OutboundEmail]) -> dict[str, Any]:
+    """One body with a personalization per message. All must share the envelope (template,
+    sender, reply-to, categories): ``SendGridChannel.send_batch`` groups them so."""
+    if not messages:
+        raise ValueError("an empty batch has no body")
+    if len(messages) > MAX_PERSONALIZATIONS:
+        raise ValueError(f"{len(messages)} messages exceed {MAX_PERSONALIZATIONS} per request")
+    first = messages[0]
+    if not first.is_template:
+        raise ValueError(f"message {first.message_id}: batches are for dynamic templates")
+    key = _envelope_key(first)
+    mail = _envelope(first)
+    for index, message in enumerate(messages):
+        if _envelope_key(message) != key:
+            raise ValueError(f"message {message.message_id}: envelope differs from the batch's")
+        # The helper inserts at index 0 by default; SendGrid's error fields name positions
+        # ("personalizations.3.to"), so the order must be ours.
+        mail.add_personalization(_personalization(message, template=True), index=index)
+    body: dict[str, Any] = mail.get()
+    return body
+
+
+# ---------------------------------------------------------------- transport
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+
+
+class PooledHttpClient:
+    """One persistent keep-alive HTTP(S) connection per thread, with errors sorted by whether
+    the request could have reached the server: connect failures and failures while writing
+    are retryable; a timeout or hang-up while waiting for the answer is an unknown outcome."""
+
+    def __init__(
+        self, base_url: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"not an http(s) URL: {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self._scheme = parts.scheme
+        self._host = parts.hostname
+        self._port = parts.port
+        self._prefix = parts.path.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: set[http.client.HTTPConnection] = set()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is not None and connection.sock is not None and _dropped(connection):
+            # The server closed the idle connection (keep-alive timeout): writing to it would
+            # turn a harmless reconnect into an unknown outcome.
+            self._discard(connection)
+            connection = None
+        if connection is None:
+            cls = (
+                http.client.HTTPSConnection
+                if self._scheme == "https"
+                else http.client.HTTPConnection
+            )
+            connection = cls(self._host, self._port, timeout=self.connect_timeout)
+            self._local.connection = connection
+            with self._lock:
+                self._open.add(connection)
+        return connection
+
+    def _discard(self, connection: http.client.HTTPConnection) -> None:
+        connection.close()
+        with self._lock:
+            self._open.discard(connection)
+        if getattr(self._local, "connection", None) is connection:
+            self._local.connection = None
+
+    def post(self, path: str, body: bytes, headers: Mapping[str, str], *, what: str) -> HttpAnswer:
+        connection = self._connection()
+        if connection.sock is None:
+            try:
+                connection.connect()
+            except OSError as exc:
+                self._discard(connection)
+                raise RetryableError(
+                    f"{what}: could not connect to {self.base_url}: {exc}"
+                ) from exc
+            # The connect timeout is short; the answer may legitimately take longer.
+            # (mypy keeps the pre-connect narrowing of .sock to None, hence the cast.)
+            cast(socket.socket, connection.sock).settimeout(self.read_timeout)
+        try:
+            connection.request("POST", self._prefix + path, body=body, headers=dict(headers))
+        except OSError as exc:
+            # The request was not completely written: the server cannot have acted on it.
+            self._discard(connection)
+            raise RetryableError(
+                f"{what}: connection to {self.base_url} failed while sending: {exc}"
+            ) from exc
+        try:
+            response = connection.getresponse()
+            data = response.read()
+        except TimeoutError as exc:
+            self._discard(connection)
+            raise UnknownOutcomeError(
+                f"{what}: no answer from {self.base_url} within {self.read_timeout:g}s after "
+                "the request was sent; it may have been accepted: not resending"
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            self._discard(connection)
+            raise UnknownOutcomeError(
+                f"{what}: {self.base_url} closed the connection after the request was sent "
+                f"({exc!r}); it may have been accepted: not resending"
+            ) from exc
+        if response.will_close:
+            self._discard(connection)
+        return HttpAnswer(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+
+    def close(self) -> None:
+        with self._lock:
+            connections = list(self._open)
+            self._open.clear()
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """True when an idle connection has something to read: EOF (closed) or stray bytes."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        if hasattr(select, "poll"):  # select() cannot watch descriptors above 1023
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+# ---------------------------------------------------------------- the channel
+
+
+BatchOutcome = dict[str, SendResult | ChannelError]
+
+
+class SendGridChannel:
+    name = "sendgrid"
+    kind = EMAIL
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        host: str = "https://api.sendgrid.com",
+        clock: Clock | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        batch_size: int = MAX_PERSONALIZATIONS,
+    ) -> None:
+        if not api_key:
+            raise ConfigError("SENDGRID_API_KEY is empty")
+        if not 1 <= batch_size <= MAX_PERSONALIZATIONS:
+            raise ConfigError(f"batch_size must be 1..{MAX_PERSONALIZATIONS}, not {batch_size}")
+        self.clock = clock or SystemClock()
+        self.batch_size = batch_size
+        self._http = PooledHttpClient(
+            host, connect_timeout=connect_timeout, read_timeout=read_timeout
+        )
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": "campaign-engine (sendgrid helpers)",
+        }
+
+    def send(self, message: Outbound) -> SendResult:
+        if not isinstance(message, OutboundEmail):
+            raise wrong_kind(self.name, self.kind, message)
+        answer = self._post(build_mail(message), what=f"message {message.message_id}")
+        if 200 <= answer.status < 300:
+            return self._accepted(answer)
+        raise self._classify(answer, what=f"message {message.message_id}")
+
+    def send_batch(self, messages: Iterable[OutboundEmail]) -> BatchOutcome:
+        """Send dynamic-template messages, up to ``batch_size`` personalizations per request.
+
+        Returns an outcome per message id. A request rejected for some recipients' addresses
+        is retried once without them. When a request fails as a whole, later requests are not
+        attempted: their messages get a RetryableError (or the same CampaignStopError), which
+        is true, since nothing of theirs was sent."""
+        outcome: BatchOutcome = {}
+        groups: dict[tuple[Any, ...], list[OutboundEmail]] = {}
+        seen: set[str] = set()
+        for message in messages:
+            if message.message_id in seen:
+                raise ValueError(f"message {message.message_id} appears twice in the batch")
+            seen.add(message.message_id)
+            if not message.is_template:
+                raise ValueError(
+                    f"message {message.message_id}: send_batch is for dynamic templates; "
+                    "use send() for rendered messages"
+                )
+            groups.setdefault(_envelope_key(message), []).append(message)
+        chunks = [
+            group[start : start + self.batch_size]
+            for group in groups.values()
+            for start in range(0, len(group), self.batch_size)
+        ]
+        failure: ChannelError | None = None
+        for chunk in chunks:
+            if failure is not None:
+                for message in chunk:
+                    outcome[message.message_id] = _not_attempted(failure)
+                continue
+            error = self._send_chunk(chunk, outcome)
+            # A permanent rejection concerns this request's messages only; throttling, an
+            # outage, an unknown outcome or refused credentials would hit the next one too.
+            if isinstance(error, RetryableError | UnknownOutcomeError | CampaignStopError):
+                failure = error
+        return outcome
+
+    def _send_chunk(self, chunk: list[OutboundEmail], outcome: BatchOutcome) -> ChannelError | None:
+        """Send one request; record each message's outcome; the whole-request failure if any."""
+        what = f"batch of {len(chunk)} starting at message {chunk[0].message_id}"
+        for attempt in (1, 2):
+            try:
+                answer = self._post(build_batch_mail(chunk), what=what)
+            except ChannelError as exc:
+                error: ChannelError = exc
+            else:
+                if 200 <= answer.status < 300:
+                    result = self._accepted(answer)
+                    for message in chunk:
+                        outcome[message.message_id] = result
+                    return None
+                rejected = _rejected_recipients(answer) if attempt == 1 else {}
+                if rejected and len(rejected) < len(chunk):
+                    for index, reason in rejected.items():
+                        message_id = chunk[index].message_id
+                        outcome[message_id] = _invalid_address(
+                            answer.status, reason, what=f"message {message_id}"
+                        )
+                    chunk = [m for i, m in enumerate(chunk) if i not in rejected]
+                    continue
+                error = self._classify(answer, what=what)
+            for message in chunk:
+                outcome[message.message_id] = error
+            return error
+        raise AssertionError("unreachable: the second attempt always returns")
+
+    def _post(self, body: dict[str, Any], *, what: str) -> HttpAnswer:
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        return self._http.post(MAIL_SEND, payload, self._headers, what=what)
+
+    def _accepted(self, answer: HttpAnswer) -> SendResult:
+        return SendResult(
+            provider_message_id=answer.headers.get("x-message-id"),
+            accepted_at=self.clock.now(),
+            raw_status=answer.status,
+        )
+
+    def _classify(self, answer: HttpAnswer, *, what: str) -> ChannelError:
+        errors = _errors(answer)
+        detail = "; ".join(
+            f"{e['field']}: {e['message']}" if e.get("field") else str(e.get("message"))
+            for e in errors
+        ) or answer.body[:200].decode(errors="replace")
+        if answer.status == 400:
+            rejected = _rejected_recipients(answer)
+            if rejected:
+                return _invalid_address(answer.status, "; ".join(rejected.values()), what=what)
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), now=self.clock.now())
+        return classify_http_status(
+            answer.status, f"{what}: {detail}", retry_after=retry_after, provider="SendGrid"
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _errors(answer: HttpAnswer) -> list[dict[str, Any]]:
+    try:
+        parsed = json.loads(answer.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return []
+    errors = parsed.get("errors") if isinstance(parsed, dict) else None
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _rejected_recipients(answer: HttpAnswer) -> dict[int, str]:
+    """Personalization index -> reason, for 400 errors whose field is a recipient address."""
+    if answer.status != 400:
+        return {}
+    rejected: dict[int, str] = {}
+    for error in _errors(answer):
+        match = _RECIPIENT_FIELD.match(str(error.get("field") or ""))
+        if match:
+            rejected[int(match.group(1))] = f"{error['field']}: {error.get('message')}"
+    return rejected
+
+
+def _invalid_address(status: int, reason: str, *, what: str) -> RecipientError:
+    return RecipientError(str(status), reason, invalid_address=True, status=status, what=what)
+
+
+def _not_attempted(failure: ChannelError) -> ChannelError:
+    if isinstance(failure, CampaignStopError):
+        return failure  # the same stop applies to every message
+    retry_after = failure.retry_after if isinstance(failure, RetryableError) else None
+    return RetryableError(
+        f"not attempted: an earlier request of the batch failed ({failure})",
+        retry_after=retry_after,
+    )
