@@ -9,6 +9,7 @@ working folder whose keys are the same names in lower case without the prefix
 from __future__ import annotations
 
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from engine.definitions.durations import Duration
 from engine.errors import ConfigError
 
 SETTINGS_FILE = "campaign.toml"
@@ -40,6 +42,11 @@ class Settings(BaseSettings):
     outbox_dir: Path = Path("outbox")
     campaigns_dir: Path = Path("campaigns")
     templates_dir: Path = Path("templates")
+    # Global frequency cap: at most this many contacts (all campaigns, all channels) per
+    # participant in any rolling window of this length; a campaign's own cap can only be
+    # stricter. CAMPAIGN_FREQUENCY_CAP_PER takes a duration such as '7d'.
+    frequency_cap_max: int = Field(default=4, ge=1)
+    frequency_cap_per: Duration = timedelta(days=7)
 
     sendgrid_api_key: str | None = _provider_alias("SENDGRID_API_KEY", "sendgrid_api_key")
     sendgrid_host: str = "https://api.sendgrid.com"

@@ -180,3 +180,100 @@ class EngineSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# --------------------------------------------------------------------------- campaign runs
+
+RUN_STATUSES = ("active", "paused", "cancelled", "completed")
+ENROLLMENT_GROUPS = ("treatment", "holdout")
+ENROLLMENT_STATES = ("active", "converted", "exited", "completed")
+CONTACT_KINDS = ("message", "call")
+
+
+class CampaignRun(Base):
+    """One launch of a campaign: a one-off launch, or one fire time of a recurring campaign.
+
+    ``status`` is what the sequencer obeys: ``active`` runs advance their enrollments;
+    ``paused`` runs keep their enrollments but nothing is sent or called until resumed;
+    ``cancelled`` runs are over for good (their open enrollments are exited) and cannot be
+    resumed; ``completed`` runs have no open enrollment left. UNIQUE(campaign, fire_key) makes
+    a repeated or concurrent launch of the same one-off campaign (fire_key ``once``) or of the
+    same cron fire time (fire_key = the fire time in ISO 8601 UTC) create one run only.
+    The definition's source text and hash are kept so that editing the file later never
+    changes what an old run did.
+    """
+
+    __tablename__ = "campaign_runs"
+    __table_args__ = (
+        UniqueConstraint("campaign", "fire_key"),
+        CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+        Index(None, "program_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(64))
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    definition_hash: Mapped[str] = mapped_column(String(64))
+    definition_source: Mapped[str] = mapped_column(Text)
+    fire_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    launched_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Filled once by the launch: every enrollment (both groups), and the holdout share of it.
+    enrolled_count: Mapped[int] = mapped_column(default=0)
+    holdout_count: Mapped[int] = mapped_column(default=0)
+
+
+class Enrollment(Base):
+    """A participant in one run, in the treatment or the holdout group.
+
+    Treatment enrollments start with ``next_action_at = enrolled_at`` and step 0; the
+    sequencer advances them. Holdout enrollments are never contacted: they start with
+    ``next_action_at`` NULL and exist so conversions can be compared against them.
+    """
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("run_id", "participant_id"),
+        CheckConstraint(_in('"group"', ENROLLMENT_GROUPS), name="group"),
+        CheckConstraint(_in("state", ENROLLMENT_STATES), name="state"),
+        # "Is this participant in (or was ever in / recently in) this campaign?"
+        Index(None, "campaign", "participant_id", "enrolled_at"),
+        # The sequencer's "what is due now" scan.
+        Index(None, "state", "next_action_at"),
+        Index(None, "participant_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"))
+    campaign: Mapped[str] = mapped_column(String(64))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
+    group: Mapped[str] = mapped_column(String(16))
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    exit_reason: Mapped[str | None] = mapped_column(Text)
+    next_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_step_index: Mapped[int] = mapped_column(default=0)
+
+
+class Contact(Base):
+    """The contact ledger: every message sent and call made, across all campaigns.
+
+    Frequency caps count rows here in a rolling window; the sending and calling work append
+    to it. ``run_id`` is NULL for contacts outside a campaign run.
+    """
+
+    __tablename__ = "contacts"
+    __table_args__ = (
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint(_in("kind", CONTACT_KINDS), name="kind"),
+        Index(None, "participant_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(8))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("campaign_runs.id", ondelete="SET NULL"))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(16))
