@@ -3,6 +3,8 @@ file, row, field or id at fault; the CLI shows them without a traceback."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class EngineError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -38,3 +40,11 @@ class DefinitionError(InputError):
         self.detail = message
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where} {field}: {message}" if field else f"{where}: {message}")
+
+
+class DefinitionErrors(InputError):
+    """Several definition errors at once; str() lists them one per line."""
+
+    def __init__(self, errors: Iterable[DefinitionError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(error) for error in self.errors))

@@ -31,7 +31,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from engine.definitions.schema import CampaignDefinition
-from engine.errors import DefinitionError, InputError, NotFoundError
+from engine.errors import DefinitionError, DefinitionErrors, InputError, NotFoundError
 
 YamlPath = tuple[str | int, ...]
 SUFFIX = ".yaml"
@@ -55,14 +55,6 @@ class LoadedDefinition:
     def line_of(self, path: YamlPath) -> int | None:
         """The line of ``path``, or of its nearest ancestor present in the file."""
         return _nearest_line(self.lines, path)
-
-
-class DefinitionErrors(InputError):
-    """Several definition errors at once; str() lists them one per line."""
-
-    def __init__(self, errors: Iterable[DefinitionError]) -> None:
-        self.errors = list(errors)
-        super().__init__("\n".join(str(error) for error in self.errors))
 
 
 def raise_errors(errors: Sequence[DefinitionError]) -> None:

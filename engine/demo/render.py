@@ -91,9 +91,32 @@ def sections(report: DemoReport) -> list[Section]:
                 ],
             )
         )
+    if report.campaigns:
+        out.append(
+            Section("Campaigns launched (as `campaign launch` would)", _campaign_rows(report))
+        )
     if report.notes:
         out.append(Section("Notes", [("", note) for note in report.notes]))
     return out
+
+
+def _campaign_rows(report: DemoReport) -> list[tuple[str, str]]:
+    rows = []
+    for c in report.campaigns:
+        excluded = ", ".join(f"{_n(e.count)} {e.reason.replace('_', ' ')}" for e in c.exclusions)
+        outcome = (
+            f"run {c.run_id}: {_n(c.treatment)} to contact, {_n(c.holdout)} holdout"
+            if c.run_id is not None
+            else f"not launched: {c.note}"
+        )
+        rows.append(
+            (
+                c.campaign,
+                f"{'/'.join(c.channels)}; audience {_n(c.audience)}"
+                f"{f' (excluded: {excluded})' if excluded else ''}; {outcome}",
+            )
+        )
+    return rows
 
 
 def render_plain(report: DemoReport) -> str:

@@ -24,12 +24,14 @@ from pydantic import ValidationError
 from engine.app import App, build_app
 from engine.clock import Clock, ensure_utc
 from engine.db import migrate
+from engine.demo.campaigns import CampaignFigures, launch_examples
 from engine.demo.generator import GeneratedDataset, generate_dataset
 from engine.demo.summary import ProgramSummary, summarize_program
 from engine.errors import ConfigError, InputError
 from engine.participants.events import import_events as import_event_file
 from engine.participants.importer import import_participants as import_participant_file
 from engine.participants.results import ImportSummary
+from engine.planning import GlobalCap
 from engine.programs import add_program
 from engine.settings import Settings
 
@@ -82,12 +84,14 @@ class DemoContext:
     now: datetime
     clock: Clock
     database_path: Path
+    campaigns_dir: Path = Path("campaigns")
     notes: list[str] = field(default_factory=list)
     app: App | None = None
     dataset: GeneratedDataset | None = None
     participants_import: ImportFigures | None = None
     events_import: ImportFigures | None = None
     summary: ProgramSummary | None = None
+    campaigns: list[CampaignFigures] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -127,6 +131,7 @@ class DemoReport:
     participants_import: ImportFigures | None
     events_import: ImportFigures | None
     summary: ProgramSummary | None
+    campaigns: list[CampaignFigures]
     steps: list[StepTiming]
     seconds: float
     notes: list[str]
@@ -236,6 +241,24 @@ def summarize(ctx: DemoContext) -> None:
         ctx.summary = summarize_program(session, PROGRAM_KEY, at=ctx.now)
 
 
+def launch_campaigns(ctx: DemoContext) -> None:
+    """Plan and launch the example campaigns, as a coordinator would with `campaign launch`."""
+    if not ctx.campaigns_dir.is_dir():
+        ctx.notes.append(
+            f"No campaigns folder at {ctx.campaigns_dir}: run the demo from the repository root "
+            "(or set CAMPAIGN_CAMPAIGNS_DIR) to launch the example campaigns."
+        )
+        return
+    app = ctx.require_app()
+    ctx.campaigns = launch_examples(
+        app.sessions,
+        ctx.campaigns_dir,
+        program_key=PROGRAM_KEY,
+        at=ctx.now,
+        cap=GlobalCap.from_settings(app.settings),
+    )
+
+
 # Later features append their steps here, after the data is in.
 STEPS: list[DemoStep] = [
     DemoStep("reset", "Preparing the demo folder", reset_folder),
@@ -245,6 +268,7 @@ STEPS: list[DemoStep] = [
     DemoStep("import-participants", "Importing participants", import_participants),
     DemoStep("import-events", "Importing activity events", import_events),
     DemoStep("summary", "Summarising the member base", summarize),
+    DemoStep("campaigns", "Planning and launching the example campaigns", launch_campaigns),
 ]
 
 
@@ -257,6 +281,7 @@ def run_demo(
     participants: int = 5000,
     seed: int = 7,
     clock: Clock,
+    campaigns_dir: Path = Path("campaigns"),
     steps: Sequence[DemoStep] | None = None,
     on_step: Callable[[DemoStep], None] | None = None,
 ) -> DemoReport:
@@ -272,6 +297,7 @@ def run_demo(
         now=ensure_utc(clock.now()),
         clock=clock,
         database_path=folder / DATABASE_FILE,
+        campaigns_dir=campaigns_dir,
     )
     timings: list[StepTiming] = []
     started = time.perf_counter()
@@ -304,6 +330,7 @@ def _report(ctx: DemoContext, timings: list[StepTiming], seconds: float) -> Demo
         participants_import=ctx.participants_import,
         events_import=ctx.events_import,
         summary=ctx.summary,
+        campaigns=list(ctx.campaigns),
         steps=timings,
         seconds=seconds,
         notes=list(ctx.notes),
@@ -323,5 +350,11 @@ def next_commands(ctx: DemoContext) -> list[str]:
     ]
     if sample is not None:
         commands.append(f"{base} participants show {sample}")
+    if ctx.campaigns:
+        first = ctx.campaigns[0].campaign
+        commands.append(f"{base} plan {first}")
+        if sample is not None:
+            commands.append(f"{base} explain {first} {sample}")
+        commands.append(f"{base} runs list")
     commands.append(f"campaign demo --participants 50000 --seed {ctx.seed + 1}")
     return commands

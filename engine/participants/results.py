@@ -1,0 +1,66 @@
+"""What an import reports: the summary, and the rejects file beside the input."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Progress = Callable[[int, int], None]  # (bytes read so far, file size)
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    read: int
+    inserted: int
+    updated: int
+    unchanged: int
+    rejected: int
+    rejects_path: Path | None
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+
+class RejectsWriter:
+    """The rejects CSV: ``line``, ``reasons`` ("; "-joined), then the original columns (JSONL:
+    the original line in ``raw``). Opened on the first reject only."""
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        self.path = path
+        self.header = ["line", "reasons", *columns]
+        self.count = 0
+        self._file: Any = None
+        self._writer: Any = None
+
+    def write(self, line: int, reasons: Sequence[str], original: Sequence[str]) -> None:
+        if self._writer is None:
+            # surrogateescape writes bytes that were not UTF-8 back exactly as they came.
+            self._file = self.path.open("w", encoding="utf-8", errors="surrogateescape", newline="")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(self.header)
+        self._writer.writerow([line, "; ".join(reasons), *original])
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        elif self.path.exists() and _is_rejects_file(self.path):
+            # Yesterday's rejects file beside today's clean import would be misleading.
+            self.path.unlink()
+
+
+def _is_rejects_file(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            return handle.readline().startswith("line,reasons")
+    except OSError:
+        return False
+
+
+def default_rejects_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.rejects.csv")

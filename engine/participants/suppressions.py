@@ -1,0 +1,175 @@
+"""Suppression lists: addresses and numbers that must not be contacted, across all programs.
+
+An entry is keyed by ``address_hash`` = SHA-256 hex of the normalised address (email:
+email-validator's normal form, lower-cased; phone: E.164), so an ``erasure`` entry can drop
+the address itself and still block a re-import of the same person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from engine.db.models import SUPPRESSION_CHANNELS, SUPPRESSION_REASONS, Suppression
+from engine.errors import InputError, NotFoundError
+from engine.participants.validation import normalise_email, normalise_phone
+
+
+@dataclass(frozen=True)
+class SuppressionView:
+    channel: str
+    address: str | None
+    address_hash: str
+    reason: str
+    source: str
+    note: str | None
+    created_at: datetime
+
+
+def normalise_address(address: str, *, default_region: str = "US") -> str:
+    """An email (anything with '@') or a phone number in its normal form; InputError if it is
+    neither."""
+    value = address.strip()
+    if "@" in value:
+        try:
+            return normalise_email(value).lower()
+        except ValueError as exc:
+            raise InputError(f"{address!r} is not an email address: {exc}") from None
+    try:
+        return normalise_phone(value, default_region)
+    except ValueError as exc:
+        raise InputError(f"{address!r} is not an email address or phone number: {exc}") from None
+
+
+def hash_normalised(normalised: str) -> str:
+    return hashlib.sha256(normalised.encode()).hexdigest()
+
+
+def address_hash(address: str, *, default_region: str = "US") -> str:
+    return hash_normalised(normalise_address(address, default_region=default_region))
+
+
+def email_hash(stored_email: str) -> str:
+    """Hash of an email as stored on a participant (already normalised except for case)."""
+    return hash_normalised(stored_email.lower())
+
+
+def _check_channel(channel: str) -> None:
+    if channel not in SUPPRESSION_CHANNELS:
+        raise InputError(f"channel {channel!r}: use one of {', '.join(SUPPRESSION_CHANNELS)}")
+
+
+def add_suppression(
+    session: Session,
+    address: str,
+    channel: str,
+    reason: str,
+    source: str,
+    note: str | None = None,
+    *,
+    at: datetime,
+    default_region: str = "US",
+) -> SuppressionView:
+    """Add (or update the reason of) a suppression. ``erasure`` keeps only the hash."""
+    _check_channel(channel)
+    if reason not in SUPPRESSION_REASONS:
+        raise InputError(f"reason {reason!r}: use one of {', '.join(SUPPRESSION_REASONS)}")
+    normalised = normalise_address(address, default_region=default_region)
+    is_email = "@" in normalised
+    if (channel == "email" and not is_email) or (channel in ("sms", "call") and is_email):
+        kind = "an email address" if is_email else "a phone number"
+        raise InputError(f"{address!r} is {kind}; it cannot be suppressed on {channel}")
+    digest = hash_normalised(normalised)
+    stored_address = None if reason == "erasure" else normalised
+    entry = session.scalar(
+        select(Suppression).where(
+            Suppression.channel == channel, Suppression.address_hash == digest
+        )
+    )
+    if entry is None:
+        entry = Suppression(
+            channel=channel,
+            address=stored_address,
+            address_hash=digest,
+            reason=reason,
+            source=source[:64],
+            note=note,
+            created_at=at,
+        )
+        session.add(entry)
+    elif entry.reason != "erasure":
+        # A stronger or newer reason replaces the old one; an erasure is never weakened.
+        entry.reason, entry.source, entry.note = reason, source[:64], note
+        entry.address = stored_address
+    session.flush()
+    return _view(entry)
+
+
+def remove_suppression(
+    session: Session, address: str, channel: str, *, default_region: str = "US"
+) -> SuppressionView:
+    """Remove one entry. An ``erasure`` entry is refused: it is the record that a person asked to
+    be forgotten, and removing it by accident would let a re-import bring them back."""
+    _check_channel(channel)
+    digest = address_hash(address, default_region=default_region)
+    entry = session.scalar(
+        select(Suppression).where(
+            Suppression.channel == channel, Suppression.address_hash == digest
+        )
+    )
+    if entry is None:
+        raise NotFoundError(f"{address!r} is not suppressed on {channel}")
+    if entry.reason == "erasure":
+        raise InputError(
+            f"{address!r} on {channel} is an erasure suppression; it cannot be removed "
+            "(the person asked to be forgotten)"
+        )
+    view = _view(entry)
+    session.execute(delete(Suppression).where(Suppression.id == entry.id))
+    return view
+
+
+def list_suppressions(
+    session: Session, channel: str | None = None, limit: int = 100
+) -> list[SuppressionView]:
+    query = select(Suppression).order_by(Suppression.created_at.desc(), Suppression.id.desc())
+    if channel is not None:
+        _check_channel(channel)
+        query = query.where(Suppression.channel == channel)
+    return [_view(s) for s in session.scalars(query.limit(limit))]
+
+
+def is_suppressed(
+    session: Session, address: str, channel: str, *, default_region: str = "US"
+) -> bool:
+    """Suppressed on ``channel`` itself or on ``all``."""
+    digest = address_hash(address, default_region=default_region)
+    return bool(suppressions_for(session, [digest], channels=(channel, "all")))
+
+
+def suppressions_for(
+    session: Session, hashes: list[str], *, channels: tuple[str, ...] | None = None
+) -> list[SuppressionView]:
+    """Entries matching any of ``hashes`` (e.g. a participant's email and phone)."""
+    if not hashes:
+        return []
+    query = select(Suppression).where(Suppression.address_hash.in_(hashes))
+    if channels is not None:
+        query = query.where(Suppression.channel.in_(channels))
+    return [_view(s) for s in session.scalars(query.order_by(Suppression.channel))]
+
+
+def _view(entry: Suppression) -> SuppressionView:
+    return SuppressionView(
+        channel=entry.channel,
+        address=entry.address,
+        address_hash=entry.address_hash,
+        reason=entry.reason,
+        source=entry.source,
+        note=entry.note,
+        created_at=entry.created_at,
+    )
