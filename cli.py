@@ -20,6 +20,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.orm import Session
 
 from engine import programs
@@ -131,7 +132,7 @@ def render_table(title: str | None, columns: Sequence[str], rows: Sequence[Seque
     for column in columns:
         table.add_column(column)
     for row in cells:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # Text: values are never read as markup
     console().print(table)
 
 
@@ -704,13 +705,6 @@ at_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
 )
 
 
-def _cell(value: Any) -> str:
-    """A table cell: rich would read '[active, inactive]' in a value as markup and drop it."""
-    from rich.markup import escape
-
-    return escape(_show_value(value))
-
-
 def _show_value(value: Any, nested: bool = False) -> str:
     if isinstance(value, dict):
         if nested:
@@ -748,7 +742,7 @@ def plan_command(state: CliState, name: str, at: str | None, as_json: bool) -> N
     render_table(
         "Excluded (each member under the first reason that applies)",
         ["reason", "why", "members"],
-        [(_cell(e.reason), _cell(e.description), e.count) for e in report.exclusions],
+        [(_show_value(e.reason), _show_value(e.description), e.count) for e in report.exclusions],
     )
     click.echo(
         f"Eligible: {report.eligible} (treatment {report.treatment}, holdout {report.holdout}"
@@ -767,7 +761,7 @@ def plan_command(state: CliState, name: str, at: str | None, as_json: bool) -> N
                 (
                     m.external_id,
                     m.group,
-                    _cell("; ".join(f"{k}: {_show_value(v)}" for k, v in m.values.items())),
+                    _show_value("; ".join(f"{k}: {_show_value(v)}" for k, v in m.values.items())),
                 )
                 for m in report.sample
             ],
@@ -862,7 +856,7 @@ def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) 
                 r.campaign,
                 r.program,
                 r.fire_key,
-                _cell(r.status + (f" ({r.status_reason})" if r.status_reason else "")),
+                _show_value(r.status + (f" ({r.status_reason})" if r.status_reason else "")),
                 r.launched_at.isoformat(timespec="minutes"),
                 r.enrolled,
                 r.holdout,

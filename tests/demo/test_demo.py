@@ -15,13 +15,16 @@ from sqlalchemy.orm import aliased
 from cli import cli
 from engine.app import App
 from engine.clock import FrozenClock
-from engine.db.models import ActivityEvent, Consent, Participant
+from engine.db.models import ActivityEvent, CampaignRun, Consent, Enrollment, Participant
+from engine.db.session import make_engine
 from engine.demo.generator import BAD_ROW_KINDS, generate_dataset
 from engine.demo.run import STEPS, DemoContext, DemoStep, run_demo
 from engine.errors import InputError
 from engine.participants.events import import_events
 from engine.participants.importer import import_participants
 from engine.testing import make_program
+
+REPO_CAMPAIGNS = Path(__file__).resolve().parents[2] / "campaigns"
 
 
 def rejected_lines(path: Path) -> dict[int, str]:
@@ -101,7 +104,7 @@ def test_run_demo_builds_its_own_database_and_reports(
     # The demo must never use the configured database.
     monkeypatch.setenv("CAMPAIGN_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nothing")
     folder = tmp_path / "demo"
-    report = run_demo(folder, participants=300, seed=3, clock=clock)
+    report = run_demo(folder, participants=300, seed=3, clock=clock, campaigns_dir=REPO_CAMPAIGNS)
 
     assert report.database == folder / "campaign.db" and report.database.exists()
     assert report.now == clock.now()
@@ -124,7 +127,7 @@ def test_run_demo_builds_its_own_database_and_reports(
     assert report.notes == []
     assert any("participants show" in command for command in report.next_commands)
 
-    again = run_demo(folder, participants=300, seed=3, clock=clock)
+    again = run_demo(folder, participants=300, seed=3, clock=clock, campaigns_dir=REPO_CAMPAIGNS)
     assert again.notes == [f"Deleted the previous demo database {folder / 'campaign.db'}."]
     assert again.summary == summary  # a fresh database: the same figures, not doubled
 
@@ -230,3 +233,43 @@ def test_cli_demo_refuses_bad_options(tmp_path: Path) -> None:
     a_file.write_text("x")
     result = runner.invoke(cli, ["demo", "--participants", "10", "--folder", str(a_file)])
     assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_demo_launches_every_example_campaign(tmp_path: Path, clock: FrozenClock) -> None:
+    report = run_demo(
+        tmp_path / "demo", participants=1500, seed=5, clock=clock, campaigns_dir=REPO_CAMPAIGNS
+    )
+    expected = sorted(path.stem for path in REPO_CAMPAIGNS.glob("*.yaml"))
+    assert sorted(c.campaign for c in report.campaigns) == expected
+    engine = make_engine(report.database_url)
+    try:
+        with engine.connect() as connection:
+            for figures in report.campaigns:
+                assert figures.run_id is not None, figures.note
+                # The figures add up: audience = excluded + eligible = excluded + both groups.
+                excluded = sum(e.count for e in figures.exclusions)
+                assert figures.audience == excluded + figures.eligible
+                assert figures.eligible == figures.treatment + figures.holdout
+                assert figures.treatment > 0
+                stored = connection.execute(
+                    select(Enrollment.group, func.count())
+                    .where(Enrollment.run_id == figures.run_id)
+                    .group_by(Enrollment.group)
+                ).all()
+                assert dict(stored) == {"treatment": figures.treatment, "holdout": figures.holdout}
+                run = connection.execute(
+                    select(CampaignRun.campaign, CampaignRun.status).where(
+                        CampaignRun.id == figures.run_id
+                    )
+                ).one()
+                assert tuple(run) == (figures.campaign, "active")
+    finally:
+        engine.dispose()
+
+
+def test_demo_without_a_campaigns_folder_says_so(tmp_path: Path, clock: FrozenClock) -> None:
+    report = run_demo(
+        tmp_path / "demo", participants=50, clock=clock, campaigns_dir=tmp_path / "none"
+    )
+    assert report.campaigns == []
+    assert any("No campaigns folder" in note for note in report.notes)
