@@ -17,6 +17,7 @@ from now until DUR ahead), before / after (an absolute ISO date or datetime).
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
@@ -45,6 +46,7 @@ PARTICIPANT_FIELDS: dict[str, Literal["text", "number", "datetime", "date"]] = {
     "enrolled_at": "datetime",
 }
 ATTRIBUTE_PREFIX = "attributes."
+_ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ -]{0,63}$")
 
 Scalar = str | int | float | Decimal | bool | date | datetime
 COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte")
@@ -112,9 +114,13 @@ class FieldCondition(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> FieldCondition:
-        if self.field not in PARTICIPANT_FIELDS and not (
-            self.field.startswith(ATTRIBUTE_PREFIX) and len(self.field) > len(ATTRIBUTE_PREFIX)
-        ):
+        if self.field.startswith(ATTRIBUTE_PREFIX):
+            # The name ends up inside a JSON path on SQLite: quotes or backslashes would break it.
+            if not _ATTRIBUTE_NAME.match(self.field[len(ATTRIBUTE_PREFIX) :]):
+                raise ValueError(
+                    f"attribute name in {self.field!r}: use letters, digits, '_', '-' or spaces"
+                )
+        elif self.field not in PARTICIPANT_FIELDS:
             known = ", ".join(sorted(PARTICIPANT_FIELDS))
             raise ValueError(f"unknown field {self.field!r}; use one of {known} or attributes.NAME")
         set_ops = [op for op in FIELD_OPERATORS if self.operand_of(op) is not None]
