@@ -953,6 +953,67 @@ def cancel_command(state: CliState, run: int, reason: str | None, as_json: bool)
     _status_change(change, as_json)
 
 
+# ------------------------------------------------ templates: preview
+
+
+@cli.command("preview")
+@click.argument("name")
+@click.argument("step")
+@click.argument("external_id")
+@click.option(
+    "--variant",
+    help="A/B steps: render this variant [default: the member's own variant, assigned "
+    "deterministically by weight, as the sender does].",
+)
+@json_option
+@pass_state
+def preview_command(
+    state: CliState, name: str, step: str, external_id: str, variant: str | None, as_json: bool
+) -> None:
+    """Show exactly what member EXTERNAL_ID would receive for STEP of campaign NAME, in their
+    locale: email subject, headers, text and HTML; SMS body, encoding and segments; or the
+    call script. Sends nothing."""
+    from engine.definitions.loader import load_campaign
+    from engine.preview import preview
+
+    loaded = load_campaign(state.settings.campaigns_dir, name)
+    with transaction(state) as session:
+        result = preview(
+            session, loaded, step, external_id, settings=state.settings, variant=variant
+        )
+    if as_json:
+        emit_json(result)
+        return
+    chosen = f", variant {result.variant}" if result.variant else ""
+    click.echo(
+        f"{result.campaign} / {result.step} ({result.channel}, template {result.template}"
+        f"{chosen}) for {result.external_id}, locale {result.locale or 'default'}"
+    )
+    if result.email is not None:
+        email = result.email
+        for key, value in email["headers"].items():
+            click.echo(f"{key}: {value}")
+        if email["template_id"]:
+            click.echo(f"SendGrid dynamic template {email['template_id']} with data:")
+            click.echo(json.dumps(email["dynamic_template_data"], indent=2, ensure_ascii=False))
+        else:
+            click.echo(f"Subject: {email['subject']}")
+            click.echo("\n--- text ---")
+            click.echo(email["text"])
+            click.echo("--- html ---")
+            click.echo(email["html"])
+    if result.sms is not None:
+        sms = result.sms
+        click.echo(
+            f"{sms['characters']} characters, {sms['encoding']}, {sms['segments']} segment(s)"
+        )
+        click.echo(sms["body"])
+    if result.call is not None:
+        click.echo(result.call["script"])
+    for note in result.notes:
+        click.echo(f"note: {note}")
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -3,12 +3,17 @@
 Per file: the schema (through the loader, with file:line errors); every referenced template
 exists (all three email parts for the default locale) and parses as Jinja2 in the same
 sandbox the sender uses; templates use only the variables the sender provides; marketing
-email carries the unsubscribe link and postal address; the audience and exclusion filters
-compile to SQL for SQLite and PostgreSQL (``engine.audience.compile_audience``).
+email carries the unsubscribe link and postal address; every template file (each locale
+variant) RENDERS, with the sender's renderer (``engine.templates``), for a sample participant
+with every documented field set, so a misspelt attribute fails here with file and line and
+never at send time; the audience and exclusion filters compile to SQL for SQLite and
+PostgreSQL (``engine.audience.compile_audience``).
 
 Warnings (printed, never failing): a locale variant that lacks some email parts (those parts
 fall back to the default locale), an SMS whose fixed text alone already exceeds
-``sms_max_segments``, a first SMS without opt-out wording.
+``sms_max_segments``, or one that does when rendered for the sample participant (with the
+opt-out notice the renderer adds to a first SMS; sizes are kept in ``FileReport.sms``), a first
+SMS without opt-out wording.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
-from jinja2.sandbox import SandboxedEnvironment
 
 from engine.definitions.filters import AllOf, AnyOf, Filter, Not
 from engine.definitions.loader import (
@@ -36,6 +40,14 @@ from engine.definitions.loader import (
 )
 from engine.definitions.schema import SENDGRID_TEMPLATE, Step
 from engine.errors import DefinitionError, EngineError
+from engine.templates import (
+    SAMPLE_POSTAL_ADDRESS,
+    SAMPLE_PUBLIC_URL,
+    Renderer,
+    TemplateError,
+    sample_context,
+    sms_size,
+)
 
 EMAIL_PARTS = ("subject", "html", "txt")
 LOCALE = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?$")
@@ -59,6 +71,13 @@ class TemplateSet:
     name: str
     default: dict[str, Path]
     locales: dict[str, dict[str, Path]]
+
+    def located(self) -> list[tuple[str | None, Path]]:
+        """(locale or None for the default, file) of every file, default first."""
+        files: list[tuple[str | None, Path]] = [(None, p) for p in self.default.values()]
+        for locale, parts in sorted(self.locales.items()):
+            files.extend((locale, p) for p in parts.values())
+        return files
 
     def all_files(self) -> list[Path]:
         files = list(self.default.values())
@@ -87,6 +106,17 @@ def find_templates(templates_dir: Path, channel: str, name: str) -> TemplateSet:
     return TemplateSet(channel, name, default, locales)
 
 
+@dataclass(frozen=True)
+class SmsReport:
+    """An SMS template's size when rendered for the sample participant."""
+
+    path: str
+    locale: str | None
+    characters: int
+    encoding: str
+    segments: int
+
+
 @dataclass
 class FileReport:
     """The outcome for one campaign file."""
@@ -96,6 +126,8 @@ class FileReport:
     content_hash: str | None = None
     errors: list[DefinitionError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Each SMS template rendered for the sample participant (kept out of as_dict's JSON).
+    sms: list[SmsReport] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -157,6 +189,7 @@ def validate_campaigns(
         else:
             report.name = loaded.name
             report.content_hash = loaded.content_hash
+            checker.sms_sizes = report.sms
             report.errors.extend(checker.check(loaded, report.warnings))
             if compiler is not None:
                 report.errors.extend(check_audience(loaded, at=at, compile_=compiler))
@@ -172,8 +205,15 @@ class _TemplateChecker:
 
     def __init__(self, templates_dir: Path) -> None:
         self.templates_dir = templates_dir
-        self.env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+        self.renderer = Renderer(
+            templates_dir, postal_address=SAMPLE_POSTAL_ADDRESS, public_url=SAMPLE_PUBLIC_URL
+        )
+        # The sender's own environment: same sandbox, same filters (`number`, `date`).
+        self.env = self.renderer.env
         self._parsed: dict[Path, DefinitionError | jinja2.nodes.Template] = {}
+        self._rendered: dict[Path, DefinitionError | str] = {}
+        # Rendered SMS sizes of the file being checked (reset per file by the caller).
+        self.sms_sizes: list[SmsReport] = []
 
     def check(self, loaded: LoadedDefinition, warnings: list[str]) -> list[DefinitionError]:
         errors: list[DefinitionError] = []
@@ -215,11 +255,36 @@ class _TemplateChecker:
                         f"{locale} recipients get the default locale's"
                     )
         used_by = f"{loaded.path}:{line} {field_name}"
-        for path in found.all_files():
-            errors.extend(self._check_file(path, step.channel, used_by))
+        rendered: dict[Path, str] = {}
+        for file_locale, path in found.located():
+            file_errors = self._check_file(path, step.channel, used_by)
+            if not file_errors:
+                # Render against a sample participant with every documented field, so a
+                # misspelt attribute fails here with file and line, never at send time.
+                outcome = self._render(path, step.channel, file_locale)
+                if isinstance(outcome, DefinitionError):
+                    file_errors.append(_used_by(outcome, used_by))
+                else:
+                    rendered[path] = outcome
+            errors.extend(file_errors)
         if step.channel == "sms":
-            self._segment_warnings(loaded, found, warnings)
+            first = step is next(s for s in loaded.definition.steps if s.channel == "sms")
+            self._segment_warnings(loaded, found, warnings, rendered, first)
         return errors
+
+    def _render(self, path: Path, channel: str, locale: str | None) -> DefinitionError | str:
+        """The file rendered for the sample participant (once per validate run)."""
+        if path not in self._rendered:
+            try:
+                text = self.renderer.render_file(path, sample_context(channel, locale))
+                if path.name.endswith(".subject.j2") and "\n" in text.strip():
+                    raise TemplateError(
+                        str(path), None, "the subject renders to more than one line"
+                    )
+                self._rendered[path] = text
+            except TemplateError as exc:
+                self._rendered[path] = DefinitionError(exc.path, exc.line, "", exc.problem)
+        return self._rendered[path]
 
     def _parse(self, path: Path) -> DefinitionError | jinja2.nodes.Template:
         if path not in self._parsed:
@@ -237,7 +302,12 @@ class _TemplateChecker:
         if isinstance(parsed, DefinitionError):
             return [_used_by(parsed, used_by)]
         source = path.read_text(encoding="utf-8")
-        names = jinja2.meta.find_undeclared_variables(parsed)
+        try:
+            names = jinja2.meta.find_undeclared_variables(parsed)
+        except jinja2.TemplateAssertionError as exc:  # e.g. an unknown filter
+            return [
+                DefinitionError(str(path), exc.lineno, "", f"{exc.message} (used by {used_by})")
+            ]
         allowed = CONTEXT_VARIABLES[channel]
         errors = [
             DefinitionError(
@@ -264,16 +334,37 @@ class _TemplateChecker:
         return errors
 
     def _segment_warnings(
-        self, loaded: LoadedDefinition, found: TemplateSet, warnings: list[str]
+        self,
+        loaded: LoadedDefinition,
+        found: TemplateSet,
+        warnings: list[str],
+        rendered: dict[Path, str],
+        first_sms: bool,
     ) -> None:
         limit = loaded.definition.sms_max_segments
-        for path in found.all_files():
+        for locale, path in found.located():
             text = _fixed_text(path.read_text(encoding="utf-8"))
             segments = sms_segments(text)
             if segments > limit:
                 warnings.append(
                     f"{path}: the fixed text alone is {len(text)} characters, {segments} SMS "
                     f"segments (sms_max_segments is {limit})"
+                )
+                continue
+            if path not in rendered:
+                continue
+            # What a sample participant would receive, opt-out notice included.
+            sms = self.renderer.finish_sms(
+                rendered[path], locale, first_in_campaign=first_sms, opt_out_notice=True
+            )
+            self.sms_sizes.append(
+                SmsReport(str(path), locale, sms.characters, sms.encoding, sms.segments)
+            )
+            if sms.segments > limit:
+                warnings.append(
+                    f"{path}: rendered for a sample participant it is {sms.characters} "
+                    f"characters ({sms.encoding}), {sms.segments} SMS segments "
+                    f"(sms_max_segments is {limit})"
                 )
 
     def _opt_out_warning(
@@ -316,11 +407,6 @@ def _line_of_name(source: str, name: str) -> int | None:
 
 # --------------------------------------------------------------------------- SMS length
 
-_GSM7 = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM7_EXTENDED = set("^{}\\[~]|€")
 _EXPRESSION = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 
 
@@ -331,15 +417,7 @@ def _fixed_text(source: str) -> str:
 
 def sms_segments(text: str) -> int:
     """Segments an SMS of this text takes: GSM-7 160 / 153 per part, else UCS-2 70 / 67."""
-    if all(char in _GSM7 or char in _GSM7_EXTENDED for char in text):
-        units = sum(2 if char in _GSM7_EXTENDED else 1 for char in text)
-        single, multi = 160, 153
-    else:
-        units = sum(2 if ord(char) > 0xFFFF else 1 for char in text)
-        single, multi = 70, 67
-    if units <= single:
-        return 1
-    return -(-units // multi)
+    return sms_size(text).segments
 
 
 # --------------------------------------------------------------------------- audience

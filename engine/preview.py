@@ -1,0 +1,165 @@
+"""`campaign preview`: exactly what one participant would receive for one step of a campaign."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import Participant
+from engine.definitions.loader import LoadedDefinition
+from engine.definitions.schema import Step, Variant
+from engine.errors import InputError, NotFoundError
+from engine.programs import get_program
+from engine.sampling import BUCKETS, bucket, salt
+from engine.settings import Settings
+from engine.templates import Renderer, message_context
+from engine.unsubscribe import UnsubscribeSigner, signing_key
+
+
+def variant_salt(campaign: str, step_id: str) -> int:
+    """Per-step salt: the A/B split of one step is independent of the holdout and other steps."""
+    return salt(f"{campaign}\x1fstep\x1f{step_id}")
+
+
+def assign_variant(
+    variants: list[Variant], sample_key: int, campaign: str, step_id: str
+) -> Variant:
+    """The participant's variant: buckets 0..9999 split in proportion to the weights."""
+    point = bucket(sample_key, variant_salt(campaign, step_id))
+    total = sum(variant.weight for variant in variants)
+    upper = 0
+    for variant in variants:
+        upper += variant.weight
+        if point * total < upper * BUCKETS:
+            return variant
+    return variants[-1]
+
+
+@dataclass
+class Preview:
+    campaign: str
+    program: str
+    step: str
+    channel: str
+    external_id: str
+    locale: str | None
+    template: str
+    variant: str | None
+    email: dict[str, Any] | None = None
+    sms: dict[str, Any] | None = None
+    call: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _step(loaded: LoadedDefinition, step_id: str) -> Step:
+    try:
+        return loaded.definition.step(step_id)
+    except KeyError:
+        known = ", ".join(step.id for step in loaded.definition.steps)
+        raise NotFoundError(
+            f"campaign {loaded.name} has no step {step_id!r} (steps: {known})"
+        ) from None
+
+
+def preview(
+    session: Session,
+    loaded: LoadedDefinition,
+    step_id: str,
+    external_id: str,
+    *,
+    settings: Settings,
+    variant: str | None = None,
+) -> Preview:
+    """Render step ``step_id`` of ``loaded`` for participant ``external_id`` in their locale.
+    A/B steps use ``variant`` when given, else the participant's deterministic variant."""
+    definition = loaded.definition
+    step = _step(loaded, step_id)
+    program = get_program(session, definition.program)
+    participant = session.scalar(
+        select(Participant).where(
+            Participant.program_id == program.id, Participant.external_id == external_id
+        )
+    )
+    if participant is None:
+        raise NotFoundError(f"no participant {external_id!r} in program {program.key}")
+
+    chosen: str | None = None
+    if step.variants is not None:
+        if variant is None:
+            picked = assign_variant(step.variants, participant.sample_key, loaded.name, step.id)
+        else:
+            found = [v for v in step.variants if v.name == variant]
+            if not found:
+                names = ", ".join(v.name for v in step.variants)
+                raise InputError(f"step {step.id} has no variant {variant!r} (variants: {names})")
+            picked = found[0]
+        chosen, template = picked.name, picked.template
+    elif variant is not None:
+        raise InputError(f"step {step.id} is not an A/B test; it has no variants")
+    else:
+        named = step.script if step.channel == "call" else step.template
+        assert named is not None  # the schema requires one for the step's channel
+        template = named
+
+    signer = UnsubscribeSigner(signing_key(session, settings)) if step.channel == "email" else None
+    renderer = Renderer(
+        settings.templates_dir,
+        postal_address=settings.postal_address,
+        public_url=settings.public_url,
+        unsubscribe_signer=signer,
+    )
+    url = renderer.unsubscribe_url(participant.id) if step.channel == "email" else None
+    context = message_context(participant, program, definition, step, unsubscribe_url=url)
+    locale = participant.locale
+    result = Preview(
+        campaign=loaded.name,
+        program=program.key,
+        step=step.id,
+        channel=step.channel,
+        external_id=external_id,
+        locale=locale,
+        template=template,
+        variant=chosen,
+    )
+    if step.channel == "email":
+        email = renderer.render_email(template, context, locale)
+        result.email = {
+            "subject": email.subject,
+            "headers": email.headers,
+            "text": email.text,
+            "html": email.html,
+            "template_id": email.template_id,
+            "dynamic_template_data": email.dynamic_template_data,
+        }
+        if email.footer_added:
+            result.notes.append(
+                "the template lacks the unsubscribe link or postal address: "
+                "the compliance footer was added"
+            )
+    elif step.channel == "sms":
+        first_sms = next(s for s in definition.steps if s.channel == "sms")
+        sms = renderer.render_sms(template, context, locale, first_in_campaign=first_sms is step)
+        result.sms = {
+            "body": sms.body,
+            "encoding": sms.encoding,
+            "segments": sms.segments,
+            "characters": sms.characters,
+        }
+        if sms.notice_added:
+            result.notes.append("first SMS of the campaign: the opt-out notice was added")
+        if sms.segments > definition.sms_max_segments:
+            result.notes.append(
+                f"{sms.segments} segments: more than sms_max_segments "
+                f"({definition.sms_max_segments})"
+            )
+    else:
+        result.call = {
+            "script": renderer.render_call_script(template, context, locale),
+            "talking_points": list(step.talking_points),
+            "offer": step.offer,
+            "cross_sell": step.cross_sell,
+        }
+    return result
