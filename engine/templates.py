@@ -383,6 +383,10 @@ _CONTEXT_FIELDS: dict[type, frozenset[str]] = {
 }
 
 
+def _blank_none(value: Any) -> Any:
+    return "" if value is None else value
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The sandbox with a fast path for our own context objects: a field of them is safe by
     construction. Checking each access generically cost half the render time of an email."""
@@ -420,6 +424,8 @@ class Renderer:
             auto_reload=False,  # no stat() per message; a Renderer sees files as they were
             cache_size=-1,
             keep_trailing_newline=False,
+            # A field the member's record leaves empty prints as nothing, never as "None".
+            finalize=_blank_none,
         )
         self.env.filters["number"] = number_filter
         self.env.filters["date"] = date_filter

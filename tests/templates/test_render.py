@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from pathlib import Path
 
@@ -310,7 +311,7 @@ def test_message_context_from_an_object_and_missing_attributes(tmp_path: Path) -
     )
     script = renderer(tmp_path).render_call_script("ctx", context, "zh")
     assert script == (
-        "there|Downtown|None|1,234,567|2026年3月2日|2026-03-02|Gold Club|winback|call-1"
+        "there|Downtown||1,234,567|2026年3月2日|2026-03-02|Gold Club|winback|call-1"
     )
 
 
@@ -350,3 +351,11 @@ def test_compiled_templates_are_cached(tmp_path: Path) -> None:
     path.write_text("two STOP", encoding="utf-8")  # not re-read: compiled once per renderer
     assert r.resolve("sms", "c", "es", "txt") is first
     assert r.render_sms("c", {}, "es", first_in_campaign=True).body == "one STOP"
+
+
+def test_an_empty_field_prints_as_nothing_not_none(tmp_path: Path) -> None:
+    write(tmp_path, "sms/exp.txt.j2", "Points expire on {{ participant.points_expire_at }}.")
+    context = sample_context("sms")
+    context["participant"] = dataclasses.replace(context["participant"], points_expire_at=None)
+    sms = renderer(tmp_path).render_sms("exp", context, None, first_in_campaign=False)
+    assert sms.body == "Points expire on ."
