@@ -105,11 +105,11 @@ def test_secret_key_setting_wins_and_stores_nothing(app: App) -> None:
     assert _stored_rows(app) == 1  # only the generated one, from the last call
 
 
+# SQLite serialises writers with a database lock; the race is PostgreSQL's.
 @pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_processes_racing_agree_on_one_key(app: App) -> None:
     """The second inserter waits on the first's uncommitted row, then reads the winner."""
-    if app.settings.is_sqlite:
-        pytest.skip("SQLite serialises writers with a database lock; the race is PostgreSQL's")
     results: dict[str, bytes] = {}
     with app.sessions() as first, first.begin():
         results["first"] = signing_key(first, app.settings)  # inserted, not yet committed
