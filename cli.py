@@ -270,7 +270,6 @@ def programs_list(state: CliState, as_json: bool) -> None:
 
 
 # ------------------------------------------------ participants, events, suppressions
-# (add this section's commands below this line)
 
 
 @contextmanager
@@ -584,7 +583,6 @@ def suppress_list(state: CliState, channel: str | None, limit: int, as_json: boo
 
 
 # ------------------------------------------------ demo
-# (add this section's commands below this line)
 
 
 @cli.command("demo")
@@ -637,7 +635,6 @@ def demo(state: CliState, participants: int, seed: int, folder: Path, as_json: b
 
 
 # ------------------------------------------------ campaign definitions: validate
-# (add this section's commands below this line)
 
 
 @cli.command("validate")
@@ -674,7 +671,6 @@ def validate_command(state: CliState, files: tuple[Path, ...], as_json: bool) ->
 
 
 # ------------------------------------------------ audiences, plan, explain, launch, runs
-# (add this section's commands below this line)
 
 
 def _campaign(state: CliState, name: str) -> Any:
