@@ -9,9 +9,12 @@ from typing import Any
 
 import yaml
 from pydantic import TypeAdapter
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from engine import sampling
 from engine.app import App
+from engine.db.models import Participant, Program
 from engine.definitions.filters import Filter
 from engine.definitions.loader import LoadedDefinition, parse_definition
 
@@ -45,3 +48,24 @@ def unit(app: App) -> Iterator[Session]:
     """One committed unit of work."""
     with app.sessions() as session, session.begin():
         yield session
+
+
+def insert_members(app: App, program: Program, n: int) -> None:
+    """``n`` active members M00000.. with an email, inserted in one statement."""
+    rows = [
+        {
+            "program_id": program.id,
+            "external_id": f"M{i:05d}",
+            "email": f"m{i}@example.com",
+            "status": "active",
+            "points_balance": 0,
+            "points_expiring": 0,
+            "attributes": {},
+            "sample_key": sampling.sample_key(program.key, f"M{i:05d}"),
+            "created_at": TEST_NOW,
+            "updated_at": TEST_NOW,
+        }
+        for i in range(n)
+    ]
+    with unit(app) as s:
+        s.execute(insert(Participant), rows)

@@ -8,37 +8,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
-from engine import planning, sampling
+from engine import planning
 from engine.app import App, build_app
-from engine.db.models import CampaignRun, Enrollment, Participant, Program
+from engine.db.models import CampaignRun, Enrollment, Program
 from engine.errors import InputError, NotFoundError
 from engine.testing import make_participant
 
-from .helpers import TEST_NOW, definition, unit
+from .helpers import TEST_NOW, definition, insert_members, unit
 
 DAY = timedelta(days=1)
-
-
-def _members(app: App, program: Program, n: int) -> None:
-    rows = [
-        {
-            "program_id": program.id,
-            "external_id": f"M{i:05d}",
-            "email": f"m{i}@example.com",
-            "status": "active",
-            "points_balance": 0,
-            "points_expiring": 0,
-            "attributes": {},
-            "sample_key": sampling.sample_key(program.key, f"M{i:05d}"),
-            "created_at": TEST_NOW,
-            "updated_at": TEST_NOW,
-        }
-        for i in range(n)
-    ]
-    with unit(app) as s:
-        s.execute(insert(Participant), rows)
 
 
 def _enrollment_counts(app: App) -> tuple[int, int]:
@@ -50,7 +30,7 @@ def _enrollment_counts(app: App) -> tuple[int, int]:
 
 
 def test_launch_creates_a_run_and_enrollments(app: App, program: Program) -> None:
-    _members(app, program, 200)
+    insert_members(app, program, 200)
     with unit(app) as s:
         make_participant(s, program, at=TEST_NOW, external_id="out", status="closed")
     loaded = definition(holdout_percent=20)
@@ -75,7 +55,7 @@ def test_launch_creates_a_run_and_enrollments(app: App, program: Program) -> Non
 
 
 def test_launching_twice_makes_one_run(app: App, program: Program) -> None:
-    _members(app, program, 50)
+    insert_members(app, program, 50)
     loaded = definition()
     with unit(app) as s:
         first = planning.launch(s, loaded, at=TEST_NOW)
@@ -123,7 +103,7 @@ def _race(app: App, jobs: list[tuple[Any, datetime]]) -> list[Any]:
 
 
 def test_concurrent_launches_enroll_nobody_twice(app: App, program: Program) -> None:
-    _members(app, program, 500)
+    insert_members(app, program, 500)
     loaded = definition(holdout_percent=10)
     results = _race(app, [(loaded, TEST_NOW)] * 4)
     assert sorted(r.created for r in results) == [False, False, False, True]
@@ -134,7 +114,7 @@ def test_concurrent_launches_enroll_nobody_twice(app: App, program: Program) -> 
 def test_concurrent_fire_times_respect_reentry(app: App, program: Program) -> None:
     """Two cron jobs launching different fire times at once: the advisory lock (PostgreSQL)
     or the write lock (SQLite) makes the second see the first's enrollments."""
-    _members(app, program, 300)
+    insert_members(app, program, 300)
     loaded = definition(name="weekly", schedule=WEEKLY, reentry="once")
     results = _race(app, [(loaded, TEST_NOW), (loaded, TEST_NOW + 7 * DAY)])
     assert all(r.created for r in results)
@@ -227,7 +207,7 @@ def test_an_open_enrollment_blocks_the_next_fire_time(app: App, program: Program
 
 
 def test_launch_due_launches_what_is_due_once(app: App, program: Program) -> None:
-    _members(app, program, 10)
+    insert_members(app, program, 10)
     weekly = definition(name="weekly", schedule=WEEKLY)
     due = definition(name="due-now", schedule={"start": (TEST_NOW - DAY).isoformat()})
     later = definition(name="later", schedule={"start": (TEST_NOW + DAY).isoformat()})
@@ -251,7 +231,7 @@ def test_launch_due_launches_what_is_due_once(app: App, program: Program) -> Non
 
 
 def test_a_campaign_without_program_needs_a_single_program(app: App, program: Program) -> None:
-    _members(app, program, 3)
+    insert_members(app, program, 3)
     loaded = definition(program=None)
     with unit(app) as s:
         assert planning.plan(s, loaded, at=TEST_NOW).eligible == 3

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from engine import planning, sampling
 from engine.app import App
@@ -22,7 +22,7 @@ from engine.db.models import (
 from engine.errors import NotFoundError
 from engine.testing import make_consent, make_event, make_participant
 
-from .helpers import TEST_NOW, definition, unit
+from .helpers import TEST_NOW, definition, insert_members, unit
 
 DAY = timedelta(days=1)
 
@@ -260,23 +260,7 @@ def test_plan_refuses_an_unknown_program(app: App, program: Program) -> None:
 
 def test_holdout_is_deterministic_and_close_to_the_share(app: App, program: Program) -> None:
     n = 3000
-    rows = [
-        {
-            "program_id": program.id,
-            "external_id": f"M{i:05d}",
-            "email": f"m{i}@example.com",
-            "status": "active",
-            "points_balance": 0,
-            "points_expiring": 0,
-            "attributes": {},
-            "sample_key": sampling.sample_key(program.key, f"M{i:05d}"),
-            "created_at": TEST_NOW,
-            "updated_at": TEST_NOW,
-        }
-        for i in range(n)
-    ]
-    with unit(app) as s:
-        s.execute(insert(Participant), rows)
+    insert_members(app, program, n)
     loaded = definition(holdout_percent=12.5)
     salt = planning.holdout_salt("test-campaign")
     with unit(app) as s:
@@ -284,7 +268,10 @@ def test_holdout_is_deterministic_and_close_to_the_share(app: App, program: Prog
         bucket = planning.holdout_bucket_sql(Participant.sample_key, salt)
         sql_buckets = dict(s.execute(select(Participant.external_id, bucket)).all())
     # SQL and Python agree on every member, so every database puts them in the same group.
-    assert sql_buckets == {r["external_id"]: sampling.bucket(r["sample_key"], salt) for r in rows}
+    ids = [f"M{i:05d}" for i in range(n)]
+    assert sql_buckets == {
+        i: sampling.bucket(sampling.sample_key(program.key, i), salt) for i in ids
+    }
     expected = sum(1 for b in sql_buckets.values() if b < 1250)
     assert report.holdout == expected
     assert report.treatment + report.holdout == n
