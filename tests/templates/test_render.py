@@ -310,9 +310,7 @@ def test_message_context_from_an_object_and_missing_attributes(tmp_path: Path) -
         Row(), "Gold Club", {"name": "winback", "description": "d"}, {"id": "call-1"}
     )
     script = renderer(tmp_path).render_call_script("ctx", context, "zh")
-    assert script == (
-        "there|Downtown||1,234,567|2026年3月2日|2026-03-02|Gold Club|winback|call-1"
-    )
+    assert script == ("there|Downtown||1,234,567|2026年3月2日|2026-03-02|Gold Club|winback|call-1")
 
 
 @pytest.mark.parametrize(
