@@ -277,3 +277,194 @@ class Contact(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("campaign_runs.id", ondelete="SET NULL"))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     kind: Mapped[str] = mapped_column(String(16))
+
+
+# --------------------------------------------------------------------------- outbox
+
+MESSAGE_CHANNELS = ("email", "sms")
+# engine/outbox_status.py holds the transitions between these; see DESIGN.md "Outbox states".
+OUTBOX_STATUSES = (
+    "queued",
+    "sending",
+    "sent",
+    "delivered",
+    "bounced",
+    "failed",
+    "skipped",
+    "unknown",
+)
+
+
+class OutboxMessage(Base):
+    """One email or SMS of one step for one enrollment, from rendering to its last provider event.
+
+    UNIQUE(enrollment_id, step_id) is what makes "never sent twice" hold however many
+    sequencers race. ``uid`` is our message id: it travels in SendGrid ``custom_args`` and in
+    the Twilio status callback URL, so provider events find their row. ``content`` holds the
+    rendered message exactly as it will be sent (subject/html/text/headers, or the SMS body).
+    ``not_before`` is the earliest instant it may go (the step's due time, later when the
+    send window or the cap says wait, or a retry's backoff). A dispatcher's claim is a lease:
+    ``claimed_by`` until ``claimed_until``.
+    """
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_id"),
+        UniqueConstraint("uid"),
+        CheckConstraint(_in("channel", MESSAGE_CHANNELS), name="channel"),
+        CheckConstraint(_in("status", OUTBOX_STATUSES), name="status"),
+        # The dispatcher's "what may go now" scan.
+        Index(None, "status", "not_before"),
+        Index(None, "provider_message_id"),
+        # Reports: funnel per run and step.
+        Index(None, "run_id", "step_id", "status"),
+        Index(None, "participant_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
+    campaign: Mapped[str] = mapped_column(String(64))
+    step_id: Mapped[str] = mapped_column(String(64))
+    step_index: Mapped[int] = mapped_column()
+    variant: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(8))
+    template: Mapped[str] = mapped_column(String(128))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    to_address: Mapped[str | None] = mapped_column(String(320))
+    content: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    provider: Mapped[str | None] = mapped_column(String(16))
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MessageEvent(Base):
+    """What a provider told us: a delivery event, an open or click, an opt-out, an inbound reply.
+
+    UNIQUE(provider, provider_event_id) makes a replayed webhook batch change nothing.
+    ``outbox_id`` is NULL for events about no message of ours (an inbound SMS, say);
+    ``participant_id`` is set whenever the sender or recipient is known.
+    """
+
+    __tablename__ = "message_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_event_id"),
+        Index(None, "outbox_id"),
+        # Sequence conditions ask "did this participant reply/open since <t>?".
+        Index(None, "participant_id", "event", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    outbox_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox_messages.id", ondelete="SET NULL")
+    )
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("participants.id", ondelete="CASCADE")
+    )
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_event_id: Mapped[str] = mapped_column(String(128))
+    event: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
+
+
+# --------------------------------------------------------------------------- call tasks
+
+CALL_TASK_KINDS = ("campaign", "callback", "follow_up")
+CALL_TASK_STATUSES = ("open", "claimed", "closed")
+
+
+class CallTask(Base):
+    """Work on an agent's call list: a call step of a campaign, a callback, or a follow-up of
+    an inbound reply. UNIQUE(enrollment_id, step_id) gives one campaign task per step; callbacks
+    and follow-ups have no step (NULLs never collide). ``reached_at`` is set when an agent
+    spoke with the participant (the ``not_reached_by_phone`` step condition reads it)."""
+
+    __tablename__ = "call_tasks"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_id"),
+        CheckConstraint(_in("kind", CALL_TASK_KINDS), name="kind"),
+        CheckConstraint(_in("status", CALL_TASK_STATUSES), name="status"),
+        Index(None, "status", "due_at"),
+        Index(None, "participant_id"),
+        Index(None, "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="campaign")
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollments.id", ondelete="CASCADE")
+    )
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
+    campaign: Mapped[str | None] = mapped_column(String(64))
+    step_id: Mapped[str | None] = mapped_column(String(64))
+    step_index: Mapped[int | None] = mapped_column()
+    script: Mapped[str | None] = mapped_column(String(128))
+    team: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    close_reason: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reached_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --------------------------------------------------------------------------- conversions
+
+CONVERSION_SOURCES = ("import", "webhook", "call")
+
+
+class Conversion(Base):
+    """A goal event of an enrolled participant inside the campaign's attribution window.
+
+    One per enrollment (the first goal event counts), in either group: holdout conversions are
+    the baseline of the lift. ``first_touch``/``last_touch`` are the contacts before the event
+    (channel, step, variant, agent, message or call task id, when); NULL when none was made.
+    """
+
+    __tablename__ = "conversions"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id"),
+        CheckConstraint(_in("source", CONVERSION_SOURCES), name="source"),
+        Index(None, "run_id", "group"),
+        Index(None, "participant_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
+    campaign: Mapped[str] = mapped_column(String(64))
+    group: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("activity_events.id", ondelete="SET NULL")
+    )
+    event_type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    points: Mapped[int | None] = mapped_column()
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    source: Mapped[str] = mapped_column(String(16))
+    first_touch: Mapped[dict[str, Any] | None] = mapped_column(JSONDict)
+    last_touch: Mapped[dict[str, Any] | None] = mapped_column(JSONDict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
