@@ -79,13 +79,17 @@ from engine.definitions.durations import format_duration
 from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import CampaignDefinition
 from engine.errors import EngineError, InputError, NotFoundError
+from engine.policy.gate import ConsentRules
 from engine.programs import get_program
 from engine.settings import Settings
 
 _S = TypeVar("_S", bound=Select)
 
-# Whether a channel needs an explicit opt-in (True) or is allowed unless opted out (False).
-CONSENT_REQUIRED: Mapping[str, bool] = {"email": False, "sms": True, "call": True}
+# Whether a channel needs an explicit opt-in (True) or is allowed unless opted out (False):
+# the send-time gate's defaults, so planning and sending can never disagree.
+CONSENT_REQUIRED: Mapping[str, bool] = {
+    channel: ConsentRules().requires_opt_in(channel) for channel in ("email", "sms", "call")
+}
 ONE_OFF_KEY = "once"
 # Run statuses whose open enrollments still count as "in the campaign".
 OPEN_RUN_STATUSES = ("active", "paused")
