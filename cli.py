@@ -315,6 +315,7 @@ def _run_import(
 
     app = state.app()
     run = import_participants if kind == "participants" else import_events
+    imported_at = app.clock.now()
     with _import_progress(file, as_json) as progress:
         summary = run(
             app,
@@ -322,7 +323,7 @@ def _run_import(
             program_key=program,
             fmt=fmt,
             rejects_path=rejects,
-            at=app.clock.now(),
+            at=imported_at,
             progress=progress,
         )
     result = {
@@ -330,6 +331,10 @@ def _run_import(
         **to_jsonable(summary),
         "rows_per_second": round(summary.rows_per_second),
     }
+    if kind == "events":  # the new events may be conversions of enrolled members
+        from engine.conversions import match_imported
+
+        result["conversions"] = match_imported(app, imported_at=imported_at, at=imported_at)
     if as_json:
         emit_json(result)
         return
@@ -340,6 +345,8 @@ def _run_import(
     )
     if summary.rejects_path is not None:
         click.echo(f"rejected rows and their reasons: {summary.rejects_path}")
+    if "conversions" in result:
+        click.echo(f"conversions matched: {result['conversions']}")
 
 
 _format_option = click.option(
@@ -1008,6 +1015,1126 @@ def preview_command(
         click.echo(result.call["script"])
     for note in result.notes:
         click.echo(f"note: {note}")
+
+
+# ------------------------------------------------ reports
+
+
+def _report_output(
+    report: Any, title: str, *, as_json: bool, as_csv: bool, html: Path | None, meta: str
+) -> None:
+    """Render a report (an object with tables() and charts()): JSON, CSV, or the terminal
+    tables; --html FILE also writes the self-contained HTML report."""
+    from engine.reports.render import to_csv, to_html
+
+    if html is not None:
+        try:
+            html.write_text(to_html(title, report.tables(), report.charts(), meta=meta), "utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {html}: {exc.strerror}") from exc
+    if as_json:
+        emit_json(report)
+    elif as_csv:
+        click.echo(to_csv(report.tables()), nl=False)
+    else:
+        for table in report.tables():
+            render_table(table.title, list(table.columns), table.rows)
+            if table.note:
+                click.echo(table.note)
+    if html is not None and not as_json and not as_csv:
+        click.echo(f"HTML report: {html}")
+
+
+def _report_options(func: Callable[..., Any], *, program: bool = True) -> Callable[..., Any]:
+    from engine.reports.common import PERIOD_HELP
+
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        click.option("--period", help=PERIOD_HELP),
+        json_option,
+        click.option("--csv", "as_csv", is_flag=True, help="Print the tables as CSV."),
+        click.option(
+            "--html",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Also write one self-contained HTML file with charts (opens offline).",
+        ),
+    ]
+    if program:
+        options.insert(1, click.option("--program", help="Only this program (key)."))
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _call_report_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    return _report_options(func, program=False)
+
+
+def _report_meta(state: CliState, **filters: Any) -> tuple[datetime, str]:
+    at = state.app().clock.now()
+    shown = ", ".join(f"{k} {v}" for k, v in filters.items() if v)
+    return at, f"Generated {at.isoformat(timespec='seconds')}" + (f"; {shown}" if shown else "")
+
+
+@cli.group("report")
+def report_group() -> None:
+    """Manager's reports: campaign results with lift over holdout, retention, deliverability,
+    agents and complaints. Each prints tables, --json, --csv, or writes --html FILE."""
+
+
+@report_group.command("campaign")
+@click.argument("target", metavar="NAME|RUN_ID")
+@_report_options
+@pass_state
+def report_campaign(
+    state: CliState,
+    target: str,
+    period: str | None,
+    program: str | None,
+    as_json: bool,
+    as_csv: bool,
+    html: Path | None,
+) -> None:
+    """Did campaign NAME (all its runs, or run RUN_ID) work: funnel per step and channel,
+    skips by reason, conversion of treatment vs holdout with absolute and relative lift (95%
+    intervals, p-value), time to convert, points and revenue, A/B variants."""
+    from engine.reports.campaign import campaign_report
+    from engine.reports.common import parse_period
+
+    at, meta = _report_meta(state, period=period, program=program)
+    with transaction(state) as session:
+        report = campaign_report(
+            session, target, period=parse_period(period, at=at), program=program
+        )
+    _report_output(
+        report,
+        f"Campaign report: {report.campaign}",
+        as_json=as_json,
+        as_csv=as_csv,
+        html=html,
+        meta=f"{meta}; runs {', '.join(map(str, report.runs))}",
+    )
+
+
+@report_group.command("deliverability")
+@click.option("--campaign", help="Only messages of this campaign.")
+@_report_options
+@pass_state
+def report_deliverability(
+    state: CliState,
+    campaign: str | None,
+    period: str | None,
+    program: str | None,
+    as_json: bool,
+    as_csv: bool,
+    html: Path | None,
+) -> None:
+    """Sent, delivered, bounced, failed, opens, clicks, opt-outs, spam reports and
+    suppressions, by channel."""
+    from engine.reports.common import parse_period
+    from engine.reports.deliverability import deliverability_report
+
+    at, meta = _report_meta(state, period=period, program=program, campaign=campaign)
+    with transaction(state) as session:
+        report = deliverability_report(
+            session,
+            at=at,
+            period=parse_period(period, at=at),
+            program=program,
+            campaign=campaign,
+        )
+    _report_output(report, "Deliverability", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
+
+
+@report_group.command("retention")
+@click.option("--campaign", help="Only runs of this campaign.")
+@click.option(
+    "--event", default="renewal", show_default=True, help="The goal event that means renewed."
+)
+@_report_options
+@pass_state
+def report_retention(
+    state: CliState,
+    campaign: str | None,
+    event: str,
+    period: str | None,
+    program: str | None,
+    as_json: bool,
+    as_csv: bool,
+    html: Path | None,
+) -> None:
+    """Renewals due vs renewed and the retention rate by cohort (month of enrollment),
+    treatment, contacted and holdout, with the lift over holdout."""
+    from engine.reports.common import parse_period
+    from engine.reports.retention import retention_report
+
+    at, meta = _report_meta(state, period=period, program=program, campaign=campaign)
+    with transaction(state) as session:
+        report = retention_report(
+            session,
+            at=at,
+            event=event,
+            period=parse_period(period, at=at),
+            program=program,
+            campaign=campaign,
+        )
+    _report_output(report, "Retention", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
+
+
+# ------------------------------------------------ dispatch
+
+
+def _dispatch_progress(as_json: bool) -> Any:
+    """A rich counter on a terminal (stderr), else nothing."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    if as_json or not sys.stderr.isatty():
+        return None
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed} messages"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+@cli.command("dispatch")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    default=1,
+    show_default=True,
+    help="Sending threads, each with its own claims (PostgreSQL shares the queue with any "
+    "other dispatcher too).",
+)
+@click.option(
+    "--max", "max_messages", type=click.IntRange(min=1), help="Stop after this many messages."
+)
+@click.option(
+    "--drain", is_flag=True, help="Send what is due now and exit instead of waiting for more."
+)
+@json_option
+@pass_state
+def dispatch_command(
+    state: CliState, workers: int, max_messages: int | None, drain: bool, as_json: bool
+) -> None:
+    """Send due email and SMS from the outbox through SendGrid / Twilio (or the file sink),
+    re-checking consent, suppressions, send windows and frequency caps right before each
+    message. Runs until SIGTERM / Ctrl-C (then finishes the message in flight and puts the
+    rest of its claims back), or with --drain until nothing is due."""
+    import os
+    import signal
+    import socket
+    import threading
+
+    from engine.channels import build_channels
+    from engine.dispatch import dispatch
+
+    app = state.app()
+    channels = build_channels(state.settings, clock=state.clock)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    bar = _dispatch_progress(as_json)
+    task = bar.add_task("dispatching", total=None) if bar is not None else None
+    try:
+        if bar is not None:
+            bar.start()
+        summary = dispatch(
+            app,
+            channels,
+            worker=f"{socket.gethostname()}:{os.getpid()}"[:56],
+            workers=workers,
+            max_messages=max_messages,
+            stop=stop,
+            follow=not drain,
+            progress=(lambda n: bar.advance(task, n)) if bar is not None else None,
+        )
+    finally:
+        if bar is not None:
+            bar.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for channel in channels.values():
+            channel.close()
+    if as_json:
+        emit_json(summary)
+        return
+    skipped = sum(summary.skipped.values())
+    click.echo(
+        f"sent {summary.sent}, skipped {skipped}, waiting {summary.waiting}, retried "
+        f"{summary.retried}, failed {summary.failed}, unknown {summary.unknown} "
+        f"({summary.workers} worker(s), {summary.seconds:.1f}s, stopped: {summary.stopped_by})"
+    )
+    for reason, count in sorted(summary.skipped.items()):
+        click.echo(f"  skipped {reason}: {count}")
+    if summary.expired_leases:
+        click.echo(
+            f"{summary.expired_leases} message(s) of a dispatcher that died while sending are "
+            "now unknown: see `campaign outbox unknown`"
+        )
+    for run_id in summary.paused_runs:
+        click.echo(f"run {run_id} was paused: see `campaign runs show {run_id}`")
+
+
+@cli.group("outbox")
+def outbox_group() -> None:
+    """Messages waiting, sent, skipped, failed or of unknown fate."""
+
+
+_OUTBOX_COLUMNS = ("id", "run", "step", "channel", "to", "member", "status", "reason", "tries")
+
+
+def _outbox_rows(messages: Sequence[Any]) -> list[list[Any]]:
+    return [
+        [
+            m.id,
+            m.run_id,
+            m.step + (f"/{m.variant}" if m.variant else ""),
+            m.channel,
+            m.to,
+            m.external_id,
+            m.status,
+            m.status_reason or m.last_error,
+            m.attempts,
+        ]
+        for m in messages
+    ]
+
+
+@outbox_group.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(
+        ["queued", "sending", "sent", "delivered", "bounced", "failed", "skipped", "unknown"]
+    ),
+    help="Only messages in this status.",
+)
+@click.option("--run", "run_id", type=int, help="Only messages of this run.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+@pass_state
+def outbox_list(
+    state: CliState, status: str | None, run_id: int | None, limit: int, as_json: bool
+) -> None:
+    """Outbox messages, most recently changed first."""
+    from engine.outbox import list_messages
+
+    with transaction(state) as session:
+        messages = list_messages(session, status=status, run_id=run_id, limit=limit)
+    if as_json:
+        emit_json(messages)
+        return
+    render_table(None, _OUTBOX_COLUMNS, _outbox_rows(messages))
+
+
+@outbox_group.command("unknown")
+@json_option
+@pass_state
+def outbox_unknown(state: CliState, as_json: bool) -> None:
+    """Messages that may or may not have gone (a crash or a timeout after the request was
+    sent). Check with the provider, then settle each with `campaign outbox resolve`."""
+    from engine.outbox import unknown_messages
+
+    with transaction(state) as session:
+        messages = unknown_messages(session)
+    if as_json:
+        emit_json(messages)
+        return
+    if not messages:
+        click.echo("no message of unknown fate")
+        return
+    render_table(
+        f"{len(messages)} message(s) of unknown fate",
+        (*_OUTBOX_COLUMNS, "claimed by", "provider id"),
+        [
+            [*row, m.claimed_by, m.provider_message_id]
+            for row, m in zip(_outbox_rows(messages), messages, strict=True)
+        ],
+    )
+
+
+@outbox_group.command("resolve")
+@click.argument("message")
+@click.option("--sent", "action", flag_value="sent", help="It did go: never send it again.")
+@click.option("--resend", "action", flag_value="resend", help="It did not go: queue it again.")
+@click.option("--failed", "action", flag_value="failed", help="Give up on it.")
+@click.option("--note", help="Why (kept with the message).")
+@json_option
+@pass_state
+def outbox_resolve(
+    state: CliState, message: str, action: str | None, note: str | None, as_json: bool
+) -> None:
+    """Settle outbox MESSAGE (its id or uid) by hand: --sent, --resend or --failed."""
+    from engine.outbox import resolve
+
+    if action is None:
+        raise click.UsageError("say how: --sent, --resend or --failed")
+    with transaction(state) as session:
+        result = resolve(session, message, action, at=state.clock.now(), note=note)  # type: ignore[arg-type]
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"outbox message {result.id}: {result.before} -> {result.after}")
+
+
+@cli.command("send-test")
+@click.argument("campaign")
+@click.argument("step")
+@click.option("--to", "to", required=True, help="Email address or phone number to send to.")
+@click.option(
+    "--participant",
+    "external_id",
+    help="Render for this member (their locale and variant) [default: a sample member].",
+)
+@json_option
+@pass_state
+def send_test_command(
+    state: CliState, campaign: str, step: str, to: str, external_id: str | None, as_json: bool
+) -> None:
+    """Send ONE real test message of STEP of CAMPAIGN to --to through the configured channel,
+    rendered as `campaign preview` shows it, subject prefixed "[TEST]". It belongs to no run
+    and is never counted in reports."""
+    from engine.channels import build_channels
+    from engine.definitions.loader import load_campaign
+    from engine.send_test import send_test
+
+    loaded = load_campaign(state.settings.campaigns_dir, campaign)
+    channels = build_channels(state.settings, clock=state.clock)
+    try:
+        with transaction(state) as session:
+            result = send_test(
+                session,
+                loaded,
+                step,
+                to,
+                settings=state.settings,
+                channels=channels,
+                participant=external_id,
+            )
+    finally:
+        for channel in channels.values():
+            channel.close()
+    if as_json:
+        emit_json(result)
+        return
+    what = f"subject {result.subject!r}" if result.subject else f"{result.channel}"
+    click.echo(
+        f"sent {result.campaign} / {result.step} ({what}) to {result.to} via {result.provider}"
+        + (f", provider id {result.provider_message_id}" if result.provider_message_id else "")
+    )
+
+
+# ------------------------------------------------ calls: agents, call lists, caller log
+
+
+def _duration_option(value: str | None) -> Any:
+    from engine.definitions.durations import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.group("agents")
+def agents_group() -> None:
+    """Agents who work call lists."""
+
+
+@agents_group.command("add")
+@click.argument("login")
+@click.option("--name", required=True, help="Full name.")
+@click.option(
+    "--role",
+    type=click.Choice(["agent", "coordinator", "manager"]),
+    default="agent",
+    show_default=True,
+    help="What they do.",
+)
+@click.option("--timezone", default="America/New_York", show_default=True, help="IANA zone.")
+@click.option(
+    "--daily-target",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Outbound calls per working day (the calling plan).",
+)
+@click.option("--team", "teams", multiple=True, help="A team whose queue they work (repeat).")
+@json_option
+@pass_state
+def agents_add(
+    state: CliState,
+    login: str,
+    name: str,
+    role: str,
+    timezone: str,
+    daily_target: int,
+    teams: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Add agent LOGIN (name, role, timezone, daily call target, teams)."""
+    from engine.calls.agents import add_agent
+
+    with transaction(state) as session:
+        agent = add_agent(
+            session,
+            login,
+            name=name,
+            role=role,
+            timezone=timezone,
+            daily_target=daily_target,
+            teams=teams,
+            at=state.app().clock.now(),
+        )
+    if as_json:
+        emit_json(agent)
+        return
+    click.echo(
+        f"Agent {agent.login} ({agent.name}, {agent.role}) added; teams: "
+        f"{', '.join(agent.teams) or 'none'}; daily target {agent.daily_target}."
+    )
+
+
+@agents_group.command("list")
+@click.option("--team", help="Only agents of this team.")
+@json_option
+@pass_state
+def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
+    """List agents with their role, zone, teams and daily target."""
+    from engine.calls.agents import list_agents
+
+    with transaction(state) as session:
+        rows = list_agents(session, team=team)
+    if as_json:
+        emit_json(rows)
+        return
+    render_table(
+        "Agents",
+        ["login", "name", "role", "timezone", "teams", "daily target", "active"],
+        [
+            (
+                a.login,
+                a.name,
+                a.role,
+                a.timezone,
+                ", ".join(a.teams),
+                a.daily_target,
+                "yes" if a.active else "no",
+            )
+            for a in rows
+        ],
+    )
+
+
+@agents_group.command("show")
+@click.argument("login")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Plan day [today].")
+@json_option
+@pass_state
+def agents_show(state: CliState, login: str, day: datetime | None, as_json: bool) -> None:
+    """Show agent LOGIN and their calling plan: calls today, this week and this month
+    against their targets."""
+    from zoneinfo import ZoneInfo
+
+    from engine.calls.agents import get_agent, view
+    from engine.calls.reporting import calling_plan
+
+    with transaction(state) as session:
+        agent = view(get_agent(session, login))
+        when = (
+            day.date()
+            if day
+            else state.app().clock.now().astimezone(ZoneInfo(agent.timezone)).date()
+        )
+        plan = calling_plan(session, login, day=when)
+    if as_json:
+        emit_json({"agent": agent, "calling_plan": plan})
+        return
+    click.echo(
+        f"{agent.login}: {agent.name} ({agent.role}), {agent.timezone}, teams "
+        f"{', '.join(agent.teams) or 'none'}, daily target {agent.daily_target}"
+    )
+    render_table(
+        f"Calling plan around {when.isoformat()}",
+        ["period", "from", "to", "calls", "target", "attainment"],
+        [
+            (
+                f.period,
+                f.start,
+                f.end,
+                f.calls,
+                f.target,
+                "" if f.attainment is None else f"{f.attainment:.0%}",
+            )
+            for f in plan.figures
+        ],
+    )
+
+
+@cli.group("calls")
+def calls_group() -> None:
+    """Call lists, the agent's next call, documenting calls, the caller log, the dialer."""
+
+
+def _day_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--date",
+        "day",
+        type=click.DateTime(["%Y-%m-%d"]),
+        help="The list for this local day (the agent's zone) [default: due now].",
+    )(func)
+
+
+@calls_group.command("list")
+@click.option("--agent", help="The list as this agent would be served it.")
+@_day_option
+@json_option
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@pass_state
+def calls_list(
+    state: CliState, agent: str | None, day: datetime | None, as_json: bool, as_csv: bool
+) -> None:
+    """The call list in the order it will be served, with when each task becomes callable and
+    why it is on the list."""
+    from engine.calls.dialer import export_rows, to_csv
+    from engine.calls.tasks import list_calls
+
+    with transaction(state) as session:
+        if as_csv:
+            rows = export_rows(
+                session, at=state.app().clock.now(), agent=agent, day=day.date() if day else None
+            )
+            click.echo(to_csv(rows), nl=False)
+            return
+        tasks = list_calls(
+            session, at=state.app().clock.now(), agent=agent, day=day.date() if day else None
+        )
+    if as_json:
+        emit_json(tasks)
+        return
+    render_table(
+        "Call list" + (f" for {agent}" if agent else ""),
+        ["#", "task", "member", "name", "callable", "attempt", "why"],
+        [
+            (
+                t.position,
+                t.task_id,
+                t.external_id,
+                t.name,
+                "now"
+                if t.callable_now
+                else (t.callable_at.isoformat(timespec="minutes") if t.callable_at else "never"),
+                f"{t.attempts + 1}/{t.max_attempts}",
+                t.why,
+            )
+            for t in tasks
+        ],
+    )
+
+
+def _show_sheet(sheet: Any, claim: Any) -> None:
+    click.echo(
+        f"Task {sheet.task_id} ({sheet.kind}, {sheet.campaign or '-'} / "
+        f"{sheet.step or '-'}), attempt {sheet.attempt}/{sheet.max_attempts}; "
+        f"yours until {claim.claimed_until.isoformat(timespec='minutes')}"
+        + (" (you already held it)" if claim.resumed else "")
+    )
+    click.echo(
+        f"CALL {sheet.name} ({sheet.external_id}) on {sheet.phone}; local time "
+        f"{sheet.local_time or 'unknown'}; language {sheet.locale or 'default'}"
+    )
+    click.echo("\nVerify before discussing the account (ask; never read the answer out):")
+    for q in sheet.verification:
+        click.echo(f"  - {q.ask}  [on file: {q.expected}]")
+    click.echo("\n--- script ---")
+    click.echo(sheet.script or "(no script)")
+    click.echo("--- account review ---")
+    for key, value in sheet.account.items():
+        click.echo(f"  {key.replace('_', ' ')}: {_show_value(value)}")
+    click.echo(
+        "  consents: "
+        + (", ".join(f"{k} {v}" for k, v in sheet.consents.items()) or "none recorded")
+    )
+    if sheet.suppressions:
+        click.echo("  suppressions: " + "; ".join(sheet.suppressions))
+    if sheet.redemptions:
+        click.echo(
+            "  recent redemptions: "
+            + "; ".join(f"{r['at']:%Y-%m-%d} {r['points'] or ''} pts" for r in sheet.redemptions)
+        )
+    render_table(
+        "Recent activity",
+        ["when", "type", "points", "amount"],
+        [
+            (a["at"].isoformat(timespec="minutes"), a["type"], a["points"], a["amount"])
+            for a in sheet.activity
+        ],
+    )
+    render_table(
+        "Earlier contacts",
+        ["when", "channel", "what", "outcome", "by", "notes"],
+        [
+            (c.at.isoformat(timespec="minutes"), c.channel, c.what, c.outcome, c.by, c.notes)
+            for c in sheet.contacts
+        ],
+    )
+    if sheet.talking_points:
+        click.echo("Talking points:")
+        for point in sheet.talking_points:
+            click.echo(f"  - {point}")
+    if sheet.offer:
+        click.echo(f"Offer: {sheet.offer}")
+    if sheet.cross_sell:
+        click.echo(f"Cross-sell: {sheet.cross_sell}")
+    click.echo(f"\nDocument it: campaign calls log {sheet.task_id} --disposition CODE ...")
+
+
+@calls_group.command("next")
+@click.option("--agent", required=True, help="Your login.")
+@click.option(
+    "--lease",
+    default="30m",
+    show_default=True,
+    help="How long the task stays yours (e.g. 30m, 1h).",
+)
+@json_option
+@pass_state
+def calls_next(state: CliState, agent: str, lease: str, as_json: bool) -> None:
+    """Claim the single best callable task now and show its call script, verification
+    questions, account review, earlier contacts, talking points and offer."""
+    from engine.calls.scripts import serve_next
+
+    with transaction(state) as session:
+        served = serve_next(
+            session,
+            agent,
+            settings=state.settings,
+            at=state.app().clock.now(),
+            lease=_duration_option(lease),
+        )
+    if as_json:
+        emit_json(served)
+        return
+    if served is None:
+        click.echo(
+            f"Nothing callable for {agent} right now (see `campaign calls list --agent {agent}`)."
+        )
+        return
+    for task_id, reason in served.claim.closed_on_the_way:
+        click.echo(f"(task {task_id} closed: not callable, {reason})")
+    _show_sheet(served.sheet, served.claim)
+
+
+def _parse_fields(pairs: Sequence[str]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r}: use NAME=VALUE", param_hint="--field")
+        fields[key.strip()] = value
+    return fields
+
+
+def _prompt_entry(
+    disposition: Any, fields: dict[str, str], verified: bool | None, notes: str | None
+) -> tuple[dict[str, str], bool | None, str | None]:
+    for spec in disposition.fields:
+        if spec.name in fields:
+            continue
+        hint = (
+            f" ({', '.join(spec.choices)})"
+            if spec.choices
+            else (f" ({spec.help})" if spec.help else "")
+        )
+        value = click.prompt(
+            f"{spec.name}{hint}", default=spec.default or "", show_default=bool(spec.default)
+        )
+        if value:
+            fields[spec.name] = value
+    if verified is None and disposition.human_contact and disposition.asks_verified:
+        verified = click.confirm("Identity verified?", default=False)
+    if notes is None:
+        notes = click.prompt("Notes", default="", show_default=False) or None
+    return fields, verified, notes
+
+
+@calls_group.command("log")
+@click.argument("task", type=int)
+@click.option("--agent", help="Your login [default: the agent holding the claim].")
+@click.option("--disposition", help="What happened: a disposition code (see `calls dispositions`).")
+@click.option("--field", "field_pairs", multiple=True, help="NAME=VALUE of the template (repeat).")
+@click.option("--verified", type=click.Choice(["yes", "no"]), help="Was the identity verified?")
+@click.option("--notes", help="Free-text notes for the next person.")
+@click.option("--no-input", is_flag=True, help="Never prompt, even on a terminal.")
+@json_option
+@pass_state
+def calls_log(
+    state: CliState,
+    task: int,
+    agent: str | None,
+    disposition: str | None,
+    field_pairs: tuple[str, ...],
+    verified: str | None,
+    notes: str | None,
+    no_input: bool,
+    as_json: bool,
+) -> None:
+    """Document call TASK on its disposition's template: required fields, allowed values,
+    verified flag; prompts for what is missing on a terminal."""
+    from engine.calls.log import CallInput, dispositions_for, log_call
+
+    fields = _parse_fields(field_pairs)
+    flag = None if verified is None else verified == "yes"
+    with transaction(state) as session:
+        dispositions = dispositions_for(session, state.settings.dispositions_file, task)
+    interactive = sys.stdin.isatty() and not no_input and not as_json
+    if disposition is None:
+        if not interactive:
+            raise click.UsageError("--disposition is required (see `campaign calls dispositions`)")
+        codes = [d.code for d in dispositions]
+        disposition = click.prompt("Disposition", type=click.Choice(codes, case_sensitive=False))
+    if interactive:
+        fields, flag, notes = _prompt_entry(dispositions.get(disposition), fields, flag, notes)
+    with transaction(state) as session:
+        result = log_call(
+            session,
+            CallInput(task, agent or "", disposition, fields, flag, notes),
+            dispositions,
+            at=state.app().clock.now(),
+        )
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"Logged (caller log #{result.seq}): {result.record}")
+    after = f"task {result.task_id} is {result.task_status}"
+    if result.task_status == "open" and result.next_due_at is not None:
+        after += f", next attempt from {result.next_due_at.isoformat(timespec='minutes')}"
+    if result.created_task_id:
+        after += f"; new task {result.created_task_id} due {result.next_due_at}"
+    if result.conversions:
+        after += f"; {result.conversions} conversion recorded"
+    click.echo(after + ".")
+
+
+@calls_group.command("dispositions")
+@click.option("--program", help="Include this program's own dispositions.")
+@json_option
+@pass_state
+def calls_dispositions(state: CliState, program: str | None, as_json: bool) -> None:
+    """The disposition set: codes, contact or not, final or not, recycle delay, effect and
+    the fields each documentation template requires."""
+    from engine.calls.config import load_dispositions
+
+    dispositions = list(load_dispositions(state.settings.dispositions_file, program))
+    if as_json:
+        emit_json([d.describe() for d in dispositions])
+        return
+    render_table(
+        "Dispositions",
+        ["code", "contact", "final", "recycle", "effect", "fields"],
+        [
+            (
+                d.code,
+                "yes" if d.human_contact else "no",
+                "yes" if d.final else "no",
+                d.describe()["recycle_after"] or "",
+                d.effect,
+                ", ".join(f.name + ("" if f.required else "?") for f in d.fields),
+            )
+            for d in dispositions
+        ],
+    )
+
+
+@calls_group.command("verify-log")
+@json_option
+@pass_state
+def calls_verify_log(state: CliState, as_json: bool) -> None:
+    """Recompute the caller log's hash chain and report the first broken entry."""
+    from engine.calls.caller_log import verify
+
+    with transaction(state) as session:
+        result = verify(session)
+    if as_json:
+        emit_json(result)
+    elif result.ok:
+        click.echo(f"Caller log intact: {result.entries} entries; head {result.head_hash}.")
+    else:
+        click.echo(
+            f"Caller log BROKEN at entry {result.first_broken_seq} (row id "
+            f"{result.first_broken_id}): {result.problem}"
+        )
+    if not result.ok:
+        sys.exit(1)
+
+
+@calls_group.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv"]),
+    default="csv",
+    show_default=True,
+    help="File format for the dialer.",
+)
+@click.option("--agent", help="Only tasks this agent would be served.")
+@_day_option
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
+@pass_state
+def calls_export(
+    state: CliState, fmt: str, agent: str | None, day: datetime | None, output: Path | None
+) -> None:
+    """Export the callable call list for an external dialer (CSV, serving order)."""
+    from engine.calls.dialer import export_rows, to_csv
+
+    with transaction(state) as session:
+        rows = export_rows(
+            session, at=state.app().clock.now(), agent=agent, day=day.date() if day else None
+        )
+    text = to_csv(rows)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"{len(rows)} tasks written to {output}", err=True)
+
+
+@calls_group.command("import-results")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@json_option
+@pass_state
+def calls_import_results(state: CliState, file: Path, as_json: bool) -> None:
+    """Load a dialer's outcomes (task_id, agent, disposition, verified, duration_seconds,
+    notes, field.NAME...) validated like `calls log`; one bad row rejects the file."""
+    from engine.calls.config import load_dispositions
+    from engine.calls.dialer import import_results
+
+    dispositions = load_dispositions(state.settings.dispositions_file)
+    with transaction(state) as session:
+        result = import_results(session, file, dispositions, at=state.app().clock.now())
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{result.rows} call outcomes imported from {file} onto the caller log.")
+
+
+# ------------------------------------------------ sequencing: advance, tick, scheduler
+
+
+@cli.command("advance")
+@click.option(
+    "--limit", type=click.IntRange(min=1), help="Look at no more than this many due enrollments."
+)
+@json_option
+@pass_state
+def advance_command(state: CliState, limit: int | None, as_json: bool) -> None:
+    """Advance due enrollments now: make the outbox messages (rendered, queued) and call tasks
+    of every step whose time has come, skip steps whose conditions fail, exit members who opted
+    out everywhere, complete finished runs. Idempotent; sends nothing (`campaign tick` and
+    `campaign dispatch` send)."""
+    from engine.sequencing import advance
+
+    summary = advance(state.app(), limit=limit)
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(summary.message)
+    for error in summary.errors:
+        click.echo(f"error: {error}", err=True)
+
+
+@cli.command("tick")
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop sending after this many seconds [default: CAMPAIGN_TICK_BUDGET_SECONDS, 50].",
+)
+@json_option
+@pass_state
+def tick_command(state: CliState, budget: float | None, as_json: bool) -> None:
+    """Do everything due now and exit (for cron, e.g. every minute): launch scheduled
+    campaigns whose time has come, match conversions, advance sequences, send due messages
+    within the time budget. Safe beside another tick or the scheduler daemon."""
+    from engine.tick import tick
+
+    summary = tick(state.app(), budget_seconds=budget)
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(summary.message)
+
+
+@cli.command("scheduler")
+@pass_state
+def scheduler_command(state: CliState) -> None:
+    """Run the scheduler daemon until SIGTERM or Ctrl-C: each recurring campaign's cron
+    schedule launches its runs, and a tick every CAMPAIGN_TICK_INTERVAL_SECONDS advances
+    sequences and sends. Safe beside cron ticks; stops cleanly."""
+    from engine.scheduler import run_scheduler
+
+    app = state.app()
+    settings = app.settings
+    click.echo(
+        f"Scheduler running: campaigns in {settings.campaigns_dir}, a tick every "
+        f"{settings.tick_interval_seconds:g} s. Stop with Ctrl-C or SIGTERM.",
+        err=True,
+    )
+
+    def on_tick(summary: Any) -> None:
+        advanced = summary.advance
+        busy = bool(advanced and (advanced.enrollments or advanced.runs_completed))
+        if summary.launched or busy or summary.sent or summary.definition_errors:
+            click.echo(summary.message)
+
+    result = run_scheduler(app, on_tick=on_tick)
+    why = f" ({result.stopped_by})" if result.stopped_by else ""
+    click.echo(
+        f"Scheduler stopped{why}: {result.ticks} tick(s), {len(result.launched)} launch(es), "
+        f"{result.sent} message(s) sent.",
+        err=True,
+    )
+    for error in result.errors:
+        click.echo(f"error: {error}", err=True)
+
+
+# ------------------------------------------------ webhooks: serve, suppressions sync
+
+
+@cli.command("serve")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="CAMPAIGN_SERVE_HOST",
+    show_envvar=True,
+    help="Interface to listen on (0.0.0.0 in a container behind a proxy).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    envvar="CAMPAIGN_SERVE_PORT",
+    show_envvar=True,
+    help="Port to listen on.",
+)
+@pass_state
+def serve_command(state: CliState, host: str, port: int) -> None:
+    """Serve the provider webhooks and the unsubscribe pages under uvicorn: SendGrid events
+    (POST /webhooks/sendgrid), Twilio status callbacks and inbound SMS (POST
+    /webhooks/twilio/status, /webhooks/twilio/inbound), unsubscribe links (/u/TOKEN) and
+    GET /healthz. Set CAMPAIGN_PUBLIC_URL to the URL the providers call."""
+    from engine.webhooks.app import serve
+
+    level = "debug" if log.isEnabledFor(logging.DEBUG) else "info"
+    serve(state.app(), host=host, port=port, log_level=level)
+
+
+@cli.group("suppressions")
+def suppressions_group() -> None:
+    """Keep the suppression list in step with the providers' own lists."""
+
+
+@suppressions_group.command("sync")
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Only entries SendGrid added since this ISO 8601 time (UTC if no offset) or this long "
+    "ago (7d, 36h) [default: where the last sync ended; everything on the first run].",
+)
+@json_option
+@pass_state
+def suppressions_sync(state: CliState, since: str | None, as_json: bool) -> None:
+    """Pull bounces, spam reports and global unsubscribes from SendGrid (SENDGRID_API_KEY) and
+    suppress those addresses on email; their queued email is skipped at once."""
+    from engine.suppression_sync import sync_suppressions
+
+    summary = sync_suppressions(state.app(), since=since)
+    if as_json:
+        emit_json({**dataclasses.asdict(summary), "added": summary.added})
+        return
+    since_text = summary.since.isoformat() if summary.since else "the start"
+    render_table(
+        f"SendGrid suppressions since {since_text}",
+        ["list", "fetched", "added", "already suppressed", "not an address"],
+        [[name, c.fetched, c.added, c.already, c.invalid] for name, c in summary.lists.items()],
+    )
+    click.echo(
+        f"{summary.added} address(es) suppressed; {summary.skipped_messages} queued "
+        "message(s) skipped."
+    )
+
+
+@report_group.command("agents")
+@click.option("--agent", help="Only this agent (login).")
+@_call_report_options
+@pass_state
+def report_agents(
+    state: CliState,
+    agent: str | None,
+    period: str | None,
+    as_json: bool,
+    as_csv: bool,
+    html: Path | None,
+) -> None:
+    """Agent performance [default period: the last 30 days]: calls, right-party contacts,
+    contact rate, conversions, handle time, verification, callbacks kept, follow-up standard,
+    escalations against the 20% ceiling, calls vs calling-plan targets."""
+    from engine.reports.agents import agents_report
+    from engine.reports.common import parse_period
+
+    at, meta = _report_meta(state, period=period, agent=agent)
+    with transaction(state) as session:
+        report = agents_report(
+            session,
+            at=at,
+            settings=state.settings,
+            period=parse_period(period, at=at),
+            agent=agent,
+        )
+    _report_output(report, "Agents", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
+
+
+@report_group.command("complaints")
+@click.option(
+    "--by",
+    type=click.Choice(["day", "week", "month"]),
+    default="week",
+    show_default=True,
+    help="Time bucket.",
+)
+@_call_report_options
+@pass_state
+def report_complaints(
+    state: CliState,
+    by: str,
+    period: str | None,
+    as_json: bool,
+    as_csv: bool,
+    html: Path | None,
+) -> None:
+    """Complaint dispositions by category over time, for root-cause analysis [default period:
+    the last 30 days]."""
+    from engine.reports.agents import complaints_report
+    from engine.reports.common import parse_period
+
+    at, meta = _report_meta(state, period=period, by=by)
+    with transaction(state) as session:
+        report = complaints_report(
+            session, at=at, settings=state.settings, period=parse_period(period, at=at), by=by
+        )
+    _report_output(report, "Complaints", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
 
 
 # --------------------------------------------------------------------------- entry point

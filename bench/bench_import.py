@@ -1,6 +1,7 @@
 """Benchmark: import a realistic participant file, then re-import it unchanged.
 
     .venv/bin/python bench/bench_import.py --rows 1000000 --database sqlite|postgresql
+    .venv/bin/python bench/bench_import.py --database sqlite --dataset /tmp/data/participants.csv
 
 Writes the data set with engine.demo.generator.write_dataset, imports it into a fresh
 database (PostgreSQL: a scratch database, dropped afterwards), re-imports the same file, and
@@ -143,6 +144,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--folder", type=Path, help="Work folder [default: a temporary one].")
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        help="An existing participants.csv (bench/make_dataset.py) instead of writing one.",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
@@ -162,13 +168,19 @@ def main() -> None:
         folder = args.folder or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        paths = write_dataset(folder, participants=args.rows, events_per_participant=0.0, now=NOW)
+        if args.dataset is not None:
+            participants = args.dataset
+        else:
+            paths = write_dataset(
+                folder, participants=args.rows, events_per_participant=0.0, now=NOW
+            )
+            participants = paths.participants
         print(
             json.dumps(
                 {
                     "phase": "dataset",
-                    "rows": args.rows,
-                    "bytes": paths.participants.stat().st_size,
+                    "file": str(participants),
+                    "bytes": participants.stat().st_size,
                     "seconds": round(time.perf_counter() - started, 2),
                 }
             ),
@@ -207,7 +219,7 @@ def main() -> None:
                         "--url",
                         url,
                         "--file",
-                        str(paths.participants),
+                        str(participants),
                     ],
                     check=True,
                 )

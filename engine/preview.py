@@ -10,32 +10,16 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import Participant
 from engine.definitions.loader import LoadedDefinition
-from engine.definitions.schema import Step, Variant
+from engine.definitions.schema import Step
 from engine.errors import InputError, NotFoundError
 from engine.programs import get_program
-from engine.sampling import BUCKETS, bucket, salt
 from engine.settings import Settings
 from engine.templates import Renderer, message_context
 from engine.unsubscribe import UnsubscribeSigner, signing_key
+from engine.variants import assign_variant, variant_salt
 
-
-def variant_salt(campaign: str, step_id: str) -> int:
-    """Per-step salt: the A/B split of one step is independent of the holdout and other steps."""
-    return salt(f"{campaign}\x1fstep\x1f{step_id}")
-
-
-def assign_variant(
-    variants: list[Variant], sample_key: int, campaign: str, step_id: str
-) -> Variant:
-    """The participant's variant: buckets 0..9999 split in proportion to the weights."""
-    point = bucket(sample_key, variant_salt(campaign, step_id))
-    total = sum(variant.weight for variant in variants)
-    upper = 0
-    for variant in variants:
-        upper += variant.weight
-        if point * total < upper * BUCKETS:
-            return variant
-    return variants[-1]
+# Re-exported: the assignment lives in engine.variants, shared with the sequencer.
+__all__ = ["Preview", "assign_variant", "preview", "variant_salt"]
 
 
 @dataclass

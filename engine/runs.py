@@ -5,8 +5,8 @@ A run's ``status`` is the switch the sequencer obeys (see models.CampaignRun):
 - ``active``: enrollments advance, messages are sent and calls listed.
 - ``paused``: nothing is sent or listed for the run; its open enrollments keep their place
   and still count as "in the campaign" (no re-enrollment elsewhere). ``resume`` continues.
-- ``cancelled``: final. Open enrollments are exited (``exit_reason`` 'run cancelled: ...');
-  a cancelled run cannot be resumed.
+- ``cancelled``: final. Open enrollments are exited (``exit_reason`` 'run cancelled: ...') and
+  queued outbox messages skipped (``run_cancelled``); a cancelled run cannot be resumed.
 - ``completed``: final; set by the sequencer when no open enrollment is left.
 """
 
@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine.clock import ensure_utc
-from engine.db.models import CampaignRun, Enrollment, Program
+from engine.db.models import CampaignRun, Enrollment, OutboxMessage, Program
 from engine.errors import InputError, NotFoundError
 
 
@@ -176,6 +176,14 @@ def cancel_run(
         .execution_options(synchronize_session=False)
     )
     exited = int(getattr(result, "rowcount", 0) or 0)
+    # Nothing more goes out: queued messages are skipped now (a dispatcher that claimed some a
+    # moment ago finishes those; the dispatcher also skips any it finds later).
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.run_id == run_id, OutboxMessage.status == "queued")
+        .values(status="skipped", status_reason="run_cancelled", updated_at=ensure_utc(at))
+        .execution_options(synchronize_session=False)
+    )
     return StatusChange(change.run_id, change.campaign, change.before, change.after, reason, exited)
 
 

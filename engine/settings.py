@@ -42,17 +42,41 @@ class Settings(BaseSettings):
     outbox_dir: Path = Path("outbox")
     campaigns_dir: Path = Path("campaigns")
     templates_dir: Path = Path("templates")
+    # Program-specific call dispositions added to the standard set (engine/calls/config.py).
+    dispositions_file: Path | None = None
     # Global frequency cap: at most this many contacts (all campaigns, all channels) per
     # participant in any rolling window of this length; a campaign's own cap can only be
     # stricter. CAMPAIGN_FREQUENCY_CAP_PER takes a duration such as '7d'.
     frequency_cap_max: int = Field(default=4, ge=1)
     frequency_cap_per: Duration = timedelta(days=7)
+    # Sending (engine/dispatch.py). Rates are messages per second per channel and dispatcher
+    # process, shared by its workers. 1 SMS/s is what a Twilio long code sustains; raise it for
+    # a toll-free number, a short code or a messaging service with a pool of senders.
+    dispatch_email_rate: float = Field(default=100.0, gt=0)
+    dispatch_sms_rate: float = Field(default=1.0, gt=0)
+    dispatch_batch_size: int = Field(default=500, ge=1, le=1000)
+    dispatch_lease: Duration = timedelta(minutes=10)
+    dispatch_max_attempts: int = Field(default=5, ge=1)
+    dispatch_retry_delay: Duration = timedelta(minutes=1)
+    dispatch_pause_after_failures: int = Field(default=20, ge=1)
+    # The tick and the scheduler daemon (engine/tick.py, engine/scheduler.py). A cron tick's
+    # default time budget fits a once-a-minute crontab; the daemon ticks every interval and
+    # still fires a cron launch that is up to misfire_grace late (after a restart, say).
+    tick_budget_seconds: float = Field(default=50.0, gt=0)
+    tick_interval_seconds: float = Field(default=60.0, gt=0)
+    scheduler_misfire_grace_seconds: int = Field(default=3600, ge=1)
+    # Processes rendering messages when a step is materialised for many members at once
+    # (0 = one per core, at most 4; 1 = render in the sequencer's own process).
+    render_workers: int = Field(default=0, ge=0, le=32)
 
     sendgrid_api_key: str | None = _provider_alias("SENDGRID_API_KEY", "sendgrid_api_key")
     sendgrid_host: str = "https://api.sendgrid.com"
     sendgrid_webhook_public_key: str | None = _provider_alias(
         "SENDGRID_WEBHOOK_PUBLIC_KEY", "sendgrid_webhook_public_key"
     )
+    # A signed SendGrid event whose timestamp is further than this from now is refused
+    # (a captured request replayed later).
+    webhook_timestamp_tolerance: int = Field(default=300, ge=1)
     twilio_account_sid: str | None = _provider_alias("TWILIO_ACCOUNT_SID", "twilio_account_sid")
     twilio_auth_token: str | None = _provider_alias("TWILIO_AUTH_TOKEN", "twilio_auth_token")
     twilio_messaging_service_sid: str | None = _provider_alias(

@@ -6,8 +6,10 @@ to it. They flush but never commit: the caller owns the transaction.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
+import uuid
 from collections import deque
 from datetime import datetime
 from decimal import Decimal
@@ -26,7 +28,15 @@ from engine.channels.base import (
     wrong_kind,
 )
 from engine.clock import Clock, FrozenClock, SystemClock
-from engine.db.models import ActivityEvent, Consent, Participant, Program
+from engine.db.models import (
+    ActivityEvent,
+    CampaignRun,
+    Consent,
+    Enrollment,
+    OutboxMessage,
+    Participant,
+    Program,
+)
 from engine.sampling import sample_key
 
 __all__ = [
@@ -34,8 +44,10 @@ __all__ = [
     "RecordingChannel",
     "make_consent",
     "make_event",
+    "make_outbox_message",
     "make_participant",
     "make_program",
+    "make_run",
 ]
 
 _sequence = itertools.count(1)
@@ -189,3 +201,116 @@ class RecordingChannel:
 
     def close(self) -> None:
         self.closed = True
+
+
+# --------------------------------------------------------------------------- runs and outbox
+
+TEST_DEFINITION = """\
+name: {name}
+program: {program}
+audience: {{field: status, eq: active}}
+holdout_percent: 0
+goal: {{events: [login], window: 30d}}
+steps:
+  - {{id: email-1, channel: email, template: welcome}}
+  - {{id: sms-1, channel: sms, template: reminder}}
+"""
+
+
+def make_run(
+    session: Session,
+    program: Program,
+    *,
+    at: datetime,
+    campaign: str = "test-campaign",
+    definition_source: str | None = None,
+    status: str = "active",
+) -> CampaignRun:
+    """A campaign run with a stored definition (default: one email and one SMS step)."""
+    source = definition_source or TEST_DEFINITION.format(name=campaign, program=program.key)
+    run = CampaignRun(
+        campaign=campaign,
+        program_id=program.id,
+        definition_hash=hashlib.sha256(source.encode()).hexdigest(),
+        definition_source=source,
+        fire_key=f"test-{next(_sequence)}",
+        status=status,
+        launched_at=at,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def make_outbox_message(
+    session: Session,
+    run: CampaignRun,
+    participant: Participant,
+    *,
+    at: datetime,
+    channel: str = EMAIL,
+    step_id: str | None = None,
+    content: dict[str, Any] | None = None,
+    not_before: datetime | None = None,
+    status: str = "queued",
+    to_address: str | None = None,
+) -> OutboxMessage:
+    """A queued outbox message as the sequencer writes it, with its treatment enrollment
+    (one per run and participant, created when missing)."""
+    enrollment = session.scalar(
+        select(Enrollment).where(
+            Enrollment.run_id == run.id, Enrollment.participant_id == participant.id
+        )
+    )
+    if enrollment is None:
+        enrollment = Enrollment(
+            run_id=run.id,
+            campaign=run.campaign,
+            participant_id=participant.id,
+            group="treatment",
+            enrolled_at=at,
+            state="active",
+            next_action_at=None,
+            next_step_index=1,
+        )
+        session.add(enrollment)
+        session.flush()
+    if content is None:
+        if channel == EMAIL:
+            content = {
+                "subject": f"Hello {participant.first_name}",
+                "html": "<p>Your points are waiting.</p>",
+                "text": "Your points are waiting.",
+                "headers": {
+                    "List-Unsubscribe": f"<https://example.com/u/{participant.id}>",
+                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                },
+            }
+        else:
+            content = {
+                "body": "Your points are waiting. Reply STOP to opt out.",
+                "encoding": "GSM-7",
+                "segments": 1,
+            }
+    message = OutboxMessage(
+        uid=uuid.uuid4().hex,
+        run_id=run.id,
+        enrollment_id=enrollment.id,
+        participant_id=participant.id,
+        campaign=run.campaign,
+        step_id=step_id or f"{channel}-1",
+        step_index=0 if channel == EMAIL else 1,
+        channel=channel,
+        template="welcome" if channel == EMAIL else "reminder",
+        locale=participant.locale,
+        to_address=to_address or (participant.email if channel == EMAIL else participant.phone),
+        content=content,
+        status=status,
+        not_before=not_before or at,
+        attempts=0,
+        created_at=at,
+        updated_at=at,
+    )
+    session.add(message)
+    session.flush()
+    return message

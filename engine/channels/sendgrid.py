@@ -218,7 +218,11 @@ class PooledHttpClient:
                 ) from exc
             # The connect timeout is short; the answer may legitimately take longer.
             # (mypy keeps the pre-connect narrowing of .sock to None, hence the cast.)
-            cast(socket.socket, connection.sock).settimeout(self.read_timeout)
+            sock = cast(socket.socket, connection.sock)
+            sock.settimeout(self.read_timeout)
+            # http.client writes the headers and the body with two send() calls; with Nagle on,
+            # the body waits for the server's (delayed) ACK of the headers: up to 40 ms stalls.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             connection.request("POST", self._prefix + path, body=body, headers=dict(headers))
         except OSError as exc:

@@ -428,6 +428,16 @@ class CallTask(Base):
     reached_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Added by 0004 (engine/calls): an agent-only task (agent-only callback) names its agent;
+    # a callback or follow-up points at the task it came from and keeps that task's step (its
+    # script, talking points, priority); claimed_at starts the handle time.
+    assigned_agent: Mapped[str | None] = mapped_column(String(64))
+    parent_task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("call_tasks.id", ondelete="SET NULL")
+    )
+    source_step_id: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # --------------------------------------------------------------------------- conversions
@@ -468,3 +478,73 @@ class Conversion(Base):
     first_touch: Mapped[dict[str, Any] | None] = mapped_column(JSONDict)
     last_touch: Mapped[dict[str, Any] | None] = mapped_column(JSONDict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# ------------------------------------------------------------------- calls (agents, caller log)
+
+AGENT_ROLES = ("agent", "coordinator", "manager")
+
+
+class Agent(Base):
+    """A person who works call lists. ``teams`` (a JSON list such as ["renewals",
+    "escalations"]) decides which call tasks they are served; ``daily_target`` is their
+    outbound calling plan (weekly and monthly targets derive from it)."""
+
+    __tablename__ = "agents"
+    __table_args__ = (
+        UniqueConstraint("login"),
+        CheckConstraint(_in("role", AGENT_ROLES), name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    login: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default="agent")
+    timezone: Mapped[str] = mapped_column(String(64))
+    daily_target: Mapped[int] = mapped_column(default=0)
+    teams: Mapped[list[str]] = mapped_column(JSONDict, default=list)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CallerLogEntry(Base):
+    """The caller log: one row per documented call, append-only and hash-chained.
+
+    ``hash`` = sha256(prev_hash + canonical JSON of every other column); ``seq`` is the position
+    in the chain (UNIQUE: two appenders can never both write entry n, so the chain cannot fork).
+    No foreign keys on purpose: the audit trail outlives the tasks and participants it names,
+    and on PostgreSQL a trigger refuses UPDATE and DELETE (a cascade would be one).
+    """
+
+    __tablename__ = "caller_log"
+    __table_args__ = (
+        UniqueConstraint("seq"),
+        Index(None, "agent", "logged_at"),
+        Index(None, "participant_id", "logged_at"),
+        Index(None, "task_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    seq: Mapped[int] = mapped_column()
+    task_id: Mapped[int | None] = mapped_column()
+    participant_id: Mapped[int] = mapped_column()
+    external_id: Mapped[str] = mapped_column(String(128))
+    program: Mapped[str] = mapped_column(String(64))
+    campaign: Mapped[str | None] = mapped_column(String(64))
+    run_id: Mapped[int | None] = mapped_column()
+    task_kind: Mapped[str] = mapped_column(String(16))
+    agent: Mapped[str] = mapped_column(String(64))
+    number_dialled: Mapped[str | None] = mapped_column(String(20))
+    disposition: Mapped[str] = mapped_column(String(32))
+    human_contact: Mapped[bool] = mapped_column()
+    verified: Mapped[bool | None] = mapped_column()
+    fields: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
+    notes: Mapped[str | None] = mapped_column(Text)
+    record: Mapped[str] = mapped_column(Text)  # the standard call record rendered from the template
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    logged_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    handle_seconds: Mapped[int | None] = mapped_column()
+    attempt: Mapped[int] = mapped_column()
+    source: Mapped[str] = mapped_column(String(16))  # 'agent' (calls log) or 'dialer' (import)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

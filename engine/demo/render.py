@@ -95,6 +95,9 @@ def sections(report: DemoReport) -> list[Section]:
         out.append(
             Section("Campaigns launched (as `campaign launch` would)", _campaign_rows(report))
         )
+    # Sections later demo steps add (DemoContext.sections).
+    for title, rows in report.sections:
+        out.append(Section(title, list(rows)))
     if report.notes:
         out.append(Section("Notes", [("", note) for note in report.notes]))
     return out

@@ -93,6 +93,8 @@ class DemoContext:
     summary: ProgramSummary | None = None
     campaigns: list[CampaignFigures] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # More sections of the printed report: (title, [(label, value), ...]), in step order.
+    sections: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
 
     @property
     def database_url(self) -> str:
@@ -137,6 +139,7 @@ class DemoReport:
     notes: list[str]
     next_commands: list[str]
     extra: dict[str, Any]
+    sections: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- steps
@@ -259,6 +262,30 @@ def launch_campaigns(ctx: DemoContext) -> None:
     )
 
 
+def _send(ctx: DemoContext) -> None:
+    from engine.tick import run_demo_tick
+
+    run_demo_tick(ctx)
+
+
+def _calls(ctx: DemoContext) -> None:
+    from engine.calls.demo import work_a_day
+
+    work_a_day(ctx)
+
+
+def _results(ctx: DemoContext) -> None:
+    from engine.demo.report_step import import_results  # imports this module
+
+    import_results(ctx)
+
+
+def _reports(ctx: DemoContext) -> None:
+    from engine.demo.report_step import campaign_reports  # imports this module
+
+    campaign_reports(ctx)
+
+
 # Later features append their steps here, after the data is in.
 STEPS: list[DemoStep] = [
     DemoStep("reset", "Preparing the demo folder", reset_folder),
@@ -269,6 +296,11 @@ STEPS: list[DemoStep] = [
     DemoStep("import-events", "Importing activity events", import_events),
     DemoStep("summary", "Summarising the member base", summarize),
     DemoStep("campaigns", "Planning and launching the example campaigns", launch_campaigns),
+    DemoStep("send", "A tick the next day: rendering and sending to the file sink", _send),
+    DemoStep("calls", "Agents working a day of calls (claim, script, log)", _calls),
+    # Keep these two last: results arrive after everything was sent and called.
+    DemoStep("results", "Importing renewals, redemptions and other results", _results),
+    DemoStep("reports", "Writing the campaign reports (HTML beside the database)", _reports),
 ]
 
 
@@ -336,6 +368,7 @@ def _report(ctx: DemoContext, timings: list[StepTiming], seconds: float) -> Demo
         notes=list(ctx.notes),
         next_commands=next_commands(ctx),
         extra=dict(ctx.extra),
+        sections=list(ctx.sections),
     )
 
 
@@ -356,5 +389,7 @@ def next_commands(ctx: DemoContext) -> list[str]:
         if sample is not None:
             commands.append(f"{base} explain {first} {sample}")
         commands.append(f"{base} runs list")
+        html = shlex.quote(str(ctx.folder / "report.html"))
+        commands.append(f"{base} report campaign {first} --html {html}")
     commands.append(f"campaign demo --participants 50000 --seed {ctx.seed + 1}")
     return commands

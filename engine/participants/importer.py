@@ -25,17 +25,25 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+from sqlalchemy.pool import NullPool
+
 from engine.app import App
 from engine.clock import ensure_utc
+from engine.db.session import make_engine
 from engine.participants.reader import (
+    PieceReader,
     SourceFile,
     SourceRow,
+    count_lines,
     digest_prefix,
     original_text,
+    parse_piece,
     row_digest,
 )
 from engine.participants.results import (
@@ -49,6 +57,8 @@ from engine.participants.store import (
     PARTICIPANT_COLUMNS,
     ImportStore,
     RowEncoder,
+    copy_line,
+    lookup,
 )
 from engine.participants.suppressions import email_hash, hash_normalised
 from engine.participants.validation import (
@@ -63,6 +73,14 @@ from engine.sampling import sample_key
 # Bump when validation or storage rules change meaning: every row then counts as changed once.
 RULES_VERSION = "1"
 CHUNK_SIZE = 2000
+# Rows written between commits: an interrupted import keeps its progress up to the last one.
+# Committing every chunk instead makes SQLite write the same index pages again and again.
+COMMIT_ROWS = 20_000
+# SQLite: a file of at least this many rows, and more than the table holds, is loaded without
+# the email and phone indexes, which are rebuilt at the end (see ImportStore.defer_indexes).
+DEFER_INDEXES_ROWS = 100_000
+# SQLite page cache of the importing connection (KiB).
+SQLITE_CACHE_KIB = 32 * 1024
 # Below this many rows to validate, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD = 5000
 
@@ -97,66 +115,178 @@ class SeenIds:
         self._db.close()
 
 
-# --------------------------------------------------------------------------- validation
-
-
-# --------------------------------------------------------------------------- workers
+# --------------------------------------------------------------------------- pieces
 
 
 @dataclass(frozen=True)
-class _Target:
-    """Where validated rows go: what a worker needs to encode them for the database."""
+class _Plan:
+    """What reading, checking and encoding a piece of the file needs; fixed for one import.
+    Handed to the worker processes once, when they start."""
 
+    fmt: str
+    columns: list[str]
+    digest_context: str
+    ctx: ValidationContext
     program_id: int
     program_key: str
     at: datetime
     postgres: bool
     consent_source: str
+    erased: frozenset[str]
+    database_url: str
+
+    @property
+    def width(self) -> int:
+        return len(self.columns)
 
 
-Task = tuple[ValidationContext, _Target, list[str], list[tuple[int, Any]], list[str]]
-# Per row: (participant row, its consent rows) ready for the driver, or (None, reasons).
-Result = list[tuple[tuple[Any, ...] | None, list[Any]]]
-_EXTERNAL_ID = PARTICIPANT_COLUMNS.index("external_id")
-_EMAIL, _PHONE = PARTICIPANT_COLUMNS.index("email"), PARTICIPANT_COLUMNS.index("phone")
+@dataclass
+class _PieceResult:
+    """One piece, read, checked against the stored digests, validated and encoded.
+
+    ``firsts``: (external_id, line) of each id's first row in the piece, in file order, for
+    the duplicate check across pieces; ``repeats``: (line, external_id, cells) of later rows
+    with an id seen before in the piece; ``unchanged``: lines of rows whose digest is the
+    stored one; ``writes``: (line, existed, participant row, consent rows) encoded for the
+    database (COPY text on PostgreSQL, driver tuples on SQLite); ``rejects``: (line, reasons,
+    cells).
+    """
+
+    read: int = 0
+    firsts: list[tuple[str, int]] = field(default_factory=list)
+    repeats: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)
+    writes: list[tuple[int, bool, Any, Any]] = field(default_factory=list)
+    rejects: list[tuple[int, list[str], list[str]]] = field(default_factory=list)
 
 
-def encode_chunk(task: Task) -> Result:
-    """Validate a chunk and encode the good rows for the database. Runs in a worker process:
-    validation (phonenumbers, email-validator) and encoding are most of an import's CPU, and
-    plain tuples of strings cross the process boundary much faster than records."""
-    ctx, target, columns, items, digests = task
-    encode_participant = RowEncoder(PARTICIPANT_COLUMNS, postgres=target.postgres)
-    encode_consent = RowEncoder(CONSENT_COLUMNS, postgres=target.postgres)
-    results: Result = []
-    checked = validate_chunk((ctx, columns, items))
-    for (record, reasons), digest in zip(checked, digests, strict=True):
-        if record is None:
-            results.append((None, reasons))
+Lookup = Callable[[list[str]], dict[str, Any]]
+
+
+def process_piece(plan: _Plan, data: bytes, first_line: int, lookup: Lookup) -> _PieceResult:
+    """Everything an import does to a piece of the file before writing it: parse, digest,
+    skip the unchanged rows (one query for the stored digests), validate and encode the
+    rest. Runs in a worker process for a big file."""
+    rows = parse_piece(plan.fmt, plan.width, data, first_line)
+    result = _PieceResult(read=len(rows))
+    prefix = _digest_prefix(plan.digest_context, tuple(plan.columns))
+    id_index = plan.columns.index("external_id") if plan.fmt == "csv" else -1
+    first_here: dict[str, int] = {}
+    candidates: list[tuple[SourceRow, str, str]] = []
+    for row in rows:
+        if row.error is not None:
+            result.rejects.append((row.line, [row.error], original_text(row)))
             continue
-        consents = [
+        try:
+            digest = row_digest(prefix, row)
+        except UnicodeEncodeError:
+            result.rejects.append(
+                (row.line, ["contains bytes that are not UTF-8"], original_text(row))
+            )
+            continue
+        if id_index >= 0:
+            external_id = row.original[id_index].strip()
+        else:
+            external_id = text((row.values or {}).get("external_id")) or ""
+        if external_id:
+            if external_id in first_here:
+                result.repeats.append((row.line, external_id, original_text(row)))
+                continue
+            first_here[external_id] = row.line
+        candidates.append((row, digest, external_id))
+    result.firsts = list(first_here.items())
+    existing = lookup(list(first_here))
+    changed: list[tuple[SourceRow, str, str]] = []
+    for candidate in candidates:
+        _row, digest, external_id = candidate
+        if external_id and existing.get(external_id) == digest:
+            result.unchanged.append(_row.line)
+        else:
+            changed.append(candidate)
+    if not changed:
+        return result
+    checked = validate_chunk(
+        (plan.ctx, plan.columns, [(row.line, _payload(row)) for row, _, _ in changed])
+    )
+    encode_participant: Callable[[Sequence[Any]], Any] = (
+        copy_line if plan.postgres else RowEncoder(PARTICIPANT_COLUMNS, postgres=False)
+    )
+    encode_consent: Callable[[Sequence[Any]], Any] = (
+        copy_line if plan.postgres else RowEncoder(CONSENT_COLUMNS, postgres=False)
+    )
+    for (row, digest, external_id), (record, reasons) in zip(changed, checked, strict=True):
+        if record is not None and plan.erased and _is_erased(record, plan.erased):
+            record, reasons = None, [_ERASED]
+        if record is None:
+            result.rejects.append((row.line, reasons, original_text(row)))
+            continue
+        consents: list[Any] = [
             encode_consent(
-                (
-                    target.program_id,
-                    record.external_id,
-                    channel,
-                    status,
-                    target.at,
-                    target.consent_source,
-                )
+                (plan.program_id, record.external_id, channel, status, plan.at, plan.consent_source)
             )
             for channel, status in record.consents.items()
         ]
-        row = _participant_row(target.program_id, target.program_key, record, digest, target.at)
-        results.append((encode_participant(row), consents))
-    return results
+        participant = encode_participant(
+            _participant_row(plan.program_id, plan.program_key, record, digest, plan.at)
+        )
+        existed = external_id in existing
+        result.writes.append(
+            (row.line, existed, participant, "".join(consents) if plan.postgres else consents)
+        )
+    return result
 
 
-class Validator:
-    """Validates chunks in this process until ``threshold`` rows have been asked for, then in a
-    pool of worker processes (ordered: results come back in submission order)."""
+@lru_cache(maxsize=4)
+def _digest_prefix(context: str, columns: tuple[str, ...]) -> Any:
+    return digest_prefix(context, list(columns))
 
-    def __init__(self, *, workers: int, threshold: int) -> None:
+
+def _payload(row: SourceRow) -> Any:
+    return row.values if row.values is not None else row.original
+
+
+# --------------------------------------------------------------------------- workers
+
+# The plan and database connection of a worker process (set when the pool starts it).
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(plan: _Plan) -> None:
+    _worker.clear()
+    _worker["plan"] = plan
+
+
+def _worker_piece(job: tuple[bytes, int]) -> _PieceResult:
+    plan: _Plan = _worker["plan"]
+    lookup = _worker.get("lookup")
+    if lookup is None:
+        lookup = _worker["lookup"] = _own_lookup(plan)
+    return process_piece(plan, job[0], job[1], lookup)
+
+
+def _own_lookup(plan: _Plan) -> Lookup:
+    """A worker's own connection for the digest lookups: an engine made in the parent must
+    not be used across fork. Autocommit, so no snapshot is held open while the parent writes."""
+    engine = make_engine(plan.database_url, poolclass=NullPool)
+    raw = engine.raw_connection()  # kept referenced: the connection closes with it
+    driver = raw.driver_connection
+    if plan.postgres:
+        driver.autocommit = True  # type: ignore[union-attr]
+
+    def existing(ids: list[str]) -> dict[str, Any]:
+        assert raw.driver_connection is driver
+        return dict(lookup(driver, plan.postgres, plan.program_id, ids, "source_digest"))
+
+    return existing
+
+
+class Pieces:
+    """Processes pieces in this process until ``threshold`` rows' worth of bytes have been
+    asked for, then in a pool of worker processes (results come back in submission order)."""
+
+    def __init__(self, plan: _Plan, local: Lookup, *, workers: int, threshold: int) -> None:
+        self.plan = plan
+        self.local = local
         self.workers = workers
         self.threshold = threshold
         self.requested = 0
@@ -164,16 +294,13 @@ class Validator:
 
     @property
     def lookahead(self) -> int:
-        """How many chunks may be in flight before the oldest must be written."""
-        return self.workers if self.pool is not None else 0
+        """How many pieces may be in flight before the oldest must be written."""
+        return 2 * self.workers if self.pool is not None else 0
 
-    def submit(self, task: Task) -> Callable[[], Result]:
-        items = task[3]
-        self.requested += len(items)
-        if not items:
-            return list
+    def submit(self, data: bytes, first_line: int, records: int) -> Callable[[], _PieceResult]:
+        self.requested += records
         if self.pool is None and (self.workers < 2 or self.requested < self.threshold):
-            result = encode_chunk(task)
+            result = process_piece(self.plan, data, first_line, self.local)
             return lambda: result
         if self.pool is None:
             # fork, not spawn: spawn re-imports the caller's __main__, which breaks any script
@@ -182,10 +309,12 @@ class Validator:
             # copying) every page they share with this process.
             gc.freeze()
             try:
-                self.pool = multiprocessing.get_context("fork").Pool(self.workers)
+                self.pool = multiprocessing.get_context("fork").Pool(
+                    self.workers, initializer=_start_worker, initargs=(self.plan,)
+                )
             finally:
                 gc.unfreeze()
-        return self.pool.apply_async(encode_chunk, (task,)).get
+        return self.pool.apply_async(_worker_piece, ((data, first_line),)).get
 
     def close(self, *, failed: bool) -> None:
         if self.pool is not None:
@@ -201,16 +330,6 @@ def default_workers() -> int:
 
 
 # --------------------------------------------------------------------------- import
-
-
-@dataclass
-class _Chunk:
-    read: int = 0
-    unchanged: int = 0
-    rejects: list[tuple[int, list[str], list[str]]] = field(default_factory=list)
-    rows: list[SourceRow] = field(default_factory=list)  # rows to validate
-    digests: list[str] = field(default_factory=list)
-    existing: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -243,132 +362,124 @@ def import_participants(
         program = get_program(session, program_key)
         program_id, key = program.id, program.key
         ctx = ValidationContext(timezone=program.timezone, region=program.region)
-    source = SourceFile(path, fmt)
+    with SourceFile(path, fmt) as source:  # the header, and a readable file
+        fmt, columns, header_lines = source.fmt, source.columns, source.header_lines
+    size = path.stat().st_size
     rejects = RejectsWriter(
         Path(rejects_path) if rejects_path else default_rejects_path(path),
-        source.columns if source.fmt == "csv" else ["raw"],
+        columns if fmt == "csv" else ["raw"],
     )
-    consent_source = f"import:{path.name}"[:64]
-    prefix = digest_prefix(
-        f"participants/{RULES_VERSION}/{source.fmt}/{ctx.timezone}/{ctx.region}", source.columns
-    )
-    id_index = source.columns.index("external_id") if source.fmt == "csv" else -1
-    target = _Target(
-        program_id=program_id,
-        program_key=key,
-        at=at,
-        postgres=app.engine.dialect.name == "postgresql",
-        consent_source=consent_source,
-    )
+    pieces = PieceReader(path, fmt, skip_lines=header_lines, records=chunk_size)
+    url = app.engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        workers = 1  # a worker could not open this database for its lookups
     totals = _Totals()
     seen = SeenIds()
-    validator = Validator(workers=workers or default_workers(), threshold=parallel_threshold)
+    runner: Pieces | None = None
     failed = True
     try:
         with app.engine.connect() as connection:
             store = ImportStore(connection)
-            erased = store.erased_hashes()
+            postgres = store.postgres
+            plan = _Plan(
+                fmt=fmt,
+                columns=columns,
+                digest_context=(f"participants/{RULES_VERSION}/{fmt}/{ctx.timezone}/{ctx.region}"),
+                ctx=ctx,
+                program_id=program_id,
+                program_key=key,
+                at=at,
+                postgres=postgres,
+                consent_source=f"import:{path.name}"[:64],
+                erased=frozenset(store.erased_hashes()),
+                database_url=url.render_as_string(hide_password=False),
+            )
+            store.restore_indexes()  # any a killed import left dropped
             connection.commit()
+            cache = _bigger_cache(connection, postgres)
+            deferred: list[Any] = []
+            runner = Pieces(
+                plan,
+                lambda ids: store.existing_digests(program_id, ids),
+                workers=workers or default_workers(),
+                threshold=parallel_threshold,
+            )
+            uncommitted = 0
 
-            def prepare(rows: list[SourceRow]) -> _Chunk:
-                """Duplicates, unreadable rows and unchanged rows, before any validation."""
-                chunk = _Chunk(read=len(rows))
-                candidates: list[tuple[SourceRow, str, str]] = []
-                first_here: dict[str, int] = {}
-                repeats: list[tuple[SourceRow, str]] = []
-                for row in rows:
-                    if row.error is not None:
-                        chunk.rejects.append((row.line, [row.error], original_text(row)))
-                        continue
-                    try:
-                        digest = row_digest(prefix, row)
-                    except UnicodeEncodeError:
-                        chunk.rejects.append(
-                            (row.line, ["contains bytes that are not UTF-8"], original_text(row))
-                        )
-                        continue
-                    if id_index >= 0:
-                        external_id = row.original[id_index].strip()
-                    else:
-                        external_id = text((row.values or {}).get("external_id")) or ""
-                    if external_id:
-                        if external_id in first_here:
-                            repeats.append((row, external_id))
-                            continue
-                        first_here[external_id] = row.line
-                    candidates.append((row, digest, external_id))
-                earlier = seen.first_lines(list(first_here))
-                seen.add([(i, n) for i, n in first_here.items() if i not in earlier])
-                lookup = [i for i in first_here if i not in earlier]
-                chunk.existing = store.existing_digests(program_id, lookup)
-                for row, external_id in repeats:
-                    first = earlier.get(external_id, first_here[external_id])
-                    chunk.rejects.append((row.line, [_duplicate(first)], original_text(row)))
-                for row, digest, external_id in candidates:
-                    if external_id in earlier:
-                        reason = _duplicate(earlier[external_id])
-                        chunk.rejects.append((row.line, [reason], original_text(row)))
-                    elif external_id and chunk.existing.get(external_id) == digest:
-                        chunk.unchanged += 1
-                    else:
-                        chunk.rows.append(row)
-                        chunk.digests.append(digest)
-                return chunk
-
-            def write(chunk: _Chunk, results: Result) -> None:
-                stored: list[tuple[Any, ...]] = []
-                consents: list[tuple[Any, ...]] = []
-                for row, (encoded, extra) in zip(chunk.rows, results, strict=True):
-                    if encoded is not None and erased and _is_erased(encoded, erased):
-                        encoded, extra = None, [_ERASED]
-                    if encoded is None:
-                        chunk.rejects.append((row.line, extra, original_text(row)))
-                        continue
-                    if encoded[_EXTERNAL_ID] in chunk.existing:
-                        totals.updated += 1
-                    else:
-                        totals.inserted += 1
-                    stored.append(encoded)
-                    consents.extend(extra)
-                store.upsert_participants(stored, encoded=True)
-                store.upsert_consents(consents, encoded=True)
-                connection.commit()
-                totals.read += chunk.read
-                totals.unchanged += chunk.unchanged
-                totals.rejected += len(chunk.rejects)
-                for line, reasons, original in sorted(chunk.rejects, key=lambda r: r[0]):
+            def write(data: bytes, first_line: int, result: _PieceResult) -> None:
+                nonlocal uncommitted
+                rejected = list(result.rejects)
+                writes, unchanged = result.writes, len(result.unchanged)
+                earlier = seen.first_lines([i for i, _ in result.firsts])
+                if earlier:
+                    # Ids first met in an earlier piece: every row of theirs here is a
+                    # duplicate, whatever the worker made of it (rare: re-read the piece for
+                    # the original cells).
+                    dropped = {line: earlier[i] for i, line in result.firsts if i in earlier}
+                    cells = {
+                        row.line: original_text(row)
+                        for row in parse_piece(fmt, len(columns), data, first_line)
+                        if row.line in dropped
+                    }
+                    rejected = [r for r in rejected if r[0] not in dropped]
+                    rejected.extend((n, [_duplicate(f)], cells[n]) for n, f in dropped.items())
+                    writes = [w for w in writes if w[0] not in dropped]
+                    unchanged -= sum(1 for line in result.unchanged if line in dropped)
+                seen.add([(i, n) for i, n in result.firsts if i not in earlier])
+                firsts = dict(result.firsts)
+                for line, external_id, original in result.repeats:
+                    first = earlier.get(external_id, firsts[external_id])
+                    rejected.append((line, [_duplicate(first)], original))
+                participants = [w[2] for w in writes]
+                if postgres:
+                    consents: list[Any] = [w[3] for w in writes]
+                else:
+                    consents = [c for w in writes for c in w[3]]
+                store.upsert_participant_lines(participants)
+                store.upsert_consent_lines(consents)
+                inserted = sum(1 for w in writes if not w[1])
+                totals.inserted += inserted
+                totals.updated += len(writes) - inserted
+                totals.read += result.read
+                totals.unchanged += unchanged
+                totals.rejected += len(rejected)
+                uncommitted += len(writes)
+                if uncommitted >= COMMIT_ROWS:
+                    connection.commit()
+                    uncommitted = 0
+                for line, reasons, original in sorted(rejected, key=lambda r: r[0]):
                     rejects.write(line, reasons, original)
                 if progress is not None:
-                    progress(source.bytes_read, source.size)
+                    progress(min(pieces.bytes_read, size), size)
 
-            pending: deque[tuple[_Chunk, Callable[[], Result]]] = deque()
-
-            def enqueue(rows: list[SourceRow]) -> None:
-                chunk = prepare(rows)
-                task = (ctx, target, source.columns, _payload(chunk), chunk.digests)
-                pending.append((chunk, validator.submit(task)))
-
-            batch: list[SourceRow] = []
-            for row in source:
-                batch.append(row)
-                if len(batch) < chunk_size:
-                    continue
-                enqueue(batch)
-                batch = []
-                # Write the oldest chunk while the workers validate the newer ones.
-                while len(pending) > validator.lookahead:
-                    done, result = pending.popleft()
-                    write(done, result())
-            if batch:
-                enqueue(batch)
-            while pending:
-                done, result = pending.popleft()
-                write(done, result())
+            pending: deque[tuple[bytes, int, Callable[[], _PieceResult]]] = deque()
+            try:
+                for data, first_line in pieces:
+                    if first_line == pieces.first_line and not postgres:
+                        deferred = _maybe_defer_indexes(store, data, size)
+                    pending.append((data, first_line, runner.submit(data, first_line, chunk_size)))
+                    # Write the oldest piece while the workers work on the newer ones.
+                    while len(pending) > runner.lookahead:
+                        data, first_line, result = pending.popleft()
+                        write(data, first_line, result())
+                while pending:
+                    data, first_line, result = pending.popleft()
+                    write(data, first_line, result())
+                store.restore_indexes(deferred)
+                connection.commit()
+            except BaseException:
+                if deferred:  # dropped in a committed chunk: put them back, then fail
+                    connection.rollback()
+                    store.restore_indexes(deferred)
+                    connection.commit()
+                raise
+            _restore_cache(connection, cache)
             store.close()
         failed = False
     finally:
-        validator.close(failed=failed)
-        source.close()
+        if runner is not None:
+            runner.close(failed=failed)
+        pieces.close()
         seen.close()
         rejects.close()
     assert totals.read == totals.inserted + totals.updated + totals.unchanged + totals.rejected
@@ -383,14 +494,32 @@ def import_participants(
     )
 
 
+def _maybe_defer_indexes(store: ImportStore, first_piece: bytes, size: int) -> list[Any]:
+    """Drop the email/phone indexes for a bulk load: when the file (estimated from its first
+    piece) holds many rows and more than the table does (a first load, not a daily feed)."""
+    estimate = count_lines(first_piece) * size // max(1, len(first_piece))
+    if estimate < DEFER_INDEXES_ROWS or estimate <= store.participant_count():
+        return []
+    return store.defer_indexes()
+
+
+def _bigger_cache(connection: Connection, postgres: bool) -> int | None:
+    """SQLite: a bigger page cache for this connection while it imports (the email and phone
+    indexes take rows in random order); returns the setting to restore."""
+    if postgres:
+        return None
+    previous = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+    return int(previous) if previous is not None else None
+
+
+def _restore_cache(connection: Connection, previous: int | None) -> None:
+    if previous is not None:
+        connection.exec_driver_sql(f"PRAGMA cache_size = {previous}")
+
+
 def _duplicate(first_line: int) -> str:
     return f"duplicate external_id in this file (first at line {first_line})"
-
-
-def _payload(chunk: _Chunk) -> list[tuple[int, Any]]:
-    return [
-        (row.line, row.values if row.values is not None else row.original) for row in chunk.rows
-    ]
 
 
 _ERASED = (
@@ -399,8 +528,8 @@ _ERASED = (
 )
 
 
-def _is_erased(row: tuple[Any, ...], erased: set[str]) -> bool:
-    email, phone = row[_EMAIL], row[_PHONE]
+def _is_erased(record: ParticipantRecord, erased: frozenset[str]) -> bool:
+    email, phone = record.email, record.phone
     if email is not None and email_hash(email) in erased:
         return True
     return phone is not None and hash_normalised(phone) in erased

@@ -12,7 +12,8 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -100,6 +101,7 @@ class SourceFile:
         )
         self.columns: list[str] = []
         self._csv: Any = None
+        self._header_lines = 0
         if self.fmt == "csv":
             self._open_csv()
 
@@ -117,6 +119,7 @@ class SourceFile:
         if header is None:
             self.close()
             raise InputError(f"{self.path}: the file is empty (a header line is required)")
+        self._header_lines = self._csv.line_num
         self.columns = [name.strip().lower() for name in header]
         seen: set[str] = set()
         for name in self.columns:
@@ -136,45 +139,15 @@ class SourceFile:
         return self._csv_rows() if self.fmt == "csv" else self._jsonl_rows()
 
     def _csv_rows(self) -> Iterator[SourceRow]:
-        reader = self._csv
-        width = len(self.columns)
-        previous_end = reader.line_num  # physical lines consumed so far (the header)
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                # e.g. a NUL byte or a quote left open to the end of the file.
-                line = previous_end + 1
-                previous_end = reader.line_num
-                yield SourceRow(line, [], error=f"not readable as CSV ({exc})")
-                continue
-            line = previous_end + 1  # a quoted cell may span lines: the record STARTS here
-            previous_end = reader.line_num
-            if not cells:
-                continue  # a blank line is not a record
-            if len(cells) != width:
-                yield SourceRow(
-                    line, cells, error=f"has {len(cells)} cells but the header has {width}"
-                )
-                continue
-            yield SourceRow(line, cells)
+        return csv_records(self._csv, len(self.columns), 0)
 
     def _jsonl_rows(self) -> Iterator[SourceRow]:
-        for number, raw_line in enumerate(self._text, start=1):
-            stripped = raw_line.strip()
-            if not stripped:
-                continue
-            try:
-                value = json.loads(stripped)
-            except ValueError as exc:
-                yield SourceRow(number, stripped, error=f"not valid JSON ({exc})")
-                continue
-            if not isinstance(value, dict):
-                yield SourceRow(number, stripped, error="not a JSON object")
-                continue
-            yield SourceRow(number, stripped, {str(k).lower(): v for k, v in value.items()})
+        return jsonl_records(self._text, 1)
+
+    @property
+    def header_lines(self) -> int:
+        """Physical lines the CSV header took (a quoted name may span lines); 0 for JSONL."""
+        return int(self._header_lines)
 
     def mapping(self, row: SourceRow) -> dict[str, Any]:
         """The row as {column: value}."""
@@ -190,6 +163,207 @@ class SourceFile:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def csv_records(reader: Any, width: int, line_offset: int) -> Iterator[SourceRow]:
+    """The records of a ``csv.reader``; a record's line is where it STARTS (a quoted cell may
+    span lines), counted from ``line_offset`` + 1 on the reader's first line."""
+    previous_end = reader.line_num  # physical lines consumed so far
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # e.g. a NUL byte.
+            line = line_offset + previous_end + 1
+            previous_end = reader.line_num
+            yield SourceRow(line, [], error=f"not readable as CSV ({exc})")
+            continue
+        line = line_offset + previous_end + 1
+        previous_end = reader.line_num
+        if not cells:
+            continue  # a blank line is not a record
+        if len(cells) != width:
+            yield SourceRow(line, cells, error=f"has {len(cells)} cells but the header has {width}")
+            continue
+        yield SourceRow(line, cells)
+
+
+def jsonl_records(lines: Iterable[str], first_line: int) -> Iterator[SourceRow]:
+    """The records of JSONL ``lines``, the first being line ``first_line``."""
+    for number, raw_line in enumerate(lines, start=first_line):
+        stripped = raw_line.strip()
+        if not stripped:
+            continue
+        try:
+            value = json.loads(stripped)
+        except ValueError as exc:
+            yield SourceRow(number, stripped, error=f"not valid JSON ({exc})")
+            continue
+        if not isinstance(value, dict):
+            yield SourceRow(number, stripped, error="not a JSON object")
+            continue
+        yield SourceRow(number, stripped, {str(k).lower(): v for k, v in value.items()})
+
+
+# --------------------------------------------------------------------------- pieces
+#
+# A big import parses the file in worker processes: this process only cuts the file into
+# pieces of whole records (bytes) and numbers their first line; a worker decodes and parses a
+# piece exactly as SourceFile would have read those lines (same decoding, same line endings,
+# same csv state at a record boundary), so rows, line numbers and errors are the same.
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")  # what universal newlines split on
+_BOM = b"\xef\xbb\xbf"
+
+
+def count_lines(data: bytes) -> int:
+    """Line endings in ``data`` as universal newlines count them (CRLF is one)."""
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+
+
+def parse_piece(fmt: str, width: int, data: bytes, first_line: int) -> list[SourceRow]:
+    """The records of a piece of the file that starts at a record boundary on ``first_line``."""
+    content = data.decode("utf-8", errors="surrogateescape")
+    if fmt == "csv":
+        reader = csv.reader(io.StringIO(content, newline=""))
+        return list(csv_records(reader, width, first_line - 1))
+    return list(jsonl_records(io.StringIO(content, newline=None), first_line))
+
+
+class PieceReader:
+    """Cuts the body of an input file (after the CSV header) into pieces of about ``records``
+    records each, always at a record boundary. Yields (bytes, number of the first line).
+
+    A line ending ends a record unless it is inside a quoted CSV cell; so a stretch without a
+    quote character is cut at its line endings, and only a stretch holding quotes is parsed
+    here (with the csv module, as the reader would) to find where its records end.
+    """
+
+    def __init__(
+        self, path: Path, fmt: str, *, skip_lines: int, records: int, block: int = 1 << 20
+    ) -> None:
+        self.fmt = fmt
+        self.records = max(1, records)
+        self.block = block
+        self.bytes_read = 0
+        try:
+            self._file = path.open("rb")
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read the file ({exc.strerror})") from exc
+        self._buffer = b""
+        self._eof = False
+        self._fill()
+        if self._buffer.startswith(_BOM):
+            self._buffer = self._buffer[len(_BOM) :]
+        self.line = 1
+        self.first_line = 1 + skip_lines
+        for _ in range(skip_lines):
+            end = self._line_end(0)
+            while end is None and not self._eof:
+                self._fill()
+                end = self._line_end(0)
+            self._buffer = self._buffer[end if end is not None else len(self._buffer) :]
+            self.line += 1
+
+    def _fill(self) -> None:
+        data = self._file.read(self.block)
+        self.bytes_read += len(data)
+        if data:
+            self._buffer += data
+        else:
+            self._eof = True
+
+    def _line_end(self, start: int) -> int | None:
+        """Index just past the first line ending at or after ``start``; None when there is
+        none yet (a CR at the very end may still be the first half of a CRLF)."""
+        match = _LINE_END.search(self._buffer, start)
+        if match is None:
+            return None
+        end = match.end()
+        if end == len(self._buffer) and match.group() == b"\r" and not self._eof:
+            return None
+        return end
+
+    def _cut_plain(self) -> int | None:
+        """Past the ``records``-th line ending (no quotes up to there), or None."""
+        buffer = self._buffer
+        if b"\r" not in buffer:  # the usual case: LF only, one fast search per line
+            position = -1
+            for _ in range(self.records):
+                position = buffer.find(b"\n", position + 1)
+                if position < 0:
+                    return None
+            return position + 1
+        position = 0
+        for _ in range(self.records):
+            end = self._line_end(position)
+            if end is None:
+                return None
+            position = end
+        return position
+
+    def _cut_quoted(self) -> int | None:
+        """Past the last record that certainly ends in the buffer (at most ``records``)."""
+        content = self._buffer.decode("utf-8", errors="surrogateescape")
+        reader = csv.reader(io.StringIO(content, newline=""))
+        ends: list[int] = []  # physical lines consumed after each record
+        while len(ends) <= self.records:
+            try:
+                next(reader)
+            except StopIteration:
+                break
+            except csv.Error:
+                pass
+            ends.append(reader.line_num)
+        if len(ends) > self.records:
+            lines = ends[self.records - 1]
+        elif self._eof:
+            return len(self._buffer)  # everything left is whole records
+        elif len(ends) >= 2:
+            # The last record read may be cut short by the end of the buffer: keep it for later.
+            lines = ends[-2]
+        else:
+            return None
+        position = 0
+        for _ in range(lines):
+            end = self._line_end(position)
+            if end is None:  # cannot happen: those lines were read from this buffer
+                return None
+            position = end
+        return position
+
+    def _cut(self) -> int | None:
+        if self.fmt == "csv":
+            plain = self._cut_plain()
+            if plain is not None and self._buffer.find(b'"', 0, plain) < 0:
+                return plain
+            if plain is None and b'"' not in self._buffer:
+                return len(self._buffer) if self._eof else None
+            return self._cut_quoted()
+        plain = self._cut_plain()
+        if plain is None and self._eof:
+            return len(self._buffer)
+        return plain
+
+    def __iter__(self) -> Iterator[tuple[bytes, int]]:
+        while True:
+            cut = self._cut() if self._buffer else None
+            if cut is None or cut == 0:
+                if self._eof:
+                    if self._buffer:
+                        piece, self._buffer = self._buffer, b""
+                        yield piece, self.line
+                    return
+                self._fill()
+                continue
+            piece, self._buffer = self._buffer[:cut], self._buffer[cut:]
+            yield piece, self.line
+            self.line += count_lines(piece)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def digest_prefix(context: str, columns: list[str]) -> Any:

@@ -16,7 +16,9 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Index
+
+from engine.db.models import Participant
 
 PARTICIPANT_COLUMNS = (
     "program_id",
@@ -93,6 +95,21 @@ _UPSERT_CONSENTS = (
     "WHERE participant_consents.status <> excluded.status"
 )
 
+# SQLite: the participant and consent upserts straight from executemany, one row at a time
+# inside one statement's prepared plan (no staging table to fill and read back).
+_UPSERT_PARTICIPANTS_VALUES = _UPSERT_PARTICIPANTS.replace(
+    f"SELECT {', '.join(PARTICIPANT_COLUMNS)} FROM _import_participants WHERE true",
+    f"VALUES ({', '.join('?' * len(PARTICIPANT_COLUMNS))})",
+)
+_UPSERT_CONSENTS_VALUES = (
+    "INSERT INTO participant_consents (participant_id, channel, status, recorded_at, source) "
+    "VALUES ((SELECT p.id FROM participants p WHERE p.program_id = ? AND p.external_id = ?), "
+    "?, ?, ?, ?) "
+    "ON CONFLICT (participant_id, channel) DO UPDATE SET status = excluded.status, "
+    "recorded_at = excluded.recorded_at, source = excluded.source "
+    "WHERE participant_consents.status <> excluded.status"
+)
+
 _INSERT_EVENTS = (
     f"INSERT INTO activity_events ({', '.join(EVENT_COLUMNS)}) "
     f"SELECT {', '.join(EVENT_COLUMNS)} FROM _import_events WHERE true "
@@ -164,6 +181,27 @@ def _convert(
 _POSTGRES_CONVERTERS: dict[str, Callable[[Any], Any]] = {"attributes": json.dumps}
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, dict | list):
+        return json.dumps(value).translate(_COPY_ESCAPES)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return str(value)  # int, date, Decimal
+
+
+def copy_line(row: Sequence[Any]) -> str:
+    """One row in PostgreSQL's COPY text format (tab-separated, \\N for NULL, newline-ended);
+    built in the importer's workers so the writing process only joins lines."""
+    return "\t".join([_copy_value(value) for value in row]) + "\n"
+
+
 class RowEncoder:
     """Python values -> what the driver is given, for one table's columns on one backend.
 
@@ -177,6 +215,47 @@ class RowEncoder:
 
     def __call__(self, row: Sequence[Any]) -> tuple[Any, ...]:
         return _convert(row, self.converters)
+
+
+def lookup(
+    driver: Any, postgres: bool, program_id: int, keys: Sequence[str], column: str
+) -> list[Any]:
+    """(external_id, ``column``) of those ``keys`` that are participants of the program, on a
+    driver (DBAPI) connection."""
+    if not keys:
+        return []
+    cursor = driver.cursor()
+    try:
+        if postgres:
+            # One index probe per key (LATERAL) rather than `external_id = ANY(...)`: with
+            # the statistics of a table that is still filling, PostgreSQL chose to read
+            # the whole program and filter it against the array (0.4 s a chunk at 1M rows).
+            # prepare=False: no generic plan made while the table was small is reused.
+            query = (
+                f"SELECT p.external_id, p.{column} FROM unnest(%s::text[]) AS k(id) "
+                f"CROSS JOIN LATERAL (SELECT external_id, {column} FROM participants "
+                "WHERE program_id = %s AND external_id = k.id) AS p"
+            )
+            cursor.execute(query, (list(keys), program_id), prepare=False)
+        else:
+            # One JSON array parameter rather than thousands of `?`: the statement text
+            # stays the same for every chunk, so SQLite compiles and caches it once (an IN
+            # list of a new length each time fills the statement cache with big programs).
+            query = (
+                f"SELECT external_id, {column} FROM participants WHERE program_id = ? "
+                "AND external_id IN (SELECT value FROM json_each(?))"
+            )
+            cursor.execute(query, (program_id, json.dumps(list(keys))))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _plain_indexes() -> list[Index]:
+    return sorted(
+        (ix for ix in Participant.__table__.indexes if not ix.unique),  # type: ignore[attr-defined]
+        key=lambda ix: str(ix.name),
+    )
 
 
 class ImportStore:
@@ -217,6 +296,39 @@ class ImportStore:
             self._analyzed_rows = max(self._analyzed_rows, 0) + self._written
             self._written = 0
 
+    # ----------------------------------------------------------------- indexes
+
+    def defer_indexes(self) -> list[Index]:
+        """SQLite: drop the participants' plain indexes (email, phone) for a bulk load; give
+        the list to restore_indexes at the end. Rows arrive in random email and phone order, so
+        keeping those indexes current costs more than all the rest of writing a row, while
+        building them afterwards is one sort. Nothing on PostgreSQL (its buffer cache copes)."""
+        if self.postgres:
+            return []
+        present = {
+            row[0]
+            for row in self.connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'participants'"
+            )
+        }
+        dropped = [ix for ix in _plain_indexes() if ix.name in present]
+        for index in dropped:
+            self.connection.exec_driver_sql(f"DROP INDEX {index.name}")
+        return dropped
+
+    def restore_indexes(self, indexes: Sequence[Index] | None = None) -> None:
+        """Create those of ``indexes`` (default: all the participants' plain indexes) that are
+        missing, e.g. after an import that was killed before it could rebuild them."""
+        if self.postgres:
+            return
+        for index in _plain_indexes() if indexes is None else indexes:
+            index.create(self.connection, checkfirst=True)
+
+    def participant_count(self) -> int:
+        return int(
+            self.connection.exec_driver_sql("SELECT count(*) FROM participants").scalar() or 0
+        )
+
     def close(self) -> None:
         for name in _STAGES:
             self.connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
@@ -226,33 +338,8 @@ class ImportStore:
 
     def _lookup(self, program_id: int, keys: Sequence[str], column: str) -> list[Any]:
         """(external_id, ``column``) of those ``keys`` that are participants of the program."""
-        if not keys:
-            return []
-        cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            if self.postgres:
-                # One index probe per key (LATERAL) rather than `external_id = ANY(...)`: with
-                # the statistics of a table that is still filling, PostgreSQL chose to read
-                # the whole program and filter it against the array (0.4 s a chunk at 1M rows).
-                # prepare=False: no generic plan made while the table was small is reused.
-                query = (
-                    f"SELECT p.external_id, p.{column} FROM unnest(%s::text[]) AS k(id) "
-                    f"CROSS JOIN LATERAL (SELECT external_id, {column} FROM participants "
-                    "WHERE program_id = %s AND external_id = k.id) AS p"
-                )
-                cursor.execute(query, (list(keys), program_id), prepare=False)
-            else:
-                # One JSON array parameter rather than thousands of `?`: the statement text
-                # stays the same for every chunk, so SQLite compiles and caches it once (an IN
-                # list of a new length each time fills the statement cache with big programs).
-                query = (
-                    f"SELECT external_id, {column} FROM participants WHERE program_id = ? "
-                    "AND external_id IN (SELECT value FROM json_each(?))"
-                )
-                cursor.execute(query, (program_id, json.dumps(list(keys))))
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
+        driver = self.connection.connection.driver_connection
+        return lookup(driver, self.postgres, program_id, keys, column)
 
     def existing_digests(self, program_id: int, external_ids: Sequence[str]) -> dict[str, Any]:
         """{external_id: source_digest} of those ids already in the program."""
@@ -312,6 +399,46 @@ class ImportStore:
         self.connection.exec_driver_sql(_UPSERT_PARTICIPANTS)
         self._clear("_import_participants")
         self._analyze_if_stale(len(rows))
+
+    def upsert_participant_lines(self, rows: Sequence[Any]) -> None:
+        """Rows encoded ahead: COPY text lines (``copy_line``) on PostgreSQL, driver tuples
+        (``RowEncoder``) on SQLite."""
+        if not rows:
+            return
+        if not self.postgres:
+            self._executemany(_UPSERT_PARTICIPANTS_VALUES, rows)
+            return
+        self._copy("_import_participants", PARTICIPANT_COLUMNS, rows)
+        self.connection.exec_driver_sql(_UPSERT_PARTICIPANTS)
+        self._clear("_import_participants")
+        self._analyze_if_stale(len(rows))
+
+    def upsert_consent_lines(self, rows: Sequence[Any]) -> None:
+        """Like upsert_participant_lines, for CONSENT_COLUMNS."""
+        if not rows:
+            return
+        if not self.postgres:
+            self._executemany(_UPSERT_CONSENTS_VALUES, rows)
+            return
+        self._copy("_import_consents", CONSENT_COLUMNS, rows)
+        self.connection.exec_driver_sql(_UPSERT_CONSENTS)
+        self._clear("_import_consents")
+
+    def _executemany(self, statement: str, rows: Sequence[Any]) -> None:
+        cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(statement, rows)
+        finally:
+            cursor.close()
+
+    def _copy(self, table: str, columns: Sequence[str], lines: Sequence[str]) -> None:
+        cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                copy.write("".join(lines))
+            cursor.execute(f"ANALYZE {table}", prepare=False)
+        finally:
+            cursor.close()
 
     def upsert_consents(self, rows: Sequence[Sequence[Any]], *, encoded: bool = False) -> int:
         """``rows`` are tuples in CONSENT_COLUMNS order; returns how many consents changed."""

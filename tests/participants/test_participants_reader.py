@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.errors import InputError
-from engine.participants.reader import SourceFile, digest_prefix, row_digest
+from engine.participants.reader import (
+    PieceReader,
+    SourceFile,
+    SourceRow,
+    digest_prefix,
+    parse_piece,
+    row_digest,
+)
 
 
 def _rows(path: Path) -> list[tuple[int, object, str | None]]:
@@ -90,3 +100,103 @@ def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:
         SourceFile(odd)
     with SourceFile(odd, "csv", required=()) as source:
         assert source.fmt == "csv"
+
+
+# --------------------------------------------------------------------------- pieces
+
+_cell = st.one_of(
+    st.sampled_from(["", "a", "b c", '"', '""', 'x"y', ",", "\n", "\r", "\r\n", "é", "\x00"]),
+    st.text(alphabet='ab,"\r\n ', max_size=6),
+)
+_record = st.lists(_cell, min_size=1, max_size=4)
+
+
+def _encode_csv(records: list[list[str]], quote_all: bool, ending: str) -> str:
+    lines = []
+    for cells in records:
+        if quote_all:
+            lines.append(",".join('"' + c.replace('"', '""') + '"' for c in cells))
+        else:
+            lines.append(",".join(cells))  # raw: may be malformed on purpose
+    return ending.join(lines)
+
+
+def _as_tuples(rows: list[SourceRow]) -> list[tuple[object, ...]]:
+    return [(r.line, r.original, r.values, r.error) for r in rows]
+
+
+def _pieces(path: Path, fmt: str, records: int, block: int) -> list[SourceRow]:
+    with SourceFile(path, fmt) as source:
+        skip, width = source.header_lines, len(source.columns)
+    reader = PieceReader(path, fmt, skip_lines=skip, records=records, block=block)
+    rows: list[SourceRow] = []
+    line = None
+    for data, first_line in reader:
+        assert line is None or first_line >= line
+        rows.extend(parse_piece(fmt, width, data, first_line))
+        line = first_line
+    reader.close()
+    assert reader.bytes_read == path.stat().st_size
+    return rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_record, max_size=12),
+    st.booleans(),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.booleans(),
+    st.booleans(),
+    st.integers(1, 4),
+    st.integers(1, 40),
+)
+def test_pieces_read_exactly_what_the_reader_reads(
+    tmp_path_factory: pytest.TempPathFactory,
+    records: list[list[str]],
+    quote_all: bool,
+    ending: str,
+    bom: bool,
+    final_newline: bool,
+    per_piece: int,
+    block: int,
+) -> None:
+    """Cutting the file into pieces (as the importer's workers read it) changes nothing: the
+    same rows, line numbers and errors as one SourceFile, whatever the quoting and endings."""
+    body = _encode_csv([["external_id", "b"], *records], quote_all, ending)
+    if final_newline:
+        body += ending
+    data = (b"\xef\xbb\xbf" if bom else b"") + body.encode("utf-8")
+    path = tmp_path_factory.mktemp("pieces") / "members.csv"
+    path.write_bytes(data.replace("é".encode(), b"\xe9") if not quote_all else data)
+    with SourceFile(path) as source:
+        expected = _as_tuples(list(source))
+    assert _as_tuples(_pieces(path, "csv", per_piece, block)) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.just(""),
+            st.just("{broken"),
+            st.just("[1]"),
+            st.builds(lambda v: json.dumps({"external_id": v}), st.text(max_size=5)),
+        ),
+        max_size=12,
+    ),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.integers(1, 4),
+    st.integers(1, 40),
+)
+def test_jsonl_pieces_read_exactly_what_the_reader_reads(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[str],
+    ending: str,
+    per_piece: int,
+    block: int,
+) -> None:
+    path = tmp_path_factory.mktemp("pieces") / "members.jsonl"
+    path.write_bytes(ending.join(lines).encode("utf-8", errors="surrogatepass"))
+    with SourceFile(path) as source:
+        expected = _as_tuples(list(source))
+    assert _as_tuples(_pieces(path, "jsonl", per_piece, block)) == expected

@@ -1,0 +1,581 @@
+"""Benchmark: outbox dispatch against a local HTTP sink (nginx when installed, else the fake).
+
+    .venv/bin/python bench/bench_dispatch.py [--messages 20000] [--database sqlite|postgresql]
+        [--sms 1000] [--sms-rate 100] [--skip email,sms,workers]
+
+Measures, each dispatcher in its own (spawned) process so its peak RSS is its own:
+
+(a) email: ``dispatch()`` sending N queued emails (claim, gate, build with the SendGrid
+    helpers, POST over a keep-alive connection, record) vs, in the same run against the same
+    server, a bare keep-alive ``http.client`` loop POSTing the same bodies (built beforehand)
+    and a naive loop calling the SendGrid SDK once per message (a connection per request).
+    Targets: >= 0.7x the bare loop, >= 3x the SDK loop.
+(b) SMS at a configured rate (default 100/s) through the Twilio SDK: the achieved rate within
+    5% of it and never more than rate + 1 in any 1-second window (client-side send times).
+(c) two dispatcher processes vs one on PostgreSQL (target >= 1.5x).
+(d) peak RSS of every dispatcher (target <= 150 MB).
+
+nginx answers ``202`` + ``X-Message-Id`` for mail and a ``201`` Message JSON for Twilio, with
+no body validation: it measures the sender, not the server. Without nginx the Python fake
+(validation off, in its own process) is used; it tops out near 7k req/s here. One JSON line per
+measurement on stdout. Machines are shared 2-core boxes: treat figures as +-30%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York: inside the SMS window
+API_KEY = "SG.bench-key"
+TWILIO_SID = "AC" + "0" * 31 + "1"
+TWILIO_TOKEN = "bench-token"
+POSTGRES_ADMIN = os.environ.get(
+    "CAMPAIGN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+HTML = "<p>" + "Your points are waiting. " * 40 + "</p>"  # ~1 KB, like a real email
+
+
+def emit(**values: Any) -> None:
+    print(json.dumps(values), flush=True)
+
+
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+# --------------------------------------------------------------------------- the sink
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+    client_max_body_size 16m;
+    client_body_buffer_size 1m;
+    server {{
+        listen 127.0.0.1:{port};
+        location /v3/mail/send {{
+            add_header X-Message-Id $request_id always;
+            return 202;
+        }}
+        location ~ ^/2010-04-01/Accounts/.*/Messages\\.json$ {{
+            default_type application/json;
+            return 201 '{{"sid": "SM$request_id", "status": "queued", "account_sid": "{sid}"}}';
+        }}
+    }}
+}}
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve_fakes(connection: Any, stop: Any) -> None:
+    from engine.testing_providers import FakeSendGrid, FakeTwilio
+
+    with (
+        FakeSendGrid(API_KEY, validate=False, record=False) as sendgrid,
+        FakeTwilio(TWILIO_SID, TWILIO_TOKEN, validate=False, record=False) as twilio,
+    ):
+        connection.send((sendgrid.url, twilio.url))
+        stop.wait()
+
+
+@contextmanager
+def sink(prefer_nginx: bool = True) -> Iterator[tuple[str, str, str]]:
+    """(email base URL, Twilio base URL, server name)."""
+    installed = Path("/usr/sbin/nginx")
+    nginx = shutil.which("nginx") or (str(installed) if installed.exists() else None)
+    if prefer_nginx and nginx:
+        folder = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+        port = _free_port()
+        conf = folder / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=folder, port=port, sid=TWILIO_SID))
+        process = subprocess.Popen(
+            [nginx, "-c", str(conf), "-p", str(folder)], stderr=subprocess.PIPE
+        )
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
+                break
+            except OSError:
+                time.sleep(0.02)
+        try:
+            yield url, url, "nginx"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_serve_fakes, args=(theirs, stop), daemon=True)
+    process.start()
+    try:
+        email_url, twilio_url = ours.recv()
+        yield email_url, twilio_url, "python fake"
+    finally:
+        stop.set()
+        process.join(timeout=10)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _settings(url: str, **extra: Any) -> Any:
+    from engine.settings import Settings
+
+    return Settings(database_url=url, **extra)
+
+
+@contextmanager
+def scratch_database(kind: str) -> Iterator[str]:
+    from engine.db import migrate
+    from engine.db.session import make_engine
+
+    if kind == "sqlite":
+        folder = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+        url = f"sqlite:///{folder / 'campaign.db'}"
+    else:
+        name = f"bench_dispatch_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(POSTGRES_ADMIN).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        if kind == "sqlite":
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+def fill(url: str, count: int, channel: str) -> None:
+    """``count`` due queued messages of one active run, one per member (opted in)."""
+    from engine.db.models import (
+        CampaignRun,
+        Consent,
+        Enrollment,
+        OutboxMessage,
+        Participant,
+        Program,
+    )
+    from engine.db.session import make_engine
+    from engine.testing import TEST_DEFINITION
+
+    engine = make_engine(url)
+    tag = uuid.uuid4().hex[:6]
+    with engine.begin() as db:
+        program_id = db.execute(
+            text("SELECT id FROM programs WHERE key = 'loyalty'")
+        ).scalar_one_or_none()
+        if program_id is None:
+            program_id = db.execute(
+                insert(Program).returning(Program.id),
+                {
+                    "key": "loyalty",
+                    "name": "Loyalty",
+                    "timezone": "America/New_York",
+                    "region": "US",
+                    "created_at": NOW,
+                },
+            ).scalar_one()
+        source = TEST_DEFINITION.format(name=f"bench-{tag}", program="loyalty")
+        run_id = db.execute(
+            insert(CampaignRun).returning(CampaignRun.id),
+            {
+                "campaign": f"bench-{tag}",
+                "program_id": program_id,
+                "definition_hash": tag,
+                "definition_source": source,
+                "fire_key": "once",
+                "status": "active",
+                "launched_at": NOW,
+            },
+        ).scalar_one()
+        people = [
+            {
+                "program_id": program_id,
+                "external_id": f"{tag}-{i}",
+                "first_name": "Alex",
+                "last_name": f"Member{i}",
+                "email": f"{tag}.{i}@example.com",
+                "phone": f"+1202{(hash(tag) % 1000):03d}{i:04d}"[:12],
+                "timezone": "America/New_York",
+                "status": "active",
+                "points_balance": 0,
+                "points_expiring": 0,
+                "attributes": {},
+                "sample_key": i,
+                "created_at": NOW,
+                "updated_at": NOW,
+            }
+            for i in range(count)
+        ]
+        ids = list(db.execute(insert(Participant).returning(Participant.id), people).scalars())
+        if len(ids) != count:  # executemany with RETURNING is not on every driver
+            ids = list(
+                db.execute(
+                    text("SELECT id FROM participants WHERE external_id LIKE :p ORDER BY id"),
+                    {"p": f"{tag}-%"},
+                ).scalars()
+            )
+        db.execute(
+            insert(Consent),
+            [
+                {
+                    "participant_id": pid,
+                    "channel": channel,
+                    "status": "opted_in",
+                    "recorded_at": NOW,
+                    "source": "bench",
+                }
+                for pid in ids
+            ],
+        )
+        db.execute(
+            insert(Enrollment),
+            [
+                {
+                    "run_id": run_id,
+                    "campaign": f"bench-{tag}",
+                    "participant_id": pid,
+                    "group": "treatment",
+                    "enrolled_at": NOW,
+                    "state": "active",
+                    "next_step_index": 1,
+                }
+                for pid in ids
+            ],
+        )
+        enrollments = dict(
+            db.execute(
+                text("SELECT participant_id, id FROM enrollments WHERE run_id = :r"), {"r": run_id}
+            ).all()
+        )
+        rows = []
+        for i, pid in enumerate(ids):
+            person = people[i]
+            content: dict[str, Any]
+            if channel == "email":
+                content = {
+                    "subject": "Your points are waiting",
+                    "html": HTML,
+                    "text": "Your points are waiting.",
+                    "headers": {
+                        "List-Unsubscribe": f"<https://example.com/u/{pid}>",
+                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                    },
+                }
+            else:
+                content = {
+                    "body": "Your points are waiting. Reply STOP to opt out.",
+                    "encoding": "GSM-7",
+                    "segments": 1,
+                }
+            rows.append(
+                {
+                    "uid": uuid.uuid4().hex,
+                    "run_id": run_id,
+                    "enrollment_id": enrollments[pid],
+                    "participant_id": pid,
+                    "campaign": f"bench-{tag}",
+                    "step_id": f"{channel}-1",
+                    "step_index": 0,
+                    "channel": channel,
+                    "template": "bench",
+                    "to_address": person["email"] if channel == "email" else person["phone"],
+                    "content": content,
+                    "status": "queued",
+                    "not_before": NOW,
+                    "attempts": 0,
+                    "created_at": NOW,
+                    "updated_at": NOW,
+                }
+            )
+        db.execute(insert(OutboxMessage), rows)
+    engine.dispose()
+
+
+# --------------------------------------------------------------------------- dispatchers
+
+
+def _dispatch_child(args: dict[str, Any], out: Any) -> None:
+    from engine.app import build_app
+    from engine.channels.sendgrid import SendGridChannel
+    from engine.channels.twilio import TwilioChannel
+    from engine.clock import FrozenClock
+    from engine.dispatch import dispatch
+
+    settings = _settings(
+        args["url"],
+        dispatch_email_rate=args.get("email_rate", 1e9),
+        dispatch_sms_rate=args.get("sms_rate", 1e9),
+        dispatch_batch_size=1000,
+    )
+    app = build_app(settings, clock=FrozenClock(NOW))
+    channels: dict[str, Any] = {}
+    stamps: list[float] = []
+    if args["channel"] == "email":
+        channels["email"] = SendGridChannel(API_KEY, host=args["email_url"])
+    else:
+        twilio = TwilioChannel(
+            TWILIO_SID, TWILIO_TOKEN, from_number="+12025550100", base_url=args["twilio_url"]
+        )
+        send = twilio.send
+
+        def timed(message: Any) -> Any:
+            stamps.append(time.monotonic())
+            return send(message)
+
+        twilio.send = timed  # type: ignore[method-assign]
+        channels["sms"] = twilio
+    args.get("barrier") and args["barrier"].wait()
+    started = time.perf_counter()
+    summary = dispatch(app, channels, worker=f"bench-{os.getpid()}", workers=args.get("workers", 1))
+    seconds = time.perf_counter() - started
+    for channel in channels.values():
+        channel.close()
+    app.close()
+    out.put(
+        {
+            "sent": summary.sent,
+            "seconds": seconds,
+            "peak_rss_mb": _peak_rss_mb(),
+            "stamps": stamps,
+            "other": summary.handled - summary.sent,
+        }
+    )
+
+
+def run_dispatchers(processes: int, **args: Any) -> list[dict[str, Any]]:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    barrier = context.Barrier(processes) if processes > 1 else None
+    children = [
+        context.Process(target=_dispatch_child, args=({**args, "barrier": barrier}, queue))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    results = [queue.get(timeout=3600) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+    return results
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def _bodies(count: int) -> list[bytes]:
+    from engine.channels.base import OutboundEmail
+    from engine.channels.sendgrid import build_mail
+
+    bodies = []
+    for i in range(count):
+        message = OutboundEmail(
+            message_id=uuid.uuid4().hex,
+            to_email=f"member{i}@example.com",
+            to_name=f"Alex Member{i}",
+            from_email="rewards@example.com",
+            from_name="Rewards Team",
+            subject="Your points are waiting",
+            html=HTML,
+            text="Your points are waiting.",
+            headers={
+                "List-Unsubscribe": f"<https://example.com/u/{i}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
+            categories=("bench",),
+        )
+        bodies.append(json.dumps(build_mail(message), separators=(",", ":")).encode())
+    return bodies
+
+
+def bare_loop(url: str, bodies: list[bytes]) -> float:
+    """msgs/s of a keep-alive http.client loop POSTing prepared bodies."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    started = time.perf_counter()
+    for body in bodies:
+        connection.request("POST", "/v3/mail/send", body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 202, response.status
+    seconds = time.perf_counter() - started
+    connection.close()
+    return len(bodies) / seconds
+
+
+def sdk_loop(url: str, count: int) -> float:
+    """msgs/s of the naive loop: the SendGrid SDK's own client, one call per message."""
+    from sendgrid import SendGridAPIClient
+    from sendgrid.helpers.mail import Mail
+
+    client = SendGridAPIClient(API_KEY, host=url)
+    started = time.perf_counter()
+    for i in range(count):
+        mail = Mail(
+            from_email="rewards@example.com",
+            to_emails=f"member{i}@example.com",
+            subject="Your points are waiting",
+            plain_text_content="Your points are waiting.",
+            html_content=HTML,
+        )
+        response = client.send(mail)
+        assert response.status_code == 202
+    return count / (time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def bench_email(kind: str, count: int, email_url: str, server: str) -> None:
+    bodies = _bodies(count)
+    bare = bare_loop(email_url, bodies)
+    sdk = sdk_loop(email_url, max(500, count // 10))
+    with scratch_database(kind) as url:
+        fill(url, count, "email")
+        [result] = run_dispatchers(1, url=url, channel="email", email_url=email_url)
+    rate = result["sent"] / result["seconds"]
+    assert result["sent"] == count, result
+    bare_again = bare_loop(email_url, bodies)  # the server/box may drift: bracket it
+    bare_rate = (bare + bare_again) / 2
+    emit(
+        measure="email dispatch",
+        database=kind,
+        server=server,
+        messages=count,
+        dispatch_msgs_per_s=round(rate),
+        bare_keepalive_msgs_per_s=round(bare_rate),
+        sdk_loop_msgs_per_s=round(sdk),
+        vs_bare=round(rate / bare_rate, 2),
+        vs_sdk=round(rate / sdk, 2),
+        target_vs_bare=0.7,
+        target_vs_sdk=3.0,
+        met=rate / bare_rate >= 0.7 and rate / sdk >= 3.0,
+        peak_rss_mb=result["peak_rss_mb"],
+        rss_target_mb=150,
+    )
+
+
+def bench_sms(kind: str, count: int, rate: float, twilio_url: str, server: str) -> None:
+    with scratch_database(kind) as url:
+        fill(url, count, "sms")
+        [result] = run_dispatchers(1, url=url, channel="sms", twilio_url=twilio_url, sms_rate=rate)
+    stamps = sorted(result["stamps"])
+    achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    worst, start = 0, 0
+    for end in range(len(stamps)):
+        while stamps[end] - stamps[start] >= 1.0:
+            start += 1
+        worst = max(worst, end - start + 1)
+    emit(
+        measure="sms rate",
+        database=kind,
+        server=server,
+        messages=len(stamps),
+        configured_per_s=rate,
+        achieved_per_s=round(achieved, 2),
+        deviation_pct=round(100 * (achieved - rate) / rate, 2),
+        max_in_any_1s_window=worst,
+        met=abs(achieved - rate) / rate <= 0.05 and worst <= rate + 1,
+        peak_rss_mb=result["peak_rss_mb"],
+    )
+
+
+def bench_workers(kind: str, count: int, email_url: str, server: str) -> None:
+    figures = {}
+    for processes in (1, 2):
+        with scratch_database(kind) as url:
+            fill(url, count, "email")
+            results = run_dispatchers(processes, url=url, channel="email", email_url=email_url)
+        sent = sum(r["sent"] for r in results)
+        assert sent == count, results
+        figures[processes] = (sent / max(r["seconds"] for r in results), results)
+    one, two = figures[1][0], figures[2][0]
+    emit(
+        measure="two dispatchers vs one",
+        database=kind,
+        server=server,
+        messages=count,
+        one_msgs_per_s=round(one),
+        two_msgs_per_s=round(two),
+        speedup=round(two / one, 2),
+        target=1.5,
+        met=two / one >= 1.5,
+        split=[r["sent"] for r in figures[2][1]],
+        peak_rss_mb=max(r["peak_rss_mb"] for _, rs in figures.values() for r in rs),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--sms", type=int, default=1000, help="SMS messages for the rate test")
+    parser.add_argument("--sms-rate", type=float, default=100.0)
+    parser.add_argument("--skip", default="", help="comma list of: email, sms, workers")
+    parser.add_argument("--no-nginx", action="store_true", help="use the Python fake server")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    with sink(prefer_nginx=not args.no_nginx) as (email_url, twilio_url, server):
+        if "email" not in skip:
+            bench_email(args.database, args.messages, email_url, server)
+        if "sms" not in skip:
+            bench_sms(args.database, args.sms, args.sms_rate, twilio_url, server)
+        if "workers" not in skip:
+            bench_workers("postgresql", args.messages, email_url, server)
+
+
+if __name__ == "__main__":
+    main()

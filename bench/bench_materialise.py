@@ -1,0 +1,285 @@
+"""Benchmark: materialise one step for 1,000,000 enrollments (render + outbox insert).
+
+    .venv/bin/python bench/bench_materialise.py --database sqlite|postgresql|both \\
+        [--channel email|sms|both] [--participants 1000000] [--batch 2000] [--workers N] [--keep]
+
+For each database and channel: a scratch database (SQLite: a file in a temporary folder;
+PostgreSQL: a new database, dropped afterwards unless --keep) is migrated and filled FAST in
+SQL (a recursive CTE on SQLite, generate_series on PostgreSQL): one program, N members with
+email, phone, SMS consent, a locale mix (en/es/zh, so the localised templates are used) and
+points, and one active run of a one-step campaign (the points_expiring email, or SMS) with N
+treatment enrollments all due. Then ``engine.sequencing.advance`` runs once in a fresh Python
+process, so its peak RSS is its own, and creates the N outbox rows.
+
+Prints one JSON line per measurement: messages/s against the target (>= 20,000/s, issue #4),
+the peak RSS of the sequencer process and the largest of its render workers, and a check that
+the outbox holds exactly N queued rows with content.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+TARGET = 20_000  # messages per second (issue #4)
+POSTGRES_ADMIN = os.environ.get(
+    "CAMPAIGN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+DEFINITION = """
+name: bench-{channel}
+program: bench
+audience: {{field: status, eq: active}}
+holdout_percent: 0
+goal: {{events: [redemption], window: 30d}}
+steps:
+  - {{id: {channel}-1, channel: {channel}, template: points_expiring}}
+"""
+
+
+def _peak_rss_mb() -> float:
+    """VmHWM of this process (not ru_maxrss, which Linux carries over across fork+exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+# --------------------------------------------------------------------------- fill
+
+
+def _participants_sql(g: str, postgres: bool) -> str:
+    pad = f"lpad(({g} % 10000000)::text, 7, '0')" if postgres else f"printf('%07d', {g} % 10000000)"
+    locale = (
+        f"(ARRAY['en', 'es', 'zh'])[1 + {g} % 3]"
+        if postgres
+        else f"CASE {g} % 3 WHEN 0 THEN 'en' WHEN 1 THEN 'es' ELSE 'zh' END"
+    )
+    return f"""
+        SELECT 1, 'M' || {g}, 'First' || {g}, 'Last' || {g}, 'm' || {g} || '@example.com',
+               '+1415' || {pad}, 'America/Los_Angeles', {locale}, 'active',
+               ({g} * 7919) % 20000, 100 + {g} % 900, 'gold',
+               '{{}}', ({g} * 40503) % 2147483647, :now, :now
+    """
+
+
+PARTICIPANT_COLUMNS = (
+    "program_id, external_id, first_name, last_name, email, phone, timezone, locale, status, "
+    "points_balance, points_expiring, tier, attributes, sample_key, created_at, updated_at"
+)
+
+
+def fill(url: str, participants: int, channel: str) -> None:
+    postgres = url.startswith("postgresql")
+    engine = create_engine(url)
+    now: Any = NOW if postgres else NOW.strftime("%Y-%m-%d %H:%M:%S.%f")
+    source = DEFINITION.format(channel=channel)
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO programs (key, name, timezone, region, created_at) "
+                "VALUES ('bench', 'Bench Rewards', 'America/New_York', 'US', :now)"
+            ),
+            {"now": now},
+        )
+        if postgres:
+            rows = f"FROM generate_series(1, {participants}) AS g"
+            body = _participants_sql("g", True).replace("'{}'", "'{}'::jsonb") + rows
+            c.execute(
+                text(f"INSERT INTO participants ({PARTICIPANT_COLUMNS}) {body}"), {"now": now}
+            )
+        else:
+            c.execute(
+                text(
+                    f"WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s "
+                    f"WHERE g < {participants}) INSERT INTO participants ({PARTICIPANT_COLUMNS}) "
+                    f"{_participants_sql('g', False)} FROM s"
+                ),
+                {"now": now},
+            )
+        c.execute(
+            text(
+                "INSERT INTO participant_consents (participant_id, channel, status, recorded_at, "
+                "source) SELECT id, 'sms', 'opted_in', :now, 'bench' FROM participants"
+            ),
+            {"now": now},
+        )
+        c.execute(
+            text(
+                "INSERT INTO campaign_runs (campaign, program_id, definition_hash, "
+                "definition_source, fire_key, status, launched_at, enrolled_count, holdout_count) "
+                "VALUES (:name, 1, 'bench', :source, 'once', 'active', :now, :n, 0)"
+            ),
+            {"name": f"bench-{channel}", "source": source, "now": now, "n": participants},
+        )
+        c.execute(
+            text(
+                'INSERT INTO enrollments (run_id, campaign, participant_id, "group", enrolled_at, '
+                "state, next_action_at, next_step_index) SELECT 1, :name, id, 'treatment', :now, "
+                "'active', :now, 0 FROM participants ORDER BY id"
+            ),
+            {"name": f"bench-{channel}", "now": now},
+        )
+    if postgres:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.execute(text("VACUUM ANALYZE"))
+    engine.dispose()
+
+
+# --------------------------------------------------------------------------- measure
+
+
+def measure(url: str, participants: int, batch: int, workers: int | None) -> dict[str, Any]:
+    """In this (fresh) process: advance once and check what it made."""
+    from engine.app import build_app
+    from engine.clock import FrozenClock
+    from engine.settings import Settings
+
+    app = build_app(
+        Settings(database_url=url, templates_dir=ROOT / "templates"), clock=FrozenClock(NOW)
+    )
+    started = time.perf_counter()
+    summary = advance_once(app, batch, workers)
+    seconds = time.perf_counter() - started
+    with app.engine.connect() as c:
+        rows, with_content = c.execute(
+            text(
+                "SELECT count(*), sum(CASE WHEN status = 'queued' AND to_address IS NOT NULL "
+                "THEN 1 ELSE 0 END) FROM outbox_messages"
+            )
+        ).one()
+    app.close()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {
+        "messages": summary.queued,
+        "enrollments": summary.enrollments,
+        "seconds": round(seconds, 2),
+        "messages_per_second": round(summary.queued / seconds) if seconds else None,
+        "target": TARGET,
+        "met": summary.queued / seconds >= TARGET if seconds else False,
+        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_worker_mb": round(children, 1),
+        "outbox_rows": int(rows),
+        "outbox_queued_with_address": int(with_content or 0),
+        "correct": int(rows) == participants == int(with_content or 0) == summary.queued,
+    }
+
+
+def advance_once(app: Any, batch: int, workers: int | None) -> Any:
+    from engine.sequencing import advance
+
+    return advance(app, batch_size=batch, workers=workers)
+
+
+def _database(kind: str, keep: bool) -> tuple[str, Any]:
+    """A migrated scratch database: (url, cleanup)."""
+    from engine.db import migrate
+    from engine.db.session import make_engine
+
+    if kind == "sqlite":
+        folder = Path(tempfile.mkdtemp(prefix="bench-materialise-"))
+        url = f"sqlite:///{folder / 'campaign.db'}"
+
+        def cleanup() -> None:
+            if not keep:
+                for path in folder.iterdir():
+                    path.unlink()
+                folder.rmdir()
+
+    else:
+        name = f"bench_materialise_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(POSTGRES_ADMIN).set(database=name).render_as_string(hide_password=False)
+
+        def cleanup() -> None:
+            if not keep:
+                with admin.connect() as c:
+                    c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return url, cleanup
+
+
+def run(kind: str, channel: str, args: argparse.Namespace) -> None:
+    url, cleanup = _database(kind, args.keep)
+    try:
+        started = time.perf_counter()
+        fill(url, args.participants, channel)
+        _emit(
+            {
+                "step": "fill",
+                "database": kind,
+                "channel": channel,
+                "participants": args.participants,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+        command = [
+            sys.executable,
+            __file__,
+            "--measure",
+            url,
+            "--participants",
+            str(args.participants),
+            "--batch",
+            str(args.batch),
+        ]
+        if args.workers is not None:
+            command += ["--workers", str(args.workers)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        record = json.loads(out.strip().splitlines()[-1])
+        _emit({"step": "materialise", "database": kind, "channel": channel, **record})
+        if args.keep:
+            _emit({"kept": url})
+    finally:
+        cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--channel", choices=["email", "sms", "both"], default="both")
+    parser.add_argument("--participants", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--workers", type=int, help="render processes [default: settings]")
+    parser.add_argument("--keep", action="store_true", help="Keep the filled databases.")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.participants, args.batch, args.workers)))
+        return
+    databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    channels = ["email", "sms"] if args.channel == "both" else [args.channel]
+    for kind in databases:
+        for channel in channels:
+            run(kind, channel, args)
+
+
+if __name__ == "__main__":
+    main()

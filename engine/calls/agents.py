@@ -1,0 +1,110 @@
+"""Agents: the people who work call lists (add, list, show)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from engine.clock import ensure_utc
+from engine.db.models import AGENT_ROLES, Agent
+from engine.errors import InputError, NotFoundError
+from engine.policy.zones import is_zone
+
+LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+TEAM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class AgentView:
+    login: str
+    name: str
+    role: str
+    timezone: str
+    daily_target: int
+    teams: list[str]
+    active: bool
+    created_at: datetime
+
+
+def view(agent: Agent) -> AgentView:
+    return AgentView(
+        login=agent.login,
+        name=agent.name,
+        role=agent.role,
+        timezone=agent.timezone,
+        daily_target=agent.daily_target,
+        teams=list(agent.teams or []),
+        active=agent.active,
+        created_at=agent.created_at,
+    )
+
+
+def add_agent(
+    session: Session,
+    login: str,
+    *,
+    name: str,
+    role: str = "agent",
+    timezone: str = "America/New_York",
+    daily_target: int = 0,
+    teams: Sequence[str] = (),
+    at: datetime,
+) -> AgentView:
+    """Create an agent; refuses a login in use, an unknown role or zone, a bad team name."""
+    login = login.strip().lower()
+    if not LOGIN.match(login):
+        raise InputError(
+            f"login {login!r}: use lower case letters, digits, '.', '_' or '-' (at most 64)"
+        )
+    if role not in AGENT_ROLES:
+        raise InputError(f"role {role!r}: use one of {', '.join(AGENT_ROLES)}")
+    if not is_zone(timezone):
+        raise InputError(f"timezone {timezone!r} is not an IANA zone, e.g. America/Chicago")
+    if daily_target < 0:
+        raise InputError(f"daily target {daily_target} must be 0 or more")
+    clean: list[str] = []
+    for team in teams:
+        team = team.strip().lower()
+        if not TEAM.match(team):
+            raise InputError(f"team {team!r}: use lower case letters, digits, '_' or '-'")
+        if team not in clean:
+            clean.append(team)
+    if session.scalar(select(Agent.id).where(Agent.login == login)) is not None:
+        raise InputError(f"agent {login!r} already exists")
+    agent = Agent(
+        login=login,
+        name=name.strip() or login,
+        role=role,
+        timezone=timezone,
+        daily_target=daily_target,
+        teams=clean,
+        active=True,
+        created_at=ensure_utc(at),
+    )
+    try:
+        with session.begin_nested():
+            session.add(agent)
+            session.flush()
+    except IntegrityError:
+        raise InputError(f"agent {login!r} already exists") from None
+    return view(agent)
+
+
+def get_agent(session: Session, login: str) -> Agent:
+    agent = session.scalar(select(Agent).where(Agent.login == login.strip().lower()))
+    if agent is None:
+        raise NotFoundError(f"no agent {login!r}; add one with `campaign agents add`")
+    return agent
+
+
+def list_agents(session: Session, *, team: str | None = None) -> list[AgentView]:
+    agents = [view(a) for a in session.scalars(select(Agent).order_by(Agent.login))]
+    if team is not None:
+        agents = [a for a in agents if team in a.teams]
+    return agents

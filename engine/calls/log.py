@@ -1,0 +1,372 @@
+"""Logging a call: validate against the disposition's documentation template, append to the
+caller log and the contact ledger, and apply the disposition's effect to the task.
+
+Effects (see docs/calls.md):
+
+- ``conversion`` (CONVERTED): an activity event of the campaign goal's first event type
+  (source ``call``, reference ``call:<log id>``) and the conversion matcher, so the
+  conversion is attributed to the call; the task closes.
+- ``recycle`` (NO_ANSWER, BUSY, VOICEMAIL, VERIFICATION_FAILED): the task is served again after
+  the recycle delay, never later than the follow-up standard's business hours after this
+  attempt; it closes as ``unreachable`` once it has had max(max_attempts, the standard's
+  minimum) attempts.
+- ``callback``: a callback task due at the time given (agent-only: the same agent).
+- ``follow_up`` (PROMISED): a follow-up task after the recycle delay.
+- ``escalate``: the task moves to that team's queue.
+- ``do_not_call``: the number is suppressed on calls at once (every campaign, every program)
+  and the participant's other open call tasks close.
+- ``invalid_number`` (WRONG_NUMBER, DISCONNECTED): the number is suppressed on calls and SMS
+  with reason ``invalid``.
+- ``complaint`` and ``none``: the task closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from engine.calls import caller_log
+from engine.calls.dispositions import DispositionSet, ValidatedEntry, validate_entry
+from engine.calls.standards import recycle_due, standard_for
+from engine.calls.tasks import DefinitionCache, write_lock
+from engine.clock import ensure_utc
+from engine.db.models import ActivityEvent, CallTask, Contact, Participant, Program
+from engine.errors import InputError, NotFoundError
+from engine.participants.suppressions import add_suppression
+
+
+@dataclass(frozen=True)
+class LogResult:
+    log_id: int
+    seq: int
+    task_id: int
+    disposition: str
+    record: str
+    verified: bool | None
+    handle_seconds: int | None
+    task_status: str
+    next_due_at: datetime | None
+    effect: str
+    created_task_id: int | None = None
+    conversions: int = 0
+    closed_tasks: int = 0
+    hash: str = ""
+
+
+@dataclass(frozen=True)
+class CallInput:
+    """What an agent (or a dialer row) documented for one task."""
+
+    task_id: int
+    agent: str
+    disposition: str
+    fields: Mapping[str, str]
+    verified: bool | None = None
+    notes: str | None = None
+    duration_seconds: int | None = None  # dialer: talk time; else claim to log
+
+
+def validate_call(
+    session: Session, call: CallInput, dispositions: DispositionSet, *, at: datetime
+) -> tuple[CallTask, ValidatedEntry]:
+    """Everything `log_call` checks before it writes: the task exists and is open to this
+    agent, and the entry satisfies the disposition's documentation template."""
+    task = session.get(CallTask, call.task_id, populate_existing=True)
+    if task is None:
+        raise NotFoundError(f"no call task {call.task_id}")
+    if task.status == "closed":
+        raise InputError(f"task {task.id} is closed ({task.outcome or task.close_reason})")
+    if (
+        task.status == "claimed"
+        and task.claimed_by != call.agent
+        and task.claimed_until is not None
+        and task.claimed_until > at
+    ):
+        raise InputError(f"task {task.id} is claimed by {task.claimed_by}, not {call.agent}")
+    disposition = dispositions.get(call.disposition)
+    entry = validate_entry(
+        disposition, dict(call.fields), verified=call.verified, notes=call.notes, at=at
+    )
+    return task, entry
+
+
+def log_call(
+    session: Session,
+    call: CallInput,
+    dispositions: DispositionSet,
+    *,
+    at: datetime,
+    source: str = "agent",
+    lock: bool = True,
+) -> LogResult:
+    """Validate, append to the caller log, apply the effect. On SQLite call it first in its
+    transaction (``lock`` takes the write lock; a batch that took it already passes False)."""
+    at = ensure_utc(at)
+    if lock:
+        write_lock(session)
+    from engine.calls.agents import get_agent
+
+    if not call.agent.strip():
+        holder = session.scalar(select(CallTask.claimed_by).where(CallTask.id == call.task_id))
+        if holder is None:
+            raise InputError(f"task {call.task_id} is not claimed: name the agent with --agent")
+        call = replace(call, agent=holder)
+    agent = get_agent(session, call.agent)
+    task, entry = validate_call(session, call, dispositions, at=at)
+    disposition = entry.disposition
+    participant = session.get(Participant, task.participant_id)
+    assert participant is not None  # FK
+    program = session.get(Program, participant.program_id)
+    assert program is not None
+    loaded = DefinitionCache(session).for_run(task.run_id)
+    definition = loaded.definition if loaded else None
+
+    if call.duration_seconds is not None:
+        handle = call.duration_seconds
+    elif task.claimed_at is not None and task.claimed_by == agent.login:
+        handle = max(0, int((at - task.claimed_at).total_seconds()))
+    else:
+        handle = None
+    attempt = task.attempts + (1 if disposition.counts_as_attempt else 0)
+    entry_row = caller_log.append(
+        session,
+        task_id=task.id,
+        participant_id=participant.id,
+        external_id=participant.external_id,
+        program=program.key,
+        campaign=task.campaign,
+        run_id=task.run_id,
+        task_kind=task.kind,
+        agent=agent.login,
+        number_dialled=participant.phone,
+        disposition=disposition.code,
+        human_contact=disposition.human_contact,
+        verified=entry.verified,
+        fields=dict(entry.fields),
+        notes=entry.notes,
+        record=entry.record,
+        claimed_at=task.claimed_at if task.claimed_by == agent.login else None,
+        logged_at=at,
+        handle_seconds=handle,
+        attempt=attempt,
+        source=source,
+    )
+    session.add(
+        Contact(
+            participant_id=participant.id,
+            channel="call",
+            run_id=task.run_id,
+            occurred_at=at,
+            kind="call",
+        )
+    )
+
+    task.attempts = attempt
+    task.last_attempt_at = at
+    task.outcome = disposition.code
+    task.claimed_by = agent.login
+    task.claimed_until = None
+    task.updated_at = at
+    if disposition.human_contact and task.reached_at is None:
+        task.reached_at = at
+
+    created: CallTask | None = None
+    conversions = 0
+    closed_others = 0
+    effect = disposition.effect
+
+    def close(reason: str) -> None:
+        task.status = "closed"
+        task.close_reason = reason
+
+    def reopen(due: datetime) -> None:
+        task.status = "open"
+        task.due_at = due
+        task.claimed_at = None
+
+    def spawn(kind: str, due: datetime, assigned: str | None) -> CallTask:
+        child = CallTask(
+            kind=kind,
+            run_id=task.run_id,
+            enrollment_id=task.enrollment_id,
+            participant_id=task.participant_id,
+            campaign=task.campaign,
+            step_id=None,
+            step_index=task.step_index,
+            script=task.script,
+            team=task.team,
+            status="open",
+            due_at=due,
+            attempts=0,
+            max_attempts=task.max_attempts,
+            assigned_agent=assigned,
+            parent_task_id=task.id,
+            source_step_id=task.step_id or task.source_step_id,
+            reached_at=None,
+            created_at=at,
+            updated_at=at,
+        )
+        session.add(child)
+        session.flush()
+        return child
+
+    if effect == "recycle":
+        standard = standard_for(definition)
+        if attempt >= standard.effective_max_attempts(task.max_attempts):
+            close(f"unreachable after {attempt} attempts (last {disposition.code})")
+        else:
+            delay = disposition.recycle_after or timedelta(hours=4)
+            reopen(recycle_due(at, delay, standard, program.timezone))
+    elif effect == "callback":
+        assert entry.callback_at is not None
+        assigned = agent.login if entry.fields.get("who") == "agent" else None
+        created = spawn("callback", entry.callback_at, assigned)
+        close(f"callback requested for {entry.callback_at.isoformat()}")
+    elif effect == "follow_up":
+        delay = disposition.recycle_after or timedelta(days=2)
+        created = spawn("follow_up", at + delay, None)
+        close(f"promised: follow-up task {created.id}")
+    elif effect == "escalate":
+        team = str(entry.fields["team"]).strip().lower()
+        task.team = team
+        task.assigned_agent = None
+        reopen(at)
+        task.close_reason = f"escalated to {team}: {entry.fields.get('reason')}"
+    elif effect == "do_not_call":
+        if participant.phone:
+            add_suppression(
+                session,
+                participant.phone,
+                "call",
+                "do_not_call",
+                f"call:{agent.login}",
+                f"caller log {entry_row.seq}",
+                at=at,
+                default_region=program.region,
+            )
+        close("do not call")
+        closed_others = _close_open_tasks(session, participant.id, task.id, at, "DO_NOT_CALL")
+    elif effect == "invalid_number":
+        if participant.phone:
+            for channel in ("call", "sms"):
+                add_suppression(
+                    session,
+                    participant.phone,
+                    channel,
+                    "invalid",
+                    f"call:{agent.login}",
+                    f"{disposition.code} (caller log {entry_row.seq})",
+                    at=at,
+                    default_region=program.region,
+                )
+        close(f"number invalid ({disposition.code})")
+        closed_others = _close_open_tasks(session, participant.id, task.id, at, disposition.code)
+    elif effect == "conversion":
+        close("converted on the call")
+        conversions = _record_conversion(
+            session, task, participant, definition, entry, at, entry_row.id
+        )
+    else:
+        close(disposition.code.lower().replace("_", " "))
+    session.flush()
+    return LogResult(
+        log_id=entry_row.id,
+        seq=entry_row.seq,
+        task_id=task.id,
+        disposition=disposition.code,
+        record=entry.record,
+        verified=entry.verified,
+        handle_seconds=handle,
+        task_status=task.status,
+        next_due_at=task.due_at if task.status == "open" else (created.due_at if created else None),
+        effect=effect,
+        created_task_id=created.id if created else None,
+        conversions=conversions,
+        closed_tasks=closed_others,
+        hash=entry_row.hash,
+    )
+
+
+def _close_open_tasks(
+    session: Session, participant_id: int, except_id: int, at: datetime, outcome: str
+) -> int:
+    result = session.execute(
+        update(CallTask)
+        .where(
+            CallTask.participant_id == participant_id,
+            CallTask.id != except_id,
+            CallTask.status.in_(("open", "claimed")),
+        )
+        .values(
+            status="closed",
+            close_reason=f"{outcome} logged on task {except_id}",
+            claimed_until=None,
+            updated_at=at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _record_conversion(
+    session: Session,
+    task: CallTask,
+    participant: Participant,
+    definition: object | None,
+    entry: ValidatedEntry,
+    at: datetime,
+    log_id: int,
+) -> int:
+    goal = getattr(definition, "goal", None)
+    event_type = goal.events[0] if goal is not None else "call_conversion"
+    points = entry.fields.get("points")
+    amount = entry.fields.get("amount")
+    exists = session.scalar(
+        select(ActivityEvent.id).where(
+            ActivityEvent.program_id == participant.program_id,
+            ActivityEvent.reference == f"call:{log_id}",
+        )
+    )
+    if exists is None:
+        from decimal import Decimal
+
+        session.add(
+            ActivityEvent(
+                program_id=participant.program_id,
+                participant_id=participant.id,
+                type=event_type,
+                occurred_at=at,
+                points=-int(float(points)) if points else None,
+                amount=Decimal(str(amount)) if amount else None,
+                reference=f"call:{log_id}",
+                source="call",
+                created_at=at,
+            )
+        )
+        session.flush()
+    if participant.last_activity_at is None or participant.last_activity_at < at:
+        participant.last_activity_at = at
+    from engine.conversions import match_conversions
+
+    return match_conversions(session, at=at, participant_ids=[participant.id])
+
+
+def dispositions_for(session: Session, settings_file: object, task_id: int) -> DispositionSet:
+    """The dispositions in force for a task's program (standard + configured)."""
+    from pathlib import Path
+
+    from engine.calls.config import load_dispositions
+
+    program = session.scalar(
+        select(Program.key)
+        .join(Participant, Participant.program_id == Program.id)
+        .join(CallTask, CallTask.participant_id == Participant.id)
+        .where(CallTask.id == task_id)
+    )
+    if program is None:
+        raise NotFoundError(f"no call task {task_id}")
+    return load_dispositions(Path(str(settings_file)) if settings_file else None, program)

@@ -1,0 +1,293 @@
+"""The queries over the call tables that the agent and complaint reports read.
+
+Definitions (docs/calls.md has the same):
+
+- calls made: caller-log entries by the agent in the period;
+- right-party contacts: entries whose disposition reached a human (WRONG_NUMBER does not);
+- contact rate = contacts / calls; conversions per contact = conversions / contacts;
+- verification rate: entries with verified = yes over entries that recorded the flag;
+- callbacks kept on time: callbacks the agent scheduled, due before the end of the period,
+  that were attempted (claimed, else logged) no later than ``CALLBACK_GRACE`` after their time;
+- follow-up compliance: the agent's no-contact attempts whose task was tried again within
+  the campaign's follow-up standard (8 business hours by default); an attempt whose task
+  closed is not counted, one still inside its allowance is pending;
+- escalation rate = escalations / contacts, against the 20% ceiling;
+- calling plan: calls against the agent's daily target (weekly and monthly targets are the
+  daily one times the business days, Monday to Friday, of the week or month).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.calls.agents import get_agent
+from engine.calls.dispositions import DispositionSet
+from engine.calls.standards import business_hours_between, standard_for
+from engine.calls.tasks import DefinitionCache
+from engine.clock import ensure_utc
+from engine.db.models import Agent, CallerLogEntry, CallTask, Program
+
+ESCALATION_CEILING = 0.20
+CALLBACK_GRACE = timedelta(minutes=15)
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+@dataclass(frozen=True)
+class AgentPerformance:
+    agent: str
+    calls: int
+    contacts: int
+    contact_rate: float | None
+    conversions: int
+    conversions_per_contact: float | None
+    average_handle_seconds: float | None
+    verified: int
+    verification_asked: int
+    verification_rate: float | None
+    callbacks_due: int
+    callbacks_kept: int
+    callbacks_kept_rate: float | None
+    follow_ups_due: int
+    follow_ups_on_time: int
+    follow_ups_pending: int
+    follow_up_compliance: float | None
+    escalations: int
+    escalation_rate: float | None
+    escalation_ceiling: float = ESCALATION_CEILING
+    over_escalation_ceiling: bool = False
+    by_disposition: dict[str, int] = field(default_factory=dict)
+
+
+def _entries(session: Session, start: datetime, end: datetime) -> list[CallerLogEntry]:
+    return list(
+        session.scalars(
+            select(CallerLogEntry)
+            .where(CallerLogEntry.logged_at >= start, CallerLogEntry.logged_at < end)
+            .order_by(CallerLogEntry.seq)
+        )
+    )
+
+
+def agent_performance(
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    at: datetime,
+    dispositions: DispositionSet | None = None,
+    agent: str | None = None,
+) -> list[AgentPerformance]:
+    """One row per agent who logged calls in [start, end) (or just ``agent``), as of ``at``."""
+    start, end, at = ensure_utc(start), ensure_utc(end), ensure_utc(at)
+    dispositions = dispositions or DispositionSet.standard()
+    effects = {d.code: d.effect for d in dispositions}
+    entries = _entries(session, start, end)
+    if agent is not None:
+        entries = [e for e in entries if e.agent == agent]
+    zones = {key: zone for key, zone in session.execute(select(Program.key, Program.timezone))}
+    cache = DefinitionCache(session)
+    by_agent: dict[str, list[CallerLogEntry]] = {}
+    for e in entries:
+        by_agent.setdefault(e.agent, []).append(e)
+
+    rows = []
+    for login, mine in sorted(by_agent.items()):
+        calls = len(mine)
+        contacts = sum(1 for e in mine if e.human_contact)
+        conversions = sum(1 for e in mine if effects.get(e.disposition) == "conversion")
+        handles = [e.handle_seconds for e in mine if e.handle_seconds is not None]
+        asked = [e for e in mine if e.verified is not None]
+        verified = sum(1 for e in asked if e.verified)
+        escalations = sum(1 for e in mine if effects.get(e.disposition) == "escalate")
+        cb_due, cb_kept = _callbacks(session, mine, effects, end)
+        fu_due, fu_ok, fu_pending = _follow_ups(session, mine, effects, at, zones, cache)
+        escalation_rate = _ratio(escalations, contacts)
+        rows.append(
+            AgentPerformance(
+                agent=login,
+                calls=calls,
+                contacts=contacts,
+                contact_rate=_ratio(contacts, calls),
+                conversions=conversions,
+                conversions_per_contact=_ratio(conversions, contacts),
+                average_handle_seconds=round(sum(handles) / len(handles), 1) if handles else None,
+                verified=verified,
+                verification_asked=len(asked),
+                verification_rate=_ratio(verified, len(asked)),
+                callbacks_due=cb_due,
+                callbacks_kept=cb_kept,
+                callbacks_kept_rate=_ratio(cb_kept, cb_due),
+                follow_ups_due=fu_due,
+                follow_ups_on_time=fu_ok,
+                follow_ups_pending=fu_pending,
+                follow_up_compliance=_ratio(fu_ok, fu_due),
+                escalations=escalations,
+                escalation_rate=escalation_rate,
+                over_escalation_ceiling=escalation_rate is not None
+                and escalation_rate > ESCALATION_CEILING,
+                by_disposition=dict(sorted(Counter(e.disposition for e in mine).items())),
+            )
+        )
+    return rows
+
+
+def _callbacks(
+    session: Session, mine: list[CallerLogEntry], effects: dict[str, str], end: datetime
+) -> tuple[int, int]:
+    parents = [e.task_id for e in mine if effects.get(e.disposition) == "callback" and e.task_id]
+    if not parents:
+        return 0, 0
+    callbacks = session.scalars(
+        select(CallTask).where(
+            CallTask.parent_task_id.in_(parents), CallTask.kind == "callback", CallTask.due_at < end
+        )
+    ).all()
+    kept = 0
+    for cb in callbacks:
+        first = session.scalar(
+            select(CallerLogEntry)
+            .where(CallerLogEntry.task_id == cb.id)
+            .order_by(CallerLogEntry.seq)
+            .limit(1)
+        )
+        if (
+            first is not None
+            and (first.claimed_at or first.logged_at) <= cb.due_at + CALLBACK_GRACE
+        ):
+            kept += 1
+    return len(callbacks), kept
+
+
+def _follow_ups(
+    session: Session,
+    mine: list[CallerLogEntry],
+    effects: dict[str, str],
+    at: datetime,
+    zones: dict[str, str],
+    cache: DefinitionCache,
+) -> tuple[int, int, int]:
+    due = ok = pending = 0
+    for e in mine:
+        if effects.get(e.disposition) != "recycle" or e.task_id is None:
+            continue
+        loaded = cache.for_run(e.run_id)
+        allowance = standard_for(loaded.definition if loaded else None).within_business_hours
+        zone = zones.get(e.program, "UTC")
+        following = session.scalar(
+            select(CallerLogEntry)
+            .where(CallerLogEntry.task_id == e.task_id, CallerLogEntry.seq > e.seq)
+            .order_by(CallerLogEntry.seq)
+            .limit(1)
+        )
+        if following is not None:
+            when = following.claimed_at or following.logged_at
+            due += 1
+            if business_hours_between(e.logged_at, when, zone) <= allowance + 1e-9:
+                ok += 1
+            continue
+        task = session.get(CallTask, e.task_id)
+        if task is None or task.status == "closed":
+            continue  # closed (e.g. unreachable after max attempts): nothing was owed
+        if business_hours_between(e.logged_at, at, zone) > allowance:
+            due += 1  # overdue: a breach
+        else:
+            pending += 1
+    return due, ok, pending
+
+
+@dataclass(frozen=True)
+class PlanFigure:
+    period: str  # day / week / month
+    start: date
+    end: date  # inclusive
+    calls: int
+    target: int
+    attainment: float | None
+
+
+@dataclass(frozen=True)
+class CallingPlan:
+    agent: str
+    daily_target: int
+    figures: list[PlanFigure]
+    by_campaign: dict[str, int]
+
+
+def _business_days(first: date, last: date) -> int:
+    days = (last - first).days + 1
+    return sum(1 for i in range(days) if (first + timedelta(days=i)).weekday() < 5)
+
+
+def calling_plan(session: Session, agent_login: str, *, day: date) -> CallingPlan:
+    """Calls made by the agent on ``day``, in its week (Mon-Sun) and month, in the agent's
+    zone, against the daily target times the business days of each period."""
+    agent: Agent = get_agent(session, agent_login)
+    tz = ZoneInfo(agent.timezone)
+    week_start = day - timedelta(days=day.weekday())
+    month_start = day.replace(day=1)
+    month_end = day.replace(day=calendar.monthrange(day.year, day.month)[1])
+    periods = [
+        ("day", day, day),
+        ("week", week_start, week_start + timedelta(days=6)),
+        ("month", month_start, month_end),
+    ]
+    lo = min(p[1] for p in periods)
+    hi = max(p[2] for p in periods)
+    start = datetime.combine(lo, time(0), tzinfo=tz)
+    end = datetime.combine(hi + timedelta(days=1), time(0), tzinfo=tz)
+    entries = [e for e in _entries(session, start, end) if e.agent == agent.login]
+    local_days = [e.logged_at.astimezone(tz).date() for e in entries]
+    figures = []
+    for name, first, last in periods:
+        calls = sum(1 for d in local_days if first <= d <= last)
+        target = agent.daily_target * (1 if name == "day" else _business_days(first, last))
+        figures.append(PlanFigure(name, first, last, calls, target, _ratio(calls, target)))
+    by_campaign = Counter(
+        e.campaign or "(none)" for e, d in zip(entries, local_days, strict=True) if d == day
+    )
+    return CallingPlan(agent.login, agent.daily_target, figures, dict(sorted(by_campaign.items())))
+
+
+@dataclass(frozen=True)
+class ComplaintCount:
+    period: date  # first day of the day / week (Monday) / month
+    category: str
+    count: int
+
+
+def complaints_by_category(
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    by: str = "week",
+    zone: str = "UTC",
+    dispositions: DispositionSet | None = None,
+) -> list[ComplaintCount]:
+    """Complaints logged in [start, end) by category and day / week / month (in ``zone``)."""
+    if by not in ("day", "week", "month"):
+        raise ValueError(f"by is day, week or month, not {by!r}")
+    dispositions = dispositions or DispositionSet.standard()
+    codes = {d.code for d in dispositions if d.effect == "complaint"}
+    tz = ZoneInfo(zone)
+    counts: Counter[tuple[date, str]] = Counter()
+    for e in _entries(session, ensure_utc(start), ensure_utc(end)):
+        if e.disposition not in codes:
+            continue
+        d = e.logged_at.astimezone(tz).date()
+        if by == "week":
+            d -= timedelta(days=d.weekday())
+        elif by == "month":
+            d = d.replace(day=1)
+        counts[(d, str((e.fields or {}).get("category", "uncategorised")))] += 1
+    return [ComplaintCount(d, c, n) for (d, c), n in sorted(counts.items())]

@@ -1,0 +1,303 @@
+"""What an agent sees on a call: the script, the verification questions, the account review
+panel and the campaign's talking points, offer and cross-sell."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
+from engine.db.models import (
+    ActivityEvent,
+    CallerLogEntry,
+    CallTask,
+    Consent,
+    MessageEvent,
+    OutboxMessage,
+    Participant,
+    Program,
+)
+from engine.errors import NotFoundError
+from engine.participants.suppressions import email_hash, hash_normalised, suppressions_for
+from engine.policy import candidate_zones
+from engine.settings import Settings
+from engine.templates import Renderer, message_context
+
+RECENT_ACTIVITY = 10
+RECENT_CONTACTS = 30
+REDEMPTION_TYPES = ("redemption",)
+
+
+@dataclass(frozen=True)
+class Question:
+    ask: str
+    expected: str
+
+
+@dataclass(frozen=True)
+class ContactRecord:
+    at: datetime
+    channel: str
+    what: str  # template or disposition
+    outcome: str
+    by: str | None = None
+    notes: str | None = None
+    campaign: str | None = None
+
+
+@dataclass
+class CallSheet:
+    task_id: int
+    kind: str
+    campaign: str | None
+    step: str | None
+    attempt: int
+    max_attempts: int
+    claimed_by: str | None
+    claimed_until: datetime | None
+    external_id: str
+    name: str
+    phone: str | None
+    local_time: str | None
+    locale: str | None
+    script: str | None
+    verification: list[Question]
+    account: dict[str, Any]
+    consents: dict[str, str]
+    suppressions: list[str]
+    redemptions: list[dict[str, Any]]
+    activity: list[dict[str, Any]]
+    contacts: list[ContactRecord]
+    talking_points: list[str] = field(default_factory=list)
+    offer: str | None = None
+    cross_sell: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _mask_email(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def verification_questions(p: Participant) -> list[Question]:
+    """Questions to ask before any account detail is discussed, with the answers on file. The
+    agent reads the question, never the answer."""
+    questions = [Question("Your full name, please?", f"{p.first_name or ''} {p.last_name or ''}")]
+    questions.append(Question("Your member number?", p.external_id))
+    if p.email:
+        questions.append(
+            Question("The email address on your account?", f"{p.email} ({_mask_email(p.email)})")
+        )
+    attributes = p.attributes or {}
+    for key, ask in (
+        ("postal_code", "Your postal code?"),
+        ("zip", "Your ZIP code?"),
+        ("date_of_birth", "Your date of birth?"),
+        ("dob", "Your date of birth?"),
+    ):
+        if attributes.get(key):
+            questions.append(Question(ask, str(attributes[key])))
+    if p.renewal_date:
+        questions.append(
+            Question("In which month does your membership renew?", p.renewal_date.strftime("%B"))
+        )
+    return questions[:4]
+
+
+def _contacts(session: Session, participant_id: int) -> list[ContactRecord]:
+    records: list[ContactRecord] = []
+    messages = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.participant_id == participant_id)
+        .order_by(OutboxMessage.created_at.desc())
+        .limit(RECENT_CONTACTS)
+    ).all()
+    events: dict[int, list[str]] = {}
+    if messages:
+        for outbox_id, event in session.execute(
+            select(MessageEvent.outbox_id, MessageEvent.event)
+            .where(MessageEvent.outbox_id.in_([m.id for m in messages]))
+            .order_by(MessageEvent.occurred_at)
+        ):
+            if outbox_id is not None:
+                events.setdefault(outbox_id, []).append(event)
+    for m in messages:
+        outcome = m.status + (f" ({m.status_reason})" if m.status_reason else "")
+        seen = events.get(m.id)
+        if seen:
+            outcome += "; events: " + ", ".join(dict.fromkeys(seen))
+        records.append(
+            ContactRecord(
+                at=m.sent_at or m.created_at,
+                channel=m.channel,
+                what=f"{m.step_id} ({m.template})",
+                outcome=outcome,
+                campaign=m.campaign,
+            )
+        )
+    for inbound in session.scalars(
+        select(MessageEvent)
+        .where(MessageEvent.participant_id == participant_id, MessageEvent.outbox_id.is_(None))
+        .order_by(MessageEvent.occurred_at.desc())
+        .limit(RECENT_CONTACTS)
+    ):
+        body = inbound.detail.get("body") if isinstance(inbound.detail, dict) else None
+        records.append(
+            ContactRecord(
+                at=inbound.occurred_at,
+                channel=inbound.provider,
+                what="inbound",
+                outcome=inbound.event,
+                notes=str(body) if body else None,
+            )
+        )
+    for entry in session.scalars(
+        select(CallerLogEntry)
+        .where(CallerLogEntry.participant_id == participant_id)
+        .order_by(CallerLogEntry.logged_at.desc())
+        .limit(RECENT_CONTACTS)
+    ):
+        records.append(
+            ContactRecord(
+                at=entry.logged_at,
+                channel="call",
+                what=entry.disposition,
+                outcome=entry.record,
+                by=entry.agent,
+                notes=entry.notes,
+                campaign=entry.campaign,
+            )
+        )
+    records.sort(key=lambda r: r.at, reverse=True)
+    return records[:RECENT_CONTACTS]
+
+
+def call_sheet(session: Session, task_id: int, *, settings: Settings, at: datetime) -> CallSheet:
+    """Everything for one call task (the script rendered in the participant's locale)."""
+    task = session.get(CallTask, task_id)
+    if task is None:
+        raise NotFoundError(f"no call task {task_id}")
+    p = session.get(Participant, task.participant_id)
+    assert p is not None
+    program = session.get(Program, p.program_id)
+    assert program is not None
+    loaded = DefinitionCache(session).for_run(task.run_id)
+    step = step_of(task, loaded)
+    notes: list[str] = []
+    script_text: str | None = None
+    script_name = task.script or (step.script if step else None)
+    if script_name:
+        renderer = Renderer(
+            settings.templates_dir,
+            postal_address=settings.postal_address,
+            public_url=settings.public_url,
+        )
+        campaign: Any = (
+            loaded.definition if loaded else {"name": task.campaign or "", "description": ""}
+        )
+        context = message_context(p, program, campaign, {"id": step.id if step else task.kind})
+        script_text = renderer.render_call_script(script_name, context, p.locale)
+    else:
+        notes.append("no call script for this task")
+    try:
+        zones = candidate_zones(
+            participant_zone=p.timezone,
+            phone=p.phone,
+            program_zone=program.timezone,
+            region=program.region,
+        ).zones
+        local = ", ".join(f"{at.astimezone(ZoneInfo(z)):%a %H:%M} {z}" for z in zones[:3])
+    except ValueError:
+        local = None
+    consents = {
+        c.channel: c.status
+        for c in session.scalars(select(Consent).where(Consent.participant_id == p.id))
+    }
+    hashes = []
+    if p.email:
+        hashes.append(email_hash(p.email))
+    if p.phone:
+        hashes.append(hash_normalised(p.phone))
+    suppressions = [
+        f"{s.channel}: {s.reason} ({s.source})" for s in suppressions_for(session, hashes)
+    ]
+    events = session.scalars(
+        select(ActivityEvent)
+        .where(ActivityEvent.participant_id == p.id)
+        .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc())
+        .limit(50)
+    ).all()
+
+    def ev(e: ActivityEvent) -> dict[str, Any]:
+        return {
+            "type": e.type,
+            "at": e.occurred_at,
+            "points": e.points,
+            "amount": e.amount,
+            "source": e.source,
+        }
+
+    return CallSheet(
+        task_id=task.id,
+        kind=task.kind,
+        campaign=task.campaign,
+        step=step.id if step else None,
+        attempt=task.attempts + 1,
+        max_attempts=task.max_attempts,
+        claimed_by=task.claimed_by,
+        claimed_until=task.claimed_until,
+        external_id=p.external_id,
+        name=" ".join(x for x in (p.first_name, p.last_name) if x),
+        phone=p.phone,
+        local_time=local,
+        locale=p.locale,
+        script=script_text,
+        verification=verification_questions(p),
+        account={
+            "status": p.status,
+            "tier": p.tier,
+            "points_balance": p.points_balance,
+            "points_expiring": p.points_expiring,
+            "points_expire_at": p.points_expire_at,
+            "renewal_date": p.renewal_date,
+            "member_since": p.enrolled_at,
+            "last_activity_at": p.last_activity_at,
+            "account_manager": p.account_manager,
+        },
+        consents=consents,
+        suppressions=suppressions,
+        redemptions=[ev(e) for e in events if e.type in REDEMPTION_TYPES][:5],
+        activity=[ev(e) for e in events[:RECENT_ACTIVITY]],
+        contacts=_contacts(session, p.id),
+        talking_points=list(step.talking_points) if step else [],
+        offer=step.offer if step else None,
+        cross_sell=step.cross_sell if step else None,
+        notes=notes,
+    )
+
+
+@dataclass(frozen=True)
+class NextCall:
+    claim: Claim
+    sheet: CallSheet
+
+
+def serve_next(
+    session: Session,
+    agent: str,
+    *,
+    settings: Settings,
+    at: datetime,
+    lease: timedelta = DEFAULT_LEASE,
+) -> NextCall | None:
+    """`calls next`: claim the best callable task for ``agent`` and build its call sheet.
+    On SQLite call it first in its transaction."""
+    claim = claim_next(session, agent, at=at, lease=lease)
+    if claim is None:
+        return None
+    return NextCall(claim, call_sheet(session, claim.task_id, settings=settings, at=at))

@@ -1,0 +1,731 @@
+"""Call lists: which call tasks an agent may be served, in what order, when each becomes
+callable, and claim-next with a lease.
+
+Serving order (also the order of ``calls list``):
+
+1. tasks callable now before tasks that are not;
+2. callbacks before follow-ups before campaign calls (a callback is a promise of a time);
+3. the campaign's priority: within each campaign call step the tasks are ranked by the step's
+   ``priority`` keys (participant fields, asc/desc, empty values last), and the ranks of
+   different campaigns interleave (the best of each campaign first);
+4. due time, then task id.
+
+A task is eligible for an agent when it names them (an agent-only callback), or when it names
+no agent and its team is one of theirs (a task with no team is anyone's), or when the agent is
+the participant's account manager. Tasks of paused, cancelled or completed runs, and of
+converted or exited enrollments, are never served.
+
+At claim time the consent/suppression gate and the calling window (08:00-21:00 recipient
+local time, narrowed by the campaign's call_window) are checked again; a task the gate refuses
+is closed with the reason, a task outside its window waits.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import cached_property
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import String, and_, func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from engine.clock import ensure_utc
+from engine.db.models import (
+    Agent,
+    CallTask,
+    CampaignRun,
+    Consent,
+    Enrollment,
+    Participant,
+    Program,
+    Suppression,
+)
+from engine.definitions.loader import LoadedDefinition, parse_definition
+from engine.definitions.schema import CampaignDefinition, Step
+from engine.errors import NotFoundError
+from engine.participants.suppressions import hash_normalised
+from engine.policy import (
+    Decision,
+    ParticipantFacts,
+    SendNow,
+    Skip,
+    WaitUntil,
+    candidate_zones,
+    decide,
+    gate,
+)
+
+DEFAULT_LEASE = timedelta(minutes=30)
+KIND_RANK = {"callback": 0, "follow_up": 1, "campaign": 2}
+TASK_COLUMNS = (
+    "id",
+    "kind",
+    "run_id",
+    "enrollment_id",
+    "campaign",
+    "step_id",
+    "source_step_id",
+    "team",
+    "assigned_agent",
+    "parent_task_id",
+    "due_at",
+    "attempts",
+    "max_attempts",
+    "outcome",
+)
+PERSON_COLUMNS = (
+    "id",
+    "program_id",
+    "external_id",
+    "first_name",
+    "last_name",
+    "phone",
+    "timezone",
+    "account_manager",
+)
+# How far ahead `calls list` looks for tasks that become due (for --date, that whole day).
+LOOKAHEAD = timedelta(days=1)
+
+
+def write_lock(session: Session) -> None:
+    """SQLite: take the database write lock now (a write that changes nothing). Must be the
+    first statement of the transaction, so a reader never has to upgrade a stale snapshot;
+    that serialises claims and logs. PostgreSQL: row locks do the work instead."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(CallTask).where(text("1 = 0")).values(status=CallTask.status))
+
+
+# --------------------------------------------------------------------------- context
+
+
+class DefinitionCache:
+    """Run definitions parsed once per run (the text a run was launched with)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._runs: dict[int, LoadedDefinition | None] = {}
+
+    def for_run(self, run_id: int | None) -> LoadedDefinition | None:
+        if run_id is None:
+            return None
+        if run_id not in self._runs:
+            run = self.session.get(CampaignRun, run_id)
+            self._runs[run_id] = (
+                None
+                if run is None
+                else parse_definition(run.definition_source, f"run {run.id}: {run.campaign}.yaml")
+            )
+        return self._runs[run_id]
+
+
+def step_of(task: Any, loaded: LoadedDefinition | None) -> Step | None:
+    step_id = task.step_id or task.source_step_id
+    if loaded is None or step_id is None:
+        return None
+    try:
+        return loaded.definition.step(step_id)
+    except KeyError:
+        return None
+
+
+@dataclass
+class Candidate:
+    """One task with everything needed to order it and to decide whether it is callable."""
+
+    task: Any  # the call_tasks row (attribute access by column name)
+    participant: Any  # the participants row
+    program: Any  # the programs row
+    definition: CampaignDefinition | None
+    step: Step | None
+    zones: tuple[str, ...] = ()
+    callable_at: datetime | None = None
+    blocked: str | None = None  # the gate's refusal, when it refuses
+    rank: int = 0
+
+    @cached_property
+    def call_window(self) -> Any:
+        return self.definition.call_window if self.definition is not None else None
+
+    @property
+    def callable_now(self) -> bool:
+        return (
+            self.blocked is None and self.callable_at is not None and self.callable_at <= self._at
+        )
+
+    _at: datetime = field(default=datetime.min, repr=False)
+
+    def order_key(self) -> tuple[Any, ...]:
+        return (
+            0 if self.callable_now else 1,
+            KIND_RANK.get(self.task.kind, 3),
+            self.rank,
+            self.callable_at or self.task.due_at,
+            self.task.due_at,
+            self.task.id,
+        )
+
+
+def _facts(
+    session: Session, participants: Sequence[Participant]
+) -> tuple[dict[int, str | None], dict[str, set[str]]]:
+    ids = [p.id for p in participants]
+    consents: dict[int, str | None] = {}
+    for chunk in _chunks(ids):
+        for pid, status in session.execute(
+            select(Consent.participant_id, Consent.status).where(
+                Consent.participant_id.in_(chunk), Consent.channel == "call"
+            )
+        ):
+            consents[pid] = status
+    hashes = sorted({hash_normalised(p.phone) for p in participants if p.phone})
+    suppressed: dict[str, set[str]] = {}
+    for chunk_h in _chunks(hashes):
+        for digest, channel in session.execute(
+            select(Suppression.address_hash, Suppression.channel).where(
+                Suppression.address_hash.in_(chunk_h), Suppression.channel.in_(("call", "all"))
+            )
+        ):
+            suppressed.setdefault(digest, set()).add(channel)
+    return consents, suppressed
+
+
+def _chunks(values: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def evaluate(
+    session: Session, candidates: Sequence[Candidate], at: datetime, *, exact: bool = False
+) -> None:
+    """Fill each candidate's zones, gate verdict and earliest callable instant (>= due).
+
+    The list query brings each participant's call consent and whether their number is
+    suppressed (by address); ``exact`` (the re-check of the one task about to be claimed) also
+    matches suppressions by hash, which catches an erasure entry that kept no address.
+    Many tasks share their zones and window (and, once overdue, the instant asked about), so
+    zone resolution and window search are memoised for the call."""
+    consents: dict[int, str | None] = {}
+    suppressed: dict[str, set[str]] = {}
+    if exact:
+        consents, suppressed = _facts(session, [c.participant for c in candidates])
+    zone_cache: dict[tuple[Any, ...], tuple[str, ...] | None] = {}
+    window_cache: dict[tuple[Any, ...], Decision] = {}
+    for c in candidates:
+        p = c.participant
+        c._at = at
+        zkey = (p.timezone, p.phone, c.program.timezone, c.program.region)
+        if zkey not in zone_cache:
+            try:
+                zone_cache[zkey] = candidate_zones(
+                    participant_zone=p.timezone,
+                    phone=p.phone,
+                    program_zone=c.program.timezone,
+                    region=c.program.region,
+                ).zones
+            except ValueError:
+                zone_cache[zkey] = None
+        zones = zone_cache[zkey]
+        if zones is None:
+            c.blocked = "no_time_zone"
+            continue
+        c.zones = zones
+        status = consents.get(p.id) if exact else p.call_consent
+        blocked_on: set[str] = set()
+        if p.phone:
+            if exact:
+                blocked_on = suppressed.get(hash_normalised(p.phone), set())
+            elif p.call_suppressed:
+                blocked_on = {"call"}
+        facts = ParticipantFacts(
+            address=p.phone,
+            consent=status if status in ("opted_in", "opted_out") else None,  # type: ignore[arg-type]
+            zones=zones,
+            suppressed_channels=blocked_on,
+        )
+        start = max(at, c.task.due_at)
+        refused = gate(
+            "call",
+            address=facts.address,
+            consent=facts.consent,
+            suppressed_channels=facts.suppressed_channels,
+            invalid_address=False,
+        )
+        if refused.reason is not None:
+            c.blocked = refused.reason
+            continue
+        window = c.call_window
+        wkey = (
+            zones,
+            None if window is None else (window.start, window.end, tuple(window.days)),
+            start,
+        )
+        verdict = window_cache.get(wkey)
+        if verdict is None:
+            verdict = window_cache[wkey] = decide("call", facts, start, call_window=c.call_window)
+        if isinstance(verdict, Skip):
+            c.blocked = verdict.reason
+        elif isinstance(verdict, SendNow):
+            c.callable_at = start
+        elif isinstance(verdict, WaitUntil):
+            c.callable_at = verdict.until
+
+
+def _priority_value(participant: Any, name: str) -> Any:
+    if name.startswith("attributes."):
+        return (getattr(participant, "attributes", None) or {}).get(name[len("attributes.") :])
+    return getattr(participant, name, None)
+
+
+def _sortable(value: Any) -> Any:
+    if isinstance(value, bool):
+        return (0, int(value))
+    if isinstance(value, int | float):
+        return (0, value)
+    if isinstance(value, datetime | date):
+        return (1, value.isoformat())
+    return (2, str(value))
+
+
+def rank(candidates: Sequence[Candidate]) -> None:
+    """Each candidate's position among the tasks of its kind in its campaign step, by the
+    step's priority keys (the groups :func:`serving_order` streams, so both agree)."""
+    groups: dict[tuple[Any, ...], list[Candidate]] = {}
+    for c in candidates:
+        group = (c.task.run_id, c.step.id if c.step else None, c.task.kind)
+        groups.setdefault(group, []).append(c)
+    for members in groups.values():
+        keys = members[0].step.priority if members[0].step else []
+        ordered = list(members)
+        # Stable sorts from the last key to the first give a multi-key order with per-key
+        # direction; empty values always last.
+        ordered.sort(key=lambda c: (c.task.due_at, c.task.id))
+        for key in reversed(keys):
+            present = [c for c in ordered if _priority_value(c.participant, key.field) is not None]
+            missing = [c for c in ordered if _priority_value(c.participant, key.field) is None]
+            name = key.field
+            present.sort(
+                key=lambda c: _sortable(_priority_value(c.participant, name)),
+                reverse=key.order == "desc",
+            )
+            ordered = present + missing
+        for index, c in enumerate(ordered):
+            c.rank = index
+
+
+def _eligible(agent: Agent | None) -> Any:
+    if agent is None:
+        return True
+    teams = list(agent.teams or [])
+    team_ok = (
+        or_(CallTask.team.is_(None), CallTask.team.in_(teams))
+        if teams
+        else (CallTask.team.is_(None))
+    )
+    return or_(
+        CallTask.assigned_agent == agent.login,
+        and_(
+            CallTask.assigned_agent.is_(None),
+            or_(team_ok, Participant.account_manager == agent.login),
+        ),
+    )
+
+
+class _Scan:
+    """The one query behind lists and claims: open (or abandoned) tasks due by ``until`` that
+    may be served to ``agent``, with only the columns the order and the checks read (loading
+    whole rows costs more than all the rest of a claim on a long list), the participant's call
+    consent and whether their number is suppressed."""
+
+    def __init__(
+        self, session: Session, *, at: datetime, agent: Agent | None, until: datetime
+    ) -> None:
+        self.session, self.at, self.agent, self.until = session, at, agent, until
+        self.cache = DefinitionCache(session)
+        self.person_names = [*PERSON_COLUMNS]
+        for run_id in session.scalars(select(CampaignRun.id).where(CampaignRun.status == "active")):
+            loaded = self.cache.for_run(run_id)
+            for step in loaded.definition.steps if loaded else ():
+                for key in step.priority:
+                    name = "attributes" if key.field.startswith("attributes.") else key.field
+                    if name not in self.person_names:
+                        self.person_names.append(name)
+        self.programs = {program.id: program for program in session.scalars(select(Program))}
+        self.steps: dict[tuple[Any, ...], Step | None] = {}
+
+    def where(self, query: Any) -> Any:
+        person_t = Participant.__table__
+        return (
+            query.join(person_t, person_t.c.id == CallTask.participant_id)
+            .outerjoin(CampaignRun, CampaignRun.id == CallTask.run_id)
+            .outerjoin(Enrollment, Enrollment.id == CallTask.enrollment_id)
+            .where(
+                or_(
+                    CallTask.status == "open",
+                    and_(CallTask.status == "claimed", CallTask.claimed_until < self.at),
+                ),
+                CallTask.due_at <= self.until,
+                or_(CallTask.run_id.is_(None), CampaignRun.status == "active"),
+                or_(
+                    CallTask.enrollment_id.is_(None),
+                    Enrollment.state.notin_(("converted", "exited")),
+                ),
+                _eligible(self.agent),
+            )
+        )
+
+    def select(self) -> Any:
+        task_t, person_t = CallTask.__table__, Participant.__table__
+        return self.where(
+            select(
+                *(task_t.c[name] for name in TASK_COLUMNS),
+                *(person_t.c[name] for name in self.person_names),
+                select(Consent.status)
+                .where(Consent.participant_id == person_t.c.id, Consent.channel == "call")
+                .limit(1)
+                .scalar_subquery(),
+                select(Suppression.id)
+                .where(
+                    Suppression.address == person_t.c.phone,
+                    Suppression.channel.in_(("call", "all")),
+                )
+                .limit(1)
+                .exists(),
+            ).select_from(task_t)
+        )
+
+    def load(self, query: Any) -> list[Candidate]:
+        found: list[Candidate] = []
+        split = len(TASK_COLUMNS)
+        for row in self.session.execute(query):
+            task = SimpleNamespace(**dict(zip(TASK_COLUMNS, row[:split], strict=True)))
+            person = SimpleNamespace(**dict(zip(self.person_names, row[split:-2], strict=True)))
+            person.call_consent, person.call_suppressed = row[-2], bool(row[-1])
+            loaded = self.cache.for_run(task.run_id)
+            step_key = (task.run_id, task.step_id or task.source_step_id)
+            if step_key not in self.steps:
+                self.steps[step_key] = step_of(task, loaded)
+            found.append(
+                Candidate(
+                    task=task,
+                    participant=person,
+                    program=self.programs[person.program_id],
+                    definition=loaded.definition if loaded else None,
+                    step=self.steps[step_key],
+                )
+            )
+        return found
+
+
+def candidates(
+    session: Session,
+    *,
+    at: datetime,
+    agent: Agent | None = None,
+    until: datetime | None = None,
+    task_ids: Sequence[int] | None = None,
+) -> list[Candidate]:
+    """Every servable task due by ``until`` (default ``at``), evaluated and in serving order."""
+    at = ensure_utc(at)
+    scan = _Scan(session, at=at, agent=agent, until=ensure_utc(until) if until else at)
+    query = scan.select().order_by(CallTask.due_at, CallTask.id)
+    if task_ids is not None:
+        query = query.where(CallTask.id.in_(task_ids))
+    found = scan.load(query)
+    evaluate(session, found, at, exact=task_ids is not None)
+    rank(found)
+    found.sort(key=Candidate.order_key)
+    return found
+
+
+PAGE = 200
+
+
+def _priority_order(session: Session, step: Step | None) -> list[Any] | None:
+    """The SQL ORDER BY of a step's priority that matches :func:`rank` (empty values last,
+    then due time and id); None when a key is an attribute (JSON: ranked in Python)."""
+    keys = step.priority if step is not None else []
+    person_t = Participant.__table__
+    postgres = session.get_bind().dialect.name == "postgresql"
+    order: list[Any] = []
+    for key in keys:
+        if key.field.startswith("attributes."):
+            return None
+        column: Any = person_t.c[key.field]
+        if postgres and isinstance(column.type, String):
+            column = column.collate("C")  # Python's (code point) order, like SQLite's
+        order.append(
+            column.desc().nulls_last() if key.order == "desc" else column.asc().nulls_last()
+        )
+    return [*order, CallTask.due_at, CallTask.id]
+
+
+def serving_order(session: Session, *, at: datetime, agent: Agent | None) -> Iterator[Candidate]:
+    """The tasks callable now (and those the gate refuses, first) in serving order, without
+    evaluating the whole list: each campaign step's tasks are read a page at a time in its
+    priority order, and its first callable task is its best; the steps' best are merged."""
+    at = ensure_utc(at)
+    scan = _Scan(session, at=at, agent=agent, until=at)
+    step_expr = func.coalesce(CallTask.step_id, CallTask.source_step_id)
+    groups = session.execute(
+        scan.where(
+            select(CallTask.run_id, step_expr, CallTask.kind).select_from(CallTask)
+        ).group_by(CallTask.run_id, step_expr, CallTask.kind)
+    ).all()
+    refused: list[Candidate] = []
+    streams: list[Iterator[Candidate]] = []
+
+    def stream(run_id: Any, step_id: Any, kind: str) -> Iterator[Candidate]:
+        query = scan.select().where(
+            CallTask.run_id.is_(None) if run_id is None else CallTask.run_id == run_id,
+            step_expr.is_(None) if step_id is None else step_expr == step_id,
+            CallTask.kind == kind,
+        )
+        loaded = scan.cache.for_run(run_id)
+        step = step_of(SimpleNamespace(step_id=step_id, source_step_id=None), loaded)
+        order = _priority_order(session, step)
+        if order is None:  # rank the whole step in Python
+            page = scan.load(query)
+            evaluate(session, page, at)
+            rank(page)
+            page.sort(key=lambda c: c.rank)
+            pages: Iterator[list[Candidate]] = iter([page])
+        else:
+            pages = _pages(scan, query.order_by(*order), at)
+        for page in pages:
+            for c in page:
+                if c.blocked is not None:
+                    refused.append(c)
+                elif c.callable_now:
+                    yield c
+
+    for run_id, step_id, kind in groups:
+        streams.append(stream(run_id, step_id, kind))
+    heads: list[tuple[tuple[Any, ...], int, Candidate]] = []
+    for index, it in enumerate(streams):
+        first = next(it, None)
+        if first is not None:
+            heads.append((first.order_key(), index, first))
+    yield from refused
+    refused.clear()
+    heapq.heapify(heads)
+    while heads:
+        _, index, best = heapq.heappop(heads)
+        yield from refused
+        refused.clear()
+        yield best
+        following = next(streams[index], None)
+        if following is not None:
+            heapq.heappush(heads, (following.order_key(), index, following))
+    yield from refused
+
+
+def _pages(scan: _Scan, query: Any, at: datetime) -> Iterator[list[Candidate]]:
+    offset = 0
+    while True:
+        page = scan.load(query.limit(PAGE).offset(offset))
+        evaluate(scan.session, page, at)
+        for index, c in enumerate(page):
+            c.rank = offset + index
+        yield page
+        if len(page) < PAGE:
+            return
+        offset += PAGE
+
+
+# --------------------------------------------------------------------------- list
+
+
+@dataclass(frozen=True)
+class ListedTask:
+    position: int
+    task_id: int
+    kind: str
+    external_id: str
+    name: str
+    phone: str | None
+    campaign: str | None
+    step: str | None
+    team: str | None
+    assigned_agent: str | None
+    due_at: datetime
+    callable_at: datetime | None
+    callable_now: bool
+    attempts: int
+    max_attempts: int
+    priority_rank: int
+    why: str
+    blocked: str | None
+
+
+def why(c: Candidate) -> str:
+    task = c.task
+    where = f"{task.campaign} / {c.step.id}" if task.campaign and c.step else (task.campaign or "")
+    if task.kind == "callback":
+        who = f" with {task.assigned_agent} only" if task.assigned_agent else ""
+        text_ = f"callback requested for {task.due_at.isoformat(timespec='minutes')}{who}"
+    elif task.kind == "follow_up":
+        text_ = "follow-up of a promise" if task.parent_task_id else "follow-up"
+    else:
+        text_ = "campaign call"
+    if where:
+        text_ += f" ({where})"
+    if task.attempts:
+        text_ += f"; retry after {task.outcome} (attempt {task.attempts + 1}/{task.max_attempts})"
+    if task.team:
+        text_ += f"; team {task.team}"
+    if c.step and c.step.priority:
+        keys = ", ".join(f"{k.field} {k.order}" for k in c.step.priority)
+        text_ += f"; rank {c.rank + 1} by {keys}"
+    if c.blocked:
+        text_ += f"; NOT CALLABLE: {c.blocked}"
+    elif not c.callable_now and c.callable_at is not None:
+        text_ += "; waits for the calling window"
+    return text_
+
+
+def list_calls(
+    session: Session,
+    *,
+    at: datetime,
+    agent: str | None = None,
+    day: date | None = None,
+    zone: str | None = None,
+) -> list[ListedTask]:
+    """The call list as it would be served: now, or for the local ``day`` in ``zone``
+    (default: the agent's zone), including tasks that fall due that day."""
+    at = ensure_utc(at)
+    agent_row = _agent(session, agent) if agent else None
+    until = at + LOOKAHEAD
+    if day is not None:
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(zone or (agent_row.timezone if agent_row else "UTC"))
+        until = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+    rows = candidates(session, at=at, agent=agent_row, until=until)
+    return [
+        ListedTask(
+            position=index + 1,
+            task_id=c.task.id,
+            kind=c.task.kind,
+            external_id=c.participant.external_id,
+            name=" ".join(x for x in (c.participant.first_name, c.participant.last_name) if x),
+            phone=c.participant.phone,
+            campaign=c.task.campaign,
+            step=c.step.id if c.step else None,
+            team=c.task.team,
+            assigned_agent=c.task.assigned_agent,
+            due_at=c.task.due_at,
+            callable_at=c.callable_at,
+            callable_now=c.callable_now,
+            attempts=c.task.attempts,
+            max_attempts=c.task.max_attempts,
+            priority_rank=c.rank + 1,
+            why=why(c),
+            blocked=c.blocked,
+        )
+        for index, c in enumerate(rows)
+    ]
+
+
+def _agent(session: Session, login: str) -> Agent:
+    from engine.calls.agents import get_agent
+
+    return get_agent(session, login)
+
+
+# --------------------------------------------------------------------------- claim
+
+
+@dataclass(frozen=True)
+class Claim:
+    task_id: int
+    agent: str
+    claimed_at: datetime
+    claimed_until: datetime
+    resumed: bool  # the agent already held this claim
+    closed_on_the_way: list[tuple[int, str]]  # tasks the gate refused while looking
+
+
+def _lock(session: Session, task_id: int, at: datetime) -> CallTask | None:
+    query = select(CallTask).where(
+        CallTask.id == task_id,
+        or_(
+            CallTask.status == "open",
+            and_(CallTask.status == "claimed", CallTask.claimed_until < at),
+        ),
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    task = session.scalar(query.execution_options(populate_existing=True))
+    return task
+
+
+def claim_next(
+    session: Session, agent_login: str, *, at: datetime, lease: timedelta = DEFAULT_LEASE
+) -> Claim | None:
+    """Claim the single best task callable now for the agent, or None when there is none.
+
+    A lease: the task is the agent's until ``at + lease``; after that it is served again.
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent agents skip each other's rows. SQLite:
+    call first in its transaction (the write lock serialises claims). An agent who already
+    holds a live claim gets it back instead of a second one.
+    """
+    at = ensure_utc(at)
+    write_lock(session)
+    agent = _agent(session, agent_login)
+    if not agent.active:
+        raise NotFoundError(f"agent {agent.login!r} is inactive")
+    held = session.scalar(
+        select(CallTask)
+        .where(
+            CallTask.status == "claimed",
+            CallTask.claimed_by == agent.login,
+            CallTask.claimed_until >= at,
+        )
+        .order_by(CallTask.claimed_at)
+        .limit(1)
+    )
+    if held is not None and held.claimed_at is not None and held.claimed_until is not None:
+        return Claim(held.id, agent.login, held.claimed_at, held.claimed_until, True, [])
+    closed: list[tuple[int, str]] = []
+    # Tasks the gate refuses (opted out, do-not-call, no number...) come first and are closed
+    # with the reason, so they leave every list; each is re-checked under its lock.
+    for c in serving_order(session, at=at, agent=agent):
+        task = _lock(session, c.task.id, at)
+        if task is None:
+            continue  # another agent has it
+        # Re-check on the locked row with fresh facts: an opt-out may have just arrived.
+        fresh = candidates(session, at=at, agent=agent, task_ids=[task.id])
+        if not fresh:
+            continue
+        check = fresh[0]
+        if check.blocked is not None:
+            task.status = "closed"
+            task.close_reason = f"not callable: {check.blocked}"
+            task.claimed_until = None
+            task.updated_at = at
+            closed.append((task.id, check.blocked))
+            continue
+        if not check.callable_now:
+            continue
+        task.status = "claimed"
+        task.claimed_by = agent.login
+        task.claimed_at = at
+        task.claimed_until = at + lease
+        task.updated_at = at
+        session.flush()
+        return Claim(task.id, agent.login, at, at + lease, False, closed)
+    session.flush()
+    return None
+
+
+def release(session: Session, task_id: int, agent_login: str, *, at: datetime) -> None:
+    """Give a claimed task back to the queue at once (the agent cannot call now)."""
+    write_lock(session)
+    task = session.get(CallTask, task_id)
+    if task is None or task.status != "claimed" or task.claimed_by != agent_login:
+        raise NotFoundError(f"task {task_id} is not claimed by {agent_login}")
+    task.status, task.claimed_until, task.updated_at = "open", None, ensure_utc(at)

@@ -1,0 +1,1101 @@
+"""The outbox worker: claim due messages with a lease, gate them again, send, record, retry.
+
+One pass of a worker, per channel in turn:
+
+1. **Claim** up to about ten seconds' worth of the channel's rate of queued messages whose
+   ``not_before`` has come, of runs that are ``active`` (or ``completed``: the sequencer
+   completes a run once its last step is queued). PostgreSQL: ``UPDATE ... WHERE id IN (SELECT
+   ... FOR UPDATE OF outbox_messages SKIP LOCKED LIMIT n)`` so any number of workers on any
+   number of machines share the queue; SQLite: the same statement, one dispatcher at a time (an
+   OS file lock, see :class:`DispatcherBusyError`). Claimed rows are ``sending`` with
+   ``claimed_by``/``claimed_until`` (the lease) and committed before anything is sent.
+2. **Gate** each message with :func:`engine.policy.decide` against what is true NOW: consent,
+   suppressions (by address hash), the recipient's candidate zones, the run's send window and
+   the contacts ledger under both the global cap (settings) and the campaign's own cap.
+   ``WaitUntil`` puts it back to ``queued`` at the instant the rules allow (no attempt
+   counted); ``Skip`` marks it ``skipped`` with the reason.
+3. **Send** through the channel, paced by a per-channel token bucket shared by the process's
+   workers (engine/ratelimit.py). Dynamic-template emails go in batches of up to 1,000
+   personalizations (``SendGridChannel.send_batch``).
+4. **Record** the outcomes in bulk (one executemany per batch): ``sent`` with provider, provider
+   message id and ``sent_at`` plus a ``contacts`` row (the frequency cap's ledger); retryable
+   errors back to ``queued`` with exponential backoff and jitter (Retry-After honoured) up to
+   ``dispatch_max_attempts``, then ``failed``; recipient errors ``failed`` plus a suppression
+   (opted out -> opt_out, invalid number/address -> invalid, source ``provider``); a campaign
+   stop (401/403) puts the message back and pauses the run with the reason; an unknown outcome
+   (timeout after the request went) is ``unknown``; ``dispatch_pause_after_failures``
+   consecutive provider failures on a run pause it.
+
+Never sent twice: a row is sent only by the worker that moved it ``queued -> sending``; a
+worker that dies mid-batch leaves its rows ``sending``, and when their lease runs out any
+dispatcher marks them ``unknown`` (never ``queued``): ``campaign outbox unknown`` lists them
+and ``campaign outbox resolve`` (or a provider event) settles them. An outcome written after a
+webhook already moved the row on (``delivered``) keeps the later status.
+
+Stopping (``stop`` event, deadline, ``max_messages``): the in-flight message finishes and is
+recorded; the rest of the claimed batch goes back to ``queued`` untouched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, func, insert, literal, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from engine import outbox_status as st
+from engine.app import App
+from engine.channels.base import (
+    CampaignStopError,
+    Channel,
+    ChannelError,
+    DuplicateSendError,
+    Outbound,
+    OutboundEmail,
+    RecipientError,
+    RetryableError,
+    SendResult,
+    UnknownOutcomeError,
+)
+from engine.clock import ensure_utc
+from engine.db.models import (
+    CampaignRun,
+    Consent,
+    Contact,
+    Enrollment,
+    OutboxMessage,
+    Participant,
+    Program,
+    Suppression,
+)
+from engine.definitions.loader import parse_definition
+from engine.definitions.schema import CampaignDefinition
+from engine.errors import EngineError, InputError
+from engine.outbox import build_outbound
+from engine.participants.suppressions import add_suppression, email_hash, hash_normalised
+from engine.policy import (
+    FrequencyCap,
+    ParticipantFacts,
+    SendNow,
+    Skip,
+    WaitUntil,
+    candidate_zones,
+    decide,
+)
+from engine.policy.decide import Decision
+from engine.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+# Runs whose queued messages go out. A completed run has no open enrollment left, but the
+# message of its last step may still be waiting for its send window.
+SENDABLE_RUNS = ("active", "completed")
+CHANNEL_ORDER = ("email", "sms")
+CLAIM_SECONDS = 10.0  # a claim holds about this many seconds of the channel's rate
+MAX_BACKOFF = timedelta(hours=6)
+POLL_SECONDS = 1.0  # follow mode: how often an idle worker looks for due messages
+
+
+class DispatcherBusyError(EngineError):
+    """SQLite: another dispatcher holds the database's dispatch lock."""
+
+
+@dataclass
+class DispatchSummary:
+    """What a dispatch did. ``skipped`` counts by reason; ``waiting`` went back to the queue
+    for a later instant (send window, cap); ``retried`` went back after a retryable error;
+    ``released`` went back untouched when the dispatcher stopped; ``expired_leases`` are rows
+    of dead dispatchers marked unknown."""
+
+    workers: int = 1
+    claimed: int = 0
+    sent: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0
+    retried: int = 0
+    failed: int = 0
+    unknown: int = 0
+    released: int = 0
+    expired_leases: int = 0
+    cancelled_skipped: int = 0
+    paused_runs: list[int] = field(default_factory=list)
+    stopped_by: str = "drained"
+    seconds: float = 0.0
+
+    @property
+    def handled(self) -> int:
+        return (
+            self.sent
+            + sum(self.skipped.values())
+            + self.waiting
+            + self.retried
+            + self.failed
+            + self.unknown
+        )
+
+    def add(self, other: DispatchSummary) -> None:
+        for name in ("claimed", "sent", "waiting", "retried", "failed", "unknown", "released"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, count in other.skipped.items():
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+
+# --------------------------------------------------------------------------- SQLite lock
+
+
+@contextmanager
+def dispatch_lock(database_url: str) -> Iterator[None]:
+    """SQLite: hold ``<db file>.dispatch.lock`` (flock; the kernel drops it when the process
+    dies, even by kill -9) for the duration. PostgreSQL needs no lock: SKIP LOCKED shares."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        yield
+        return
+    path = f"{url.database}.dispatch.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise DispatcherBusyError(
+                f"another dispatcher (pid {holder}) is running on {url.database}; SQLite "
+                "allows one dispatcher at a time (it holds "
+                f"{path}). Stop it first, or use PostgreSQL to run several"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+def gate_decision(
+    channel: str,
+    facts: ParticipantFacts,
+    at: datetime,
+    *,
+    definition: CampaignDefinition,
+    global_cap: FrequencyCap,
+) -> Decision:
+    """:func:`engine.policy.decide` under two caps: the global one and the campaign's own.
+
+    ``decide`` takes one cap, so the two are chained: each answer's instant is asked again
+    under the other until both agree (the instants only move forward; a few rounds suffice).
+    """
+    caps: list[FrequencyCap] = [global_cap]
+    if definition.frequency_cap is not None:
+        caps.append(FrequencyCap(definition.frequency_cap.max, definition.frequency_cap.per))
+    when = at
+    reason = "outside_window"
+    for _ in range(8):
+        start = when
+        for cap in caps:
+            answer = decide(channel, facts, when, send_window=definition.send_window, cap=cap)
+            if isinstance(answer, Skip):
+                return answer
+            if isinstance(answer, WaitUntil):
+                when, reason = answer.until, answer.reason
+        if when == start:
+            break
+    if when == at:
+        return SendNow()
+    return WaitUntil(when, "frequency_cap" if reason == "frequency_cap" else "outside_window")
+
+
+# --------------------------------------------------------------------------- internals
+
+
+@dataclass
+class _Row:
+    id: int
+    uid: str
+    run_id: int
+    participant_id: int
+    campaign: str
+    channel: str
+    to_address: str | None
+    content: dict[str, Any]
+    attempts: int
+    not_before: datetime
+    enrollment_state: str
+    email: str | None
+    phone: str | None
+    timezone: str | None
+    program_id: int
+    name: str | None
+
+
+@dataclass
+class _Outcome:
+    row: _Row
+    status: str
+    reason: str | None = None
+    not_before: datetime | None = None
+    attempts: int | None = None
+    error: str | None = None
+    result: SendResult | None = None
+    address: str | None = None
+
+
+class _Shared:
+    """State shared by the worker threads of one dispatch() call."""
+
+    def __init__(
+        self,
+        app: App,
+        channels: Mapping[str, Channel],
+        *,
+        deadline: float | None,
+        max_messages: int | None,
+        stop: threading.Event | None,
+        progress: Callable[[int], None] | None,
+        follow: bool,
+    ) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.channels = channels
+        self.deadline = deadline
+        self.remaining = max_messages
+        self.stop_event = stop or threading.Event()
+        self.progress = progress
+        self.follow = follow
+        self.lock = threading.Lock()
+        self.buckets = {
+            kind: TokenBucket(rate, burst=_burst(rate))
+            for kind, rate in (
+                ("email", self.settings.dispatch_email_rate),
+                ("sms", self.settings.dispatch_sms_rate),
+            )
+        }
+        self.global_cap = FrequencyCap(
+            self.settings.frequency_cap_max, self.settings.frequency_cap_per
+        )
+        self.definitions: dict[int, CampaignDefinition] = {}
+        self.programs: dict[int, tuple[str, str]] = {}
+        self.failures: Counter[int] = Counter()
+        self.paused: set[int] = set()
+        self.summary = DispatchSummary()
+        self.rng = random.Random()
+
+    def stop_reason(self) -> str | None:
+        if self.stop_event.is_set():
+            return "stopped"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "deadline"
+        with self.lock:
+            if self.remaining is not None and self.remaining <= 0:
+                return "max_messages"
+        return None
+
+    def take(self, wanted: int) -> int:
+        with self.lock:
+            if self.remaining is None:
+                return wanted
+            granted = max(0, min(wanted, self.remaining))
+            self.remaining -= granted
+            return granted
+
+    def give_back(self, count: int) -> None:
+        if count > 0:
+            with self.lock:
+                if self.remaining is not None:
+                    self.remaining += count
+
+    def claim_size(self, channel: str) -> int:
+        rate = self.buckets[channel].rate
+        return max(1, min(self.settings.dispatch_batch_size, int(rate * CLAIM_SECONDS)))
+
+    def report(self, count: int) -> None:
+        if self.progress is not None and count:
+            self.progress(count)
+
+
+def _burst(rate: float) -> float:
+    """At 10+/s a half-slot tolerance lets the sender catch up a slot it reached late (a sleep
+    that overslept on a busy machine) instead of losing that time for good, while any 1-second
+    window still holds at most rate + 1 messages. Slower rates: strictly evenly spaced."""
+    return 1.5 if rate >= 10 else 1.0
+
+
+def _now(shared: _Shared) -> datetime:
+    return ensure_utc(shared.app.clock.now())
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _housekeeping(shared: _Shared) -> tuple[int, int]:
+    """Expired leases -> unknown; queued messages of cancelled runs -> skipped."""
+    at = _now(shared)
+    with shared.app.sessions() as session, session.begin():
+        postgres = _is_postgres(session)
+        expired = select(OutboxMessage.id).where(
+            OutboxMessage.status == st.SENDING, OutboxMessage.claimed_until < at
+        )
+        if postgres:
+            expired = expired.with_for_update(skip_locked=True)
+        lost = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(expired.scalar_subquery()))
+            .values(
+                status=st.UNKNOWN,
+                status_reason="lease expired: the dispatcher stopped while sending; it may "
+                "have gone (see `campaign outbox unknown`)",
+                updated_at=at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        cancelled = (
+            select(OutboxMessage.id)
+            .join(CampaignRun, CampaignRun.id == OutboxMessage.run_id)
+            .where(OutboxMessage.status == st.QUEUED, CampaignRun.status == "cancelled")
+        )
+        if postgres:
+            cancelled = cancelled.with_for_update(of=OutboxMessage, skip_locked=True)
+        skipped = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(cancelled.scalar_subquery()))
+            .values(status=st.SKIPPED, status_reason="run_cancelled", updated_at=at)
+            .execution_options(synchronize_session=False)
+        )
+    return int(getattr(lost, "rowcount", 0) or 0), int(getattr(skipped, "rowcount", 0) or 0)
+
+
+def _claim(shared: _Shared, channel: str, count: int, worker: str) -> list[_Row]:
+    at = _now(shared)
+    with shared.app.sessions() as session, session.begin():
+        due = (
+            select(OutboxMessage.id)
+            .join(CampaignRun, CampaignRun.id == OutboxMessage.run_id)
+            .where(
+                OutboxMessage.status == st.QUEUED,
+                OutboxMessage.not_before <= at,
+                OutboxMessage.channel == channel,
+                CampaignRun.status.in_(SENDABLE_RUNS),
+            )
+            .order_by(OutboxMessage.not_before, OutboxMessage.id)
+            .limit(count)
+        )
+        if _is_postgres(session):
+            due = due.with_for_update(of=OutboxMessage, skip_locked=True)
+        ids = list(
+            session.scalars(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(due.scalar_subquery()))
+                .values(
+                    status=st.SENDING,
+                    claimed_by=worker,
+                    claimed_until=at + shared.settings.dispatch_lease,
+                    updated_at=at,
+                )
+                .returning(OutboxMessage.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        if not ids:
+            return []
+        rows = session.execute(
+            select(
+                OutboxMessage.id,
+                OutboxMessage.uid,
+                OutboxMessage.run_id,
+                OutboxMessage.participant_id,
+                OutboxMessage.campaign,
+                OutboxMessage.channel,
+                OutboxMessage.to_address,
+                OutboxMessage.content,
+                OutboxMessage.attempts,
+                OutboxMessage.not_before,
+                Enrollment.state,
+                Participant.email,
+                Participant.phone,
+                Participant.timezone,
+                Participant.program_id,
+                Participant.first_name,
+                Participant.last_name,
+            )
+            .join(Enrollment, Enrollment.id == OutboxMessage.enrollment_id)
+            .join(Participant, Participant.id == OutboxMessage.participant_id)
+            .where(OutboxMessage.id.in_(ids))
+            .order_by(OutboxMessage.not_before, OutboxMessage.id)
+        ).all()
+    return [
+        _Row(
+            id=r[0],
+            uid=r[1],
+            run_id=r[2],
+            participant_id=r[3],
+            campaign=r[4],
+            channel=r[5],
+            to_address=r[6],
+            content=dict(r[7] or {}),
+            attempts=r[8],
+            not_before=r[9],
+            enrollment_state=r[10],
+            email=r[11],
+            phone=r[12],
+            timezone=r[13],
+            program_id=r[14],
+            name=" ".join(part for part in (r[15], r[16]) if part) or None,
+        )
+        for r in rows
+    ]
+
+
+def _definition(shared: _Shared, session: Session, run_id: int) -> CampaignDefinition:
+    with shared.lock:
+        cached = shared.definitions.get(run_id)
+    if cached is not None:
+        return cached
+    source = session.scalar(select(CampaignRun.definition_source).where(CampaignRun.id == run_id))
+    definition = parse_definition(source or "", f"run {run_id} (stored definition)").definition
+    with shared.lock:
+        shared.definitions[run_id] = definition
+    return definition
+
+
+def _program(shared: _Shared, session: Session, program_id: int) -> tuple[str, str]:
+    with shared.lock:
+        cached = shared.programs.get(program_id)
+    if cached is not None:
+        return cached
+    row = session.execute(
+        select(Program.timezone, Program.region).where(Program.id == program_id)
+    ).one()
+    value = (str(row[0]), str(row[1]))
+    with shared.lock:
+        shared.programs[program_id] = value
+    return value
+
+
+def _address_hash(channel: str, address: str) -> str:
+    return email_hash(address) if channel == "email" else hash_normalised(address)
+
+
+def _gate_batch(
+    shared: _Shared, rows: Sequence[_Row], channel: str
+) -> tuple[list[tuple[_Row, str]], list[_Outcome]]:
+    """(messages to send now with their address, outcomes of the others)."""
+    at = _now(shared)
+    ready: list[tuple[_Row, str]] = []
+    outcomes: list[_Outcome] = []
+    with shared.app.sessions() as session, session.begin():
+        pids = sorted({row.participant_id for row in rows})
+        consents: dict[int, str] = dict(
+            session.execute(
+                select(Consent.participant_id, Consent.status).where(
+                    Consent.participant_id.in_(pids), Consent.channel == channel
+                )
+            ).all()
+        )
+        addresses = {row.id: (row.email if channel == "email" else row.phone) for row in rows}
+        hashes = {a: _address_hash(channel, a) for a in addresses.values() if a}
+        suppressed: dict[str, set[str]] = defaultdict(set)
+        if hashes:
+            for digest, on in session.execute(
+                select(Suppression.address_hash, Suppression.channel).where(
+                    Suppression.address_hash.in_(sorted(set(hashes.values()))),
+                    Suppression.channel.in_((channel, "all")),
+                )
+            ).all():
+                suppressed[digest].add(on)
+        definitions: dict[int, CampaignDefinition] = {}
+        for run_id in sorted({row.run_id for row in rows}):
+            try:
+                definitions[run_id] = _definition(shared, session, run_id)
+            except (EngineError, ValueError) as exc:
+                log.error("run %s: stored definition does not load: %s", run_id, exc)
+        lookback = max(
+            [shared.global_cap.per]
+            + [d.frequency_cap.per for d in definitions.values() if d.frequency_cap]
+        )
+        contacts: dict[int, list[datetime]] = defaultdict(list)
+        for pid, when in session.execute(
+            select(Contact.participant_id, Contact.occurred_at).where(
+                Contact.participant_id.in_(pids), Contact.occurred_at > at - lookback
+            )
+        ).all():
+            contacts[pid].append(when)
+        for row in rows:
+            definition = definitions.get(row.run_id)
+            if definition is None:
+                outcomes.append(
+                    _Outcome(row, st.FAILED, "definition_error", error="stored definition")
+                )
+                continue
+            if row.enrollment_state == "converted":
+                outcomes.append(_Outcome(row, st.SKIPPED, "converted"))
+                continue
+            address = addresses[row.id]
+            zone, region = _program(shared, session, row.program_id)
+            try:
+                zones = candidate_zones(
+                    participant_zone=row.timezone,
+                    phone=row.phone,
+                    program_zone=zone,
+                    region=region,
+                ).zones
+            except ValueError:
+                zones = ()
+            facts = ParticipantFacts(
+                address=address,
+                consent=consents.get(row.participant_id),  # type: ignore[arg-type]
+                zones=zones,
+                suppressed_channels=suppressed.get(hashes.get(address or "", ""), set()),
+                contact_times=tuple(contacts[row.participant_id]),
+            )
+            answer = gate_decision(
+                channel, facts, at, definition=definition, global_cap=shared.global_cap
+            )
+            if isinstance(answer, Skip):
+                outcomes.append(_Outcome(row, st.SKIPPED, answer.reason))
+            elif isinstance(answer, WaitUntil):
+                outcomes.append(_Outcome(row, st.QUEUED, f"waiting: {answer.reason}", answer.until))
+            else:
+                assert address is not None  # the gate refuses a missing address
+                ready.append((row, address))
+                # A second message to the same person in this batch sees this one.
+                contacts[row.participant_id].append(at)
+    return ready, outcomes
+
+
+def _backoff(shared: _Shared, attempts: int, retry_after: float | None) -> timedelta:
+    base = shared.settings.dispatch_retry_delay * (2 ** max(0, attempts - 1))
+    delay = min(base, MAX_BACKOFF) * shared.rng.uniform(0.8, 1.2)
+    if retry_after is not None:
+        delay = max(delay, timedelta(seconds=retry_after))
+    return delay
+
+
+_OTHER = (
+    update(OutboxMessage)
+    .where(
+        and_(
+            OutboxMessage.id == bindparam("b_id"),
+            OutboxMessage.status == st.SENDING,
+            OutboxMessage.claimed_by == bindparam("b_worker"),
+        )
+    )
+    .values(
+        status=bindparam("b_status"),
+        status_reason=bindparam("b_reason"),
+        not_before=bindparam("b_not_before"),
+        attempts=bindparam("b_attempts"),
+        last_error=bindparam("b_error"),
+        claimed_until=None,
+        updated_at=bindparam("b_at"),
+    )
+)
+
+
+def _record(shared: _Shared, outcomes: Sequence[_Outcome], worker: str, provider: str) -> None:
+    """Write a batch's outcomes in a few set-based statements (no per-row ORM work: this is
+    on the hot path of every message)."""
+    if not outcomes:
+        return
+    at = _now(shared)
+    sent_ids: list[int] = []
+    provider_ids: list[tuple[str, int]] = []
+    moved: list[tuple[str, int]] = []
+    other: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        row = outcome.row
+        if outcome.status == st.SENT:
+            sent_ids.append(row.id)
+            if outcome.result is not None and outcome.result.provider_message_id:
+                provider_ids.append((outcome.result.provider_message_id, row.id))
+            if outcome.address and outcome.address != row.to_address:
+                moved.append((outcome.address, row.id))
+            continue
+        assert st.can_move(st.SENDING, outcome.status), outcome.status
+        other.append(
+            {
+                "b_id": row.id,
+                "b_worker": worker,
+                "b_status": outcome.status,
+                "b_reason": outcome.reason,
+                "b_not_before": outcome.not_before or row.not_before,
+                "b_attempts": row.attempts if outcome.attempts is None else outcome.attempts,
+                "b_error": outcome.error,
+                "b_at": at,
+            }
+        )
+    with shared.app.sessions() as session, session.begin():
+        connection = session.connection()
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        if sent_ids and connection.dialect.name == "postgresql":
+            # One statement for status and provider ids: every extra UPDATE of a row costs a
+            # new row version and index entries on PostgreSQL.
+            pids = dict((i, p) for p, i in provider_ids)
+            connection.exec_driver_sql(
+                "UPDATE outbox_messages AS o SET "
+                "status = CASE WHEN o.status IN ('sending', 'unknown') THEN 'sent' "
+                "ELSE o.status END, status_reason = NULL, claimed_until = NULL, "
+                "attempts = o.attempts + 1, provider = %s, sent_at = %s, updated_at = %s, "
+                "last_error = NULL, provider_message_id = COALESCE(v.pid, o.provider_message_id) "
+                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, pid) WHERE o.id = v.id",
+                (provider, at, at, sent_ids, [pids.get(i) for i in sent_ids]),
+            )
+            provider_ids = []
+        elif sent_ids:
+            connection.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(sent_ids))
+                .values(
+                    # A webhook may already have moved it on (delivered...): keep that.
+                    status=case(
+                        (OutboxMessage.status.in_((st.SENDING, st.UNKNOWN)), st.SENT),
+                        else_=OutboxMessage.status,
+                    ),
+                    status_reason=None,
+                    claimed_until=None,
+                    attempts=OutboxMessage.attempts + 1,
+                    provider=provider,
+                    sent_at=at,
+                    updated_at=at,
+                    last_error=None,
+                )
+            )
+        if sent_ids:
+            # The contacts ledger (what frequency caps count): one row per message sent.
+            connection.execute(
+                insert(Contact).from_select(
+                    ["participant_id", "channel", "run_id", "occurred_at", "kind"],
+                    select(
+                        OutboxMessage.participant_id,
+                        OutboxMessage.channel,
+                        OutboxMessage.run_id,
+                        bindparam("at", at, type_=Contact.__table__.c.occurred_at.type),
+                        literal("message"),
+                    ).where(OutboxMessage.id.in_(sent_ids)),
+                )
+            )
+        if provider_ids:
+            connection.exec_driver_sql(
+                f"UPDATE outbox_messages SET provider_message_id = {mark} WHERE id = {mark}",
+                provider_ids,
+            )
+        if moved:
+            connection.exec_driver_sql(
+                f"UPDATE outbox_messages SET to_address = {mark} WHERE id = {mark}",
+                moved,
+            )
+        if other:
+            connection.execute(_OTHER, other)
+
+
+def _pause(shared: _Shared, run_id: int, reason: str) -> None:
+    from engine.runs import pause_run
+
+    with shared.lock:
+        if run_id in shared.paused:
+            return
+        shared.paused.add(run_id)
+    try:
+        with shared.app.sessions() as session, session.begin():
+            pause_run(session, run_id, at=_now(shared), reason=reason[:1000])
+        log.warning("run %s paused: %s", run_id, reason)
+    except InputError:
+        pass  # paused or cancelled meanwhile
+    with shared.lock:
+        if run_id not in shared.summary.paused_runs:
+            shared.summary.paused_runs.append(run_id)
+
+
+def _suppress(shared: _Shared, channel: str, address: str, error: RecipientError) -> None:
+    reason = "opt_out" if error.suppress else "invalid"
+    try:
+        with shared.app.sessions() as session, session.begin():
+            add_suppression(
+                session,
+                address,
+                channel,
+                reason,
+                "provider",
+                note=str(error)[:500],
+                at=_now(shared),
+                default_region=shared.settings.default_region,
+            )
+    except EngineError as exc:
+        log.warning("could not suppress %s on %s: %s", address, channel, exc)
+
+
+# status_reason of an attempt that failed on the provider's side (see _counts_as_failure).
+FAILURE_REASONS = ("retry", "too_many_attempts", "no_answer", "rejected", "unexpected_error")
+
+
+def _failure_streak(shared: _Shared, run_id: int) -> int:
+    """Failed attempts of the run since its last message went, as recorded by earlier
+    dispatches: a retried row's ``attempts`` are its failures (it would be sent otherwise)."""
+    with shared.app.sessions() as session:
+        last_sent = session.scalar(
+            select(func.max(OutboxMessage.sent_at)).where(OutboxMessage.run_id == run_id)
+        )
+        query = select(func.coalesce(func.sum(OutboxMessage.attempts), 0)).where(
+            OutboxMessage.run_id == run_id,
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.status_reason.in_(FAILURE_REASONS),
+        )
+        if last_sent is not None:
+            query = query.where(OutboxMessage.updated_at > last_sent)
+        return int(session.scalar(query) or 0)
+
+
+def _counts_as_failure(error: ChannelError) -> bool:
+    """A provider failure for the auto-pause count (throttling and recipients are not)."""
+    if isinstance(error, RecipientError | CampaignStopError | DuplicateSendError):
+        return False
+    return not (isinstance(error, RetryableError) and error.status == 429)
+
+
+class _Batch:
+    """Sends one claimed batch of one channel and turns every row into an outcome."""
+
+    def __init__(self, shared: _Shared, worker: str, channel: str) -> None:
+        self.shared = shared
+        self.worker = worker
+        self.channel_kind = channel
+        self.channel = shared.channels[channel]
+        self.bucket = shared.buckets[channel]
+        self.outcomes: list[_Outcome] = []
+        self.stopped: str | None = None
+        self.held_back: set[int] = set()  # runs paused or stopped during this batch
+        self.release_rest_at: datetime | None = None
+
+    def run(self, ready: list[tuple[_Row, str]]) -> None:
+        singles: list[tuple[_Row, Outbound]] = []
+        templated: list[tuple[_Row, OutboundEmail]] = []
+        for row, address in ready:
+            try:
+                message = build_outbound(
+                    uid=row.uid,
+                    channel=row.channel,
+                    to=address,
+                    content=row.content,
+                    settings=self.shared.settings,
+                    campaign=row.campaign,
+                    to_name=row.name,
+                )
+            except (ValueError, EngineError) as exc:
+                self.outcomes.append(
+                    _Outcome(row, st.FAILED, "bad_content", attempts=row.attempts, error=str(exc))
+                )
+                continue
+            if isinstance(message, OutboundEmail) and message.is_template:
+                templated.append((row, message))
+            else:
+                singles.append((row, message))
+        addresses = dict((row.id, address) for row, address in ready)
+        for row, message in singles:
+            if not self._may_send(row):
+                continue
+            self.bucket.acquire()
+            if self._stopping():
+                self._release(row)
+                continue
+            try:
+                result = self.channel.send(message)
+            except ChannelError as exc:
+                self._failed(row, addresses[row.id], exc)
+            except Exception as exc:  # a bug or an unclassified transport error: may have gone
+                log.exception("message %s: unexpected error while sending", row.uid)
+                self._outcome(_Outcome(row, st.UNKNOWN, "unexpected_error", error=repr(exc)))
+            else:
+                self._sent(row, result, addresses[row.id])
+        if templated:
+            self._send_templated(templated, addresses)
+
+    def _send_templated(
+        self, templated: list[tuple[_Row, OutboundEmail]], addresses: Mapping[int, str]
+    ) -> None:
+        send_batch = getattr(self.channel, "send_batch", None)
+        size = int(getattr(self.channel, "batch_size", 1000))
+        for start in range(0, len(templated), size):
+            chunk = [(row, m) for row, m in templated[start : start + size] if self._may_send(row)]
+            if not chunk:
+                continue
+            self.bucket.acquire(len(chunk))
+            if self._stopping():
+                for row, _ in chunk:
+                    self._release(row)
+                continue
+            if send_batch is None:
+                for row, message in chunk:
+                    try:
+                        self._sent(row, self.channel.send(message), addresses[row.id])
+                    except ChannelError as exc:
+                        self._failed(row, addresses[row.id], exc)
+                continue
+            try:
+                results = send_batch([m for _, m in chunk])
+            except ChannelError as exc:
+                results = {m.message_id: exc for _, m in chunk}
+            for row, message in chunk:
+                outcome = results.get(message.message_id)
+                if isinstance(outcome, SendResult):
+                    self._sent(row, outcome, addresses[row.id])
+                elif isinstance(outcome, ChannelError):
+                    self._failed(row, addresses[row.id], outcome)
+                else:
+                    self._outcome(_Outcome(row, st.UNKNOWN, "no_outcome_from_batch"))
+
+    # -- decisions about the rest of the batch
+
+    def _stopping(self) -> bool:
+        if self.stopped is None:
+            self.stopped = self.shared.stop_reason()
+            if self.stopped == "max_messages":
+                self.stopped = None  # the claim was already sized to the quota
+        return self.stopped is not None
+
+    def _may_send(self, row: _Row) -> bool:
+        if self._stopping():
+            self._release(row)
+            return False
+        if row.run_id in self.held_back:
+            self._release(row)
+            return False
+        if self.release_rest_at is not None:
+            self._release(row, self.release_rest_at)
+            return False
+        return True
+
+    def _release(self, row: _Row, not_before: datetime | None = None) -> None:
+        self.outcomes.append(
+            _Outcome(row, st.QUEUED, "released", not_before or row.not_before, row.attempts)
+        )
+
+    # -- outcomes
+
+    def _outcome(self, outcome: _Outcome) -> None:
+        self.outcomes.append(outcome)
+
+    def _sent(self, row: _Row, result: SendResult, address: str) -> None:
+        with self.shared.lock:
+            self.shared.failures[row.run_id] = 0
+        self.outcomes.append(_Outcome(row, st.SENT, result=result, address=address))
+
+    def _failed(self, row: _Row, address: str, error: ChannelError) -> None:
+        shared = self.shared
+        attempts = row.attempts + 1
+        text = str(error)[:2000]
+        if isinstance(error, DuplicateSendError):
+            # The sink already holds this message's file: it went, earlier.
+            self.outcomes.append(_Outcome(row, st.SENT, result=None, address=address, error=text))
+            return
+        if isinstance(error, CampaignStopError):
+            self.outcomes.append(_Outcome(row, st.QUEUED, "run_paused", None, row.attempts, text))
+            self.held_back.add(row.run_id)
+            _pause(shared, row.run_id, f"provider refused the campaign: {text}")
+        elif isinstance(error, RecipientError):
+            self.outcomes.append(
+                _Outcome(row, st.FAILED, f"recipient_{error.code}", None, attempts, text)
+            )
+            if error.suppress or error.invalid_address:
+                _suppress(shared, self.channel_kind, address, error)
+        elif isinstance(error, UnknownOutcomeError):
+            self.outcomes.append(_Outcome(row, st.UNKNOWN, "no_answer", None, attempts, text))
+        elif isinstance(error, RetryableError):
+            later = _now(shared) + _backoff(shared, attempts, error.retry_after)
+            if attempts >= shared.settings.dispatch_max_attempts:
+                self.outcomes.append(
+                    _Outcome(row, st.FAILED, "too_many_attempts", None, attempts, text)
+                )
+                later = _now(shared) + _backoff(shared, 1, error.retry_after)
+            else:
+                why = "throttled" if error.status == 429 else "retry"
+                self.outcomes.append(_Outcome(row, st.QUEUED, why, later, attempts, text))
+            # The provider is throttling or down: the rest of the batch waits too, without
+            # spending attempts of its own.
+            self.release_rest_at = later
+        else:
+            self.outcomes.append(_Outcome(row, st.FAILED, "rejected", None, attempts, text))
+        if _counts_as_failure(error):
+            with shared.lock:
+                known = row.run_id in shared.failures
+            # The streak may have begun in an earlier dispatch (an earlier tick): start there.
+            before = 0 if known else _failure_streak(shared, row.run_id)
+            with shared.lock:
+                shared.failures[row.run_id] = shared.failures.get(row.run_id, before) + 1
+                count = shared.failures[row.run_id]
+            if count >= shared.settings.dispatch_pause_after_failures:
+                self.held_back.add(row.run_id)
+                _pause(
+                    shared,
+                    row.run_id,
+                    f"{count} consecutive provider failures; last: {text}",
+                )
+
+
+def _tally(summary: DispatchSummary, outcomes: Sequence[_Outcome]) -> None:
+    for outcome in outcomes:
+        if outcome.status == st.SENT:
+            summary.sent += 1
+        elif outcome.status == st.SKIPPED:
+            reason = outcome.reason or "skipped"
+            summary.skipped[reason] = summary.skipped.get(reason, 0) + 1
+        elif outcome.status == st.FAILED:
+            summary.failed += 1
+        elif outcome.status == st.UNKNOWN:
+            summary.unknown += 1
+        elif outcome.reason in ("retry", "throttled"):
+            summary.retried += 1
+        elif outcome.reason in ("released", "run_paused"):
+            summary.released += 1
+        else:
+            summary.waiting += 1
+
+
+def _work(shared: _Shared, worker: str, index: int) -> DispatchSummary:
+    summary = DispatchSummary()
+    kinds = [kind for kind in CHANNEL_ORDER if kind in shared.channels]
+    while True:
+        reason = shared.stop_reason()
+        if reason is not None:
+            summary.stopped_by = reason
+            break
+        claimed = 0
+        for kind in kinds:
+            if shared.stop_reason() is not None:
+                break
+            quota = shared.take(shared.claim_size(kind))
+            if quota == 0:
+                break
+            rows = _claim(shared, kind, quota, worker)
+            shared.give_back(quota - len(rows))
+            if not rows:
+                continue
+            claimed += len(rows)
+            summary.claimed += len(rows)
+            try:
+                ready, outcomes = _gate_batch(shared, rows, kind)
+            except BaseException:
+                # Nothing of this batch went out: give it back rather than let the lease turn
+                # it into 'unknown'.
+                back = [_Outcome(r, st.QUEUED, "released", r.not_before, r.attempts) for r in rows]
+                _record(shared, back, worker, "")
+                raise
+            batch = _Batch(shared, worker, kind)
+            batch.outcomes.extend(outcomes)
+            try:
+                batch.run(ready)
+            finally:
+                _record(shared, batch.outcomes, worker, batch.channel.name)
+                _tally(summary, batch.outcomes)
+                released = sum(1 for o in batch.outcomes if o.reason == "released")
+                shared.give_back(released)
+                shared.report(len(batch.outcomes) - released)
+        if claimed == 0:
+            if not shared.follow:
+                summary.stopped_by = shared.stop_reason() or "drained"
+                break
+            if shared.stop_event.wait(POLL_SECONDS):
+                continue
+            if index == 0:
+                _housekeeping(shared)
+    return summary
+
+
+def dispatch(
+    app: App,
+    channels: Mapping[str, Channel],
+    *,
+    worker: str,
+    deadline: float | None = None,
+    max_messages: int | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+    workers: int = 1,
+    follow: bool = False,
+) -> DispatchSummary:
+    """Send what is due (see the module docstring) and return the counts.
+
+    Returns when nothing is due any more (or, with ``follow``, only when stopped), at
+    ``deadline`` (a ``time.monotonic()`` value), after ``max_messages`` messages were handled,
+    or when ``stop`` is set. ``workers`` threads each claim their own batches (names
+    ``<worker>/<n>``). ``progress`` is called with the number of messages handled since its
+    last call. On SQLite raises :class:`DispatcherBusyError` when another dispatcher runs.
+    """
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, not {workers}")
+    if max_messages is not None and max_messages < 0:
+        raise InputError(f"--max must be 0 or more, not {max_messages}")
+    started = time.monotonic()
+    shared = _Shared(
+        app,
+        channels,
+        deadline=deadline,
+        max_messages=max_messages,
+        stop=stop,
+        progress=progress,
+        follow=follow,
+    )
+    with dispatch_lock(app.settings.database_url):
+        expired, cancelled = _housekeeping(shared)
+        names = [worker] if workers == 1 else [f"{worker}/{n}"[:64] for n in range(workers)]
+        results: list[DispatchSummary] = []
+        errors: list[BaseException] = []
+        if workers == 1:
+            results.append(_work(shared, names[0][:64], 0))
+        else:
+
+            def run(name: str, index: int) -> None:
+                try:
+                    part = _work(shared, name, index)
+                except BaseException as exc:  # surfaced in the caller's thread below
+                    errors.append(exc)
+                    shared.stop_event.set()
+                    return
+                with shared.lock:
+                    results.append(part)
+
+            threads = [
+                threading.Thread(target=run, args=(name, i), name=f"dispatch-{i}", daemon=True)
+                for i, name in enumerate(names)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise errors[0]
+    summary = shared.summary
+    summary.workers = workers
+    summary.expired_leases = expired
+    summary.cancelled_skipped = cancelled
+    for part in results:
+        summary.add(part)
+    reasons = [part.stopped_by for part in results]
+    summary.stopped_by = next((r for r in reasons if r != "drained"), "drained")
+    summary.seconds = round(time.monotonic() - started, 3)
+    return summary
+
+
+__all__ = [
+    "DispatchSummary",
+    "DispatcherBusyError",
+    "dispatch",
+    "dispatch_lock",
+    "gate_decision",
+]

@@ -1,0 +1,77 @@
+"""A token bucket that never lets more than ``rate`` messages per second through.
+
+It is a GCRA (generic cell rate algorithm) scheduler: each request reserves the next free slot,
+slots are ``1/rate`` seconds apart, and at most ``burst`` slots may fall at the same instant
+after an idle spell (a fractional burst is a tolerance: a late caller may take its slot up to
+``(burst - 1) / rate`` seconds early next time, catching up instead of losing the time). So in
+ANY interval of length T at most ``rate * T + burst`` slots fall, and over a long run the rate
+is exactly ``rate``. With ``burst=1`` (the default) the slots are evenly spaced: what a Twilio
+long code (about 1 SMS/s) or any provider's per-second limit needs.
+
+Reservation happens under a lock and the sleep outside it, so threads sharing one bucket are
+served in order and never oversubscribe it. The clock and the sleep are injected: the tests run
+it on a fake clock; the real rate is measured by bench/bench_dispatch.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class TokenBucket:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: float = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError(f"a rate must be > 0 messages per second, got {rate!r}")
+        if burst < 1:
+            raise ValueError(f"burst must be >= 1, got {burst!r}")
+        self.rate = float(rate)
+        self.burst = burst
+        self.interval = 1.0 / self.rate
+        self._tolerance = (burst - 1) * self.interval
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tat: float | None = None  # theoretical arrival time of the next slot
+
+    def reserve(self, n: int = 1) -> float:
+        """Reserve ``n`` slots; return the clock time of the last one (may be in the past:
+        then it is now)."""
+        if n < 1:
+            raise ValueError(f"reserve at least one slot, not {n}")
+        with self._lock:
+            now = self._clock()
+            tat = now if self._tat is None else self._tat
+            slot = now
+            for _ in range(n):
+                slot = max(now, tat - self._tolerance)
+                tat = max(tat, slot) + self.interval
+            self._tat = tat
+            return slot
+
+    def acquire(self, n: int = 1) -> float:
+        """Block until ``n`` slots are ours; return the seconds waited."""
+        slot = self.reserve(n)
+        wait = slot - self._clock()
+        if wait > 0:
+            self._sleep(wait)
+            return wait
+        return 0.0
+
+    def next_free_in(self) -> float:
+        """Seconds until a slot would be free now (0 when one is)."""
+        with self._lock:
+            if self._tat is None:
+                return 0.0
+            return max(0.0, self._tat - self._tolerance - self._clock())
+
+
+__all__ = ["TokenBucket"]

@@ -1,0 +1,189 @@
+"""`campaign report agents` and `campaign report complaints`: the call-centre reports.
+
+The figures come from helper CALLS's query functions (engine/calls/reporting.py, documented
+there and in docs/calls.md): per agent over the period, calls made, right-party contacts,
+contact rate, conversions, conversions per contact, average handle time, verification rate,
+callbacks kept on time, follow-up standard compliance (<= 8 business hours, >= 2 attempts),
+escalation rate against the 20% ceiling, and calls against the calling plan (daily, weekly,
+monthly targets). This module only frames them for the renderers (tables, charts).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from engine.calls.config import load_dispositions
+from engine.calls.reporting import (
+    AgentPerformance,
+    CallingPlan,
+    ComplaintCount,
+    agent_performance,
+    calling_plan,
+    complaints_by_category,
+)
+from engine.errors import InputError, NotFoundError
+from engine.reports.common import Chart, Period, Table, pct
+from engine.settings import Settings
+
+DEFAULT_DAYS = 30
+
+
+def _window(period: Period | None, at: datetime) -> tuple[datetime, datetime, str]:
+    if period is not None:
+        return period.start, period.end, period.label
+    return at - timedelta(days=DEFAULT_DAYS), at, f"last {DEFAULT_DAYS} days"
+
+
+@dataclass(frozen=True)
+class AgentsReport:
+    period: str
+    start: datetime
+    end: datetime
+    agents: list[AgentPerformance]
+    plans: list[CallingPlan]
+
+    def tables(self) -> list[Table]:
+        rows = [
+            (a.agent, a.calls, a.contacts, pct(a.contact_rate), a.conversions,
+             pct(a.conversions_per_contact),
+             "" if a.average_handle_seconds is None else f"{a.average_handle_seconds:.0f}",
+             pct(a.verification_rate), f"{a.callbacks_kept}/{a.callbacks_due}",
+             f"{a.follow_ups_on_time}/{a.follow_ups_due}"
+             + (f" (+{a.follow_ups_pending} pending)" if a.follow_ups_pending else ""),
+             pct(a.escalation_rate),
+             "OVER 20%" if a.over_escalation_ceiling else "ok")
+            for a in self.agents
+        ]  # fmt: skip
+        plan_rows = [
+            (p.agent, f.period, f"{f.start}..{f.end}", f.calls, f.target, pct(f.attainment))
+            for p in self.plans
+            for f in p.figures
+        ]
+        return [
+            Table(
+                f"Agents, {self.period}",
+                ["agent", "calls", "right-party contacts", "contact rate", "conversions",
+                 "conversion per contact", "avg handle s", "verification rate",
+                 "callbacks kept", "follow-ups on time", "escalation rate", "ceiling"],
+                rows,
+            ),
+            Table(
+                "Calls vs calling plan (day, week, month of the period's last day)",
+                ["agent", "plan", "dates", "calls", "target", "attainment"],
+                plan_rows,
+            ),
+        ]  # fmt: skip
+
+    def charts(self) -> list[Chart]:
+        return [
+            Chart(
+                "bars",
+                "Agent comparison",
+                {
+                    a.agent: {
+                        "calls": a.calls,
+                        "contacts": a.contacts,
+                        "conversions": a.conversions,
+                    }
+                    for a in self.agents
+                },
+            ),
+            Chart(
+                "bars",
+                "Rates by agent (escalation ceiling 20%)",
+                {
+                    a.agent: {
+                        "contact rate": a.contact_rate or 0.0,
+                        "verification": a.verification_rate or 0.0,
+                        "follow-up compliance": a.follow_up_compliance or 0.0,
+                        "escalation": a.escalation_rate or 0.0,
+                    }
+                    for a in self.agents
+                },
+                percent=True,
+            ),
+        ]
+
+
+def agents_report(
+    session: Session,
+    *,
+    at: datetime,
+    settings: Settings,
+    period: Period | None = None,
+    program: str | None = None,
+    agent: str | None = None,
+) -> AgentsReport:
+    start, end, label = _window(period, at)
+    dispositions = load_dispositions(settings.dispositions_file, program)
+    rows = agent_performance(
+        session, start=start, end=end, at=at, dispositions=dispositions, agent=agent
+    )
+    last_day = (min(end, at) - timedelta(microseconds=1)).date()
+    plans = []
+    for row in rows:
+        try:
+            plans.append(calling_plan(session, row.agent, day=last_day))
+        except NotFoundError:
+            continue  # calls imported from a dialer for someone with no agent record
+    return AgentsReport(label, start, end, rows, plans)
+
+
+@dataclass(frozen=True)
+class ComplaintsReport:
+    period: str
+    by: str
+    counts: list[ComplaintCount]
+
+    def tables(self) -> list[Table]:
+        categories = sorted({c.category for c in self.counts})
+        periods = sorted({c.period for c in self.counts})
+        grid: dict[tuple[object, str], int] = {(c.period, c.category): c.count for c in self.counts}
+        rows = [
+            (p.isoformat(), *(grid.get((p, cat), 0) for cat in categories),
+             sum(grid.get((p, cat), 0) for cat in categories))
+            for p in periods
+        ]  # fmt: skip
+        totals = [sum(grid.get((p, cat), 0) for p in periods) for cat in categories]
+        if rows:
+            rows.append(("total", *totals, sum(totals)))
+        return [
+            Table(
+                f"Complaints by category and {self.by}, {self.period}",
+                [self.by, *categories, "all"],
+                rows,
+            )
+        ]
+
+    def charts(self) -> list[Chart]:
+        data: dict[str, dict[str, float]] = defaultdict(dict)
+        for c in self.counts:
+            data[c.period.isoformat()][c.category] = c.count
+        return [Chart("bars", f"Complaints by category per {self.by}", dict(data))]
+
+
+def complaints_report(
+    session: Session,
+    *,
+    at: datetime,
+    settings: Settings,
+    period: Period | None = None,
+    program: str | None = None,
+    by: str = "week",
+) -> ComplaintsReport:
+    if by not in ("day", "week", "month"):
+        raise InputError(f"--by {by!r}: use day, week or month")
+    start, end, label = _window(period, at)
+    counts = complaints_by_category(
+        session,
+        start=start,
+        end=end,
+        by=by,
+        zone=settings.default_timezone,
+        dispositions=load_dispositions(settings.dispositions_file, program),
+    )
+    return ComplaintsReport(label, by, counts)

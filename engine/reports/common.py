@@ -1,0 +1,127 @@
+"""What every report shares: the period filter, tables for the renderers, SQL helpers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import Program
+from engine.errors import InputError, NotFoundError
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start, end) in UTC, and how the user wrote it."""
+
+    start: datetime
+    end: datetime
+    label: str
+
+    def contains(self, at: datetime) -> bool:
+        return self.start <= at < self.end
+
+
+_DAYS = re.compile(r"^(\d{1,4})d$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_YEAR = re.compile(r"^(\d{4})$")
+
+PERIOD_HELP = (
+    "Only this period (UTC): 2026, 2026-03, 2026-03-15, 2026-01-01..2026-03-31 "
+    "(dates inclusive) or 30d (the last 30 days)."
+)
+
+
+def parse_period(value: str | None, *, at: datetime) -> Period | None:
+    """--period: a year, a month, a day, an inclusive date range A..B, or the last N days."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if match := _DAYS.match(text):
+            days = int(match.group(1))
+            if days < 1:
+                raise ValueError("at least 1 day")
+            return Period(at - timedelta(days=days), at, text)
+        if ".." in text:
+            first, last = (part.strip() for part in text.split("..", 1))
+            start = _day(date.fromisoformat(first))
+            end = _day(date.fromisoformat(last)) + timedelta(days=1)
+            if end <= start:
+                raise ValueError("the range ends before it starts")
+            return Period(start, end, text)
+        if match := _MONTH.match(text):
+            year, month = int(match.group(1)), int(match.group(2))
+            start = datetime(year, month, 1, tzinfo=UTC)
+            end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+            return Period(start, end, text)
+        if match := _YEAR.match(text):
+            year = int(match.group(1))
+            return Period(
+                datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC), text
+            )
+        day = date.fromisoformat(text)
+        return Period(_day(day), _day(day) + timedelta(days=1), text)
+    except ValueError as exc:
+        raise InputError(
+            f"--period {value!r} is not a period ({exc}); use 2026, 2026-03, 2026-03-15, "
+            "2026-01-01..2026-03-31 or 30d"
+        ) from exc
+
+
+def _day(value: date) -> datetime:
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+def program_id(session: Session, key: str | None) -> int | None:
+    """The id of program ``key`` (None for all programs); NotFoundError names the keys."""
+    if key is None:
+        return None
+    found = session.scalar(select(Program.id).where(Program.key == key))
+    if found is None:
+        keys = ", ".join(session.scalars(select(Program.key).order_by(Program.key))) or "none"
+        raise NotFoundError(f"no program {key!r}; known programs: {keys}")
+    return int(found)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of a report, as the terminal, CSV and HTML renderers show it."""
+
+    title: str
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: float
+    group: str = ""  # series name, e.g. "sent"
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A chart for the HTML report (drawn as inline SVG by render.py)."""
+
+    kind: str  # "bars" | "lines" | "intervals"
+    title: str
+    # bars: label -> {series: value}; lines: series -> [(x, y)]; intervals: label -> (est, lo, hi)
+    data: dict[str, Any] = field(default_factory=dict)
+    x_label: str = ""
+    y_label: str = ""
+    percent: bool = False
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def ratio(count: int, total: int) -> float | None:
+    return count / total if total else None

@@ -1,0 +1,1234 @@
+"""Advance due enrollments through their campaign's steps: messages, call tasks, exits.
+
+:func:`advance` is what the tick and the scheduler call. It looks at every *treatment*
+enrollment in state ``active`` of an ``active`` run whose ``next_action_at`` has come (paused
+runs wait; holdout enrollments are never touched until their run completes) and, step by step:
+
+- **timing**: the first step is due ``delay`` after enrollment, each next one ``delay`` after
+  the previous step's due time. With ``at: HH:MM`` the step is due at that wall time in the
+  recipient's zone on the local date of (base + delay); when that instant is before the base it
+  moves to the next day ("0d at 09:30" launched at 15:00 goes tomorrow 09:30). Zone: the
+  participant's, else the phone number's (all candidate zones: the latest instant wins, so no
+  candidate sees it early), else the program's. DST-safe via
+  :func:`engine.policy.windows.local_time_on_day`.
+- **exit** (checked when a step falls due): every channel the remaining steps use is closed by
+  opt-out, suppression or missing consent (state ``exited``, ``exit_reason`` names each
+  channel's reason). Conversion (state ``converted``) and run cancel are set elsewhere; such
+  enrollments are simply no longer due.
+- **conditions**: all of the step's conditions must hold, else the step is skipped and the
+  sequence moves on: ``not_converted`` (no conversion row), ``not_reached_by_phone`` (no call
+  task of the enrollment with ``reached_at``), ``email_not_opened`` / ``email_not_clicked``
+  (no outbox message of the enrollment with ``opened_at`` / ``clicked_at``), ``no_reply`` (no
+  ``reply`` message event of the participant since enrollment).
+- **action**: an email/SMS step makes ONE ``outbox_messages`` row (status ``queued``, content
+  rendered now, ``not_before`` = the due time; ``skipped``/``no_address`` when the record has
+  no address, ``skipped``/``render_error`` when the template fails for this member); a call
+  step makes one ``call_tasks`` row (kind ``campaign``, status ``open``, ``due_at``).
+  After the last step the enrollment is ``completed``; a run with no active treatment
+  enrollment left is ``completed`` (its holdout enrollments with it).
+
+The send-time gate (windows, consent, caps) is the dispatcher's job when it claims a message.
+
+Rendered content (``outbox_messages.content``), exactly what the dispatcher sends::
+
+    email:            {"subject": str, "html": str, "text": str,
+                       "headers": {"List-Unsubscribe": "<url>",
+                                   "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}}
+    SendGrid dynamic: {"template_id": "d-...", "dynamic_template_data": {...}, "headers": {...}}
+    sms:              {"body": str, "encoding": "GSM-7" | "UCS-2", "segments": int}
+
+rendered by :class:`engine.templates.Renderer` exactly as ``campaign preview`` renders it
+(the first SMS step of a campaign carries the opt-out notice). ``variant`` records the A/B arm
+(:mod:`engine.variants`), ``template`` the template actually used.
+
+**Never twice.** Each batch is written in one transaction that first moves the enrollments
+with a conditional UPDATE (``WHERE next_step_index = <the index we read> AND state =
+'active'``, RETURNING the rows it moved) and then inserts messages and call tasks only for the
+enrollments it moved, with ``ON CONFLICT (enrollment_id, step_id) DO NOTHING``. Two advances at
+once (threads, processes, a cron tick beside the scheduler) may both render an enrollment, but
+only one moves it and the unique keys keep one row per (enrollment, step) whatever happens.
+
+**Scale.** Due enrollments are streamed in batches, oldest due first, and each batch is
+committed on its own, so a million enrollments never sit in memory. Rendering (~60 µs per
+email) dominates, so when the first batch is full the rest is shared out to forked worker
+processes (``render_workers``), each advancing its own share of the ids with its own
+connections; outbox rows go in below the ORM (executemany on SQLite, COPY on PostgreSQL). See
+bench/bench_materialise.py.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import re
+import time as monotonic
+from collections import Counter
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    Connection,
+    exists,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.app import App
+from engine.clock import ensure_utc
+from engine.db.models import (
+    CallTask,
+    CampaignRun,
+    Conversion,
+    Enrollment,
+    MessageEvent,
+    OutboxMessage,
+    Program,
+)
+from engine.definitions.loader import parse_definition
+from engine.definitions.schema import CampaignDefinition, Step
+from engine.errors import EngineError, InputError
+from engine.outbox_status import QUEUED, SKIPPED
+from engine.policy.gate import ConsentStatus, gate
+from engine.policy.windows import local_time_on_day
+from engine.policy.zones import candidate_zones
+from engine.sampling import bucket
+from engine.templates import (
+    Attributes,
+    ParticipantData,
+    Renderer,
+    message_context,
+)
+from engine.unsubscribe import UnsubscribeSigner, signing_key
+from engine.variants import pick_variant, variant_salt
+
+log = logging.getLogger(__name__)
+
+
+# =========================================================================== pure rules
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the database says about one enrollment, for exits and conditions."""
+
+    converted: bool = False
+    reached_by_phone: bool = False
+    email_opened: bool = False
+    email_clicked: bool = False
+    replied: bool = False
+    # channel -> why it cannot be used (engine.policy.gate reasons); open channels are absent.
+    closed: Mapping[str, str] = field(default_factory=dict)
+
+
+CONDITIONS: Mapping[str, Callable[[Facts], bool]] = {
+    "not_converted": lambda f: not f.converted,
+    "not_reached_by_phone": lambda f: not f.reached_by_phone,
+    "email_not_opened": lambda f: not f.email_opened,
+    "email_not_clicked": lambda f: not f.email_clicked,
+    "no_reply": lambda f: not f.replied,
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    """Step ``step_index`` is taken, due at ``due``."""
+
+    step_index: int
+    due: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where one enrollment goes in one advance."""
+
+    actions: tuple[Action, ...]
+    # (step index, the first condition that did not hold)
+    skipped: tuple[tuple[int, str], ...]
+    next_step_index: int
+    next_action_at: datetime | None
+    state: str  # active | exited | completed
+    exit_reason: str | None = None
+
+
+def step_due(base: datetime, step: Step, zones: Callable[[], Sequence[str]]) -> datetime:
+    """When ``step`` is due, counted from ``base`` (enrollment, or the previous step's due
+    time); see the module docstring. ``zones`` is called only for steps with ``at``."""
+    moment = base + step.delay
+    if step.at is None:
+        return moment
+    return max(_at_local(base, moment, step.at, zone) for zone in zones())
+
+
+def _at_local(base: datetime, moment: datetime, at: time, zone: str) -> datetime:
+    due = local_time_on_day(moment, 0, at, zone)
+    if due < base:
+        due = local_time_on_day(moment, 1, at, zone)
+    return due
+
+
+def plan_enrollment(
+    steps: Sequence[Step],
+    *,
+    enrolled_at: datetime,
+    next_step_index: int,
+    next_action_at: datetime | None,
+    facts: Facts,
+    at: datetime,
+    zones: Callable[[], Sequence[str]],
+) -> Outcome:
+    """Walk one enrollment through every step due at ``at`` (pure).
+
+    ``next_action_at`` is the due time of step ``next_step_index``, except for step 0 whose due
+    time is always computed from ``enrolled_at`` (a launch sets ``next_action_at`` to the
+    enrollment instant).
+    """
+    index = next_step_index
+    if index >= len(steps):
+        return Outcome((), (), index, None, "completed")
+    due = step_due(enrolled_at, steps[0], zones) if index == 0 else next_action_at or enrolled_at
+    actions: list[Action] = []
+    skipped: list[tuple[int, str]] = []
+    while index < len(steps):
+        if due > at:
+            return Outcome(tuple(actions), tuple(skipped), index, due, "active")
+        reason = exit_reason(steps[index:], facts)
+        if reason is not None:
+            return Outcome(tuple(actions), tuple(skipped), index, None, "exited", reason)
+        step = steps[index]
+        failing = next((c for c in step.condition if not CONDITIONS[c](facts)), None)
+        if failing is None:
+            actions.append(Action(index, due))
+        else:
+            skipped.append((index, failing))
+        index += 1
+        if index < len(steps):
+            due = step_due(due, steps[index], zones)
+    return Outcome(tuple(actions), tuple(skipped), index, None, "completed")
+
+
+def exit_reason(remaining: Sequence[Step], facts: Facts) -> str | None:
+    """Why the enrollment leaves the sequence, or None: every channel the remaining steps use
+    is closed, and at least one by opt-out/suppression/consent (a channel closed only for lack
+    of an address gets ``no_address`` messages, as the brief of the outbox asks)."""
+    channels = sorted({step.channel for step in remaining})
+    closed = {channel: facts.closed.get(channel) for channel in channels}
+    if any(reason is None for reason in closed.values()):
+        return None
+    if all(reason == "no_address" for reason in closed.values()):
+        return None
+    detail = ", ".join(f"{channel}: {reason}" for channel, reason in closed.items())
+    return f"opted out or suppressed on every channel left ({detail})"
+
+
+# =========================================================================== summary
+
+
+@dataclass
+class AdvanceSummary:
+    at: datetime
+    enrollments: int = 0  # due enrollments looked at
+    messages: dict[str, int] = field(default_factory=dict)  # queued, per channel
+    messages_skipped: dict[str, int] = field(default_factory=dict)  # per status_reason
+    call_tasks: int = 0
+    steps_skipped: dict[str, int] = field(default_factory=dict)  # per failing condition
+    exited: int = 0
+    completed: int = 0  # enrollments that finished their last step
+    waiting: int = 0  # enrollments whose next step is later
+    lost: int = 0  # moved meanwhile by another advance, a conversion or a cancel
+    runs_completed: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    stopped_early: bool = False  # the deadline came first; the rest is due next time
+    processes: int = 1  # forked workers that shared the work (1: this process alone)
+    seconds: float = 0.0
+
+    @property
+    def queued(self) -> int:
+        return sum(self.messages.values())
+
+    def merge(self, other: AdvanceSummary) -> None:
+        """Add a forked worker's counts to these."""
+        for name in ("enrollments", "call_tasks", "exited", "completed", "waiting", "lost"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for mine, theirs in (
+            (self.messages, other.messages),
+            (self.messages_skipped, other.messages_skipped),
+            (self.steps_skipped, other.steps_skipped),
+        ):
+            for key, count in theirs.items():
+                mine[key] = mine.get(key, 0) + count
+        self.errors.extend(e for e in other.errors if e not in self.errors)
+        self.stopped_early = self.stopped_early or other.stopped_early
+
+    @property
+    def message(self) -> str:
+        parts = [f"{self.enrollments} due enrollment(s)"]
+        if self.messages:
+            parts.append(
+                "queued " + ", ".join(f"{n} {c}" for c, n in sorted(self.messages.items()))
+            )
+        if self.messages_skipped:
+            parts.append(
+                "skipped "
+                + ", ".join(f"{n} ({r})" for r, n in sorted(self.messages_skipped.items()))
+            )
+        if self.call_tasks:
+            parts.append(f"{self.call_tasks} call task(s)")
+        if self.steps_skipped:
+            parts.append(
+                "steps not taken: "
+                + ", ".join(f"{n} {c}" for c, n in sorted(self.steps_skipped.items()))
+            )
+        for label, count in (
+            ("exited", self.exited),
+            ("completed", self.completed),
+            ("waiting", self.waiting),
+            ("moved by someone else", self.lost),
+        ):
+            if count:
+                parts.append(f"{count} {label}")
+        if self.runs_completed:
+            parts.append("runs completed: " + ", ".join(map(str, self.runs_completed)))
+        return "Advanced " + "; ".join(parts) + "."
+
+
+# =========================================================================== rendering
+
+
+class RendererConfig(NamedTuple):
+    """Everything a worker process needs to build its own Renderer (picklable)."""
+
+    templates_dir: str
+    postal_address: str
+    public_url: str
+    signing_key: bytes
+
+    def build(self) -> Renderer:
+        return Renderer(
+            self.templates_dir,
+            postal_address=self.postal_address,
+            public_url=self.public_url,
+            unsubscribe_signer=UnsubscribeSigner(self.signing_key),
+        )
+
+
+class RenderItem(NamedTuple):
+    channel: str
+    template: str
+    locale: str | None
+    participant: ParticipantData
+    participant_id: int
+    program: str
+    campaign: str
+    description: str
+    step_id: str
+    first_sms: bool
+
+
+# (content as JSON text, None) or (None, error message)
+Rendered = tuple[str | None, str | None]
+
+
+def render_item(renderer: Renderer, item: RenderItem) -> Rendered:
+    """One message's content (the shapes in the module docstring) as compact JSON."""
+    try:
+        url = renderer.unsubscribe_url(item.participant_id) if item.channel == "email" else None
+        context = message_context(
+            item.participant,
+            item.program,
+            {"name": item.campaign, "description": item.description},
+            {"id": item.step_id},
+            unsubscribe_url=url,
+        )
+        content: dict[str, Any]
+        if item.channel == "email":
+            email = renderer.render_email(item.template, context, item.locale)
+            if email.template_id is not None:
+                content = {
+                    "template_id": email.template_id,
+                    "dynamic_template_data": email.dynamic_template_data,
+                    "headers": email.headers,
+                }
+            else:
+                content = {
+                    "subject": email.subject,
+                    "html": email.html,
+                    "text": email.text,
+                    "headers": email.headers,
+                }
+        else:
+            sms = renderer.render_sms(
+                item.template, context, item.locale, first_in_campaign=item.first_sms
+            )
+            content = {"body": sms.body, "encoding": sms.encoding, "segments": sms.segments}
+    except EngineError as exc:
+        return None, str(exc)
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":")), None
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+# =========================================================================== database
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A run's definition (from its stored source, never the current file) and program."""
+
+    id: int
+    campaign: str
+    definition: CampaignDefinition
+    program_name: str
+    program_zone: str
+    program_region: str
+    first_sms: int | None
+    salts: Mapping[int, int]  # step index -> variant salt
+
+    @property
+    def steps(self) -> list[Step]:
+        return self.definition.steps
+
+
+class _Row(NamedTuple):
+    id: int
+    run_id: int
+    participant_id: int
+    enrolled_at: datetime
+    next_action_at: datetime
+    next_step_index: int
+    external_id: str
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+    status: str | None
+    locale: str | None
+    tier: str | None
+    points_balance: int | None
+    points_expiring: int | None
+    points_expire_at: Any
+    renewal_date: Any
+    attributes: dict[str, Any] | None
+    timezone: str | None
+    sample_key: int
+
+
+def _due_sql(
+    dialect: str, skip_runs: Sequence[int], size: int, partition: tuple[int, int] | None
+) -> str:
+    """Due treatment enrollments of active runs with their participants, oldest due first.
+
+    No keyset: every row this advance writes leaves the range (its next_action_at moves past
+    ``at`` or it stops being active), so each query starts at the front of the
+    (state, next_action_at) index and only steps over rows of runs it cannot advance
+    (``skip_runs``) and, in a forked worker, the other workers' shares (``partition``). A
+    keyset on (next_action_at, id) would not do: a launch gives all its enrollments the same
+    next_action_at, and PostgreSQL's index orders equal keys by tuple position, not id.
+    Plain SQL, read with the driver's own types (see _row): the ORM's result processing cost
+    more than the query. One parameter: ``at``.
+    """
+    mark = "%s" if dialect == "postgresql" else "?"
+    sql = (
+        "SELECT e.id, e.run_id, e.participant_id, e.enrolled_at, e.next_action_at, "
+        "e.next_step_index, p.external_id, p.first_name, p.last_name, p.email, p.phone, "
+        "p.status, p.locale, p.tier, p.points_balance, p.points_expiring, "
+        "p.points_expire_at, p.renewal_date, p.attributes, p.timezone, p.sample_key "
+        "FROM enrollments AS e "
+        "JOIN participants AS p ON p.id = e.participant_id "
+        "JOIN campaign_runs AS r ON r.id = e.run_id "
+        "WHERE e.state = 'active' AND e.\"group\" = 'treatment' "
+        f"AND e.next_action_at <= {mark} AND r.status = 'active'"
+    )
+    if partition is not None:
+        modulo = "%%" if dialect == "postgresql" else "%"  # psycopg reads % as a placeholder
+        sql += f" AND e.id {modulo} {int(partition[1])} = {int(partition[0])}"
+    if skip_runs:
+        sql += f" AND e.run_id NOT IN ({_int_list(skip_runs)})"
+    return sql + f" ORDER BY e.next_action_at LIMIT {int(size)}"
+
+
+def _row(raw: Sequence[Any], sqlite_types: bool) -> _Row:
+    """A due row as Python values. psycopg returns them typed; SQLite returns the text that
+    SQLAlchemy's types store (naive UTC datetimes, ISO dates, JSON)."""
+    if not sqlite_types:
+        return _Row(*raw)
+    values = list(raw)
+    for i in (3, 4):
+        values[i] = _from_sqlite_time(values[i])
+    for i in (16, 17):
+        if values[i] is not None:
+            values[i] = date.fromisoformat(values[i])
+    if values[18] is not None:
+        values[18] = json.loads(values[18])
+    return _Row(*values)
+
+
+def _from_sqlite_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+@dataclass
+class _Work:
+    """One planned, rendered batch waiting for its write."""
+
+    moves: list[tuple[_Row, Outcome]]
+    messages: list[list[Any]]  # outbox rows in OUTBOX_COLUMNS order
+    call_tasks: list[dict[str, Any]]
+
+
+OUTBOX_COLUMNS = (
+    "uid",
+    "run_id",
+    "enrollment_id",
+    "participant_id",
+    "campaign",
+    "step_id",
+    "step_index",
+    "variant",
+    "channel",
+    "template",
+    "locale",
+    "to_address",
+    "content",
+    "status",
+    "status_reason",
+    "not_before",
+    "attempts",
+    "last_error",
+    "created_at",
+    "updated_at",
+)
+
+# PostgreSQL: the per-connection staging table of _insert_messages (content as text: cast once
+# on the way into outbox_messages).
+_COPY_TABLE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS seq_outbox (
+    uid varchar(32), run_id bigint, enrollment_id bigint, participant_id bigint,
+    campaign varchar(64), step_id varchar(64), step_index integer, variant varchar(64),
+    channel varchar(8), template varchar(128), locale varchar(16), to_address varchar(320),
+    content text, status varchar(16), status_reason text, not_before timestamptz,
+    attempts integer, last_error text, created_at timestamptz, updated_at timestamptz
+)
+"""
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _int_list(values: Iterable[int]) -> str:
+    """A literal SQL list of integers (refuses anything else)."""
+    return ", ".join(str(int(v)) for v in values)
+
+
+def _email_hash(email: str) -> str:
+    return hashlib.sha256(email.lower().encode()).hexdigest()
+
+
+def _phone_hash(phone: str) -> str:
+    return hashlib.sha256(phone.encode()).hexdigest()
+
+
+class _Advance:
+    def __init__(
+        self,
+        app: App,
+        at: datetime,
+        batch_size: int,
+        limit: int | None,
+        workers: int,
+        deadline: float | None,
+        *,
+        partition: tuple[int, int] | None = None,
+        key: bytes | None = None,
+    ) -> None:
+        self.app = app
+        self.deadline = deadline
+        self.at = at
+        self.batch_size = batch_size
+        self.limit = limit
+        self.workers = workers
+        self.partition = partition
+        self.summary = AdvanceSummary(at=at)
+        self.runs: dict[int, _Run | None] = {}
+        self.dialect = app.engine.dialect.name
+        self.sqlite = self.dialect == "sqlite"
+        self.insert: Any = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        self.key = key if key is not None else self._signing_key()
+        settings = app.settings
+        self.config = RendererConfig(
+            str(settings.templates_dir), settings.postal_address, settings.public_url, self.key
+        )
+        self.renderer: Renderer | None = None
+        self.at_text = _sqlite_time(at)
+        self._copy_table = False
+
+    def _signing_key(self) -> bytes:
+        with self.app.sessions() as session, session.begin():
+            if self.dialect == "sqlite":
+                # signing_key may read then insert; a transaction that first reads cannot
+                # upgrade to a write while another process writes (SQLite answers "locked"
+                # at once), so take the write lock first with a write that changes nothing.
+                session.execute(
+                    update(CampaignRun).where(text("1 = 0")).values(status=CampaignRun.status)
+                )
+            return signing_key(session, self.app.settings)
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self) -> AdvanceSummary:
+        """The whole advance: batches here, or, when the first batch is full and workers are
+        allowed, the rest in forked processes, each taking its own share of the ids."""
+        started = monotonic.perf_counter()
+        with self.app.engine.connect() as conn:
+            batches = self._batches(conn)
+            for index, rows in enumerate(batches):
+                self._write(conn, self._plan(conn, rows))
+                if index == 0 and self._fork_worthwhile(rows):
+                    batches.close()
+                    self._fork()
+                    break
+            self._complete_runs(conn)
+        self.summary.seconds = round(monotonic.perf_counter() - started, 3)
+        return self.summary
+
+    def _fork_worthwhile(self, first: list[_Row]) -> bool:
+        return self.workers > 1 and self.limit is None and len(first) == self.batch_size
+
+    def run_partition(self) -> AdvanceSummary:
+        """A forked worker's share: every due enrollment with id % n == k."""
+        with self.app.engine.connect() as conn:
+            for rows in self._batches(conn):
+                self._write(conn, self._plan(conn, rows))
+        return self.summary
+
+    def _fork(self) -> None:
+        """Render-heavy work scales with processes (the GIL keeps threads on one core): fork
+        ``workers`` processes, each advancing the due enrollments of its share of the ids
+        with its own connections; they write concurrently (SQLite serialises the writes,
+        which are short next to rendering)."""
+        global _fork_state
+        _fork_state = self
+        # A frozen GC keeps the children from touching, and so copying, shared pages.
+        gc.freeze()
+        try:
+            with multiprocessing.get_context("fork").Pool(self.workers) as pool:
+                parts = pool.map(_advance_partition, range(self.workers))
+        finally:
+            gc.unfreeze()
+            _fork_state = None
+        for part in parts:
+            self.summary.merge(part)
+        self.summary.processes = self.workers
+
+    def _batches(self, conn: Connection) -> Generator[list[_Row], None, None]:
+        """Batches of due rows; each is written before the next is read, so the rows of the
+        last batch have left the due range (see _due_query)."""
+        seen = 0
+        while self.limit is None or seen < self.limit:
+            size = self.batch_size
+            if self.limit is not None:
+                size = min(size, self.limit - seen)
+            skip = [run_id for run_id, run in self.runs.items() if run is None]
+            with conn.begin():
+                sql = _due_sql(self.dialect, skip, size, self.partition)
+                at: Any = self.at_text if self.sqlite else self.at
+                rows = [_row(r, self.sqlite) for r in conn.exec_driver_sql(sql, (at,))]
+            if not rows:
+                return
+            seen += len(rows)
+            yield rows
+            if self.deadline is not None and monotonic.monotonic() >= self.deadline:
+                self.summary.stopped_early = True
+                return
+
+    # ---------------------------------------------------------------- runs
+
+    def _run(self, conn: Connection, run_id: int) -> _Run | None:
+        if run_id in self.runs:
+            return self.runs[run_id]
+        row = conn.execute(
+            select(
+                CampaignRun.campaign,
+                CampaignRun.definition_source,
+                Program.name,
+                Program.timezone,
+                Program.region,
+            )
+            .join(Program, Program.id == CampaignRun.program_id)
+            .where(CampaignRun.id == run_id)
+        ).one()
+        try:
+            loaded = parse_definition(row.definition_source, f"run {run_id} ({row.campaign})")
+        except EngineError as exc:
+            # The stored text no longer validates (the schema changed since launch): leave the
+            # run alone and say so rather than guess what it meant.
+            self.summary.errors.append(f"run {run_id}: its stored definition is invalid: {exc}")
+            self.runs[run_id] = None
+            return None
+        definition = loaded.definition
+        first_sms = next((i for i, s in enumerate(definition.steps) if s.channel == "sms"), None)
+        salts = {
+            i: variant_salt(definition.name, s.id)
+            for i, s in enumerate(definition.steps)
+            if s.variants
+        }
+        run = _Run(
+            run_id,
+            row.campaign,
+            definition,
+            row.name,
+            row.timezone,
+            row.region,
+            first_sms,
+            salts,
+        )
+        self.runs[run_id] = run
+        return run
+
+    # ---------------------------------------------------------------- planning
+
+    def _plan(self, conn: Connection, rows: list[_Row]) -> _Work:
+        self.summary.enrollments += len(rows)
+        with conn.begin():
+            runs = {run_id: self._run(conn, run_id) for run_id in {r.run_id for r in rows}}
+            rows = [r for r in rows if runs[r.run_id] is not None]
+            facts = self._facts(conn, rows, runs)
+        moves: list[tuple[_Row, Outcome]] = []
+        for row in rows:
+            run = runs[row.run_id]
+            assert run is not None
+            outcome = plan_enrollment(
+                run.steps,
+                enrolled_at=row.enrolled_at,
+                next_step_index=row.next_step_index,
+                next_action_at=row.next_action_at,
+                facts=facts[row.id],
+                at=self.at,
+                zones=_zones(row, run),
+            )
+            moves.append((row, outcome))
+        return self._build(moves, runs)
+
+    def _facts(
+        self, conn: Connection, rows: list[_Row], runs: Mapping[int, _Run | None]
+    ) -> dict[int, Facts]:
+        ids = [r.id for r in rows]
+        used: set[str] = set()
+        channels: set[str] = set()
+        for run in runs.values():
+            if run is not None:
+                channels |= run.definition.channels
+                for step in run.steps:
+                    used.update(step.condition)
+
+        def enrollment_ids(query: Any) -> set[int]:
+            return set(conn.scalars(query).all()) if ids else set()
+
+        converted = (
+            enrollment_ids(
+                select(Conversion.enrollment_id).where(Conversion.enrollment_id.in_(ids))
+            )
+            if "not_converted" in used
+            else set()
+        )
+        reached = (
+            enrollment_ids(
+                select(CallTask.enrollment_id).where(
+                    CallTask.enrollment_id.in_(ids), CallTask.reached_at.is_not(None)
+                )
+            )
+            if "not_reached_by_phone" in used
+            else set()
+        )
+        opened = (
+            enrollment_ids(
+                select(OutboxMessage.enrollment_id).where(
+                    OutboxMessage.enrollment_id.in_(ids), OutboxMessage.opened_at.is_not(None)
+                )
+            )
+            if "email_not_opened" in used
+            else set()
+        )
+        clicked = (
+            enrollment_ids(
+                select(OutboxMessage.enrollment_id).where(
+                    OutboxMessage.enrollment_id.in_(ids), OutboxMessage.clicked_at.is_not(None)
+                )
+            )
+            if "email_not_clicked" in used
+            else set()
+        )
+        replied = (
+            enrollment_ids(
+                select(Enrollment.id).where(
+                    Enrollment.id.in_(ids),
+                    exists(
+                        select(1).where(
+                            MessageEvent.participant_id == Enrollment.participant_id,
+                            MessageEvent.event == "reply",
+                            MessageEvent.occurred_at >= Enrollment.enrolled_at,
+                        )
+                    ),
+                )
+            )
+            if "no_reply" in used
+            else set()
+        )
+        closed = self._closed_channels(conn, rows, channels)
+        return {
+            r.id: Facts(
+                converted=r.id in converted,
+                reached_by_phone=r.id in reached,
+                email_opened=r.id in opened,
+                email_clicked=r.id in clicked,
+                replied=r.id in replied,
+                closed=closed.get(r.id, {}),
+            )
+            for r in rows
+        }
+
+    def _closed_channels(
+        self, conn: Connection, rows: list[_Row], channels: set[str]
+    ) -> dict[int, dict[str, str]]:
+        """enrollment id -> {channel: gate reason} for the channels that cannot be used now
+        (engine.policy.gate with the current consents and suppressions)."""
+        if not rows or not channels:
+            return {}
+        # Literal id lists (integers read from the database): binding thousands of
+        # parameters through the expanding IN of the ORM cost more than the query itself.
+        consents: dict[tuple[int, str], ConsentStatus] = {
+            (pid, channel): "opted_in" if status == "opted_in" else "opted_out"
+            for pid, channel, status in conn.exec_driver_sql(
+                "SELECT participant_id, channel, status FROM participant_consents "
+                f"WHERE participant_id IN ({_int_list(r.participant_id for r in rows)})"
+            )
+        }
+        hashes: dict[int, tuple[str | None, str | None]] = {
+            r.id: (
+                _email_hash(r.email) if r.email else None,
+                _phone_hash(r.phone) if r.phone else None,
+            )
+            for r in rows
+        }
+        wanted = {h for pair in hashes.values() for h in pair if h}
+        suppressed: dict[str, set[str]] = {}
+        if wanted:
+            # sha256 hex digests computed here: safe as literals.
+            digests = ", ".join(f"'{h}'" for h in sorted(wanted) if _HEX64.fullmatch(h))
+            for channel, suppressed_hash in conn.exec_driver_sql(
+                f"SELECT channel, address_hash FROM suppressions WHERE address_hash IN ({digests})"
+            ):
+                suppressed.setdefault(suppressed_hash, set()).add(channel)
+        result: dict[int, dict[str, str]] = {}
+        for r in rows:
+            email_digest, phone_digest = hashes[r.id]
+            closed: dict[str, str] = {}
+            for channel in channels:
+                is_email = channel == "email"
+                digest = email_digest if is_email else phone_digest
+                decision = gate(
+                    channel,
+                    address=r.email if is_email else r.phone,
+                    consent=consents.get((r.participant_id, channel)),
+                    suppressed_channels=suppressed.get(digest, set()) if digest else set(),
+                    invalid_address=False,
+                )
+                if not decision.allowed and decision.reason is not None:
+                    closed[channel] = decision.reason
+            if closed:
+                result[r.id] = closed
+        return result
+
+    def _build(self, moves: list[tuple[_Row, Outcome]], runs: Mapping[int, _Run | None]) -> _Work:
+        at = self.at
+        messages: list[list[Any]] = []
+        call_tasks: list[dict[str, Any]] = []
+        if self.renderer is None:
+            self.renderer = self.config.build()
+        renderer = self.renderer
+        wanted = sum(1 for _, o in moves for a in o.actions)
+        uids = os.urandom(16 * wanted).hex()  # uuid4-strength ids, one system call per batch
+        for row, outcome in moves:
+            if not outcome.actions:
+                continue
+            run = runs[row.run_id]
+            assert run is not None
+            participant: ParticipantData | None = None
+            for action in outcome.actions:
+                step = run.steps[action.step_index]
+                if step.channel == "call":
+                    call_tasks.append(
+                        {
+                            "kind": "campaign",
+                            "run_id": row.run_id,
+                            "enrollment_id": row.id,
+                            "participant_id": row.participant_id,
+                            "campaign": run.campaign,
+                            "step_id": step.id,
+                            "step_index": action.step_index,
+                            "script": step.script,
+                            "team": step.team,
+                            "status": "open",
+                            "due_at": action.due,
+                            "attempts": 0,
+                            "max_attempts": step.max_attempts,
+                            "created_at": at,
+                            "updated_at": at,
+                        }
+                    )
+                    continue
+                variant: str | None = None
+                if step.variants:
+                    chosen = pick_variant(
+                        step.variants, bucket(row.sample_key, run.salts[action.step_index])
+                    )
+                    variant, template = chosen.name, chosen.template
+                else:
+                    assert step.template is not None
+                    template = step.template
+                address = row.email if step.channel == "email" else row.phone
+                status, reason, content, error = QUEUED, None, "{}", None
+                if not address:
+                    status, reason = SKIPPED, "no_address"
+                else:
+                    if participant is None:
+                        participant = _participant(row)
+                    rendered, error = render_item(
+                        renderer,
+                        RenderItem(
+                            step.channel,
+                            template,
+                            row.locale,
+                            participant,
+                            row.participant_id,
+                            run.program_name,
+                            run.campaign,
+                            run.definition.description,
+                            step.id,
+                            action.step_index == run.first_sms,
+                        ),
+                    )
+                    if rendered is None:
+                        status, reason = SKIPPED, "render_error"
+                    else:
+                        content = rendered
+                n = len(messages) * 32
+                # In OUTBOX_COLUMNS order.
+                messages.append(
+                    [
+                        uids[n : n + 32],
+                        row.run_id,
+                        row.id,
+                        row.participant_id,
+                        run.campaign,
+                        step.id,
+                        action.step_index,
+                        variant,
+                        step.channel,
+                        template,
+                        row.locale,
+                        address,
+                        content,
+                        status,
+                        reason,
+                        action.due,
+                        0,
+                        error,
+                        at,
+                        at,
+                    ]
+                )
+        return _Work(moves, messages, call_tasks)
+
+    # ---------------------------------------------------------------- writing
+
+    def _write(self, conn: Connection, work: _Work) -> None:
+        if not work.moves:
+            return
+        with conn.begin():
+            moved = self._move(conn, work.moves)
+            messages = [m for m in work.messages if m[2] in moved]
+            tasks = [t for t in work.call_tasks if t["enrollment_id"] in moved]
+            if messages:
+                self._insert_messages(conn, messages)
+            if tasks:
+                conn.execute(
+                    self.insert(CallTask).on_conflict_do_nothing(
+                        index_elements=["enrollment_id", "step_id"]
+                    ),
+                    tasks,
+                )
+        self._count(work, moved, messages, tasks)
+
+    def _insert_messages(self, conn: Connection, messages: list[list[Any]]) -> None:
+        """Insert outbox rows, ON CONFLICT (enrollment_id, step_id) DO NOTHING.
+
+        The hot path of a large step, so below the ORM: SQLite gets one executemany of plain
+        tuples (datetimes in the text form SQLAlchemy stores); PostgreSQL gets COPY into a
+        temporary table and one INSERT ... SELECT from it (COPY itself cannot skip conflicts).
+        Content arrives as JSON text and is stored as is (cast to jsonb on PostgreSQL).
+        """
+        columns = ", ".join(OUTBOX_COLUMNS)
+        if self.dialect != "postgresql":
+            for message in messages:
+                message[15] = _sqlite_time(message[15])
+                message[18] = message[19] = self.at_text
+            marks = ", ".join("?" * len(OUTBOX_COLUMNS))
+            conn.exec_driver_sql(
+                f"INSERT INTO outbox_messages ({columns}) VALUES ({marks}) "
+                "ON CONFLICT (enrollment_id, step_id) DO NOTHING",
+                [tuple(m) for m in messages],
+            )
+            return
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cursor:
+            if not self._copy_table:
+                cursor.execute(_COPY_TABLE)
+                self._copy_table = True
+            with cursor.copy(f"COPY seq_outbox ({columns}) FROM STDIN") as copy:
+                for message in messages:
+                    copy.write_row(message)
+            selected = ", ".join(
+                "content::jsonb" if column == "content" else column for column in OUTBOX_COLUMNS
+            )
+            cursor.execute(
+                f"INSERT INTO outbox_messages ({columns}) SELECT {selected} FROM seq_outbox "
+                "ON CONFLICT (enrollment_id, step_id) DO NOTHING"
+            )
+            cursor.execute("TRUNCATE seq_outbox")
+
+    def _move(self, conn: Connection, moves: list[tuple[_Row, Outcome]]) -> set[int]:
+        """Move the batch's enrollments, each only if it is still where we
+        read it (same step index, still active); returns the ids actually moved."""
+        values = [
+            (
+                row.id,
+                row.next_step_index,
+                outcome.next_step_index,
+                outcome.next_action_at,
+                outcome.state,
+                outcome.exit_reason,
+            )
+            for row, outcome in moves
+        ]
+        if self.dialect == "postgresql":
+            statement = text(
+                """
+                UPDATE enrollments AS e
+                SET next_step_index = v.new_index, next_action_at = v.next_at,
+                    state = v.state, exit_reason = v.reason
+                FROM unnest(CAST(:ids AS bigint[]), CAST(:old AS integer[]),
+                            CAST(:new AS integer[]), CAST(:next_at AS timestamptz[]),
+                            CAST(:states AS text[]), CAST(:reasons AS text[]))
+                     AS v(id, old_index, new_index, next_at, state, reason)
+                WHERE e.id = v.id AND e.next_step_index = v.old_index AND e.state = 'active'
+                RETURNING e.id
+                """
+            )
+            columns = list(zip(*values, strict=True))
+            params: dict[str, Any] = dict(
+                zip(
+                    ("ids", "old", "new", "next_at", "states", "reasons"),
+                    map(list, columns),
+                    strict=True,
+                )
+            )
+            return set(conn.scalars(statement, params).all())
+        # SQLite plans UPDATE ... FROM <batch> as a scan of the table per batch row; an
+        # IN-list on the primary key is a seek per id. Enrollments of one launch move alike
+        # (same step, same due time), so grouping by outcome leaves a handful of statements.
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, old, new, next_at, state, reason in values:
+            groups.setdefault((old, new, next_at, state, reason), []).append(i)
+        moved: set[int] = set()
+        for (old, new, next_at, state, reason), ids in groups.items():
+            for start in range(0, len(ids), 5000):
+                moved.update(
+                    row[0]
+                    for row in conn.exec_driver_sql(
+                        "UPDATE enrollments SET next_step_index = ?, next_action_at = ?, "
+                        "state = ?, exit_reason = ? WHERE id IN "
+                        f"({_int_list(ids[start : start + 5000])}) AND next_step_index = ? "
+                        "AND state = 'active' RETURNING id",
+                        (new, _sqlite_time(next_at), state, reason, old),
+                    )
+                )
+        return moved
+
+    def _count(
+        self,
+        work: _Work,
+        moved: set[int],
+        messages: list[list[Any]],
+        tasks: list[dict[str, Any]],
+    ) -> None:
+        s = self.summary
+        queued = Counter(m[8] for m in messages if m[13] == QUEUED)  # channel, status
+        skipped = Counter(m[14] for m in messages if m[13] == SKIPPED)  # status_reason
+        for key, n in queued.items():
+            s.messages[key] = s.messages.get(key, 0) + n
+        for key, n in skipped.items():
+            s.messages_skipped[key] = s.messages_skipped.get(key, 0) + n
+        s.call_tasks += len(tasks)
+        for row, outcome in work.moves:
+            if row.id not in moved:
+                s.lost += 1
+                continue
+            for _, condition in outcome.skipped:
+                s.steps_skipped[condition] = s.steps_skipped.get(condition, 0) + 1
+            if outcome.state == "exited":
+                s.exited += 1
+            elif outcome.state == "completed":
+                s.completed += 1
+            else:
+                s.waiting += 1
+
+    def _complete_runs(self, conn: Connection) -> None:
+        """Active runs with no active treatment enrollment left are completed, and their
+        holdout enrollments with them (a completed run has no open enrollment)."""
+        with conn.begin():
+            done = conn.scalars(
+                update(CampaignRun)
+                .where(
+                    CampaignRun.status == "active",
+                    ~exists(
+                        select(1).where(
+                            Enrollment.run_id == CampaignRun.id,
+                            Enrollment.state == "active",
+                            Enrollment.group == "treatment",
+                        )
+                    ),
+                )
+                .values(
+                    status="completed",
+                    status_reason="every enrollment finished its sequence",
+                    status_changed_at=self.at,
+                )
+                .returning(CampaignRun.id)
+            ).all()
+            if done:
+                conn.execute(
+                    update(Enrollment)
+                    .where(Enrollment.run_id.in_(done), Enrollment.state == "active")
+                    .values(state="completed", next_action_at=None)
+                )
+        self.summary.runs_completed.extend(sorted(done))
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    """A datetime as SQLAlchemy stores it in SQLite (naive UTC text), for raw inserts."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+# The parent's _Advance, inherited by the forked workers of _Advance._fork.
+_fork_state: _Advance | None = None
+
+
+def _advance_partition(index: int) -> AdvanceSummary:
+    parent = _fork_state
+    assert parent is not None, "advance worker started outside _Advance._fork"
+    app = parent.app
+    # The parent's pooled connections are not ours to use (or to close): start afresh.
+    app.engine.dispose(close=False)
+    worker = _Advance(
+        app,
+        parent.at,
+        parent.batch_size,
+        None,
+        1,
+        parent.deadline,
+        partition=(index, parent.workers),
+        key=parent.key,
+    )
+    worker.runs = dict(parent.runs)
+    summary = worker.run_partition()
+    app.engine.dispose(close=True)
+    return summary
+
+
+def _participant(row: _Row) -> ParticipantData:
+    return ParticipantData(
+        external_id=row.external_id,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        email=row.email,
+        phone=row.phone,
+        status=row.status,
+        locale=row.locale,
+        tier=row.tier,
+        points_balance=row.points_balance,
+        points_expiring=row.points_expiring,
+        points_expire_at=row.points_expire_at,
+        renewal_date=row.renewal_date,
+        attributes=Attributes(row.attributes or {}),
+    )
+
+
+def _zones(row: _Row, run: _Run) -> Callable[[], Sequence[str]]:
+    def resolve() -> Sequence[str]:
+        return candidate_zones(
+            participant_zone=row.timezone,
+            phone=row.phone,
+            program_zone=run.program_zone,
+            region=run.program_region,
+        ).zones
+
+    return resolve
+
+
+# =========================================================================== entry point
+
+
+def advance(
+    app: App,
+    *,
+    at: datetime | None = None,
+    batch_size: int = 1000,
+    limit: int | None = None,
+    workers: int | None = None,
+    deadline: float | None = None,
+) -> AdvanceSummary:
+    """Move every due treatment enrollment of every active run through its steps (see the
+    module docstring). Idempotent and safe beside other advances: the database decides.
+
+    ``at`` defaults to ``app.clock.now()``; ``limit`` caps the enrollments looked at;
+    ``workers`` is the number of render processes for large batches (default: the
+    ``render_workers`` setting, whose 0 means one per core, at most 4; 0 or 1 here renders in
+    this process); ``deadline`` (a ``time.monotonic()`` value) stops between batches, leaving
+    the rest due for the next advance.
+    """
+    when = ensure_utc(at) if at is not None else ensure_utc(app.clock.now())
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, not {batch_size}")
+    if limit is not None and limit < 0:
+        raise InputError(f"limit must be 0 or more, not {limit}")
+    if workers is None:
+        workers = app.settings.render_workers or default_workers()
+    return _Advance(app, when, batch_size, limit, workers, deadline).run()
+
+
+__all__ = [
+    "CONDITIONS",
+    "Action",
+    "AdvanceSummary",
+    "Facts",
+    "Outcome",
+    "RenderItem",
+    "RendererConfig",
+    "advance",
+    "exit_reason",
+    "plan_enrollment",
+    "render_item",
+    "step_due",
+]

@@ -1,0 +1,295 @@
+"""One tick: everything due now, then exit. What `campaign tick` (cron) and the scheduler run.
+
+In order, all at one instant ``at`` read once from the clock:
+
+1. **launch** the scheduled campaigns whose time has come (a one-off ``start`` reached, or a
+   cron fire time without a run yet): :func:`engine.planning.launch_due` over the campaign
+   files. A file that does not load is reported and skipped; the others still launch.
+2. **conversions**: :func:`engine.conversions.match_conversions`, so a member who converted
+   since the last tick leaves the sequence before the next step is made for them.
+3. **advance** the sequences (:func:`engine.sequencing.advance`), within part of the budget.
+4. **dispatch** what is due (:func:`engine.dispatch.dispatch`) with the rest of the budget.
+   On SQLite only one dispatcher may run; when another holds the lock (the daemon, a
+   long-running `campaign dispatch`), the tick does everything else and says it skipped
+   sending. That is not an error: the other dispatcher sends.
+
+Two ticks at once, or a tick beside the scheduler daemon, are safe: launches are unique per
+(campaign, fire time), steps per (enrollment, step), and dispatch claims are leases.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text, update
+
+from engine.app import App
+from engine.channels.base import Channel
+from engine.clock import ensure_utc
+from engine.db.models import CampaignRun
+from engine.definitions.loader import (
+    LoadedDefinition,
+    campaign_paths,
+    error_list,
+    load_definition,
+)
+from engine.errors import DefinitionError, DefinitionErrors, EngineError, InputError
+from engine.planning import GlobalCap, launch_due
+from engine.sequencing import AdvanceSummary, advance
+
+log = logging.getLogger(__name__)
+
+# Share of the budget the sequencer may use before dispatch gets the rest.
+ADVANCE_SHARE = 0.6
+
+
+@dataclass
+class Launched:
+    campaign: str
+    run_id: int | None = None
+    enrolled: int = 0
+    error: str | None = None
+
+
+@dataclass
+class TickSummary:
+    at: datetime
+    launched: list[Launched] = field(default_factory=list)
+    definition_errors: list[str] = field(default_factory=list)
+    conversions: int | None = None  # None: conversion matching is not available
+    advance: AdvanceSummary | None = None
+    dispatch: Any = None  # engine.dispatch.DispatchSummary
+    dispatch_skipped: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def sent(self) -> int:
+        return int(getattr(self.dispatch, "sent", 0) or 0)
+
+    @property
+    def message(self) -> str:
+        lines = [f"Tick at {self.at.isoformat()} ({self.seconds:.1f} s):"]
+        if self.launched:
+            for item in self.launched:
+                if item.error:
+                    lines.append(f"  launch {item.campaign}: FAILED: {item.error}")
+                else:
+                    lines.append(
+                        f"  launched {item.campaign}: run {item.run_id}, {item.enrolled} enrolled"
+                    )
+        else:
+            lines.append("  no campaign due for launch")
+        for error in self.definition_errors:
+            lines.append(f"  campaign file skipped: {error}")
+        if self.conversions is None:
+            lines.append("  conversions: not matched (engine.conversions is not available)")
+        else:
+            lines.append(f"  conversions: {self.conversions} new")
+        if self.advance is not None:
+            lines.append(f"  {self.advance.message}")
+        if self.dispatch_skipped:
+            lines.append(f"  sending skipped: {self.dispatch_skipped}")
+        elif self.dispatch is not None:
+            d = self.dispatch
+            skipped = sum(d.skipped.values())
+            lines.append(
+                f"  sent {d.sent}, skipped {skipped}, waiting {d.waiting}, retried {d.retried}, "
+                f"failed {d.failed}, unknown {d.unknown} (stopped: {d.stopped_by})"
+            )
+        return "\n".join(lines)
+
+
+def load_scheduled(campaigns_dir: Any) -> tuple[list[LoadedDefinition], list[str]]:
+    """Every campaign file with a schedule; the files that do not load, as messages."""
+    loaded: list[LoadedDefinition] = []
+    errors: list[str] = []
+    try:
+        paths = campaign_paths(campaigns_dir)
+    except EngineError as exc:
+        return [], [str(exc)]
+    for path in paths:
+        try:
+            definition = load_definition(path)
+        except (DefinitionError, DefinitionErrors) as exc:
+            errors.extend(str(error) for error in error_list(exc))
+            continue
+        except EngineError as exc:
+            errors.append(str(exc))
+            continue
+        if definition.definition.schedule is not None:
+            loaded.append(definition)
+    return loaded, errors
+
+
+def launch_scheduled(
+    app: App, definitions: list[LoadedDefinition], *, at: datetime
+) -> list[Launched]:
+    """Launch the given scheduled campaigns that are due at ``at`` (idempotent)."""
+    if not definitions:
+        return []
+    with app.sessions() as session, session.begin():
+        results = launch_due(
+            session, definitions, at=at, global_cap=GlobalCap.from_settings(app.settings)
+        )
+    launched = []
+    for item in results:
+        if item.error is not None:
+            launched.append(Launched(item.campaign, error=item.error))
+        elif item.result is not None and item.result.created:
+            launched.append(Launched(item.campaign, item.result.run_id, item.result.enrolled))
+    return launched
+
+
+def match_conversions(app: App, *, at: datetime) -> int | None:
+    """engine.conversions.match_conversions in its own transaction; None when that module is
+    not there (the conversions feature is optional for the tick)."""
+    try:
+        module = importlib.import_module("engine.conversions")
+    except ModuleNotFoundError as exc:
+        if exc.name != "engine.conversions":
+            raise
+        return None
+    with app.sessions() as session, session.begin():
+        if app.engine.dialect.name == "sqlite":
+            # Take the write lock first: a transaction that reads and then writes cannot
+            # upgrade while another process writes (SQLite refuses at once).
+            session.execute(
+                update(CampaignRun).where(text("1 = 0")).values(status=CampaignRun.status)
+            )
+        return int(module.match_conversions(session, at=at))
+
+
+def tick(
+    app: App,
+    *,
+    budget_seconds: float | None = None,
+    channels: Mapping[str, Channel] | None = None,
+    stop: threading.Event | None = None,
+    worker: str | None = None,
+) -> TickSummary:
+    """Do everything due now (see the module docstring) within ``budget_seconds`` (default:
+    the ``tick_budget_seconds`` setting). ``channels`` default to the configured providers
+    (engine.channels.build_channels), closed again at the end."""
+    started = time.monotonic()
+    budget = app.settings.tick_budget_seconds if budget_seconds is None else budget_seconds
+    if budget <= 0:
+        raise InputError(f"--budget must be more than 0 seconds, not {budget}")
+    deadline = started + budget
+    at = ensure_utc(app.clock.now())
+    summary = TickSummary(at=at)
+
+    definitions, summary.definition_errors = load_scheduled(app.settings.campaigns_dir)
+    summary.launched = launch_scheduled(app, definitions, at=at)
+    summary.conversions = match_conversions(app, at=at)
+    summary.advance = advance(app, at=at, deadline=started + budget * ADVANCE_SHARE)
+
+    if stop is not None and stop.is_set():
+        summary.dispatch_skipped = "stopping"
+    elif time.monotonic() >= deadline:
+        summary.dispatch_skipped = "no time left in the budget"
+    else:
+        _dispatch(app, summary, channels, deadline, stop, worker)
+    summary.seconds = round(time.monotonic() - started, 3)
+    return summary
+
+
+def _dispatch(
+    app: App,
+    summary: TickSummary,
+    channels: Mapping[str, Channel] | None,
+    deadline: float,
+    stop: threading.Event | None,
+    worker: str | None,
+) -> None:
+    from engine.dispatch import DispatcherBusyError, dispatch
+
+    own = channels is None
+    if channels is None:
+        from engine.channels import build_channels
+
+        channels = build_channels(app.settings, clock=app.clock)
+    name = worker or f"tick:{socket.gethostname()}:{os.getpid()}"
+    try:
+        summary.dispatch = dispatch(app, channels, worker=name[:64], deadline=deadline, stop=stop)
+    except DispatcherBusyError as exc:
+        summary.dispatch_skipped = str(exc)
+    finally:
+        if own:
+            for channel in channels.values():
+                channel.close()
+
+
+DEMO_TICK_AFTER = timedelta(days=1)
+DEMO_TICK_BUDGET = 8.0
+
+
+def run_demo_tick(ctx: Any) -> None:
+    """The demo step (engine/demo/run.py STEPS: 'send'): one tick the day after launch, so
+    every first step is due, the messages are rendered into the outbox and the file sink in
+    ``<demo folder>/outbox`` gets real .eml and .json files. The sink has no provider rate
+    limit, so the demo lifts the dispatch rates; the send windows still apply (members whose
+    local time is outside theirs wait for it)."""
+    from engine.clock import FrozenClock
+
+    app = ctx.require_app()
+    settings = app.settings.model_copy(
+        update={"dispatch_email_rate": 2000.0, "dispatch_sms_rate": 500.0}
+    )
+    at = ensure_utc(ctx.now) + DEMO_TICK_AFTER
+    demo_app = App(
+        settings=settings, engine=app.engine, sessions=app.sessions, clock=FrozenClock(at)
+    )
+    summary = tick(demo_app, budget_seconds=DEMO_TICK_BUDGET)
+    advanced = summary.advance
+    rows: list[tuple[str, str]] = []
+    if advanced is not None:
+        made = ", ".join(f"{n} {c}" for c, n in sorted(advanced.messages.items())) or "none"
+        rows.append(("messages rendered and queued", made))
+        if advanced.call_tasks:
+            rows.append(("call tasks", str(advanced.call_tasks)))
+        if advanced.messages_skipped:
+            rows.append(
+                (
+                    "not made",
+                    ", ".join(f"{n} {r}" for r, n in sorted(advanced.messages_skipped.items())),
+                )
+            )
+        if advanced.exited:
+            rows.append(("left the sequence (opted out everywhere)", str(advanced.exited)))
+    if summary.dispatch_skipped:
+        rows.append(("sending", f"skipped: {summary.dispatch_skipped}"))
+    elif summary.dispatch is not None:
+        d = summary.dispatch
+        rows.append(("sent to the file sink", f"{d.sent} in {settings.outbox_dir}"))
+        rows.append(("waiting for the member's send window", str(d.waiting)))
+        if d.skipped:
+            rows.append(
+                (
+                    "skipped at send time",
+                    ", ".join(f"{n} {r}" for r, n in sorted(d.skipped.items())),
+                )
+            )
+        left = sum(advanced.messages.values()) - d.sent - d.waiting if advanced else 0
+        left -= sum(d.skipped.values())
+        if left > 0:
+            rows.append(("still queued (next tick)", str(left)))
+    ctx.sections.append((f"A tick the next day ({at:%Y-%m-%d %H:%M} UTC)", rows))
+
+
+__all__ = [
+    "Launched",
+    "TickSummary",
+    "launch_scheduled",
+    "load_scheduled",
+    "run_demo_tick",
+    "tick",
+]

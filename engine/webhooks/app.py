@@ -1,0 +1,312 @@
+"""The ASGI application behind ``campaign serve`` (Starlette under uvicorn).
+
+    GET  /healthz                    the database answers: 200, else 503
+    POST /webhooks/sendgrid          SendGrid signed Event Webhook (ECDSA)
+    POST /webhooks/twilio/status     Twilio status callback (?m=<our message id>)
+    POST /webhooks/twilio/inbound    inbound SMS: STOP / START / HELP / replies (TwiML answer)
+    GET  /u/{token}                  unsubscribe confirmation page (changes nothing)
+    POST /u/{token}                  unsubscribe, also RFC 8058 one-click
+
+Every request is answered 2xx, 4xx or 503; bad input of any kind is a 4xx (signature or
+freshness: 403; malformed: 400; too large: 413), never a 500 or a traceback. A database that
+cannot be reached is a 503, which both providers retry. The handlers read
+the body here and hand plain values to the modules beside this one, whose database work runs in
+a worker thread, one transaction per request, retried on a lost race.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TypeVar
+from urllib.parse import parse_qsl
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from twilio.twiml.messaging_response import MessagingResponse
+
+from engine.app import App
+from engine.errors import InputError
+from engine.provider_events import take_write_lock
+from engine.unsubscribe import UnsubscribeSigner, signer_for
+from engine.webhooks import inbound_sms, sendgrid_events, twilio_events, unsubscribe_pages
+from engine.webhooks.signatures import (
+    SENDGRID_SIGNATURE_HEADER,
+    SENDGRID_TIMESTAMP_HEADER,
+    TWILIO_SIGNATURE_HEADER,
+    SendGridVerifier,
+    SignatureError,
+    TwilioVerifier,
+)
+
+log = logging.getLogger("campaign.webhooks")
+
+SENDGRID_PATH = "/webhooks/sendgrid"
+TWILIO_STATUS_PATH = "/webhooks/twilio/status"
+TWILIO_INBOUND_PATH = "/webhooks/twilio/inbound"
+MAX_BODY = 8 * 1024 * 1024  # SendGrid batches are a few MB at most
+MAX_FORM_BODY = 64 * 1024  # a Twilio callback is well under 4 KB
+MAX_FORM_FIELDS = 200
+TWIML = "application/xml"
+T = TypeVar("T")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class WebhookApp:
+    """The state the handlers share: the engine, the verifiers, the unsubscribe signer."""
+
+    def __init__(self, app: App) -> None:
+        settings = app.settings
+        self.app = app
+        self.sendgrid = (
+            SendGridVerifier(
+                settings.sendgrid_webhook_public_key,
+                tolerance_seconds=settings.webhook_timestamp_tolerance,
+            )
+            if settings.sendgrid_webhook_public_key
+            else None
+        )
+        self.twilio = (
+            TwilioVerifier(settings.twilio_auth_token, settings.public_url)
+            if settings.twilio_auth_token
+            else None
+        )
+
+    # -- plumbing
+
+    def transaction(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction; a lost race (a unique key another request took
+        first, a deadlock) rolls back and runs it again, at most three times."""
+        for attempt in range(3):
+            try:
+                with self.app.sessions() as session, session.begin():
+                    take_write_lock(session)
+                    return work(session)
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == 2 or not _is_race(exc):
+                    raise
+                log.info("retrying a webhook transaction after %s", type(exc.orig).__name__)
+        raise AssertionError("unreachable")
+
+    def signer(self, session: Session) -> UnsubscribeSigner:
+        # Read per request, not cached: a key generated inside a transaction that then rolls
+        # back must not outlive it.
+        return signer_for(session, self.app.settings)
+
+
+def _is_race(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in ("40001", "40P01")  # serialization failure, deadlock
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _form(body: bytes) -> list[tuple[str, str]]:
+    """A form-encoded body as (name, value) pairs; InputError when it is not one."""
+    try:
+        decoded = body.decode("utf-8")
+        return parse_qsl(
+            decoded, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict"
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"the body is not a UTF-8 form: {exc}") from None
+
+
+def _last(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    return dict(pairs)  # a repeated field keeps its last value, as Twilio's own helpers do
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _twiml(reply: str | None) -> Response:
+    response = MessagingResponse()
+    if reply:
+        response.message(reply)
+    return Response(str(response), media_type=TWIML)
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def build_asgi_app(app: App) -> Starlette:
+    """The ASGI app for this engine. Raises ConfigError for a malformed SendGrid key."""
+    state = WebhookApp(app)
+
+    async def healthz(request: Request) -> Response:
+        def ping() -> None:
+            with app.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+
+        try:
+            await run_in_threadpool(ping)
+        except (DBAPIError, OSError) as exc:
+            log.warning("health check: database unreachable: %s", exc)
+            return _error(503, "database unreachable")
+        return JSONResponse({"status": "ok"})
+
+    async def sendgrid(request: Request) -> Response:
+        try:
+            body = await _read_body(request, MAX_BODY)
+        except _TooLarge:
+            return _error(413, "body too large")
+        if state.sendgrid is None:
+            return _error(403, "SENDGRID_WEBHOOK_PUBLIC_KEY is not set: events are refused")
+        try:
+            state.sendgrid.verify(
+                body,
+                request.headers.get(SENDGRID_SIGNATURE_HEADER),
+                request.headers.get(SENDGRID_TIMESTAMP_HEADER),
+                now=app.clock.now(),
+            )
+        except SignatureError as exc:
+            log.warning("SendGrid webhook refused: %s", exc)
+            return _error(403, "signature verification failed")
+        try:
+            events = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            return _error(400, "the body is not JSON")
+        if not isinstance(events, list):
+            return _error(400, "the body is not a JSON array of events")
+        at = app.clock.now()
+        summary = await run_in_threadpool(
+            state.transaction,
+            lambda session: sendgrid_events.apply_events(
+                session, events, at=at, default_region=app.settings.default_region
+            ),
+        )
+        return JSONResponse(asdict(summary))
+
+    async def twilio_status(request: Request) -> Response:
+        checked = await _twilio_form(request, TWILIO_STATUS_PATH)
+        if isinstance(checked, Response):
+            return checked
+        form = _last(checked)
+        uid = request.query_params.get("m")
+        at = app.clock.now()
+        try:
+            outcome = await run_in_threadpool(
+                state.transaction,
+                lambda session: twilio_events.apply_status_callback(
+                    session, uid, form, at=at, default_region=app.settings.default_region
+                ),
+            )
+        except InputError as exc:
+            return _error(400, str(exc))
+        return JSONResponse(asdict(outcome))
+
+    async def twilio_inbound(request: Request) -> Response:
+        checked = await _twilio_form(request, TWILIO_INBOUND_PATH)
+        if isinstance(checked, Response):
+            return checked
+        form = _last(checked)
+        at = app.clock.now()
+        try:
+            result = await run_in_threadpool(
+                state.transaction,
+                lambda session: inbound_sms.handle_inbound(
+                    session, form, at=at, default_region=app.settings.default_region
+                ),
+            )
+        except InputError as exc:
+            return _error(400, str(exc))
+        return _twiml(result.reply)
+
+    async def _twilio_form(request: Request, path: str) -> list[tuple[str, str]] | Response:
+        try:
+            body = await _read_body(request, MAX_FORM_BODY)
+        except _TooLarge:
+            return _error(413, "body too large")
+        if state.twilio is None:
+            return _error(403, "TWILIO_AUTH_TOKEN is not set: callbacks are refused")
+        try:
+            pairs = _form(body)
+        except InputError as exc:
+            return _error(400, str(exc))
+        try:
+            state.twilio.verify(
+                path, request.url.query, pairs, request.headers.get(TWILIO_SIGNATURE_HEADER)
+            )
+        except SignatureError as exc:
+            log.warning("Twilio webhook refused: %s", exc)
+            return _error(403, "signature verification failed")
+        return pairs
+
+    async def unsubscribe(request: Request) -> Response:
+        token = request.path_params["token"]
+        if request.method == "POST":
+            try:
+                await _read_body(request, MAX_FORM_BODY)  # the one-click body; its content is moot
+            except _TooLarge:
+                return _error(413, "body too large")
+        at = app.clock.now()
+        post = request.method == "POST"
+
+        def work(session: Session) -> str | None:
+            who = unsubscribe_pages.recipient(session, state.signer(session), token)
+            if who is None:
+                return None
+            if not post:
+                return unsubscribe_pages.confirm_page(who)
+            unsubscribe_pages.unsubscribe(
+                session, who, at=at, default_region=app.settings.default_region
+            )
+            return unsubscribe_pages.done_page(who)
+
+        page = await run_in_threadpool(state.transaction, work)
+        if page is None:
+            return HTMLResponse(unsubscribe_pages.missing_page(), status_code=404)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    async def database_down(request: Request, exc: Exception) -> Response:
+        # Not the caller's fault: 503 makes SendGrid and Twilio try again later.
+        log.error("webhook %s: database error: %s", request.url.path, exc)
+        return _error(503, "database unavailable, try again later")
+
+    return Starlette(
+        exception_handlers={DBAPIError: database_down},
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route(SENDGRID_PATH, sendgrid, methods=["POST"]),
+            Route(TWILIO_STATUS_PATH, twilio_status, methods=["POST"]),
+            Route(TWILIO_INBOUND_PATH, twilio_inbound, methods=["POST"]),
+            Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
+        ],
+    )
+
+
+def serve(app: App, *, host: str, port: int, log_level: str = "info") -> None:
+    """Run the webhooks under uvicorn until interrupted."""
+    import uvicorn
+
+    asgi = build_asgi_app(app)
+    uvicorn.run(asgi, host=host, port=port, log_level=log_level, proxy_headers=True)
+
+
+__all__ = ["build_asgi_app", "serve"]

@@ -1,0 +1,152 @@
+"""The agents and calls commands end to end (the CLI reads the real clock, so the members
+live in a zone where it is early afternoon right now)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from calls_helpers import make_world
+from click.testing import CliRunner
+
+from cli import cli
+from engine.app import App
+
+
+def afternoon_zone() -> str:
+    """An Etc/GMT zone where the local time is about 14:00 now (never near the window's edge)."""
+    offset = (14 - datetime.now(UTC).hour + 12) % 24 - 12
+    return f"Etc/GMT{-offset:+d}" if offset else "Etc/GMT"
+
+
+def run(app: App, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--database-url", app.settings.database_url, *args], env=env)
+    return result.exit_code, result.output
+
+
+def test_agent_workflow_end_to_end(app: App, tmp_path: Path) -> None:
+    w = make_world(app)
+    zone = afternoon_zone()
+    due = datetime.now(UTC) - timedelta(hours=1)
+    first = w.task(w.member(timezone=zone, points_balance=5000, first_name="Rosa"), due_at=due)
+    second = w.task(w.member(timezone=zone, points_balance=10), due_at=due)
+    third = w.task(w.member(timezone=zone, points_balance=1), due_at=due)
+
+    code, out = run(
+        app,
+        "agents",
+        "add",
+        "ana",
+        "--name",
+        "Ana Lee",
+        "--team",
+        "renewals",
+        "--daily-target",
+        "40",
+    )
+    assert code == 0, out
+    code, out = run(app, "agents", "add", "ana", "--name", "Again")
+    assert code == 1 and "already exists" in out
+    code, out = run(app, "agents", "list", "--json")
+    assert json.loads(out)[0]["teams"] == ["renewals"]
+
+    code, out = run(app, "calls", "list", "--agent", "ana", "--json")
+    assert code == 0, out
+    assert [row["task_id"] for row in json.loads(out)] == [first, second, third]
+
+    code, out = run(app, "calls", "next", "--agent", "ana", "--json")
+    assert code == 0, out
+    served = json.loads(out)
+    assert served["claim"]["task_id"] == first
+    sheet = served["sheet"]
+    assert "RENEWAL CALL" in sheet["script"] and "Rosa" in sheet["script"]
+    assert sheet["account"]["points_balance"] == 5000
+    assert sheet["offer"] and sheet["talking_points"]
+    assert any("member number" in q["ask"] for q in sheet["verification"])
+
+    code, out = run(app, "calls", "next", "--agent", "ana")  # the human view
+    assert code == 0 and "Verify before discussing the account" in out and "Offer:" in out
+
+    code, out = run(
+        app,
+        "calls",
+        "log",
+        str(first),
+        "--disposition",
+        "COMPLAINT",
+        "--field",
+        "category=billing",
+        "--verified",
+        "yes",
+        "--no-input",
+    )
+    assert code == 1 and "COMPLAINT requires field summary" in out
+    code, out = run(
+        app,
+        "calls",
+        "log",
+        str(first),
+        "--disposition",
+        "COMPLAINT",
+        "--field",
+        "category=billing",
+        "--field",
+        "summary=charged twice",
+        "--verified",
+        "yes",
+        "--notes",
+        "very upset",
+        "--json",
+    )
+    assert code == 0, out
+    logged = json.loads(out)
+    assert logged["record"] == (
+        "COMPLAINT - Complaint recorded. Complaint (billing): charged twice. Notes: very upset"
+    )
+
+    code, out = run(app, "calls", "export", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [int(r["task_id"]) for r in rows] == [second, third]
+
+    good = tmp_path / "results.csv"
+    good.write_text(
+        "task_id,agent,disposition,verified,duration_seconds,notes,field.reason\n"
+        f"{second},ana,NOT_INTERESTED,yes,95,,too expensive\n"
+        f"{third},ana,NO_ANSWER,,20,,\n"
+    )
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "task_id,agent,disposition,verified,duration_seconds,field.reason\n"
+        f"{second},ana,NOT_INTERESTED,yes,95,\n"
+        f"{third},nobody,NO_ANSWER,,20,\n"
+    )
+    code, out = run(app, "calls", "import-results", str(bad))
+    assert code == 1
+    assert f"{bad}:2: NOT_INTERESTED requires field reason" in out
+    assert f"{bad}:3: no agent 'nobody'" in out and "nothing was imported" in out
+    code, out = run(app, "calls", "verify-log", "--json")
+    assert json.loads(out)["entries"] == 1  # the bad file wrote nothing
+
+    code, out = run(app, "calls", "import-results", str(good))
+    assert code == 0 and "2 call outcomes imported" in out, out
+    code, out = run(app, "calls", "verify-log")
+    assert code == 0 and "intact: 3 entries" in out
+
+    code, out = run(app, "agents", "show", "ana", "--json")
+    plan = json.loads(out)["calling_plan"]
+    assert plan["figures"][0]["calls"] == 3 and plan["figures"][0]["target"] == 40
+
+    code, out = run(app, "calls", "dispositions", "--json")
+    assert {"CONVERTED", "VERIFICATION_FAILED"} <= {d["code"] for d in json.loads(out)}
+
+
+def test_log_without_a_claim_needs_an_agent(app: App) -> None:
+    w = make_world(app)
+    task = w.task(w.member())
+    code, out = run(app, "calls", "log", str(task), "--disposition", "NO_ANSWER", "--no-input")
+    assert code == 1 and "name the agent with --agent" in out
+    code, out = run(app, "calls", "log", str(task), "--no-input")
+    assert code == 2 and "--disposition is required" in out

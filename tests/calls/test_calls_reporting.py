@@ -1,0 +1,140 @@
+"""The agent and complaint figures, checked against hand-computed expectations."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from calls_helpers import make_world, unit
+
+from engine.app import App
+from engine.calls.dispositions import DispositionSet
+from engine.calls.log import CallInput, log_call
+from engine.calls.reporting import agent_performance, calling_plan, complaints_by_category
+
+D = DispositionSet.standard()
+
+
+def at(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 3, day, hour, minute, tzinfo=UTC)
+
+
+def log(app: App, task: int, agent: str, code: str, when: datetime, seconds: int, **kw) -> int:  # type: ignore[no-untyped-def]
+    with unit(app) as s:
+        result = log_call(
+            s,
+            CallInput(task, agent, code, kw.get("fields", {}), kw.get("verified"), None, seconds),
+            D,
+            at=when,
+        )
+    return result.created_task_id or result.task_id
+
+
+def test_agent_performance_by_hand(app: App) -> None:
+    w = make_world(app)
+    w.agent("ana", daily_target=10)
+    w.agent("ben")
+    t1, t2, t3, t4, t5 = (w.task(w.member()) for _ in range(5))
+    # Monday 2 March 2026, New York is UTC-5.
+    log(app, t1, "ana", "NO_ANSWER", at(2, 15), 30)
+    log(app, t1, "ana", "NO_ANSWER", at(2, 17), 30)  # 2 business hours later: on time
+    log(
+        app, t2, "ana", "CONVERTED", at(2, 15, 30), 300, fields={"action": "renewed"}, verified=True
+    )
+    cb = log(
+        app,
+        t3,
+        "ana",
+        "CALLBACK",
+        at(2, 16),
+        120,
+        fields={"callback_at": "2026-03-02T20:00:00+00:00"},
+        verified=True,
+    )
+    log(
+        app, cb, "ben", "NOT_INTERESTED", at(2, 20, 10), 90, fields={"reason": "no"}, verified=True
+    )  # 10 minutes after the promised time: kept (15-minute grace)
+    log(
+        app,
+        t4,
+        "ana",
+        "ESCALATED",
+        at(2, 16, 30),
+        200,
+        fields={"team": "escalations", "reason": "dispute"},
+        verified=False,
+    )
+    log(app, t5, "ana", "VERIFICATION_FAILED", at(2, 16, 45), 60)
+
+    with app.sessions() as s:
+        rows = {
+            r.agent: r for r in agent_performance(s, start=at(2, 0), end=at(4, 0), at=at(3, 22))
+        }
+    ana = rows["ana"]
+    assert (ana.calls, ana.contacts, ana.conversions) == (6, 4, 1)
+    assert ana.contact_rate == pytest.approx(4 / 6, abs=1e-4)
+    assert ana.conversions_per_contact == 0.25
+    assert ana.average_handle_seconds == pytest.approx(740 / 6, abs=0.1)
+    assert (ana.verified, ana.verification_asked, ana.verification_rate) == (2, 4, 0.5)
+    assert (ana.callbacks_due, ana.callbacks_kept) == (1, 1)
+    # Recycled attempts: t1 #1 (retried after 2 business hours: on time), t1 #2 and t5 (no
+    # retry by Tuesday 17:00 New York, 13 business hours later: breaches).
+    assert (ana.follow_ups_due, ana.follow_ups_on_time, ana.follow_ups_pending) == (3, 1, 0)
+    assert ana.follow_up_compliance == pytest.approx(1 / 3, abs=1e-4)
+    assert (ana.escalations, ana.escalation_rate, ana.over_escalation_ceiling) == (1, 0.25, True)
+    assert ana.by_disposition["NO_ANSWER"] == 2
+    ben = rows["ben"]
+    assert (ben.calls, ben.contacts, ben.escalation_rate, ben.over_escalation_ceiling) == (
+        1,
+        1,
+        0.0,
+        False,
+    )
+
+    # As of Monday 17:30 New York, t1's second attempt and t5 are 5 business hours old, inside
+    # their 8: pending, neither kept nor breached; only t1's first attempt counts.
+    with app.sessions() as s:
+        early = agent_performance(s, start=at(2, 0), end=at(4, 0), at=at(2, 22, 30), agent="ana")
+    assert (early[0].follow_ups_due, early[0].follow_ups_pending) == (1, 2)
+    assert early[0].follow_up_compliance == 1.0
+
+    with app.sessions() as s:
+        plan = calling_plan(s, "ana", day=date(2026, 3, 2))
+    figures = {f.period: (f.calls, f.target) for f in plan.figures}
+    # March 2026 has 22 weekdays; the week of 2 March has 5.
+    assert figures == {"day": (6, 10), "week": (6, 50), "month": (6, 220)}
+    assert plan.by_campaign == {"renew-calls": 6}
+
+
+def test_complaints_by_category_over_time(app: App) -> None:
+    w = make_world(app)
+    w.agent("ana")
+    for day, category in [(2, "billing"), (3, "points"), (4, "billing"), (10, "billing")]:
+        task = w.task(w.member())
+        log(
+            app,
+            task,
+            "ana",
+            "COMPLAINT",
+            at(day, 15),
+            60,
+            fields={"category": category, "summary": "x"},
+            verified=True,
+        )
+    other = w.task(w.member())
+    log(app, other, "ana", "NOT_INTERESTED", at(3, 15), 60, fields={"reason": "no"}, verified=True)
+    with app.sessions() as s:
+        weekly = complaints_by_category(
+            s, start=at(1, 0), end=at(31, 0), by="week", zone="America/New_York"
+        )
+        daily = complaints_by_category(s, start=at(1, 0), end=at(5, 0), by="day")
+    assert [(c.period, c.category, c.count) for c in weekly] == [
+        (date(2026, 3, 2), "billing", 2),
+        (date(2026, 3, 2), "points", 1),
+        (date(2026, 3, 9), "billing", 1),
+    ]
+    assert [(c.period.day, c.category) for c in daily] == [
+        (2, "billing"),
+        (3, "points"),
+        (4, "billing"),
+    ]

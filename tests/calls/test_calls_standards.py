@@ -1,0 +1,63 @@
+"""Business hours and the follow-up standard (pure), checked by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from engine.calls.standards import (
+    DEFAULT_STANDARD,
+    FollowUpStandard,
+    add_business_hours,
+    business_hours_between,
+    recycle_due,
+    standard_for,
+)
+
+NY = "America/New_York"
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("start", "hours", "expected"),
+    [
+        (utc(2026, 3, 2, 15), 8, utc(2026, 3, 3, 15)),  # Mon 10:00 EST -> Tue 10:00
+        (utc(2026, 3, 2, 11), 8, utc(2026, 3, 2, 22)),  # before opening: a whole day, 17:00
+        (utc(2026, 3, 6, 21), 8, utc(2026, 3, 9, 20)),  # Fri 16:00 -> Mon 16:00 (1h + 7h)
+        (utc(2026, 3, 7, 15), 2, utc(2026, 3, 9, 15)),  # Saturday -> Monday 11:00 EDT (DST)
+        # Across the spring-forward weekend (8 March): Friday 15:00 EST + 8h = Monday 15:00
+        # EDT, which is 19:00 UTC (the offset changed from -5 to -4).
+        (utc(2026, 3, 6, 20), 8, utc(2026, 3, 9, 19)),
+    ],
+)
+def test_add_business_hours(start: datetime, hours: float, expected: datetime) -> None:
+    assert add_business_hours(start, hours, NY) == expected
+    assert business_hours_between(start, expected, NY) == pytest.approx(hours)
+
+
+def test_business_hours_between_skips_nights_and_weekends() -> None:
+    assert business_hours_between(utc(2026, 3, 6, 22), utc(2026, 3, 9, 13), NY) == 0
+    assert business_hours_between(utc(2026, 3, 6, 22), utc(2026, 3, 9, 14), NY) == 1
+    assert business_hours_between(utc(2026, 3, 2, 15), utc(2026, 3, 2, 14), NY) == 0
+    assert business_hours_between(utc(2026, 3, 2, 0), utc(2026, 3, 9, 0), NY) == 40
+
+
+def test_recycle_due_is_the_delay_capped_by_the_standard() -> None:
+    at = utc(2026, 3, 2, 15)
+    assert recycle_due(at, timedelta(hours=4), DEFAULT_STANDARD, NY) == at + timedelta(hours=4)
+    assert recycle_due(at, timedelta(days=3), DEFAULT_STANDARD, NY) == utc(2026, 3, 3, 15)
+    strict = FollowUpStandard(within_business_hours=2, min_attempts=2)
+    assert recycle_due(at, timedelta(hours=4), strict, NY) == utc(2026, 3, 2, 17)
+
+
+def test_min_attempts_and_campaign_overrides() -> None:
+    assert DEFAULT_STANDARD.effective_max_attempts(1) == 2
+    assert DEFAULT_STANDARD.effective_max_attempts(5) == 5
+    assert standard_for(None) == DEFAULT_STANDARD
+    custom = SimpleNamespace(follow_up=SimpleNamespace(within=timedelta(hours=4), min_attempts=3))
+    assert standard_for(custom) == FollowUpStandard(4.0, 3)

@@ -1,0 +1,290 @@
+"""Outbox admin (list / unknown / resolve), the SQLite dispatcher lock, lease expiry, and the
+dispatch / outbox / send-test commands end to end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from cli import cli
+from engine.app import App
+from engine.db.models import OutboxMessage, Program
+from engine.dispatch import DispatcherBusyError, dispatch, dispatch_lock
+from engine.errors import InputError, NotFoundError
+from engine.outbox import list_messages, resolve, unknown_messages
+from engine.participants.suppressions import add_suppression
+from engine.testing import (
+    FrozenClock,
+    RecordingChannel,
+    make_consent,
+    make_outbox_message,
+    make_participant,
+    make_program,
+    make_run,
+)
+from engine.testing_providers import FakeSendGrid, FakeTwilio
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _queue(app: App, n: int = 1, **kw: Any) -> list[OutboxMessage]:
+    now = app.clock.now()
+    with app.sessions() as session, session.begin():
+        program = make_program(session, at=now)
+        run = make_run(session, program, at=now)
+        out = []
+        for _ in range(n):
+            member = make_participant(session, program, at=now)
+            make_consent(session, member, channel="email", status="opted_in", at=now)
+            out.append(make_outbox_message(session, run, member, at=now, **kw))
+        return out
+
+
+def _status(app: App, message_id: int) -> OutboxMessage:
+    with app.sessions() as session:
+        row = session.get(OutboxMessage, message_id)
+        assert row is not None
+        return row
+
+
+def cli_run(app: App, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        cli,
+        ["--database-url", app.settings.database_url, *args],
+        env={
+            "CAMPAIGN_CAMPAIGNS_DIR": str(ROOT / "campaigns"),
+            "CAMPAIGN_TEMPLATES_DIR": str(ROOT / "templates"),
+            "CAMPAIGN_OUTBOX_DIR": str(app.settings.outbox_dir),
+            **(env or {}),
+        },
+    )
+    return result.exit_code, result.output
+
+
+def test_expired_lease_becomes_unknown_and_is_never_resent(app: App, clock: FrozenClock) -> None:
+    stuck, fresh = _queue(app, 2, status="sending")
+    with app.sessions() as session, session.begin():
+        for message_id, until in ((stuck.id, -1), (fresh.id, 5)):
+            row = session.get(OutboxMessage, message_id)
+            assert row is not None
+            row.claimed_by = "dead-worker"
+            row.claimed_until = clock.now() + timedelta(minutes=until)
+    channel = RecordingChannel("email", clock=clock)
+
+    summary = dispatch(app, {"email": channel}, worker="w")
+
+    assert summary.expired_leases == 1 and channel.attempts == []
+    assert _status(app, stuck.id).status == "unknown"
+    assert _status(app, fresh.id).status == "sending"  # its dispatcher may still be at it
+    with app.sessions() as session:
+        [listed] = unknown_messages(session)
+    assert listed.id == stuck.id and listed.claimed_by == "dead-worker"
+
+
+def test_resolve_settles_unknown_messages_and_refuses_the_rest(
+    app: App, clock: FrozenClock
+) -> None:
+    went, lost, gave_up, queued = _queue(app, 4, status="unknown")
+    with app.sessions() as session, session.begin():
+        row = session.get(OutboxMessage, queued.id)
+        assert row is not None
+        row.status = "queued"
+    with app.sessions() as session, session.begin():
+        assert resolve(session, str(went.id), "sent", at=clock.now()).after == "sent"
+        assert (
+            resolve(session, lost.uid, "resend", at=clock.now(), note="checked").after == "queued"
+        )
+        assert resolve(session, str(gave_up.id), "failed", at=clock.now()).after == "failed"
+    assert _status(app, went.id).sent_at == clock.now()
+    assert _status(app, lost.id).status_reason == "resolved by hand: checked"
+    with app.sessions() as session, session.begin():
+        with pytest.raises(InputError, match="is queued; it cannot be marked failed"):
+            resolve(session, str(queued.id), "failed", at=clock.now())
+        with pytest.raises(InputError, match="is sent; it cannot be marked queued"):
+            resolve(session, str(went.id), "resend", at=clock.now())
+        with pytest.raises(NotFoundError, match="no outbox message '999'"):
+            resolve(session, "999", "sent", at=clock.now())
+    # The resent one goes out again (with the one that was queued anyway); the rest stay.
+    channel = RecordingChannel("email", clock=clock)
+    assert dispatch(app, {"email": channel}, worker="w").sent == 2
+    assert sorted(channel.sent_ids) == sorted([lost.uid, queued.uid])
+
+
+def test_resolve_refuses_a_message_being_sent(app: App, clock: FrozenClock) -> None:
+    [busy] = _queue(app, 1, status="sending")
+    with app.sessions() as session, session.begin():
+        row = session.get(OutboxMessage, busy.id)
+        assert row is not None
+        row.claimed_by, row.claimed_until = "w9", clock.now() + timedelta(minutes=5)
+    with (
+        app.sessions() as session,
+        session.begin(),
+        pytest.raises(InputError, match="being sent by w9"),
+    ):
+        resolve(session, str(busy.id), "resend", at=clock.now())
+
+
+def test_list_filters_and_names_bad_filters(app: App, clock: FrozenClock) -> None:
+    first, second = _queue(app, 2)
+    with app.sessions() as session:
+        assert {m.id for m in list_messages(session, status="queued")} == {first.id, second.id}
+        assert list_messages(session, status="sent") == []
+        assert {m.id for m in list_messages(session, run_id=first.run_id)} == {first.id, second.id}
+        with pytest.raises(InputError, match="status 'nope'"):
+            list_messages(session, status="nope")
+        with pytest.raises(NotFoundError, match="no campaign run 404"):
+            list_messages(session, run_id=404)
+
+
+def test_a_second_sqlite_dispatcher_refuses(app: App, clock: FrozenClock) -> None:
+    if not app.settings.is_sqlite:
+        # PostgreSQL dispatchers share the queue: the lock is a no-op there.
+        with dispatch_lock(app.settings.database_url), dispatch_lock(app.settings.database_url):
+            return
+    _queue(app, 1)
+    with dispatch_lock(app.settings.database_url):
+        with pytest.raises(DispatcherBusyError, match=r"another dispatcher \(pid \d+\)"):
+            dispatch(app, {"email": RecordingChannel("email")}, worker="second")
+        code, output = cli_run(app, "dispatch", "--drain")
+        assert code == 1 and "another dispatcher (pid" in output
+    # Released: the next one runs.
+    assert dispatch(app, {"email": RecordingChannel("email")}, worker="third").sent == 1
+
+
+def test_dispatch_command_sends_to_the_file_sink(app: App) -> None:
+    messages = _queue(app, 3)
+    code, output = cli_run(app, "dispatch", "--drain", "--json")
+    assert code == 0, output
+    summary = json.loads(output)
+    assert summary["sent"] == 3 and summary["stopped_by"] == "drained"
+    files = sorted(p.name for p in Path(app.settings.outbox_dir).rglob("*.eml"))
+    assert len(files) == 3 and all(any(m.uid in f for m in messages) for f in files)
+
+    code, output = cli_run(app, "outbox", "list", "--status", "sent", "--json")
+    assert code == 0 and {m["uid"] for m in json.loads(output)} == {m.uid for m in messages}
+    code, output = cli_run(app, "outbox", "unknown")
+    assert code == 0 and "no message of unknown fate" in output
+
+
+def test_outbox_commands(app: App) -> None:
+    [message] = _queue(app, 1, status="unknown")
+    code, output = cli_run(app, "outbox", "unknown", "--json")
+    assert code == 0 and [m["id"] for m in json.loads(output)] == [message.id]
+    code, output = cli_run(app, "outbox", "resolve", str(message.id))
+    assert code == 2 and "--sent, --resend or --failed" in output
+    code, output = cli_run(app, "outbox", "resolve", str(message.id), "--sent", "--note", "seen")
+    assert code == 0 and "unknown -> sent" in output
+    code, output = cli_run(app, "outbox", "resolve", str(message.id), "--resend")
+    assert code == 1 and "is sent; it cannot be marked queued" in output
+    assert "Traceback" not in output
+    code, output = cli_run(app, "outbox", "list", "--status", "bogus")
+    assert code == 2
+
+
+# --------------------------------------------------------------------------- send-test
+
+
+@pytest.fixture
+def providers() -> Iterator[tuple[FakeSendGrid, FakeTwilio]]:
+    with FakeSendGrid() as sendgrid, FakeTwilio() as twilio:
+        yield sendgrid, twilio
+
+
+def _provider_env(sendgrid: FakeSendGrid, twilio: FakeTwilio) -> dict[str, str]:
+    return {
+        "SENDGRID_API_KEY": sendgrid.api_key,
+        "CAMPAIGN_SENDGRID_HOST": sendgrid.url,
+        "TWILIO_ACCOUNT_SID": twilio.account_sid,
+        "TWILIO_AUTH_TOKEN": twilio.auth_token,
+        "CAMPAIGN_TWILIO_BASE_URL": twilio.url,
+        "CAMPAIGN_SMS_FROM": "+12025550100",
+    }
+
+
+def test_send_test_sends_one_real_message_per_channel(
+    app: App, providers: tuple[FakeSendGrid, FakeTwilio]
+) -> None:
+    sendgrid, twilio = providers
+    env = _provider_env(sendgrid, twilio)
+
+    code, output = cli_run(
+        app,
+        "send-test",
+        "winback-inactive",
+        "email-1",
+        "--to",
+        "Me@Example.com",
+        "--json",
+        env=env,
+    )
+    assert code == 0, output
+    result = json.loads(output)
+    [request] = sendgrid.requests
+    assert not request.contract_errors and request.answered == 202
+    assert request.json["subject"].startswith("[TEST] ")
+    assert request.json["personalizations"][0]["to"] == [{"email": "me@example.com"}]
+    assert result["provider"] == "sendgrid" and result["subject"].startswith("[TEST] ")
+
+    code, output = cli_run(
+        app, "send-test", "winback-inactive", "sms-1", "--to", "+12025550199", env=env
+    )
+    assert code == 0, output
+    [sms] = twilio.requests
+    assert sms.form is not None and not sms.contract_errors
+    assert sms.form["To"] == ["+12025550199"] and sms.form["Body"][0].startswith("[TEST] ")
+    assert "via twilio" in output
+
+    # Not an outbox message of any run.
+    with app.sessions() as session:
+        assert session.scalars(select(OutboxMessage)).all() == []
+
+
+def test_send_test_for_a_participant_and_its_refusals(
+    app: App, providers: tuple[FakeSendGrid, FakeTwilio], clock: FrozenClock
+) -> None:
+    sendgrid, twilio = providers
+    env = _provider_env(sendgrid, twilio)
+    with app.sessions() as session, session.begin():
+        program = make_program(session, at=clock.now(), key="demo", name="Demo Rewards")
+        make_participant(
+            session, program, at=clock.now(), external_id="M1", locale="es", first_name="Lucía"
+        )
+        add_suppression(session, "blocked@example.com", "email", "opt_out", "test", at=clock.now())
+    assert isinstance(program, Program)
+
+    code, output = cli_run(
+        app,
+        "send-test",
+        "winback-inactive",
+        "email-1",
+        "--to",
+        "qa@example.com",
+        "--participant",
+        "M1",
+        "--json",
+        env=env,
+    )
+    assert code == 0, output
+    [request] = sendgrid.requests
+    assert not request.contract_errors
+    assert "Lucía" in json.dumps(request.json, ensure_ascii=False)
+
+    for args, message in (
+        (("email-1", "--to", "blocked@example.com"), "is suppressed on email"),
+        (("email-1", "--to", "+12025550199"), "is not an email address"),
+        (("sms-1", "--to", "qa@example.com"), "is not a phone number"),
+        (("call-1", "--to", "+12025550199"), "is a call step"),
+        (("nope", "--to", "qa@example.com"), "has no step 'nope'"),
+        (("email-1", "--to", "qa@example.com", "--participant", "M404"), "no participant"),
+    ):
+        code, output = cli_run(app, "send-test", "winback-inactive", *args, env=env)
+        assert code == 1 and message in output, output
+        assert "Traceback" not in output
+    assert len(sendgrid.requests) == 1 and twilio.requests == []

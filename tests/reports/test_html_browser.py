@@ -1,0 +1,115 @@
+"""The HTML report opens and draws its charts in a real headless Chromium (Debian's package).
+
+Without chromium the test skips with a loud reason, unless CAMPAIGN_REQUIRE_BROWSER=1 (set it
+in CI) makes a missing browser a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_campaign_report import build_scenario
+
+from cli import cli
+from engine.app import App
+
+REQUIRE_BROWSER = os.environ.get("CAMPAIGN_REQUIRE_BROWSER") == "1"
+
+# Appended to a copy of the report (the report itself has no script): measures what the
+# browser laid out, so the test sees drawn charts, not just markup.
+PROBE = """
+<script>
+const charts = [...document.querySelectorAll("figure svg")].map((svg) => {
+  const box = svg.getBoundingClientRect();
+  const shapes = [...svg.querySelectorAll("rect.bar, polyline.series, circle.estimate")];
+  return {
+    kind: svg.getAttribute("class"),
+    width: box.width,
+    height: box.height,
+    drawn: shapes.filter((s) => { const b = s.getBBox(); return b.width > 0 || b.height > 0; })
+      .length,
+    shapes: shapes.length,
+  };
+});
+const probe = document.createElement("pre");
+probe.id = "probe";
+probe.textContent = JSON.stringify(charts);
+document.body.appendChild(probe);
+</script>
+"""
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        message = (
+            "!!! chromium is not installed: the HTML report was NOT checked in a browser "
+            "(apt-get install -y chromium; CAMPAIGN_REQUIRE_BROWSER=1 makes this a failure)"
+        )
+        if REQUIRE_BROWSER:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return found
+
+
+def _dump_dom(browser: str, page: Path, tmp_path: Path) -> str:
+    result = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--window-size=1280,2000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_campaign_html_renders_in_chromium(app: App, tmp_path: Path) -> None:
+    browser = _chromium()
+    run_id = build_scenario(app)
+    html = tmp_path / "campaign.html"
+    result = CliRunner().invoke(
+        cli,
+        ["--database-url", app.settings.database_url, "report", "campaign", str(run_id),
+         "--html", str(html)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    page = html.read_text("utf-8")
+    # Self-contained: no script, stylesheet, image or font from anywhere.
+    assert not re.search(r"<(script|link|img|iframe)\b", page)
+    assert not re.search(r"(src|href)=", page)
+
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", PROBE + "</body>"), "utf-8")
+    dom = _dump_dom(browser, probed, tmp_path)
+    assert "Campaign report: renewal-test" in dom
+    assert "Funnel per message step" in dom
+    match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert match, "the browser did not run the probe"
+    charts = {c["kind"]: c for c in json.loads(match.group(1).replace("&quot;", '"'))}
+    assert set(charts) == {"chart chart-bars", "chart chart-lines", "chart chart-intervals"}
+    for chart in charts.values():
+        assert chart["width"] > 100 and chart["height"] > 30
+        assert chart["shapes"] > 0 and chart["drawn"] == chart["shapes"]
+    # funnel: email-1 6 series + sms-1 6 + call-1 4 = 16 bars; two lines; one lift interval
+    # and one variant interval.
+    assert charts["chart chart-bars"]["shapes"] == 16
+    assert charts["chart chart-lines"]["shapes"] == 2
+    assert charts["chart chart-intervals"]["shapes"] == 2
