@@ -44,7 +44,7 @@ from engine.db.models import (
     Program,
     Suppression,
 )
-from engine.definitions.loader import LoadedDefinition, parse_definition
+from engine.definitions.loader import LoadedDefinition, parse_stored_definition
 from engine.definitions.schema import CampaignDefinition, Step
 from engine.errors import NotFoundError
 from engine.participants.suppressions import hash_normalised
@@ -117,7 +117,9 @@ class DefinitionCache:
             self._runs[run_id] = (
                 None
                 if run is None
-                else parse_definition(run.definition_source, f"run {run.id}: {run.campaign}.yaml")
+                else parse_stored_definition(
+                    run.definition_source, f"run {run.id}: {run.campaign}.yaml"
+                )
             )
         return self._runs[run_id]
 

@@ -15,6 +15,7 @@ never changes what an old run did.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import re
 import types
@@ -174,6 +175,13 @@ def load_definition(path: Path | str) -> LoadedDefinition:
     except UnicodeDecodeError as exc:
         raise DefinitionError(str(path), None, "", f"not UTF-8 text ({exc.reason})") from exc
     return parse_definition(source, path, expected_name=path.stem, data=data)
+
+
+@functools.lru_cache(maxsize=128)
+def parse_stored_definition(source: str, label: str) -> LoadedDefinition:
+    """The definition text a run was launched with, parsed once per process: stored text
+    never changes and the result is frozen, so hot paths (claim-next) may share it."""
+    return parse_definition(source, label)
 
 
 def parse_definition(
