@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from engine.demo.run import PROGRAM_KEY, PROGRAM_NAME, DemoReport, ImportFigures
+from engine.demo.run import PROGRAM_KEY, PROGRAM_NAME, STORY_LENGTH, DemoReport, ImportFigures
 from engine.demo.summary import HORIZON_DAYS, INACTIVE_DAYS
 
 
@@ -178,7 +178,8 @@ def render_rich(report: DemoReport, console: Console) -> None:
 def _headline(report: DemoReport) -> str:
     return (
         f"{PROGRAM_NAME} demo (program {PROGRAM_KEY!r}), "
-        f"now {report.now:%Y-%m-%d %H:%M} UTC, seed {report.seed}"
+        f"launched {report.now:%Y-%m-%d %H:%M} UTC ({STORY_LENGTH.days} days ago), "
+        f"seed {report.seed}"
     )
 
 

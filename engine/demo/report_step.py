@@ -9,7 +9,8 @@ conversions. Renewals carry the membership fee, redemptions the points redeemed.
 
 ``campaign_reports`` then builds the campaign report of every run, keeps its headline in the
 demo report and writes ``report-<campaign>.html`` (self-contained, with charts) beside the
-database. Figures are "as of" RESULTS_AFTER days after the launch, so the windows have run.
+database. Figures are "as of" RESULTS_AFTER days after the launch (the day before the demo
+ran: see STORY_LENGTH in engine/demo/run.py).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from engine.reports.campaign import campaign_report
 from engine.reports.common import pct
 from engine.reports.render import to_html
 
-RESULTS_AFTER = timedelta(days=30)
+RESULTS_AFTER = timedelta(days=28)  # inside every example goal window; < STORY_LENGTH
 RESULTS_FILE = "conversions.csv"
 # Goal event -> (holdout rate, treatment rate): what such campaigns typically see.
 RATES = {

@@ -15,7 +15,7 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,10 @@ PROGRAM_TIMEZONE = "America/New_York"
 PROGRAM_REGION = "US"
 DATABASE_FILE = "campaign.db"
 MARKER_FILE = ".campaign-demo"
+# The demo's story (launch, a tick the next day, a day of calls, results four weeks on) is
+# set in the past and ends yesterday, so every command a newcomer tries afterwards, on the
+# real clock, sees its history: calls in `report agents`, callable tasks in `calls list`.
+STORY_LENGTH = timedelta(days=29)
 
 
 @dataclass(frozen=True)
@@ -326,7 +330,7 @@ def run_demo(
         folder=folder,
         participants=participants,
         seed=seed,
-        now=ensure_utc(clock.now()),
+        now=ensure_utc(clock.now()) - STORY_LENGTH,
         clock=clock,
         database_path=folder / DATABASE_FILE,
         campaigns_dir=campaigns_dir,

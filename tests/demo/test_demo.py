@@ -18,7 +18,7 @@ from engine.clock import FrozenClock
 from engine.db.models import ActivityEvent, CampaignRun, Consent, Enrollment, Participant
 from engine.db.session import make_engine
 from engine.demo.generator import BAD_ROW_KINDS, generate_dataset
-from engine.demo.run import STEPS, DemoContext, DemoStep, run_demo
+from engine.demo.run import STEPS, STORY_LENGTH, DemoContext, DemoStep, run_demo
 from engine.errors import InputError
 from engine.participants.events import import_events
 from engine.participants.importer import import_participants
@@ -107,7 +107,7 @@ def test_run_demo_builds_its_own_database_and_reports(
     report = run_demo(folder, participants=300, seed=3, clock=clock, campaigns_dir=REPO_CAMPAIGNS)
 
     assert report.database == folder / "campaign.db" and report.database.exists()
-    assert report.now == clock.now()
+    assert report.now == clock.now() - STORY_LENGTH  # the story ends the day before now
     assert report.participants_import is not None and report.events_import is not None
     planted = sum(report.planted_bad_rows.values())
     assert report.participants_import.rejected == planted
@@ -152,7 +152,7 @@ def test_demo_summary_counts_match_the_data(tmp_path: Path, clock: FrozenClock) 
     report = run_demo(tmp_path, participants=400, seed=9, clock=clock)
     summary = report.summary
     assert summary is not None
-    today = clock.now().date()  # 15:00 UTC is the same day in New York
+    today = report.now.date()  # 15:00 UTC is the same day in New York
     with (tmp_path / "participants.csv").open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     # The rows the importer took: all but those in its rejects file (header = line 1).
@@ -175,7 +175,7 @@ def test_demo_summary_counts_match_the_data(tmp_path: Path, clock: FrozenClock) 
         and today.isoformat() <= row["renewal_date"] <= horizon.isoformat()
     ]
     assert summary.renewals_due_30d == len(renewals)
-    cutoff = clock.now() - timedelta(days=90)
+    cutoff = report.now - timedelta(days=90)
     stale = [
         row
         for row in good
@@ -209,6 +209,12 @@ def test_cli_demo(tmp_path: Path) -> None:
     assert report["summary"]["participants"] == 300 - report["participants_import"]["rejected"]
     assert report["database"] == str(folder / "campaign.db")
     assert report["notes"] == [f"Deleted the previous demo database {folder / 'campaign.db'}."]
+
+    # The story ends before now, so the commands a newcomer tries next see its history.
+    url = f"sqlite:///{folder / 'campaign.db'}"
+    agents = runner.invoke(cli, ["--database-url", url, "report", "agents", "--json"])
+    assert agents.exit_code == 0, agents.output
+    assert sum(a["calls"] for a in json.loads(agents.output)["agents"]) > 0
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path, clock: FrozenClock) -> None:
