@@ -1742,19 +1742,27 @@ def _parse_fields(pairs: Sequence[str]) -> dict[str, str]:
     return fields
 
 
+def _stdin_is_terminal() -> bool:
+    """Whether a person is typing (prompt them) rather than a script piping (never prompt)."""
+    return sys.stdin.isatty()
+
+
 def _prompt_entry(
     disposition: Any, fields: dict[str, str], verified: bool | None, notes: str | None
 ) -> tuple[dict[str, str], bool | None, str | None]:
     for spec in disposition.fields:
         if spec.name in fields:
             continue
-        hint = (
-            f" ({', '.join(spec.choices)})"
-            if spec.choices
-            else (f" ({spec.help})" if spec.help else "")
-        )
+        # A choice is checked as it is typed, and a required field is asked again until it
+        # has a value; the template still validates the whole entry afterwards.
+        required = spec.required and spec.default is None
+        choices = [*spec.choices, *([] if required else [""])]
         value = click.prompt(
-            f"{spec.name}{hint}", default=spec.default or "", show_default=bool(spec.default)
+            f"{spec.name}" + (f" ({spec.help})" if spec.help else ""),
+            type=click.Choice(choices, case_sensitive=False) if spec.choices else str,
+            default=None if required else (spec.default or ""),
+            show_default=bool(spec.default),
+            show_choices=bool(spec.choices),
         )
         if value:
             fields[spec.name] = value
@@ -1794,7 +1802,7 @@ def calls_log(
     flag = None if verified is None else verified == "yes"
     with transaction(state) as session:
         dispositions = dispositions_for(session, state.settings.dispositions_file, task)
-    interactive = sys.stdin.isatty() and not no_input and not as_json
+    interactive = _stdin_is_terminal() and not no_input and not as_json
     if disposition is None:
         if not interactive:
             raise click.UsageError("--disposition is required (see `campaign calls dispositions`)")
@@ -1912,21 +1920,38 @@ def calls_export(
 
 @calls_group.command("import-results")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@_rejects_option
 @json_option
 @pass_state
-def calls_import_results(state: CliState, file: Path, as_json: bool) -> None:
-    """Load a dialer's outcomes (task_id, agent, disposition, verified, duration_seconds,
-    notes, field.NAME...) validated like `calls log`; one bad row rejects the file."""
-    from engine.calls.config import load_dispositions
+def calls_import_results(state: CliState, file: Path, rejects: Path | None, as_json: bool) -> None:
+    """Load a dialer's outcomes (call_id and/or called_at, task_id, agent, disposition,
+    verified, duration_seconds, notes, field.NAME...), each row validated like `calls log`.
+    Good rows are logged, bad rows go to a rejects file with every reason; importing the same
+    file again logs nothing twice."""
     from engine.calls.dialer import import_results
 
-    dispositions = load_dispositions(state.settings.dispositions_file)
-    with transaction(state) as session:
-        result = import_results(session, file, dispositions, at=state.app().clock.now())
+    app = state.app()
+    summary = import_results(
+        app,
+        file,
+        at=app.clock.now(),
+        dispositions_file=state.settings.dispositions_file,
+        rejects_path=rejects,
+    )
     if as_json:
-        emit_json(result)
+        emit_json(summary)
         return
-    click.echo(f"{result.rows} call outcomes imported from {file} onto the caller log.")
+    click.echo(
+        f"{file}: read {summary.read}, applied {summary.applied}, already on the caller log "
+        f"{summary.unchanged}, rejected {summary.rejected}"
+    )
+    if summary.by_disposition:
+        click.echo(
+            "applied by disposition: "
+            + ", ".join(f"{code} {n}" for code, n in summary.by_disposition.items())
+        )
+    if summary.rejects_path is not None:
+        click.echo(f"rejected rows and their reasons: {summary.rejects_path}")
 
 
 # ------------------------------------------------ sequencing: advance, tick, scheduler

@@ -76,10 +76,18 @@ def entry_hash(prev_hash: str, values: dict[str, Any]) -> str:
     return hashlib.sha256((prev_hash + canonical(values)).encode("utf-8")).hexdigest()
 
 
-def append(session: Session, **values: Any) -> CallerLogEntry:
-    """Append one entry at the head of the chain (the caller owns the transaction)."""
+def serialise(session: Session) -> None:
+    """PostgreSQL: take the caller log's transaction-level advisory lock (held to commit; taking
+    it again is free). SQLite: nothing, the caller's write lock already serialises."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(_LOCK_KEY)))
+
+
+def append(session: Session, *, locked: bool = False, **values: Any) -> CallerLogEntry:
+    """Append one entry at the head of the chain (the caller owns the transaction;
+    ``locked``: it has called :func:`serialise` already)."""
+    if not locked:
+        serialise(session)
     head = session.execute(
         select(CallerLogEntry.seq, CallerLogEntry.hash).order_by(CallerLogEntry.seq.desc()).limit(1)
     ).first()

@@ -2,30 +2,46 @@
 
 Import file (CSV with a header row, UTF-8):
 
-    task_id,agent,disposition,verified,duration_seconds,notes,field.reason,field.callback_at,...
+    call_id,called_at,task_id,agent,disposition,verified,duration_seconds,notes,field.reason,...
 
-``field.NAME`` columns carry the disposition's documentation fields (empty cells are absent).
-Every row is validated exactly like ``calls log``; one bad row rejects the whole file with
-every problem listed by line, and nothing is written (nothing is lost either: fix and re-run).
+``task_id``, ``agent`` and ``disposition`` are required; ``call_id`` (the dialer's id of the
+call) or ``called_at`` (when it was made, ISO 8601 with an offset) identifies the call, so
+that importing the file again logs nothing twice. ``field.NAME`` columns carry the
+disposition's documentation fields (empty cells are absent).
+
+Every row is validated exactly like ``calls log``. Every good row is logged; every bad row
+goes to the rejects file (its line, every reason, the original cells) and nothing of it is
+written: fix those rows and import the rejects file, or the whole file again.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import time
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.app import App
+from engine.calls import caller_log
 from engine.calls.agents import get_agent
+from engine.calls.config import load_dispositions
 from engine.calls.dispositions import DispositionSet, parse_yes_no
-from engine.calls.log import CallInput, LogResult, log_call, validate_call
+from engine.calls.log import CallInput, call_problems, log_call
 from engine.calls.tasks import list_calls, write_lock
 from engine.clock import ensure_utc
+from engine.db.models import CallTask, MessageEvent, Participant, Program
 from engine.errors import EngineError, InputError
+from engine.participants.reader import SourceFile, SourceRow, original_text
+from engine.participants.results import RejectsWriter, default_rejects_path
+from engine.provider_events import event_key, record_event
 
 EXPORT_COLUMNS = (
     "task_id",
@@ -45,6 +61,11 @@ EXPORT_COLUMNS = (
 )
 REQUIRED_COLUMNS = ("task_id", "agent", "disposition")
 FIELD_PREFIX = "field."
+PROVIDER = "dialer"  # message_events.provider of the imported calls' keys
+MAX_CALL_ID = 100
+IMPORT_CHUNK = 200
+# A dialer's clock may run a little ahead of ours.
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 def export_rows(
@@ -85,90 +106,293 @@ def to_csv(rows: Iterable[dict[str, object]]) -> str:
     return out.getvalue()
 
 
+# --------------------------------------------------------------------------- import
+
+
 @dataclass(frozen=True)
-class ImportResult:
+class ImportSummary:
+    """read = applied + unchanged + rejected. ``unchanged``: rows whose call is on the caller
+    log already (a re-run of the file, or a row repeated); nothing is applied twice."""
+
     file: str
-    rows: int
-    logged: list[LogResult]
+    read: int
+    applied: int
+    unchanged: int
+    rejected: int
+    rejects_path: Path | None
+    by_disposition: dict[str, int]
+    seconds: float
 
 
-def _parse_rows(path: Path) -> tuple[list[tuple[int, CallInput]], list[tuple[int, str]]]:
+@dataclass(frozen=True)
+class _Row:
+    call: CallInput
+    called_at: datetime | None
+    key: str  # what makes the row's call the same call on a re-run
+
+
+def _parse_time(text: str, at: datetime) -> tuple[datetime | None, str | None]:
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)} in the header")
-    parsed: list[tuple[int, CallInput]] = []
-    problems: list[tuple[int, str]] = []
-    for row in reader:
-        line = reader.line_num
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None, f"called_at {text!r} is not a date-time; use ISO 8601 with an offset"
+    if parsed.tzinfo is None:
+        return None, f"called_at {text!r} has no UTC offset; add one, e.g. -05:00"
+    if parsed > at + FUTURE_TOLERANCE:
+        return None, f"called_at {text!r} is in the future"
+    return ensure_utc(parsed), None
+
+
+def parse_row(values: dict[str, str], at: datetime) -> tuple[_Row | None, list[str]]:
+    """One file row as a call to log, or every reason it is not one."""
+
+    def cell(name: str) -> str:
+        return (values.get(name) or "").strip()
+
+    reasons: list[str] = []
+    for name, value in values.items():
         try:
-            task_text = (row.get("task_id") or "").strip()
-            if not task_text.isdigit():
-                raise InputError(f"task_id {task_text!r} is not a task number")
-            verified_text = (row.get("verified") or "").strip()
-            duration_text = (row.get("duration_seconds") or "").strip()
-            if duration_text and not duration_text.isdigit():
-                raise InputError(f"duration_seconds {duration_text!r} is not whole seconds")
-            fields = {
-                key[len(FIELD_PREFIX) :]: value.strip()
-                for key, value in row.items()
-                if key and key.startswith(FIELD_PREFIX) and value and value.strip()
-            }
-            parsed.append(
-                (
-                    line,
-                    CallInput(
-                        task_id=int(task_text),
-                        agent=(row.get("agent") or "").strip(),
-                        disposition=(row.get("disposition") or "").strip(),
-                        fields=fields,
-                        verified=parse_yes_no(verified_text, "verified") if verified_text else None,
-                        notes=(row.get("notes") or "").strip() or None,
-                        duration_seconds=int(duration_text) if duration_text else None,
-                    ),
-                )
-            )
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError:  # bytes that were not UTF-8 (kept by surrogateescape)
+            reasons.append(f"{name} is not UTF-8 text")
+    if reasons:
+        return None, reasons
+    task_text = cell("task_id")
+    if not task_text.isdigit():
+        reasons.append(f"task_id {task_text!r} is not a task number")
+    agent = cell("agent")
+    if not agent:
+        reasons.append("agent is empty")
+    disposition = cell("disposition")
+    if not disposition:
+        reasons.append("disposition is empty (see `campaign calls dispositions`)")
+    verified: bool | None = None
+    if cell("verified"):
+        try:
+            verified = parse_yes_no(cell("verified"), "verified")
         except EngineError as exc:
-            problems.append((line, str(exc)))
-    return parsed, problems
+            reasons.append(str(exc))
+    duration_text = cell("duration_seconds")
+    if duration_text and not duration_text.isdigit():
+        reasons.append(f"duration_seconds {duration_text!r} is not whole seconds")
+    called_at: datetime | None = None
+    if cell("called_at"):
+        called_at, problem = _parse_time(cell("called_at"), at)
+        if problem:
+            reasons.append(problem)
+    call_id = cell("call_id")
+    if len(call_id) > MAX_CALL_ID:
+        reasons.append(f"call_id is longer than {MAX_CALL_ID} characters")
+    if not call_id and not cell("called_at"):
+        reasons.append("needs a call_id or a called_at (what makes a re-run change nothing)")
+    if reasons:
+        return None, reasons
+    fields = {
+        key[len(FIELD_PREFIX) :]: value.strip()
+        for key, value in values.items()
+        if key.startswith(FIELD_PREFIX) and value and value.strip()
+    }
+    call = CallInput(
+        task_id=int(task_text),
+        agent=agent,
+        disposition=disposition,
+        fields=fields,
+        verified=verified,
+        notes=cell("notes") or None,
+        duration_seconds=int(duration_text) if duration_text else None,
+    )
+    key = (
+        f"call:{call_id}"
+        if call_id
+        else f"task:{call.task_id}@{called_at.isoformat() if called_at else ''}"
+    )
+    return _Row(call, called_at, key), []
+
+
+class _Dispositions:
+    """The dispositions in force per task's program (standard + the configured file)."""
+
+    def __init__(self, session: Session, path: Path | None) -> None:
+        self.session, self.path = session, path
+        self._by_program: dict[str | None, DispositionSet] = {}
+
+    def for_task(self, task_id: int) -> DispositionSet:
+        if self.path is None:  # no configured dispositions: the standard set everywhere
+            return self._by_program.setdefault(None, DispositionSet.standard())
+        program = self.session.scalar(
+            select(Program.key)
+            .join(Participant, Participant.program_id == Program.id)
+            .join(CallTask, CallTask.participant_id == Participant.id)
+            .where(CallTask.id == task_id)
+        )
+        if program not in self._by_program:
+            self._by_program[program] = load_dispositions(self.path, program)
+        return self._by_program[program]
+
+
+def _already_logged(session: Session, key: str) -> bool:
+    return (
+        session.scalar(
+            select(MessageEvent.id).where(
+                MessageEvent.provider == PROVIDER, MessageEvent.provider_event_id == event_key(key)
+            )
+        )
+        is not None
+    )
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    kind: Literal["applied", "unchanged", "rejected"]
+    reasons: list[str] = field(default_factory=list)  # why it was rejected
+    disposition: str | None = None  # what was logged
+
+
+def _apply(
+    session: Session, row: _Row, dispositions: _Dispositions, *, at: datetime, line: int, file: str
+) -> _Outcome:
+    """Log one row's call, unless it is on the caller log already or fails a check."""
+    if _already_logged(session, row.key):
+        return _Outcome("unchanged")
+    when = row.called_at or at
+    call = row.call
+    reasons: list[str] = []
+    try:
+        get_agent(session, call.agent)
+    except EngineError as exc:
+        reasons.append(str(exc))
+    dispositions_in_force = dispositions.for_task(call.task_id)
+    task, entry, problems = call_problems(session, call, dispositions_in_force, at=when)
+    reasons += problems
+    if reasons or task is None or entry is None:
+        return _Outcome("rejected", reasons)
+    try:
+        with session.begin_nested() as savepoint:
+            result = log_call(
+                session,
+                call,
+                dispositions_in_force,
+                at=when,
+                source="dialer",
+                lock=False,
+                checked=(task, entry),
+            )
+            fresh = record_event(
+                session,
+                provider=PROVIDER,
+                provider_event_id=row.key,
+                event="call_logged",
+                occurred_at=when,
+                received_at=at,
+                participant_id=task.participant_id,
+                detail={
+                    "task_id": call.task_id,
+                    "caller_log_seq": result.seq,
+                    "disposition": result.disposition,
+                    "file": file[-200:],
+                    "line": line,
+                },
+            )
+            if not fresh:  # a concurrent import of the same call got there first
+                savepoint.rollback()
+                return _Outcome("unchanged")
+    except EngineError as exc:
+        return _Outcome("rejected", [str(exc)])
+    return _Outcome("applied", disposition=result.disposition)
 
 
 def import_results(
-    session: Session, path: Path, dispositions: DispositionSet, *, at: datetime
-) -> ImportResult:
-    """Validate every row, then log them all in the caller's transaction (all or nothing).
-    On SQLite call it first in its transaction."""
+    app: App,
+    path: Path | str,
+    *,
+    at: datetime,
+    dispositions_file: Path | None = None,
+    rejects_path: Path | str | None = None,
+    chunk_size: int = IMPORT_CHUNK,
+) -> ImportSummary:
+    """Log every good row of a dialer's results file exactly like `calls log`; every bad row
+    goes to the rejects file with the original cells, its line and every reason.
+
+    Idempotent: each applied row records its call's key (``call_id``, else task and
+    ``called_at``) under provider ``dialer`` in message_events (UNIQUE), so re-running a file
+    logs nothing twice. Streams the file and commits every ``chunk_size`` rows; each chunk
+    takes the write lock (SQLite) and the caller log's lock (PostgreSQL) first, then each row
+    locks its task, in the order `calls log` takes them."""
     at = ensure_utc(at)
-    write_lock(session)
-    parsed, problems = _parse_rows(path)
-    seen: dict[int, int] = {}
-    for line, call in parsed:
-        try:
-            get_agent(session, call.agent)
-            validate_call(session, call, dispositions, at=at)
-            if call.task_id in seen:
-                raise InputError(f"task {call.task_id} is already on line {seen[call.task_id]}")
-            seen[call.task_id] = line
-        except EngineError as exc:
-            problems.append((line, str(exc)))
-    if problems:
-        problems.sort(key=lambda p: p[0])
-        shown = [f"{path}:{line}: {message}" for line, message in problems[:20]]
-        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+    started = time.perf_counter()
+    path = Path(path)
+    source = SourceFile(path, "csv", required=REQUIRED_COLUMNS)
+    if "call_id" not in source.columns and "called_at" not in source.columns:
+        source.close()
         raise InputError(
-            f"{path}: {len(problems)} row(s) refused; nothing was imported:\n"
-            + "\n".join(shown)
-            + more
+            f"{path}: line 1: needs a call_id or a called_at column (the dialer's id or time "
+            "of each call), so that importing the file again logs nothing twice"
         )
-    logged = [
-        log_call(session, call, dispositions, at=at, source="dialer", lock=False)
-        for _, call in parsed
-    ]
-    return ImportResult(str(path), len(parsed), logged)
+    rejects = RejectsWriter(
+        Path(rejects_path) if rejects_path else default_rejects_path(path), source.columns
+    )
+    read = applied = unchanged = 0
+    by_disposition: Counter[str] = Counter()
+    try:
+
+        def work(rows: list[SourceRow]) -> None:
+            nonlocal read, applied, unchanged
+            failures: list[tuple[int, list[str], list[str]]] = []
+            with app.sessions() as session, session.begin():
+                write_lock(session)
+                caller_log.serialise(session)
+                dispositions = _Dispositions(session, dispositions_file)
+                for source_row in rows:
+                    if source_row.error is not None:
+                        failures.append(
+                            (source_row.line, [source_row.error], original_text(source_row))
+                        )
+                        continue
+                    row, reasons = parse_row(source.mapping(source_row), at)
+                    outcome = (
+                        _Outcome("rejected", reasons)
+                        if row is None
+                        else _apply(
+                            session,
+                            row,
+                            dispositions,
+                            at=at,
+                            line=source_row.line,
+                            file=str(path),
+                        )
+                    )
+                    if outcome.kind == "applied":
+                        applied += 1
+                        by_disposition[str(outcome.disposition)] += 1
+                    elif outcome.kind == "unchanged":
+                        unchanged += 1
+                    else:
+                        failures.append(
+                            (source_row.line, outcome.reasons, original_text(source_row))
+                        )
+            read += len(rows)
+            for line, reasons, original in failures:
+                rejects.write(line, reasons, original)
+
+        batch: list[SourceRow] = []
+        for source_row in source:
+            batch.append(source_row)
+            if len(batch) >= chunk_size:
+                work(batch)
+                batch = []
+        if batch:
+            work(batch)
+    finally:
+        source.close()
+        rejects.close()
+    assert read == applied + unchanged + rejects.count
+    return ImportSummary(
+        file=str(path),
+        read=read,
+        applied=applied,
+        unchanged=unchanged,
+        rejected=rejects.count,
+        rejects_path=rejects.path if rejects.count else None,
+        by_disposition=dict(sorted(by_disposition.items())),
+        seconds=time.perf_counter() - started,
+    )

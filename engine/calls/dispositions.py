@@ -12,12 +12,13 @@ template and renders the note; engine/calls/log.py applies the effect.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.errors import InputError
@@ -382,10 +383,16 @@ def _normalise(spec: FieldSpec, raw: str, code: str) -> Any:
 NOTE_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
+@functools.lru_cache(maxsize=256)
+def _note_template(source: str) -> Template:
+    """Compiled once per note text: compiling costs more than a whole call log otherwise."""
+    return NOTE_ENV.from_string(source)
+
+
 def render_note(disposition: Disposition, fields: Mapping[str, Any], notes: str | None) -> str:
     """The standard call record: '<CODE> - <label>. <note from the template>[ Notes: ...]'."""
     try:
-        body = NOTE_ENV.from_string(disposition.note).render(
+        body = _note_template(disposition.note).render(
             fields=_Fields(fields), code=disposition.code
         )
     except TemplateError as exc:
@@ -403,27 +410,33 @@ class _Fields(dict[str, Any]):
         return None
 
 
-def validate_entry(
+def problems_mention(problems: list[str], field_name: str) -> bool:
+    """Whether a problem already says that ``field_name`` is required (say it once)."""
+    return any(f"requires field {field_name}" in p for p in problems)
+
+
+def check_entry(
     disposition: Disposition,
     raw_fields: Mapping[str, str],
     *,
     verified: bool | None,
     notes: str | None,
     at: datetime,
-) -> ValidatedEntry:
-    """Check a log entry against ``disposition``'s documentation template.
+) -> tuple[ValidatedEntry | None, list[str]]:
+    """Check a log entry against ``disposition``'s documentation template: the entry, or
+    EVERY problem found (a dialer's rejects file lists them all; ``calls log`` joins them).
 
-    Refuses (DispositionError naming the field) a missing required field, a value outside the
-    allowed ones, a field the template does not have, a contact disposition without the
-    verified flag, and a callback time in the past.
+    Problems: a missing required field, a value outside the allowed ones, a field the template
+    does not have, a contact disposition without the verified flag, a callback time that is
+    not after the call.
     """
     code = disposition.code
+    problems: list[str] = []
     known = {spec.name for spec in disposition.fields}
-    unknown = sorted(set(raw_fields) - known)
-    if unknown:
-        allowed = ", ".join(sorted(known)) or "none"
-        raise DispositionError(
-            f"{code} has no field {unknown[0]!r} (fields: {allowed}); put free text in --notes"
+    allowed = ", ".join(sorted(known)) or "none"
+    for name in sorted(set(raw_fields) - known):
+        problems.append(
+            f"{code} has no field {name!r} (fields: {allowed}); put free text in --notes"
         )
     values: dict[str, Any] = {}
     for spec in disposition.fields:
@@ -432,37 +445,53 @@ def validate_entry(
             if spec.required:
                 hint = f" ({spec.help})" if spec.help else ""
                 choices = f"; one of {', '.join(spec.choices)}" if spec.choices else ""
-                raise DispositionError(
+                problems.append(
                     f"{code} requires field {spec.name}{hint}{choices}: add --field {spec.name}=..."
                 )
-            if spec.default is not None:
+            elif spec.default is not None:
                 values[spec.name] = spec.default
             continue
-        values[spec.name] = _normalise(spec, str(raw), code)
+        try:
+            values[spec.name] = _normalise(spec, str(raw), code)
+        except DispositionError as exc:
+            problems.append(str(exc))
     if code == "VERIFICATION_FAILED":
         verified = False
     elif not disposition.human_contact:
         verified = None
     elif disposition.asks_verified and verified is None:
-        raise DispositionError(
+        problems.append(
             f"{code} requires field verified: was the identity verified? add --verified yes|no"
         )
-    if disposition.requires_verified and not verified:
-        raise DispositionError(
+    if (
+        disposition.requires_verified
+        and not verified
+        and not problems_mention(problems, "verified")
+    ):
+        problems.append(
             f"{code} requires field verified=yes: the account cannot be changed on a call "
             "without verifying the identity (log VERIFICATION_FAILED instead)"
         )
     callback_at: datetime | None = None
-    if disposition.effect == "callback":
+    if disposition.effect == "callback" and "callback_at" in values:
         callback_at = datetime.fromisoformat(values["callback_at"])
         if callback_at <= at:
-            raise DispositionError(
+            problems.append(
                 f"{code} field callback_at: {callback_at.isoformat()} is not in the future"
             )
-    if disposition.effect == "escalate" and not str(values.get("team", "")).strip():
-        raise DispositionError(f"{code} requires field team")
-    record = render_note(disposition, values, notes)
-    return ValidatedEntry(
+    if (
+        disposition.effect == "escalate"
+        and not str(values.get("team", "")).strip()
+        and not problems_mention(problems, "team")
+    ):
+        problems.append(f"{code} requires field team")
+    if problems:
+        return None, problems
+    try:
+        record = render_note(disposition, values, notes)
+    except DispositionError as exc:
+        return None, [str(exc)]
+    entry = ValidatedEntry(
         disposition=disposition,
         fields=values,
         verified=verified,
@@ -470,6 +499,22 @@ def validate_entry(
         record=record,
         callback_at=callback_at,
     )
+    return entry, []
+
+
+def validate_entry(
+    disposition: Disposition,
+    raw_fields: Mapping[str, str],
+    *,
+    verified: bool | None,
+    notes: str | None,
+    at: datetime,
+) -> ValidatedEntry:
+    """:func:`check_entry`, refusing (DispositionError naming every problem) a bad entry."""
+    entry, problems = check_entry(disposition, raw_fields, verified=verified, notes=notes, at=at)
+    if entry is None:
+        raise DispositionError("; ".join(problems))
+    return entry
 
 
 def with_recycle(disposition: Disposition, delay: timedelta) -> Disposition:

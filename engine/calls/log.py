@@ -30,7 +30,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.calls import caller_log
-from engine.calls.dispositions import DispositionSet, ValidatedEntry, validate_entry
+from engine.calls.dispositions import (
+    DispositionError,
+    DispositionSet,
+    ValidatedEntry,
+    check_entry,
+)
 from engine.calls.standards import recycle_due, standard_for
 from engine.calls.tasks import DefinitionCache, write_lock
 from engine.clock import ensure_utc
@@ -70,27 +75,46 @@ class CallInput:
     duration_seconds: int | None = None  # dialer: talk time; else claim to log
 
 
-def validate_call(
+def call_problems(
     session: Session, call: CallInput, dispositions: DispositionSet, *, at: datetime
-) -> tuple[CallTask, ValidatedEntry]:
-    """Everything `log_call` checks before it writes: the task exists and is open to this
-    agent, and the entry satisfies the disposition's documentation template."""
-    task = session.get(CallTask, call.task_id, populate_existing=True)
+) -> tuple[CallTask | None, ValidatedEntry | None, list[str]]:
+    """Everything `log_call` checks before it writes, with EVERY problem found: the task
+    exists and is open to this agent, and the entry satisfies the disposition's documentation
+    template. The task row is locked (PostgreSQL), so two logs of one task never both pass."""
+    problems: list[str] = []
+    task = session.get(CallTask, call.task_id, populate_existing=True, with_for_update=True)
     if task is None:
-        raise NotFoundError(f"no call task {call.task_id}")
-    if task.status == "closed":
-        raise InputError(f"task {task.id} is closed ({task.outcome or task.close_reason})")
-    if (
+        problems.append(f"no call task {call.task_id}")
+    elif task.status == "closed":
+        problems.append(f"task {task.id} is closed ({task.outcome or task.close_reason})")
+    elif (
         task.status == "claimed"
         and task.claimed_by != call.agent
         and task.claimed_until is not None
         and task.claimed_until > at
     ):
-        raise InputError(f"task {task.id} is claimed by {task.claimed_by}, not {call.agent}")
-    disposition = dispositions.get(call.disposition)
-    entry = validate_entry(
+        problems.append(f"task {task.id} is claimed by {task.claimed_by}, not {call.agent}")
+    try:
+        disposition = dispositions.get(call.disposition)
+    except DispositionError as exc:
+        return task, None, [*problems, str(exc)]
+    entry, entry_problems = check_entry(
         disposition, dict(call.fields), verified=call.verified, notes=call.notes, at=at
     )
+    return task, entry, [*problems, *entry_problems]
+
+
+def validate_call(
+    session: Session, call: CallInput, dispositions: DispositionSet, *, at: datetime
+) -> tuple[CallTask, ValidatedEntry]:
+    """:func:`call_problems`, refusing a call that has any (every problem in the message)."""
+    task, entry, problems = call_problems(session, call, dispositions, at=at)
+    if task is None:
+        raise NotFoundError("; ".join(problems))
+    if entry is None:
+        raise DispositionError("; ".join(problems))
+    if problems:
+        raise InputError("; ".join(problems))
     return task, entry
 
 
@@ -102,12 +126,18 @@ def log_call(
     at: datetime,
     source: str = "agent",
     lock: bool = True,
+    checked: tuple[CallTask, ValidatedEntry] | None = None,
 ) -> LogResult:
     """Validate, append to the caller log, apply the effect. On SQLite call it first in its
-    transaction (``lock`` takes the write lock; a batch that took it already passes False)."""
+    transaction (``lock`` takes the write lock; a batch that took it already passes False).
+    ``checked``: what :func:`validate_call` returned for ``call`` in this transaction, under
+    the same locks (a batch that validated first, to report every problem)."""
     at = ensure_utc(at)
     if lock:
         write_lock(session)
+        # Before the task row: every logger takes the caller log's lock first, so a logger
+        # holding it never waits for a row another logger holds while waiting for it.
+        caller_log.serialise(session)
     from engine.calls.agents import get_agent
 
     if not call.agent.strip():
@@ -116,7 +146,7 @@ def log_call(
             raise InputError(f"task {call.task_id} is not claimed: name the agent with --agent")
         call = replace(call, agent=holder)
     agent = get_agent(session, call.agent)
-    task, entry = validate_call(session, call, dispositions, at=at)
+    task, entry = checked or validate_call(session, call, dispositions, at=at)
     disposition = entry.disposition
     participant = session.get(Participant, task.participant_id)
     assert participant is not None  # FK
@@ -134,6 +164,7 @@ def log_call(
     attempt = task.attempts + (1 if disposition.counts_as_attempt else 0)
     entry_row = caller_log.append(
         session,
+        locked=True,  # serialised above (lock) or by the batch that passed lock=False
         task_id=task.id,
         participant_id=participant.id,
         external_id=participant.external_id,

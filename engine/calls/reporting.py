@@ -13,7 +13,9 @@ Definitions (docs/calls.md has the same):
   closed is not counted, one still inside its allowance is pending;
 - escalation rate = escalations / contacts, against the 20% ceiling;
 - calling plan: calls against the agent's daily target (weekly and monthly targets are the
-  daily one times the business days, Monday to Friday, of the week or month).
+  daily one times the business days, Monday to Friday, of the week or month), and each
+  campaign's calls against its own ``calling_plan`` targets (daily, weekly, monthly; all agents
+  together, in the program's zone).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.calls.agents import get_agent
@@ -32,7 +34,7 @@ from engine.calls.dispositions import DispositionSet
 from engine.calls.standards import business_hours_between, standard_for
 from engine.calls.tasks import DefinitionCache
 from engine.clock import ensure_utc
-from engine.db.models import Agent, CallerLogEntry, CallTask, Program
+from engine.db.models import Agent, CallerLogEntry, CallTask, CampaignRun, Program
 
 ESCALATION_CEILING = 0.20
 CALLBACK_GRACE = timedelta(minutes=15)
@@ -60,6 +62,7 @@ class AgentPerformance:
     follow_ups_due: int
     follow_ups_on_time: int
     follow_ups_pending: int
+    follow_ups_breached: int  # due and not retried within the standard: due - on time
     follow_up_compliance: float | None
     escalations: int
     escalation_rate: float | None
@@ -130,6 +133,7 @@ def agent_performance(
                 follow_ups_due=fu_due,
                 follow_ups_on_time=fu_ok,
                 follow_ups_pending=fu_pending,
+                follow_ups_breached=fu_due - fu_ok,
                 follow_up_compliance=_ratio(fu_ok, fu_due),
                 escalations=escalations,
                 escalation_rate=escalation_rate,
@@ -228,19 +232,24 @@ def _business_days(first: date, last: date) -> int:
     return sum(1 for i in range(days) if (first + timedelta(days=i)).weekday() < 5)
 
 
+def _periods(day: date) -> list[tuple[str, date, date]]:
+    """The day, its week (Monday to Sunday) and its month, first and last day inclusive."""
+    week_start = day - timedelta(days=day.weekday())
+    month_start = day.replace(day=1)
+    month_end = day.replace(day=calendar.monthrange(day.year, day.month)[1])
+    return [
+        ("day", day, day),
+        ("week", week_start, week_start + timedelta(days=6)),
+        ("month", month_start, month_end),
+    ]
+
+
 def calling_plan(session: Session, agent_login: str, *, day: date) -> CallingPlan:
     """Calls made by the agent on ``day``, in its week (Mon-Sun) and month, in the agent's
     zone, against the daily target times the business days of each period."""
     agent: Agent = get_agent(session, agent_login)
     tz = ZoneInfo(agent.timezone)
-    week_start = day - timedelta(days=day.weekday())
-    month_start = day.replace(day=1)
-    month_end = day.replace(day=calendar.monthrange(day.year, day.month)[1])
-    periods = [
-        ("day", day, day),
-        ("week", week_start, week_start + timedelta(days=6)),
-        ("month", month_start, month_end),
-    ]
+    periods = _periods(day)
     lo = min(p[1] for p in periods)
     hi = max(p[2] for p in periods)
     start = datetime.combine(lo, time(0), tzinfo=tz)
@@ -256,6 +265,56 @@ def calling_plan(session: Session, agent_login: str, *, day: date) -> CallingPla
         e.campaign or "(none)" for e, d in zip(entries, local_days, strict=True) if d == day
     )
     return CallingPlan(agent.login, agent.daily_target, figures, dict(sorted(by_campaign.items())))
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    campaign: str
+    program: str
+    figures: list[PlanFigure]  # the periods the campaign sets a target for
+
+
+def campaign_calling_plans(session: Session, *, day: date) -> list[CampaignPlan]:
+    """For each campaign whose newest run defines a ``calling_plan``: its calls (caller-log
+    entries of the campaign, every agent) on ``day``, in its week (Mon-Sun) and its month, in
+    the program's zone, against the targets."""
+    newest: dict[str, CampaignRun] = {}
+    for run in session.scalars(select(CampaignRun).order_by(CampaignRun.id)):
+        newest[run.campaign] = run
+    cache = DefinitionCache(session)
+    plans = []
+    for name, run in sorted(newest.items()):
+        loaded = cache.for_run(run.id)
+        targets = getattr(loaded.definition, "calling_plan", None) if loaded else None
+        if targets is None:
+            continue
+        program = session.get(Program, run.program_id)
+        assert program is not None  # FK
+        tz = ZoneInfo(program.timezone)
+        figures = []
+        for period, first, last in _periods(day):
+            target = {"day": targets.daily, "week": targets.weekly, "month": targets.monthly}[
+                period
+            ]
+            if target is None:
+                continue
+            start = datetime.combine(first, time(0), tzinfo=tz)
+            end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz)
+            calls = int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(CallerLogEntry)
+                    .where(
+                        CallerLogEntry.campaign == name,
+                        CallerLogEntry.logged_at >= ensure_utc(start),
+                        CallerLogEntry.logged_at < ensure_utc(end),
+                    )
+                )
+                or 0
+            )
+            figures.append(PlanFigure(period, first, last, calls, target, _ratio(calls, target)))
+        plans.append(CampaignPlan(name, program.key, figures))
+    return plans
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.calls.dialer import PROVIDER as DIALER
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
 from engine.db.models import (
     ActivityEvent,
@@ -143,6 +144,8 @@ def _contacts(session: Session, participant_id: int) -> list[ContactRecord]:
     for inbound in session.scalars(
         select(MessageEvent)
         .where(MessageEvent.participant_id == participant_id, MessageEvent.outbox_id.is_(None))
+        # A dialer's imported calls are keyed there too; they show as caller-log entries.
+        .where(MessageEvent.provider != DIALER)
         .order_by(MessageEvent.occurred_at.desc())
         .limit(RECENT_CONTACTS)
     ):

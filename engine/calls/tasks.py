@@ -13,7 +13,8 @@ Serving order (also the order of ``calls list``):
 A task is eligible for an agent when it names them (an agent-only callback), or when it names
 no agent and its team is one of theirs (a task with no team is anyone's), or when the agent is
 the participant's account manager. Tasks of paused, cancelled or completed runs, and of
-converted or exited enrollments, are never served.
+converted or exited enrollments, are never served; a follow-up of an inbound SMS reply is
+served whatever the state of the run whose message was answered.
 
 At claim time the consent/suppression gate and the calling window (08:00-21:00 recipient
 local time, narrowed by the campaign's call_window) are checked again; a task the gate refuses
@@ -369,7 +370,13 @@ class _Scan:
                     and_(CallTask.status == "claimed", CallTask.claimed_until < self.at),
                 ),
                 CallTask.due_at <= self.until,
-                or_(CallTask.run_id.is_(None), CampaignRun.status == "active"),
+                or_(
+                    CallTask.run_id.is_(None),
+                    CampaignRun.status == "active",
+                    # A member who texted back is answered whatever became of the run whose
+                    # SMS they answered (it may have completed since); the gate still applies.
+                    and_(CallTask.kind == "follow_up", CallTask.parent_task_id.is_(None)),
+                ),
                 or_(
                     CallTask.enrollment_id.is_(None),
                     Enrollment.state.notin_(("converted", "exited")),

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -318,6 +319,17 @@ class OutboxMessage(Base):
         Index(None, "provider_message_id"),
         # Reports: funnel per run and step.
         Index(None, "run_id", "step_id", "status"),
+        # The campaign report's A/B results: a conversion's variant, without the table (0005).
+        Index(
+            "ix_outbox_messages_variants",
+            "enrollment_id",
+            "step_id",
+            "status",
+            "variant",
+            "sent_at",
+            sqlite_where=text("variant IS NOT NULL"),
+            postgresql_where=text("variant IS NOT NULL"),
+        ),
         Index(None, "participant_id", "created_at"),
     )
 
@@ -350,6 +362,37 @@ class OutboxMessage(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OutboxTally(Base):
+    """Outbox messages counted per (run, step, channel, variant, status, skip reason): what the
+    campaign report's funnel reads instead of counting 10,000,000 outbox rows.
+
+    Database triggers (migration 0005) write it, so no code path can miss a change: +1 for an
+    outbox row inserted, -1 for one deleted, and a -1 row for the old key with a +1 row for
+    the new one when a row's status, skip reason, variant, open or click changes. Writers
+    only INSERT, so concurrent dispatchers never wait on a shared counter. The tick folds each
+    run's rows into one per key (engine.reports.tallies.fold_tallies); ``state`` tells the
+    rows the triggers added (0) from folded ones (1) and ones being folded (2).
+    """
+
+    __tablename__ = "outbox_tallies"
+    __table_args__ = (
+        Index(None, "run_id"),
+        Index(None, "state", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(BigIntId)
+    step_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(8))
+    variant: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)  # status_reason of skipped messages only
+    messages: Mapped[int] = mapped_column()
+    opened: Mapped[int] = mapped_column()
+    clicked: Mapped[int] = mapped_column()
+    state: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class MessageEvent(Base):

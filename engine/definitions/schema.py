@@ -263,6 +263,37 @@ class TimeWindow(_Model):
         return self
 
 
+class FollowUp(_Model):
+    """The follow-up service standard of the campaign's calls: a no-contact outcome is tried
+    again within ``within`` business hours (Monday-Friday 09:00-17:00, program zone), and a
+    call task is not closed as unreachable before ``min_attempts`` attempts."""
+
+    within: Duration = timedelta(hours=8)
+    min_attempts: int = Field(default=2, ge=1, le=20)
+
+    @field_validator("within")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise definition_error("the follow-up allowance must be longer than 0, e.g. 8h")
+        return value
+
+
+class CallingPlan(_Model):
+    """The campaign's outbound call targets (all agents together) per day, week (Monday to
+    Sunday) and month; a target left out is not tracked."""
+
+    daily: int | None = Field(default=None, ge=0)
+    weekly: int | None = Field(default=None, ge=0)
+    monthly: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _some(self) -> CallingPlan:
+        if self.daily is None and self.weekly is None and self.monthly is None:
+            raise definition_error("give at least one of daily, weekly, monthly")
+        return self
+
+
 class Variant(_Model):
     """One arm of an A/B test on a step: its own template, chosen with probability by weight."""
 
@@ -434,6 +465,8 @@ class CampaignDefinition(_Model):
     frequency_cap: FrequencyCap | None = None
     send_window: TimeWindow | None = None
     call_window: TimeWindow | None = None
+    follow_up: FollowUp | None = None
+    calling_plan: CallingPlan | None = None
     sms_max_segments: int = Field(default=2, ge=1, le=10)
     steps: list[Step] = Field(min_length=1)
 
@@ -473,6 +506,12 @@ class CampaignDefinition(_Model):
                         at=("steps", index, "condition"),
                     )
             earlier.add(step.channel)
+        if "call" not in earlier:
+            for key in ("follow_up", "calling_plan"):
+                if getattr(self, key) is not None:
+                    raise definition_error(
+                        f"{key} is about call steps and this campaign has none", at=(key,)
+                    )
         return self
 
     @property
@@ -497,9 +536,11 @@ __all__ = [
     "CHANNELS",
     "CONDITIONS",
     "WEEKDAYS",
+    "CallingPlan",
     "CampaignDefinition",
     "Channel",
     "Condition",
+    "FollowUp",
     "FrequencyCap",
     "Goal",
     "PriorityKey",

@@ -11,7 +11,7 @@ monthly targets). This module only frames them for the renderers (tables, charts
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -20,9 +20,11 @@ from engine.calls.config import load_dispositions
 from engine.calls.reporting import (
     AgentPerformance,
     CallingPlan,
+    CampaignPlan,
     ComplaintCount,
     agent_performance,
     calling_plan,
+    campaign_calling_plans,
     complaints_by_category,
 )
 from engine.errors import InputError, NotFoundError
@@ -45,6 +47,7 @@ class AgentsReport:
     end: datetime
     agents: list[AgentPerformance]
     plans: list[CallingPlan]
+    campaign_plans: list[CampaignPlan] = field(default_factory=list)
 
     def tables(self) -> list[Table]:
         rows = [
@@ -54,6 +57,7 @@ class AgentsReport:
              pct(a.verification_rate), f"{a.callbacks_kept}/{a.callbacks_due}",
              f"{a.follow_ups_on_time}/{a.follow_ups_due}"
              + (f" (+{a.follow_ups_pending} pending)" if a.follow_ups_pending else ""),
+             a.follow_ups_breached,
              pct(a.escalation_rate),
              "OVER 20%" if a.over_escalation_ceiling else "ok")
             for a in self.agents
@@ -63,18 +67,29 @@ class AgentsReport:
             for p in self.plans
             for f in p.figures
         ]
+        campaign_rows = [
+            (p.campaign, f.period, f"{f.start}..{f.end}", f.calls, f.target, pct(f.attainment))
+            for p in self.campaign_plans
+            for f in p.figures
+        ]
         return [
             Table(
                 f"Agents, {self.period}",
                 ["agent", "calls", "right-party contacts", "contact rate", "conversions",
                  "conversion per contact", "avg handle s", "verification rate",
-                 "callbacks kept", "follow-ups on time", "escalation rate", "ceiling"],
+                 "callbacks kept", "follow-ups on time", "follow-up breaches",
+                 "escalation rate", "ceiling"],
                 rows,
             ),
             Table(
                 "Calls vs calling plan (day, week, month of the period's last day)",
                 ["agent", "plan", "dates", "calls", "target", "attainment"],
                 plan_rows,
+            ),
+            Table(
+                "Campaign calls vs the campaign's calling plan (all agents)",
+                ["campaign", "plan", "dates", "calls", "target", "attainment"],
+                campaign_rows,
             ),
         ]  # fmt: skip
 
@@ -130,7 +145,8 @@ def agents_report(
             plans.append(calling_plan(session, row.agent, day=last_day))
         except NotFoundError:
             continue  # calls imported from a dialer for someone with no agent record
-    return AgentsReport(label, start, end, rows, plans)
+    campaign_plans = campaign_calling_plans(session, day=last_day)
+    return AgentsReport(label, start, end, rows, plans, campaign_plans)
 
 
 @dataclass(frozen=True)

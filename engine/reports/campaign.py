@@ -2,7 +2,9 @@
 
 One run (by id) or every run of a campaign (by name, narrowed by --period on the launch time
 and --program). All aggregation happens in SQL (GROUP BY); Python only adds up the few dozen
-grouped rows and computes the statistics (engine.reports.stats).
+grouped rows and computes the statistics (engine.reports.stats). The message funnel comes
+from the outbox tallies the database triggers keep (engine.reports.tallies), not from
+counting the outbox rows.
 
 Figures and how they add up (tests/reports/test_campaign_report.py asserts each):
 
@@ -27,7 +29,6 @@ from typing import Any
 from sqlalchemy import and_, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from engine import outbox_status
 from engine.db.models import (
     CallTask,
     CampaignRun,
@@ -40,6 +41,7 @@ from engine.definitions.loader import parse_definition
 from engine.errors import DefinitionError, DefinitionErrors, NotFoundError
 from engine.reports import stats
 from engine.reports.common import Chart, Period, Table, pct, program_id, ratio
+from engine.reports.tallies import Tally, read_tallies
 
 
 @dataclass(frozen=True)
@@ -423,8 +425,6 @@ def campaign_report(
 ) -> CampaignReport:
     campaign, runs, program_key = resolve_runs(session, target, period=period, program=program)
     dialect = session.get_bind().dialect.name
-    in_runs = OutboxMessage.run_id.in_(runs)
-
     # Enrollments by group: the counts the launch recorded with the run (in the same
     # transaction as the enrollments, never changed after), so the report needs no scan of
     # 1,000,000 enrollments. They are the intent-to-treat denominators of the rates.
@@ -439,18 +439,13 @@ def campaign_report(
     )
     definitions = _steps(session, runs)
     events, window = definitions.goal_events, definitions.window_days
-    scan = _message_steps(session, runs, definitions)
-    skips = [
-        Skip(step, reason or "(no reason)", int(n))
-        for step, reason, n in session.execute(
-            select(OutboxMessage.step_id, OutboxMessage.status_reason, func.count())
-            # A literal, not a parameter: it lets both databases use the partial index
-            # ix_outbox_messages_skips (WHERE status = 'skipped').
-            .where(in_runs, OutboxMessage.status == literal_column("'skipped'"))
-            .group_by(OutboxMessage.step_id, OutboxMessage.status_reason)
-            .order_by(OutboxMessage.step_id, func.count().desc(), OutboxMessage.status_reason)
-        ).all()
+    tallies = [
+        t
+        for t in read_tallies(session, runs)
+        if (t.step, t.channel) in definitions.channels_of_message_steps
     ]
+    scan = _message_steps(tallies, definitions)
+    skips = _skips(tallies)
     call_steps = _call_steps(session, runs)
     groups, timeline, by_source = _outcomes(session, dialect, runs, treatment, holdout)
     t, h = groups["treatment"], groups["holdout"]
@@ -485,6 +480,10 @@ class _Steps:
     window_days: float | None
     order: dict[str, int]  # step id -> position
     message_steps: list[tuple[str, str, bool]]  # (step id, channel, is an A/B test)
+
+    @property
+    def channels_of_message_steps(self) -> set[tuple[str, str]]:
+        return {(step, channel) for step, channel, _ in self.message_steps}
 
 
 def _steps(session: Session, runs: list[int]) -> _Steps:
@@ -523,74 +522,20 @@ class _Scan:
     variant_recipients: dict[tuple[str, str], int]
 
 
-def _message_steps(session: Session, runs: list[int], definitions: _Steps) -> _Scan:
-    """The funnel counts of every message step, from indexes only.
-
-    One statement of COUNT(*) per (step, channel, status) range of the index
-    ix_outbox_messages_report (run_id, step_id, channel, status, variant): counting index
-    ranges is several times cheaper than a GROUP BY over 10M rows (no key comparisons), and
-    the steps and statuses are known beforehand (the definitions, the state machine). A/B
-    steps add a GROUP BY variant over their own range; opens and clicks read the partial
-    indexes ix_outbox_messages_opened / _clicked. See bench/bench_reports.py."""
-    o = OutboxMessage
-    keys = [
-        (step, channel, status)
-        for step, channel, _ in definitions.message_steps
-        for status in outbox_status.STATUSES
-    ]
-    rows: list[tuple[str, str, str, str | None, int]] = []
-    if keys:
-        found = session.execute(
-            select(
-                *(
-                    select(func.count())
-                    .where(
-                        o.run_id.in_(runs),
-                        o.step_id == step,
-                        o.channel == channel,
-                        o.status == status,
-                    )
-                    .scalar_subquery()
-                    for step, channel, status in keys
-                )
-            )
-        ).one()
-        rows = [(*key, None, int(n)) for key, n in zip(keys, found, strict=True) if n]
-    for step, channel, ab in definitions.message_steps:
-        if not ab:
-            continue
-        for status, variant, n in session.execute(
-            select(o.status, o.variant, func.count())
-            .where(
-                o.run_id.in_(runs),
-                o.step_id == step,
-                o.channel == channel,
-                o.status.in_(SENT_STATUSES),
-            )
-            .group_by(o.status, o.variant)
-        ).all():
-            if variant is not None:
-                rows.append((step, channel, f"variant:{status}", str(variant), int(n)))
-    events: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    for name, column in (("opened", o.opened_at), ("clicked", o.clicked_at)):
-        for step, channel, n in session.execute(
-            select(o.step_id, o.channel, func.count())
-            .where(o.run_id.in_(runs), column.is_not(None))
-            .group_by(o.step_id, o.channel)
-        ).all():
-            events[(step, channel)][name] = int(n)
+def _message_steps(tallies: list[Tally], definitions: _Steps) -> _Scan:
+    """The funnel counts of every message step, from the outbox tallies (a few hundred rows
+    per run, kept by triggers: engine.reports.tallies), not from the 10M outbox rows."""
+    ab = {step for step, _, is_ab in definitions.message_steps if is_ab}
     acc: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     recipients: dict[tuple[str, str], int] = defaultdict(int)
-    for step, channel, status, variant, n in rows:
-        if variant is not None:
-            recipients[(step, variant)] += n
-            continue
-        a = acc[(step, channel)]
-        a[status] += n
-        a["created"] += n
-    for key, counts in events.items():
-        acc[key]["opened"] += counts.get("opened", 0)
-        acc[key]["clicked"] += counts.get("clicked", 0)
+    for t in tallies:
+        a = acc[(t.step, t.channel)]
+        a[t.status] += t.messages
+        a["created"] += t.messages
+        a["opened"] += t.opened
+        a["clicked"] += t.clicked
+        if t.step in ab and t.variant is not None and t.status in SENT_STATUSES:
+            recipients[(t.step, t.variant)] += t.messages
     steps = []
     for (step, channel), a in acc.items():
         delivered, bounced, awaiting = a["delivered"], a["bounced"], a["sent"]
@@ -619,6 +564,19 @@ def _message_steps(session: Session, runs: list[int], definitions: _Steps) -> _S
         )
     steps.sort(key=lambda s: (s.step_index, s.step, s.channel))
     return _Scan(steps, dict(recipients))
+
+
+def _skips(tallies: list[Tally]) -> list[Skip]:
+    """Skipped messages per step and reason, most frequent first."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for t in tallies:
+        if t.status == "skipped":
+            counts[(t.step, t.reason or "(no reason)")] += t.messages
+    return [
+        Skip(step, reason, n)
+        for (step, reason), n in sorted(counts.items(), key=lambda x: (x[0][0], -x[1], x[0][1]))
+        if n
+    ]
 
 
 def _call_steps(session: Session, runs: list[int]) -> list[CallStep]:
@@ -676,14 +634,16 @@ def _outcomes(
     )
     # Whole days since enrollment; the small offset absorbs julianday's float error.
     day = func.floor((seconds + 0.001) / 86400.0)
-    base = select().select_from(c).join(e, e.id == c.enrollment_id).where(c.run_id.in_(runs))
+    # One pass over the conversions (joined to their enrollments) per group and day; the
+    # group totals are the sums of the days.
     histogram = session.execute(
-        base.add_columns(c.group, day, func.count()).group_by(c.group, day)
-    ).all()
-    totals = session.execute(
-        base.add_columns(
-            c.group, func.count(), func.sum(c.points), func.sum(c.amount), func.avg(seconds)
-        ).group_by(c.group)
+        select(
+            c.group, day, func.count(), func.sum(c.points), func.sum(c.amount), func.sum(seconds)
+        )
+        .select_from(c)
+        .join(e, e.id == c.enrollment_id)
+        .where(c.run_id.in_(runs))
+        .group_by(c.group, day)
     ).all()
     by_source = {
         source: int(n)
@@ -692,23 +652,27 @@ def _outcomes(
         ).all()
     }
     days: dict[str, dict[int, int]] = {"treatment": {}, "holdout": {}}
-    for group, d, n in histogram:
+    points: dict[str, int] = defaultdict(int)
+    amount: dict[str, Decimal] = defaultdict(Decimal)
+    waited: dict[str, float] = defaultdict(float)  # seconds from enrollment to conversion
+    for group, d, n, group_points, group_amount, group_seconds in histogram:
         days[group][int(d)] = int(n)
+        points[group] += int(group_points or 0)
+        amount[group] += Decimal(group_amount or 0)
+        waited[group] += float(group_seconds or 0)
     enrolled = {"treatment": treatment, "holdout": holdout}
     groups = {}
-    found = {row[0]: row for row in totals}
     for group in ("treatment", "holdout"):
-        _, n, points, amount, mean = found.get(group, (group, 0, 0, Decimal(0), None))
-        count = int(n)
+        count = sum(days[group].values())
         groups[group] = GroupOutcome(
             group=group,
             enrolled=enrolled[group],
             converted=count,
             rate=ratio(count, enrolled[group]),
             rate_ci=stats.wilson(count, enrolled[group]),
-            points=int(points or 0),
-            amount=Decimal(amount or 0).quantize(Decimal("0.01")),
-            mean_hours_to_convert=None if mean is None else round(float(mean) / 3600, 2),
+            points=points[group],
+            amount=amount[group].quantize(Decimal("0.01")),
+            mean_hours_to_convert=round(waited[group] / count / 3600, 2) if count else None,
             median_days_to_convert=_median(days[group]),
         )
     last = max([0, *days["treatment"], *days["holdout"]])
@@ -743,13 +707,16 @@ def _variants(
 ) -> list[VariantResult]:
     """Per A/B step and variant: recipients (from the outbox scan) and how many of them
     converted after the variant was sent. Driven from the conversions (few) into the outbox
-    through UNIQUE(enrollment_id, step_id), for the A/B steps only."""
+    by (enrollment, step): the partial index ix_outbox_messages_variants answers it without
+    the outbox table. The status test is inside the COUNT, not the join, so that SQLite
+    (no statistics) never drives the join from the outbox by status instead."""
     o, c = OutboxMessage, Conversion
     ab_steps = sorted({step for step, _ in recipients})
     converted: dict[tuple[str, str], int] = {}
     if ab_steps:
+        after_sent = and_(o.status.in_(SENT_STATUSES), o.sent_at <= c.occurred_at)
         for step, variant, n in session.execute(
-            select(o.step_id, o.variant, func.count())
+            select(o.step_id, o.variant, func.count(case((after_sent, 1))))
             .select_from(c)
             .join(
                 o,
@@ -757,8 +724,6 @@ def _variants(
                     o.enrollment_id == c.enrollment_id,
                     o.step_id.in_(ab_steps),
                     o.variant.is_not(None),
-                    o.status.in_(SENT_STATUSES),
-                    o.sent_at <= c.occurred_at,
                 ),
             )
             .where(c.run_id.in_(runs))

@@ -17,6 +17,7 @@ from engine.calls.dispositions import DispositionSet
 from engine.calls.log import CallInput, log_call
 from engine.calls.tasks import claim_next
 from engine.db.models import CallerLogEntry
+from engine.errors import InputError
 
 D = DispositionSet.standard()
 
@@ -174,3 +175,32 @@ def test_concurrent_agents_never_fork_the_chain(app: App) -> None:
     assert not errors, errors
     result = verify(app)
     assert result.ok and result.entries == len(agents) * per_agent
+
+
+def test_two_logs_of_one_task_at_once_never_both_pass(app: App) -> None:
+    w = make_world(app)
+    w.agent("ana")
+    task = w.task(w.member())
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def work(reason: str) -> None:
+        barrier.wait()
+        try:
+            with unit(app) as s:
+                log_call(
+                    s, CallInput(task, "ana", "NOT_INTERESTED", {"reason": reason}, True), D,
+                    at=TEST_NOW,
+                )  # fmt: skip
+            outcomes.append("logged")
+        except InputError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in ("first", "second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes)[0] == "logged"
+    assert len(outcomes) == 2 and f"task {task} is closed" in sorted(outcomes)[1]
+    assert verify(app).entries == 1

@@ -9,9 +9,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from calls_helpers import make_world
 from click.testing import CliRunner
 
+import cli as cli_module
 from cli import cli
 from engine.app import App
 
@@ -56,6 +58,11 @@ def test_agent_workflow_end_to_end(app: App, tmp_path: Path) -> None:
     code, out = run(app, "calls", "list", "--agent", "ana", "--json")
     assert code == 0, out
     assert [row["task_id"] for row in json.loads(out)] == [first, second, third]
+    code, out = run(app, "calls", "list", "--agent", "ana", "--csv")
+    assert code == 0, out
+    listed = list(csv.DictReader(io.StringIO(out)))
+    assert [int(r["task_id"]) for r in listed] == [first, second, third]
+    assert listed[0]["why"].startswith("campaign call (renew-calls / call-1)")
 
     code, out = run(app, "calls", "next", "--agent", "ana", "--json")
     assert code == 0, out
@@ -111,27 +118,37 @@ def test_agent_workflow_end_to_end(app: App, tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [int(r["task_id"]) for r in rows] == [second, third]
 
-    good = tmp_path / "results.csv"
-    good.write_text(
-        "task_id,agent,disposition,verified,duration_seconds,notes,field.reason\n"
-        f"{second},ana,NOT_INTERESTED,yes,95,,too expensive\n"
-        f"{third},ana,NO_ANSWER,,20,,\n"
+    results = tmp_path / "results.csv"
+    results.write_text(
+        "call_id,task_id,agent,disposition,verified,duration_seconds,notes,field.reason\n"
+        f"d-1,{second},ana,NOT_INTERESTED,yes,95,,\n"
+        f"d-2,{third},nobody,NO_ANSWER,,20,,\n"
     )
-    bad = tmp_path / "bad.csv"
-    bad.write_text(
-        "task_id,agent,disposition,verified,duration_seconds,field.reason\n"
-        f"{second},ana,NOT_INTERESTED,yes,95,\n"
-        f"{third},nobody,NO_ANSWER,,20,\n"
-    )
-    code, out = run(app, "calls", "import-results", str(bad))
-    assert code == 1
-    assert f"{bad}:2: NOT_INTERESTED requires field reason" in out
-    assert f"{bad}:3: no agent 'nobody'" in out and "nothing was imported" in out
+    code, out = run(app, "calls", "import-results", str(results))
+    assert code == 0, out
+    assert "read 2, applied 0, already on the caller log 0, rejected 2" in out
+    rejects = tmp_path / "results.rejects.csv"
+    assert f"rejected rows and their reasons: {rejects}" in out
+    rejected = list(csv.DictReader(io.StringIO(rejects.read_text())))
+    assert [r["line"] for r in rejected] == ["2", "3"]
+    assert "NOT_INTERESTED requires field reason" in rejected[0]["reasons"]
+    assert "no agent 'nobody'" in rejected[1]["reasons"]
     code, out = run(app, "calls", "verify-log", "--json")
-    assert json.loads(out)["entries"] == 1  # the bad file wrote nothing
+    assert json.loads(out)["entries"] == 1  # the bad rows wrote nothing
 
-    code, out = run(app, "calls", "import-results", str(good))
-    assert code == 0 and "2 call outcomes imported" in out, out
+    # Fixed, the same calls go through; a second run changes nothing.
+    results.write_text(
+        "call_id,task_id,agent,disposition,verified,duration_seconds,notes,field.reason\n"
+        f"d-1,{second},ana,NOT_INTERESTED,yes,95,,too expensive\n"
+        f"d-2,{third},ana,NO_ANSWER,,20,,\n"
+    )
+    code, out = run(app, "calls", "import-results", str(results))
+    assert code == 0 and "read 2, applied 2, already on the caller log 0, rejected 0" in out, out
+    assert not rejects.exists()  # yesterday's rejects would mislead
+    code, out = run(app, "calls", "import-results", str(results), "--json")
+    assert code == 0, out
+    again = json.loads(out)
+    assert (again["read"], again["applied"], again["unchanged"]) == (2, 0, 2)
     code, out = run(app, "calls", "verify-log")
     assert code == 0 and "intact: 3 entries" in out
 
@@ -150,3 +167,81 @@ def test_log_without_a_claim_needs_an_agent(app: App) -> None:
     assert code == 1 and "name the agent with --agent" in out
     code, out = run(app, "calls", "log", str(task), "--no-input")
     assert code == 2 and "--disposition is required" in out
+
+
+def test_log_prompts_for_what_is_missing_on_a_terminal(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = make_world(app)
+    w.agent("ana")
+    task = w.task(w.member())
+    monkeypatch.setattr(cli_module, "_stdin_is_terminal", lambda: True)
+    # Disposition, then the template's fields, the verified flag and notes, in that order.
+    answers = "complaint\nweather\nbilling\ncharged twice\ny\nvery upset\n"
+    result = CliRunner().invoke(
+        cli,
+        ["--database-url", app.settings.database_url, "calls", "log", str(task), "--agent", "ana"],
+        input=answers,
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Disposition (CONVERTED, PROMISED" in out
+    assert "category (service, billing, points" in out
+    assert "Error: 'weather' is not one of" in out  # asked again
+    assert "Identity verified?" in out
+    assert (
+        "COMPLAINT - Complaint recorded. Complaint (billing): charged twice. Notes: very upset"
+        in out
+    )
+    # Flags cover what they give: only the rest is asked (here, the notes).
+    other = w.task(w.member())
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--database-url",
+            app.settings.database_url,
+            "calls",
+            "log",
+            str(other),
+            "--agent",
+            "ana",
+            "--disposition",
+            "NOT_INTERESTED",
+            "--field",
+            "reason=moving away",
+            "--verified",
+            "yes",
+        ],
+        input="\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Notes:" in result.output
+    assert "reason" not in result.output.split("Logged")[0]
+    assert "Identity verified?" not in result.output
+    assert "Not interested: moving away." in result.output
+
+
+def test_log_never_prompts_without_a_terminal(app: App) -> None:
+    w = make_world(app)
+    w.agent("ana")
+    task = w.task(w.member())
+    # Piped input is not a person: a missing field is refused at once, nothing is asked.
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--database-url",
+            app.settings.database_url,
+            "calls",
+            "log",
+            str(task),
+            "--agent",
+            "ana",
+            "--disposition",
+            "NOT_INTERESTED",
+        ],
+        input="moving away\ny\n\n",
+    )
+    assert result.exit_code == 1
+    assert "NOT_INTERESTED requires field reason" in result.output
+    assert "requires field verified" in result.output
+    assert "Notes:" not in result.output and "Identity verified?" not in result.output

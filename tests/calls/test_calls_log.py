@@ -326,3 +326,28 @@ def test_max_attempts_from_the_task(app: App) -> None:
         statuses.append(log(app, task, "BUSY", at=at).task_status)
         at += timedelta(hours=1)
     assert statuses == ["open", "open", "closed"]
+
+
+def test_a_campaigns_own_follow_up_standard(app: App) -> None:
+    # follow_up: within 2 business hours, at least 3 attempts (the step allows only 1).
+    w = make_world(app, follow_up={"within": "2h", "min_attempts": 3})
+    w.agent("ana")
+    task = w.task(w.member(), max_attempts=1)
+    at = datetime(2026, 3, 2, 20, 0, tzinfo=UTC)  # Monday 15:00 New York
+    statuses = []
+    for _ in range(4):
+        if task_row(app, task).status == "closed":
+            break
+        for _hour in range(16):  # the next time it is callable (the window shuts at 21:00)
+            with unit(app) as s:
+                if claim_next(s, "ana", at=at) is not None:
+                    break
+            at += timedelta(hours=1)
+        result = log(app, task, "NO_ANSWER", at=at)
+        statuses.append(result.task_status)
+        if len(statuses) == 1:
+            # NO_ANSWER recycles after 4h, but 2 business hours after Monday 15:00 is 17:00.
+            assert result.next_due_at == datetime(2026, 3, 2, 22, 0, tzinfo=UTC)
+        at = task_row(app, task).due_at
+    assert statuses == ["open", "open", "closed"]
+    assert task_row(app, task).close_reason.startswith("unreachable after 3 attempts")

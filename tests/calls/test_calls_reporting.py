@@ -5,12 +5,19 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-from calls_helpers import make_world, unit
+from calls_helpers import campaign_source, make_run, make_world, unit
 
 from engine.app import App
 from engine.calls.dispositions import DispositionSet
 from engine.calls.log import CallInput, log_call
-from engine.calls.reporting import agent_performance, calling_plan, complaints_by_category
+from engine.calls.reporting import (
+    agent_performance,
+    calling_plan,
+    campaign_calling_plans,
+    complaints_by_category,
+)
+from engine.reports.agents import agents_report
+from engine.reports.common import parse_period
 
 D = DispositionSet.standard()
 
@@ -137,4 +144,51 @@ def test_complaints_by_category_over_time(app: App) -> None:
         (2, "billing"),
         (3, "points"),
         (4, "billing"),
+    ]
+
+
+def test_a_campaigns_own_standard_decides_breaches_and_its_plan_is_tracked(app: App) -> None:
+    w = make_world(
+        app,
+        follow_up={"within": "1h", "min_attempts": 2},
+        calling_plan={"daily": 4, "weekly": 10},
+    )
+    w.agent("ana")
+    t1, t2, t3 = (w.task(w.member()) for _ in range(3))
+    log(app, t1, "ana", "NO_ANSWER", at(2, 15), 30)  # Monday 10:00 New York
+    log(app, t1, "ana", "NO_ANSWER", at(2, 17), 30)  # 2 business hours later: over 1h
+    log(app, t2, "ana", "NO_ANSWER", at(2, 15, 30), 30)
+    log(app, t2, "ana", "BUSY", at(2, 16), 30)  # 30 minutes later: on time
+    log(app, t3, "ana", "NOT_INTERESTED", at(3, 15), 30, fields={"reason": "no"}, verified=True)
+    other_run = make_run(app, w.program_id, campaign_source("other-calls"))
+    other = w.task(w.member(), run_id=other_run)
+    log(app, other, "ana", "BUSY", at(2, 15, 45), 30)  # another campaign, the default 8h
+
+    with app.sessions() as s:
+        (ana,) = agent_performance(s, start=at(2, 0), end=at(3, 0), at=at(2, 18))
+    # Monday 13:00 New York: t1 #1 breached (2h > 1h); t2 #1 on time; t2 #2 (BUSY at 11:00)
+    # breached; t1 #2 is 1 business hour old: pending; the other campaign's BUSY is inside its 8h.
+    assert (ana.follow_ups_due, ana.follow_ups_on_time, ana.follow_ups_breached) == (3, 1, 2)
+    assert ana.follow_ups_pending == 2
+
+    with app.sessions() as s:
+        plans = campaign_calling_plans(s, day=date(2026, 3, 2))
+    # Only the campaign with a calling_plan; Monday's 4 calls of renew-calls (not the other
+    # campaign's), the week's 5; no monthly target, so no monthly figure.
+    assert [(p.campaign, [(f.period, f.calls, f.target) for f in p.figures]) for p in plans] == [
+        ("renew-calls", [("day", 4, 4), ("week", 5, 10)])
+    ]
+    assert plans[0].figures[0].attainment == 1.0
+
+    # `campaign report agents` shows both: the breaches per agent, the campaign's plan.
+    with app.sessions() as s:
+        report = agents_report(
+            s, at=at(2, 18), settings=app.settings, period=parse_period("2026-03-02", at=at(2, 18))
+        )
+    agents_table, _, campaign_table = report.tables()
+    row = dict(zip(agents_table.columns, agents_table.rows[0], strict=True))
+    assert (row["follow-ups on time"], row["follow-up breaches"]) == ("1/3 (+2 pending)", 2)
+    assert [r[:5] for r in campaign_table.rows] == [
+        ("renew-calls", "day", "2026-03-02..2026-03-02", 4, 4),
+        ("renew-calls", "week", "2026-03-02..2026-03-08", 5, 10),
     ]

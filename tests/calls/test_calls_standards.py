@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
+import yaml
+from calls_helpers import campaign_source
 
 from engine.calls.standards import (
     DEFAULT_STANDARD,
@@ -15,6 +18,8 @@ from engine.calls.standards import (
     recycle_due,
     standard_for,
 )
+from engine.definitions.loader import parse_definition
+from engine.errors import DefinitionError, DefinitionErrors
 
 NY = "America/New_York"
 
@@ -61,3 +66,49 @@ def test_min_attempts_and_campaign_overrides() -> None:
     assert standard_for(None) == DEFAULT_STANDARD
     custom = SimpleNamespace(follow_up=SimpleNamespace(within=timedelta(hours=4), min_attempts=3))
     assert standard_for(custom) == FollowUpStandard(4.0, 3)
+
+
+def test_a_campaign_sets_its_standard_and_calling_plan_in_its_definition() -> None:
+    source = campaign_source(
+        follow_up={"within": "4h", "min_attempts": 3},
+        calling_plan={"daily": 50, "monthly": 900},
+    )
+    definition = parse_definition(source, "renew-calls.yaml").definition
+    assert standard_for(definition) == FollowUpStandard(4.0, 3)
+    assert definition.calling_plan is not None
+    plan = definition.calling_plan
+    assert (plan.daily, plan.weekly, plan.monthly) == (50, None, 900)
+    # Left out, the default standard applies.
+    assert standard_for(parse_definition(campaign_source(), "x.yaml").definition) == (
+        DEFAULT_STANDARD
+    )
+
+
+CALL_STEP = {"id": "call-1", "channel": "call", "script": "renewal_due"}
+EMAIL_STEP = {"id": "email-1", "channel": "email", "template": "renewal"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "step", "message"),
+    [
+        ({"follow_up": {"within": "0h"}}, CALL_STEP, "must be longer than 0"),
+        ({"follow_up": {"min_attempts": 0}}, CALL_STEP, "min_attempts"),
+        ({"calling_plan": {}}, CALL_STEP, "at least one of daily, weekly, monthly"),
+        ({"calling_plan": {"daily": -1}}, CALL_STEP, "daily"),
+        ({"follow_up": {"within": "8h"}}, EMAIL_STEP, "follow_up is about call steps"),
+        ({"calling_plan": {"daily": 5}}, EMAIL_STEP, "calling_plan is about call steps"),
+    ],
+)
+def test_bad_follow_up_and_calling_plan_blocks_are_refused(
+    extra: dict[str, Any], step: dict[str, Any], message: str
+) -> None:
+    data = {
+        "name": "x",
+        "program": "loyalty",
+        "audience": {"field": "status", "eq": "active"},
+        "goal": {"events": ["renewal"], "window": "30d"},
+        **extra,
+        "steps": [step],
+    }
+    with pytest.raises((DefinitionError, DefinitionErrors), match=message):
+        parse_definition(yaml.safe_dump(data, sort_keys=False), "x.yaml")

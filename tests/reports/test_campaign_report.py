@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from report_helpers import call_task, enroll, event, make_run, members, message
+from statsmodels.stats import proportion
 
 from cli import cli
 from engine.app import App
@@ -128,7 +129,6 @@ def test_campaign_report_figures(app: App) -> None:
     assert (t.median_days_to_convert, h.median_days_to_convert) == (2, 3)
     assert h.mean_hours_to_convert == pytest.approx(72.0)
 
-    proportion = pytest.importorskip("statsmodels.stats.proportion")
     lift = report.lift
     assert lift.difference == pytest.approx(0.2)
     assert lift.relative_lift == pytest.approx(1.0)

@@ -11,10 +11,12 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_call_reports import MON, _log, _world
 from test_campaign_report import build_scenario
 
 from cli import cli
@@ -59,6 +61,20 @@ def _chromium() -> str:
     return found
 
 
+def _probe(browser: str, page: Path, tmp_path: Path) -> tuple[str, list[dict[str, object]]]:
+    """Open a copy of the report with PROBE in Chromium: (the DOM, what each chart drew)."""
+    html = page.read_text("utf-8")
+    # Self-contained: no script, stylesheet, image or font from anywhere.
+    assert not re.search(r"<(script|link|img|iframe)\b", html)
+    assert not re.search(r"(src|href)=", html)
+    probed = tmp_path / "probed.html"
+    probed.write_text(html.replace("</body>", PROBE + "</body>"), "utf-8")
+    dom = _dump_dom(browser, probed, tmp_path)
+    match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert match, "the browser did not run the probe"
+    return dom, json.loads(match.group(1).replace("&quot;", '"'))
+
+
 def _dump_dom(browser: str, page: Path, tmp_path: Path) -> str:
     result = subprocess.run(
         [
@@ -91,19 +107,10 @@ def test_campaign_html_renders_in_chromium(app: App, tmp_path: Path) -> None:
          "--html", str(html)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    page = html.read_text("utf-8")
-    # Self-contained: no script, stylesheet, image or font from anywhere.
-    assert not re.search(r"<(script|link|img|iframe)\b", page)
-    assert not re.search(r"(src|href)=", page)
-
-    probed = tmp_path / "probed.html"
-    probed.write_text(page.replace("</body>", PROBE + "</body>"), "utf-8")
-    dom = _dump_dom(browser, probed, tmp_path)
+    dom, probed = _probe(browser, html, tmp_path)
     assert "Campaign report: renewal-test" in dom
     assert "Funnel per message step" in dom
-    match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
-    assert match, "the browser did not run the probe"
-    charts = {c["kind"]: c for c in json.loads(match.group(1).replace("&quot;", '"'))}
+    charts = {c["kind"]: c for c in probed}
     assert set(charts) == {"chart chart-bars", "chart chart-lines", "chart chart-intervals"}
     for chart in charts.values():
         assert chart["width"] > 100 and chart["height"] > 30
@@ -113,3 +120,27 @@ def test_campaign_html_renders_in_chromium(app: App, tmp_path: Path) -> None:
     assert charts["chart chart-bars"]["shapes"] == 16
     assert charts["chart chart-lines"]["shapes"] == 2
     assert charts["chart chart-intervals"]["shapes"] == 2
+
+
+def test_agents_html_renders_in_chromium(app: App, tmp_path: Path) -> None:
+    """The agent comparison chart, drawn by the browser."""
+    browser = _chromium()
+    t1, t2, t3, _ = _world(app)
+    _log(app, t1, "ana", "CONVERTED", MON + timedelta(minutes=5), action="renewed")
+    _log(app, t2, "ana", "NO_ANSWER", MON + timedelta(minutes=20))
+    _log(app, t3, "ben", "CONVERTED", MON + timedelta(minutes=30), action="renewed")
+    html = tmp_path / "agents.html"
+    result = CliRunner().invoke(
+        cli,
+        ["--database-url", app.settings.database_url, "report", "agents", "--period",
+         "2026-03", "--html", str(html)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    dom, charts = _probe(browser, html, tmp_path)
+    assert "Agent comparison" in dom
+    assert charts, "no chart in the agents report"
+    for chart in charts:
+        assert chart["width"] > 100 and chart["height"] > 30
+        assert chart["shapes"] and chart["drawn"] == chart["shapes"]
+    # ana and ben, each with calls, contacts and conversions
+    assert charts[0]["kind"] == "chart chart-bars" and charts[0]["shapes"] == 6

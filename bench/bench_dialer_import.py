@@ -1,0 +1,236 @@
+"""Benchmark: `campaign calls import-results` of a dialer's results file.
+
+    .venv/bin/python bench/bench_dialer_import.py --database sqlite|postgresql [--rows 20000]
+
+Fills a scratch database (migrated to head) with ``--rows`` open call tasks of one run, writes
+a results file with one row per task (a realistic disposition mix: no answer, voicemail,
+busy, not interested, complaints; 2% bad rows that go to the rejects file), then times the
+import, and times importing the same file again (every good row "already on the caller
+log"). Prints one JSON line per measurement; the caller log is verified at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.app import build_app  # noqa: E402
+from engine.calls import caller_log  # noqa: E402
+from engine.calls.agents import add_agent  # noqa: E402
+from engine.calls.dialer import import_results  # noqa: E402
+from engine.clock import FrozenClock  # noqa: E402
+from engine.db import migrate  # noqa: E402
+from engine.db.models import CallTask, CampaignRun, Consent, Enrollment, Participant  # noqa: E402
+from engine.db.session import make_engine  # noqa: E402
+from engine.definitions.loader import content_hash  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+from engine.testing import make_program  # noqa: E402
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # Monday 10:00 in New York
+POSTGRES_ADMIN = os.environ.get(
+    "CAMPAIGN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+DEFINITION = """
+name: bench-calls
+program: loyalty
+audience: {field: status, eq: active}
+holdout_percent: 0
+goal: {events: [renewal], window: 30d}
+steps:
+  - {id: call-1, channel: call, script: renewal_due, max_attempts: 3}
+"""
+# (disposition, weight, fields, verified)
+MIX = (
+    ("NO_ANSWER", 40, "", ""),
+    ("VOICEMAIL", 20, "", ""),
+    ("BUSY", 10, "", ""),
+    ("NOT_INTERESTED", 20, "too expensive", "yes"),
+    ("COMPLAINT", 8, "", "yes"),
+)
+COLUMNS = "call_id,task_id,agent,disposition,verified,duration_seconds,notes,field.reason,"
+COLUMNS += "field.category,field.summary"
+
+
+def fill(url: str, rows: int) -> list[int]:
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    app = build_app(Settings(database_url=url), clock=FrozenClock(NOW))
+    try:
+        with app.sessions() as s, s.begin():
+            program = make_program(s, at=NOW - timedelta(days=30))
+            add_agent(s, "ana", name="Ana", at=NOW)
+            run = CampaignRun(
+                campaign="bench-calls",
+                program_id=program.id,
+                definition_hash=content_hash(DEFINITION.encode()),
+                definition_source=DEFINITION,
+                fire_key="once",
+                status="active",
+                launched_at=NOW - timedelta(days=1),
+                enrolled_count=rows,
+                holdout_count=0,
+            )
+            s.add(run)
+            s.flush()
+            people = [
+                Participant(
+                    program_id=program.id,
+                    external_id=f"B{i:08d}",
+                    first_name="Alex",
+                    phone=f"+1202{i:07d}",
+                    timezone="America/New_York",
+                    status="active",
+                    sample_key=i,
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+                for i in range(rows)
+            ]
+            s.add_all(people)
+            s.flush()
+            s.add_all(
+                Consent(
+                    participant_id=p.id,
+                    channel="call",
+                    status="opted_in",
+                    recorded_at=NOW,
+                    source="bench",
+                )
+                for p in people
+            )
+            enrollments = [
+                Enrollment(
+                    run_id=run.id,
+                    campaign=run.campaign,
+                    participant_id=p.id,
+                    group="treatment",
+                    enrolled_at=NOW - timedelta(days=1),
+                    state="active",
+                    next_step_index=1,
+                )
+                for p in people
+            ]
+            s.add_all(enrollments)
+            s.flush()
+            tasks = [
+                CallTask(
+                    kind="campaign",
+                    run_id=run.id,
+                    enrollment_id=e.id,
+                    participant_id=e.participant_id,
+                    campaign=run.campaign,
+                    step_id="call-1",
+                    step_index=0,
+                    script="renewal_due",
+                    status="open",
+                    due_at=NOW - timedelta(hours=1),
+                    attempts=0,
+                    max_attempts=3,
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+                for e in enrollments
+            ]
+            s.add_all(tasks)
+            s.flush()
+            return [t.id for t in tasks]
+    finally:
+        app.close()
+
+
+def results_file(path: Path, task_ids: list[int], seed: int = 7) -> int:
+    rng = random.Random(seed)
+    codes = [m[0] for m in MIX]
+    weights = [m[1] for m in MIX]
+    spec = {m[0]: m for m in MIX}
+    bad = 0
+    with path.open("w", encoding="utf-8") as out:
+        out.write(COLUMNS + "\n")
+        for n, task in enumerate(task_ids):
+            code = rng.choices(codes, weights)[0]
+            _, _, reason, verified = spec[code]
+            category, summary = ("billing", "charged twice") if code == "COMPLAINT" else ("", "")
+            if rng.random() < 0.02:  # a bad row: a required field missing
+                code, reason, verified = "NOT_INTERESTED", "", "yes"
+                bad += 1
+            duration = rng.randint(5, 600)
+            out.write(
+                f"d-{n},{task},ana,{code},{verified},{duration},,{reason},{category},{summary}\n"
+            )
+    return bad
+
+
+def measure(url: str, rows: int, database: str) -> None:
+    task_ids = fill(url, rows)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "results.csv"
+        bad = results_file(path, task_ids)
+        app = build_app(Settings(database_url=url), clock=FrozenClock(NOW))
+        try:
+            for label in ("import", "re-import"):
+                started = time.perf_counter()
+                summary = import_results(app, path, at=NOW + timedelta(hours=1))
+                seconds = time.perf_counter() - started
+                print(
+                    json.dumps(
+                        {
+                            "database": database,
+                            "measurement": label,
+                            "rows": summary.read,
+                            "applied": summary.applied,
+                            "unchanged": summary.unchanged,
+                            "rejected": summary.rejected,
+                            "expected_rejected": bad,
+                            "seconds": round(seconds, 2),
+                            "rows_per_second": round(summary.read / seconds),
+                        }
+                    ),
+                    flush=True,
+                )
+            with app.sessions() as s:
+                check = caller_log.verify(s)
+            print(json.dumps({"database": database, "caller_log_entries": check.entries,
+                              "chain_intact": check.ok}))  # fmt: skip
+        finally:
+            app.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], required=True)
+    parser.add_argument("--rows", type=int, default=20000)
+    args = parser.parse_args()
+    if args.database == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            measure(f"sqlite:///{Path(folder) / 'bench.db'}", args.rows, "sqlite")
+        return
+    name = f"bench_dialer_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = make_url(POSTGRES_ADMIN).set(database=name).render_as_string(hide_password=False)
+        measure(url, args.rows, "postgresql")
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

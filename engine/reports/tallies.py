@@ -1,0 +1,99 @@
+"""The outbox tallies (engine.db.models.OutboxTally): read them summed, fold them.
+
+Triggers append a row per outbox change (migration 0005); a report sums the rows of its runs
+per key, which is exact whether or not they have been folded. Folding (every tick) replaces
+the rows of each run that has new ones by one row per key, so a run's tallies stay a few
+hundred rows however many messages it sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from engine.db.models import OutboxTally
+
+ADDED, FOLDED, FOLDING = 0, 1, 2
+# pg_advisory_xact_lock key: one folder at a time (two would fold the same rows twice).
+FOLD_LOCK = 0x6F7574626F78  # "outbox"
+
+
+KEY_COLUMNS = ("run_id", "step_id", "channel", "variant", "status", "reason")
+
+
+@dataclass(frozen=True)
+class Tally:
+    step: str
+    channel: str
+    variant: str | None
+    status: str
+    reason: str | None  # why, for skipped messages
+    messages: int
+    opened: int
+    clicked: int
+
+
+def _key() -> tuple[Any, ...]:
+    t = OutboxTally
+    return (t.step_id, t.channel, t.variant, t.status, t.reason)
+
+
+def read_tallies(session: Session, runs: list[int]) -> list[Tally]:
+    """The outbox of these runs counted per (step, channel, variant, status, skip reason)."""
+    t = OutboxTally
+    rows = session.execute(
+        select(*_key(), func.sum(t.messages), func.sum(t.opened), func.sum(t.clicked))
+        .where(t.run_id.in_(runs))
+        .group_by(*_key())
+    ).all()
+    return [
+        Tally(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), int(r[7]))
+        for r in rows
+        if r[5] or r[6] or r[7]
+    ]
+
+
+def fold_tallies(session: Session) -> int:
+    """Fold the tallies of every run with rows the triggers added since the last fold into
+    one row per key (keys that add up to nothing disappear). Returns how many rows it
+    removed. Runs in the caller's transaction; concurrent outbox writes go on meanwhile
+    (their new rows are folded next time)."""
+    t = OutboxTally
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(FOLD_LOCK)))
+    marked = _rowcount(
+        session.execute(
+            update(t)
+            .where(t.run_id.in_(select(t.run_id).where(t.state == ADDED).distinct()))
+            .values(state=FOLDING)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not marked:
+        return 0
+    sums = (func.sum(t.messages), func.sum(t.opened), func.sum(t.clicked))
+    added = len(
+        session.execute(
+            insert(t)
+            .from_select(
+                [*KEY_COLUMNS, "messages", "opened", "clicked", "state"],
+                select(t.run_id, *_key(), *sums, literal(FOLDED))
+                .where(t.state == FOLDING)
+                .group_by(t.run_id, *_key())
+                .having(or_(*(s != 0 for s in sums))),
+            )
+            # RETURNING to count them: INSERT ... SELECT reports no row count on PostgreSQL.
+            .returning(t.id)
+        ).all()
+    )
+    session.execute(
+        delete(t).where(t.state == FOLDING).execution_options(synchronize_session=False)
+    )
+    return marked - added
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
