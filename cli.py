@@ -1045,11 +1045,12 @@ def _report_output(
         click.echo(f"HTML report: {html}")
 
 
-def _report_options(func: Callable[..., Any], *, program: bool = True) -> Callable[..., Any]:
+def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
     from engine.reports.common import PERIOD_HELP
 
     options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("--period", help=PERIOD_HELP),
+        click.option("--program", help="Only this program (key)."),
         json_option,
         click.option("--csv", "as_csv", is_flag=True, help="Print the tables as CSV."),
         click.option(
@@ -1058,15 +1059,9 @@ def _report_options(func: Callable[..., Any], *, program: bool = True) -> Callab
             help="Also write one self-contained HTML file with charts (opens offline).",
         ),
     ]
-    if program:
-        options.insert(1, click.option("--program", help="Only this program (key)."))
     for option in reversed(options):
         func = option(func)
     return func
-
-
-def _call_report_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    return _report_options(func, program=False)
 
 
 def _report_meta(state: CliState, **filters: Any) -> tuple[datetime, str]:
@@ -2103,29 +2098,35 @@ def suppressions_sync(state: CliState, since: str | None, as_json: bool) -> None
 
 @report_group.command("agents")
 @click.option("--agent", help="Only this agent (login).")
-@_call_report_options
+@click.option("--campaign", help="Only calls of this campaign.")
+@_report_options
 @pass_state
 def report_agents(
     state: CliState,
     agent: str | None,
+    campaign: str | None,
     period: str | None,
+    program: str | None,
     as_json: bool,
     as_csv: bool,
     html: Path | None,
 ) -> None:
     """Agent performance [default period: the last 30 days]: calls, right-party contacts,
     contact rate, conversions, handle time, verification, callbacks kept, follow-up standard,
-    escalations against the 20% ceiling, calls vs calling-plan targets."""
+    escalations against the 20% ceiling, calls vs calling-plan targets. --program and
+    --campaign narrow every figure to those calls."""
     from engine.reports.agents import agents_report
     from engine.reports.common import parse_period
 
-    at, meta = _report_meta(state, period=period, agent=agent)
+    at, meta = _report_meta(state, period=period, program=program, campaign=campaign, agent=agent)
     with transaction(state) as session:
         report = agents_report(
             session,
             at=at,
             settings=state.settings,
             period=parse_period(period, at=at),
+            program=program,
+            campaign=campaign,
             agent=agent,
         )
     _report_output(report, "Agents", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
@@ -2139,12 +2140,15 @@ def report_agents(
     show_default=True,
     help="Time bucket.",
 )
-@_call_report_options
+@click.option("--campaign", help="Only calls of this campaign.")
+@_report_options
 @pass_state
 def report_complaints(
     state: CliState,
     by: str,
+    campaign: str | None,
     period: str | None,
+    program: str | None,
     as_json: bool,
     as_csv: bool,
     html: Path | None,
@@ -2154,10 +2158,16 @@ def report_complaints(
     from engine.reports.agents import complaints_report
     from engine.reports.common import parse_period
 
-    at, meta = _report_meta(state, period=period, by=by)
+    at, meta = _report_meta(state, period=period, program=program, campaign=campaign, by=by)
     with transaction(state) as session:
         report = complaints_report(
-            session, at=at, settings=state.settings, period=parse_period(period, at=at), by=by
+            session,
+            at=at,
+            settings=state.settings,
+            period=parse_period(period, at=at),
+            program=program,
+            campaign=campaign,
+            by=by,
         )
     _report_output(report, "Complaints", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
 

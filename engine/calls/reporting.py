@@ -16,17 +16,26 @@ Definitions (docs/calls.md has the same):
   daily one times the business days, Monday to Friday, of the week or month), and each
   campaign's calls against its own ``calling_plan`` targets (daily, weekly, monthly; all agents
   together, in the program's zone).
+
+Every query takes the same optional scope, applied in SQL to the caller log (whose entries
+carry the program key and the campaign name of their task): ``program``, ``campaign`` and
+``agent``. A callback or follow-up is judged from the scoped entry that owed it, so it falls
+in the scope of that entry (the tasks it spawns keep the campaign). ``dispositions`` is one
+set, or one per program key (programs may add their own codes); the scope never changes what
+a code means, so the unscoped figures are the sums of the figures of each program or campaign.
 """
 
 from __future__ import annotations
 
 import calendar
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from engine.calls.agents import get_agent
@@ -71,14 +80,52 @@ class AgentPerformance:
     by_disposition: dict[str, int] = field(default_factory=dict)
 
 
-def _entries(session: Session, start: datetime, end: datetime) -> list[CallerLogEntry]:
-    return list(
-        session.scalars(
-            select(CallerLogEntry)
-            .where(CallerLogEntry.logged_at >= start, CallerLogEntry.logged_at < end)
-            .order_by(CallerLogEntry.seq)
-        )
+# One disposition set for every program, or one per program key (others: the standard set).
+Dispositions = DispositionSet | Mapping[str, DispositionSet]
+
+
+def _effects(dispositions: Dispositions | None) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """(code -> effect) for entries of any program, and per program key where it differs."""
+    if dispositions is None or isinstance(dispositions, DispositionSet):
+        return {d.code: d.effect for d in dispositions or DispositionSet.standard()}, {}
+    default = {d.code: d.effect for d in DispositionSet.standard()}
+    return default, {key: {d.code: d.effect for d in ds} for key, ds in dispositions.items()}
+
+
+def _scoped(
+    query: Select[Any],
+    *,
+    program: str | None = None,
+    campaign: str | None = None,
+    agent: str | None = None,
+) -> Select[Any]:
+    """Only the caller-log entries of ``program`` (key), ``campaign`` and ``agent``."""
+    if program is not None:
+        query = query.where(CallerLogEntry.program == program)
+    if campaign is not None:
+        query = query.where(CallerLogEntry.campaign == campaign)
+    if agent is not None:
+        query = query.where(CallerLogEntry.agent == agent)
+    return query
+
+
+def _entries(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    *,
+    program: str | None = None,
+    campaign: str | None = None,
+    agent: str | None = None,
+    where: ColumnElement[bool] | None = None,
+) -> list[CallerLogEntry]:
+    query = select(CallerLogEntry).where(
+        CallerLogEntry.logged_at >= start, CallerLogEntry.logged_at < end
     )
+    if where is not None:
+        query = query.where(where)
+    query = _scoped(query, program=program, campaign=campaign, agent=agent)
+    return list(session.scalars(query.order_by(CallerLogEntry.seq)))
 
 
 def agent_performance(
@@ -87,33 +134,36 @@ def agent_performance(
     start: datetime,
     end: datetime,
     at: datetime,
-    dispositions: DispositionSet | None = None,
+    dispositions: Dispositions | None = None,
     agent: str | None = None,
+    program: str | None = None,
+    campaign: str | None = None,
 ) -> list[AgentPerformance]:
-    """One row per agent who logged calls in [start, end) (or just ``agent``), as of ``at``."""
+    """One row per agent who logged calls in [start, end) (or just ``agent``), as of ``at``;
+    only the calls of ``program`` (key) and ``campaign`` when given."""
     start, end, at = ensure_utc(start), ensure_utc(end), ensure_utc(at)
-    dispositions = dispositions or DispositionSet.standard()
-    effects = {d.code: d.effect for d in dispositions}
-    entries = _entries(session, start, end)
-    if agent is not None:
-        entries = [e for e in entries if e.agent == agent]
+    default, by_program = _effects(dispositions)
+    entries = _entries(session, start, end, program=program, campaign=campaign, agent=agent)
     zones = {key: zone for key, zone in session.execute(select(Program.key, Program.timezone))}
     cache = DefinitionCache(session)
     by_agent: dict[str, list[CallerLogEntry]] = {}
     for e in entries:
         by_agent.setdefault(e.agent, []).append(e)
 
+    def effect(e: CallerLogEntry) -> str | None:
+        return by_program.get(e.program, default).get(e.disposition)
+
     rows = []
     for login, mine in sorted(by_agent.items()):
         calls = len(mine)
         contacts = sum(1 for e in mine if e.human_contact)
-        conversions = sum(1 for e in mine if effects.get(e.disposition) == "conversion")
+        conversions = sum(1 for e in mine if effect(e) == "conversion")
         handles = [e.handle_seconds for e in mine if e.handle_seconds is not None]
         asked = [e for e in mine if e.verified is not None]
         verified = sum(1 for e in asked if e.verified)
-        escalations = sum(1 for e in mine if effects.get(e.disposition) == "escalate")
-        cb_due, cb_kept = _callbacks(session, mine, effects, end)
-        fu_due, fu_ok, fu_pending = _follow_ups(session, mine, effects, at, zones, cache)
+        escalations = sum(1 for e in mine if effect(e) == "escalate")
+        cb_due, cb_kept = _callbacks(session, mine, effect, end)
+        fu_due, fu_ok, fu_pending = _follow_ups(session, mine, effect, at, zones, cache)
         escalation_rate = _ratio(escalations, contacts)
         rows.append(
             AgentPerformance(
@@ -146,9 +196,12 @@ def agent_performance(
 
 
 def _callbacks(
-    session: Session, mine: list[CallerLogEntry], effects: dict[str, str], end: datetime
+    session: Session,
+    mine: list[CallerLogEntry],
+    effect: Callable[[CallerLogEntry], str | None],
+    end: datetime,
 ) -> tuple[int, int]:
-    parents = [e.task_id for e in mine if effects.get(e.disposition) == "callback" and e.task_id]
+    parents = [e.task_id for e in mine if effect(e) == "callback" and e.task_id]
     if not parents:
         return 0, 0
     callbacks = session.scalars(
@@ -175,14 +228,14 @@ def _callbacks(
 def _follow_ups(
     session: Session,
     mine: list[CallerLogEntry],
-    effects: dict[str, str],
+    effect: Callable[[CallerLogEntry], str | None],
     at: datetime,
     zones: dict[str, str],
     cache: DefinitionCache,
 ) -> tuple[int, int, int]:
     due = ok = pending = 0
     for e in mine:
-        if effects.get(e.disposition) != "recycle" or e.task_id is None:
+        if effect(e) != "recycle" or e.task_id is None:
             continue
         loaded = cache.for_run(e.run_id)
         allowance = standard_for(loaded.definition if loaded else None).within_business_hours
@@ -244,9 +297,17 @@ def _periods(day: date) -> list[tuple[str, date, date]]:
     ]
 
 
-def calling_plan(session: Session, agent_login: str, *, day: date) -> CallingPlan:
+def calling_plan(
+    session: Session,
+    agent_login: str,
+    *,
+    day: date,
+    program: str | None = None,
+    campaign: str | None = None,
+) -> CallingPlan:
     """Calls made by the agent on ``day``, in its week (Mon-Sun) and month, in the agent's
-    zone, against the daily target times the business days of each period."""
+    zone, against the daily target times the business days of each period. With ``program``
+    or ``campaign`` only those calls count; the targets stay the agent's whole plan."""
     agent: Agent = get_agent(session, agent_login)
     tz = ZoneInfo(agent.timezone)
     periods = _periods(day)
@@ -254,7 +315,14 @@ def calling_plan(session: Session, agent_login: str, *, day: date) -> CallingPla
     hi = max(p[2] for p in periods)
     start = datetime.combine(lo, time(0), tzinfo=tz)
     end = datetime.combine(hi + timedelta(days=1), time(0), tzinfo=tz)
-    entries = [e for e in _entries(session, start, end) if e.agent == agent.login]
+    entries = _entries(
+        session,
+        ensure_utc(start),
+        ensure_utc(end),
+        program=program,
+        campaign=campaign,
+        agent=agent.login,
+    )
     local_days = [e.logged_at.astimezone(tz).date() for e in entries]
     figures = []
     for name, first, last in periods:
@@ -274,12 +342,22 @@ class CampaignPlan:
     figures: list[PlanFigure]  # the periods the campaign sets a target for
 
 
-def campaign_calling_plans(session: Session, *, day: date) -> list[CampaignPlan]:
+def campaign_calling_plans(
+    session: Session, *, day: date, program: str | None = None, campaign: str | None = None
+) -> list[CampaignPlan]:
     """For each campaign whose newest run defines a ``calling_plan``: its calls (caller-log
     entries of the campaign, every agent) on ``day``, in its week (Mon-Sun) and its month, in
-    the program's zone, against the targets."""
+    the program's zone, against the targets. Only the campaigns of ``program`` (key) or just
+    ``campaign`` when given, and then only their calls in that program."""
+    runs = select(CampaignRun).order_by(CampaignRun.id)
+    if program is not None:
+        runs = runs.join(Program, Program.id == CampaignRun.program_id).where(
+            Program.key == program
+        )
+    if campaign is not None:
+        runs = runs.where(CampaignRun.campaign == campaign)
     newest: dict[str, CampaignRun] = {}
-    for run in session.scalars(select(CampaignRun).order_by(CampaignRun.id)):
+    for run in session.scalars(runs):
         newest[run.campaign] = run
     cache = DefinitionCache(session)
     plans = []
@@ -288,9 +366,9 @@ def campaign_calling_plans(session: Session, *, day: date) -> list[CampaignPlan]
         targets = getattr(loaded.definition, "calling_plan", None) if loaded else None
         if targets is None:
             continue
-        program = session.get(Program, run.program_id)
-        assert program is not None  # FK
-        tz = ZoneInfo(program.timezone)
+        owner = session.get(Program, run.program_id)
+        assert owner is not None  # FK
+        tz = ZoneInfo(owner.timezone)
         figures = []
         for period, first, last in _periods(day):
             target = {"day": targets.daily, "week": targets.weekly, "month": targets.monthly}[
@@ -300,20 +378,19 @@ def campaign_calling_plans(session: Session, *, day: date) -> list[CampaignPlan]
                 continue
             start = datetime.combine(first, time(0), tzinfo=tz)
             end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz)
-            calls = int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(CallerLogEntry)
-                    .where(
-                        CallerLogEntry.campaign == name,
-                        CallerLogEntry.logged_at >= ensure_utc(start),
-                        CallerLogEntry.logged_at < ensure_utc(end),
-                    )
-                )
-                or 0
+            count = _scoped(
+                select(func.count())
+                .select_from(CallerLogEntry)
+                .where(
+                    CallerLogEntry.logged_at >= ensure_utc(start),
+                    CallerLogEntry.logged_at < ensure_utc(end),
+                ),
+                program=program,
+                campaign=name,
             )
+            calls = int(session.scalar(count) or 0)
             figures.append(PlanFigure(period, first, last, calls, target, _ratio(calls, target)))
-        plans.append(CampaignPlan(name, program.key, figures))
+        plans.append(CampaignPlan(name, owner.key, figures))
     return plans
 
 
@@ -331,18 +408,27 @@ def complaints_by_category(
     end: datetime,
     by: str = "week",
     zone: str = "UTC",
-    dispositions: DispositionSet | None = None,
+    dispositions: Dispositions | None = None,
+    program: str | None = None,
+    campaign: str | None = None,
+    agent: str | None = None,
 ) -> list[ComplaintCount]:
-    """Complaints logged in [start, end) by category and day / week / month (in ``zone``)."""
+    """Complaints logged in [start, end) by category and day / week / month (in ``zone``);
+    only those of ``program`` (key), ``campaign`` and ``agent`` when given."""
     if by not in ("day", "week", "month"):
         raise ValueError(f"by is day, week or month, not {by!r}")
-    dispositions = dispositions or DispositionSet.standard()
-    codes = {d.code for d in dispositions if d.effect == "complaint"}
     tz = ZoneInfo(zone)
     counts: Counter[tuple[date, str]] = Counter()
-    for e in _entries(session, ensure_utc(start), ensure_utc(end)):
-        if e.disposition not in codes:
-            continue
+    entries = _entries(
+        session,
+        ensure_utc(start),
+        ensure_utc(end),
+        program=program,
+        campaign=campaign,
+        agent=agent,
+        where=_complaint(dispositions),
+    )
+    for e in entries:
         d = e.logged_at.astimezone(tz).date()
         if by == "week":
             d -= timedelta(days=d.weekday())
@@ -350,3 +436,22 @@ def complaints_by_category(
             d = d.replace(day=1)
         counts[(d, str((e.fields or {}).get("category", "uncategorised")))] += 1
     return [ComplaintCount(d, c, n) for (d, c), n in sorted(counts.items())]
+
+
+def _complaint(dispositions: Dispositions | None) -> ColumnElement[bool]:
+    """The entries whose disposition is a complaint in their own program's set."""
+    default, by_program = _effects(dispositions)
+
+    def codes(effects: dict[str, str]) -> list[str]:
+        return sorted(code for code, effect in effects.items() if effect == "complaint")
+
+    d = CallerLogEntry.disposition
+    if not by_program:
+        return d.in_(codes(default))
+    others = and_(CallerLogEntry.program.not_in(sorted(by_program)), d.in_(codes(default)))
+    own = [
+        and_(CallerLogEntry.program == key, d.in_(codes(effects)))
+        for key, effects in sorted(by_program.items())
+        if codes(effects)
+    ]
+    return or_(others, *own) if own else or_(others, false())

@@ -6,6 +6,11 @@ contact rate, conversions, conversions per contact, average handle time, verific
 callbacks kept on time, follow-up standard compliance (<= 8 business hours, >= 2 attempts),
 escalation rate against the 20% ceiling, and calls against the calling plan (daily, weekly,
 monthly targets). This module only frames them for the renderers (tables, charts).
+
+``--program KEY``, ``--campaign NAME`` (and ``--agent`` for the agents report) narrow every
+figure to the calls of that program / campaign; the queries filter the caller log in SQL.
+Each program's calls are read with that program's dispositions, so the unfiltered figures are
+the sums of the per-program (and, for counts, per-campaign) ones.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.calls.config import load_dispositions
@@ -22,13 +28,23 @@ from engine.calls.reporting import (
     CallingPlan,
     CampaignPlan,
     ComplaintCount,
+    Dispositions,
     agent_performance,
     calling_plan,
     campaign_calling_plans,
     complaints_by_category,
 )
+from engine.db.models import Program
 from engine.errors import InputError, NotFoundError
-from engine.reports.common import Chart, Period, Table, pct
+from engine.reports.common import (
+    Chart,
+    Period,
+    Table,
+    check_campaign,
+    filters_label,
+    pct,
+    program_id,
+)
 from engine.settings import Settings
 
 DEFAULT_DAYS = 30
@@ -40,6 +56,20 @@ def _window(period: Period | None, at: datetime) -> tuple[datetime, datetime, st
     return at - timedelta(days=DEFAULT_DAYS), at, f"last {DEFAULT_DAYS} days"
 
 
+def _check_filters(session: Session, program: str | None, campaign: str | None) -> None:
+    """An unknown program or campaign is an error naming it, not an empty report."""
+    program_id(session, program)
+    check_campaign(session, campaign, program=program)
+
+
+def _dispositions(session: Session, settings: Settings, program: str | None) -> Dispositions:
+    """Each program's own set (a dispositions file may add codes per program)."""
+    if settings.dispositions_file is None:
+        return load_dispositions(None)
+    keys = [program] if program is not None else list(session.scalars(select(Program.key)))
+    return {key: load_dispositions(settings.dispositions_file, key) for key in keys}
+
+
 @dataclass(frozen=True)
 class AgentsReport:
     period: str
@@ -48,8 +78,13 @@ class AgentsReport:
     agents: list[AgentPerformance]
     plans: list[CallingPlan]
     campaign_plans: list[CampaignPlan] = field(default_factory=list)
+    program: str | None = None
+    campaign: str | None = None
+    agent: str | None = None
 
     def tables(self) -> list[Table]:
+        scope = filters_label(program=self.program, campaign=self.campaign, agent=self.agent)
+        narrowed = self.program is not None or self.campaign is not None
         rows = [
             (a.agent, a.calls, a.contacts, pct(a.contact_rate), a.conversions,
              pct(a.conversions_per_contact),
@@ -74,7 +109,7 @@ class AgentsReport:
         ]
         return [
             Table(
-                f"Agents, {self.period}",
+                f"Agents, {self.period}{scope}",
                 ["agent", "calls", "right-party contacts", "contact rate", "conversions",
                  "conversion per contact", "avg handle s", "verification rate",
                  "callbacks kept", "follow-ups on time", "follow-up breaches",
@@ -82,12 +117,17 @@ class AgentsReport:
                 rows,
             ),
             Table(
-                "Calls vs calling plan (day, week, month of the period's last day)",
+                f"Calls vs calling plan (day, week, month of the period's last day){scope}",
                 ["agent", "plan", "dates", "calls", "target", "attainment"],
                 plan_rows,
+                note="Only the calls of the program / campaign count; the targets are each "
+                "agent's whole plan."
+                if narrowed
+                else None,
             ),
             Table(
-                "Campaign calls vs the campaign's calling plan (all agents)",
+                "Campaign calls vs the campaign's calling plan (all agents)"
+                + filters_label(program=self.program, campaign=self.campaign),
                 ["campaign", "plan", "dates", "calls", "target", "attainment"],
                 campaign_rows,
             ),
@@ -131,22 +171,34 @@ def agents_report(
     settings: Settings,
     period: Period | None = None,
     program: str | None = None,
+    campaign: str | None = None,
     agent: str | None = None,
 ) -> AgentsReport:
+    _check_filters(session, program, campaign)
     start, end, label = _window(period, at)
-    dispositions = load_dispositions(settings.dispositions_file, program)
     rows = agent_performance(
-        session, start=start, end=end, at=at, dispositions=dispositions, agent=agent
+        session,
+        start=start,
+        end=end,
+        at=at,
+        dispositions=_dispositions(session, settings, program),
+        agent=agent,
+        program=program,
+        campaign=campaign,
     )
     last_day = (min(end, at) - timedelta(microseconds=1)).date()
     plans = []
     for row in rows:
         try:
-            plans.append(calling_plan(session, row.agent, day=last_day))
+            plans.append(
+                calling_plan(session, row.agent, day=last_day, program=program, campaign=campaign)
+            )
         except NotFoundError:
             continue  # calls imported from a dialer for someone with no agent record
-    campaign_plans = campaign_calling_plans(session, day=last_day)
-    return AgentsReport(label, start, end, rows, plans, campaign_plans)
+    campaign_plans = campaign_calling_plans(
+        session, day=last_day, program=program, campaign=campaign
+    )
+    return AgentsReport(label, start, end, rows, plans, campaign_plans, program, campaign, agent)
 
 
 @dataclass(frozen=True)
@@ -154,6 +206,8 @@ class ComplaintsReport:
     period: str
     by: str
     counts: list[ComplaintCount]
+    program: str | None = None
+    campaign: str | None = None
 
     def tables(self) -> list[Table]:
         categories = sorted({c.category for c in self.counts})
@@ -169,7 +223,8 @@ class ComplaintsReport:
             rows.append(("total", *totals, sum(totals)))
         return [
             Table(
-                f"Complaints by category and {self.by}, {self.period}",
+                f"Complaints by category and {self.by}, {self.period}"
+                + filters_label(program=self.program, campaign=self.campaign),
                 [self.by, *categories, "all"],
                 rows,
             )
@@ -189,10 +244,12 @@ def complaints_report(
     settings: Settings,
     period: Period | None = None,
     program: str | None = None,
+    campaign: str | None = None,
     by: str = "week",
 ) -> ComplaintsReport:
     if by not in ("day", "week", "month"):
         raise InputError(f"--by {by!r}: use day, week or month")
+    _check_filters(session, program, campaign)
     start, end, label = _window(period, at)
     counts = complaints_by_category(
         session,
@@ -200,6 +257,8 @@ def complaints_report(
         end=end,
         by=by,
         zone=settings.default_timezone,
-        dispositions=load_dispositions(settings.dispositions_file, program),
+        dispositions=_dispositions(session, settings, program),
+        program=program,
+        campaign=campaign,
     )
-    return ComplaintsReport(label, by, counts)
+    return ComplaintsReport(label, by, counts, program, campaign)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Program
+from engine.db.models import CallerLogEntry, CampaignRun, Program
 from engine.errors import InputError, NotFoundError
 
 
@@ -87,6 +87,32 @@ def program_id(session: Session, key: str | None) -> int | None:
         keys = ", ".join(session.scalars(select(Program.key).order_by(Program.key))) or "none"
         raise NotFoundError(f"no program {key!r}; known programs: {keys}")
     return int(found)
+
+
+def check_campaign(session: Session, name: str | None, *, program: str | None = None) -> None:
+    """NotFoundError naming ``name`` and the known campaigns, unless campaign ``name`` was
+    launched (in ``program``, a key) or has calls in the caller log (which outlives its runs)."""
+    if name is None:
+        return
+    runs = select(CampaignRun.campaign).distinct()
+    logged = select(CallerLogEntry.id).where(CallerLogEntry.campaign == name).limit(1)
+    if program is not None:
+        runs = runs.join(Program, Program.id == CampaignRun.program_id).where(
+            Program.key == program
+        )
+        logged = logged.where(CallerLogEntry.program == program)
+    known = sorted(session.scalars(runs))
+    if name in known or session.scalar(logged) is not None:
+        return
+    where = f" in program {program!r}" if program is not None else ""
+    raise NotFoundError(
+        f"no campaign {name!r}{where}; known campaigns{where}: {', '.join(known) or 'none'}"
+    )
+
+
+def filters_label(**filters: str | None) -> str:
+    """ ", program loyalty, campaign renew" for the filters given (titles of filtered tables)."""
+    return "".join(f", {name} {value}" for name, value in filters.items() if value is not None)
 
 
 @dataclass(frozen=True)
