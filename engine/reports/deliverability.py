@@ -17,7 +17,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import CampaignRun, OutboxMessage, Suppression
-from engine.reports.common import Chart, Period, Table, pct, program_id, ratio
+from engine.reports.common import (
+    Chart,
+    Period,
+    Table,
+    check_campaign,
+    pct,
+    program_id,
+    ratio,
+)
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,7 @@ def deliverability_report(
     campaign: str | None = None,
 ) -> DeliverabilityReport:
     pid = program_id(session, program)
+    check_campaign(session, campaign, program=program)
     o = OutboxMessage
     query = select(
         o.channel, o.status, func.count(), func.count(o.opened_at), func.count(o.clicked_at)

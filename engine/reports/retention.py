@@ -23,7 +23,15 @@ from sqlalchemy.orm import Session
 from engine.conversions import run_goals
 from engine.db.models import CallTask, CampaignRun, Conversion, Enrollment, OutboxMessage
 from engine.reports import stats
-from engine.reports.common import Chart, Period, Table, pct, program_id, ratio
+from engine.reports.common import (
+    Chart,
+    Period,
+    Table,
+    check_campaign,
+    pct,
+    program_id,
+    ratio,
+)
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,7 @@ def retention_report(
     campaign: str | None = None,
 ) -> RetentionReport:
     pid = program_id(session, program)
+    check_campaign(session, campaign, program=program)
     goal_runs = {g.run_id for g in run_goals(session) if event in g.events}
     query = select(CampaignRun.id).where(CampaignRun.id.in_(goal_runs))
     if pid is not None:

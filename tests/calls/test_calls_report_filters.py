@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from calls_helpers import TEST_NOW, World, campaign_source, make_run, make_world, unit
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from cli import cli
 from engine.app import App
@@ -25,9 +26,12 @@ from engine.calls.config import load_dispositions
 from engine.calls.dispositions import DispositionSet
 from engine.calls.log import CallInput, log_call
 from engine.calls.reporting import AgentPerformance
+from engine.db.models import CampaignRun
 from engine.errors import NotFoundError
 from engine.reports.agents import AgentsReport, agents_report, complaints_report
 from engine.reports.common import parse_period
+from engine.reports.deliverability import deliverability_report
+from engine.reports.retention import retention_report
 from engine.testing import make_program
 
 D = DispositionSet.standard()
@@ -382,3 +386,17 @@ def test_the_engine_refuses_unknown_names_too(app: App) -> None:
     build(app)
     with app.sessions() as s, pytest.raises(NotFoundError, match="no campaign 'nope'"):
         complaints_report(s, at=AT, settings=app.settings, campaign="nope")
+
+
+def test_deliverability_and_retention_refuse_an_unknown_campaign(app: App) -> None:
+    build(app)
+    with app.sessions() as s:
+        with pytest.raises(NotFoundError, match="no campaign 'nope'"):
+            deliverability_report(s, at=AT, campaign="nope")
+        with pytest.raises(NotFoundError, match="no campaign 'nope'"):
+            retention_report(s, at=AT, campaign="nope")
+        # A known campaign is not refused.
+        known = s.scalar(select(CampaignRun.campaign).limit(1))
+        assert known is not None
+        deliverability_report(s, at=AT, campaign=known)
+        retention_report(s, at=AT, campaign=known)
