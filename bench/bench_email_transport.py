@@ -5,8 +5,8 @@ off, so the server measures transport, not jsonschema) three ways and reports ms
 
 - sdk:            SendGridAPIClient(host=...).send(Mail) -- python_http_client, which opens a
                   new connection per request;
-- pooled-http:    SendGridChannel (helpers for the body, one persistent http.client
-                  connection per thread) -- what the engine uses;
+- pooled-http:    SendGridChannel (the helpers' body shape, one persistent keep-alive
+                  HTTP/1.1 connection per thread) -- what the engine uses;
 - pooled-requests: the same bodies over one requests.Session.
 
 Run: .venv/bin/python bench/bench_email_transport.py [-n 2000] [--rounds 3]

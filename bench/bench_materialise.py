@@ -104,7 +104,7 @@ def fill(url: str, participants: int, channel: str) -> None:
             {"now": now},
         )
         if postgres:
-            rows = f"FROM generate_series(1, {participants}) AS g"
+            rows = f"FROM generate_series(1::bigint, {participants}) AS g"
             body = _participants_sql("g", True).replace("'{}'", "'{}'::jsonb") + rows
             c.execute(
                 text(f"INSERT INTO participants ({PARTICIPANT_COLUMNS}) {body}"), {"now": now}

@@ -1,10 +1,11 @@
 """Email through SendGrid's v3 Mail Send API.
 
-Request bodies are built with the official SDK's helpers (``sendgrid.helpers.mail``), so the
-JSON is what SendGrid's own library would send. The transport is ours: the SDK's
-python_http_client opens a new connection for every request, which costs about 3x in
-throughput (bench/bench_email_transport.py); we keep one persistent keep-alive connection per
-thread with ``http.client``, which measured fastest of the pooled clients.
+Request bodies are what the official SDK's helpers (``sendgrid.helpers.mail``) make, so the
+JSON is what SendGrid's own library would send: batches are built with the helpers, single
+messages as plain dicts checked against them in the tests (see build_mail). The transport is
+ours: the SDK's python_http_client opens a new connection for every request, which costs
+about 3x in throughput (bench/bench_email_transport.py); we keep one persistent keep-alive
+HTTP/1.1 connection per thread and read the answers ourselves (see PooledHttpClient).
 
 Two SendGrid facts shape the body: the contract types message-level ``custom_args`` as a
 string, so our message id travels in each personalization's ``custom_args`` (which is also
@@ -14,15 +15,15 @@ per-recipient URL) go in the personalization too, so a batch keeps them apart.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import select
 import socket
+import ssl
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 from sendgrid.helpers.mail import (
@@ -102,7 +103,48 @@ def _envelope(first: OutboundEmail) -> Mail:
 
 
 def build_mail(message: OutboundEmail) -> dict[str, Any]:
-    """The v3 Mail Send body for one message (a template message or subject + content)."""
+    """The v3 Mail Send body for one message (a template message or subject + content).
+
+    Built as plain dicts, field for field what :func:`build_mail_with_sdk` (the official
+    helpers) makes, which tests/channels check on every shape of message: the helpers' objects
+    cost about as much CPU per message as the HTTP request itself.
+    """
+    to: dict[str, str] = {"email": message.to_email}
+    if message.to_name:
+        to = {"name": message.to_name, "email": message.to_email}
+    personalization: dict[str, Any] = {"to": [to]}
+    if message.headers:
+        personalization["headers"] = dict(message.headers)
+    if message.is_template and message.dynamic_template_data:  # the helpers drop an empty one
+        personalization["dynamic_template_data"] = dict(message.dynamic_template_data)
+    personalization["custom_args"] = dict(message.custom_args)
+    sender: dict[str, str] = {"email": message.from_email}
+    if message.from_name:
+        sender = {"name": message.from_name, "email": message.from_email}
+    body: dict[str, Any] = {"from": sender}
+    if not message.is_template:
+        body["subject"] = message.subject
+    body["personalizations"] = [personalization]
+    if not message.is_template:
+        # SendGrid requires text/plain before text/html.
+        content = []
+        if message.text:
+            content.append({"type": "text/plain", "value": message.text})
+        if message.html:
+            content.append({"type": "text/html", "value": message.html})
+        if content:
+            body["content"] = content
+    else:
+        body["template_id"] = message.template_id
+    if message.categories:
+        body["categories"] = list(reversed(message.categories))  # the helpers prepend each
+    if message.reply_to:
+        body["reply_to"] = {"email": message.reply_to}
+    return body
+
+
+def build_mail_with_sdk(message: OutboundEmail) -> dict[str, Any]:
+    """:func:`build_mail` through the official helpers: the reference its output must equal."""
     mail = _envelope(message)
     mail.add_personalization(_personalization(message, template=message.is_template))
     if not message.is_template:
@@ -158,10 +200,96 @@ class HttpAnswer:
     body: bytes
 
 
+class HttpProtocolError(Exception):
+    """The server's answer is not HTTP/1.x as we read it."""
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection: a socket and a buffered reader over it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
+_MAX_LINE = 65536
+_NO_BODY = frozenset((204, 304))
+
+
+def _read_answer(reader: Any) -> tuple[HttpAnswer, bool]:
+    """(the answer, whether the server will close the connection) from a buffered reader."""
+    while True:
+        line = reader.readline(_MAX_LINE + 1)
+        if not line:
+            raise HttpProtocolError("the server closed the connection without an answer")
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise HttpProtocolError(f"not an HTTP status line: {line[:80]!r}")
+        status = int(parts[1])
+        headers: dict[str, str] = {}
+        while True:
+            line = reader.readline(_MAX_LINE + 1)
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line or len(line) > _MAX_LINE:
+                raise HttpProtocolError("the answer's headers are cut off or too long")
+            name, colon, value = line.decode("latin-1").partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        if status >= 200:  # 1xx (an unasked-for 100 Continue): the real answer follows
+            break
+    connection = headers.get("connection", "").lower()
+    will_close = "close" in connection or (
+        parts[0] == b"HTTP/1.0" and "keep-alive" not in connection
+    )
+    if status in _NO_BODY:
+        body = b""
+    elif "chunked" in headers.get("transfer-encoding", "").lower():
+        body = _read_chunked(reader)
+    elif "content-length" in headers:
+        try:
+            length = int(headers["content-length"])
+        except ValueError:
+            raise HttpProtocolError(f"bad Content-Length {headers['content-length']!r}") from None
+        body = reader.read(length)
+        if len(body) < length:
+            raise HttpProtocolError("the answer's body is cut off")
+    else:
+        body, will_close = reader.read(), True  # delimited by the end of the connection
+    return HttpAnswer(status, headers, body), will_close
+
+
+def _read_chunked(reader: Any) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        line = reader.readline(_MAX_LINE + 1)
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise HttpProtocolError(f"bad chunk size line {line[:80]!r}") from None
+        if size == 0:
+            while reader.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return b"".join(chunks)
+        chunk = reader.read(size)
+        if len(chunk) < size:
+            raise HttpProtocolError("a chunk of the answer's body is cut off")
+        chunks.append(chunk)
+        reader.readline(_MAX_LINE + 1)  # the CRLF after the chunk
+
+
 class PooledHttpClient:
     """One persistent keep-alive HTTP(S) connection per thread, with errors sorted by whether
     the request could have reached the server: connect failures and failures while writing
-    are retryable; a timeout or hang-up while waiting for the answer is an unknown outcome."""
+    are retryable; a timeout or hang-up while waiting for the answer is an unknown outcome.
+
+    HTTP/1.1 written and read here rather than by http.client: a request is one pre-built
+    head and the body in one write, and the answer's few headers are read without the email
+    parser http.client uses for them, which alone cost more than building the message."""
 
     def __init__(
         self, base_url: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0
@@ -172,59 +300,75 @@ class PooledHttpClient:
         self.base_url = base_url.rstrip("/")
         self._scheme = parts.scheme
         self._host = parts.hostname
-        self._port = parts.port
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        default_port = self._port == (443 if parts.scheme == "https" else 80)
+        self._host_header = parts.netloc if not default_port else parts.hostname
         self._prefix = parts.path.rstrip("/")
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._open: set[http.client.HTTPConnection] = set()
+        self._open: set[_Connection] = set()
+        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 
-    def _connection(self) -> http.client.HTTPConnection:
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
-        if connection is not None and connection.sock is not None and _dropped(connection):
+    def _connection(self) -> _Connection | None:
+        connection: _Connection | None = getattr(self._local, "connection", None)
+        if connection is not None and _dropped(connection.sock):
             # The server closed the idle connection (keep-alive timeout): writing to it would
             # turn a harmless reconnect into an unknown outcome.
             self._discard(connection)
             connection = None
-        if connection is None:
-            cls = (
-                http.client.HTTPSConnection
-                if self._scheme == "https"
-                else http.client.HTTPConnection
-            )
-            connection = cls(self._host, self._port, timeout=self.connect_timeout)
-            self._local.connection = connection
-            with self._lock:
-                self._open.add(connection)
         return connection
 
-    def _discard(self, connection: http.client.HTTPConnection) -> None:
+    def _connect(self, what: str) -> _Connection:
+        try:
+            sock = socket.create_connection((self._host, self._port), self.connect_timeout)
+            try:
+                # Head and body go in one write, but the next request must not wait for the
+                # (delayed) ACK of this one either.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self._scheme == "https":
+                    context = ssl.create_default_context()
+                    sock = context.wrap_socket(sock, server_hostname=self._host)
+                # The connect timeout is short; the answer may legitimately take longer.
+                sock.settimeout(self.read_timeout)
+            except BaseException:
+                sock.close()
+                raise
+        except OSError as exc:
+            raise RetryableError(f"{what}: could not connect to {self.base_url}: {exc}") from exc
+        connection = _Connection(sock)
+        self._local.connection = connection
+        with self._lock:
+            self._open.add(connection)
+        return connection
+
+    def _discard(self, connection: _Connection) -> None:
         connection.close()
         with self._lock:
             self._open.discard(connection)
         if getattr(self._local, "connection", None) is connection:
             self._local.connection = None
 
+    def _head(self, path: str, headers: Mapping[str, str]) -> str:
+        """The request head up to Content-Length (cached: the same few per channel)."""
+        key = (path, tuple(headers.items()))
+        head = self._heads.get(key)
+        if head is None:
+            lines = [f"POST {self._prefix}{path} HTTP/1.1", f"Host: {self._host_header}"]
+            for name, value in headers.items():
+                if "\r" in name + value or "\n" in name + value or ":" in name:
+                    raise ValueError(f"bad header {name!r}")
+                lines.append(f"{name}: {value}")
+            head = "\r\n".join(lines) + "\r\nContent-Length: "
+            self._heads[key] = head
+        return head
+
     def post(self, path: str, body: bytes, headers: Mapping[str, str], *, what: str) -> HttpAnswer:
-        connection = self._connection()
-        if connection.sock is None:
-            try:
-                connection.connect()
-            except OSError as exc:
-                self._discard(connection)
-                raise RetryableError(
-                    f"{what}: could not connect to {self.base_url}: {exc}"
-                ) from exc
-            # The connect timeout is short; the answer may legitimately take longer.
-            # (mypy keeps the pre-connect narrowing of .sock to None, hence the cast.)
-            sock = cast(socket.socket, connection.sock)
-            sock.settimeout(self.read_timeout)
-            # http.client writes the headers and the body with two send() calls; with Nagle on,
-            # the body waits for the server's (delayed) ACK of the headers: up to 40 ms stalls.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        request = (self._head(path, headers) + f"{len(body)}\r\n\r\n").encode("latin-1") + body
+        connection = self._connection() or self._connect(what)
         try:
-            connection.request("POST", self._prefix + path, body=body, headers=dict(headers))
+            connection.sock.sendall(request)
         except OSError as exc:
             # The request was not completely written: the server cannot have acted on it.
             self._discard(connection)
@@ -232,23 +376,22 @@ class PooledHttpClient:
                 f"{what}: connection to {self.base_url} failed while sending: {exc}"
             ) from exc
         try:
-            response = connection.getresponse()
-            data = response.read()
+            answer, will_close = _read_answer(connection.reader)
         except TimeoutError as exc:
             self._discard(connection)
             raise UnknownOutcomeError(
                 f"{what}: no answer from {self.base_url} within {self.read_timeout:g}s after "
                 "the request was sent; it may have been accepted: not resending"
             ) from exc
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, HttpProtocolError) as exc:
             self._discard(connection)
             raise UnknownOutcomeError(
                 f"{what}: {self.base_url} closed the connection after the request was sent "
                 f"({exc!r}); it may have been accepted: not resending"
             ) from exc
-        if response.will_close:
+        if will_close:
             self._discard(connection)
-        return HttpAnswer(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+        return answer
 
     def close(self) -> None:
         with self._lock:
@@ -259,11 +402,8 @@ class PooledHttpClient:
         self._local = threading.local()
 
 
-def _dropped(connection: http.client.HTTPConnection) -> bool:
+def _dropped(sock: socket.socket) -> bool:
     """True when an idle connection has something to read: EOF (closed) or stray bytes."""
-    sock = connection.sock
-    if sock is None:
-        return True
     try:
         if hasattr(select, "poll"):  # select() cannot watch descriptors above 1023
             poller = select.poll()

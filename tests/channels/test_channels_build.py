@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from engine.channels import build_channels
 from engine.channels.base import Channel, OutboundEmail, OutboundSms, parse_retry_after
-from engine.channels.sendgrid import SendGridChannel
+from engine.channels.sendgrid import SendGridChannel, build_mail, build_mail_with_sdk
 from engine.channels.sink import SinkChannel
 from engine.channels.twilio import TwilioChannel
 from engine.clock import FrozenClock
@@ -189,3 +189,50 @@ def test_an_incomplete_email_is_refused(fields: dict[str, str]) -> None:
         OutboundEmail(
             message_id="m1", to_email="a@example.com", from_email="r@example.com", **fields
         )  # type: ignore[arg-type]
+
+
+_text = st.text(min_size=1, max_size=20)
+
+
+@given(
+    to_name=st.none() | st.just("") | _text,
+    from_name=st.none() | _text,
+    reply_to=st.none() | st.just("reply@example.com"),
+    categories=st.lists(_text, max_size=3, unique=True),
+    headers=st.dictionaries(st.sampled_from(["List-Unsubscribe", "X-Campaign"]), _text),
+    custom_args=st.dictionaries(st.sampled_from(["campaign", "step"]), _text),
+    text=st.none() | _text,
+    html=st.none() | _text,
+    template_data=st.none() | st.dictionaries(_text, st.integers() | _text, max_size=3),
+)
+def test_the_plain_mail_body_is_what_the_sendgrid_helpers_build(
+    to_name: str | None,
+    from_name: str | None,
+    reply_to: str | None,
+    categories: list[str],
+    headers: dict[str, str],
+    custom_args: dict[str, str],
+    text: str | None,
+    html: str | None,
+    template_data: dict[str, object] | None,
+) -> None:
+    if template_data is not None:
+        content: dict[str, object] = {
+            "template_id": "d-" + "0" * 32,
+            "dynamic_template_data": template_data,
+        }
+    else:
+        content = {"subject": "Your points", "text": text, "html": html or ("" if text else "h")}
+    message = OutboundEmail(
+        message_id="m1",
+        to_email="a@example.com",
+        to_name=to_name,
+        from_email="r@example.com",
+        from_name=from_name,
+        reply_to=reply_to,
+        categories=tuple(categories),
+        headers=headers,
+        custom_args=custom_args,
+        **content,  # type: ignore[arg-type]
+    )
+    assert build_mail(message) == build_mail_with_sdk(message)
