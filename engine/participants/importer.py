@@ -7,10 +7,11 @@ hold bad rows. So:
 - a bad row never stops the import: it goes to the rejects file with EVERY reason it fails;
 - a row whose raw content has the same digest as at its last import is ``unchanged`` and is
   neither validated nor written again, which makes re-running a file cheap and a no-op;
-- rows are processed in chunks: for each chunk, one query finds the stored digests, validation
-  runs in worker processes (phonenumbers and email-validator cost tens of microseconds per
-  value) while this process writes the previous chunk, and one set-based statement upserts it.
-  Each chunk is committed, so an interrupted import keeps its progress and a re-run finishes it.
+- rows are processed in chunks: for each chunk, one query finds the stored digests (none when
+  the program had no participants when the import began), validation runs in worker processes
+  (phonenumbers and email-validator cost tens of microseconds per value) while this process
+  writes an earlier chunk with set-based statements. Work is committed every COMMIT_ROWS rows,
+  so an interrupted import keeps its progress and a re-run finishes it.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from engine.participants.store import (
     ImportStore,
     RowEncoder,
     copy_line,
+    copy_text,
     lookup,
 )
 from engine.participants.suppressions import email_hash, hash_normalised
@@ -76,12 +78,13 @@ CHUNK_SIZE = 2000
 # Rows written between commits: an interrupted import keeps its progress up to the last one.
 # Committing every chunk instead makes SQLite write the same index pages again and again.
 COMMIT_ROWS = 20_000
-# SQLite: a file of at least this many rows, and more than the table holds, is loaded without
-# the email and phone indexes, which are rebuilt at the end (see ImportStore.defer_indexes).
+# A file of at least this many rows, and more than twice what the table holds, is loaded
+# without the email and phone indexes, which are rebuilt at the end (ImportStore.defer_indexes).
 DEFER_INDEXES_ROWS = 100_000
-# SQLite page cache of the importing connection (KiB).
-SQLITE_CACHE_KIB = 32 * 1024
-# Below this many rows to validate, starting worker processes costs more than it saves.
+# SQLite page cache of the importing connection (KiB). More buys little once the email and
+# phone indexes are deferred, and every MB of it counts against the import's memory budget.
+SQLITE_CACHE_KIB = 8 * 1024
+# Below this many rows in the file, starting worker processes costs more than they save.
 PARALLEL_THRESHOLD = 5000
 
 # --------------------------------------------------------------------------- seen ids
@@ -124,7 +127,7 @@ class _Plan:
     Handed to the worker processes once, when they start."""
 
     fmt: str
-    columns: list[str]
+    columns: tuple[str, ...]
     digest_context: str
     ctx: ValidationContext
     program_id: int
@@ -133,6 +136,9 @@ class _Plan:
     postgres: bool
     consent_source: str
     erased: frozenset[str]
+    # The program had no participants when the import began: nothing to look up, every row
+    # is new (the file's own repeats are found by SeenIds).
+    first_load: bool
     database_url: str
 
     @property
@@ -169,7 +175,7 @@ def process_piece(plan: _Plan, data: bytes, first_line: int, lookup: Lookup) -> 
     rest. Runs in a worker process for a big file."""
     rows = parse_piece(plan.fmt, plan.width, data, first_line)
     result = _PieceResult(read=len(rows))
-    prefix = _digest_prefix(plan.digest_context, tuple(plan.columns))
+    prefix = _digest_prefix(plan.digest_context, plan.columns)
     id_index = plan.columns.index("external_id") if plan.fmt == "csv" else -1
     first_here: dict[str, int] = {}
     candidates: list[tuple[SourceRow, str, str]] = []
@@ -195,7 +201,7 @@ def process_piece(plan: _Plan, data: bytes, first_line: int, lookup: Lookup) -> 
             first_here[external_id] = row.line
         candidates.append((row, digest, external_id))
     result.firsts = list(first_here.items())
-    existing = lookup(list(first_here))
+    existing = {} if plan.first_load else lookup(list(first_here))
     changed: list[tuple[SourceRow, str, str]] = []
     for candidate in candidates:
         _row, digest, external_id = candidate
@@ -208,32 +214,61 @@ def process_piece(plan: _Plan, data: bytes, first_line: int, lookup: Lookup) -> 
     checked = validate_chunk(
         (plan.ctx, plan.columns, [(row.line, _payload(row)) for row, _, _ in changed])
     )
-    encode_participant: Callable[[Sequence[Any]], Any] = (
-        copy_line if plan.postgres else RowEncoder(PARTICIPANT_COLUMNS, postgres=False)
-    )
-    encode_consent: Callable[[Sequence[Any]], Any] = (
-        copy_line if plan.postgres else RowEncoder(CONSENT_COLUMNS, postgres=False)
-    )
+    encoder = _encoder(plan)
     for (row, digest, external_id), (record, reasons) in zip(changed, checked, strict=True):
         if record is not None and plan.erased and _is_erased(record, plan.erased):
             record, reasons = None, [_ERASED]
         if record is None:
             result.rejects.append((row.line, reasons, original_text(row)))
             continue
-        consents: list[Any] = [
-            encode_consent(
-                (plan.program_id, record.external_id, channel, status, plan.at, plan.consent_source)
+        participant, consents = encoder.encode(record, digest)
+        existed = external_id in existing
+        result.writes.append((row.line, existed, participant, consents))
+    return result
+
+
+class _Encoder:
+    """A validated record -> its participant row and consent rows as the writing process
+    hands them to the database: COPY text on PostgreSQL (the consents of a row as one string),
+    driver tuples on SQLite (a list). What is the same on every row is encoded once."""
+
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.postgres = plan.postgres
+        if plan.postgres:
+            self.participant: Callable[[Sequence[Any]], Any] = copy_line
+            self.consent_prefix = f"{plan.program_id}\t"
+            self.consent_suffix = copy_line((plan.at, plan.consent_source))
+        else:
+            self.participant = RowEncoder(PARTICIPANT_COLUMNS, postgres=False)
+            at, source = RowEncoder(CONSENT_COLUMNS[-2:], postgres=False)(
+                (plan.at, plan.consent_source)
             )
-            for channel, status in record.consents.items()
-        ]
-        participant = encode_participant(
+            self.consent_tail = (at, source)
+
+    def encode(self, record: ParticipantRecord, digest: str) -> tuple[Any, Any]:
+        plan = self.plan
+        participant = self.participant(
             _participant_row(plan.program_id, plan.program_key, record, digest, plan.at)
         )
-        existed = external_id in existing
-        result.writes.append(
-            (row.line, existed, participant, "".join(consents) if plan.postgres else consents)
-        )
-    return result
+        if self.postgres:
+            # CONSENT_COLUMNS order; channel and status are fixed words (nothing to escape).
+            head = self.consent_prefix + copy_text(record.external_id) + "\t"
+            consents: Any = "".join(
+                f"{head}{channel}\t{status}\t{self.consent_suffix}"
+                for channel, status in record.consents.items()
+            )
+        else:
+            consents = [
+                (plan.program_id, record.external_id, channel, status, *self.consent_tail)
+                for channel, status in record.consents.items()
+            ]
+        return participant, consents
+
+
+@lru_cache(maxsize=4)
+def _encoder(plan: _Plan) -> _Encoder:
+    return _Encoder(plan)
 
 
 @lru_cache(maxsize=4)
@@ -257,11 +292,15 @@ def _start_worker(plan: _Plan) -> None:
 
 
 def _worker_piece(job: tuple[bytes, int]) -> _PieceResult:
-    plan: _Plan = _worker["plan"]
+    return process_piece(_worker["plan"], job[0], job[1], _worker_lookup)
+
+
+def _worker_lookup(ids: list[str]) -> dict[str, Any]:
+    """The worker's digest lookup, connecting on first use (a first load never uses it)."""
     lookup = _worker.get("lookup")
     if lookup is None:
-        lookup = _worker["lookup"] = _own_lookup(plan)
-    return process_piece(plan, job[0], job[1], lookup)
+        lookup = _worker["lookup"] = _own_lookup(_worker["plan"])
+    return lookup(ids)
 
 
 def _own_lookup(plan: _Plan) -> Lookup:
@@ -281,39 +320,50 @@ def _own_lookup(plan: _Plan) -> Lookup:
 
 
 class Pieces:
-    """Processes pieces in this process until ``threshold`` rows' worth of bytes have been
-    asked for, then in a pool of worker processes (results come back in submission order)."""
+    """Processes pieces in this process, or, once ``start_workers`` was called, in a pool of
+    worker processes (results come back in submission order)."""
 
-    def __init__(self, plan: _Plan, local: Lookup, *, workers: int, threshold: int) -> None:
+    def __init__(self, plan: _Plan, local: Lookup, *, workers: int) -> None:
         self.plan = plan
         self.local = local
         self.workers = workers
-        self.threshold = threshold
-        self.requested = 0
         self.pool: Pool | None = None
 
     @property
     def lookahead(self) -> int:
-        """How many pieces may be in flight before the oldest must be written."""
-        return 2 * self.workers if self.pool is not None else 0
+        """How many pieces may be in flight before the oldest must be written. On SQLite one
+        per worker and one queued keeps the workers busy (this process writes a piece in a
+        fraction of the time a worker takes to make it); more would only hold more results in
+        memory. On PostgreSQL this process waits on the server, which shares the cores with
+        the workers: a deeper queue lets them work through those waits (~10% faster)."""
+        if self.pool is None:
+            return 0
+        return 2 * self.workers if self.plan.postgres else self.workers + 1
 
-    def submit(self, data: bytes, first_line: int, records: int) -> Callable[[], _PieceResult]:
-        self.requested += records
-        if self.pool is None and (self.workers < 2 or self.requested < self.threshold):
+    def start_workers(self) -> None:
+        """Start the worker processes. Called before the first piece is processed, while this
+        process is still small: each worker is a fork of it, and its resident memory counts
+        what it shares with this process (e.g. the validation metadata and the SQLite page
+        cache would be copied into every worker's count had this process loaded them first).
+        """
+        if self.pool is not None or self.workers < 2:
+            return
+        # fork, not spawn: spawn re-imports the caller's __main__, which breaks any script
+        # that calls the importer without an `if __name__ == "__main__"` guard. Freezing
+        # the garbage collector first keeps the workers' collections from touching (and so
+        # copying) every page they share with this process.
+        gc.freeze()
+        try:
+            self.pool = multiprocessing.get_context("fork").Pool(
+                self.workers, initializer=_start_worker, initargs=(self.plan,)
+            )
+        finally:
+            gc.unfreeze()
+
+    def submit(self, data: bytes, first_line: int) -> Callable[[], _PieceResult]:
+        if self.pool is None:
             result = process_piece(self.plan, data, first_line, self.local)
             return lambda: result
-        if self.pool is None:
-            # fork, not spawn: spawn re-imports the caller's __main__, which breaks any script
-            # that calls the importer without an `if __name__ == "__main__"` guard. Freezing
-            # the garbage collector first keeps the workers' collections from touching (and so
-            # copying) every page they share with this process.
-            gc.freeze()
-            try:
-                self.pool = multiprocessing.get_context("fork").Pool(
-                    self.workers, initializer=_start_worker, initargs=(self.plan,)
-                )
-            finally:
-                gc.unfreeze()
         return self.pool.apply_async(_worker_piece, ((data, first_line),)).get
 
     def close(self, *, failed: bool) -> None:
@@ -383,7 +433,7 @@ def import_participants(
             postgres = store.postgres
             plan = _Plan(
                 fmt=fmt,
-                columns=columns,
+                columns=tuple(columns),
                 digest_context=(f"participants/{RULES_VERSION}/{fmt}/{ctx.timezone}/{ctx.region}"),
                 ctx=ctx,
                 program_id=program_id,
@@ -392,8 +442,10 @@ def import_participants(
                 postgres=postgres,
                 consent_source=f"import:{path.name}"[:64],
                 erased=frozenset(store.erased_hashes()),
+                first_load=not store.has_participants(program_id),
                 database_url=url.render_as_string(hide_password=False),
             )
+            store.lookups = not plan.first_load
             store.restore_indexes()  # any a killed import left dropped
             connection.commit()
             cache = _bigger_cache(connection, postgres)
@@ -402,7 +454,6 @@ def import_participants(
                 plan,
                 lambda ids: store.existing_digests(program_id, ids),
                 workers=workers or default_workers(),
-                threshold=parallel_threshold,
             )
             uncommitted = 0
 
@@ -435,8 +486,7 @@ def import_participants(
                     consents: list[Any] = [w[3] for w in writes]
                 else:
                     consents = [c for w in writes for c in w[3]]
-                store.upsert_participant_lines(participants)
-                store.upsert_consent_lines(consents)
+                store.upsert_lines(participants, consents)
                 inserted = sum(1 for w in writes if not w[1])
                 totals.inserted += inserted
                 totals.updated += len(writes) - inserted
@@ -455,9 +505,17 @@ def import_participants(
             pending: deque[tuple[bytes, int, Callable[[], _PieceResult]]] = deque()
             try:
                 for data, first_line in pieces:
-                    if first_line == pieces.first_line and not postgres:
-                        deferred = _maybe_defer_indexes(store, data, size)
-                    pending.append((data, first_line, runner.submit(data, first_line, chunk_size)))
+                    if first_line == pieces.first_line:
+                        estimate = _estimate_rows(data, size)
+                        deferred = _maybe_defer_indexes(store, estimate)
+                        if deferred:
+                            # Commit the DROP at once: on PostgreSQL it locks the table, and
+                            # the workers' lookups (their own connections) would wait for
+                            # this transaction while it waits for their results.
+                            connection.commit()
+                        if estimate >= parallel_threshold:
+                            runner.start_workers()
+                    pending.append((data, first_line, runner.submit(data, first_line)))
                     # Write the oldest piece while the workers work on the newer ones.
                     while len(pending) > runner.lookahead:
                         data, first_line, result = pending.popleft()
@@ -494,11 +552,16 @@ def import_participants(
     )
 
 
-def _maybe_defer_indexes(store: ImportStore, first_piece: bytes, size: int) -> list[Any]:
-    """Drop the email/phone indexes for a bulk load: when the file (estimated from its first
-    piece) holds many rows and more than the table does (a first load, not a daily feed)."""
-    estimate = count_lines(first_piece) * size // max(1, len(first_piece))
-    if estimate < DEFER_INDEXES_ROWS or estimate <= store.participant_count():
+def _estimate_rows(first_piece: bytes, size: int) -> int:
+    """Rows in the file, estimated from its first piece."""
+    return count_lines(first_piece) * size // max(1, len(first_piece))
+
+
+def _maybe_defer_indexes(store: ImportStore, estimate: int) -> list[Any]:
+    """Drop the email/phone indexes for a bulk load: when the file holds many rows and more
+    than twice what the table does, i.e. mostly new people (a first load, not a daily feed,
+    whose re-import would otherwise rebuild both indexes for nothing)."""
+    if estimate < DEFER_INDEXES_ROWS or estimate <= 2 * store.participant_count():
         return []
     return store.defer_indexes()
 

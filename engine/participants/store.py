@@ -1,15 +1,17 @@
 """All SQL of the participant and event imports, for SQLite and PostgreSQL.
 
-Each chunk of rows is loaded into a TEMP staging table (PostgreSQL: COPY; SQLite: one
-executemany), then merged with ONE set-based statement (INSERT ... SELECT ... ON CONFLICT),
-which is what makes a million-row import fast on both backends. Values are written in the
-exact form the SQLAlchemy column types use (UTC; SQLite's datetime text format), so ORM
-queries read imported rows like any other.
+A chunk of participants is written with set-based statements: on PostgreSQL, COPY into TEMP
+staging tables and ONE statement that upserts the participants and their consents
+(INSERT ... SELECT ... ON CONFLICT ... RETURNING, feeding the consents' upsert); on SQLite, one
+executemany per table of an upsert with VALUES (no staging). Events go through a staging
+table on both. Values are written in the exact form the SQLAlchemy column types use (UTC;
+SQLite's datetime text format), so ORM queries read imported rows like any other.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -81,18 +83,22 @@ _UPSERT_PARTICIPANTS = (
 
 # Only a consent that differs from the stored one is written, so recorded_at/source keep
 # saying when and where the CURRENT value came from.
-# The participant is found by a correlated lookup rather than a join: it is one probe of the
-# (program_id, external_id) unique index per row on both backends, whatever the planner's
-# statistics say (a join let PostgreSQL hash the whole participants table for every chunk).
-_UPSERT_CONSENTS = (
-    "INSERT INTO participant_consents (participant_id, channel, status, recorded_at, source) "
-    "SELECT (SELECT p.id FROM participants p "
-    "WHERE p.program_id = s.program_id AND p.external_id = s.external_id), "
-    "s.channel, s.status, s.recorded_at, s.source FROM _import_consents s "
-    "WHERE true "
+_CONSENT_CONFLICT = (
     "ON CONFLICT (participant_id, channel) DO UPDATE SET status = excluded.status, "
     "recorded_at = excluded.recorded_at, source = excluded.source "
     "WHERE participant_consents.status <> excluded.status"
+)
+
+# PostgreSQL: the staged participants and their consents in ONE statement. The participant
+# ids come from the upsert's RETURNING (every staged row: the upsert has no WHERE), joined to
+# the staged consents, which costs neither an index probe per consent nor statistics on the
+# staging tables (so they are never analyzed: ANALYZE per chunk cost more than the join).
+_UPSERT_PARTICIPANTS_AND_CONSENTS = (
+    f"WITH upserted AS ({_UPSERT_PARTICIPANTS} RETURNING id, external_id) "
+    "INSERT INTO participant_consents (participant_id, channel, status, recorded_at, source) "
+    "SELECT upserted.id, s.channel, s.status, s.recorded_at, s.source "
+    "FROM _import_consents s JOIN upserted ON upserted.external_id = s.external_id "
+    f"{_CONSENT_CONFLICT}"
 )
 
 # SQLite: the participant and consent upserts straight from executemany, one row at a time
@@ -104,10 +110,7 @@ _UPSERT_PARTICIPANTS_VALUES = _UPSERT_PARTICIPANTS.replace(
 _UPSERT_CONSENTS_VALUES = (
     "INSERT INTO participant_consents (participant_id, channel, status, recorded_at, source) "
     "VALUES ((SELECT p.id FROM participants p WHERE p.program_id = ? AND p.external_id = ?), "
-    "?, ?, ?, ?) "
-    "ON CONFLICT (participant_id, channel) DO UPDATE SET status = excluded.status, "
-    "recorded_at = excluded.recorded_at, source = excluded.source "
-    "WHERE participant_consents.status <> excluded.status"
+    f"?, ?, ?, ?) {_CONSENT_CONFLICT}"
 )
 
 _INSERT_EVENTS = (
@@ -182,31 +185,61 @@ _POSTGRES_CONVERTERS: dict[str, Callable[[Any], Any]] = {"attributes": json.dump
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+
+
+def copy_text(value: str) -> str:
+    # One C-level search first: almost no value needs escaping, and translate() costs more.
+    return value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
+
+
+def _copy_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _copy_json(value: Any) -> str:
+    return copy_text(json.dumps(value))
+
+
+# By exact type: one dict lookup per value instead of a chain of isinstance checks (a third of
+# the cost of a validation worker, before). Other types take the general path.
+_COPY_BY_TYPE: dict[type, Callable[[Any], str]] = {
+    str: copy_text,
+    int: str,
+    bool: str,
+    type(None): lambda _value: "\\N",
+    datetime: _copy_datetime,
+    date: date.isoformat,
+    dict: _copy_json,
+    list: _copy_json,
+    Decimal: str,
+}
 
 
 def _copy_value(value: Any) -> str:
     if value is None:
         return "\\N"
     if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
+        return copy_text(value)
     if isinstance(value, dict | list):
-        return json.dumps(value).translate(_COPY_ESCAPES)
+        return _copy_json(value)
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
+        return _copy_datetime(value)
     return str(value)  # int, date, Decimal
 
 
 def copy_line(row: Sequence[Any]) -> str:
     """One row in PostgreSQL's COPY text format (tab-separated, \\N for NULL, newline-ended);
     built in the importer's workers so the writing process only joins lines."""
-    return "\t".join([_copy_value(value) for value in row]) + "\n"
+    by_type = _COPY_BY_TYPE
+    return "\t".join([by_type.get(type(value), _copy_value)(value) for value in row]) + "\n"
 
 
 class RowEncoder:
     """Python values -> what the driver is given, for one table's columns on one backend.
 
-    Rows can be encoded ahead (e.g. in the importer's validation workers) and staged with
-    ``encoded=True``, which keeps that work off the process that writes to the database.
+    Rows can be encoded ahead (e.g. in the importer's validation workers, for
+    ImportStore.upsert_lines), which keeps that work off the process that writes.
     """
 
     def __init__(self, columns: Sequence[str], *, postgres: bool) -> None:
@@ -266,6 +299,9 @@ class ImportStore:
         self.postgres = connection.dialect.name == "postgresql"
         self._analyzed_rows: int | None = None  # rows PostgreSQL's statistics know of
         self._written = 0
+        # False while the import looks nothing up (a first load): the statistics are then
+        # brought up to date once, at close, instead of during the load.
+        self.lookups = True
         cols = ", ".join(PARTICIPANT_COLUMNS)
         event_cols = ", ".join(EVENT_COLUMNS)
         for name, query in _STAGES.items():
@@ -291,6 +327,8 @@ class ImportStore:
                 "SELECT reltuples FROM pg_class WHERE oid = 'participants'::regclass"
             ).scalar()
             self._analyzed_rows = -1 if reltuples is None or reltuples < 0 else int(reltuples)
+        if not self.lookups:
+            return
         if self._analyzed_rows < 0 or self._written > max(10_000, self._analyzed_rows):
             self.connection.exec_driver_sql("ANALYZE participants")
             self._analyzed_rows = max(self._analyzed_rows, 0) + self._written
@@ -299,18 +337,22 @@ class ImportStore:
     # ----------------------------------------------------------------- indexes
 
     def defer_indexes(self) -> list[Index]:
-        """SQLite: drop the participants' plain indexes (email, phone) for a bulk load; give
-        the list to restore_indexes at the end. Rows arrive in random email and phone order, so
-        keeping those indexes current costs more than all the rest of writing a row, while
-        building them afterwards is one sort. Nothing on PostgreSQL (its buffer cache copes)."""
+        """Drop the participants' plain indexes (email, phone) for a bulk load; give the list
+        to restore_indexes at the end. Rows arrive in random email and phone order, so keeping
+        those indexes current costs more than building them afterwards, which is one sort
+        (SQLite: more than all the rest of writing a row; PostgreSQL: about a tenth of the
+        server's work). PostgreSQL locks the table for the rest of the first chunk's
+        transaction: the importer only does this for a first load (see importer)."""
         if self.postgres:
-            return []
-        present = {
-            row[0]
-            for row in self.connection.exec_driver_sql(
+            query = (
+                "SELECT indexname FROM pg_indexes "
+                "WHERE tablename = 'participants' AND schemaname = current_schema()"
+            )
+        else:
+            query = (
                 "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'participants'"
             )
-        }
+        present = {row[0] for row in self.connection.exec_driver_sql(query)}
         dropped = [ix for ix in _plain_indexes() if ix.name in present]
         for index in dropped:
             self.connection.exec_driver_sql(f"DROP INDEX {index.name}")
@@ -319,8 +361,6 @@ class ImportStore:
     def restore_indexes(self, indexes: Sequence[Index] | None = None) -> None:
         """Create those of ``indexes`` (default: all the participants' plain indexes) that are
         missing, e.g. after an import that was killed before it could rebuild them."""
-        if self.postgres:
-            return
         for index in _plain_indexes() if indexes is None else indexes:
             index.create(self.connection, checkfirst=True)
 
@@ -332,14 +372,28 @@ class ImportStore:
     def close(self) -> None:
         for name in _STAGES:
             self.connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        if self.postgres and not self.lookups and self._written:
+            self.connection.exec_driver_sql("ANALYZE participants")
         self.connection.commit()
+
+    def _driver(self) -> Any:
+        """The driver (DBAPI) connection, inside the SQLAlchemy connection's transaction.
+
+        Used directly because SQLAlchemy's per-statement parameter handling costs more than
+        SQLite's executemany itself. The transaction is begun first: on SQLite the engine
+        emits BEGIN only when SQLAlchemy begins one (engine.db.session), and a driver
+        statement run after a commit would otherwise commit every row on its own (a WAL
+        frame write per row, ten times slower).
+        """
+        if not self.connection.in_transaction():
+            self.connection.begin()
+        return self.connection.connection.driver_connection
 
     # ----------------------------------------------------------------- reads
 
     def _lookup(self, program_id: int, keys: Sequence[str], column: str) -> list[Any]:
         """(external_id, ``column``) of those ``keys`` that are participants of the program."""
-        driver = self.connection.connection.driver_connection
-        return lookup(driver, self.postgres, program_id, keys, column)
+        return lookup(self._driver(), self.postgres, program_id, keys, column)
 
     def existing_digests(self, program_id: int, external_ids: Sequence[str]) -> dict[str, Any]:
         """{external_id: source_digest} of those ids already in the program."""
@@ -347,6 +401,12 @@ class ImportStore:
 
     def participant_ids(self, program_id: int, external_ids: Sequence[str]) -> dict[str, int]:
         return dict(self._lookup(program_id, external_ids, "id"))
+
+    def has_participants(self, program_id: int) -> bool:
+        query = "SELECT 1 FROM participants WHERE program_id = %s LIMIT 1"
+        if not self.postgres:
+            query = query.replace("%s", "?")
+        return self.connection.exec_driver_sql(query, (program_id,)).first() is not None
 
     def erased_hashes(self) -> set[str]:
         rows = self.connection.exec_driver_sql(
@@ -356,20 +416,10 @@ class ImportStore:
 
     # ----------------------------------------------------------------- writes
 
-    def _stage(
-        self,
-        table: str,
-        columns: Sequence[str],
-        rows: Sequence[Sequence[Any]],
-        *,
-        encoded: bool = False,
-    ) -> None:
-        if not encoded:
-            encode = RowEncoder(columns, postgres=self.postgres)
-            rows = [encode(row) for row in rows]
-        # The driver's own cursor, inside the connection's transaction: SQLAlchemy's
-        # per-statement parameter handling costs more than SQLite's executemany itself.
-        cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    def _stage(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        encode = RowEncoder(columns, postgres=self.postgres)
+        rows = [encode(row) for row in rows]
+        cursor = self._driver().cursor()
         try:
             if self.postgres:
                 with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
@@ -391,63 +441,41 @@ class ImportStore:
             f"TRUNCATE {table}" if self.postgres else f"DELETE FROM {table}"
         )
 
-    def upsert_participants(self, rows: Sequence[Sequence[Any]], *, encoded: bool = False) -> None:
-        """``rows`` are tuples in PARTICIPANT_COLUMNS order."""
-        if not rows:
-            return
-        self._stage("_import_participants", PARTICIPANT_COLUMNS, rows, encoded=encoded)
-        self.connection.exec_driver_sql(_UPSERT_PARTICIPANTS)
-        self._clear("_import_participants")
-        self._analyze_if_stale(len(rows))
-
-    def upsert_participant_lines(self, rows: Sequence[Any]) -> None:
-        """Rows encoded ahead: COPY text lines (``copy_line``) on PostgreSQL, driver tuples
-        (``RowEncoder``) on SQLite."""
-        if not rows:
+    def upsert_lines(self, participants: Sequence[Any], consents: Sequence[Any]) -> None:
+        """Upsert participants and their consents, encoded ahead (e.g. in the importer's
+        workers): COPY text lines (``copy_line``) on PostgreSQL, driver tuples (``RowEncoder``)
+        on SQLite, in PARTICIPANT_COLUMNS and CONSENT_COLUMNS order. Every consent's
+        participant is among ``participants``."""
+        if not participants:
             return
         if not self.postgres:
-            self._executemany(_UPSERT_PARTICIPANTS_VALUES, rows)
+            # SQLite: straight from executemany, one row at a time inside one statement's
+            # prepared plan (no staging table to fill and read back).
+            self._executemany(_UPSERT_PARTICIPANTS_VALUES, participants)
+            if consents:
+                self._executemany(_UPSERT_CONSENTS_VALUES, consents)
             return
-        self._copy("_import_participants", PARTICIPANT_COLUMNS, rows)
-        self.connection.exec_driver_sql(_UPSERT_PARTICIPANTS)
-        self._clear("_import_participants")
-        self._analyze_if_stale(len(rows))
-
-    def upsert_consent_lines(self, rows: Sequence[Any]) -> None:
-        """Like upsert_participant_lines, for CONSENT_COLUMNS."""
-        if not rows:
-            return
-        if not self.postgres:
-            self._executemany(_UPSERT_CONSENTS_VALUES, rows)
-            return
-        self._copy("_import_consents", CONSENT_COLUMNS, rows)
-        self.connection.exec_driver_sql(_UPSERT_CONSENTS)
-        self._clear("_import_consents")
+        self._copy("_import_participants", PARTICIPANT_COLUMNS, participants)
+        self._copy("_import_consents", CONSENT_COLUMNS, consents)
+        self.connection.exec_driver_sql(_UPSERT_PARTICIPANTS_AND_CONSENTS)
+        self.connection.exec_driver_sql("TRUNCATE _import_participants, _import_consents")
+        self._analyze_if_stale(len(participants))
 
     def _executemany(self, statement: str, rows: Sequence[Any]) -> None:
-        cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = self._driver().cursor()
         try:
             cursor.executemany(statement, rows)
         finally:
             cursor.close()
 
     def _copy(self, table: str, columns: Sequence[str], lines: Sequence[str]) -> None:
-        cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = self._driver().cursor()
         try:
-            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                copy.write("".join(lines))
-            cursor.execute(f"ANALYZE {table}", prepare=False)
+            if lines:
+                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    copy.write("".join(lines))
         finally:
             cursor.close()
-
-    def upsert_consents(self, rows: Sequence[Sequence[Any]], *, encoded: bool = False) -> int:
-        """``rows`` are tuples in CONSENT_COLUMNS order; returns how many consents changed."""
-        if not rows:
-            return 0
-        self._stage("_import_consents", CONSENT_COLUMNS, rows, encoded=encoded)
-        changed = self.connection.exec_driver_sql(_UPSERT_CONSENTS).rowcount
-        self._clear("_import_consents")
-        return int(changed)
 
     def insert_events(self, rows: Sequence[Sequence[Any]]) -> int:
         """``rows`` in EVENT_COLUMNS order; returns how many were new. Moves each participant's

@@ -30,6 +30,7 @@ moves forward (activity events may know of newer activity than the member file).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
@@ -221,7 +222,7 @@ def validate_participant(
     )
 
 
-Task = tuple[ValidationContext, list[str], list[tuple[int, Any]]]
+Task = tuple[ValidationContext, Sequence[str], list[tuple[int, Any]]]
 Result = list[tuple[ParticipantRecord | None, list[str]]]
 
 
@@ -259,12 +260,19 @@ def normalise_email(value: str) -> str:
         and "--" not in match["domain"]
     ):
         domain = match["domain"].lower()
-        if not any(domain == d or domain.endswith("." + d) for d in _SPECIAL_USE_DOMAINS):
+        if not _is_special_use(domain):
             return f"{match['local']}@{domain}"
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
+
+
+@lru_cache(maxsize=4096)
+def _is_special_use(domain: str) -> bool:
+    """A special-use domain (e.g. ``test``, ``local``), which email-validator refuses. Cached:
+    a member file has few distinct domains."""
+    return any(domain == d or domain.endswith("." + d) for d in _SPECIAL_USE_DOMAINS)
 
 
 def _email(value: str | None, errors: list[str]) -> str | None:
