@@ -369,11 +369,12 @@ class OutboxTally(Base):
     campaign report's funnel reads instead of counting 10,000,000 outbox rows.
 
     Database triggers (migration 0005) write it, so no code path can miss a change: +1 for an
-    outbox row inserted, -1 for one deleted, and a -1 row for the old key with a +1 row for
-    the new one when a row's status, skip reason, variant, open or click changes. Writers
-    only INSERT, so concurrent dispatchers never wait on a shared counter. The tick folds each
-    run's rows into one per key (engine.reports.tallies.fold_tallies); ``state`` tells the
-    rows the triggers added (0) from folded ones (1) and ones being folded (2).
+    outbox row inserted, -1 for one deleted, and -1 for the old key with +1 for the new one
+    when a row's status, skip reason, variant, open or click changes (PostgreSQL: one row
+    per key per statement, net; SQLite: rows per outbox row). Writers only INSERT, so
+    concurrent dispatchers never wait on a shared counter. The tick folds each run's rows
+    into one per key (engine.reports.tallies.fold_tallies); ``state`` tells the rows the
+    triggers added (0) from folded ones (1) and ones being folded (2).
     """
 
     __tablename__ = "outbox_tallies"

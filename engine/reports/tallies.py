@@ -1,6 +1,6 @@
 """The outbox tallies (engine.db.models.OutboxTally): read them summed, fold them.
 
-Triggers append a row per outbox change (migration 0005); a report sums the rows of its runs
+Triggers append rows per outbox change (migration 0005); a report sums the rows of its runs
 per key, which is exact whether or not they have been folded. Folding (every tick) replaces
 the rows of each run that has new ones by one row per key, so a run's tallies stay a few
 hundred rows however many messages it sent.

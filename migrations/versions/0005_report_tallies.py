@@ -10,9 +10,13 @@ index-only count of 10M index entries takes about 0.5 s on PostgreSQL on its own
 funnel reads `outbox_tallies` (engine.db.models.OutboxTally), a few hundred rows per run:
 triggers on outbox_messages append +1/-1 rows on every insert, delete and change of status,
 skip reason, variant, open or click (writers only INSERT: no shared counter row to wait
-on), and the tick folds them (engine.reports.tallies). The upgrade counts the existing
-outbox once; the triggers exist before that count, and on PostgreSQL creating them locks
-out outbox writes until the migration commits, so no change is missed or counted twice.
+on), and the tick folds them (engine.reports.tallies). On PostgreSQL they are statement
+triggers over transition tables, appending one row per key a statement moved, net; SQLite
+has only row triggers, appending a row per outbox row. The upgrade counts the existing
+outbox once; the triggers exist before that count, and on PostgreSQL creating them
+(SHARE ROW EXCLUSIVE) waits for outbox writes in progress and locks out new ones until the
+migration commits: a write is either committed before the count and counted by it, or runs
+after the commit and fires the triggers, so no change is missed or counted twice.
 
 ix_outbox_messages_variants (partial: A/B messages only) lets the report find, for each
 conversion, the variant its member was sent without reading the outbox table itself.
@@ -56,6 +60,40 @@ def _changed(distinct: str) -> str:
 INSERT = f"INSERT INTO outbox_tallies ({_KEY}, {_COUNTS}) VALUES "
 
 
+def _signed(table: str, sign: str) -> str:
+    """The tally rows of a PostgreSQL transition table, each counted with sign +/-."""
+    return (
+        "SELECT run_id, step_id, channel, variant, status, "
+        "CASE WHEN status = 'skipped' THEN status_reason END AS reason, "
+        f"{sign}1 AS messages, {sign}(opened_at IS NOT NULL)::int AS opened, "
+        f"{sign}(clicked_at IS NOT NULL)::int AS clicked FROM {table}"
+    )
+
+
+def _insert_net(*signed: str) -> str:
+    """One INSERT of the net counts per key: keys a statement left as they were (a lease, an
+    attempt, a status written again, an open of an opened message) sum to zero, add nothing."""
+    return (
+        f"INSERT INTO outbox_tallies ({_KEY}, {_COUNTS}) "
+        f"SELECT {_KEY}, sum(messages), sum(opened), sum(clicked) "
+        f"FROM ({' UNION ALL '.join(signed)}) AS delta GROUP BY {_KEY} "
+        "HAVING sum(messages) <> 0 OR sum(opened) <> 0 OR sum(clicked) <> 0"
+    )
+
+
+# (event, transition tables, what its trigger inserts): PostgreSQL allows transition tables
+# only on a trigger for a single event.
+_PG_TRIGGERS = (
+    ("insert", "NEW TABLE AS new_rows", _insert_net(_signed("new_rows", ""))),
+    (
+        "update",
+        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        _insert_net(_signed("old_rows", "-"), _signed("new_rows", "")),
+    ),
+    ("delete", "OLD TABLE AS old_rows", _insert_net(_signed("old_rows", "-"))),
+)
+
+
 def upgrade() -> None:
     op.create_table('outbox_tallies',
     sa.Column('id', _ID, nullable=False),
@@ -79,29 +117,24 @@ def upgrade() -> None:
         batch_op.create_index('ix_outbox_messages_variants', ['enrollment_id', 'step_id', 'status', 'variant', 'sent_at'], unique=False, sqlite_where=sa.text('variant IS NOT NULL'), postgresql_where=sa.text('variant IS NOT NULL'))
 
     if op.get_bind().dialect.name == 'postgresql':
-        op.execute(
-            f"""
-            CREATE FUNCTION outbox_tally() RETURNS trigger AS $$
-            BEGIN
-                IF TG_OP <> 'INSERT' THEN
-                    {INSERT} {_row('OLD', '-', '::int')};
-                END IF;
-                IF TG_OP <> 'DELETE' THEN
-                    {INSERT} {_row('NEW', '', '::int')};
-                END IF;
-                RETURN NULL;
-            END;
-            $$ LANGUAGE plpgsql
-            """
-        )
-        op.execute(
-            "CREATE TRIGGER outbox_tally_insert_delete AFTER INSERT OR DELETE ON outbox_messages "
-            "FOR EACH ROW EXECUTE FUNCTION outbox_tally()"
-        )
-        op.execute(
-            "CREATE TRIGGER outbox_tally_update AFTER UPDATE ON outbox_messages FOR EACH ROW "
-            f"WHEN ({_changed('IS DISTINCT FROM')}) EXECUTE FUNCTION outbox_tally()"
-        )
+        # Statement triggers: one INSERT of the net counts per key for a whole statement (a
+        # claim of 1,000 rows adds two tally rows, not 2,000 through 2,000 trigger calls).
+        for event, transition, insert_net in _PG_TRIGGERS:
+            op.execute(
+                f"""
+                CREATE FUNCTION outbox_tally_{event}() RETURNS trigger AS $$
+                BEGIN
+                    {insert_net};
+                    RETURN NULL;
+                END;
+                $$ LANGUAGE plpgsql
+                """
+            )
+            op.execute(
+                f"CREATE TRIGGER outbox_tally_{event} AFTER {event.upper()} ON outbox_messages "
+                f"REFERENCING {transition} FOR EACH STATEMENT "
+                f"EXECUTE FUNCTION outbox_tally_{event}()"
+            )
     else:
         op.execute(
             "CREATE TRIGGER outbox_tally_insert AFTER INSERT ON outbox_messages "
@@ -128,9 +161,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == 'postgresql':
-        op.execute("DROP TRIGGER IF EXISTS outbox_tally_update ON outbox_messages")
-        op.execute("DROP TRIGGER IF EXISTS outbox_tally_insert_delete ON outbox_messages")
-        op.execute("DROP FUNCTION IF EXISTS outbox_tally()")
+        for event, _, _ in _PG_TRIGGERS:
+            op.execute(f"DROP TRIGGER IF EXISTS outbox_tally_{event} ON outbox_messages")
+            op.execute(f"DROP FUNCTION IF EXISTS outbox_tally_{event}()")
     else:
         for name in ("outbox_tally_update", "outbox_tally_delete", "outbox_tally_insert"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
