@@ -2053,8 +2053,9 @@ def scheduler_command(state: CliState) -> None:
 def serve_command(state: CliState, host: str, port: int) -> None:
     """Serve the provider webhooks and the unsubscribe pages under uvicorn: SendGrid events
     (POST /webhooks/sendgrid), Twilio status callbacks and inbound SMS (POST
-    /webhooks/twilio/status, /webhooks/twilio/inbound), unsubscribe links (/u/TOKEN) and
-    GET /healthz. Set CAMPAIGN_PUBLIC_URL to the URL the providers call."""
+    /webhooks/twilio/status, /webhooks/twilio/inbound), activity events from a program's own
+    systems (POST /webhooks/events, Bearer CAMPAIGN_EVENTS_WEBHOOK_TOKEN), unsubscribe links
+    (/u/TOKEN) and GET /healthz. Set CAMPAIGN_PUBLIC_URL to the URL the providers call."""
     from engine.webhooks.app import serve
 
     level = "debug" if log.isEnabledFor(logging.DEBUG) else "info"

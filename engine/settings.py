@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # A signed SendGrid event whose timestamp is further than this from now is refused
     # (a captured request replayed later).
     webhook_timestamp_tolerance: int = Field(default=300, ge=1)
+    # The shared secret a program's own systems send (Authorization: Bearer ...) to push
+    # activity events to POST /webhooks/events; unset, that endpoint refuses every request.
+    events_webhook_token: str | None = None
     twilio_account_sid: str | None = _provider_alias("TWILIO_ACCOUNT_SID", "twilio_account_sid")
     twilio_auth_token: str | None = _provider_alias("TWILIO_AUTH_TOKEN", "twilio_auth_token")
     twilio_messaging_service_sid: str | None = _provider_alias(
@@ -93,6 +96,15 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA timezone {value!r}") from exc
         return value
+
+    @field_validator("events_webhook_token")
+    @classmethod
+    def _strong_token(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # an empty variable means unset: the endpoint stays closed
+        if len(value.strip()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value.strip()
 
     @field_validator("database_url")
     @classmethod

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -55,8 +56,20 @@ class EventRecord:
     reference: str
 
 
+def _unstorable(value: str) -> str | None:
+    """Why a text cannot be stored as is (bytes that were not UTF-8, kept by the reader's
+    surrogateescape or sent as a JSON escape; NUL, which PostgreSQL text refuses), or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains bytes that are not UTF-8"
+    return None
+
+
 def validate_event(
-    row: dict[str, Any], *, timezone: str, at: datetime
+    row: Mapping[str, Any], *, timezone: str, at: datetime
 ) -> tuple[EventRecord | None, list[str]]:
     """Pure: a raw event row -> (record, []) or (None, every reason it fails)."""
     errors: list[str] = []
@@ -65,6 +78,8 @@ def validate_event(
         errors.append("external_id: required")
     elif len(external_id) > 128:
         errors.append(f"external_id: longer than 128 characters ({len(external_id)})")
+    elif (problem := _unstorable(external_id)) is not None:
+        errors.append(f"external_id: {problem}")
 
     event_type = (text(row.get("type")) or "").lower()
     if not event_type:
@@ -113,6 +128,8 @@ def validate_event(
     reference = text(row.get("reference"))
     if reference is not None and len(reference) > 128:
         errors.append(f"reference: longer than 128 characters ({len(reference)})")
+    elif reference is not None and (problem := _unstorable(reference)) is not None:
+        errors.append(f"reference: {problem}")
 
     if errors:
         return None, errors
@@ -129,6 +146,73 @@ def validate_event(
         )
         reference = "digest:" + hashlib.sha256(content.encode()).hexdigest()
     return EventRecord(external_id, event_type, occurred_at, points, amount, reference), []
+
+
+@dataclass(frozen=True)
+class EventProgram:
+    """The program a batch of events belongs to."""
+
+    id: int
+    key: str
+    timezone: str
+
+
+@dataclass(frozen=True)
+class StoredEvents:
+    inserted: int
+    unchanged: int  # already stored under their (program, reference)
+    rejects: list[tuple[int, list[str]]]  # (the row's position, every reason), in order
+    participant_ids: frozenset[int]  # whose events were accepted (new or already stored)
+
+
+def store_events(
+    store: ImportStore,
+    rows: Sequence[tuple[int, Mapping[str, Any]]],
+    *,
+    program: EventProgram,
+    source: str,
+    at: datetime,
+) -> StoredEvents:
+    """Validate ``rows`` ((position, raw row) pairs; the position is the caller's line or
+    index), find each one's participant and insert the good ones: the one write path of every
+    way events arrive (file import, webhook). Idempotent on (program, reference); moves
+    ``last_activity_at`` forward. The caller owns the transaction."""
+    rejects: list[tuple[int, list[str]]] = []
+    valid: list[tuple[int, EventRecord]] = []
+    for position, row in rows:
+        record, reasons = validate_event(row, timezone=program.timezone, at=at)
+        if record is None:
+            rejects.append((position, reasons))
+        else:
+            valid.append((position, record))
+    ids = store.participant_ids(program.id, list({r.external_id for _, r in valid}))
+    staged: list[tuple[Any, ...]] = []
+    participants: set[int] = set()
+    for position, record in valid:
+        participant_id = ids.get(record.external_id)
+        if participant_id is None:
+            reason = (
+                f"no participant with external_id {record.external_id} in program {program.key}"
+            )
+            rejects.append((position, [reason]))
+            continue
+        participants.add(participant_id)
+        staged.append(
+            (
+                program.id,
+                participant_id,
+                record.type,
+                record.occurred_at,
+                record.points,
+                record.amount,
+                record.reference,
+                source,
+                at,
+            )
+        )
+    new = store.insert_events(staged)
+    rejects.sort(key=lambda reject: reject[0])
+    return StoredEvents(new, len(staged) - new, rejects, frozenset(participants))
 
 
 def import_events(
@@ -148,7 +232,7 @@ def import_events(
     path = Path(path)
     with app.sessions() as session:
         program = get_program(session, program_key)
-        program_id, program_key, timezone = program.id, program.key, program.timezone
+        program_ref = EventProgram(program.id, program.key, program.timezone)
     source = SourceFile(path, fmt, required=("external_id", "type", "occurred_at"))
     rejects = RejectsWriter(
         Path(rejects_path) if rejects_path else default_rejects_path(path),
@@ -163,45 +247,23 @@ def import_events(
             def write(rows: list[SourceRow]) -> None:
                 nonlocal read, inserted, unchanged
                 failures: list[tuple[int, list[str], list[str]]] = []
-                valid: list[tuple[SourceRow, EventRecord]] = []
+                readable: list[tuple[int, dict[str, Any]]] = []
+                by_line: dict[int, SourceRow] = {}
                 for row in rows:
                     if row.error is not None:
                         failures.append((row.line, [row.error], original_text(row)))
-                        continue
-                    record, reasons = validate_event(source.mapping(row), timezone=timezone, at=at)
-                    if record is None:
-                        failures.append((row.line, reasons, original_text(row)))
                     else:
-                        valid.append((row, record))
-                ids = store.participant_ids(program_id, list({r.external_id for _, r in valid}))
-                staged: list[tuple[Any, ...]] = []
-                for row, record in valid:
-                    participant_id = ids.get(record.external_id)
-                    if participant_id is None:
-                        reason = (
-                            f"no participant with external_id {record.external_id} "
-                            f"in program {program_key}"
-                        )
-                        failures.append((row.line, [reason], original_text(row)))
-                        continue
-                    staged.append(
-                        (
-                            program_id,
-                            participant_id,
-                            record.type,
-                            record.occurred_at,
-                            record.points,
-                            record.amount,
-                            record.reference,
-                            event_source,
-                            at,
-                        )
-                    )
-                new = store.insert_events(staged)
+                        readable.append((row.line, source.mapping(row)))
+                        by_line[row.line] = row
+                stored = store_events(
+                    store, readable, program=program_ref, source=event_source, at=at
+                )
                 connection.commit()
                 read += len(rows)
-                inserted += new
-                unchanged += len(staged) - new
+                inserted += stored.inserted
+                unchanged += stored.unchanged
+                for line, reasons in stored.rejects:
+                    failures.append((line, reasons, original_text(by_line[line])))
                 for line, reasons, original in sorted(failures, key=lambda f: f[0]):
                     rejects.write(line, reasons, original)
                 if progress is not None:

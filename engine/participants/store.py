@@ -369,9 +369,13 @@ class ImportStore:
             self.connection.exec_driver_sql("SELECT count(*) FROM participants").scalar() or 0
         )
 
-    def close(self) -> None:
+    def drop_staging(self) -> None:
+        """Drop the staging tables inside the caller's transaction (``close`` also commits)."""
         for name in _STAGES:
             self.connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+
+    def close(self) -> None:
+        self.drop_staging()
         if self.postgres and not self.lookups and self._written:
             self.connection.exec_driver_sql("ANALYZE participants")
         self.connection.commit()

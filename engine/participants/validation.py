@@ -369,7 +369,10 @@ def parse_datetime(value: str, timezone: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone(timezone))
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
+        raise ValueError("out of range (years 1 to 9999 in UTC)") from None
 
 
 def _datetime(

@@ -4,10 +4,11 @@
     POST /webhooks/sendgrid          SendGrid signed Event Webhook (ECDSA)
     POST /webhooks/twilio/status     Twilio status callback (?m=<our message id>)
     POST /webhooks/twilio/inbound    inbound SMS: STOP / START / HELP / replies (TwiML answer)
+    POST /webhooks/events            activity events from a program's own systems (Bearer token)
     GET  /u/{token}                  unsubscribe confirmation page (changes nothing)
     POST /u/{token}                  unsubscribe, also RFC 8058 one-click
 
-Every request is answered 2xx, 4xx or 503; bad input of any kind is a 4xx (signature or
+Every request is answered 2xx, 4xx or 503; bad input of any kind is a 4xx (signature, token or
 freshness: 403; malformed: 400; too large: 413), never a 500 or a traceback. A database that
 cannot be reached is a 503, which both providers retry. The handlers read
 the body here and hand plain values to the modules beside this one, whose database work runs in
@@ -37,11 +38,19 @@ from engine.app import App
 from engine.errors import InputError
 from engine.provider_events import take_write_lock
 from engine.unsubscribe import UnsubscribeSigner, signer_for
-from engine.webhooks import inbound_sms, sendgrid_events, twilio_events, unsubscribe_pages
+from engine.webhooks import (
+    activity_events,
+    inbound_sms,
+    sendgrid_events,
+    twilio_events,
+    unsubscribe_pages,
+)
 from engine.webhooks.signatures import (
+    AUTHORIZATION_HEADER,
     SENDGRID_SIGNATURE_HEADER,
     SENDGRID_TIMESTAMP_HEADER,
     TWILIO_SIGNATURE_HEADER,
+    BearerTokenVerifier,
     SendGridVerifier,
     SignatureError,
     TwilioVerifier,
@@ -52,9 +61,11 @@ log = logging.getLogger("campaign.webhooks")
 SENDGRID_PATH = "/webhooks/sendgrid"
 TWILIO_STATUS_PATH = "/webhooks/twilio/status"
 TWILIO_INBOUND_PATH = "/webhooks/twilio/inbound"
+EVENTS_PATH = "/webhooks/events"
 MAX_BODY = 8 * 1024 * 1024  # SendGrid batches are a few MB at most
 MAX_FORM_BODY = 64 * 1024  # a Twilio callback is well under 4 KB
 MAX_FORM_FIELDS = 200
+MAX_EVENTS_BODY = 2 * 1024 * 1024  # 1,000 events (the most per request) of up to ~2 KB each
 TWIML = "application/xml"
 T = TypeVar("T")
 
@@ -80,6 +91,11 @@ class WebhookApp:
         self.twilio = (
             TwilioVerifier(settings.twilio_auth_token, settings.public_url)
             if settings.twilio_auth_token
+            else None
+        )
+        self.events_token = (
+            BearerTokenVerifier(settings.events_webhook_token)
+            if settings.events_webhook_token
             else None
         )
 
@@ -258,6 +274,34 @@ def build_asgi_app(app: App) -> Starlette:
             return _error(403, "signature verification failed")
         return pairs
 
+    async def activity(request: Request) -> Response:
+        # The token first: nothing of an unauthenticated body is read or parsed.
+        if state.events_token is None:
+            return _error(
+                403, "CAMPAIGN_EVENTS_WEBHOOK_TOKEN is not set: activity events are refused"
+            )
+        try:
+            state.events_token.verify(request.headers.get(AUTHORIZATION_HEADER))
+        except SignatureError as exc:
+            log.warning("events webhook refused: %s", exc)
+            return _error(403, "missing or wrong Bearer token")
+        try:
+            body = await _read_body(request, MAX_EVENTS_BODY)
+        except _TooLarge:
+            return _error(413, "body too large")
+        try:
+            events = activity_events.parse_batch(body)
+        except activity_events.TooManyEvents as exc:
+            return _error(413, str(exc))
+        except InputError as exc:
+            return _error(400, str(exc))
+        at = app.clock.now()
+        receipt = await run_in_threadpool(
+            state.transaction,
+            lambda session: activity_events.receive_events(session, events, at=at),
+        )
+        return JSONResponse(asdict(receipt))
+
     async def unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
         if request.method == "POST":
@@ -296,6 +340,7 @@ def build_asgi_app(app: App) -> Starlette:
             Route(SENDGRID_PATH, sendgrid, methods=["POST"]),
             Route(TWILIO_STATUS_PATH, twilio_status, methods=["POST"]),
             Route(TWILIO_INBOUND_PATH, twilio_inbound, methods=["POST"]),
+            Route(EVENTS_PATH, activity, methods=["POST"]),
             Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
         ],
     )

@@ -1,4 +1,4 @@
-"""Is this request really from the provider? Both checks use the providers' official helpers.
+"""Is this request really from the provider? The provider checks use their official helpers.
 
 - SendGrid signs its Event Webhook with ECDSA (P-256, SHA-256) over the timestamp header
   followed by the raw body; ``sendgrid.helpers.eventwebhook.EventWebhook`` verifies it with the
@@ -8,12 +8,17 @@
   form parameters; ``twilio.request_validator.RequestValidator`` checks it. The URL is the one
   Twilio was given (``settings.public_url`` + path + query), not the one this process sees: behind
   a TLS-terminating proxy we are reached over http on another host and port.
+- A program's own systems push activity events with a shared secret
+  (``CAMPAIGN_EVENTS_WEBHOOK_TOKEN``) as ``Authorization: Bearer <token>``, compared in
+  constant time.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
@@ -25,6 +30,7 @@ from engine.errors import ConfigError, EngineError
 SENDGRID_SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
+AUTHORIZATION_HEADER = "Authorization"
 
 
 class SignatureError(EngineError):
@@ -113,3 +119,24 @@ class TwilioVerifier:
                 f"the Twilio signature does not match {self.url_for(path, query)} and the "
                 "form parameters (is CAMPAIGN_PUBLIC_URL the URL Twilio calls?)"
             )
+
+
+class BearerTokenVerifier:
+    """Checks ``Authorization: Bearer <token>`` against the shared secret of the events webhook.
+
+    Both sides are hashed before the constant-time comparison, so neither the token's content
+    nor its length shows in the time an answer takes."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = hashlib.sha256(token.encode("utf-8")).digest()
+
+    def verify(self, authorization: str | None) -> None:
+        if not authorization:
+            raise SignatureError(f"the {AUTHORIZATION_HEADER} header is missing")
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            raise SignatureError(f"the {AUTHORIZATION_HEADER} header is not a Bearer token")
+        # Starlette decodes header bytes as latin-1: encoding back gives the bytes as sent.
+        digest = hashlib.sha256(given.strip().encode("latin-1", "replace")).digest()
+        if not hmac.compare_digest(digest, self._expected):
+            raise SignatureError("the Bearer token is not the events webhook token")

@@ -120,6 +120,11 @@ AT = datetime(2026, 3, 2, 15, tzinfo=UTC)
         ("amount", "1.005", "amount: '1.005' has more than 2 decimal places"),
         ("amount", "1e20", "amount: '1e20' is out of range"),
         ("reference", "r" * 129, "reference: longer than 128"),
+        ("reference", "ab\x00cd", "reference: contains a NUL character"),
+        ("reference", "ab\udcffcd", "reference: contains bytes that are not UTF-8"),
+        ("external_id", "M\x001", "external_id: contains a NUL character"),
+        ("external_id", "M\udcff", "external_id: contains bytes that are not UTF-8"),
+        ("occurred_at", "0001-01-01T00:00:00+01:00", "out of range (years 1 to 9999 in UTC)"),
     ],
 )
 def test_each_event_rejection_reason(column: str, value: str, reason: str) -> None:
@@ -142,3 +147,24 @@ def test_event_reference_digest_is_stable() -> None:
     assert first is not None and second is not None and other is not None
     assert first.type == "login"
     assert first.reference == second.reference != other.reference
+
+
+def test_events_with_bytes_that_are_not_utf8_are_rejected_not_a_crash(
+    app: App, clock: FrozenClock, tmp_path: Path
+) -> None:
+    at = clock.now()
+    setup(app, at)
+    path = tmp_path / "events.csv"
+    path.write_bytes(
+        b"external_id,type,occurred_at,reference\n"
+        b"M1,login,2026-02-01,ab\xffcd\n"
+        b"M1,login,0001-01-01T00:00:00+01:00,R-9\n"
+        b"M1,login,2026-02-02,R-10\n"
+    )
+    summary = import_events(app, path, program_key="loyalty", at=at)
+    assert (summary.read, summary.inserted, summary.rejected) == (3, 1, 2)
+    assert summary.rejects_path is not None
+    rejects = summary.rejects_path.read_bytes()
+    assert b"reference: contains bytes that are not UTF-8" in rejects
+    assert b"ab\xffcd" in rejects  # the original bytes, as they came
+    assert b"occurred_at: '0001-01-01T00:00:00+01:00': out of range" in rejects

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 from webhook_helpers import (
+    EVENTS_TOKEN,
     PUBLIC_URL,
     TWILIO_TOKEN,
     Hooks,
@@ -36,6 +37,7 @@ def webhook_settings(database_url: str, tmp_path: Path, sendgrid_keys: SendGridK
         public_url=PUBLIC_URL,
         sendgrid_webhook_public_key=sendgrid_keys.public_b64,
         twilio_auth_token=TWILIO_TOKEN,
+        events_webhook_token=EVENTS_TOKEN,
         secret_key="webhook-test-secret-key-0123456789",
     )
 

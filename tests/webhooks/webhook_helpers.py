@@ -33,6 +33,8 @@ from engine.testing import make_outbox_message, make_participant, make_program, 
 
 PUBLIC_URL = "https://hooks.example.org"
 TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
+EVENTS_TOKEN = "events-webhook-token-0123456789abcdef"
+EVENTS_PATH = "/webhooks/events"
 STATUS_PATH = "/webhooks/twilio/status"
 INBOUND_PATH = "/webhooks/twilio/inbound"
 
@@ -103,6 +105,14 @@ class Hooks:
 
     def inbound(self, params: Mapping[str, str]) -> Any:
         return self.twilio(INBOUND_PATH, params)
+
+    def activity(self, body: Any, *, token: str | None = EVENTS_TOKEN) -> Any:
+        """POST activity events (any JSON value, or raw bytes) with the Bearer token."""
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.client.post(EVENTS_PATH, content=content, headers=headers)
 
 
 # ---------------------------------------------------------------- data
