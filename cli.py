@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -224,10 +225,22 @@ def programs_group() -> None:
 @click.option("--name", required=True, help="Display name, used in messages.")
 @click.option("--timezone", help="Program default IANA zone [default: settings].")
 @click.option("--region", help="Phone region for numbers without + [default: settings].")
+@click.option(
+    "--sms-opt-out-notice/--no-sms-opt-out-notice",
+    default=True,
+    show_default=True,
+    help="Append the opt-out sentence to the first SMS of each campaign.",
+)
 @json_option
 @pass_state
 def programs_add(
-    state: CliState, key: str, name: str, timezone: str | None, region: str | None, as_json: bool
+    state: CliState,
+    key: str,
+    name: str,
+    timezone: str | None,
+    region: str | None,
+    sms_opt_out_notice: bool,
+    as_json: bool,
 ) -> None:
     """Create a program KEY."""
     settings = state.settings
@@ -239,12 +252,14 @@ def programs_add(
             timezone=timezone or settings.default_timezone,
             region=region or settings.default_region,
             at=state.app().clock.now(),
+            sms_opt_out_notice=sms_opt_out_notice,
         )
         result = {
             "key": program.key,
             "name": program.name,
             "timezone": program.timezone,
             "region": program.region,
+            "sms_opt_out_notice": program.sms_opt_out_notice,
         }
     if as_json:
         emit_json(result)
@@ -264,9 +279,42 @@ def programs_list(state: CliState, as_json: bool) -> None:
     else:
         render_table(
             "Programs",
-            ["key", "name", "timezone", "region", "participants"],
-            [(r.key, r.name, r.timezone, r.region, r.participants) for r in rows],
+            ["key", "name", "timezone", "region", "participants", "SMS opt-out notice"],
+            [
+                (
+                    r.key,
+                    r.name,
+                    r.timezone,
+                    r.region,
+                    r.participants,
+                    "on" if r.sms_opt_out_notice else "off",
+                )
+                for r in rows
+            ],
         )
+
+
+@programs_group.command("set")
+@click.argument("key")
+@click.option(
+    "--sms-opt-out-notice/--no-sms-opt-out-notice",
+    default=None,
+    help="Append (or not) the opt-out sentence to the first SMS of each campaign.",
+)
+@json_option
+@pass_state
+def programs_set(state: CliState, key: str, sms_opt_out_notice: bool | None, as_json: bool) -> None:
+    """Change settings of program KEY (messages already queued keep their text)."""
+    if sms_opt_out_notice is None:
+        raise click.UsageError("nothing to change: give --sms-opt-out-notice or its --no- form")
+    with transaction(state) as session:
+        program = programs.set_sms_opt_out_notice(session, key, sms_opt_out_notice)
+        result = {"key": program.key, "sms_opt_out_notice": program.sms_opt_out_notice}
+    if as_json:
+        emit_json(result)
+    else:
+        state_word = "on" if sms_opt_out_notice else "off"
+        click.echo(f"Program {key!r}: SMS opt-out notice {state_word}.")
 
 
 # ------------------------------------------------ participants, events, suppressions
@@ -733,7 +781,9 @@ def plan_command(state: CliState, name: str, at: str | None, as_json: bool) -> N
     loaded = _campaign(state, name)
     when = _at(state, loaded, at)
     with transaction(state) as session:
-        report = plan(session, loaded, at=when, global_cap=_global_cap(state))
+        report = plan(
+            session, loaded, at=when, global_cap=_global_cap(state), settings=state.settings
+        )
     if as_json:
         emit_json(report)
         return
@@ -769,6 +819,24 @@ def plan_command(state: CliState, name: str, at: str | None, as_json: bool) -> N
                 for m in report.sample
             ],
         )
+    if report.sms:
+        render_table(
+            f"SMS size for {report.sms[0].external_id} (sample member)",
+            ["step", "encoding", "characters", "segments", "warning"],
+            [
+                (
+                    z.step,
+                    z.encoding or "-",
+                    _show_value(z.characters),
+                    _show_value(z.segments),
+                    _show_value(z.warning),
+                )
+                for z in report.sms
+            ],
+        )
+        for z in report.sms:
+            if z.warning is not None:
+                click.echo(f"warning: step {z.step}: {z.warning}")
     if report.note:
         click.echo(f"note: {report.note}")
 
@@ -1180,18 +1248,59 @@ def report_retention(
 
 def _dispatch_progress(as_json: bool) -> Any:
     """A rich counter on a terminal (stderr), else nothing."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     if as_json or not sys.stderr.isatty():
         return None
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
-        TextColumn("{task.completed} messages"),
+        MofNCompleteColumn(),  # "handled/total", "?" until the first count
+        TextColumn("messages"),
         TimeElapsedColumn(),
         console=Console(stderr=True),
         transient=True,
     )
+
+
+class DispatchTotal:
+    """The progress bar's total: messages handled so far plus those due now. One COUNT over
+    the (status, not_before) index at start, then at most one per ``every`` seconds, by
+    whichever sending thread reports progress when it is time."""
+
+    def __init__(self, app: App, bar: Any, task: Any, *, every: float = 2.0) -> None:
+        import threading
+
+        self.app, self.bar, self.task, self.every = app, bar, task, every
+        self.handled = 0
+        self.counted_at = time.monotonic()
+        self.lock = threading.Lock()
+        self.refresh()
+
+    def refresh(self) -> None:
+        from engine.outbox import count_due
+
+        with self.app.sessions() as session:
+            due = count_due(session, at=self.app.clock.now())
+        with self.lock:
+            self.bar.update(self.task, total=self.handled + due)
+
+    def __call__(self, n: int) -> None:
+        self.bar.advance(self.task, n)
+        with self.lock:
+            self.handled += n
+            now = time.monotonic()
+            count_now = now - self.counted_at >= self.every
+            if count_now:
+                self.counted_at = now  # this thread counts; the others carry on sending
+        if count_now:
+            self.refresh()
 
 
 @cli.command("dispatch")
@@ -1236,6 +1345,7 @@ def dispatch_command(
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     bar = _dispatch_progress(as_json)
     task = bar.add_task("dispatching", total=None) if bar is not None else None
+    total = DispatchTotal(app, bar, task) if bar is not None else None
     try:
         if bar is not None:
             bar.start()
@@ -1247,7 +1357,7 @@ def dispatch_command(
             max_messages=max_messages,
             stop=stop,
             follow=not drain,
-            progress=(lambda n: bar.advance(task, n)) if bar is not None else None,
+            progress=total,
         )
     finally:
         if bar is not None:

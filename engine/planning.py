@@ -34,7 +34,7 @@ database and in every run of the campaign.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -80,6 +80,7 @@ from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import CampaignDefinition
 from engine.errors import EngineError, InputError, NotFoundError
 from engine.policy.gate import ConsentRules
+from engine.preview import StepSmsSize, sms_step_sizes
 from engine.programs import get_program
 from engine.settings import Settings
 
@@ -166,6 +167,8 @@ class PlanReport:
     steps: list[StepVolume]
     sample: list[SampleMember]
     note: str | None = None
+    # Each SMS step rendered for the first sample member (treatment first): segments (#4).
+    sms: list[StepSmsSize] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -579,8 +582,10 @@ def plan(
     at: datetime,
     sample_size: int = 10,
     global_cap: GlobalCap | None = None,
+    settings: Settings | None = None,
 ) -> PlanReport:
-    """Who this campaign would reach at ``at``, who is excluded and why. Writes nothing."""
+    """Who this campaign would reach at ``at``, who is excluded and why. Writes nothing.
+    With ``settings`` (the templates), each SMS step's segments for a sample member too."""
     at = ensure_utc(at)
     definition = loaded.definition
     program = _program(session, definition)
@@ -627,6 +632,10 @@ def plan(
         )
     elif not_now is not None:
         note = f"cannot launch now: {not_now}"
+    sms: list[StepSmsSize] = []
+    if settings is not None and sample:
+        member = next((m for m in sample if m.group == "treatment"), sample[0])
+        sms = sms_step_sizes(session, loaded, member.external_id, settings=settings)
     return PlanReport(
         campaign=definition.name,
         program=program.key,
@@ -644,6 +653,7 @@ def plan(
         steps=steps,
         sample=sample,
         note=note,
+        sms=sms,
     )
 
 

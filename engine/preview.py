@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from engine.db.models import Participant
 from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import Step
-from engine.errors import InputError, NotFoundError
+from engine.errors import EngineError, InputError, NotFoundError
 from engine.programs import get_program
 from engine.settings import Settings
 from engine.templates import Renderer, message_context
@@ -19,7 +19,15 @@ from engine.unsubscribe import UnsubscribeSigner, signing_key
 from engine.variants import assign_variant, variant_salt
 
 # Re-exported: the assignment lives in engine.variants, shared with the sequencer.
-__all__ = ["Preview", "assign_variant", "preview", "variant_salt"]
+__all__ = [
+    "Preview",
+    "StepSmsSize",
+    "assign_variant",
+    "preview",
+    "segment_warning",
+    "sms_step_sizes",
+    "variant_salt",
+]
 
 
 @dataclass
@@ -125,7 +133,13 @@ def preview(
             )
     elif step.channel == "sms":
         first_sms = next(s for s in definition.steps if s.channel == "sms")
-        sms = renderer.render_sms(template, context, locale, first_in_campaign=first_sms is step)
+        sms = renderer.render_sms(
+            template,
+            context,
+            locale,
+            first_in_campaign=first_sms is step,
+            opt_out_notice=program.sms_opt_out_notice,
+        )
         result.sms = {
             "body": sms.body,
             "encoding": sms.encoding,
@@ -134,11 +148,9 @@ def preview(
         }
         if sms.notice_added:
             result.notes.append("first SMS of the campaign: the opt-out notice was added")
-        if sms.segments > definition.sms_max_segments:
-            result.notes.append(
-                f"{sms.segments} segments: more than sms_max_segments "
-                f"({definition.sms_max_segments})"
-            )
+        warning = segment_warning(sms.segments, definition.sms_max_segments)
+        if warning is not None:
+            result.notes.append(warning)
     else:
         result.call = {
             "script": renderer.render_call_script(template, context, locale),
@@ -147,3 +159,45 @@ def preview(
             "cross_sell": step.cross_sell,
         }
     return result
+
+
+def segment_warning(segments: int, limit: int) -> str | None:
+    if segments > limit:
+        return f"{segments} segments: more than sms_max_segments ({limit})"
+    return None
+
+
+@dataclass(frozen=True)
+class StepSmsSize:
+    """One SMS step rendered for one member: what it costs in segments."""
+
+    step: str
+    external_id: str
+    encoding: str | None
+    characters: int | None
+    segments: int | None
+    warning: str | None
+
+
+def sms_step_sizes(
+    session: Session, loaded: LoadedDefinition, external_id: str, *, settings: Settings
+) -> list[StepSmsSize]:
+    """Every SMS step previewed for member ``external_id`` (their locale, variant and the
+    program's opt-out notice): encoding, segments, and the warning past sms_max_segments."""
+    sizes = []
+    for step in loaded.definition.steps:
+        if step.channel != "sms":
+            continue
+        try:
+            sms = preview(session, loaded, step.id, external_id, settings=settings).sms
+        except EngineError as exc:
+            sizes.append(StepSmsSize(step.id, external_id, None, None, None, str(exc)))
+            continue
+        assert sms is not None
+        warning = segment_warning(sms["segments"], loaded.definition.sms_max_segments)
+        sizes.append(
+            StepSmsSize(
+                step.id, external_id, sms["encoding"], sms["characters"], sms["segments"], warning
+            )
+        )
+    return sizes

@@ -24,10 +24,18 @@ class ProgramInfo:
     timezone: str
     region: str
     participants: int
+    sms_opt_out_notice: bool
 
 
 def add_program(
-    session: Session, *, key: str, name: str, timezone: str, region: str, at: datetime
+    session: Session,
+    *,
+    key: str,
+    name: str,
+    timezone: str,
+    region: str,
+    at: datetime,
+    sms_opt_out_notice: bool = True,
 ) -> Program:
     if not _KEY.match(key):
         raise InputError(
@@ -42,8 +50,25 @@ def add_program(
         raise InputError(f"program region {region!r} is not an ISO 3166 region code")
     if session.scalar(select(Program.id).where(Program.key == key)) is not None:
         raise InputError(f"program {key!r} already exists")
-    program = Program(key=key, name=name, timezone=timezone, region=region, created_at=at)
+    program = Program(
+        key=key,
+        name=name,
+        timezone=timezone,
+        region=region,
+        created_at=at,
+        sms_opt_out_notice=sms_opt_out_notice,
+    )
     session.add(program)
+    session.flush()
+    return program
+
+
+def set_sms_opt_out_notice(session: Session, key: str, on: bool) -> Program:
+    """Whether the first SMS of the program's campaigns carries the opt-out sentence.
+
+    Messages already rendered into the outbox keep their text."""
+    program = get_program(session, key)
+    program.sms_opt_out_notice = on
     session.flush()
     return program
 
@@ -76,4 +101,7 @@ def list_programs(session: Session) -> list[ProgramInfo]:
         .outerjoin(counts, counts.c.program_id == Program.id)
         .order_by(Program.key)
     ).all()
-    return [ProgramInfo(p.key, p.name, p.timezone, p.region, int(n)) for p, n in rows]
+    return [
+        ProgramInfo(p.key, p.name, p.timezone, p.region, int(n), p.sms_opt_out_notice)
+        for p, n in rows
+    ]

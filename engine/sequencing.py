@@ -330,6 +330,8 @@ class RenderItem(NamedTuple):
     description: str
     step_id: str
     first_sms: bool
+    # The program's sms_opt_out_notice: off, the first SMS goes without the opt-out sentence.
+    opt_out_notice: bool = True
 
 
 # (content as JSON text, None) or (None, error message)
@@ -365,7 +367,11 @@ def render_item(renderer: Renderer, item: RenderItem) -> Rendered:
                 }
         else:
             sms = renderer.render_sms(
-                item.template, context, item.locale, first_in_campaign=item.first_sms
+                item.template,
+                context,
+                item.locale,
+                first_in_campaign=item.first_sms,
+                opt_out_notice=item.opt_out_notice,
             )
             content = {"body": sms.body, "encoding": sms.encoding, "segments": sms.segments}
     except EngineError as exc:
@@ -392,6 +398,7 @@ class _Run:
     program_region: str
     first_sms: int | None
     salts: Mapping[int, int]  # step index -> variant salt
+    sms_opt_out_notice: bool = True
 
     @property
     def steps(self) -> list[Step]:
@@ -662,6 +669,7 @@ class _Advance:
                 Program.name,
                 Program.timezone,
                 Program.region,
+                Program.sms_opt_out_notice,
             )
             .join(Program, Program.id == CampaignRun.program_id)
             .where(CampaignRun.id == run_id)
@@ -690,6 +698,7 @@ class _Advance:
             row.region,
             first_sms,
             salts,
+            row.sms_opt_out_notice,
         )
         self.runs[run_id] = run
         return run
@@ -915,6 +924,7 @@ class _Advance:
                             run.definition.description,
                             step.id,
                             action.step_index == run.first_sms,
+                            run.sms_opt_out_notice,
                         ),
                     )
                     if rendered is None:

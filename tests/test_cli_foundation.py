@@ -58,6 +58,7 @@ def test_programs_add_and_list(database_url: str) -> None:
             "timezone": "Europe/Madrid",
             "region": "ES",
             "participants": 0,
+            "sms_opt_out_notice": True,
         }
     ]
     code, output = run(database_url, "programs", "add", "gold-club", "--name", "Again")

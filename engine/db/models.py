@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -67,6 +69,8 @@ class Program(Base):
     region: Mapped[str] = mapped_column(String(2))
     help_text: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Off: the first SMS of a campaign goes without " Reply STOP to opt out." (#4).
+    sms_opt_out_notice: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class Participant(Base):
