@@ -22,12 +22,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("programs") as batch:
-        batch.add_column(
-            sa.Column("sms_opt_out_notice", sa.Boolean(), server_default=sa.true(), nullable=False)
-        )
+    # A plain ADD COLUMN on both databases: batch mode would rebuild `programs` on SQLite,
+    # which its foreign keys refuse once members exist (and there is nothing to rebuild for).
+    op.add_column(
+        "programs",
+        sa.Column("sms_opt_out_notice", sa.Boolean(), server_default=sa.true(), nullable=False),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("programs") as batch:
-        batch.drop_column("sms_opt_out_notice")
+    # SQLite >= 3.35 drops a column in place (no rebuild, so no foreign-key trouble).
+    op.execute("ALTER TABLE programs DROP COLUMN sms_opt_out_notice")
