@@ -40,7 +40,17 @@ from engine.db.models import (
 from engine.definitions.loader import parse_definition
 from engine.errors import DefinitionError, DefinitionErrors, NotFoundError
 from engine.reports import stats
-from engine.reports.common import Chart, Period, Table, pct, program_id, ratio
+from engine.reports.common import (
+    FUNNEL_COLUMNS,
+    Chart,
+    Period,
+    Table,
+    count_outbox,
+    funnel,
+    pct,
+    program_id,
+    ratio,
+)
 from engine.reports.tallies import Tally, read_tallies
 
 
@@ -199,39 +209,12 @@ class CampaignReport:
         tables.append(
             Table(
                 "Funnel per message step",
-                [
-                    "step",
-                    "channel",
-                    "created",
-                    "skipped",
-                    "eligible",
-                    "pending",
-                    "unknown",
-                    "failed",
-                    "sent",
-                    "delivered",
-                    "bounced",
-                    "awaiting",
-                    "opened",
-                    "clicked",
-                    "converted (last touch)",
-                ],
+                ["step", "channel", *FUNNEL_COLUMNS, "converted (last touch)"],
                 [
                     (
                         s.step,
                         s.channel,
-                        s.created,
-                        s.skipped,
-                        s.eligible,
-                        s.pending,
-                        s.unknown,
-                        s.failed,
-                        s.sent,
-                        s.delivered,
-                        s.bounced,
-                        s.awaiting,
-                        s.opened,
-                        s.clicked,
+                        *(getattr(s, column) for column in FUNNEL_COLUMNS),
                         self.last_touch_conversions(s.channel, s.step),
                     )
                     for s in self.message_steps
@@ -529,37 +512,17 @@ def _message_steps(tallies: list[Tally], definitions: _Steps) -> _Scan:
     acc: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     recipients: dict[tuple[str, str], int] = defaultdict(int)
     for t in tallies:
-        a = acc[(t.step, t.channel)]
-        a[t.status] += t.messages
-        a["created"] += t.messages
-        a["opened"] += t.opened
-        a["clicked"] += t.clicked
+        count_outbox(acc[(t.step, t.channel)], t.status, t.messages, t.opened, t.clicked)
         if t.step in ab and t.variant is not None and t.status in SENT_STATUSES:
             recipients[(t.step, t.variant)] += t.messages
     steps = []
     for (step, channel), a in acc.items():
-        delivered, bounced, awaiting = a["delivered"], a["bounced"], a["sent"]
-        sent = delivered + bounced + awaiting
-        pending = a["queued"] + a["sending"]
-        eligible = a["created"] - a["skipped"]
-        assert eligible == pending + a["unknown"] + a["failed"] + sent
         steps.append(
             MessageStep(
                 step=step,
                 channel=channel,
                 step_index=definitions.order.get(step, len(definitions.order)),
-                created=a["created"],
-                skipped=a["skipped"],
-                eligible=eligible,
-                pending=pending,
-                unknown=a["unknown"],
-                failed=a["failed"],
-                sent=sent,
-                delivered=delivered,
-                bounced=bounced,
-                awaiting=awaiting,
-                opened=a["opened"],
-                clicked=a["clicked"],
+                **funnel(a),
             )
         )
     steps.sort(key=lambda s: (s.step_index, s.step, s.channel))

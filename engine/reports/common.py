@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -13,6 +13,57 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import CallerLogEntry, CampaignRun, Program
 from engine.errors import InputError, NotFoundError
+
+# The outbox funnel, as the campaign and deliverability reports show it:
+# created = skipped + eligible; eligible = pending (queued, sending) + unknown + failed + sent;
+# sent = delivered + bounced + awaiting (accepted, no delivery report yet).
+FUNNEL_COLUMNS = (
+    "created",
+    "skipped",
+    "eligible",
+    "pending",
+    "unknown",
+    "failed",
+    "sent",
+    "delivered",
+    "bounced",
+    "awaiting",
+    "opened",
+    "clicked",
+)
+
+
+def count_outbox(
+    acc: MutableMapping[str, int], status: str, messages: int, opened: int, clicked: int
+) -> None:
+    """Add ``messages`` outbox rows in ``status`` (``opened``/``clicked`` of them) to ``acc``."""
+    acc[status] += messages
+    acc["created"] += messages
+    acc["opened"] += opened
+    acc["clicked"] += clicked
+
+
+def funnel(acc: Mapping[str, int]) -> dict[str, int]:
+    """The FUNNEL_COLUMNS figures of counts made by :func:`count_outbox` (they add up)."""
+    delivered, bounced, awaiting = acc["delivered"], acc["bounced"], acc["sent"]
+    sent = delivered + bounced + awaiting
+    pending = acc["queued"] + acc["sending"]
+    eligible = acc["created"] - acc["skipped"]
+    assert eligible == pending + acc["unknown"] + acc["failed"] + sent
+    return {
+        "created": acc["created"],
+        "skipped": acc["skipped"],
+        "eligible": eligible,
+        "pending": pending,
+        "unknown": acc["unknown"],
+        "failed": acc["failed"],
+        "sent": sent,
+        "delivered": delivered,
+        "bounced": bounced,
+        "awaiting": awaiting,
+        "opened": acc["opened"],
+        "clicked": acc["clicked"],
+    }
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,13 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import CampaignRun, OutboxMessage, Suppression
 from engine.reports.common import (
+    FUNNEL_COLUMNS,
     Chart,
     Period,
     Table,
     check_campaign,
+    count_outbox,
+    funnel,
     pct,
     program_id,
     ratio,
@@ -60,9 +63,8 @@ class DeliverabilityReport:
 
     def tables(self) -> list[Table]:
         rows = [
-            (c.channel, c.created, c.skipped, c.eligible, c.pending, c.unknown, c.failed, c.sent,
-             c.delivered, c.bounced, c.awaiting, c.opened, c.clicked, pct(c.delivery_rate),
-             pct(c.bounce_rate), c.opt_outs, c.spam_reports)
+            (c.channel, *(getattr(c, column) for column in FUNNEL_COLUMNS),
+             pct(c.delivery_rate), pct(c.bounce_rate), c.opt_outs, c.spam_reports)
             for c in self.channels
         ]  # fmt: skip
         reasons = sorted({r for c in self.channels for r in c.suppressions})
@@ -71,18 +73,7 @@ class DeliverabilityReport:
                 "Deliverability by channel",
                 [
                     "channel",
-                    "created",
-                    "skipped",
-                    "eligible",
-                    "pending",
-                    "unknown",
-                    "failed",
-                    "sent",
-                    "delivered",
-                    "bounced",
-                    "awaiting",
-                    "opened",
-                    "clicked",
+                    *FUNNEL_COLUMNS,
                     "delivery rate",
                     "bounce rate",
                     "opt-outs",
@@ -142,11 +133,7 @@ def deliverability_report(
         query = query.where(o.created_at >= period.start, o.created_at < period.end)
     acc: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for channel, status, n, opened, clicked in session.execute(query).all():
-        a = acc[channel]
-        a[status] += int(n)
-        a["created"] += int(n)
-        a["opened"] += int(opened)
-        a["clicked"] += int(clicked)
+        count_outbox(acc[channel], status, int(n), int(opened), int(clicked))
 
     s = Suppression
     sq = select(s.channel, s.reason, func.count()).group_by(s.channel, s.reason)
@@ -161,18 +148,13 @@ def deliverability_report(
         a = acc.get(channel, defaultdict(int))
         if channel in ("call", "all") and channel not in suppressions:
             continue
-        sent = a["delivered"] + a["bounced"] + a["sent"]
-        eligible = a["created"] - a["skipped"]
-        pending = a["queued"] + a["sending"]
-        assert eligible == pending + a["unknown"] + a["failed"] + sent
+        counts = funnel(a)
         found = suppressions.get(channel, {})
         channels.append(
             ChannelDelivery(
-                channel=channel, created=a["created"], skipped=a["skipped"], eligible=eligible,
-                pending=pending, unknown=a["unknown"], failed=a["failed"], sent=sent,
-                delivered=a["delivered"], bounced=a["bounced"], awaiting=a["sent"],
-                opened=a["opened"], clicked=a["clicked"],
-                delivery_rate=ratio(a["delivered"], sent), bounce_rate=ratio(a["bounced"], sent),
+                channel=channel, **counts,
+                delivery_rate=ratio(counts["delivered"], counts["sent"]),
+                bounce_rate=ratio(counts["bounced"], counts["sent"]),
                 opt_outs=found.get("opt_out", 0), spam_reports=found.get("spam_report", 0),
                 suppressions=dict(sorted(found.items())),
             )
