@@ -16,7 +16,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -34,19 +34,9 @@ Effect = Literal[
     "escalate",
     "complaint",
 ]
-EFFECTS: tuple[str, ...] = (
-    "none",
-    "conversion",
-    "follow_up",
-    "callback",
-    "recycle",
-    "invalid_number",
-    "do_not_call",
-    "escalate",
-    "complaint",
-)
+EFFECTS: tuple[str, ...] = get_args(Effect)
 FieldKind = Literal["text", "choice", "datetime", "date", "number", "yes_no"]
-FIELD_KINDS: tuple[str, ...] = ("text", "choice", "datetime", "date", "number", "yes_no")
+FIELD_KINDS: tuple[str, ...] = get_args(FieldKind)
 COMPLAINT_CATEGORIES = (
     "service",
     "billing",
