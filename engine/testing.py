@@ -11,10 +11,13 @@ import itertools
 import threading
 import uuid
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -37,7 +40,11 @@ from engine.db.models import (
     Participant,
     Program,
 )
+from engine.definitions.loader import LoadedDefinition, parse_definition
 from engine.sampling import sample_key
+
+if TYPE_CHECKING:
+    from engine.app import App
 
 __all__ = [
     "FrozenClock",
@@ -51,6 +58,20 @@ __all__ = [
 ]
 
 _sequence = itertools.count(1)
+
+
+@contextmanager
+def unit(app: App) -> Iterator[Session]:
+    """One committed unit of work."""
+    with app.sessions() as session, session.begin():
+        yield session
+
+
+def load_definition(defaults: dict[str, Any], **fields: Any) -> LoadedDefinition:
+    """A campaign definition through the real loader: ``defaults`` with ``fields`` over them."""
+    data = {**defaults, **fields}
+    source = yaml.safe_dump(data, sort_keys=False)
+    return parse_definition(source, f"campaigns/{data['name']}.yaml", expected_name=data["name"])
 
 
 def make_program(

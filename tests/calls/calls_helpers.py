@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy.orm import Session
 
 from engine.app import App
 from engine.calls.agents import add_agent
 from engine.db.models import CallTask, CampaignRun, Enrollment, Participant, Program
 from engine.definitions.loader import content_hash, parse_definition
-from engine.testing import make_consent, make_participant, make_program
+from engine.testing import make_consent, make_participant, make_program, unit
 
 # tests/conftest.py TEST_NOW: Monday 2 March 2026, 10:00 in New York (EST).
 TEST_NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -50,12 +47,6 @@ def campaign_source(name: str = "renew-calls", **fields: Any) -> str:
     source = yaml.safe_dump(data, sort_keys=False)
     parse_definition(source, f"{name}.yaml", expected_name=name)  # must be valid
     return source
-
-
-@contextmanager
-def unit(app: App) -> Iterator[Session]:
-    with app.sessions() as session, session.begin():
-        yield session
 
 
 @dataclass

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
 from pydantic import TypeAdapter
 from sqlalchemy import insert
-from sqlalchemy.orm import Session
 
 from engine import sampling
 from engine.app import App
 from engine.db.models import Participant, Program
 from engine.definitions.filters import Filter
-from engine.definitions.loader import LoadedDefinition, parse_definition
+from engine.definitions.loader import LoadedDefinition
+from engine.testing import load_definition, unit
 
 # The same instant as tests/conftest.py's TEST_NOW (the `clock` fixture).
 TEST_NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -30,24 +27,17 @@ def parse_filter(data: Any) -> Filter:
 
 def definition(**fields: Any) -> LoadedDefinition:
     """A campaign definition through the real loader; fields override sensible defaults."""
-    data: dict[str, Any] = {
-        "name": "test-campaign",
-        "program": "loyalty",
-        "audience": {"field": "status", "eq": "active"},
-        "holdout_percent": 0,
-        "goal": {"events": ["login"], "window": "30d"},
-        "steps": [{"id": "email-1", "channel": "email", "template": "welcome"}],
-    }
-    data.update(fields)
-    source = yaml.safe_dump(data, sort_keys=False)
-    return parse_definition(source, f"campaigns/{data['name']}.yaml", expected_name=data["name"])
-
-
-@contextmanager
-def unit(app: App) -> Iterator[Session]:
-    """One committed unit of work."""
-    with app.sessions() as session, session.begin():
-        yield session
+    return load_definition(
+        {
+            "name": "test-campaign",
+            "program": "loyalty",
+            "audience": {"field": "status", "eq": "active"},
+            "holdout_percent": 0,
+            "goal": {"events": ["login"], "window": "30d"},
+            "steps": [{"id": "email-1", "channel": "email", "template": "welcome"}],
+        },
+        **fields,
+    )
 
 
 def insert_members(app: App, program: Program, n: int) -> None:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import yaml
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from engine import planning
 from engine.app import App
 from engine.db.models import CallTask, Enrollment, OutboxMessage, Program
-from engine.definitions.loader import LoadedDefinition, parse_definition
+from engine.definitions.loader import LoadedDefinition
+from engine.testing import load_definition, unit
 
 # The same instant as tests/conftest.py's TEST_NOW (the `clock` fixture): a Monday, 10:00 in
 # New York, six days before the US spring-forward (2026-03-08).
@@ -25,23 +22,17 @@ HOUR = timedelta(hours=1)
 
 def definition(**fields: Any) -> LoadedDefinition:
     """A definition through the real loader, with templates that exist in templates/."""
-    data: dict[str, Any] = {
-        "name": "seq-test",
-        "program": "loyalty",
-        "audience": {"field": "status", "eq": "active"},
-        "holdout_percent": 0,
-        "goal": {"events": ["redemption"], "window": "30d"},
-        "steps": [{"id": "email-1", "channel": "email", "template": "points_expiring"}],
-    }
-    data.update(fields)
-    source = yaml.safe_dump(data, sort_keys=False)
-    return parse_definition(source, f"campaigns/{data['name']}.yaml", expected_name=data["name"])
-
-
-@contextmanager
-def unit(app: App) -> Iterator[Session]:
-    with app.sessions() as session, session.begin():
-        yield session
+    return load_definition(
+        {
+            "name": "seq-test",
+            "program": "loyalty",
+            "audience": {"field": "status", "eq": "active"},
+            "holdout_percent": 0,
+            "goal": {"events": ["redemption"], "window": "30d"},
+            "steps": [{"id": "email-1", "channel": "email", "template": "points_expiring"}],
+        },
+        **fields,
+    )
 
 
 def launch(app: App, loaded: LoadedDefinition, at: datetime = TEST_NOW) -> int:
