@@ -43,7 +43,7 @@ from engine.app import App
 from engine.clock import ensure_utc
 from engine.db.models import CampaignRun
 from engine.db.types import UTCDateTime
-from engine.definitions.loader import parse_definition
+from engine.definitions.loader import parse_stored_definition
 from engine.errors import DefinitionError, DefinitionErrors
 
 CONVERTED = "converted"
@@ -75,7 +75,7 @@ def run_goals(session: Session) -> list[RunGoal]:
     for run_id, digest, source in rows:
         if digest not in parsed:
             try:
-                definition = parse_definition(source, f"run {run_id}").definition
+                definition = parse_stored_definition(source, f"run {run_id}").definition
                 parsed[digest] = (tuple(definition.goal.events), definition.goal.window)
             except (DefinitionError, DefinitionErrors):
                 # A stored definition that no longer validates (the schema grew stricter):

@@ -37,7 +37,7 @@ from engine.db.models import (
     OutboxMessage,
     Program,
 )
-from engine.definitions.loader import parse_definition
+from engine.definitions.loader import parse_stored_definition
 from engine.errors import DefinitionError, DefinitionErrors, NotFoundError
 from engine.reports import stats
 from engine.reports.common import (
@@ -481,7 +481,7 @@ def _steps(session: Session, runs: list[int]) -> _Steps:
     steps: dict[tuple[str, str], bool] = {}
     for index, (_, source) in enumerate(sources):
         try:
-            definition = parse_definition(source or "", "run definition").definition
+            definition = parse_stored_definition(source or "", "run definition").definition
         except (DefinitionError, DefinitionErrors):
             continue
         if index == 0:
