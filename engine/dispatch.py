@@ -28,6 +28,15 @@ One pass of a worker, per channel in turn:
    (timeout after the request went) is ``unknown``; ``dispatch_pause_after_failures``
    consecutive provider failures on a run pause it.
 
+Each worker is three threads, so that the database's time overlaps the HTTP requests
+instead of adding to them (issue #4): while a batch is being sent, one thread claims the next
+batch and reads what its gate needs (consents, suppressions, the contacts ledger), and another
+writes the outcomes of the batch sent before. The gate's decisions are still taken just
+before a batch goes, at that instant, from facts read while the batch before it was sent. A
+claim skips everyone with a message ``sending`` (in flight or not yet written), so what it
+reads of the ledger for the people it claims is complete. The cost: after a crash, the batch
+claimed ahead is ``unknown`` too (never resent without someone saying so).
+
 Never sent twice: a row is sent only by the worker that moved it ``queued -> sending``; a
 worker that dies mid-batch leaves its rows ``sending``, and when their lease runs out any
 dispatcher marks them ``unknown`` (never ``queued``): ``campaign outbox unknown`` lists them
@@ -35,12 +44,14 @@ and ``campaign outbox resolve`` (or a provider event) settles them. An outcome w
 webhook already moved the row on (``delivered``) keeps the later status.
 
 Stopping (``stop`` event, deadline, ``max_messages``): the in-flight message finishes and is
-recorded; the rest of the claimed batch goes back to ``queued`` untouched.
+recorded; the rest of the claimed batch, and the batch claimed ahead, go back to ``queued``
+untouched.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import random
@@ -48,6 +59,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -122,6 +134,10 @@ CHANNEL_ORDER = ("email", "sms")
 CLAIM_SECONDS = 10.0  # a claim holds about this many seconds of the channel's rate
 MAX_BACKOFF = timedelta(hours=6)
 POLL_SECONDS = 1.0  # follow mode: how often an idle worker looks for due messages
+# A batch claimed ahead whose gate facts (consents, suppressions, contacts) are older than
+# this when its turn comes has them read again: a slow batch before it (a rate limit holds a
+# batch for seconds) must not let a suppression made meanwhile go unseen.
+FACTS_MAX_AGE_SECONDS = 1.0
 # pg_advisory_xact_lock key taken by every claim (see _claim).
 CLAIM_LOCK = 0x636C61696D  # "claim"
 
@@ -314,6 +330,8 @@ class _Shared:
         self.paused: set[int] = set()
         self.summary = DispatchSummary()
         self.rng = random.Random()
+        self.sqlite = make_url(self.settings.database_url).get_backend_name() == "sqlite"
+        self.write_lock = threading.Lock()
 
     def stop_reason(self) -> str | None:
         if self.stop_event.is_set():
@@ -348,6 +366,18 @@ class _Shared:
             self.progress(count)
 
 
+@contextmanager
+def _writing(shared: _Shared) -> Iterator[None]:
+    """SQLite: one writing transaction of this dispatcher's threads at a time. SQLite makes a
+    writer wait for another (busy_timeout), except a transaction that read before it writes
+    while another committed meanwhile: that one fails at once."""
+    if not shared.sqlite:
+        yield
+        return
+    with shared.write_lock:
+        yield
+
+
 def _burst(rate: float) -> float:
     """At 10+/s a half-slot tolerance lets the sender catch up a slot it reached late (a sleep
     that overslept on a busy machine) instead of losing that time for good, while any 1-second
@@ -374,7 +404,7 @@ def _among(column: Any, values: Sequence[Any], postgres: bool, kind: Any = BigIn
 def _housekeeping(shared: _Shared) -> tuple[int, int]:
     """Expired leases -> unknown; queued messages of cancelled runs -> skipped."""
     at = _now(shared)
-    with shared.app.sessions() as session, session.begin():
+    with _writing(shared), shared.app.sessions() as session, session.begin():
         postgres = _is_postgres(session)
         expired = select(OutboxMessage.id).where(
             OutboxMessage.status == st.SENDING, OutboxMessage.claimed_until < at
@@ -408,106 +438,87 @@ def _housekeeping(shared: _Shared) -> tuple[int, int]:
     return int(getattr(lost, "rowcount", 0) or 0), int(getattr(skipped, "rowcount", 0) or 0)
 
 
+# PostgreSQL's claim in one statement (one round trip, the claimed rows read once): walk the
+# (status, not_before) index in order under SKIP LOCKED, skip the participants in flight
+# (%(busy)s, see _claim) and runs that may not send, lease what was found, and return it with
+# what the gate needs of its enrollment and participant. The CTE's rows are locked by FOR
+# UPDATE, so the UPDATE sees each exactly once.
+_PG_CLAIM = """
+WITH due AS (
+    SELECT o.id FROM outbox_messages AS o
+    JOIN campaign_runs AS r ON r.id = o.run_id
+    WHERE o.status = 'queued' AND o.not_before <= %(at)s AND o.channel = %(channel)s
+      AND r.status = ANY(%(runs)s::text[]) AND NOT (o.participant_id = ANY(%(busy)s::bigint[]))
+    ORDER BY o.not_before
+    LIMIT %(count)s
+    FOR UPDATE OF o SKIP LOCKED
+), claimed AS (
+    UPDATE outbox_messages AS m
+    SET status = 'sending', claimed_by = %(worker)s, claimed_until = %(until)s,
+        updated_at = %(at)s
+    FROM due WHERE m.id = due.id
+    RETURNING m.id, m.uid, m.run_id, m.participant_id, m.campaign, m.channel, m.to_address,
+        m.content, m.attempts, m.not_before, m.enrollment_id
+)
+SELECT c.id, c.uid, c.run_id, c.participant_id, c.campaign, c.channel, c.to_address,
+    c.content, c.attempts, c.not_before, e.state, p.email, p.phone, p.timezone, p.program_id,
+    p.first_name, p.last_name
+FROM claimed AS c
+JOIN enrollments AS e ON e.id = c.enrollment_id
+JOIN participants AS p ON p.id = c.participant_id
+"""
+
+
 def _claim(shared: _Shared, channel: str, count: int, worker: str) -> list[_Row]:
     """Claim up to ``count`` due messages, none of them to a participant who has a message in
     ``sending`` (claimed by anyone, on any channel): the gate reads the contacts ledger, and a
     message in flight is not in it until its outcome is recorded, so two claims for one person
     would each pass a cap of one. Messages to one person within a batch are counted by
-    :func:`_gate_batch`."""
+    :func:`_decide`."""
     at = _now(shared)
-    with shared.app.sessions() as session, session.begin():
-        postgres = _is_postgres(session)
-        in_flight = aliased(OutboxMessage)
-        busy_participant: ColumnElement[bool] = (
-            select(in_flight.id)
-            .where(
-                in_flight.participant_id == OutboxMessage.participant_id,
-                in_flight.status == st.SENDING,
-            )
-            .exists()
-        )
-        if postgres:
+    until = at + shared.settings.dispatch_lease
+    with _writing(shared), shared.app.sessions() as session, session.begin():
+        if _is_postgres(session):
+            connection = session.connection()
             # Claims one at a time, so that each sees the claims committed before it (READ
-            # COMMITTED: each statement's snapshot is taken after this lock).
-            session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
-            # The busy people (at most workers x batch rows, by the (status, not_before)
+            # COMMITTED: each statement's snapshot is taken after this lock). The claim walks
+            # the (status, not_before) index in order and stops after `count` rows; without
+            # statistics (a fresh or never analysed table) the planner would rather read every
+            # queued row of the run and sort them (18 ms a claim in the 20k-message bench,
+            # against 3 ms), hence no sorts in this transaction; and no JIT, whose compiling
+            # (0.3 s) a disabled sort's cost estimate would otherwise set off.
+            connection.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(%s), set_config('enable_sort', 'off', true), "
+                "set_config('jit', 'off', true)",
+                (CLAIM_LOCK,),
+            )
+            # The busy people (at most workers x 2 batches of rows, by the (status, not_before)
             # index) as one array parameter: with a correlated NOT EXISTS instead, the
             # 20k-message bench (fresh, unanalysed tables) ran 5x slower.
             busy = sorted(
-                set(
-                    session.scalars(
-                        select(OutboxMessage.participant_id).where(
-                            OutboxMessage.status == st.SENDING
-                        )
+                {
+                    pid
+                    for (pid,) in connection.exec_driver_sql(
+                        "SELECT participant_id FROM outbox_messages WHERE status = 'sending'"
                     )
-                )
+                }
             )
-            busy_participant = (
-                OutboxMessage.participant_id == any_(literal(busy, ARRAY(BigInteger)))
-                if busy
-                else literal(False)
-            )
-        # SQLite: one statement, which holds the database write lock from its start (a read
-        # before it could not then write if another dispatcher thread wrote in between).
-        due = (
-            select(OutboxMessage.id)
-            .join(CampaignRun, CampaignRun.id == OutboxMessage.run_id)
-            .where(
-                OutboxMessage.status == st.QUEUED,
-                OutboxMessage.not_before <= at,
-                OutboxMessage.channel == channel,
-                CampaignRun.status.in_(SENDABLE_RUNS),
-                ~busy_participant,
-            )
-            # not_before alone: the (status, not_before) index yields that order and the scan
-            # stops after `count` rows; a tie-break on id made both databases sort every
-            # queued row on each claim (a million of them after a big step).
-            .order_by(OutboxMessage.not_before)
-            .limit(count)
-        )
-        if postgres:
-            due = due.with_for_update(of=OutboxMessage, skip_locked=True)
-        ids = list(
-            session.scalars(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_(due.scalar_subquery()))
-                .values(
-                    status=st.SENDING,
-                    claimed_by=worker,
-                    claimed_until=at + shared.settings.dispatch_lease,
-                    updated_at=at,
-                )
-                .returning(OutboxMessage.id)
-                .execution_options(synchronize_session=False)
-            )
-        )
-        if not ids:
-            return []
-        rows = session.execute(
-            select(
-                OutboxMessage.id,
-                OutboxMessage.uid,
-                OutboxMessage.run_id,
-                OutboxMessage.participant_id,
-                OutboxMessage.campaign,
-                OutboxMessage.channel,
-                OutboxMessage.to_address,
-                OutboxMessage.content,
-                OutboxMessage.attempts,
-                OutboxMessage.not_before,
-                Enrollment.state,
-                Participant.email,
-                Participant.phone,
-                Participant.timezone,
-                Participant.program_id,
-                Participant.first_name,
-                Participant.last_name,
-            )
-            .join(Enrollment, Enrollment.id == OutboxMessage.enrollment_id)
-            .join(Participant, Participant.id == OutboxMessage.participant_id)
-            .where(_among(OutboxMessage.id, ids, postgres))
-            .order_by(OutboxMessage.not_before, OutboxMessage.id)
-        ).all()
+            found = connection.exec_driver_sql(
+                _PG_CLAIM,
+                {
+                    "at": at,
+                    "until": until,
+                    "channel": channel,
+                    "runs": list(SENDABLE_RUNS),
+                    "busy": busy,
+                    "count": count,
+                    "worker": worker,
+                },
+            ).all()
+            # In the index's order (sorted here: see the lock above).
+            rows = sorted(found, key=lambda r: (r[9], r[0]))
+        else:
+            rows = list(_claim_sqlite(session, channel, count, worker, at, until))
     return [
         _Row(
             id=r[0],
@@ -519,7 +530,7 @@ def _claim(shared: _Shared, channel: str, count: int, worker: str) -> list[_Row]
             to_address=r[6],
             content=dict(r[7] or {}),
             attempts=r[8],
-            not_before=r[9],
+            not_before=ensure_utc(r[9]),
             enrollment_state=r[10],
             email=r[11],
             phone=r[12],
@@ -529,6 +540,80 @@ def _claim(shared: _Shared, channel: str, count: int, worker: str) -> list[_Row]
         )
         for r in rows
     ]
+
+
+def _claim_sqlite(
+    session: Session, channel: str, count: int, worker: str, at: datetime, until: datetime
+) -> Sequence[Any]:
+    """SQLite's claim: one dispatcher at a time (the file lock), so no SKIP LOCKED."""
+    in_flight = aliased(OutboxMessage)
+    busy_participant: ColumnElement[bool] = (
+        select(in_flight.id)
+        .where(
+            in_flight.participant_id == OutboxMessage.participant_id,
+            in_flight.status == st.SENDING,
+        )
+        .exists()
+    )
+    # One statement, which holds the database write lock from its start (a read before it
+    # could not then write if another dispatcher thread wrote in between).
+    due = (
+        select(OutboxMessage.id)
+        .join(CampaignRun, CampaignRun.id == OutboxMessage.run_id)
+        .where(
+            OutboxMessage.status == st.QUEUED,
+            OutboxMessage.not_before <= at,
+            OutboxMessage.channel == channel,
+            CampaignRun.status.in_(SENDABLE_RUNS),
+            ~busy_participant,
+        )
+        # not_before alone: the (status, not_before) index yields that order and the scan
+        # stops after `count` rows; a tie-break on id made both databases sort every queued
+        # row on each claim (a million of them after a big step).
+        .order_by(OutboxMessage.not_before)
+        .limit(count)
+    )
+    ids = list(
+        session.scalars(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(due.scalar_subquery()))
+            .values(
+                status=st.SENDING,
+                claimed_by=worker,
+                claimed_until=until,
+                updated_at=at,
+            )
+            .returning(OutboxMessage.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not ids:
+        return []
+    return session.execute(
+        select(
+            OutboxMessage.id,
+            OutboxMessage.uid,
+            OutboxMessage.run_id,
+            OutboxMessage.participant_id,
+            OutboxMessage.campaign,
+            OutboxMessage.channel,
+            OutboxMessage.to_address,
+            OutboxMessage.content,
+            OutboxMessage.attempts,
+            OutboxMessage.not_before,
+            Enrollment.state,
+            Participant.email,
+            Participant.phone,
+            Participant.timezone,
+            Participant.program_id,
+            Participant.first_name,
+            Participant.last_name,
+        )
+        .join(Enrollment, Enrollment.id == OutboxMessage.enrollment_id)
+        .join(Participant, Participant.id == OutboxMessage.participant_id)
+        .where(OutboxMessage.id.in_(ids))
+        .order_by(OutboxMessage.not_before, OutboxMessage.id)
+    ).all()
 
 
 def _definition(shared: _Shared, session: Session, run_id: int) -> CampaignDefinition:
@@ -561,13 +646,26 @@ def _address_hash(channel: str, address: str) -> str:
     return email_hash(address) if channel == "email" else hash_normalised(address)
 
 
-def _gate_batch(
-    shared: _Shared, rows: Sequence[_Row], channel: str
-) -> tuple[list[tuple[_Row, str]], list[_Outcome]]:
-    """(messages to send now with their address, outcomes of the others)."""
+@dataclass
+class _Facts:
+    """What the gate reads from the database for one claimed batch (see :func:`_load_facts`)."""
+
+    consents: dict[int, str]
+    suppressed: dict[str, set[str]]
+    contacts: dict[int, list[datetime]]
+    definitions: dict[int, CampaignDefinition]
+    programs: dict[int, tuple[str, str]]
+
+
+def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
+    """Read what the gate needs about a claimed batch: consents, suppressions (by address
+    hash), the contacts ledger within the longest cap, run definitions and program zones.
+
+    Read on the database thread while the previous batch is being sent; the decisions are
+    taken from these facts by :func:`_decide` just before this batch goes. Its members have
+    no message in flight elsewhere (the claim skips them), so the ledger read here already
+    holds every earlier send of theirs."""
     at = _now(shared)
-    ready: list[tuple[_Row, str]] = []
-    outcomes: list[_Outcome] = []
     with shared.app.sessions() as session, session.begin():
         postgres = _is_postgres(session)
         pids = sorted({row.participant_id for row in rows})
@@ -578,15 +676,18 @@ def _gate_batch(
                 )
             ).all()
         )
-        addresses = {row.id: (row.email if channel == "email" else row.phone) for row in rows}
-        hashes = {a: _address_hash(channel, a) for a in addresses.values() if a}
+        hashes = sorted(
+            {
+                _address_hash(channel, address)
+                for row in rows
+                if (address := row.email if channel == "email" else row.phone)
+            }
+        )
         suppressed: dict[str, set[str]] = defaultdict(set)
         if hashes:
             for digest, on in session.execute(
                 select(Suppression.address_hash, Suppression.channel).where(
-                    _among(
-                        Suppression.address_hash, sorted(set(hashes.values())), postgres, String
-                    ),
+                    _among(Suppression.address_hash, hashes, postgres, String),
                     Suppression.channel.in_((channel, "all")),
                 )
             ).all():
@@ -597,6 +698,12 @@ def _gate_batch(
                 definitions[run_id] = _definition(shared, session, run_id)
             except (EngineError, ValueError) as exc:
                 log.error("run %s: stored definition does not load: %s", run_id, exc)
+        programs = {
+            program_id: _program(shared, session, program_id)
+            for program_id in {row.program_id for row in rows}
+        }
+        # The longest cap any of these runs counts (decided later than `at`: a later window
+        # only drops contacts from the front).
         lookback = max(
             [shared.global_cap.per]
             + [d.frequency_cap.per for d in definitions.values() if d.frequency_cap]
@@ -609,46 +716,62 @@ def _gate_batch(
             )
         ).all():
             contacts[pid].append(when)
-        for row in rows:
-            definition = definitions.get(row.run_id)
-            if definition is None:
-                outcomes.append(
-                    _Outcome(row, st.FAILED, "definition_error", error="stored definition")
-                )
-                continue
-            if row.enrollment_state == "converted":
-                outcomes.append(_Outcome(row, st.SKIPPED, "converted"))
-                continue
-            address = addresses[row.id]
-            zone, region = _program(shared, session, row.program_id)
-            try:
-                zones = candidate_zones(
-                    participant_zone=row.timezone,
-                    phone=row.phone,
-                    program_zone=zone,
-                    region=region,
-                ).zones
-            except ValueError:
-                zones = ()
-            facts = ParticipantFacts(
-                address=address,
-                consent=consents.get(row.participant_id),  # type: ignore[arg-type]
-                zones=zones,
-                suppressed_channels=suppressed.get(hashes.get(address or "", ""), set()),
-                contact_times=tuple(contacts[row.participant_id]),
+    return _Facts(consents, suppressed, contacts, definitions, programs)
+
+
+def _decide(
+    shared: _Shared, rows: Sequence[_Row], facts: _Facts, channel: str
+) -> tuple[list[tuple[_Row, str]], list[_Outcome]]:
+    """The gate, at the instant the batch is about to be sent: (messages to send now with
+    their address, outcomes of the others). Pure: no database (see :func:`_load_facts`)."""
+    at = _now(shared)
+    ready: list[tuple[_Row, str]] = []
+    outcomes: list[_Outcome] = []
+    contacts = facts.contacts
+    hashes: dict[str, str] = {}
+    for row in rows:
+        definition = facts.definitions.get(row.run_id)
+        if definition is None:
+            outcomes.append(_Outcome(row, st.FAILED, "definition_error", error="stored definition"))
+            continue
+        if row.enrollment_state == "converted":
+            outcomes.append(_Outcome(row, st.SKIPPED, "converted"))
+            continue
+        address = row.email if channel == "email" else row.phone
+        digest = ""
+        if address:
+            digest = hashes.get(address) or hashes.setdefault(
+                address, _address_hash(channel, address)
             )
-            answer = gate_decision(
-                channel, facts, at, definition=definition, global_cap=shared.global_cap
-            )
-            if isinstance(answer, Skip):
-                outcomes.append(_Outcome(row, st.SKIPPED, answer.reason))
-            elif isinstance(answer, WaitUntil):
-                outcomes.append(_Outcome(row, st.QUEUED, f"waiting: {answer.reason}", answer.until))
-            else:
-                assert address is not None  # the gate refuses a missing address
-                ready.append((row, address))
-                # A second message to the same person in this batch sees this one.
-                contacts[row.participant_id].append(at)
+        zone, region = facts.programs[row.program_id]
+        try:
+            zones = candidate_zones(
+                participant_zone=row.timezone,
+                phone=row.phone,
+                program_zone=zone,
+                region=region,
+            ).zones
+        except ValueError:
+            zones = ()
+        person = ParticipantFacts(
+            address=address,
+            consent=facts.consents.get(row.participant_id),  # type: ignore[arg-type]
+            zones=zones,
+            suppressed_channels=facts.suppressed.get(digest, set()),
+            contact_times=tuple(contacts[row.participant_id]),
+        )
+        answer = gate_decision(
+            channel, person, at, definition=definition, global_cap=shared.global_cap
+        )
+        if isinstance(answer, Skip):
+            outcomes.append(_Outcome(row, st.SKIPPED, answer.reason))
+        elif isinstance(answer, WaitUntil):
+            outcomes.append(_Outcome(row, st.QUEUED, f"waiting: {answer.reason}", answer.until))
+        else:
+            assert address is not None  # the gate refuses a missing address
+            ready.append((row, address))
+            # A second message to the same person in this batch sees this one.
+            contacts[row.participant_id].append(at)
     return ready, outcomes
 
 
@@ -679,6 +802,29 @@ _OTHER = (
         updated_at=bindparam("b_at"),
     )
 )
+
+
+# SQLite: the (id, provider message id) pairs of a batch's sent messages, from one JSON
+# parameter.
+_JSON_PAIRS = func.json_each(bindparam("pairs", type_=String)).table_valued("value")
+
+# PostgreSQL: the sent messages' status and provider ids in one UPDATE (every extra UPDATE
+# of a row costs a new row version and index entries there), and their rows in the contacts
+# ledger (what frequency caps count) from what it returns: one round trip. A webhook may
+# already have moved a message on (delivered...): its status is kept.
+_PG_RECORD_SENT = """
+WITH sent AS (
+    UPDATE outbox_messages AS o SET
+        status = CASE WHEN o.status IN ('sending', 'unknown') THEN 'sent' ELSE o.status END,
+        status_reason = NULL, claimed_until = NULL, attempts = o.attempts + 1, provider = %s,
+        sent_at = %s, updated_at = %s, last_error = NULL,
+        provider_message_id = COALESCE(v.pid, o.provider_message_id)
+    FROM unnest(%s::bigint[], %s::text[]) AS v(id, pid) WHERE o.id = v.id
+    RETURNING o.participant_id, o.channel, o.run_id
+)
+INSERT INTO contacts (participant_id, channel, run_id, occurred_at, kind)
+SELECT participant_id, channel, run_id, %s, 'message' FROM sent
+"""
 
 
 def _record(shared: _Shared, outcomes: Sequence[_Outcome], worker: str, provider: str) -> None:
@@ -713,27 +859,38 @@ def _record(shared: _Shared, outcomes: Sequence[_Outcome], worker: str, provider
                 "b_at": at,
             }
         )
-    with shared.app.sessions() as session, session.begin():
+    with _writing(shared), shared.app.sessions() as session, session.begin():
         connection = session.connection()
         mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        if connection.dialect.name == "postgresql":
+            # No waiting for this commit's WAL flush: should the server crash before it,
+            # these rows are 'sending' again, and their leases make them 'unknown' (never
+            # queued, never resent), as after a crash of ours. A claim's commit does wait: a
+            # lost claim would put a sent message back in the queue.
+            connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
         if sent_ids and connection.dialect.name == "postgresql":
-            # One statement for status and provider ids: every extra UPDATE of a row costs a
-            # new row version and index entries on PostgreSQL.
             pids = dict((i, p) for p, i in provider_ids)
             connection.exec_driver_sql(
-                "UPDATE outbox_messages AS o SET "
-                "status = CASE WHEN o.status IN ('sending', 'unknown') THEN 'sent' "
-                "ELSE o.status END, status_reason = NULL, claimed_until = NULL, "
-                "attempts = o.attempts + 1, provider = %s, sent_at = %s, updated_at = %s, "
-                "last_error = NULL, provider_message_id = COALESCE(v.pid, o.provider_message_id) "
-                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, pid) WHERE o.id = v.id",
-                (provider, at, at, sent_ids, [pids.get(i) for i in sent_ids]),
+                _PG_RECORD_SENT,
+                (provider, at, at, sent_ids, [pids.get(i) for i in sent_ids], at),
             )
             provider_ids = []
+            sent_ids = []  # the contacts are written too
         elif sent_ids:
+            # SQLite: status and provider ids in one statement too, the pairs as one JSON
+            # parameter (an executemany here costs a statement and a GIL hand-over per row).
+            pids = dict((i, p) for p, i in provider_ids)
+            pairs = (
+                select(
+                    func.json_extract(_JSON_PAIRS.c.value, "$[0]").label("id"),
+                    func.json_extract(_JSON_PAIRS.c.value, "$[1]").label("pid"),
+                )
+                .select_from(_JSON_PAIRS)
+                .subquery()
+            )
             connection.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id.in_(sent_ids))
+                .where(OutboxMessage.id == pairs.c.id)
                 .values(
                     # A webhook may already have moved it on (delivered...): keep that.
                     status=case(
@@ -747,8 +904,13 @@ def _record(shared: _Shared, outcomes: Sequence[_Outcome], worker: str, provider
                     sent_at=at,
                     updated_at=at,
                     last_error=None,
-                )
+                    provider_message_id=func.coalesce(
+                        pairs.c.pid, OutboxMessage.provider_message_id
+                    ),
+                ),
+                {"pairs": json.dumps([[i, pids.get(i)] for i in sent_ids])},
             )
+            provider_ids = []
         if sent_ids:
             # The contacts ledger (what frequency caps count): one row per message sent.
             connection.execute(
@@ -787,7 +949,7 @@ def _pause(shared: _Shared, run_id: int, reason: str) -> None:
             return
         shared.paused.add(run_id)
     try:
-        with shared.app.sessions() as session, session.begin():
+        with _writing(shared), shared.app.sessions() as session, session.begin():
             pause_run(session, run_id, at=_now(shared), reason=reason[:1000])
         log.warning("run %s paused: %s", run_id, reason)
     except InputError:
@@ -800,7 +962,7 @@ def _pause(shared: _Shared, run_id: int, reason: str) -> None:
 def _suppress(shared: _Shared, channel: str, address: str, error: RecipientError) -> None:
     reason = "opt_out" if error.suppress else "invalid"
     try:
-        with shared.app.sessions() as session, session.begin():
+        with _writing(shared), shared.app.sessions() as session, session.begin():
             add_suppression(
                 session,
                 address,
@@ -947,7 +1109,8 @@ class _Batch:
         if self._stopping():
             self._release(row)
             return False
-        if row.run_id in self.held_back:
+        if row.run_id in self.held_back or row.run_id in self.shared.paused:
+            # (A batch claimed ahead may hold messages of a run paused since.)
             self._release(row)
             return False
         if self.release_rest_at is not None:
@@ -1041,54 +1204,234 @@ def _tally(summary: DispatchSummary, outcomes: Sequence[_Outcome]) -> None:
             summary.waiting += 1
 
 
+@dataclass
+class _Claimed:
+    """A batch claimed by the database thread, with the facts its gate needs."""
+
+    kind: str
+    rows: list[_Row]
+    facts: _Facts | None
+    overlapped: bool  # claimed while the worker's previous batch was still in flight
+    read_at: float = field(default_factory=time.monotonic)  # when ``facts`` were read
+
+
+@dataclass
+class _Sent:
+    """The outcomes of a sent batch, not yet written."""
+
+    outcomes: list[_Outcome]
+    provider: str
+    handled: int  # what progress reports once they are written
+
+
+def _released(rows: Sequence[_Row]) -> list[_Outcome]:
+    return [_Outcome(r, st.QUEUED, "released", r.not_before, r.attempts) for r in rows]
+
+
+def _claim_batch(shared: _Shared, worker: str, kind: str, overlapped: bool) -> _Claimed | None:
+    """Claim the next batch of ``kind`` and read its gate's facts (the claiming thread's job).
+    None when stopping or when the ``max_messages`` quota is used up."""
+    if shared.stop_reason() is not None:
+        return None
+    quota = shared.take(shared.claim_size(kind))
+    if quota == 0:
+        return None
+    rows = _claim(shared, kind, quota, worker)
+    shared.give_back(quota - len(rows))
+    if not rows:
+        return _Claimed(kind, [], None, overlapped)
+    try:
+        facts = _load_facts(shared, rows, kind)
+    except BaseException:
+        # Nothing of this batch went out: give it back rather than let the lease turn it into
+        # 'unknown'.
+        shared.give_back(len(rows))
+        _record(shared, _released(rows), worker, "")
+        raise
+    return _Claimed(kind, rows, facts, overlapped)
+
+
+def _halted_runs(shared: _Shared, run_ids: set[int]) -> set[int]:
+    """Those of ``run_ids`` that may not send any more (paused, cancelled...)."""
+    with shared.app.sessions() as session:
+        sendable = set(
+            session.scalars(
+                select(CampaignRun.id).where(
+                    CampaignRun.id.in_(sorted(run_ids)), CampaignRun.status.in_(SENDABLE_RUNS)
+                )
+            )
+        )
+    return run_ids - sendable
+
+
+def _write_batch(shared: _Shared, worker: str, sent: _Sent) -> int:
+    """Write a sent batch's outcomes (the writing thread's job); how many messages it handled."""
+    _record(shared, sent.outcomes, worker, sent.provider)
+    return sent.handled
+
+
+class _Pipeline:
+    """One worker's three threads: the worker's own sends the batches; a claiming thread
+    claims the next batch (and reads its gate's facts) while the current one is being sent;
+    a writing thread writes each sent batch's outcomes meanwhile. The database's time
+    overlaps the HTTP requests instead of adding to them.
+
+    Why the rules still hold: a claim skips members with a message in ``sending``, and a
+    message stays ``sending`` until its outcome (with its row in the contacts ledger) is
+    written; so a batch claimed while others are in flight or unwritten holds none of their
+    members, and the ledger read for a claimed member is complete. The gate's decisions are
+    taken on the sending thread just before the batch goes (:func:`_decide`). Only a claim
+    made with nothing in flight or unwritten can tell that nothing is due."""
+
+    def __init__(self, shared: _Shared, worker: str, index: int) -> None:
+        self.shared = shared
+        self.worker = worker
+        self.index = index
+        self.summary = DispatchSummary()
+        self.kinds = [kind for kind in CHANNEL_ORDER if kind in shared.channels]
+        self.claimer = ThreadPoolExecutor(1, thread_name_prefix=f"dispatch-claim-{index}")
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix=f"dispatch-write-{index}")
+        self.claiming: Future[_Claimed | None] | None = None
+        self.writing: Future[int] | None = None
+
+    def _claim_next(self, kind: str, *, overlapped: bool) -> None:
+        self.claiming = self.claimer.submit(
+            _claim_batch, self.shared, self.worker, kind, overlapped
+        )
+
+    def _claimed(self) -> _Claimed | None:
+        claiming, self.claiming = self.claiming, None
+        assert claiming is not None
+        return claiming.result()
+
+    def _write(self, sent: _Sent) -> None:
+        self._written()  # one batch at a time, in order
+        self.writing = self.writer.submit(_write_batch, self.shared, self.worker, sent)
+
+    def _written(self) -> None:
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            self.shared.report(writing.result())
+
+    def run(self) -> DispatchSummary:
+        try:
+            self._loop()
+        except BaseException:
+            self._finish(strict=False)
+            raise
+        self._finish(strict=True)
+        return self.summary
+
+    def _loop(self) -> None:
+        shared, summary = self.shared, self.summary
+        if not self.kinds:
+            summary.stopped_by = shared.stop_reason() or "drained"
+            return
+        position = 0
+        quiet = 0  # claims in a row that found nothing with nothing in flight or unwritten
+        while True:
+            if self.claiming is None:
+                reason = shared.stop_reason()
+                if reason is not None:
+                    summary.stopped_by = reason
+                    return
+                self._claim_next(self.kinds[position], overlapped=self.writing is not None)
+            claimed = self._claimed()
+            if claimed is None:  # stopping or out of quota: the loop's top says which
+                continue
+            position = (position + 1) % len(self.kinds)
+            if not claimed.rows:
+                if claimed.overlapped:
+                    # It skipped the members of batches in flight: ask again once written.
+                    self._written()
+                    continue
+                quiet += 1
+                if quiet < len(self.kinds):
+                    continue
+                if not shared.follow:
+                    summary.stopped_by = shared.stop_reason() or "drained"
+                    return
+                if shared.stop_event.wait(POLL_SECONDS):
+                    continue
+                if self.index == 0:
+                    _housekeeping(shared)
+                quiet = 0
+                continue
+            quiet = 0
+            summary.claimed += len(claimed.rows)
+            # The next claim runs while this batch is sent (and the one before is written).
+            if shared.stop_reason() is None:
+                self._claim_next(self.kinds[position], overlapped=True)
+            self._send(claimed)
+
+    def _send(self, claimed: _Claimed) -> None:
+        """Gate (now) and send one claimed batch, then hand its outcomes to the writer."""
+        batch = _Batch(self.shared, self.worker, claimed.kind)
+        assert claimed.facts is not None
+        try:
+            # Claimed ahead: a run paused or cancelled meanwhile keeps its messages queued.
+            halted = _halted_runs(self.shared, {row.run_id for row in claimed.rows})
+            rows = [row for row in claimed.rows if row.run_id not in halted]
+            batch.outcomes.extend(_released([r for r in claimed.rows if r.run_id in halted]))
+            facts = claimed.facts
+            if rows and time.monotonic() - claimed.read_at > FACTS_MAX_AGE_SECONDS:
+                facts = _load_facts(self.shared, rows, claimed.kind)
+            ready, outcomes = _decide(self.shared, rows, facts, claimed.kind)
+        except BaseException:
+            batch.outcomes = _released(claimed.rows)
+            self._hand_over(batch)
+            raise
+        batch.outcomes.extend(outcomes)
+        try:
+            batch.run(ready)
+        finally:
+            # Even when sending broke off: what did happen is written.
+            self._hand_over(batch)
+
+    def _hand_over(self, batch: _Batch) -> None:
+        _tally(self.summary, batch.outcomes)
+        released = sum(1 for o in batch.outcomes if o.reason == "released")
+        self.shared.give_back(released)
+        handled = len(batch.outcomes) - released
+        self._write(_Sent(batch.outcomes, batch.channel.name, handled))
+
+    def _finish(self, *, strict: bool) -> None:
+        """Wait for both threads, give back a batch claimed that will not be sent, and see
+        everything written. ``strict``: raise the first error (else only log them: an error
+        is already on its way)."""
+        errors: list[BaseException] = []
+        back: list[_Outcome] = []
+        if self.claiming is not None:
+            try:
+                claimed = self._claimed()
+            except BaseException as exc:
+                errors.append(exc)
+                claimed = None
+            if claimed is not None and claimed.rows:
+                back = _released(claimed.rows)
+                self.summary.claimed += len(back)
+                _tally(self.summary, back)
+                self.shared.give_back(len(back))
+        try:
+            self._written()
+        except BaseException as exc:
+            errors.append(exc)
+        if back:
+            try:
+                _record(self.shared, back, self.worker, "")
+            except BaseException as exc:
+                errors.append(exc)
+        self.claimer.shutdown(wait=True)
+        self.writer.shutdown(wait=True)
+        if errors:
+            if strict:
+                raise errors[0]
+            for error in errors:
+                log.error("dispatch: while stopping: %r", error)
+
+
 def _work(shared: _Shared, worker: str, index: int) -> DispatchSummary:
-    summary = DispatchSummary()
-    kinds = [kind for kind in CHANNEL_ORDER if kind in shared.channels]
-    while True:
-        reason = shared.stop_reason()
-        if reason is not None:
-            summary.stopped_by = reason
-            break
-        claimed = 0
-        for kind in kinds:
-            if shared.stop_reason() is not None:
-                break
-            quota = shared.take(shared.claim_size(kind))
-            if quota == 0:
-                break
-            rows = _claim(shared, kind, quota, worker)
-            shared.give_back(quota - len(rows))
-            if not rows:
-                continue
-            claimed += len(rows)
-            summary.claimed += len(rows)
-            try:
-                ready, outcomes = _gate_batch(shared, rows, kind)
-            except BaseException:
-                # Nothing of this batch went out: give it back rather than let the lease turn
-                # it into 'unknown'.
-                back = [_Outcome(r, st.QUEUED, "released", r.not_before, r.attempts) for r in rows]
-                _record(shared, back, worker, "")
-                raise
-            batch = _Batch(shared, worker, kind)
-            batch.outcomes.extend(outcomes)
-            try:
-                batch.run(ready)
-            finally:
-                _record(shared, batch.outcomes, worker, batch.channel.name)
-                _tally(summary, batch.outcomes)
-                released = sum(1 for o in batch.outcomes if o.reason == "released")
-                shared.give_back(released)
-                shared.report(len(batch.outcomes) - released)
-        if claimed == 0:
-            if not shared.follow:
-                summary.stopped_by = shared.stop_reason() or "drained"
-                break
-            if shared.stop_event.wait(POLL_SECONDS):
-                continue
-            if index == 0:
-                _housekeeping(shared)
-    return summary
+    return _Pipeline(shared, worker, index).run()
 
 
 def dispatch(

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from engine.app import App
-from engine.channels.base import OutboundEmail, OutboundSms
+from engine.app import App, build_app
+from engine.channels.base import Outbound, OutboundEmail, OutboundSms, SendResult
 from engine.db.models import CampaignRun, Contact, OutboxMessage, Participant, Program
 from engine.dispatch import dispatch
 from engine.participants.suppressions import add_suppression
 from engine.runs import cancel_run, pause_run
+from engine.settings import Settings
 from engine.testing import (
     FrozenClock,
     RecordingChannel,
@@ -296,3 +298,36 @@ def test_bad_arguments_are_clear_errors(app: App, clock: FrozenClock) -> None:
 
     with pytest.raises(InputError, match="--workers"):
         dispatch(app, _channels(clock), worker="w", workers=0)
+
+
+def test_a_run_paused_mid_batch_keeps_the_batch_claimed_ahead_queued(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    """The next batch is claimed while one is being sent: a pause that lands in between
+    still stops the run at the batch boundary, and nothing is left claimed."""
+    import time
+
+    app = build_app(settings.model_copy(update={"dispatch_batch_size": 2}), clock=clock)
+    try:
+        program, run = _setup(app)
+        for _ in range(6):
+            _queue(app, run, _member(app, program))
+
+        class PausingChannel(RecordingChannel):
+            def send(self, message: Outbound) -> SendResult:
+                if not self.attempts:
+                    time.sleep(0.5)  # the batch ahead is claimed meanwhile
+                    with app.sessions() as session, session.begin():
+                        pause_run(session, run.id, at=clock.now())
+                return super().send(message)
+
+        channels = {"email": PausingChannel("email", clock=clock)}
+
+        summary = dispatch(app, channels, worker="w")
+
+        assert summary.sent == 2 and len(channels["email"].sent_ids) == 2
+        with app.sessions() as session:
+            statuses = Counter(session.scalars(select(OutboxMessage.status)))
+        assert statuses == Counter({"sent": 2, "queued": 4})
+    finally:
+        app.close()
