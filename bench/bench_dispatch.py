@@ -209,6 +209,7 @@ def fill(url: str, count: int, channel: str) -> None:
         Program,
     )
     from engine.db.session import make_engine
+    from engine.reports.tallies import largest_outbox_id, tally_inserted
     from engine.testing import TEST_DEFINITION
 
     engine = make_engine(url)
@@ -341,7 +342,9 @@ def fill(url: str, count: int, channel: str) -> None:
                     "updated_at": NOW,
                 }
             )
+        before = largest_outbox_id(db)
         db.execute(insert(OutboxMessage), rows)
+        tally_inserted(db, before)  # SQLite: no insert trigger (0007)
     engine.dispose()
 
 

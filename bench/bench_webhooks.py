@@ -42,6 +42,7 @@ from engine.clock import FrozenClock  # noqa: E402
 from engine.db import migrate  # noqa: E402
 from engine.db.models import OutboxMessage  # noqa: E402
 from engine.db.session import make_engine  # noqa: E402
+from engine.reports.tallies import largest_outbox_id, tally_inserted  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.testing import make_outbox_message, make_participant, make_program, make_run  # noqa: E402
 from engine.webhooks.app import build_asgi_app  # noqa: E402
@@ -123,7 +124,9 @@ def _run(
                 provider_message_id=f"pm{i:020d}",
             )
             rows.append(row)
+        before = largest_outbox_id(session.connection())
         session.execute(insert(OutboxMessage), rows)
+        tally_inserted(session.connection(), before)  # SQLite: no insert trigger (0007)
         uids = [r["uid"] for r in rows]
     stamp = str(int(at.timestamp()))
     events = [

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +34,19 @@ from engine.settings import Settings
 ResolveAction = Literal["sent", "resend", "failed"]
 _RESOLVE_TO: dict[str, str] = {"sent": st.SENT, "resend": st.QUEUED, "failed": st.FAILED}
 TWILIO_STATUS_PATH = "/webhooks/twilio/status"
+
+
+def message_uids(count: int) -> list[str]:
+    """``count`` new message uids: 32 hex digits, the first 12 the Unix time in milliseconds,
+    the other 20 random (80 bits: unguessable, as a uuid4's 122 are).
+
+    Time first, as in a UUIDv7: the uids of a batch land together at the end of the unique
+    index instead of on a random page each. With random uids, a million-message step dirtied
+    most of that index's pages again on every commit (at 200k rows, 12 µs per message of the
+    SQLite write path)."""
+    prefix = format(time.time_ns() // 1_000_000, "012x")
+    random = os.urandom(10 * count).hex()
+    return [prefix + random[i : i + 20] for i in range(0, 20 * count, 20)]
 
 
 @dataclass(frozen=True)

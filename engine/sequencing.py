@@ -67,11 +67,13 @@ import os
 import re
 import time as monotonic
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import (
     Connection,
     exists,
@@ -95,10 +97,12 @@ from engine.db.models import (
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition, Step
 from engine.errors import EngineError, InputError
+from engine.outbox import message_uids
 from engine.outbox_status import QUEUED, SKIPPED
 from engine.policy.gate import ConsentStatus, gate
 from engine.policy.windows import local_time_on_day
 from engine.policy.zones import candidate_zones
+from engine.reports.tallies import largest_outbox_id, tally_inserted
 from engine.sampling import bucket
 from engine.templates import (
     Attributes,
@@ -376,7 +380,17 @@ def render_item(renderer: Renderer, item: RenderItem) -> Rendered:
             content = {"body": sms.body, "encoding": sms.encoding, "segments": sms.segments}
     except EngineError as exc:
         return None, str(exc)
-    return json.dumps(content, ensure_ascii=False, separators=(",", ":")), None
+    return content_json(content), None
+
+
+def content_json(content: dict[str, Any]) -> str:
+    """Compact JSON text of a message's content. orjson is five times faster than json.dumps
+    here (a large step writes a million of these); json.dumps takes what orjson refuses
+    (an integer past 64 bits from an imported attribute)."""
+    try:
+        return orjson.dumps(content).decode()
+    except TypeError:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":"))
 
 
 def default_workers() -> int:
@@ -595,7 +609,7 @@ class _Advance:
         """The whole advance: batches here, or, when the first batch is full and workers are
         allowed, the rest in forked processes, each taking its own share of the ids."""
         started = monotonic.perf_counter()
-        with self.app.engine.connect() as conn:
+        with self._connect() as conn:
             batches = self._batches(conn)
             for index, rows in enumerate(batches):
                 self._write(conn, self._plan(conn, rows))
@@ -612,10 +626,29 @@ class _Advance:
 
     def run_partition(self) -> AdvanceSummary:
         """A forked worker's share: every due enrollment with id % n == k."""
-        with self.app.engine.connect() as conn:
+        with self._connect() as conn:
             for rows in self._batches(conn):
                 self._write(conn, self._plan(conn, rows))
         return self.summary
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        """The advance's connection. SQLite: checkpoint the WAL every 10,000 pages instead of
+        1,000 meanwhile (a batch of 2,000 emails writes about 1,000: the default copied index
+        pages back to the database after every commit; 6 µs per message at 200k rows)."""
+        with self.app.engine.connect() as conn:
+            if not self.sqlite:
+                yield conn
+                return
+            with conn.begin():
+                conn.exec_driver_sql("PRAGMA wal_autocheckpoint=10000")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction():
+                    conn.rollback()
+                with conn.begin():
+                    conn.exec_driver_sql("PRAGMA wal_autocheckpoint=1000")
 
     def _fork(self) -> None:
         """Render-heavy work scales with processes (the GIL keeps threads on one core): fork
@@ -865,7 +898,7 @@ class _Advance:
             self.renderer = self.config.build()
         renderer = self.renderer
         wanted = sum(1 for _, o in moves for a in o.actions)
-        uids = os.urandom(16 * wanted).hex()  # uuid4-strength ids, one system call per batch
+        uids = message_uids(wanted)
         for row, outcome in moves:
             if not outcome.actions:
                 continue
@@ -931,11 +964,10 @@ class _Advance:
                         status, reason = SKIPPED, "render_error"
                     else:
                         content = rendered
-                n = len(messages) * 32
                 # In OUTBOX_COLUMNS order.
                 messages.append(
                     [
-                        uids[n : n + 32],
+                        uids[len(messages)],
                         row.run_id,
                         row.id,
                         row.participant_id,
@@ -993,11 +1025,13 @@ class _Advance:
                 message[15] = _sqlite_time(message[15])
                 message[18] = message[19] = self.at_text
             marks = ", ".join("?" * len(OUTBOX_COLUMNS))
+            before = largest_outbox_id(conn)
             conn.exec_driver_sql(
                 f"INSERT INTO outbox_messages ({columns}) VALUES ({marks}) "
                 "ON CONFLICT (enrollment_id, step_id) DO NOTHING",
                 [tuple(m) for m in messages],
             )
+            tally_inserted(conn, before)  # no insert trigger on SQLite (migration 0007)
             return
         raw: Any = conn.connection.driver_connection
         with raw.cursor() as cursor:

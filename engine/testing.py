@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import threading
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +40,7 @@ from engine.db.models import (
     Program,
 )
 from engine.definitions.loader import LoadedDefinition, parse_definition
+from engine.outbox import message_uids
 from engine.sampling import sample_key
 
 if TYPE_CHECKING:
@@ -314,7 +314,7 @@ def make_outbox_message(
                 "segments": 1,
             }
     message = OutboxMessage(
-        uid=uuid.uuid4().hex,
+        uid=message_uids(1)[0],
         run_id=run.id,
         enrollment_id=enrollment.id,
         participant_id=participant.id,

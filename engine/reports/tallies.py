@@ -1,6 +1,9 @@
-"""The outbox tallies (engine.db.models.OutboxTally): read them summed, fold them.
+"""The outbox tallies (engine.db.models.OutboxTally): read them summed, fold them, and (SQLite)
+count a bulk insert.
 
-Triggers append rows per outbox change (migration 0005); a report sums the rows of its runs
+Triggers append rows per outbox change (migration 0005; on SQLite, inserts are counted by
+their writers since 0007: ``tally_inserted`` here for engine.sequencing's bulk insert, a mapper
+event for the ORM's); a report sums the rows of its runs
 per key, which is exact whether or not they have been folded. Folding (every tick) replaces
 the rows of each run that has new ones by one row per key, so a run's tallies stay a few
 hundred rows however many messages it sent.
@@ -11,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.models import OutboxTally
@@ -54,6 +57,28 @@ def read_tallies(session: Session, runs: list[int]) -> list[Tally]:
         for r in rows
         if r[5] or r[6] or r[7]
     ]
+
+
+def tally_inserted(connection: Connection, after_id: int) -> None:
+    """SQLite: count the outbox rows this transaction inserted, those with an id above
+    ``after_id`` (read before inserting, under the write lock this transaction holds: SQLite
+    numbers new rows past the largest id, and no other writer runs meanwhile), as one tally
+    row per key. PostgreSQL's insert trigger counts them there, so this does nothing."""
+    if connection.dialect.name != "sqlite":
+        return
+    connection.exec_driver_sql(
+        "INSERT INTO outbox_tallies (run_id, step_id, channel, variant, status, reason, "
+        "messages, opened, clicked) "
+        "SELECT run_id, step_id, channel, variant, status, "
+        "CASE WHEN status = 'skipped' THEN status_reason END AS reason, "
+        "count(*), count(opened_at), count(clicked_at) FROM outbox_messages WHERE id > ? "
+        "GROUP BY run_id, step_id, channel, variant, status, reason",
+        (int(after_id),),
+    )
+
+
+def largest_outbox_id(connection: Connection) -> int:
+    return int(connection.exec_driver_sql("SELECT max(id) FROM outbox_messages").scalar() or 0)
 
 
 def fold_tallies(session: Session) -> int:
