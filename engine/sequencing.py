@@ -635,7 +635,7 @@ class _Advance:
     def _connect(self) -> Iterator[Connection]:
         """The advance's connection. SQLite: checkpoint the WAL every 10,000 pages instead of
         1,000 meanwhile (a batch of 2,000 emails writes about 1,000: the default copied index
-        pages back to the database after every commit; 6 µs per message at 200k rows)."""
+        pages back to the database after every commit; 2-6 µs per message at 200k rows)."""
         with self.app.engine.connect() as conn:
             if not self.sqlite:
                 yield conn
