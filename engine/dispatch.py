@@ -651,7 +651,7 @@ class _Facts:
     """What the gate reads from the database for one claimed batch (see :func:`_load_facts`)."""
 
     consents: dict[int, str]
-    suppressed: dict[str, set[str]]
+    suppressed: dict[str, set[str]]  # address -> the channels its suppressions cover
     contacts: dict[int, list[datetime]]
     definitions: dict[int, CampaignDefinition]
     programs: dict[int, tuple[str, str]]
@@ -676,22 +676,25 @@ def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
                 )
             ).all()
         )
-        hashes = sorted(
-            {
-                _address_hash(channel, address)
-                for row in rows
-                if (address := row.email if channel == "email" else row.phone)
-            }
-        )
-        suppressed: dict[str, set[str]] = defaultdict(set)
-        if hashes:
+        digests = {
+            address: _address_hash(channel, address)
+            for row in rows
+            if (address := row.email if channel == "email" else row.phone)
+        }
+        by_digest: dict[str, set[str]] = defaultdict(set)
+        if digests:
             for digest, on in session.execute(
                 select(Suppression.address_hash, Suppression.channel).where(
-                    _among(Suppression.address_hash, hashes, postgres, String),
+                    _among(
+                        Suppression.address_hash, sorted(set(digests.values())), postgres, String
+                    ),
                     Suppression.channel.in_((channel, "all")),
                 )
             ).all():
-                suppressed[digest].add(on)
+                by_digest[digest].add(on)
+        suppressed = {
+            address: by_digest[digest] for address, digest in digests.items() if digest in by_digest
+        }
         definitions: dict[int, CampaignDefinition] = {}
         for run_id in sorted({row.run_id for row in rows}):
             try:
@@ -728,7 +731,6 @@ def _decide(
     ready: list[tuple[_Row, str]] = []
     outcomes: list[_Outcome] = []
     contacts = facts.contacts
-    hashes: dict[str, str] = {}
     for row in rows:
         definition = facts.definitions.get(row.run_id)
         if definition is None:
@@ -738,11 +740,6 @@ def _decide(
             outcomes.append(_Outcome(row, st.SKIPPED, "converted"))
             continue
         address = row.email if channel == "email" else row.phone
-        digest = ""
-        if address:
-            digest = hashes.get(address) or hashes.setdefault(
-                address, _address_hash(channel, address)
-            )
         zone, region = facts.programs[row.program_id]
         try:
             zones = candidate_zones(
@@ -757,7 +754,7 @@ def _decide(
             address=address,
             consent=facts.consents.get(row.participant_id),  # type: ignore[arg-type]
             zones=zones,
-            suppressed_channels=facts.suppressed.get(digest, set()),
+            suppressed_channels=facts.suppressed.get(address or "", set()),
             contact_times=tuple(contacts[row.participant_id]),
         )
         answer = gate_decision(
@@ -868,18 +865,15 @@ def _record(shared: _Shared, outcomes: Sequence[_Outcome], worker: str, provider
             # queued, never resent), as after a crash of ours. A claim's commit does wait: a
             # lost claim would put a sent message back in the queue.
             connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        pids = dict((i, p) for p, i in provider_ids)
         if sent_ids and connection.dialect.name == "postgresql":
-            pids = dict((i, p) for p, i in provider_ids)
             connection.exec_driver_sql(
                 _PG_RECORD_SENT,
                 (provider, at, at, sent_ids, [pids.get(i) for i in sent_ids], at),
             )
-            provider_ids = []
-            sent_ids = []  # the contacts are written too
         elif sent_ids:
             # SQLite: status and provider ids in one statement too, the pairs as one JSON
             # parameter (an executemany here costs a statement and a GIL hand-over per row).
-            pids = dict((i, p) for p, i in provider_ids)
             pairs = (
                 select(
                     func.json_extract(_JSON_PAIRS.c.value, "$[0]").label("id"),
@@ -910,8 +904,6 @@ def _record(shared: _Shared, outcomes: Sequence[_Outcome], worker: str, provider
                 ),
                 {"pairs": json.dumps([[i, pids.get(i)] for i in sent_ids])},
             )
-            provider_ids = []
-        if sent_ids:
             # The contacts ledger (what frequency caps count): one row per message sent.
             connection.execute(
                 insert(Contact).from_select(
@@ -922,15 +914,8 @@ def _record(shared: _Shared, outcomes: Sequence[_Outcome], worker: str, provider
                         OutboxMessage.run_id,
                         bindparam("at", at, type_=Contact.__table__.c.occurred_at.type),
                         literal("message"),
-                    ).where(
-                        _among(OutboxMessage.id, sent_ids, connection.dialect.name == "postgresql")
-                    ),
+                    ).where(OutboxMessage.id.in_(sent_ids)),
                 )
-            )
-        if provider_ids:
-            connection.exec_driver_sql(
-                f"UPDATE outbox_messages SET provider_message_id = {mark} WHERE id = {mark}",
-                provider_ids,
             )
         if moved:
             connection.exec_driver_sql(
