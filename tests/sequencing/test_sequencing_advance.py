@@ -39,6 +39,16 @@ THREE_STEPS = [
     },
 ]
 
+# An email step with two equally weighted variants.
+AB_EMAIL_STEP = {
+    "id": "email-1",
+    "channel": "email",
+    "variants": [
+        {"name": "a", "template": "winback_a", "weight": 1},
+        {"name": "b", "template": "winback_b", "weight": 1},
+    ],
+}
+
 
 def _members(app: App, program: Program, n: int, **fields: object) -> list[int]:
     ids = []
@@ -205,18 +215,7 @@ def test_variants_are_deterministic_and_recorded(app: App, program: Program) -> 
             make_participant(s, program, at=TEST_NOW, external_id=f"V{i:03d}") for i in range(60)
         ]
         keys = {m.id: m.sample_key for m in members}
-    loaded = definition(
-        steps=[
-            {
-                "id": "email-1",
-                "channel": "email",
-                "variants": [
-                    {"name": "a", "template": "winback_a", "weight": 1},
-                    {"name": "b", "template": "winback_b", "weight": 1},
-                ],
-            }
-        ]
-    )
+    loaded = definition(steps=[AB_EMAIL_STEP])
     launch(app, loaded)
     advance(app, at=TEST_NOW)
     rows = messages(app)
@@ -307,14 +306,7 @@ def test_the_report_tallies_count_every_message_advance_writes(
     with unit(app) as s:
         make_participant(s, program, at=TEST_NOW, external_id="NOPHONE", phone=None)
     steps = [
-        {
-            "id": "email-1",
-            "channel": "email",
-            "variants": [
-                {"name": "a", "template": "winback_a", "weight": 1},
-                {"name": "b", "template": "winback_b", "weight": 1},
-            ],
-        },
+        AB_EMAIL_STEP,
         {"id": "sms-1", "channel": "sms", "template": "points_expiring"},
     ]
     run_id = launch(app, definition(steps=steps))
