@@ -699,8 +699,10 @@ def demo(state: CliState, participants: int, seed: int, folder: Path, as_json: b
 def validate_command(state: CliState, files: tuple[Path, ...], as_json: bool) -> None:
     """Check campaign files (default: every campaigns/*.yaml) without a database: schema,
     templates, audience SQL. Prints "ok" or each error as file:line field: message; exits 1
-    on any error."""
+    on any error. When the database exists, SMS sizes follow its programs' opt-out notice
+    setting (else the default: on)."""
     from engine.definitions.validation import validate_campaigns
+    from engine.programs import stored_sms_opt_out_notices
 
     settings = state.settings
     report = validate_campaigns(
@@ -708,6 +710,7 @@ def validate_command(state: CliState, files: tuple[Path, ...], as_json: bool) ->
         campaigns_dir=settings.campaigns_dir,
         templates_dir=settings.templates_dir,
         at=state.clock.now(),
+        sms_opt_out_notices=stored_sms_opt_out_notices(settings.database_url),
     )
     if as_json:
         emit_json(report.as_dict())

@@ -13,12 +13,17 @@ One pass of a worker, per channel in turn:
    advisory lock), so no two workers gate and send to one person at once.
 2. **Gate** each message with :func:`engine.policy.decide` against what is true NOW: consent,
    suppressions (by address hash), the recipient's candidate zones, the run's send window and
-   the contacts ledger under both the global cap (settings) and the campaign's own cap.
+   the contacts ledger (with the messages left ``unknown``: they may have gone) under both
+   the global cap (settings) and the campaign's own cap.
    ``WaitUntil`` puts it back to ``queued`` at the instant the rules allow (no attempt
    counted); ``Skip`` marks it ``skipped`` with the reason.
-3. **Send** through the channel, paced by a per-channel token bucket shared by the process's
-   workers (engine/ratelimit.py). Dynamic-template emails go in batches of up to 1,000
-   personalizations (``SendGridChannel.send_batch``).
+3. **Send** through the channel, paced by the rate limit of the channel and its sender (the
+   From address; Twilio's messaging service, else its from number). PostgreSQL: one limit
+   shared by every dispatcher on the database, whatever machine it runs on
+   (engine/shared_ratelimit.py: slots reserved in blocks on one timeline in the database).
+   SQLite: one dispatcher at a time, so its own token bucket, shared by its workers, is the
+   whole limit (engine/ratelimit.py). Dynamic-template emails go in batches of up to 1,000
+   personalizations (``SendGridChannel.send_batch``), each taking one slot per message.
 4. **Record** the outcomes in bulk (one executemany per batch): ``sent`` with provider, provider
    message id and ``sent_at`` plus a ``contacts`` row (the frequency cap's ledger); retryable
    errors back to ``queued`` with exponential backoff and jitter (Retry-After honoured) up to
@@ -60,9 +65,10 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import (
@@ -80,8 +86,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.pool import NullPool
 
 from engine import outbox_status as st
 from engine.app import App
@@ -98,6 +105,7 @@ from engine.channels.base import (
     UnknownOutcomeError,
 )
 from engine.clock import ensure_utc
+from engine.contact_ledger import contact_times
 from engine.db.models import (
     CampaignRun,
     Consent,
@@ -108,6 +116,7 @@ from engine.db.models import (
     Program,
     Suppression,
 )
+from engine.db.session import make_engine
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition
 from engine.errors import EngineError, InputError
@@ -124,6 +133,8 @@ from engine.policy import (
 )
 from engine.policy.decide import Decision
 from engine.ratelimit import TokenBucket
+from engine.settings import Settings
+from engine.shared_ratelimit import SharedTokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -314,8 +325,17 @@ class _Shared:
         self.progress = progress
         self.follow = follow
         self.lock = threading.Lock()
-        self.buckets = {
-            kind: TokenBucket(rate, burst=_burst(rate))
+        # PostgreSQL: the rate limits are shared through the database by every dispatcher,
+        # each limit on a connection of its own outside the pool (engine/shared_ratelimit.py).
+        self.limits_engine = (
+            None
+            if make_url(self.settings.database_url).get_backend_name() == "sqlite"
+            else make_engine(self.settings.database_url, poolclass=NullPool)
+        )
+        self.buckets: dict[str, TokenBucket | SharedTokenBucket] = {
+            kind: _rate_limit(
+                self.limits_engine, _rate_key(kind, channels.get(kind), app.settings), rate
+            )
             for kind, rate in (
                 ("email", self.settings.dispatch_email_rate),
                 ("sms", self.settings.dispatch_sms_rate),
@@ -361,6 +381,14 @@ class _Shared:
         rate = self.buckets[channel].rate
         return max(1, min(self.settings.dispatch_batch_size, int(rate * CLAIM_SECONDS)))
 
+    def close(self) -> None:
+        """Close the shared rate limits' connections (PostgreSQL)."""
+        for bucket in self.buckets.values():
+            if isinstance(bucket, SharedTokenBucket):
+                bucket.close()
+        if self.limits_engine is not None:
+            self.limits_engine.dispose()
+
     def report(self, count: int) -> None:
         if self.progress is not None and count:
             self.progress(count)
@@ -380,9 +408,34 @@ def _writing(shared: _Shared) -> Iterator[None]:
 
 def _burst(rate: float) -> float:
     """At 10+/s a half-slot tolerance lets the sender catch up a slot it reached late (a sleep
-    that overslept on a busy machine) instead of losing that time for good, while any 1-second
-    window still holds at most rate + 1 messages. Slower rates: strictly evenly spaced."""
+    that overslept on a busy machine) instead of losing that time for good (the shared limit:
+    use a slot up to half a slot late), while any 1-second window still holds at most
+    rate + 1 messages. Slower rates: strictly evenly spaced."""
     return 1.5 if rate >= 10 else 1.0
+
+
+def _rate_key(kind: str, channel: Channel | None, settings: Settings) -> str:
+    """The limit a channel's sends count against: a provider limits each sender, so the
+    channel and its sender: the From address of every email, Twilio's messaging service (it
+    sends through it when set) else its from number. The file sink has no sender."""
+    name = channel.name if channel is not None else "none"
+    sender: str | None
+    if kind == "email":
+        sender = (parseaddr(settings.email_from)[1] or settings.email_from).lower()
+    else:
+        sender = getattr(channel, "messaging_service_sid", None) or getattr(
+            channel, "from_number", None
+        )
+    return f"{kind}:{name}:{sender}" if sender and name != "sink" else f"{kind}:{name}"
+
+
+def _rate_limit(engine: Engine | None, key: str, rate: float) -> TokenBucket | SharedTokenBucket:
+    """SQLite (no ``engine``): one dispatcher at a time, so this process's token bucket,
+    shared by its workers, is the whole limit. PostgreSQL: the limit ``key`` shared through
+    the database with every other dispatcher."""
+    if engine is None:
+        return TokenBucket(rate, burst=_burst(rate))
+    return SharedTokenBucket(engine, key, rate, burst=_burst(rate))
 
 
 def _now(shared: _Shared) -> datetime:
@@ -659,7 +712,8 @@ class _Facts:
 
 def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
     """Read what the gate needs about a claimed batch: consents, suppressions (by address
-    hash), the contacts ledger within the longest cap, run definitions and program zones.
+    hash), the contacts ledger within the longest cap (unknown messages included: see
+    engine/contact_ledger.py), run definitions and program zones.
 
     Read on the database thread while the previous batch is being sent; the decisions are
     taken from these facts by :func:`_decide` just before this batch goes. Its members have
@@ -711,12 +765,11 @@ def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
             [shared.global_cap.per]
             + [d.frequency_cap.per for d in definitions.values() if d.frequency_cap]
         )
+        # The ledger and the members' unknown messages (they may have gone: see
+        # engine/contact_ledger.py).
         contacts: dict[int, list[datetime]] = defaultdict(list)
         for pid, when in session.execute(
-            select(Contact.participant_id, Contact.occurred_at).where(
-                _among(Contact.participant_id, pids, postgres),
-                Contact.occurred_at > at - lookback,
-            )
+            contact_times(lambda column: _among(column, pids, postgres), at - lookback)
         ).all():
             contacts[pid].append(when)
     return _Facts(consents, suppressed, contacts, definitions, programs)
@@ -1453,7 +1506,7 @@ def dispatch(
         progress=progress,
         follow=follow,
     )
-    with dispatch_lock(app.settings.database_url):
+    with dispatch_lock(app.settings.database_url), closing(shared):
         expired, cancelled = _housekeeping(shared)
         names = [worker] if workers == 1 else [f"{worker}/{n}"[:64] for n in range(workers)]
         results: list[DispatchSummary] = []

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from engine import outbox_status as st
 from engine.channels.base import Outbound, OutboundEmail, OutboundSms
 from engine.clock import ensure_utc
+from engine.contact_ledger import settle_as_contact
 from engine.db.models import OUTBOX_STATUSES, CampaignRun, OutboxMessage, Participant
 from engine.errors import InputError, NotFoundError
 from engine.settings import Settings
@@ -181,9 +182,11 @@ def _find(session: Session, ident: str) -> OutboxMessage:
 def resolve(
     session: Session, ident: str, action: ResolveAction, *, at: datetime, note: str | None = None
 ) -> Resolution:
-    """Settle a message by hand: ``sent`` (it did go: never resend), ``resend`` (it did not:
-    queue it again) or ``failed`` (give up). Refuses what the state machine refuses, and a
-    message a dispatcher is sending right now (its lease has not run out)."""
+    """Settle a message by hand: ``sent`` (it did go: never resend; it joins the contacts
+    ledger), ``resend`` (it did not: queue it again) or ``failed`` (give up). Until then an
+    unknown message counts toward the frequency caps (engine/contact_ledger.py). Refuses
+    what the state machine refuses, and a message a dispatcher is sending right now (its
+    lease has not run out)."""
     at = ensure_utc(at)
     if action not in _RESOLVE_TO:
         raise InputError(f"resolve how? use one of {', '.join(_RESOLVE_TO)}")
@@ -200,6 +203,10 @@ def resolve(
             f"outbox message {message.id} is {before}; it cannot be marked {target} "
             f"(only an unknown message is settled this way: see `campaign outbox unknown`)"
         )
+    if target == st.SENT:
+        # It did go: it becomes a contact of the ledger, at the instant the caps counted it
+        # at while its fate was unknown (engine/contact_ledger.py), so it counts once.
+        settle_as_contact(session, message.id, status=before)
     message.status = target
     message.claimed_by = None
     message.claimed_until = None

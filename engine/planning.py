@@ -18,7 +18,8 @@ FIRST reason that applies):
    ``opted_in`` row (the safe US default under the TCPA; a missing row means "not allowed").
    Members with no address at all for the campaign's channels land here too.
 4. ``converted``: a goal event in ``goal.window`` before ``at``; they need no nudge.
-5. ``frequency_cap``: contacts (the contacts ledger, all campaigns and channels) in the rolling
+5. ``frequency_cap``: contacts (the contacts ledger, all campaigns and channels, plus outbox
+   messages in ``unknown``, which may have gone: engine/contact_ledger.py) in the rolling
    window ``(at - per, at]`` have reached ``max``, for the campaign's cap or the global one
    from settings; both apply, so the stricter wins in every case.
 6. ``already_enrolled``: in an open (state ``active``) enrollment of an active or paused run
@@ -64,11 +65,11 @@ from sqlalchemy.orm import Session, aliased
 from engine import audience as aud
 from engine import sampling
 from engine.clock import ensure_utc
+from engine.contact_ledger import contact_count
 from engine.db.models import (
     ActivityEvent,
     CampaignRun,
     Consent,
-    Contact,
     Enrollment,
     Participant,
     Program,
@@ -360,16 +361,7 @@ class _Rules:
         return caps
 
     def contact_count(self, per: timedelta) -> ColumnElement[int]:
-        return (
-            select(func.count())
-            .select_from(Contact)
-            .where(
-                Contact.participant_id == Participant.id,
-                Contact.occurred_at > self.at - per,
-                Contact.occurred_at <= self.at,
-            )
-            .scalar_subquery()
-        )
+        return contact_count(Participant.id, self.at - per, self.at)
 
     def caps(self) -> list[ColumnElement[bool]]:
         return [self.contact_count(per) >= maximum for maximum, per in self.cap_rules()]
@@ -791,15 +783,7 @@ def _exclusion_actuals(
     )
     caps = {}
     for maximum, per in rules.cap_rules():
-        count = session.scalar(
-            select(func.count())
-            .select_from(Contact)
-            .where(
-                Contact.participant_id == participant.id,
-                Contact.occurred_at > at - per,
-                Contact.occurred_at <= at,
-            )
-        )
+        count = session.scalar(select(contact_count(literal(participant.id), at - per, at)))
         caps[f"max {maximum} per {format_duration(per)}"] = int(count or 0)
     actuals["frequency_cap"] = caps
     enrollments = session.execute(

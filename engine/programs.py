@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from engine.db import migrate
 from engine.db.models import Participant, Program
-from engine.errors import InputError, NotFoundError
+from engine.db.session import make_engine
+from engine.errors import EngineError, InputError, NotFoundError
+
+log = logging.getLogger(__name__)
+# `campaign validate` reads the programs' settings when a database answers; it does not wait
+# long for one that does not (it needs none).
+CONNECT_TIMEOUT_SECONDS = 5
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -71,6 +83,42 @@ def set_sms_opt_out_notice(session: Session, key: str, on: bool) -> Program:
     program.sms_opt_out_notice = on
     session.flush()
     return program
+
+
+def sms_opt_out_notices(session: Session) -> dict[str, bool]:
+    """Each program's ``sms_opt_out_notice``, by key."""
+    return {
+        str(key): bool(on)
+        for key, on in session.execute(select(Program.key, Program.sms_opt_out_notice))
+    }
+
+
+def stored_sms_opt_out_notices(database_url: str) -> dict[str, bool]:
+    """:func:`sms_opt_out_notices` for a command that needs no database (`campaign
+    validate`): read from ``database_url`` when there is a database there with a current
+    schema; otherwise empty, and every program gets the default (the notice on). Never
+    creates the database: a SQLite file that does not exist yet is not opened."""
+    engine = None
+    try:
+        url = make_url(database_url)
+        options: dict[str, Any] = {}
+        if url.get_backend_name() == "sqlite":
+            if not url.database or url.database == ":memory:" or not Path(url.database).is_file():
+                return {}
+        else:
+            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        engine = make_engine(database_url, **options)
+        migrate.ensure_current(engine)
+        with Session(engine) as session:
+            return sms_opt_out_notices(session)
+    except (EngineError, SQLAlchemyError) as exc:
+        # Not a usable URL, not reachable, not migrated, not a database: validate, which
+        # never needed one, still runs on the files alone.
+        log.debug("programs' SMS opt-out notice settings not read: %s", exc)
+        return {}
+    finally:
+        if engine is not None:
+            engine.dispose()
 
 
 def get_program(session: Session, key: str | None) -> Program:

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine import outbox_status
+from engine.contact_ledger import settle_as_contact
 from engine.db.models import MessageEvent, OutboxMessage
 from engine.db.types import UTCDateTime
 
@@ -268,8 +269,9 @@ def report_status(
     state machine allows it; returns the new status, or None when nothing changed.
 
     A message in ``unknown`` (the crash window) is settled by any such report: the provider
-    has it, so it was sent. The UPDATE is conditional on the status we read, so a concurrent
-    writer that moved it first wins and this report is re-judged against the new status.
+    has it, so it was sent, and it joins the contacts ledger (engine/contact_ledger.py). The
+    UPDATE is conditional on the status we read, so a concurrent writer that moved it first
+    wins and this report is re-judged against the new status.
     """
     connection = session.connection()
     current = message.status
@@ -298,6 +300,20 @@ def report_status(
             if provider_message_id:
                 options.add("provider_message_id")
                 params["v_provider_message_id"] = clean_text(provider_message_id, 128)
+        if current == outbox_status.UNKNOWN:
+            # The provider has it (whatever it reports of it), so it went as far as a message
+            # recorded sent: a contact of the ledger, at the instant the caps counted it at
+            # while unknown (written before the UPDATE overwrites updated_at). The row is
+            # locked first, so the move below cannot then miss.
+            locked = session.scalar(
+                select(OutboxMessage.status).where(OutboxMessage.id == message.id).with_for_update()
+            )
+            if locked != current:
+                if locked is None:
+                    return None
+                current = locked
+                continue
+            settle_as_contact(session, message.id)
         result = connection.execute(_status_update(frozenset(options)), params)
         if result.rowcount == 1:
             return new

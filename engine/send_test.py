@@ -2,9 +2,11 @@
 
 The step is rendered exactly as `campaign preview` renders it: for a real participant when one
 is named (their locale, their variant, their unsubscribe link), else for the sample member that
-`campaign validate` uses. The subject (SMS: the body) is prefixed "[TEST] ". It goes through the
-configured channel (SendGrid / Twilio / the file sink) and is not an outbox message of any run:
-reports never count it. A suppressed address is refused, as it would be in a campaign.
+`campaign validate` uses; either way a first SMS gets the opt-out notice only if the program
+keeps it on (``programs set --no-sms-opt-out-notice``). The subject (SMS: the body) is
+prefixed "[TEST] ". It goes through the configured channel (SendGrid / Twilio / the file sink)
+and is not an outbox message of any run: reports never count it. A suppressed address is
+refused, as it would be in a campaign.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from engine.errors import ConfigError, InputError, NotFoundError
 from engine.outbox import build_outbound
 from engine.participants.suppressions import is_suppressed, normalise_address
 from engine.preview import preview
+from engine.programs import get_program
 from engine.settings import Settings
 from engine.templates import CampaignData, Renderer, StepData, sample_context
 
@@ -49,7 +52,7 @@ class TestSend:
 
 
 def _sample_content(
-    loaded: LoadedDefinition, step: Step, settings: Settings
+    loaded: LoadedDefinition, step: Step, settings: Settings, *, opt_out_notice: bool
 ) -> tuple[str, str | None, dict[str, Any]]:
     definition = loaded.definition
     if step.variants is not None:
@@ -77,9 +80,24 @@ def _sample_content(
         }
     else:
         first_sms = next(s for s in definition.steps if s.channel == "sms")
-        sms = renderer.render_sms(template, context, None, first_in_campaign=first_sms is step)
+        sms = renderer.render_sms(
+            template,
+            context,
+            None,
+            first_in_campaign=first_sms is step,
+            opt_out_notice=opt_out_notice,
+        )
         content = {"body": sms.body, "encoding": sms.encoding, "segments": sms.segments}
     return template, variant, content
+
+
+def _opt_out_notice(session: Session, loaded: LoadedDefinition) -> bool:
+    """The campaign's program's ``sms_opt_out_notice``; on (the default) when the program is
+    not in the database yet (a sample send needs nothing else of it)."""
+    try:
+        return get_program(session, loaded.definition.program).sms_opt_out_notice
+    except (NotFoundError, InputError):
+        return True
 
 
 def send_test(
@@ -119,7 +137,9 @@ def send_test(
             (shown.email if step.channel == "email" else shown.sms) or {}
         )
     else:
-        template, variant, content = _sample_content(loaded, step, settings)
+        template, variant, content = _sample_content(
+            loaded, step, settings, opt_out_notice=_opt_out_notice(session, loaded)
+        )
     message_id = uuid.uuid4().hex
     message = build_outbound(
         uid=message_id,

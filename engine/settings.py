@@ -49,9 +49,11 @@ class Settings(BaseSettings):
     # stricter. CAMPAIGN_FREQUENCY_CAP_PER takes a duration such as '7d'.
     frequency_cap_max: int = Field(default=4, ge=1)
     frequency_cap_per: Duration = timedelta(days=7)
-    # Sending (engine/dispatch.py). Rates are messages per second per channel and dispatcher
-    # process, shared by its workers. 1 SMS/s is what a Twilio long code sustains; raise it for
-    # a toll-free number, a short code or a messaging service with a pool of senders.
+    # Sending (engine/dispatch.py). Rates are messages per second per channel and sender (the
+    # From address; the messaging service, else sms_from). PostgreSQL: shared by every
+    # dispatcher on the database (engine/shared_ratelimit.py); SQLite: the one dispatcher's,
+    # shared by its workers. 1 SMS/s is what a Twilio long code sustains; raise it for a
+    # toll-free number, a short code or a messaging service with a pool of senders.
     dispatch_email_rate: float = Field(default=100.0, gt=0)
     dispatch_sms_rate: float = Field(default=1.0, gt=0)
     dispatch_batch_size: int = Field(default=500, ge=1, le=1000)

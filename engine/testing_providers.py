@@ -25,6 +25,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Mapping
@@ -253,6 +254,9 @@ class RecordedRequest:
     form: Mapping[str, list[str]] | None = None
     contract_errors: tuple[ContractViolation, ...] = ()
     peer: tuple[str, int] = ("", 0)  # the client's address: one port per connection
+    # time.monotonic() when the request's head had arrived, before its body was read or
+    # validated: what a provider measuring a sender's rate would see.
+    received_at: float = 0.0
     # The answer sent back; None while a slow answer is pending or when the server hung up.
     answered: int | None = None
     answer_headers: Mapping[str, str] = field(default_factory=dict)
@@ -433,6 +437,7 @@ def _make_handler(server: _FakeServer) -> type[BaseHTTPRequestHandler]:
             self._serve()
 
         def _serve(self) -> None:
+            received_at = time.monotonic()
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             path = urlsplit(self.path).path
@@ -449,6 +454,7 @@ def _make_handler(server: _FakeServer) -> type[BaseHTTPRequestHandler]:
                 form=form,
                 contract_errors=violations,
                 peer=(str(self.client_address[0]), int(self.client_address[1])),
+                received_at=received_at,
             )
             server._remember(recorded)
             if canned is not None and canned.delay and server._stopping.wait(canned.delay):

@@ -153,6 +153,9 @@ class TwilioChannel:
             base_url, connect_timeout=connect_timeout, read_timeout=read_timeout
         )
         self._client = Client(account_sid, auth_token, http_client=self.http)
+        # The SDK imports its Messages resource on first use (80 ms here): do it now, so that
+        # the first request goes out when the rate limit's slot comes, not 80 ms after it.
+        self._messages = self._client.messages
 
     def send(self, message: Outbound) -> SendResult:
         if not isinstance(message, OutboundSms):
@@ -170,9 +173,7 @@ class TwilioChannel:
             sender["from_"] = self.from_number or ""
         extra = {"status_callback": message.status_callback} if message.status_callback else {}
         try:
-            created = self._client.messages.create(
-                to=message.to, body=message.body, **sender, **extra
-            )
+            created = self._messages.create(to=message.to, body=message.body, **sender, **extra)
         except TwilioException as exc:
             raise self._classify(exc, what=what) from exc
         except requests.exceptions.RequestException as exc:

@@ -190,6 +190,19 @@ class EngineSetting(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class RateLimitSlot(Base):
+    """The timeline of one send rate limit shared by every dispatcher on PostgreSQL (a
+    channel and its sender, e.g. ``sms:twilio:MG...``): free from ``next_slot`` on, in seconds
+    since the epoch on the database's clock (numeric: exact however small the slots).
+    engine/shared_ratelimit.py reserves slots by moving it on. UNLOGGED on PostgreSQL
+    (migration 0008); unused on SQLite."""
+
+    __tablename__ = "rate_limit_slots"
+
+    bucket: Mapped[str] = mapped_column(String(400), primary_key=True)
+    next_slot: Mapped[Decimal] = mapped_column(Numeric)
+
+
 # --------------------------------------------------------------------------- campaign runs
 
 RUN_STATUSES = ("active", "paused", "cancelled", "completed")
@@ -338,6 +351,13 @@ class OutboxMessage(Base):
             postgresql_where=text("variant IS NOT NULL"),
         ),
         Index(None, "participant_id", "created_at"),
+        # The caps count a member's unknown messages (engine/contact_ledger.py; 0009).
+        Index(
+            "ix_outbox_messages_unknown",
+            "participant_id",
+            sqlite_where=text("status = 'unknown'"),
+            postgresql_where=text("status = 'unknown'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)

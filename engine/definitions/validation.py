@@ -12,14 +12,18 @@ PostgreSQL (``engine.audience.compile_audience``).
 Warnings (printed, never failing): a locale variant that lacks some email parts (those parts
 fall back to the default locale), an SMS whose fixed text alone already exceeds
 ``sms_max_segments``, or one that does when rendered for the sample participant (with the
-opt-out notice the renderer adds to a first SMS; sizes are kept in ``FileReport.sms``), a first
-SMS without opt-out wording.
+opt-out notice the renderer adds to a first SMS unless the campaign's program turns it off;
+sizes are kept in ``FileReport.sms``), a first SMS without opt-out wording.
+
+The one fact from a database: each program's ``sms_opt_out_notice``, passed in by the caller
+(``sms_opt_out_notices``, read by :func:`engine.programs.stored_sms_opt_out_notices`). A program
+not in it (no database yet, or a program not created yet) gets the default: the notice is on.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -170,9 +174,12 @@ def validate_campaigns(
     campaigns_dir: Path,
     templates_dir: Path,
     at: datetime,
+    sms_opt_out_notices: Mapping[str, bool] | None = None,
 ) -> ValidationReport:
     """Validate the given files, or every ``*.yaml`` in ``campaigns_dir`` when none are given.
-    ``at`` is the instant relative dates in audiences are compiled for."""
+    ``at`` is the instant relative dates in audiences are compiled for;
+    ``sms_opt_out_notices`` each program's setting by key (a program not in it: on)."""
+    notices = sms_opt_out_notices or {}
     files = list(paths) if paths else campaign_paths(campaigns_dir)
     checker = _TemplateChecker(templates_dir)
     compiler = audience_compiler()
@@ -190,11 +197,22 @@ def validate_campaigns(
             report.name = loaded.name
             report.content_hash = loaded.content_hash
             checker.sms_sizes = report.sms
+            checker.program = loaded.definition.program
+            checker.opt_out_notice = _opt_out_notice(loaded.definition.program, notices)
             report.errors.extend(checker.check(loaded, report.warnings))
             if compiler is not None:
                 report.errors.extend(check_audience(loaded, at=at, compile_=compiler))
         reports.append(report)
     return ValidationReport(reports, audience_checked=compiler is not None)
+
+
+def _opt_out_notice(program: str | None, notices: Mapping[str, bool]) -> bool:
+    """Whether the campaign's program adds the opt-out notice to a first SMS: its stored
+    setting, else the default (on). A campaign that names no program runs in the only one
+    there is (engine.programs.get_program)."""
+    if program is None:
+        return next(iter(notices.values())) if len(notices) == 1 else True
+    return notices.get(program, True)
 
 
 # --------------------------------------------------------------------------- templates
@@ -212,8 +230,11 @@ class _TemplateChecker:
         self.env = self.renderer.env
         self._parsed: dict[Path, DefinitionError | jinja2.nodes.Template] = {}
         self._rendered: dict[Path, DefinitionError | str] = {}
-        # Rendered SMS sizes of the file being checked (reset per file by the caller).
+        # Rendered SMS sizes of the file being checked (reset per file by the caller), and
+        # whether its program adds the opt-out notice to a first SMS.
         self.sms_sizes: list[SmsReport] = []
+        self.program: str | None = None
+        self.opt_out_notice = True
 
     def check(self, loaded: LoadedDefinition, warnings: list[str]) -> list[DefinitionError]:
         errors: list[DefinitionError] = []
@@ -353,9 +374,13 @@ class _TemplateChecker:
                 continue
             if path not in rendered:
                 continue
-            # What a sample participant would receive, opt-out notice included.
+            # What a sample participant would receive: with the opt-out notice, unless the
+            # program turns it off.
             sms = self.renderer.finish_sms(
-                rendered[path], locale, first_in_campaign=first_sms, opt_out_notice=True
+                rendered[path],
+                locale,
+                first_in_campaign=first_sms,
+                opt_out_notice=self.opt_out_notice,
             )
             self.sms_sizes.append(
                 SmsReport(str(path), locale, sms.characters, sms.encoding, sms.segments)
@@ -375,10 +400,14 @@ class _TemplateChecker:
         for path in find_templates(self.templates_dir, "sms", name).all_files():
             text = path.read_text(encoding="utf-8")
             if not any(word in text for word in OPT_OUT_WORDS):
-                warnings.append(
+                warning = (
                     f"{path}: the first SMS of {loaded.name} should say how to opt out "
                     f"(e.g. 'Reply STOP to opt out')"
                 )
+                if not self.opt_out_notice:
+                    program = f"program {self.program}" if self.program else "its program"
+                    warning += f"; {program} has the opt-out notice turned off, so none is added"
+                warnings.append(warning)
 
 
 def _references(step: Step) -> Iterable[tuple[YamlPath, str]]:

@@ -20,7 +20,14 @@ from engine.db.models import (
     Suppression,
 )
 from engine.errors import NotFoundError
-from engine.testing import make_consent, make_event, make_participant
+from engine.outbox import resolve
+from engine.testing import (
+    make_consent,
+    make_event,
+    make_outbox_message,
+    make_participant,
+    make_run,
+)
 
 from .helpers import TEST_NOW, definition, insert_members, unit
 
@@ -276,3 +283,49 @@ def test_holdout_is_deterministic_and_close_to_the_share(app: App, program: Prog
     assert report.holdout == expected
     assert report.treatment + report.holdout == n
     assert abs(report.holdout / n - 0.125) < 0.02
+
+
+def test_an_unknown_message_counts_toward_the_cap_until_settled(app: App, program: Program) -> None:
+    """A message left ``unknown`` may have reached the member: plan, explain (and launch,
+    which shares plan's SQL) count it as a contact until it is settled."""
+    with unit(app) as s:
+        member = make_participant(s, program, at=TEST_NOW, external_id="lost")
+        other = make_run(s, program, at=TEST_NOW - DAY, campaign="other")
+        lost = make_outbox_message(s, other, member, at=TEST_NOW - DAY, status="unknown")
+        # Long ago: outside the 30-day window, not counted.
+        old = make_outbox_message(
+            s, other, member, at=TEST_NOW - 40 * DAY, step_id="email-0", status="unknown"
+        )
+        del old
+    loaded = definition()
+
+    def check() -> tuple[int, dict[str, int]]:
+        with unit(app) as s:
+            report = planning.plan(s, loaded, at=TEST_NOW, global_cap=GLOBAL)
+            explained = planning.explain(s, loaded, "lost", at=TEST_NOW, global_cap=GLOBAL)
+        counts = {e.reason: e.count for e in report.exclusions}
+        cap = next(c for c in explained.exclusions if c.reason == "frequency_cap")
+        assert cap.excluded == (counts["frequency_cap"] == 1)
+        return counts["frequency_cap"], cap.actual
+
+    assert check() == (1, {"max 1 per 30d": 1})
+    with unit(app) as s:
+        resolve(s, lost.uid, "failed", at=TEST_NOW)
+    assert check() == (0, {"max 1 per 30d": 0})
+
+
+def test_an_unknown_message_settled_as_sent_counts_once(app: App, program: Program) -> None:
+    with unit(app) as s:
+        member = make_participant(s, program, at=TEST_NOW, external_id="lost")
+        other = make_run(s, program, at=TEST_NOW - DAY, campaign="other")
+        lost = make_outbox_message(s, other, member, at=TEST_NOW - DAY, status="unknown")
+    loaded = definition()
+    cap = planning.GlobalCap(max=2, per=timedelta(days=30))
+    with unit(app) as s:
+        resolve(s, lost.uid, "sent", at=TEST_NOW)
+    with unit(app) as s:
+        explained = planning.explain(s, loaded, "lost", at=TEST_NOW, global_cap=cap)
+        report = planning.plan(s, loaded, at=TEST_NOW, global_cap=cap)
+    check = next(c for c in explained.exclusions if c.reason == "frequency_cap")
+    assert check.actual == {"max 2 per 30d": 1} and not check.excluded
+    assert report.eligible == 1

@@ -155,3 +155,42 @@ def test_the_example_campaigns_report_their_sms_sizes() -> None:
         assert all(size.segments <= limit for size in file.sms), file.sms
         locales = {size.locale for size in file.sms}
         assert None in locales
+
+
+def test_first_sms_is_measured_with_the_programs_notice_setting(tree: Path) -> None:
+    # 19 characters of "Northwind Rewards: " + 135: 154, one segment; with the notice, two.
+    write(tree, "templates/sms/hello.txt.j2", "{{ program.name }}: " + "x" * 135)
+    without = "the first SMS of sample should say how to opt out"
+
+    def measure(
+        notices: dict[str, bool] | None, program: str | None = "demo"
+    ) -> tuple[int, list[str]]:
+        line = f"program: {program}\n" if program else ""
+        source = textwrap.dedent(CAMPAIGN).replace("program: demo\n", line)
+        write(tree, "campaigns/sample.yaml", source)
+        report = validate_campaigns(
+            None,
+            campaigns_dir=tree / "campaigns",
+            templates_dir=tree / "templates",
+            at=AT,
+            sms_opt_out_notices=notices,
+        )
+        (sms,) = report.files[0].sms
+        return sms.segments, report.files[0].warnings
+
+    segments, warnings = measure(None)  # no database: the notice is on
+    assert segments == 2 and len(warnings) == 2 and without in warnings[1]
+    assert measure({"demo": True}) == (segments, warnings)
+    assert measure({"other": False}) == (segments, warnings)  # not its program
+
+    segments, warnings = measure({"demo": False, "other": True})
+    assert segments == 1 and len(warnings) == 1
+    assert warnings[0].endswith(
+        "; program demo has the opt-out notice turned off, so none is added"
+    )
+    # A campaign naming no program runs in the only one there is.
+    segments, warnings = measure({"demo": False}, program=None)
+    assert segments == 1 and warnings[0].endswith(
+        "; its program has the opt-out notice turned off, so none is added"
+    )
+    assert measure({"demo": False, "other": False}, program=None)[0] == 2  # which? the default

@@ -8,12 +8,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 from webhook_helpers import Hooks, World
 
 from engine.app import App
 from engine.clock import FrozenClock
-from engine.db.models import OutboxMessage, Participant
+from engine.db.models import Contact, OutboxMessage, Participant
 from engine.errors import ConfigError
 from engine.webhooks.app import build_asgi_app
 
@@ -102,6 +103,26 @@ def test_unknown_message_is_settled_as_sent_by_processed(world: World, hooks: Ho
     assert row.status == "sent"
     assert row.provider_message_id == "NEWID1234567890abcdefg"
     assert row.sent_at == world.at
+
+
+def test_unknown_message_settled_by_events_becomes_one_contact(
+    world: World, hooks: Hooks, clock: FrozenClock
+) -> None:
+    """While unknown it counted toward the frequency cap from when it went (here its row's
+    updated_at, world.at); settled, it is one row of the contacts ledger at that instant, not
+    at the event's arrival, and the events after it add none."""
+    member = world.participant()
+    lost = world.message(member, status="unknown")
+    clock.advance(timedelta(hours=1))
+    first = event("processed", lost, sg_message_id="NEWID1234567890abcdefg.filter")
+    hooks.sendgrid([first])
+    hooks.sendgrid([first, event("delivered", lost, sg_message_id=first["sg_message_id"])])
+    assert world.outbox(lost).status == "delivered"
+    with world.app.sessions() as session:
+        contacts = session.execute(
+            select(Contact.participant_id, Contact.channel, Contact.run_id, Contact.occurred_at)
+        ).all()
+    assert contacts == [(member.id, "email", world.run_id, world.at)]
 
 
 def test_event_found_by_sg_message_id_and_recipient(world: World, hooks: Hooks) -> None:
