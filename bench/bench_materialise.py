@@ -62,6 +62,37 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _cpu_seconds() -> float:
+    """CPU (user + system) of this process and of its waited-for children (the render
+    workers)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def _postgres_cpu_seconds() -> float | None:
+    """CPU of the local PostgreSQL server: every live postgres process, plus what the
+    postmaster collected from the backends that exited (cutime/cstime). None when no local
+    server is visible in /proc (a remote one, or another user's)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, seen = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        if name != "postgres" and not name.startswith("postgres:"):
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        seen = True
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        total += int(fields[13]) + int(fields[14])  # cutime, cstime: reaped children
+    return total / tick if seen else None
+
+
 def _emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
@@ -159,9 +190,10 @@ def measure(url: str, participants: int, batch: int, workers: int | None) -> dic
     app = build_app(
         Settings(database_url=url, templates_dir=ROOT / "templates"), clock=FrozenClock(NOW)
     )
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), _cpu_seconds()
     summary = advance_once(app, batch, workers)
     seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_before
     with app.engine.connect() as c:
         rows, with_content = c.execute(
             text(
@@ -178,6 +210,9 @@ def measure(url: str, participants: int, batch: int, workers: int | None) -> dic
         "messages_per_second": round(summary.queued / seconds) if seconds else None,
         "target": TARGET,
         "met": summary.queued / seconds >= TARGET if seconds else False,
+        "sequencer_cpu_us_per_message": round(cpu * 1e6 / summary.queued, 1)
+        if summary.queued
+        else None,
         "peak_rss_mb": _peak_rss_mb(),
         "peak_rss_worker_mb": round(children, 1),
         "outbox_rows": int(rows),
@@ -252,8 +287,13 @@ def run(kind: str, channel: str, args: argparse.Namespace) -> None:
         ]
         if args.workers is not None:
             command += ["--workers", str(args.workers)]
+        server_before = _postgres_cpu_seconds() if kind == "postgresql" else None
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         record = json.loads(out.strip().splitlines()[-1])
+        if server_before is not None and record["messages"]:
+            # Includes whatever else the server did meanwhile: run on an idle machine.
+            server = (_postgres_cpu_seconds() or 0.0) - server_before
+            record["server_cpu_us_per_message"] = round(server * 1e6 / record["messages"], 1)
         _emit({"step": "materialise", "database": kind, "channel": channel, **record})
         if args.keep:
             _emit({"kept": url})

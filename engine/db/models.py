@@ -261,8 +261,8 @@ class Enrollment(Base):
         CheckConstraint(_in("state", ENROLLMENT_STATES), name="state"),
         # "Is this participant in (or was ever in / recently in) this campaign?"
         Index(None, "campaign", "participant_id", "enrolled_at"),
-        # The sequencer's "what is due now" scan.
-        Index(None, "state", "next_action_at"),
+        # The sequencer's "what is due now" scan, resumable after (next_action_at, id) (0010).
+        Index(None, "state", "next_action_at", "id"),
         Index(None, "participant_id"),
     )
 

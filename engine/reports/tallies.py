@@ -11,6 +11,7 @@ hundred rows however many messages it sent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,20 @@ def tally_inserted(connection: Connection, after_id: int) -> None:
         "count(*), count(opened_at), count(clicked_at) FROM outbox_messages WHERE id > ? "
         "GROUP BY run_id, step_id, channel, variant, status, reason",
         (int(after_id),),
+    )
+
+
+def tally_counted(connection: Connection, counts: Mapping[tuple[Any, ...], int]) -> None:
+    """SQLite: add the tally rows of outbox rows their writer counted itself, ``{(run_id,
+    step_id, channel, variant, status, reason): messages}``, none opened or clicked yet.
+    Cheaper than :func:`tally_inserted`, which reads the new rows back (14 µs a message in
+    the sequencer's write, which SQLite runs one writer at a time)."""
+    if connection.dialect.name != "sqlite" or not counts:
+        return
+    connection.exec_driver_sql(
+        "INSERT INTO outbox_tallies (run_id, step_id, channel, variant, status, reason, "
+        "messages, opened, clicked) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0)",
+        [(*key, messages) for key, messages in counts.items()],
     )
 
 
