@@ -35,11 +35,22 @@ could send faster than the rate) asks for twice as many next time, up to
 unused (it is slower than the rate: a provider's latency, a busy machine) asks for as many
 as it used, down to one slot, a statement per message. So dispatchers that each keep up with
 the rate take turns of up to 50 ms, and dispatchers each slower than it interleave message
-by message and together still reach it. But a block reserved while nobody held the timeline
-(it started at the database's now) is followed by one of at least
-:data:`IDLE_BLOCK_ROUND_TRIPS` round trips (a few ms): slots nobody wants cost nothing, and a
-dispatcher far slower than its rate (1e9/s: "no limit") then runs a statement per few ms,
-not per message. A dispatcher that stops wastes at most the rest of its block.
+by message and together still reach it. A dispatcher that stops wastes at most the rest of
+its block.
+
+**Far below the rate** (an email rate no dispatcher reaches; 1e9/s for "no limit"), a
+statement per message would cost more than the sending. A block reserved while nobody held
+the timeline (it started at the database's now) that holds fewer slots than
+:data:`IDLE_BLOCK_ROUND_TRIPS` round trips of the rate (a few ms) is used as a *window*: its
+slots at any time in the next that-many round trips, at the process's own pace, and it grows
+as the process uses it up. The timeline moves on by the slots alone, so other dispatchers go
+at once, side by side. (Holding the window's length of timeline instead made every other
+dispatcher wait for it: two took turns and together went no faster than one.) The price is
+the bound's: while the timeline is idle, up to one window's slots per dispatcher may fall
+after their points on it, so in a window of length T at most ``rate * T + burst`` plus, per
+dispatcher, fewer than ``rate * IDLE_BLOCK_ROUND_TRIPS * round trip`` (0.4% of a second's
+rate at 86 µs round trips). Below about 230/s at that round trip a window would hold less
+than one slot, so SMS rates and the like never use one: their bound is exact.
 
 Configure one rate for a bucket everywhere: each process paces its blocks at its own
 ``rate``, so dispatchers configured differently share at most the highest rate among them.
@@ -62,11 +73,11 @@ from sqlalchemy.exc import DBAPIError
 # The most timeline one reservation takes: a dispatcher that keeps up with the rate runs one
 # statement per this many seconds, and another one waits at most this long for its turn.
 BLOCK_SECONDS = 0.05
-# A block reserved while nobody held the timeline spans at least this many of the
-# reservation's round trips (a few ms; at most BLOCK_SECONDS), so that a dispatcher slower
-# than the rate (say 1e9/s: no limit meant) runs a statement per few ms, not per message:
-# the statements then take about 1/50 of its sending thread's time (at 20, email dispatch on
-# PostgreSQL lost about a tenth of its speed to them).
+# The window of a block reserved on an idle timeline, in the reservation's round trips (a
+# few ms; at most BLOCK_SECONDS): a dispatcher far slower than the rate (say 1e9/s: no limit
+# meant) runs a statement per window, not per message, and the statements take about 1/50
+# of its sending thread's time (at 20, email dispatch on PostgreSQL lost about a tenth of its
+# speed to them).
 IDLE_BLOCK_ROUND_TRIPS = 50
 
 # Reserve :span seconds of bucket :bucket's timeline, from where it is free but not before
@@ -122,13 +133,21 @@ def to_local(at: Decimal, reservation: Reservation, sent: float, received: float
 
 @dataclass
 class _Block:
-    """A reserved block on the local clock: slot k at ``start + k * interval``."""
+    """A reserved block on the local clock: slot k at ``start + k * interval``; or, for a
+    block reserved on an idle timeline (``window``), ``size`` slots to use at any time
+    within ``window`` seconds from ``start``."""
 
     start: float
     size: int
+    interval: float
+    window: float | None = None
     taken: int = 0  # slots handed out or gone by; the next one is slot ``taken``
     used: int = 0
     waited: bool = False  # the last slot handed out was still ahead of its caller
+
+    @property
+    def end(self) -> float:
+        return self.start + (self.window if self.window is not None else self.size * self.interval)
 
 
 class SharedTokenBucket:
@@ -167,7 +186,6 @@ class SharedTokenBucket:
         self._lateness = (burst - 1) * self.interval
         self._most = max(1, math.ceil(self.rate * block_seconds))
         self._ask = 1  # slots the next block asks for, from how the last one was used
-        self._floor = 1  # and at least, from whether the timeline was idle
         self._round_trip: float | None = None  # smoothed, seconds
         self._engine = engine
         self._clock = clock
@@ -213,33 +231,41 @@ class SharedTokenBucket:
                 slot = self._use(block, self._clock())
                 if slot is not None:
                     return slot
-                self._adapt(block)
-            self._block = self._new_block(max(left, self._ask, self._floor))
+                self._adapt(block, self._clock())
+            self._block = self._new_block(max(left, self._ask))
 
     def _use(self, block: _Block, now: float) -> float | None:
+        if block.window is not None:  # an idle timeline's block: any time in its window
+            if block.taken >= block.size or now >= block.end:
+                self.expired += block.size - block.taken
+                block.taken = block.size
+                return None
+            block.taken += 1
+            block.used += 1
+            return max(block.start, now)
         # Slot 0 is taken straight after the reservation came back (late by at most that
         # round trip); any other only within the lateness the burst allows: skip those gone.
         k = block.taken
         if k > 0:
             gone = now - self._lateness - block.start
             if gone > 0:
-                k = max(k, min(block.size, math.ceil(gone / self.interval)))
-            while k < block.size and block.start + k * self.interval + self._lateness < now:
+                k = max(k, min(block.size, math.ceil(gone / block.interval)))
+            while k < block.size and block.start + k * block.interval + self._lateness < now:
                 k += 1  # (rounding)
         self.expired += k - block.taken
         block.taken = k
         if k >= block.size:
             return None
-        at = block.start + k * self.interval
+        at = block.start + k * block.interval
         block.taken += 1
         block.used += 1
         block.waited = at > now
         return max(at, now)
 
-    def _adapt(self, block: _Block) -> None:
+    def _adapt(self, block: _Block, now: float) -> None:
         if block.used < block.size:
             self._ask = max(1, block.used)  # it did not keep up: hold no more than it uses
-        elif block.waited:
+        elif block.waited or now < block.end:
             self._ask = min(self._most, 2 * block.size)  # it waited: more would have gone
 
     def _new_block(self, size: int) -> _Block:
@@ -263,21 +289,25 @@ class SharedTokenBucket:
                     raise
             else:
                 self.reservations += 1
-                self._learn(reservation, received - sent)
-                return _Block(to_local(reservation.start, reservation, sent, received), size)
+                start = to_local(reservation.start, reservation, sent, received)
+                return _Block(
+                    start, size, self.interval, self._window(reservation, received - sent, size)
+                )
         raise AssertionError("unreachable")
 
-    def _learn(self, reservation: Reservation, round_trip: float) -> None:
-        """Nobody held the timeline (the block starts at the database's now): slots this
-        process leaves unused cost no one, so the next block holds at least a few ms of them.
-        Held: only what it uses."""
+    def _window(self, reservation: Reservation, round_trip: float, size: int) -> float | None:
+        """Nobody held the timeline (the block starts at the database's now) and the block is
+        smaller than :data:`IDLE_BLOCK_ROUND_TRIPS` round trips of the rate: the process is
+        slower than the rate, so it uses its slots in a window of that many round trips, at
+        its own pace, instead of holding that much of the timeline (which every other
+        dispatcher would then wait for: two of them took turns and went no faster than one).
+        Otherwise None: slots ``1/rate`` apart."""
         smoothed = self._round_trip
         self._round_trip = round_trip if smoothed is None else 0.8 * smoothed + 0.2 * round_trip
-        if reservation.start <= reservation.db_now:
-            idle = self.rate * IDLE_BLOCK_ROUND_TRIPS * self._round_trip
-            self._floor = min(self._most, max(1, math.ceil(idle)))
-        else:
-            self._floor = 1
+        window = min(BLOCK_SECONDS, IDLE_BLOCK_ROUND_TRIPS * self._round_trip)
+        if reservation.start <= reservation.db_now and size < self.rate * window:
+            return window
+        return None
 
     def _discard(self, *, invalidate: bool = False) -> None:
         if self._connection is not None:

@@ -5,7 +5,8 @@
 - the mapping from the database's clock onto a process's own;
 - two buckets on two connections, one on a clock an hour ahead, never hand out more than
   ``rate * T + burst`` slots between them in a window; a caller slower than the rate holds no
-  timeline it cannot use; a connection the server dropped is opened again;
+  timeline it cannot use; two callers far below the rate go side by side, not in turns; a
+  connection the server dropped is opened again;
 - end to end: two dispatcher processes sending SMS through the fake Twilio at 20/s: what the
   server received from both, merged, never beats the rate in any window and comes within 5%
   of it.
@@ -261,9 +262,43 @@ def test_a_caller_far_slower_than_the_rate_runs_a_statement_per_few_ms_not_per_m
     for _ in range(2000):
         bucket.acquire()
     bucket.close()
-    # Nobody else wants the timeline: each block spans 20 round trips however few of its
-    # slots this caller (a few µs a call) can use.
+    # Nobody else wants the timeline: this caller (a few µs a call) uses its blocks as windows
+    # of 50 round trips, doubling them as it uses them up: a statement per window, not per
+    # message.
     assert bucket.reservations <= 100
+
+
+@pytest.mark.postgres
+def test_callers_far_slower_than_the_rate_do_not_take_turns(engine: Engine) -> None:
+    # A rate no dispatcher reaches (a high email rate): two of them must each go at their own
+    # speed, as if alone, not hold the timeline in turns while the other waits.
+    rate, seconds, pause = 1e6, 0.6, 0.001  # each caller: under 1,000 a second
+
+    def run(callers: int) -> float:
+        buckets = [SharedTokenBucket(engine, KEY, rate, burst=1.5) for _ in range(callers)]
+        counts = [0] * callers
+        barrier = threading.Barrier(callers)
+
+        def take(index: int) -> None:
+            barrier.wait()
+            until = time.monotonic() + seconds
+            while time.monotonic() < until:
+                buckets[index].acquire()
+                counts[index] += 1
+                time.sleep(pause)
+
+        threads = [threading.Thread(target=take, args=(i,)) for i in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for bucket in buckets:
+            bucket.close()
+        return sum(counts) / seconds
+
+    alone = run(1)
+    together = run(2)
+    assert together >= 1.6 * alone, (alone, together)
 
 
 @pytest.mark.postgres
