@@ -22,7 +22,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CompoundSelect, func, insert, literal, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Insert,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from engine import outbox_status as st
@@ -105,6 +114,24 @@ def contact_count(participant_id: Any, since: datetime, until: datetime) -> Colu
     return ledger + unknown
 
 
+def contacts_of_messages(
+    occurred_at: ColumnElement[datetime], *where: ColumnElement[bool]
+) -> Insert:
+    """``INSERT INTO contacts ... SELECT``: one ``message`` contact at ``occurred_at`` for each
+    outbox message ``where`` selects (the dispatcher's record of a batch sent, a settled
+    unknown message)."""
+    return insert(Contact).from_select(
+        ["participant_id", "channel", "run_id", "occurred_at", "kind"],
+        select(
+            OutboxMessage.participant_id,
+            OutboxMessage.channel,
+            OutboxMessage.run_id,
+            occurred_at,
+            literal("message"),
+        ).where(*where),
+    )
+
+
 def settle_as_contact(session: Session, message_id: int, *, status: str = st.UNKNOWN) -> int:
     """Write the ``contacts`` row of message ``message_id``, left in ``status`` (``unknown``,
     or ``sending`` with a lease that ran out), which turned out to have gone: at the instant
@@ -112,15 +139,8 @@ def settle_as_contact(session: Session, message_id: int, *, status: str = st.UNK
     BEFORE that move (which overwrites ``updated_at``), with the row locked. Returns the rows
     written (0 when the message is not in ``status``)."""
     result = session.execute(
-        insert(Contact).from_select(
-            ["participant_id", "channel", "run_id", "occurred_at", "kind"],
-            select(
-                OutboxMessage.participant_id,
-                OutboxMessage.channel,
-                OutboxMessage.run_id,
-                unknown_counted_at(),
-                literal("message"),
-            ).where(OutboxMessage.id == message_id, OutboxMessage.status == status),
+        contacts_of_messages(
+            unknown_counted_at(), OutboxMessage.id == message_id, OutboxMessage.status == status
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
@@ -129,6 +149,7 @@ def settle_as_contact(session: Session, message_id: int, *, status: str = st.UNK
 __all__ = [
     "contact_count",
     "contact_times",
+    "contacts_of_messages",
     "settle_as_contact",
     "unknown_counted_at",
 ]

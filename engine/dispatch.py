@@ -81,7 +81,6 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
-    insert,
     literal,
     select,
     update,
@@ -105,7 +104,7 @@ from engine.channels.base import (
     UnknownOutcomeError,
 )
 from engine.clock import ensure_utc
-from engine.contact_ledger import contact_times
+from engine.contact_ledger import contact_times, contacts_of_messages
 from engine.db.models import (
     CampaignRun,
     Consent,
@@ -959,15 +958,9 @@ def _record(shared: _Shared, outcomes: Sequence[_Outcome], worker: str, provider
             )
             # The contacts ledger (what frequency caps count): one row per message sent.
             connection.execute(
-                insert(Contact).from_select(
-                    ["participant_id", "channel", "run_id", "occurred_at", "kind"],
-                    select(
-                        OutboxMessage.participant_id,
-                        OutboxMessage.channel,
-                        OutboxMessage.run_id,
-                        bindparam("at", at, type_=Contact.__table__.c.occurred_at.type),
-                        literal("message"),
-                    ).where(OutboxMessage.id.in_(sent_ids)),
+                contacts_of_messages(
+                    bindparam("at", at, type_=Contact.__table__.c.occurred_at.type),
+                    OutboxMessage.id.in_(sent_ids),
                 )
             )
         if moved:

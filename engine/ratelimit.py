@@ -22,7 +22,11 @@ import time
 from collections.abc import Callable
 
 
-class TokenBucket:
+class SlotLimiter:
+    """What every rate limit here shares: ``rate`` slots a second, ``1/rate`` apart, with a
+    tolerance of ``burst`` slots; :meth:`reserve` (the subclass's) hands out the slots and
+    :meth:`acquire` waits for them. The clock and the sleep are injected."""
+
     def __init__(
         self,
         rate: float,
@@ -38,11 +42,32 @@ class TokenBucket:
         self.rate = float(rate)
         self.burst = burst
         self.interval = 1.0 / self.rate
-        self._tolerance = (burst - 1) * self.interval
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._tat: float | None = None  # theoretical arrival time of the next slot
+
+    def reserve(self, n: int = 1) -> float:
+        """Reserve ``n`` slots; return the clock time of the last one."""
+        raise NotImplementedError
+
+    def acquire(self, n: int = 1) -> float:
+        """Block until ``n`` slots are ours; return the seconds waited."""
+        slot = self.reserve(n)
+        wait = slot - self._clock()
+        if wait > 0:
+            self._sleep(wait)
+            return wait
+        return 0.0
+
+
+class TokenBucket(SlotLimiter):
+    """The GCRA of the module docstring, in this process."""
+
+    _tat: float | None = None  # theoretical arrival time of the next slot
+
+    @property
+    def _tolerance(self) -> float:
+        return (self.burst - 1) * self.interval
 
     def reserve(self, n: int = 1) -> float:
         """Reserve ``n`` slots; return the clock time of the last one (may be in the past:
@@ -59,15 +84,6 @@ class TokenBucket:
             self._tat = tat
             return slot
 
-    def acquire(self, n: int = 1) -> float:
-        """Block until ``n`` slots are ours; return the seconds waited."""
-        slot = self.reserve(n)
-        wait = slot - self._clock()
-        if wait > 0:
-            self._sleep(wait)
-            return wait
-        return 0.0
-
     def next_free_in(self) -> float:
         """Seconds until a slot would be free now (0 when one is)."""
         with self._lock:
@@ -76,4 +92,4 @@ class TokenBucket:
             return max(0.0, self._tat - self._tolerance - self._clock())
 
 
-__all__ = ["TokenBucket"]
+__all__ = ["SlotLimiter", "TokenBucket"]

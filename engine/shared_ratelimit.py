@@ -59,7 +59,6 @@ Configure one rate for a bucket everywhere: each process paces its blocks at its
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +68,8 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
+
+from engine.ratelimit import SlotLimiter
 
 # The most timeline one reservation takes: a dispatcher that keeps up with the rate runs one
 # statement per this many seconds, and another one waits at most this long for its turn.
@@ -150,7 +151,7 @@ class _Block:
         return self.start + (self.window if self.window is not None else self.size * self.interval)
 
 
-class SharedTokenBucket:
+class SharedTokenBucket(SlotLimiter):
     """The :class:`engine.ratelimit.TokenBucket` interface (``rate``, ``reserve``,
     ``acquire``) over slots shared through the database with every process using the same
     ``key``. Safe to share between threads. It holds one connection of ``engine`` (opened on
@@ -175,22 +176,13 @@ class SharedTokenBucket:
                 "a rate limit shared through the database needs PostgreSQL (on SQLite one "
                 "dispatcher runs at a time: engine.ratelimit.TokenBucket is the whole limit)"
             )
-        if not rate > 0:
-            raise ValueError(f"a rate must be > 0 messages per second, got {rate!r}")
-        if burst < 1:
-            raise ValueError(f"burst must be >= 1, got {burst!r}")
+        super().__init__(rate, burst=burst, clock=clock, sleep=sleep)
         self.key = key
-        self.rate = float(rate)
-        self.burst = burst
-        self.interval = 1.0 / self.rate
         self._lateness = (burst - 1) * self.interval
         self._most = max(1, math.ceil(self.rate * block_seconds))
         self._ask = 1  # slots the next block asks for, from how the last one was used
         self._round_trip: float | None = None  # smoothed, seconds
         self._engine = engine
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
         self._connection: Connection | None = None
         self._block: _Block | None = None
         self.reservations = 0
@@ -206,15 +198,6 @@ class SharedTokenBucket:
             for left in range(n, 0, -1):
                 slot = self._take(left)
             return slot
-
-    def acquire(self, n: int = 1) -> float:
-        """Block until ``n`` slots are ours; return the seconds waited."""
-        slot = self.reserve(n)
-        wait = slot - self._clock()
-        if wait > 0:
-            self._sleep(wait)
-            return wait
-        return 0.0
 
     def close(self) -> None:
         with self._lock:

@@ -8,14 +8,12 @@ the other waits for the cap.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
@@ -144,19 +142,6 @@ def test_one_batch_with_two_messages_for_one_member_respects_the_cap(
         _assert_one_sent_one_waiting(app, channel, member)
     finally:
         app.close()
-
-
-@pytest.fixture
-def postgres_url(postgres_admin: str, postgres_template: str) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database: SQLite runs one dispatcher per database."""
-    name = f"campaign_r_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_admin, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
-    yield make_url(postgres_admin).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.mark.postgres

@@ -15,15 +15,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from engine.app import App, build_app
 from engine.channels.sendgrid import SendGridChannel
@@ -141,19 +138,6 @@ def test_kill_9_while_sending_never_sends_twice_and_loses_nothing(app: App, tmp_
             # never sent again without someone saying so.
             assert received[uid] <= 1
     assert all(uid in received for uid, s in statuses.items() if s == "sent")
-
-
-@pytest.fixture
-def postgres_url(postgres_admin: str, postgres_template: str) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database (this test is PostgreSQL's by nature)."""
-    name = f"campaign_d_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_admin, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
-    yield make_url(postgres_admin).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.mark.postgres

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -30,7 +29,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from engine.app import App, build_app
@@ -55,19 +53,6 @@ ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York: inside the SMS window
 SENDER = "+12025550100"
 KEY = f"sms:twilio:{SENDER}"
-
-
-@pytest.fixture
-def postgres_url(postgres_admin: str, postgres_template: str) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database (the shared limit is PostgreSQL's alone)."""
-    name = f"campaign_r_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_admin, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
-    yield make_url(postgres_admin).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture
