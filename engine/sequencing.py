@@ -66,6 +66,7 @@ import logging
 import multiprocessing
 import os
 import re
+import threading
 import time as monotonic
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -479,29 +480,45 @@ def _due_sql(dialect: str, skip_runs: Sequence[int], size: int) -> str:
 
 class _DueCursor:
     """The keyset position of an advance's scan of due rows: the (next_action_at, id) of the
-    last row handed out. Forked workers inherit one cursor and take turns reading (``lock``),
-    so every due row goes to exactly one worker and no read steps over another's. The
-    position lives in shared memory as the text the database returned (SQLite) or an ISO
-    timestamp (PostgreSQL)."""
+    last row handed out, as the text the database returned (SQLite) or an ISO timestamp
+    (PostgreSQL). Before an advance forks, :meth:`share` moves it into shared memory behind a
+    process lock: the workers then take turns reading (``lock``), so every due row goes to
+    exactly one worker and no read steps over another's. (An advance that does not fork, a
+    minute's tick, needs no semaphore or shared memory of the system's.)"""
 
     def __init__(self) -> None:
+        self.lock: Any = threading.Lock()
+        self._time: Any = None  # shared: a char array
+        self._id: Any = None  # shared: an int64
+        self._local: tuple[bytes, int] = (b"", 0)
+
+    def share(self) -> None:
         context = multiprocessing.get_context("fork")
+        raw, enrollment_id = self._local
         self.lock = context.Lock()
         self._time = context.Array("c", 64, lock=False)
-        self._id = context.Value("q", 0, lock=False)
+        self._id = context.Value("q", enrollment_id, lock=False)
+        self._time.value = raw
 
     def position(self, sqlite_types: bool) -> tuple[Any, int]:
         """Where to start; call under ``lock``."""
-        raw = self._time.value.decode()
+        if self._time is None:
+            raw, enrollment_id = self._local
+        else:
+            raw, enrollment_id = self._time.value, self._id.value
         if not raw:
             return ("", 0) if sqlite_types else (datetime.min.replace(tzinfo=UTC), 0)
-        return (raw if sqlite_types else datetime.fromisoformat(raw)), self._id.value
+        value = raw.decode()
+        return (value if sqlite_types else datetime.fromisoformat(value)), enrollment_id
 
     def move_to(self, next_action_at: Any, enrollment_id: int) -> None:
         """Past this row; call under ``lock``."""
         raw = next_action_at if isinstance(next_action_at, str) else next_action_at.isoformat()
-        self._time.value = raw.encode()
-        self._id.value = enrollment_id
+        if self._time is None:
+            self._local = (raw.encode(), enrollment_id)
+        else:
+            self._time.value = raw.encode()
+            self._id.value = enrollment_id
 
 
 def _row(raw: Sequence[Any], sqlite_types: bool) -> _Row:
@@ -622,10 +639,8 @@ class _Advance:
         self.cursor = cursor if cursor is not None else _DueCursor()
         # SQLite: this advance's processes take turns to write, woken as soon as the lock is
         # free (SQLite's own busy wait sleeps 1, 2, 5, 10... ms between tries: a third of two
-        # workers' time went to sleeping while the other wrote).
-        self.write_lock = (
-            write_lock if write_lock is not None else multiprocessing.get_context("fork").Lock()
-        )
+        # workers' time went to sleeping while the other wrote). A process lock once it forks.
+        self.write_lock: Any = write_lock if write_lock is not None else threading.Lock()
         self.summary = AdvanceSummary(at=at)
         self.runs: dict[int, _Run | None] = {}
         self.dialect = app.engine.dialect.name
@@ -703,6 +718,8 @@ class _Advance:
         ``workers`` processes, each with its own connections, taking batches in turn from the
         shared cursor; they write concurrently (on SQLite one at a time, ``write_lock``)."""
         global _fork_state
+        self.cursor.share()
+        self.write_lock = multiprocessing.get_context("fork").Lock()
         _fork_state = self
         # A frozen GC keeps the children from touching, and so copying, shared pages.
         gc.freeze()

@@ -301,6 +301,23 @@ def test_a_message_already_in_the_outbox_for_the_step_is_kept(app: App, program:
         ]
 
 
+def test_an_advance_that_does_not_fork_needs_no_process_primitives(
+    app: App, program: Program, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tick's advance of a few members runs in this process: it must not need the system's
+    # semaphores or shared memory (where they are missing, only a large step would fail).
+    import multiprocessing
+
+    def unavailable(*_: object, **__: object) -> None:
+        raise OSError("no semaphores here")
+
+    monkeypatch.setattr(multiprocessing, "get_context", unavailable)
+    _members(app, program, 3)
+    launch(app, definition())
+    summary = advance(app, at=TEST_NOW, batch_size=5, workers=2)
+    assert summary.queued == 3 and summary.processes == 1
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_forked_workers_make_the_same_messages(app: App, program: Program, workers: int) -> None:
     # The first batch (5) is full, so with workers the remaining 7 go to forked processes.
