@@ -131,7 +131,7 @@ from engine.policy import (
     decide,
 )
 from engine.policy.decide import Decision
-from engine.ratelimit import TokenBucket
+from engine.ratelimit import SlotLimiter, TokenBucket
 from engine.settings import Settings
 from engine.shared_ratelimit import SharedTokenBucket
 
@@ -324,14 +324,14 @@ class _Shared:
         self.progress = progress
         self.follow = follow
         self.lock = threading.Lock()
+        self.sqlite = make_url(self.settings.database_url).get_backend_name() == "sqlite"
+        self.write_lock = threading.Lock()
         # PostgreSQL: the rate limits are shared through the database by every dispatcher,
         # each limit on a connection of its own outside the pool (engine/shared_ratelimit.py).
         self.limits_engine = (
-            None
-            if make_url(self.settings.database_url).get_backend_name() == "sqlite"
-            else make_engine(self.settings.database_url, poolclass=NullPool)
+            None if self.sqlite else make_engine(self.settings.database_url, poolclass=NullPool)
         )
-        self.buckets: dict[str, TokenBucket | SharedTokenBucket] = {
+        self.buckets: dict[str, SlotLimiter] = {
             kind: _rate_limit(
                 self.limits_engine, _rate_key(kind, channels.get(kind), app.settings), rate
             )
@@ -349,8 +349,6 @@ class _Shared:
         self.paused: set[int] = set()
         self.summary = DispatchSummary()
         self.rng = random.Random()
-        self.sqlite = make_url(self.settings.database_url).get_backend_name() == "sqlite"
-        self.write_lock = threading.Lock()
 
     def stop_reason(self) -> str | None:
         if self.stop_event.is_set():
@@ -428,7 +426,7 @@ def _rate_key(kind: str, channel: Channel | None, settings: Settings) -> str:
     return f"{kind}:{name}:{sender}" if sender and name != "sink" else f"{kind}:{name}"
 
 
-def _rate_limit(engine: Engine | None, key: str, rate: float) -> TokenBucket | SharedTokenBucket:
+def _rate_limit(engine: Engine | None, key: str, rate: float) -> SlotLimiter:
     """SQLite (no ``engine``): one dispatcher at a time, so this process's token bucket,
     shared by its workers, is the whole limit. PostgreSQL: the limit ``key`` shared through
     the database with every other dispatcher."""

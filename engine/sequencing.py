@@ -573,6 +573,10 @@ OUTBOX_COLUMNS = (
     "updated_at",
 )
 
+_COLUMN_LIST = ", ".join(OUTBOX_COLUMNS)
+# The staging table's columns as outbox_messages takes them (see _insert_staged).
+_STAGED_COLUMNS = ", ".join("content::jsonb" if c == "content" else c for c in OUTBOX_COLUMNS)
+
 # PostgreSQL: the per-connection staging table of _insert_staged (content as text: cast once
 # on the way into outbox_messages).
 _COPY_TABLE = """
@@ -1085,7 +1089,6 @@ class _Advance:
         tuples (datetimes in the text form SQLAlchemy stores); PostgreSQL gets COPY (see
         below). Content arrives as JSON text and is stored as is (jsonb on PostgreSQL).
         """
-        columns = ", ".join(OUTBOX_COLUMNS)
         if self.dialect != "postgresql":
             for message in messages:
                 message[15] = _sqlite_time(message[15])
@@ -1093,7 +1096,7 @@ class _Advance:
             marks = ", ".join("?" * len(OUTBOX_COLUMNS))
             before = largest_outbox_id(conn)
             inserted = conn.exec_driver_sql(
-                f"INSERT INTO outbox_messages ({columns}) VALUES ({marks}) "
+                f"INSERT INTO outbox_messages ({_COLUMN_LIST}) VALUES ({marks}) "
                 "ON CONFLICT (enrollment_id, step_id) DO NOTHING",
                 [tuple(m) for m in messages],
             ).rowcount
@@ -1121,7 +1124,7 @@ class _Advance:
 
     @staticmethod
     def _copy(cursor: Any, table: str, messages: list[list[Any]]) -> None:
-        with cursor.copy(f"COPY {table} ({', '.join(OUTBOX_COLUMNS)}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN") as copy:
             for message in messages:
                 copy.write_row(message)
 
@@ -1132,12 +1135,9 @@ class _Advance:
             cursor.execute(_COPY_TABLE)
             self._copy_table = True
         self._copy(cursor, "seq_outbox", messages)
-        columns = ", ".join(OUTBOX_COLUMNS)
-        selected = ", ".join(
-            "content::jsonb" if column == "content" else column for column in OUTBOX_COLUMNS
-        )
         cursor.execute(
-            f"INSERT INTO outbox_messages ({columns}) SELECT {selected} FROM seq_outbox "
+            f"INSERT INTO outbox_messages ({_COLUMN_LIST}) "
+            f"SELECT {_STAGED_COLUMNS} FROM seq_outbox "
             "ON CONFLICT (enrollment_id, step_id) DO NOTHING"
         )
         cursor.execute("TRUNCATE seq_outbox")

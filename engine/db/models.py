@@ -400,8 +400,9 @@ class OutboxTally(Base):
     when a row's status, skip reason, variant, open or click changes (PostgreSQL: one row
     per key per statement, net; SQLite: rows per outbox row). Except SQLite's inserts
     (migration 0007: a row trigger there cost a quarter of a large step's write time): the
-    sequencer's bulk insert counts its rows (engine.reports.tallies.tally_inserted) and an
-    ORM insert is counted by ``_tally_orm_insert`` below; nothing else inserts outbox rows.
+    sequencer's bulk insert counts its rows (engine.reports.tallies: tally_counted, or
+    tally_inserted when the unique key refused some) and an ORM insert is counted by
+    ``_tally_orm_insert`` below; nothing else inserts outbox rows.
     Writers only INSERT, so concurrent dispatchers never wait on a shared counter. The tick
     folds each run's rows into one per key (engine.reports.tallies.fold_tallies); ``state``
     tells the rows the triggers added (0) from folded ones (1) and ones being folded (2).

@@ -2,8 +2,8 @@
 count a bulk insert.
 
 Triggers append rows per outbox change (migration 0005; on SQLite, inserts are counted by
-their writers since 0007: ``tally_inserted`` here for engine.sequencing's bulk insert, a mapper
-event for the ORM's); a report sums the rows of its runs
+their writers since 0007: ``tally_counted`` or ``tally_inserted`` here for engine.sequencing's
+bulk insert, a mapper event for the ORM's); a report sums the rows of its runs
 per key, which is exact whether or not they have been folded. Folding (every tick) replaces
 the rows of each run that has new ones by one row per key, so a run's tallies stay a few
 hundred rows however many messages it sent.
@@ -60,6 +60,12 @@ def read_tallies(session: Session, runs: list[int]) -> list[Tally]:
     ]
 
 
+_INSERT_TALLIES = (
+    "INSERT INTO outbox_tallies (run_id, step_id, channel, variant, status, reason, "
+    "messages, opened, clicked) "
+)
+
+
 def tally_inserted(connection: Connection, after_id: int) -> None:
     """SQLite: count the outbox rows this transaction inserted, those with an id above
     ``after_id`` (read before inserting, under the write lock this transaction holds: SQLite
@@ -68,9 +74,7 @@ def tally_inserted(connection: Connection, after_id: int) -> None:
     if connection.dialect.name != "sqlite":
         return
     connection.exec_driver_sql(
-        "INSERT INTO outbox_tallies (run_id, step_id, channel, variant, status, reason, "
-        "messages, opened, clicked) "
-        "SELECT run_id, step_id, channel, variant, status, "
+        _INSERT_TALLIES + "SELECT run_id, step_id, channel, variant, status, "
         "CASE WHEN status = 'skipped' THEN status_reason END AS reason, "
         "count(*), count(opened_at), count(clicked_at) FROM outbox_messages WHERE id > ? "
         "GROUP BY run_id, step_id, channel, variant, status, reason",
@@ -86,8 +90,7 @@ def tally_counted(connection: Connection, counts: Mapping[tuple[Any, ...], int])
     if connection.dialect.name != "sqlite" or not counts:
         return
     connection.exec_driver_sql(
-        "INSERT INTO outbox_tallies (run_id, step_id, channel, variant, status, reason, "
-        "messages, opened, clicked) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0)",
+        _INSERT_TALLIES + "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0)",
         [(*key, messages) for key, messages in counts.items()],
     )
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -205,37 +205,42 @@ def test_two_processes_never_get_more_than_rate_t_plus_burst_between_them(
     assert (len(merged) - 1) / (merged[-1] - merged[0]) <= rate * 1.01
 
 
-@pytest.mark.postgres
-def test_a_slow_caller_leaves_the_rest_of_the_rate_to_a_fast_one(engine: Engine) -> None:
-    rate, seconds = 200.0, 1.0  # blocks of up to 10 slots
-    buckets = [SharedTokenBucket(engine, KEY, rate, burst=1.5) for _ in range(2)]
-    granted: list[float] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(2)
+def _take_side_by_side(
+    engine: Engine, rate: float, pauses: Sequence[float], seconds: float
+) -> list[list[float]]:
+    """One bucket per pause, each in a thread taking slots for ``seconds`` (started together)
+    and pausing that long after each, as a send would; the instants each was granted a slot."""
+    buckets = [SharedTokenBucket(engine, KEY, rate, burst=1.5) for _ in pauses]
+    granted: list[list[float]] = [[] for _ in pauses]
+    barrier = threading.Barrier(len(pauses))
 
-    def take(bucket: SharedTokenBucket, pause: float) -> None:
+    def take(index: int) -> None:
         barrier.wait()
         until = time.monotonic() + seconds
         while time.monotonic() < until:
-            bucket.acquire()
-            with lock:
-                granted.append(time.monotonic())
-            time.sleep(pause)
+            buckets[index].acquire()
+            granted[index].append(time.monotonic())
+            time.sleep(pauses[index])
 
-    threads = [
-        threading.Thread(target=take, args=(buckets[0], 0.0)),  # keeps up with the rate
-        threading.Thread(target=take, args=(buckets[1], 0.02)),  # a provider's latency
-    ]
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(len(pauses))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     for bucket in buckets:
         bucket.close()
+    return granted
+
+
+@pytest.mark.postgres
+def test_a_slow_caller_leaves_the_rest_of_the_rate_to_a_fast_one(engine: Engine) -> None:
+    rate = 200.0  # blocks of up to 10 slots
+    # One keeps up with the rate, the other has a provider's latency.
+    fast, slow = _take_side_by_side(engine, rate, (0.0, 0.02), 1.0)
     # While the fast one holds the timeline, the slow one reserves only slots it uses (with
     # blocks of 10 slots, most of them lost, the two had about 65% of the rate here), so
     # together they have nearly all of it (93% here).
-    granted.sort()
+    granted = sorted(fast + slow)
     assert len(granted) - 1 >= 0.8 * rate * (granted[-1] - granted[0]), len(granted)
 
 
@@ -259,30 +264,12 @@ def test_callers_far_slower_than_the_rate_do_not_take_turns(engine: Engine) -> N
     # speed, as if alone, not hold the timeline in turns while the other waits.
     rate, seconds, pause = 1e6, 0.6, 0.001  # each caller: under 1,000 a second
 
-    def run(callers: int) -> float:
-        buckets = [SharedTokenBucket(engine, KEY, rate, burst=1.5) for _ in range(callers)]
-        counts = [0] * callers
-        barrier = threading.Barrier(callers)
+    def per_second(callers: int) -> float:
+        granted = _take_side_by_side(engine, rate, [pause] * callers, seconds)
+        return sum(map(len, granted)) / seconds
 
-        def take(index: int) -> None:
-            barrier.wait()
-            until = time.monotonic() + seconds
-            while time.monotonic() < until:
-                buckets[index].acquire()
-                counts[index] += 1
-                time.sleep(pause)
-
-        threads = [threading.Thread(target=take, args=(i,)) for i in range(callers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for bucket in buckets:
-            bucket.close()
-        return sum(counts) / seconds
-
-    alone = run(1)
-    together = run(2)
+    alone = per_second(1)
+    together = per_second(2)
     assert together >= 1.6 * alone, (alone, together)
 
 
