@@ -1385,6 +1385,11 @@ def dispatch_command(
             f"{summary.expired_leases} message(s) of a dispatcher that died while sending are "
             "now unknown: see `campaign outbox unknown`"
         )
+    if summary.requeued_leases:
+        click.echo(
+            f"{summary.requeued_leases} message(s) a dead dispatcher had claimed but not begun "
+            "to send were queued again"
+        )
     for run_id in summary.paused_runs:
         click.echo(f"run {run_id} was paused: see `campaign runs show {run_id}`")
 
@@ -1499,14 +1504,28 @@ def outbox_resolve(
     "external_id",
     help="Render for this member (their locale and variant) [default: a sample member].",
 )
+@click.option(
+    "--max-wait",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait at most for a slot of the sender's rate limit.",
+)
 @json_option
 @pass_state
 def send_test_command(
-    state: CliState, campaign: str, step: str, to: str, external_id: str | None, as_json: bool
+    state: CliState,
+    campaign: str,
+    step: str,
+    to: str,
+    external_id: str | None,
+    max_wait: float,
+    as_json: bool,
 ) -> None:
     """Send ONE real test message of STEP of CAMPAIGN to --to through the configured channel,
     rendered as `campaign preview` shows it, subject prefixed "[TEST]". It belongs to no run
-    and is never counted in reports."""
+    and is never counted in reports. It takes a slot of the sender's rate limit, shared with
+    running dispatchers, and fails rather than wait longer than --max-wait."""
     from engine.channels import build_channels
     from engine.definitions.loader import load_campaign
     from engine.send_test import send_test
@@ -1523,6 +1542,7 @@ def send_test_command(
                 settings=state.settings,
                 channels=channels,
                 participant=external_id,
+                max_wait=max_wait,
             )
     finally:
         for channel in channels.values():
@@ -1534,6 +1554,7 @@ def send_test_command(
     click.echo(
         f"sent {result.campaign} / {result.step} ({what}) to {result.to} via {result.provider}"
         + (f", provider id {result.provider_message_id}" if result.provider_message_id else "")
+        + (f", after {result.waited:.1f} s for the sender's rate limit" if result.waited else "")
     )
 
 

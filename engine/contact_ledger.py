@@ -11,7 +11,9 @@ An unknown message counts at :func:`unknown_counted_at`. When it is settled as g
 (``resolve --sent``, a provider's ``processed``/``delivered``...) :func:`settle_as_contact`
 turns it into a ``contacts`` row at that same instant, so it is counted once throughout;
 settled as not gone (``--failed``) or queued again (``--resend``, to be recorded when it is
-sent) it stops counting.
+sent) it stops counting. A message's row names it (``contacts.message_id``, unique), so
+a second writer of it (a dispatcher that outlived its lease recording ``sent`` after a
+provider event settled the message) writes nothing.
 
 The caps themselves are pure (engine/policy/caps.py): they take the instants read here.
 """
@@ -27,11 +29,11 @@ from sqlalchemy import (
     CompoundSelect,
     Insert,
     func,
-    insert,
     literal,
     select,
     union_all,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine import outbox_status as st
@@ -115,20 +117,30 @@ def contact_count(participant_id: Any, since: datetime, until: datetime) -> Colu
 
 
 def contacts_of_messages(
-    occurred_at: ColumnElement[datetime], *where: ColumnElement[bool]
+    dialect: str, occurred_at: ColumnElement[datetime], *where: ColumnElement[bool]
 ) -> Insert:
     """``INSERT INTO contacts ... SELECT``: one ``message`` contact at ``occurred_at`` for each
     outbox message ``where`` selects (the dispatcher's record of a batch sent, a settled
-    unknown message)."""
-    return insert(Contact).from_select(
-        ["participant_id", "channel", "run_id", "occurred_at", "kind"],
+    unknown message), on the database ``dialect`` (``sqlite`` or ``postgresql``).
+
+    A message that has its contact already is skipped (the unique index of
+    ``contacts.message_id``): a dispatcher that outlived its lease records ``sent`` after a
+    provider event or ``outbox resolve --sent`` settled the message, and the message still
+    counts once."""
+    # The same statement in each dialect's words: ON CONFLICT is not in the generic insert.
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Contact)
+    return statement.from_select(
+        ["participant_id", "channel", "run_id", "occurred_at", "kind", "message_id"],
         select(
             OutboxMessage.participant_id,
             OutboxMessage.channel,
             OutboxMessage.run_id,
             occurred_at,
             literal("message"),
+            OutboxMessage.id,
         ).where(*where),
+    ).on_conflict_do_nothing(
+        index_elements=[Contact.message_id], index_where=Contact.message_id.is_not(None)
     )
 
 
@@ -137,10 +149,13 @@ def settle_as_contact(session: Session, message_id: int, *, status: str = st.UNK
     or ``sending`` with a lease that ran out), which turned out to have gone: at the instant
     it was counted at while unknown. Call it in the transaction that moves the message on,
     BEFORE that move (which overwrites ``updated_at``), with the row locked. Returns the rows
-    written (0 when the message is not in ``status``)."""
+    written (0 when the message is not in ``status``, or has its contact already)."""
     result = session.execute(
         contacts_of_messages(
-            unknown_counted_at(), OutboxMessage.id == message_id, OutboxMessage.status == status
+            session.get_bind().dialect.name,
+            unknown_counted_at(),
+            OutboxMessage.id == message_id,
+            OutboxMessage.status == status,
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)

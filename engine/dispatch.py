@@ -8,8 +8,9 @@ One pass of a worker, per channel in turn:
    ... FOR UPDATE OF outbox_messages SKIP LOCKED LIMIT n)`` so any number of workers on any
    number of machines share the queue; SQLite: the same statement, one dispatcher at a time (an
    OS file lock, see :class:`DispatcherBusyError`). Claimed rows are ``sending`` with
-   ``claimed_by``/``claimed_until`` (the lease) and committed before anything is sent. A claim
-   skips participants with a message already ``sending`` (claims take turns on PostgreSQL, an
+   ``claimed_by``/``claimed_until`` (the lease) and the batch's ``claim_id`` (a
+   ``dispatch_claims`` row, ``claimed``), committed before anything is sent. A claim skips
+   participants with a message already ``sending`` (claims take turns on PostgreSQL, an
    advisory lock), so no two workers gate and send to one person at once.
 2. **Gate** each message with :func:`engine.policy.decide` against what is true NOW: consent,
    suppressions (by address hash), the recipient's candidate zones, the run's send window and
@@ -17,7 +18,9 @@ One pass of a worker, per channel in turn:
    the global cap (settings) and the campaign's own cap.
    ``WaitUntil`` puts it back to ``queued`` at the instant the rules allow (no attempt
    counted); ``Skip`` marks it ``skipped`` with the reason.
-3. **Send** through the channel, paced by the rate limit of the channel and its sender (the
+3. **Hand off** the batch to the sending thread: its claim moves ``claimed -> handed``, one
+   conditional UPDATE of one row, committed before the first request (:func:`_hand_off`).
+   **Send** through the channel, paced by the rate limit of the channel and its sender (the
    From address; Twilio's messaging service, else its from number). PostgreSQL: one limit
    shared by every dispatcher on the database, whatever machine it runs on
    (engine/shared_ratelimit.py: slots reserved in blocks on one timeline in the database).
@@ -39,14 +42,23 @@ batch and reads what its gate needs (consents, suppressions, the contacts ledger
 writes the outcomes of the batch sent before. The gate's decisions are still taken just
 before a batch goes, at that instant, from facts read while the batch before it was sent. A
 claim skips everyone with a message ``sending`` (in flight or not yet written), so what it
-reads of the ledger for the people it claims is complete. The cost: after a crash, the batch
-claimed ahead is ``unknown`` too (never resent without someone saying so).
+reads of the ledger for the people it claims is complete. A batch claimed ahead stays
+``sending`` like the one in flight (so claims keep skipping its people), but its claim is
+handed off only once the batch before it has gone (right after that batch's last request,
+while the database is otherwise idle): after a crash mid-batch, the batch claimed ahead goes
+back to ``queued``, not ``unknown``.
 
-Never sent twice: a row is sent only by the worker that moved it ``queued -> sending``; a
-worker that dies mid-batch leaves its rows ``sending``, and when their lease runs out any
-dispatcher marks them ``unknown`` (never ``queued``): ``campaign outbox unknown`` lists them
-and ``campaign outbox resolve`` (or a provider event) settles them. An outcome written after a
-webhook already moved the row on (``delivered``) keeps the later status.
+Never sent twice: a row is sent only by the worker that moved it ``queued -> sending``, and
+only once its claim is handed off. A worker that dies leaves its rows ``sending``; when their
+lease runs out any dispatcher (:func:`_housekeeping`) marks them ``unknown`` if their claim was
+handed off (they may have gone: ``campaign outbox unknown`` lists them and ``campaign outbox
+resolve``, or a provider event, settles them), and otherwise moves the claim ``claimed ->
+lapsed`` and puts them back to ``queued`` (nothing of them went). The hand-off and the lapse
+are each one conditional UPDATE of the claim's row, so one of them happens, never both: a
+dispatcher that outlived its lease and finds its claim lapsed sends none of it. A claim that is
+missing (an older dispatcher's, or lost in a PostgreSQL crash: the table is UNLOGGED) counts
+as handed off. An outcome written after a webhook already moved the row on (``delivered``)
+keeps the later status.
 
 Stopping (``stop`` event, deadline, ``max_messages``): the in-flight message finishes and is
 recorded; the rest of the claimed batch, and the batch claimed ahead, go back to ``queued``
@@ -60,6 +72,7 @@ import json
 import logging
 import os
 import random
+import secrets
 import threading
 import time
 from collections import Counter, defaultdict
@@ -80,7 +93,9 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    delete,
     func,
+    insert,
     literal,
     select,
     update,
@@ -109,6 +124,7 @@ from engine.db.models import (
     CampaignRun,
     Consent,
     Contact,
+    DispatchClaim,
     Enrollment,
     OutboxMessage,
     Participant,
@@ -150,6 +166,8 @@ POLL_SECONDS = 1.0  # follow mode: how often an idle worker looks for due messag
 FACTS_MAX_AGE_SECONDS = 1.0
 # pg_advisory_xact_lock key taken by every claim (see _claim).
 CLAIM_LOCK = 0x636C61696D  # "claim"
+# A claim's states (dispatch_claims.state; see the module docstring).
+CLAIMED, HANDED, LAPSED = "claimed", "handed", "lapsed"
 
 
 class DispatcherBusyError(EngineError):
@@ -161,7 +179,8 @@ class DispatchSummary:
     """What a dispatch did. ``skipped`` counts by reason; ``waiting`` went back to the queue
     for a later instant (send window, cap); ``retried`` went back after a retryable error;
     ``released`` went back untouched when the dispatcher stopped; ``expired_leases`` are rows
-    of dead dispatchers marked unknown."""
+    of dead dispatchers marked unknown, ``requeued_leases`` rows they had claimed but not
+    handed off, queued again."""
 
     workers: int = 1
     claimed: int = 0
@@ -173,6 +192,7 @@ class DispatchSummary:
     unknown: int = 0
     released: int = 0
     expired_leases: int = 0
+    requeued_leases: int = 0
     cancelled_skipped: int = 0
     paused_runs: list[int] = field(default_factory=list)
     stopped_by: str = "drained"
@@ -287,6 +307,7 @@ class _Row:
     timezone: str | None
     program_id: int
     name: str | None
+    claim: int  # the claim (dispatch_claims.id) that holds it
 
 
 @dataclass
@@ -451,19 +472,59 @@ def _among(column: Any, values: Sequence[Any], postgres: bool, kind: Any = BigIn
     return column.in_(values)
 
 
-def _housekeeping(shared: _Shared) -> tuple[int, int]:
-    """Expired leases -> unknown; queued messages of cancelled runs -> skipped."""
+def _housekeeping(shared: _Shared) -> tuple[int, int, int]:
+    """Expired leases: rows of a claim never handed off -> queued, the others -> unknown;
+    queued messages of cancelled runs -> skipped; claims none of whose rows is ``sending``
+    any more -> dropped. Returns (unknown, queued again, skipped).
+
+    On PostgreSQL every lock is taken with SKIP LOCKED, so that two dispatchers starting at
+    once never wait for each other (nor deadlock); a row or claim one of them skips is another
+    one's to settle, or the next housekeeping's. A lapse skipped that way leaves its rows to the
+    ``unknown`` step: the safe side."""
     at = _now(shared)
     with _writing(shared), shared.app.sessions() as session, session.begin():
         postgres = _is_postgres(session)
-        expired = select(OutboxMessage.id).where(
-            OutboxMessage.status == st.SENDING, OutboxMessage.claimed_until < at
+        expired = (OutboxMessage.status == st.SENDING, OutboxMessage.claimed_until < at)
+        # Claims whose lease ran out before their hand-off will never send (_hand_off refuses
+        # a lapsed claim): their rows can go back to the queue.
+        lapsing = select(DispatchClaim.id).where(
+            DispatchClaim.state == CLAIMED,
+            DispatchClaim.id.in_(select(OutboxMessage.claim_id).where(*expired)),
         )
         if postgres:
-            expired = expired.with_for_update(skip_locked=True)
+            lapsing = lapsing.with_for_update(skip_locked=True)
+        session.execute(
+            update(DispatchClaim)
+            .where(DispatchClaim.id.in_(lapsing.scalar_subquery()), DispatchClaim.state == CLAIMED)
+            .values(state=LAPSED)
+            .execution_options(synchronize_session=False)
+        )
+        never_sent = (
+            select(OutboxMessage.id)
+            .join(DispatchClaim, DispatchClaim.id == OutboxMessage.claim_id)
+            .where(*expired, DispatchClaim.state == LAPSED)
+        )
+        if postgres:
+            never_sent = never_sent.with_for_update(of=OutboxMessage, skip_locked=True)
+        requeued = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(never_sent.scalar_subquery()))
+            .values(
+                status=st.QUEUED,
+                status_reason="released: its lease ran out before its dispatcher began to send it",
+                claimed_by=None,
+                claimed_until=None,
+                updated_at=at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        # The rest were handed off (or their claim is missing): they may have gone.
+        lost_ids = select(OutboxMessage.id).where(*expired)
+        if postgres:
+            lost_ids = lost_ids.with_for_update(skip_locked=True)
         lost = session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(expired.scalar_subquery()))
+            .where(OutboxMessage.id.in_(lost_ids.scalar_subquery()))
             .values(
                 status=st.UNKNOWN,
                 status_reason="lease expired: the dispatcher stopped while sending; it may "
@@ -485,14 +546,35 @@ def _housekeeping(shared: _Shared) -> tuple[int, int]:
             .values(status=st.SKIPPED, status_reason="run_cancelled", updated_at=at)
             .execution_options(synchronize_session=False)
         )
-    return int(getattr(lost, "rowcount", 0) or 0), int(getattr(skipped, "rowcount", 0) or 0)
+        # A claim none of whose rows is sending is over: each row left `sending` for good
+        # (only a new claim, with a new id, makes a row `sending` again).
+        done = select(DispatchClaim.id).where(
+            DispatchClaim.id.not_in(
+                select(OutboxMessage.claim_id).where(
+                    OutboxMessage.status == st.SENDING, OutboxMessage.claim_id.is_not(None)
+                )
+            )
+        )
+        if postgres:
+            done = done.with_for_update(skip_locked=True)
+        session.execute(
+            delete(DispatchClaim)
+            .where(DispatchClaim.id.in_(done.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+    return _rowcount(lost), _rowcount(requeued), _rowcount(skipped)
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # PostgreSQL's claim in one statement (one round trip, the claimed rows read once): walk the
 # (status, not_before) index in order under SKIP LOCKED, skip the participants in flight
-# (%(busy)s, see _claim) and runs that may not send, lease what was found, and return it with
-# what the gate needs of its enrollment and participant. The CTE's rows are locked by FOR
-# UPDATE, so the UPDATE sees each exactly once.
+# (%(busy)s, see _claim) and runs that may not send, lease what was found under the claim
+# %(claim)s (its dispatch_claims row, when it found any), and return it with what the gate
+# needs of its enrollment and participant. The CTE's rows are locked by FOR UPDATE, so the
+# UPDATE sees each exactly once.
 _PG_CLAIM = """
 WITH due AS (
     SELECT o.id FROM outbox_messages AS o
@@ -505,10 +587,13 @@ WITH due AS (
 ), claimed AS (
     UPDATE outbox_messages AS m
     SET status = 'sending', claimed_by = %(worker)s, claimed_until = %(until)s,
-        updated_at = %(at)s
+        claim_id = %(claim)s, updated_at = %(at)s
     FROM due WHERE m.id = due.id
     RETURNING m.id, m.uid, m.run_id, m.participant_id, m.campaign, m.channel, m.to_address,
         m.content, m.attempts, m.not_before, m.enrollment_id
+), registered AS (
+    INSERT INTO dispatch_claims (id, state)
+    SELECT %(claim)s, 'claimed' WHERE EXISTS (SELECT FROM claimed)
 )
 SELECT c.id, c.uid, c.run_id, c.participant_id, c.campaign, c.channel, c.to_address,
     c.content, c.attempts, c.not_before, e.state, p.email, p.phone, p.timezone, p.program_id,
@@ -524,9 +609,14 @@ def _claim(shared: _Shared, channel: str, count: int, worker: str) -> list[_Row]
     ``sending`` (claimed by anyone, on any channel): the gate reads the contacts ledger, and a
     message in flight is not in it until its outcome is recorded, so two claims for one person
     would each pass a cap of one. Messages to one person within a batch are counted by
-    :func:`_decide`."""
+    :func:`_decide`.
+
+    The batch is claim ``claim``, a random id, written with the rows and as its own
+    ``dispatch_claims`` row (``claimed``), whose primary key keeps it unique among the claims
+    alive: a collision (one in 2**63) fails the claim, which then claims nothing."""
     at = _now(shared)
     until = at + shared.settings.dispatch_lease
+    claim = secrets.randbits(63)
     with _writing(shared), shared.app.sessions() as session, session.begin():
         if _is_postgres(session):
             connection = session.connection()
@@ -563,12 +653,13 @@ def _claim(shared: _Shared, channel: str, count: int, worker: str) -> list[_Row]
                     "busy": busy,
                     "count": count,
                     "worker": worker,
+                    "claim": claim,
                 },
             ).all()
             # In the index's order (sorted here: see the lock above).
             rows = sorted(found, key=lambda r: (r[9], r[0]))
         else:
-            rows = list(_claim_sqlite(session, channel, count, worker, at, until))
+            rows = list(_claim_sqlite(session, channel, count, worker, at, until, claim))
     return [
         _Row(
             id=r[0],
@@ -587,13 +678,20 @@ def _claim(shared: _Shared, channel: str, count: int, worker: str) -> list[_Row]
             timezone=r[13],
             program_id=r[14],
             name=" ".join(part for part in (r[15], r[16]) if part) or None,
+            claim=claim,
         )
         for r in rows
     ]
 
 
 def _claim_sqlite(
-    session: Session, channel: str, count: int, worker: str, at: datetime, until: datetime
+    session: Session,
+    channel: str,
+    count: int,
+    worker: str,
+    at: datetime,
+    until: datetime,
+    claim: int,
 ) -> Sequence[Any]:
     """SQLite's claim: one dispatcher at a time (the file lock), so no SKIP LOCKED."""
     in_flight = aliased(OutboxMessage)
@@ -631,6 +729,7 @@ def _claim_sqlite(
                 status=st.SENDING,
                 claimed_by=worker,
                 claimed_until=until,
+                claim_id=claim,
                 updated_at=at,
             )
             .returning(OutboxMessage.id)
@@ -639,6 +738,7 @@ def _claim_sqlite(
     )
     if not ids:
         return []
+    session.execute(insert(DispatchClaim).values(id=claim, state=CLAIMED))
     return session.execute(
         select(
             OutboxMessage.id,
@@ -836,7 +936,8 @@ _OTHER = (
         and_(
             OutboxMessage.id == bindparam("b_id"),
             OutboxMessage.status == st.SENDING,
-            OutboxMessage.claimed_by == bindparam("b_worker"),
+            # Still this claim's: not queued again by a lapse, nor claimed by another since.
+            OutboxMessage.claim_id == bindparam("b_claim"),
         )
     )
     .values(
@@ -858,7 +959,9 @@ _JSON_PAIRS = func.json_each(bindparam("pairs", type_=String)).table_valued("val
 # PostgreSQL: the sent messages' status and provider ids in one UPDATE (every extra UPDATE
 # of a row costs a new row version and index entries there), and their rows in the contacts
 # ledger (what frequency caps count) from what it returns: one round trip. A webhook may
-# already have moved a message on (delivered...): its status is kept.
+# already have moved a message on (delivered...): its status is kept; and a message settled
+# while its lease had run out (a provider event, `outbox resolve --sent`) has its contact
+# already: skipped (see engine/contact_ledger.py contacts_of_messages).
 _PG_RECORD_SENT = """
 WITH sent AS (
     UPDATE outbox_messages AS o SET
@@ -867,14 +970,15 @@ WITH sent AS (
         sent_at = %s, updated_at = %s, last_error = NULL,
         provider_message_id = COALESCE(v.pid, o.provider_message_id)
     FROM unnest(%s::bigint[], %s::text[]) AS v(id, pid) WHERE o.id = v.id
-    RETURNING o.participant_id, o.channel, o.run_id
+    RETURNING o.participant_id, o.channel, o.run_id, o.id
 )
-INSERT INTO contacts (participant_id, channel, run_id, occurred_at, kind)
-SELECT participant_id, channel, run_id, %s, 'message' FROM sent
+INSERT INTO contacts (participant_id, channel, run_id, occurred_at, kind, message_id)
+SELECT participant_id, channel, run_id, %s, 'message', id FROM sent
+ON CONFLICT (message_id) WHERE message_id IS NOT NULL DO NOTHING
 """
 
 
-def _record(shared: _Shared, outcomes: Sequence[_Outcome], worker: str, provider: str) -> None:
+def _record(shared: _Shared, outcomes: Sequence[_Outcome], provider: str) -> None:
     """Write a batch's outcomes in a few set-based statements (no per-row ORM work: this is
     on the hot path of every message)."""
     if not outcomes:
@@ -897,7 +1001,7 @@ def _record(shared: _Shared, outcomes: Sequence[_Outcome], worker: str, provider
         other.append(
             {
                 "b_id": row.id,
-                "b_worker": worker,
+                "b_claim": row.claim,
                 "b_status": outcome.status,
                 "b_reason": outcome.reason,
                 "b_not_before": outcome.not_before or row.not_before,
@@ -912,8 +1016,9 @@ def _record(shared: _Shared, outcomes: Sequence[_Outcome], worker: str, provider
         if connection.dialect.name == "postgresql":
             # No waiting for this commit's WAL flush: should the server crash before it,
             # these rows are 'sending' again, and their leases make them 'unknown' (never
-            # queued, never resent), as after a crash of ours. A claim's commit does wait: a
-            # lost claim would put a sent message back in the queue.
+            # queued, never resent: the crash empties the UNLOGGED dispatch_claims, and a
+            # missing claim counts as handed off), as after a crash of ours. A claim's commit
+            # does wait: a lost claim would put a sent message back in the queue.
             connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
         pids = dict((i, p) for p, i in provider_ids)
         if sent_ids and connection.dialect.name == "postgresql":
@@ -957,6 +1062,7 @@ def _record(shared: _Shared, outcomes: Sequence[_Outcome], worker: str, provider
             # The contacts ledger (what frequency caps count): one row per message sent.
             connection.execute(
                 contacts_of_messages(
+                    connection.dialect.name,
                     bindparam("at", at, type_=Contact.__table__.c.occurred_at.type),
                     OutboxMessage.id.in_(sent_ids),
                 )
@@ -1242,6 +1348,7 @@ class _Claimed:
     facts: _Facts | None
     overlapped: bool  # claimed while the worker's previous batch was still in flight
     read_at: float = field(default_factory=time.monotonic)  # when ``facts`` were read
+    handed: bool | None = None  # what its hand-off answered (None: not made yet)
 
 
 @dataclass
@@ -1272,10 +1379,10 @@ def _claim_batch(shared: _Shared, worker: str, kind: str, overlapped: bool) -> _
     try:
         facts = _load_facts(shared, rows, kind)
     except BaseException:
-        # Nothing of this batch went out: give it back rather than let the lease turn it into
-        # 'unknown'.
+        # Nothing of this batch went out: give it back rather than leave it claimed until its
+        # lease runs out.
         shared.give_back(len(rows))
-        _record(shared, _released(rows), worker, "")
+        _record(shared, _released(rows), "")
         raise
     return _Claimed(kind, rows, facts, overlapped)
 
@@ -1293,9 +1400,31 @@ def _halted_runs(shared: _Shared, run_ids: set[int]) -> set[int]:
     return run_ids - sendable
 
 
-def _write_batch(shared: _Shared, worker: str, sent: _Sent) -> int:
+# The hand-off mark (see the module docstring): a claim moves on from `claimed` once, to
+# `handed` here or to `lapsed` in _housekeeping.
+_HAND_OFF = (
+    update(DispatchClaim)
+    .where(DispatchClaim.id == bindparam("claim"), DispatchClaim.state == CLAIMED)
+    .values(state=HANDED)
+)
+
+
+def _hand_off(shared: _Shared, claim: int) -> bool:
+    """Commit that claim ``claim`` is in the sending thread's hands: from then on its messages
+    may go, and a lease of theirs that runs out makes them ``unknown``. False when its lease
+    ran out first and housekeeping put it back in the queue (``lapsed``; or its row is gone):
+    then none of it may be sent. Raises when the database does: nothing may be sent either.
+
+    On PostgreSQL the row lock orders it with a lapse (READ COMMITTED re-reads ``state`` after
+    waiting); on SQLite each write has the database to itself."""
+    with _writing(shared), shared.app.sessions() as session, session.begin():
+        result = session.connection().execute(_HAND_OFF, {"claim": claim})
+    return _rowcount(result) == 1
+
+
+def _write_batch(shared: _Shared, sent: _Sent) -> int:
     """Write a sent batch's outcomes (the writing thread's job); how many messages it handled."""
-    _record(shared, sent.outcomes, worker, sent.provider)
+    _record(shared, sent.outcomes, sent.provider)
     return sent.handled
 
 
@@ -1310,7 +1439,9 @@ class _Pipeline:
     written; so a batch claimed while others are in flight or unwritten holds none of their
     members, and the ledger read for a claimed member is complete. The gate's decisions are
     taken on the sending thread just before the batch goes (:func:`_decide`). Only a claim
-    made with nothing in flight or unwritten can tell that nothing is due."""
+    made with nothing in flight or unwritten can tell that nothing is due. A batch may go only
+    once the sending thread has handed it off (:func:`_hand_off`): right after the batch
+    before it went, or else just before its first request."""
 
     def __init__(self, shared: _Shared, worker: str, index: int) -> None:
         self.shared = shared
@@ -1335,7 +1466,7 @@ class _Pipeline:
 
     def _write(self, sent: _Sent) -> None:
         self._written()  # one batch at a time, in order
-        self.writing = self.writer.submit(_write_batch, self.shared, self.worker, sent)
+        self.writing = self.writer.submit(_write_batch, self.shared, sent)
 
     def _written(self) -> None:
         writing, self.writing = self.writing, None
@@ -1388,13 +1519,11 @@ class _Pipeline:
                 continue
             quiet = 0
             summary.claimed += len(claimed.rows)
-            # The next claim runs while this batch is sent (and the one before is written).
-            if shared.stop_reason() is None:
-                self._claim_next(self.kinds[position], overlapped=True)
-            self._send(claimed)
+            self._send(claimed, self.kinds[position])
 
-    def _send(self, claimed: _Claimed) -> None:
-        """Gate (now) and send one claimed batch, then hand its outcomes to the writer."""
+    def _send(self, claimed: _Claimed, next_kind: str) -> None:
+        """Gate (now), hand off and send one claimed batch, then hand its outcomes to the
+        writer. The next claim, of ``next_kind``, runs while it is sent."""
         batch = _Batch(self.shared, self.worker, claimed.kind)
         assert claimed.facts is not None
         try:
@@ -1406,16 +1535,50 @@ class _Pipeline:
             if rows and time.monotonic() - claimed.read_at > FACTS_MAX_AGE_SECONDS:
                 facts = _load_facts(self.shared, rows, claimed.kind)
             ready, outcomes = _decide(self.shared, rows, facts, claimed.kind)
+            if ready and claimed.handed is None:
+                # Nothing goes before this is committed (nothing to send: no mark needed).
+                claimed.handed = _hand_off(self.shared, claimed.rows[0].claim)
         except BaseException:
             batch.outcomes = _released(claimed.rows)
             self._hand_over(batch)
             raise
+        if claimed.handed is False:
+            log.warning(
+                "%s: the lease of a batch of %d ran out before it was handed off; it went back "
+                "to the queue and is not sent by this dispatcher",
+                self.worker,
+                len(claimed.rows),
+            )
+            # A row the lapse left `sending` (it skips locked rows) goes back too; the others
+            # are no longer this claim's, and their writes change nothing.
+            batch.outcomes = _released(claimed.rows)
+            self._hand_over(batch)
+            return
         batch.outcomes.extend(outcomes)
+        # The next claim runs while this batch is sent (and the one before is written); not
+        # before the hand-off, which on SQLite would wait for it.
+        if self.shared.stop_reason() is None:
+            self._claim_next(next_kind, overlapped=True)
         try:
             batch.run(ready)
+            self._hand_off_ahead()
         finally:
             # Even when sending broke off: what did happen is written.
             self._hand_over(batch)
+
+    def _hand_off_ahead(self) -> None:
+        """Hand off the batch claimed ahead as soon as this one's requests are done, when its
+        claim is in: the batch just sent is not yet handed to the writer, nor the next claim
+        begun, so the database is free for it (SQLite: one writer at a time, and those two
+        writes of a thousand rows each would hold this one up by tens of milliseconds). It
+        is sent next, right after its gate."""
+        claiming = self.claiming
+        if claiming is None or not claiming.done() or claiming.exception() is not None:
+            return
+        claimed = claiming.result()
+        if claimed is None or not claimed.rows or self.shared.stop_reason() is not None:
+            return
+        claimed.handed = _hand_off(self.shared, claimed.rows[0].claim)
 
     def _hand_over(self, batch: _Batch) -> None:
         _tally(self.summary, batch.outcomes)
@@ -1447,7 +1610,7 @@ class _Pipeline:
             errors.append(exc)
         if back:
             try:
-                _record(self.shared, back, self.worker, "")
+                _record(self.shared, back, "")
             except BaseException as exc:
                 errors.append(exc)
         self.claimer.shutdown(wait=True)
@@ -1498,7 +1661,7 @@ def dispatch(
         follow=follow,
     )
     with dispatch_lock(app.settings.database_url), closing(shared):
-        expired, cancelled = _housekeeping(shared)
+        expired, requeued, cancelled = _housekeeping(shared)
         names = [worker] if workers == 1 else [f"{worker}/{n}"[:64] for n in range(workers)]
         results: list[DispatchSummary] = []
         errors: list[BaseException] = []
@@ -1529,6 +1692,7 @@ def dispatch(
     summary = shared.summary
     summary.workers = workers
     summary.expired_leases = expired
+    summary.requeued_leases = requeued
     summary.cancelled_skipped = cancelled
     for part in results:
         summary.add(part)

@@ -5,6 +5,7 @@
     sending --retryable error--> queued (later not_before)
     sending --permanent error--> failed
     sending --crash / timeout after the request went--> unknown
+    sending --lease ran out before its batch was handed to the sending thread--> queued
     unknown --provider event or `outbox resolve --sent`--> sent (or further)
     unknown --`outbox resolve --resend`--> queued;  --`--failed`--> failed
 

@@ -22,6 +22,14 @@ import time
 from collections.abc import Callable
 
 
+class SlotTooFarError(Exception):
+    """The slot reserved lies further ahead than the caller would wait (``wait`` seconds)."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"the next slot is {wait:.1f} s away")
+        self.wait = wait
+
+
 class SlotLimiter:
     """What every rate limit here shares: ``rate`` slots a second, ``1/rate`` apart, with a
     tolerance of ``burst`` slots; :meth:`reserve` (the subclass's) hands out the slots and
@@ -50,10 +58,14 @@ class SlotLimiter:
         """Reserve ``n`` slots; return the clock time of the last one."""
         raise NotImplementedError
 
-    def acquire(self, n: int = 1) -> float:
-        """Block until ``n`` slots are ours; return the seconds waited."""
+    def acquire(self, n: int = 1, *, max_wait: float | None = None) -> float:
+        """Block until ``n`` slots are ours; return the seconds waited. With ``max_wait``,
+        slots further off than that raise :class:`SlotTooFarError` at once, unused: they stay
+        reserved, so the limit only goes slower for them, never past its rate."""
         slot = self.reserve(n)
         wait = slot - self._clock()
+        if max_wait is not None and wait > max_wait:
+            raise SlotTooFarError(wait)
         if wait > 0:
             self._sleep(wait)
             return wait
@@ -92,4 +104,4 @@ class TokenBucket(SlotLimiter):
             return max(0.0, self._tat - self._tolerance - self._clock())
 
 
-__all__ = ["SlotLimiter", "TokenBucket"]
+__all__ = ["SlotLimiter", "SlotTooFarError", "TokenBucket"]

@@ -7,6 +7,14 @@ keeps it on (``programs set --no-sms-opt-out-notice``). The subject (SMS: the bo
 prefixed "[TEST] ". It goes through the configured channel (SendGrid / Twilio / the file sink)
 and is not an outbox message of any run: reports never count it. A suppressed address is
 refused, as it would be in a campaign.
+
+It is a real message from the campaign's sender, so it takes a slot of the same rate limit
+the dispatcher paces that channel and sender with (a Twilio long code sends about 1 SMS/s): on
+PostgreSQL the timeline shared through the database with every running dispatcher
+(engine/shared_ratelimit.py), so a test sent while they send waits its turn instead of pushing
+the sender over its rate; on SQLite this process's own bucket. It waits at most ``max_wait``
+seconds: a slot further off means dispatchers hold the sender's rate for longer, and the test
+is refused (:class:`SenderBusyError`) rather than left hanging.
 """
 
 from __future__ import annotations
@@ -21,15 +29,23 @@ from sqlalchemy.orm import Session
 from engine.channels.base import Channel
 from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import Step
-from engine.errors import ConfigError, InputError, NotFoundError
+from engine.dispatch import _rate_key, _rate_limit  # the dispatcher's own limits, not copies
+from engine.errors import ConfigError, EngineError, InputError, NotFoundError
 from engine.outbox import build_outbound
 from engine.participants.suppressions import is_suppressed, normalise_address
 from engine.preview import preview
 from engine.programs import get_program
+from engine.ratelimit import SlotTooFarError
 from engine.settings import Settings
+from engine.shared_ratelimit import SharedTokenBucket
 from engine.templates import CampaignData, Renderer, StepData, sample_context
 
 TEST_PREFIX = "[TEST] "
+MAX_WAIT_SECONDS = 5.0  # for a slot of the sender's rate limit
+
+
+class SenderBusyError(EngineError):
+    """The sender's rate limit has no slot for the test message within the wait allowed."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,7 @@ class TestSend:
     subject: str | None
     body: str | None
     accepted_at: datetime
+    waited: float  # seconds spent waiting for a slot of the sender's rate limit
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -100,6 +117,28 @@ def _opt_out_notice(session: Session, loaded: LoadedDefinition) -> bool:
         return True
 
 
+def _take_slot(
+    session: Session, kind: str, channel: Channel, settings: Settings, *, max_wait: float
+) -> float:
+    """Wait for one slot of the rate limit the dispatcher sends ``kind`` through ``channel``
+    with (same key, same rate; see the module docstring); return the seconds waited."""
+    engine = session.get_bind().engine
+    rate = settings.dispatch_email_rate if kind == "email" else settings.dispatch_sms_rate
+    key = _rate_key(kind, channel, settings)
+    limit = _rate_limit(engine if engine.dialect.name == "postgresql" else None, key, rate)
+    try:
+        return limit.acquire(max_wait=max_wait)
+    except SlotTooFarError as exc:
+        raise SenderBusyError(
+            f"the rate limit of {key} ({rate:g}/s) has no slot within {max_wait:g} s (the next "
+            f"is {exc.wait:.1f} s away: dispatchers are sending through it); the test was not "
+            "sent: try again in a moment"
+        ) from None
+    finally:
+        if isinstance(limit, SharedTokenBucket):
+            limit.close()
+
+
 def send_test(
     session: Session,
     loaded: LoadedDefinition,
@@ -109,9 +148,11 @@ def send_test(
     settings: Settings,
     channels: dict[str, Channel],
     participant: str | None = None,
+    max_wait: float = MAX_WAIT_SECONDS,
 ) -> TestSend:
     """Render step ``step_id`` (for ``participant``, else a sample member) and send it to
-    ``to`` through the channel of the step's kind."""
+    ``to`` through the channel of the step's kind, in a slot of its sender's rate limit
+    (waiting at most ``max_wait`` seconds for one)."""
     definition = loaded.definition
     step = next((s for s in definition.steps if s.id == step_id), None)
     if step is None:
@@ -150,6 +191,7 @@ def send_test(
         campaign=definition.name,
         subject_prefix=TEST_PREFIX,
     )
+    waited = _take_slot(session, step.channel, channel, settings, max_wait=max_wait)
     result = channel.send(message)
     subject = getattr(message, "subject", None)
     body = getattr(message, "body", None) or getattr(message, "text", None)
@@ -167,7 +209,8 @@ def send_test(
         subject=subject,
         body=body,
         accepted_at=result.accepted_at,
+        waited=waited,
     )
 
 
-__all__ = ["TEST_PREFIX", "TestSend", "send_test"]
+__all__ = ["MAX_WAIT_SECONDS", "TEST_PREFIX", "SenderBusyError", "TestSend", "send_test"]

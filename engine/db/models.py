@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Connection,
@@ -157,6 +158,32 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+# An unsubscribe from a group we cannot name (see EmailGroupUnsubscribe).
+NO_GROUP = -1
+
+
+class EmailGroupUnsubscribe(Base):
+    """A SendGrid suppression group an email address left, and when: what lets a
+    ``group_resubscribe`` lift the suppression that group unsubscribes made, and no other
+    (engine/webhooks/sendgrid_groups.py).
+
+    Keyed by the address's hash, as suppressions are, and the group (SendGrid's
+    ``asm_group_id``). ``left_at`` is SendGrid's event time, the latest on replay;
+    ``recorded_at`` is when we recorded that. Group ``NO_GROUP`` (-1) is one we cannot name: an
+    event without ``asm_group_id``, or a group entry written before groups were recorded
+    (migration 0012). No resubscribe names it, so its address stays suppressed. An erasure
+    deletes the address's rows.
+    """
+
+    __tablename__ = "email_group_unsubscribes"
+    __table_args__ = (CheckConstraint(f"group_id >= {NO_GROUP}", name="group_id"),)
+
+    address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    left_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class ActivityEvent(Base):
     """Something a participant did: login, redemption, renewal, activation, payment..."""
 
@@ -290,6 +317,13 @@ class Contact(Base):
         CheckConstraint(_in("channel", CHANNELS), name="channel"),
         CheckConstraint(_in("kind", CONTACT_KINDS), name="kind"),
         Index(None, "participant_id", "occurred_at"),
+        Index(
+            None,
+            "message_id",
+            unique=True,
+            sqlite_where=text("message_id IS NOT NULL"),
+            postgresql_where=text("message_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -298,6 +332,12 @@ class Contact(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("campaign_runs.id", ondelete="SET NULL"))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     kind: Mapped[str] = mapped_column(String(16))
+    # The outbox message this contact is (NULL for calls): one contact per message however
+    # many writers record it (the dispatcher, a provider event, `outbox resolve --sent`),
+    # whose inserts skip a message that has one (engine/contact_ledger.py; 0011).
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox_messages.id", ondelete="SET NULL")
+    )
 
 
 # --------------------------------------------------------------------------- outbox
@@ -325,7 +365,7 @@ class OutboxMessage(Base):
     rendered message exactly as it will be sent (subject/html/text/headers, or the SMS body).
     ``not_before`` is the earliest instant it may go (the step's due time, later when the
     send window or the cap says wait, or a retry's backoff). A dispatcher's claim is a lease:
-    ``claimed_by`` until ``claimed_until``.
+    ``claimed_by`` until ``claimed_until``, of the batch ``claim_id`` (DispatchClaim).
     """
 
     __tablename__ = "outbox_messages"
@@ -380,6 +420,8 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The claim (DispatchClaim) that holds it while ``sending``; stale otherwise.
+    claim_id: Mapped[int | None] = mapped_column(BigInteger)
     provider: Mapped[str | None] = mapped_column(String(16))
     provider_message_id: Mapped[str | None] = mapped_column(String(128))
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -389,6 +431,31 @@ class OutboxMessage(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+DISPATCH_CLAIM_STATES = ("claimed", "handed", "lapsed")
+
+
+class DispatchClaim(Base):
+    """One batch a dispatcher claimed, while any of its messages is ``sending``: whether the
+    batch was handed to the thread that sends (engine/dispatch.py, the hand-off mark).
+
+    ``claimed`` (written with the claim): nothing of it has gone; ``handed`` (committed just
+    before the first request): its messages may have gone, so a lease that runs out makes them
+    ``unknown``; ``lapsed`` (its lease ran out first): its messages went back to the queue and
+    this claim never sends. A hand-off and a lapse each move ``claimed`` on with one
+    conditional UPDATE of this row, so only one of them ever happens. The id is random, and
+    is written into the messages it claims (``outbox_messages.claim_id``, no foreign key: the
+    row is dropped once none of its messages is ``sending``, and a message keeps the id).
+    UNLOGGED on PostgreSQL (migration 0011): a hand-off's commit waits for no WAL flush, and
+    a server crash, which empties the table, makes every lease of a missing claim end
+    ``unknown``, as a handed one does."""
+
+    __tablename__ = "dispatch_claims"
+    __table_args__ = (CheckConstraint(_in("state", DISPATCH_CLAIM_STATES), name="state"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(8))
 
 
 class OutboxTally(Base):

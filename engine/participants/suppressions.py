@@ -14,7 +14,12 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from engine.db.models import SUPPRESSION_CHANNELS, SUPPRESSION_REASONS, Suppression
+from engine.db.models import (
+    SUPPRESSION_CHANNELS,
+    SUPPRESSION_REASONS,
+    EmailGroupUnsubscribe,
+    Suppression,
+)
 from engine.errors import InputError, NotFoundError
 from engine.participants.validation import normalise_email, normalise_phone
 
@@ -74,7 +79,8 @@ def add_suppression(
     at: datetime,
     default_region: str = "US",
 ) -> SuppressionView:
-    """Add (or update the reason of) a suppression. ``erasure`` keeps only the hash."""
+    """Add (or update the reason of) a suppression. ``erasure`` keeps only the hash, and
+    deletes the SendGrid group unsubscribes recorded for the address."""
     _check_channel(channel)
     if reason not in SUPPRESSION_REASONS:
         raise InputError(f"reason {reason!r}: use one of {', '.join(SUPPRESSION_REASONS)}")
@@ -105,6 +111,12 @@ def add_suppression(
         # A stronger or newer reason replaces the old one; an erasure is never weakened.
         entry.reason, entry.source, entry.note = reason, source[:64], note
         entry.address = stored_address
+    if reason == "erasure":
+        # The SendGrid groups the address left (and when) are more than the hash an erasure
+        # keeps: forgotten with it (engine/webhooks/sendgrid_groups.py records no more).
+        session.execute(
+            delete(EmailGroupUnsubscribe).where(EmailGroupUnsubscribe.address_hash == digest)
+        )
     session.flush()
     return _view(entry)
 

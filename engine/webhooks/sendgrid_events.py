@@ -15,8 +15,13 @@ address must match as well).
     dropped            -> failed (and a suppression when SendGrid says why: the address had
                           unsubscribed, bounced or reported spam before)
     open / click       -> opened_at / clicked_at (and at least delivered)
-    unsubscribe,
-    group_unsubscribe  -> email suppression 'opt_out'
+    unsubscribe        -> email suppression 'opt_out'
+    group_unsubscribe  -> the group left, recorded (email_group_unsubscribes), and email
+                          suppression 'opt_out' (an address suppressed another way keeps its
+                          entry as it is)
+    group_resubscribe  -> lifts that suppression when SendGrid's group unsubscribes alone
+                          made it and this event is newer (engine/webhooks/sendgrid_groups.py);
+                          what it did is recorded in the event's detail
     spamreport         -> email suppression 'spam_report'
 
 Suppressions apply to the address even when the message is not ours to find (an old message,
@@ -27,14 +32,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from engine import outbox_status
+from engine.db.models import MessageEvent
 from engine.errors import InputError
 from engine.opt_outs import suppress
 from engine.provider_events import (
@@ -51,6 +58,7 @@ from engine.provider_events import (
     report_status,
     stamp_once,
 )
+from engine.webhooks import sendgrid_groups
 
 PROVIDER = "sendgrid"
 _DETAIL_KEYS = (
@@ -72,6 +80,7 @@ _DROPPED_SUPPRESSIONS = (
     ("bounced address", "bounce"),
     ("spam reporting address", "spam_report"),
 )
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ class BatchSummary:
     unmatched: int = 0  # applied, but no message of ours was found for it
     status_changes: int = 0
     suppressions: int = 0
+    lifted: int = 0  # suppressions a group_resubscribe lifted
 
 
 def _text(raw: Mapping[str, Any], key: str, limit: int = 320) -> str | None:
@@ -224,12 +234,19 @@ def _apply(
             summary.status_changes += 1
             moved.append(new_status)
 
-    def suppress_email(reason: str) -> None:
+    def on_email(change: Callable[[str], _T]) -> _T | None:
+        """``change`` applied to the event's address; None when there is none to change."""
         address = event.email or (message.to_address if message else None)
         if not address:
-            return
+            return None
         try:
-            suppress(
+            return change(address)
+        except InputError:
+            return None  # not an address we could ever have sent to: nothing to change
+
+    def suppress_email(reason: str) -> None:
+        done = on_email(
+            lambda address: suppress(
                 session,
                 address,
                 "email",
@@ -239,11 +256,12 @@ def _apply(
                 note=event.reason,
                 default_region=default_region,
             )
-        except InputError:
-            return  # not an address we could ever have sent to: nothing to suppress
-        summary.suppressions += 1
+        )
+        if done is not None:
+            summary.suppressions += 1
 
     kind = event.event
+    group = sendgrid_groups.group_id(event.detail.get("asm_group_id"))
     if kind == "processed":
         move(outbox_status.SENT)
     elif kind == "delivered":
@@ -266,12 +284,41 @@ def _apply(
             if kind == "click":
                 stamp_once(session, message.id, "clicked_at", event.occurred_at)
         move(outbox_status.DELIVERED)
-    elif kind in ("unsubscribe", "group_unsubscribe"):
+    elif kind == "unsubscribe":
         suppress_email("opt_out")
+    elif kind == "group_unsubscribe":
+        done = on_email(
+            lambda address: sendgrid_groups.unsubscribe(
+                session, address, group, event.occurred_at, at=at, default_region=default_region
+            )
+        )
+        if done is not None:
+            summary.suppressions += 1
+    elif kind == "group_resubscribe":
+        outcome = on_email(
+            lambda address: sendgrid_groups.resubscribe(
+                session, address, group, event.occurred_at, default_region=default_region
+            )
+        )
+        if outcome is not None:
+            _record_outcome(session, event, outcome.audit())
+            if outcome.verdict.outcome == "lifted":
+                summary.lifted += 1
     elif kind == "spamreport":
         suppress_email("spam_report")
-    # deferred, group_resubscribe and anything new: recorded, nothing else.
+    # deferred and anything new: recorded, nothing else.
     return moved[-1] if moved else None
+
+
+def _record_outcome(session: Session, event: SendGridEvent, outcome: dict[str, Any]) -> None:
+    """Write what the event did to the suppression list into its own message_events row (as
+    ``detail.suppression``): a lifted entry leaves no row of its own, so this is its trail."""
+    session.execute(
+        update(MessageEvent)
+        .where(MessageEvent.provider == PROVIDER)
+        .where(MessageEvent.provider_event_id == event_key(event.event_id))
+        .values(detail={**event.detail, "suppression": outcome})
+    )
 
 
 __all__ = ["PROVIDER", "BatchSummary", "SendGridEvent", "apply_events", "parse_event"]

@@ -4,6 +4,7 @@ dispatch / outbox / send-test commands end to end."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,14 +13,18 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
+from sqlalchemy.pool import NullPool
 
 from cli import cli
-from engine.app import App
+from engine.app import App, build_app
 from engine.db.models import OutboxMessage, Program
+from engine.db.session import make_engine
 from engine.dispatch import DispatcherBusyError, dispatch, dispatch_lock
 from engine.errors import InputError, NotFoundError
 from engine.outbox import list_messages, resolve, unknown_messages
 from engine.participants.suppressions import add_suppression
+from engine.settings import Settings
+from engine.shared_ratelimit import SharedTokenBucket
 from engine.testing import (
     FrozenClock,
     RecordingChannel,
@@ -288,3 +293,73 @@ def test_send_test_for_a_participant_and_its_refusals(
         assert code == 1 and message in output, output
         assert "Traceback" not in output
     assert len(sendgrid.requests) == 1 and twilio.requests == []
+
+
+# The sender's rate limit, shared with the dispatchers on PostgreSQL: the fake Twilio's
+# sender, at the default 1 SMS/s.
+SMS_KEY = "sms:twilio:+12025550100"
+
+
+@pytest.fixture
+def pg_app(postgres_url: str, tmp_path: Path, clock: FrozenClock) -> Iterator[App]:
+    application = build_app(
+        Settings(database_url=postgres_url, outbox_dir=tmp_path / "outbox"), clock=clock
+    )
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def dispatcher_limit(postgres_url: str) -> Iterator[SharedTokenBucket]:
+    """What a running dispatcher paces this sender's SMS with (on a connection of its own)."""
+    engine = make_engine(postgres_url, poolclass=NullPool)
+    limit = SharedTokenBucket(engine, SMS_KEY, 1.0)
+    yield limit
+    limit.close()
+    engine.dispose()
+
+
+def _send_test_sms(
+    app: App, providers: tuple[FakeSendGrid, FakeTwilio], *extra: str
+) -> tuple[int, str]:
+    """`campaign send-test` of an SMS step, from the fake Twilio's sender at 1 SMS/s."""
+    env = {**_provider_env(*providers), "CAMPAIGN_DISPATCH_SMS_RATE": "1"}
+    return cli_run(
+        app, "send-test", "winback-inactive", "sms-1", "--to", "+12025550199", *extra, env=env
+    )
+
+
+@pytest.mark.postgres
+def test_send_test_waits_for_its_slot_behind_a_running_dispatcher(
+    pg_app: App,
+    providers: tuple[FakeSendGrid, FakeTwilio],
+    dispatcher_limit: SharedTokenBucket,
+) -> None:
+    twilio = providers[1]
+    # The dispatcher has the sender's next three seconds: its SMS now, in 1 s and in 2 s.
+    last = dispatcher_limit.reserve(3)
+    code, output = _send_test_sms(pg_app, providers, "--json")
+    assert code == 0, output
+    [sms] = twilio.requests
+    # Not before the slot after the dispatcher's (the timeline maps onto this clock to
+    # within half a round trip to the database).
+    assert sms.received_at >= last + 1.0 - 0.05, sms.received_at - last
+    assert json.loads(output)["waited"] > 0.5
+
+
+@pytest.mark.postgres
+def test_send_test_gives_up_on_a_slot_too_far_ahead(
+    pg_app: App,
+    providers: tuple[FakeSendGrid, FakeTwilio],
+    dispatcher_limit: SharedTokenBucket,
+) -> None:
+    twilio = providers[1]
+    dispatcher_limit.reserve(30)  # the dispatcher holds the next 30 s of the sender's rate
+    for max_wait, shown in (((), "5"), (("--max-wait", "0.5"), "0.5")):
+        started = time.monotonic()
+        code, output = _send_test_sms(pg_app, providers, *max_wait)
+        assert time.monotonic() - started < 5  # refused at once, not after waiting
+        assert code == 1, output
+        assert f"the rate limit of {SMS_KEY} (1/s) has no slot within {shown} s" in output
+        assert "Traceback" not in output
+    assert twilio.requests == []

@@ -1,8 +1,18 @@
-"""Crashes and concurrency against the real fake SendGrid server.
+"""Crashes, slow dispatchers and concurrency, mostly against the real fake SendGrid server.
 
 - kill -9 of a dispatcher subprocess at random points while it sends: no recipient ever gets
   two requests, and every message that did not go is queued or unknown (none lost, none
   resent blindly);
+- kill -9 while a batch is in flight and the next one is claimed ahead: the one in flight is
+  unknown, the one claimed ahead goes back to the queue and is sent once by the next
+  dispatcher;
+- a dispatcher that outlives its lease (a request that hangs for longer than
+  CAMPAIGN_DISPATCH_LEASE) while housekeeping settles its claims: the batch it claimed ahead,
+  not handed off yet, goes back to the queue and its own hand-off of it is then refused, so
+  each message still goes once; the batch in flight is unknown, settled as sent by a provider
+  event or `outbox resolve --sent` (its contact written then), and when the slow dispatcher
+  records it sent afterwards it still has one contact;
+- a batch whose hand-off cannot be written (the database fails) is not sent;
 - two dispatchers at once on PostgreSQL: every message is sent exactly once.
 """
 
@@ -16,19 +26,26 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
+from engine import dispatch as dispatch_module
 from engine.app import App, build_app
+from engine.channels.base import Outbound, SendResult
 from engine.channels.sendgrid import SendGridChannel
 from engine.clock import FrozenClock
-from engine.db.models import OutboxMessage
-from engine.dispatch import dispatch
+from engine.db.models import Contact, OutboxMessage
+from engine.dispatch import DispatchSummary, dispatch
+from engine.outbox import resolve
+from engine.provider_events import find_by_uid, report_status
 from engine.settings import Settings
 from engine.testing import (
+    RecordingChannel,
     make_consent,
     make_outbox_message,
     make_participant,
@@ -38,6 +55,7 @@ from engine.testing import (
 from engine.testing_providers import Canned, FakeSendGrid
 
 ROOT = Path(__file__).resolve().parents[2]
+WAIT_SECONDS = 60.0  # only a broken dispatcher ever waits this long
 
 VICTIM = """
 import os, sys
@@ -80,6 +98,31 @@ def _statuses(app: App) -> dict[str, str]:
         return dict(session.execute(select(OutboxMessage.uid, OutboxMessage.status)).all())
 
 
+def _claims(app: App) -> list[set[str]]:
+    """The uids of the messages in ``sending``, one set per claim."""
+    claims: dict[int | None, set[str]] = {}
+    with app.sessions() as session:
+        for uid, claim in session.execute(
+            select(OutboxMessage.uid, OutboxMessage.claim_id).where(
+                OutboxMessage.status == "sending"
+            )
+        ):
+            claims.setdefault(claim, set()).add(uid)
+    return list(claims.values())
+
+
+def _survivor(app: App, server: FakeSendGrid) -> DispatchSummary:
+    """A dispatcher a day later: the dead ones' leases have run out."""
+    later = FrozenClock(datetime.now(UTC) + timedelta(days=1))
+    survivor = build_app(app.settings, clock=later)
+    channel = SendGridChannel("SG.test-key", host=server.url)
+    try:
+        return dispatch(survivor, {"email": channel}, worker="survivor")
+    finally:
+        channel.close()
+        survivor.close()
+
+
 def test_kill_9_while_sending_never_sends_twice_and_loses_nothing(app: App, tmp_path: Path) -> None:
     uids = set(_queue(app, 150))
     script = tmp_path / "victim.py"
@@ -113,15 +156,7 @@ def test_kill_9_while_sending_never_sends_twice_and_loses_nothing(app: App, tmp_
                     assert status in ("queued", "sending")  # claimed by the dead one at most
         assert set(received) <= uids
 
-        # A dispatcher a day later: the dead ones' leases have run out.
-        later = FrozenClock(datetime.now(UTC) + timedelta(days=1))
-        survivor = build_app(app.settings, clock=later)
-        channel = SendGridChannel("SG.test-key", host=server.url)
-        try:
-            summary = dispatch(survivor, {"email": channel}, worker="survivor")
-        finally:
-            channel.close()
-            survivor.close()
+        summary = _survivor(app, server)
         received = _received(server)
         statuses = _statuses(app)
 
@@ -138,6 +173,45 @@ def test_kill_9_while_sending_never_sends_twice_and_loses_nothing(app: App, tmp_
             # never sent again without someone saying so.
             assert received[uid] <= 1
     assert all(uid in received for uid, s in statuses.items() if s == "sent")
+
+
+def test_kill_9_requeues_the_batch_claimed_ahead_and_sends_it_once(
+    app: App, tmp_path: Path
+) -> None:
+    uids = set(_queue(app, 60))  # claims of 25: the batch in flight, the one ahead, 10 more
+    script = tmp_path / "victim.py"
+    script.write_text(VICTIM)
+    with FakeSendGrid() as server:
+        # The batch's first request gets no answer: it is in flight until the kill.
+        server.script("/v3/mail/send", Canned.slow(60))
+        victim = subprocess.Popen(
+            [sys.executable, str(script), app.settings.database_url, server.url],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        deadline = time.monotonic() + 30
+        while not (server.requests and len(claims := _claims(app)) == 2):
+            assert victim.poll() is None and time.monotonic() < deadline, "never claimed ahead"
+            time.sleep(0.005)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+
+        [in_flight] = [batch for batch in claims if set(_received(server)) <= batch]
+        [ahead] = [batch for batch in claims if batch is not in_flight]
+        assert len(in_flight) == len(ahead) == 25
+        assert _received(server) == Counter({next(iter(_received(server))): 1})
+
+        summary = _survivor(app, server)
+        received = _received(server)
+    statuses = _statuses(app)
+
+    assert summary.expired_leases == 25 and summary.requeued_leases == 25
+    assert {uid for uid, status in statuses.items() if status == "unknown"} == in_flight
+    assert {uid for uid, status in statuses.items() if status == "sent"} == uids - in_flight
+    # The batch claimed ahead went once, by the survivor; of the one in flight only the
+    # request that was under way reached the server, and nothing of it is sent again.
+    assert all(received[uid] == 1 for uid in uids - in_flight)
+    assert sum(received[uid] for uid in in_flight) == 1 and max(received.values()) == 1
 
 
 @pytest.mark.postgres
@@ -226,3 +300,149 @@ def test_sigterm_finishes_the_message_in_flight_and_releases_the_rest(
     sent = {uid for uid, status in statuses.items() if status == "sent"}
     assert sent == set(received) and max(received.values()) == 1
     assert summary["sent"] == len(sent) < len(uids)
+
+
+# --------------------------------------------------------------------------- outliving a lease
+
+
+class HangingChannel(RecordingChannel):
+    """A RecordingChannel whose first request (of message ``hanging``) hangs until ``go_on``
+    is set: a request that takes longer than the lease."""
+
+    def __init__(self, clock: FrozenClock) -> None:
+        super().__init__("email", clock=clock)
+        self.hanging: str | None = None
+        self.in_flight = threading.Event()
+        self.go_on = threading.Event()
+
+    def send(self, message: Outbound) -> SendResult:
+        if not self.in_flight.is_set():
+            self.hanging = message.message_id
+            self.in_flight.set()
+            assert self.go_on.wait(WAIT_SECONDS), "the test never let the request finish"
+        return super().send(message)
+
+
+class SlowDispatcher:
+    """``dispatch()`` in a thread, its first request hanging (see HangingChannel)."""
+
+    def __init__(self, app: App, clock: FrozenClock) -> None:
+        self.channel = HangingChannel(clock)
+        self.summary: DispatchSummary | None = None
+        self.thread = threading.Thread(target=self._run, args=(app,), daemon=True)
+
+    def _run(self, app: App) -> None:
+        self.summary = dispatch(app, {"email": self.channel}, worker="slow")
+
+    def __enter__(self) -> SlowDispatcher:
+        self.thread.start()
+        assert self.channel.in_flight.wait(WAIT_SECONDS), "nothing was ever sent"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.channel.go_on.set()
+        self.thread.join(WAIT_SECONDS)
+        assert not self.thread.is_alive(), "the slow dispatcher never finished"
+
+
+@pytest.fixture
+def slow_app(database_url: str, tmp_path: Path, clock: FrozenClock) -> Iterator[App]:
+    settings = Settings(
+        database_url=database_url, outbox_dir=tmp_path / "outbox", dispatch_batch_size=3
+    )
+    application = build_app(settings, clock=clock)
+    yield application
+    application.close()
+
+
+def _housekeeping(app: App) -> tuple[int, int, int]:
+    """What another dispatcher does first, (unknown, queued again, skipped): called directly,
+    as SQLite allows one dispatcher at a time."""
+    shared = dispatch_module._Shared(
+        app, {}, deadline=None, max_messages=None, stop=None, progress=None, follow=False
+    )
+    try:
+        return dispatch_module._housekeeping(shared)
+    finally:
+        shared.close()
+
+
+def test_a_claim_that_lapsed_before_its_hand_off_is_never_sent_by_its_dispatcher(
+    slow_app: App, clock: FrozenClock
+) -> None:
+    uids = set(_queue(slow_app, 6))  # two claims of 3
+    with SlowDispatcher(slow_app, clock) as slow:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while len(claims := _claims(slow_app)) < 2:
+            assert time.monotonic() < deadline, "the next batch was never claimed ahead"
+            time.sleep(0.005)
+        [in_flight] = [batch for batch in claims if slow.channel.hanging in batch]
+        [ahead] = [batch for batch in claims if slow.channel.hanging not in batch]
+
+        clock.advance(slow_app.settings.dispatch_lease * 2)
+        assert _housekeeping(slow_app) == (3, 3, 0)
+        statuses = _statuses(slow_app)
+        assert {statuses[uid] for uid in in_flight} == {"unknown"}
+        assert {statuses[uid] for uid in ahead} == {"queued"}
+    # Its hanging request answered, the slow dispatcher finished its batch; its hand-off of
+    # the batch claimed ahead was refused, so those went under a claim of its own made since.
+    assert slow.summary is not None and slow.summary.sent == 6
+    sent = Counter(message.message_id for message in slow.channel.attempts)
+    assert set(sent) == uids and set(sent.values()) == {1}, "a message was sent twice"
+    assert set(_statuses(slow_app).values()) == {"sent"}
+
+
+def _settle_by_provider_event(app: App, uid: str) -> None:
+    with app.sessions() as session, session.begin():
+        ref = find_by_uid(session, uid)
+        assert ref is not None
+        at = app.clock.now()
+        assert report_status(session, ref, "sent", at=at, occurred_at=at) == "sent"
+
+
+def _settle_by_hand(app: App, uid: str) -> None:
+    with app.sessions() as session, session.begin():
+        resolve(session, uid, "sent", at=app.clock.now(), note="the provider has it")
+
+
+@pytest.mark.parametrize("settle", [_settle_by_provider_event, _settle_by_hand])
+def test_a_message_settled_while_its_dispatcher_outlived_the_lease_has_one_contact(
+    slow_app: App, clock: FrozenClock, settle: Callable[[App, str], None]
+) -> None:
+    [uid] = _queue(slow_app, 1)
+    with SlowDispatcher(slow_app, clock):
+        with slow_app.sessions() as session:
+            message_id, lease_end = session.execute(
+                select(OutboxMessage.id, OutboxMessage.claimed_until).where(
+                    OutboxMessage.uid == uid
+                )
+            ).one()
+        clock.advance(slow_app.settings.dispatch_lease * 2)
+        assert _housekeeping(slow_app) == (1, 0, 0)
+        settle(slow_app, uid)
+    # The slow dispatcher has recorded it sent since.
+    assert _statuses(slow_app) == {uid: "sent"}
+    with slow_app.sessions() as session:
+        contacts = session.execute(
+            select(Contact.message_id, Contact.occurred_at, Contact.kind)
+        ).all()
+    # Once, at the instant the caps counted it at while it was unknown.
+    assert contacts == [(message_id, lease_end, "message")]
+
+
+def test_a_batch_whose_hand_off_cannot_be_written_is_not_sent(
+    app: App, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uids = _queue(app, 3)
+
+    def database_down(shared: object, claim: int) -> bool:
+        raise OperationalError("UPDATE dispatch_claims ...", {}, Exception("server closed"))
+
+    monkeypatch.setattr(dispatch_module, "_hand_off", database_down)
+    channel = RecordingChannel("email", clock=clock)
+
+    with pytest.raises(OperationalError):
+        dispatch(app, {"email": channel}, worker="w")
+
+    assert channel.attempts == []
+    assert _statuses(app) == {uid: "queued" for uid in uids}

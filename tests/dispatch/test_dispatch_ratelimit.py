@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.ratelimit import TokenBucket
+from engine.ratelimit import SlotTooFarError, TokenBucket
 
 
 class FakeTime:
@@ -61,6 +61,18 @@ def test_a_batch_waits_for_all_its_slots() -> None:
     assert time.now - start == pytest.approx(0.49)
     bucket.acquire(1)
     assert time.now - start == pytest.approx(0.50)
+
+
+def test_a_slot_further_off_than_the_caller_waits_is_refused_at_once() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(1, clock=time.clock, sleep=time.sleep)
+    start = time.now
+    assert bucket.acquire(max_wait=0.5) == 0.0
+    with pytest.raises(SlotTooFarError) as refused:
+        bucket.acquire(max_wait=0.5)
+    assert refused.value.wait == pytest.approx(1.0) and time.now == start  # nothing slept
+    # The refused slot stays reserved: the limit only goes slower for it.
+    assert bucket.acquire(max_wait=2.0) == pytest.approx(2.0)
 
 
 @settings(max_examples=100, deadline=None)
