@@ -27,6 +27,9 @@ One pass of a worker, per channel in turn:
    SQLite: one dispatcher at a time, so its own token bucket, shared by its workers, is the
    whole limit (engine/ratelimit.py). Dynamic-template emails go in batches of up to 1,000
    personalizations (``SendGridChannel.send_batch``), each taking one slot per message.
+   A provider that takes its time to answer gets up to ``dispatch_max_in_flight`` requests
+   at once from each worker (engine/in_flight.py), so that its latency does not set the send
+   rate; each outcome is settled on the sending thread as it comes back.
 4. **Record** the outcomes in bulk (one executemany per batch): ``sent`` with provider, provider
    message id and ``sent_at`` plus a ``contacts`` row (the frequency cap's ledger); retryable
    errors back to ``queued`` with exponential backoff and jitter (Retry-After honoured) up to
@@ -135,6 +138,7 @@ from engine.db.session import make_engine
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition
 from engine.errors import EngineError, InputError
+from engine.in_flight import Done, InFlight
 from engine.outbox import build_outbound
 from engine.participants.suppressions import add_suppression, email_hash, hash_normalised
 from engine.policy import (
@@ -194,6 +198,7 @@ class DispatchSummary:
     expired_leases: int = 0
     requeued_leases: int = 0
     cancelled_skipped: int = 0
+    peak_in_flight: int = 0  # the most requests one worker had waiting for the provider
     paused_runs: list[int] = field(default_factory=list)
     stopped_by: str = "drained"
     seconds: float = 0.0
@@ -214,6 +219,7 @@ class DispatchSummary:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for reason, count in other.skipped.items():
             self.skipped[reason] = self.skipped.get(reason, 0) + count
+        self.peak_in_flight = max(self.peak_in_flight, other.peak_in_flight)
 
 
 # --------------------------------------------------------------------------- SQLite lock
@@ -1143,11 +1149,12 @@ def _counts_as_failure(error: ChannelError) -> bool:
 class _Batch:
     """Sends one claimed batch of one channel and turns every row into an outcome."""
 
-    def __init__(self, shared: _Shared, worker: str, channel: str) -> None:
+    def __init__(self, shared: _Shared, worker: str, channel: str, sender: InFlight[_Row]) -> None:
         self.shared = shared
         self.worker = worker
         self.channel_kind = channel
         self.channel = shared.channels[channel]
+        self.sender = sender
         self.bucket = shared.buckets[channel]
         self.outcomes: list[_Outcome] = []
         self.stopped: str | None = None
@@ -1178,24 +1185,35 @@ class _Batch:
             else:
                 singles.append((row, message))
         addresses = dict((row.id, address) for row, address in ready)
-        for row, message in singles:
-            if not self._may_send(row):
-                continue
-            self.bucket.acquire()
-            if self._stopping():
-                self._release(row)
-                continue
-            try:
-                result = self.channel.send(message)
-            except ChannelError as exc:
-                self._failed(row, addresses[row.id], exc)
-            except Exception as exc:  # a bug or an unclassified transport error: may have gone
-                log.exception("message %s: unexpected error while sending", row.uid)
-                self._outcome(_Outcome(row, st.UNKNOWN, "unexpected_error", error=repr(exc)))
-            else:
-                self._sent(row, result, addresses[row.id])
+        sender = self.sender
+        try:
+            for row, message in singles:
+                # Room first (settling what came back: a 429 holds the rest back), then the
+                # rate's slot, so that the request starts as the slot comes.
+                self._settle(sender.room(), addresses)
+                if not self._may_send(row):
+                    continue
+                self.bucket.acquire()
+                if self._stopping():
+                    self._release(row)
+                    continue
+                sender.start(row, self.channel.send, message)
+        finally:
+            # Even when the loop broke off: what went out is recorded.
+            self._settle(sender.drain(), addresses)
         if templated:
             self._send_templated(templated, addresses)
+
+    def _settle(self, done: Iterator[Done[_Row]], addresses: Mapping[int, str]) -> None:
+        """The outcomes of sends that came back (see engine/in_flight.py)."""
+        for row, result, error in done:
+            if error is None:
+                self._sent(row, result, addresses[row.id])
+            elif isinstance(error, ChannelError):
+                self._failed(row, addresses[row.id], error)
+            else:  # a bug or an unclassified transport error: it may have gone
+                log.error("message %s: unexpected error while sending", row.uid, exc_info=error)
+                self._outcome(_Outcome(row, st.UNKNOWN, "unexpected_error", error=repr(error)))
 
     def _send_templated(
         self, templated: list[tuple[_Row, OutboundEmail]], addresses: Mapping[int, str]
@@ -1451,6 +1469,10 @@ class _Pipeline:
         self.kinds = [kind for kind in CHANNEL_ORDER if kind in shared.channels]
         self.claimer = ThreadPoolExecutor(1, thread_name_prefix=f"dispatch-claim-{index}")
         self.writer = ThreadPoolExecutor(1, thread_name_prefix=f"dispatch-write-{index}")
+        # Kept across batches: how fast the provider answers carries over.
+        self.sender: InFlight[_Row] = InFlight(
+            shared.settings.dispatch_max_in_flight, name=f"dispatch-send-{index}"
+        )
         self.claiming: Future[_Claimed | None] | None = None
         self.writing: Future[int] | None = None
 
@@ -1524,7 +1546,7 @@ class _Pipeline:
     def _send(self, claimed: _Claimed, next_kind: str) -> None:
         """Gate (now), hand off and send one claimed batch, then hand its outcomes to the
         writer. The next claim, of ``next_kind``, runs while it is sent."""
-        batch = _Batch(self.shared, self.worker, claimed.kind)
+        batch = _Batch(self.shared, self.worker, claimed.kind, self.sender)
         assert claimed.facts is not None
         try:
             # Claimed ahead: a run paused or cancelled meanwhile keeps its messages queued.
@@ -1615,6 +1637,8 @@ class _Pipeline:
                 errors.append(exc)
         self.claimer.shutdown(wait=True)
         self.writer.shutdown(wait=True)
+        self.sender.close()
+        self.summary.peak_in_flight = self.sender.peak
         if errors:
             if strict:
                 raise errors[0]

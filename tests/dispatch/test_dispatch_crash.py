@@ -64,7 +64,10 @@ from engine.channels.sendgrid import SendGridChannel
 from engine.dispatch import dispatch
 from engine.settings import Settings
 
-settings = Settings(database_url=sys.argv[1], dispatch_email_rate=10000, dispatch_batch_size=25)
+in_flight = {"dispatch_max_in_flight": int(sys.argv[3])} if len(sys.argv) > 3 else {}
+settings = Settings(
+    database_url=sys.argv[1], dispatch_email_rate=10000, dispatch_batch_size=25, **in_flight
+)
 app = build_app(settings)
 channel = SendGridChannel("SG.test-key", host=sys.argv[2])
 dispatch(app, {"email": channel}, worker=f"victim-{os.getpid()}")
@@ -123,18 +126,33 @@ def _survivor(app: App, server: FakeSendGrid) -> DispatchSummary:
         survivor.close()
 
 
-def test_kill_9_while_sending_never_sends_twice_and_loses_nothing(app: App, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("in_flight", "answer_delay"),
+    # One request at a time, and up to 16 at once (engine/in_flight.py): slower answers
+    # there, so that the kills still land while a batch is being sent.
+    [(1, 0.01), (16, 0.08)],
+    ids=["one-at-a-time", "16-in-flight"],
+)
+def test_kill_9_while_sending_never_sends_twice_and_loses_nothing(
+    app: App, tmp_path: Path, in_flight: int, answer_delay: float
+) -> None:
     uids = set(_queue(app, 150))
     script = tmp_path / "victim.py"
     script.write_text(VICTIM)
     rng = random.Random(os.getpid())
     with FakeSendGrid() as server:
         # Slow answers widen the window in which the kill lands mid-request.
-        server.script("/v3/mail/send", *(Canned(delay=0.01) for _ in range(400)))
+        server.script("/v3/mail/send", *(Canned(delay=answer_delay) for _ in range(400)))
         for _ in range(3):
             before = len(server.requests)
             victim = subprocess.Popen(
-                [sys.executable, str(script), app.settings.database_url, server.url],
+                [
+                    sys.executable,
+                    str(script),
+                    app.settings.database_url,
+                    server.url,
+                    str(in_flight),
+                ],
                 cwd=ROOT,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
