@@ -84,7 +84,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import (
@@ -103,7 +102,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.pool import NullPool
 
@@ -151,8 +150,8 @@ from engine.policy import (
     decide,
 )
 from engine.policy.decide import Decision
-from engine.ratelimit import SlotLimiter, TokenBucket
-from engine.settings import Settings
+from engine.ratelimit import SlotLimiter
+from engine.sender_limits import sender_limit
 from engine.shared_ratelimit import SharedTokenBucket
 
 log = logging.getLogger(__name__)
@@ -359,13 +358,8 @@ class _Shared:
             None if self.sqlite else make_engine(self.settings.database_url, poolclass=NullPool)
         )
         self.buckets: dict[str, SlotLimiter] = {
-            kind: _rate_limit(
-                self.limits_engine, _rate_key(kind, channels.get(kind), app.settings), rate
-            )
-            for kind, rate in (
-                ("email", self.settings.dispatch_email_rate),
-                ("sms", self.settings.dispatch_sms_rate),
-            )
+            kind: sender_limit(self.limits_engine, kind, channels.get(kind), app.settings)
+            for kind in ("email", "sms")
         }
         self.global_cap = FrequencyCap(
             self.settings.frequency_cap_max, self.settings.frequency_cap_per
@@ -428,38 +422,6 @@ def _writing(shared: _Shared) -> Iterator[None]:
         return
     with shared.write_lock:
         yield
-
-
-def _burst(rate: float) -> float:
-    """At 10+/s a half-slot tolerance lets the sender catch up a slot it reached late (a sleep
-    that overslept on a busy machine) instead of losing that time for good (the shared limit:
-    use a slot up to half a slot late), while any 1-second window still holds at most
-    rate + 1 messages. Slower rates: strictly evenly spaced."""
-    return 1.5 if rate >= 10 else 1.0
-
-
-def _rate_key(kind: str, channel: Channel | None, settings: Settings) -> str:
-    """The limit a channel's sends count against: a provider limits each sender, so the
-    channel and its sender: the From address of every email, Twilio's messaging service (it
-    sends through it when set) else its from number. The file sink has no sender."""
-    name = channel.name if channel is not None else "none"
-    sender: str | None
-    if kind == "email":
-        sender = (parseaddr(settings.email_from)[1] or settings.email_from).lower()
-    else:
-        sender = getattr(channel, "messaging_service_sid", None) or getattr(
-            channel, "from_number", None
-        )
-    return f"{kind}:{name}:{sender}" if sender and name != "sink" else f"{kind}:{name}"
-
-
-def _rate_limit(engine: Engine | None, key: str, rate: float) -> SlotLimiter:
-    """SQLite (no ``engine``): one dispatcher at a time, so this process's token bucket,
-    shared by its workers, is the whole limit. PostgreSQL: the limit ``key`` shared through
-    the database with every other dispatcher."""
-    if engine is None:
-        return TokenBucket(rate, burst=_burst(rate))
-    return SharedTokenBucket(engine, key, rate, burst=_burst(rate))
 
 
 def _now(shared: _Shared) -> datetime:

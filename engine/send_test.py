@@ -29,13 +29,13 @@ from sqlalchemy.orm import Session
 from engine.channels.base import Channel
 from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import Step
-from engine.dispatch import _rate_key, _rate_limit  # the dispatcher's own limits, not copies
 from engine.errors import ConfigError, EngineError, InputError, NotFoundError
 from engine.outbox import build_outbound
 from engine.participants.suppressions import is_suppressed, normalise_address
 from engine.preview import preview
 from engine.programs import get_program
 from engine.ratelimit import SlotTooFarError
+from engine.sender_limits import configured_rate, rate_key, sender_limit
 from engine.settings import Settings
 from engine.shared_ratelimit import SharedTokenBucket
 from engine.templates import CampaignData, Renderer, StepData, sample_context
@@ -123,9 +123,10 @@ def _take_slot(
     """Wait for one slot of the rate limit the dispatcher sends ``kind`` through ``channel``
     with (same key, same rate; see the module docstring); return the seconds waited."""
     engine = session.get_bind().engine
-    rate = settings.dispatch_email_rate if kind == "email" else settings.dispatch_sms_rate
-    key = _rate_key(kind, channel, settings)
-    limit = _rate_limit(engine if engine.dialect.name == "postgresql" else None, key, rate)
+    rate, key = configured_rate(kind, settings), rate_key(kind, channel, settings)
+    limit = sender_limit(
+        engine if engine.dialect.name == "postgresql" else None, kind, channel, settings
+    )
     try:
         return limit.acquire(max_wait=max_wait)
     except SlotTooFarError as exc:

@@ -63,7 +63,7 @@ class RedirectingHttpClient(TwilioHttpClient):
         *,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
-        pool_size: int = 16,
+        pool_size: int = 256,
     ) -> None:
         super().__init__(pool_connections=True, timeout=read_timeout)
         parts = urlsplit(base_url)
@@ -73,6 +73,9 @@ class RedirectingHttpClient(TwilioHttpClient):
         self._redirect = self.base_url != TWILIO_ORIGIN
         # requests takes (connect, read); the parent only checks a float, so set it after.
         self.timeout = (connect_timeout, read_timeout)
+        # Connections are opened on demand; this only caps how many are kept for reuse. Every
+        # request in flight holds one (engine/in_flight.py: up to dispatch_max_in_flight per
+        # worker), and one returned to a full pool would be closed, not kept alive.
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from dispatch_helpers import queue_emails
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
@@ -46,11 +47,6 @@ from engine.provider_events import find_by_uid, report_status
 from engine.settings import Settings
 from engine.testing import (
     RecordingChannel,
-    make_consent,
-    make_outbox_message,
-    make_participant,
-    make_program,
-    make_run,
 )
 from engine.testing_providers import Canned, FakeSendGrid
 
@@ -72,19 +68,6 @@ app = build_app(settings)
 channel = SendGridChannel("SG.test-key", host=sys.argv[2])
 dispatch(app, {"email": channel}, worker=f"victim-{os.getpid()}")
 """
-
-
-def _queue(app: App, n: int) -> list[str]:
-    now = app.clock.now()
-    with app.sessions() as session, session.begin():
-        program = make_program(session, at=now)
-        run = make_run(session, program, at=now)
-        uids = []
-        for _ in range(n):
-            member = make_participant(session, program, at=now)
-            make_consent(session, member, channel="email", status="opted_in", at=now)
-            uids.append(make_outbox_message(session, run, member, at=now).uid)
-    return uids
 
 
 def _received(server: FakeSendGrid) -> Counter[str]:
@@ -136,7 +119,7 @@ def _survivor(app: App, server: FakeSendGrid) -> DispatchSummary:
 def test_kill_9_while_sending_never_sends_twice_and_loses_nothing(
     app: App, tmp_path: Path, in_flight: int, answer_delay: float
 ) -> None:
-    uids = set(_queue(app, 150))
+    uids = set(queue_emails(app, 150))
     script = tmp_path / "victim.py"
     script.write_text(VICTIM)
     rng = random.Random(os.getpid())
@@ -196,7 +179,7 @@ def test_kill_9_while_sending_never_sends_twice_and_loses_nothing(
 def test_kill_9_requeues_the_batch_claimed_ahead_and_sends_it_once(
     app: App, tmp_path: Path
 ) -> None:
-    uids = set(_queue(app, 60))  # claims of 25: the batch in flight, the one ahead, 10 more
+    uids = set(queue_emails(app, 60))  # claims of 25: the batch in flight, the one ahead, 10 more
     script = tmp_path / "victim.py"
     script.write_text(VICTIM)
     with FakeSendGrid() as server:
@@ -245,7 +228,7 @@ def test_two_dispatchers_on_postgresql_send_each_message_once(
     )
     clock = FrozenClock(datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
     apps = [build_app(settings, clock=clock) for _ in range(2)]
-    uids = _queue(apps[0], 400)
+    uids = queue_emails(apps[0], 400)
     results: list[int] = []
     with FakeSendGrid(validate=False) as server:
 
@@ -278,7 +261,7 @@ def test_sigterm_finishes_the_message_in_flight_and_releases_the_rest(
 ) -> None:
     import json
 
-    uids = set(_queue(app, 60))
+    uids = set(queue_emails(app, 60))
     with FakeSendGrid() as server:
         server.script("/v3/mail/send", *(Canned(delay=0.05) for _ in range(100)))
         env = {
@@ -388,7 +371,7 @@ def _housekeeping(app: App) -> tuple[int, int, int]:
 def test_a_claim_that_lapsed_before_its_hand_off_is_never_sent_by_its_dispatcher(
     slow_app: App, clock: FrozenClock
 ) -> None:
-    uids = set(_queue(slow_app, 6))  # two claims of 3
+    uids = set(queue_emails(slow_app, 6))  # two claims of 3
     with SlowDispatcher(slow_app, clock) as slow:
         deadline = time.monotonic() + WAIT_SECONDS
         while len(claims := _claims(slow_app)) < 2:
@@ -427,7 +410,7 @@ def _settle_by_hand(app: App, uid: str) -> None:
 def test_a_message_settled_while_its_dispatcher_outlived_the_lease_has_one_contact(
     slow_app: App, clock: FrozenClock, settle: Callable[[App, str], None]
 ) -> None:
-    [uid] = _queue(slow_app, 1)
+    [uid] = queue_emails(slow_app, 1)
     with SlowDispatcher(slow_app, clock):
         with slow_app.sessions() as session:
             message_id, lease_end = session.execute(
@@ -451,7 +434,7 @@ def test_a_message_settled_while_its_dispatcher_outlived_the_lease_has_one_conta
 def test_a_batch_whose_hand_off_cannot_be_written_is_not_sent(
     app: App, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uids = _queue(app, 3)
+    uids = queue_emails(app, 3)
 
     def database_down(shared: object, claim: int) -> bool:
         raise OperationalError("UPDATE dispatch_claims ...", {}, Exception("server closed"))

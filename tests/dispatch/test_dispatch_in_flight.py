@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dispatch_helpers import queue_emails
 from sqlalchemy import select
 
 from engine import outbox_status as st
@@ -22,11 +23,6 @@ from engine.in_flight import FAST_ANSWER
 from engine.settings import Settings
 from engine.testing import (
     FrozenClock,
-    make_consent,
-    make_outbox_message,
-    make_participant,
-    make_program,
-    make_run,
 )
 from engine.testing_providers import Canned, FakeSendGrid, RecordedRequest
 
@@ -57,19 +53,6 @@ def channel(sendgrid: FakeSendGrid, clock: FrozenClock) -> Iterator[SendGridChan
     built.close()
 
 
-def _queue(app: App, n: int) -> list[str]:
-    now = app.clock.now()
-    with app.sessions() as session, session.begin():
-        program = make_program(session, at=now)
-        run = make_run(session, program, at=now)
-        uids = []
-        for _ in range(n):
-            member = make_participant(session, program, at=now, timezone="America/Chicago")
-            make_consent(session, member, channel="email", status="opted_in", at=now)
-            uids.append(make_outbox_message(session, run, member, at=now, channel="email").uid)
-        return uids
-
-
 def _uid(request: RecordedRequest) -> str:
     return str(request.json["personalizations"][0]["custom_args"]["message_id"])
 
@@ -94,7 +77,7 @@ def _overlapping(requests: list[RecordedRequest]) -> int:
 def test_a_slow_provider_gets_several_requests_at_once_each_message_once(
     app: App, channel: SendGridChannel, sendgrid: FakeSendGrid
 ) -> None:
-    uids = _queue(app, 16)
+    uids = queue_emails(app, 16)
     sendgrid.script("/v3/mail/send", *(Canned.slow(DELAY) for _ in uids))
 
     summary = dispatch(app, {"email": channel}, worker="w")
@@ -116,7 +99,7 @@ def test_a_slow_provider_gets_several_requests_at_once_each_message_once(
 def test_a_fast_provider_gets_one_request_at_a_time_on_one_connection(
     app: App, channel: SendGridChannel, sendgrid: FakeSendGrid
 ) -> None:
-    _queue(app, 12)
+    queue_emails(app, 12)
 
     summary = dispatch(app, {"email": channel}, worker="w")
 
@@ -128,7 +111,7 @@ def test_a_fast_provider_gets_one_request_at_a_time_on_one_connection(
 def test_a_429_among_requests_in_flight_holds_back_the_rest_of_the_batch(
     app: App, channel: SendGridChannel, sendgrid: FakeSendGrid, clock: FrozenClock
 ) -> None:
-    uids = _queue(app, 16)
+    uids = queue_emails(app, 16)
     sendgrid.script(
         "/v3/mail/send",
         Canned.slow(DELAY),  # shows the provider slow: the next ones go several at a time
@@ -158,7 +141,7 @@ def test_a_429_among_requests_in_flight_holds_back_the_rest_of_the_batch(
 def test_stopping_lets_the_requests_in_flight_finish_and_records_them(
     app: App, channel: SendGridChannel, sendgrid: FakeSendGrid
 ) -> None:
-    uids = _queue(app, 16)
+    uids = queue_emails(app, 16)
     sendgrid.script("/v3/mail/send", *(Canned.slow(DELAY) for _ in uids))
     stop = threading.Event()
 
