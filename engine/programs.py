@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -91,6 +92,15 @@ def sms_opt_out_notices(session: Session) -> dict[str, bool]:
         str(key): bool(on)
         for key, on in session.execute(select(Program.key, Program.sms_opt_out_notice))
     }
+
+
+def opt_out_notice_of(program: str | None, notices: Mapping[str, bool]) -> bool:
+    """Whether the first SMS of a campaign of ``program`` carries the opt-out notice, from
+    ``notices`` (:func:`sms_opt_out_notices`): the program's setting, else the default (on). A
+    campaign that names no program runs in the only one there is (:func:`get_program`)."""
+    if program is None:
+        return next(iter(notices.values())) if len(notices) == 1 else True
+    return notices.get(program, True)
 
 
 def stored_sms_opt_out_notices(database_url: str) -> dict[str, bool]:

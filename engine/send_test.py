@@ -33,7 +33,7 @@ from engine.errors import ConfigError, EngineError, InputError, NotFoundError
 from engine.outbox import build_outbound
 from engine.participants.suppressions import is_suppressed, normalise_address
 from engine.preview import preview
-from engine.programs import get_program
+from engine.programs import opt_out_notice_of, sms_opt_out_notices
 from engine.ratelimit import SlotTooFarError
 from engine.sender_limits import configured_rate, rate_key, sender_limit
 from engine.settings import Settings
@@ -108,15 +108,6 @@ def _sample_content(
     return template, variant, content
 
 
-def _opt_out_notice(session: Session, loaded: LoadedDefinition) -> bool:
-    """The campaign's program's ``sms_opt_out_notice``; on (the default) when the program is
-    not in the database yet (a sample send needs nothing else of it)."""
-    try:
-        return get_program(session, loaded.definition.program).sms_opt_out_notice
-    except (NotFoundError, InputError):
-        return True
-
-
 def _take_slot(
     session: Session, kind: str, channel: Channel, settings: Settings, *, max_wait: float
 ) -> float:
@@ -180,7 +171,12 @@ def send_test(
         )
     else:
         template, variant, content = _sample_content(
-            loaded, step, settings, opt_out_notice=_opt_out_notice(session, loaded)
+            loaded,
+            step,
+            settings,
+            opt_out_notice=opt_out_notice_of(
+                loaded.definition.program, sms_opt_out_notices(session)
+            ),
         )
     message_id = uuid.uuid4().hex
     message = build_outbound(

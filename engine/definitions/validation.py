@@ -44,6 +44,7 @@ from engine.definitions.loader import (
 )
 from engine.definitions.schema import SENDGRID_TEMPLATE, Step
 from engine.errors import DefinitionError, EngineError
+from engine.programs import opt_out_notice_of
 from engine.templates import (
     SAMPLE_POSTAL_ADDRESS,
     SAMPLE_PUBLIC_URL,
@@ -198,21 +199,12 @@ def validate_campaigns(
             report.content_hash = loaded.content_hash
             checker.sms_sizes = report.sms
             checker.program = loaded.definition.program
-            checker.opt_out_notice = _opt_out_notice(loaded.definition.program, notices)
+            checker.opt_out_notice = opt_out_notice_of(loaded.definition.program, notices)
             report.errors.extend(checker.check(loaded, report.warnings))
             if compiler is not None:
                 report.errors.extend(check_audience(loaded, at=at, compile_=compiler))
         reports.append(report)
     return ValidationReport(reports, audience_checked=compiler is not None)
-
-
-def _opt_out_notice(program: str | None, notices: Mapping[str, bool]) -> bool:
-    """Whether the campaign's program adds the opt-out notice to a first SMS: its stored
-    setting, else the default (on). A campaign that names no program runs in the only one
-    there is (engine.programs.get_program)."""
-    if program is None:
-        return next(iter(notices.values())) if len(notices) == 1 else True
-    return notices.get(program, True)
 
 
 # --------------------------------------------------------------------------- templates

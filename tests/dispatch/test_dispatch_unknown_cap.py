@@ -30,21 +30,22 @@ from engine.testing import (
 WEEK = timedelta(days=7)
 
 
-@pytest.fixture
-def capped(settings: Settings, clock: FrozenClock) -> Iterator[App]:
-    """The global cap at 1 contact per 7 days."""
-    capped = {"frequency_cap_max": 1, "frequency_cap_per": WEEK}
+def _capped_app(settings: Settings, clock: FrozenClock, most: int) -> Iterator[App]:
+    """An app whose global cap is ``most`` contacts per 7 days."""
+    capped = {"frequency_cap_max": most, "frequency_cap_per": WEEK}
     application = build_app(settings.model_copy(update=capped), clock=clock)
     yield application
     application.close()
+
+
+@pytest.fixture
+def capped(settings: Settings, clock: FrozenClock) -> Iterator[App]:
+    yield from _capped_app(settings, clock, 1)
 
 
 @pytest.fixture
 def capped_at_two(settings: Settings, clock: FrozenClock) -> Iterator[App]:
-    capped = {"frequency_cap_max": 2, "frequency_cap_per": WEEK}
-    application = build_app(settings.model_copy(update=capped), clock=clock)
-    yield application
-    application.close()
+    yield from _capped_app(settings, clock, 2)
 
 
 def _member(app: App) -> tuple[CampaignRun, Participant]:
