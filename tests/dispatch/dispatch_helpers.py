@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.app import App
+from engine.db.models import OutboxMessage
 from engine.testing import (
     make_consent,
     make_outbox_message,
@@ -12,15 +15,21 @@ from engine.testing import (
 )
 
 
-def queue_emails(app: App, n: int) -> list[str]:
-    """``n`` queued emails of one new run, each to its own opted-in member; their uids."""
+def queue_email_messages(app: App, n: int = 1, **message: Any) -> list[OutboxMessage]:
+    """``n`` emails of one new run (``message``: their fields, queued by default), each to its
+    own opted-in member."""
     now = app.clock.now()
     with app.sessions() as session, session.begin():
         program = make_program(session, at=now)
         run = make_run(session, program, at=now)
-        uids = []
+        out = []
         for _ in range(n):
             member = make_participant(session, program, at=now)
             make_consent(session, member, channel="email", status="opted_in", at=now)
-            uids.append(make_outbox_message(session, run, member, at=now).uid)
-    return uids
+            out.append(make_outbox_message(session, run, member, at=now, **message))
+        return out
+
+
+def queue_emails(app: App, n: int) -> list[str]:
+    """``n`` queued emails of one new run: their uids."""
+    return [message.uid for message in queue_email_messages(app, n)]

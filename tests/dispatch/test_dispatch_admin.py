@@ -8,10 +8,10 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from dispatch_helpers import queue_email_messages
 from sqlalchemy import select
 from sqlalchemy.pool import NullPool
 
@@ -28,28 +28,12 @@ from engine.shared_ratelimit import SharedTokenBucket
 from engine.testing import (
     FrozenClock,
     RecordingChannel,
-    make_consent,
-    make_outbox_message,
     make_participant,
     make_program,
-    make_run,
 )
 from engine.testing_providers import FakeSendGrid, FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _queue(app: App, n: int = 1, **kw: Any) -> list[OutboxMessage]:
-    now = app.clock.now()
-    with app.sessions() as session, session.begin():
-        program = make_program(session, at=now)
-        run = make_run(session, program, at=now)
-        out = []
-        for _ in range(n):
-            member = make_participant(session, program, at=now)
-            make_consent(session, member, channel="email", status="opted_in", at=now)
-            out.append(make_outbox_message(session, run, member, at=now, **kw))
-        return out
 
 
 def _status(app: App, message_id: int) -> OutboxMessage:
@@ -74,7 +58,7 @@ def cli_run(app: App, *args: str, env: dict[str, str] | None = None) -> tuple[in
 
 
 def test_expired_lease_becomes_unknown_and_is_never_resent(app: App, clock: FrozenClock) -> None:
-    stuck, fresh = _queue(app, 2, status="sending")
+    stuck, fresh = queue_email_messages(app, 2, status="sending")
     with app.sessions() as session, session.begin():
         for message_id, until in ((stuck.id, -1), (fresh.id, 5)):
             row = session.get(OutboxMessage, message_id)
@@ -96,7 +80,7 @@ def test_expired_lease_becomes_unknown_and_is_never_resent(app: App, clock: Froz
 def test_resolve_settles_unknown_messages_and_refuses_the_rest(
     app: App, clock: FrozenClock
 ) -> None:
-    went, lost, gave_up, queued = _queue(app, 4, status="unknown")
+    went, lost, gave_up, queued = queue_email_messages(app, 4, status="unknown")
     with app.sessions() as session, session.begin():
         row = session.get(OutboxMessage, queued.id)
         assert row is not None
@@ -123,7 +107,7 @@ def test_resolve_settles_unknown_messages_and_refuses_the_rest(
 
 
 def test_resolve_refuses_a_message_being_sent(app: App, clock: FrozenClock) -> None:
-    [busy] = _queue(app, 1, status="sending")
+    [busy] = queue_email_messages(app, 1, status="sending")
     with app.sessions() as session, session.begin():
         row = session.get(OutboxMessage, busy.id)
         assert row is not None
@@ -137,7 +121,7 @@ def test_resolve_refuses_a_message_being_sent(app: App, clock: FrozenClock) -> N
 
 
 def test_list_filters_and_names_bad_filters(app: App, clock: FrozenClock) -> None:
-    first, second = _queue(app, 2)
+    first, second = queue_email_messages(app, 2)
     with app.sessions() as session:
         assert {m.id for m in list_messages(session, status="queued")} == {first.id, second.id}
         assert list_messages(session, status="sent") == []
@@ -153,7 +137,7 @@ def test_a_second_sqlite_dispatcher_refuses(app: App, clock: FrozenClock) -> Non
         # PostgreSQL dispatchers share the queue: the lock is a no-op there.
         with dispatch_lock(app.settings.database_url), dispatch_lock(app.settings.database_url):
             return
-    _queue(app, 1)
+    queue_email_messages(app, 1)
     with dispatch_lock(app.settings.database_url):
         with pytest.raises(DispatcherBusyError, match=r"another dispatcher \(pid \d+\)"):
             dispatch(app, {"email": RecordingChannel("email")}, worker="second")
@@ -164,7 +148,7 @@ def test_a_second_sqlite_dispatcher_refuses(app: App, clock: FrozenClock) -> Non
 
 
 def test_dispatch_command_sends_to_the_file_sink(app: App) -> None:
-    messages = _queue(app, 3)
+    messages = queue_email_messages(app, 3)
     code, output = cli_run(app, "dispatch", "--drain", "--json")
     assert code == 0, output
     summary = json.loads(output)
@@ -179,7 +163,7 @@ def test_dispatch_command_sends_to_the_file_sink(app: App) -> None:
 
 
 def test_outbox_commands(app: App) -> None:
-    [message] = _queue(app, 1, status="unknown")
+    [message] = queue_email_messages(app, 1, status="unknown")
     code, output = cli_run(app, "outbox", "unknown", "--json")
     assert code == 0 and [m["id"] for m in json.loads(output)] == [message.id]
     code, output = cli_run(app, "outbox", "resolve", str(message.id))

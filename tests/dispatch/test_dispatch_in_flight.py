@@ -86,8 +86,8 @@ def test_a_slow_provider_gets_several_requests_at_once_each_message_once(
     received = [_uid(r) for r in sendgrid.requests]
     assert sorted(received) == sorted(uids)  # each message exactly once
     assert all(r.answered == 202 and not r.contract_errors for r in sendgrid.requests)
-    assert 1 < summary.peak_in_flight <= LIMIT
-    assert 1 < _overlapping(sendgrid.requests) <= LIMIT
+    assert LIMIT >= summary.peak_in_flight > 1
+    assert LIMIT >= _overlapping(sendgrid.requests) > 1
     assert len({r.peer for r in sendgrid.requests}) > 1  # a keep-alive connection each
     rows = _statuses(app)
     for request in sendgrid.requests:
