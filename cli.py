@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 from rich.console import Console
@@ -1595,6 +1595,16 @@ def agents_group() -> None:
     show_default=True,
     help="Outbound calls per working day (the calling plan).",
 )
+@click.option(
+    "--weekly-target",
+    type=click.IntRange(min=0),
+    help="Outbound calls per week [default: daily target × the week's business days].",
+)
+@click.option(
+    "--monthly-target",
+    type=click.IntRange(min=0),
+    help="Outbound calls per month [default: daily target × the month's business days].",
+)
 @click.option("--team", "teams", multiple=True, help="A team whose queue they work (repeat).")
 @json_option
 @pass_state
@@ -1605,10 +1615,12 @@ def agents_add(
     role: str,
     timezone: str,
     daily_target: int,
+    weekly_target: int | None,
+    monthly_target: int | None,
     teams: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Add agent LOGIN (name, role, timezone, daily call target, teams)."""
+    """Add agent LOGIN (name, role, timezone, calling-plan targets, teams)."""
     from engine.calls.agents import add_agent
 
     with transaction(state) as session:
@@ -1619,6 +1631,8 @@ def agents_add(
             role=role,
             timezone=timezone,
             daily_target=daily_target,
+            weekly_target=weekly_target,
+            monthly_target=monthly_target,
             teams=teams,
             at=state.app().clock.now(),
         )
@@ -1627,8 +1641,85 @@ def agents_add(
         return
     click.echo(
         f"Agent {agent.login} ({agent.name}, {agent.role}) added; teams: "
-        f"{', '.join(agent.teams) or 'none'}; daily target {agent.daily_target}."
+        f"{', '.join(agent.teams) or 'none'}; {_targets_text(agent)}."
     )
+
+
+def _targets_text(agent: Any) -> str:
+    """'daily target 40, weekly 150, monthly derived' for an AgentView."""
+
+    def shown(target: int | None) -> str:
+        return "derived" if target is None else str(target)
+
+    return (
+        f"daily target {agent.daily_target}, weekly {shown(agent.weekly_target)}, "
+        f"monthly {shown(agent.monthly_target)}"
+    )
+
+
+class _TargetType(click.ParamType):
+    """A target for `agents set`: a count of calls (0 or more), or `derived`."""
+
+    name = "N|derived"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from engine.calls.agents import DERIVED
+
+        if isinstance(value, int) or value == DERIVED:
+            return value
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of calls or 'derived'", param, ctx)
+        if number < 0:
+            self.fail(f"{number} must be 0 or more", param, ctx)
+        return number
+
+
+@agents_group.command("set")
+@click.argument("login")
+@click.option(
+    "--daily-target",
+    type=click.IntRange(min=0),
+    help="Outbound calls per working day.",
+)
+@click.option(
+    "--weekly-target",
+    type=_TargetType(),
+    help="Outbound calls per week, or 'derived' (daily target × the week's business days).",
+)
+@click.option(
+    "--monthly-target",
+    type=_TargetType(),
+    help="Outbound calls per month, or 'derived' (daily target × the month's business days).",
+)
+@json_option
+@pass_state
+def agents_set(
+    state: CliState,
+    login: str,
+    daily_target: int | None,
+    weekly_target: int | Literal["derived"] | None,
+    monthly_target: int | Literal["derived"] | None,
+    as_json: bool,
+) -> None:
+    """Change agent LOGIN's calling-plan targets; the targets not given stay as they are."""
+    from engine.calls.agents import set_targets
+
+    if daily_target is None and weekly_target is None and monthly_target is None:
+        raise click.UsageError("give --daily-target, --weekly-target or --monthly-target")
+    with transaction(state) as session:
+        agent = set_targets(
+            session,
+            login,
+            daily_target=daily_target,
+            weekly_target=weekly_target,
+            monthly_target=monthly_target,
+        )
+    if as_json:
+        emit_json(agent)
+        return
+    click.echo(f"Agent {agent.login}: {_targets_text(agent)}.")
 
 
 @agents_group.command("list")
@@ -1636,7 +1727,7 @@ def agents_add(
 @json_option
 @pass_state
 def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
-    """List agents with their role, zone, teams and daily target."""
+    """List agents with their role, zone, teams and calling-plan targets."""
     from engine.calls.agents import list_agents
 
     with transaction(state) as session:
@@ -1646,7 +1737,17 @@ def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
         return
     render_table(
         "Agents",
-        ["login", "name", "role", "timezone", "teams", "daily target", "active"],
+        [
+            "login",
+            "name",
+            "role",
+            "timezone",
+            "teams",
+            "daily target",
+            "weekly target",
+            "monthly target",
+            "active",
+        ],
         [
             (
                 a.login,
@@ -1655,6 +1756,8 @@ def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
                 a.timezone,
                 ", ".join(a.teams),
                 a.daily_target,
+                "derived" if a.weekly_target is None else a.weekly_target,
+                "derived" if a.monthly_target is None else a.monthly_target,
                 "yes" if a.active else "no",
             )
             for a in rows
@@ -1688,11 +1791,11 @@ def agents_show(state: CliState, login: str, day: datetime | None, as_json: bool
         return
     click.echo(
         f"{agent.login}: {agent.name} ({agent.role}), {agent.timezone}, teams "
-        f"{', '.join(agent.teams) or 'none'}, daily target {agent.daily_target}"
+        f"{', '.join(agent.teams) or 'none'}, {_targets_text(agent)}"
     )
     render_table(
         f"Calling plan around {when.isoformat()}",
-        ["period", "from", "to", "calls", "target", "attainment"],
+        ["period", "from", "to", "calls", "target", "target from", "attainment"],
         [
             (
                 f.period,
@@ -1700,6 +1803,7 @@ def agents_show(state: CliState, login: str, day: datetime | None, as_json: bool
                 f.end,
                 f.calls,
                 f.target,
+                f.target_source,
                 "" if f.attainment is None else f"{f.attainment:.0%}",
             )
             for f in plan.figures

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
 from engine.app import build_app
 from engine.db import migrate
@@ -52,3 +56,49 @@ def test_app_refuses_a_database_behind_head(empty_database_url: str) -> None:
     engine.dispose()
     with pytest.raises(SchemaBehindError, match="run `campaign db upgrade`"):
         build_app(Settings(database_url=empty_database_url))
+
+
+def test_0013_agent_targets_round_trip(empty_database_url: str) -> None:
+    """0013 adds the weekly / monthly targets (NULL: derived) and its downgrade removes them,
+    keeping the agents; upgrading again leaves no drift."""
+    engine = make_engine(empty_database_url)
+    try:
+        migrate.upgrade(engine, "0012")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO agents (login, name, role, timezone, daily_target, teams, "
+                    "active, created_at) VALUES ('ana', 'Ana', 'agent', 'America/New_York', "
+                    "8, '[]', :yes, :at)"
+                ),
+                {"yes": True, "at": datetime(2026, 3, 2, tzinfo=UTC)},
+            )
+        migrate.upgrade(engine)
+        with engine.begin() as connection:
+            row = connection.execute(
+                text("SELECT daily_target, weekly_target, monthly_target FROM agents")
+            ).one()
+            assert tuple(row) == (8, None, None)  # existing agents keep the derived targets
+            connection.execute(text("UPDATE agents SET weekly_target = 24, monthly_target = 90"))
+
+        config = migrate.alembic_config(engine)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0012")
+        with engine.connect() as connection:
+            columns = {c["name"] for c in inspect(connection).get_columns("agents")}
+            assert "weekly_target" not in columns and "monthly_target" not in columns
+            assert connection.execute(text("SELECT login, daily_target FROM agents")).all() == [
+                ("ana", 8)
+            ]
+
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+            checks = {c["name"] for c in inspect(connection).get_check_constraints("agents")}
+            assert {"ck_agents_role", "ck_agents_weekly_target", "ck_agents_monthly_target"} <= (
+                checks
+            )
+    finally:
+        engine.dispose()

@@ -1,4 +1,4 @@
-"""Agents: the people who work call lists (add, list, show)."""
+"""Agents: the people who work call lists (add, set targets, list, show)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,10 @@ from engine.policy.zones import is_zone
 LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 TEAM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
+# For `set_targets`: drop an explicit weekly / monthly target and derive it again from the
+# daily one (None there means "leave as it is").
+DERIVED: Literal["derived"] = "derived"
+
 
 @dataclass(frozen=True)
 class AgentView:
@@ -27,6 +32,8 @@ class AgentView:
     role: str
     timezone: str
     daily_target: int
+    weekly_target: int | None  # None: the daily target times the business days of the week
+    monthly_target: int | None  # None: the daily target times the business days of the month
     teams: list[str]
     active: bool
     created_at: datetime
@@ -39,6 +46,8 @@ def view(agent: Agent) -> AgentView:
         role=agent.role,
         timezone=agent.timezone,
         daily_target=agent.daily_target,
+        weekly_target=agent.weekly_target,
+        monthly_target=agent.monthly_target,
         teams=list(agent.teams or []),
         active=agent.active,
         created_at=agent.created_at,
@@ -53,10 +62,13 @@ def add_agent(
     role: str = "agent",
     timezone: str = "America/New_York",
     daily_target: int = 0,
+    weekly_target: int | None = None,
+    monthly_target: int | None = None,
     teams: Sequence[str] = (),
     at: datetime,
 ) -> AgentView:
-    """Create an agent; refuses a login in use, an unknown role or zone, a bad team name."""
+    """Create an agent; refuses a login in use, an unknown role or zone, a bad team name or a
+    negative target. A weekly or monthly target left None is derived from the daily one."""
     login = login.strip().lower()
     if not LOGIN.match(login):
         raise InputError(
@@ -66,8 +78,9 @@ def add_agent(
         raise InputError(f"role {role!r}: use one of {', '.join(AGENT_ROLES)}")
     if not is_zone(timezone):
         raise InputError(f"timezone {timezone!r} is not an IANA zone, e.g. America/Chicago")
-    if daily_target < 0:
-        raise InputError(f"daily target {daily_target} must be 0 or more")
+    _check_target("daily", daily_target)
+    _check_target("weekly", weekly_target)
+    _check_target("monthly", monthly_target)
     clean: list[str] = []
     for team in teams:
         team = team.strip().lower()
@@ -83,6 +96,8 @@ def add_agent(
         role=role,
         timezone=timezone,
         daily_target=daily_target,
+        weekly_target=weekly_target,
+        monthly_target=monthly_target,
         teams=clean,
         active=True,
         created_at=ensure_utc(at),
@@ -93,6 +108,37 @@ def add_agent(
             session.flush()
     except IntegrityError:
         raise InputError(f"agent {login!r} already exists") from None
+    return view(agent)
+
+
+def _check_target(period: str, target: int | None) -> None:
+    if target is not None and target < 0:
+        raise InputError(f"{period} target {target} must be 0 or more")
+
+
+def set_targets(
+    session: Session,
+    login: str,
+    *,
+    daily_target: int | None = None,
+    weekly_target: int | Literal["derived"] | None = None,
+    monthly_target: int | Literal["derived"] | None = None,
+) -> AgentView:
+    """Change an agent's calling-plan targets. None leaves a target as it is; ``DERIVED``
+    drops an explicit weekly or monthly target, which is then the daily one times the
+    business days of the period again. Refuses a negative target, changing none."""
+    _check_target("daily", daily_target)
+    for period, target in (("weekly", weekly_target), ("monthly", monthly_target)):
+        if target != DERIVED:
+            _check_target(period, target)
+    agent = get_agent(session, login)
+    if daily_target is not None:
+        agent.daily_target = daily_target
+    if weekly_target is not None:
+        agent.weekly_target = None if weekly_target == DERIVED else weekly_target
+    if monthly_target is not None:
+        agent.monthly_target = None if monthly_target == DERIVED else monthly_target
+    session.flush()
     return view(agent)
 
 

@@ -12,8 +12,9 @@ Definitions (docs/calls.md has the same):
   the campaign's follow-up standard (8 business hours by default); an attempt whose task
   closed is not counted, one still inside its allowance is pending;
 - escalation rate = escalations / contacts, against the 20% ceiling;
-- calling plan: calls against the agent's daily target (weekly and monthly targets are the
-  daily one times the business days, Monday to Friday, of the week or month), and each
+- calling plan: calls against the agent's daily, weekly and monthly targets (a weekly or
+  monthly target the agent has none set for is the daily one times the business days, Monday
+  to Friday, of the week or month; ``target_source`` says which), and each
   campaign's calls against its own ``calling_plan`` targets (daily, weekly, monthly; all agents
   together, in the program's zone).
 
@@ -262,6 +263,9 @@ def _follow_ups(
     return due, ok, pending
 
 
+TARGET_SET = "set"
+
+
 @dataclass(frozen=True)
 class PlanFigure:
     period: str  # day / week / month
@@ -270,12 +274,16 @@ class PlanFigure:
     calls: int
     target: int
     attainment: float | None
+    # "set" (a target of its own) or how it was derived, e.g. "daily × 5 business days".
+    target_source: str = TARGET_SET
 
 
 @dataclass(frozen=True)
 class CallingPlan:
     agent: str
     daily_target: int
+    weekly_target: int | None  # None: derived from the daily target
+    monthly_target: int | None
     figures: list[PlanFigure]
     by_campaign: dict[str, int]
 
@@ -306,7 +314,8 @@ def calling_plan(
     campaign: str | None = None,
 ) -> CallingPlan:
     """Calls made by the agent on ``day``, in its week (Mon-Sun) and month, in the agent's
-    zone, against the daily target times the business days of each period. With ``program``
+    zone, against the agent's targets: the daily one, and the weekly and monthly ones when set,
+    else the daily one times the business days of the period. With ``program``
     or ``campaign`` only those calls count; the targets stay the agent's whole plan."""
     agent: Agent = get_agent(session, agent_login)
     tz = ZoneInfo(agent.timezone)
@@ -327,12 +336,32 @@ def calling_plan(
     figures = []
     for name, first, last in periods:
         calls = sum(1 for d in local_days if first <= d <= last)
-        target = agent.daily_target * (1 if name == "day" else _business_days(first, last))
-        figures.append(PlanFigure(name, first, last, calls, target, _ratio(calls, target)))
+        target, source = _agent_target(agent, name, first, last)
+        figures.append(PlanFigure(name, first, last, calls, target, _ratio(calls, target), source))
     by_campaign = Counter(
         e.campaign or "(none)" for e, d in zip(entries, local_days, strict=True) if d == day
     )
-    return CallingPlan(agent.login, agent.daily_target, figures, dict(sorted(by_campaign.items())))
+    return CallingPlan(
+        agent.login,
+        agent.daily_target,
+        agent.weekly_target,
+        agent.monthly_target,
+        figures,
+        dict(sorted(by_campaign.items())),
+    )
+
+
+def _agent_target(agent: Agent, period: str, first: date, last: date) -> tuple[int, str]:
+    """The agent's target for the period and where it comes from."""
+    explicit = {
+        "day": agent.daily_target,
+        "week": agent.weekly_target,
+        "month": agent.monthly_target,
+    }[period]
+    if explicit is not None:
+        return explicit, TARGET_SET
+    days = _business_days(first, last)
+    return agent.daily_target * days, f"daily × {days} business days"
 
 
 @dataclass(frozen=True)

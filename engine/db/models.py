@@ -650,13 +650,16 @@ AGENT_ROLES = ("agent", "coordinator", "manager")
 
 class Agent(Base):
     """A person who works call lists. ``teams`` (a JSON list such as ["renewals",
-    "escalations"]) decides which call tasks they are served; ``daily_target`` is their
-    outbound calling plan (weekly and monthly targets derive from it)."""
+    "escalations"]) decides which call tasks they are served; ``daily_target``,
+    ``weekly_target`` and ``monthly_target`` are their outbound calling plan (a weekly or
+    monthly target left NULL is the daily one times the business days of the period)."""
 
     __tablename__ = "agents"
     __table_args__ = (
         UniqueConstraint("login"),
         CheckConstraint(_in("role", AGENT_ROLES), name="role"),
+        CheckConstraint("weekly_target >= 0", name="weekly_target"),
+        CheckConstraint("monthly_target >= 0", name="monthly_target"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -665,6 +668,8 @@ class Agent(Base):
     role: Mapped[str] = mapped_column(String(16), default="agent")
     timezone: Mapped[str] = mapped_column(String(64))
     daily_target: Mapped[int] = mapped_column(default=0)
+    weekly_target: Mapped[int | None] = mapped_column(default=None)
+    monthly_target: Mapped[int | None] = mapped_column(default=None)
     teams: Mapped[list[str]] = mapped_column(JSONDict, default=list)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

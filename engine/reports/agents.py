@@ -5,7 +5,8 @@ there and in docs/calls.md): per agent over the period, calls made, right-party 
 contact rate, conversions, conversions per contact, average handle time, verification rate,
 callbacks kept on time, follow-up standard compliance (<= 8 business hours, >= 2 attempts),
 escalation rate against the 20% ceiling, and calls against the calling plan (daily, weekly,
-monthly targets). This module only frames them for the renderers (tables, charts).
+monthly targets, each set for the agent or derived from the daily one). This module only
+frames them for the renderers (tables, charts).
 
 ``--program KEY``, ``--campaign NAME`` (and ``--agent`` for the agents report) narrow every
 figure to the calls of that program / campaign; the queries filter the caller log in SQL.
@@ -98,10 +99,11 @@ class AgentsReport:
             for a in self.agents
         ]  # fmt: skip
         plan_rows = [
-            (p.agent, f.period, f"{f.start}..{f.end}", f.calls, f.target, pct(f.attainment))
+            (p.agent, f.period, f"{f.start}..{f.end}", f.calls, f.target, f.target_source,
+             pct(f.attainment))
             for p in self.plans
             for f in p.figures
-        ]
+        ]  # fmt: skip
         campaign_rows = [
             (p.campaign, f.period, f"{f.start}..{f.end}", f.calls, f.target, pct(f.attainment))
             for p in self.campaign_plans
@@ -118,7 +120,7 @@ class AgentsReport:
             ),
             Table(
                 f"Calls vs calling plan (day, week, month of the period's last day){scope}",
-                ["agent", "plan", "dates", "calls", "target", "attainment"],
+                ["agent", "plan", "dates", "calls", "target", "target from", "attainment"],
                 plan_rows,
                 note="Only the calls of the program / campaign count; the targets are each "
                 "agent's whole plan."

@@ -12,10 +12,16 @@ from pathlib import Path
 import pytest
 from calls_helpers import make_world
 from click.testing import CliRunner
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 import cli as cli_module
 from cli import cli
 from engine.app import App
+from engine.calls.agents import add_agent, set_targets
+from engine.db.models import Agent
+from engine.errors import InputError
+from engine.testing import unit
 
 
 def afternoon_zone() -> str:
@@ -245,3 +251,76 @@ def test_log_never_prompts_without_a_terminal(app: App) -> None:
     assert "NOT_INTERESTED requires field reason" in result.output
     assert "requires field verified" in result.output
     assert "Notes:" not in result.output and "Identity verified?" not in result.output
+
+
+def test_agents_weekly_and_monthly_targets_are_set_changed_and_shown(app: App) -> None:
+    code, out = run(
+        app, "agents", "add", "ana", "--name", "Ana", "--daily-target", "8",
+        "--weekly-target", "24", "--json",
+    )  # fmt: skip
+    assert code == 0, out
+    assert (json.loads(out)["weekly_target"], json.loads(out)["monthly_target"]) == (24, None)
+
+    code, out = run(app, "agents", "set", "ana", "--monthly-target", "90", "--json")
+    assert code == 0, out
+    changed = json.loads(out)
+    assert (changed["daily_target"], changed["weekly_target"]) == (8, 24)  # kept
+    assert changed["monthly_target"] == 90
+
+    code, out = run(app, "agents", "list")
+    assert code == 0, out
+    row = next(line.split() for line in out.splitlines() if line.startswith("ana"))
+    assert row[-4:] == ["8", "24", "90", "yes"]
+
+    code, out = run(app, "agents", "set", "ana", "--weekly-target", "derived")
+    assert code == 0, out
+    assert "daily target 8, weekly derived, monthly 90" in out
+    code, out = run(app, "agents", "show", "ana", "--date", "2026-03-04", "--json")
+    assert code == 0, out
+    figures = {f["period"]: f for f in json.loads(out)["calling_plan"]["figures"]}
+    assert (figures["week"]["target"], figures["week"]["target_source"]) == (
+        40,
+        "daily × 5 business days",
+    )
+    assert (figures["month"]["target"], figures["month"]["target_source"]) == (90, "set")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("add", "ben", "--name", "Ben", "--weekly-target", "-1"), "-1 is not in the range x>=0"),
+        (("add", "ben", "--name", "Ben", "--monthly-target", "-5"), "-5 is not in the range x>=0"),
+        (("set", "ana", "--weekly-target", "-1"), "-1 must be 0 or more"),
+        (("set", "ana", "--monthly-target", "-5"), "-5 must be 0 or more"),
+        (("set", "ana", "--monthly-target", "lots"), "is not a number of calls or 'derived'"),
+    ],
+    ids=["add-weekly", "add-monthly", "set-weekly", "set-monthly", "set-not-a-number"],
+)
+def test_a_negative_or_unreadable_target_is_refused_clearly(
+    app: App, args: tuple[str, ...], message: str
+) -> None:
+    code, out = run(app, "agents", "add", "ana", "--name", "Ana", "--weekly-target", "20")
+    assert code == 0, out
+    code, out = run(app, "agents", *args)
+    assert code == 2, out
+    assert f"Error: Invalid value for '{args[-2]}': " in out and message in out
+    assert "Traceback" not in out
+    code, out = run(app, "agents", "list", "--json")
+    assert [(a["login"], a["weekly_target"], a["monthly_target"]) for a in json.loads(out)] == [
+        ("ana", 20, None)
+    ]
+
+
+def test_the_engine_and_the_database_refuse_a_negative_target(app: App) -> None:
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    with unit(app) as s:
+        with pytest.raises(InputError, match="weekly target -1 must be 0 or more"):
+            add_agent(s, "ben", name="Ben", weekly_target=-1, at=now)
+        add_agent(s, "ana", name="Ana", daily_target=5, monthly_target=60, at=now)
+        with pytest.raises(InputError, match="monthly target -2 must be 0 or more"):
+            set_targets(s, "ana", daily_target=6, monthly_target=-2)
+        ana = s.scalars(select(Agent)).one()
+        assert (ana.daily_target, ana.monthly_target) == (5, 60)  # nothing changed
+    for column in ("weekly_target", "monthly_target"):
+        with pytest.raises(IntegrityError, match=f"ck_agents_{column}"), unit(app) as s:
+            s.execute(update(Agent).values({column: -1}))

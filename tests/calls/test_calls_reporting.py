@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 
 import pytest
 from calls_helpers import campaign_source, make_run, make_world, unit
+from click.testing import CliRunner
 
+from cli import cli
 from engine.app import App
 from engine.calls.dispositions import DispositionSet
 from engine.calls.log import CallInput, log_call
@@ -192,3 +195,69 @@ def test_a_campaigns_own_standard_decides_breaches_and_its_plan_is_tracked(app: 
         ("renew-calls", "day", "2026-03-02..2026-03-02", 4, 4),
         ("renew-calls", "week", "2026-03-02..2026-03-08", 5, 10),
     ]
+
+
+def test_explicit_weekly_and_monthly_targets_replace_the_derived_ones(app: App) -> None:
+    """A part-time agent's own weekly / monthly quota is the plan; an agent without one keeps
+    the daily target times the business days, and the report says which is which."""
+    w = make_world(app)
+    w.agent("ana", daily_target=10, weekly_target=30, monthly_target=100)
+    w.agent("ben", daily_target=5)
+    for who, count in (("ana", 3), ("ben", 1)):
+        for i in range(count):
+            log(app, w.task(w.member()), who, "NO_ANSWER", at(2, 15, i), 30)
+
+    # The CLI reads the wall clock; the period (a past day) fixes the plan's day: 2 March.
+    day = "2026-03-02"
+    with app.sessions() as s:
+        report = agents_report(
+            s, at=at(3, 0), settings=app.settings, period=parse_period(day, at=at(3, 0))
+        )
+    expected = {
+        "ana": [("day", 3, 10, "set"), ("week", 3, 30, "set"), ("month", 3, 100, "set")],
+        "ben": [
+            ("day", 1, 5, "set"),
+            ("week", 1, 25, "daily × 5 business days"),
+            ("month", 1, 110, "daily × 22 business days"),  # March 2026: 22 weekdays
+        ],
+    }
+    assert {
+        p.agent: [(f.period, f.calls, f.target, f.target_source) for f in p.figures]
+        for p in report.plans
+    } == expected
+    ana = next(p for p in report.plans if p.agent == "ana")
+    assert (ana.weekly_target, ana.monthly_target) == (30, 100)
+    assert next(f for f in ana.figures if f.period == "week").attainment == 0.1
+
+    def report_cli(*extra: str) -> str:
+        result = CliRunner().invoke(
+            cli,
+            ["--database-url", app.settings.database_url, "report", "agents",
+             "--period", day, *extra],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    data = json.loads(report_cli("--json"))
+    assert {
+        p["agent"]: [
+            (f["period"], f["calls"], f["target"], f["target_source"]) for f in p["figures"]
+        ]
+        for p in data["plans"]
+    } == expected
+    assert [(p["weekly_target"], p["monthly_target"]) for p in data["plans"]] == [
+        (30, 100),
+        (None, None),
+    ]
+
+    lines = report_cli().splitlines()
+    header = next(line for line in lines if line.startswith("agent") and "target from" in line)
+    assert header.split() == ["agent", "plan", "dates", "calls", "target", "target", "from",
+                              "attainment"]  # fmt: skip
+    assert any(line.split()[:6] == ["ana", "week", "2026-03-02..2026-03-08", "3", "30", "set"]
+               for line in lines)  # fmt: skip
+    assert any(
+        line.split()[:5] == ["ben", "month", "2026-03-01..2026-03-31", "1", "110"]
+        and "daily × 22 business days" in line
+        for line in lines
+    )
