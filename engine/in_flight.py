@@ -52,11 +52,14 @@ class InFlight(Generic[Token]):
     through one of those three, as a :class:`Done` with its token. Not thread-safe: one
     caller thread drives it."""
 
-    def __init__(self, limit: int, *, name: str = "send") -> None:
+    def __init__(
+        self, limit: int, *, name: str = "send", timer: Callable[[], float] = time.perf_counter
+    ) -> None:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         self.limit = limit
         self.name = name
+        self._timer = timer  # seconds, for answer times
         self.latency = 0.0  # running average of answer times, seconds
         self.peak = 0  # the most calls that were in flight at once
         self._pool: ThreadPoolExecutor | None = None
@@ -104,13 +107,13 @@ class InFlight(Generic[Token]):
         self._done.clear()
 
     def _timed(self, token: Token, call: Callable[..., Any], args: tuple[Any, ...]) -> Done[Token]:
-        started = time.perf_counter()
+        started = self._timer()
         try:
             done = Done(token, call(*args), None)
         except Exception as exc:  # the caller decides what each error means
             done = Done(token, None, exc)
         # One writer at a time is enough for an average: a lost update only delays a switch.
-        elapsed = time.perf_counter() - started
+        elapsed = self._timer() - started
         self.latency += _SMOOTHING * (elapsed - self.latency)
         return done
 

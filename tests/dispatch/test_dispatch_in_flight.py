@@ -2,7 +2,9 @@
 (engine/in_flight.py), each message still sent once and every outcome recorded.
 
 The fake SendGrid answers after a delay; the assertions are on what it received (which
-connections, overlapping or not) and what the database holds, never on how long it took."""
+connections, overlapping or not) and what the database holds, never on how long it took. (That
+a fast provider gets one request at a time is tested in test_in_flight.py with a fake timer:
+here a busy machine can make any answer slow.)"""
 
 from __future__ import annotations
 
@@ -94,18 +96,6 @@ def test_a_slow_provider_gets_several_requests_at_once_each_message_once(
         row = rows[_uid(request)]
         assert row.status == st.SENT
         assert row.provider_message_id == request.answer_headers["X-Message-Id"]
-
-
-def test_a_fast_provider_gets_one_request_at_a_time_on_one_connection(
-    app: App, channel: SendGridChannel, sendgrid: FakeSendGrid
-) -> None:
-    queue_emails(app, 12)
-
-    summary = dispatch(app, {"email": channel}, worker="w")
-
-    assert summary.sent == 12
-    assert summary.peak_in_flight == 1
-    assert len({r.peer for r in sendgrid.requests}) == 1
 
 
 def test_a_429_among_requests_in_flight_holds_back_the_rest_of_the_batch(

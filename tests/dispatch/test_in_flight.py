@@ -1,7 +1,9 @@
 """engine.in_flight: calls kept in flight on a slow provider, made one at a time on a fast one.
 
-The slow calls sleep a few ms (past FAST_ANSWER); the assertions are about which thread ran
-them and how many overlapped, never about how long anything took."""
+The slow calls sleep a few ms (past FAST_ANSWER, and a sleep never ends early); a fast one
+is timed by a fake timer, since a busy machine can make any real call slow. The assertions
+are about which thread ran the calls and how many overlapped, never about how long anything
+took."""
 
 from __future__ import annotations
 
@@ -14,6 +16,18 @@ import pytest
 from engine.in_flight import FAST_ANSWER, Done, InFlight
 
 SLOW = FAST_ANSWER * 5
+
+
+class FakeTimer:
+    """Time that moves only when told (a fast provider's calls take ``step`` each)."""
+
+    def __init__(self, step: float = FAST_ANSWER / 100) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step / 2  # read twice per call: before and after
+        return self.now
 
 
 class Provider:
@@ -54,7 +68,7 @@ def _run_all(sender: InFlight[int], provider: Provider, values: list[Any]) -> li
 
 def test_a_fast_provider_is_called_on_the_callers_thread_one_at_a_time() -> None:
     provider = Provider()
-    sender: InFlight[int] = InFlight(8)
+    sender: InFlight[int] = InFlight(8, timer=FakeTimer())
     done = _run_all(sender, provider, list(range(50)))
     assert sorted(d.token for d in done) == list(range(50))
     assert all(d.result == d.token * 10 and d.error is None for d in done)
@@ -112,6 +126,7 @@ def test_answers_fast_again_bring_the_calls_back_to_the_callers_thread() -> None
     assert sender.window == 4
     provider.delay = 0.0
     provider.threads.clear()
+    sender._timer = FakeTimer()  # from now on every answer comes back fast
     _run_all(sender, provider, list(range(60)))
     sender.close()
     assert sender.window == 1
