@@ -28,6 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from dispatch_helpers import queue_messages
 from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.pool import NullPool
 
@@ -304,16 +305,6 @@ def test_a_connection_the_server_dropped_is_opened_again(engine: Engine) -> None
 # --------------------------------------------------------------------------- dispatch
 
 
-def _queue_sms(app: App, n: int) -> None:
-    with app.sessions() as session, session.begin():
-        program = make_program(session, at=NOW)
-        run = make_run(session, program, at=NOW)
-        for _ in range(n):
-            member = make_participant(session, program, at=NOW, timezone="America/New_York")
-            make_consent(session, member, channel="sms", status="opted_in", at=NOW)
-            make_outbox_message(session, run, member, at=NOW, channel="sms")
-
-
 def _buckets(app: App) -> set[str]:
     with app.sessions() as session:
         return set(session.scalars(select(RateLimitSlot.bucket)))
@@ -322,7 +313,7 @@ def _buckets(app: App) -> set[str]:
 @pytest.mark.postgres
 def test_dispatch_keys_each_limit_by_channel_and_sender(pg_app: App) -> None:
     app = pg_app
-    _queue_sms(app, 2)
+    queue_messages(app, 2, "sms", "America/New_York")
     with app.sessions() as session, session.begin():
         program = make_program(session, at=NOW, key="other")
         run = make_run(session, program, at=NOW, campaign="emails")
@@ -377,7 +368,7 @@ def test_two_dispatcher_processes_send_sms_at_the_configured_rate_together(
     pg_app: App, postgres_url: str, tmp_path: Path
 ) -> None:
     rate, burst, count = 20.0, 1.5, 100
-    _queue_sms(pg_app, count)
+    queue_messages(pg_app, count, "sms", "America/New_York")
     script = tmp_path / "dispatcher.py"
     script.write_text(DISPATCHER)
     with FakeTwilio(validate=False) as twilio:
