@@ -3,7 +3,7 @@
 Each fake is a ``ThreadingHTTPServer`` on an ephemeral port, run in a thread, used as a context
 manager. It speaks just enough of the provider's API for our adapters, checks credentials the
 way the provider does, and validates every request body against the provider's published
-OpenAPI document (``../shared/contracts/specs`` from the repository, or
+OpenAPI document (``tests/contracts/specs`` shipped with the repository, or
 ``CAMPAIGN_CONTRACTS_DIR``), so a body our adapter builds wrongly is rejected here exactly as it
 would be in production. Every request is recorded for assertions.
 
@@ -71,13 +71,13 @@ _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 
 
 def contracts_dir() -> Path:
-    """Where the providers' OpenAPI documents are: CAMPAIGN_CONTRACTS_DIR, else the
-    ``shared/contracts/specs`` folder beside the repository (how CI lays it out)."""
+    """Where the providers' OpenAPI documents are: CAMPAIGN_CONTRACTS_DIR, else the copy the
+    repository ships as test data (``tests/contracts/specs``), so a clone tests on its own."""
     override = os.environ.get("CAMPAIGN_CONTRACTS_DIR")
     folder = (
         Path(override)
         if override
-        else Path(__file__).resolve().parents[1].parent / "shared" / "contracts" / "specs"
+        else Path(__file__).resolve().parents[1] / "tests" / "contracts" / "specs"
     )
     missing = [name for name in (SENDGRID_SPEC, TWILIO_SPEC) if not (folder / name).is_file()]
     if missing:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -113,6 +115,25 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     _admin_execute(admin, f'CREATE DATABASE "{name}"')
     yield make_url(admin).set(database=name).render_as_string(hide_password=False)
     _admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _no_orphan_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every process a test starts ends with the test, even when the test fails half-way (a
+    dispatcher left running would hold its database and keep sending into the next test)."""
+    started: list[subprocess.Popen[Any]] = []
+
+    class TrackedPopen(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(subprocess, "Popen", TrackedPopen)
+    yield
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
 
 
 @pytest.fixture
