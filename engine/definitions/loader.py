@@ -36,6 +36,11 @@ from engine.errors import DefinitionError, DefinitionErrors, InputError, NotFoun
 
 YamlPath = tuple[str | int, ...]
 SUFFIX = ".yaml"
+# A campaign file is a few hundred nodes. These bounds refuse a file that would exhaust the
+# machine: aliases that expand exponentially ("billion laughs": 480 bytes, 10^9 nodes) and
+# nesting deep enough to overflow the recursive walks of the loader, pydantic and the audience.
+MAX_NODES = 20_000  # counted with every alias expanded
+MAX_DEPTH = 40
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,38 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
+def _check_size(root: yaml.Node, where: str) -> None:
+    """Refuse a node graph that is too deep or, with its aliases expanded, too large, before
+    anything walks it recursively. Iterative, and it stops at the first bound crossed."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    visited = 0
+    while stack:
+        node, depth = stack.pop()
+        visited += 1
+        line = node.start_mark.line + 1
+        if depth > MAX_DEPTH:
+            raise DefinitionError(
+                where,
+                line,
+                "",
+                f"nested too deeply (a campaign file nests at most {MAX_DEPTH} levels)",
+            )
+        if visited > MAX_NODES:
+            raise DefinitionError(
+                where,
+                line,
+                "",
+                f"too large once its aliases are expanded (more than {MAX_NODES:,} values); "
+                "a campaign file needs no aliases that repeat other aliases",
+            )
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
 
 
 def _line_map(node: yaml.Node) -> dict[YamlPath, int]:
@@ -199,11 +236,16 @@ def parse_definition(
         node = loader.get_single_node()
         if node is None:
             raise DefinitionError(where, 1, "", "the file is empty; expected a campaign mapping")
+        _check_size(node, where)
         plain = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(where, exc) from exc
     except yaml.YAMLError as exc:
         raise DefinitionError(where, None, "", f"YAML syntax error: {exc}") from exc
+    except RecursionError as exc:  # the YAML composer recurses once per nesting level
+        raise DefinitionError(
+            where, None, "", f"nested too deeply (a campaign file nests at most {MAX_DEPTH} levels)"
+        ) from exc
     finally:
         loader.dispose()
     lines = _line_map(node)
