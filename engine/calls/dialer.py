@@ -16,7 +16,6 @@ written: fix those rows and import the rejects file, or the whole file again.
 
 from __future__ import annotations
 
-import csv
 import io
 import time
 from collections import Counter
@@ -37,6 +36,7 @@ from engine.calls.dispositions import DispositionSet, parse_yes_no
 from engine.calls.log import CallInput, call_problems, log_call
 from engine.calls.tasks import list_calls, write_lock
 from engine.clock import ensure_utc
+from engine.csv_safe import SafeDictWriter
 from engine.db.models import CallTask, MessageEvent, Participant, Program
 from engine.errors import EngineError, InputError
 from engine.participants.reader import SourceFile, SourceRow, original_text
@@ -99,7 +99,7 @@ def export_rows(
 
 def to_csv(rows: Iterable[dict[str, object]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer = SafeDictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow(row)

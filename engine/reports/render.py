@@ -7,7 +7,6 @@ terminal table and --json live in the CLI.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from decimal import Decimal
 from html import escape
 from typing import Any
 
+from engine.csv_safe import SafeWriter
 from engine.reports.common import Chart, Table
 
 PALETTE = ["#2f6db5", "#e07b39", "#3a9a5b", "#b8434e", "#7c5cb5", "#8a8a8a", "#c9a227"]
@@ -36,7 +36,7 @@ def cell(value: Any) -> str:
 def to_csv(tables: Sequence[Table]) -> str:
     """Each table as a block: its title, its header, its rows, then an empty line."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeWriter(out, lineterminator="\n")
     for table in tables:
         writer.writerow([table.title])
         writer.writerow(list(table.columns))
