@@ -2095,18 +2095,38 @@ def calls_dispositions(state: CliState, program: str | None, as_json: bool) -> N
 
 
 @calls_group.command("verify-log")
+@click.option(
+    "--head",
+    "head_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A head saved by `campaign calls log-head`: the log must still contain it.",
+)
 @json_option
 @pass_state
-def calls_verify_log(state: CliState, as_json: bool) -> None:
-    """Recompute the caller log's hash chain and report the first broken entry."""
-    from engine.calls.caller_log import verify
+def calls_verify_log(state: CliState, head_file: Path | None, as_json: bool) -> None:
+    """Recompute the caller log's MAC chain, check it reaches its newest signed checkpoint
+    (and a saved head), and report the first thing broken (exit status 1)."""
+    from engine.calls.caller_log import parse_saved_head, verify
 
+    saved = parse_saved_head(head_file.read_text(), str(head_file)) if head_file else None
     with transaction(state) as session:
-        result = verify(session)
+        result = verify(session, saved_head=saved)
     if as_json:
         emit_json(result)
     elif result.ok:
-        click.echo(f"Caller log intact: {result.entries} entries; head {result.head_hash}.")
+        extra = [f"{result.checkpoints:,} checkpoints"]
+        if result.erased:
+            extra.append(f"{result.erased:,} erased")
+        if result.unkeyed:
+            extra.append(f"{result.unkeyed:,} written before keyed chaining")
+        if saved is not None:
+            extra.append(f"contains the saved head of {saved['at']} (entry {saved['seq']})")
+        click.echo(
+            f"Caller log intact: {result.entries:,} entries ({'; '.join(extra)}); "
+            f"head {result.head_hash}."
+        )
+    elif result.first_broken_seq is None:
+        click.echo(f"Caller log BROKEN: {result.problem}")
     else:
         click.echo(
             f"Caller log BROKEN at entry {result.first_broken_seq} (row id "
@@ -2114,6 +2134,18 @@ def calls_verify_log(state: CliState, as_json: bool) -> None:
         )
     if not result.ok:
         sys.exit(1)
+
+
+@calls_group.command("log-head")
+@pass_state
+def calls_log_head(state: CliState) -> None:
+    """Print the caller log's head, signed, as one JSON line to keep outside the database
+    (e.g. a daily cron appending to a file on another machine); `verify-log --head` checks it."""
+    from engine.calls.caller_log import signed_head
+
+    with transaction(state) as session:
+        head = signed_head(session, at=state.app().clock.now())
+    click.echo(json.dumps(head, separators=(",", ":")))
 
 
 @calls_group.command("export")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.calls.log_key import SESSION_INFO_KEY, CallerLogKey
 from engine.clock import Clock, SystemClock
 from engine.db import migrate
 from engine.db.session import make_engine, make_session_factory
@@ -37,6 +38,6 @@ def build_app(settings: Settings, *, clock: Clock | None = None, check_schema: b
     return App(
         settings=settings,
         engine=engine,
-        sessions=make_session_factory(engine),
+        sessions=make_session_factory(engine, info={SESSION_INFO_KEY: CallerLogKey(settings)}),
         clock=clock or SystemClock(),
     )

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     postal_address: str = "Example Rewards, 100 Main Street, Springfield, IL 62701, USA"
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None
+    # The caller log's MAC key (engine/calls/log_key.py): never stored in the database. Either
+    # the key itself (at least 32 characters) or a file holding it; unset, a key file is made
+    # on first use beside a SQLite database, else in ~/.config/campaign-engine/.
+    caller_log_key: str | None = Field(default=None, min_length=32)
+    caller_log_key_file: Path | None = None
     outbox_dir: Path = Path("outbox")
     campaigns_dir: Path = Path("campaigns")
     templates_dir: Path = Path("templates")

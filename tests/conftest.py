@@ -30,6 +30,9 @@ POSTGRES_URL = os.environ.get(
     "CAMPAIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_POSTGRES = os.environ.get("CAMPAIGN_REQUIRE_POSTGRES") == "1"
+# Tests that log calls share one caller log key instead of each making a key file (beside
+# their SQLite file, or in ~/.config for PostgreSQL); tests/security covers the key files.
+os.environ.setdefault("CAMPAIGN_CALLER_LOG_KEY", "test-caller-log-key-" + "0" * 24)
 # A fixed instant so that relative dates ("90 days ago") in tests are reproducible.
 TEST_NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 

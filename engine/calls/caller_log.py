@@ -1,32 +1,73 @@
-"""The caller log: append-only and hash-chained.
+"""The caller log: append-only, chained with a keyed MAC, anchored by signed checkpoints.
 
-Each entry's ``hash`` is sha256(previous entry's hash + canonical JSON of the entry), where the
-canonical JSON holds every column but ``id`` and ``hash`` (keys sorted, no spaces, UTC times in
-ISO 8601). Editing, deleting or reordering any entry breaks the chain from that entry on, and
-:func:`verify` names the first broken one.
+Each entry's ``hash`` is HMAC-SHA256(key, previous entry's hash + canonical JSON of the entry),
+where the canonical JSON holds every column but ``id``, ``hash``, ``erased_at`` and the
+personal columns (keys sorted, no spaces, UTC times in ISO 8601); the personal columns
+(``PERSONAL_COLUMNS``: the member's id, the number dialled, the template fields, notes, the
+call record) enter only through ``personal_digest`` = HMAC(key, their canonical JSON). The key
+is never in the database (engine/calls/log_key.py), so whoever can write the database cannot
+edit an entry and recompute the chain, nor append a forged one.
+
+- Editing, deleting, reordering or forging any entry breaks the chain from that entry on, and
+  :func:`verify` names the first broken one.
+- Every append also writes a signed checkpoint (seq, head) in ``caller_log_checkpoints``: a log
+  whose tail was deleted, or that was emptied, no longer reaches its newest checkpoint.
+- Deleting both tails is caught by a head kept outside the database: :func:`signed_head`
+  (``campaign calls log-head``, from cron) and ``verify(..., saved_head=...)``
+  (``calls verify-log --head FILE``).
+- Erasure (:func:`erase_personal`) empties the personal columns and stamps ``erased_at``; the
+  digest stays, so the chain still verifies and still proves the call happened.
+
+Entries written before the keyed chain (``chain`` = 'sha256') verify with the old unkeyed
+formula; an erased one of them can no longer be recomputed and is counted apart.
 
 Appends are serialised so concurrent agents never fork the chain: on PostgreSQL a
 transaction-level advisory lock, on SQLite the database write lock the caller's transaction
-took first (engine.calls.tasks.write_lock); UNIQUE(seq) backs both. On PostgreSQL a trigger
-refuses UPDATE, DELETE and TRUNCATE (migration 0004).
+took first (engine.calls.tasks.write_lock); UNIQUE(seq) backs both. On PostgreSQL triggers
+refuse UPDATE (but erasure's), DELETE and TRUNCATE on both tables (migrations 0004, 0020).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, null, select, update
 from sqlalchemy.orm import Session
 
-from engine.db.models import CallerLogEntry
+from engine.calls.log_key import SESSION_INFO_KEY, CallerLogKey
+from engine.db.models import CallerLogCheckpoint, CallerLogEntry
+from engine.errors import ConfigError, InputError
 from engine.sampling import salt
 
 GENESIS = "0" * 64
-HASHED_COLUMNS = (
+PERSONAL_COLUMNS = ("external_id", "number_dialled", "fields", "notes", "record")
+CHAINED_COLUMNS = (
+    "seq",
+    "task_id",
+    "participant_id",
+    "program",
+    "campaign",
+    "run_id",
+    "task_kind",
+    "agent",
+    "disposition",
+    "human_contact",
+    "verified",
+    "claimed_at",
+    "logged_at",
+    "handle_seconds",
+    "attempt",
+    "source",
+    "personal_digest",
+    "prev_hash",
+)
+# The unkeyed formula of entries written before migration 0020.
+LEGACY_COLUMNS = (
     "seq",
     "task_id",
     "participant_id",
@@ -63,17 +104,45 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def canonical(values: dict[str, Any]) -> str:
+def canonical(values: dict[str, Any], columns: tuple[str, ...] = CHAINED_COLUMNS) -> str:
     return json.dumps(
-        {name: _plain(values.get(name)) for name in HASHED_COLUMNS},
+        {name: _plain(values.get(name)) for name in columns},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
     )
 
 
-def entry_hash(prev_hash: str, values: dict[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + canonical(values)).encode("utf-8")).hexdigest()
+def _mac(key: bytes, text: str) -> str:
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def personal_digest(key: bytes, values: dict[str, Any]) -> str:
+    return _mac(key, "personal:" + canonical(values, PERSONAL_COLUMNS))
+
+
+def entry_hash(key: bytes, prev_hash: str, values: dict[str, Any]) -> str:
+    return _mac(key, prev_hash + canonical(values))
+
+
+def legacy_entry_hash(prev_hash: str, values: dict[str, Any]) -> str:
+    text = prev_hash + canonical(values, LEGACY_COLUMNS)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _checkpoint_signature(key: bytes, seq: int, head: str, at: datetime) -> str:
+    return _mac(key, f"checkpoint:{seq}:{head}:{_plain(at)}")
+
+
+def _head_signature(key: bytes, seq: int, head: str, at: str) -> str:
+    return _mac(key, f"head:{seq}:{head}:{at}")
+
+
+def log_key(session: Session, *, create: bool = True) -> bytes:
+    provider = session.info.get(SESSION_INFO_KEY)
+    if not isinstance(provider, CallerLogKey):
+        raise ConfigError("this session has no caller log key (build sessions with build_app)")
+    return provider.get(create=create)
 
 
 def serialise(session: Session) -> None:
@@ -84,8 +153,9 @@ def serialise(session: Session) -> None:
 
 
 def append(session: Session, *, locked: bool = False, **values: Any) -> CallerLogEntry:
-    """Append one entry at the head of the chain (the caller owns the transaction;
-    ``locked``: it has called :func:`serialise` already)."""
+    """Append one entry at the head of the chain and its checkpoint (the caller owns the
+    transaction; ``locked``: it has called :func:`serialise` already)."""
+    key = log_key(session)
     if not locked:
         serialise(session)
     head = session.execute(
@@ -96,10 +166,37 @@ def append(session: Session, *, locked: bool = False, **values: Any) -> CallerLo
     for name in ("claimed_at", "logged_at"):
         if values.get(name) is not None:
             values[name] = values[name].astimezone(UTC)
-    entry = CallerLogEntry(**values, hash=entry_hash(prev, values))
+    values["personal_digest"] = personal_digest(key, values)
+    mac = entry_hash(key, prev, values)
+    entry = CallerLogEntry(**values, chain="hmac", hash=mac)
     session.add(entry)
+    at = values["logged_at"]
+    session.add(
+        CallerLogCheckpoint(
+            seq=seq, head=mac, at=at, signature=_checkpoint_signature(key, seq, mac, at)
+        )
+    )
     session.flush()
     return entry
+
+
+def erase_personal(session: Session, participant_id: int, *, at: datetime) -> int:
+    """Empty the personal columns of a member's entries (erasure); returns how many. The chain
+    and the fact that each call happened stay verifiable."""
+    result = session.execute(
+        update(CallerLogEntry)
+        .where(CallerLogEntry.participant_id == participant_id, CallerLogEntry.erased_at.is_(None))
+        .values(
+            external_id=None,
+            number_dialled=None,
+            fields=null(),  # SQL NULL, not the JSON value null
+            notes=None,
+            record=None,
+            erased_at=at.astimezone(UTC),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 @dataclass(frozen=True)
@@ -110,28 +207,147 @@ class VerifyResult:
     first_broken_id: int | None = None
     problem: str | None = None
     head_hash: str | None = None
+    erased: int = 0  # entries whose personal data was erased (still verified)
+    unkeyed: int = 0  # entries written before the keyed chain (verified with plain SHA-256)
+    checkpoints: int = 0
 
 
-def verify(session: Session) -> VerifyResult:
-    """Recompute the chain from the start; report the first entry that does not match."""
+def _broken(count: int, entry: CallerLogEntry | None, problem: str, prev: str) -> VerifyResult:
+    seq = entry.seq if entry is not None else None
+    ident = entry.id if entry is not None else None
+    return VerifyResult(count, False, seq, ident, problem, prev)
+
+
+def verify(session: Session, *, saved_head: dict[str, Any] | None = None) -> VerifyResult:
+    """Recompute the chain from the start and check it reaches the newest checkpoint (and the
+    saved head, when given); report the first thing that does not match."""
+    key = log_key(session, create=False) if _has_any(session) or saved_head else b""
     prev = GENESIS
     expected_seq = 1
-    count = 0
+    count = erased = unkeyed = 0
+    keyed_seen = False
     rows = session.execute(
         select(CallerLogEntry).order_by(CallerLogEntry.seq, CallerLogEntry.id)
     ).scalars()
     for entry in rows.yield_per(1000):
         count += 1
-        values = {name: getattr(entry, name) for name in HASHED_COLUMNS}
         problem = None
         if entry.seq != expected_seq:
             problem = f"expected entry {expected_seq} here, found {entry.seq} (entry missing?)"
         elif entry.prev_hash != prev:
             problem = "prev_hash does not match the previous entry's hash"
-        elif entry_hash(prev, values) != entry.hash:
-            problem = "the entry's content does not match its hash (edited)"
+        elif keyed_seen and entry.chain != "hmac":
+            # Unkeyed entries predate keyed chaining; one after a keyed entry is a forgery
+            # that tries to pass with the formula anyone can compute.
+            problem = "an unkeyed entry after keyed ones (forged)"
+        else:
+            problem = _entry_problem(key, entry)
         if problem is not None:
-            return VerifyResult(count, False, entry.seq, entry.id, problem, prev)
+            return _broken(count, entry, problem, prev)
+        erased += entry.erased_at is not None
+        unkeyed += entry.chain != "hmac"
+        keyed_seen = keyed_seen or entry.chain == "hmac"
         prev = entry.hash
         expected_seq += 1
-    return VerifyResult(count, True, head_hash=prev)
+    last_seq = expected_seq - 1
+    checkpoint = session.scalars(
+        select(CallerLogCheckpoint).order_by(CallerLogCheckpoint.seq.desc()).limit(1)
+    ).first()
+    checkpoints = session.scalar(select(func.count()).select_from(CallerLogCheckpoint)) or 0
+    if checkpoint is not None:
+        signed = _checkpoint_signature(key, checkpoint.seq, checkpoint.head, checkpoint.at)
+        if not hmac.compare_digest(signed, checkpoint.signature):
+            return _broken(count, None, f"checkpoint of entry {checkpoint.seq} is forged", prev)
+        problem = _reaches(session, checkpoint.seq, checkpoint.head, last_seq, "checkpoint")
+        if problem is not None:
+            return _broken(count, None, problem, prev)
+    if saved_head is not None:
+        problem = _saved_head_problem(session, key, saved_head, last_seq)
+        if problem is not None:
+            return _broken(count, None, problem, prev)
+    return VerifyResult(
+        count, True, head_hash=prev, erased=erased, unkeyed=unkeyed, checkpoints=checkpoints
+    )
+
+
+def _has_any(session: Session) -> bool:
+    return (
+        session.scalar(select(CallerLogEntry.id).limit(1)) is not None
+        or session.scalar(select(CallerLogCheckpoint.id).limit(1)) is not None
+    )
+
+
+def _entry_problem(key: bytes, entry: CallerLogEntry) -> str | None:
+    values = {name: getattr(entry, name) for name in (*LEGACY_COLUMNS, "personal_digest")}
+    if entry.chain != "hmac":
+        if entry.erased_at is not None:
+            return None  # erased before keyed chaining: nothing left to recompute
+        if legacy_entry_hash(entry.prev_hash, values) != entry.hash:
+            return "the entry's content does not match its hash (edited)"
+        return None
+    if entry.erased_at is None and not hmac.compare_digest(
+        personal_digest(key, values), entry.personal_digest or ""
+    ):
+        return "the entry's personal fields do not match their digest (edited)"
+    if not hmac.compare_digest(entry_hash(key, entry.prev_hash, values), entry.hash):
+        return "the entry does not match its MAC (edited, forged, or another key)"
+    return None
+
+
+def _reaches(session: Session, seq: int, head: str, last_seq: int, what: str) -> str | None:
+    if seq > last_seq:
+        missing = f"entries {last_seq + 1}-{seq}" if seq > last_seq + 1 else f"entry {seq}"
+        emptied = " (the log was emptied)" if last_seq == 0 else " (the tail was deleted)"
+        return (
+            f"the {what} names entry {seq} but the log ends at {last_seq}: "
+            f"{missing} missing{emptied}"
+        )
+    stored = session.scalar(select(CallerLogEntry.hash).where(CallerLogEntry.seq == seq))
+    if stored != head:
+        return f"entry {seq} is not the one the {what} signed (the log was rewritten)"
+    return None
+
+
+def signed_head(session: Session, *, at: datetime) -> dict[str, Any]:
+    """The log's head (newest seq and MAC), signed, for safekeeping outside the database."""
+    key = log_key(session)
+    head = session.execute(
+        select(CallerLogEntry.seq, CallerLogEntry.hash).order_by(CallerLogEntry.seq.desc()).limit(1)
+    ).first()
+    seq, mac = (int(head[0]), str(head[1])) if head is not None else (0, GENESIS)
+    stamp = _plain(at)
+    return {
+        "seq": seq,
+        "head": mac,
+        "at": stamp,
+        "signature": _head_signature(key, seq, mac, stamp),
+    }
+
+
+def parse_saved_head(text: str, where: str) -> dict[str, Any]:
+    """The newest head in a file of saved heads (one JSON line each, as a cron appends them)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    try:
+        value = json.loads(lines[-1])
+        head = {
+            "seq": int(value["seq"]),
+            "head": str(value["head"]),
+            "at": str(value["at"]),
+            "signature": str(value["signature"]),
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"{where}: not a saved caller log head (from `campaign calls log-head`)"
+        ) from exc
+    return head
+
+
+def _saved_head_problem(
+    session: Session, key: bytes, saved: dict[str, Any], last_seq: int
+) -> str | None:
+    signed = _head_signature(key, saved["seq"], saved["head"], saved["at"])
+    if not hmac.compare_digest(signed, saved["signature"]):
+        return "the saved head's signature does not match this log's key (forged, or another key)"
+    if saved["seq"] == 0:
+        return None
+    return _reaches(session, saved["seq"], saved["head"], last_seq, f"saved head of {saved['at']}")

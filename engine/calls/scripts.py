@@ -170,7 +170,7 @@ def _contacts(session: Session, participant_id: int) -> list[ContactRecord]:
                 at=entry.logged_at,
                 channel="call",
                 what=entry.disposition,
-                outcome=entry.record,
+                outcome=entry.record or "(erased)",
                 by=entry.agent,
                 notes=entry.notes,
                 campaign=entry.campaign,

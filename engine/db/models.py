@@ -676,12 +676,16 @@ class Agent(Base):
 
 
 class CallerLogEntry(Base):
-    """The caller log: one row per documented call, append-only and hash-chained.
+    """The caller log: one row per documented call, append-only and chained with a keyed MAC.
 
-    ``hash`` = sha256(prev_hash + canonical JSON of every other column); ``seq`` is the position
-    in the chain (UNIQUE: two appenders can never both write entry n, so the chain cannot fork).
-    No foreign keys on purpose: the audit trail outlives the tasks and participants it names,
-    and on PostgreSQL a trigger refuses UPDATE and DELETE (a cascade would be one).
+    ``hash`` = HMAC(key, prev_hash + canonical JSON of the other columns, in which the personal
+    columns appear only as ``personal_digest`` = HMAC(key, their canonical JSON)); the key is
+    never in the database (engine/calls/log_key.py). Erasure empties the personal columns and
+    sets ``erased_at``; the chain still verifies. ``chain``: 'hmac', or 'sha256' for entries
+    written before migration 0020 (unkeyed). ``seq`` is the position in the chain (UNIQUE: two
+    appenders can never both write entry n, so the chain cannot fork). No foreign keys on
+    purpose: the audit trail outlives the tasks and participants it names, and on PostgreSQL a
+    trigger refuses UPDATE (but erasure's) and DELETE (a cascade would be one).
     """
 
     __tablename__ = "caller_log"
@@ -696,7 +700,7 @@ class CallerLogEntry(Base):
     seq: Mapped[int] = mapped_column()
     task_id: Mapped[int | None] = mapped_column()
     participant_id: Mapped[int] = mapped_column()
-    external_id: Mapped[str] = mapped_column(String(128))
+    external_id: Mapped[str | None] = mapped_column(String(128))
     program: Mapped[str] = mapped_column(String(64))
     campaign: Mapped[str | None] = mapped_column(String(64))
     run_id: Mapped[int | None] = mapped_column()
@@ -706,13 +710,31 @@ class CallerLogEntry(Base):
     disposition: Mapped[str] = mapped_column(String(32))
     human_contact: Mapped[bool] = mapped_column()
     verified: Mapped[bool | None] = mapped_column()
-    fields: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
+    fields: Mapped[dict[str, Any] | None] = mapped_column(JSONDict, default=dict)
     notes: Mapped[str | None] = mapped_column(Text)
-    record: Mapped[str] = mapped_column(Text)  # the standard call record rendered from the template
+    # the standard call record rendered from the template (NULL once erased)
+    record: Mapped[str | None] = mapped_column(Text)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     logged_at: Mapped[datetime] = mapped_column(UTCDateTime())
     handle_seconds: Mapped[int | None] = mapped_column()
     attempt: Mapped[int] = mapped_column()
     source: Mapped[str] = mapped_column(String(16))  # 'agent' (calls log) or 'dialer' (import)
+    chain: Mapped[str] = mapped_column(String(8), default="hmac", server_default="sha256")
+    personal_digest: Mapped[str | None] = mapped_column(String(64))
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class CallerLogCheckpoint(Base):
+    """A signed (seq, head) of the caller log, written with every append: a log whose tail or
+    whole content was deleted no longer reaches its newest checkpoint. Append-only like the log
+    (a PostgreSQL trigger); ``signature`` = HMAC(key, "checkpoint:seq:head:at")."""
+
+    __tablename__ = "caller_log_checkpoints"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    seq: Mapped[int] = mapped_column(index=True)
+    head: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    signature: Mapped[str] = mapped_column(String(64))

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
+from engine.app import build_app
 from engine.calls import caller_log
 from engine.clock import FrozenClock
 from engine.db.models import Agent, CallerLogEntry, Contact
-from engine.db.session import make_engine
 from engine.demo.run import STEPS, run_demo
+from engine.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,9 +29,9 @@ def test_demo_agents_work_a_day_of_calls(tmp_path: Path, clock: FrozenClock) -> 
     titles = [title for title, _ in report.sections]
     assert "Calls: a day on the phones" in titles
     assert "One call script, as the agent saw it" in titles
-    engine = make_engine(f"sqlite:///{tmp_path / 'campaign.db'}")
+    app = build_app(Settings(database_url=f"sqlite:///{tmp_path / 'campaign.db'}"))
     try:
-        with Session(engine) as s:
+        with app.sessions() as s:
             assert s.scalar(select(func.count()).select_from(Agent)) == 4
             logged = s.scalar(select(func.count()).select_from(CallerLogEntry)) or 0
             kinds = set(s.scalars(select(CallerLogEntry.disposition)))
@@ -40,7 +40,7 @@ def test_demo_agents_work_a_day_of_calls(tmp_path: Path, clock: FrozenClock) -> 
             )
             check = caller_log.verify(s)
     finally:
-        engine.dispose()
+        app.close()
     assert logged >= 20 and calls == logged
     assert {"NO_ANSWER", "CONVERTED"} <= kinds and len(kinds) >= 6
     assert check.ok and check.entries == logged
