@@ -475,6 +475,69 @@ def participants_show(
     )
 
 
+@participants_group.command("erase")
+@click.argument("external_ids", nargs=-1)
+@click.option(
+    "--file",
+    "ids_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file of external ids, one per line (a bulk request).",
+)
+@_program_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_state
+def participants_erase(
+    state: CliState,
+    external_ids: tuple[str, ...],
+    ids_file: Path | None,
+    program: str | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Erase members' personal data from every table (GDPR/CCPA); prints a receipt per member.
+    Keeps hashed suppressions (never contacted again, re-import refused), report counts and
+    the caller log's record that calls happened, without contact details."""
+    from engine.participants.erasure import erase_participant
+
+    ids = list(external_ids)
+    if ids_file is not None:
+        ids += [line.strip() for line in ids_file.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise click.UsageError("name at least one EXTERNAL_ID, or --file")
+    if not yes:
+        if not _stdin_is_terminal():
+            raise click.UsageError("erasure cannot be undone: confirm with --yes")
+        click.confirm(f"Erase {len(ids):,} member(s)? This cannot be undone", abort=True)
+    at = state.app().clock.now()
+    receipts = []
+    with transaction(state) as session:
+        for external_id in ids:
+            receipts.append(
+                erase_participant(
+                    session,
+                    program,
+                    external_id,
+                    at=at,
+                    default_region=state.settings.default_region,
+                )
+            )
+    if as_json:
+        emit_json(receipts)
+        return
+    for receipt in receipts:
+        if receipt.already_erased:
+            click.echo(f"{receipt.external_id} ({receipt.program}): already erased.")
+            continue
+        click.echo(
+            f"Erased {receipt.external_id} ({receipt.program}) at {receipt.erased_at.isoformat()}; "
+            f"now {receipt.tombstone}."
+        )
+        for what, count in receipt.removed.items():
+            click.echo(f"  {what}: {count:,}")
+        click.echo("  kept: " + "; ".join(receipt.kept))
+
+
 @participants_group.command("list")
 @_program_option
 @click.option("--status", help="Only this status (active, inactive, lapsed, closed).")

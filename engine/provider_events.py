@@ -31,6 +31,7 @@ from engine import outbox_status
 from engine.contact_ledger import settle_as_contact
 from engine.db.models import MessageEvent, OutboxMessage
 from engine.db.types import UTCDateTime
+from engine.participants.erasure import scrub_erased
 
 EVENT_ID_MAX = 128  # message_events.provider_event_id
 EVENT_NAME_MAX = 32  # message_events.event
@@ -139,9 +140,11 @@ def record_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[st
     duplicates or replays whose effects were applied before."""
     if not rows:
         return set()
+    plain = [dict(row) for row in rows]
+    scrub_erased(session, plain)
     statement = _event_insert(session.get_bind().dialect.name)
     # One executemany: SQLAlchemy batches it into multi-row INSERT ... RETURNING statements.
-    result = session.connection().execute(statement, [dict(row) for row in rows])
+    result = session.connection().execute(statement, plain)
     return set(result.scalars())
 
 

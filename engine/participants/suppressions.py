@@ -90,7 +90,13 @@ def add_suppression(
         kind = "an email address" if is_email else "a phone number"
         raise InputError(f"{address!r} is {kind}; it cannot be suppressed on {channel}")
     digest = hash_normalised(normalised)
-    stored_address = None if reason == "erasure" else normalised
+    # An erased person's address is never written in clear again, on any channel.
+    erased = session.scalar(
+        select(Suppression.id)
+        .where(Suppression.address_hash == digest, Suppression.reason == "erasure")
+        .limit(1)
+    )
+    stored_address = None if reason == "erasure" or erased is not None else normalised
     entry = session.scalar(
         select(Suppression).where(
             Suppression.channel == channel, Suppression.address_hash == digest
