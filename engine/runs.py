@@ -170,8 +170,10 @@ def pause_run(
 ) -> StatusChange:
     """Stop sending and calling for a run that still has work, until it is resumed."""
     run = _get(session, run_id, lock=True)
-    if run.status in ("paused", "cancelled"):
-        raise InputError(f"cannot pause: {_describe(run)}")
+    if run.status == "paused":
+        raise InputError(f"cannot pause: {_describe(run)} already")
+    if run.status == "cancelled":
+        raise InputError(f"cannot pause: {_describe(run)}; a cancelled run is final")
     _still_has_work(session, run, "pause")
     return _set(run, "paused", reason, at)
 
