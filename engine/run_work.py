@@ -8,7 +8,7 @@ are not. An SMS reply's follow-up (a ``follow_up`` task with no parent) is not t
 it is answered whatever became of the run, and does not keep it open.
 
 Each question is an EXISTS over a partial index by run (0014), so the sequencer can ask it of
-every active run on each advance however many finished rows a run holds. The predicates are
+every active run on each advance however many finished rows a run holds. The conditions are
 literal SQL, the same text as the indexes' WHERE: SQLite uses a partial index only when the
 query names its condition, which a bound parameter does not.
 """
@@ -17,36 +17,56 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, text
+from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.orm import Session
 
-from engine.db.models import CallTask, Enrollment, OutboxMessage
-
-# The partial indexes' conditions (models.py, migrations/versions/0014).
-OPEN_ENROLLMENT = text("enrollments.state = 'active' AND enrollments.\"group\" = 'treatment'")
-PENDING_MESSAGE = text("outbox_messages.status IN ('queued', 'sending', 'unknown')")
-OPEN_TASK = text("call_tasks.status IN ('open', 'claimed')")
-# Task statuses that are work (OPEN_TASK), for Python-side filters.
+# (table, its partial index by run, the index's condition: models.py, migration 0014)
+OPEN_ENROLLMENTS = (
+    "enrollments",
+    "ix_enrollments_open_by_run",
+    "enrollments.state = 'active' AND enrollments.\"group\" = 'treatment'",
+)
+PENDING_MESSAGES = (
+    "outbox_messages",
+    "ix_outbox_messages_pending_by_run",
+    "outbox_messages.status IN ('queued', 'sending', 'unknown')",
+)
+OPEN_TASKS = (
+    "call_tasks",
+    "ix_call_tasks_open_by_run",
+    "call_tasks.status IN ('open', 'claimed')"
+    # An inbound SMS reply's follow-up is not its run's work.
+    " AND NOT (call_tasks.kind = 'follow_up' AND call_tasks.parent_task_id IS NULL)",
+)
+# Task statuses that are work, for Python-side filters.
 OPEN_TASK_STATUSES = ("open", "claimed")
 
 
-def _run_task() -> ColumnElement[bool]:
-    """An open task that is its run's work (an inbound reply's follow-up is not)."""
-    return and_(
-        OPEN_TASK,
-        not_(and_(CallTask.kind == "follow_up", CallTask.parent_task_id.is_(None))),
+def _source(work: tuple[str, str, str], dialect: str) -> str:
+    """The FROM of one kind of work. SQLite is told the index (INDEXED BY): without statistics
+    it would rather read a run's every outbox row through the covering (run_id, step_id,
+    status) index than probe the partial one."""
+    table, index, _ = work
+    return f"{table} INDEXED BY {index}" if dialect == "sqlite" else table
+
+
+def _any_work(dialect: str) -> str:
+    return " OR ".join(
+        f"EXISTS (SELECT 1 FROM {_source(work, dialect)}"
+        f" WHERE {work[0]}.run_id = campaign_runs.id AND {work[2]})"
+        for work in (OPEN_ENROLLMENTS, PENDING_MESSAGES, OPEN_TASKS)
     )
 
 
-def has_work(run_id: Any) -> ColumnElement[bool]:
-    """SQL: run ``run_id`` (a value or a column such as ``CampaignRun.id``) has work left."""
-    return or_(
-        exists(select(1).where(Enrollment.run_id == run_id, OPEN_ENROLLMENT)),
-        exists(select(1).where(OutboxMessage.run_id == run_id, PENDING_MESSAGE)),
-        exists(select(1).where(CallTask.run_id == run_id, _run_task())),
-    )
+def has_work(dialect: str) -> TextClause:
+    """SQL for a statement over ``campaign_runs``: this run has work left."""
+    return text(f"({_any_work(dialect)})")
+
+
+def has_no_work(dialect: str) -> TextClause:
+    """SQL for a statement over ``campaign_runs``: this run has no work left."""
+    return text(f"NOT ({_any_work(dialect)})")
 
 
 @dataclass(frozen=True)
@@ -82,24 +102,17 @@ def work_of(session: Session, run_ids: Iterable[int]) -> dict[int, RunWork]:
     ids = sorted(set(run_ids))
     if not ids:
         return {}
+    dialect = session.get_bind().dialect.name
     counts: dict[int, list[int]] = {}
-    for position, query in enumerate(
-        (
-            select(Enrollment.run_id, func.count())
-            .where(Enrollment.run_id.in_(ids), OPEN_ENROLLMENT)
-            .group_by(Enrollment.run_id),
-            select(OutboxMessage.run_id, func.count())
-            .where(OutboxMessage.run_id.in_(ids), PENDING_MESSAGE)
-            .group_by(OutboxMessage.run_id),
-            select(CallTask.run_id, func.count())
-            .where(CallTask.run_id.in_(ids), _run_task())
-            .group_by(CallTask.run_id),
-        )
-    ):
-        for run_id, count in session.execute(query).all():
+    for position, work in enumerate((OPEN_ENROLLMENTS, PENDING_MESSAGES, OPEN_TASKS)):
+        query = text(
+            f"SELECT run_id, count(*) FROM {_source(work, dialect)}"
+            f" WHERE run_id IN :ids AND {work[2]} GROUP BY run_id"
+        ).bindparams(bindparam("ids", expanding=True))
+        for run_id, count in session.execute(query, {"ids": ids}).all():
             if run_id is not None:
                 counts.setdefault(int(run_id), [0, 0, 0])[position] = int(count)
     return {run_id: RunWork(*values) for run_id, values in counts.items()}
 
 
-__all__ = ["OPEN_TASK_STATUSES", "RunWork", "has_work", "work_of"]
+__all__ = ["OPEN_TASK_STATUSES", "RunWork", "has_no_work", "has_work", "work_of"]

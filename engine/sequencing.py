@@ -107,7 +107,7 @@ from engine.policy.gate import ConsentStatus, gate
 from engine.policy.windows import local_time_on_day
 from engine.policy.zones import candidate_zones
 from engine.reports.tallies import largest_outbox_id, tally_counted, tally_inserted
-from engine.run_work import has_work
+from engine.run_work import has_no_work
 from engine.sampling import bucket
 from engine.templates import (
     Attributes,
@@ -1240,7 +1240,7 @@ class _Advance:
         with conn.begin():
             done = conn.scalars(
                 update(CampaignRun)
-                .where(CampaignRun.status == "active", ~has_work(CampaignRun.id))
+                .where(CampaignRun.status == "active", has_no_work(self.dialect))
                 .values(
                     status="completed",
                     status_reason="every enrollment finished its sequence, every message "
