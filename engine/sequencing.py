@@ -1082,6 +1082,15 @@ class _Advance:
                     ),
                     tasks,
                 )
+            exited = [row.id for row, o in work.moves if o.state == "exited" and row.id in moved]
+            if exited:
+                # Tasks of an exited enrollment are served to nobody (engine/calls/tasks.py):
+                # closed with the reason, they do not hold its run open unseen.
+                conn.execute(
+                    update(CallTask)
+                    .where(CallTask.enrollment_id.in_(exited), CallTask.status == "open")
+                    .values(status="closed", close_reason="enrollment exited", updated_at=self.at)
+                )
         self._count(work, moved, messages, tasks)
 
     def _insert_messages(self, conn: Connection, messages: list[list[Any]]) -> None:

@@ -295,3 +295,17 @@ def test_cli_a_call_campaign_stays_active_until_its_calls_are_logged(
     assert shown["status"] == "completed" and "work left: no work left" in run(
         "runs", "show", str(run_id)
     )
+
+
+def test_an_exited_enrollment_does_not_hold_its_run_open(app: App, program: Program) -> None:
+    # A call, then an SMS the member never consented to: at the SMS step the member leaves the
+    # sequence, and the unworked call task (served to nobody now) closes with the reason.
+    _members(app, program, 1)
+    sms = {"id": "sms-1", "channel": "sms", "template": "points_expiring", "delay": "1d"}
+    run_id = _launch(app, steps=[CALL_STEP, sms])
+    advance(app, at=TEST_NOW)
+    assert _work(app, run_id) == RunWork(1, 0, 1)
+    later = advance(app, at=TEST_NOW + 2 * DAY)
+    assert later.exited == 1 and later.runs_completed == [run_id]
+    (task,) = _tasks(app)
+    assert (task.status, task.close_reason) == ("closed", "enrollment exited")
