@@ -2277,7 +2277,9 @@ def scheduler_command(state: CliState) -> None:
     def on_tick(summary: Any) -> None:
         advanced = summary.advance
         busy = bool(advanced and (advanced.enrollments or advanced.runs_completed))
-        if summary.launched or busy or summary.sent or summary.definition_errors:
+        sending = summary.dispatch
+        alarm = bool(sending is not None and (sending.errors or sending.paused_runs))
+        if summary.launched or busy or summary.sent or summary.definition_errors or alarm:
             click.echo(summary.message)
 
     result = run_scheduler(app, on_tick=on_tick)
