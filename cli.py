@@ -986,7 +986,17 @@ def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) 
         return
     render_table(
         "Campaign runs",
-        ["run", "campaign", "program", "fire", "status", "launched", "enrolled", "holdout"],
+        [
+            "run",
+            "campaign",
+            "program",
+            "fire",
+            "status",
+            "launched",
+            "enrolled",
+            "holdout",
+            "work left",
+        ],
         [
             (
                 r.id,
@@ -997,6 +1007,7 @@ def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) 
                 r.launched_at.isoformat(timespec="minutes"),
                 r.enrolled,
                 r.holdout,
+                r.work.describe() if r.work.any else "-",
             )
             for r in rows
         ],
@@ -1008,7 +1019,8 @@ def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) 
 @json_option
 @pass_state
 def runs_show(state: CliState, run: int, as_json: bool) -> None:
-    """Show run RUN: status, definition hash, enrollments by group and state."""
+    """Show run RUN: status, the work it still has, definition hash, enrollments by group and
+    state."""
     from engine.runs import show_run
 
     with transaction(state) as session:
@@ -1025,6 +1037,7 @@ def runs_show(state: CliState, run: int, as_json: bool) -> None:
     if detail.status_reason:
         status += f" ({detail.status_reason})"
     click.echo(f"  status: {status}")
+    click.echo(f"  work left: {detail.work.describe()}")
     click.echo(f"  launched: {detail.launched_at.isoformat()}")
     click.echo(f"  definition sha256: {detail.definition_hash}")
     click.echo(f"  enrolled: {detail.enrolled} (holdout {detail.holdout})")
@@ -1046,6 +1059,12 @@ def _status_change(change: Any, as_json: bool) -> None:
     text = f"Run {change.run_id} ({change.campaign}): {change.before} -> {change.after}"
     if change.exited:
         text += f"; {change.exited} open enrollments exited"
+    if change.skipped_messages:
+        text += f"; {change.skipped_messages} queued messages skipped"
+    if change.closed_tasks:
+        text += f"; {change.closed_tasks} open call tasks closed"
+    if change.tasks_with_agents:
+        text += f"; {change.tasks_with_agents} call tasks held by agents close when logged"
     click.echo(text + ".")
 
 
@@ -1434,6 +1453,8 @@ def dispatch_command(
             channel.close()
     if as_json:
         emit_json(summary)
+        if summary.errors:
+            raise SystemExit(1)
         return
     skipped = sum(summary.skipped.values())
     click.echo(
@@ -1455,6 +1476,10 @@ def dispatch_command(
         )
     for run_id in summary.paused_runs:
         click.echo(f"run {run_id} was paused: see `campaign runs show {run_id}`")
+    for error in summary.errors:
+        click.echo(f"error: {error}", err=True)
+    if summary.errors:
+        raise SystemExit(1)
 
 
 @cli.group("outbox")
@@ -2347,7 +2372,9 @@ def scheduler_command(state: CliState) -> None:
     def on_tick(summary: Any) -> None:
         advanced = summary.advance
         busy = bool(advanced and (advanced.enrollments or advanced.runs_completed))
-        if summary.launched or busy or summary.sent or summary.definition_errors:
+        sending = summary.dispatch
+        alarm = bool(sending is not None and (sending.errors or sending.paused_runs))
+        if summary.launched or busy or summary.sent or summary.definition_errors or alarm:
             click.echo(summary.message)
 
     result = run_scheduler(app, on_tick=on_tick)

@@ -156,9 +156,9 @@ from engine.shared_ratelimit import SharedTokenBucket
 
 log = logging.getLogger(__name__)
 
-# Runs whose queued messages go out. A completed run has no open enrollment left, but the
-# message of its last step may still be waiting for its send window.
-SENDABLE_RUNS = ("active", "completed")
+# Runs whose queued messages go out. A run with a pending message is active (or paused, or
+# cancelled): it completes only once none is left (engine/run_work.py).
+SENDABLE_RUNS = ("active",)
 CHANNEL_ORDER = ("email", "sms")
 CLAIM_SECONDS = 10.0  # a claim holds about this many seconds of the channel's rate
 MAX_BACKOFF = timedelta(hours=6)
@@ -199,6 +199,8 @@ class DispatchSummary:
     cancelled_skipped: int = 0
     peak_in_flight: int = 0  # the most requests one worker had waiting for the provider
     paused_runs: list[int] = field(default_factory=list)
+    # What went wrong that the operator must act on (an auto-pause that could not be applied).
+    errors: list[str] = field(default_factory=list)
     stopped_by: str = "drained"
     seconds: float = 0.0
 
@@ -368,12 +370,17 @@ class _Shared:
         self.programs: dict[int, tuple[str, str]] = {}
         self.failures: Counter[int] = Counter()
         self.paused: set[int] = set()
+        # An auto-pause that could not be applied: the dispatcher stops, or it would claim and
+        # release that run's rows again at once, round and round.
+        self.pause_failed = False
         self.summary = DispatchSummary()
         self.rng = random.Random()
 
     def stop_reason(self) -> str | None:
         if self.stop_event.is_set():
             return "stopped"
+        if self.pause_failed:
+            return "pause_failed"
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return "deadline"
         with self.lock:
@@ -1055,8 +1062,20 @@ def _pause(shared: _Shared, run_id: int, reason: str) -> None:
         with _writing(shared), shared.app.sessions() as session, session.begin():
             pause_run(session, run_id, at=_now(shared), reason=reason[:1000])
         log.warning("run %s paused: %s", run_id, reason)
-    except InputError:
-        pass  # paused or cancelled meanwhile
+    except InputError as exc:
+        with shared.app.sessions() as session:
+            status = session.scalar(select(CampaignRun.status).where(CampaignRun.id == run_id))
+        if status == "cancelled":
+            return  # cancelled meanwhile: its queued messages are skipped
+        if status != "paused":  # (paused meanwhile is what we wanted)
+            log.error("run %s could not be paused (%s): %s", run_id, reason, exc)
+            with shared.lock:
+                shared.summary.errors.append(
+                    f"run {run_id} could not be paused ({reason}): {exc}; the dispatcher "
+                    "stopped: pause or cancel the run, or fix the provider, then dispatch again"
+                )
+                shared.pause_failed = True
+            return
     with shared.lock:
         if run_id not in shared.summary.paused_runs:
             shared.summary.paused_runs.append(run_id)

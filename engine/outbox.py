@@ -157,7 +157,7 @@ def count_due(session: Session, *, at: datetime) -> int:
             .where(
                 OutboxMessage.status == st.QUEUED,
                 OutboxMessage.not_before <= ensure_utc(at),
-                CampaignRun.status.in_(("active", "completed")),
+                CampaignRun.status == "active",
             )
         )
         or 0

@@ -1,13 +1,19 @@
 """Campaign runs after launch: list, show, pause, resume, cancel.
 
-A run's ``status`` is the switch the sequencer obeys (see models.CampaignRun):
+A run's ``status`` is the switch the sequencer obeys (see models.CampaignRun and DESIGN.md
+"A run's life"):
 
-- ``active``: enrollments advance, messages are sent and calls listed.
+- ``active``: while the run has work (engine/run_work.py: enrollments with steps left,
+  pending messages, open call tasks): enrollments advance, messages are sent, calls listed.
 - ``paused``: nothing is sent or listed for the run; its open enrollments keep their place
   and still count as "in the campaign" (no re-enrollment elsewhere). ``resume`` continues.
-- ``cancelled``: final. Open enrollments are exited (``exit_reason`` 'run cancelled: ...') and
-  queued outbox messages skipped (``run_cancelled``); a cancelled run cannot be resumed.
-- ``completed``: final; set by the sequencer when no open enrollment is left.
+- ``cancelled``: final. Open enrollments are exited (``exit_reason`` 'run cancelled: ...'),
+  queued outbox messages skipped and open call tasks closed (both ``run_cancelled``); a
+  cancelled run cannot be resumed.
+- ``completed``: final; set by the sequencer when the run has no work left.
+
+Pause and cancel apply to every run that still has work, whatever its status says (a run
+completed by an older version with its last messages queued included).
 """
 
 from __future__ import annotations
@@ -15,12 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.clock import ensure_utc
-from engine.db.models import CampaignRun, Enrollment, OutboxMessage, Program
+from engine.db.models import CallTask, CampaignRun, Enrollment, OutboxMessage, Program
 from engine.errors import InputError, NotFoundError
+from engine.run_work import RunWork, work_of
+
+# close_reason / status_reason of what a cancel stopped.
+RUN_CANCELLED = "run_cancelled"
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,8 @@ class RunSummary:
     enrolled: int
     holdout: int
     status_reason: str | None
+    # What keeps it from completing (all zero for a finished run).
+    work: RunWork
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,7 @@ class RunDetail:
     holdout: int
     # {"treatment": {"active": n, "converted": n, ...}, "holdout": {...}}
     by_group_state: dict[str, dict[str, int]]
+    work: RunWork
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,10 @@ class StatusChange:
     after: str
     reason: str | None
     exited: int = 0
+    skipped_messages: int = 0
+    closed_tasks: int = 0
+    # Tasks an agent holds right now: the agent's log closes them (engine/calls/log.py).
+    tasks_with_agents: int = 0
 
 
 def list_runs(
@@ -75,6 +92,8 @@ def list_runs(
     )
     if campaign is not None:
         query = query.where(CampaignRun.campaign == campaign)
+    found = session.execute(query).all()
+    work = work_of(session, [run.id for run, _ in found])
     return [
         RunSummary(
             id=run.id,
@@ -86,8 +105,9 @@ def list_runs(
             enrolled=run.enrolled_count,
             holdout=run.holdout_count,
             status_reason=run.status_reason,
+            work=work.get(run.id, RunWork()),
         )
-        for run, program_key in session.execute(query).all()
+        for run, program_key in found
     ]
 
 
@@ -125,6 +145,7 @@ def show_run(session: Session, run_id: int) -> RunDetail:
         enrolled=run.enrolled_count,
         holdout=run.holdout_count,
         by_group_state=by_group_state,
+        work=work_of(session, [run.id]).get(run.id, RunWork()),
     )
 
 
@@ -137,18 +158,28 @@ def _describe(run: CampaignRun) -> str:
     return text
 
 
+def _still_has_work(session: Session, run: CampaignRun, verb: str) -> None:
+    """A completed run may be paused or cancelled only while it still has work (a run an
+    older version completed with messages queued); otherwise there is nothing to stop."""
+    if run.status == "completed" and not work_of(session, [run.id]):
+        raise InputError(f"cannot {verb}: {_describe(run)}; it has no work left")
+
+
 def pause_run(
     session: Session, run_id: int, *, at: datetime, reason: str | None = None
 ) -> StatusChange:
-    """Stop sending for a run until it is resumed."""
+    """Stop sending and calling for a run that still has work, until it is resumed."""
     run = _get(session, run_id, lock=True)
-    if run.status != "active":
-        raise InputError(f"cannot pause: {_describe(run)}; only an active run can be paused")
+    if run.status == "paused":
+        raise InputError(f"cannot pause: {_describe(run)} already")
+    if run.status == "cancelled":
+        raise InputError(f"cannot pause: {_describe(run)}; a cancelled run is final")
+    _still_has_work(session, run, "pause")
     return _set(run, "paused", reason, at)
 
 
 def resume_run(session: Session, run_id: int, *, at: datetime) -> StatusChange:
-    """Continue a paused run."""
+    """Continue a paused run (the sequencer completes it at once if it has no work left)."""
     run = _get(session, run_id, lock=True)
     if run.status == "cancelled":
         raise InputError(
@@ -163,28 +194,77 @@ def resume_run(session: Session, run_id: int, *, at: datetime) -> StatusChange:
 def cancel_run(
     session: Session, run_id: int, *, at: datetime, reason: str | None = None
 ) -> StatusChange:
-    """End a run for good: nothing more is sent; open enrollments are exited."""
+    """End a run for good: nothing more is sent or called; open enrollments are exited, queued
+    messages skipped and open call tasks closed."""
     run = _get(session, run_id, lock=True)
-    if run.status not in ("active", "paused"):
+    if run.status == "cancelled":
         raise InputError(f"cannot cancel: {_describe(run)}")
+    _still_has_work(session, run, "cancel")
+    at = ensure_utc(at)
     change = _set(run, "cancelled", reason, at)
     exit_reason = "run cancelled" + (f": {reason}" if reason else "")
-    result = session.execute(
-        update(Enrollment)
-        .where(Enrollment.run_id == run_id, Enrollment.state == "active")
-        .values(state="exited", exit_reason=exit_reason, next_action_at=None)
-        .execution_options(synchronize_session=False)
+    exited = _rowcount(
+        session.execute(
+            update(Enrollment)
+            .where(Enrollment.run_id == run_id, Enrollment.state == "active")
+            .values(state="exited", exit_reason=exit_reason, next_action_at=None)
+            .execution_options(synchronize_session=False)
+        )
     )
-    exited = int(getattr(result, "rowcount", 0) or 0)
     # Nothing more goes out: queued messages are skipped now (a dispatcher that claimed some a
     # moment ago finishes those; the dispatcher also skips any it finds later).
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.run_id == run_id, OutboxMessage.status == "queued")
-        .values(status="skipped", status_reason="run_cancelled", updated_at=ensure_utc(at))
-        .execution_options(synchronize_session=False)
+    skipped = _rowcount(
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.run_id == run_id, OutboxMessage.status == "queued")
+            .values(status="skipped", status_reason=RUN_CANCELLED, updated_at=at)
+            .execution_options(synchronize_session=False)
+        )
     )
-    return StatusChange(change.run_id, change.campaign, change.before, change.after, reason, exited)
+    # Nobody is called for it any more: its open tasks (callbacks and recycled attempts too,
+    # and claims whose lease ran out) close with the reason. A task an agent holds now is left
+    # to the agent, whose log closes it; a member's SMS reply is answered all the same.
+    closable = or_(
+        CallTask.status == "open", and_(CallTask.status == "claimed", CallTask.claimed_until < at)
+    )
+    inbound = and_(CallTask.kind == "follow_up", CallTask.parent_task_id.is_(None))
+    closed = _rowcount(
+        session.execute(
+            update(CallTask)
+            .where(CallTask.run_id == run_id, closable, ~inbound)
+            .values(
+                status="closed",
+                close_reason=RUN_CANCELLED,
+                claimed_by=None,
+                claimed_until=None,
+                updated_at=at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
+    held = int(
+        session.scalar(
+            select(func.count())
+            .select_from(CallTask)
+            .where(CallTask.run_id == run_id, CallTask.status == "claimed", ~inbound)
+        )
+        or 0
+    )
+    return StatusChange(
+        change.run_id,
+        change.campaign,
+        change.before,
+        change.after,
+        reason,
+        exited=exited,
+        skipped_messages=skipped,
+        closed_tasks=closed,
+        tasks_with_agents=held,
+    )
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _set(run: CampaignRun, status: str, reason: str | None, at: datetime) -> StatusChange:
@@ -196,6 +276,7 @@ def _set(run: CampaignRun, status: str, reason: str | None, at: datetime) -> Sta
 
 
 __all__ = [
+    "RUN_CANCELLED",
     "RunDetail",
     "RunSummary",
     "StatusChange",

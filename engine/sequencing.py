@@ -24,8 +24,9 @@ runs wait; holdout enrollments are never touched until their run completes) and,
   rendered now, ``not_before`` = the due time; ``skipped``/``no_address`` when the record has
   no address, ``skipped``/``render_error`` when the template fails for this member); a call
   step makes one ``call_tasks`` row (kind ``campaign``, status ``open``, ``due_at``).
-  After the last step the enrollment is ``completed``; a run with no active treatment
-  enrollment left is ``completed`` (its holdout enrollments with it).
+  After the last step the enrollment is ``completed``; a run with no work left (no
+  enrollment with steps left, no pending message, no open call task: engine/run_work.py) is
+  ``completed``, its holdout enrollments with it.
 
 The send-time gate (windows, consent, caps) is the dispatcher's job when it claims a message.
 
@@ -106,6 +107,7 @@ from engine.policy.gate import ConsentStatus, gate
 from engine.policy.windows import local_time_on_day
 from engine.policy.zones import candidate_zones
 from engine.reports.tallies import largest_outbox_id, tally_counted, tally_inserted
+from engine.run_work import has_no_work
 from engine.sampling import bucket
 from engine.templates import (
     Attributes,
@@ -1080,6 +1082,15 @@ class _Advance:
                     ),
                     tasks,
                 )
+            exited = [row.id for row, o in work.moves if o.state == "exited" and row.id in moved]
+            if exited:
+                # Tasks of an exited enrollment are served to nobody (engine/calls/tasks.py):
+                # closed with the reason, they do not hold its run open unseen.
+                conn.execute(
+                    update(CallTask)
+                    .where(CallTask.enrollment_id.in_(exited), CallTask.status == "open")
+                    .values(status="closed", close_reason="enrollment exited", updated_at=self.at)
+                )
         self._count(work, moved, messages, tasks)
 
     def _insert_messages(self, conn: Connection, messages: list[list[Any]]) -> None:
@@ -1231,24 +1242,18 @@ class _Advance:
                 s.waiting += 1
 
     def _complete_runs(self, conn: Connection) -> None:
-        """Active runs with no active treatment enrollment left are completed, and their
-        holdout enrollments with them (a completed run has no open enrollment)."""
+        """Active runs with no work left (engine/run_work.py: no treatment enrollment with
+        steps left, no pending message, no open call task) are completed, and their holdout
+        enrollments with them (a completed run has no open enrollment). A run whose last step
+        was a call stays active while its tasks, callbacks and recycled attempts are open."""
         with conn.begin():
             done = conn.scalars(
                 update(CampaignRun)
-                .where(
-                    CampaignRun.status == "active",
-                    ~exists(
-                        select(1).where(
-                            Enrollment.run_id == CampaignRun.id,
-                            Enrollment.state == "active",
-                            Enrollment.group == "treatment",
-                        )
-                    ),
-                )
+                .where(CampaignRun.status == "active", has_no_work(self.dialect))
                 .values(
                     status="completed",
-                    status_reason="every enrollment finished its sequence",
+                    status_reason="every enrollment finished its sequence, every message "
+                    "went and every call task is closed",
                     status_changed_at=self.at,
                 )
                 .returning(CampaignRun.id)

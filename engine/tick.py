@@ -108,6 +108,10 @@ class TickSummary:
                 f"  sent {d.sent}, skipped {skipped}, waiting {d.waiting}, retried {d.retried}, "
                 f"failed {d.failed}, unknown {d.unknown} (stopped: {d.stopped_by})"
             )
+            for run_id in d.paused_runs:
+                lines.append(f"  run {run_id} was paused: see `campaign runs show {run_id}`")
+            for error in d.errors:
+                lines.append(f"  ERROR: {error}")
         return "\n".join(lines)
 
 

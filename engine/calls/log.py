@@ -39,7 +39,7 @@ from engine.calls.dispositions import (
 from engine.calls.standards import recycle_due, standard_for
 from engine.calls.tasks import DefinitionCache, write_lock
 from engine.clock import ensure_utc
-from engine.db.models import ActivityEvent, CallTask, Contact, Participant, Program
+from engine.db.models import ActivityEvent, CallTask, CampaignRun, Contact, Participant, Program
 from engine.errors import InputError, NotFoundError
 from engine.participants.suppressions import add_suppression
 
@@ -303,6 +303,7 @@ def log_call(
         )
     else:
         close(disposition.code.lower().replace("_", " "))
+    _close_if_run_cancelled(session, task, created)
     session.flush()
     return LogResult(
         log_id=entry_row.id,
@@ -320,6 +321,22 @@ def log_call(
         closed_tasks=closed_others,
         hash=entry_row.hash,
     )
+
+
+def _close_if_run_cancelled(session: Session, task: CallTask, created: CallTask | None) -> None:
+    """The run was cancelled while the agent was on the call (cancel leaves a held task to its
+    agent): the call is logged, but nobody is called again for that run. A member's own SMS
+    reply (a follow-up with no parent) is answered whatever became of the run."""
+    if task.run_id is None:
+        return
+    status = session.scalar(select(CampaignRun.status).where(CampaignRun.id == task.run_id))
+    if status != "cancelled":
+        return
+    inbound = task.kind == "follow_up" and task.parent_task_id is None
+    for item in (task, created):
+        if item is not None and item.status == "open" and not (item is task and inbound):
+            item.status = "closed"
+            item.close_reason = "run_cancelled"
 
 
 def _close_open_tasks(

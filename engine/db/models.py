@@ -244,7 +244,8 @@ class CampaignRun(Base):
     ``status`` is what the sequencer obeys: ``active`` runs advance their enrollments;
     ``paused`` runs keep their enrollments but nothing is sent or called until resumed;
     ``cancelled`` runs are over for good (their open enrollments are exited) and cannot be
-    resumed; ``completed`` runs have no open enrollment left. UNIQUE(campaign, fire_key) makes
+    resumed; ``completed`` runs have no work left: no treatment enrollment with steps left, no
+    pending message, no open call task (engine/run_work.py). UNIQUE(campaign, fire_key) makes
     a repeated or concurrent launch of the same one-off campaign (fire_key ``once``) or of the
     same cron fire time (fire_key = the fire time in ISO 8601 UTC) create one run only.
     The definition's source text and hash are kept so that editing the file later never
@@ -291,6 +292,13 @@ class Enrollment(Base):
         # The sequencer's "what is due now" scan, resumable after (next_action_at, id) (0010).
         Index(None, "state", "next_action_at", "id"),
         Index(None, "participant_id"),
+        # "Has this run an enrollment with steps left?" (engine/run_work.py; 0014).
+        Index(
+            "ix_enrollments_open_by_run",
+            "run_id",
+            sqlite_where=text("state = 'active' AND \"group\" = 'treatment'"),
+            postgresql_where=text("state = 'active' AND \"group\" = 'treatment'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -397,6 +405,13 @@ class OutboxMessage(Base):
             "participant_id",
             sqlite_where=text("status = 'unknown'"),
             postgresql_where=text("status = 'unknown'"),
+        ),
+        # "Has this run a pending message?" (engine/run_work.py; 0014).
+        Index(
+            "ix_outbox_messages_pending_by_run",
+            "run_id",
+            sqlite_where=text("status IN ('queued', 'sending', 'unknown')"),
+            postgresql_where=text("status IN ('queued', 'sending', 'unknown')"),
         ),
     )
 
@@ -566,6 +581,13 @@ class CallTask(Base):
         Index(None, "status", "due_at"),
         Index(None, "participant_id"),
         Index(None, "run_id"),
+        # "Has this run an open call task?" (engine/run_work.py; 0014).
+        Index(
+            "ix_call_tasks_open_by_run",
+            "run_id",
+            sqlite_where=text("status IN ('open', 'claimed')"),
+            postgresql_where=text("status IN ('open', 'claimed')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)

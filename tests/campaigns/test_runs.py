@@ -45,7 +45,7 @@ def test_pause_resume_cancel(app: App, run_id: int) -> None:
     with unit(app) as s:
         paused = runs.pause_run(s, run_id, at=TEST_NOW + HOUR, reason="copy error in email")
     assert (paused.before, paused.after) == ("active", "paused")
-    with unit(app) as s, pytest.raises(InputError, match="only an active run can be paused"):
+    with unit(app) as s, pytest.raises(InputError, match=r"is paused since .* already"):
         runs.pause_run(s, run_id, at=TEST_NOW + HOUR)
     with unit(app) as s:
         detail = runs.show_run(s, run_id)
@@ -58,6 +58,8 @@ def test_pause_resume_cancel(app: App, run_id: int) -> None:
     with unit(app) as s:
         cancelled = runs.cancel_run(s, run_id, at=TEST_NOW + 3 * HOUR, reason="wrong audience")
     assert cancelled.after == "cancelled" and cancelled.exited == 30
+    with unit(app) as s, pytest.raises(InputError, match="a cancelled run is final"):
+        runs.pause_run(s, run_id, at=TEST_NOW + 4 * HOUR)
     with unit(app) as s:
         states = set(s.execute(select(Enrollment.state, Enrollment.exit_reason)).all())
     assert states == {("exited", "run cancelled: wrong audience")}

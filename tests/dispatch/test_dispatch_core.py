@@ -227,17 +227,23 @@ def test_paused_run_waits_and_cancelled_run_is_skipped(app: App, clock: FrozenCl
     assert (row.status, row.status_reason) == ("skipped", "run_cancelled")
 
 
-def test_completed_run_still_sends_its_last_message(app: App, clock: FrozenClock) -> None:
+def test_a_run_completes_only_after_its_last_message_went(app: App, clock: FrozenClock) -> None:
+    from engine.db.models import Enrollment
+    from engine.sequencing import advance
+
     program, run = _setup(app)
     member = _member(app, program)
     message = _queue(app, run, member)
     with app.sessions() as session, session.begin():
-        stored = session.get(CampaignRun, run.id)
-        assert stored is not None
-        stored.status = "completed"
+        enrollment = session.get(Enrollment, message.enrollment_id)
+        assert enrollment is not None
+        enrollment.state, enrollment.next_action_at = "completed", None  # its last step made
+    # Every step is made, the message waits: the run is active, so it sends (and can be paused).
+    assert advance(app, at=clock.now()).runs_completed == []
     channels = _channels(clock)
     assert dispatch(app, channels, worker="w").sent == 1
     assert channels["email"].sent_ids == [message.uid]
+    assert advance(app, at=clock.now()).runs_completed == [run.id]
 
 
 def test_converted_enrollment_is_skipped(app: App, clock: FrozenClock) -> None:

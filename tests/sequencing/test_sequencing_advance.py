@@ -16,11 +16,11 @@ from seq_helpers import (
     tasks,
     unit,
 )
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from engine import runs
 from engine.app import App
-from engine.db.models import CampaignRun, Enrollment, Participant, Program
+from engine.db.models import CampaignRun, Enrollment, OutboxMessage, Participant, Program
 from engine.preview import preview
 from engine.sequencing import advance
 from engine.testing import make_consent, make_outbox_message, make_participant
@@ -75,7 +75,9 @@ def test_email_step_renders_exactly_what_preview_shows(app: App, program: Progra
     run_id = launch(app, loaded)
     summary = advance(app, at=TEST_NOW)
     assert summary.enrollments == 4 and summary.messages == {"email": 4}
-    assert summary.completed == 4 and summary.runs_completed == [run_id]
+    # Every enrollment made its last step, but the emails are still queued: the run is active
+    # until they went (a completed run would no longer send, pause or cancel).
+    assert summary.completed == 4 and summary.runs_completed == []
     rows = messages(app)
     assert [m.status for m in rows] == ["queued"] * 4
     assert len({m.uid for m in rows}) == 4 and all(len(m.uid) == 32 for m in rows)
@@ -123,7 +125,9 @@ def test_steps_follow_their_delays_and_make_calls(app: App, program: Program) ->
     assert all("STOP" in m.content["body"] for m in sms)
 
     third = advance(app, at=TEST_NOW + 10 * DAY)
-    assert third.call_tasks == 2 and third.completed == 2 and third.runs_completed == [run_id]
+    # The last step is a call: the run stays active while its tasks are open (and the messages
+    # of the earlier steps are queued), so agents are served them.
+    assert third.call_tasks == 2 and third.completed == 2 and third.runs_completed == []
     made = tasks(app)
     assert [(t.kind, t.status, t.script, t.team, t.max_attempts) for t in made] == [
         ("campaign", "open", "winback", "retention", 2)
@@ -135,7 +139,7 @@ def test_steps_follow_their_delays_and_make_calls(app: App, program: Program) ->
     assert {e.state for e in enrollments(app)} == {"completed"}
     with unit(app) as s:
         run = s.get(CampaignRun, run_id)
-        assert run is not None and run.status == "completed"
+        assert run is not None and run.status == "active"
 
 
 def test_a_late_advance_catches_up_every_due_step(app: App, program: Program) -> None:
@@ -157,7 +161,12 @@ def test_holdout_gets_nothing_and_completes_with_the_run(app: App, program: Prog
     summary = advance(app, at=TEST_NOW)
     assert summary.enrollments == 40 - len(holdout)
     assert not {m.participant_id for m in messages(app)} & holdout
-    assert summary.runs_completed == [run_id]
+    # The emails are queued: the run and its holdout stay open until they went.
+    assert summary.runs_completed == []
+    assert {e.state for e in enrollments(app) if e.group == "holdout"} == {"active"}
+    with unit(app) as s:
+        s.execute(update(OutboxMessage).values(status="sent"))
+    assert advance(app, at=TEST_NOW + HOUR).runs_completed == [run_id]
     assert {e.state for e in enrollments(app)} == {"completed"}
 
 
@@ -247,7 +256,7 @@ def test_small_batches_and_limit(app: App, program: Program) -> None:
     first = advance(app, at=TEST_NOW, batch_size=2, limit=3)
     assert first.enrollments == 3 and len(messages(app)) == 3 and first.runs_completed == []
     rest = advance(app, at=TEST_NOW, batch_size=2)
-    assert rest.enrollments == 4 and len(messages(app)) == 7 and len(rest.runs_completed) == 1
+    assert rest.enrollments == 4 and len(messages(app)) == 7 and rest.runs_completed == []
 
 
 @pytest.mark.parametrize("workers", [0, 2])
