@@ -357,12 +357,14 @@ def _run_import(
     fmt: str | None,
     rejects: Path | None,
     as_json: bool,
+    encoding: str | None = None,
+    **options: Any,
 ) -> None:
     from engine.participants.events import import_events
     from engine.participants.importer import import_participants
 
     app = state.app()
-    run = import_participants if kind == "participants" else import_events
+    run: Any = import_participants if kind == "participants" else import_events
     imported_at = app.clock.now()
     with _import_progress(file, as_json) as progress:
         summary = run(
@@ -373,6 +375,8 @@ def _run_import(
             rejects_path=rejects,
             at=imported_at,
             progress=progress,
+            encoding=encoding,
+            **options,
         )
     result = {
         "file": str(file),
@@ -395,6 +399,15 @@ def _run_import(
         click.echo(f"rejected rows and their reasons: {summary.rejects_path}")
     if "conversions" in result:
         click.echo(f"conversions matched: {result['conversions']}")
+    _fail_if_all_rejected(summary.read, summary.rejected)
+
+
+def _fail_if_all_rejected(read: int, rejected: int) -> None:
+    """Exit 1 (the summary is printed) when the file had rows and none was accepted: a
+    wrong file, a wrong --format or --encoding, a changed export; a cron job must notice."""
+    if read and rejected == read:
+        click.echo(f"error: every row was rejected ({rejected})", err=True)
+        raise SystemExit(1)
 
 
 _format_option = click.option(
@@ -411,6 +424,11 @@ _rejects_option = click.option(
 _program_option = click.option(
     "--program", help="Program key [default: the only program, if there is one]."
 )
+_encoding_option = click.option(
+    "--encoding",
+    help="The file's encoding, e.g. cp1252 or latin-1 [default: UTF-8, with or without BOM; "
+    "a file that is not UTF-8 is refused, naming the line].",
+)
 
 
 @cli.group("participants")
@@ -423,6 +441,14 @@ def participants_group() -> None:
 @_program_option
 @_format_option
 @_rejects_option
+@_encoding_option
+@click.option(
+    "--clear-blank",
+    is_flag=True,
+    help="A blank cell clears the stored value (status and points go back to their "
+    "defaults) [default: a blank cell keeps it]. Columns the file lacks and consents are "
+    "never cleared.",
+)
 @json_option
 @pass_state
 def participants_import(
@@ -431,11 +457,25 @@ def participants_import(
     program: str | None,
     fmt: str | None,
     rejects: Path | None,
+    encoding: str | None,
+    clear_blank: bool,
     as_json: bool,
 ) -> None:
-    """Import (upsert) participants from a CSV or JSONL FILE. Bad rows go to a rejects file
-    with every reason; unchanged rows are skipped; re-running a file changes nothing."""
-    _run_import(state, "participants", file, program, fmt, rejects, as_json)
+    """Import (upsert) participants from a CSV or JSONL FILE. Columns the file lacks and
+    blank cells keep the stored values. Bad rows go to a rejects file with every reason;
+    unchanged rows are skipped; re-running a file changes nothing. Exits 1 when every row
+    was rejected."""
+    _run_import(
+        state,
+        "participants",
+        file,
+        program,
+        fmt,
+        rejects,
+        as_json,
+        encoding=encoding,
+        clear_blank=clear_blank,
+    )
 
 
 @participants_group.command("show")
@@ -526,6 +566,7 @@ def events_group() -> None:
 @_program_option
 @_format_option
 @_rejects_option
+@_encoding_option
 @json_option
 @pass_state
 def events_import(
@@ -534,10 +575,12 @@ def events_import(
     program: str | None,
     fmt: str | None,
     rejects: Path | None,
+    encoding: str | None,
     as_json: bool,
 ) -> None:
-    """Import activity events from a CSV or JSONL FILE (idempotent on the reference)."""
-    _run_import(state, "events", file, program, fmt, rejects, as_json)
+    """Import activity events from a CSV or JSONL FILE (idempotent on the reference).
+    Exits 1 when every row was rejected."""
+    _run_import(state, "events", file, program, fmt, rejects, as_json, encoding=encoding)
 
 
 _channel_choice = click.Choice(["email", "sms", "call", "all"])
