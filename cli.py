@@ -389,6 +389,7 @@ def _run_import(
         result["conversions"] = match_imported(app, imported_at=imported_at, at=imported_at)
     if as_json:
         emit_json(result)
+        _fail_if_all_rejected(summary.read, summary.rejected)
         return
     click.echo(
         f"{file}: read {summary.read}, inserted {summary.inserted}, updated {summary.updated}, "
