@@ -1,9 +1,12 @@
 """All SQL of the participant and event imports, for SQLite and PostgreSQL.
 
 A chunk of participants is written with set-based statements: on PostgreSQL, COPY into TEMP
-staging tables and ONE statement that upserts the participants and their consents
-(INSERT ... SELECT ... ON CONFLICT ... RETURNING, feeding the consents' upsert); on SQLite, one
-executemany per table of an upsert with VALUES (no staging). Events go through a staging
+staging tables and ONE statement that writes the participants and their consents (new
+members: INSERT ... SELECT ... ON CONFLICT ... RETURNING; members the import's lookup found:
+UPDATE ... FROM ... RETURNING; either feeding the consents' upsert); on SQLite, one
+executemany per table of an upsert with VALUES (no staging). A NULL field (a blank cell, a
+column the file lacks) keeps the stored value: COALESCE(new, stored), except for the fields
+the import clears on purpose; attributes are merged key by key. Events go through a staging
 table on both. Values are written in the exact form the SQLAlchemy column types use (UTC;
 SQLite's datetime text format), so ORM queries read imported rows like any other.
 """
