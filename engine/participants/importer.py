@@ -63,7 +63,6 @@ from engine.participants.results import (
 from engine.participants.store import (
     CONSENT_COLUMNS,
     PARTICIPANT_COLUMNS,
-    SQLITE_PARTICIPANT_PARAMS,
     ImportStore,
     RowEncoder,
     copy_line,
@@ -249,7 +248,7 @@ class _Encoder:
             self.consent_prefix = f"{plan.program_id}\t"
             self.consent_suffix = copy_line((plan.at, plan.consent_source))
         else:
-            self.participant = RowEncoder(SQLITE_PARTICIPANT_PARAMS, postgres=False)
+            self.participant = RowEncoder(PARTICIPANT_COLUMNS, postgres=False)
             at, source = RowEncoder(CONSENT_COLUMNS[-2:], postgres=False)(
                 (plan.at, plan.consent_source)
             )
@@ -262,12 +261,21 @@ class _Encoder:
         attributes are the patch (None removes a key); SQLite's statement takes both."""
         plan = self.plan
         row = _participant_row(plan.program_id, plan.program_key, record, digest, plan.at)
+        stored = row[_ATTRIBUTES]
         if self.postgres:
-            if existed and record.attributes != row[_ATTRIBUTES]:
+            if existed and record.attributes is not stored:
                 row = (*row[:_ATTRIBUTES], record.attributes, *row[_ATTRIBUTES + 1 :])
             participant = self.participant(row)
         else:
-            participant = self.participant((*row, record.attributes))
+            # SQLITE_PARTICIPANT_PARAMS: the row, then the attributes patch (usually the
+            # stored attributes themselves: encoded once).
+            encoded = self.participant(row)
+            patch = (
+                encoded[_ATTRIBUTES]
+                if record.attributes is stored
+                else json.dumps(record.attributes)
+            )
+            participant = (*encoded, patch)
         if self.postgres:
             # CONSENT_COLUMNS order; channel and status are fixed words (nothing to escape).
             head = self.consent_prefix + copy_text(record.external_id) + "\t"
