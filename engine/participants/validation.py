@@ -35,6 +35,7 @@ moves forward (activity events may know of newer activity than the member file).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -515,6 +516,8 @@ def unstorable(value: Any) -> str | None:
                     "the file's encoding does not define)"
                 )
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is NaN or infinite (not a JSON number; PostgreSQL refuses it)"
     if isinstance(value, dict):
         for key, item in value.items():
             problem = unstorable(key) or unstorable(item)

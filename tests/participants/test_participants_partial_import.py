@@ -229,13 +229,15 @@ def test_nul_characters_and_lone_surrogates_reject_their_row_only(
     jsonl.write_text(
         '{"external_id": "M1", "first_name": "An\\u0000a"}\n'
         '{"external_id": "M2", "prefs": {"k": "\\ud800"}}\n'
+        '{"external_id": "M7", "score": NaN}\n'
         '{"external_id": "M6", "first_name": "Fay"}\n',
         encoding="utf-8",
     )
     summary = import_participants(app, jsonl, program_key=None, at=clock.now())
-    assert (summary.read, summary.inserted, summary.rejected) == (3, 1, 2)
+    assert (summary.read, summary.inserted, summary.rejected) == (4, 1, 3)
     assert summary.rejects_path is not None
     text = summary.rejects_path.read_text(encoding="utf-8")
+    assert "score: is NaN or infinite" in text
     assert "first_name: contains a NUL character" in text
     assert "prefs: contains text that is not valid Unicode" in text
     after = _members(app)

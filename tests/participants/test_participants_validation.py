@@ -149,6 +149,8 @@ def test_blank_cells_are_none_and_defaults_are_left_to_the_store() -> None:
         ({"email": "a\ud800@example.com"}, "email: contains text that is not valid Unicode"),
         ({"notes": "\udce9"}, "notes: contains text that is not valid Unicode"),
         ({"points_balance": "9" * 4300}, "points_balance: 99999999999999999999 is too large"),
+        ({"score": float("nan")}, "score: is NaN or infinite"),
+        ({"prefs": [1.5, float("inf")]}, "prefs: is NaN or infinite"),
     ],
 )
 def test_cells_that_cannot_be_stored_reject_the_row(row: dict[str, Any], reason: str) -> None:
