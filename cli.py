@@ -584,6 +584,32 @@ def events_import(
     _run_import(state, "events", file, program, fmt, rejects, as_json, encoding=encoding)
 
 
+@events_group.command("rejected")
+@click.option(
+    "--source",
+    type=click.Choice(["sendgrid", "twilio", "events"]),
+    help="Only the events of this webhook.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+@pass_state
+def events_rejected(state: CliState, source: str | None, limit: int, as_json: bool) -> None:
+    """Webhook events that could not be stored, newest first, with the reason (the rest of
+    their batch was applied)."""
+    from engine.webhooks.rejected import list_rejected
+
+    with transaction(state) as session:
+        rows = list_rejected(session, source=source, limit=limit)
+    if as_json:
+        emit_json(rows)
+    else:
+        render_table(
+            "Rejected webhook events",
+            ["received_at", "source", "reason", "payload"],
+            [[r["received_at"], r["source"], r["reason"], r["payload"][:120]] for r in rows],
+        )
+
+
 _channel_choice = click.Choice(["email", "sms", "call", "all"])
 
 

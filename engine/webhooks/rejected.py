@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert
+from sqlalchemy import Insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -107,4 +107,22 @@ def record_rejected(
     session.execute(_insert(session.get_bind().dialect.name), list(rows.values()))
 
 
-__all__ = ["HugeNumber", "load_json", "problem", "record_rejected"]
+def list_rejected(
+    session: Session, *, source: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The most recent rejected webhook events, newest first (``campaign events rejected``)."""
+    query = select(RejectedWebhookEvent).order_by(RejectedWebhookEvent.id.desc()).limit(limit)
+    if source is not None:
+        query = query.where(RejectedWebhookEvent.source == source)
+    return [
+        {
+            "received_at": row.received_at,
+            "source": row.source,
+            "reason": row.reason,
+            "payload": row.payload,
+        }
+        for row in session.scalars(query)
+    ]
+
+
+__all__ = ["HugeNumber", "list_rejected", "load_json", "problem", "record_rejected"]

@@ -133,3 +133,25 @@ def test_odd_twilio_parameters_never_cost_the_callback(world: World, hooks: Hook
         {"MessageSid": "SM" + "2" * 32, "From": "+12025550143", "Body": "STOP\x00" + "9" * 5000}
     )
     assert inbound.status_code == 200, inbound.text
+
+
+def test_rejected_events_are_listed_by_the_cli(
+    world: World, hooks: Hooks, webhook_settings: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    assert hooks.sendgrid(_batch(BAD_SENDGRID[0][0])).status_code == 200
+    result = CliRunner().invoke(
+        cli,
+        ["--database-url", webhook_settings.database_url, "events", "rejected", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)
+    assert row["source"] == "sendgrid" and "sg_event_id: contains text" in row["reason"]
+    assert "\\ud800" in row["payload"]
+    result = CliRunner().invoke(
+        cli, ["--database-url", webhook_settings.database_url, "events", "rejected"]
+    )
+    assert result.exit_code == 0 and "sendgrid" in result.output
