@@ -357,12 +357,14 @@ def _run_import(
     fmt: str | None,
     rejects: Path | None,
     as_json: bool,
+    encoding: str | None = None,
+    **options: Any,
 ) -> None:
     from engine.participants.events import import_events
     from engine.participants.importer import import_participants
 
     app = state.app()
-    run = import_participants if kind == "participants" else import_events
+    run: Any = import_participants if kind == "participants" else import_events
     imported_at = app.clock.now()
     with _import_progress(file, as_json) as progress:
         summary = run(
@@ -373,6 +375,8 @@ def _run_import(
             rejects_path=rejects,
             at=imported_at,
             progress=progress,
+            encoding=encoding,
+            **options,
         )
     result = {
         "file": str(file),
@@ -385,6 +389,7 @@ def _run_import(
         result["conversions"] = match_imported(app, imported_at=imported_at, at=imported_at)
     if as_json:
         emit_json(result)
+        _fail_if_all_rejected(summary.read, summary.rejected)
         return
     click.echo(
         f"{file}: read {summary.read}, inserted {summary.inserted}, updated {summary.updated}, "
@@ -395,6 +400,15 @@ def _run_import(
         click.echo(f"rejected rows and their reasons: {summary.rejects_path}")
     if "conversions" in result:
         click.echo(f"conversions matched: {result['conversions']}")
+    _fail_if_all_rejected(summary.read, summary.rejected)
+
+
+def _fail_if_all_rejected(read: int, rejected: int) -> None:
+    """Exit 1 (the summary is printed) when the file had rows and none was accepted: a
+    wrong file, a wrong --format or --encoding, a changed export; a cron job must notice."""
+    if read and rejected == read:
+        click.echo(f"error: every row was rejected ({rejected})", err=True)
+        raise SystemExit(1)
 
 
 _format_option = click.option(
@@ -411,6 +425,11 @@ _rejects_option = click.option(
 _program_option = click.option(
     "--program", help="Program key [default: the only program, if there is one]."
 )
+_encoding_option = click.option(
+    "--encoding",
+    help="The file's encoding, e.g. cp1252 or latin-1 [default: UTF-8, with or without BOM; "
+    "a file that is not UTF-8 is refused, naming the line].",
+)
 
 
 @cli.group("participants")
@@ -423,6 +442,14 @@ def participants_group() -> None:
 @_program_option
 @_format_option
 @_rejects_option
+@_encoding_option
+@click.option(
+    "--clear-blank",
+    is_flag=True,
+    help="A blank cell clears the stored value (status and points go back to their "
+    "defaults) [default: a blank cell keeps it]. Columns the file lacks and consents are "
+    "never cleared.",
+)
 @json_option
 @pass_state
 def participants_import(
@@ -431,11 +458,25 @@ def participants_import(
     program: str | None,
     fmt: str | None,
     rejects: Path | None,
+    encoding: str | None,
+    clear_blank: bool,
     as_json: bool,
 ) -> None:
-    """Import (upsert) participants from a CSV or JSONL FILE. Bad rows go to a rejects file
-    with every reason; unchanged rows are skipped; re-running a file changes nothing."""
-    _run_import(state, "participants", file, program, fmt, rejects, as_json)
+    """Import (upsert) participants from a CSV or JSONL FILE. Columns the file lacks and
+    blank cells keep the stored values. Bad rows go to a rejects file with every reason;
+    unchanged rows are skipped; re-running a file changes nothing. Exits 1 when every row
+    was rejected."""
+    _run_import(
+        state,
+        "participants",
+        file,
+        program,
+        fmt,
+        rejects,
+        as_json,
+        encoding=encoding,
+        clear_blank=clear_blank,
+    )
 
 
 @participants_group.command("show")
@@ -589,6 +630,7 @@ def events_group() -> None:
 @_program_option
 @_format_option
 @_rejects_option
+@_encoding_option
 @json_option
 @pass_state
 def events_import(
@@ -597,10 +639,38 @@ def events_import(
     program: str | None,
     fmt: str | None,
     rejects: Path | None,
+    encoding: str | None,
     as_json: bool,
 ) -> None:
-    """Import activity events from a CSV or JSONL FILE (idempotent on the reference)."""
-    _run_import(state, "events", file, program, fmt, rejects, as_json)
+    """Import activity events from a CSV or JSONL FILE (idempotent on the reference).
+    Exits 1 when every row was rejected."""
+    _run_import(state, "events", file, program, fmt, rejects, as_json, encoding=encoding)
+
+
+@events_group.command("rejected")
+@click.option(
+    "--source",
+    type=click.Choice(["sendgrid", "twilio", "events"]),
+    help="Only the events of this webhook.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+@pass_state
+def events_rejected(state: CliState, source: str | None, limit: int, as_json: bool) -> None:
+    """Webhook events that could not be stored, newest first, with the reason (the rest of
+    their batch was applied)."""
+    from engine.webhooks.rejected import list_rejected
+
+    with transaction(state) as session:
+        rows = list_rejected(session, source=source, limit=limit)
+    if as_json:
+        emit_json(rows)
+    else:
+        render_table(
+            "Rejected webhook events",
+            ["received_at", "source", "reason", "payload"],
+            [[r["received_at"], r["source"], r["reason"], r["payload"][:120]] for r in rows],
+        )
 
 
 _channel_choice = click.Choice(["email", "sms", "call", "all"])

@@ -561,6 +561,25 @@ class MessageEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSONDict, default=dict)
 
 
+class RejectedWebhookEvent(Base):
+    """An event a webhook received and could not store (a lone surrogate, a number of
+    thousands of digits...): kept with the reason, while the good events of the same batch
+    are applied and the provider gets a 2xx (a 5xx would make it retry the whole batch, bad
+    event included, for a day). ``payload`` is the event as JSON text with every non-ASCII
+    character escaped, cut at 16 KB; UNIQUE(source, payload_digest) keeps a replay from
+    adding it twice."""
+
+    __tablename__ = "rejected_webhook_events"
+    __table_args__ = (UniqueConstraint("source", "payload_digest"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # sendgrid | twilio | events
+    reason: Mapped[str] = mapped_column(String(1000))
+    payload: Mapped[str] = mapped_column(Text)
+    payload_digest: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 # --------------------------------------------------------------------------- call tasks
 
 CALL_TASK_KINDS = ("campaign", "callback", "follow_up")

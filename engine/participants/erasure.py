@@ -40,6 +40,7 @@ from engine.db.models import (
     MessageEvent,
     OutboxMessage,
     Participant,
+    RejectedWebhookEvent,
     Suppression,
 )
 from engine.errors import InputError, NotFoundError
@@ -199,6 +200,18 @@ def erase_participant(
     removed["caller log entries emptied"] = caller_log.erase_personal(session, pid, at=at)
     removed["consents"] = _count(
         session.execute(delete(Consent).where(Consent.participant_id == pid))
+    )
+    # Rejected webhook events are kept as raw JSON text (non-ASCII escaped): those naming the
+    # member's address or external id go.
+    needles = [v for v in (member.email, member.phone, member.external_id) if v]
+    removed["rejected webhook events"] = _count(
+        session.execute(
+            delete(RejectedWebhookEvent)
+            .where(
+                or_(*(RejectedWebhookEvent.payload.contains(v, autoescape=True) for v in needles))
+            )
+            .execution_options(synchronize_session=False)
+        )
     )
     member.external_id = tombstone
     for name, value in _PERSONAL_FIELDS.items():

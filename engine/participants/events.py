@@ -26,7 +26,14 @@ from typing import Any
 
 from engine.app import App
 from engine.clock import ensure_utc
-from engine.participants.reader import SourceFile, SourceRow, original_text
+from engine.participants.reader import (
+    UTF8,
+    SourceFile,
+    SourceRow,
+    check_utf8,
+    original_text,
+    resolve_encoding,
+)
 from engine.participants.results import (
     ImportSummary,
     Progress,
@@ -64,7 +71,7 @@ def _unstorable(value: str) -> str | None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return "contains bytes that are not UTF-8"
+        return "contains bytes that are not text in the file's encoding"
     return None
 
 
@@ -106,9 +113,10 @@ def validate_event(
     raw_points = text(row.get("points"))
     if raw_points is not None:
         if not _INTEGER.match(raw_points):
-            errors.append(f"points: {raw_points!r} is not a whole number")
-        elif abs(int(raw_points)) > MAX_INT:
-            errors.append(f"points: {raw_points} is too large")
+            errors.append(f"points: {raw_points[:40]!r} is not a whole number")
+        # Length first: int() of thousands of digits is slow, and refused past 4,300.
+        elif len(raw_points.lstrip("+-0")) > 10 or abs(int(raw_points)) > MAX_INT:
+            errors.append(f"points: {raw_points[:20]} is too large")
         else:
             points = int(raw_points)
 
@@ -225,18 +233,26 @@ def import_events(
     at: datetime,
     chunk_size: int = CHUNK_SIZE,
     progress: Progress | None = None,
+    encoding: str | None = None,
 ) -> ImportSummary:
-    """Insert the events of ``path``; ``unchanged`` counts events already there."""
+    """Insert the events of ``path``; ``unchanged`` counts events already there.
+    ``encoding``: the file's (default UTF-8; a file that is not is refused, naming the line)."""
     at = ensure_utc(at)
     started = time.perf_counter()
     path = Path(path)
     with app.sessions() as session:
         program = get_program(session, program_key)
         program_ref = EventProgram(program.id, program.key, program.timezone)
-    source = SourceFile(path, fmt, required=("external_id", "type", "occurred_at"))
+    encoding = resolve_encoding(encoding)
+    if encoding == UTF8:
+        check_utf8(path)
+    source = SourceFile(
+        path, fmt, required=("external_id", "type", "occurred_at"), encoding=encoding
+    )
     rejects = RejectsWriter(
         Path(rejects_path) if rejects_path else default_rejects_path(path),
         source.columns if source.fmt == "csv" else ["raw"],
+        encoding,
     )
     event_source = f"import:{path.name}"[:32]
     read = inserted = unchanged = 0

@@ -11,7 +11,11 @@ hold bad rows. So:
   the program had no participants when the import began), validation runs in worker processes
   (phonenumbers and email-validator cost tens of microseconds per value) while this process
   writes an earlier chunk with set-based statements. Work is committed every COMMIT_ROWS rows,
-  so an interrupted import keeps its progress and a re-run finishes it.
+  so an interrupted import keeps its progress and a re-run finishes it;
+- a file carries only what it knows: a column it does not have, or a blank cell, leaves the
+  stored value alone (``clear_blank`` makes a blank cell clear it). The digest covers the
+  header (and clear_blank), so a partial file never passes for the full one; whichever file
+  last wrote a row owns its digest: re-running that file is a no-op, any other file writes.
 """
 
 from __future__ import annotations
@@ -38,13 +42,16 @@ from engine.app import App
 from engine.clock import ensure_utc
 from engine.db.session import make_engine
 from engine.participants.reader import (
+    UTF8,
     PieceReader,
     SourceFile,
     SourceRow,
+    check_utf8,
     count_lines,
     digest_prefix,
     original_text,
     parse_piece,
+    resolve_encoding,
     row_digest,
 )
 from engine.participants.results import (
@@ -127,6 +134,7 @@ class _Plan:
     Handed to the worker processes once, when they start."""
 
     fmt: str
+    encoding: str
     columns: tuple[str, ...]
     digest_context: str
     ctx: ValidationContext
@@ -153,7 +161,8 @@ class _PieceResult:
     ``firsts``: (external_id, line) of each id's first row in the piece, in file order, for
     the duplicate check across pieces; ``repeats``: (line, external_id, cells) of later rows
     with an id seen before in the piece; ``unchanged``: lines of rows whose digest is the
-    stored one; ``writes``: (line, existed, participant row, consent rows) encoded for the
+    stored one; ``writes``: (line, existed, participant row, consent rows, fields a blank
+    clears) encoded for the
     database (COPY text on PostgreSQL, driver tuples on SQLite); ``rejects``: (line, reasons,
     cells).
     """
@@ -162,7 +171,7 @@ class _PieceResult:
     firsts: list[tuple[str, int]] = field(default_factory=list)
     repeats: list[tuple[int, str, list[str]]] = field(default_factory=list)
     unchanged: list[int] = field(default_factory=list)
-    writes: list[tuple[int, bool, Any, Any]] = field(default_factory=list)
+    writes: list[tuple[int, bool, Any, Any, frozenset[str]]] = field(default_factory=list)
     rejects: list[tuple[int, list[str], list[str]]] = field(default_factory=list)
 
 
@@ -173,7 +182,7 @@ def process_piece(plan: _Plan, data: bytes, first_line: int, lookup: Lookup) -> 
     """Everything an import does to a piece of the file before writing it: parse, digest,
     skip the unchanged rows (one query for the stored digests), validate and encode the
     rest. Runs in a worker process for a big file."""
-    rows = parse_piece(plan.fmt, plan.width, data, first_line)
+    rows = parse_piece(plan.fmt, plan.width, data, first_line, plan.encoding)
     result = _PieceResult(read=len(rows))
     prefix = _digest_prefix(plan.digest_context, plan.columns)
     id_index = plan.columns.index("external_id") if plan.fmt == "csv" else -1
@@ -186,9 +195,8 @@ def process_piece(plan: _Plan, data: bytes, first_line: int, lookup: Lookup) -> 
         try:
             digest = row_digest(prefix, row)
         except UnicodeEncodeError:
-            result.rejects.append(
-                (row.line, ["contains bytes that are not UTF-8"], original_text(row))
-            )
+            reason = f"contains bytes that are not {plan.encoding}"
+            result.rejects.append((row.line, [reason], original_text(row)))
             continue
         if id_index >= 0:
             external_id = row.original[id_index].strip()
@@ -221,9 +229,9 @@ def process_piece(plan: _Plan, data: bytes, first_line: int, lookup: Lookup) -> 
         if record is None:
             result.rejects.append((row.line, reasons, original_text(row)))
             continue
-        participant, consents = encoder.encode(record, digest)
         existed = external_id in existing
-        result.writes.append((row.line, existed, participant, consents))
+        participant, consents = encoder.encode(record, digest, existed=existed)
+        result.writes.append((row.line, existed, participant, consents, record.clears))
     return result
 
 
@@ -246,11 +254,28 @@ class _Encoder:
             )
             self.consent_tail = (at, source)
 
-    def encode(self, record: ParticipantRecord, digest: str) -> tuple[Any, Any]:
+    def encode(
+        self, record: ParticipantRecord, digest: str, *, existed: bool = False
+    ) -> tuple[Any, Any]:
+        """A member the lookup found (``existed``) is an update on PostgreSQL, whose
+        attributes are the patch (None removes a key); SQLite's statement takes both."""
         plan = self.plan
-        participant = self.participant(
-            _participant_row(plan.program_id, plan.program_key, record, digest, plan.at)
-        )
+        row = _participant_row(plan.program_id, plan.program_key, record, digest, plan.at)
+        stored = row[_ATTRIBUTES]
+        if self.postgres:
+            if existed and record.attributes is not stored:
+                row = (*row[:_ATTRIBUTES], record.attributes, *row[_ATTRIBUTES + 1 :])
+            participant = self.participant(row)
+        else:
+            # SQLITE_PARTICIPANT_PARAMS: the row, then the attributes patch (usually the
+            # stored attributes themselves: encoded once).
+            encoded = self.participant(row)
+            patch = (
+                encoded[_ATTRIBUTES]
+                if record.attributes is stored
+                else json.dumps(record.attributes)
+            )
+            participant = (*encoded, patch)
         if self.postgres:
             # CONSENT_COLUMNS order; channel and status are fixed words (nothing to escape).
             head = self.consent_prefix + copy_text(record.external_id) + "\t"
@@ -403,21 +428,33 @@ def import_participants(
     workers: int | None = None,
     parallel_threshold: int = PARALLEL_THRESHOLD,
     progress: Progress | None = None,
+    clear_blank: bool = False,
+    encoding: str | None = None,
 ) -> ImportSummary:
-    """Upsert the participants of ``path`` into the program by (program, external_id)."""
+    """Upsert the participants of ``path`` into the program by (program, external_id).
+
+    A column the file does not carry, and a blank cell, keep the stored value; with
+    ``clear_blank`` a blank cell of a column the file carries clears it. ``encoding`` is the
+    file's (default UTF-8, BOM or not)."""
     at = ensure_utc(at)
     started = time.perf_counter()
     path = Path(path)
     with app.sessions() as session:
         program = get_program(session, program_key)
         program_id, key = program.id, program.key
-        ctx = ValidationContext(timezone=program.timezone, region=program.region)
-    with SourceFile(path, fmt) as source:  # the header, and a readable file
+        ctx = ValidationContext(
+            timezone=program.timezone, region=program.region, clear_blank=clear_blank
+        )
+    encoding = resolve_encoding(encoding)
+    with SourceFile(path, fmt, encoding=encoding) as source:  # the header, a readable file
         fmt, columns, header_lines = source.fmt, source.columns, source.header_lines
+    if encoding == UTF8:
+        check_utf8(path)
     size = path.stat().st_size
     rejects = RejectsWriter(
         Path(rejects_path) if rejects_path else default_rejects_path(path),
         columns if fmt == "csv" else ["raw"],
+        encoding,
     )
     pieces = PieceReader(path, fmt, skip_lines=header_lines, records=chunk_size)
     url = app.engine.url
@@ -433,8 +470,13 @@ def import_participants(
             postgres = store.postgres
             plan = _Plan(
                 fmt=fmt,
+                encoding=encoding,
                 columns=tuple(columns),
-                digest_context=(f"participants/{RULES_VERSION}/{fmt}/{ctx.timezone}/{ctx.region}"),
+                # A file imported with clear_blank means something else than without.
+                digest_context=(
+                    f"participants/{RULES_VERSION}/{fmt}/{ctx.timezone}/{ctx.region}"
+                    + ("/clear-blank" if clear_blank else "")
+                ),
                 ctx=ctx,
                 program_id=program_id,
                 program_key=key,
@@ -469,7 +511,7 @@ def import_participants(
                     dropped = {line: earlier[i] for i, line in result.firsts if i in earlier}
                     cells = {
                         row.line: original_text(row)
-                        for row in parse_piece(fmt, len(columns), data, first_line)
+                        for row in parse_piece(fmt, len(columns), data, first_line, encoding)
                         if row.line in dropped
                     }
                     rejected = [r for r in rejected if r[0] not in dropped]
@@ -481,12 +523,7 @@ def import_participants(
                 for line, external_id, original in result.repeats:
                     first = earlier.get(external_id, firsts[external_id])
                     rejected.append((line, [_duplicate(first)], original))
-                participants = [w[2] for w in writes]
-                if postgres:
-                    consents: list[Any] = [w[3] for w in writes]
-                else:
-                    consents = [c for w in writes for c in w[3]]
-                store.upsert_lines(participants, consents)
+                _write_groups(store, writes)
                 inserted = sum(1 for w in writes if not w[1])
                 totals.inserted += inserted
                 totals.updated += len(writes) - inserted
@@ -552,6 +589,25 @@ def import_participants(
     )
 
 
+def _write_groups(
+    store: ImportStore, writes: list[tuple[int, bool, Any, Any, frozenset[str]]]
+) -> None:
+    """Write a piece's rows: one statement per group of rows that share what a blank clears
+    (one group unless the import clears blanks of a JSONL file whose rows carry different
+    keys) and, on PostgreSQL, whether they are new or updates."""
+    groups: dict[tuple[bool, frozenset[str]], list[tuple[Any, Any]]] = {}
+    for _line, existed, participant, row_consents, clears in writes:
+        key = (existed and store.postgres, clears)
+        groups.setdefault(key, []).append((participant, row_consents))
+    for (existing, clears), rows in groups.items():
+        participants = [r[0] for r in rows]
+        if store.postgres:
+            consents: list[Any] = [r[1] for r in rows]
+        else:
+            consents = [c for r in rows for c in r[1]]
+        store.upsert_lines(participants, consents, existing=existing, clears=clears)
+
+
 def _estimate_rows(first_piece: bytes, size: int) -> int:
     """Rows in the file, estimated from its first piece."""
     return count_lines(first_piece) * size // max(1, len(first_piece))
@@ -598,6 +654,9 @@ def _is_erased(record: ParticipantRecord, erased: frozenset[str]) -> bool:
     return phone is not None and hash_normalised(phone) in erased
 
 
+_ATTRIBUTES = PARTICIPANT_COLUMNS.index("attributes")
+
+
 def _participant_row(
     program_id: int, program_key: str, record: ParticipantRecord, digest: str, at: datetime
 ) -> tuple[Any, ...]:
@@ -620,7 +679,7 @@ def _participant_row(
         record.renewal_date,
         record.tier,
         record.account_manager,
-        record.attributes,
+        record.stored_attributes,
         sample_key(program_key, record.external_id),
         digest,
         at,

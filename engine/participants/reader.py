@@ -8,6 +8,7 @@ required column stops an import.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -21,6 +22,10 @@ from typing import IO, Any
 from engine.errors import InputError
 
 FORMATS = ("csv", "jsonl")
+UTF8 = "utf-8"
+_BLOCK = 1 << 20
+# What the readers cut records on: an encoding must spell these as ASCII does.
+_STRUCTURE = '\n\r",{}[]:\\'
 # Cells can be long (free-text attributes); the csv module's default limit is 128 KiB.
 csv.field_size_limit(16 * 1024 * 1024)
 
@@ -54,6 +59,74 @@ def detect_format(path: Path, fmt: str | None) -> str:
     raise InputError(f"{path}: cannot tell the format from the extension; pass --format csv|jsonl")
 
 
+def resolve_encoding(name: str | None) -> str:
+    """The codec name for ``--encoding`` (None: UTF-8); InputError for an unknown codec or
+    one that does not write line ends, quotes and commas as ASCII does (e.g. UTF-16), which
+    the streaming readers rely on."""
+    if name is None:
+        return UTF8
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        raise InputError(f"unknown encoding {name!r} (e.g. utf-8, cp1252, latin-1)") from None
+    if codec in ("utf-8", "utf-8-sig"):
+        return UTF8
+    try:
+        ascii_compatible = _STRUCTURE.encode(codec) == _STRUCTURE.encode("ascii")
+    except (UnicodeError, LookupError):
+        ascii_compatible = False
+    if not ascii_compatible:
+        raise InputError(
+            f"encoding {name!r} is not supported: use UTF-8 or a single-byte encoding such "
+            "as cp1252 or latin-1"
+        )
+    return codec
+
+
+def check_utf8(path: Path) -> None:
+    """Refuse, naming the first line at fault, a file that is not UTF-8 (a Windows-1252 or
+    Latin-1 export, usually): its rows would otherwise be rejected one by one, or its accents
+    mangled. One streaming pass at C speed, before anything is written."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror})") from exc
+    with handle:
+        lines_before = 0
+        tail = b""
+        while True:
+            block = handle.read(_BLOCK)
+            data = tail + block
+            try:
+                # final=False: a character cut by the end of the block waits for the next.
+                _text, consumed = codecs.utf_8_decode(data, "strict", not block)
+            except UnicodeDecodeError as exc:
+                line = lines_before + count_lines(data[: exc.start]) + 1
+                guess = _guess_encoding(data[: exc.end + 64 * 1024])
+                raise InputError(
+                    f"{path}: line {line} is not UTF-8 (byte 0x{data[exc.start]:02X}); the "
+                    f"file looks like {_ENCODING_NAMES[guess]}: re-run with --encoding {guess} "
+                    "(or save the file as UTF-8)"
+                ) from None
+            lines_before += count_lines(data[:consumed])
+            tail = data[consumed:]
+            if not block:
+                return
+
+
+_ENCODING_NAMES = {"cp1252": "Windows-1252", "latin-1": "Latin-1 (ISO-8859-1)"}
+
+
+def _guess_encoding(sample: bytes) -> str:
+    """Windows-1252 (what spreadsheets on Windows export), unless the bytes use one of the
+    five codes it leaves undefined: then Latin-1, which defines every byte."""
+    try:
+        sample.decode("cp1252")
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "cp1252"
+
+
 class _CountingReader(io.RawIOBase):
     """Counts the bytes read from the file, for a progress bar on a file read as text."""
 
@@ -80,7 +153,12 @@ class SourceFile:
     ``bytes_read`` / ``size`` drive a progress bar."""
 
     def __init__(
-        self, path: Path, fmt: str | None = None, *, required: tuple[str, ...] = ("external_id",)
+        self,
+        path: Path,
+        fmt: str | None = None,
+        *,
+        required: tuple[str, ...] = ("external_id",),
+        encoding: str = UTF8,
     ) -> None:
         self.path = path
         self.fmt = detect_format(path, fmt)
@@ -91,11 +169,11 @@ class SourceFile:
         except OSError as exc:
             raise InputError(f"{path}: cannot read the file ({exc.strerror})") from exc
         self._counter = _CountingReader(raw)
-        # surrogateescape keeps bytes that are not UTF-8: such a row is rejected (and written to
-        # the rejects file byte for byte) instead of stopping the whole import.
+        # surrogateescape keeps bytes the encoding does not define: such a row is rejected
+        # (and written to the rejects file byte for byte) instead of stopping the import.
         self._text = io.TextIOWrapper(
             io.BufferedReader(self._counter, 1 << 16),
-            encoding="utf-8-sig",
+            encoding="utf-8-sig" if encoding == UTF8 else encoding,
             errors="surrogateescape",
             newline="" if self.fmt == "csv" else None,
         )
@@ -223,9 +301,11 @@ def count_lines(data: bytes) -> int:
     return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
-def parse_piece(fmt: str, width: int, data: bytes, first_line: int) -> list[SourceRow]:
+def parse_piece(
+    fmt: str, width: int, data: bytes, first_line: int, encoding: str = UTF8
+) -> list[SourceRow]:
     """The records of a piece of the file that starts at a record boundary on ``first_line``."""
-    content = data.decode("utf-8", errors="surrogateescape")
+    content = data.decode(encoding, errors="surrogateescape")
     if fmt == "csv":
         reader = csv.reader(io.StringIO(content, newline=""))
         return list(csv_records(reader, width, first_line - 1))
@@ -378,7 +458,8 @@ def digest_prefix(context: str, columns: list[str]) -> Any:
 
 
 def row_digest(prefix: Any, row: SourceRow) -> str:
-    """SHA-256 of the raw row content; raises UnicodeEncodeError on bytes that are not UTF-8."""
+    """SHA-256 of the row content as read; raises UnicodeEncodeError on bytes the file's
+    encoding does not define."""
     hasher = prefix.copy()
     content = row.original if isinstance(row.original, str) else "\x1f".join(row.original)
     hasher.update(content.encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -9,6 +10,22 @@ from pathlib import Path
 from typing import Any
 
 Progress = Callable[[int, int], None]  # (bytes read so far, file size)
+
+
+def _original_bytes(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """Encoding error handler of the rejects file: a byte the reader kept as a surrogate
+    (surrogateescape) goes back as that byte; a character the file's encoding cannot write
+    (only ever in a reason, never in the original cells) becomes '?'."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = bytearray()
+    for char in exc.object[exc.start : exc.end]:
+        code = ord(char)
+        out += bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else b"?"
+    return bytes(out), exc.end
+
+
+codecs.register_error("campaign-original-bytes", _original_bytes)
 
 
 @dataclass(frozen=True)
@@ -28,10 +45,13 @@ class ImportSummary:
 
 class RejectsWriter:
     """The rejects CSV: ``line``, ``reasons`` ("; "-joined), then the original columns (JSONL:
-    the original line in ``raw``). Opened on the first reject only."""
+    the original line in ``raw``), in the input's encoding. Opened on the first reject only."""
 
-    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+    def __init__(self, path: Path, columns: Sequence[str], encoding: str = "utf-8") -> None:
         self.path = path
+        # The input's encoding: with surrogateescape, a rejected row is written back as the
+        # very bytes it was read from.
+        self.encoding = encoding
         self.header = ["line", "reasons", *columns]
         self.count = 0
         self._file: Any = None
@@ -39,8 +59,9 @@ class RejectsWriter:
 
     def write(self, line: int, reasons: Sequence[str], original: Sequence[str]) -> None:
         if self._writer is None:
-            # surrogateescape writes bytes that were not UTF-8 back exactly as they came.
-            self._file = self.path.open("w", encoding="utf-8", errors="surrogateescape", newline="")
+            self._file = self.path.open(
+                "w", encoding=self.encoding, errors="campaign-original-bytes", newline=""
+            )
             self._writer = csv.writer(self._file)
             self._writer.writerow(self.header)
         self._writer.writerow([line, "; ".join(reasons), *original])

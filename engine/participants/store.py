@@ -1,9 +1,12 @@
 """All SQL of the participant and event imports, for SQLite and PostgreSQL.
 
 A chunk of participants is written with set-based statements: on PostgreSQL, COPY into TEMP
-staging tables and ONE statement that upserts the participants and their consents
-(INSERT ... SELECT ... ON CONFLICT ... RETURNING, feeding the consents' upsert); on SQLite, one
-executemany per table of an upsert with VALUES (no staging). Events go through a staging
+staging tables and ONE statement that writes the participants and their consents (new
+members: INSERT ... SELECT ... ON CONFLICT ... RETURNING; members the import's lookup found:
+UPDATE ... FROM ... RETURNING; either feeding the consents' upsert); on SQLite, one
+executemany per table of an upsert with VALUES (no staging). A NULL field (a blank cell, a
+column the file lacks) keeps the stored value: COALESCE(new, stored), except for the fields
+the import clears on purpose; attributes are merged key by key. Events go through a staging
 table on both. Values are written in the exact form the SQLAlchemy column types use (UTC;
 SQLite's datetime text format), so ORM queries read imported rows like any other.
 """
@@ -46,9 +49,25 @@ PARTICIPANT_COLUMNS = (
     "created_at",
     "updated_at",
 )
-# Columns an update leaves alone: identity, the deterministic sample key, first-seen time, and
-# last_activity_at, which only moves forward (events may know of newer activity than the file).
-_NOT_OVERWRITTEN = {"program_id", "external_id", "sample_key", "created_at", "last_activity_at"}
+# Fields a blank or absent cell leaves as stored (engine.participants.validation.CLEARABLE,
+# in PARTICIPANT_COLUMNS order), and what a new member gets for a NOT NULL one left blank.
+KEPT_COLUMNS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "timezone",
+    "locale",
+    "status",
+    "enrolled_at",
+    "points_balance",
+    "points_expiring",
+    "points_expire_at",
+    "renewal_date",
+    "tier",
+    "account_manager",
+)
+_DEFAULTS = {"status": "'active'", "points_balance": "0", "points_expiring": "0"}
 CONSENT_COLUMNS = ("program_id", "external_id", "channel", "status", "recorded_at", "source")
 EVENT_COLUMNS = (
     "program_id",
@@ -64,6 +83,9 @@ EVENT_COLUMNS = (
 
 _STAGES = {
     "_import_participants": "SELECT {cols} FROM participants WHERE 1 = 0",
+    # Members that existed: blank cells are NULL here (CREATE TABLE AS copies no NOT NULL)
+    # and ``attributes`` is the patch (a removed attribute is a JSON null).
+    "_import_updates": "SELECT {cols} FROM participants WHERE 1 = 0",
     "_import_consents": (
         "SELECT p.program_id, p.external_id, c.channel, c.status, c.recorded_at, c.source "
         "FROM participant_consents c JOIN participants p ON p.id = c.participant_id WHERE 1 = 0"
@@ -71,15 +93,37 @@ _STAGES = {
     "_import_events": "SELECT {event_cols} FROM activity_events WHERE 1 = 0",
 }
 
-_UPSERT_PARTICIPANTS = (
-    f"INSERT INTO participants ({', '.join(PARTICIPANT_COLUMNS)}) "
-    f"SELECT {', '.join(PARTICIPANT_COLUMNS)} FROM _import_participants WHERE true "
-    "ON CONFLICT (program_id, external_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in PARTICIPANT_COLUMNS if c not in _NOT_OVERWRITTEN)
-    + ", last_activity_at = CASE WHEN participants.last_activity_at IS NULL"
-    " OR excluded.last_activity_at > participants.last_activity_at"
-    " THEN excluded.last_activity_at ELSE participants.last_activity_at END"
-)
+
+def _update_sets(
+    clears: frozenset[str], new: Callable[[str], str], old: Callable[[str], str], attributes: str
+) -> str:
+    """The SET list of an import's update of a stored member: a field the row leaves blank
+    (or does not carry) keeps its stored value, unless it is in ``clears``; the attributes
+    are merged (``attributes``: the expression of the merge); last_activity_at only moves
+    forward (events may know of newer activity than the file)."""
+    sets = []
+    for column in KEPT_COLUMNS:
+        if column not in clears:
+            value = f"COALESCE({new(column)}, {old(column)})"
+        elif column in _DEFAULTS:
+            value = f"COALESCE({new(column)}, {_DEFAULTS[column]})"
+        else:
+            value = new(column)
+        sets.append(f"{column} = {value}")
+    newest, stored = new("last_activity_at"), old("last_activity_at")
+    sets.append(
+        f"last_activity_at = CASE WHEN {stored} IS NULL OR {newest} > {stored} "
+        f"THEN {newest} ELSE {stored} END"
+    )
+    sets.append(f"attributes = {attributes}")
+    sets.extend(f"{c} = {new(c)}" for c in ("source_digest", "updated_at"))
+    return ", ".join(sets)
+
+
+def _inserted(column: str, value: str) -> str:
+    """What a new member gets: the default for a NOT NULL field left blank."""
+    return f"COALESCE({value}, {_DEFAULTS[column]})" if column in _DEFAULTS else value
+
 
 # Only a consent that differs from the stored one is written, so recorded_at/source keep
 # saying when and where the CURRENT value came from.
@@ -88,25 +132,90 @@ _CONSENT_CONFLICT = (
     "recorded_at = excluded.recorded_at, source = excluded.source "
     "WHERE participant_consents.status <> excluded.status"
 )
-
-# PostgreSQL: the staged participants and their consents in ONE statement. The participant
-# ids come from the upsert's RETURNING (every staged row: the upsert has no WHERE), joined to
-# the staged consents, which costs neither an index probe per consent nor statistics on the
-# staging tables (so they are never analyzed: ANALYZE per chunk cost more than the join).
-_UPSERT_PARTICIPANTS_AND_CONSENTS = (
-    f"WITH upserted AS ({_UPSERT_PARTICIPANTS} RETURNING id, external_id) "
+_INSERT_CONSENTS = (
     "INSERT INTO participant_consents (participant_id, channel, status, recorded_at, source) "
-    "SELECT upserted.id, s.channel, s.status, s.recorded_at, s.source "
-    "FROM _import_consents s JOIN upserted ON upserted.external_id = s.external_id "
+    "SELECT written.id, s.channel, s.status, s.recorded_at, s.source "
+    "FROM _import_consents s JOIN written ON written.external_id = s.external_id "
     f"{_CONSENT_CONFLICT}"
 )
-
-# SQLite: the participant and consent upserts straight from executemany, one row at a time
-# inside one statement's prepared plan (no staging table to fill and read back).
-_UPSERT_PARTICIPANTS_VALUES = _UPSERT_PARTICIPANTS.replace(
-    f"SELECT {', '.join(PARTICIPANT_COLUMNS)} FROM _import_participants WHERE true",
-    f"VALUES ({', '.join('?' * len(PARTICIPANT_COLUMNS))})",
+# PostgreSQL merge of the stored attributes with a patch: a key of the patch replaces the
+# stored one, a JSON null removes it. Skipped when the patch is empty (the usual file).
+_PG_MERGE = (
+    "CASE WHEN {new} = '{{}}'::jsonb THEN {old} ELSE ({old} || {new}) - ARRAY("
+    "SELECT key FROM jsonb_each({new}) WHERE jsonb_typeof(value) = 'null') END"
 )
+# The same on SQLite (json_patch would merge nested objects, not replace them). json_each
+# gives true/false as 1/0 and objects as text: json() gives them back their JSON type.
+_SQLITE_MERGE = (
+    "CASE WHEN {new} = '{{}}' THEN {old} ELSE (SELECT json_group_object(key, CASE type "
+    "WHEN 'true' THEN json('true') WHEN 'false' THEN json('false') "
+    "WHEN 'object' THEN json(value) WHEN 'array' THEN json(value) ELSE value END) FROM ("
+    "SELECT key, value, type FROM json_each({old}) "
+    "WHERE key NOT IN (SELECT key FROM json_each({new})) "
+    "UNION ALL SELECT key, value, type FROM json_each({new}) WHERE type <> 'null')) END"
+)
+
+
+@lru_cache(maxsize=64)
+def pg_insert_statement(clears: frozenset[str]) -> str:
+    """PostgreSQL: the staged NEW members and their consents in ONE statement. The
+    participant ids come from the upsert's RETURNING (every staged row: the upsert has no
+    WHERE), joined to the staged consents, which costs neither an index probe per consent
+    nor statistics on the staging tables (so they are never analyzed: ANALYZE per chunk cost
+    more than the join). ON CONFLICT only for a member another import added meanwhile."""
+    values = ", ".join(_inserted(c, c) for c in PARTICIPANT_COLUMNS)
+    sets = _update_sets(
+        clears,
+        lambda c: f"excluded.{c}",
+        lambda c: f"participants.{c}",
+        _PG_MERGE.format(new="excluded.attributes", old="participants.attributes"),
+    )
+    return (
+        f"WITH written AS (INSERT INTO participants ({', '.join(PARTICIPANT_COLUMNS)}) "
+        f"SELECT {values} FROM _import_participants "
+        f"ON CONFLICT (program_id, external_id) DO UPDATE SET {sets} "
+        f"RETURNING id, external_id) {_INSERT_CONSENTS}"
+    )
+
+
+@lru_cache(maxsize=64)
+def pg_update_statement(clears: frozenset[str]) -> str:
+    """PostgreSQL: the staged members that EXISTED, and their consents, in ONE statement."""
+    sets = _update_sets(
+        clears,
+        lambda c: f"s.{c}",
+        lambda c: f"p.{c}",
+        _PG_MERGE.format(new="s.attributes", old="p.attributes"),
+    )
+    return (
+        f"WITH written AS (UPDATE participants AS p SET {sets} FROM _import_updates AS s "
+        "WHERE p.program_id = s.program_id AND p.external_id = s.external_id "
+        f"RETURNING p.id, p.external_id) {_INSERT_CONSENTS}"
+    )
+
+
+# SQLite: the row's values are numbered parameters (?1 = program_id ...; the last one is the
+# attributes patch), so the upsert's UPDATE reads the row's own blanks (excluded.* already
+# holds the new-member defaults) in one statement for new and existing members alike.
+SQLITE_PARTICIPANT_PARAMS = (*PARTICIPANT_COLUMNS, "attributes_patch")
+_SQLITE_PARAM = {c: f"?{i}" for i, c in enumerate(SQLITE_PARTICIPANT_PARAMS, start=1)}
+
+
+@lru_cache(maxsize=64)
+def sqlite_upsert_statement(clears: frozenset[str]) -> str:
+    values = ", ".join(_inserted(c, _SQLITE_PARAM[c]) for c in PARTICIPANT_COLUMNS)
+    sets = _update_sets(
+        clears,
+        _SQLITE_PARAM.__getitem__,
+        lambda c: f"participants.{c}",
+        _SQLITE_MERGE.format(new=_SQLITE_PARAM["attributes_patch"], old="participants.attributes"),
+    )
+    return (
+        f"INSERT INTO participants ({', '.join(PARTICIPANT_COLUMNS)}) VALUES ({values}) "
+        f"ON CONFLICT (program_id, external_id) DO UPDATE SET {sets}"
+    )
+
+
 _UPSERT_CONSENTS_VALUES = (
     "INSERT INTO participant_consents (participant_id, channel, status, recorded_at, source) "
     "VALUES ((SELECT p.id FROM participants p WHERE p.program_id = ? AND p.external_id = ?), "
@@ -158,6 +267,7 @@ _SQLITE_CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "points_expire_at": _sqlite_date,
     "renewal_date": _sqlite_date,
     "attributes": json.dumps,
+    "attributes_patch": json.dumps,
     "amount": _sqlite_decimal,
 }
 
@@ -445,24 +555,36 @@ class ImportStore:
             f"TRUNCATE {table}" if self.postgres else f"DELETE FROM {table}"
         )
 
-    def upsert_lines(self, participants: Sequence[Any], consents: Sequence[Any]) -> None:
+    def upsert_lines(
+        self,
+        participants: Sequence[Any],
+        consents: Sequence[Any],
+        *,
+        existing: bool = False,
+        clears: frozenset[str] = frozenset(),
+    ) -> None:
         """Upsert participants and their consents, encoded ahead (e.g. in the importer's
-        workers): COPY text lines (``copy_line``) on PostgreSQL, driver tuples (``RowEncoder``)
-        on SQLite, in PARTICIPANT_COLUMNS and CONSENT_COLUMNS order. Every consent's
-        participant is among ``participants``."""
+        workers): COPY text lines (``copy_line``) on PostgreSQL, driver tuples (``RowEncoder``
+        over SQLITE_PARTICIPANT_PARAMS) on SQLite, in PARTICIPANT_COLUMNS and CONSENT_COLUMNS
+        order. Every consent's participant is among ``participants``. A NULL field keeps the
+        stored value (a new member gets the default) unless it is in ``clears``.
+        PostgreSQL: ``existing`` says the members were found by the import's lookup (they are
+        updated: their attributes are a patch); SQLite handles both in one statement."""
         if not participants:
             return
         if not self.postgres:
             # SQLite: straight from executemany, one row at a time inside one statement's
             # prepared plan (no staging table to fill and read back).
-            self._executemany(_UPSERT_PARTICIPANTS_VALUES, participants)
+            self._executemany(sqlite_upsert_statement(clears), participants)
             if consents:
                 self._executemany(_UPSERT_CONSENTS_VALUES, consents)
             return
-        self._copy("_import_participants", PARTICIPANT_COLUMNS, participants)
+        stage = "_import_updates" if existing else "_import_participants"
+        self._copy(stage, PARTICIPANT_COLUMNS, participants)
         self._copy("_import_consents", CONSENT_COLUMNS, consents)
-        self.connection.exec_driver_sql(_UPSERT_PARTICIPANTS_AND_CONSENTS)
-        self.connection.exec_driver_sql("TRUNCATE _import_participants, _import_consents")
+        statement = pg_update_statement if existing else pg_insert_statement
+        self.connection.exec_driver_sql(statement(clears))
+        self.connection.exec_driver_sql(f"TRUNCATE {stage}, _import_consents")
         self._analyze_if_stale(len(participants))
 
     def _executemany(self, statement: str, rows: Sequence[Any]) -> None:

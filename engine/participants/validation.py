@@ -4,7 +4,7 @@ Pure: no database, no clock, no SQLAlchemy (the importer runs this in worker pro
 should start fast and small). Columns of a participant file (CSV header names are matched
 case-insensitively; JSONL keys the same names):
 
-| column | format (blank optional cells are NULL) | stored as |
+| column | format | stored as |
 |---|---|---|
 | `external_id` | REQUIRED: the program's member id, at most 128 characters | trimmed |
 | `first_name`, `last_name` | text, at most 100 characters | as given |
@@ -13,22 +13,29 @@ case-insensitively; JSONL keys the same names):
 | `phone_region` | ISO 3166 region of a national-format phone (`US`) | not stored |
 | `timezone` | IANA zone (`America/Chicago`) | as given |
 | `locale` | BCP-47 tag: `en`, `es-MX`, `zh-Hans`, `zh-Hant-TW` | case-normalised |
-| `status` | `active`, `inactive`, `lapsed`, `closed` (blank = `active`) | lower case |
+| `status` | `active`, `inactive`, `lapsed`, `closed` (new member: blank = `active`) | lower case |
 | `enrolled_at`, `last_activity_at` | ISO 8601 date or date-time; no offset = program zone | UTC |
-| `points_balance`, `points_expiring` | whole number >= 0 (blank = 0) | integer |
+| `points_balance`, `points_expiring` | whole number >= 0 (new member: blank = 0) | integer |
 | `points_expire_at`, `renewal_date` | ISO date `YYYY-MM-DD` | date |
 | `tier` | text, at most 64 characters | as given |
 | `account_manager` | text, at most 128 characters | as given |
 | `consent_email`, `_sms`, `_call` | yes/no, true/false, 1/0, y/n, opted_in/opted_out | consent |
 | any other column | CSV: text; JSONL: any JSON value | `attributes` |
 
-A blank consent cell means "not stated": the stored consent is kept. A phone number without
+A column the file does not carry, and a blank cell, keep the stored value (a record's blank or
+absent fields are None here; the store applies the defaults to new members only). With
+``clear_blank`` (``--clear-blank``), a blank cell in a column the file carries clears the stored
+value instead (NULL; status and points go back to their defaults; an attribute is removed).
+Consents are never cleared: a blank consent cell means "not stated" and keeps the stored
+consent. No cell may hold a NUL character or text that is not valid Unicode (PostgreSQL
+refuses both), and names, tier and account manager are one line. A phone number without
 `+` is read in the row's `phone_region`, else the program's region. `last_activity_at` only
 moves forward (activity events may know of newer activity than the member file).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,6 +75,28 @@ KNOWN_COLUMNS = frozenset(
     }
 )
 MAX_INT = 2**31 - 1  # the points columns are 32-bit integers on PostgreSQL
+# Stored fields a blank cell may clear (--clear-blank). Not last_activity_at: it only moves
+# forward; not the consents: a blank consent cell means "not stated".
+CLEARABLE = frozenset(
+    {
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "timezone",
+        "locale",
+        "status",
+        "enrolled_at",
+        "points_balance",
+        "points_expiring",
+        "points_expire_at",
+        "renewal_date",
+        "tier",
+        "account_manager",
+    }
+)
+# Text shown on one line everywhere (call lists, email greetings): CR or LF would break it.
+_ONE_LINE = ("first_name", "last_name", "tier", "account_manager")
 
 _CONSENT_WORDS = {
     "yes": "opted_in",
@@ -105,18 +134,29 @@ class ParticipantRecord(NamedTuple):
     phone: str | None
     timezone: str | None
     locale: str | None
-    status: str
+    status: str | None  # None: blank or absent (a new member gets "active")
     enrolled_at: datetime | None
     last_activity_at: datetime | None
-    points_balance: int
-    points_expiring: int
+    points_balance: int | None  # None: blank or absent (a new member gets 0)
+    points_expiring: int | None
     points_expire_at: date | None
     renewal_date: date | None
     tier: str | None
     account_manager: str | None
+    # Attribute columns of the row; with clear_blank a blank one is None (remove the key).
     attributes: dict[str, Any]
     # channel -> "opted_in" | "opted_out"; channels the row does not state are absent.
     consents: dict[str, str]
+    # Fields (CLEARABLE) whose blank cell clears the stored value: the columns the row
+    # carries when the import clears blanks, else none.
+    clears: frozenset[str] = frozenset()
+
+    @property
+    def stored_attributes(self) -> dict[str, Any]:
+        """The attributes a new member is stored with (no removals)."""
+        if None not in self.attributes.values():
+            return self.attributes  # the usual case: nothing to remove
+        return {k: v for k, v in self.attributes.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -125,6 +165,8 @@ class ValidationContext:
 
     timezone: str
     region: str
+    # A blank cell clears the stored value (instead of keeping it).
+    clear_blank: bool = False
 
 
 def text(value: Any) -> str | None:
@@ -148,6 +190,13 @@ def validate_participant(
     """``row`` maps lower-case column names to raw values. Returns (record, []) or
     (None, every reason the row fails)."""
     errors: list[str] = []
+    if not _plainly_storable(row):
+        for column, value in row.items():
+            problem = unstorable(value)
+            if problem is not None:
+                errors.append(f"{column}: {problem}")
+        if errors:  # the other checks would only repeat the same cells in their own words
+            return None, errors
     external_id = text(row.get("external_id"))
     if external_id is None:
         errors.append("external_id: required")
@@ -158,6 +207,11 @@ def validate_participant(
     last_name = _bounded(row, "last_name", 100, errors)
     tier = _bounded(row, "tier", 64, errors)
     account_manager = _bounded(row, "account_manager", 128, errors)
+    for column, value in zip(
+        _ONE_LINE, (first_name, last_name, tier, account_manager), strict=True
+    ):
+        if value is not None and ("\n" in value or "\r" in value):
+            errors.append(f"{column}: contains a line break (CR or LF); it must be one line")
     email = _email(text(row.get("email")), errors)
     phone = _phone(text(row.get("phone")), text(row.get("phone_region")), ctx, errors)
 
@@ -166,9 +220,11 @@ def validate_participant(
         errors.append(f"timezone: {timezone!r} is not an IANA time zone (e.g. America/Chicago)")
     locale = _locale(text(row.get("locale")), errors)
 
-    status = (text(row.get("status")) or "active").lower()
-    if status not in STATUSES:
-        errors.append(f"status: {status!r} is not one of {', '.join(STATUSES)}")
+    status = text(row.get("status"))
+    if status is not None:
+        status = status.lower()
+        if status not in STATUSES:
+            errors.append(f"status: {status!r} is not one of {', '.join(STATUSES)}")
 
     enrolled_at = _datetime(row, "enrolled_at", ctx.timezone, errors)
     last_activity_at = _datetime(row, "last_activity_at", ctx.timezone, errors)
@@ -188,11 +244,16 @@ def validate_participant(
         else:
             consents[channel] = status_value
 
-    attributes = {
-        key: value.strip() if isinstance(value, str) else value
-        for key, value in row.items()
-        if key not in KNOWN_COLUMNS and value is not None and text(value) is not None
-    }
+    clear_blank = ctx.clear_blank
+    attributes: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in KNOWN_COLUMNS:
+            continue
+        if value is None or text(value) is None:
+            if clear_blank:
+                attributes[key] = None  # remove the stored attribute
+        else:
+            attributes[key] = value.strip() if isinstance(value, str) else value
 
     if errors:
         return None, errors
@@ -217,6 +278,7 @@ def validate_participant(
             account_manager=account_manager,
             attributes=attributes,
             consents=consents,
+            clears=frozenset(c for c in row if c in CLEARABLE) if clear_blank else frozenset(),
         ),
         [],
     )
@@ -402,18 +464,68 @@ def _date(row: dict[str, Any], column: str, errors: list[str]) -> date | None:
         return None
 
 
-def _points(row: dict[str, Any], column: str, errors: list[str]) -> int:
+def _points(row: dict[str, Any], column: str, errors: list[str]) -> int | None:
     value = text(row.get(column))
     if value is None:
-        return 0
+        return None
     if not _UNSIGNED.match(value):
         if value.startswith("-") and _UNSIGNED.match(value[1:]):
-            errors.append(f"{column}: {value} is negative; it must be >= 0")
+            errors.append(f"{column}: {value[:20]} is negative; it must be >= 0")
         else:
-            errors.append(f"{column}: {value!r} is not a whole number")
-        return 0
-    number = int(value)
-    if number > MAX_INT:
-        errors.append(f"{column}: {value} is too large (at most {MAX_INT})")
-        return 0
-    return number
+            errors.append(f"{column}: {value[:40]!r} is not a whole number")
+        return None
+    # Length first: int() of thousands of digits is slow, and refused past 4,300.
+    if len(value.lstrip("+0")) > 10 or int(value) > MAX_INT:
+        errors.append(f"{column}: {value[:20]} is too large (at most {MAX_INT})")
+        return None
+    return int(value)
+
+
+def _plainly_storable(row: dict[str, Any]) -> bool:
+    """The usual row (all text, no NUL, ASCII or valid UTF-8), checked at C speed in one go;
+    False sends it to the per-cell check."""
+    try:
+        joined = "".join(row.values())
+    except TypeError:  # JSONL numbers, objects...: checked value by value
+        return False
+    if "\x00" in joined:
+        return False
+    if joined.isascii():
+        return True
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def unstorable(value: Any) -> str | None:
+    """Why a raw value (a CSV cell, or a JSON value with everything nested in it) cannot be
+    stored: a NUL character, which PostgreSQL refuses in text and JSON, or a lone surrogate
+    (a JSON escape such as \\ud800, or a byte the reader could not decode), which is not
+    Unicode text at all. None when it can."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "contains a NUL character"
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return (
+                    "contains text that is not valid Unicode (a lone surrogate, or a byte "
+                    "the file's encoding does not define)"
+                )
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is NaN or infinite (not a JSON number; PostgreSQL refuses it)"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = unstorable(key) or unstorable(item)
+            if problem is not None:
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            problem = unstorable(item)
+            if problem is not None:
+                return problem
+    return None

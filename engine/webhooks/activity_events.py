@@ -14,7 +14,6 @@ transaction, with the event source ``webhook:events`` (a conversion's source ``w
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +28,7 @@ from engine.errors import InputError
 from engine.participants.events import EventProgram, store_events, validate_event
 from engine.participants.store import ImportStore
 from engine.participants.validation import text
+from engine.webhooks import rejected
 
 MAX_EVENTS = 1000
 SOURCE = "webhook:events"  # activity_events.source; conversions read it as 'webhook'
@@ -59,7 +59,7 @@ def parse_batch(body: bytes) -> list[Any]:
     """The events of a request body: InputError when it is not JSON of the right shape,
     TooManyEvents beyond MAX_EVENTS."""
     try:
-        payload = json.loads(body)
+        payload = rejected.load_json(body)  # a huge number rejects its own event only
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise InputError("the body is not JSON") from None
     if isinstance(payload, dict):
@@ -86,6 +86,10 @@ def receive_events(session: Session, events: Sequence[Any], *, at: datetime) -> 
         if not isinstance(raw, dict):
             rejects.append(RejectedEvent(index, ["not a JSON object"]))
             continue
+        why = rejected.problem(raw)
+        if why is not None:
+            rejects.append(RejectedEvent(index, [why]))
+            continue
         row = {str(key).lower(): value for key, value in raw.items()}  # as the JSONL reader
         program, problem = _program(row, programs)
         if program is None:
@@ -107,6 +111,13 @@ def receive_events(session: Session, events: Sequence[Any], *, at: datetime) -> 
             participant_ids |= stored.participant_ids
         store.drop_staging()  # temp tables would otherwise live on in the pooled connection
     receipt.rejected = sorted(rejects, key=lambda reject: reject.index)
+    # Kept with their reasons, not only answered: the sender may not read the receipt.
+    rejected.record_rejected(
+        session,
+        "events",
+        [("; ".join(r.reasons), events[r.index]) for r in receipt.rejected],
+        at=at,
+    )
     # The same matching an import runs after it commits; limited to these members.
     receipt.conversions = match_conversions(session, at=at, participant_ids=participant_ids)
     return receipt

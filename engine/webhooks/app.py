@@ -17,7 +17,6 @@ a worker thread, one transaction per request, retried on a lost race.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
@@ -41,6 +40,7 @@ from engine.unsubscribe import UnsubscribeSigner, signer_for
 from engine.webhooks import (
     activity_events,
     inbound_sms,
+    rejected,
     sendgrid_events,
     twilio_events,
     unsubscribe_pages,
@@ -205,8 +205,8 @@ def build_asgi_app(app: App) -> Starlette:
             log.warning("SendGrid webhook refused: %s", exc)
             return _error(403, "signature verification failed")
         try:
-            events = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            events = rejected.load_json(body)
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return _error(400, "the body is not JSON")
         if not isinstance(events, list):
             return _error(400, "the body is not a JSON array of events")

@@ -58,7 +58,7 @@ from engine.provider_events import (
     report_status,
     stamp_once,
 )
-from engine.webhooks import sendgrid_groups
+from engine.webhooks import rejected, sendgrid_groups
 
 PROVIDER = "sendgrid"
 _DETAIL_KEYS = (
@@ -102,6 +102,7 @@ class BatchSummary:
     applied: int = 0
     duplicates: int = 0
     ignored: int = 0  # not an event object, or no event name
+    rejected: int = 0  # could not be stored (kept in rejected_webhook_events with the reason)
     unmatched: int = 0  # applied, but no message of ours was found for it
     status_changes: int = 0
     suppressions: int = 0
@@ -153,7 +154,13 @@ def apply_events(
     summary = BatchSummary(received=len(events))
     unique: list[SendGridEvent] = []
     seen: set[str] = set()
+    bad: list[tuple[str, Any]] = []
     for raw in events:
+        # Each event on its own: one that cannot be stored is set aside, the rest applied.
+        why = rejected.problem(raw)
+        if why is not None:
+            bad.append((why, raw))
+            continue
         event = parse_event(raw, received_at=at)
         if event is None:
             summary.ignored += 1
@@ -162,6 +169,8 @@ def apply_events(
         else:
             seen.add(event_key(event.event_id))
             unique.append(event)
+    summary.rejected = len(bad)
+    rejected.record_rejected(session, PROVIDER, bad, at=at)
     by_uid = find_by_uids(session, [e.message_uid for e in unique if e.message_uid])
     by_provider_id = find_by_provider_ids(
         session, [p for e in unique if not by_uid.get(e.message_uid or "") and (p := _prefix(e))]

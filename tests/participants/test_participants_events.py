@@ -13,6 +13,7 @@ from sqlalchemy import select
 from engine.app import App
 from engine.clock import FrozenClock
 from engine.db.models import ActivityEvent, Participant
+from engine.errors import InputError
 from engine.participants.events import import_events, validate_event
 from engine.testing import make_participant, make_program
 
@@ -121,9 +122,9 @@ AT = datetime(2026, 3, 2, 15, tzinfo=UTC)
         ("amount", "1e20", "amount: '1e20' is out of range"),
         ("reference", "r" * 129, "reference: longer than 128"),
         ("reference", "ab\x00cd", "reference: contains a NUL character"),
-        ("reference", "ab\udcffcd", "reference: contains bytes that are not UTF-8"),
+        ("reference", "ab\udcffcd", "reference: contains bytes that are not text"),
         ("external_id", "M\x001", "external_id: contains a NUL character"),
-        ("external_id", "M\udcff", "external_id: contains bytes that are not UTF-8"),
+        ("external_id", "M\udcff", "external_id: contains bytes that are not text"),
         ("occurred_at", "0001-01-01T00:00:00+01:00", "out of range (years 1 to 9999 in UTC)"),
     ],
 )
@@ -157,14 +158,18 @@ def test_events_with_bytes_that_are_not_utf8_are_rejected_not_a_crash(
     path = tmp_path / "events.csv"
     path.write_bytes(
         b"external_id,type,occurred_at,reference\n"
-        b"M1,login,2026-02-01,ab\xffcd\n"
+        b"M1,login,2026-02-01,ab\x81cd\n"
         b"M1,login,0001-01-01T00:00:00+01:00,R-9\n"
         b"M1,login,2026-02-02,R-10\n"
     )
-    summary = import_events(app, path, program_key="loyalty", at=at)
+    # Not UTF-8: refused as a whole, naming the line and the encoding to try.
+    with pytest.raises(InputError, match=r"line 2 is not UTF-8 \(byte 0x81\).*--encoding"):
+        import_events(app, path, program_key="loyalty", at=at)
+    # Read as Windows-1252, whose 0x81 is undefined: that row alone is rejected.
+    summary = import_events(app, path, program_key="loyalty", at=at, encoding="cp1252")
     assert (summary.read, summary.inserted, summary.rejected) == (3, 1, 2)
     assert summary.rejects_path is not None
     rejects = summary.rejects_path.read_bytes()
-    assert b"reference: contains bytes that are not UTF-8" in rejects
-    assert b"ab\xffcd" in rejects  # the original bytes, as they came
+    assert b"reference: contains bytes that are not text in the file's encoding" in rejects
+    assert b"ab\x81cd" in rejects  # the original bytes, as they came
     assert b"occurred_at: '0001-01-01T00:00:00+01:00': out of range" in rejects

@@ -97,7 +97,7 @@ def test_import_inserts_then_reimport_changes_nothing(
     assert not (tmp_path / "members.rejects.csv").exists()
 
 
-def test_changed_rows_are_updated_and_blank_cells_become_null(
+def test_changed_rows_are_updated_and_blank_cells_keep_the_stored_value(
     app: App, clock: FrozenClock, tmp_path: Path
 ) -> None:
     at = clock.now()
@@ -115,9 +115,22 @@ def test_changed_rows_are_updated_and_blank_cells_become_null(
     check_invariant(summary)
     assert (summary.inserted, summary.updated, summary.unchanged) == (1, 1, 1)
     stored = participants(app)
-    assert stored["M1"].status == "closed" and stored["M1"].email is None
+    assert stored["M1"].status == "closed" and stored["M1"].email == "ana@example.com"
     assert stored["M1"].created_at == at and stored["M1"].updated_at == later
-    assert stored["M3"].status == "active"
+    assert stored["M3"].status == "active"  # the default, for a new member only
+
+    # --clear-blank: the same file now clears what its blank cells leave out.
+    cleared = import_participants(
+        app,
+        tmp_path / "b.csv",
+        program_key=None,
+        at=later + timedelta(days=1),
+        clear_blank=True,
+    )
+    assert (cleared.updated, cleared.unchanged) == (3, 0)  # not "unchanged": it means more
+    stored = participants(app)
+    assert stored["M1"].email is None and stored["M1"].phone == "+12025550143"
+    assert stored["M3"].phone is None and stored["M3"].status == "active"
 
 
 def test_rejects_file_has_line_every_reason_and_the_original_columns(

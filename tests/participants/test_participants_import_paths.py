@@ -19,7 +19,7 @@ from engine.participants import importer
 from engine.participants.importer import _Encoder, _participant_row, _Plan, import_participants
 from engine.participants.store import (
     CONSENT_COLUMNS,
-    PARTICIPANT_COLUMNS,
+    SQLITE_PARTICIPANT_PARAMS,
     ImportStore,
     RowEncoder,
     _copy_value,
@@ -60,7 +60,7 @@ def _member(i: int) -> list[str]:
 
 def _mixed_file(path: Path) -> Path:
     """Good rows with every kind of bad row between them: invalid values, a duplicate id in
-    a later piece, a wrong cell count, a quoted cell spanning lines, bytes that are not UTF-8,
+    a later piece, a wrong cell count, a quoted cell spanning lines, a NUL character,
     a blank line."""
     rows: list[list[str]] = [_member(i) for i in range(120)]
     rows[10][2] = "not-an-email"
@@ -81,7 +81,7 @@ def _mixed_file(path: Path) -> Path:
         handle.write("\n")
         writer.writerows(rows[50:])
     with path.open("ab") as handle:
-        handle.write(b"M9001,Caf\xe9,,,,,,,,\n")
+        handle.write(b"M9001,Caf\x00e,,,,,,,,\n")  # a NUL: PostgreSQL refuses it in text
     return path
 
 
@@ -175,6 +175,7 @@ def test_copy_line_is_the_general_encoding_of_every_type() -> None:
 def test_the_encoder_gives_what_the_general_encoders_give(postgres: bool) -> None:
     plan = _Plan(
         fmt="csv",
+        encoding="utf-8",
         columns=("external_id",),
         digest_context="",
         ctx=ValidationContext("America/New_York", "US"),
@@ -207,7 +208,8 @@ def test_the_encoder_gives_what_the_general_encoders_give(postgres: bool) -> Non
         assert participant == copy_line(row)
         assert consents == "".join(copy_line(c) for c in consent_rows)
     else:
-        assert participant == RowEncoder(PARTICIPANT_COLUMNS, postgres=False)(row)
+        sqlite_row = (*row, record.attributes)
+        assert participant == RowEncoder(SQLITE_PARTICIPANT_PARAMS, postgres=False)(sqlite_row)
         assert consents == [RowEncoder(CONSENT_COLUMNS, postgres=False)(c) for c in consent_rows]
 
 
@@ -215,7 +217,7 @@ def _encode(store: ImportStore, row: tuple[Any, ...], consents: list[tuple[Any, 
     if store.postgres:
         return [copy_line(row)], [copy_line(c) for c in consents]
     return (
-        [RowEncoder(PARTICIPANT_COLUMNS, postgres=False)(row)],
+        [RowEncoder(SQLITE_PARTICIPANT_PARAMS, postgres=False)((*row, row[17]))],
         [RowEncoder(CONSENT_COLUMNS, postgres=False)(c) for c in consents],
     )
 

@@ -112,17 +112,50 @@ def test_a_good_row_is_normalised() -> None:
     # Naive times are in the program's zone (New York, UTC-5 in winter).
     assert record.enrolled_at == datetime(2024, 1, 5, 5, 0, tzinfo=UTC)
     assert record.last_activity_at == datetime(2026, 2, 1, 14, 30, tzinfo=UTC)
-    assert record.points_balance == 1200 and record.points_expiring == 0
+    assert record.points_balance == 1200 and record.points_expiring is None  # blank: kept
     assert record.points_expire_at == date(2026, 4, 1)
     assert record.consents == {"email": "opted_in", "sms": "opted_out"}
     assert record.attributes == {"home_store": "Polanco"}
 
 
-def test_blank_optional_cells_are_null_and_status_defaults_to_active() -> None:
-    record, _ = validate_participant({"external_id": "M1", "email": "", "tier": "  "}, CTX)
+def test_blank_cells_are_none_and_defaults_are_left_to_the_store() -> None:
+    """None means "keep the stored value" (a new member gets the default: status active,
+    points 0); nothing is cleared unless the import clears blanks."""
+    row = {"external_id": "M1", "email": "", "tier": "  ", "status": "", "extra": ""}
+    record, _ = validate_participant(row, CTX)
     assert record is not None
-    assert record.email is None and record.tier is None and record.status == "active"
-    assert record.consents == {}
+    assert record.email is None and record.tier is None and record.status is None
+    assert record.points_balance is None and record.attributes == {}
+    assert record.consents == {} and record.clears == frozenset()
+
+    clearing = ValidationContext(CTX.timezone, CTX.region, clear_blank=True)
+    record, _ = validate_participant({**row, "consent_sms": ""}, clearing)
+    assert record is not None
+    assert record.clears == {"email", "tier", "status"}  # the carried columns; not consents
+    assert record.attributes == {"extra": None}  # None: remove the stored attribute
+    assert record.stored_attributes == {}
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ({"first_name": "Ana\nMaria"}, "first_name: contains a line break"),
+        ({"last_name": "Pe\rrez"}, "last_name: contains a line break"),
+        ({"tier": "gold\r\nsilver"}, "tier: contains a line break"),
+        ({"first_name": "A\x00na"}, "first_name: contains a NUL character"),
+        ({"home_store": "Pol\x00anco"}, "home_store: contains a NUL character"),
+        ({"prefs": {"a": ["x\x00"]}}, "prefs: contains a NUL character"),
+        ({"prefs": {"k\x00": 1}}, "prefs: contains a NUL character"),
+        ({"email": "a\ud800@example.com"}, "email: contains text that is not valid Unicode"),
+        ({"notes": "\udce9"}, "notes: contains text that is not valid Unicode"),
+        ({"points_balance": "9" * 4300}, "points_balance: 99999999999999999999 is too large"),
+        ({"score": float("nan")}, "score: is NaN or infinite"),
+        ({"prefs": [1.5, float("inf")]}, "prefs: is NaN or infinite"),
+    ],
+)
+def test_cells_that_cannot_be_stored_reject_the_row(row: dict[str, Any], reason: str) -> None:
+    record, reasons = validate_participant({"external_id": "M1", **row}, CTX)
+    assert record is None and any(r.startswith(reason) for r in reasons), reasons
 
 
 def test_jsonl_values_are_read_like_csv_cells() -> None:

@@ -20,6 +20,7 @@ from engine.db.models import (
     MessageEvent,
     OutboxMessage,
     Participant,
+    RejectedWebhookEvent,
     Suppression,
 )
 from engine.participants.erasure import ERASED_PREFIX
@@ -83,6 +84,15 @@ def seed(app: App) -> tuple[int, int]:
             detail={"email": EMAIL},
         )
         add_suppression(s, EMAIL, "email", "opt_out", "test", at=now)  # plaintext before erasure
+        s.add(
+            RejectedWebhookEvent(
+                source="sendgrid",
+                reason="a lone surrogate",
+                payload=json.dumps({"email": EMAIL, "event": "open", "x": "\\ud800"}),
+                payload_digest="d" * 64,
+                received_at=now,
+            )
+        )
         enrollment = s.scalar(select(Enrollment).where(Enrollment.participant_id == member.id))
         task = CallTask(
             kind="campaign",
