@@ -2255,7 +2255,15 @@ def scheduler_command(state: CliState) -> None:
         if summary.launched or busy or summary.sent or summary.definition_errors:
             click.echo(summary.message)
 
-    result = run_scheduler(app, on_tick=on_tick)
+    def on_launch(item: Any) -> None:  # the launch jobs' own launches (ticks print theirs)
+        if item.error:
+            click.echo(f"launch {item.campaign}: FAILED: {item.error}")
+        elif item.skipped:
+            click.echo(item.skipped)
+        else:
+            click.echo(f"launched {item.campaign}: run {item.run_id}, {item.enrolled} enrolled")
+
+    result = run_scheduler(app, on_tick=on_tick, on_launch=on_launch)
     why = f" ({result.stopped_by})" if result.stopped_by else ""
     click.echo(
         f"Scheduler stopped{why}: {result.ticks} tick(s), {len(result.launched)} launch(es), "

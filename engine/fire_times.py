@@ -132,7 +132,7 @@ class LocalCronTrigger(CronTrigger):
         else:
             start = now
         instant = next(self.local.fires_from(start.astimezone(UTC)), None)
-        return None if instant is None else instant.astimezone(self.zone)
+        return None if instant is None else instant.astimezone(self.local.zone)
 
 
 __all__ = ["LocalCron", "LocalCronTrigger", "wall_to_instant"]

@@ -64,7 +64,8 @@ def launch_job_id(campaign: str) -> str:
 
 
 class Daemon:
-    """The scheduler process. ``on_tick`` is called after every tick (for the CLI's log)."""
+    """The scheduler process. ``on_tick`` is called after every tick and ``on_launch`` for each
+    launch (or skipped fire) of a launch job (for the CLI's log; a tick's are in its summary)."""
 
     def __init__(
         self,
@@ -151,6 +152,9 @@ class Daemon:
                 self.summary.errors.append(f"launch {campaign}: {exc}")
                 return
             self._record(launched)
+            if self.on_launch is not None:
+                for item in launched:
+                    self.on_launch(item)
 
     def _record(self, launched: list[Launched]) -> None:
         for item in launched:
@@ -159,8 +163,6 @@ class Daemon:
                 self.summary.skipped.append(item.skipped)
             else:
                 self.summary.launched.append(item)
-            if self.on_launch is not None:
-                self.on_launch(item)
 
     def _tick(self) -> None:
         if self.stop.is_set():
