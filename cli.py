@@ -915,9 +915,11 @@ def runs_group() -> None:
 def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
     from engine.runs import list_runs
+    from engine.schedules import count_skipped
 
     with transaction(state) as session:
         rows = list_runs(session, campaign=campaign, limit=limit)
+        skipped = count_skipped(session, campaign=campaign)
     if as_json:
         emit_json(rows)
         return
@@ -934,6 +936,38 @@ def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) 
                 r.launched_at.isoformat(timespec="minutes"),
                 r.enrolled,
                 r.holdout,
+            )
+            for r in rows
+        ],
+    )
+    if skipped:
+        click.echo(f"{skipped} fire time(s) not launched: see `campaign runs skipped`.")
+
+
+@runs_group.command("skipped")
+@click.option("--campaign", help="Only fire times of this campaign.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+@pass_state
+def runs_skipped(state: CliState, campaign: str | None, limit: int, as_json: bool) -> None:
+    """List the cron fire times the scheduler did not launch, and why (later than the misfire
+    grace, or before the schedule was first seen), newest first."""
+    from engine.schedules import list_skipped
+
+    with transaction(state) as session:
+        rows = list_skipped(session, campaign=campaign, limit=limit)
+    if as_json:
+        emit_json(rows)
+        return
+    render_table(
+        "Skipped fire times",
+        ["campaign", "fire", "skipped at", "why"],
+        [
+            (
+                r.campaign,
+                r.fire_at.isoformat(timespec="minutes"),
+                r.skipped_at.isoformat(timespec="minutes"),
+                r.reason,
             )
             for r in rows
         ],

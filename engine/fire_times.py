@@ -126,9 +126,9 @@ class LocalCronTrigger(CronTrigger):
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
         if previous_fire_time is not None:
-            # As CronTrigger does: the fires missed since the previous one are found too, so
-            # the scheduler can coalesce them or call them misfired.
-            start = min(now, previous_fire_time + timedelta(microseconds=1))
+            # As CronTrigger does: the fire after the previous one, even if it is already
+            # past, so the scheduler can coalesce missed fires or call them misfired.
+            start = previous_fire_time + timedelta(microseconds=1)
         else:
             start = now
         instant = next(self.local.fires_from(start.astimezone(UTC)), None)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -74,7 +74,8 @@ def _late(delta: timedelta) -> str:
         return f"{delta // DAY} days"
     minutes = int(delta.total_seconds() // 60)
     hours, mins = divmod(minutes, 60)
-    return " ".join(p for p in (f"{hours} h" if hours else "", f"{mins} min") if p)
+    parts = [f"{hours} h" if hours else "", f"{mins} min" if mins or not hours else ""]
+    return " ".join(p for p in parts if p)
 
 
 def local_fire(fire: datetime, timezone: str | None) -> str:
@@ -177,6 +178,13 @@ def record_skip(
     return created is not None
 
 
+def count_skipped(session: Session, *, campaign: str | None = None) -> int:
+    query = select(func.count()).select_from(SkippedFire)
+    if campaign is not None:
+        query = query.where(SkippedFire.campaign == campaign)
+    return int(session.scalar(query) or 0)
+
+
 @dataclass(frozen=True)
 class SkippedFireRow:
     campaign: str
@@ -202,6 +210,7 @@ def list_skipped(
 __all__ = [
     "ReentryBound",
     "SkippedFireRow",
+    "count_skipped",
     "first_seen",
     "list_skipped",
     "local_fire",
