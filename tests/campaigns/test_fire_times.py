@@ -77,7 +77,8 @@ def test_spring_forward_gap_fires_at_the_jump() -> None:
     cron = LocalCron("30 2 * * *", "America/New_York")
     fires = _fires(cron, datetime(2026, 3, 7, 12, tzinfo=UTC), datetime(2026, 3, 9, 12, tzinfo=UTC))
     # 2026-03-08 02:30 does not exist: it fires at 03:00 EDT (07:00 UTC), the jump.
-    assert fires == [datetime(2026, 3, 8, 7, 0, tzinfo=UTC), datetime(2026, 3, 9, 6, 30, tzinfo=UTC)]
+    jump, next_day = datetime(2026, 3, 8, 7, 0, tzinfo=UTC), datetime(2026, 3, 9, 6, 30, tzinfo=UTC)
+    assert fires == [jump, next_day]
 
 
 def test_the_daemon_trigger_fires_like_the_tick_on_the_fall_back_day() -> None:
