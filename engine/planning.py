@@ -403,16 +403,17 @@ class _Rules:
         if after is None:
             return exists(select(1).select_from(Enrollment).where(*where))
         # A run's time is its fire key (ISO 8601 UTC, so text order is time order), or its
-        # launch instant for one-off runs: never a launch instant of a recurring run.
+        # launch instant for one-off runs (key 'once'): never a recurring run's launch instant.
         bound = reentry_bound(self.fire_at, after, self.schedule_tz)
         key = bound.since.astimezone(UTC).isoformat()
         if bound.inclusive:
             by_fire, by_launch = CampaignRun.fire_key >= key, Enrollment.enrolled_at >= bound.since
         else:
             by_fire, by_launch = CampaignRun.fire_key > key, Enrollment.enrolled_at > bound.since
+        is_fire_time = CampaignRun.fire_key.like("____-__-__T__:__:__%")
         recent = case(
-            (CampaignRun.fire_key == ONE_OFF_KEY, case((by_launch, 1), else_=0)),
-            else_=case((by_fire, 1), else_=0),
+            (is_fire_time, case((by_fire, 1), else_=0)),
+            else_=case((by_launch, 1), else_=0),
         )
         return exists(
             select(1)

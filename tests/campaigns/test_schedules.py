@@ -306,3 +306,20 @@ def test_a_weekly_campaign_over_fourteen_fires_across_dst(app: App, program: Pro
     assert report.conversions == 1
     assert report.groups["treatment"].points == -1000
     assert report.groups["treatment"].amount == Decimal("25.00")
+
+
+def test_a_schedule_with_runs_from_before_the_upgrade_counts_as_seen(
+    app: App, program: Program
+) -> None:
+    """A database from before campaign_schedules: the runs that the same schedule launched
+    tell when it was first seen, so the first fire after the upgrade launches."""
+    with unit(app) as s:
+        make_participant(s, program, at=datetime(2026, 3, 1, tzinfo=UTC))
+    loaded = definition(name="weekly", schedule=WEEKLY, reentry={"after": "7d"})
+    with unit(app) as s:
+        planning.launch(s, loaded, at=datetime(2026, 3, 2, 14, 0, 3, tzinfo=UTC))
+        s.execute(update(Enrollment).values(state="completed"))
+    fire = datetime(2026, 3, 9, 13, 0, tzinfo=UTC)
+    with unit(app) as s:  # the upgrade landed between the fire and this tick
+        [result] = planning.launch_due(s, [loaded], at=fire + timedelta(minutes=10))
+    assert result.result is not None and result.result.enrolled == 1
