@@ -1048,9 +1048,11 @@ def runs_group() -> None:
 def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
     from engine.runs import list_runs
+    from engine.schedules import count_skipped
 
     with transaction(state) as session:
         rows = list_runs(session, campaign=campaign, limit=limit)
+        skipped = count_skipped(session, campaign=campaign)
     if as_json:
         emit_json(rows)
         return
@@ -1078,6 +1080,38 @@ def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) 
                 r.enrolled,
                 r.holdout,
                 r.work.describe() if r.work.any else "-",
+            )
+            for r in rows
+        ],
+    )
+    if skipped:
+        click.echo(f"{skipped} fire time(s) not launched: see `campaign runs skipped`.")
+
+
+@runs_group.command("skipped")
+@click.option("--campaign", help="Only fire times of this campaign.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+@pass_state
+def runs_skipped(state: CliState, campaign: str | None, limit: int, as_json: bool) -> None:
+    """List the cron fire times the scheduler did not launch, and why (later than the misfire
+    grace, or before the schedule was first seen), newest first."""
+    from engine.schedules import list_skipped
+
+    with transaction(state) as session:
+        rows = list_skipped(session, campaign=campaign, limit=limit)
+    if as_json:
+        emit_json(rows)
+        return
+    render_table(
+        "Skipped fire times",
+        ["campaign", "fire", "skipped at", "why"],
+        [
+            (
+                r.campaign,
+                r.fire_at.isoformat(timespec="minutes"),
+                r.skipped_at.isoformat(timespec="minutes"),
+                r.reason,
             )
             for r in rows
         ],
@@ -2447,7 +2481,15 @@ def scheduler_command(state: CliState) -> None:
         if summary.launched or busy or summary.sent or summary.definition_errors or alarm:
             click.echo(summary.message)
 
-    result = run_scheduler(app, on_tick=on_tick)
+    def on_launch(item: Any) -> None:  # the launch jobs' own launches (ticks print theirs)
+        if item.error:
+            click.echo(f"launch {item.campaign}: FAILED: {item.error}")
+        elif item.skipped:
+            click.echo(item.skipped)
+        else:
+            click.echo(f"launched {item.campaign}: run {item.run_id}, {item.enrolled} enrolled")
+
+    result = run_scheduler(app, on_tick=on_tick, on_launch=on_launch)
     why = f" ({result.stopped_by})" if result.stopped_by else ""
     click.echo(
         f"Scheduler stopped{why}: {result.ticks} tick(s), {len(result.launched)} launch(es), "

@@ -5,9 +5,16 @@ of an enrollment, in either group, when
 
     enrolled_at <= occurred_at <= enrolled_at + goal.window   and   occurred_at <= at
 
-The first such event counts (earliest ``occurred_at``, then lowest id); an enrollment converts
-at most once (UNIQUE(enrollment_id) on ``conversions``). Holdout members are measured from the
-same moment as treatment members (their ``enrolled_at``), so the two groups compare fairly.
+One event is one conversion of a campaign (UNIQUE(campaign, event_id)): when the windows of
+several runs hold it (a weekly campaign with a 30-day window), it is credited to the member's
+most recent enrollment whose window holds it, and the older runs do not count it. An
+enrollment converts once (UNIQUE(enrollment_id)), with the earliest event it is credited
+(earliest ``occurred_at``, then lowest id), whatever the order the events arrived in: an
+earlier event imported after a later one replaces the conversion's event, amounts and
+attribution (the enrollment's effects happened already and stay). Holdout members are measured
+from the same moment as treatment members (their ``enrolled_at``), so the two groups compare
+fairly. Each campaign measures its own conversions (its lift is against its own holdout), so
+one event may convert one enrollment in each of two campaigns.
 The event's path decides ``source``: an event whose source is ``call`` (a CONVERTED call
 disposition) is ``call``, one that came from a webhook is ``webhook``, everything else
 (file imports) is ``import``.
@@ -25,8 +32,9 @@ Effects of a new conversion, in the same transaction: an ``active`` enrollment b
 'converted'). Enrollments that had already completed or exited keep their state: the
 conversion row alone records that they converted.
 
-Everything is set-based SQL, one statement per run and effect; running it again changes
-nothing (the unique key decides), so ticks and event imports may both call it, concurrently.
+Everything is set-based SQL, one statement for all runs per kind of change and effect; running
+it again changes nothing (the unique keys decide), so ticks and event imports may both call
+it, concurrently.
 """
 
 from __future__ import annotations
@@ -106,12 +114,16 @@ def match_conversions(
         chunks = [None]
     dialect = session.get_bind().dialect.name
     since = session.scalar(text("SELECT coalesce(max(id), 0) FROM conversions")) or 0
+    goals = run_goals(session)
     added = 0
-    for goal in run_goals(session):
-        for chunk in chunks:
-            added += _insert_conversions(session, dialect, goal, at, chunk)
+    moved: list[int] = []
+    for chunk in chunks:
+        new, changed = _convert(session, dialect, goals, at, chunk)
+        added += new
+        moved.extend(changed)
+    if added or moved:
+        _attribute(session, dialect, since, moved)
     if added:
-        _attribute(session, dialect, since)
         _apply_effects(session, since, at)
     return added
 
@@ -119,16 +131,19 @@ def match_conversions(
 # --------------------------------------------------------------------------- SQL
 
 
-def _window_end(dialect: str) -> str:
-    """SQL for enrolled_at + :window_s seconds, comparable with stored timestamps.
+def _window_end(dialect: str, enrollment: str, goal: str) -> str:
+    """SQL for ``enrollment``.enrolled_at + ``goal``.window_s seconds, comparable with stored
+    timestamps.
 
     SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' text; datetime() drops the fraction, so the
     enrollment's own fraction is appended back (exact, unlike julianday arithmetic)."""
+    e, g = enrollment, goal
     if dialect == "sqlite":
         return (
-            "(datetime(e.enrolled_at, '+' || :window_s || ' seconds') || substr(e.enrolled_at, 20))"
+            f"(datetime({e}.enrolled_at, '+' || {g}.window_s || ' seconds')"
+            f" || substr({e}.enrolled_at, 20))"
         )
-    return "(e.enrolled_at + make_interval(secs => :window_s))"
+    return f"({e}.enrolled_at + make_interval(secs => {g}.window_s))"
 
 
 # The conversion's source from the event's: 'call' for call dispositions, 'webhook' for
@@ -139,51 +154,128 @@ _SOURCE = (
 )
 
 
-def _insert_conversions(
-    session: Session, dialect: str, goal: RunGoal, at: datetime, chunk: list[int] | None
-) -> int:
-    """INSERT ... SELECT the first goal event inside the window of each unconverted
-    enrollment of one run."""
+def _goals_cte(goals: list[RunGoal]) -> tuple[str, dict[str, object]]:
+    """``goals(run_id, window_s, type)``: every run's goal, one row per event type."""
+    rows: list[str] = []
+    params: dict[str, object] = {}
+    for goal in goals:
+        for event_type in goal.events:
+            i = len(rows)
+            rows.append(
+                f"(CAST(:g_run_{i} AS BIGINT), CAST(:g_win_{i} AS BIGINT),"
+                f" CAST(:g_type_{i} AS VARCHAR(64)))"
+            )
+            params[f"g_run_{i}"] = goal.run_id
+            params[f"g_win_{i}"] = int(goal.window.total_seconds())
+            params[f"g_type_{i}"] = event_type
+    return f"goals(run_id, window_s, type) AS (VALUES {', '.join(rows)})", params
+
+
+def _best_events(dialect: str, goals_cte: str, *, replacing: bool, only: str) -> str:
+    """WITH ... best: for each enrollment, the earliest goal event it owns and has not
+    counted yet (``replacing``: earlier than its conversion's; else: it has none).
+
+    An enrollment owns the goal events inside its window that no more recent enrollment of
+    the same member and campaign also holds in its window; an event credited to the campaign
+    already (UNIQUE(campaign, event_id)) stays where it is. The cheap filters come first, in a
+    MATERIALIZED step, so the ownership probe runs only on the few pairs left (PostgreSQL
+    would otherwise probe every pair in every window, every tick)."""
+    if replacing:
+        # Driven from the conversions: only events before each one's can replace it.
+        conversion_id = "c.id"
+        source = "conversions c JOIN enrollments e ON e.id = c.enrollment_id"
+        converted = (
+            "(ev.occurred_at < c.occurred_at"
+            " OR (ev.occurred_at = c.occurred_at AND ev.id < c.event_id))"
+        )
+    else:
+        conversion_id = "CAST(NULL AS BIGINT)"
+        source = "enrollments e"
+        converted = "NOT EXISTS (SELECT 1 FROM conversions c WHERE c.enrollment_id = e.id)"
+    return f"""
+        WITH {goals_cte},
+        pairs AS MATERIALIZED (
+            SELECT e.id AS enrollment_id, e.run_id, e.participant_id, e.campaign,
+                   e."group" AS grp, e.enrolled_at, {conversion_id} AS conversion_id,
+                   ev.id AS event_id, ev.type AS event_type, ev.occurred_at, ev.points,
+                   ev.amount, {_SOURCE} AS source
+            FROM {source}
+            JOIN goals g ON g.run_id = e.run_id
+            JOIN activity_events ev ON ev.participant_id = e.participant_id AND ev.type = g.type
+            WHERE {converted}
+              AND ev.occurred_at >= e.enrolled_at
+              AND ev.occurred_at <= {_window_end(dialect, "e", "g")}
+              AND ev.occurred_at <= :at {only}
+              AND NOT EXISTS (SELECT 1 FROM conversions c3
+                              WHERE c3.campaign = e.campaign AND c3.event_id = ev.id)
+        ),
+        candidates AS (
+            SELECT p.*, ROW_NUMBER() OVER (PARTITION BY p.enrollment_id
+                                           ORDER BY p.occurred_at, p.event_id) AS rn
+            FROM pairs p
+            WHERE NOT EXISTS (
+                SELECT 1 FROM enrollments e2
+                JOIN goals g2 ON g2.run_id = e2.run_id AND g2.type = p.event_type
+                WHERE e2.campaign = p.campaign AND e2.participant_id = p.participant_id
+                  AND (e2.enrolled_at > p.enrolled_at
+                       OR (e2.enrolled_at = p.enrolled_at AND e2.id > p.enrollment_id))
+                  AND e2.enrolled_at <= p.occurred_at
+                  AND p.occurred_at <= {_window_end(dialect, "e2", "g2")})
+        ),
+        best AS (SELECT * FROM candidates WHERE rn = 1)
+    """
+
+
+def _convert(
+    session: Session, dialect: str, goals: list[RunGoal], at: datetime, chunk: list[int] | None
+) -> tuple[int, list[int]]:
+    """Insert the new conversions, and move the ones an earlier event now wins to it:
+    (added, ids of the conversions moved)."""
+    if not goals:
+        return 0, []
+    goals_cte, params = _goals_cte(goals)
+    params["at"] = at
     only = "AND e.participant_id IN :pids" if chunk is not None else ""
-    statement = text(
-        f"""
-        INSERT INTO conversions (enrollment_id, run_id, participant_id, campaign, "group",
-                                 event_id, event_type, occurred_at, points, amount, source,
-                                 created_at)
-        SELECT e.id, e.run_id, e.participant_id, e.campaign, e."group",
-               ev.id, ev.type, ev.occurred_at, ev.points, ev.amount, {_SOURCE}, :at
-        FROM enrollments e
-        JOIN activity_events ev ON ev.participant_id = e.participant_id
-        WHERE e.run_id = :run_id {only}
-          AND ev.type IN :types
-          AND ev.occurred_at >= e.enrolled_at
-          AND ev.occurred_at <= {_window_end(dialect)}
-          AND ev.occurred_at <= :at
-          AND NOT EXISTS (SELECT 1 FROM conversions c WHERE c.enrollment_id = e.id)
-          AND NOT EXISTS (
-              SELECT 1 FROM activity_events ev2
-              WHERE ev2.participant_id = e.participant_id
-                AND ev2.type IN :types
-                AND ev2.occurred_at >= e.enrolled_at
-                AND (ev2.occurred_at < ev.occurred_at
-                     OR (ev2.occurred_at = ev.occurred_at AND ev2.id < ev.id)))
-        ON CONFLICT (enrollment_id) DO NOTHING
-        """
-    ).bindparams(
-        bindparam("at", type_=UTCDateTime()),
-        bindparam("types", expanding=True),
-    )
-    params: dict[str, object] = {
-        "run_id": goal.run_id,
-        "types": list(goal.events),
-        "window_s": int(goal.window.total_seconds()),
-        "at": at,
-    }
+    binds = [bindparam("at", type_=UTCDateTime())]
     if chunk is not None:
-        statement = statement.bindparams(bindparam("pids", expanding=True))
+        binds.append(bindparam("pids", expanding=True))
         params["pids"] = chunk
-    result = session.execute(statement, params)
-    return max(int(getattr(result, "rowcount", 0) or 0), 0)
+    # An earlier event that arrived late replaces the conversion's event (first one counts).
+    moved = (
+        session.execute(
+            text(
+                _best_events(dialect, goals_cte, replacing=True, only=only)
+                + """
+            UPDATE conversions SET event_id = best.event_id, event_type = best.event_type,
+                   occurred_at = best.occurred_at, points = best.points, amount = best.amount,
+                   source = best.source
+            FROM best WHERE conversions.id = best.conversion_id
+            RETURNING conversions.id
+            """
+            ).bindparams(*binds),
+            params,
+        )
+        .scalars()
+        .all()
+    )
+    result = session.execute(
+        text(
+            """
+            INSERT INTO conversions (enrollment_id, run_id, participant_id, campaign, "group",
+                                     event_id, event_type, occurred_at, points, amount,
+                                     source, created_at)
+            """
+            + _best_events(dialect, goals_cte, replacing=False, only=only)
+            + """
+            SELECT enrollment_id, run_id, participant_id, campaign, grp, event_id, event_type,
+                   occurred_at, points, amount, source, :at
+            FROM best WHERE true
+            ON CONFLICT DO NOTHING
+            """
+        ).bindparams(*binds),
+        params,
+    )
+    return max(int(getattr(result, "rowcount", 0) or 0), 0), [int(i) for i in moved]
 
 
 def _touch_json(dialect: str) -> str:
@@ -220,8 +312,9 @@ _TOUCHES = """
 """
 
 
-def _attribute(session: Session, dialect: str, since: int) -> None:
-    """Fill first_touch / last_touch of the conversions added after id ``since``."""
+def _attribute(session: Session, dialect: str, since: int, moved: list[int]) -> None:
+    """Fill first_touch / last_touch of the conversions added after id ``since`` and of the
+    ``moved`` ones (their event changed)."""
     touch = _touch_json(dialect)
 
     def pick(order: str) -> str:
@@ -232,13 +325,13 @@ def _attribute(session: Session, dialect: str, since: int) -> None:
             ORDER BY t.at {order}, coalesce(t.message_id, t.call_task_id) {order}
             LIMIT 1)"""
 
-    session.execute(
-        text(
-            f"UPDATE conversions SET first_touch = {pick('ASC')}, last_touch = {pick('DESC')}"
-            " WHERE id > :since"
-        ),
-        {"since": since},
-    )
+    statement = text(
+        f"UPDATE conversions SET first_touch = {pick('ASC')}, last_touch = {pick('DESC')}"
+        " WHERE id > :since OR id IN :moved"
+    ).bindparams(bindparam("moved", expanding=True))
+    for start in range(0, max(len(moved), 1), _ID_CHUNK):
+        session.execute(statement, {"since": since, "moved": moved[start : start + _ID_CHUNK]})
+        since = 2**62  # the new ones are done; later slices only move
 
 
 def _apply_effects(session: Session, since: int, at: datetime) -> None:

@@ -25,7 +25,8 @@ FIRST reason that applies):
 6. ``already_enrolled``: in an open (state ``active``) enrollment of an active or paused run
    of this campaign.
 7. ``reentry``: ``once``: ever enrolled in this campaign (any run, any state); ``{after: D}``:
-   enrolled in this campaign within D before ``at``.
+   enrolled in a run of this campaign whose fire time is within D before this fire (whole
+   days count local calendar days: engine/schedules.py).
 
 Holdout: ``bucket(sample_key, salt('holdout:' + campaign)) < holdout_percent * 100`` with
 engine.sampling's arithmetic, evaluated in SQL; the same member is in the same group on every
@@ -38,7 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -80,9 +81,11 @@ from engine.definitions.durations import format_duration
 from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import CampaignDefinition
 from engine.errors import EngineError, InputError, NotFoundError
+from engine.fire_times import LocalCron
 from engine.policy.gate import ConsentRules
 from engine.preview import StepSmsSize, sms_step_sizes
 from engine.programs import get_program
+from engine.schedules import first_seen, local_fire, record_skip, reentry_bound, skip_reason
 from engine.settings import Settings
 
 _S = TypeVar("_S", bound=Select)
@@ -223,6 +226,14 @@ class DueLaunch:
     campaign: str
     result: LaunchResult | None = None
     error: str | None = None
+    # A fire time not launched (late past the grace, or before its schedule was known).
+    skipped: str | None = None
+
+
+# The daemon's and the tick's default misfire grace (Settings.scheduler_misfire_grace_seconds).
+DEFAULT_MISFIRE_GRACE = timedelta(
+    seconds=Settings.model_fields["scheduler_misfire_grace_seconds"].default
+)
 
 
 # --------------------------------------------------------------------------- SQL rules
@@ -293,6 +304,10 @@ class _Rules:
         self.at = at
         self.tz = program.timezone
         self.global_cap = global_cap
+        # This launch's time for re-entry: its fire (the launch instant for one-offs).
+        self.fire_at = latest_fire_time(definition, at) or at
+        schedule = definition.schedule
+        self.schedule_tz = schedule.timezone if schedule and schedule.timezone else self.tz
         self.channels = sorted(definition.channels)
 
     # The audience -------------------------------------------------------------------
@@ -385,9 +400,27 @@ class _Rules:
             Enrollment.participant_id == Participant.id,
         ]
         after = self.definition.reentry_after
-        if after is not None:
-            where.append(Enrollment.enrolled_at > self.at - after)
-        return exists(select(1).select_from(Enrollment).where(*where))
+        if after is None:
+            return exists(select(1).select_from(Enrollment).where(*where))
+        # A run's time is its fire key (ISO 8601 UTC, so text order is time order), or its
+        # launch instant for one-off runs (key 'once'): never a recurring run's launch instant.
+        bound = reentry_bound(self.fire_at, after, self.schedule_tz)
+        key = bound.since.astimezone(UTC).isoformat()
+        if bound.inclusive:
+            by_fire, by_launch = CampaignRun.fire_key >= key, Enrollment.enrolled_at >= bound.since
+        else:
+            by_fire, by_launch = CampaignRun.fire_key > key, Enrollment.enrolled_at > bound.since
+        is_fire_time = CampaignRun.fire_key.like("____-__-__T__:__:__%")
+        recent = case(
+            (is_fire_time, case((by_fire, 1), else_=0)),
+            else_=case((by_launch, 1), else_=0),
+        )
+        return exists(
+            select(1)
+            .select_from(Enrollment)
+            .join(CampaignRun, CampaignRun.id == Enrollment.run_id)
+            .where(*where, recent == 1)
+        )
 
     def reentry_description(self) -> str:
         after = self.definition.reentry_after
@@ -453,31 +486,11 @@ def resolve_at(
 
 def latest_fire_time(definition: CampaignDefinition, at: datetime) -> datetime | None:
     """The latest fire time of a recurring schedule at or before ``at`` (None if none in the
-    last five years), computed with APScheduler's CronTrigger in the schedule's zone."""
+    last five years): one per local calendar fire, DST-safe (engine/fire_times.py)."""
     schedule = definition.schedule
-    if schedule is None or schedule.cron is None:
+    if schedule is None or schedule.cron is None or schedule.timezone is None:
         return None
-    trigger = schedule.trigger()
-    for lookback in (
-        timedelta(hours=2),
-        timedelta(days=2),
-        timedelta(days=9),
-        timedelta(days=33),
-        timedelta(days=367),
-        timedelta(days=5 * 366),
-    ):
-        latest: datetime | None = None
-        previous: datetime | None = None
-        current = trigger.get_next_fire_time(None, at - lookback)
-        steps = 0
-        while current is not None and current <= at and steps < 10_000:
-            latest = current
-            previous = current
-            current = trigger.get_next_fire_time(previous, previous + timedelta(seconds=1))
-            steps += 1
-        if latest is not None:
-            return latest.astimezone(UTC)
-    return None
+    return LocalCron(schedule.cron, schedule.timezone).latest_fire(ensure_utc(at))
 
 
 def fire_key(definition: CampaignDefinition, at: datetime) -> tuple[str | None, str | None]:
@@ -954,22 +967,38 @@ def launch_due(
     *,
     at: datetime,
     global_cap: GlobalCap | None = None,
+    grace: timedelta = DEFAULT_MISFIRE_GRACE,
 ) -> list[DueLaunch]:
     """For the scheduler's tick: launch every scheduled campaign whose time has come (one-off
     ``start`` reached, or a cron fire time) and that has no run for it yet. Campaigns without
-    a schedule are launched by hand only. One campaign's error does not stop the others."""
+    a schedule are launched by hand only. One campaign's error does not stop the others.
+
+    A cron fire later than ``grace``, or older than its schedule, is skipped instead and
+    reported once (engine/schedules.py)."""
     at = ensure_utc(at)
     _serialise(session, "launch_due")
     results: list[DueLaunch] = []
     for loaded in definitions:
         definition = loaded.definition
-        if definition.schedule is None:
+        schedule = definition.schedule
+        if schedule is None:
             continue
         key, not_now = fire_key(definition, at)
         if key is None or not_now is not None:
             continue
         if _existing_run(session, definition.name, key) is not None:
             continue
+        if schedule.cron is not None:
+            try:
+                with session.begin_nested():
+                    skipped = _skipped(session, definition, key, at=at, grace=grace)
+            except EngineError as exc:
+                results.append(DueLaunch(definition.name, error=str(exc)))
+                continue
+            if skipped is not False:
+                if skipped is not None:
+                    results.append(DueLaunch(definition.name, skipped=skipped))
+                continue
         try:
             with session.begin_nested():
                 result = launch(session, loaded, at=at, global_cap=global_cap)
@@ -980,9 +1009,26 @@ def launch_due(
     return results
 
 
+def _skipped(
+    session: Session, definition: CampaignDefinition, key: str, *, at: datetime, grace: timedelta
+) -> str | Literal[False] | None:
+    """False: launch this fire. Otherwise it is skipped: the message when the skip is new,
+    None when it was reported before."""
+    fire = datetime.fromisoformat(key)
+    seen = first_seen(session, definition, at=at)
+    reason = skip_reason(fire, at=at, first_seen=seen, grace=grace)
+    if reason is None:
+        return False
+    if not record_skip(session, definition.name, fire=fire, key=key, at=at, reason=reason):
+        return None
+    timezone = definition.schedule.timezone if definition.schedule else None
+    return f"skipped fire {local_fire(fire, timezone)} of {definition.name}: {reason}"
+
+
 __all__ = [
     "BUILT_IN_REASONS",
     "CONSENT_REQUIRED",
+    "DEFAULT_MISFIRE_GRACE",
     "DueLaunch",
     "ExclusionCheck",
     "ExclusionCount",

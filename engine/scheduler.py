@@ -4,12 +4,18 @@ Jobs, all with ``coalesce=True`` (a backlog of missed fire times runs once), ``m
 (a job never overlaps itself) and ``misfire_grace_time`` from the settings:
 
 - ``launch:<campaign>``: one per scheduled campaign file. A recurring campaign gets its
-  ``CronTrigger`` (its crontab in its zone); a one-off campaign whose ``start`` is still ahead
+  ``CronTrigger`` (its crontab in its zone, one fire per local calendar fire on DST days:
+  engine/fire_times.py); a one-off campaign whose ``start`` is still ahead
   gets a ``DateTrigger``. The job launches that campaign's run for the fire time (the same
   :func:`engine.planning.launch_due` the tick calls, so the run's key is the fire time).
 - ``tick``: every ``tick_interval_seconds``, the whole :func:`engine.tick.tick` (launch what is
   due, conversions, advance, dispatch). Before each tick the launch jobs are brought in line
   with the campaign files (added, changed or removed), so editing a schedule needs no restart.
+
+The misfire grace binds the launches whichever path makes them: APScheduler drops a launch job
+that runs later than it, and :func:`engine.planning.launch_due` (the job's and the tick's)
+skips, and reports once, a fire later than it or older than its schedule
+(engine/schedules.py). A new or edited schedule starts from its next fire time.
 
 The database keys make it safe beside cron ticks or a second daemon: a run is unique per
 (campaign, fire time), a message per (enrollment, step), and sending is claimed with leases.
@@ -48,6 +54,7 @@ class SchedulerSummary:
     ticks: int = 0
     sent: int = 0
     launched: list[Launched] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # fire times not launched, and why
     errors: list[str] = field(default_factory=list)
     stopped_by: str | None = None
 
@@ -57,7 +64,8 @@ def launch_job_id(campaign: str) -> str:
 
 
 class Daemon:
-    """The scheduler process. ``on_tick`` is called after every tick (for the CLI's log)."""
+    """The scheduler process. ``on_tick`` is called after every tick and ``on_launch`` for each
+    launch (or skipped fire) of a launch job (for the CLI's log; a tick's are in its summary)."""
 
     def __init__(
         self,
@@ -144,12 +152,17 @@ class Daemon:
                 self.summary.errors.append(f"launch {campaign}: {exc}")
                 return
             self._record(launched)
+            if self.on_launch is not None:
+                for item in launched:
+                    self.on_launch(item)
 
     def _record(self, launched: list[Launched]) -> None:
-        self.summary.launched.extend(launched)
-        if self.on_launch is not None:
-            for item in launched:
-                self.on_launch(item)
+        for item in launched:
+            if item.skipped is not None:
+                log.warning("%s", item.skipped)
+                self.summary.skipped.append(item.skipped)
+            else:
+                self.summary.launched.append(item)
 
     def _tick(self) -> None:
         if self.stop.is_set():

@@ -4,7 +4,9 @@ In order, all at one instant ``at`` read once from the clock:
 
 1. **launch** the scheduled campaigns whose time has come (a one-off ``start`` reached, or a
    cron fire time without a run yet): :func:`engine.planning.launch_due` over the campaign
-   files. A file that does not load is reported and skipped; the others still launch.
+   files. A file that does not load is reported and skipped; the others still launch. A cron
+   fire later than ``scheduler_misfire_grace_seconds``, or older than its schedule, is not
+   launched: it is reported once as skipped (engine/schedules.py).
 2. **conversions**: :func:`engine.conversions.match_conversions`, so a member who converted
    since the last tick leaves the sequence before the next step is made for them.
 3. **advance** the sequences (:func:`engine.sequencing.advance`), within part of the budget.
@@ -60,6 +62,7 @@ class Launched:
     run_id: int | None = None
     enrolled: int = 0
     error: str | None = None
+    skipped: str | None = None  # "skipped fire ... of X: why" (engine/schedules.py)
 
 
 @dataclass
@@ -85,6 +88,8 @@ class TickSummary:
             for item in self.launched:
                 if item.error:
                     lines.append(f"  launch {item.campaign}: FAILED: {item.error}")
+                elif item.skipped:
+                    lines.append(f"  {item.skipped}")
                 else:
                     lines.append(
                         f"  launched {item.campaign}: run {item.run_id}, {item.enrolled} enrolled"
@@ -145,12 +150,18 @@ def launch_scheduled(
         return []
     with app.sessions() as session, session.begin():
         results = launch_due(
-            session, definitions, at=at, global_cap=GlobalCap.from_settings(app.settings)
+            session,
+            definitions,
+            at=at,
+            global_cap=GlobalCap.from_settings(app.settings),
+            grace=timedelta(seconds=app.settings.scheduler_misfire_grace_seconds),
         )
     launched = []
     for item in results:
         if item.error is not None:
             launched.append(Launched(item.campaign, error=item.error))
+        elif item.skipped is not None:
+            launched.append(Launched(item.campaign, skipped=item.skipped))
         elif item.result is not None and item.result.created:
             launched.append(Launched(item.campaign, item.result.run_id, item.result.enrolled))
     return launched

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
@@ -100,5 +100,80 @@ def test_0013_agent_targets_round_trip(empty_database_url: str) -> None:
             assert {"ck_agents_role", "ck_agents_weekly_target", "ck_agents_monthly_target"} <= (
                 checks
             )
+    finally:
+        engine.dispose()
+
+
+def test_0018_keeps_one_conversion_per_event_and_round_trips(empty_database_url: str) -> None:
+    """0018: conversions that counted one event in two runs of a campaign keep the most
+    recent enrollment's only; the schedule tables come and go with the revision."""
+    from sqlalchemy.orm import Session
+
+    from engine.db.models import CampaignRun, Conversion, Enrollment
+    from engine.testing import make_event, make_participant, make_program
+
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    engine = make_engine(empty_database_url)
+    try:
+        migrate.upgrade(engine, "0013")
+        with Session(engine) as session, session.begin():
+            program = make_program(session, at=at)
+            member = make_participant(session, program, at=at)
+            event = make_event(session, member, type="redemption", occurred_at=at + timedelta(9))
+            enrollments = []
+            for week in range(2):
+                run = CampaignRun(
+                    campaign="weekly",
+                    program_id=program.id,
+                    definition_hash="h",
+                    definition_source="x",
+                    fire_key=f"w{week}",
+                    status="active",
+                    launched_at=at + timedelta(days=7 * week),
+                )
+                session.add(run)
+                session.flush()
+                enrollment = Enrollment(
+                    run_id=run.id,
+                    campaign="weekly",
+                    participant_id=member.id,
+                    group="treatment",
+                    enrolled_at=run.launched_at,
+                    state="converted",
+                )
+                session.add(enrollment)
+                session.flush()
+                enrollments.append(enrollment.id)
+                session.add(
+                    Conversion(
+                        enrollment_id=enrollment.id,
+                        run_id=run.id,
+                        participant_id=member.id,
+                        campaign="weekly",
+                        group="treatment",
+                        event_id=event.id,
+                        event_type="redemption",
+                        occurred_at=event.occurred_at,
+                        source="import",
+                        created_at=at,
+                    )
+                )
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            kept = connection.execute(text("SELECT enrollment_id FROM conversions")).all()
+        assert kept == [(enrollments[1],)]
+
+        config = migrate.alembic_config(engine)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0013")
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+        assert not {"campaign_schedules", "skipped_fires"} & tables
+
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()

@@ -274,6 +274,38 @@ class CampaignRun(Base):
     holdout_count: Mapped[int] = mapped_column(default=0)
 
 
+class CampaignSchedule(Base):
+    """When the engine first saw each schedule of a campaign (``schedule_hash``: sha256 of its
+    cron and zone, or its one-off start). A new or edited schedule launches from its next fire
+    time on: an older fire of the same crontab was never this schedule's (engine/schedules.py).
+    """
+
+    __tablename__ = "campaign_schedules"
+    __table_args__ = (UniqueConstraint("campaign", "schedule_hash"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(64))
+    schedule_hash: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SkippedFire(Base):
+    """A cron fire time that was not launched, and why: later than the misfire grace, or
+    before its schedule was first seen. One row per (campaign, fire key), so a tick reports a
+    skip once; ``campaign runs skipped`` lists them."""
+
+    __tablename__ = "skipped_fires"
+    __table_args__ = (UniqueConstraint("campaign", "fire_key"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(64))
+    fire_key: Mapped[str] = mapped_column(String(64))
+    fire_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    skipped_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text)
+
+
 class Enrollment(Base):
     """A participant in one run, in the treatment or the holdout group.
 
@@ -652,14 +684,18 @@ CONVERSION_SOURCES = ("import", "webhook", "call")
 class Conversion(Base):
     """A goal event of an enrolled participant inside the campaign's attribution window.
 
-    One per enrollment (the first goal event counts), in either group: holdout conversions are
-    the baseline of the lift. ``first_touch``/``last_touch`` are the contacts before the event
+    One per enrollment (the earliest goal event counts), in either group: holdout conversions
+    are the baseline of the lift. One per event and campaign: an event inside the windows of
+    several runs converts the member's most recent enrollment only (engine/conversions.py).
+    ``first_touch``/``last_touch`` are the contacts before the event
     (channel, step, variant, agent, message or call task id, when); NULL when none was made.
     """
 
     __tablename__ = "conversions"
     __table_args__ = (
         UniqueConstraint("enrollment_id"),
+        # One event converts one enrollment of a campaign, however many runs overlap (0018).
+        UniqueConstraint("campaign", "event_id"),
         CheckConstraint(_in("source", CONVERSION_SOURCES), name="source"),
         Index(None, "run_id", "group"),
         Index(None, "participant_id"),

@@ -177,12 +177,13 @@ class Schedule(_Model):
         return self
 
     def trigger(self) -> Any:
-        """The APScheduler CronTrigger of a recurring schedule (None for a one-off)."""
-        if self.cron is None:
+        """The APScheduler trigger of a recurring schedule (None for a one-off): a CronTrigger
+        that fires once per local calendar fire on DST days (engine/fire_times.py)."""
+        if self.cron is None or self.timezone is None:
             return None
-        from apscheduler.triggers.cron import CronTrigger
+        from engine.fire_times import LocalCronTrigger
 
-        return CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+        return LocalCronTrigger(self.cron, self.timezone)
 
     @property
     def recurring(self) -> bool:

@@ -1,7 +1,7 @@
 """caller_log: keyed MAC chain, personal digest, erasure; signed checkpoints
 
 Revision ID: 0020
-Revises: 0015
+Revises: 0018
 Create Date: 2026-12-06 21:00:00
 
 Entries were chained with unkeyed SHA-256, so anyone who could write the database could edit an
@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql
 import engine.db.types
 
 revision: str = "0020"
-down_revision: str | None = "0015"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

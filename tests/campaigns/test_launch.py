@@ -214,6 +214,11 @@ def test_launch_due_launches_what_is_due_once(app: App, program: Program) -> Non
     manual = definition(name="by-hand")
     broken = definition(name="broken", program="missing", schedule=WEEKLY)
     everything = [weekly, due, later, manual, broken]
+    # The scheduler saw the weekly files before today's fire (a schedule launches from the
+    # first fire after it was first seen); last week's fire is skipped as too late.
+    with unit(app) as s:
+        before = planning.launch_due(s, [weekly, broken], at=TEST_NOW - timedelta(hours=2))
+    assert {r.campaign: r.result for r in before} == {"weekly": None, "broken": None}
     with unit(app) as s:
         results = planning.launch_due(s, everything, at=TEST_NOW)
     by_name = {r.campaign: r for r in results}
