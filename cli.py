@@ -1837,17 +1837,26 @@ def calls_list(
     """The call list in the order it will be served, with when each task becomes callable and
     why it is on the list."""
     from engine.calls.dialer import export_rows, to_csv
+    from engine.calls.rules import CallRules
     from engine.calls.tasks import list_calls
 
     with transaction(state) as session:
         if as_csv:
             rows = export_rows(
-                session, at=state.app().clock.now(), agent=agent, day=day.date() if day else None
+                session,
+                at=state.app().clock.now(),
+                agent=agent,
+                day=day.date() if day else None,
+                rules=CallRules.from_settings(state.settings),
             )
             click.echo(to_csv(rows), nl=False)
             return
         tasks = list_calls(
-            session, at=state.app().clock.now(), agent=agent, day=day.date() if day else None
+            session,
+            at=state.app().clock.now(),
+            agent=agent,
+            day=day.date() if day else None,
+            rules=CallRules.from_settings(state.settings),
         )
     if as_json:
         emit_json(tasks)
@@ -1942,16 +1951,9 @@ def _show_sheet(sheet: Any, claim: Any) -> None:
 def calls_next(state: CliState, agent: str, lease: str, as_json: bool) -> None:
     """Claim the single best callable task now and show its call script, verification
     questions, account review, earlier contacts, talking points and offer."""
-    from engine.calls.scripts import serve_next
+    from engine.calls.scripts import serve_next_in
 
-    with transaction(state) as session:
-        served = serve_next(
-            session,
-            agent,
-            settings=state.settings,
-            at=state.app().clock.now(),
-            lease=_duration_option(lease),
-        )
+    served = serve_next_in(state.app(), agent, lease=_duration_option(lease))
     if as_json:
         emit_json(served)
         return

@@ -11,7 +11,8 @@ Definitions (docs/calls.md has the same):
 - follow-up compliance: the agent's no-contact attempts whose task was tried again within
   the campaign's follow-up standard (8 business hours by default); an attempt whose task
   closed is not counted, one still inside its allowance is pending;
-- escalation rate = escalations / contacts, against the 20% ceiling;
+- escalation rate = escalations / contacts, against the standard "below 20%": a rate of
+  exactly 20% misses it and is flagged;
 - calling plan: calls against the agent's daily, weekly and monthly targets (a weekly or
   monthly target the agent has none set for is the daily one times the business days, Monday
   to Friday, of the week or month; ``target_source`` says which), and each
@@ -188,8 +189,10 @@ def agent_performance(
                 follow_up_compliance=_ratio(fu_ok, fu_due),
                 escalations=escalations,
                 escalation_rate=escalation_rate,
-                over_escalation_ceiling=escalation_rate is not None
-                and escalation_rate > ESCALATION_CEILING,
+                # The standard is "below 20%": exactly 20% is flagged (rounded so that float
+                # error cannot hide 1 in 5).
+                over_escalation_ceiling=contacts > 0
+                and round(escalations / contacts, 9) >= ESCALATION_CEILING,
                 by_disposition=dict(sorted(Counter(e.disposition for e in mine).items())),
             )
         )

@@ -95,7 +95,7 @@ class AgentsReport:
              + (f" (+{a.follow_ups_pending} pending)" if a.follow_ups_pending else ""),
              a.follow_ups_breached,
              pct(a.escalation_rate),
-             "OVER 20%" if a.over_escalation_ceiling else "ok")
+             "NOT BELOW 20%" if a.over_escalation_ceiling else "ok")
             for a in self.agents
         ]  # fmt: skip
         plan_rows = [
