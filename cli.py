@@ -1693,6 +1693,12 @@ class _TargetType(click.ParamType):
     type=_TargetType(),
     help="Outbound calls per month, or 'derived' (daily target × the month's business days).",
 )
+@click.option(
+    "--team",
+    "teams",
+    multiple=True,
+    help="Their teams from now on (repeat; replaces the teams they had).",
+)
 @json_option
 @pass_state
 def agents_set(
@@ -1701,13 +1707,16 @@ def agents_set(
     daily_target: int | None,
     weekly_target: int | Literal["derived"] | None,
     monthly_target: int | Literal["derived"] | None,
+    teams: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Change agent LOGIN's calling-plan targets; the targets not given stay as they are."""
+    """Change agent LOGIN's calling-plan targets or teams; what is not given stays as it is."""
     from engine.calls.agents import set_targets
 
-    if daily_target is None and weekly_target is None and monthly_target is None:
-        raise click.UsageError("give --daily-target, --weekly-target or --monthly-target")
+    if daily_target is None and weekly_target is None and monthly_target is None and not teams:
+        raise click.UsageError(
+            "give --daily-target, --weekly-target, --monthly-target or --team"
+        )
     with transaction(state) as session:
         agent = set_targets(
             session,
@@ -1715,11 +1724,56 @@ def agents_set(
             daily_target=daily_target,
             weekly_target=weekly_target,
             monthly_target=monthly_target,
+            teams=teams or None,
         )
     if as_json:
         emit_json(agent)
         return
-    click.echo(f"Agent {agent.login}: {_targets_text(agent)}.")
+    click.echo(
+        f"Agent {agent.login}: teams {', '.join(agent.teams) or 'none'}; {_targets_text(agent)}."
+    )
+
+
+@agents_group.command("disable")
+@click.argument("login")
+@json_option
+@pass_state
+def agents_disable(state: CliState, login: str, as_json: bool) -> None:
+    """Disable agent LOGIN (they left): they claim nothing, their live claims go back to the
+    queue and their agent-only callbacks go to their team's queue."""
+    from engine.calls.agents import disable_agent
+
+    with transaction(state) as session:
+        change = disable_agent(session, login, at=state.app().clock.now())
+    if as_json:
+        emit_json(change)
+        return
+    if not change.changed:
+        click.echo(f"Agent {change.agent.login} was disabled already.")
+    click.echo(
+        f"Agent {change.agent.login} disabled; {change.claims_released} claim(s) back in the "
+        f"queue; {change.callbacks_to_team} agent-only callback(s) now served to the team "
+        "when due."
+    )
+
+
+@agents_group.command("enable")
+@click.argument("login")
+@json_option
+@pass_state
+def agents_enable(state: CliState, login: str, as_json: bool) -> None:
+    """Enable agent LOGIN again."""
+    from engine.calls.agents import enable_agent
+
+    with transaction(state) as session:
+        change = enable_agent(session, login)
+    if as_json:
+        emit_json(change)
+        return
+    click.echo(
+        f"Agent {change.agent.login} "
+        + ("enabled." if change.changed else "was enabled already.")
+    )
 
 
 @agents_group.command("list")
@@ -1746,7 +1800,7 @@ def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
             "daily target",
             "weekly target",
             "monthly target",
-            "active",
+            "state",
         ],
         [
             (
@@ -1758,7 +1812,7 @@ def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
                 a.daily_target,
                 "derived" if a.weekly_target is None else a.weekly_target,
                 "derived" if a.monthly_target is None else a.monthly_target,
-                "yes" if a.active else "no",
+                "active" if a.active else "disabled",
             )
             for a in rows
         ],

@@ -153,6 +153,7 @@ def active_logins(session: Session) -> set[str]:
 class AtRisk:
     task_id: int
     external_id: str
+    program: str
     agent: str
     agent_state: str  # active / disabled / unknown
     team: str | None
@@ -163,14 +164,21 @@ class AtRisk:
 
 
 def callbacks_at_risk(
-    session: Session, *, at: datetime, rules: CallRules = DEFAULT_RULES
+    session: Session,
+    *,
+    at: datetime,
+    rules: CallRules = DEFAULT_RULES,
+    program: str | None = None,
+    campaign: str | None = None,
+    agent: str | None = None,
 ) -> list[AtRisk]:
     """Agent-only callbacks past their time that nobody has claimed: their agent is disabled
-    or has not taken them (``fallen_back`` once the team is served them too)."""
+    or has not taken them (``fallen_back`` once the team is served them too); only those of
+    ``program`` (key), ``campaign`` and ``agent`` when given."""
     at = ensure_utc(at)
     states = {login: active for login, active in session.execute(select(Agent.login, Agent.active))}
-    rows = session.execute(
-        select(CallTask, Participant.external_id, Program.timezone)
+    query = (
+        select(CallTask, Participant.external_id, Program.key, Program.timezone)
         .join(Participant, Participant.id == CallTask.participant_id)
         .join(Program, Program.id == Participant.program_id)
         .where(
@@ -183,9 +191,15 @@ def callbacks_at_risk(
             ),
         )
         .order_by(CallTask.due_at, CallTask.id)
-    ).all()
+    )
+    if program is not None:
+        query = query.where(Program.key == program)
+    if campaign is not None:
+        query = query.where(CallTask.campaign == campaign)
+    if agent is not None:
+        query = query.where(CallTask.assigned_agent == agent)
     found = []
-    for task, external_id, zone in rows:
+    for task, external_id, key, zone in session.execute(query).all():
         login = str(task.assigned_agent)  # not NULL: selected so
         state = "unknown" if login not in states else ("active" if states[login] else "disabled")
         falls = task.due_at if state != "active" else fallback_at(task.due_at, rules, zone)
@@ -193,6 +207,7 @@ def callbacks_at_risk(
             AtRisk(
                 task.id,
                 external_id,
+                key,
                 login,
                 state,
                 task.team,

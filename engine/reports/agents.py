@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.calls.config import load_dispositions
+from engine.calls.rules import AtRisk, CallRules, callbacks_at_risk
 from engine.calls.reporting import (
     AgentPerformance,
     CallingPlan,
@@ -82,9 +83,17 @@ class AgentsReport:
     program: str | None = None
     campaign: str | None = None
     agent: str | None = None
+    callbacks_at_risk: list[AtRisk] = field(default_factory=list)
 
     def tables(self) -> list[Table]:
         scope = filters_label(program=self.program, campaign=self.campaign, agent=self.agent)
+        risk_rows = [
+            (r.task_id, r.external_id, r.agent, r.agent_state, r.team or "", r.campaign or "",
+             r.due_at.isoformat(timespec="minutes"),
+             "served to the team" if r.fallen_back
+             else f"to the team at {r.falls_back_at.isoformat(timespec='minutes')}")
+            for r in self.callbacks_at_risk
+        ]  # fmt: skip
         narrowed = self.program is not None or self.campaign is not None
         rows = [
             (a.agent, a.calls, a.contacts, pct(a.contact_rate), a.conversions,
@@ -132,6 +141,12 @@ class AgentsReport:
                 + filters_label(program=self.program, campaign=self.campaign),
                 ["campaign", "plan", "dates", "calls", "target", "attainment"],
                 campaign_rows,
+            ),
+            Table(
+                "Callbacks at risk (agent-only, past due, not taken; now)" + scope,
+                ["task", "member", "agent", "agent state", "team", "campaign", "due",
+                 "fallback"],
+                risk_rows,
             ),
         ]  # fmt: skip
 
@@ -200,7 +215,17 @@ def agents_report(
     campaign_plans = campaign_calling_plans(
         session, day=last_day, program=program, campaign=campaign
     )
-    return AgentsReport(label, start, end, rows, plans, campaign_plans, program, campaign, agent)
+    at_risk = callbacks_at_risk(
+        session,
+        at=at,
+        rules=CallRules.from_settings(settings),
+        program=program,
+        campaign=campaign,
+        agent=agent,
+    )
+    return AgentsReport(
+        label, start, end, rows, plans, campaign_plans, program, campaign, agent, at_risk
+    )
 
 
 @dataclass(frozen=True)
