@@ -1714,9 +1714,7 @@ def agents_set(
     from engine.calls.agents import set_targets
 
     if daily_target is None and weekly_target is None and monthly_target is None and not teams:
-        raise click.UsageError(
-            "give --daily-target, --weekly-target, --monthly-target or --team"
-        )
+        raise click.UsageError("give --daily-target, --weekly-target, --monthly-target or --team")
     with transaction(state) as session:
         agent = set_targets(
             session,
@@ -1771,8 +1769,7 @@ def agents_enable(state: CliState, login: str, as_json: bool) -> None:
         emit_json(change)
         return
     click.echo(
-        f"Agent {change.agent.login} "
-        + ("enabled." if change.changed else "was enabled already.")
+        f"Agent {change.agent.login} " + ("enabled." if change.changed else "was enabled already.")
     )
 
 

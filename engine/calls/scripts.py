@@ -304,9 +304,7 @@ def serve_next(
 ) -> NextCall | None:
     """`calls next`: claim the best callable task for ``agent`` and build its call sheet.
     On SQLite call it first in its transaction."""
-    claim = claim_next(
-        session, agent, at=at, lease=lease, rules=CallRules.from_settings(settings)
-    )
+    claim = claim_next(session, agent, at=at, lease=lease, rules=CallRules.from_settings(settings))
     if claim is None:
         return None
     return NextCall(claim, call_sheet(session, claim.task_id, settings=settings, at=at))

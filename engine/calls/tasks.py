@@ -510,9 +510,7 @@ def candidates(
 ) -> list[Candidate]:
     """Every servable task due by ``until`` (default ``at``), evaluated and in serving order."""
     at = ensure_utc(at)
-    scan = _Scan(
-        session, at=at, agent=agent, until=ensure_utc(until) if until else at, rules=rules
-    )
+    scan = _Scan(session, at=at, agent=agent, until=ensure_utc(until) if until else at, rules=rules)
     query = scan.select().order_by(CallTask.due_at, CallTask.id)
     if task_ids is not None:
         query = query.where(CallTask.id.in_(task_ids))

@@ -24,7 +24,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.calls.config import load_dispositions
-from engine.calls.rules import AtRisk, CallRules, callbacks_at_risk
 from engine.calls.reporting import (
     AgentPerformance,
     CallingPlan,
@@ -36,6 +35,7 @@ from engine.calls.reporting import (
     campaign_calling_plans,
     complaints_by_category,
 )
+from engine.calls.rules import AtRisk, CallRules, callbacks_at_risk
 from engine.db.models import Program
 from engine.errors import InputError, NotFoundError
 from engine.reports.common import (
