@@ -2115,6 +2115,8 @@ def calls_log(
     if result.conversions:
         after += f"; {result.conversions} conversion recorded"
     click.echo(after + ".")
+    if result.standard_note:
+        click.echo(f"Note: {result.standard_note}.")
 
 
 @calls_group.command("dispositions")

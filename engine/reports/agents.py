@@ -101,7 +101,9 @@ class AgentsReport:
              "" if a.average_handle_seconds is None else f"{a.average_handle_seconds:.0f}",
              pct(a.verification_rate), f"{a.callbacks_kept}/{a.callbacks_due}",
              f"{a.follow_ups_on_time}/{a.follow_ups_due}"
-             + (f" (+{a.follow_ups_pending} pending)" if a.follow_ups_pending else ""),
+             + (f" (+{a.follow_ups_pending} pending)" if a.follow_ups_pending else "")
+             + (f" ({a.follow_ups_impossible} impossible in the calling window)"
+                if a.follow_ups_impossible else ""),
              a.follow_ups_breached,
              pct(a.escalation_rate),
              "NOT BELOW 20%" if a.over_escalation_ceiling else "ok")
