@@ -98,9 +98,11 @@ def wait_for_caps(
 
 
 def contacts_by_participant(
-    session: Session, participant_ids: Iterable[int], since: datetime
+    session: Session, participant_ids: Iterable[int], since: datetime, at: datetime
 ) -> dict[int, list[datetime]]:
-    """Every participant's contacts after ``since`` as the caps count them."""
+    """Every participant's contacts after ``since`` as the caps count them, and the calls in
+    progress: a live claim (another agent is on the phone, or about to be) counts from its
+    claim, so two agents never call one member at once past the cap."""
     ids = sorted(set(participant_ids))
     found: dict[int, list[datetime]] = {}
     for i in range(0, len(ids), 500):
@@ -109,6 +111,16 @@ def contacts_by_participant(
             contact_times(lambda column, chunk=chunk: column.in_(chunk), since)  # type: ignore[misc]
         ).all():
             found.setdefault(pid, []).append(ensure_utc(when))
+        for pid, when in session.execute(
+            select(CallTask.participant_id, CallTask.claimed_at).where(
+                CallTask.participant_id.in_(chunk),
+                CallTask.status == "claimed",
+                CallTask.claimed_until >= at,
+                CallTask.claimed_at.is_not(None),
+            )
+        ).all():
+            if when is not None:
+                found.setdefault(pid, []).append(ensure_utc(when))
     return found
 
 

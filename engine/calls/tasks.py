@@ -310,7 +310,9 @@ def _apply_caps(
         return
     caps = {id(c): caps_for(c.definition, rules) for c in capped}
     lookback = max(cap.per for found in caps.values() for cap in found)
-    contacts = contacts_by_participant(session, (c.participant.id for c in capped), at - lookback)
+    contacts = contacts_by_participant(
+        session, (c.participant.id for c in capped), at - lookback, at
+    )
     for c in capped:
         assert c.callable_at is not None
         times = contacts.get(c.participant.id)

@@ -113,6 +113,22 @@ def test_a_logged_call_counts_toward_the_cap_and_a_callback_is_exempt(app: App) 
     assert claimed is not None and claimed.task_id == callback
 
 
+def test_a_call_in_progress_counts_toward_the_cap(app: App) -> None:
+    # One member on two campaigns' lists; ana is calling them: ben is not served them too.
+    w = make_world(app)
+    w.agent("ana")
+    w.agent("ben")
+    pid = w.member()
+    w.task(pid)
+    other_run = make_run(app, w.program_id, campaign_source("other-calls"))
+    w.task(pid, run_id=other_run)
+    rules = CallRules(FrequencyCap(1, timedelta(days=1)), timedelta(hours=1))
+    with unit(app) as s:
+        assert claim_next(s, "ana", at=TEST_NOW, rules=rules) is not None
+    with unit(app) as s:
+        assert claim_next(s, "ben", at=TEST_NOW + timedelta(minutes=1), rules=rules) is None
+
+
 def test_the_campaigns_own_cap_applies_too(app: App) -> None:
     w = make_world(app, frequency_cap={"max": 1, "per": "3d"})
     w.agent("ana")
