@@ -1932,6 +1932,45 @@ def calls_list(
     )
 
 
+@calls_group.command("at-risk")
+@click.option("--agent", help="Only this agent's callbacks.")
+@json_option
+@pass_state
+def calls_at_risk(state: CliState, agent: str | None, as_json: bool) -> None:
+    """Agent-only callbacks past their time that nobody took: whose agent, and when they fall
+    (or fell) back to the team."""
+    from engine.calls.rules import CallRules, callbacks_at_risk
+
+    with transaction(state) as session:
+        rows = callbacks_at_risk(
+            session,
+            at=state.app().clock.now(),
+            rules=CallRules.from_settings(state.settings),
+            agent=agent,
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    render_table(
+        "Callbacks at risk",
+        ["task", "member", "agent", "agent state", "team", "due", "fallback"],
+        [
+            (
+                r.task_id,
+                r.external_id,
+                r.agent,
+                r.agent_state,
+                r.team or "",
+                r.due_at.isoformat(timespec="minutes"),
+                "served to the team"
+                if r.fallen_back
+                else f"to the team at {r.falls_back_at.isoformat(timespec='minutes')}",
+            )
+            for r in rows
+        ],
+    )
+
+
 def _show_sheet(sheet: Any, claim: Any) -> None:
     click.echo(
         f"Task {sheet.task_id} ({sheet.kind}, {sheet.campaign or '-'} / "

@@ -247,6 +247,12 @@ def test_report_agents_lists_callbacks_at_risk(app: App) -> None:
     assert code == 0 and json.loads(out)["callbacks_at_risk"] == []
     code, out = run(app, "report", "agents")
     assert code == 0 and "Callbacks at risk" in out and "to the team at" in out
+    code, out = run(app, "calls", "at-risk", "--json")
+    assert code == 0 and [r["task_id"] for r in json.loads(out)] == [task]
+    code, out = run(app, "agents", "disable", "ana")
+    assert code == 0, out
+    code, out = run(app, "calls", "at-risk")
+    assert code == 0 and "disabled" in out and "served to the team" in out
 
 
 # --------------------------------------------------------------------------- busy SQLite
