@@ -22,6 +22,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from engine import programs
@@ -46,6 +47,14 @@ class EngineGroup(click.Group):
         except EngineError as exc:
             log.debug("engine error", exc_info=True)
             raise click.ClickException(_cause_chain(exc)) from exc
+        except OperationalError as exc:
+            # SQLite: another process held the write lock past the busy timeout.
+            if "database is locked" not in str(exc.orig).lower():
+                raise
+            log.debug("database locked", exc_info=True)
+            raise click.ClickException(
+                "the database is busy (another process is writing to it); try again"
+            ) from exc
 
 
 def _cause_chain(exc: BaseException) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -289,3 +290,15 @@ def test_calls_next_on_a_locked_sqlite_database_is_one_line(
     # Once the lock is free, the same command claims.
     code, out = run(app, "calls", "next", "--agent", "ana", "--json")
     assert code == 0 and '"task_id"' in out, out
+    task = json.loads(out)["claim"]["task_id"]
+
+    # Any other command that meets the lock says so in one line too (here: logging the call).
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        code, out = run(app, "calls", "log", str(task), "--disposition", "NO_ANSWER")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 1 and out.startswith("Error: the database is busy"), out
+    assert len(out.strip().splitlines()) == 1
