@@ -22,6 +22,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from engine import programs
@@ -46,6 +47,14 @@ class EngineGroup(click.Group):
         except EngineError as exc:
             log.debug("engine error", exc_info=True)
             raise click.ClickException(_cause_chain(exc)) from exc
+        except OperationalError as exc:
+            # SQLite: another process held the write lock past the busy timeout.
+            if "database is locked" not in str(exc.orig).lower():
+                raise
+            log.debug("database locked", exc_info=True)
+            raise click.ClickException(
+                "the database is busy (another process is writing to it); try again"
+            ) from exc
 
 
 def _cause_chain(exc: BaseException) -> str:
@@ -1885,6 +1894,12 @@ class _TargetType(click.ParamType):
     type=_TargetType(),
     help="Outbound calls per month, or 'derived' (daily target × the month's business days).",
 )
+@click.option(
+    "--team",
+    "teams",
+    multiple=True,
+    help="Their teams from now on (repeat; replaces the teams they had).",
+)
 @json_option
 @pass_state
 def agents_set(
@@ -1893,13 +1908,14 @@ def agents_set(
     daily_target: int | None,
     weekly_target: int | Literal["derived"] | None,
     monthly_target: int | Literal["derived"] | None,
+    teams: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Change agent LOGIN's calling-plan targets; the targets not given stay as they are."""
+    """Change agent LOGIN's calling-plan targets or teams; what is not given stays as it is."""
     from engine.calls.agents import set_targets
 
-    if daily_target is None and weekly_target is None and monthly_target is None:
-        raise click.UsageError("give --daily-target, --weekly-target or --monthly-target")
+    if daily_target is None and weekly_target is None and monthly_target is None and not teams:
+        raise click.UsageError("give --daily-target, --weekly-target, --monthly-target or --team")
     with transaction(state) as session:
         agent = set_targets(
             session,
@@ -1907,11 +1923,55 @@ def agents_set(
             daily_target=daily_target,
             weekly_target=weekly_target,
             monthly_target=monthly_target,
+            teams=teams or None,
         )
     if as_json:
         emit_json(agent)
         return
-    click.echo(f"Agent {agent.login}: {_targets_text(agent)}.")
+    click.echo(
+        f"Agent {agent.login}: teams {', '.join(agent.teams) or 'none'}; {_targets_text(agent)}."
+    )
+
+
+@agents_group.command("disable")
+@click.argument("login")
+@json_option
+@pass_state
+def agents_disable(state: CliState, login: str, as_json: bool) -> None:
+    """Disable agent LOGIN (they left): they claim nothing, their live claims go back to the
+    queue and their agent-only callbacks go to their team's queue."""
+    from engine.calls.agents import disable_agent
+
+    with transaction(state) as session:
+        change = disable_agent(session, login, at=state.app().clock.now())
+    if as_json:
+        emit_json(change)
+        return
+    if not change.changed:
+        click.echo(f"Agent {change.agent.login} was disabled already.")
+    click.echo(
+        f"Agent {change.agent.login} disabled; {change.claims_released} claim(s) back in the "
+        f"queue; {change.callbacks_to_team} agent-only callback(s) now served to the team "
+        "when due."
+    )
+
+
+@agents_group.command("enable")
+@click.argument("login")
+@json_option
+@pass_state
+def agents_enable(state: CliState, login: str, as_json: bool) -> None:
+    """Enable agent LOGIN again."""
+    from engine.calls.agents import enable_agent
+
+    with transaction(state) as session:
+        change = enable_agent(session, login)
+    if as_json:
+        emit_json(change)
+        return
+    click.echo(
+        f"Agent {change.agent.login} " + ("enabled." if change.changed else "was enabled already.")
+    )
 
 
 @agents_group.command("list")
@@ -1938,7 +1998,7 @@ def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
             "daily target",
             "weekly target",
             "monthly target",
-            "active",
+            "state",
         ],
         [
             (
@@ -1950,7 +2010,7 @@ def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
                 a.daily_target,
                 "derived" if a.weekly_target is None else a.weekly_target,
                 "derived" if a.monthly_target is None else a.monthly_target,
-                "yes" if a.active else "no",
+                "active" if a.active else "disabled",
             )
             for a in rows
         ],
@@ -2029,17 +2089,26 @@ def calls_list(
     """The call list in the order it will be served, with when each task becomes callable and
     why it is on the list."""
     from engine.calls.dialer import export_rows, to_csv
+    from engine.calls.rules import CallRules
     from engine.calls.tasks import list_calls
 
     with transaction(state) as session:
         if as_csv:
             rows = export_rows(
-                session, at=state.app().clock.now(), agent=agent, day=day.date() if day else None
+                session,
+                at=state.app().clock.now(),
+                agent=agent,
+                day=day.date() if day else None,
+                rules=CallRules.from_settings(state.settings),
             )
             click.echo(to_csv(rows), nl=False)
             return
         tasks = list_calls(
-            session, at=state.app().clock.now(), agent=agent, day=day.date() if day else None
+            session,
+            at=state.app().clock.now(),
+            agent=agent,
+            day=day.date() if day else None,
+            rules=CallRules.from_settings(state.settings),
         )
     if as_json:
         emit_json(tasks)
@@ -2060,6 +2129,45 @@ def calls_list(
                 t.why,
             )
             for t in tasks
+        ],
+    )
+
+
+@calls_group.command("at-risk")
+@click.option("--agent", help="Only this agent's callbacks.")
+@json_option
+@pass_state
+def calls_at_risk(state: CliState, agent: str | None, as_json: bool) -> None:
+    """Agent-only callbacks past their time that nobody took: whose agent, and when they fall
+    (or fell) back to the team."""
+    from engine.calls.rules import CallRules, callbacks_at_risk
+
+    with transaction(state) as session:
+        rows = callbacks_at_risk(
+            session,
+            at=state.app().clock.now(),
+            rules=CallRules.from_settings(state.settings),
+            agent=agent,
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    render_table(
+        "Callbacks at risk",
+        ["task", "member", "agent", "agent state", "team", "due", "fallback"],
+        [
+            (
+                r.task_id,
+                r.external_id,
+                r.agent,
+                r.agent_state,
+                r.team or "",
+                r.due_at.isoformat(timespec="minutes"),
+                "served to the team"
+                if r.fallen_back
+                else f"to the team at {r.falls_back_at.isoformat(timespec='minutes')}",
+            )
+            for r in rows
         ],
     )
 
@@ -2134,16 +2242,9 @@ def _show_sheet(sheet: Any, claim: Any) -> None:
 def calls_next(state: CliState, agent: str, lease: str, as_json: bool) -> None:
     """Claim the single best callable task now and show its call script, verification
     questions, account review, earlier contacts, talking points and offer."""
-    from engine.calls.scripts import serve_next
+    from engine.calls.scripts import serve_next_in
 
-    with transaction(state) as session:
-        served = serve_next(
-            session,
-            agent,
-            settings=state.settings,
-            at=state.app().clock.now(),
-            lease=_duration_option(lease),
-        )
+    served = serve_next_in(state.app(), agent, lease=_duration_option(lease))
     if as_json:
         emit_json(served)
         return
@@ -2254,6 +2355,8 @@ def calls_log(
     if result.conversions:
         after += f"; {result.conversions} conversion recorded"
     click.echo(after + ".")
+    if result.standard_note:
+        click.echo(f"Note: {result.standard_note}.")
 
 
 @calls_group.command("dispositions")

@@ -21,8 +21,11 @@ disposition) is ``call``, one that came from a webhook is ``webhook``, everythin
 
 Attribution: ``first_touch`` and ``last_touch`` are the earliest and latest contacts of the
 enrollment made at or before the event: email/SMS that the provider accepted (``sent_at`` set,
-not bounced or failed) and calls in which an agent reached the participant (``reached_at``;
-the agent from the caller log entry that recorded the human contact).
+not bounced or failed) and calls in which an agent reached the participant: every caller-log
+entry with a human contact is a touch of its agent at its time (so an escalated task that
+another agent converts is that agent's touch, at that call), of the step the task came from
+(a callback, follow-up or recycled attempt carries its step as ``source_step_id``). A task
+marked reached with no such entry on the log counts at ``reached_at``.
 Each is ``{"channel", "step", "variant", "agent", "message_id", "call_task_id", "at"}``; NULL
 when nobody contacted the member (always so for the holdout).
 
@@ -292,8 +295,9 @@ def _touch_json(dialect: str) -> str:
     )
 
 
-# Every contact of an enrollment that reached (or was accepted for) the participant. The agent
-# of a call is the one who logged the human contact on the caller log, else the task's agent.
+# Every contact of an enrollment that reached (or was accepted for) the participant: messages
+# accepted by the provider, each human contact on the caller log (its agent, its time), and
+# tasks marked reached that have no such entry (their agent, reached_at).
 _TOUCHES = """
     SELECT o.enrollment_id AS enrollment_id, o.sent_at AS at, o.channel AS channel,
            o.step_id AS step, o.variant AS variant, CAST(NULL AS VARCHAR(64)) AS agent,
@@ -301,14 +305,16 @@ _TOUCHES = """
     FROM outbox_messages o
     WHERE o.sent_at IS NOT NULL AND o.status IN ('sent', 'delivered')
     UNION ALL
-    SELECT k.enrollment_id, k.reached_at, 'call', k.step_id, NULL,
-           coalesce((SELECT l.agent FROM caller_log l
-                     WHERE l.task_id = k.id AND l.human_contact
-                     ORDER BY l.logged_at DESC, l.seq DESC LIMIT 1),
-                    k.assigned_agent, k.claimed_by),
-           NULL, k.id
+    SELECT k.enrollment_id, l.logged_at, 'call', coalesce(k.step_id, k.source_step_id), NULL,
+           l.agent, NULL, k.id
+    FROM caller_log l JOIN call_tasks k ON k.id = l.task_id
+    WHERE l.human_contact AND k.enrollment_id IS NOT NULL
+    UNION ALL
+    SELECT k.enrollment_id, k.reached_at, 'call', coalesce(k.step_id, k.source_step_id), NULL,
+           coalesce(k.assigned_agent, k.claimed_by), NULL, k.id
     FROM call_tasks k
     WHERE k.reached_at IS NOT NULL AND k.enrollment_id IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM caller_log l WHERE l.task_id = k.id AND l.human_contact)
 """
 
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     templates_dir: Path = Path("templates")
     # Program-specific call dispositions added to the standard set (engine/calls/config.py).
     dispositions_file: Path | None = None
+    # An agent-only callback nobody claimed this many BUSINESS hours past its time (program
+    # clock) is served to the agent's team too; at once when the agent is disabled.
+    callback_fallback_after: Duration = timedelta(hours=1)
     # Global frequency cap: at most this many contacts (all campaigns, all channels) per
     # participant in any rolling window of this length; a campaign's own cap can only be
     # stricter. CAMPAIGN_FREQUENCY_CAP_PER takes a duration such as '7d'.

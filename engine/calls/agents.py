@@ -1,4 +1,9 @@
-"""Agents: the people who work call lists (add, set targets, list, show)."""
+"""Agents: the people who work call lists (add, set targets and teams, disable and enable,
+list, show).
+
+A disabled agent (one who left, or is away for long) keeps their history but is served
+nothing: their live claims go back to the queue when they are disabled, and their agent-only
+callbacks fall back to the team at once (engine/calls/rules.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.clock import ensure_utc
-from engine.db.models import AGENT_ROLES, Agent
+from engine.db.models import AGENT_ROLES, Agent, CallTask
 from engine.errors import InputError, NotFoundError
 from engine.policy.zones import is_zone
 
@@ -81,13 +86,7 @@ def add_agent(
     _check_target("daily", daily_target)
     _check_target("weekly", weekly_target)
     _check_target("monthly", monthly_target)
-    clean: list[str] = []
-    for team in teams:
-        team = team.strip().lower()
-        if not TEAM.match(team):
-            raise InputError(f"team {team!r}: use lower case letters, digits, '_' or '-'")
-        if team not in clean:
-            clean.append(team)
+    clean = _clean_teams(teams)
     if session.scalar(select(Agent.id).where(Agent.login == login)) is not None:
         raise InputError(f"agent {login!r} already exists")
     agent = Agent(
@@ -111,6 +110,17 @@ def add_agent(
     return view(agent)
 
 
+def _clean_teams(teams: Sequence[str]) -> list[str]:
+    clean: list[str] = []
+    for team in teams:
+        team = team.strip().lower()
+        if not TEAM.match(team):
+            raise InputError(f"team {team!r}: use lower case letters, digits, '_' or '-'")
+        if team not in clean:
+            clean.append(team)
+    return clean
+
+
 def _check_target(period: str, target: int | None) -> None:
     if target is not None and target < 0:
         raise InputError(f"{period} target {target} must be 0 or more")
@@ -123,10 +133,13 @@ def set_targets(
     daily_target: int | None = None,
     weekly_target: int | Literal["derived"] | None = None,
     monthly_target: int | Literal["derived"] | None = None,
+    teams: Sequence[str] | None = None,
 ) -> AgentView:
-    """Change an agent's calling-plan targets. None leaves a target as it is; ``DERIVED``
-    drops an explicit weekly or monthly target, which is then the daily one times the
-    business days of the period again. Refuses a negative target, changing none."""
+    """Change an agent's calling-plan targets and teams. None leaves a target (or the teams)
+    as it is; ``DERIVED`` drops an explicit weekly or monthly target, which is then the daily
+    one times the business days of the period again; ``teams`` replaces the agent's teams.
+    Refuses a negative target or a bad team name, changing nothing."""
+    clean = _clean_teams(teams) if teams is not None else None
     _check_target("daily", daily_target)
     for period, target in (("weekly", weekly_target), ("monthly", monthly_target)):
         if target != DERIVED:
@@ -138,8 +151,57 @@ def set_targets(
         agent.weekly_target = None if weekly_target == DERIVED else weekly_target
     if monthly_target is not None:
         agent.monthly_target = None if monthly_target == DERIVED else monthly_target
+    if clean is not None:
+        agent.teams = clean
     session.flush()
     return view(agent)
+
+
+@dataclass(frozen=True)
+class StateChange:
+    agent: AgentView
+    changed: bool  # False: the agent was in that state already
+    claims_released: int  # disable: live claims given back to the queue
+    callbacks_to_team: int  # disable: their open agent-only callbacks, now the team's too
+
+
+def disable_agent(session: Session, login: str, *, at: datetime) -> StateChange:
+    """Disable an agent: they can claim nothing; their live claims go back to the queue and
+    their open agent-only callbacks are served to the team at once."""
+    at = ensure_utc(at)
+    agent = get_agent(session, login)
+    changed = agent.active
+    agent.active = False
+    released = session.execute(
+        update(CallTask)
+        .where(
+            CallTask.status == "claimed",
+            CallTask.claimed_by == agent.login,
+            CallTask.claimed_until >= at,
+        )
+        .values(status="open", claimed_until=None, updated_at=at)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    callbacks = session.scalar(
+        select(func.count())
+        .select_from(CallTask)
+        .where(
+            CallTask.kind == "callback",
+            CallTask.assigned_agent == agent.login,
+            CallTask.status.in_(("open", "claimed")),
+        )
+    )
+    session.flush()
+    return StateChange(view(agent), changed, int(released or 0), int(callbacks or 0))
+
+
+def enable_agent(session: Session, login: str) -> StateChange:
+    """Enable a disabled agent again (their callbacks not yet taken are theirs again)."""
+    agent = get_agent(session, login)
+    changed = not agent.active
+    agent.active = True
+    session.flush()
+    return StateChange(view(agent), changed, 0, 0)
 
 
 def get_agent(session: Session, login: str) -> Agent:

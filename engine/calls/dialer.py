@@ -34,6 +34,7 @@ from engine.calls.agents import get_agent
 from engine.calls.config import load_dispositions
 from engine.calls.dispositions import DispositionSet, parse_yes_no
 from engine.calls.log import CallInput, call_problems, log_call
+from engine.calls.rules import DEFAULT_RULES, CallRules
 from engine.calls.tasks import list_calls, write_lock
 from engine.clock import ensure_utc
 from engine.csv_safe import SafeDictWriter
@@ -69,11 +70,16 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 def export_rows(
-    session: Session, *, at: datetime, agent: str | None = None, day: date | None = None
+    session: Session,
+    *,
+    at: datetime,
+    agent: str | None = None,
+    day: date | None = None,
+    rules: CallRules = DEFAULT_RULES,
 ) -> list[dict[str, object]]:
     """The callable tasks of the call list in serving order (refused ones left out)."""
     rows = []
-    for t in list_calls(session, at=at, agent=agent, day=day):
+    for t in list_calls(session, at=at, agent=agent, day=day, rules=rules):
         if t.blocked is not None:
             continue
         rows.append(

@@ -8,8 +8,10 @@ Effects (see docs/calls.md):
   conversion is attributed to the call; the task closes.
 - ``recycle`` (NO_ANSWER, BUSY, VOICEMAIL, VERIFICATION_FAILED): the task is served again after
   the recycle delay, never later than the follow-up standard's business hours after this
-  attempt; it closes as ``unreachable`` once it has had max(max_attempts, the standard's
-  minimum) attempts.
+  attempt, at an instant inside the member's calling window (engine/calls/standards.py
+  ``schedule_retry``; when the window leaves no chance within the standard, the result says
+  so); it closes as ``unreachable`` once it has had max(max_attempts, the standard's minimum)
+  attempts.
 - ``callback``: a callback task due at the time given (agent-only: the same agent).
 - ``follow_up`` (PROMISED): a follow-up task after the recycle delay.
 - ``escalate``: the task moves to that team's queue.
@@ -22,7 +24,7 @@ Effects (see docs/calls.md):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -36,12 +38,13 @@ from engine.calls.dispositions import (
     ValidatedEntry,
     check_entry,
 )
-from engine.calls.standards import recycle_due, standard_for
+from engine.calls.standards import schedule_retry, standard_for
 from engine.calls.tasks import DefinitionCache, write_lock
 from engine.clock import ensure_utc
 from engine.db.models import ActivityEvent, CallTask, CampaignRun, Contact, Participant, Program
 from engine.errors import InputError, NotFoundError
 from engine.participants.suppressions import add_suppression
+from engine.policy import candidate_zones, effective_window, next_allowed
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,26 @@ class LogResult:
     conversions: int = 0
     closed_tasks: int = 0
     hash: str = ""
+    # Set when the member's calling window leaves no chance to retry within the standard.
+    standard_note: str | None = None
+
+
+def next_callable_for(
+    participant: Participant, program: Program, definition: object | None
+) -> Callable[[datetime], datetime | None]:
+    """``t -> the earliest instant >= t inside the member's calling window`` (their zones, the
+    legal hours narrowed by the campaign's call_window); no zone known: any instant."""
+    try:
+        zones = candidate_zones(
+            participant_zone=participant.timezone,
+            phone=participant.phone,
+            program_zone=program.timezone,
+            region=program.region,
+        ).zones
+    except ValueError:
+        return lambda t: t
+    window = effective_window("call", getattr(definition, "call_window", None))
+    return lambda t: next_allowed(t, zones, window)
 
 
 @dataclass(frozen=True)
@@ -206,6 +229,7 @@ def log_call(
         task.reached_at = at
 
     created: CallTask | None = None
+    standard_note: str | None = None
     conversions = 0
     closed_others = 0
     effect = disposition.effect
@@ -251,7 +275,20 @@ def log_call(
             close(f"unreachable after {attempt} attempts (last {disposition.code})")
         else:
             delay = disposition.recycle_after or timedelta(hours=4)
-            reopen(recycle_due(at, delay, standard, program.timezone))
+            retry = schedule_retry(
+                at,
+                delay,
+                standard,
+                program.timezone,
+                next_callable_for(participant, program, definition),
+            )
+            reopen(retry.due)
+            if not retry.feasible:
+                standard_note = (
+                    f"the follow-up standard ({standard.within_business_hours:g} business "
+                    f"hours, until {retry.deadline.isoformat(timespec='minutes')}) cannot be "
+                    "met: the member's calling window does not open before then"
+                )
     elif effect == "callback":
         assert entry.callback_at is not None
         assigned = agent.login if entry.fields.get("who") == "agent" else None
@@ -320,6 +357,7 @@ def log_call(
         conversions=conversions,
         closed_tasks=closed_others,
         hash=entry_row.hash,
+        standard_note=standard_note,
     )
 
 

@@ -10,8 +10,11 @@ Definitions (docs/calls.md has the same):
   that were attempted (claimed, else logged) no later than ``CALLBACK_GRACE`` after their time;
 - follow-up compliance: the agent's no-contact attempts whose task was tried again within
   the campaign's follow-up standard (8 business hours by default); an attempt whose task
-  closed is not counted, one still inside its allowance is pending;
-- escalation rate = escalations / contacts, against the 20% ceiling;
+  closed is not counted, one still inside its allowance is pending; one the member's calling
+  window left no chance to retry within the standard is *impossible*, counted apart (not a
+  breach, not in the compliance rate);
+- escalation rate = escalations / contacts, against the standard "below 20%": a rate of
+  exactly 20% misses it and is flagged;
 - calling plan: calls against the agent's daily, weekly and monthly targets (a weekly or
   monthly target the agent has none set for is the daily one times the business days, Monday
   to Friday, of the week or month; ``target_source`` says which), and each
@@ -41,10 +44,16 @@ from sqlalchemy.orm import Session
 
 from engine.calls.agents import get_agent
 from engine.calls.dispositions import DispositionSet
-from engine.calls.standards import business_hours_between, standard_for
+from engine.calls.standards import (
+    FollowUpStandard,
+    business_hours_between,
+    first_chance,
+    standard_deadline,
+    standard_for,
+)
 from engine.calls.tasks import DefinitionCache
 from engine.clock import ensure_utc
-from engine.db.models import Agent, CallerLogEntry, CallTask, CampaignRun, Program
+from engine.db.models import Agent, CallerLogEntry, CallTask, CampaignRun, Participant, Program
 
 ESCALATION_CEILING = 0.20
 CALLBACK_GRACE = timedelta(minutes=15)
@@ -79,6 +88,8 @@ class AgentPerformance:
     escalation_ceiling: float = ESCALATION_CEILING
     over_escalation_ceiling: bool = False
     by_disposition: dict[str, int] = field(default_factory=dict)
+    # Retries the calling window made impossible within the standard (not breaches).
+    follow_ups_impossible: int = 0
 
 
 # One disposition set for every program, or one per program key (others: the standard set).
@@ -164,7 +175,9 @@ def agent_performance(
         verified = sum(1 for e in asked if e.verified)
         escalations = sum(1 for e in mine if effect(e) == "escalate")
         cb_due, cb_kept = _callbacks(session, mine, effect, end)
-        fu_due, fu_ok, fu_pending = _follow_ups(session, mine, effect, at, zones, cache)
+        fu_due, fu_ok, fu_pending, fu_impossible = _follow_ups(
+            session, mine, effect, at, zones, cache
+        )
         escalation_rate = _ratio(escalations, contacts)
         rows.append(
             AgentPerformance(
@@ -188,9 +201,12 @@ def agent_performance(
                 follow_up_compliance=_ratio(fu_ok, fu_due),
                 escalations=escalations,
                 escalation_rate=escalation_rate,
-                over_escalation_ceiling=escalation_rate is not None
-                and escalation_rate > ESCALATION_CEILING,
+                # The standard is "below 20%": exactly 20% is flagged (rounded so that float
+                # error cannot hide 1 in 5).
+                over_escalation_ceiling=contacts > 0
+                and round(escalations / contacts, 9) >= ESCALATION_CEILING,
                 by_disposition=dict(sorted(Counter(e.disposition for e in mine).items())),
+                follow_ups_impossible=fu_impossible,
             )
         )
     return rows
@@ -233,8 +249,22 @@ def _follow_ups(
     at: datetime,
     zones: dict[str, str],
     cache: DefinitionCache,
-) -> tuple[int, int, int]:
-    due = ok = pending = 0
+) -> tuple[int, int, int, int]:
+    due = ok = pending = impossible = 0
+
+    def window_allowed(e: CallerLogEntry, allowance: float, zone: str) -> bool:
+        """Did the member's calling window open after ``e`` within the standard?"""
+        from engine.calls.log import next_callable_for
+
+        person = session.get(Participant, e.participant_id) if e.participant_id else None
+        program = session.get(Program, person.program_id) if person else None
+        if person is None or program is None:
+            return True  # erased: nothing to say otherwise
+        loaded = cache.for_run(e.run_id)
+        window = next_callable_for(person, program, loaded.definition if loaded else None)
+        deadline = standard_deadline(e.logged_at, FollowUpStandard(allowance), zone)
+        return first_chance(e.logged_at, deadline, window) is not None
+
     for e in mine:
         if effect(e) != "recycle" or e.task_id is None:
             continue
@@ -249,18 +279,24 @@ def _follow_ups(
         )
         if following is not None:
             when = following.claimed_at or following.logged_at
-            due += 1
             if business_hours_between(e.logged_at, when, zone) <= allowance + 1e-9:
+                due += 1
                 ok += 1
+            elif window_allowed(e, allowance, zone):
+                due += 1  # late: a breach
+            else:
+                impossible += 1
             continue
         task = session.get(CallTask, e.task_id)
         if task is None or task.status == "closed":
             continue  # closed (e.g. unreachable after max attempts): nothing was owed
-        if business_hours_between(e.logged_at, at, zone) > allowance:
+        if business_hours_between(e.logged_at, at, zone) <= allowance:
+            pending += 1
+        elif window_allowed(e, allowance, zone):
             due += 1  # overdue: a breach
         else:
-            pending += 1
-    return due, ok, pending
+            impossible += 1
+    return due, ok, pending, impossible
 
 
 TARGET_SET = "set"

@@ -3,15 +3,19 @@ panel and the campaign's talking points, offer and cross-sell."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from engine.app import App
 from engine.calls.dialer import PROVIDER as DIALER
+from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
 from engine.db.models import (
     ActivityEvent,
@@ -23,7 +27,7 @@ from engine.db.models import (
     Participant,
     Program,
 )
-from engine.errors import NotFoundError
+from engine.errors import DatabaseError, NotFoundError
 from engine.participants.suppressions import email_hash, hash_normalised, suppressions_for
 from engine.policy import candidate_zones
 from engine.settings import Settings
@@ -300,7 +304,39 @@ def serve_next(
 ) -> NextCall | None:
     """`calls next`: claim the best callable task for ``agent`` and build its call sheet.
     On SQLite call it first in its transaction."""
-    claim = claim_next(session, agent, at=at, lease=lease)
+    claim = claim_next(session, agent, at=at, lease=lease, rules=CallRules.from_settings(settings))
     if claim is None:
         return None
     return NextCall(claim, call_sheet(session, claim.task_id, settings=settings, at=at))
+
+
+# SQLite: a claim waits for the write lock up to the busy timeout (engine/db/session.py); when
+# other claims and logs keep it that long, it is tried again this many times, this far apart.
+BUSY_ATTEMPTS = 3
+BUSY_PAUSE_SECONDS = 0.5
+
+
+def _database_locked(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def serve_next_in(app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE) -> NextCall | None:
+    """:func:`serve_next` in a transaction of its own, at the app clock's now. On SQLite a
+    claim that waited out the busy timeout is tried again (a fresh transaction, a fresh now);
+    still locked after :data:`BUSY_ATTEMPTS`, it is a one-line error, not a driver message."""
+    for attempt in range(BUSY_ATTEMPTS):
+        try:
+            with app.sessions() as session, session.begin():
+                return serve_next(
+                    session, agent, settings=app.settings, at=app.clock.now(), lease=lease
+                )
+        except OperationalError as exc:
+            if not _database_locked(exc):
+                raise
+            if attempt + 1 < BUSY_ATTEMPTS:
+                time.sleep(BUSY_PAUSE_SECONDS)
+    raise DatabaseError(
+        f"the database stayed busy (other agents' claims and logs) through {BUSY_ATTEMPTS} "
+        "tries; run `campaign calls next` again"
+    ) from None

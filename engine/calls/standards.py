@@ -3,10 +3,19 @@
 Business hours are Monday to Friday, 09:00-17:00 on the program's clock. A no-contact outcome
 is retried after its recycle delay, but never later than ``within_business_hours`` business
 hours after the attempt; and a task is not closed as unreachable before ``min_attempts``.
+
+The retry is placed where the member may be called (:func:`schedule_retry`): the member's
+calling window (their local 08:00-21:00, narrowed by the campaign) may be closed at the
+instant the delay ends or the standard runs out, so the attempt moves to the window's next
+opening when that is within the standard, else to the window's last minutes before the
+standard runs out. When the window has no opening at all between the attempt and the
+standard's limit, the standard cannot be met for that member: :class:`Retry` says so
+(``feasible``), and the reports count it apart from the breaches an agent could have avoided.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -96,3 +105,63 @@ def recycle_due(at: datetime, delay: timedelta, standard: FollowUpStandard, zone
     """When a no-contact outcome at ``at`` is tried again: after its delay, but no later than
     the standard's business-hour limit."""
     return min(at + delay, add_business_hours(at, standard.within_business_hours, zone))
+
+
+# The finest placement of a retry inside the calling window (a window shorter than this is
+# still found: its opening is the fallback).
+RETRY_STEP = timedelta(minutes=15)
+# A retry is never "at the same instant" as the attempt it follows.
+RETRY_GAP = timedelta(minutes=1)
+
+
+def standard_deadline(at: datetime, standard: FollowUpStandard, zone: str) -> datetime:
+    """The latest instant a retry of an attempt at ``at`` meets the standard: the standard's
+    business hours run out at the limit, and no business time passes from there to the next
+    business opening (a limit at 17:00 still allows an evening call), so that opening."""
+    return add_business_hours(add_business_hours(at, standard.within_business_hours, zone), 0, zone)
+
+
+@dataclass(frozen=True)
+class Retry:
+    due: datetime  # when the next attempt is served
+    deadline: datetime  # the last instant that meets the standard (standard_deadline)
+    feasible: bool  # the calling window opens between the attempt and the deadline
+
+
+def first_chance(
+    at: datetime, deadline: datetime, next_callable: Callable[[datetime], datetime | None]
+) -> datetime | None:
+    """The first instant after the attempt at ``at`` at which the member may be called, when
+    it is no later than ``deadline`` (None: the standard cannot be met)."""
+    opens = next_callable(at + RETRY_GAP)
+    return opens if opens is not None and opens <= deadline else None
+
+
+def schedule_retry(
+    at: datetime,
+    delay: timedelta,
+    standard: FollowUpStandard,
+    zone: str,
+    next_callable: Callable[[datetime], datetime | None],
+) -> Retry:
+    """When a no-contact outcome at ``at`` is tried again: after its delay, no later than the
+    standard's business-hour limit (program clock ``zone``), inside the calling window.
+    ``next_callable(t)`` is the earliest instant ``>= t`` at which the member may be called
+    (None: never)."""
+    limit = add_business_hours(at, standard.within_business_hours, zone)
+    deadline = standard_deadline(at, standard, zone)
+    target = max(min(at + delay, limit), at + RETRY_GAP)
+    first = first_chance(at, deadline, next_callable)
+    if first is None:
+        later = next_callable(target)
+        return Retry(later if later is not None else target, deadline, False)
+    opens = next_callable(target)
+    if opens is not None and opens <= deadline:
+        return Retry(opens, deadline, True)
+    # The window is shut from the target to the deadline: the latest callable instant before.
+    probe = target - RETRY_STEP
+    while probe > first:
+        if next_callable(probe) == probe:
+            return Retry(probe, deadline, True)
+        probe -= RETRY_STEP
+    return Retry(first, deadline, True)

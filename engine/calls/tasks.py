@@ -18,7 +18,9 @@ served whatever the state of the run whose message was answered.
 
 At claim time the consent/suppression gate and the calling window (08:00-21:00 recipient
 local time, narrowed by the campaign's call_window) are checked again; a task the gate refuses
-is closed with the reason, a task outside its window waits.
+is closed with the reason, a task outside its window waits. A task over a frequency cap waits
+until the cap frees, and an agent-only callback falls back to the team when its agent is
+disabled or has not taken it in time (engine/calls/rules.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ from typing import Any
 from sqlalchemy import String, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from engine.calls.rules import (
+    DEFAULT_RULES,
+    CallRules,
+    active_logins,
+    cap_exempt,
+    caps_for,
+    contacts_by_participant,
+    fallback_reason,
+    past_due_callback_of_another,
+    wait_for_caps,
+)
 from engine.clock import ensure_utc
 from engine.db.models import (
     Agent,
@@ -47,7 +60,7 @@ from engine.db.models import (
 )
 from engine.definitions.loader import LoadedDefinition, parse_stored_definition
 from engine.definitions.schema import CampaignDefinition, Step
-from engine.errors import NotFoundError
+from engine.errors import InputError, NotFoundError
 from engine.participants.suppressions import hash_normalised
 from engine.policy import (
     Decision,
@@ -148,6 +161,8 @@ class Candidate:
     callable_at: datetime | None = None
     blocked: str | None = None  # the gate's refusal, when it refuses
     rank: int = 0
+    waits_for: str | None = None  # "calling_window" or "frequency_cap" when not callable now
+    fallback: str | None = None  # why another agent's callback is served to this one
 
     @cached_property
     def call_window(self) -> Any:
@@ -201,7 +216,12 @@ def _chunks(values: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
 
 
 def evaluate(
-    session: Session, candidates: Sequence[Candidate], at: datetime, *, exact: bool = False
+    session: Session,
+    candidates: Sequence[Candidate],
+    at: datetime,
+    *,
+    exact: bool = False,
+    rules: CallRules = DEFAULT_RULES,
 ) -> None:
     """Fill each candidate's zones, gate verdict and earliest callable instant (>= due).
 
@@ -274,6 +294,35 @@ def evaluate(
             c.callable_at = start
         elif isinstance(verdict, WaitUntil):
             c.callable_at = verdict.until
+            c.waits_for = "calling_window"
+    _apply_caps(session, candidates, at, rules)
+
+
+def _apply_caps(
+    session: Session, candidates: Sequence[Candidate], at: datetime, rules: CallRules
+) -> None:
+    """Move each capped task's callable instant to when the caps free (the dispatcher's rule
+    over the same ledger); a cap that never frees (max 0) blocks it."""
+    capped = [
+        c for c in candidates if c.blocked is None and c.callable_at and not cap_exempt(c.task)
+    ]
+    if not capped:
+        return
+    caps = {id(c): caps_for(c.definition, rules) for c in capped}
+    lookback = max(cap.per for found in caps.values() for cap in found)
+    contacts = contacts_by_participant(
+        session, (c.participant.id for c in capped), at - lookback, at
+    )
+    for c in capped:
+        assert c.callable_at is not None
+        times = contacts.get(c.participant.id)
+        if not times:
+            continue
+        when = wait_for_caps(times, c.callable_at, c.zones, c.call_window, caps[id(c)])
+        if when is None:
+            c.blocked = "frequency_cap"
+        elif when > c.callable_at:
+            c.callable_at, c.waits_for = when, "frequency_cap"
 
 
 def _priority_value(participant: Any, name: str) -> Any:
@@ -318,7 +367,7 @@ def rank(candidates: Sequence[Candidate]) -> None:
             c.rank = index
 
 
-def _eligible(agent: Agent | None) -> Any:
+def _eligible(agent: Agent | None, at: datetime) -> Any:
     if agent is None:
         return True
     teams = list(agent.teams or [])
@@ -330,7 +379,7 @@ def _eligible(agent: Agent | None) -> Any:
     return or_(
         CallTask.assigned_agent == agent.login,
         and_(
-            CallTask.assigned_agent.is_(None),
+            or_(CallTask.assigned_agent.is_(None), past_due_callback_of_another(agent, at)),
             or_(team_ok, Participant.account_manager == agent.login),
         ),
     )
@@ -343,9 +392,18 @@ class _Scan:
     consent and whether their number is suppressed."""
 
     def __init__(
-        self, session: Session, *, at: datetime, agent: Agent | None, until: datetime
+        self,
+        session: Session,
+        *,
+        at: datetime,
+        agent: Agent | None,
+        until: datetime,
+        rules: CallRules = DEFAULT_RULES,
     ) -> None:
         self.session, self.at, self.agent, self.until = session, at, agent, until
+        self.rules = rules
+        self.active = active_logins(session)
+        self.rows_read = 0  # rows the last load read, before the callback fallback filter
         self.cache = DefinitionCache(session)
         self.person_names = [*PERSON_COLUMNS]
         for run_id in session.scalars(select(CampaignRun.id).where(CampaignRun.status == "active")):
@@ -381,7 +439,7 @@ class _Scan:
                     CallTask.enrollment_id.is_(None),
                     Enrollment.state.notin_(("converted", "exited")),
                 ),
-                _eligible(self.agent),
+                _eligible(self.agent, self.at),
             )
         )
 
@@ -408,10 +466,24 @@ class _Scan:
     def load(self, query: Any) -> list[Candidate]:
         found: list[Candidate] = []
         split = len(TASK_COLUMNS)
+        self.rows_read = 0
         for row in self.session.execute(query):
+            self.rows_read += 1
             task = SimpleNamespace(**dict(zip(TASK_COLUMNS, row[:split], strict=True)))
             person = SimpleNamespace(**dict(zip(self.person_names, row[split:-2], strict=True)))
             person.call_consent, person.call_suppressed = row[-2], bool(row[-1])
+            fallback = None
+            if self.agent is not None and task.assigned_agent not in (None, self.agent.login):
+                # Another agent's callback: only once it has fallen back to the team.
+                fallback = fallback_reason(
+                    task,
+                    zone=self.programs[person.program_id].timezone,
+                    active=self.active,
+                    at=self.at,
+                    rules=self.rules,
+                )
+                if fallback is None:
+                    continue
             loaded = self.cache.for_run(task.run_id)
             step_key = (task.run_id, task.step_id or task.source_step_id)
             if step_key not in self.steps:
@@ -423,6 +495,7 @@ class _Scan:
                     program=self.programs[person.program_id],
                     definition=loaded.definition if loaded else None,
                     step=self.steps[step_key],
+                    fallback=fallback,
                 )
             )
         return found
@@ -435,15 +508,16 @@ def candidates(
     agent: Agent | None = None,
     until: datetime | None = None,
     task_ids: Sequence[int] | None = None,
+    rules: CallRules = DEFAULT_RULES,
 ) -> list[Candidate]:
     """Every servable task due by ``until`` (default ``at``), evaluated and in serving order."""
     at = ensure_utc(at)
-    scan = _Scan(session, at=at, agent=agent, until=ensure_utc(until) if until else at)
+    scan = _Scan(session, at=at, agent=agent, until=ensure_utc(until) if until else at, rules=rules)
     query = scan.select().order_by(CallTask.due_at, CallTask.id)
     if task_ids is not None:
         query = query.where(CallTask.id.in_(task_ids))
     found = scan.load(query)
-    evaluate(session, found, at, exact=task_ids is not None)
+    evaluate(session, found, at, exact=task_ids is not None, rules=rules)
     rank(found)
     found.sort(key=Candidate.order_key)
     return found
@@ -471,12 +545,14 @@ def _priority_order(session: Session, step: Step | None) -> list[Any] | None:
     return [*order, CallTask.due_at, CallTask.id]
 
 
-def serving_order(session: Session, *, at: datetime, agent: Agent | None) -> Iterator[Candidate]:
+def serving_order(
+    session: Session, *, at: datetime, agent: Agent | None, rules: CallRules = DEFAULT_RULES
+) -> Iterator[Candidate]:
     """The tasks callable now (and those the gate refuses, first) in serving order, without
     evaluating the whole list: each campaign step's tasks are read a page at a time in its
     priority order, and its first callable task is its best; the steps' best are merged."""
     at = ensure_utc(at)
-    scan = _Scan(session, at=at, agent=agent, until=at)
+    scan = _Scan(session, at=at, agent=agent, until=at, rules=rules)
     step_expr = func.coalesce(CallTask.step_id, CallTask.source_step_id)
     groups = session.execute(
         scan.where(
@@ -497,7 +573,7 @@ def serving_order(session: Session, *, at: datetime, agent: Agent | None) -> Ite
         order = _priority_order(session, step)
         if order is None:  # rank the whole step in Python
             page = scan.load(query)
-            evaluate(session, page, at)
+            evaluate(session, page, at, rules=rules)
             rank(page)
             page.sort(key=lambda c: c.rank)
             pages: Iterator[list[Candidate]] = iter([page])
@@ -535,11 +611,11 @@ def _pages(scan: _Scan, query: Any, at: datetime) -> Iterator[list[Candidate]]:
     offset = 0
     while True:
         page = scan.load(query.limit(PAGE).offset(offset))
-        evaluate(scan.session, page, at)
+        evaluate(scan.session, page, at, rules=scan.rules)
         for index, c in enumerate(page):
             c.rank = offset + index
         yield page
-        if len(page) < PAGE:
+        if scan.rows_read < PAGE:
             return
         offset += PAGE
 
@@ -567,6 +643,7 @@ class ListedTask:
     priority_rank: int
     why: str
     blocked: str | None
+    waits_for: str | None = None  # calling_window / frequency_cap, when not callable now
 
 
 def why(c: Candidate) -> str:
@@ -574,6 +651,8 @@ def why(c: Candidate) -> str:
     where = f"{task.campaign} / {c.step.id}" if task.campaign and c.step else (task.campaign or "")
     if task.kind == "callback":
         who = f" with {task.assigned_agent} only" if task.assigned_agent else ""
+        if c.fallback:
+            who = f" with {task.assigned_agent}; now the team's too ({c.fallback})"
         text_ = f"callback requested for {task.due_at.isoformat(timespec='minutes')}{who}"
     elif task.kind == "follow_up":
         text_ = "follow-up of a promise" if task.parent_task_id else "follow-up"
@@ -591,7 +670,11 @@ def why(c: Candidate) -> str:
     if c.blocked:
         text_ += f"; NOT CALLABLE: {c.blocked}"
     elif not c.callable_now and c.callable_at is not None:
-        text_ += "; waits for the calling window"
+        if c.waits_for == "frequency_cap":
+            until = c.callable_at.isoformat(timespec="minutes")
+            text_ += f"; waits for the frequency cap until {until}"
+        else:
+            text_ += "; waits for the calling window"
     return text_
 
 
@@ -602,6 +685,7 @@ def list_calls(
     agent: str | None = None,
     day: date | None = None,
     zone: str | None = None,
+    rules: CallRules = DEFAULT_RULES,
 ) -> list[ListedTask]:
     """The call list as it would be served: now, or for the local ``day`` in ``zone``
     (default: the agent's zone), including tasks that fall due that day."""
@@ -613,7 +697,7 @@ def list_calls(
 
         tz = ZoneInfo(zone or (agent_row.timezone if agent_row else "UTC"))
         until = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tz)
-    rows = candidates(session, at=at, agent=agent_row, until=until)
+    rows = candidates(session, at=at, agent=agent_row, until=until, rules=rules)
     return [
         ListedTask(
             position=index + 1,
@@ -634,6 +718,7 @@ def list_calls(
             priority_rank=c.rank + 1,
             why=why(c),
             blocked=c.blocked,
+            waits_for=None if c.callable_now else c.waits_for,
         )
         for index, c in enumerate(rows)
     ]
@@ -673,7 +758,12 @@ def _lock(session: Session, task_id: int, at: datetime) -> CallTask | None:
 
 
 def claim_next(
-    session: Session, agent_login: str, *, at: datetime, lease: timedelta = DEFAULT_LEASE
+    session: Session,
+    agent_login: str,
+    *,
+    at: datetime,
+    lease: timedelta = DEFAULT_LEASE,
+    rules: CallRules = DEFAULT_RULES,
 ) -> Claim | None:
     """Claim the single best task callable now for the agent, or None when there is none.
 
@@ -686,7 +776,9 @@ def claim_next(
     write_lock(session)
     agent = _agent(session, agent_login)
     if not agent.active:
-        raise NotFoundError(f"agent {agent.login!r} is inactive")
+        raise InputError(
+            f"agent {agent.login!r} is disabled; `campaign agents enable {agent.login}` first"
+        )
     held = session.scalar(
         select(CallTask)
         .where(
@@ -702,12 +794,12 @@ def claim_next(
     closed: list[tuple[int, str]] = []
     # Tasks the gate refuses (opted out, do-not-call, no number...) come first and are closed
     # with the reason, so they leave every list; each is re-checked under its lock.
-    for c in serving_order(session, at=at, agent=agent):
+    for c in serving_order(session, at=at, agent=agent, rules=rules):
         task = _lock(session, c.task.id, at)
         if task is None:
             continue  # another agent has it
         # Re-check on the locked row with fresh facts: an opt-out may have just arrived.
-        fresh = candidates(session, at=at, agent=agent, task_ids=[task.id])
+        fresh = candidates(session, at=at, agent=agent, task_ids=[task.id], rules=rules)
         if not fresh:
             continue
         check = fresh[0]

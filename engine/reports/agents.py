@@ -35,6 +35,7 @@ from engine.calls.reporting import (
     campaign_calling_plans,
     complaints_by_category,
 )
+from engine.calls.rules import AtRisk, CallRules, callbacks_at_risk
 from engine.db.models import Program
 from engine.errors import InputError, NotFoundError
 from engine.reports.common import (
@@ -82,9 +83,17 @@ class AgentsReport:
     program: str | None = None
     campaign: str | None = None
     agent: str | None = None
+    callbacks_at_risk: list[AtRisk] = field(default_factory=list)
 
     def tables(self) -> list[Table]:
         scope = filters_label(program=self.program, campaign=self.campaign, agent=self.agent)
+        risk_rows = [
+            (r.task_id, r.external_id, r.agent, r.agent_state, r.team or "", r.campaign or "",
+             r.due_at.isoformat(timespec="minutes"),
+             "served to the team" if r.fallen_back
+             else f"to the team at {r.falls_back_at.isoformat(timespec='minutes')}")
+            for r in self.callbacks_at_risk
+        ]  # fmt: skip
         narrowed = self.program is not None or self.campaign is not None
         rows = [
             (a.agent, a.calls, a.contacts, pct(a.contact_rate), a.conversions,
@@ -92,10 +101,12 @@ class AgentsReport:
              "" if a.average_handle_seconds is None else f"{a.average_handle_seconds:.0f}",
              pct(a.verification_rate), f"{a.callbacks_kept}/{a.callbacks_due}",
              f"{a.follow_ups_on_time}/{a.follow_ups_due}"
-             + (f" (+{a.follow_ups_pending} pending)" if a.follow_ups_pending else ""),
+             + (f" (+{a.follow_ups_pending} pending)" if a.follow_ups_pending else "")
+             + (f" ({a.follow_ups_impossible} impossible in the calling window)"
+                if a.follow_ups_impossible else ""),
              a.follow_ups_breached,
              pct(a.escalation_rate),
-             "OVER 20%" if a.over_escalation_ceiling else "ok")
+             "NOT BELOW 20%" if a.over_escalation_ceiling else "ok")
             for a in self.agents
         ]  # fmt: skip
         plan_rows = [
@@ -132,6 +143,12 @@ class AgentsReport:
                 + filters_label(program=self.program, campaign=self.campaign),
                 ["campaign", "plan", "dates", "calls", "target", "attainment"],
                 campaign_rows,
+            ),
+            Table(
+                "Callbacks at risk (agent-only, past due, not taken; now)" + scope,
+                ["task", "member", "agent", "agent state", "team", "campaign", "due",
+                 "fallback"],
+                risk_rows,
             ),
         ]  # fmt: skip
 
@@ -200,7 +217,17 @@ def agents_report(
     campaign_plans = campaign_calling_plans(
         session, day=last_day, program=program, campaign=campaign
     )
-    return AgentsReport(label, start, end, rows, plans, campaign_plans, program, campaign, agent)
+    at_risk = callbacks_at_risk(
+        session,
+        at=at,
+        rules=CallRules.from_settings(settings),
+        program=program,
+        campaign=campaign,
+        agent=agent,
+    )
+    return AgentsReport(
+        label, start, end, rows, plans, campaign_plans, program, campaign, agent, at_risk
+    )
 
 
 @dataclass(frozen=True)

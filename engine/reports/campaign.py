@@ -15,7 +15,8 @@ Figures and how they add up (tests/reports/test_campaign_report.py asserts each)
   opened and clicked count messages with an open / click.
 - per call step: tasks = open + claimed + closed; attempted <= tasks; reached <= attempted.
 - conversions: treatment + holdout = all; by source import + webhook + call = all;
-  the last-touch table adds up to the treatment conversions that had a touch.
+  the last-touch table adds up to all conversions: one row per (channel, step) touched last,
+  a "no touch" row for treatment conversions nobody had contacted, and a "holdout" row.
 """
 
 from __future__ import annotations
@@ -123,9 +124,12 @@ class VariantResult:
     vs_first: stats.Comparison | None  # against the step's first variant (by name)
 
 
+NO_TOUCH = "none"
+
+
 @dataclass(frozen=True)
 class Touch:
-    channel: str
+    channel: str  # NO_TOUCH for the conversions that had none
     step: str
     conversions: int
 
@@ -723,4 +727,16 @@ def _last_touch(session: Session, dialect: str, runs: list[int]) -> list[Touch]:
         .group_by(channel, step)
         .order_by(func.count().desc(), channel, step)
     ).all()
-    return [Touch(str(ch), str(st), int(n)) for ch, st, n in rows]
+    touches = [Touch(str(ch), str(st), int(n)) for ch, st, n in rows]
+    untouched = session.execute(
+        select(Conversion.group, func.count())
+        .where(Conversion.run_id.in_(runs), Conversion.last_touch.is_(None))
+        .group_by(Conversion.group)
+    ).all()
+    counts = {str(group): int(n) for group, n in untouched}
+    # So that the table adds up to the conversions: who converted with no contact at all.
+    if counts.get("treatment"):
+        touches.append(Touch(NO_TOUCH, "no touch", counts["treatment"]))
+    if counts.get("holdout"):
+        touches.append(Touch(NO_TOUCH, "holdout (not contacted)", counts["holdout"]))
+    return touches

@@ -270,7 +270,7 @@ def test_agents_weekly_and_monthly_targets_are_set_changed_and_shown(app: App) -
     code, out = run(app, "agents", "list")
     assert code == 0, out
     row = next(line.split() for line in out.splitlines() if line.startswith("ana"))
-    assert row[-4:] == ["8", "24", "90", "yes"]
+    assert row[-4:] == ["8", "24", "90", "active"]
 
     code, out = run(app, "agents", "set", "ana", "--weekly-target", "derived")
     assert code == 0, out

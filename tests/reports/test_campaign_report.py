@@ -158,8 +158,13 @@ def test_campaign_report_figures(app: App) -> None:
     assert b.vs_first == stats.compare(2, 2, 2, 4)
 
     touches = {(x.channel, x.step): x.conversions for x in report.last_touch}
-    assert touches == {("email", "email-1"): 3, ("call", "call-1"): 1}
-    assert sum(touches.values()) == t.converted  # every treatment conversion had a touch
+    assert touches == {
+        ("email", "email-1"): 3,
+        ("call", "call-1"): 1,
+        ("none", "holdout (not contacted)"): 1,
+    }
+    # Every treatment conversion had a touch; with the holdout row the table adds up.
+    assert sum(touches.values()) == report.conversions
 
 
 def test_unknown_target_and_period(app: App) -> None:

@@ -1,0 +1,232 @@
+"""The rules a call task is served under besides consent and the calling window.
+
+- **Frequency caps.** A call is a contact like an email or an SMS: the global cap (settings)
+  and the campaign's own cap are checked at claim time with the same pure rule
+  (engine/policy/caps.py) over the same contacts ledger (engine/contact_ledger.py) as the
+  dispatcher's gate. A task over a cap waits until the cap frees (inside the calling window).
+  Exempt: a callback (the member asked for that time) and the follow-up of an inbound SMS
+  (the member wrote first); breaking those promises to honour a cap would serve nobody.
+- **Callback fallback.** An agent-only callback is served to its agent alone until it is
+  ``callback_fallback_after`` business hours (program clock) past its time unclaimed; then it
+  is served to the agent's team (the task's team) as well. When the agent is disabled it falls
+  back at once. Until it falls back, a past-due agent-only callback is *at risk*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from engine.calls.standards import add_business_hours
+from engine.clock import ensure_utc
+from engine.contact_ledger import contact_times
+from engine.db.models import Agent, CallTask, Participant, Program
+from engine.policy import FrequencyCap, Window, cap_frees_at, effective_window, next_allowed
+from engine.settings import Settings
+
+
+@dataclass(frozen=True)
+class CallRules:
+    global_cap: FrequencyCap
+    callback_fallback_after: timedelta  # business hours past the callback's time
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CallRules:
+        return cls(
+            FrequencyCap(settings.frequency_cap_max, settings.frequency_cap_per),
+            settings.callback_fallback_after,
+        )
+
+    @classmethod
+    def defaults(cls) -> CallRules:
+        fields = Settings.model_fields
+        return cls(
+            FrequencyCap(fields["frequency_cap_max"].default, fields["frequency_cap_per"].default),
+            fields["callback_fallback_after"].default,
+        )
+
+
+DEFAULT_RULES = CallRules.defaults()
+
+
+# --------------------------------------------------------------------------- caps
+
+
+def cap_exempt(task: Any) -> bool:
+    """A callback the member asked for, or the answer to their own SMS."""
+    return task.kind == "callback" or (task.kind == "follow_up" and task.parent_task_id is None)
+
+
+def caps_for(definition: Any, rules: CallRules) -> list[FrequencyCap]:
+    caps = [rules.global_cap]
+    own = getattr(definition, "frequency_cap", None) if definition is not None else None
+    if own is not None:
+        caps.append(FrequencyCap(own.max, own.per))
+    return caps
+
+
+def wait_for_caps(
+    contacts: Sequence[datetime],
+    when: datetime,
+    zones: Sequence[str],
+    call_window: Any,
+    caps: Sequence[FrequencyCap],
+) -> datetime | None:
+    """The earliest instant ``>= when`` inside the calling window at which every cap allows
+    one more contact (None: never). Each cap's answer is asked again under the others and the
+    window until they agree; instants only move forward, so a few rounds suffice."""
+    window: Window | None = effective_window("call", call_window)
+    for _ in range(16):
+        start = when
+        for cap in caps:
+            frees = cap_frees_at(contacts, when, cap.max, cap.per)
+            if frees is None:
+                return None
+            if frees > when:
+                opens = next_allowed(frees, zones, window)
+                if opens is None:
+                    return None
+                when = opens
+        if when == start:
+            return when
+    return when
+
+
+def contacts_by_participant(
+    session: Session, participant_ids: Iterable[int], since: datetime, at: datetime
+) -> dict[int, list[datetime]]:
+    """Every participant's contacts after ``since`` as the caps count them, and the calls in
+    progress: a live claim (another agent is on the phone, or about to be) counts from its
+    claim, so two agents never call one member at once past the cap."""
+    ids = sorted(set(participant_ids))
+    found: dict[int, list[datetime]] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        for pid, when in session.execute(
+            contact_times(lambda column, chunk=chunk: column.in_(chunk), since)  # type: ignore[misc]
+        ).all():
+            found.setdefault(pid, []).append(ensure_utc(when))
+        for pid, when in session.execute(
+            select(CallTask.participant_id, CallTask.claimed_at).where(
+                CallTask.participant_id.in_(chunk),
+                CallTask.status == "claimed",
+                CallTask.claimed_until >= at,
+                CallTask.claimed_at.is_not(None),
+            )
+        ).all():
+            if when is not None:
+                found.setdefault(pid, []).append(ensure_utc(when))
+    return found
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def fallback_at(due_at: datetime, rules: CallRules, zone: str) -> datetime:
+    """When an unclaimed agent-only callback due at ``due_at`` goes to the team too."""
+    hours = rules.callback_fallback_after.total_seconds() / 3600
+    return add_business_hours(ensure_utc(due_at), hours, zone) if hours > 0 else due_at
+
+
+def fallback_reason(
+    task: Any, *, zone: str, active: set[str], at: datetime, rules: CallRules
+) -> str | None:
+    """Why an agent-only callback is served to others now, or None when it is not."""
+    if task.kind != "callback" or task.assigned_agent is None or task.due_at > at:
+        return None
+    if task.assigned_agent not in active:
+        return f"{task.assigned_agent} is disabled"
+    if fallback_at(task.due_at, rules, zone) <= at:
+        return f"not taken by {task.assigned_agent} in time"
+    return None
+
+
+def past_due_callback_of_another(agent: Agent, at: datetime) -> Any:
+    """SQL: an agent-only callback of someone else, past due (fallback candidates; the rule
+    itself, in business hours, is applied in Python by :func:`fallback_reason`)."""
+    return and_(
+        CallTask.kind == "callback",
+        CallTask.assigned_agent.is_not(None),
+        CallTask.assigned_agent != agent.login,
+        CallTask.due_at <= at,
+    )
+
+
+def active_logins(session: Session) -> set[str]:
+    return set(session.scalars(select(Agent.login).where(Agent.active.is_(True))))
+
+
+@dataclass(frozen=True)
+class AtRisk:
+    task_id: int
+    external_id: str
+    program: str
+    agent: str
+    agent_state: str  # active / disabled / unknown
+    team: str | None
+    campaign: str | None
+    due_at: datetime
+    falls_back_at: datetime
+    fallen_back: bool  # already served to the team
+
+
+def callbacks_at_risk(
+    session: Session,
+    *,
+    at: datetime,
+    rules: CallRules = DEFAULT_RULES,
+    program: str | None = None,
+    campaign: str | None = None,
+    agent: str | None = None,
+) -> list[AtRisk]:
+    """Agent-only callbacks past their time that nobody has claimed: their agent is disabled
+    or has not taken them (``fallen_back`` once the team is served them too); only those of
+    ``program`` (key), ``campaign`` and ``agent`` when given."""
+    at = ensure_utc(at)
+    states = {login: active for login, active in session.execute(select(Agent.login, Agent.active))}
+    query = (
+        select(CallTask, Participant.external_id, Program.key, Program.timezone)
+        .join(Participant, Participant.id == CallTask.participant_id)
+        .join(Program, Program.id == Participant.program_id)
+        .where(
+            CallTask.kind == "callback",
+            CallTask.assigned_agent.is_not(None),
+            CallTask.due_at <= at,
+            or_(
+                CallTask.status == "open",
+                and_(CallTask.status == "claimed", CallTask.claimed_until < at),
+            ),
+        )
+        .order_by(CallTask.due_at, CallTask.id)
+    )
+    if program is not None:
+        query = query.where(Program.key == program)
+    if campaign is not None:
+        query = query.where(CallTask.campaign == campaign)
+    if agent is not None:
+        query = query.where(CallTask.assigned_agent == agent)
+    found = []
+    for task, external_id, key, zone in session.execute(query).all():
+        login = str(task.assigned_agent)  # not NULL: selected so
+        state = "unknown" if login not in states else ("active" if states[login] else "disabled")
+        falls = task.due_at if state != "active" else fallback_at(task.due_at, rules, zone)
+        found.append(
+            AtRisk(
+                task.id,
+                external_id,
+                key,
+                login,
+                state,
+                task.team,
+                task.campaign,
+                task.due_at,
+                falls,
+                falls <= at,
+            )
+        )
+    return found
