@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     postal_address: str = "Example Rewards, 100 Main Street, Springfield, IL 62701, USA"
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None
+    # Rendered contents and addresses of settled messages older than this are emptied by the
+    # tick (engine/retention.py); the rows and every report count stay.
+    message_retention_days: int = Field(default=90, ge=1)
     # The caller log's MAC key (engine/calls/log_key.py): never stored in the database. Either
     # the key itself (at least 32 characters) or a file holding it; unset, a key file is made
     # on first use beside a SQLite database, else in ~/.config/campaign-engine/.

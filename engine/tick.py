@@ -75,6 +75,7 @@ class TickSummary:
     dispatch: Any = None  # engine.dispatch.DispatchSummary
     dispatch_skipped: str | None = None
     tallies_folded: int = 0  # outbox tally rows folded away (engine.reports.tallies)
+    contents_purged: int = 0  # old messages whose content and address were emptied
     seconds: float = 0.0
 
     @property
@@ -117,6 +118,8 @@ class TickSummary:
                 lines.append(f"  run {run_id} was paused: see `campaign runs show {run_id}`")
             for error in d.errors:
                 lines.append(f"  ERROR: {error}")
+        if self.contents_purged:
+            lines.append(f"  old message contents emptied (retention): {self.contents_purged:,}")
         return "\n".join(lines)
 
 
@@ -217,8 +220,24 @@ def tick(
     else:
         _dispatch(app, summary, channels, deadline, stop, worker)
     summary.tallies_folded = fold_outbox_tallies(app)
+    summary.contents_purged = purge_old_contents(app, at=at)
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
+
+
+def purge_old_contents(app: App, *, at: datetime) -> int:
+    """One chunk of the message-content retention (engine/retention.py), in its own
+    transaction; a busy SQLite leaves it to the next tick."""
+    from engine.retention import purge_message_contents
+
+    try:
+        with app.sessions() as session, session.begin():
+            return purge_message_contents(
+                session, at=at, keep_days=app.settings.message_retention_days
+            )
+    except OperationalError as exc:
+        log.warning("old message contents not purged this tick: %s", exc.orig)
+        return 0
 
 
 def fold_outbox_tallies(app: App) -> int:

@@ -432,6 +432,13 @@ class OutboxMessage(Base):
         ),
         Index(None, "participant_id", "created_at"),
         # The caps count a member's unknown messages (engine/contact_ledger.py; 0009).
+        # Messages whose content has not been purged yet, by age (engine/retention.py; 0021).
+        Index(
+            "ix_outbox_messages_unpurged",
+            "created_at",
+            sqlite_where=text("to_address IS NOT NULL"),
+            postgresql_where=text("to_address IS NOT NULL"),
+        ),
         Index(
             "ix_outbox_messages_unknown",
             "participant_id",
