@@ -17,6 +17,7 @@ a worker thread, one transaction per request, retried on a lost race.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
@@ -28,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from twilio.twiml.messaging_response import MessagingResponse
@@ -66,12 +67,31 @@ MAX_BODY = 8 * 1024 * 1024  # SendGrid batches are a few MB at most
 MAX_FORM_BODY = 64 * 1024  # a Twilio callback is well under 4 KB
 MAX_FORM_FIELDS = 200
 MAX_EVENTS_BODY = 2 * 1024 * 1024  # 1,000 events (the most per request) of up to ~2 KB each
+# A client that trickles its body is cut off: the whole body must arrive within this.
+BODY_TIMEOUT_SECONDS = 15.0
+# Requests served at once; past it uvicorn answers 503 at once instead of holding memory.
+MAX_CONCURRENT_REQUESTS = 200
+# Pages a browser shows must not be framed by another site (clickjacking the unsubscribe).
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
 TWIML = "application/xml"
 T = TypeVar("T")
 
 
 class _TooLarge(Exception):
     pass
+
+
+class _BodyProblem(Exception):
+    """The body never arrived whole: too slow (408) or the client went away."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class WebhookApp:
@@ -129,16 +149,32 @@ def _is_race(exc: DBAPIError) -> bool:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes, within BODY_TIMEOUT_SECONDS. A client that goes away
+    is one log line (no traceback); one that trickles is cut off with 408."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _TooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), BODY_TIMEOUT_SECONDS)
+    except TimeoutError:
+        log.info(
+            "%s: body not received within %.0f s; cut off", request.url.path, BODY_TIMEOUT_SECONDS
+        )
+        raise _BodyProblem(408, "the body did not arrive in time") from None
+    except ClientDisconnect:
+        log.info("%s: the client went away before sending its body", request.url.path)
+        raise _BodyProblem(400, "the client went away") from None
     return b"".join(chunks)
 
 
@@ -188,12 +224,19 @@ def build_asgi_app(app: App) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def sendgrid(request: Request) -> Response:
+        # What can be refused without the body is refused before reading it.
+        if state.sendgrid is None:
+            return _error(403, "SENDGRID_WEBHOOK_PUBLIC_KEY is not set: events are refused")
+        if not (
+            request.headers.get(SENDGRID_SIGNATURE_HEADER)
+            and request.headers.get(SENDGRID_TIMESTAMP_HEADER)
+        ):
+            log.warning("SendGrid webhook refused: signature headers missing")
+            return _error(403, "signature verification failed")
         try:
             body = await _read_body(request, MAX_BODY)
         except _TooLarge:
             return _error(413, "body too large")
-        if state.sendgrid is None:
-            return _error(403, "SENDGRID_WEBHOOK_PUBLIC_KEY is not set: events are refused")
         try:
             state.sendgrid.verify(
                 body,
@@ -255,12 +298,15 @@ def build_asgi_app(app: App) -> Starlette:
         return _twiml(result.reply)
 
     async def _twilio_form(request: Request, path: str) -> list[tuple[str, str]] | Response:
+        if state.twilio is None:
+            return _error(403, "TWILIO_AUTH_TOKEN is not set: callbacks are refused")
+        if not request.headers.get(TWILIO_SIGNATURE_HEADER):
+            log.warning("Twilio webhook refused: signature header missing")
+            return _error(403, "signature verification failed")
         try:
             body = await _read_body(request, MAX_FORM_BODY)
         except _TooLarge:
             return _error(413, "body too large")
-        if state.twilio is None:
-            return _error(403, "TWILIO_AUTH_TOKEN is not set: callbacks are refused")
         try:
             pairs = _form(body)
         except InputError as exc:
@@ -325,8 +371,14 @@ def build_asgi_app(app: App) -> Starlette:
 
         page = await run_in_threadpool(state.transaction, work)
         if page is None:
-            return HTMLResponse(unsubscribe_pages.missing_page(), status_code=404)
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+            return HTMLResponse(
+                unsubscribe_pages.missing_page(), status_code=404, headers=PAGE_HEADERS
+            )
+        return HTMLResponse(page, headers=PAGE_HEADERS)
+
+    async def body_problem(request: Request, exc: Exception) -> Response:
+        status = exc.status if isinstance(exc, _BodyProblem) else 400
+        return _error(status, str(exc))
 
     async def database_down(request: Request, exc: Exception) -> Response:
         # Not the caller's fault: 503 makes SendGrid and Twilio try again later.
@@ -334,7 +386,7 @@ def build_asgi_app(app: App) -> Starlette:
         return _error(503, "database unavailable, try again later")
 
     return Starlette(
-        exception_handlers={DBAPIError: database_down},
+        exception_handlers={DBAPIError: database_down, _BodyProblem: body_problem},
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route(SENDGRID_PATH, sendgrid, methods=["POST"]),
@@ -351,7 +403,15 @@ def serve(app: App, *, host: str, port: int, log_level: str = "info") -> None:
     import uvicorn
 
     asgi = build_asgi_app(app)
-    uvicorn.run(asgi, host=host, port=port, log_level=log_level, proxy_headers=True)
+    uvicorn.run(
+        asgi,
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=True,
+        limit_concurrency=MAX_CONCURRENT_REQUESTS,
+        timeout_keep_alive=5,
+    )
 
 
 __all__ = ["build_asgi_app", "serve"]
