@@ -31,13 +31,16 @@ One pass of a worker, per channel in turn:
    at once from each worker (engine/in_flight.py), so that its latency does not set the send
    rate; each outcome is settled on the sending thread as it comes back.
 4. **Record** the outcomes in bulk (one executemany per batch): ``sent`` with provider, provider
-   message id and ``sent_at`` plus a ``contacts`` row (the frequency cap's ledger); retryable
-   errors back to ``queued`` with exponential backoff and jitter (Retry-After honoured) up to
-   ``dispatch_max_attempts``, then ``failed``; recipient errors ``failed`` plus a suppression
-   (opted out -> opt_out, invalid number/address -> invalid, source ``provider``); a campaign
-   stop (401/403) puts the message back and pauses the run with the reason; an unknown outcome
-   (timeout after the request went) is ``unknown``; ``dispatch_pause_after_failures``
-   consecutive provider failures on a run pause it.
+   message id and ``sent_at`` plus a ``contacts`` row (the frequency cap's ledger); an error
+   that is the provider's (no connection, 5xx, 429: ``RetryableError``) puts the message back
+   to ``queued`` with no attempt spent and opens the circuit of that provider and sender
+   (engine/circuits.py): nothing is claimed for that channel until its next probe, one
+   request, whose success closes it; a message or recipient error ``failed`` (recipient errors
+   with a suppression: opted out -> opt_out, invalid number/address -> invalid, source
+   ``provider``); a campaign stop (401/403) puts the message back and pauses the run with the
+   reason; an unknown outcome (timeout after the request went) is ``unknown``;
+   ``dispatch_pause_after_failures`` consecutive provider failures on a run (other than an
+   outage, which the circuit waits out, and a refusal of the message or recipient) pause it.
 
 Each worker is three threads, so that the database's time overlaps the HTTP requests
 instead of adding to them (issue #4): while a batch is being sent, one thread claims the next
@@ -74,7 +77,6 @@ import fcntl
 import json
 import logging
 import os
-import random
 import secrets
 import threading
 import time
@@ -83,7 +85,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -113,6 +115,7 @@ from engine.channels.base import (
     Channel,
     ChannelError,
     DuplicateSendError,
+    MessageError,
     Outbound,
     OutboundEmail,
     RecipientError,
@@ -120,6 +123,8 @@ from engine.channels.base import (
     SendResult,
     UnknownOutcomeError,
 )
+from engine.circuits import Circuit, circuit_of, open_circuits, trip
+from engine.circuits import close as close_circuit
 from engine.clock import ensure_utc
 from engine.contact_ledger import contact_times, contacts_of_messages
 from engine.db.models import (
@@ -151,7 +156,7 @@ from engine.policy import (
 )
 from engine.policy.decide import Decision
 from engine.ratelimit import SlotLimiter
-from engine.sender_limits import sender_limit
+from engine.sender_limits import rate_key, sender_limit
 from engine.shared_ratelimit import SharedTokenBucket
 
 log = logging.getLogger(__name__)
@@ -161,7 +166,6 @@ log = logging.getLogger(__name__)
 SENDABLE_RUNS = ("active", "completed")
 CHANNEL_ORDER = ("email", "sms")
 CLAIM_SECONDS = 10.0  # a claim holds about this many seconds of the channel's rate
-MAX_BACKOFF = timedelta(hours=6)
 POLL_SECONDS = 1.0  # follow mode: how often an idle worker looks for due messages
 # A batch claimed ahead whose gate facts (consents, suppressions, contacts) are older than
 # this when its turn comes has them read again: a slow batch before it (a rate limit holds a
@@ -199,6 +203,8 @@ class DispatchSummary:
     cancelled_skipped: int = 0
     peak_in_flight: int = 0  # the most requests one worker had waiting for the provider
     paused_runs: list[int] = field(default_factory=list)
+    # Channels waiting for their provider (an open circuit: engine/circuits.py) at the end.
+    waiting_for: list[Circuit] = field(default_factory=list)
     stopped_by: str = "drained"
     seconds: float = 0.0
 
@@ -361,6 +367,10 @@ class _Shared:
             kind: sender_limit(self.limits_engine, kind, channels.get(kind), app.settings)
             for kind in ("email", "sms")
         }
+        # Each channel's circuit (engine/circuits.py): its provider and sender, as its limit.
+        self.circuit_keys = {
+            kind: rate_key(kind, channels.get(kind), app.settings) for kind in ("email", "sms")
+        }
         self.global_cap = FrequencyCap(
             self.settings.frequency_cap_max, self.settings.frequency_cap_per
         )
@@ -369,7 +379,6 @@ class _Shared:
         self.failures: Counter[int] = Counter()
         self.paused: set[int] = set()
         self.summary = DispatchSummary()
-        self.rng = random.Random()
 
     def stop_reason(self) -> str | None:
         if self.stop_event.is_set():
@@ -890,12 +899,27 @@ def _decide(
     return ready, outcomes
 
 
-def _backoff(shared: _Shared, attempts: int, retry_after: float | None) -> timedelta:
-    base = shared.settings.dispatch_retry_delay * (2 ** max(0, attempts - 1))
-    delay = min(base, MAX_BACKOFF) * shared.rng.uniform(0.8, 1.2)
-    if retry_after is not None:
-        delay = max(delay, timedelta(seconds=retry_after))
-    return delay
+def _trip(shared: _Shared, channel: Channel, kind: str, error: RetryableError) -> Circuit:
+    """Open (or keep open) the circuit of ``kind``'s provider and sender after ``error``."""
+    with _writing(shared), shared.app.sessions() as session, session.begin():
+        circuit = trip(
+            session,
+            shared.circuit_keys[kind],
+            channel=kind,
+            provider=channel.name,
+            at=_now(shared),
+            error=str(error),
+            base=shared.settings.dispatch_retry_delay,
+            retry_after=error.retry_after,
+        )
+    log.warning("%s", circuit.describe())
+    return circuit
+
+
+def _close_circuit(shared: _Shared, kind: str) -> None:
+    with _writing(shared), shared.app.sessions() as session, session.begin():
+        if close_circuit(session, shared.circuit_keys[kind]):
+            log.warning("%s: the provider answers again; sending resumes", kind)
 
 
 _OTHER = (
@@ -1102,10 +1126,13 @@ def _failure_streak(shared: _Shared, run_id: int) -> int:
 
 
 def _counts_as_failure(error: ChannelError) -> bool:
-    """A provider failure for the auto-pause count (throttling and recipients are not)."""
-    if isinstance(error, RecipientError | CampaignStopError | DuplicateSendError):
-        return False
-    return not (isinstance(error, RetryableError) and error.status == 429)
+    """A provider failure for the auto-pause count. Not: a refusal of the message or the
+    recipient (the provider works), an outage (its circuit waits it out: no message is spent
+    on it), a stop (it pauses the run itself)."""
+    return not isinstance(
+        error,
+        RecipientError | MessageError | CampaignStopError | DuplicateSendError | RetryableError,
+    )
 
 
 class _Batch:
@@ -1122,6 +1149,10 @@ class _Batch:
         self.stopped: str | None = None
         self.held_back: set[int] = set()  # runs paused or stopped during this batch
         self.release_rest_at: datetime | None = None
+        # The channel's circuit was open (its wait is over): the first request goes alone,
+        # a probe, and the first success closes the circuit.
+        self.probing = False
+        self.circuit_open = False
 
     def run(self, ready: list[tuple[_Row, str]]) -> None:
         singles: list[tuple[_Row, Outbound]] = []
@@ -1160,6 +1191,9 @@ class _Batch:
                     self._release(row)
                     continue
                 sender.start(row, self.channel.send, message)
+                if self.probing:  # the probe's answer first: is the provider back?
+                    self._settle(sender.drain(), addresses)
+                    self.probing = False
         finally:
             # Even when the loop broke off: what went out is recorded.
             self._settle(sender.drain(), addresses)
@@ -1247,6 +1281,9 @@ class _Batch:
         with self.shared.lock:
             self.shared.failures[row.run_id] = 0
         self.outcomes.append(_Outcome(row, st.SENT, result=result, address=address))
+        if self.circuit_open:
+            self.circuit_open = False
+            _close_circuit(self.shared, self.channel_kind)
 
     def _failed(self, row: _Row, address: str, error: ChannelError) -> None:
         shared = self.shared
@@ -1269,18 +1306,19 @@ class _Batch:
         elif isinstance(error, UnknownOutcomeError):
             self.outcomes.append(_Outcome(row, st.UNKNOWN, "no_answer", None, attempts, text))
         elif isinstance(error, RetryableError):
-            later = _now(shared) + _backoff(shared, attempts, error.retry_after)
-            if attempts >= shared.settings.dispatch_max_attempts:
-                self.outcomes.append(
-                    _Outcome(row, st.FAILED, "too_many_attempts", None, attempts, text)
-                )
-                later = _now(shared) + _backoff(shared, 1, error.retry_after)
-            else:
-                why = "throttled" if error.status == 429 else "retry"
-                self.outcomes.append(_Outcome(row, st.QUEUED, why, later, attempts, text))
-            # The provider is throttling or down: the rest of the batch waits too, without
-            # spending attempts of its own.
-            self.release_rest_at = later
+            # The provider's trouble, not the message's: it goes back as it was (no attempt
+            # spent), and the channel waits for the provider (its circuit opens), the rest of
+            # this batch too. Requests of the same moment that fail too take the same wait.
+            if self.release_rest_at is None:
+                circuit = _trip(shared, self.channel, self.channel_kind, error)
+                self.release_rest_at = circuit.retry_at
+                self.circuit_open = True
+            why = "throttled" if error.status == 429 else "provider_unavailable"
+            self.outcomes.append(
+                _Outcome(row, st.QUEUED, why, self.release_rest_at, row.attempts, text)
+            )
+        elif isinstance(error, MessageError):
+            self.outcomes.append(_Outcome(row, st.FAILED, "message_refused", None, attempts, text))
         else:
             self.outcomes.append(_Outcome(row, st.FAILED, "rejected", None, attempts, text))
         if _counts_as_failure(error):
@@ -1311,7 +1349,7 @@ def _tally(summary: DispatchSummary, outcomes: Sequence[_Outcome]) -> None:
             summary.failed += 1
         elif outcome.status == st.UNKNOWN:
             summary.unknown += 1
-        elif outcome.reason in ("retry", "throttled"):
+        elif outcome.reason in ("retry", "throttled", "provider_unavailable"):
             summary.retried += 1
         elif outcome.reason in ("released", "run_paused"):
             summary.released += 1
@@ -1329,6 +1367,8 @@ class _Claimed:
     overlapped: bool  # claimed while the worker's previous batch was still in flight
     read_at: float = field(default_factory=time.monotonic)  # when ``facts`` were read
     handed: bool | None = None  # what its hand-off answered (None: not made yet)
+    # The channel's circuit, open but due for a probe (None: closed).
+    circuit: Circuit | None = None
 
 
 @dataclass
@@ -1349,6 +1389,10 @@ def _claim_batch(shared: _Shared, worker: str, kind: str, overlapped: bool) -> _
     None when stopping or when the ``max_messages`` quota is used up."""
     if shared.stop_reason() is not None:
         return None
+    with shared.app.sessions() as session:
+        circuit = circuit_of(session, shared.circuit_keys[kind])
+    if circuit is not None and circuit.retry_at > _now(shared):
+        return _Claimed(kind, [], None, overlapped=False)  # waiting for the provider
     quota = shared.take(shared.claim_size(kind))
     if quota == 0:
         return None
@@ -1364,7 +1408,7 @@ def _claim_batch(shared: _Shared, worker: str, kind: str, overlapped: bool) -> _
         shared.give_back(len(rows))
         _record(shared, _released(rows), "")
         raise
-    return _Claimed(kind, rows, facts, overlapped)
+    return _Claimed(kind, rows, facts, overlapped, circuit=circuit)
 
 
 def _halted_runs(shared: _Shared, run_ids: set[int]) -> set[int]:
@@ -1509,6 +1553,7 @@ class _Pipeline:
         """Gate (now), hand off and send one claimed batch, then hand its outcomes to the
         writer. The next claim, of ``next_kind``, runs while it is sent."""
         batch = _Batch(self.shared, self.worker, claimed.kind, self.sender)
+        batch.probing = batch.circuit_open = claimed.circuit is not None
         assert claimed.facts is not None
         try:
             # Claimed ahead: a run paused or cancelled meanwhile keeps its messages queued.
@@ -1684,6 +1729,9 @@ def dispatch(
         summary.add(part)
     reasons = [part.stopped_by for part in results]
     summary.stopped_by = next((r for r in reasons if r != "drained"), "drained")
+    with app.sessions() as session:
+        keys = {shared.circuit_keys[kind] for kind in channels}
+        summary.waiting_for = [c for c in open_circuits(session) if c.key in keys]
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
 

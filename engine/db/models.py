@@ -230,6 +230,23 @@ class RateLimitSlot(Base):
     next_slot: Mapped[Decimal] = mapped_column(Numeric)
 
 
+class ProviderCircuit(Base):
+    """A provider (and sender) that is down: its channel waits, its messages spend no attempt
+    (engine/circuits.py). Keyed like the rate limits (``email:sendgrid:rewards@...``); no row
+    means the circuit is closed. Until ``retry_at`` no dispatcher claims for it; then one
+    request probes. ``failures``: probes failed in a row (the wait doubles each time)."""
+
+    __tablename__ = "provider_circuits"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    provider: Mapped[str] = mapped_column(String(32))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    retry_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    failures: Mapped[int] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 # --------------------------------------------------------------------------- campaign runs
 
 RUN_STATUSES = ("active", "paused", "cancelled", "completed")

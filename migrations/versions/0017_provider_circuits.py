@@ -1,0 +1,47 @@
+"""provider_circuits: a provider that is down makes its channel wait, not its messages fail
+
+Revision ID: 0017
+Revises: 0013
+Create Date: 2026-12-06 21:00:00
+
+During a 15-minute outage the first message of each batch spent every attempt and ended
+``failed too_many_attempts`` without ever having gone (#16). Now an error that is the
+provider's (no connection, 5xx, 429, a connect timeout) opens the circuit of that provider
+and sender: one row here, keyed like the rate limits (``email:sendgrid:rewards@...``), read by
+every dispatcher before it claims that channel. Until ``retry_at`` nothing is claimed for
+it; then one request probes, and a success deletes the row. ``failures`` counts the probes
+that failed in a row (the wait doubles each time); ``opened_at`` is what `dispatch` and `tick`
+report ("waiting for sendgrid since ...").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import engine.db.types
+
+revision: str = "0017"
+down_revision: str | None = "0013"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "provider_circuits",
+        sa.Column("key", sa.String(length=400), nullable=False),
+        sa.Column("channel", sa.String(length=8), nullable=False),
+        sa.Column("provider", sa.String(length=32), nullable=False),
+        sa.Column("opened_at", engine.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("retry_at", engine.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_provider_circuits")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("provider_circuits")
