@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import select
 
 from engine.app import App
-from engine.circuits import Circuit, open_circuits
 from engine.channels.base import Channel
 from engine.channels.sendgrid import SendGridChannel
 from engine.channels.twilio import TwilioChannel
+from engine.circuits import Circuit, open_circuits
 from engine.db.models import CampaignRun, OutboxMessage, Participant, Suppression
 from engine.dispatch import dispatch
 from engine.settings import Settings
