@@ -1392,6 +1392,8 @@ def dispatch_command(
         )
     for run_id in summary.paused_runs:
         click.echo(f"run {run_id} was paused: see `campaign runs show {run_id}`")
+    for circuit in summary.waiting_for:
+        click.echo(circuit.describe())
 
 
 @cli.group("outbox")
@@ -1493,6 +1495,51 @@ def outbox_resolve(
         emit_json(result)
         return
     click.echo(f"outbox message {result.id}: {result.before} -> {result.after}")
+
+
+@outbox_group.command("requeue")
+@click.option(
+    "--status",
+    type=click.Choice(["failed"]),
+    default="failed",
+    show_default=True,
+    help="Messages in this status (only failed ones that never went are queued again).",
+)
+@click.option("--reason", help="Only those failed for this reason (e.g. too_many_attempts).")
+@click.option("--run", "run_id", type=int, help="Only messages of this run.")
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Only those failed since this ISO 8601 time (UTC if no offset) or this long ago (36h).",
+)
+@click.option("--note", help="Why (kept with each message).")
+@json_option
+@pass_state
+def outbox_requeue(
+    state: CliState,
+    status: str,
+    reason: str | None,
+    run_id: int | None,
+    since: str | None,
+    note: str | None,
+    as_json: bool,
+) -> None:
+    """Queue failed messages again in bulk (those that never went: e.g. failed
+    too_many_attempts by a provider outage). They start again from no attempt and are gated
+    again as usual: consent, suppressions, send windows, caps."""
+    from engine.outbox import requeue
+    from engine.suppression_sync import parse_since
+
+    now = state.clock.now()
+    when = parse_since(since, now=now) if since else None
+    with transaction(state) as session:
+        result = requeue(
+            session, at=now, status=status, reason=reason, run_id=run_id, since=when, note=note
+        )
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{result.count} {status} message(s) queued again")
 
 
 @cli.command("send-test")

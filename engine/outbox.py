@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine import outbox_status as st
@@ -220,6 +220,68 @@ def resolve(
     return Resolution(message.id, message.uid, before, target, note)
 
 
+@dataclass(frozen=True)
+class Requeued:
+    count: int
+    status: str
+    reason: str | None
+    run_id: int | None
+    since: datetime | None
+
+
+REQUEUABLE = (st.FAILED,)
+
+
+def requeue(
+    session: Session,
+    *,
+    at: datetime,
+    status: str = st.FAILED,
+    reason: str | None = None,
+    run_id: int | None = None,
+    since: datetime | None = None,
+    note: str | None = None,
+) -> Requeued:
+    """Queue again, in bulk, messages that failed without ever going (``sent_at`` is null: a
+    message the provider accepted and later reported failed did go, and stays failed), e.g.
+    those an outage failed ``too_many_attempts`` before outages stopped spending attempts.
+    Filters: ``reason`` (their status_reason), ``run_id``, ``since`` (failed since then).
+    They start again from no attempt and go through the dispatcher's gate as usual (consent,
+    suppressions, windows, caps), their run's state included."""
+    at = ensure_utc(at)
+    if status not in REQUEUABLE:
+        raise InputError(
+            f"--status {status}: only failed messages are queued again this way (unknown "
+            "ones: `campaign outbox resolve --resend`)"
+        )
+    if run_id is not None and session.get(CampaignRun, run_id) is None:
+        raise NotFoundError(f"no campaign run {run_id}; see `campaign runs list`")
+    where = [OutboxMessage.status == status, OutboxMessage.sent_at.is_(None)]
+    if reason is not None:
+        where.append(OutboxMessage.status_reason == reason)
+    if run_id is not None:
+        where.append(OutboxMessage.run_id == run_id)
+    if since is not None:
+        where.append(OutboxMessage.updated_at >= ensure_utc(since))
+    assert st.can_requeue(status)
+    result = session.execute(
+        update(OutboxMessage)
+        .where(*where)
+        .values(
+            status=st.QUEUED,
+            status_reason=f"requeued by hand: {note}" if note else "requeued by hand",
+            attempts=0,
+            not_before=at,
+            claimed_by=None,
+            claimed_until=None,
+            updated_at=at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    return Requeued(count, status, reason, run_id, since)
+
+
 # --------------------------------------------------------------------------- outbound
 
 
@@ -298,10 +360,12 @@ def build_outbound(
 
 __all__ = [
     "OutboxView",
+    "Requeued",
     "Resolution",
     "build_outbound",
     "count_due",
     "list_messages",
+    "requeue",
     "resolve",
     "split_address",
     "status_callback_url",

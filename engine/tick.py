@@ -108,6 +108,8 @@ class TickSummary:
                 f"  sent {d.sent}, skipped {skipped}, waiting {d.waiting}, retried {d.retried}, "
                 f"failed {d.failed}, unknown {d.unknown} (stopped: {d.stopped_by})"
             )
+            for circuit in getattr(d, "waiting_for", ()):
+                lines.append(f"  {circuit.describe()}")
         return "\n".join(lines)
 
 
