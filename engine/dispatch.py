@@ -171,6 +171,10 @@ POLL_SECONDS = 1.0  # follow mode: how often an idle worker looks for due messag
 # this when its turn comes has them read again: a slow batch before it (a rate limit holds a
 # batch for seconds) must not let a suppression made meanwhile go unseen.
 FACTS_MAX_AGE_SECONDS = 1.0
+# While a batch is sent (at 1 SMS/s, ten seconds of it), its remaining recipients'
+# suppressions are read again when the last read is older than this, right before a request:
+# a STOP or an unsubscribe committed meanwhile stops the next message (#16).
+SUPPRESSION_RECHECK_SECONDS = 0.25
 # pg_advisory_xact_lock key taken by every claim (see _claim).
 CLAIM_LOCK = 0x636C61696D  # "claim"
 # A claim's states (dispatch_claims.state; see the module docstring).
@@ -782,6 +786,8 @@ class _Facts:
     contacts: dict[int, list[datetime]]
     definitions: dict[int, CampaignDefinition]
     programs: dict[int, tuple[str, str]]
+    digests: dict[str, str] = field(default_factory=dict)  # address -> its suppression hash
+    read_at: float = field(default_factory=time.monotonic)
 
 
 def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
@@ -846,7 +852,24 @@ def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
             contact_times(lambda column: _among(column, pids, postgres), at - lookback)
         ).all():
             contacts[pid].append(when)
-    return _Facts(consents, suppressed, contacts, definitions, programs)
+    return _Facts(consents, suppressed, contacts, definitions, programs, digests)
+
+
+def _suppressed_among(shared: _Shared, channel: str, digests: Sequence[str]) -> set[str]:
+    """Those of ``digests`` (address hashes) suppressed on ``channel`` now: one indexed read
+    (the unique (channel, address_hash) index), made on the sending thread between requests."""
+    if not digests:
+        return set()
+    with shared.app.sessions() as session:
+        postgres = _is_postgres(session)
+        return set(
+            session.scalars(
+                select(Suppression.address_hash).where(
+                    _among(Suppression.address_hash, sorted(set(digests)), postgres, String),
+                    Suppression.channel.in_((channel, "all")),
+                )
+            )
+        )
 
 
 def _decide(
@@ -1153,6 +1176,11 @@ class _Batch:
         # a probe, and the first success closes the circuit.
         self.probing = False
         self.circuit_open = False
+        # The suppression re-check (SUPPRESSION_RECHECK_SECONDS): the batch's address hashes,
+        # when they were last read, and those suppressed since.
+        self.digests: Mapping[str, str] = {}
+        self.checked_at = time.monotonic()
+        self.newly_suppressed: set[str] = set()
 
     def run(self, ready: list[tuple[_Row, str]]) -> None:
         singles: list[tuple[_Row, Outbound]] = []
@@ -1178,9 +1206,10 @@ class _Batch:
             else:
                 singles.append((row, message))
         addresses = dict((row.id, address) for row, address in ready)
+        single_addresses = [addresses[row.id] for row, _ in singles]
         sender = self.sender
         try:
-            for row, message in singles:
+            for index, (row, message) in enumerate(singles):
                 # Room first (settling what came back: a 429 holds the rest back), then the
                 # rate's slot, so that the request starts as the slot comes.
                 self._settle(sender.room(), addresses)
@@ -1189,6 +1218,9 @@ class _Batch:
                 self.bucket.acquire()
                 if self._stopping():
                     self._release(row)
+                    continue
+                if self._suppressed_since(addresses[row.id], single_addresses, index):
+                    self._outcome(_Outcome(row, st.SKIPPED, "suppressed"))
                     continue
                 sender.start(row, self.channel.send, message)
                 if self.probing:  # the probe's answer first: is the provider back?
@@ -1221,6 +1253,16 @@ class _Batch:
             if not chunk:
                 continue
             self.bucket.acquire(len(chunk))
+            remaining = [addresses[row.id] for row, _ in chunk]
+            kept = []
+            for row, message in chunk:
+                if self._suppressed_since(addresses[row.id], remaining, 0):
+                    self._outcome(_Outcome(row, st.SKIPPED, "suppressed"))
+                else:
+                    kept.append((row, message))
+            chunk = kept
+            if not chunk:
+                continue
             if self._stopping():
                 for row, _ in chunk:
                     self._release(row)
@@ -1246,6 +1288,18 @@ class _Batch:
                     self._outcome(_Outcome(row, st.UNKNOWN, "no_outcome_from_batch"))
 
     # -- decisions about the rest of the batch
+
+    def _suppressed_since(self, address: str, batch: Sequence[str], start: int) -> bool:
+        """Whether ``address`` was suppressed since the gate's facts were read: read again
+        for the addresses of ``batch`` from ``start`` on (those not sent yet) when the last
+        read is older than SUPPRESSION_RECHECK_SECONDS."""
+        if time.monotonic() - self.checked_at >= SUPPRESSION_RECHECK_SECONDS and self.digests:
+            wanted = [d for a in batch[start:] if (d := self.digests.get(a))]
+            self.newly_suppressed |= _suppressed_among(self.shared, self.channel_kind, wanted)
+            self.checked_at = time.monotonic()
+        if not self.newly_suppressed:
+            return False
+        return self.digests.get(address) in self.newly_suppressed
 
     def _stopping(self) -> bool:
         if self.stopped is None:
@@ -1564,6 +1618,7 @@ class _Pipeline:
             if rows and time.monotonic() - claimed.read_at > FACTS_MAX_AGE_SECONDS:
                 facts = _load_facts(self.shared, rows, claimed.kind)
             ready, outcomes = _decide(self.shared, rows, facts, claimed.kind)
+            batch.digests, batch.checked_at = facts.digests, facts.read_at
             if ready and claimed.handed is None:
                 # Nothing goes before this is committed (nothing to send: no mark needed).
                 claimed.handed = _hand_off(self.shared, claimed.rows[0].claim)
