@@ -2270,10 +2270,26 @@ def advance_command(state: CliState, limit: int | None, as_json: bool) -> None:
 def tick_command(state: CliState, budget: float | None, as_json: bool) -> None:
     """Do everything due now and exit (for cron, e.g. every minute): launch scheduled
     campaigns whose time has come, match conversions, advance sequences, send due messages
-    within the time budget. Safe beside another tick or the scheduler daemon."""
+    within the time budget. Safe beside another tick or the scheduler daemon. On SIGTERM or
+    Ctrl-C it stops like `dispatch`: requests in flight finish, the rest goes back."""
+    import signal
+    import threading
+
     from engine.tick import tick
 
-    summary = tick(state.app(), budget_seconds=budget)
+    # SIGTERM (a cron wrapper's `timeout`) or Ctrl-C: the requests in flight finish and are
+    # recorded, the rest of the claimed messages go back to the queue, as `dispatch` does.
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        summary = tick(state.app(), budget_seconds=budget, stop=stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if as_json:
         emit_json(summary)
         return
