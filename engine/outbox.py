@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from engine import outbox_status as st
 from engine.channels.base import Outbound, OutboundEmail, OutboundSms
 from engine.clock import ensure_utc
-from engine.contact_ledger import settle_as_contact
+from engine.contact_ledger import contacts_of_messages, settle_as_contact, unknown_counted_at
 from engine.db.models import OUTBOX_STATUSES, CampaignRun, OutboxMessage, Participant
 from engine.errors import InputError, NotFoundError
 from engine.settings import Settings
@@ -136,15 +136,39 @@ def list_messages(
     return _views(session, query.limit(limit))
 
 
-def unknown_messages(session: Session, *, limit: int = 1000) -> list[OutboxView]:
+def _unknown_filters(run_id: int | None, since: datetime | None) -> list[Any]:
+    where: list[Any] = [OutboxMessage.status == st.UNKNOWN]
+    if run_id is not None:
+        where.append(OutboxMessage.run_id == run_id)
+    if since is not None:
+        where.append(OutboxMessage.updated_at >= ensure_utc(since))
+    return where
+
+
+def unknown_messages(
+    session: Session,
+    *,
+    limit: int = 1000,
+    after: int | None = None,
+    run_id: int | None = None,
+    since: datetime | None = None,
+) -> list[OutboxView]:
     """Messages whose fate is unknown (a crash or timeout after the request went out): each
-    may or may not have reached the recipient. Settle them with :func:`resolve`."""
-    query = (
-        select(OutboxMessage)
-        .where(OutboxMessage.status == st.UNKNOWN)
-        .order_by(OutboxMessage.updated_at, OutboxMessage.id)
-    )
+    may or may not have reached the recipient. Settle them with :func:`resolve` or
+    :func:`resolve_many`. In id order, ``limit`` at a time from after id ``after`` (pages)."""
+    where = _unknown_filters(run_id, since)
+    if after is not None:
+        where.append(OutboxMessage.id > after)
+    query = select(OutboxMessage).where(*where).order_by(OutboxMessage.id)
     return _views(session, query.limit(limit))
+
+
+def count_unknown(
+    session: Session, *, run_id: int | None = None, since: datetime | None = None
+) -> int:
+    """How many messages are of unknown fate (with the filters of :func:`unknown_messages`)."""
+    query = select(func.count()).select_from(OutboxMessage)
+    return int(session.scalar(query.where(*_unknown_filters(run_id, since))) or 0)
 
 
 def count_due(session: Session, *, at: datetime) -> int:
@@ -282,6 +306,71 @@ def requeue(
     return Requeued(count, status, reason, run_id, since)
 
 
+@dataclass(frozen=True)
+class BulkResolution:
+    count: int
+    after: str
+    note: str | None
+
+
+_BULK_CHUNK = 1000  # ids per statement (SQLite's bound-parameter limit)
+
+
+def resolve_many(
+    session: Session,
+    action: ResolveAction,
+    *,
+    at: datetime,
+    run_id: int | None = None,
+    since: datetime | None = None,
+    note: str | None = None,
+) -> BulkResolution:
+    """Settle every unknown message (of run ``run_id``, left unknown since ``since``) at once,
+    as :func:`resolve` settles one: ``sent`` writes each one's contact at the instant the caps
+    counted it at, ``resend`` queues them again, ``failed`` gives up on them."""
+    at = ensure_utc(at)
+    if action not in _RESOLVE_TO:
+        raise InputError(f"resolve how? use one of {', '.join(_RESOLVE_TO)}")
+    if run_id is not None and session.get(CampaignRun, run_id) is None:
+        raise NotFoundError(f"no campaign run {run_id}; see `campaign runs list`")
+    target = _RESOLVE_TO[action]
+    assert st.can_move(st.UNKNOWN, target)
+    query = select(OutboxMessage.id).where(*_unknown_filters(run_id, since))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query.order_by(OutboxMessage.id)))
+    values: dict[str, Any] = {
+        "status": target,
+        "claimed_by": None,
+        "claimed_until": None,
+        "updated_at": at,
+        "status_reason": f"resolved by hand: {note}" if note else "resolved by hand",
+    }
+    if target == st.SENT:
+        values["sent_at"] = func.coalesce(OutboxMessage.sent_at, at)
+    if target == st.QUEUED:
+        values["not_before"] = at
+    for start in range(0, len(ids), _BULK_CHUNK):
+        chunk = ids[start : start + _BULK_CHUNK]
+        if target == st.SENT:
+            # Before the move, which overwrites updated_at (engine/contact_ledger.py).
+            session.execute(
+                contacts_of_messages(
+                    session.get_bind().dialect.name,
+                    unknown_counted_at(),
+                    OutboxMessage.id.in_(chunk),
+                    OutboxMessage.status == st.UNKNOWN,
+                )
+            )
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(chunk), OutboxMessage.status == st.UNKNOWN)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    return BulkResolution(len(ids), target, note)
+
+
 # --------------------------------------------------------------------------- outbound
 
 
@@ -359,14 +448,17 @@ def build_outbound(
 
 
 __all__ = [
+    "BulkResolution",
     "OutboxView",
     "Requeued",
     "Resolution",
     "build_outbound",
     "count_due",
+    "count_unknown",
     "list_messages",
     "requeue",
     "resolve",
+    "resolve_many",
     "split_address",
     "status_callback_url",
     "unknown_messages",
