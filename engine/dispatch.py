@@ -1785,7 +1785,7 @@ def dispatch(
     reasons = [part.stopped_by for part in results]
     summary.stopped_by = next((r for r in reasons if r != "drained"), "drained")
     with app.sessions() as session:
-        keys = {shared.circuit_keys[kind] for kind in channels}
+        keys = {shared.circuit_keys[k] for k in channels if k in shared.circuit_keys}
         summary.waiting_for = [c for c in open_circuits(session) if c.key in keys]
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
