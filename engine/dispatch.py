@@ -85,7 +85,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -101,6 +101,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -175,6 +176,13 @@ FACTS_MAX_AGE_SECONDS = 1.0
 # suppressions are read again when the last read is older than this, right before a request:
 # a STOP or an unsubscribe committed meanwhile stops the next message (#16).
 SUPPRESSION_RECHECK_SECONDS = 0.25
+# A live dispatcher moves the heartbeat of its claims on this often; a claim whose heartbeat
+# is older than HEARTBEAT_GRACE is a dead dispatcher's, settled as if its lease had run out
+# (the lease, CAMPAIGN_DISPATCH_LEASE, stays the longest a claim lives). The same thread runs
+# the housekeeping every HOUSEKEEPING_SECONDS, so a busy dispatcher notices a dead one too.
+HEARTBEAT_SECONDS = 10.0
+HEARTBEAT_GRACE = timedelta(seconds=60)
+HOUSEKEEPING_SECONDS = 60.0
 # pg_advisory_xact_lock key taken by every claim (see _claim).
 CLAIM_LOCK = 0x636C61696D  # "claim"
 # A claim's states (dispatch_claims.state; see the module docstring).
@@ -465,7 +473,12 @@ def _housekeeping(shared: _Shared) -> tuple[int, int, int]:
     at = _now(shared)
     with _writing(shared), shared.app.sessions() as session, session.begin():
         postgres = _is_postgres(session)
-        expired = (OutboxMessage.status == st.SENDING, OutboxMessage.claimed_until < at)
+        # A lease that ran out, or a claim whose dispatcher stopped beating (it died).
+        dead = select(DispatchClaim.id).where(DispatchClaim.heartbeat_at < at - HEARTBEAT_GRACE)
+        expired = (
+            OutboxMessage.status == st.SENDING,
+            or_(OutboxMessage.claimed_until < at, OutboxMessage.claim_id.in_(dead)),
+        )
         # Claims whose lease ran out before their hand-off will never send (_hand_off refuses
         # a lapsed claim): their rows can go back to the queue.
         lapsing = select(DispatchClaim.id).where(
@@ -546,6 +559,37 @@ def _housekeeping(shared: _Shared) -> tuple[int, int, int]:
     return _rowcount(lost), _rowcount(requeued), _rowcount(skipped)
 
 
+def _beat(shared: _Shared, workers: Sequence[str]) -> None:
+    """Move on the heartbeat of the claims that ``workers`` hold (rows still ``sending``)."""
+    with _writing(shared), shared.app.sessions() as session, session.begin():
+        mine = select(OutboxMessage.claim_id).where(
+            OutboxMessage.status == st.SENDING, OutboxMessage.claimed_by.in_(workers)
+        )
+        session.execute(
+            update(DispatchClaim)
+            .where(DispatchClaim.id.in_(mine))
+            .values(heartbeat_at=_now(shared))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _heartbeat(shared: _Shared, workers: Sequence[str], done: threading.Event) -> None:
+    """The heartbeat thread of one dispatch() (see HEARTBEAT_SECONDS)."""
+    last_housekeeping = time.monotonic()
+    while not done.wait(HEARTBEAT_SECONDS):
+        try:
+            _beat(shared, workers)
+            if time.monotonic() - last_housekeeping >= HOUSEKEEPING_SECONDS:
+                last_housekeeping = time.monotonic()
+                expired, requeued, cancelled = _housekeeping(shared)
+                with shared.lock:
+                    shared.summary.expired_leases += expired
+                    shared.summary.requeued_leases += requeued
+                    shared.summary.cancelled_skipped += cancelled
+        except Exception:  # the next beat tries again; sending goes on meanwhile
+            log.exception("dispatch: heartbeat failed")
+
+
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -573,8 +617,8 @@ WITH due AS (
     RETURNING m.id, m.uid, m.run_id, m.participant_id, m.campaign, m.channel, m.to_address,
         m.content, m.attempts, m.not_before, m.enrollment_id
 ), registered AS (
-    INSERT INTO dispatch_claims (id, state)
-    SELECT %(claim)s, 'claimed' WHERE EXISTS (SELECT FROM claimed)
+    INSERT INTO dispatch_claims (id, state, heartbeat_at)
+    SELECT %(claim)s, 'claimed', %(at)s WHERE EXISTS (SELECT FROM claimed)
 )
 SELECT c.id, c.uid, c.run_id, c.participant_id, c.campaign, c.channel, c.to_address,
     c.content, c.attempts, c.not_before, e.state, p.email, p.phone, p.timezone, p.program_id,
@@ -719,7 +763,7 @@ def _claim_sqlite(
     )
     if not ids:
         return []
-    session.execute(insert(DispatchClaim).values(id=claim, state=CLAIMED))
+    session.execute(insert(DispatchClaim).values(id=claim, state=CLAIMED, heartbeat_at=at))
     return session.execute(
         select(
             OutboxMessage.id,
@@ -1751,35 +1795,47 @@ def dispatch(
         names = [worker] if workers == 1 else [f"{worker}/{n}"[:64] for n in range(workers)]
         results: list[DispatchSummary] = []
         errors: list[BaseException] = []
-        if workers == 1:
-            results.append(_work(shared, names[0][:64], 0))
-        else:
+        done = threading.Event()
+        beating = threading.Thread(
+            target=_heartbeat,
+            args=(shared, [name[:64] for name in names], done),
+            name="dispatch-heartbeat",
+            daemon=True,
+        )
+        beating.start()
+        try:
+            if workers == 1:
+                results.append(_work(shared, names[0][:64], 0))
+            else:
 
-            def run(name: str, index: int) -> None:
-                try:
-                    part = _work(shared, name, index)
-                except BaseException as exc:  # surfaced in the caller's thread below
-                    errors.append(exc)
-                    shared.stop_event.set()
-                    return
-                with shared.lock:
-                    results.append(part)
+                def run(name: str, index: int) -> None:
+                    try:
+                        part = _work(shared, name, index)
+                    except BaseException as exc:  # surfaced in the caller's thread below
+                        errors.append(exc)
+                        shared.stop_event.set()
+                        return
+                    with shared.lock:
+                        results.append(part)
 
-            threads = [
-                threading.Thread(target=run, args=(name, i), name=f"dispatch-{i}", daemon=True)
-                for i, name in enumerate(names)
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            if errors:
-                raise errors[0]
+                threads = [
+                    threading.Thread(target=run, args=(name, i), name=f"dispatch-{i}", daemon=True)
+                    for i, name in enumerate(names)
+                ]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                if errors:
+                    raise errors[0]
+        finally:
+            done.set()
+            beating.join()
     summary = shared.summary
     summary.workers = workers
-    summary.expired_leases = expired
-    summary.requeued_leases = requeued
-    summary.cancelled_skipped = cancelled
+    summary.expired_leases += expired
+    summary.requeued_leases += requeued
+    summary.cancelled_skipped += cancelled
     for part in results:
         summary.add(part)
     reasons = [part.stopped_by for part in results]

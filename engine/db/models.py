@@ -473,6 +473,9 @@ class DispatchClaim(Base):
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=False)
     state: Mapped[str] = mapped_column(String(8))
+    # Moved on every few seconds by the live dispatcher (migration 0017): a claim whose
+    # heartbeat is a minute old is a dead dispatcher's. NULL: only the lease counts.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class OutboxTally(Base):

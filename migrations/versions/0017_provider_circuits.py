@@ -1,4 +1,4 @@
-"""provider_circuits: a provider that is down makes its channel wait, not its messages fail
+"""provider_circuits; dispatch_claims.heartbeat_at: outages and dead dispatchers (#16)
 
 Revision ID: 0017
 Revises: 0013
@@ -12,6 +12,11 @@ every dispatcher before it claims that channel. Until ``retry_at`` nothing is cl
 it; then one request probes, and a success deletes the row. ``failures`` counts the probes
 that failed in a row (the wait doubles each time); ``opened_at`` is what `dispatch` and `tick`
 report ("waiting for sendgrid since ...").
+
+``dispatch_claims.heartbeat_at``: a dispatcher moves it on for its live claims every few
+seconds; a claim whose heartbeat is more than a minute old belongs to a dead dispatcher, and
+its rows are settled as after a lease that ran out (CAMPAIGN_DISPATCH_LEASE stays the
+longest a claim lives). NULL (a claim of an older dispatcher): only its lease counts.
 """
 
 from __future__ import annotations
@@ -41,7 +46,13 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_provider_circuits")),
     )
+    op.add_column(
+        "dispatch_claims",
+        sa.Column("heartbeat_at", engine.db.types.UTCDateTime(timezone=True), nullable=True),
+    )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("dispatch_claims") as batch_op:
+        batch_op.drop_column("heartbeat_at")
     op.drop_table("provider_circuits")
