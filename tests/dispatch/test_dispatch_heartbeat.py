@@ -19,7 +19,6 @@ from sqlalchemy import select
 from engine import dispatch as dispatch_module
 from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
-from engine.channels.sendgrid import SendGridChannel
 from engine.clock import FrozenClock
 from engine.db.models import DispatchClaim, OutboxMessage
 from engine.dispatch import DispatchSummary, dispatch
