@@ -1259,6 +1259,12 @@ class _Batch:
                 self._settle(sender.room(), addresses)
                 if not self._may_send(row):
                     continue
+                # Suppressions are read again before the slot, not between the slot and the
+                # request (a read there would bunch requests up against the next slot); and
+                # after the slot only when waiting for it took long (at 1 SMS/s, a second).
+                if self._suppressed_since(addresses[row.id], single_addresses, index):
+                    self._outcome(_Outcome(row, st.SKIPPED, "suppressed"))
+                    continue
                 self.bucket.acquire()
                 if self._stopping():
                     self._release(row)
