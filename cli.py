@@ -1589,6 +1589,8 @@ def dispatch_command(
         )
     for run_id in summary.paused_runs:
         click.echo(f"run {run_id} was paused: see `campaign runs show {run_id}`")
+    for circuit in summary.waiting_for:
+        click.echo(circuit.describe())
     for error in summary.errors:
         click.echo(f"error: {error}", err=True)
     if summary.errors:
@@ -1647,23 +1649,46 @@ def outbox_list(
 
 
 @outbox_group.command("unknown")
+@click.option("--run", "run_id", type=int, help="Only messages of this run.")
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Only those left unknown since this ISO 8601 time (UTC if no offset) or this long ago.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--after", type=int, metavar="ID", help="The next page: messages after this id (in id order)."
+)
 @json_option
 @pass_state
-def outbox_unknown(state: CliState, as_json: bool) -> None:
+def outbox_unknown(
+    state: CliState,
+    run_id: int | None,
+    since: str | None,
+    limit: int,
+    after: int | None,
+    as_json: bool,
+) -> None:
     """Messages that may or may not have gone (a crash or a timeout after the request was
-    sent). Check with the provider, then settle each with `campaign outbox resolve`."""
-    from engine.outbox import unknown_messages
+    sent), in id order, a page at a time. Check with the provider, then settle them with
+    `campaign outbox resolve` (one, or in bulk with --all/--run/--since)."""
+    from engine.outbox import count_unknown, unknown_messages
+    from engine.suppression_sync import parse_since
 
+    when = parse_since(since, now=state.clock.now()) if since else None
     with transaction(state) as session:
-        messages = unknown_messages(session)
+        messages = unknown_messages(session, limit=limit, after=after, run_id=run_id, since=when)
+        total = count_unknown(session, run_id=run_id, since=when)
     if as_json:
         emit_json(messages)
         return
     if not messages:
-        click.echo("no message of unknown fate")
+        click.echo("no message of unknown fate" + (" after that id" if after else ""))
         return
+    more = len(messages) == limit
     render_table(
-        f"{len(messages)} message(s) of unknown fate",
+        f"{total} message(s) of unknown fate"
+        + (f"; next page: --after {messages[-1].id}" if more else ""),
         (*_OUTBOX_COLUMNS, "claimed by", "provider id"),
         [
             [*row, m.claimed_by, m.provider_message_id]
@@ -1673,27 +1698,110 @@ def outbox_unknown(state: CliState, as_json: bool) -> None:
 
 
 @outbox_group.command("resolve")
-@click.argument("message")
+@click.argument("message", required=False)
 @click.option("--sent", "action", flag_value="sent", help="It did go: never send it again.")
 @click.option("--resend", "action", flag_value="resend", help="It did not go: queue it again.")
 @click.option("--failed", "action", flag_value="failed", help="Give up on it.")
+@click.option("--all", "every", is_flag=True, help="Every message of unknown fate.")
+@click.option("--run", "run_id", type=int, help="Every unknown message of this run.")
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Every message left unknown since this ISO 8601 time or this long ago (36h).",
+)
 @click.option("--note", help="Why (kept with the message).")
 @json_option
 @pass_state
 def outbox_resolve(
-    state: CliState, message: str, action: str | None, note: str | None, as_json: bool
+    state: CliState,
+    message: str | None,
+    action: str | None,
+    every: bool,
+    run_id: int | None,
+    since: str | None,
+    note: str | None,
+    as_json: bool,
 ) -> None:
-    """Settle outbox MESSAGE (its id or uid) by hand: --sent, --resend or --failed."""
-    from engine.outbox import resolve
+    """Settle outbox MESSAGE (its id or uid) by hand: --sent, --resend or --failed; or every
+    unknown message at once with --all, --run R and/or --since TIME."""
+    from engine.outbox import resolve, resolve_many
+    from engine.suppression_sync import parse_since
 
     if action is None:
         raise click.UsageError("say how: --sent, --resend or --failed")
+    bulk = every or run_id is not None or since is not None
+    if message is not None and bulk:
+        raise click.UsageError("give MESSAGE, or --all/--run/--since, not both")
+    if message is None and not bulk:
+        raise click.UsageError("which? give MESSAGE, or --all/--run/--since for many")
+    now = state.clock.now()
+    if message is None:
+        when = parse_since(since, now=now) if since else None
+        with transaction(state) as session:
+            many = resolve_many(
+                session,
+                action,  # type: ignore[arg-type]
+                at=now,
+                run_id=run_id,
+                since=when,
+                note=note,
+            )
+        if as_json:
+            emit_json(many)
+            return
+        click.echo(f"{many.count} message(s) of unknown fate -> {many.after}")
+        return
     with transaction(state) as session:
-        result = resolve(session, message, action, at=state.clock.now(), note=note)  # type: ignore[arg-type]
+        result = resolve(session, message, action, at=now, note=note)  # type: ignore[arg-type]
     if as_json:
         emit_json(result)
         return
     click.echo(f"outbox message {result.id}: {result.before} -> {result.after}")
+
+
+@outbox_group.command("requeue")
+@click.option(
+    "--status",
+    type=click.Choice(["failed"]),
+    default="failed",
+    show_default=True,
+    help="Messages in this status (only failed ones that never went are queued again).",
+)
+@click.option("--reason", help="Only those failed for this reason (e.g. too_many_attempts).")
+@click.option("--run", "run_id", type=int, help="Only messages of this run.")
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Only those failed since this ISO 8601 time (UTC if no offset) or this long ago (36h).",
+)
+@click.option("--note", help="Why (kept with each message).")
+@json_option
+@pass_state
+def outbox_requeue(
+    state: CliState,
+    status: str,
+    reason: str | None,
+    run_id: int | None,
+    since: str | None,
+    note: str | None,
+    as_json: bool,
+) -> None:
+    """Queue failed messages again in bulk (those that never went: e.g. failed
+    too_many_attempts by a provider outage). They start again from no attempt and are gated
+    again as usual: consent, suppressions, send windows, caps."""
+    from engine.outbox import requeue
+    from engine.suppression_sync import parse_since
+
+    now = state.clock.now()
+    when = parse_since(since, now=now) if since else None
+    with transaction(state) as session:
+        result = requeue(
+            session, at=now, status=status, reason=reason, run_id=run_id, since=when, note=note
+        )
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{result.count} {status} message(s) queued again")
 
 
 @cli.command("send-test")
@@ -2550,10 +2658,26 @@ def advance_command(state: CliState, limit: int | None, as_json: bool) -> None:
 def tick_command(state: CliState, budget: float | None, as_json: bool) -> None:
     """Do everything due now and exit (for cron, e.g. every minute): launch scheduled
     campaigns whose time has come, match conversions, advance sequences, send due messages
-    within the time budget. Safe beside another tick or the scheduler daemon."""
+    within the time budget. Safe beside another tick or the scheduler daemon. On SIGTERM or
+    Ctrl-C it stops like `dispatch`: requests in flight finish, the rest goes back."""
+    import signal
+    import threading
+
     from engine.tick import tick
 
-    summary = tick(state.app(), budget_seconds=budget)
+    # SIGTERM (a cron wrapper's `timeout`) or Ctrl-C: the requests in flight finish and are
+    # recorded, the rest of the claimed messages go back to the queue, as `dispatch` does.
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        summary = tick(state.app(), budget_seconds=budget, stop=stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if as_json:
         emit_json(summary)
         return

@@ -31,13 +31,16 @@ One pass of a worker, per channel in turn:
    at once from each worker (engine/in_flight.py), so that its latency does not set the send
    rate; each outcome is settled on the sending thread as it comes back.
 4. **Record** the outcomes in bulk (one executemany per batch): ``sent`` with provider, provider
-   message id and ``sent_at`` plus a ``contacts`` row (the frequency cap's ledger); retryable
-   errors back to ``queued`` with exponential backoff and jitter (Retry-After honoured) up to
-   ``dispatch_max_attempts``, then ``failed``; recipient errors ``failed`` plus a suppression
-   (opted out -> opt_out, invalid number/address -> invalid, source ``provider``); a campaign
-   stop (401/403) puts the message back and pauses the run with the reason; an unknown outcome
-   (timeout after the request went) is ``unknown``; ``dispatch_pause_after_failures``
-   consecutive provider failures on a run pause it.
+   message id and ``sent_at`` plus a ``contacts`` row (the frequency cap's ledger); an error
+   that is the provider's (no connection, 5xx, 429: ``RetryableError``) puts the message back
+   to ``queued`` with no attempt spent and opens the circuit of that provider and sender
+   (engine/circuits.py): nothing is claimed for that channel until its next probe, one
+   request, whose success closes it; a message or recipient error ``failed`` (recipient errors
+   with a suppression: opted out -> opt_out, invalid number/address -> invalid, source
+   ``provider``); a campaign stop (401/403) puts the message back and pauses the run with the
+   reason; an unknown outcome (timeout after the request went) is ``unknown``;
+   ``dispatch_pause_after_failures`` consecutive provider failures on a run (other than an
+   outage, which the circuit waits out, and a refusal of the message or recipient) pause it.
 
 Each worker is three threads, so that the database's time overlaps the HTTP requests
 instead of adding to them (issue #4): while a batch is being sent, one thread claims the next
@@ -74,7 +77,6 @@ import fcntl
 import json
 import logging
 import os
-import random
 import secrets
 import threading
 import time
@@ -99,6 +101,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -113,6 +116,7 @@ from engine.channels.base import (
     Channel,
     ChannelError,
     DuplicateSendError,
+    MessageError,
     Outbound,
     OutboundEmail,
     RecipientError,
@@ -120,6 +124,8 @@ from engine.channels.base import (
     SendResult,
     UnknownOutcomeError,
 )
+from engine.circuits import Circuit, circuit_of, open_circuits, trip
+from engine.circuits import close as close_circuit
 from engine.clock import ensure_utc
 from engine.contact_ledger import contact_times, contacts_of_messages
 from engine.db.models import (
@@ -151,7 +157,7 @@ from engine.policy import (
 )
 from engine.policy.decide import Decision
 from engine.ratelimit import SlotLimiter
-from engine.sender_limits import sender_limit
+from engine.sender_limits import rate_key, sender_limit
 from engine.shared_ratelimit import SharedTokenBucket
 
 log = logging.getLogger(__name__)
@@ -161,12 +167,22 @@ log = logging.getLogger(__name__)
 SENDABLE_RUNS = ("active",)
 CHANNEL_ORDER = ("email", "sms")
 CLAIM_SECONDS = 10.0  # a claim holds about this many seconds of the channel's rate
-MAX_BACKOFF = timedelta(hours=6)
 POLL_SECONDS = 1.0  # follow mode: how often an idle worker looks for due messages
 # A batch claimed ahead whose gate facts (consents, suppressions, contacts) are older than
 # this when its turn comes has them read again: a slow batch before it (a rate limit holds a
 # batch for seconds) must not let a suppression made meanwhile go unseen.
 FACTS_MAX_AGE_SECONDS = 1.0
+# While a batch is sent (at 1 SMS/s, ten seconds of it), its remaining recipients'
+# suppressions are read again when the last read is older than this, right before a request:
+# a STOP or an unsubscribe committed meanwhile stops the next message (#16).
+SUPPRESSION_RECHECK_SECONDS = 0.25
+# A live dispatcher moves the heartbeat of its claims on this often; a claim whose heartbeat
+# is older than HEARTBEAT_GRACE is a dead dispatcher's, settled as if its lease had run out
+# (the lease, CAMPAIGN_DISPATCH_LEASE, stays the longest a claim lives). The same thread runs
+# the housekeeping every HOUSEKEEPING_SECONDS, so a busy dispatcher notices a dead one too.
+HEARTBEAT_SECONDS = 10.0
+HEARTBEAT_GRACE = timedelta(seconds=60)
+HOUSEKEEPING_SECONDS = 60.0
 # pg_advisory_xact_lock key taken by every claim (see _claim).
 CLAIM_LOCK = 0x636C61696D  # "claim"
 # A claim's states (dispatch_claims.state; see the module docstring).
@@ -201,6 +217,8 @@ class DispatchSummary:
     paused_runs: list[int] = field(default_factory=list)
     # What went wrong that the operator must act on (an auto-pause that could not be applied).
     errors: list[str] = field(default_factory=list)
+    # Channels waiting for their provider (an open circuit: engine/circuits.py) at the end.
+    waiting_for: list[Circuit] = field(default_factory=list)
     stopped_by: str = "drained"
     seconds: float = 0.0
 
@@ -363,6 +381,10 @@ class _Shared:
             kind: sender_limit(self.limits_engine, kind, channels.get(kind), app.settings)
             for kind in ("email", "sms")
         }
+        # Each channel's circuit (engine/circuits.py): its provider and sender, as its limit.
+        self.circuit_keys = {
+            kind: rate_key(kind, channels.get(kind), app.settings) for kind in ("email", "sms")
+        }
         self.global_cap = FrequencyCap(
             self.settings.frequency_cap_max, self.settings.frequency_cap_per
         )
@@ -374,7 +396,6 @@ class _Shared:
         # release that run's rows again at once, round and round.
         self.pause_failed = False
         self.summary = DispatchSummary()
-        self.rng = random.Random()
 
     def stop_reason(self) -> str | None:
         if self.stop_event.is_set():
@@ -459,7 +480,12 @@ def _housekeeping(shared: _Shared) -> tuple[int, int, int]:
     at = _now(shared)
     with _writing(shared), shared.app.sessions() as session, session.begin():
         postgres = _is_postgres(session)
-        expired = (OutboxMessage.status == st.SENDING, OutboxMessage.claimed_until < at)
+        # A lease that ran out, or a claim whose dispatcher stopped beating (it died).
+        dead = select(DispatchClaim.id).where(DispatchClaim.heartbeat_at < at - HEARTBEAT_GRACE)
+        expired = (
+            OutboxMessage.status == st.SENDING,
+            or_(OutboxMessage.claimed_until < at, OutboxMessage.claim_id.in_(dead)),
+        )
         # Claims whose lease ran out before their hand-off will never send (_hand_off refuses
         # a lapsed claim): their rows can go back to the queue.
         lapsing = select(DispatchClaim.id).where(
@@ -540,6 +566,37 @@ def _housekeeping(shared: _Shared) -> tuple[int, int, int]:
     return _rowcount(lost), _rowcount(requeued), _rowcount(skipped)
 
 
+def _beat(shared: _Shared, workers: Sequence[str]) -> None:
+    """Move on the heartbeat of the claims that ``workers`` hold (rows still ``sending``)."""
+    with _writing(shared), shared.app.sessions() as session, session.begin():
+        mine = select(OutboxMessage.claim_id).where(
+            OutboxMessage.status == st.SENDING, OutboxMessage.claimed_by.in_(workers)
+        )
+        session.execute(
+            update(DispatchClaim)
+            .where(DispatchClaim.id.in_(mine))
+            .values(heartbeat_at=_now(shared))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _heartbeat(shared: _Shared, workers: Sequence[str], done: threading.Event) -> None:
+    """The heartbeat thread of one dispatch() (see HEARTBEAT_SECONDS)."""
+    last_housekeeping = time.monotonic()
+    while not done.wait(HEARTBEAT_SECONDS):
+        try:
+            _beat(shared, workers)
+            if time.monotonic() - last_housekeeping >= HOUSEKEEPING_SECONDS:
+                last_housekeeping = time.monotonic()
+                expired, requeued, cancelled = _housekeeping(shared)
+                with shared.lock:
+                    shared.summary.expired_leases += expired
+                    shared.summary.requeued_leases += requeued
+                    shared.summary.cancelled_skipped += cancelled
+        except Exception:  # the next beat tries again; sending goes on meanwhile
+            log.exception("dispatch: heartbeat failed")
+
+
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -567,8 +624,8 @@ WITH due AS (
     RETURNING m.id, m.uid, m.run_id, m.participant_id, m.campaign, m.channel, m.to_address,
         m.content, m.attempts, m.not_before, m.enrollment_id
 ), registered AS (
-    INSERT INTO dispatch_claims (id, state)
-    SELECT %(claim)s, 'claimed' WHERE EXISTS (SELECT FROM claimed)
+    INSERT INTO dispatch_claims (id, state, heartbeat_at)
+    SELECT %(claim)s, 'claimed', %(at)s WHERE EXISTS (SELECT FROM claimed)
 )
 SELECT c.id, c.uid, c.run_id, c.participant_id, c.campaign, c.channel, c.to_address,
     c.content, c.attempts, c.not_before, e.state, p.email, p.phone, p.timezone, p.program_id,
@@ -713,7 +770,7 @@ def _claim_sqlite(
     )
     if not ids:
         return []
-    session.execute(insert(DispatchClaim).values(id=claim, state=CLAIMED))
+    session.execute(insert(DispatchClaim).values(id=claim, state=CLAIMED, heartbeat_at=at))
     return session.execute(
         select(
             OutboxMessage.id,
@@ -780,6 +837,8 @@ class _Facts:
     contacts: dict[int, list[datetime]]
     definitions: dict[int, CampaignDefinition]
     programs: dict[int, tuple[str, str]]
+    digests: dict[str, str] = field(default_factory=dict)  # address -> its suppression hash
+    read_at: float = field(default_factory=time.monotonic)
 
 
 def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
@@ -844,7 +903,24 @@ def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
             contact_times(lambda column: _among(column, pids, postgres), at - lookback)
         ).all():
             contacts[pid].append(when)
-    return _Facts(consents, suppressed, contacts, definitions, programs)
+    return _Facts(consents, suppressed, contacts, definitions, programs, digests)
+
+
+def _suppressed_among(shared: _Shared, channel: str, digests: Sequence[str]) -> set[str]:
+    """Those of ``digests`` (address hashes) suppressed on ``channel`` now: one indexed read
+    (the unique (channel, address_hash) index), made on the sending thread between requests."""
+    if not digests:
+        return set()
+    with shared.app.sessions() as session:
+        postgres = _is_postgres(session)
+        return set(
+            session.scalars(
+                select(Suppression.address_hash).where(
+                    _among(Suppression.address_hash, sorted(set(digests)), postgres, String),
+                    Suppression.channel.in_((channel, "all")),
+                )
+            )
+        )
 
 
 def _decide(
@@ -897,12 +973,27 @@ def _decide(
     return ready, outcomes
 
 
-def _backoff(shared: _Shared, attempts: int, retry_after: float | None) -> timedelta:
-    base = shared.settings.dispatch_retry_delay * (2 ** max(0, attempts - 1))
-    delay = min(base, MAX_BACKOFF) * shared.rng.uniform(0.8, 1.2)
-    if retry_after is not None:
-        delay = max(delay, timedelta(seconds=retry_after))
-    return delay
+def _trip(shared: _Shared, channel: Channel, kind: str, error: RetryableError) -> Circuit:
+    """Open (or keep open) the circuit of ``kind``'s provider and sender after ``error``."""
+    with _writing(shared), shared.app.sessions() as session, session.begin():
+        circuit = trip(
+            session,
+            shared.circuit_keys[kind],
+            channel=kind,
+            provider=channel.name,
+            at=_now(shared),
+            error=str(error),
+            base=shared.settings.dispatch_retry_delay,
+            retry_after=error.retry_after,
+        )
+    log.warning("%s", circuit.describe())
+    return circuit
+
+
+def _close_circuit(shared: _Shared, kind: str) -> None:
+    with _writing(shared), shared.app.sessions() as session, session.begin():
+        if close_circuit(session, shared.circuit_keys[kind]):
+            log.warning("%s: the provider answers again; sending resumes", kind)
 
 
 _OTHER = (
@@ -1121,10 +1212,13 @@ def _failure_streak(shared: _Shared, run_id: int) -> int:
 
 
 def _counts_as_failure(error: ChannelError) -> bool:
-    """A provider failure for the auto-pause count (throttling and recipients are not)."""
-    if isinstance(error, RecipientError | CampaignStopError | DuplicateSendError):
-        return False
-    return not (isinstance(error, RetryableError) and error.status == 429)
+    """A provider failure for the auto-pause count. Not: a refusal of the message or the
+    recipient (the provider works), an outage (its circuit waits it out: no message is spent
+    on it), a stop (it pauses the run itself)."""
+    return not isinstance(
+        error,
+        RecipientError | MessageError | CampaignStopError | DuplicateSendError | RetryableError,
+    )
 
 
 class _Batch:
@@ -1141,6 +1235,15 @@ class _Batch:
         self.stopped: str | None = None
         self.held_back: set[int] = set()  # runs paused or stopped during this batch
         self.release_rest_at: datetime | None = None
+        # The channel's circuit was open (its wait is over): the first request goes alone,
+        # a probe, and the first success closes the circuit.
+        self.probing = False
+        self.circuit_open = False
+        # The suppression re-check (SUPPRESSION_RECHECK_SECONDS): the batch's address hashes,
+        # when they were last read, and those suppressed since.
+        self.digests: Mapping[str, str] = {}
+        self.checked_at = time.monotonic()
+        self.newly_suppressed: set[str] = set()
 
     def run(self, ready: list[tuple[_Row, str]]) -> None:
         singles: list[tuple[_Row, Outbound]] = []
@@ -1166,19 +1269,32 @@ class _Batch:
             else:
                 singles.append((row, message))
         addresses = dict((row.id, address) for row, address in ready)
+        single_addresses = [addresses[row.id] for row, _ in singles]
         sender = self.sender
         try:
-            for row, message in singles:
+            for index, (row, message) in enumerate(singles):
                 # Room first (settling what came back: a 429 holds the rest back), then the
                 # rate's slot, so that the request starts as the slot comes.
                 self._settle(sender.room(), addresses)
                 if not self._may_send(row):
                     continue
+                # Suppressions are read again before the slot, not between the slot and the
+                # request (a read there would bunch requests up against the next slot); and
+                # after the slot only when waiting for it took long (at 1 SMS/s, a second).
+                if self._suppressed_since(addresses[row.id], single_addresses, index):
+                    self._outcome(_Outcome(row, st.SKIPPED, "suppressed"))
+                    continue
                 self.bucket.acquire()
                 if self._stopping():
                     self._release(row)
                     continue
+                if self._suppressed_since(addresses[row.id], single_addresses, index):
+                    self._outcome(_Outcome(row, st.SKIPPED, "suppressed"))
+                    continue
                 sender.start(row, self.channel.send, message)
+                if self.probing:  # the probe's answer first: is the provider back?
+                    self._settle(sender.drain(), addresses)
+                    self.probing = False
         finally:
             # Even when the loop broke off: what went out is recorded.
             self._settle(sender.drain(), addresses)
@@ -1206,6 +1322,16 @@ class _Batch:
             if not chunk:
                 continue
             self.bucket.acquire(len(chunk))
+            remaining = [addresses[row.id] for row, _ in chunk]
+            kept = []
+            for row, message in chunk:
+                if self._suppressed_since(addresses[row.id], remaining, 0):
+                    self._outcome(_Outcome(row, st.SKIPPED, "suppressed"))
+                else:
+                    kept.append((row, message))
+            chunk = kept
+            if not chunk:
+                continue
             if self._stopping():
                 for row, _ in chunk:
                     self._release(row)
@@ -1231,6 +1357,18 @@ class _Batch:
                     self._outcome(_Outcome(row, st.UNKNOWN, "no_outcome_from_batch"))
 
     # -- decisions about the rest of the batch
+
+    def _suppressed_since(self, address: str, batch: Sequence[str], start: int) -> bool:
+        """Whether ``address`` was suppressed since the gate's facts were read: read again
+        for the addresses of ``batch`` from ``start`` on (those not sent yet) when the last
+        read is older than SUPPRESSION_RECHECK_SECONDS."""
+        if time.monotonic() - self.checked_at >= SUPPRESSION_RECHECK_SECONDS and self.digests:
+            wanted = [d for a in batch[start:] if (d := self.digests.get(a))]
+            self.newly_suppressed |= _suppressed_among(self.shared, self.channel_kind, wanted)
+            self.checked_at = time.monotonic()
+        if not self.newly_suppressed:
+            return False
+        return self.digests.get(address) in self.newly_suppressed
 
     def _stopping(self) -> bool:
         if self.stopped is None:
@@ -1266,6 +1404,9 @@ class _Batch:
         with self.shared.lock:
             self.shared.failures[row.run_id] = 0
         self.outcomes.append(_Outcome(row, st.SENT, result=result, address=address))
+        if self.circuit_open:
+            self.circuit_open = False
+            _close_circuit(self.shared, self.channel_kind)
 
     def _failed(self, row: _Row, address: str, error: ChannelError) -> None:
         shared = self.shared
@@ -1288,18 +1429,19 @@ class _Batch:
         elif isinstance(error, UnknownOutcomeError):
             self.outcomes.append(_Outcome(row, st.UNKNOWN, "no_answer", None, attempts, text))
         elif isinstance(error, RetryableError):
-            later = _now(shared) + _backoff(shared, attempts, error.retry_after)
-            if attempts >= shared.settings.dispatch_max_attempts:
-                self.outcomes.append(
-                    _Outcome(row, st.FAILED, "too_many_attempts", None, attempts, text)
-                )
-                later = _now(shared) + _backoff(shared, 1, error.retry_after)
-            else:
-                why = "throttled" if error.status == 429 else "retry"
-                self.outcomes.append(_Outcome(row, st.QUEUED, why, later, attempts, text))
-            # The provider is throttling or down: the rest of the batch waits too, without
-            # spending attempts of its own.
-            self.release_rest_at = later
+            # The provider's trouble, not the message's: it goes back as it was (no attempt
+            # spent), and the channel waits for the provider (its circuit opens), the rest of
+            # this batch too. Requests of the same moment that fail too take the same wait.
+            if self.release_rest_at is None:
+                circuit = _trip(shared, self.channel, self.channel_kind, error)
+                self.release_rest_at = circuit.retry_at
+                self.circuit_open = True
+            why = "throttled" if error.status == 429 else "provider_unavailable"
+            self.outcomes.append(
+                _Outcome(row, st.QUEUED, why, self.release_rest_at, row.attempts, text)
+            )
+        elif isinstance(error, MessageError):
+            self.outcomes.append(_Outcome(row, st.FAILED, "message_refused", None, attempts, text))
         else:
             self.outcomes.append(_Outcome(row, st.FAILED, "rejected", None, attempts, text))
         if _counts_as_failure(error):
@@ -1330,7 +1472,7 @@ def _tally(summary: DispatchSummary, outcomes: Sequence[_Outcome]) -> None:
             summary.failed += 1
         elif outcome.status == st.UNKNOWN:
             summary.unknown += 1
-        elif outcome.reason in ("retry", "throttled"):
+        elif outcome.reason in ("retry", "throttled", "provider_unavailable"):
             summary.retried += 1
         elif outcome.reason in ("released", "run_paused"):
             summary.released += 1
@@ -1348,6 +1490,8 @@ class _Claimed:
     overlapped: bool  # claimed while the worker's previous batch was still in flight
     read_at: float = field(default_factory=time.monotonic)  # when ``facts`` were read
     handed: bool | None = None  # what its hand-off answered (None: not made yet)
+    # The channel's circuit, open but due for a probe (None: closed).
+    circuit: Circuit | None = None
 
 
 @dataclass
@@ -1368,6 +1512,10 @@ def _claim_batch(shared: _Shared, worker: str, kind: str, overlapped: bool) -> _
     None when stopping or when the ``max_messages`` quota is used up."""
     if shared.stop_reason() is not None:
         return None
+    with shared.app.sessions() as session:
+        circuit = circuit_of(session, shared.circuit_keys[kind])
+    if circuit is not None and circuit.retry_at > _now(shared):
+        return _Claimed(kind, [], None, overlapped=False)  # waiting for the provider
     quota = shared.take(shared.claim_size(kind))
     if quota == 0:
         return None
@@ -1383,7 +1531,7 @@ def _claim_batch(shared: _Shared, worker: str, kind: str, overlapped: bool) -> _
         shared.give_back(len(rows))
         _record(shared, _released(rows), "")
         raise
-    return _Claimed(kind, rows, facts, overlapped)
+    return _Claimed(kind, rows, facts, overlapped, circuit=circuit)
 
 
 def _halted_runs(shared: _Shared, run_ids: set[int]) -> set[int]:
@@ -1528,6 +1676,7 @@ class _Pipeline:
         """Gate (now), hand off and send one claimed batch, then hand its outcomes to the
         writer. The next claim, of ``next_kind``, runs while it is sent."""
         batch = _Batch(self.shared, self.worker, claimed.kind, self.sender)
+        batch.probing = batch.circuit_open = claimed.circuit is not None
         assert claimed.facts is not None
         try:
             # Claimed ahead: a run paused or cancelled meanwhile keeps its messages queued.
@@ -1538,6 +1687,7 @@ class _Pipeline:
             if rows and time.monotonic() - claimed.read_at > FACTS_MAX_AGE_SECONDS:
                 facts = _load_facts(self.shared, rows, claimed.kind)
             ready, outcomes = _decide(self.shared, rows, facts, claimed.kind)
+            batch.digests, batch.checked_at = facts.digests, facts.read_at
             if ready and claimed.handed is None:
                 # Nothing goes before this is committed (nothing to send: no mark needed).
                 claimed.handed = _hand_off(self.shared, claimed.rows[0].claim)
@@ -1670,39 +1820,54 @@ def dispatch(
         names = [worker] if workers == 1 else [f"{worker}/{n}"[:64] for n in range(workers)]
         results: list[DispatchSummary] = []
         errors: list[BaseException] = []
-        if workers == 1:
-            results.append(_work(shared, names[0][:64], 0))
-        else:
+        done = threading.Event()
+        beating = threading.Thread(
+            target=_heartbeat,
+            args=(shared, [name[:64] for name in names], done),
+            name="dispatch-heartbeat",
+            daemon=True,
+        )
+        beating.start()
+        try:
+            if workers == 1:
+                results.append(_work(shared, names[0][:64], 0))
+            else:
 
-            def run(name: str, index: int) -> None:
-                try:
-                    part = _work(shared, name, index)
-                except BaseException as exc:  # surfaced in the caller's thread below
-                    errors.append(exc)
-                    shared.stop_event.set()
-                    return
-                with shared.lock:
-                    results.append(part)
+                def run(name: str, index: int) -> None:
+                    try:
+                        part = _work(shared, name, index)
+                    except BaseException as exc:  # surfaced in the caller's thread below
+                        errors.append(exc)
+                        shared.stop_event.set()
+                        return
+                    with shared.lock:
+                        results.append(part)
 
-            threads = [
-                threading.Thread(target=run, args=(name, i), name=f"dispatch-{i}", daemon=True)
-                for i, name in enumerate(names)
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            if errors:
-                raise errors[0]
+                threads = [
+                    threading.Thread(target=run, args=(name, i), name=f"dispatch-{i}", daemon=True)
+                    for i, name in enumerate(names)
+                ]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                if errors:
+                    raise errors[0]
+        finally:
+            done.set()
+            beating.join()
     summary = shared.summary
     summary.workers = workers
-    summary.expired_leases = expired
-    summary.requeued_leases = requeued
-    summary.cancelled_skipped = cancelled
+    summary.expired_leases += expired
+    summary.requeued_leases += requeued
+    summary.cancelled_skipped += cancelled
     for part in results:
         summary.add(part)
     reasons = [part.stopped_by for part in results]
     summary.stopped_by = next((r for r in reasons if r != "drained"), "drained")
+    with app.sessions() as session:
+        keys = {shared.circuit_keys[k] for k in channels if k in shared.circuit_keys}
+        summary.waiting_for = [c for c in open_circuits(session) if c.key in keys]
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
 

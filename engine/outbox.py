@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine import outbox_status as st
 from engine.channels.base import Outbound, OutboundEmail, OutboundSms
 from engine.clock import ensure_utc
-from engine.contact_ledger import settle_as_contact
+from engine.contact_ledger import contacts_of_messages, settle_as_contact, unknown_counted_at
 from engine.db.models import OUTBOX_STATUSES, CampaignRun, OutboxMessage, Participant
 from engine.errors import InputError, NotFoundError
 from engine.settings import Settings
@@ -136,15 +136,39 @@ def list_messages(
     return _views(session, query.limit(limit))
 
 
-def unknown_messages(session: Session, *, limit: int = 1000) -> list[OutboxView]:
+def _unknown_filters(run_id: int | None, since: datetime | None) -> list[Any]:
+    where: list[Any] = [OutboxMessage.status == st.UNKNOWN]
+    if run_id is not None:
+        where.append(OutboxMessage.run_id == run_id)
+    if since is not None:
+        where.append(OutboxMessage.updated_at >= ensure_utc(since))
+    return where
+
+
+def unknown_messages(
+    session: Session,
+    *,
+    limit: int = 1000,
+    after: int | None = None,
+    run_id: int | None = None,
+    since: datetime | None = None,
+) -> list[OutboxView]:
     """Messages whose fate is unknown (a crash or timeout after the request went out): each
-    may or may not have reached the recipient. Settle them with :func:`resolve`."""
-    query = (
-        select(OutboxMessage)
-        .where(OutboxMessage.status == st.UNKNOWN)
-        .order_by(OutboxMessage.updated_at, OutboxMessage.id)
-    )
+    may or may not have reached the recipient. Settle them with :func:`resolve` or
+    :func:`resolve_many`. In id order, ``limit`` at a time from after id ``after`` (pages)."""
+    where = _unknown_filters(run_id, since)
+    if after is not None:
+        where.append(OutboxMessage.id > after)
+    query = select(OutboxMessage).where(*where).order_by(OutboxMessage.id)
     return _views(session, query.limit(limit))
+
+
+def count_unknown(
+    session: Session, *, run_id: int | None = None, since: datetime | None = None
+) -> int:
+    """How many messages are of unknown fate (with the filters of :func:`unknown_messages`)."""
+    query = select(func.count()).select_from(OutboxMessage)
+    return int(session.scalar(query.where(*_unknown_filters(run_id, since))) or 0)
 
 
 def count_due(session: Session, *, at: datetime) -> int:
@@ -218,6 +242,133 @@ def resolve(
         message.not_before = at
     session.flush()
     return Resolution(message.id, message.uid, before, target, note)
+
+
+@dataclass(frozen=True)
+class Requeued:
+    count: int
+    status: str
+    reason: str | None
+    run_id: int | None
+    since: datetime | None
+
+
+REQUEUABLE = (st.FAILED,)
+
+
+def requeue(
+    session: Session,
+    *,
+    at: datetime,
+    status: str = st.FAILED,
+    reason: str | None = None,
+    run_id: int | None = None,
+    since: datetime | None = None,
+    note: str | None = None,
+) -> Requeued:
+    """Queue again, in bulk, messages that failed without ever going (``sent_at`` is null: a
+    message the provider accepted and later reported failed did go, and stays failed), e.g.
+    those an outage failed ``too_many_attempts`` before outages stopped spending attempts.
+    Filters: ``reason`` (their status_reason), ``run_id``, ``since`` (failed since then).
+    They start again from no attempt and go through the dispatcher's gate as usual (consent,
+    suppressions, windows, caps), their run's state included."""
+    at = ensure_utc(at)
+    if status not in REQUEUABLE:
+        raise InputError(
+            f"--status {status}: only failed messages are queued again this way (unknown "
+            "ones: `campaign outbox resolve --resend`)"
+        )
+    if run_id is not None and session.get(CampaignRun, run_id) is None:
+        raise NotFoundError(f"no campaign run {run_id}; see `campaign runs list`")
+    where = [OutboxMessage.status == status, OutboxMessage.sent_at.is_(None)]
+    if reason is not None:
+        where.append(OutboxMessage.status_reason == reason)
+    if run_id is not None:
+        where.append(OutboxMessage.run_id == run_id)
+    if since is not None:
+        where.append(OutboxMessage.updated_at >= ensure_utc(since))
+    assert st.can_requeue(status)
+    result = session.execute(
+        update(OutboxMessage)
+        .where(*where)
+        .values(
+            status=st.QUEUED,
+            status_reason=f"requeued by hand: {note}" if note else "requeued by hand",
+            attempts=0,
+            not_before=at,
+            claimed_by=None,
+            claimed_until=None,
+            updated_at=at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    return Requeued(count, status, reason, run_id, since)
+
+
+@dataclass(frozen=True)
+class BulkResolution:
+    count: int
+    after: str
+    note: str | None
+
+
+_BULK_CHUNK = 1000  # ids per statement (SQLite's bound-parameter limit)
+
+
+def resolve_many(
+    session: Session,
+    action: ResolveAction,
+    *,
+    at: datetime,
+    run_id: int | None = None,
+    since: datetime | None = None,
+    note: str | None = None,
+) -> BulkResolution:
+    """Settle every unknown message (of run ``run_id``, left unknown since ``since``) at once,
+    as :func:`resolve` settles one: ``sent`` writes each one's contact at the instant the caps
+    counted it at, ``resend`` queues them again, ``failed`` gives up on them."""
+    at = ensure_utc(at)
+    if action not in _RESOLVE_TO:
+        raise InputError(f"resolve how? use one of {', '.join(_RESOLVE_TO)}")
+    if run_id is not None and session.get(CampaignRun, run_id) is None:
+        raise NotFoundError(f"no campaign run {run_id}; see `campaign runs list`")
+    target = _RESOLVE_TO[action]
+    assert st.can_move(st.UNKNOWN, target)
+    query = select(OutboxMessage.id).where(*_unknown_filters(run_id, since))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query.order_by(OutboxMessage.id)))
+    values: dict[str, Any] = {
+        "status": target,
+        "claimed_by": None,
+        "claimed_until": None,
+        "updated_at": at,
+        "status_reason": f"resolved by hand: {note}" if note else "resolved by hand",
+    }
+    if target == st.SENT:
+        values["sent_at"] = func.coalesce(OutboxMessage.sent_at, at)
+    if target == st.QUEUED:
+        values["not_before"] = at
+    for start in range(0, len(ids), _BULK_CHUNK):
+        chunk = ids[start : start + _BULK_CHUNK]
+        if target == st.SENT:
+            # Before the move, which overwrites updated_at (engine/contact_ledger.py).
+            session.execute(
+                contacts_of_messages(
+                    session.get_bind().dialect.name,
+                    unknown_counted_at(),
+                    OutboxMessage.id.in_(chunk),
+                    OutboxMessage.status == st.UNKNOWN,
+                )
+            )
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(chunk), OutboxMessage.status == st.UNKNOWN)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    return BulkResolution(len(ids), target, note)
 
 
 # --------------------------------------------------------------------------- outbound
@@ -297,12 +448,17 @@ def build_outbound(
 
 
 __all__ = [
+    "BulkResolution",
     "OutboxView",
+    "Requeued",
     "Resolution",
     "build_outbound",
     "count_due",
+    "count_unknown",
     "list_messages",
+    "requeue",
     "resolve",
+    "resolve_many",
     "split_address",
     "status_callback_url",
     "unknown_messages",

@@ -8,6 +8,7 @@
     sending --lease ran out before its batch was handed to the sending thread--> queued
     unknown --provider event or `outbox resolve --sent`--> sent (or further)
     unknown --`outbox resolve --resend`--> queued;  --`--failed`--> failed
+    failed, never sent (no sent_at) --`outbox requeue`--> queued (an operator's decision only)
 
 Provider events arrive late, out of order and more than once, so they only ever move a message
 forward (:func:`forward`): a ``delivered`` that arrives after ``bounced`` changes nothing, and
@@ -54,6 +55,12 @@ def can_move(current: str, new: str) -> bool:
     return new in _MOVES[current]
 
 
+def can_requeue(current: str) -> bool:
+    """True when an operator may queue a message in ``current`` again in bulk (`outbox
+    requeue`): a failed one, provided it never went (the caller checks ``sent_at``)."""
+    return current == FAILED
+
+
 def forward(current: str, reported: str) -> str | None:
     """The status a provider event reporting ``reported`` moves a message in ``current`` to,
     or None when it changes nothing (older news, a duplicate, or a message we never sent)."""
@@ -77,5 +84,6 @@ __all__ = [
     "STATUSES",
     "UNKNOWN",
     "can_move",
+    "can_requeue",
     "forward",
 ]

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from engine.definitions.durations import Duration
+from engine.definitions.durations import Duration, FineDuration
 from engine.errors import ConfigError
 
 SETTINGS_FILE = "campaign.toml"
@@ -71,9 +71,9 @@ class Settings(BaseSettings):
     # Requests a dispatcher worker keeps waiting for a slow provider at once (engine/in_flight.py):
     # at 100 ms an answer, 16 carry 160 messages/s; the rate limit still paces them.
     dispatch_max_in_flight: int = Field(default=16, ge=1, le=256)
-    dispatch_lease: Duration = timedelta(minutes=10)
+    dispatch_lease: FineDuration = timedelta(minutes=10)
     dispatch_max_attempts: int = Field(default=5, ge=1)
-    dispatch_retry_delay: Duration = timedelta(minutes=1)
+    dispatch_retry_delay: FineDuration = timedelta(minutes=1)
     dispatch_pause_after_failures: int = Field(default=20, ge=1)
     # The tick and the scheduler daemon (engine/tick.py, engine/scheduler.py). A cron tick's
     # default time budget fits a once-a-minute crontab; the daemon ticks every interval and

@@ -285,6 +285,7 @@ class _FakeServer:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._scripts: dict[str, deque[Canned]] = defaultdict(deque)
+        self._standing: Canned | None = None
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
@@ -348,6 +349,13 @@ class _FakeServer:
         with self._lock:
             self._scripts[path].extend(answers)
 
+    def outage(self, answer: Canned | None) -> None:
+        """Answer every request with ``answer`` (a 503, a slow answer...) until called with
+        None: a provider that is down for a while, however many requests come meanwhile.
+        Scripted answers still come first."""
+        with self._lock:
+            self._standing = answer
+
     @property
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
@@ -370,7 +378,7 @@ class _FakeServer:
     def _next_canned(self, path: str) -> Canned | None:
         with self._lock:
             queue = self._scripts.get(path)
-            return queue.popleft() if queue else None
+            return queue.popleft() if queue else self._standing
 
     def _remember(self, request: RecordedRequest) -> None:
         if self.record:

@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 
 # Share of the budget the sequencer may use before dispatch gets the rest.
 ADVANCE_SHARE = 0.6
+# Sending stops this long before the budget ends (at most a tenth of it), so that requests
+# in flight finish and everything is recorded within the budget: a cron wrapper's `timeout`
+# set to the budget then finds the tick done, not mid-batch.
+STOP_ROOM_SECONDS = 5.0
 
 
 @dataclass
@@ -118,6 +122,8 @@ class TickSummary:
                 lines.append(f"  run {run_id} was paused: see `campaign runs show {run_id}`")
             for error in d.errors:
                 lines.append(f"  ERROR: {error}")
+            for circuit in getattr(d, "waiting_for", ()):
+                lines.append(f"  {circuit.describe()}")
         if self.contents_purged:
             lines.append(f"  old message contents emptied (retention): {self.contents_purged:,}")
         return "\n".join(lines)
@@ -218,7 +224,8 @@ def tick(
     elif time.monotonic() >= deadline:
         summary.dispatch_skipped = "no time left in the budget"
     else:
-        _dispatch(app, summary, channels, deadline, stop, worker)
+        room = min(STOP_ROOM_SECONDS, budget * 0.1)
+        _dispatch(app, summary, channels, deadline - room, stop, worker)
     summary.tallies_folded = fold_outbox_tallies(app)
     summary.contents_purged = purge_old_contents(app, at=at)
     summary.seconds = round(time.monotonic() - started, 3)

@@ -7,6 +7,8 @@ classes exactly once, so the dispatcher decides on a class, never on an HTTP sta
 - ``RetryableError``: nothing was sent; try again later (``retry_after`` seconds when known).
 - ``RecipientError``: permanent for this recipient (``suppress`` / ``invalid_address``).
 - ``CampaignStopError``: credentials or permissions: every further send would fail too.
+- ``MessageError``: the provider refused this message's content (a 400 about it, Twilio's
+  body too long): permanent for this message, and no sign of trouble at the provider.
 - ``UnknownOutcomeError``: the request went out and no answer came back; the message may have
   been sent. Never resend blindly: reconcile from provider events or release explicitly.
 - ``ChannelError`` itself: any other permanent failure of this one message.
@@ -166,6 +168,11 @@ class RecipientError(ChannelError):
         self.invalid_address = invalid_address
 
 
+class MessageError(ChannelError):
+    """The provider refused this message itself (its content, its size): it will refuse it
+    again, and it says nothing about the provider's health (never a provider failure)."""
+
+
 class CampaignStopError(ChannelError):
     """Credentials or permissions are wrong (401/403): stop the run, every send would fail."""
 
@@ -225,4 +232,10 @@ def classify_http_status(
             "before resuming the run",
             status=status,
         )
+    if status in MESSAGE_STATUSES:
+        return MessageError(f"{provider} rejected the message ({status}): {detail}", status=status)
     return ChannelError(f"{provider} rejected the message ({status}): {detail}", status=status)
+
+
+# Answers about the request itself: malformed, too large, unprocessable.
+MESSAGE_STATUSES = frozenset({400, 413, 422})

@@ -16,6 +16,7 @@ per-recipient URL) go in the personalization too, so a batch keeps them apart.
 from __future__ import annotations
 
 import json
+import math
 import re
 import select
 import socket
@@ -548,12 +549,26 @@ class SendGridChannel:
             if rejected:
                 return _invalid_address(answer.status, "; ".join(rejected.values()), what=what)
         retry_after = parse_retry_after(answer.headers.get("retry-after"), now=self.clock.now())
+        if retry_after is None and answer.status == 429:
+            retry_after = _rate_limit_reset(answer.headers.get("x-ratelimit-reset"), self.clock)
         return classify_http_status(
             answer.status, f"{what}: {detail}", retry_after=retry_after, provider="SendGrid"
         )
 
     def close(self) -> None:
         self._http.close()
+
+
+def _rate_limit_reset(value: str | None, clock: Clock) -> float | None:
+    """Seconds until SendGrid's X-RateLimit-Reset (a Unix time) on a 429 without Retry-After;
+    None when it is missing or not a number."""
+    try:
+        reset = float(value) if value is not None else None
+    except ValueError:
+        return None
+    if reset is None or not math.isfinite(reset):
+        return None
+    return max(0.0, reset - clock.now().timestamp())
 
 
 def _errors(answer: HttpAnswer) -> list[dict[str, Any]]:

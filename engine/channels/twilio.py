@@ -25,6 +25,7 @@ from twilio.rest import Client
 from engine.channels.base import (
     SMS,
     ChannelError,
+    MessageError,
     Outbound,
     OutboundSms,
     RecipientError,
@@ -46,6 +47,11 @@ INVALID_ADDRESS_CODES = {
     21211: "invalid 'To' phone number",
     21401: "invalid phone number",
     21614: "'To' number is not a mobile number",
+}
+# The message itself was refused: it will be again, and the provider is fine.
+MESSAGE_CODES = {
+    21617: "the message body is too long (over 1600 characters)",
+    21619: "the message has no body or media",
 }
 OTHER_RECIPIENT_CODES = {
     21408: "sending to this region is not enabled",
@@ -212,6 +218,8 @@ class TwilioChannel:
             return RecipientError(
                 str(code), f"{OTHER_RECIPIENT_CODES[code]}: {text}", status=status
             )
+        if code in MESSAGE_CODES:
+            return MessageError(f"{detail} ({MESSAGE_CODES[code]})", status=status)
         retry_after = parse_retry_after(
             self.http.last_headers.get("retry-after"), now=self.clock.now()
         )

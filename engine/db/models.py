@@ -230,6 +230,23 @@ class RateLimitSlot(Base):
     next_slot: Mapped[Decimal] = mapped_column(Numeric)
 
 
+class ProviderCircuit(Base):
+    """A provider (and sender) that is down: its channel waits, its messages spend no attempt
+    (engine/circuits.py). Keyed like the rate limits (``email:sendgrid:rewards@...``); no row
+    means the circuit is closed. Until ``retry_at`` no dispatcher claims for it; then one
+    request probes. ``failures``: probes failed in a row (the wait doubles each time)."""
+
+    __tablename__ = "provider_circuits"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    provider: Mapped[str] = mapped_column(String(32))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    retry_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    failures: Mapped[int] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 # --------------------------------------------------------------------------- campaign runs
 
 RUN_STATUSES = ("active", "paused", "cancelled", "completed")
@@ -510,6 +527,9 @@ class DispatchClaim(Base):
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=False)
     state: Mapped[str] = mapped_column(String(8))
+    # Moved on every few seconds by the live dispatcher (migration 0017): a claim whose
+    # heartbeat is a minute old is a dead dispatcher's. NULL: only the lease counts.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class OutboxTally(Base):

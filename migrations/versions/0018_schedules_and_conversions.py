@@ -1,7 +1,7 @@
 """campaign_schedules, skipped_fires; conversions unique per (campaign, event)
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0017
 Create Date: 2026-12-06 21:00:00
 
 - ``campaign_schedules``: when the engine first saw each schedule of a campaign, so a new or
@@ -24,7 +24,7 @@ from alembic import op
 import engine.db.types
 
 revision: str = "0018"
-down_revision: str | None = "0015"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

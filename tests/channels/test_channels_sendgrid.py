@@ -15,6 +15,7 @@ import pytest
 from engine.channels.base import (
     CampaignStopError,
     ChannelError,
+    MessageError,
     OutboundEmail,
     OutboundSms,
     RecipientError,
@@ -186,15 +187,27 @@ def _sendgrid_error(field: str | None, message: str) -> dict[str, object]:
         ),
         pytest.param(
             Canned.json(400, _sendgrid_error("template_id", "The template_id is not a valid id")),
-            ChannelError,
+            MessageError,
             {"status": 400},
             id="400-other-field",
         ),
         pytest.param(
             Canned.json(413, _sendgrid_error(None, "payload too large")),
-            ChannelError,
+            MessageError,
             {"status": 413},
             id="413",
+        ),
+        pytest.param(
+            "429-reset",
+            RetryableError,
+            {"retry_after": 42.0, "status": 429},
+            id="429-ratelimit-reset",
+        ),
+        pytest.param(
+            Canned.json(404, _sendgrid_error(None, "not found")),
+            ChannelError,
+            {"status": 404},
+            id="404-not-about-the-message",
         ),
     ],
 )
@@ -210,6 +223,9 @@ def test_error_table(
         canned = Canned.json(
             429, _sendgrid_error(None, "slow down"), Retry_After=_http_date(clock, 90)
         )
+    elif canned == "429-reset":  # no Retry-After: SendGrid's own header says when
+        reset = str(int(clock.now().timestamp()) + 42)
+        canned = Canned.json(429, _sendgrid_error(None, "slow down"), X_RateLimit_Reset=reset)
     assert isinstance(canned, Canned)
     server.script(MAIL_SEND, canned)
 

@@ -14,6 +14,7 @@ import pytest
 from engine.channels.base import (
     CampaignStopError,
     ChannelError,
+    MessageError,
     OutboundEmail,
     OutboundSms,
     RecipientError,
@@ -152,7 +153,13 @@ def _twilio_error(status: int, code: int, message: str) -> dict[str, object]:
             Canned.json(
                 400, _twilio_error(400, 21617, "The concatenated message body is too long")
             ),
-            ChannelError,
+            MessageError,
+            {"status": 400},
+            id="21617-body-too-long",
+        ),
+        pytest.param(
+            Canned.json(400, _twilio_error(400, 21999, "Something else about the request")),
+            MessageError,
             {"status": 400},
             id="400-other-code",
         ),

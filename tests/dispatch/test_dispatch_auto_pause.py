@@ -5,7 +5,6 @@ applied: an error in the output and a dispatcher that stops, never a claim/relea
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from sqlalchemy import select, update
 
 import engine.runs
 from engine.app import App
-from engine.channels.base import CampaignStopError, RetryableError
+from engine.channels.base import CampaignStopError, ChannelError
 from engine.clock import FrozenClock
 from engine.db.models import CampaignRun, Enrollment, OutboxMessage
 from engine.dispatch import dispatch
@@ -78,10 +77,9 @@ def test_failures_in_a_row_pause_a_run_whose_steps_are_all_made(
 ) -> None:
     run_id = _last_step_made(app, 4)
     channel = RecordingChannel(clock=clock)
-    channel.fail_next(*(RetryableError("boom", status=500) for _ in range(4)))
-    # dispatch_pause_after_failures = 2: one attempt a pass (the rest waits out the backoff).
-    assert dispatch(app, {"email": channel}, worker="w", deadline=_guard()).paused_runs == []
-    clock.advance(timedelta(hours=1))
+    # A provider that misbehaves (a 404: neither an outage, which the circuit waits out, nor a
+    # refusal of the message or recipient) counts toward dispatch_pause_after_failures = 2.
+    channel.fail_next(*(ChannelError("no such resource", status=404) for _ in range(4)))
     summary = dispatch(app, {"email": channel}, worker="w", deadline=_guard())
     assert summary.paused_runs == [run_id] and summary.errors == []
     assert _run(app, run_id).status == "paused"
@@ -103,7 +101,8 @@ def test_an_auto_pause_that_cannot_be_applied_stops_the_dispatcher(
     assert len(summary.errors) == 1 and f"run {run_id} could not be paused" in summary.errors[0]
     # One request, and the batch back in the queue: no claim/release loop.
     assert len(channel.attempts) == 1 and _statuses(app) == {"queued"}
-    assert summary.claimed == 4
+    # The batch and at most the one claimed ahead of it: no claim/release loop.
+    assert 4 <= summary.claimed <= 8
     assert _run(app, run_id).status == "active"
     message = TickSummary(at=clock.now(), dispatch=summary).message
     assert "ERROR: run" in message and "could not be paused" in message

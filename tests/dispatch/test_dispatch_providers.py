@@ -19,6 +19,7 @@ from engine.app import App
 from engine.channels.base import Channel
 from engine.channels.sendgrid import SendGridChannel
 from engine.channels.twilio import TwilioChannel
+from engine.circuits import Circuit, open_circuits
 from engine.db.models import CampaignRun, OutboxMessage, Participant, Suppression
 from engine.dispatch import dispatch
 from engine.settings import Settings
@@ -130,7 +131,12 @@ def test_email_and_sms_reach_the_providers_with_our_ids(
         assert (rows[message.uid].provider_message_id or "").startswith("SM")
 
 
-def test_429_with_retry_after_requeues_the_batch(
+def _circuits(app: App) -> list[Circuit]:
+    with app.sessions() as session:
+        return open_circuits(session)
+
+
+def test_429_with_retry_after_waits_for_the_provider_and_spends_no_attempt(
     app: App, channels: dict[str, Channel], sendgrid: FakeSendGrid, clock: FrozenClock
 ) -> None:
     messages = _queue(app, 3)
@@ -144,40 +150,71 @@ def test_429_with_retry_after_requeues_the_batch(
     assert len(sendgrid.requests) == 1  # the rest of the batch was not hammered
     rows = _rows(app)
     first = rows[messages[0].uid]
-    assert first.status == "queued" and first.attempts == 1 and "429" in (first.last_error or "")
+    assert first.status == "queued" and first.attempts == 0 and "429" in (first.last_error or "")
     assert first.not_before >= clock.now() + timedelta(seconds=600)
     for message in messages[1:]:
         assert rows[message.uid].attempts == 0
         assert rows[message.uid].not_before == first.not_before
+    [circuit] = summary.waiting_for
+    assert (circuit.channel, circuit.provider, circuit.opened_at) == (
+        "email",
+        "sendgrid",
+        clock.now(),
+    )
+    assert circuit.retry_at >= clock.now() + timedelta(seconds=600)
 
     clock.advance(timedelta(hours=1))
-    assert dispatch(app, channels, worker="w").sent == 3
+    again = dispatch(app, channels, worker="w")
+    assert again.sent == 3 and again.waiting_for == []
     assert len(sendgrid.requests) == 4
+    assert _circuits(app) == []
 
 
-def test_5xx_retries_with_backoff_then_fails(
+def test_an_outage_spends_no_message_attempts_and_the_channel_waits_for_the_provider(
     app: App, channels: dict[str, Channel], sendgrid: FakeSendGrid, clock: FrozenClock
 ) -> None:
-    [message] = _queue(app, 1)
-    sendgrid.script("/v3/mail/send", *(Canned.json(503, {"errors": []}) for _ in range(3)))
-    delays = []
-    for attempt in range(1, 4):
+    # #16: the provider answers 503 for about 15 minutes. Before, the first message of each
+    # batch spent its every attempt and ended `failed too_many_attempts` without ever going.
+    messages = _queue(app, 20)
+    start = clock.now()
+    sendgrid.outage(Canned.json(503, {"errors": []}))
+    waits = []
+    for probe in range(4):
         summary = dispatch(app, channels, worker="w")
-        row = _rows(app)[message.uid]
-        assert row.attempts == attempt
-        if attempt < 3:
-            assert summary.retried == 1 and row.status == "queued"
-            delays.append(row.not_before - clock.now())
-            clock.advance(row.not_before - clock.now())
-        else:
-            assert summary.failed == 1 and row.status == "failed"
-            assert row.status_reason == "too_many_attempts"
-    # Exponential (1 min, then 2 min) with +-20% jitter.
-    assert timedelta(seconds=47) <= delays[0] <= timedelta(seconds=73)
-    assert timedelta(seconds=95) <= delays[1] <= timedelta(seconds=145)
+        [circuit] = summary.waiting_for
+        assert circuit.opened_at == start and summary.sent == 0 and summary.failed == 0
+        assert circuit.failures == probe + 1
+        waits.append(circuit.retry_at - clock.now())
+        # While it waits nothing is claimed, nothing is asked of the provider.
+        before = len(sendgrid.requests)
+        idle = dispatch(app, channels, worker="w")
+        assert idle.claimed == 0 and len(sendgrid.requests) == before
+        assert idle.waiting_for == [circuit]
+        if probe == 0:
+            # The requests already in flight when the first 503 came back, at most.
+            first = before
+            assert 1 <= first <= app.settings.dispatch_max_in_flight
+        clock.advance(circuit.retry_at - clock.now())
+    # Each failed probe doubles the wait (dispatch_retry_delay = 1 min): 1 + 2 + 4 + 8 min.
+    assert waits == [timedelta(minutes=m) for m in (1, 2, 4, 8)]
+    assert len(sendgrid.requests) == first + 3  # then one probe each time, no more
+    sendgrid.outage(None)
+
+    summary = dispatch(app, channels, worker="w")
+
+    assert summary.sent == 20 and summary.failed == 0 and summary.waiting_for == []
+    rows = _rows(app)
+    assert {rows[m.uid].status for m in messages} == {"sent"}
+    assert {rows[m.uid].attempts for m in messages} == {1}  # the one that went
+    with app.sessions() as session:
+        run = session.scalars(select(CampaignRun)).one()
+    assert run.status == "active"  # an outage is the circuit's to wait out, not a pause
+    assert _circuits(app) == []
 
 
-def test_connect_error_is_retried(app: App, clock: FrozenClock) -> None:
+def test_connect_error_opens_the_circuit_without_spending_an_attempt(
+    app: App, clock: FrozenClock
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -185,8 +222,12 @@ def test_connect_error_is_retried(app: App, clock: FrozenClock) -> None:
     [message] = _queue(app, 1)
     summary = dispatch(app, {"email": channel}, worker="w")
     row = _rows(app)[message.uid]
-    assert summary.retried == 1 and row.status == "queued" and row.attempts == 1
+    assert summary.retried == 1 and row.status == "queued" and row.attempts == 0
+    assert row.status_reason == "provider_unavailable"
     assert "could not connect" in (row.last_error or "")
+    [circuit] = summary.waiting_for
+    assert "could not connect" in (circuit.last_error or "")
+    assert "waiting for sendgrid since" in circuit.describe()
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -273,17 +314,19 @@ def test_timeout_after_sending_is_unknown_and_never_resent(
     assert len(sendgrid.requests) == 2
 
 
+def _not_found() -> Canned:
+    # A 404: no outage, no refusal of the message: the provider itself misbehaves.
+    return Canned.json(404, {"errors": [{"message": "no such resource"}]})
+
+
 def test_consecutive_provider_failures_pause_the_run(
     app: App, channels: dict[str, Channel], sendgrid: FakeSendGrid, clock: FrozenClock
 ) -> None:
-    _queue(app, 2)
-    sendgrid.script("/v3/mail/send", *(Canned.json(500, {"errors": []}) for _ in range(5)))
-
-    # dispatch_pause_after_failures = 3; each pass makes one attempt (the rest of the batch
-    # waits out the backoff), and the streak carries over from one dispatch to the next.
-    for _ in range(2):
-        assert dispatch(app, channels, worker="w").paused_runs == []
-        clock.advance(timedelta(hours=1))
+    _queue(app, 5)
+    sendgrid.script("/v3/mail/send", *(_not_found() for _ in range(2)))
+    # dispatch_pause_after_failures = 3; the streak carries over from one dispatch to the next.
+    assert dispatch(app, channels, worker="w", max_messages=2).paused_runs == []
+    sendgrid.script("/v3/mail/send", _not_found())
     third = dispatch(app, channels, worker="w")
     assert len(third.paused_runs) == 1
     with app.sessions() as session:
@@ -295,17 +338,51 @@ def test_consecutive_provider_failures_pause_the_run(
 def test_a_success_ends_the_failure_streak(
     app: App, channels: dict[str, Channel], sendgrid: FakeSendGrid, clock: FrozenClock
 ) -> None:
-    _queue(app, 1)
-    sendgrid.script("/v3/mail/send", *(Canned.json(500, {"errors": []}) for _ in range(2)))
-    for _ in range(2):
-        dispatch(app, channels, worker="w")
-        clock.advance(timedelta(hours=1))
-    assert dispatch(app, channels, worker="w").sent == 1  # third attempt succeeds
-    _queue(app, 1)
-    sendgrid.script("/v3/mail/send", *(Canned.json(500, {"errors": []}) for _ in range(2)))
-    for _ in range(2):
-        assert dispatch(app, channels, worker="w").paused_runs == []
-        clock.advance(timedelta(hours=1))
+    _queue(app, 3)
+    sendgrid.script("/v3/mail/send", _not_found(), _not_found())
+    assert dispatch(app, channels, worker="w").sent == 1  # the third one went
+    _queue(app, 2)
+    sendgrid.script("/v3/mail/send", _not_found(), _not_found())
+    assert dispatch(app, channels, worker="w").paused_runs == []
+
+
+def test_refusals_of_the_recipient_or_the_message_never_pause_the_run(
+    app: App, channels: dict[str, Channel], twilio: FakeTwilio, sendgrid: FakeSendGrid
+) -> None:
+    # Twilio 21211/21614/21610 (recipient), 21617 (body too long) and a SendGrid 400 about
+    # the content: the provider works; only the message or its recipient is refused.
+    texts = _queue(app, 5, "sms")
+    emails = _queue(app, 2)
+    twilio.script(
+        twilio.messages_path(),
+        *(
+            Canned.json(400, _twilio_error(400, code, "no"))
+            for code in (21211, 21614, 21610, 21617, 21617)
+        ),
+    )
+    sendgrid.script(
+        "/v3/mail/send",
+        *(
+            Canned.json(400, {"errors": [{"field": "content", "message": "bad html"}]})
+            for _ in emails
+        ),
+    )
+
+    summary = dispatch(app, channels, worker="w")
+
+    assert summary.failed == 7 and summary.paused_runs == []
+    with app.sessions() as session:
+        run = session.scalars(select(CampaignRun)).one()
+    assert run.status == "active"
+    rows = _rows(app)
+    reasons = sorted(rows[m.uid].status_reason or "" for m in texts + emails)
+    assert reasons.count("message_refused") == 4
+    assert {r for r in reasons if r.startswith("recipient_")} == {
+        "recipient_21211",
+        "recipient_21614",
+        "recipient_21610",
+    }
+    assert summary.waiting_for == []
 
 
 def test_dynamic_templates_go_in_one_batch_request(
