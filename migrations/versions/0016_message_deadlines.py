@@ -1,0 +1,39 @@
+"""outbox_messages.expires_at, call_tasks.expires_at: every message and call has a deadline
+
+Revision ID: 0016
+Revises: 0013
+Create Date: 2026-12-06 21:00:00
+
+A message meant for a moment (a renewal date, a points expiry) must never go out weeks late
+after a pause or an outage: the sequencer stores the deadline it computed when it made the
+message or call task (the step's due time + expires_after, or the start of the day of a member
+field named by expires_before, whichever is earlier); the dispatcher's gate skips a queued
+message past it (reason ``expired``) and call lists close such tasks. Nullable: rows made
+before this migration have no deadline and behave as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from engine.db.types import UTCDateTime
+
+revision: str = "0016"
+down_revision: str | None = "0013"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("outbox_messages", sa.Column("expires_at", UTCDateTime(timezone=True), nullable=True))
+    op.add_column("call_tasks", sa.Column("expires_at", UTCDateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("call_tasks") as batch_op:
+        batch_op.drop_column("expires_at")
+    with op.batch_alter_table("outbox_messages") as batch_op:
+        batch_op.drop_column("expires_at")
