@@ -1,0 +1,187 @@
+"""Deadlines and standing conditions: nothing sent late, nothing sent that should not be.
+
+**Deadline.** Every email/SMS step has one: ``expires_after`` (default 3 days) from when the
+step came due, and, with ``expires_before: <field>`` (``renewal_date``, ``points_expire_at``),
+no later than the start of that day in the member's zone (all candidate zones: the earliest
+instant wins, so no reading of the zone sends on the day itself), else the program's. A call
+step has one only when it says ``expires_after`` or ``expires_before``. The sequencer stores it
+on the row it makes (``outbox_messages.expires_at``, ``call_tasks.expires_at``) and does not
+queue a step already past it (``skipped``/``expired``; a call task is made ``closed``/
+``expired``); the dispatcher's gate skips a queued message past it (:func:`send_time_refusals`)
+and call lists close an open task past it (:func:`close_expired_call_tasks`).
+
+**Standing conditions** (engine/definitions/standing.py): re-checked when a step falls due
+(the enrollment exits), in the dispatcher's gate (``skipped``/``no_longer_eligible``) and when
+an agent claims a call (closed ``not callable: no_longer_eligible``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, and_, not_, select, update
+from sqlalchemy.orm import Session
+
+from engine.audience import audience_condition
+from engine.db.models import CallTask, CampaignRun, OutboxMessage, Participant, Program
+from engine.definitions.filters import Filter
+from engine.definitions.schema import CampaignDefinition, Step
+from engine.definitions.standing import standing_fields, standing_filter
+
+EXPIRED = "expired"
+NO_LONGER_ELIGIBLE = "no_longer_eligible"
+
+
+# --------------------------------------------------------------------------- pure
+
+
+def start_of_day(day: date, zones: Sequence[str]) -> datetime:
+    """The earliest instant at which ``day`` begins in any of ``zones``."""
+    return min(datetime.combine(day, time(0), tzinfo=ZoneInfo(zone)) for zone in zones)
+
+
+def message_deadline(
+    due: datetime, step: Step, dates: Mapping[str, Any], zones: Sequence[str]
+) -> datetime | None:
+    """The step's deadline for one member (see the module docstring); None: no deadline."""
+    candidates: list[datetime] = []
+    after = step.deadline_after
+    if after is not None:
+        candidates.append(due + after)
+    if step.expires_before is not None:
+        value = dates.get(step.expires_before)
+        if isinstance(value, datetime):
+            value = value.date()
+        if isinstance(value, date) and zones:
+            candidates.append(start_of_day(value, zones))
+    return min(candidates) if candidates else None
+
+
+def expired(deadline: datetime | None, at: datetime) -> bool:
+    return deadline is not None and deadline <= at
+
+
+# --------------------------------------------------------------------------- standing
+
+
+def _standing(definition: CampaignDefinition) -> Filter | None:
+    return standing_filter(definition)
+
+
+def not_standing(
+    conn: Connection | Session,
+    definition: CampaignDefinition,
+    participant_ids: Iterable[int],
+    *,
+    at: datetime,
+    tz: str,
+) -> set[int]:
+    """The members among ``participant_ids`` who no longer match the campaign's standing
+    conditions (one query)."""
+    filter_ = _standing(definition)
+    ids = sorted(set(participant_ids))
+    if filter_ is None or not ids:
+        return set()
+    found: set[int] = set()
+    condition = audience_condition(filter_, at=at, tz=tz)
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        found.update(
+            conn.scalars(
+                select(Participant.id).where(Participant.id.in_(chunk), not_(condition))
+            ).all()
+        )
+    return found
+
+
+def standing_reason(definition: CampaignDefinition) -> str:
+    """The exit reason of a member who no longer matches, naming the fields."""
+    filter_ = _standing(definition)
+    fields = ", ".join(standing_fields(filter_)) if filter_ is not None else ""
+    return f"{NO_LONGER_ELIGIBLE}: no longer matches the audience ({fields})"
+
+
+def _run_zones(conn: Connection | Session, run_ids: Iterable[int]) -> dict[int, str]:
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    return {
+        run_id: str(tz)
+        for run_id, tz in conn.execute(
+            select(CampaignRun.id, Program.timezone)
+            .join(Program, Program.id == CampaignRun.program_id)
+            .where(CampaignRun.id.in_(ids))
+        ).all()
+    }
+
+
+def send_time_refusals(
+    session: Session,
+    rows: Sequence[Any],
+    at: datetime,
+    definitions: Mapping[int, CampaignDefinition],
+) -> dict[int, str]:
+    """The dispatcher gate's check of claimed messages (objects with ``id``, ``run_id``,
+    ``participant_id``): outbox id -> ``expired`` (past ``expires_at``) or
+    ``no_longer_eligible`` (fails the run's standing conditions now)."""
+    if not rows:
+        return {}
+    ids = sorted({row.id for row in rows})
+    refused: dict[int, str] = {}
+    for start in range(0, len(ids), 1000):
+        for (message_id,) in session.execute(
+            select(OutboxMessage.id).where(
+                OutboxMessage.id.in_(ids[start : start + 1000]),
+                OutboxMessage.expires_at <= at,
+            )
+        ):
+            refused[message_id] = EXPIRED
+    zones = _run_zones(session, {row.run_id for row in rows})
+    by_run: dict[int, list[Any]] = {}
+    for row in rows:
+        if row.id not in refused:
+            by_run.setdefault(row.run_id, []).append(row)
+    for run_id, members in by_run.items():
+        definition = definitions.get(run_id)
+        if definition is None or run_id not in zones:
+            continue
+        gone = not_standing(
+            session, definition, (r.participant_id for r in members), at=at, tz=zones[run_id]
+        )
+        for row in members:
+            if row.participant_id in gone:
+                refused[row.id] = NO_LONGER_ELIGIBLE
+    return refused
+
+
+def close_expired_call_tasks(conn: Connection | Session, at: datetime) -> int:
+    """Close every open (or abandoned claimed) call task past its deadline, reason
+    ``expired``: it leaves every list and no longer keeps its run open."""
+    result: Any = conn.execute(
+        update(CallTask)
+        .where(
+            CallTask.expires_at <= at,
+            CallTask.status.in_(("open", "claimed")),
+            # A live claim is the agent's until it lapses: the call may be under way.
+            ~and_(CallTask.status == "claimed", CallTask.claimed_until >= at),
+        )
+        .values(status="closed", close_reason=EXPIRED, claimed_until=None, updated_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
+
+
+__all__ = [
+    "EXPIRED",
+    "NO_LONGER_ELIGIBLE",
+    "close_expired_call_tasks",
+    "expired",
+    "message_deadline",
+    "not_standing",
+    "send_time_refusals",
+    "standing_reason",
+    "start_of_day",
+]
