@@ -18,7 +18,7 @@ an agent claims a call (closed ``not callable: no_longer_eligible``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -118,27 +118,95 @@ def _run_zones(conn: Connection | Session, run_ids: Iterable[int]) -> dict[int, 
     }
 
 
+def _spacing_holds(
+    session: Session,
+    rows: Sequence[Any],
+    mine: Mapping[int, tuple[int, int, str]],
+    at: datetime,
+    definitions: Mapping[int, CampaignDefinition],
+) -> dict[int, str | datetime]:
+    """Claimed messages that must wait for an earlier message of their enrollment: one that
+    has not gone yet (``at`` + RECHECK), or one that went late (until the steps' delays
+    after it). Only where the campaign spaces the two steps (delays in between)."""
+    run_of = {row.id: row.run_id for row in rows}
+    spaced: dict[int, tuple[int, int, timedelta]] = {}  # id -> (enrollment, index, gap)
+    for message_id, (enrollment_id, index, step_id) in mine.items():
+        definition = definitions.get(run_of[message_id])
+        if definition is None or index <= 0:
+            continue
+        steps = definition.steps
+        if index >= len(steps) or steps[index].id != step_id:
+            continue
+        spaced[message_id] = (enrollment_id, index, timedelta(0))
+    if not spaced:
+        return {}
+    earlier: dict[int, list[tuple[int, str, datetime | None]]] = {}
+    enrollments = sorted({e for e, _, _ in spaced.values()})
+    for start in range(0, len(enrollments), 1000):
+        for enrollment_id, index, status, sent_at in session.execute(
+            select(
+                OutboxMessage.enrollment_id,
+                OutboxMessage.step_index,
+                OutboxMessage.status,
+                OutboxMessage.sent_at,
+            ).where(
+                OutboxMessage.enrollment_id.in_(enrollments[start : start + 1000]),
+                OutboxMessage.id.notin_(list(spaced)),
+            )
+        ):
+            earlier.setdefault(enrollment_id, []).append((index, status, sent_at))
+    holds: dict[int, str | datetime] = {}
+    for message_id, (enrollment_id, index, _) in spaced.items():
+        before = [m for m in earlier.get(enrollment_id, []) if m[0] < index]
+        if not before:
+            continue
+        prior_index, status, sent_at = max(before, key=lambda m: m[0])
+        steps = definitions[run_of[message_id]].steps
+        gap = sum((step.delay for step in steps[prior_index + 1 : index + 1]), timedelta(0))
+        if gap <= timedelta(0):
+            continue  # steps meant to go together
+        if status in ("queued", "sending"):
+            holds[message_id] = at + RECHECK
+        elif sent_at is not None and sent_at + gap > at:
+            holds[message_id] = sent_at + gap
+    return holds
+
+
+# How long a message waits before its earlier message is looked at again.
+RECHECK = timedelta(minutes=15)
+
+
 def send_time_refusals(
     session: Session,
     rows: Sequence[Any],
     at: datetime,
     definitions: Mapping[int, CampaignDefinition],
-) -> dict[int, str]:
+) -> dict[int, str | datetime]:
     """The dispatcher gate's check of claimed messages (objects with ``id``, ``run_id``,
-    ``participant_id``): outbox id -> ``expired`` (past ``expires_at``) or
-    ``no_longer_eligible`` (fails the run's standing conditions now)."""
+    ``participant_id``): outbox id -> ``expired`` (past ``expires_at``),
+    ``no_longer_eligible`` (fails the run's standing conditions now), or an instant to wait
+    until (an earlier message of the enrollment has not gone yet, or went late: the steps'
+    spacing is kept from when it actually went)."""
     if not rows:
         return {}
     ids = sorted({row.id for row in rows})
-    refused: dict[int, str] = {}
+    refused: dict[int, str | datetime] = {}
+    mine: dict[int, tuple[int, int, str]] = {}  # id -> (enrollment, step index, step id)
     for start in range(0, len(ids), 1000):
-        for (message_id,) in session.execute(
-            select(OutboxMessage.id).where(
-                OutboxMessage.id.in_(ids[start : start + 1000]),
-                OutboxMessage.expires_at <= at,
-            )
+        for message_id, enrollment_id, index, step_id, expires_at in session.execute(
+            select(
+                OutboxMessage.id,
+                OutboxMessage.enrollment_id,
+                OutboxMessage.step_index,
+                OutboxMessage.step_id,
+                OutboxMessage.expires_at,
+            ).where(OutboxMessage.id.in_(ids[start : start + 1000]))
         ):
-            refused[message_id] = EXPIRED
+            if expires_at is not None and expires_at <= at:
+                refused[message_id] = EXPIRED
+            else:
+                mine[message_id] = (enrollment_id, index, step_id)
+    refused.update(_spacing_holds(session, rows, mine, at, definitions))
     zones = _run_zones(session, {row.run_id for row in rows})
     by_run: dict[int, list[Any]] = {}
     for row in rows:
@@ -155,6 +223,28 @@ def send_time_refusals(
             if row.participant_id in gone:
                 refused[row.id] = NO_LONGER_ELIGIBLE
     return refused
+
+
+def mark_not_standing(session: Session, candidates: Sequence[Any], at: datetime) -> None:
+    """Call list candidates (engine.calls.tasks.Candidate) of campaign tasks whose member no
+    longer matches the run's standing conditions are refused ``no_longer_eligible``: listed
+    as not callable, and closed with that reason when an agent's claim meets them."""
+    by_run: dict[int, list[Any]] = {}
+    for c in candidates:
+        if c.blocked is None and c.definition is not None and c.task.kind == "campaign":
+            by_run.setdefault(c.task.run_id, []).append(c)
+    for members in by_run.values():
+        first = members[0]
+        gone = not_standing(
+            session,
+            first.definition,
+            (c.participant.id for c in members),
+            at=at,
+            tz=str(first.program.timezone),
+        )
+        for c in members:
+            if c.participant.id in gone:
+                c.blocked = NO_LONGER_ELIGIBLE
 
 
 def close_expired_call_tasks(conn: Connection | Session, at: datetime) -> int:
@@ -179,6 +269,7 @@ __all__ = [
     "NO_LONGER_ELIGIBLE",
     "close_expired_call_tasks",
     "expired",
+    "mark_not_standing",
     "message_deadline",
     "not_standing",
     "send_time_refusals",

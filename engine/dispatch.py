@@ -134,6 +134,7 @@ from engine.db.models import (
     Suppression,
 )
 from engine.db.session import make_engine
+from engine.deadlines import send_time_refusals
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition
 from engine.errors import EngineError, InputError
@@ -773,6 +774,8 @@ class _Facts:
     contacts: dict[int, list[datetime]]
     definitions: dict[int, CampaignDefinition]
     programs: dict[int, tuple[str, str]]
+    # engine.deadlines: id -> skip reason (expired, no_longer_eligible) or wait-until instant
+    refused: dict[int, str | datetime] = field(default_factory=dict)
 
 
 def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
@@ -837,7 +840,8 @@ def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
             contact_times(lambda column: _among(column, pids, postgres), at - lookback)
         ).all():
             contacts[pid].append(when)
-    return _Facts(consents, suppressed, contacts, definitions, programs)
+        refused = send_time_refusals(session, rows, at, definitions)
+    return _Facts(consents, suppressed, contacts, definitions, programs, refused)
 
 
 def _decide(
@@ -856,6 +860,14 @@ def _decide(
             continue
         if row.enrollment_state == "converted":
             outcomes.append(_Outcome(row, st.SKIPPED, "converted"))
+            continue
+        late = facts.refused.get(row.id)
+        if late is not None:
+            outcomes.append(
+                _Outcome(row, st.SKIPPED, late)
+                if isinstance(late, str)
+                else _Outcome(row, st.QUEUED, "waiting: spacing", max(late, at))
+            )
             continue
         address = row.email if channel == "email" else row.phone
         zone, region = facts.programs[row.program_id]

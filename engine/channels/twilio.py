@@ -50,6 +50,10 @@ INVALID_ADDRESS_CODES = {
 OTHER_RECIPIENT_CODES = {
     21408: "sending to this region is not enabled",
     21612: "the 'To' number cannot be reached from this sender",
+    # Content Twilio refuses: this message's fault, never the provider's (no failure streak).
+    21602: "content rejected: the message body is empty",
+    21617: "content rejected: the body is longer than 1,600 characters",
+    21619: "content rejected: no body and no media",
 }
 
 

@@ -139,8 +139,8 @@ def test_plan_walks_due_steps_and_stops_at_the_next() -> None:
 
 
 def test_a_failing_condition_skips_the_step_and_moves_on() -> None:
-    outcome = plan(Facts(converted=True), utc(2026, 3, 10))
-    assert [a.step_index for a in outcome.actions] == [0, 2]
+    outcome = plan(Facts(converted=True), utc(2026, 3, 10), index=1, next_at=utc(2026, 3, 4))
+    assert [a.step_index for a in outcome.actions] == [2]
     assert outcome.skipped == ((1, "not_converted"),) and outcome.state == "completed"
 
 
