@@ -64,6 +64,19 @@ def expired(deadline: datetime | None, at: datetime) -> bool:
     return deadline is not None and deadline <= at
 
 
+def describe_deadline(step: Step) -> str:
+    """The step's deadline in words, for plan and explain: '3d after due, before
+    renewal_date', or 'none'."""
+    from engine.definitions.durations import format_duration
+
+    parts: list[str] = []
+    if step.deadline_after is not None:
+        parts.append(f"{format_duration(step.deadline_after)} after due")
+    if step.expires_before is not None:
+        parts.append(f"before {step.expires_before}")
+    return ", ".join(parts) or "none"
+
+
 # --------------------------------------------------------------------------- standing
 
 
@@ -268,6 +281,7 @@ __all__ = [
     "EXPIRED",
     "NO_LONGER_ELIGIBLE",
     "close_expired_call_tasks",
+    "describe_deadline",
     "expired",
     "mark_not_standing",
     "message_deadline",

@@ -116,6 +116,8 @@ from engine.preflight import check_templates
 from engine.reports.tallies import largest_outbox_id, tally_counted, tally_inserted
 from engine.sampling import bucket
 from engine.templates import (
+    SMS_MAX_CHARACTERS,
+    SMS_MAX_SEGMENTS,
     Attributes,
     ParticipantData,
     Renderer,
@@ -451,9 +453,6 @@ class RenderItem(NamedTuple):
     max_segments: int | None = None
 
 
-# Twilio refuses a body longer than 1,600 characters (error 21617), i.e. about 10 segments.
-SMS_MAX_CHARACTERS = 1600
-SMS_MAX_SEGMENTS = 10
 # Content a provider would refuse: the member's message is skipped with this reason.
 REFUSALS = ("empty_subject", "empty_body", "sms_too_long", "over_segment_limit")
 # More render errors than this share of one step's members in a batch (and at least
