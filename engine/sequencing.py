@@ -11,7 +11,27 @@ runs wait; holdout enrollments are never touched until their run completes) and,
   participant's, else the phone number's (all candidate zones: the latest instant wins, so no
   candidate sees it early), else the program's. DST-safe via
   :func:`engine.policy.windows.local_time_on_day`.
-- **exit** (checked when a step falls due): every channel the remaining steps use is closed by
+- **spacing** (issue #21; the least invasive rule that keeps "delay after the previous
+  message actually sent" without a new column): when a step falls due, the message of the
+  step before it (and, for ``email_not_opened``/``email_not_clicked``/``no_reply``, the latest
+  earlier message of the channel the condition reads) is looked at:
+
+  * made in this same walk for an overdue step (more than ``SLACK``, an hour, late: a run
+    resumed after a pause, a stopped cron) and scheduled apart from this one: this step waits
+    until ``delay`` after now (the earliest that message can go), instead of leaving with it;
+  * sent more than ``SLACK`` later than its schedule: this step is due ``delay`` after it
+    actually went (its time and deadline count from there);
+  * read by a condition: while it has not gone (queued/sending) the step waits, and once it
+    went the step is due no earlier than ``delay`` after it (an open is judged on a window
+    that really passed).
+
+  A message queued by an earlier advance that has not gone yet (an outage, a window, a cap)
+  does not stop the sequence: the next message is still made on time, and the dispatcher's
+  gate holds it until ``delay`` after the earlier one went (:mod:`engine.deadlines`). Steps
+  scheduled at one instant still go together. A wait is at least ``MIN_WAIT`` (5 minutes).
+- **exit** (checked when a step falls due): the member no longer matches the campaign's
+  standing conditions (engine/definitions/standing.py; ``exit_reason`` ``no_longer_eligible:
+  ...``); or every channel the remaining steps use is closed by
   opt-out, suppression or missing consent (state ``exited``, ``exit_reason`` names each
   channel's reason). Conversion (state ``converted``) and run cancel are set elsewhere; such
   enrollments are simply no longer due.
@@ -21,9 +41,17 @@ runs wait; holdout enrollments are never touched until their run completes) and,
   (no outbox message of the enrollment with ``opened_at`` / ``clicked_at``), ``no_reply`` (no
   ``reply`` message event of the participant since enrollment).
 - **action**: an email/SMS step makes ONE ``outbox_messages`` row (status ``queued``, content
-  rendered now, ``not_before`` = the due time; ``skipped``/``no_address`` when the record has
-  no address, ``skipped``/``render_error`` when the template fails for this member); a call
-  step makes one ``call_tasks`` row (kind ``campaign``, status ``open``, ``due_at``).
+  rendered now, ``not_before`` = the due time, ``expires_at`` = its deadline
+  (:mod:`engine.deadlines`); ``skipped``/``expired`` when the deadline has already passed,
+  ``skipped``/``no_address`` when the record has no address, ``skipped``/``render_error``
+  when the template fails for this member, ``skipped``/``empty_subject``, ``empty_body``,
+  ``sms_too_long`` or ``over_segment_limit`` for content a provider would refuse); a call
+  step makes one ``call_tasks`` row (kind ``campaign``, status ``open``, ``due_at``,
+  ``expires_at``; closed ``expired`` when already past it). When more than 5% (and at least
+  5) of one step's members in a batch fail to render, the run is paused with the reason and
+  that batch's enrollments of the run are left where they were (a broken template must not
+  spend the audience). Before anything, a missing templates folder or file of an active run
+  stops the advance (:mod:`engine.preflight`), and call tasks past their deadline are closed.
   After the last step the enrollment is ``completed``; a run with no active treatment
   enrollment left is ``completed`` (its holdout enrollments with it).
 
