@@ -214,7 +214,7 @@ class TwilioChannel:
             )
         if code in OTHER_RECIPIENT_CODES:
             return RecipientError(
-                str(code), f"{OTHER_RECIPIENT_CODES[code]}: {text}", status=status
+                str(code), f"{OTHER_RECIPIENT_CODES[code]}: {text}", status=status, what=what
             )
         retry_after = parse_retry_after(
             self.http.last_headers.get("retry-after"), now=self.clock.now()

@@ -149,9 +149,17 @@ def _twilio_error(status: int, code: int, message: str) -> dict[str, object]:
             id="21614-not-mobile",
         ),
         pytest.param(
+            # Content Twilio refuses (issue #16): this message's fault, not the provider's, so
+            # it never counts toward the run's failure streak (RecipientError does not).
             Canned.json(
                 400, _twilio_error(400, 21617, "The concatenated message body is too long")
             ),
+            RecipientError,
+            {"suppress": False, "invalid_address": False, "code": "21617", "status": 400},
+            id="21617-body-too-long",
+        ),
+        pytest.param(
+            Canned.json(400, _twilio_error(400, 21999, "Something else")),
             ChannelError,
             {"status": 400},
             id="400-other-code",
