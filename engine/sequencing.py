@@ -116,6 +116,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.app import App
 from engine.clock import ensure_utc
+from engine.content_checks import (
+    REFUSALS,
+    RENDER_ERROR_MIN,
+    RENDER_ERROR_SHARE,
+    ContentRefused,
+    check_content,
+    refusal_of,
+)
 from engine.db.models import (
     CallTask,
     CampaignRun,
@@ -144,8 +152,6 @@ from engine.preflight import check_templates
 from engine.reports.tallies import largest_outbox_id, tally_counted, tally_inserted
 from engine.sampling import bucket
 from engine.templates import (
-    SMS_MAX_CHARACTERS,
-    SMS_MAX_SEGMENTS,
     Attributes,
     ParticipantData,
     Renderer,
@@ -479,50 +485,6 @@ class RenderItem(NamedTuple):
     opt_out_notice: bool = True
     # The step's sms_max_segments: a longer SMS is refused (over_segment_limit).
     max_segments: int | None = None
-
-
-# Content a provider would refuse: the member's message is skipped with this reason.
-REFUSALS = ("empty_subject", "empty_body", "sms_too_long", "over_segment_limit")
-# More render errors than this share of one step's members in a batch (and at least
-# RENDER_ERROR_MIN) pause the run instead of skipping them all.
-RENDER_ERROR_SHARE = 0.05
-RENDER_ERROR_MIN = 5
-
-
-class ContentRefused(EngineError):
-    """Rendered content a provider would refuse; ``reason`` is one of REFUSALS."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        super().__init__(f"{reason}: {detail}")
-
-
-def refusal_of(error: str | None) -> str:
-    """The skip reason of a failed render: a content refusal, else ``render_error``."""
-    head = (error or "").split(":", 1)[0]
-    return head if head in REFUSALS else "render_error"
-
-
-def check_content(channel: str, content: Mapping[str, Any], max_segments: int | None) -> None:
-    """Raise ContentRefused for content a provider would refuse (or the step forbids)."""
-    if channel == "email":
-        if "template_id" not in content and not str(content.get("subject") or "").strip():
-            raise ContentRefused("empty_subject", "the subject renders empty")
-        return
-    body = str(content.get("body") or "")
-    segments = int(content.get("segments") or 0)
-    if not body.strip():
-        raise ContentRefused("empty_body", "the SMS renders empty")
-    if len(body) > SMS_MAX_CHARACTERS or segments > SMS_MAX_SEGMENTS:
-        raise ContentRefused(
-            "sms_too_long",
-            f"{len(body)} characters, {segments} segments (Twilio takes at most "
-            f"{SMS_MAX_CHARACTERS} characters)",
-        )
-    if max_segments is not None and segments > max_segments:
-        raise ContentRefused(
-            "over_segment_limit", f"{segments} segments; the step allows {max_segments}"
-        )
 
 
 # (content as JSON text, None) or (None, error message)
