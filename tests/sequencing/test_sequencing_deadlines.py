@@ -359,3 +359,23 @@ def test_a_message_queued_before_deadlines_were_stored_gets_its_steps_deadline(
     _send(app, TEST_NOW + 4 * DAY)
     (row,) = messages(app)
     assert (row.status, row.status_reason) == ("skipped", "expired")
+
+
+def test_a_missing_templates_folder_stops_the_tick_before_anything_is_written(
+    app: App, program: Program, tmp_path: Path
+) -> None:
+    from engine.tick import tick
+
+    _member(app, program)
+    launch(app, definition())
+    settings = app.settings.model_copy(
+        update={"templates_dir": tmp_path / "nowhere", "campaigns_dir": tmp_path / "campaigns"}
+    )
+    elsewhere = build_app(settings, clock=app.clock)
+    try:
+        with pytest.raises(ConfigError, match="nothing was done"):
+            tick(elsewhere, budget_seconds=5)
+    finally:
+        elsewhere.close()
+    assert messages(app) == []
+    assert {e.next_step_index for e in enrollments(app)} == {0}
