@@ -131,20 +131,6 @@ def _run_zones(conn: Connection | Session, run_ids: Iterable[int]) -> dict[int, 
     }
 
 
-def _legacy_deadline(
-    definition: CampaignDefinition | None, step_id: str, made: datetime
-) -> datetime | None:
-    """A message queued before deadlines were stored (migration 0016) gets its step's
-    ``expires_after`` counted from when it was made (never earlier than its due time)."""
-    if definition is None:
-        return None
-    try:
-        after = definition.step(step_id).deadline_after
-    except KeyError:
-        return None
-    return made + after if after is not None else None
-
-
 def _spacing_holds(
     session: Session,
     rows: Sequence[Any],
@@ -220,19 +206,15 @@ def send_time_refusals(
     refused: dict[int, str | datetime] = {}
     mine: dict[int, tuple[int, int, str]] = {}  # id -> (enrollment, step index, step id)
     for start in range(0, len(ids), 1000):
-        for message_id, run_id, enrollment_id, index, step_id, expires_at, made in session.execute(
+        for message_id, enrollment_id, index, step_id, expires_at in session.execute(
             select(
                 OutboxMessage.id,
-                OutboxMessage.run_id,
                 OutboxMessage.enrollment_id,
                 OutboxMessage.step_index,
                 OutboxMessage.step_id,
                 OutboxMessage.expires_at,
-                OutboxMessage.created_at,
             ).where(OutboxMessage.id.in_(ids[start : start + 1000]))
         ):
-            if expires_at is None:
-                expires_at = _legacy_deadline(definitions.get(run_id), step_id, made)
             if expires_at is not None and expires_at <= at:
                 refused[message_id] = EXPIRED
             else:

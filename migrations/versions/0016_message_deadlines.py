@@ -30,6 +30,18 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.add_column("outbox_messages", sa.Column("expires_at", UTCDateTime(timezone=True), nullable=True))
     op.add_column("call_tasks", sa.Column("expires_at", UTCDateTime(timezone=True), nullable=True))
+    # Messages still waiting to go get the default deadline of an email/SMS step (3 days; no
+    # step could set another before this migration), counted from when they were made (never
+    # before their due time), so an upgrade does not let old queued messages go weeks late.
+    if op.get_bind().dialect.name == "postgresql":
+        later = "created_at + interval '3 days'"
+    else:
+        # The text form UTCDateTime stores on SQLite (naive UTC, microseconds).
+        later = "strftime('%Y-%m-%d %H:%M:%S', created_at, '+3 days') || substr(created_at, 20)"
+    op.execute(
+        f"UPDATE outbox_messages SET expires_at = {later} "
+        "WHERE status IN ('queued', 'sending') AND expires_at IS NULL"
+    )
 
 
 def downgrade() -> None:

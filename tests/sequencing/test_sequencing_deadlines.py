@@ -343,24 +343,6 @@ def test_a_missing_template_file_stops_advance(app: App, program: Program, tmp_p
     assert messages(app) == []
 
 
-def test_a_message_queued_before_deadlines_were_stored_gets_its_steps_deadline(
-    app: App,
-) -> None:
-    # Rows made before migration 0016 have no expires_at: the gate counts the step's
-    # expires_after (3 days by default) from when the row was made.
-    from engine.testing import make_outbox_message, make_program, make_run
-
-    with unit(app) as s:
-        program = make_program(s, at=TEST_NOW, key="legacy")
-        run = make_run(s, program, at=TEST_NOW)
-        member = make_participant(s, program, at=TEST_NOW, external_id="L1")
-        old = make_outbox_message(s, run, member, at=TEST_NOW)
-        assert old.expires_at is None
-    _send(app, TEST_NOW + 4 * DAY)
-    (row,) = messages(app)
-    assert (row.status, row.status_reason) == ("skipped", "expired")
-
-
 def test_a_missing_templates_folder_stops_the_tick_before_anything_is_written(
     app: App, program: Program, tmp_path: Path
 ) -> None:
