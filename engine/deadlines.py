@@ -10,6 +10,11 @@ queue a step already past it (``skipped``/``expired``; a call task is made ``clo
 ``expired``); the dispatcher's gate skips a queued message past it (:func:`send_time_refusals`)
 and call lists close an open task past it (:func:`close_expired_call_tasks`).
 
+**Spacing at send time**: a queued message whose enrollment has an earlier message that has
+not gone yet waits (``RECHECK``), and one whose earlier message went late waits until the
+steps' delays after it actually went (only where the campaign spaces the two steps); see
+engine/sequencing.py for the sequencer's half of the rule.
+
 **Standing conditions** (engine/definitions/standing.py): re-checked when a step falls due
 (the enrollment exits), in the dispatcher's gate (``skipped``/``no_longer_eligible``) and when
 an agent claims a call (closed ``not callable: no_longer_eligible``).
