@@ -948,8 +948,8 @@ def plan_command(state: CliState, name: str, at: str | None, as_json: bool) -> N
     )
     render_table(
         "Projected volume per step (treatment reachable on the step's channel)",
-        ["step", "channel", "projected"],
-        [(v.step_id, v.channel, v.projected) for v in report.steps],
+        ["step", "channel", "projected", "deadline", "already expired"],
+        [(v.step_id, v.channel, v.projected, v.deadline, v.expired) for v in report.steps],
     )
     if report.sample:
         render_table(
@@ -1602,7 +1602,18 @@ def outbox_group() -> None:
     """Messages waiting, sent, skipped, failed or of unknown fate."""
 
 
-_OUTBOX_COLUMNS = ("id", "run", "step", "channel", "to", "member", "status", "reason", "tries")
+_OUTBOX_COLUMNS = (
+    "id",
+    "run",
+    "step",
+    "channel",
+    "to",
+    "member",
+    "status",
+    "reason",
+    "tries",
+    "expires",
+)
 
 
 def _outbox_rows(messages: Sequence[Any]) -> list[list[Any]]:
@@ -1617,6 +1628,7 @@ def _outbox_rows(messages: Sequence[Any]) -> list[list[Any]]:
             m.status,
             m.status_reason or m.last_error,
             m.attempts,
+            m.expires_at.isoformat(timespec="minutes") if m.expires_at else "",
         ]
         for m in messages
     ]

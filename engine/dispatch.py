@@ -140,6 +140,7 @@ from engine.db.models import (
     Suppression,
 )
 from engine.db.session import make_engine
+from engine.deadlines import send_time_refusals
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition
 from engine.errors import EngineError, InputError
@@ -838,6 +839,8 @@ class _Facts:
     definitions: dict[int, CampaignDefinition]
     programs: dict[int, tuple[str, str]]
     digests: dict[str, str] = field(default_factory=dict)  # address -> its suppression hash
+    # engine.deadlines: id -> skip reason (expired, no_longer_eligible) or wait-until instant
+    refused: dict[int, str | datetime] = field(default_factory=dict)
     read_at: float = field(default_factory=time.monotonic)
 
 
@@ -903,7 +906,8 @@ def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
             contact_times(lambda column: _among(column, pids, postgres), at - lookback)
         ).all():
             contacts[pid].append(when)
-    return _Facts(consents, suppressed, contacts, definitions, programs, digests)
+        refused = send_time_refusals(session, rows, at, definitions)
+    return _Facts(consents, suppressed, contacts, definitions, programs, digests, refused=refused)
 
 
 def _suppressed_among(shared: _Shared, channel: str, digests: Sequence[str]) -> set[str]:
@@ -939,6 +943,14 @@ def _decide(
             continue
         if row.enrollment_state == "converted":
             outcomes.append(_Outcome(row, st.SKIPPED, "converted"))
+            continue
+        late = facts.refused.get(row.id)
+        if late is not None:
+            outcomes.append(
+                _Outcome(row, st.SKIPPED, late)
+                if isinstance(late, str)
+                else _Outcome(row, st.QUEUED, "waiting: spacing", max(late, at))
+            )
             continue
         address = row.email if channel == "email" else row.phone
         zone, region = facts.programs[row.program_id]

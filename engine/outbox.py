@@ -72,6 +72,8 @@ class OutboxView:
     last_error: str | None
     sent_at: datetime | None
     updated_at: datetime
+    # The deadline (engine/deadlines.py): past it the message is skipped as expired.
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ def _views(session: Session, query: Any) -> list[OutboxView]:
             last_error=m.last_error,
             sent_at=m.sent_at,
             updated_at=m.updated_at,
+            expires_at=m.expires_at,
         )
         for m, external_id in rows
     ]

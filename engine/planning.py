@@ -77,6 +77,7 @@ from engine.db.models import (
     Suppression,
 )
 from engine.db.types import UTCDateTime
+from engine.deadlines import describe_deadline
 from engine.definitions.durations import format_duration
 from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import CampaignDefinition
@@ -144,6 +145,10 @@ class StepVolume:
     step_id: str
     channel: str
     projected: int
+    # The step's deadline in words, and how many treatment members would already be past it
+    # when the step falls due (a member date of expires_before before that day): skipped.
+    deadline: str = "none"
+    expired: int = 0
 
 
 @dataclass(frozen=True)
@@ -625,7 +630,13 @@ def plan(
         for label, description, _ in rules.exclusions()
     ]
     treatment, holdout = counts.get("treatment", 0), counts.get("holdout", 0)
-    steps = [StepVolume(s.id, s.channel, reachable[s.channel]) for s in definition.steps]
+    expired = _expired_at_due(session, rules, definition, at, program.timezone)
+    steps = [
+        StepVolume(
+            s.id, s.channel, reachable[s.channel], describe_deadline(s), expired.get(s.id, 0)
+        )
+        for s in definition.steps
+    ]
 
     sample = _sample(session, rules, sample_size) if sample_size > 0 else []
     note = None
@@ -660,6 +671,33 @@ def plan(
         note=note,
         sms=sms,
     )
+
+
+def _expired_at_due(
+    session: Session, rules: _Rules, definition: CampaignDefinition, at: datetime, tz: str
+) -> dict[str, int]:
+    """step id -> treatment members whose ``expires_before`` date is on or before the local
+    date (program zone) the step falls due if launched at ``at`` (delays only)."""
+    result: dict[str, int] = {}
+    due = at
+    for step in definition.steps:
+        due += step.delay
+        if step.expires_before is None:
+            continue
+        day = due.astimezone(ZoneInfo(tz)).date()
+        column = Participant.__table__.c[step.expires_before]
+        inner = rules.from_audience(
+            select(rules.reason().label("reason"), column.label("deadline"))
+        ).subquery()
+        result[step.id] = int(
+            session.scalar(
+                select(func.count())
+                .select_from(inner)
+                .where(inner.c.reason == "treatment", inner.c.deadline <= day)
+            )
+            or 0
+        )
+    return result
 
 
 def _sample(session: Session, rules: _Rules, size: int) -> list[SampleMember]:

@@ -11,7 +11,27 @@ runs wait; holdout enrollments are never touched until their run completes) and,
   participant's, else the phone number's (all candidate zones: the latest instant wins, so no
   candidate sees it early), else the program's. DST-safe via
   :func:`engine.policy.windows.local_time_on_day`.
-- **exit** (checked when a step falls due): every channel the remaining steps use is closed by
+- **spacing** (issue #21; the least invasive rule that keeps "delay after the previous
+  message actually sent" without a new column): when a step falls due, the message of the
+  step before it (and, for ``email_not_opened``/``email_not_clicked``/``no_reply``, the latest
+  earlier message of the channel the condition reads) is looked at:
+
+  * made in this same walk for an overdue step (more than ``SLACK``, an hour, late: a run
+    resumed after a pause, a stopped cron) and scheduled apart from this one: this step waits
+    until ``delay`` after now (the earliest that message can go), instead of leaving with it;
+  * sent more than ``SLACK`` later than its schedule: this step is due ``delay`` after it
+    actually went (its time and deadline count from there);
+  * read by a condition: while it has not gone (queued/sending) the step waits, and once it
+    went the step is due no earlier than ``delay`` after it (an open is judged on a window
+    that really passed).
+
+  A message queued by an earlier advance that has not gone yet (an outage, a window, a cap)
+  does not stop the sequence: the next message is still made on time, and the dispatcher's
+  gate holds it until ``delay`` after the earlier one went (:mod:`engine.deadlines`). Steps
+  scheduled at one instant still go together. A wait is at least ``MIN_WAIT`` (5 minutes).
+- **exit** (checked when a step falls due): the member no longer matches the campaign's
+  standing conditions (engine/definitions/standing.py; ``exit_reason`` ``no_longer_eligible:
+  ...``); or every channel the remaining steps use is closed by
   opt-out, suppression or missing consent (state ``exited``, ``exit_reason`` names each
   channel's reason). Conversion (state ``converted``) and run cancel are set elsewhere; such
   enrollments are simply no longer due.
@@ -21,9 +41,17 @@ runs wait; holdout enrollments are never touched until their run completes) and,
   (no outbox message of the enrollment with ``opened_at`` / ``clicked_at``), ``no_reply`` (no
   ``reply`` message event of the participant since enrollment).
 - **action**: an email/SMS step makes ONE ``outbox_messages`` row (status ``queued``, content
-  rendered now, ``not_before`` = the due time; ``skipped``/``no_address`` when the record has
-  no address, ``skipped``/``render_error`` when the template fails for this member); a call
-  step makes one ``call_tasks`` row (kind ``campaign``, status ``open``, ``due_at``).
+  rendered now, ``not_before`` = the due time, ``expires_at`` = its deadline
+  (:mod:`engine.deadlines`); ``skipped``/``expired`` when the deadline has already passed,
+  ``skipped``/``no_address`` when the record has no address, ``skipped``/``render_error``
+  when the template fails for this member, ``skipped``/``empty_subject``, ``empty_body``,
+  ``sms_too_long`` or ``over_segment_limit`` for content a provider would refuse); a call
+  step makes one ``call_tasks`` row (kind ``campaign``, status ``open``, ``due_at``,
+  ``expires_at``; closed ``expired`` when already past it). When more than 5% (and at least
+  5) of one step's members in a batch fail to render, the run is paused with the reason and
+  that batch's enrollments of the run are left where they were (a broken template must not
+  spend the audience). Before anything, a missing templates folder or file of an active run
+  stops the advance (:mod:`engine.preflight`), and call tasks past their deadline are closed.
   After the last step the enrollment is ``completed``; a run with no work left (no
   enrollment with steps left, no pending message, no open call task: engine/run_work.py) is
   ``completed``, its holdout enrollments with it.
@@ -69,11 +97,11 @@ import os
 import re
 import threading
 import time as monotonic
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 import orjson
@@ -89,6 +117,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.app import App
 from engine.clock import ensure_utc
+from engine.content_checks import (
+    REFUSALS,
+    RENDER_ERROR_MIN,
+    RENDER_ERROR_SHARE,
+    ContentRefused,
+    check_content,
+    refusal_of,
+)
 from engine.db.models import (
     CallTask,
     CampaignRun,
@@ -98,14 +134,22 @@ from engine.db.models import (
     OutboxMessage,
     Program,
 )
+from engine.deadlines import (
+    EXPIRED,
+    close_expired_call_tasks,
+    message_deadline,
+    not_standing,
+    standing_reason,
+)
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition, Step
 from engine.errors import EngineError, InputError
 from engine.outbox import message_uids
-from engine.outbox_status import QUEUED, SKIPPED
+from engine.outbox_status import QUEUED, SENDING, SKIPPED
 from engine.policy.gate import ConsentStatus, gate
 from engine.policy.windows import local_time_on_day
 from engine.policy.zones import candidate_zones
+from engine.preflight import check_templates
 from engine.reports.tallies import largest_outbox_id, tally_counted, tally_inserted
 from engine.run_work import has_no_work
 from engine.sampling import bucket
@@ -135,6 +179,20 @@ class Facts:
     replied: bool = False
     # channel -> why it cannot be used (engine.policy.gate reasons); open channels are absent.
     closed: Mapping[str, str] = field(default_factory=dict)
+    # step index -> the enrollment's message of that step (for spacing and waiting).
+    messages: Mapping[int, MessageState] = field(default_factory=dict)
+    # Why the member no longer matches the campaign's standing conditions (None: still does).
+    not_standing: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageState:
+    """An email/SMS of the enrollment as spacing sees it."""
+
+    pending: bool  # queued, sending or unknown: it has not (knowingly) gone yet
+    sent_at: datetime | None
+    not_before: datetime
+    fresh: bool = False  # made in this same walk (not yet in the database)
 
 
 CONDITIONS: Mapping[str, Callable[[Facts], bool]] = {
@@ -152,6 +210,24 @@ class Action:
 
     step_index: int
     due: datetime
+    expires_at: datetime | None = None
+    expired: bool = False  # past its deadline already: made as skipped/expired, never queued
+
+
+# Spacing (see the module docstring): a previous message that went within SLACK of its
+# schedule does not move the next step; a wait is at least MIN_WAIT (never "now" again, which
+# the same advance's scan would meet once more).
+SLACK = timedelta(hours=1)
+MIN_WAIT = timedelta(minutes=5)
+# Conditions about an earlier message: the channels of the message they read.
+_MESSAGE_CONDITIONS: Mapping[str, frozenset[str]] = {
+    "email_not_opened": frozenset({"email"}),
+    "email_not_clicked": frozenset({"email"}),
+    "no_reply": frozenset({"email", "sms"}),
+}
+
+# (step, due) -> the step's deadline for this member, or None
+DeadlineOf = Callable[[Step, datetime], "datetime | None"]
 
 
 @dataclass(frozen=True)
@@ -192,12 +268,14 @@ def plan_enrollment(
     facts: Facts,
     at: datetime,
     zones: Callable[[], Sequence[str]],
+    deadline: DeadlineOf | None = None,
 ) -> Outcome:
     """Walk one enrollment through every step due at ``at`` (pure).
 
     ``next_action_at`` is the due time of step ``next_step_index``, except for step 0 whose due
     time is always computed from ``enrolled_at`` (a launch sets ``next_action_at`` to the
-    enrollment instant).
+    enrollment instant). ``deadline`` gives a step's deadline for this member (None: no
+    deadlines); a step taken past it is an action marked ``expired``.
     """
     index = next_step_index
     if index >= len(steps):
@@ -205,22 +283,83 @@ def plan_enrollment(
     due = step_due(enrolled_at, steps[0], zones) if index == 0 else next_action_at or enrolled_at
     actions: list[Action] = []
     skipped: list[tuple[int, str]] = []
+    states: dict[int, MessageState] = dict(facts.messages)
     while index < len(steps):
+        if due <= at:
+            due, wait = _spacing(steps, index, due, states, at, zones)
+            if wait is not None:
+                return Outcome(tuple(actions), tuple(skipped), index, wait, "active")
         if due > at:
             return Outcome(tuple(actions), tuple(skipped), index, due, "active")
+        if facts.not_standing is not None:
+            return Outcome(
+                tuple(actions), tuple(skipped), index, None, "exited", facts.not_standing
+            )
         reason = exit_reason(steps[index:], facts)
         if reason is not None:
             return Outcome(tuple(actions), tuple(skipped), index, None, "exited", reason)
         step = steps[index]
         failing = next((c for c in step.condition if not CONDITIONS[c](facts)), None)
         if failing is None:
-            actions.append(Action(index, due))
+            limit = deadline(step, due) if deadline is not None else None
+            late = limit is not None and limit <= at
+            actions.append(Action(index, due, limit, late))
+            if step.channel != "call" and not late:
+                states[index] = MessageState(True, None, due, fresh=True)
         else:
             skipped.append((index, failing))
         index += 1
         if index < len(steps):
             due = step_due(due, steps[index], zones)
     return Outcome(tuple(actions), tuple(skipped), index, None, "completed")
+
+
+def _chain(start: datetime, steps: Sequence[Step], zones: Callable[[], Sequence[str]]) -> datetime:
+    """Due time of the last of ``steps`` when the step before them happened at ``start``."""
+    for step in steps:
+        start = step_due(start, step, zones)
+    return start
+
+
+def _spacing(
+    steps: Sequence[Step],
+    index: int,
+    due: datetime,
+    states: Mapping[int, MessageState],
+    at: datetime,
+    zones: Callable[[], Sequence[str]],
+) -> tuple[datetime, datetime | None]:
+    """(the step's due time, moved on by the messages it follows; an instant to wait until
+    instead, or None). See "Spacing" in the module docstring."""
+    anchors: list[tuple[int, bool]] = []
+    if index > 0 and steps[index - 1].channel != "call":
+        anchors.append((index - 1, False))
+    for condition in steps[index].condition:
+        channels = _MESSAGE_CONDITIONS.get(condition)
+        if channels is None:
+            continue
+        earlier = [j for j in range(index) if steps[j].channel in channels]
+        if earlier:
+            anchors.append((earlier[-1], True))
+    for j, strict in anchors:
+        state = states.get(j)
+        if state is None:
+            continue
+        after = steps[j + 1 : index + 1]
+        if state.pending:
+            # A message queued by an earlier advance is held back at send time instead
+            # (engine.deadlines.send_time_refusals), so that a quiet dispatcher does not
+            # stop the sequence; one made in this walk for an overdue step, or one a
+            # condition reads, makes this step wait here.
+            # (Steps scheduled at one instant have no spacing to keep: they go together.)
+            if strict or (state.fresh and at - due > SLACK and due > state.not_before):
+                earliest = _chain(max(at, state.not_before), after, zones)
+                return due, max(earliest, at + MIN_WAIT)
+        elif state.sent_at is not None:
+            later = _chain(state.sent_at, after, zones)
+            if strict or later > due + SLACK:
+                due = max(due, later)
+    return due, None
 
 
 def exit_reason(remaining: Sequence[Step], facts: Facts) -> str | None:
@@ -253,6 +392,7 @@ class AdvanceSummary:
     waiting: int = 0  # enrollments whose next step is later
     lost: int = 0  # moved meanwhile by another advance, a conversion or a cancel
     runs_completed: list[int] = field(default_factory=list)
+    runs_paused: dict[int, str] = field(default_factory=dict)  # run id -> why (render errors)
     errors: list[str] = field(default_factory=list)
     stopped_early: bool = False  # the deadline came first; the rest is due next time
     processes: int = 1  # forked workers that shared the work (1: this process alone)
@@ -274,6 +414,7 @@ class AdvanceSummary:
             for key, count in theirs.items():
                 mine[key] = mine.get(key, 0) + count
         self.errors.extend(e for e in other.errors if e not in self.errors)
+        self.runs_paused.update(other.runs_paused)
         self.stopped_early = self.stopped_early or other.stopped_early
 
     @property
@@ -305,7 +446,10 @@ class AdvanceSummary:
                 parts.append(f"{count} {label}")
         if self.runs_completed:
             parts.append("runs completed: " + ", ".join(map(str, self.runs_completed)))
-        return "Advanced " + "; ".join(parts) + "."
+        text_ = "Advanced " + "; ".join(parts) + "."
+        for run_id, reason in sorted(self.runs_paused.items()):
+            text_ += f"\nRun {run_id} {reason}."
+        return text_
 
 
 # =========================================================================== rendering
@@ -341,6 +485,8 @@ class RenderItem(NamedTuple):
     first_sms: bool
     # The program's sms_opt_out_notice: off, the first SMS goes without the opt-out sentence.
     opt_out_notice: bool = True
+    # The step's sms_max_segments: a longer SMS is refused (over_segment_limit).
+    max_segments: int | None = None
 
 
 # (content as JSON text, None) or (None, error message)
@@ -383,6 +529,7 @@ def render_item(renderer: Renderer, item: RenderItem) -> Rendered:
                 opt_out_notice=item.opt_out_notice,
             )
             content = {"body": sms.body, "encoding": sms.encoding, "segments": sms.segments}
+        check_content(item.channel, content, item.max_segments)
     except EngineError as exc:
         return None, str(exc)
     return content_json(content), None
@@ -550,6 +697,7 @@ class _Work:
     moves: list[tuple[_Row, Outcome]]
     messages: list[list[Any]]  # outbox rows in OUTBOX_COLUMNS order
     call_tasks: list[dict[str, Any]]
+    pauses: dict[int, str] = field(default_factory=dict)  # run id -> why it is paused
 
 
 OUTBOX_COLUMNS = (
@@ -573,6 +721,7 @@ OUTBOX_COLUMNS = (
     "last_error",
     "created_at",
     "updated_at",
+    "expires_at",
 )
 
 _COLUMN_LIST = ", ".join(OUTBOX_COLUMNS)
@@ -587,12 +736,15 @@ CREATE TEMPORARY TABLE IF NOT EXISTS seq_outbox (
     campaign varchar(64), step_id varchar(64), step_index integer, variant varchar(64),
     channel varchar(8), template varchar(128), locale varchar(16), to_address varchar(320),
     content text, status varchar(16), status_reason text, not_before timestamptz,
-    attempts integer, last_error text, created_at timestamptz, updated_at timestamptz
+    attempts integer, last_error text, created_at timestamptz, updated_at timestamptz,
+    expires_at timestamptz
 )
 """
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# A message in these states has not gone yet (unknown may have: it left us).
+PENDING = frozenset({QUEUED, SENDING})
 
 
 def _tally_key(message: Sequence[Any]) -> tuple[Any, ...]:
@@ -829,6 +981,7 @@ class _Advance:
                 facts=facts[row.id],
                 at=self.at,
                 zones=_zones(row, run),
+                deadline=_deadline_of(row, run),
             )
             moves.append((row, outcome))
         return self._build(moves, runs)
@@ -899,6 +1052,8 @@ class _Advance:
             else set()
         )
         closed = self._closed_channels(conn, rows, channels)
+        messages = self._messages(conn, rows)
+        gone = self._not_standing(conn, rows, runs)
         return {
             r.id: Facts(
                 converted=r.id in converted,
@@ -907,9 +1062,58 @@ class _Advance:
                 email_clicked=r.id in clicked,
                 replied=r.id in replied,
                 closed=closed.get(r.id, {}),
+                messages=messages.get(r.id, {}),
+                not_standing=gone.get(r.id),
             )
             for r in rows
         }
+
+    def _messages(self, conn: Connection, rows: list[_Row]) -> dict[int, dict[int, MessageState]]:
+        """enrollment id -> step index -> its message, for the enrollments past their first
+        step (spacing: see the module docstring). A queued message past its deadline will not
+        go, so it holds nothing back."""
+        ids = [r.id for r in rows if r.next_step_index > 0]
+        if not ids:
+            return {}
+        result: dict[int, dict[int, MessageState]] = {}
+        for enrollment_id, index, status, sent_at, not_before, expires_at in conn.execute(
+            select(
+                OutboxMessage.enrollment_id,
+                OutboxMessage.step_index,
+                OutboxMessage.status,
+                OutboxMessage.sent_at,
+                OutboxMessage.not_before,
+                OutboxMessage.expires_at,
+            ).where(text(f"outbox_messages.enrollment_id IN ({_int_list(ids)})"))
+        ):
+            pending = status in PENDING and (expires_at is None or expires_at > self.at)
+            result.setdefault(enrollment_id, {})[index] = MessageState(pending, sent_at, not_before)
+        return result
+
+    def _not_standing(
+        self, conn: Connection, rows: list[_Row], runs: Mapping[int, _Run | None]
+    ) -> dict[int, str]:
+        """enrollment id -> exit reason, for members who no longer match their campaign's
+        standing conditions (engine/definitions/standing.py)."""
+        result: dict[int, str] = {}
+        by_run: dict[int, list[_Row]] = {}
+        for r in rows:
+            by_run.setdefault(r.run_id, []).append(r)
+        for run_id, members in by_run.items():
+            run = runs.get(run_id)
+            if run is None:
+                continue
+            gone = not_standing(
+                conn,
+                run.definition,
+                (m.participant_id for m in members),
+                at=self.at,
+                tz=run.program_zone,
+            )
+            if gone:
+                reason = standing_reason(run.definition)
+                result.update((m.id, reason) for m in members if m.participant_id in gone)
+        return result
 
     def _closed_channels(
         self, conn: Connection, rows: list[_Row], channels: set[str]
@@ -972,6 +1176,8 @@ class _Advance:
         renderer = self.renderer
         wanted = sum(1 for _, o in moves for a in o.actions)
         uids = message_uids(wanted)
+        # (run, step index) -> [members rendered, render errors]
+        shares: defaultdict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
         for row, outcome in moves:
             if not outcome.actions:
                 continue
@@ -992,8 +1198,10 @@ class _Advance:
                             "step_index": action.step_index,
                             "script": step.script,
                             "team": step.team,
-                            "status": "open",
+                            "status": "closed" if action.expired else "open",
+                            "close_reason": EXPIRED if action.expired else None,
                             "due_at": action.due,
+                            "expires_at": action.expires_at,
                             "attempts": 0,
                             "max_attempts": step.max_attempts,
                             "created_at": at,
@@ -1012,7 +1220,9 @@ class _Advance:
                     template = step.template
                 address = row.email if step.channel == "email" else row.phone
                 status, reason, content, error = QUEUED, None, "{}", None
-                if not address:
+                if action.expired:
+                    status, reason = SKIPPED, EXPIRED
+                elif not address:
                     status, reason = SKIPPED, "no_address"
                 else:
                     if participant is None:
@@ -1031,10 +1241,14 @@ class _Advance:
                             step.id,
                             action.step_index == run.first_sms,
                             run.sms_opt_out_notice,
+                            step.sms_max_segments,
                         ),
                     )
+                    shares[(row.run_id, action.step_index)][0] += 1
                     if rendered is None:
-                        status, reason = SKIPPED, "render_error"
+                        status, reason = SKIPPED, refusal_of(error)
+                        if reason == "render_error":
+                            shares[(row.run_id, action.step_index)][1] += 1
                     else:
                         content = rendered
                 # In OUTBOX_COLUMNS order.
@@ -1060,13 +1274,54 @@ class _Advance:
                         error,
                         at,
                         at,
+                        action.expires_at,
                     ]
                 )
-        return _Work(moves, messages, call_tasks)
+        work = _Work(moves, messages, call_tasks)
+        return self._hold_back(work, shares, runs)
+
+    def _hold_back(
+        self,
+        work: _Work,
+        shares: Mapping[tuple[int, int], list[int]],
+        runs: Mapping[int, _Run | None],
+    ) -> _Work:
+        """Pause a run when too many of one step's members in this batch failed to render
+        (a broken template or a field it needs missing for many: fixing it and resuming must
+        not find the audience already spent), and leave that run's enrollments of the batch
+        where they are. A few render errors are the members' data: skipped with the reason."""
+        for (run_id, index), (rendered, errors) in shares.items():
+            if errors < RENDER_ERROR_MIN or errors <= rendered * RENDER_ERROR_SHARE:
+                continue
+            if run_id in work.pauses:
+                continue
+            run = runs[run_id]
+            step = run.steps[index].id if run is not None else str(index)
+            work.pauses[run_id] = (
+                f"paused by the sequencer: {errors} of {rendered} members of step {step} "
+                f"could not be rendered (first: {self._first_error(work, run_id)}); fix the "
+                "template or the data, then resume"
+            )
+        if not work.pauses:
+            return work
+        held = set(work.pauses)
+        work.moves = [(row, o) for row, o in work.moves if row.run_id not in held]
+        work.messages = [m for m in work.messages if m[1] not in held]
+        work.call_tasks = [t for t in work.call_tasks if t["run_id"] not in held]
+        return work
+
+    @staticmethod
+    def _first_error(work: _Work, run_id: int) -> str:
+        for message in work.messages:
+            if message[1] == run_id and message[14] == "render_error":
+                return str(message[17])[:300]
+        return "?"
 
     # ---------------------------------------------------------------- writing
 
     def _write(self, conn: Connection, work: _Work) -> None:
+        if work.pauses:
+            self._pause(conn, work.pauses)
         if not work.moves:
             return
         with self.write_lock if self.sqlite else nullcontext(), conn.begin():
@@ -1093,6 +1348,22 @@ class _Advance:
                 )
         self._count(work, moved, messages, tasks)
 
+    def _pause(self, conn: Connection, pauses: Mapping[int, str]) -> None:
+        with self.write_lock if self.sqlite else nullcontext(), conn.begin():
+            for run_id, reason in pauses.items():
+                paused = conn.execute(
+                    update(CampaignRun)
+                    .where(CampaignRun.id == run_id, CampaignRun.status == "active")
+                    .values(status="paused", status_reason=reason, status_changed_at=self.at)
+                ).rowcount
+                if paused:
+                    log.warning("run %s %s", run_id, reason)
+                    self.summary.runs_paused[run_id] = reason
+        # This process's later batches of the run are left alone (the due scan skips paused
+        # runs too, for every worker).
+        for run_id in pauses:
+            self.runs[run_id] = None
+
     def _insert_messages(self, conn: Connection, messages: list[list[Any]]) -> None:
         """Insert outbox rows, ON CONFLICT (enrollment_id, step_id) DO NOTHING.
 
@@ -1104,6 +1375,7 @@ class _Advance:
             for message in messages:
                 message[15] = _sqlite_time(message[15])
                 message[18] = message[19] = self.at_text
+                message[20] = _sqlite_time(message[20])
             marks = ", ".join("?" * len(OUTBOX_COLUMNS))
             before = largest_outbox_id(conn)
             inserted = conn.exec_driver_sql(
@@ -1319,6 +1591,15 @@ def _participant(row: _Row) -> ParticipantData:
     )
 
 
+def _deadline_of(row: _Row, run: _Run) -> DeadlineOf:
+    def deadline(step: Step, due: datetime) -> datetime | None:
+        dates = {"renewal_date": row.renewal_date, "points_expire_at": row.points_expire_at}
+        zones = _zones(row, run)() if step.expires_before is not None else ()
+        return message_deadline(due, step, dates, zones)
+
+    return deadline
+
+
 def _zones(row: _Row, run: _Run) -> Callable[[], Sequence[str]]:
     def resolve() -> Sequence[str]:
         return candidate_zones(
@@ -1359,20 +1640,28 @@ def advance(
         raise InputError(f"limit must be 0 or more, not {limit}")
     if workers is None:
         workers = app.settings.render_workers or default_workers()
+    check_templates(app)
+    with app.engine.begin() as conn:
+        close_expired_call_tasks(conn, when)
     return _Advance(app, when, batch_size, limit, workers, deadline).run()
 
 
 __all__ = [
     "CONDITIONS",
+    "REFUSALS",
     "Action",
     "AdvanceSummary",
+    "ContentRefused",
     "Facts",
+    "MessageState",
     "Outcome",
     "RenderItem",
     "RendererConfig",
     "advance",
+    "check_content",
     "exit_reason",
     "plan_enrollment",
+    "refusal_of",
     "render_item",
     "step_due",
 ]

@@ -156,6 +156,10 @@ def message_context(
     return context
 
 
+# Twilio refuses a body longer than 1,600 characters (error 21617), i.e. about 10 segments.
+SMS_MAX_CHARACTERS = 1600
+SMS_MAX_SEGMENTS = 10
+
 SAMPLE_PUBLIC_URL = "https://campaigns.example.com"
 SAMPLE_POSTAL_ADDRESS = "Example Rewards, 100 Main Street, Springfield, IL 62701, USA"
 _SAMPLE_NAMES = {
@@ -196,6 +200,64 @@ def sample_context(channel: str, locale: str | None = None) -> dict[str, Any]:
     if channel == "email":
         context["postal_address"] = SAMPLE_POSTAL_ADDRESS
     return context
+
+
+# Edge members `campaign validate` also renders every template for (issue #16): what real
+# imports hold, not only the tidy sample: blank optional fields, the longest names, huge
+# numbers. A template that fails or renders empty/too long for one of them would skip real
+# members at send time.
+_LONG_FIRST = "Maximiliana-Alexandrina Wilhelmina"
+_LONG_LAST = "Featherstonehaugh-Cholmondeley-Marjoribanks"
+
+
+def edge_sample_contexts(
+    channel: str, locale: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """(label, context) of the edge members: ``blank fields`` and ``longest values``."""
+    url = f"{SAMPLE_PUBLIC_URL}/u/1.email.c2FtcGxlLXNpZ25hdHVyZQ" if channel == "email" else None
+    blank = ParticipantData(
+        external_id="M0000001",
+        first_name=None,
+        last_name=None,
+        email="a@example.com",
+        phone="+12025550100",
+        status="active",
+        locale=locale,
+        tier=None,
+        points_balance=None,
+        points_expiring=None,
+        points_expire_at=None,
+        renewal_date=None,
+        attributes=Attributes(),
+    )
+    longest = ParticipantData(
+        external_id="M" + "9" * 31,
+        first_name=_LONG_FIRST,
+        last_name=_LONG_LAST,
+        email="maximiliana.featherstonehaugh-cholmondeley@rewards-members.example.com",
+        phone="+12025550199",
+        status="active",
+        locale=locale,
+        tier="Platinum Elite Lifetime",
+        points_balance=999_999_999,
+        points_expiring=99_999_999,
+        points_expire_at=date(2026, 12, 31),
+        renewal_date=date(2026, 12, 31),
+        attributes=SampleAttributes(),
+    )
+    contexts = []
+    for label, participant in (("blank fields", blank), ("longest values", longest)):
+        context = message_context(
+            participant,
+            "Northwind Rewards",
+            {"name": "sample-campaign", "description": "A sample campaign for template checks"},
+            {"id": f"{channel}-1"},
+            unsubscribe_url=url,
+        )
+        if channel == "email":
+            context["postal_address"] = SAMPLE_POSTAL_ADDRESS
+        contexts.append((label, context))
+    return contexts
 
 
 # --------------------------------------------------------------------------- filters

@@ -48,6 +48,7 @@ from engine.definitions.loader import (
 )
 from engine.errors import DefinitionError, DefinitionErrors, EngineError, InputError
 from engine.planning import GlobalCap, launch_due
+from engine.preflight import check_templates
 from engine.sequencing import AdvanceSummary, advance
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,8 @@ def tick(
     summary = TickSummary(at=at)
 
     definitions, summary.definition_errors = load_scheduled(app.settings.campaigns_dir)
+    # A missing template stops the tick before anything is written (engine/preflight.py).
+    check_templates(app, [loaded.definition for loaded in definitions])
     summary.launched = launch_scheduled(app, definitions, at=at)
     summary.conversions = match_conversions(app, at=at)
     summary.advance = advance(app, at=at, deadline=started + budget * ADVANCE_SHARE)

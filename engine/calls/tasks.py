@@ -58,6 +58,7 @@ from engine.db.models import (
     Program,
     Suppression,
 )
+from engine.deadlines import close_expired_call_tasks, mark_not_standing
 from engine.definitions.loader import LoadedDefinition, parse_stored_definition
 from engine.definitions.schema import CampaignDefinition, Step
 from engine.errors import InputError, NotFoundError
@@ -295,6 +296,7 @@ def evaluate(
         elif isinstance(verdict, WaitUntil):
             c.callable_at = verdict.until
             c.waits_for = "calling_window"
+    mark_not_standing(session, candidates, at)  # an account closed since launch
     _apply_caps(session, candidates, at, rules)
 
 
@@ -428,6 +430,8 @@ class _Scan:
                     and_(CallTask.status == "claimed", CallTask.claimed_until < self.at),
                 ),
                 CallTask.due_at <= self.until,
+                # Past its deadline: never served (closed by close_expired_call_tasks).
+                or_(CallTask.expires_at.is_(None), CallTask.expires_at > self.at),
                 or_(
                     CallTask.run_id.is_(None),
                     CampaignRun.status == "active",
@@ -774,6 +778,7 @@ def claim_next(
     """
     at = ensure_utc(at)
     write_lock(session)
+    close_expired_call_tasks(session, at)
     agent = _agent(session, agent_login)
     if not agent.active:
         raise InputError(

@@ -50,6 +50,7 @@ INVALID_ADDRESS_CODES = {
 }
 # The message itself was refused: it will be again, and the provider is fine.
 MESSAGE_CODES = {
+    21602: "the message body is empty",
     21617: "the message body is too long (over 1600 characters)",
     21619: "the message has no body or media",
 }
@@ -216,7 +217,7 @@ class TwilioChannel:
             )
         if code in OTHER_RECIPIENT_CODES:
             return RecipientError(
-                str(code), f"{OTHER_RECIPIENT_CODES[code]}: {text}", status=status
+                str(code), f"{OTHER_RECIPIENT_CODES[code]}: {text}", status=status, what=what
             )
         if code in MESSAGE_CODES:
             return MessageError(f"{detail} ({MESSAGE_CODES[code]})", status=status)

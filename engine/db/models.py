@@ -502,6 +502,8 @@ class OutboxMessage(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The deadline (0016): past it the message is skipped as ``expired``, never sent late.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 DISPATCH_CLAIM_STATES = ("claimed", "handed", "lapsed")
@@ -701,6 +703,8 @@ class CallTask(Base):
     source_step_id: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The deadline (0016): past it the task is not served and is closed as ``expired``.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # --------------------------------------------------------------------------- conversions

@@ -49,6 +49,12 @@ CONDITIONS = (
     "email_not_clicked",
     "no_reply",
 )
+# Member date fields a step may be timed to go before (``expires_before``).
+DEADLINE_FIELDS = ("renewal_date", "points_expire_at")
+# How long an email or SMS may wait after its step came due before it is skipped as expired.
+DEFAULT_EXPIRES_AFTER = timedelta(days=3)
+# Audience fields whose conditions are re-checked before each send and claim by default.
+DEFAULT_STANDING = ("status",)
 # Fields that only mean something on a call step.
 CALL_ONLY_FIELDS = (
     "script",
@@ -366,6 +372,11 @@ class Step(_Model):
     talking_points: list[str] = Field(default_factory=list)
     offer: str | None = None
     cross_sell: str | None = None
+    # Deadlines: skipped as ``expired`` once past (see engine/deadlines.py).
+    expires_after: Duration | None = None
+    expires_before: str | None = None
+    # A hard limit: an SMS rendered longer is not queued (``over_segment_limit``).
+    sms_max_segments: int | None = Field(default=None, ge=1, le=10)
 
     @field_validator("id")
     @classmethod
@@ -388,8 +399,37 @@ class Step(_Model):
             raise definition_error("delay cannot be negative")
         return value
 
+    @field_validator("expires_after")
+    @classmethod
+    def _positive_deadline(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise definition_error("expires_after must be longer than 0, e.g. 3d")
+        return value
+
+    @field_validator("expires_before")
+    @classmethod
+    def _deadline_field(cls, value: str | None) -> str | None:
+        if value is not None and value not in DEADLINE_FIELDS:
+            raise definition_error(
+                f"expires_before takes a member date field: {' or '.join(DEADLINE_FIELDS)},"
+                f" not {value!r}"
+            )
+        return value
+
+    @property
+    def deadline_after(self) -> timedelta | None:
+        """How long after it came due the step may still go: ``expires_after``, else 3 days
+        for an email or SMS; a call step without ``expires_after`` has no such limit."""
+        if self.expires_after is not None:
+            return self.expires_after
+        return None if self.channel == "call" else DEFAULT_EXPIRES_AFTER
+
     @model_validator(mode="after")
     def _by_channel(self) -> Step:
+        if self.sms_max_segments is not None and self.channel != "sms":
+            raise definition_error(
+                "sms_max_segments is only for SMS steps", at=("sms_max_segments",)
+            )
         if self.channel == "call":
             for key in ("template", "variants"):
                 if key in self.model_fields_set:
@@ -469,7 +509,23 @@ class CampaignDefinition(_Model):
     follow_up: FollowUp | None = None
     calling_plan: CallingPlan | None = None
     sms_max_segments: int = Field(default=2, ge=1, le=10)
+    # Audience fields whose conditions are checked again before each send and claim.
+    standing: list[str] = Field(default_factory=lambda: list(DEFAULT_STANDING))
     steps: list[Step] = Field(min_length=1)
+
+    @field_validator("standing")
+    @classmethod
+    def _standing_fields(cls, value: list[str]) -> list[str]:
+        for index, name in enumerate(value):
+            if name in PARTICIPANT_FIELDS or (
+                name.startswith(ATTRIBUTE_PREFIX) and len(name) > len(ATTRIBUTE_PREFIX)
+            ):
+                continue
+            known = ", ".join(sorted(PARTICIPANT_FIELDS))
+            raise definition_error(
+                f"unknown field {name!r}; use one of {known} or attributes.NAME", at=(index,)
+            )
+        return value
 
     @field_validator("name")
     @classmethod
@@ -536,6 +592,9 @@ class CampaignDefinition(_Model):
 __all__ = [
     "CHANNELS",
     "CONDITIONS",
+    "DEADLINE_FIELDS",
+    "DEFAULT_EXPIRES_AFTER",
+    "DEFAULT_STANDING",
     "WEEKDAYS",
     "CallingPlan",
     "CampaignDefinition",

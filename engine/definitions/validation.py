@@ -48,8 +48,11 @@ from engine.programs import opt_out_notice_of
 from engine.templates import (
     SAMPLE_POSTAL_ADDRESS,
     SAMPLE_PUBLIC_URL,
+    SMS_MAX_CHARACTERS,
+    SMS_MAX_SEGMENTS,
     Renderer,
     TemplateError,
+    edge_sample_contexts,
     sample_context,
     sms_size,
 )
@@ -283,7 +286,46 @@ class _TemplateChecker:
         if step.channel == "sms":
             first = step is next(s for s in loaded.definition.steps if s.channel == "sms")
             self._segment_warnings(loaded, found, warnings, rendered, first)
+        for file_locale, path in found.located():
+            if path in rendered:
+                warnings.extend(self._edge_warnings(path, step, file_locale, used_by))
         return errors
+
+    def _edge_warnings(self, path: Path, step: Step, locale: str | None, used_by: str) -> list[str]:
+        """Render the file for the edge members too (blank fields, longest values): what
+        would make the sequencer skip real members (render_error, empty_subject,
+        sms_too_long, over_segment_limit), as warnings."""
+        found: list[str] = []
+        for label, context in edge_sample_contexts(step.channel, locale):
+            try:
+                text = self.renderer.render_file(path, context)
+            except TemplateError as exc:
+                found.append(
+                    f"{path}: fails for a member with {label} ({exc.problem}); such members "
+                    f"would be skipped as render_error (used by {used_by})"
+                )
+                continue
+            if path.name.endswith(".subject.j2") and not text.strip():
+                found.append(
+                    f"{path}: the subject renders empty for a member with {label}; such "
+                    f"members would be skipped as empty_subject (used by {used_by})"
+                )
+            if step.channel == "sms":
+                sms = self.renderer.finish_sms(
+                    text, locale, first_in_campaign=False, opt_out_notice=False
+                )
+                if sms.characters > SMS_MAX_CHARACTERS or sms.segments > SMS_MAX_SEGMENTS:
+                    found.append(
+                        f"{path}: {sms.characters} characters for a member with {label}, more "
+                        f"than Twilio takes; such members would be skipped as sms_too_long"
+                    )
+                elif step.sms_max_segments is not None and sms.segments > step.sms_max_segments:
+                    found.append(
+                        f"{path}: {sms.segments} segments for a member with {label}, over the "
+                        f"step's sms_max_segments ({step.sms_max_segments}); such members "
+                        "would be skipped as over_segment_limit"
+                    )
+        return found
 
     def _render(self, path: Path, channel: str, locale: str | None) -> DefinitionError | str:
         """The file rendered for the sample participant (once per validate run)."""

@@ -1,7 +1,7 @@
 """provider_circuits; dispatch_claims.heartbeat_at: outages and dead dispatchers (#16)
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-06 21:00:00
 
 During a 15-minute outage the first message of each batch spent every attempt and ended
@@ -29,7 +29,7 @@ from alembic import op
 import engine.db.types
 
 revision: str = "0017"
-down_revision: str | None = "0015"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -150,6 +150,8 @@ def _twilio_error(status: int, code: int, message: str) -> dict[str, object]:
             id="21614-not-mobile",
         ),
         pytest.param(
+            # Content Twilio refuses (issue #16): this message's fault, not the provider's, so
+            # it never counts toward the run's failure streak (RecipientError does not).
             Canned.json(
                 400, _twilio_error(400, 21617, "The concatenated message body is too long")
             ),

@@ -142,14 +142,41 @@ def test_steps_follow_their_delays_and_make_calls(app: App, program: Program) ->
         assert run is not None and run.status == "active"
 
 
-def test_a_late_advance_catches_up_every_due_step(app: App, program: Program) -> None:
+def test_a_late_advance_skips_what_expired_and_never_sends_it(app: App, program: Program) -> None:
+    # Issue #15: after a pause, messages past their deadline (3 days by default) are made
+    # skipped/expired, never queued; the call step has no deadline unless it says so.
     _members(app, program, 1)
     launch(app, definition(steps=THREE_STEPS))
     summary = advance(app, at=TEST_NOW + 30 * DAY)
-    assert summary.messages == {"email": 1, "sms": 1} and summary.call_tasks == 1
-    # Each step keeps its own due time, counted from the previous step's.
-    assert [m.not_before for m in messages(app)] == [TEST_NOW, TEST_NOW + 2 * DAY]
-    assert tasks(app)[0].due_at == TEST_NOW + 5 * DAY
+    assert summary.messages == {} and summary.messages_skipped == {"expired": 2}
+    assert summary.call_tasks == 1
+    rows = messages(app)
+    assert [(m.status, m.status_reason) for m in rows] == [("skipped", "expired")] * 2
+    # Each step keeps its own due time, counted from the previous step's; the deadline is
+    # 3 days after it.
+    assert [m.not_before for m in rows] == [TEST_NOW, TEST_NOW + 2 * DAY]
+    assert [m.expires_at for m in rows] == [TEST_NOW + 3 * DAY, TEST_NOW + 5 * DAY]
+    assert tasks(app)[0].due_at == TEST_NOW + 5 * DAY and tasks(app)[0].status == "open"
+
+
+def test_a_late_advance_keeps_the_spacing_of_steps_not_yet_expired(
+    app: App, program: Program
+) -> None:
+    # Issue #21: after a pause, the overdue step goes now and the next one waits its delay
+    # after it, instead of both leaving together.
+    _members(app, program, 1)
+    steps = [{**step, "expires_after": "60d"} for step in THREE_STEPS[:2]]
+    launch(app, definition(steps=steps))
+    late = TEST_NOW + 30 * DAY
+    summary = advance(app, at=late)
+    assert summary.messages == {"email": 1} and summary.waiting == 1
+    (enrollment,) = enrollments(app)
+    assert enrollment.next_step_index == 1 and enrollment.next_action_at == late + 2 * DAY
+    # The email went 3 hours later: the SMS is due 2 days after it actually went.
+    with unit(app) as s:
+        s.execute(update(OutboxMessage).values(status="sent", sent_at=late + 3 * HOUR))
+    assert advance(app, at=late + 2 * DAY).messages == {}
+    assert advance(app, at=late + 2 * DAY + 3 * HOUR).messages == {"sms": 1}
 
 
 def test_holdout_gets_nothing_and_completes_with_the_run(app: App, program: Program) -> None:
@@ -332,7 +359,7 @@ def test_forked_workers_make_the_same_messages(app: App, program: Program, worke
     # The first batch (5) is full, so with workers the remaining 7 go to forked processes.
     _members(app, program, 12)
     launch(app, definition(steps=THREE_STEPS[:2]))
-    summary = advance(app, at=TEST_NOW + 3 * DAY, batch_size=5, workers=workers)
+    summary = advance(app, at=TEST_NOW + 2 * DAY, batch_size=5, workers=workers)
     assert summary.messages == {"email": 12, "sms": 12}
     assert summary.processes == max(workers, 1) and summary.enrollments == 12
     rows = messages(app)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.definitions.schema import Step
-from engine.sequencing import Facts, exit_reason, plan_enrollment, step_due
+from engine.sequencing import Facts, MessageState, exit_reason, plan_enrollment, step_due
 
 NY = ("America/New_York",)
 
@@ -139,8 +139,8 @@ def test_plan_walks_due_steps_and_stops_at_the_next() -> None:
 
 
 def test_a_failing_condition_skips_the_step_and_moves_on() -> None:
-    outcome = plan(Facts(converted=True), utc(2026, 3, 10))
-    assert [a.step_index for a in outcome.actions] == [0, 2]
+    outcome = plan(Facts(converted=True), utc(2026, 3, 10), index=1, next_at=utc(2026, 3, 4))
+    assert [a.step_index for a in outcome.actions] == [2]
     assert outcome.skipped == ((1, "not_converted"),) and outcome.state == "completed"
 
 
@@ -172,3 +172,68 @@ def test_only_the_remaining_steps_channels_count() -> None:
     gone = plan(both, utc(2026, 3, 2))
     assert gone.state == "exited" and gone.actions == () and gone.next_action_at is None
     assert gone.exit_reason is not None and "call: no_consent" in gone.exit_reason
+
+
+# --------------------------------------------------------------------------- spacing (#21)
+
+PAIR = [step(id="email-1"), step(id="sms-1", channel="sms", delay="2d")]
+
+
+def _walk(
+    steps: list[Step], facts: Facts, at: datetime, index: int = 0, next_at: Any = None
+) -> Any:
+    return plan_enrollment(
+        steps,
+        enrolled_at=utc(2026, 3, 2),
+        next_step_index=index,
+        next_action_at=next_at or utc(2026, 3, 2),
+        facts=facts,
+        at=at,
+        zones=lambda: NY,
+    )
+
+
+def test_a_walk_after_a_pause_sends_one_step_and_spaces_the_next() -> None:
+    late = utc(2026, 4, 6)
+    outcome = _walk(PAIR, Facts(), late)
+    assert [a.step_index for a in outcome.actions] == [0]
+    assert (outcome.next_step_index, outcome.next_action_at) == (1, late + timedelta(days=2))
+
+
+def test_steps_at_one_instant_still_go_together_when_late() -> None:
+    together = [step(id="email-1"), step(id="sms-1", channel="sms")]
+    outcome = _walk(together, Facts(), utc(2026, 3, 3))
+    assert [a.step_index for a in outcome.actions] == [0, 1]
+
+
+def test_a_previous_message_sent_late_moves_the_next_step() -> None:
+    sent = utc(2026, 3, 2, 18)  # three hours after its due time
+    facts = Facts(messages={0: MessageState(False, sent, utc(2026, 3, 2))})
+    waiting = _walk(PAIR, facts, utc(2026, 3, 4), index=1, next_at=utc(2026, 3, 4))
+    assert waiting.actions == () and waiting.next_action_at == sent + timedelta(days=2)
+    # Sent within the hour's slack: the step keeps its own time.
+    facts = Facts(messages={0: MessageState(False, utc(2026, 3, 2, 0, 30), utc(2026, 3, 2))})
+    taken = _walk(PAIR, facts, utc(2026, 3, 4), index=1, next_at=utc(2026, 3, 4))
+    assert [a.step_index for a in taken.actions] == [1]
+
+
+def test_a_queued_previous_message_does_not_stop_the_sequence() -> None:
+    # The dispatcher's gate keeps that spacing (engine.deadlines.send_time_refusals).
+    facts = Facts(messages={0: MessageState(True, None, utc(2026, 3, 2))})
+    taken = _walk(PAIR, facts, utc(2026, 3, 4), index=1, next_at=utc(2026, 3, 4))
+    assert [a.step_index for a in taken.actions] == [1]
+
+
+def test_a_deadline_passed_makes_the_action_expired() -> None:
+    outcome = plan_enrollment(
+        PAIR[:1],
+        enrolled_at=utc(2026, 3, 2),
+        next_step_index=0,
+        next_action_at=utc(2026, 3, 2),
+        facts=Facts(),
+        at=utc(2026, 3, 6),
+        zones=lambda: NY,
+        deadline=lambda s, due: due + timedelta(days=3),
+    )
+    (action,) = outcome.actions
+    assert action.expired and action.expires_at == utc(2026, 3, 5)
