@@ -11,7 +11,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,6 +41,7 @@ GLOBAL_CAP = (4, timedelta(days=7))
 LIST_LOOKAHEAD = timedelta(days=1)
 PENDING = ("queued", "sending", "unknown")
 SENT = ("sent", "delivered", "bounced")
+PROGRAM_ZONE = "America/New_York"
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -90,7 +91,9 @@ def _hhmm(text: str) -> time:
     return time(int(hours), int(minutes))
 
 
-def step_due_times(steps: Sequence[Mapping[str, Any]], enrolled_at: datetime, zone: str) -> list[datetime]:
+def step_due_times(
+    steps: Sequence[Mapping[str, Any]], enrolled_at: datetime, zone: str
+) -> list[datetime]:
     """When each step of a sequence comes due, as the campaign file says it to a user: ``delay``
     after the previous step (the first: after enrolment), at ``at`` local time when given (the
     next day when that time has already passed)."""
@@ -121,7 +124,10 @@ def _in_window(at: datetime, zone: str, window: Mapping[str, Any] | None) -> str
     if window:
         start, end = _hhmm(window.get("start", "00:00")), _hhmm(window.get("end", "23:59"))
         if not start <= wall < end:
-            return f"{local:%a %H:%M} local ({zone}) is outside the campaign's {start:%H:%M}-{end:%H:%M}"
+            return (
+                f"{local:%a %H:%M} local ({zone}) is outside the campaign's "
+                f"{start:%H:%M}-{end:%H:%M}"
+            )
         days = window.get("days")
         if days and DAY_NAMES[local.weekday()] not in days:
             return f"{local:%a} ({zone}) is not one of the campaign's days {days}"
@@ -156,8 +162,8 @@ def check_day(
         for check in (
             lambda: open_tasks_are_on_a_list(session, view, expected),
             lambda: members_hold_what_the_files_said(session, view, expected),
-            lambda: messages_go_before_their_deadline(session, view, definitions),
-            lambda: contacts_stay_inside_their_windows(session, view, definitions),
+            lambda: messages_go_before_their_deadline(session, view, definitions, expected),
+            lambda: contacts_stay_inside_their_windows(session, view, definitions, expected),
             lambda: frequency_caps_hold(session, view, definitions),
             lambda: one_conversion_per_event(session, view),
             lambda: reports_add_up(session, view),
@@ -232,7 +238,9 @@ def members_hold_what_the_files_said(
             if have != value:
                 changed.append(f"{name}: {value!r} -> {have!r}")
         if changed:
-            yield Violation(view.day, "member field changed", f"{external_id}: {', '.join(changed)}")
+            yield Violation(
+                view.day, "member field changed", f"{external_id}: {', '.join(changed)}"
+            )
 
 
 def _sent_messages(session: Session) -> list[tuple[OutboxMessage, Participant, Enrollment]]:
@@ -246,13 +254,19 @@ def _sent_messages(session: Session) -> list[tuple[OutboxMessage, Participant, E
     return [(m, p, e) for m, p, e in session.execute(query)]
 
 
+def zone_of(person: Participant, expected: Expectations) -> str:
+    """The member's zone as the member file gave it (not as the engine may have mangled it)."""
+    given = expected.members.get(person.external_id, {}).get("timezone")
+    return str(given or person.timezone or PROGRAM_ZONE)
+
+
 def messages_go_before_their_deadline(
-    session: Session, view: DayView, definitions: Definitions
+    session: Session, view: DayView, definitions: Definitions, expected: Expectations
 ) -> Iterable[Violation]:
     """No message goes out more than three days after its step came due."""
     for message, person, enrollment in _sent_messages(session):
         steps = definitions.steps(message.run_id)
-        due = step_due_times(steps, enrollment.enrolled_at, person.timezone or "America/New_York")
+        due = step_due_times(steps, enrollment.enrolled_at, zone_of(person, expected))
         deadline = due[message.step_index] + MESSAGE_DEADLINE
         if message.sent_at is not None and message.sent_at > deadline:
             late = message.sent_at - due[message.step_index]
@@ -260,19 +274,20 @@ def messages_go_before_their_deadline(
                 view.day,
                 "message sent after its deadline",
                 f"message {message.id} ({message.campaign}/{message.step_id} to "
-                f"{person.external_id}, run {message.run_id}) due {due[message.step_index]:%Y-%m-%d %H:%M%z}, "
+                f"{person.external_id}, run {message.run_id}) due "
+                f"{due[message.step_index]:%Y-%m-%d %H:%M%z}, "
                 f"sent {message.sent_at:%Y-%m-%d %H:%M}Z: {late.days} days late",
             )
 
 
 def contacts_stay_inside_their_windows(
-    session: Session, view: DayView, definitions: Definitions
+    session: Session, view: DayView, definitions: Definitions, expected: Expectations
 ) -> Iterable[Violation]:
     """Nothing is sent and no call is made outside the recipient's 08:00-21:00, nor outside
     the campaign's own send / call window."""
     for message, person, _ in _sent_messages(session):
         window = definitions.get(message.run_id, "send_window")
-        zone = person.timezone or "America/New_York"
+        zone = zone_of(person, expected)
         assert message.sent_at is not None
         why = _in_window(message.sent_at, zone, window)
         if why:
@@ -292,7 +307,7 @@ def contacts_stay_inside_their_windows(
             if entry.run_id is not None and entry.task_kind == "campaign"
             else None
         )
-        why = _in_window(at, person.timezone or "America/New_York", window)
+        why = _in_window(at, zone_of(person, expected), window)
         if why:
             yield Violation(
                 view.day,
@@ -329,7 +344,8 @@ def frequency_caps_hold(
             yield Violation(
                 view.day,
                 "frequency cap exceeded",
-                f"{member}: more than {most} {campaign} messages within {per.days}d ({at:%Y-%m-%d})",
+                f"{member}: more than {most} {campaign} messages within {per.days}d "
+                f"({at:%Y-%m-%d})",
             )
     for member, times in overall.items():
         if at := _over_cap(times, *GLOBAL_CAP):
@@ -369,7 +385,7 @@ def reports_add_up(session: Session, view: DayView) -> Iterable[Violation]:
     for campaign, report in view.reports.items():
         problems: list[str] = []
 
-        def equal(label: str, left: Any, right: Any) -> None:
+        def equal(label: str, left: Any, right: Any, problems: list[str] = problems) -> None:
             if left != right:
                 problems.append(f"{label}: {left} != {right}")
 
@@ -377,17 +393,24 @@ def reports_add_up(session: Session, view: DayView) -> Iterable[Violation]:
         enrolled = session.scalar(
             select(func.count()).select_from(Enrollment).where(Enrollment.run_id.in_(runs))
         )
-        equal("enrolled = treatment + holdout", report["enrolled"], report["treatment"] + report["holdout"])
+        equal(
+            "enrolled = treatment + holdout",
+            report["enrolled"],
+            report["treatment"] + report["holdout"],
+        )
         equal("enrolled = enrolments in the database", report["enrolled"], enrolled)
         made = Counter(
             session.execute(
-                select(OutboxMessage.step_id)
-                .where(OutboxMessage.run_id.in_(runs))
+                select(OutboxMessage.step_id).where(OutboxMessage.run_id.in_(runs))
             ).scalars()
         )
         for step in report["message_steps"]:
             s = step["step"]
-            equal(f"{s}: created = skipped + eligible", step["created"], step["skipped"] + step["eligible"])
+            equal(
+                f"{s}: created = skipped + eligible",
+                step["created"],
+                step["skipped"] + step["eligible"],
+            )
             equal(
                 f"{s}: eligible = pending + unknown + failed + sent",
                 step["eligible"],
@@ -401,7 +424,11 @@ def reports_add_up(session: Session, view: DayView) -> Iterable[Violation]:
             equal(f"{s}: created = messages in the outbox", step["created"], made.get(s, 0))
         for step in report["call_steps"]:
             s = step["step"]
-            equal(f"{s}: tasks = open + claimed + closed", step["tasks"], step["open"] + step["claimed"] + step["closed"])
+            equal(
+                f"{s}: tasks = open + claimed + closed",
+                step["tasks"],
+                step["open"] + step["claimed"] + step["closed"],
+            )
             tasks = session.scalar(
                 select(func.count())
                 .select_from(CallTask)
@@ -411,7 +438,9 @@ def reports_add_up(session: Session, view: DayView) -> Iterable[Violation]:
         groups = report["groups"]
         converted = sum(g["converted"] for g in groups.values())
         equal("conversions = treatment + holdout", report["conversions"], converted)
-        equal("conversions = sum by source", report["conversions"], sum(report["by_source"].values()))
+        equal(
+            "conversions = sum by source", report["conversions"], sum(report["by_source"].values())
+        )
         conversions = session.scalar(
             select(func.count()).select_from(Conversion).where(Conversion.run_id.in_(runs))
         )
@@ -421,7 +450,9 @@ def reports_add_up(session: Session, view: DayView) -> Iterable[Violation]:
         if touched > treatment:
             problems.append(f"last-touch rows {touched} > treatment conversions {treatment}")
         if problems:
-            yield Violation(view.day, "report does not add up", f"{campaign}: {'; '.join(problems)}")
+            yield Violation(
+                view.day, "report does not add up", f"{campaign}: {'; '.join(problems)}"
+            )
 
 
 def runs_complete_only_without_work(session: Session, view: DayView) -> Iterable[Violation]:
@@ -491,7 +522,8 @@ def paused_runs_send_nothing(
                 yield Violation(
                     view.day,
                     "sent while paused",
-                    f"message {message.id} of paused run {run_id} sent {message.sent_at:%Y-%m-%d %H:%M}Z",
+                    f"message {message.id} of paused run {run_id} sent "
+                    f"{message.sent_at:%Y-%m-%d %H:%M}Z",
                 )
 
 
@@ -521,7 +553,8 @@ def closed_accounts_are_left_alone(
             yield Violation(
                 view.day,
                 "closed account contacted",
-                f"{external_id}: {message.campaign}/{message.step_id} sent {message.sent_at:%Y-%m-%d}",
+                f"{external_id}: {message.campaign}/{message.step_id} sent "
+                f"{message.sent_at:%Y-%m-%d}",
             )
         calls = select(CallerLogEntry).where(
             CallerLogEntry.participant_id == person.id, CallerLogEntry.logged_at > closed
@@ -544,9 +577,7 @@ def describe(violations: Sequence[Violation], *, per_invariant: int = 4) -> str:
     lines = [f"{len(by_invariant)} invariant(s) broken:"]
     for invariant, found in sorted(by_invariant.items(), key=lambda kv: kv[1][0].day):
         days = sorted({v.day for v in found})
-        lines.append(
-            f"- {invariant}: first on day {days[0]}, on {len(days)} day(s) in all"
-        )
+        lines.append(f"- {invariant}: first on day {days[0]}, on {len(days)} day(s) in all")
         seen: set[str] = set()
         for v in found:
             if v.detail in seen:
@@ -556,7 +587,3 @@ def describe(violations: Sequence[Violation], *, per_invariant: int = 4) -> str:
             if len(seen) >= per_invariant:
                 break
     return "\n".join(lines)
-
-
-def dedupe_date(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, date) else value

@@ -150,13 +150,13 @@ def base_member(index: int, joined: date | None = None) -> dict[str, Any]:
         "status": "inactive" if 1 <= index <= 8 else "active",
         "enrolled_at": (joined.isoformat() if joined else (since - timedelta(days=400)).date()),
         "last_activity_at": (
-            None
-            if new
-            else (since - timedelta(days=120 if index <= 12 else 10)).date().isoformat()
+            None if new else (since - timedelta(days=120 if index <= 12 else 10)).date().isoformat()
         ),
         "points_balance": 0 if new else (1500 + 150 * index if 13 <= index <= 28 else 200),
         "points_expiring": 400 if 13 <= index <= 28 else 0,
-        "points_expire_at": (START + timedelta(days=6 * (index - 12))) if 13 <= index <= 28 else None,
+        "points_expire_at": (START + timedelta(days=6 * (index - 12)))
+        if 13 <= index <= 28
+        else None,
         "tier": "Gold" if index % 3 == 0 else "Silver",
         "renewal_date": None if new else START + timedelta(days=2 + 3 * index),
         "consent_email": "yes",

@@ -21,7 +21,7 @@ import os
 import time as wallclock
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ from sqlalchemy import Engine, create_engine
 
 from engine import app as engine_app
 from engine.db.session import make_engine
-
 from engine.testing_providers import Canned, FakeSendGrid
 
 BASE_MEMBERS = 40
@@ -114,7 +113,9 @@ class Program:
 
     # -- the member file
 
-    def import_members(self, day: int, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
+    def import_members(
+        self, day: int, rows: list[dict[str, Any]], columns: tuple[str, ...]
+    ) -> None:
         if not rows:
             return
         path = write_csv(self.folder / f"members-{day:02d}.csv", columns, rows)
@@ -130,7 +131,7 @@ class Program:
         held = self.expected.members.setdefault(row["external_id"], {})
         for column in columns:
             value = row.get(column)
-            if column not in TRACKED and column not in CONSENTS or value in (None, ""):
+            if (column not in TRACKED and column not in CONSENTS) or value in (None, ""):
                 continue
             if column in ("points_balance", "points_expiring"):
                 value = int(value)
@@ -253,7 +254,11 @@ def member_file(program: Program, day: int) -> None:
     if day == PLAN["partial consent file"]:
         # The preferences centre's file: three columns only, for a handful of members.
         partial = [
-            {"external_id": f"M{i:03d}", "consent_sms": "no" if i == 10 else "yes", "consent_call": "yes"}
+            {
+                "external_id": f"M{i:03d}",
+                "consent_sms": "no" if i == 10 else "yes",
+                "consent_call": "yes",
+            }
             for i in (3, 10, 14, 15, 22, 33)
         ]
         for row in partial:
@@ -280,24 +285,52 @@ def work_calls(program: Program, day: int, agent: str, calls: int) -> None:
         args = ["calls", "log", str(task), "--no-input"]
         later = (driver.now + timedelta(days=1, hours=1)).isoformat()
         if code == "CALLBACK":
-            args += ["--disposition", "CALLBACK", "--field", f"callback_at={later}", "--field", "who=agent"]
+            args += [
+                "--disposition",
+                "CALLBACK",
+                "--field",
+                f"callback_at={later}",
+                "--field",
+                "who=agent",
+            ]
         elif code == "CALLBACK_ANYONE":
-            args += ["--disposition", "CALLBACK", "--field", f"callback_at={later}", "--field", "who=anyone"]
+            args += [
+                "--disposition",
+                "CALLBACK",
+                "--field",
+                f"callback_at={later}",
+                "--field",
+                "who=anyone",
+            ]
         elif code == "CONVERTED":
-            args += ["--disposition", code, "--field", f"action={ACTION.get(campaign, 'purchased')}"]
+            args += [
+                "--disposition",
+                code,
+                "--field",
+                f"action={ACTION.get(campaign, 'purchased')}",
+            ]
         elif code == "NOT_INTERESTED":
             args += ["--disposition", code, "--field", "reason=too busy this month"]
         elif code == "PROMISED":
             args += ["--disposition", code, "--field", "action=renew"]
         elif code == "ESCALATED":
-            args += ["--disposition", code, "--field", "team=escalations", "--field", "reason=billing dispute"]
+            args += [
+                "--disposition",
+                code,
+                "--field",
+                "team=escalations",
+                "--field",
+                "reason=billing dispute",
+            ]
         else:
             args += ["--disposition", code]
         if code not in ("NO_ANSWER", "VOICEMAIL", "BUSY"):
             args += ["--verified", "yes"]
         result = driver.invoke(*args)
         if result.exit_code != 0:
-            program.refused(day, f"{agent}: `calls log {task} --disposition {code}`: {result.output.strip()}")
+            program.refused(
+                day, f"{agent}: `calls log {task} --disposition {code}`: {result.output.strip()}"
+            )
 
 
 def tick(program: Program, day: int, at: datetime, env: dict[str, str] | None = None) -> None:
@@ -307,7 +340,9 @@ def tick(program: Program, day: int, at: datetime, env: dict[str, str] | None = 
         program.refused(day, f"tick: {error}")
     for launched in summary.get("launched") or []:
         if launched.get("error"):
-            program.refused(day, f"tick could not launch {launched['campaign']}: {launched['error']}")
+            program.refused(
+                day, f"tick could not launch {launched['campaign']}: {launched['error']}"
+            )
 
 
 def live_day(program: Program, day: int) -> None:
@@ -327,7 +362,18 @@ def live_day(program: Program, day: int) -> None:
     if day == 0:
         for login, teams in AGENTS.items():
             team_args = [arg for team in teams for arg in ("--team", team)]
-            driver.ok("agents", "add", login, "--name", login.title(), "--timezone", "America/New_York", "--daily-target", "6", *team_args)
+            driver.ok(
+                "agents",
+                "add",
+                login,
+                "--name",
+                login.title(),
+                "--timezone",
+                "America/New_York",
+                "--daily-target",
+                "6",
+                *team_args,
+            )
         launched = driver.json("launch", "winback-inactive")
         program.winback_run = launched["run_id"]
     if day == PLAN["pause winback"]:
@@ -411,7 +457,9 @@ def end_of_day(program: Program, day: int) -> None:
 
 
 @pytest.fixture
-def program(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Program]:
+def program(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Program]:
     for name in PROVIDER_ENV:
         monkeypatch.delenv(name, raising=False)
     shared = share_engines(monkeypatch)
@@ -465,6 +513,9 @@ def test_ninety_days_of_a_program(program: Program, capsys: pytest.CaptureFixtur
         print(
             f"\n[scenario] {DAYS} days, {program.driver.invocations} CLI invocations, "
             f"{program.calls_made} calls, {seconds:.1f} s; by command: "
-            + ", ".join(f"{k} {v:.1f}" for k, v in sorted(program.driver.seconds.items(), key=lambda kv: -kv[1]))
+            + ", ".join(
+                f"{k} {v:.1f}"
+                for k, v in sorted(program.driver.seconds.items(), key=lambda kv: -kv[1])
+            )
         )
     assert not program.violations, describe(program.violations)
