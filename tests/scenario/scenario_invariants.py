@@ -11,12 +11,12 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import (
@@ -60,6 +60,9 @@ class Expectations:
     closed_at: dict[str, datetime] = field(default_factory=dict)  # member -> file that closed it
     paused: dict[int, list[tuple[datetime, datetime | None]]] = field(default_factory=dict)
     departed_agents: set[str] = field(default_factory=set)
+    do_not_call: dict[str, datetime] = field(default_factory=dict)  # member -> when they said so
+    # member -> (from when, renewal date) as the member files said it over time
+    renewal_dates: dict[str, list[tuple[datetime, date]]] = field(default_factory=dict)
     outage: tuple[datetime, datetime] | None = None
 
 
@@ -172,6 +175,8 @@ def check_day(
             lambda: paused_runs_send_nothing(session, view, expected),
             lambda: outages_fail_no_message(session, view),
             lambda: closed_accounts_are_left_alone(session, view, expected),
+            lambda: do_not_call_is_honoured(session, view, expected),
+            lambda: renewal_reminders_before_the_date(session, view, expected),
         ):
             found.extend(check())
         return found
@@ -527,14 +532,21 @@ def paused_runs_send_nothing(
                 )
 
 
+OUTAGE = "provider outage cost messages or runs"
+
+
 def outages_fail_no_message(session: Session, view: DayView) -> Iterable[Violation]:
-    """A provider outage waits for the provider: it never fails a member's message."""
-    for message in session.scalars(select(OutboxMessage).where(OutboxMessage.status == "failed")):
+    """A provider outage waits for the provider: it never fails a member's message nor spends
+    its tries (the file sink never fails, so in this program only the outage could)."""
+    spent = select(OutboxMessage).where(
+        or_(OutboxMessage.status == "failed", OutboxMessage.attempts > 1)
+    )
+    for message in session.scalars(spent):
         yield Violation(
             view.day,
-            "message failed by a provider outage",
-            f"message {message.id} ({message.campaign}/{message.step_id}) failed after "
-            f"{message.attempts} tries: {(message.last_error or '')[:80]}",
+            OUTAGE,
+            f"message {message.id} ({message.campaign}/{message.step_id}) {message.status} "
+            f"after {message.attempts} tries: {(message.last_error or '')[:80]}",
         )
 
 
@@ -578,12 +590,54 @@ def describe(violations: Sequence[Violation], *, per_invariant: int = 4) -> str:
     for invariant, found in sorted(by_invariant.items(), key=lambda kv: kv[1][0].day):
         days = sorted({v.day for v in found})
         lines.append(f"- {invariant}: first on day {days[0]}, on {len(days)} day(s) in all")
-        seen: set[str] = set()
-        for v in found:
-            if v.detail in seen:
-                continue
-            seen.add(v.detail)
+        # The first example of each day it broke on, then more of the first days.
+        firsts = {v.day: v for v in reversed(found)}
+        examples = [firsts[d] for d in days][:per_invariant]
+        examples += [v for v in found if v not in examples][: per_invariant - len(examples)]
+        for v in sorted(examples, key=lambda v: v.day):
             lines.append(f"    day {v.day}: {v.detail}")
-            if len(seen) >= per_invariant:
-                break
     return "\n".join(lines)
+
+
+def do_not_call_is_honoured(
+    session: Session, view: DayView, expected: Expectations
+) -> Iterable[Violation]:
+    """A member who told an agent not to call again is never called again."""
+    for external_id, said_at in expected.do_not_call.items():
+        calls = (
+            select(CallerLogEntry)
+            .join(Participant, Participant.id == CallerLogEntry.participant_id)
+            .where(Participant.external_id == external_id, CallerLogEntry.logged_at > said_at)
+        )
+        for entry in session.scalars(calls):
+            yield Violation(
+                view.day,
+                "do-not-call ignored",
+                f"{external_id} called by {entry.agent} on {entry.logged_at:%Y-%m-%d %H:%M}Z",
+            )
+
+
+def renewal_reminders_before_the_date(
+    session: Session, view: DayView, expected: Expectations
+) -> Iterable[Violation]:
+    """A renewal reminder never reaches a member after the renewal date it names (the date
+    the member file gave when they were enrolled)."""
+    query = (
+        select(OutboxMessage, Participant, Enrollment)
+        .join(Participant, Participant.id == OutboxMessage.participant_id)
+        .join(Enrollment, Enrollment.id == OutboxMessage.enrollment_id)
+        .where(OutboxMessage.campaign == "renewal-due", OutboxMessage.sent_at.is_not(None))
+    )
+    for message, person, enrollment in session.execute(query):
+        history = expected.renewal_dates.get(person.external_id, [])
+        named = [d for since, d in history if since <= enrollment.enrolled_at]
+        if not named or message.sent_at is None:
+            continue
+        local_day = message.sent_at.astimezone(ZoneInfo(zone_of(person, expected))).date()
+        if local_day > named[-1]:
+            yield Violation(
+                view.day,
+                "message sent after its deadline",
+                f"renewal reminder {message.id} ({message.step_id}) to {person.external_id} "
+                f"sent {local_day} for the renewal date {named[-1]}",
+            )

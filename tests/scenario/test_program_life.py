@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scenario_invariants import DayView, Expectations, Violation, check_day, describe
+from scenario_invariants import OUTAGE, DayView, Expectations, Violation, check_day, describe
 from scenario_world import (
     CONSENTS,
     DAYS,
@@ -138,6 +138,10 @@ class Program:
             elif column in ("points_expire_at", "renewal_date") and isinstance(value, str):
                 value = date.fromisoformat(value)
             held[column] = value
+            if column == "renewal_date":
+                history = self.expected.renewal_dates.setdefault(row["external_id"], [])
+                if not history or history[-1][1] != value:
+                    history.append((self.driver.now, value))
         if row.get("status") == "closed":
             self.expected.closed_at.setdefault(row["external_id"], self.driver.now)
 
@@ -274,6 +278,7 @@ def work_calls(program: Program, day: int, agent: str, calls: int) -> None:
         if not served:
             return
         task = served["claim"]["task_id"]
+        member = served["sheet"]["external_id"]
         campaign = served["sheet"].get("campaign") or ""
         program.calls_made += 1
         n = program.calls_made
@@ -327,6 +332,8 @@ def work_calls(program: Program, day: int, agent: str, calls: int) -> None:
         if code not in ("NO_ANSWER", "VOICEMAIL", "BUSY"):
             args += ["--verified", "yes"]
         result = driver.invoke(*args)
+        if code == "DO_NOT_CALL" and result.exit_code == 0:
+            program.expected.do_not_call.setdefault(member, driver.now)
         if result.exit_code != 0:
             program.refused(
                 day, f"{agent}: `calls log {task} --disposition {code}`: {result.output.strip()}"
@@ -430,8 +437,11 @@ def after_outage(program: Program, day: int) -> None:
     """The coordinator resumes the runs the dispatcher paused because SendGrid was down."""
     runs = program.driver.json("runs", "list")
     for run in runs:
-        if run["status"] == "paused" and run["run_id"] != program.winback_run:
-            result = program.driver.invoke("resume", str(run["run_id"]))
+        if run["status"] == "paused" and run["id"] != program.winback_run:
+            program.violations.append(
+                Violation(day, OUTAGE, f"run {run['run_id']} ({run['campaign']}) was paused")
+            )
+            result = program.driver.invoke("resume", str(run["id"]))
             if result.exit_code != 0:
                 program.refused(day, f"resume run {run['run_id']}: {result.output.strip()}")
 
