@@ -63,7 +63,6 @@ class Expectations:
     do_not_call: dict[str, datetime] = field(default_factory=dict)  # member -> when they said so
     # member -> (from when, renewal date) as the member files said it over time
     renewal_dates: dict[str, list[tuple[datetime, date]]] = field(default_factory=dict)
-    outage: tuple[datetime, datetime] | None = None
 
 
 @dataclass
