@@ -175,6 +175,7 @@ def check_day(
             lambda: outages_fail_no_message(session, view),
             lambda: closed_accounts_are_left_alone(session, view, expected),
             lambda: do_not_call_is_honoured(session, view, expected),
+            lambda: cancelled_runs_leave_nothing_open(session, view),
             lambda: renewal_reminders_before_the_date(session, view, expected),
         ):
             found.extend(check())
@@ -639,4 +640,26 @@ def renewal_reminders_before_the_date(
                 "message sent after its deadline",
                 f"renewal reminder {message.id} ({message.step_id}) to {person.external_id} "
                 f"sent {local_day} for the renewal date {named[-1]}",
+            )
+
+
+def cancelled_runs_leave_nothing_open(session: Session, view: DayView) -> Iterable[Violation]:
+    """Cancelling a run closes its call tasks and skips its pending messages."""
+    for run in session.scalars(select(CampaignRun).where(CampaignRun.status == "cancelled")):
+        tasks = session.scalar(
+            select(func.count())
+            .select_from(CallTask)
+            .where(CallTask.run_id == run.id, CallTask.status.in_(("open", "claimed")))
+        )
+        pending = session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.run_id == run.id, OutboxMessage.status.in_(PENDING))
+        )
+        if tasks or pending:
+            yield Violation(
+                view.day,
+                "cancelled run left work open",
+                f"run {run.id} ({run.campaign}): {tasks} open call tasks, "
+                f"{pending} pending messages",
             )

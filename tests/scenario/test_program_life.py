@@ -68,6 +68,7 @@ PLAN = {
     "sendgrid until": 60,
     "agent leaves": 62,
     "events sent twice": 15,
+    "cancel a renewal run": 40,
 }
 CLOSED_MEMBER = "M006"
 LEAVER = "cleo"
@@ -399,6 +400,8 @@ def live_day(program: Program, day: int) -> None:
             program.expected.paused[program.winback_run][-1] = (start, driver.now)
         else:
             program.refused(day, f"resume win-back: {result.output.strip()}")
+    if day == PLAN["cancel a renewal run"]:
+        cancel_a_run_with_calls(program, day)
     if day == PLAN["agent leaves"]:
         program.expected.departed_agents.add(LEAVER)
         if driver.has_command("agents", "disable"):
@@ -418,6 +421,22 @@ def live_day(program: Program, day: int) -> None:
     tick(program, day, local(today, 22), env)
     if day == PLAN["sendgrid outage"]:
         after_outage(program, day)
+
+
+def cancel_a_run_with_calls(program: Program, day: int) -> None:
+    """The coordinator cancels the renewal run of three weeks ago (wrong offer): it still has
+    call tasks open, which the cancel must close."""
+    runs = program.driver.json("runs", "list", "--campaign", "renewal-due")
+    target = [
+        r for r in runs if r["launched_at"] < (program.driver.now - timedelta(days=14)).isoformat()
+    ]
+    if not target:
+        program.refused(day, "no renewal run three weeks old to cancel")
+        return
+    run = target[0]  # newest first
+    result = program.driver.invoke("cancel", str(run["id"]), "--reason", "wrong offer")
+    if result.exit_code != 0:
+        program.refused(day, f"cancel run {run['id']} ({run['status']}): {result.output.strip()}")
 
 
 def sendgrid_env(program: Program, day: int) -> dict[str, str] | None:
@@ -515,13 +534,14 @@ def share_engines(monkeypatch: pytest.MonkeyPatch) -> dict[str, Engine]:
 
 def test_ninety_days_of_a_program(program: Program, capsys: pytest.CaptureFixture[str]) -> None:
     started = wallclock.monotonic()
-    for day in range(int(os.environ.get("SCENARIO_DAYS", DAYS))):
+    days = int(os.environ.get("SCENARIO_DAYS", DAYS))
+    for day in range(days):
         live_day(program, day)
         end_of_day(program, day)
     seconds = wallclock.monotonic() - started
     with capsys.disabled():
         print(
-            f"\n[scenario] {DAYS} days, {program.driver.invocations} CLI invocations, "
+            f"\n[scenario] {days} days, {program.driver.invocations} CLI invocations, "
             f"{program.calls_made} calls, {seconds:.1f} s; by command: "
             + ", ".join(
                 f"{k} {v:.1f}"
