@@ -167,7 +167,11 @@ def cli(ctx: click.Context, database_url: str | None, debug: bool) -> None:
     """Outbound campaigns for loyalty and membership programs: email, SMS and agent calls."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr)
     overrides = {"database_url": database_url} if database_url else {}
-    state = CliState(overrides=overrides)
+    # An embedding caller (a test, a simulation) may pass obj=CliState(..., clock=...): every
+    # command of this invocation then reads that clock. Users always get the system clock.
+    preset = ctx.obj if isinstance(ctx.obj, CliState) else None
+    clock = preset.clock if preset is not None else SystemClock()
+    state = CliState(overrides={**(preset.overrides if preset else {}), **overrides}, clock=clock)
     ctx.obj = state
     ctx.call_on_close(state.close)
 

@@ -211,7 +211,14 @@ def load_definition(path: Path | str) -> LoadedDefinition:
         source = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DefinitionError(str(path), None, "", f"not UTF-8 text ({exc.reason})") from exc
-    return parse_definition(source, path, expected_name=path.stem, data=data)
+    return _parse_file(source, str(path), data)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_file(source: str, path: str, data: bytes) -> LoadedDefinition:
+    # A tick (every minute under the scheduler) reads every campaign file; parsing unchanged
+    # text again would cost tens of ms per file. Errors are raised, never cached.
+    return parse_definition(source, path, expected_name=Path(path).stem, data=data)
 
 
 @functools.lru_cache(maxsize=128)

@@ -1,0 +1,551 @@
+"""The life of a program: 90 simulated days driven through the CLI, on SQLite and PostgreSQL.
+
+A loyalty program with members in New York, Chicago, Los Angeles and Sydney (en/es/zh) gets a
+member file and an events file every morning (deltas, a weekly full file, a partial file with
+only consent columns, one that closes an account, one with blank cells; events that arrive
+late, out of order and twice), runs the four example campaigns (three weekly recurring, one
+of them at 01:30 on Sundays so the fall-back night repeats its fire time; win-back launched
+by hand, paused for five weeks and resumed), ticks three times a day (and at 01:45 on
+Sundays, twice on the fall-back night), has three agents work their call lists (callbacks, an
+escalation, a do-not-call, an evening shift for Sydney), loses one agent on day 62 and
+SendGrid for a day (59). After each day it checks what users rely on
+(tests/scenario/scenario_invariants.py) and at the end lists every invariant that broke, the
+first day it broke and examples. Each violation is kept once, on the first day it showed.
+
+Steps that need a command the engine may not have yet switch on by themselves when it does
+(`agents disable`); PLAN gives the day of each event. SCENARIO_DAYS=N plays only the first N
+days (for a quick look while fixing something; the full 90 days are the test).
+"""
+
+from __future__ import annotations
+
+import os
+import time as wallclock
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scenario_invariants import OUTAGE, DayView, Expectations, Violation, check_day, describe
+from scenario_world import (
+    CONSENTS,
+    DAYS,
+    FALL_BACK,
+    MEMBER_COLUMNS,
+    RECURRING,
+    START,
+    TRACKED,
+    Driver,
+    base_member,
+    fire_times,
+    install_campaigns,
+    local,
+    write_csv,
+)
+from sqlalchemy import Engine, create_engine
+
+from engine import app as engine_app
+from engine.db.session import make_engine
+from engine.testing_providers import Canned, FakeSendGrid
+
+BASE_MEMBERS = 40
+AGENTS = {
+    "ana": ("renewals", "escalations", "loyalty"),
+    "ben": ("loyalty", "retention", "onboarding"),
+    "cleo": ("onboarding", "retention", "renewals"),
+}
+# The days (0 = the first Monday) of the one-off events of the program's life.
+PLAN = {
+    "pause winback": 2,
+    "partial consent file": 20,
+    "close an account": 30,
+    "resume winback": 37,
+    "blank cells file": 44,
+    "sendgrid from": 58,
+    "sendgrid outage": 59,
+    "sendgrid until": 60,
+    "agent leaves": 62,
+    "events sent twice": 15,
+    "cancel a renewal run": 40,
+}
+CLOSED_MEMBER = "M006"
+LEAVER = "cleo"
+DISPOSITIONS = (
+    "NO_ANSWER",
+    "CALLBACK",
+    "VOICEMAIL",
+    "CONVERTED",
+    "NOT_INTERESTED",
+    "CALLBACK_ANYONE",
+    "PROMISED",
+    "BUSY",
+)
+ACTION = {
+    "renewal-due": "renewed",
+    "points-expiring": "redeemed",
+    "activate-new": "activated",
+    "winback-inactive": "purchased",
+}
+PROVIDER_ENV = (
+    "SENDGRID_API_KEY",
+    "CAMPAIGN_SENDGRID_HOST",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_MESSAGING_SERVICE_SID",
+    "CAMPAIGN_SMS_FROM",
+    "CAMPAIGN_TWILIO_BASE_URL",
+)
+
+
+@dataclass
+class Program:
+    """The scenario's state: the CRM the member files come from and the events to come."""
+
+    folder: Path
+    driver: Driver
+    expected: Expectations = field(default_factory=Expectations)
+    crm: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # arrival day -> rows
+    violations: list[Violation] = field(default_factory=list)
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    winback_run: int | None = None
+    calls_made: int = 0
+    sendgrid: FakeSendGrid | None = None
+
+    # -- the member file
+
+    def import_members(
+        self, day: int, rows: list[dict[str, Any]], columns: tuple[str, ...]
+    ) -> None:
+        if not rows:
+            return
+        path = write_csv(self.folder / f"members-{day:02d}.csv", columns, rows)
+        result = self.driver.json("participants", "import", str(path))
+        if result["rejected"]:
+            self.refused(day, f"member file of day {day}: {result['rejected']} rows rejected")
+        for row in rows:
+            self.expect(row, columns)
+
+    def expect(self, row: dict[str, Any], columns: tuple[str, ...]) -> None:
+        """What a user expects the engine to hold after this row: every cell the file carried
+        (a blank cell or an absent column carries nothing)."""
+        held = self.expected.members.setdefault(row["external_id"], {})
+        for column in columns:
+            value = row.get(column)
+            if (column not in TRACKED and column not in CONSENTS) or value in (None, ""):
+                continue
+            if column in ("points_balance", "points_expiring"):
+                value = int(value)
+            elif column in ("points_expire_at", "renewal_date") and isinstance(value, str):
+                value = date.fromisoformat(value)
+            held[column] = value
+            if column == "renewal_date":
+                history = self.expected.renewal_dates.setdefault(row["external_id"], [])
+                if not history or history[-1][1] != value:
+                    history.append((self.driver.now, value))
+        if row.get("status") == "closed":
+            self.expected.closed_at.setdefault(row["external_id"], self.driver.now)
+
+    # -- events
+
+    def event(self, arrives: int, member: str, kind: str, occurred: datetime, **extra: Any) -> None:
+        self.events.setdefault(arrives, []).append(
+            {
+                "external_id": member,
+                "type": kind,
+                "occurred_at": occurred.isoformat(),
+                "reference": f"{member}-{kind}-{occurred:%Y%m%d%H%M}",
+                **extra,
+            }
+        )
+
+    def import_events(self, day: int) -> None:
+        rows = list(self.events.get(day, []))
+        if day == PLAN["events sent twice"]:
+            rows += self.events.get(day - 1, [])  # yesterday's feed sent again
+        if not rows:
+            return
+        rows.sort(key=lambda r: r["occurred_at"], reverse=True)  # feeds are not in order
+        columns = ("external_id", "type", "occurred_at", "points", "amount", "reference")
+        path = write_csv(self.folder / f"events-{day:02d}.csv", columns, rows)
+        result = self.driver.json("events", "import", str(path))
+        if result["rejected"]:
+            self.refused(day, f"events of day {day}: {result['rejected']} rows rejected")
+
+    # -- bookkeeping
+
+    def refused(self, day: int, detail: str) -> None:
+        self.violations.append(Violation(day, "a user action was refused", detail))
+
+    def record(self, found: list[Violation]) -> None:
+        """Keep each violation once, on the first day it shows."""
+        for v in found:
+            key = (v.invariant, v.detail)
+            if key not in self.seen:
+                self.seen.add(key)
+                self.violations.append(v)
+
+
+# --------------------------------------------------------------------------- the program's days
+
+
+def plan_activity(program: Program) -> None:
+    """Every member's activity over the 90 days, as events that arrive in the feeds."""
+    for index in range(1, BASE_MEMBERS + 1):
+        member = base_member(index)
+        ext = member["external_id"]
+        if index % 2 == 0 and member["renewal_date"] is not None:
+            renewed = local(member["renewal_date"] - timedelta(days=4), 10, 15)
+            day = (renewed.date() - START).days
+            if 0 <= day < DAYS - 1:
+                # Every third renewal reaches the feed two days late.
+                late = 3 if index % 3 == 0 else 1
+                program.event(day + late, ext, "renewal", renewed, amount="99.00")
+        if 13 <= index <= 28 and index % 2 == 1 and member["points_expire_at"] is not None:
+            redeemed = local(member["points_expire_at"] - timedelta(days=8), 12, 40)
+            day = (redeemed.date() - START).days
+            if 0 <= day < DAYS - 1:
+                program.event(day + 1, ext, "redemption", redeemed, points="-1000")
+    # Win-back: two come back while the run is live, one while it is paused, one after.
+    program.event(4, "M002", "login", local(START + timedelta(days=3), 19, 5))
+    program.event(11, "M004", "redemption", local(START + timedelta(days=8), 13, 0), points="-300")
+    program.event(21, "M008", "login", local(START + timedelta(days=20), 9, 0))
+    program.event(41, "M010", "login", local(START + timedelta(days=40), 18, 30))
+
+
+def member_file(program: Program, day: int) -> None:
+    """The morning's member file: new joiners and changes (renewed dates, redeemed points,
+    upgrades); on Sundays the full file; on some days the odd files of PLAN."""
+    today = START + timedelta(days=day)
+    changed: dict[str, dict[str, Any]] = {}
+    if day == 0:
+        for index in range(1, BASE_MEMBERS + 1):
+            program.crm[f"M{index:03d}"] = base_member(index)
+        changed = dict(program.crm)
+    if day % 3 == 1:  # a new member joins every third day
+        index = BASE_MEMBERS + 1 + day // 3
+        record = base_member(index, joined=today - timedelta(days=1))
+        program.crm[record["external_id"]] = record
+        changed[record["external_id"]] = record
+    for row in program.events.get(day, []):  # yesterday's renewals and redemptions
+        record = program.crm.get(row["external_id"])
+        if record is None:
+            continue
+        if row["type"] == "renewal" and record["renewal_date"] is not None:
+            record["renewal_date"] = record["renewal_date"] + timedelta(days=365)
+            changed[record["external_id"]] = record
+        if row["type"] == "redemption" and record["points_balance"] >= 1000:
+            record["points_balance"] -= 1000
+            record["points_expiring"] = 0
+            changed[record["external_id"]] = record
+    if day % 10 == 5:  # an upgrade now and then
+        record = program.crm[f"M{day // 10 + 30:03d}"]
+        record["tier"] = "Platinum"
+        changed[record["external_id"]] = record
+    if day == PLAN["close an account"]:
+        program.crm[CLOSED_MEMBER]["status"] = "closed"
+        changed[CLOSED_MEMBER] = program.crm[CLOSED_MEMBER]
+    if today.weekday() == 6:
+        changed = dict(program.crm)
+    rows = [dict(r) for r in changed.values()]
+    if day == PLAN["blank cells file"]:
+        # An export that leaves the cells it does not know blank: they change nothing.
+        rows = [dict(r) for r in program.crm.values()]
+        for row in rows:
+            if row["tier"] == "Gold":
+                row["tier"] = ""
+            row["phone"] = "" if row["external_id"] in ("M012", "M013") else row["phone"]
+    program.import_members(day, rows, MEMBER_COLUMNS)
+    if day == PLAN["partial consent file"]:
+        # The preferences centre's file: three columns only, for a handful of members.
+        partial = [
+            {
+                "external_id": f"M{i:03d}",
+                "consent_sms": "no" if i == 10 else "yes",
+                "consent_call": "yes",
+            }
+            for i in (3, 10, 14, 15, 22, 33)
+        ]
+        for row in partial:
+            program.crm[row["external_id"]].update(row)
+        program.import_members(day, partial, ("external_id", "consent_sms", "consent_call"))
+
+
+def work_calls(program: Program, day: int, agent: str, calls: int) -> None:
+    """An agent claims the next callable task and documents the call, ``calls`` times."""
+    driver = program.driver
+    for _ in range(calls):
+        served = driver.json("calls", "next", "--agent", agent)
+        if not served:
+            return
+        task = served["claim"]["task_id"]
+        member = served["sheet"]["external_id"]
+        campaign = served["sheet"].get("campaign") or ""
+        program.calls_made += 1
+        n = program.calls_made
+        code = DISPOSITIONS[n % len(DISPOSITIONS)]
+        if n == 9:
+            code = "ESCALATED"
+        elif n == 14:
+            code = "DO_NOT_CALL"
+        args = ["calls", "log", str(task), "--no-input"]
+        later = (driver.now + timedelta(days=1, hours=1)).isoformat()
+        if code == "CALLBACK":
+            args += [
+                "--disposition",
+                "CALLBACK",
+                "--field",
+                f"callback_at={later}",
+                "--field",
+                "who=agent",
+            ]
+        elif code == "CALLBACK_ANYONE":
+            args += [
+                "--disposition",
+                "CALLBACK",
+                "--field",
+                f"callback_at={later}",
+                "--field",
+                "who=anyone",
+            ]
+        elif code == "CONVERTED":
+            args += [
+                "--disposition",
+                code,
+                "--field",
+                f"action={ACTION.get(campaign, 'purchased')}",
+            ]
+        elif code == "NOT_INTERESTED":
+            args += ["--disposition", code, "--field", "reason=too busy this month"]
+        elif code == "PROMISED":
+            args += ["--disposition", code, "--field", "action=renew"]
+        elif code == "ESCALATED":
+            args += [
+                "--disposition",
+                code,
+                "--field",
+                "team=escalations",
+                "--field",
+                "reason=billing dispute",
+            ]
+        else:
+            args += ["--disposition", code]
+        if code not in ("NO_ANSWER", "VOICEMAIL", "BUSY"):
+            args += ["--verified", "yes"]
+        result = driver.invoke(*args)
+        if code == "DO_NOT_CALL" and result.exit_code == 0:
+            program.expected.do_not_call.setdefault(member, driver.now)
+        if result.exit_code != 0:
+            program.refused(
+                day, f"{agent}: `calls log {task} --disposition {code}`: {result.output.strip()}"
+            )
+
+
+def tick(program: Program, day: int, at: datetime, env: dict[str, str] | None = None) -> None:
+    program.driver.at(at)
+    summary = program.driver.json("tick", env=env)
+    for error in summary.get("definition_errors") or []:
+        program.refused(day, f"tick: {error}")
+    for launched in summary.get("launched") or []:
+        if launched.get("error"):
+            program.refused(
+                day, f"tick could not launch {launched['campaign']}: {launched['error']}"
+            )
+
+
+def live_day(program: Program, day: int) -> None:
+    driver = program.driver
+    today = START + timedelta(days=day)
+    env = sendgrid_env(program, day)
+    if today.weekday() == 6:  # the night tick that fires points-expiring at 01:30
+        tick(program, day, local(today, 1, 45), env)
+        if today == FALL_BACK:  # 01:45 again, an hour later
+            tick(program, day, local(today, 1, 45, fold=1), env)
+
+    driver.at(local(today, 7))
+    member_file(program, day)
+    program.import_events(day)
+
+    driver.at(local(today, 8))
+    if day == 0:
+        for login, teams in AGENTS.items():
+            team_args = [arg for team in teams for arg in ("--team", team)]
+            driver.ok(
+                "agents",
+                "add",
+                login,
+                "--name",
+                login.title(),
+                "--timezone",
+                "America/New_York",
+                "--daily-target",
+                "6",
+                *team_args,
+            )
+        launched = driver.json("launch", "winback-inactive")
+        program.winback_run = launched["run_id"]
+    if day == PLAN["pause winback"]:
+        assert program.winback_run is not None
+        result = driver.invoke("pause", str(program.winback_run), "--reason", "offer under review")
+        if result.exit_code == 0:
+            program.expected.paused[program.winback_run] = [(driver.now, None)]
+        else:
+            program.refused(day, f"pause win-back: {result.output.strip()}")
+    if day == PLAN["resume winback"] and program.winback_run in program.expected.paused:
+        result = driver.invoke("resume", str(program.winback_run))
+        if result.exit_code == 0:
+            start, _ = program.expected.paused[program.winback_run][-1]
+            program.expected.paused[program.winback_run][-1] = (start, driver.now)
+        else:
+            program.refused(day, f"resume win-back: {result.output.strip()}")
+    if day == PLAN["cancel a renewal run"]:
+        cancel_a_run_with_calls(program, day)
+    if day == PLAN["agent leaves"]:
+        program.expected.departed_agents.add(LEAVER)
+        if driver.has_command("agents", "disable"):
+            driver.ok("agents", "disable", LEAVER)
+
+    agents = [a for a in AGENTS if a not in program.expected.departed_agents]
+    tick(program, day, local(today, 9, 35), env)
+    driver.at(local(today, 11))
+    for agent in agents:
+        work_calls(program, day, agent, 2)
+    tick(program, day, local(today, 14), env)
+    driver.at(local(today, 15, 30))
+    for agent in agents:
+        work_calls(program, day, agent, 2)
+    driver.at(local(today, 20, 30))  # the evening shift calls Sydney's morning
+    work_calls(program, day, "ana", 1)
+    tick(program, day, local(today, 22), env)
+    if day == PLAN["sendgrid outage"]:
+        after_outage(program, day)
+
+
+def cancel_a_run_with_calls(program: Program, day: int) -> None:
+    """The coordinator cancels the renewal run of three weeks ago (wrong offer): it still has
+    call tasks open, which the cancel must close."""
+    runs = program.driver.json("runs", "list", "--campaign", "renewal-due")
+    target = [
+        r for r in runs if r["launched_at"] < (program.driver.now - timedelta(days=14)).isoformat()
+    ]
+    if not target:
+        program.refused(day, "no renewal run three weeks old to cancel")
+        return
+    run = target[0]  # newest first
+    result = program.driver.invoke("cancel", str(run["id"]), "--reason", "wrong offer")
+    if result.exit_code != 0:
+        program.refused(day, f"cancel run {run['id']} ({run['status']}): {result.output.strip()}")
+
+
+def sendgrid_env(program: Program, day: int) -> dict[str, str] | None:
+    """Email through (a fake) SendGrid on a few days, which is down for one whole day."""
+    if not PLAN["sendgrid from"] <= day <= PLAN["sendgrid until"]:
+        return None
+    if program.sendgrid is None:
+        program.sendgrid = FakeSendGrid(validate=False, record=False)
+        program.sendgrid.start()
+    program.sendgrid.clear()
+    if day == PLAN["sendgrid outage"]:
+        program.sendgrid.script("/v3/mail/send", *[Canned(status=503)] * 5000)
+    return {"SENDGRID_API_KEY": "SG.test-key", "CAMPAIGN_SENDGRID_HOST": program.sendgrid.url}
+
+
+def after_outage(program: Program, day: int) -> None:
+    """The coordinator resumes the runs the dispatcher paused because SendGrid was down."""
+    runs = program.driver.json("runs", "list")
+    for run in runs:
+        if run["status"] == "paused" and run["id"] != program.winback_run:
+            program.violations.append(
+                Violation(day, OUTAGE, f"run {run['run_id']} ({run['campaign']}) was paused")
+            )
+            result = program.driver.invoke("resume", str(run["id"]))
+            if result.exit_code != 0:
+                program.refused(day, f"resume run {run['run_id']}: {result.output.strip()}")
+
+
+def end_of_day(program: Program, day: int) -> None:
+    driver = program.driver
+    today = START + timedelta(days=day)
+    driver.at(local(today, 23))
+    listed = {
+        agent: driver.json("calls", "list", "--agent", agent)
+        for agent in AGENTS
+        if agent not in program.expected.departed_agents
+    }
+    campaigns = sorted({run["campaign"] for run in driver.json("runs", "list")})
+    reports = {name: driver.json("report", "campaign", name) for name in campaigns}
+    view = DayView(day=day, now=driver.now, listed=listed, reports=reports)
+    fires = {name: fire_times(name, driver.now) for name in RECURRING}
+    engine = create_engine(driver.database_url)
+    try:
+        program.record(check_day(engine, view, program.expected, fires))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def program(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Program]:
+    for name in PROVIDER_ENV:
+        monkeypatch.delenv(name, raising=False)
+    shared = share_engines(monkeypatch)
+    campaigns, templates = install_campaigns(tmp_path)
+    env = {
+        "CAMPAIGN_CAMPAIGNS_DIR": str(campaigns),
+        "CAMPAIGN_TEMPLATES_DIR": str(templates),
+        "CAMPAIGN_OUTBOX_DIR": str(tmp_path / "outbox"),
+        "CAMPAIGN_DEFAULT_TIMEZONE": "America/New_York",
+        # The sink and the fake provider take any rate; real time must not pace simulated days.
+        "CAMPAIGN_DISPATCH_EMAIL_RATE": "10000",
+        "CAMPAIGN_DISPATCH_SMS_RATE": "10000",
+        "CAMPAIGN_RENDER_WORKERS": "1",
+        "CAMPAIGN_SECRET_KEY": "scenario-secret-key-0123456789abcdef",
+    }
+    driver = Driver(database_url=database_url, env=env)
+    driver.at(local(START, 6))
+    driver.ok("programs", "add", "demo", "--name", "Demo Rewards", "--timezone", "America/New_York")
+    world = Program(folder=tmp_path, driver=driver)
+    plan_activity(world)
+    yield world
+    if world.sendgrid is not None:
+        world.sendgrid.stop()
+    for engine in shared.values():
+        engine.dispose()
+
+
+def share_engines(monkeypatch: pytest.MonkeyPatch) -> dict[str, Engine]:
+    """Every CLI invocation of the scenario gets the same SQLAlchemy engine for a URL (each
+    still builds its settings, app and sessions, checks the schema and disposes the pool at
+    the end). A new engine per invocation, as a real process has, recompiles every statement:
+    that alone would make the 2,500 invocations several times slower."""
+    engines: dict[str, Engine] = {}
+
+    def make(url: str, **kwargs: Any) -> Engine:
+        if url not in engines:
+            engines[url] = make_engine(url, **kwargs)
+        return engines[url]
+
+    monkeypatch.setattr(engine_app, "make_engine", make)
+    return engines
+
+
+def test_ninety_days_of_a_program(program: Program, capsys: pytest.CaptureFixture[str]) -> None:
+    started = wallclock.monotonic()
+    days = int(os.environ.get("SCENARIO_DAYS", DAYS))
+    for day in range(days):
+        live_day(program, day)
+        end_of_day(program, day)
+    seconds = wallclock.monotonic() - started
+    with capsys.disabled():
+        print(
+            f"\n[scenario] {days} days, {program.driver.invocations} CLI invocations, "
+            f"{program.calls_made} calls, {seconds:.1f} s; by command: "
+            + ", ".join(
+                f"{k} {v:.1f}"
+                for k, v in sorted(program.driver.seconds.items(), key=lambda kv: -kv[1])
+            )
+        )
+    assert not program.violations, describe(program.violations)
