@@ -19,7 +19,9 @@ Templates see plain values only (``message_context``), never ORM objects.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -28,6 +30,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import jinja2
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
@@ -451,9 +454,43 @@ def _blank_none(value: Any) -> Any:
     return "" if value is None else value
 
 
+# Bounds that keep a template from exhausting the machine: no message is near them (Gmail
+# clips an email at 102 KB), a template written to blow up (`'a' * 10**8`) is refused.
+MAX_RENDERED_CHARS = 1_000_000
+# `campaign validate` renders each template within this (a loop of 20,000 x 20,000 is refused).
+VALIDATE_RENDER_SECONDS = 2.0
+
+
+def _bounded(chunks: Iterator[str]) -> Iterator[str]:
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_RENDERED_CHARS:
+            raise SecurityError(f"the output is longer than {MAX_RENDERED_CHARS:,} characters")
+        yield chunk
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The sandbox with a fast path for our own context objects: a field of them is safe by
-    construction. Checking each access generically cost half the render time of an email."""
+    construction. Checking each access generically cost half the render time of an email.
+    Repetition (``*``) is bounded like the output."""
+
+    intercepted_binops = frozenset({"*"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                too_long = (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(seq) * times > MAX_RENDERED_CHARS
+                )
+                if too_long:
+                    raise SecurityError(
+                        f"repeating a value {times:,} times makes more than "
+                        f"{MAX_RENDERED_CHARS:,} characters"
+                    )
+        return super().call_binop(context, operator, left, right)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         fields = _CONTEXT_FIELDS.get(type(obj))
@@ -563,7 +600,7 @@ class Renderer:
         try:
             try:
                 context = env.context_class(env, parent, template.name, template.blocks)
-                return env.concat(template.root_render_func(context))
+                return env.concat(_bounded(template.root_render_func(context)))
             except Exception:
                 env.handle_exception()  # re-raised with template file:line in the traceback
         except jinja2.UndefinedError as exc:
@@ -577,6 +614,25 @@ class Renderer:
 
     def render_file(self, path: Path, context: Mapping[str, Any]) -> str:
         return self.render_template(self.compile(path), context)
+
+    def render_file_within(self, path: Path, context: Mapping[str, Any], seconds: float) -> str:
+        """``render_file``, refused (TemplateError) past ``seconds``: for `validate`, which
+        must not hang on a template that loops for hours. A trace function checks the clock
+        as the template's code runs (slow, so never on the sending path)."""
+        template = self.compile(path)
+        deadline = time.monotonic() + seconds
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            if time.monotonic() > deadline:
+                raise SecurityError(f"rendering takes longer than {seconds:g} s")
+            return tracer
+
+        previous = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            return self.render_template(template, context)
+        finally:
+            sys.settrace(previous)
 
     # ---------------------------------------------------------------- channels
 

@@ -50,6 +50,7 @@ from engine.templates import (
     SAMPLE_PUBLIC_URL,
     SMS_MAX_CHARACTERS,
     SMS_MAX_SEGMENTS,
+    VALIDATE_RENDER_SECONDS,
     Renderer,
     TemplateError,
     edge_sample_contexts,
@@ -298,7 +299,7 @@ class _TemplateChecker:
         found: list[str] = []
         for label, context in edge_sample_contexts(step.channel, locale):
             try:
-                text = self.renderer.render_file(path, context)
+                text = self.renderer.render_file_within(path, context, VALIDATE_RENDER_SECONDS)
             except TemplateError as exc:
                 found.append(
                     f"{path}: fails for a member with {label} ({exc.problem}); such members "
@@ -331,7 +332,9 @@ class _TemplateChecker:
         """The file rendered for the sample participant (once per validate run)."""
         if path not in self._rendered:
             try:
-                text = self.renderer.render_file(path, sample_context(channel, locale))
+                text = self.renderer.render_file_within(
+                    path, sample_context(channel, locale), VALIDATE_RENDER_SECONDS
+                )
                 if path.name.endswith(".subject.j2") and "\n" in text.strip():
                     raise TemplateError(
                         str(path), None, "the subject renders to more than one line"

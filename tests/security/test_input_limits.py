@@ -79,3 +79,33 @@ def test_validate_reports_both_attacks_in_one_line_each(
     assert lines[1].startswith("campaigns/deep.yaml:") and "nested too deeply" in lines[1]
     assert lines[2] == "campaigns/sample.yaml: ok"
     assert "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- templates
+
+BLOW_UPS = {
+    "repeat": "Hi {{ 'a' * 10**8 }}\n{{ unsubscribe_url }}\n{{ postal_address }}\n",
+    "loop": (
+        "{% for i in range(20000) %}{% for j in range(20000) %}{% endfor %}{% endfor %}"
+        "Hi\n{{ unsubscribe_url }}\n{{ postal_address }}\n"
+    ),
+    "output": (
+        "{% for i in range(100000) %}{{ 'xxxxxxxxxxxxxxxxxxxx' }}{% endfor %}"
+        "\n{{ unsubscribe_url }}\n{{ postal_address }}\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BLOW_UPS))
+def test_validate_refuses_a_template_that_would_exhaust_the_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    make_tree(tmp_path)
+    (tmp_path / "templates" / "email" / "hello.txt.j2").write_text(BLOW_UPS[kind])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CAMPAIGN_CAMPAIGNS_DIR", "campaigns")
+    monkeypatch.setenv("CAMPAIGN_TEMPLATES_DIR", "templates")
+    result = CliRunner().invoke(cli, ["validate"])
+    assert result.exit_code == 1, result.output
+    assert "hello.txt.j2" in result.output and "not allowed in a template" in result.output
+    assert "Traceback" not in result.output
