@@ -14,12 +14,13 @@ waiting, so counts and call lists are right immediately:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from engine import outbox_status
@@ -87,6 +88,7 @@ def suppress(
     """Add the suppression and stop what is waiting for it (see the module docstring).
     Raises InputError for an address that is neither an email nor a phone number."""
     normalised = normalise_address(address, default_region=default_region)
+    lock_address(session, normalised)
     before = existing_reason(session, normalised, (channel, "all"))
     add_suppression(
         session, normalised, channel, reason, source, note, at=at, default_region=default_region
@@ -105,6 +107,15 @@ def suppress(
         skipped_messages=skipped,
         closed_tasks=closed,
     )
+
+
+def lock_address(session: Session, normalised: str) -> None:
+    """PostgreSQL: serialise the writers of one address for the rest of the transaction, so
+    "was it suppressed before?" and the write that follows see the same state (ten STOPs at
+    once get one confirmation). SQLite: the caller's write lock already serialises."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(normalised.encode()).digest()[:8], "big", signed=True)
+        session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def skip_queued(

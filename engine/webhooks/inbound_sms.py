@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import CallTask, OutboxMessage, Participant, Program
 from engine.errors import InputError
-from engine.opt_outs import lift_opt_out, participants_with, suppress
+from engine.opt_outs import existing_reason, lift_opt_out, participants_with, suppress
 from engine.participants.validation import normalise_phone
 from engine.provider_events import clean_detail, clean_text, record_event
 
@@ -47,6 +47,8 @@ _TEXTS = {
         "unsubscribe, HELP for help.",
         "help": "{program}: reply STOP to unsubscribe, START to resubscribe. "
         "Msg & data rates may apply.",
+        "already": "{program}: you are already subscribed to text messages. Reply STOP to "
+        "unsubscribe, HELP for help.",
     },
     "es": {
         "stop": "{program}: se ha dado de baja y no recibirá más mensajes de texto. "
@@ -55,11 +57,14 @@ _TEXTS = {
         "para darse de baja, HELP para obtener ayuda.",
         "help": "{program}: responda STOP para darse de baja, START para volver a "
         "suscribirse. Pueden aplicarse tarifas de mensajes y datos.",
+        "already": "{program}: ya está suscrito a los mensajes de texto. Responda STOP para "
+        "darse de baja, HELP para obtener ayuda.",
     },
     "zh": {
         "stop": "{program}：您已退订，将不再收到短信。回复 START 重新订阅。",
         "start": "{program}：您已重新订阅短信。回复 STOP 退订，回复 HELP 获取帮助。",
         "help": "{program}：回复 STOP 退订，回复 START 重新订阅。可能产生短信和数据费用。",
+        "already": "{program}：您已订阅短信。回复 STOP 退订，回复 HELP 获取帮助。",
     },
 }
 DEFAULT_PROGRAM_NAME = "Rewards"
@@ -177,10 +182,13 @@ def handle_inbound(
         reply = texts["stop"].format(program=sender.program_name) if result.new else None
         return InboundResult("stop", reply, sender.participant_id)
     if kind == "start":
-        if phone is not None:
-            lift_opt_out(session, phone, "sms")
+        lifted = phone is not None and lift_opt_out(session, phone, "sms")
+        # Only a number that had opted out is "resubscribed"; one blocked for another reason
+        # (a bounce, an erasure, a manual block) stays blocked and gets the help text.
+        still = phone is not None and existing_reason(session, phone, ("sms", "all"))
+        which = "start" if lifted else ("help" if still else "already")
         return InboundResult(
-            "start", texts["start"].format(program=sender.program_name), sender.participant_id
+            "start", texts[which].format(program=sender.program_name), sender.participant_id
         )
     if kind == "help":
         text = sender.help_text or texts["help"].format(program=sender.program_name)

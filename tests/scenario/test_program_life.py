@@ -386,6 +386,10 @@ def live_day(program: Program, day: int) -> None:
             )
         launched = driver.json("launch", "winback-inactive")
         program.winback_run = launched["run_id"]
+        # The cron tick is switched on before Monday's 09:00 fire: the engine sees the
+        # schedules before their first fire of the program (a schedule starts from the next
+        # fire after it is first seen; earlier ones are skipped, never sent late).
+        tick(program, day, local(today, 8, 5), env)
     if day == PLAN["pause winback"]:
         assert program.winback_run is not None
         result = driver.invoke("pause", str(program.winback_run), "--reason", "offer under review")
