@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from engine.app import App
-from engine.db.models import CampaignRun
+from engine.db.models import CampaignRun, Enrollment
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition
 from engine.errors import ConfigError, EngineError
@@ -47,9 +47,16 @@ def missing_templates(templates_dir: Path, definition: CampaignDefinition) -> li
 def _live_definitions(app: App) -> list[tuple[str, CampaignDefinition]]:
     found: list[tuple[str, CampaignDefinition]] = []
     with app.sessions() as session:
+        # Only runs with members still to advance: a run whose sends are all made (its calls
+        # may still be open) or that enrolled nobody renders nothing more.
         rows = session.execute(
             select(CampaignRun.id, CampaignRun.campaign, CampaignRun.definition_source).where(
-                CampaignRun.status.in_(_LIVE)
+                CampaignRun.status.in_(_LIVE),
+                exists().where(
+                    Enrollment.run_id == CampaignRun.id,
+                    Enrollment.state == "active",
+                    Enrollment.group == "treatment",
+                ),
             )
         ).all()
     for run_id, campaign, source in rows:
