@@ -11,6 +11,7 @@ command with one line (:class:`engine.errors.ConfigError`) before anything is wr
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import exists, select
@@ -44,11 +45,12 @@ def missing_templates(templates_dir: Path, definition: CampaignDefinition) -> li
     return missing
 
 
-def _live_definitions(app: App) -> list[tuple[str, CampaignDefinition]]:
+def _live_definitions(app: App, at: datetime) -> list[tuple[str, CampaignDefinition]]:
     found: list[tuple[str, CampaignDefinition]] = []
     with app.sessions() as session:
-        # Only runs with members still to advance: a run whose sends are all made (its calls
-        # may still be open) or that enrolled nobody renders nothing more.
+        # Only runs with members due for a step now (what the sequencer is about to render): a
+        # run whose sends are all made (its calls may still be open), that enrolled nobody or
+        # whose next steps are days away needs no template yet.
         rows = session.execute(
             select(CampaignRun.id, CampaignRun.campaign, CampaignRun.definition_source).where(
                 CampaignRun.status.in_(_LIVE),
@@ -56,6 +58,7 @@ def _live_definitions(app: App) -> list[tuple[str, CampaignDefinition]]:
                     Enrollment.run_id == CampaignRun.id,
                     Enrollment.state == "active",
                     Enrollment.group == "treatment",
+                    Enrollment.next_action_at <= at,
                 ),
             )
         ).all()
@@ -68,11 +71,13 @@ def _live_definitions(app: App) -> list[tuple[str, CampaignDefinition]]:
     return found
 
 
-def check_templates(app: App, scheduled: Iterable[CampaignDefinition] = ()) -> None:
-    """Raise ConfigError naming the first missing template folder or file of an active or
-    paused run, or of a scheduled campaign; nothing is written."""
+def check_templates(
+    app: App, scheduled: Iterable[CampaignDefinition] = (), *, at: datetime
+) -> None:
+    """Raise ConfigError naming the first missing template folder or file of an active run
+    with members due now, or of a scheduled campaign; nothing is written."""
     folder = Path(app.settings.templates_dir)
-    wanted = _live_definitions(app) + [(f"campaign {d.name}", d) for d in scheduled]
+    wanted = _live_definitions(app, at) + [(f"campaign {d.name}", d) for d in scheduled]
     if not any(step.channel != "call" for _, d in wanted for step in d.steps):
         return
     if not folder.is_dir():

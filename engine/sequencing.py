@@ -1640,7 +1640,7 @@ def advance(
         raise InputError(f"limit must be 0 or more, not {limit}")
     if workers is None:
         workers = app.settings.render_workers or default_workers()
-    check_templates(app)
+    check_templates(app, at=when)
     with app.engine.begin() as conn:
         close_expired_call_tasks(conn, when)
     return _Advance(app, when, batch_size, limit, workers, deadline).run()

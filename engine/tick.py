@@ -217,7 +217,7 @@ def tick(
 
     definitions, summary.definition_errors = load_scheduled(app.settings.campaigns_dir)
     # A missing template stops the tick before anything is written (engine/preflight.py).
-    check_templates(app, [loaded.definition for loaded in definitions])
+    check_templates(app, [loaded.definition for loaded in definitions], at=at)
     summary.launched = launch_scheduled(app, definitions, at=at)
     summary.conversions = match_conversions(app, at=at)
     summary.advance = advance(app, at=at, deadline=started + budget * ADVANCE_SHARE)
