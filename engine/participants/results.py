@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import codecs
-import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from engine.csv_safe import SafeWriter
 
 Progress = Callable[[int, int], None]  # (bytes read so far, file size)
 
@@ -45,7 +46,8 @@ class ImportSummary:
 
 class RejectsWriter:
     """The rejects CSV: ``line``, ``reasons`` ("; "-joined), then the original columns (JSONL:
-    the original line in ``raw``), in the input's encoding. Opened on the first reject only."""
+    the original line in ``raw``), in the input's encoding, formula-like cells made inert.
+    Opened on the first reject only."""
 
     def __init__(self, path: Path, columns: Sequence[str], encoding: str = "utf-8") -> None:
         self.path = path
@@ -62,7 +64,9 @@ class RejectsWriter:
             self._file = self.path.open(
                 "w", encoding=self.encoding, errors="campaign-original-bytes", newline=""
             )
-            self._writer = csv.writer(self._file)
+            # Cells a spreadsheet would run as a formula get a leading ' (engine/csv_safe.py);
+            # every other cell is written back as it was read.
+            self._writer = SafeWriter(self._file)
             self._writer.writerow(self.header)
         self._writer.writerow([line, "; ".join(reasons), *original])
         self.count += 1

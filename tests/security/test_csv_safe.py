@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -45,3 +46,23 @@ def test_report_csv_is_written_through_it() -> None:
     table = Table(title="Complaints", columns=("summary", "points"), rows=[("=cmd()", -250)])
     rows = list(csv.reader(io.StringIO(to_csv([table]))))
     assert rows[2] == ["'=cmd()", "-250"]
+
+
+def test_an_import_rejects_file_makes_formula_cells_inert(tmp_path: Path) -> None:
+    from engine.participants.results import RejectsWriter
+
+    path = tmp_path / "members.rejects.csv"
+    writer = RejectsWriter(path, ["external_id", "first_name", "phone", "points_balance"])
+    writer.write(
+        2, ["email: not an address"], ["M1", '=HYPERLINK("http://x","y")', "+12025550123", "-5"]
+    )
+    writer.close()
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    assert rows[1] == [
+        "2",
+        "email: not an address",
+        "M1",
+        '\'=HYPERLINK("http://x","y")',
+        "+12025550123",
+        "-5",
+    ]
