@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Index
 
 from engine.db.models import Participant
+from engine.participants.validation import CLEARABLE
 
 PARTICIPANT_COLUMNS = (
     "program_id",
@@ -51,22 +52,7 @@ PARTICIPANT_COLUMNS = (
 )
 # Fields a blank or absent cell leaves as stored (engine.participants.validation.CLEARABLE,
 # in PARTICIPANT_COLUMNS order), and what a new member gets for a NOT NULL one left blank.
-KEPT_COLUMNS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "timezone",
-    "locale",
-    "status",
-    "enrolled_at",
-    "points_balance",
-    "points_expiring",
-    "points_expire_at",
-    "renewal_date",
-    "tier",
-    "account_manager",
-)
+KEPT_COLUMNS = tuple(name for name in PARTICIPANT_COLUMNS if name in CLEARABLE)
 _DEFAULTS = {"status": "'active'", "points_balance": "0", "points_expiring": "0"}
 CONSENT_COLUMNS = ("program_id", "external_id", "channel", "status", "recorded_at", "source")
 EVENT_COLUMNS = (
