@@ -536,6 +536,8 @@ def share_engines(monkeypatch: pytest.MonkeyPatch) -> dict[str, Engine]:
     return engines
 
 
+# 90 days of ~1,900 CLI invocations: minutes, not the suite's 300 s per-test limit.
+@pytest.mark.timeout(1200)
 def test_ninety_days_of_a_program(program: Program, capsys: pytest.CaptureFixture[str]) -> None:
     started = wallclock.monotonic()
     days = int(os.environ.get("SCENARIO_DAYS", DAYS))
