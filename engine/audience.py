@@ -43,7 +43,7 @@ Semantics (the same in SQL on SQLite and PostgreSQL, and in Python):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -87,6 +87,7 @@ from engine.definitions.filters import (
     Filter,
     Not,
 )
+from engine.definitions.filters import walk as walk_filter
 from engine.errors import InputError
 
 FieldKind = Literal["text", "number", "datetime", "date"]
@@ -129,7 +130,7 @@ def participant_values(participant: Participant) -> dict[str, Any]:
 def referenced_fields(filter_: Filter) -> list[str]:
     """Field names a filter reads, in order of first appearance (for plan samples)."""
     seen: dict[str, None] = {}
-    for node in _walk(filter_):
+    for node in walk_filter(filter_):
         if isinstance(node, FieldCondition):
             seen.setdefault(node.field, None)
     return list(seen)
@@ -137,20 +138,11 @@ def referenced_fields(filter_: Filter) -> list[str]:
 
 def referenced_event_types(filter_: Filter) -> set[str]:
     return {
-        t for node in _walk(filter_) if isinstance(node, EventCondition) for t in node.event_types
+        t
+        for node in walk_filter(filter_)
+        if isinstance(node, EventCondition)
+        for t in node.event_types
     }
-
-
-def _walk(filter_: Filter) -> Iterable[Filter]:
-    yield filter_
-    if isinstance(filter_, AllOf):
-        for child in filter_.all:
-            yield from _walk(child)
-    elif isinstance(filter_, AnyOf):
-        for child in filter_.any:
-            yield from _walk(child)
-    elif isinstance(filter_, Not):
-        yield from _walk(filter_.not_)
 
 
 # --------------------------------------------------------------------------- operands

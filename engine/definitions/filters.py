@@ -18,6 +18,7 @@ from now until DUR ahead), before / after (an absolute ISO date or datetime).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
@@ -204,3 +205,16 @@ Filter = Annotated[
 
 for _model in (AllOf, AnyOf, Not):
     _model.model_rebuild()
+
+
+def walk(filter_: Filter) -> Iterator[Filter]:
+    """Every node of a filter tree, the root first (depth-first)."""
+    yield filter_
+    if isinstance(filter_, AllOf):
+        for child in filter_.all:
+            yield from walk(child)
+    elif isinstance(filter_, AnyOf):
+        for child in filter_.any:
+            yield from walk(child)
+    elif isinstance(filter_, Not):
+        yield from walk(filter_.not_)

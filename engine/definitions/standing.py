@@ -15,26 +15,13 @@ are about a window of time that has moved on since launch. ``standing: []`` turn
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from engine.definitions.filters import AllOf, AnyOf, EventCondition, FieldCondition, Filter, Not
+from engine.definitions.filters import AllOf, EventCondition, FieldCondition, Filter, Not
+from engine.definitions.filters import walk as walk_filter
 from engine.definitions.schema import CampaignDefinition
 
 
-def _nodes(filter_: Filter) -> Iterable[Filter]:
-    yield filter_
-    if isinstance(filter_, AllOf):
-        for child in filter_.all:
-            yield from _nodes(child)
-    elif isinstance(filter_, AnyOf):
-        for child in filter_.any:
-            yield from _nodes(child)
-    elif isinstance(filter_, Not):
-        yield from _nodes(filter_.not_)
-
-
 def _only_standing(filter_: Filter, fields: frozenset[str]) -> bool:
-    nodes = list(_nodes(filter_))
+    nodes = list(walk_filter(filter_))
     if any(isinstance(node, EventCondition) for node in nodes):
         return False
     named = {node.field for node in nodes if isinstance(node, FieldCondition)}
@@ -58,7 +45,7 @@ def standing_filter(definition: CampaignDefinition) -> Filter | None:
 def standing_fields(filter_: Filter) -> list[str]:
     """The fields a standing filter reads, for the reason a member leaves (e.g. ``status``)."""
     seen: dict[str, None] = {}
-    for node in _nodes(filter_):
+    for node in walk_filter(filter_):
         if isinstance(node, FieldCondition):
             seen.setdefault(node.field, None)
     return list(seen)
