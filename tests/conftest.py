@@ -36,6 +36,7 @@ os.environ.setdefault("CAMPAIGN_CALLER_LOG_KEY", "test-caller-log-key-" + "0" * 
 # A fixed instant so that relative dates ("90 days ago") in tests are reproducible.
 TEST_NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
+_POSTGRES_SKIP = "PostgreSQL not reachable"
 _postgres_skips: list[str] = []
 
 
@@ -55,10 +56,9 @@ def _postgres_reachable() -> str | None:
 def postgres_admin() -> Iterator[str]:
     reason = _postgres_reachable()
     if reason is not None:
-        message = f"PostgreSQL not reachable at {POSTGRES_URL}: {reason}"
+        message = f"{_POSTGRES_SKIP} at {POSTGRES_URL}: {reason}"
         if REQUIRE_POSTGRES:
             pytest.fail(message + " (CAMPAIGN_REQUIRE_POSTGRES=1)", pytrace=False)
-        _postgres_skips.append(message)
         pytest.skip(message)
     yield POSTGRES_URL
 
@@ -154,6 +154,15 @@ def app(settings: Settings, clock: FrozenClock) -> Iterator[App]:
     application = build_app(settings, clock=clock)
     yield application
     application.close()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Collected from the reports, not from the fixture, so that the warning also reaches the
+    # summary when the tests run in pytest-xdist workers (the reports come back to this process).
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+        if _POSTGRES_SKIP in reason and not _postgres_skips:
+            _postgres_skips.append(reason.removeprefix("Skipped: "))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
