@@ -910,6 +910,7 @@ def validate_command(state: CliState, files: tuple[Path, ...], as_json: bool) ->
         templates_dir=settings.templates_dir,
         at=state.clock.now(),
         sms_opt_out_notices=stored_sms_opt_out_notices(settings.database_url),
+        sender=(settings.email_from, settings.postal_address),
     )
     if as_json:
         emit_json(report.as_dict())
@@ -1090,8 +1091,10 @@ def launch_command(state: CliState, name: str, at: str | None, as_json: bool) ->
     """Launch campaign NAME: create its run and enroll the eligible members. Safe to repeat:
     a second launch of the same one-off campaign or cron fire time enrolls nobody."""
     from engine.planning import launch
+    from engine.sender_identity import require_sender_identity
 
     loaded = _campaign(state, name)
+    require_sender_identity(loaded.definition, state.settings)
     when = _at(state, loaded, at)
     with transaction(state) as session:
         result = launch(session, loaded, at=when, global_cap=_global_cap(state))

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from email.utils import parseaddr
 
+from engine.definitions.schema import CampaignDefinition
+from engine.errors import ConfigError
 from engine.examples import EXAMPLE_PROGRAM_KEY
-from engine.settings import DEMO_EMAIL_FROM, DEMO_POSTAL_ADDRESS
+from engine.settings import DEMO_EMAIL_FROM, DEMO_POSTAL_ADDRESS, Settings
 
 HOW_TO_SET = (
     "set email_from and postal_address in campaign.toml "
@@ -43,3 +45,15 @@ def sender_identity_problem(
         f"{f'program {program!r}' if program else 'this campaign'} cannot send email yet: {' and '.join(problems)}; "
         f"{HOW_TO_SET} to your program's own"
     )
+
+
+def require_sender_identity(definition: CampaignDefinition, settings: Settings) -> None:
+    """Refuse to launch a campaign that would send email in the demo's name."""
+    problem = sender_identity_problem(
+        program=definition.program,
+        channels=definition.channels,
+        email_from=settings.email_from,
+        postal_address=settings.postal_address,
+    )
+    if problem is not None:
+        raise ConfigError(f"{definition.name}: not launched: {problem}")
