@@ -1308,11 +1308,21 @@ def preview_command(
     loaded = load_campaign(state.settings.campaigns_dir, name)
     with transaction(state) as session:
         result = preview(
-            session, loaded, step, external_id, settings=state.settings, variant=variant
+            session,
+            loaded,
+            step,
+            external_id,
+            settings=state.settings,
+            variant=variant,
+            at=state.clock.now(),
+            global_cap=_global_cap(state),
         )
     if as_json:
         emit_json(result)
         return
+    if result.not_enrolled:
+        # Said first: what follows is what they WOULD receive, were they enrolled.
+        click.echo(f"NOT ENROLLED NOW: {result.not_enrolled}; rendered all the same:")
     chosen = f", variant {result.variant}" if result.variant else ""
     click.echo(
         f"{result.campaign} / {result.step} ({result.channel}, template {result.template}"
