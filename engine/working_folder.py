@@ -88,7 +88,7 @@ def _check(setup: FolderSetup) -> None:
     try:
         ZoneInfo(setup.timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InputError(f"--timezone {setup.timezone!r} is not an IANA zone") from exc
+        raise InputError(f"--timezone {setup.timezone!r} is not an IANA zone") from None
     if setup.region.upper() not in phonenumbers.SUPPORTED_REGIONS:
         raise InputError(f"--region {setup.region!r} is not an ISO 3166 region code")
     if "@" not in parseaddr(setup.email_from)[1]:
