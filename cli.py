@@ -235,7 +235,9 @@ def _safe_url(app: App) -> str:
 @click.option("--program", "program_key", required=True, help="The program's key, e.g. northwind.")
 @click.option("--name", required=True, help="The program's display name, used in messages.")
 @click.option("--timezone", default="America/New_York", show_default=True, help="IANA zone.")
-@click.option("--region", default="US", show_default=True, help="Phone region for numbers without +.")
+@click.option(
+    "--region", default="US", show_default=True, help="Phone region for numbers without +."
+)
 @click.option(
     "--email-from",
     prompt="Sender of your emails (Name <address>)",

@@ -192,9 +192,7 @@ def not_enrolled(
     if explanation.group is not None or (first is not None and first.reason == ALREADY_ENROLLED):
         return None  # would be enrolled, or is in a live run of it already
     if not explanation.in_audience:
-        return f"{external_id} is outside the audience: " + "; ".join(
-            _failed(explanation.audience)
-        )
+        return f"{external_id} is outside the audience: " + "; ".join(_failed(explanation.audience))
     return f"{external_id} would not be enrolled: {explanation.verdict}"
 
 

@@ -41,9 +41,9 @@ def sender_identity_problem(
         problems.append("the postal address is the demo's")
     if not problems:
         return None
+    who = f"program {program!r}" if program else "this campaign"
     return (
-        f"{f'program {program!r}' if program else 'this campaign'} cannot send email yet: {' and '.join(problems)}; "
-        f"{HOW_TO_SET} to your program's own"
+        f"{who} cannot send email yet: {' and '.join(problems)}; {HOW_TO_SET} to your program's own"
     )
 
 

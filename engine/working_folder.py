@@ -87,7 +87,7 @@ def _check(setup: FolderSetup) -> None:
         raise InputError("--name: give the program's display name, used in messages")
     try:
         ZoneInfo(setup.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError):
         raise InputError(f"--timezone {setup.timezone!r} is not an IANA zone") from None
     if setup.region.upper() not in phonenumbers.SUPPORTED_REGIONS:
         raise InputError(f"--region {setup.region!r} is not an ISO 3166 region code")

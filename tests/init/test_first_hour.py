@@ -82,12 +82,20 @@ def test_sender_identity_rules() -> None:
     assert problem("northwind", *own) is None
     assert problem("demo", DEMO_EMAIL_FROM, DEMO_POSTAL_ADDRESS) is None  # the demo keeps working
     assert "the sender is the demo's" in (problem("northwind", DEMO_EMAIL_FROM, own[1]) or "")
-    assert "postal address is the demo's" in (problem("northwind", own[0], DEMO_POSTAL_ADDRESS) or "")
+    assert "postal address is the demo's" in (
+        problem("northwind", own[0], DEMO_POSTAL_ADDRESS) or ""
+    )
     assert "no postal address" in (problem("northwind", own[0], "  ") or "")
     assert "not an email address" in (problem("northwind", "Northwind", own[1]) or "")
-    assert sender_identity_problem(
-        program="northwind", channels={"sms", "call"}, email_from=DEMO_EMAIL_FROM, postal_address=""
-    ) is None  # no email step, no email sender needed
+    assert (
+        sender_identity_problem(
+            program="northwind",
+            channels={"sms", "call"},
+            email_from=DEMO_EMAIL_FROM,
+            postal_address="",
+        )
+        is None
+    )  # no email step, no email sender needed
 
 
 def test_validate_and_launch_refuse_the_demo_sender_for_a_real_program(folder: Folder) -> None:
