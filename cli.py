@@ -225,6 +225,62 @@ def _safe_url(app: App) -> str:
     return app.engine.url.render_as_string(hide_password=True)
 
 
+# --------------------------------------------------------------------------- init
+
+
+@cli.command("init")
+@click.argument(
+    "folder", required=False, default=".", type=click.Path(file_okay=False, path_type=Path)
+)
+@click.option("--program", "program_key", required=True, help="The program's key, e.g. northwind.")
+@click.option("--name", required=True, help="The program's display name, used in messages.")
+@click.option("--timezone", default="America/New_York", show_default=True, help="IANA zone.")
+@click.option(
+    "--region", default="US", show_default=True, help="Phone region for numbers without +."
+)
+@click.option(
+    "--email-from",
+    prompt="Sender of your emails (Name <address>)",
+    help='The sender of every email, e.g. "Northwind Rewards <rewards@northwind.example>".',
+)
+@click.option(
+    "--postal-address",
+    prompt="Your program's postal address (printed in every marketing email)",
+    help="The postal address in the footer of every marketing email.",
+)
+@click.option("--force", is_flag=True, help="Overwrite files the folder already has.")
+@json_option
+def init_command(
+    folder: Path,
+    program_key: str,
+    name: str,
+    timezone: str,
+    region: str,
+    email_from: str,
+    postal_address: str,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Make FOLDER (default: here) a working folder for a new program: campaign.toml, the
+    example campaigns in campaigns/ naming the program, their templates/, and the next
+    commands to run. Refuses to overwrite a file unless --force."""
+    from engine.working_folder import FolderSetup, init_folder
+
+    setup = FolderSetup(program_key, name, timezone, region, email_from, postal_address)
+    result = init_folder(folder, setup, force=force)
+    if as_json:
+        emit_json(result)
+        return
+    replaced = f" ({len(result.overwritten)} overwritten)" if result.overwritten else ""
+    click.echo(
+        f"Wrote {len(result.written)} files in {folder}{replaced}: campaign.toml, "
+        f"campaigns/ ({', '.join(result.campaigns)}) and templates/."
+    )
+    click.echo("Next:")
+    for command in result.next_commands:
+        click.echo(f"  {command}")
+
+
 # --------------------------------------------------------------------------- programs
 
 
@@ -824,7 +880,6 @@ def demo(state: CliState, participants: int, seed: int, folder: Path, as_json: b
         participants=participants,
         seed=seed,
         clock=state.clock,
-        campaigns_dir=state.settings.campaigns_dir,
         on_step=on_step,
     )
     if as_json:
@@ -857,6 +912,7 @@ def validate_command(state: CliState, files: tuple[Path, ...], as_json: bool) ->
         templates_dir=settings.templates_dir,
         at=state.clock.now(),
         sms_opt_out_notices=stored_sms_opt_out_notices(settings.database_url),
+        sender=(settings.email_from, settings.postal_address),
     )
     if as_json:
         emit_json(report.as_dict())
@@ -1037,8 +1093,10 @@ def launch_command(state: CliState, name: str, at: str | None, as_json: bool) ->
     """Launch campaign NAME: create its run and enroll the eligible members. Safe to repeat:
     a second launch of the same one-off campaign or cron fire time enrolls nobody."""
     from engine.planning import launch
+    from engine.sender_identity import require_sender_identity
 
     loaded = _campaign(state, name)
+    require_sender_identity(loaded.definition, state.settings)
     when = _at(state, loaded, at)
     with transaction(state) as session:
         result = launch(session, loaded, at=when, global_cap=_global_cap(state))
@@ -1252,11 +1310,21 @@ def preview_command(
     loaded = load_campaign(state.settings.campaigns_dir, name)
     with transaction(state) as session:
         result = preview(
-            session, loaded, step, external_id, settings=state.settings, variant=variant
+            session,
+            loaded,
+            step,
+            external_id,
+            settings=state.settings,
+            variant=variant,
+            at=state.clock.now(),
+            global_cap=_global_cap(state),
         )
     if as_json:
         emit_json(result)
         return
+    if result.not_enrolled:
+        # Said first: what follows is what they WOULD receive, were they enrolled.
+        click.echo(f"NOT ENROLLED NOW: {result.not_enrolled}; rendered all the same:")
     chosen = f", variant {result.variant}" if result.variant else ""
     click.echo(
         f"{result.campaign} / {result.step} ({result.channel}, template {result.template}"

@@ -66,6 +66,7 @@ from sqlalchemy.orm import Session, aliased
 from engine import audience as aud
 from engine import sampling
 from engine.clock import ensure_utc
+from engine.consent_wording import NOT_STATED_IS_NO, closed_channels, closed_from_facts
 from engine.contact_ledger import contact_count
 from engine.db.models import (
     ActivityEvent,
@@ -102,7 +103,7 @@ OPEN_RUN_STATUSES = ("active", "paused")
 
 BUILT_IN_REASONS: tuple[tuple[str, str], ...] = (
     ("suppressed", "suppressed on every channel the campaign uses"),
-    ("no_consent", "no channel left with an address and consent"),
+    ("no_consent", f"no channel left with an address and consent ({NOT_STATED_IS_NO})"),
     ("converted", "converted already (a goal event within the goal window)"),
     ("frequency_cap", "frequency cap reached"),
     ("already_enrolled", "in an active or paused run of this campaign"),
@@ -765,6 +766,10 @@ def explain(
     if not in_audience:
         verdict = "not in the audience"
         group_out: str | None = None
+    elif first is not None and first.reason == "no_consent":
+        closed = closed_from_facts(actuals["no_consent"], CONSENT_REQUIRED)
+        verdict = f"excluded: no_consent: {closed_channels(closed)}"
+        group_out = None
     elif first is not None:
         verdict = f"excluded: {first.reason} ({first.description})"
         group_out = None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +18,10 @@ from engine.settings import Settings
 from engine.templates import Renderer, message_context
 from engine.unsubscribe import UnsubscribeSigner, signing_key
 from engine.variants import assign_variant, variant_salt
+
+if TYPE_CHECKING:
+    from engine.audience import ExplainNode
+    from engine.planning import GlobalCap
 
 # Re-exported: the assignment lives in engine.variants, shared with the sequencer.
 __all__ = [
@@ -44,6 +49,9 @@ class Preview:
     sms: dict[str, Any] | None = None
     call: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    # Set when the member would not be enrolled now (outside the audience, or excluded), and
+    # why: a preview of someone the campaign will never reach must not pass for a real one.
+    not_enrolled: str | None = None
 
 
 def _step(loaded: LoadedDefinition, step_id: str) -> Step:
@@ -64,9 +72,12 @@ def preview(
     *,
     settings: Settings,
     variant: str | None = None,
+    at: datetime | None = None,
+    global_cap: GlobalCap | None = None,
 ) -> Preview:
     """Render step ``step_id`` of ``loaded`` for participant ``external_id`` in their locale.
-    A/B steps use ``variant`` when given, else the participant's deterministic variant."""
+    A/B steps use ``variant`` when given, else the participant's deterministic variant. With
+    ``at``, ``not_enrolled`` says whether (and why) the member is outside the campaign then."""
     definition = loaded.definition
     step = _step(loaded, step_id)
     program = get_program(session, definition.program)
@@ -116,6 +127,8 @@ def preview(
         template=template,
         variant=chosen,
     )
+    if at is not None:
+        result.not_enrolled = not_enrolled(session, loaded, external_id, at, global_cap)
     if step.channel == "email":
         email = renderer.render_email(template, context, locale)
         result.email = {
@@ -159,6 +172,45 @@ def preview(
             "cross_sell": step.cross_sell,
         }
     return result
+
+
+ALREADY_ENROLLED = "already_enrolled"
+
+
+def not_enrolled(
+    session: Session,
+    loaded: LoadedDefinition,
+    external_id: str,
+    at: datetime,
+    global_cap: GlobalCap | None,
+) -> str | None:
+    """Why ``external_id`` would not be enrolled at ``at`` (plan/explain's own answer), or None."""
+    from engine.planning import explain  # the planner is heavy; only preview --at needs it
+
+    explanation = explain(session, loaded, external_id, at=at, global_cap=global_cap)
+    first = next((check for check in explanation.exclusions if check.excluded), None)
+    if explanation.group is not None or (first is not None and first.reason == ALREADY_ENROLLED):
+        return None  # would be enrolled, or is in a live run of it already
+    if not explanation.in_audience:
+        return f"{external_id} is outside the audience: " + "; ".join(_failed(explanation.audience))
+    return f"{external_id} would not be enrolled: {explanation.verdict}"
+
+
+def _failed(node: ExplainNode) -> list[str]:
+    """The innermost conditions that failed, with the member's values."""
+    failed = [child for child in node.children if not child.passed]
+    if failed:
+        return [reason for child in failed for reason in _failed(child)]
+    if node.children:  # a `not` whose inner condition held
+        inner = node.children[0]
+        return [f"not ({inner.condition}): {_actual(inner.actual)}"]
+    return [f"{node.condition}: {_actual(node.actual)}"]
+
+
+def _actual(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items())
+    return "-" if value is None else str(value)
 
 
 def segment_warning(segments: int, limit: int) -> str | None:

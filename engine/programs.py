@@ -50,10 +50,7 @@ def add_program(
     at: datetime,
     sms_opt_out_notice: bool = True,
 ) -> Program:
-    if not _KEY.match(key):
-        raise InputError(
-            f"program key {key!r}: use lower-case letters, digits, '-' or '_' (at most 64)"
-        )
+    check_program_key(key)
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -74,6 +71,13 @@ def add_program(
     session.add(program)
     session.flush()
     return program
+
+
+def check_program_key(key: str) -> None:
+    if not _KEY.match(key):
+        raise InputError(
+            f"program key {key!r}: use lower-case letters, digits, '-' or '_' (at most 64)"
+        )
 
 
 def set_sms_opt_out_notice(session: Session, key: str, on: bool) -> Program:

@@ -117,6 +117,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.app import App
 from engine.clock import ensure_utc
+from engine.consent_wording import CONSENT_NOT_STATED, closed_channels, exited_label
 from engine.content_checks import (
     REFUSALS,
     RENDER_ERROR_MIN,
@@ -364,7 +365,7 @@ def _spacing(
 
 def exit_reason(remaining: Sequence[Step], facts: Facts) -> str | None:
     """Why the enrollment leaves the sequence, or None: every channel the remaining steps use
-    is closed, and at least one by opt-out/suppression/consent (a channel closed only for lack
+    is closed, and at least one by opt-out/suppression/consent not stated (a channel closed for lack
     of an address gets ``no_address`` messages, as the brief of the outbox asks)."""
     channels = sorted({step.channel for step in remaining})
     closed = {channel: facts.closed.get(channel) for channel in channels}
@@ -372,8 +373,7 @@ def exit_reason(remaining: Sequence[Step], facts: Facts) -> str | None:
         return None
     if all(reason == "no_address" for reason in closed.values()):
         return None
-    detail = ", ".join(f"{channel}: {reason}" for channel, reason in closed.items())
-    return f"opted out or suppressed on every channel left ({detail})"
+    return closed_channels({channel: str(reason) for channel, reason in closed.items()})
 
 
 # =========================================================================== summary
@@ -388,6 +388,7 @@ class AdvanceSummary:
     call_tasks: int = 0
     steps_skipped: dict[str, int] = field(default_factory=dict)  # per failing condition
     exited: int = 0
+    exited_consent_not_stated: int = 0  # of those, with a channel closed for want of consent
     completed: int = 0  # enrollments that finished their last step
     waiting: int = 0  # enrollments whose next step is later
     lost: int = 0  # moved meanwhile by another advance, a conversion or a cancel
@@ -404,7 +405,9 @@ class AdvanceSummary:
 
     def merge(self, other: AdvanceSummary) -> None:
         """Add a forked worker's counts to these."""
-        for name in ("enrollments", "call_tasks", "exited", "completed", "waiting", "lost"):
+        for name in ("enrollments", "call_tasks", "exited", "exited_consent_not_stated"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("completed", "waiting", "lost"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for mine, theirs in (
             (self.messages, other.messages),
@@ -437,7 +440,7 @@ class AdvanceSummary:
                 + ", ".join(f"{n} {c}" for c, n in sorted(self.steps_skipped.items()))
             )
         for label, count in (
-            ("exited", self.exited),
+            (exited_label(self.exited_consent_not_stated), self.exited),
             ("completed", self.completed),
             ("waiting", self.waiting),
             ("moved by someone else", self.lost),
@@ -1508,6 +1511,7 @@ class _Advance:
                 s.steps_skipped[condition] = s.steps_skipped.get(condition, 0) + 1
             if outcome.state == "exited":
                 s.exited += 1
+                s.exited_consent_not_stated += CONSENT_NOT_STATED in (outcome.exit_reason or "")
             elif outcome.state == "completed":
                 s.completed += 1
             else:

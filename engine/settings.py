@@ -21,6 +21,10 @@ from engine.definitions.durations import Duration, FineDuration
 from engine.errors import ConfigError
 
 SETTINGS_FILE = "campaign.toml"
+# The demo's sender identity: the defaults, so the demo runs anywhere; a real program's email
+# campaigns are refused until both are set (engine/sender_identity.py).
+DEMO_EMAIL_FROM = "Rewards Team <rewards@example.com>"
+DEMO_POSTAL_ADDRESS = "Example Rewards, 100 Main Street, Springfield, IL 62701, USA"
 
 
 def _provider_alias(env_name: str, field_name: str) -> Any:
@@ -35,8 +39,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///campaign.db"
     default_timezone: str = "America/New_York"
     default_region: str = "US"
-    email_from: str = "Rewards Team <rewards@example.com>"
-    postal_address: str = "Example Rewards, 100 Main Street, Springfield, IL 62701, USA"
+    email_from: str = DEMO_EMAIL_FROM
+    postal_address: str = DEMO_POSTAL_ADDRESS
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None
     # Rendered contents and addresses of settled messages older than this are emptied by the

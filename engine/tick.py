@@ -39,6 +39,7 @@ from sqlalchemy.exc import OperationalError
 from engine.app import App
 from engine.channels.base import Channel
 from engine.clock import ensure_utc
+from engine.consent_wording import CONSENT_NOT_STATED
 from engine.db.models import CampaignRun
 from engine.definitions.loader import (
     LoadedDefinition,
@@ -327,7 +328,11 @@ def run_demo_tick(ctx: Any) -> None:
                 )
             )
         if advanced.exited:
-            rows.append(("left the sequence (opted out everywhere)", str(advanced.exited)))
+            rows.append(("left the sequence (no channel left to contact)", str(advanced.exited)))
+        if advanced.exited_consent_not_stated:
+            rows.append(
+                (f"  of them with {CONSENT_NOT_STATED}", str(advanced.exited_consent_not_stated))
+            )
     if summary.dispatch_skipped:
         rows.append(("sending", f"skipped: {summary.dispatch_skipped}"))
     elif summary.dispatch is not None:

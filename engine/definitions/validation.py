@@ -45,6 +45,7 @@ from engine.definitions.loader import (
 from engine.definitions.schema import SENDGRID_TEMPLATE, Step
 from engine.errors import DefinitionError, EngineError
 from engine.programs import opt_out_notice_of
+from engine.sender_identity import sender_identity_problem
 from engine.templates import (
     SAMPLE_POSTAL_ADDRESS,
     SAMPLE_PUBLIC_URL,
@@ -180,10 +181,13 @@ def validate_campaigns(
     templates_dir: Path,
     at: datetime,
     sms_opt_out_notices: Mapping[str, bool] | None = None,
+    sender: tuple[str, str] | None = None,
 ) -> ValidationReport:
     """Validate the given files, or every ``*.yaml`` in ``campaigns_dir`` when none are given.
     ``at`` is the instant relative dates in audiences are compiled for;
-    ``sms_opt_out_notices`` each program's setting by key (a program not in it: on)."""
+    ``sms_opt_out_notices`` each program's setting by key (a program not in it: on);
+    ``sender`` the configured (email_from, postal_address): a real program's email campaign
+    is refused while they are the demo's (engine/sender_identity.py)."""
     notices = sms_opt_out_notices or {}
     files = list(paths) if paths else campaign_paths(campaigns_dir)
     checker = _TemplateChecker(templates_dir)
@@ -205,10 +209,27 @@ def validate_campaigns(
             checker.program = loaded.definition.program
             checker.opt_out_notice = opt_out_notice_of(loaded.definition.program, notices)
             report.errors.extend(checker.check(loaded, report.warnings))
+            if sender is not None:
+                report.errors.extend(check_sender(loaded, *sender))
             if compiler is not None:
                 report.errors.extend(check_audience(loaded, at=at, compile_=compiler))
         reports.append(report)
     return ValidationReport(reports, audience_checked=compiler is not None)
+
+
+def check_sender(
+    loaded: LoadedDefinition, email_from: str, postal_address: str
+) -> list[DefinitionError]:
+    definition = loaded.definition
+    problem = sender_identity_problem(
+        program=definition.program,
+        channels=definition.channels,
+        email_from=email_from,
+        postal_address=postal_address,
+    )
+    if problem is None:
+        return []
+    return [DefinitionError(str(loaded.path), loaded.line_of(("program",)), "program", problem)]
 
 
 # --------------------------------------------------------------------------- templates

@@ -28,14 +28,15 @@ from engine.demo.campaigns import CampaignFigures, launch_examples
 from engine.demo.generator import GeneratedDataset, generate_dataset
 from engine.demo.summary import ProgramSummary, summarize_program
 from engine.errors import ConfigError, InputError
+from engine.examples import EXAMPLE_PROGRAM_KEY, example_files
 from engine.participants.events import import_events as import_event_file
 from engine.participants.importer import import_participants as import_participant_file
 from engine.participants.results import ImportSummary
 from engine.planning import GlobalCap
 from engine.programs import add_program
-from engine.settings import Settings
+from engine.settings import SETTINGS_FILE, Settings
 
-PROGRAM_KEY = "demo"
+PROGRAM_KEY = EXAMPLE_PROGRAM_KEY
 PROGRAM_NAME = "Northwind Rewards"
 PROGRAM_TIMEZONE = "America/New_York"
 PROGRAM_REGION = "US"
@@ -88,7 +89,8 @@ class DemoContext:
     now: datetime
     clock: Clock
     database_path: Path
-    campaigns_dir: Path = Path("campaigns")
+    # The campaigns the demo launches; None: the engine's examples, written into the folder.
+    campaigns_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
     app: App | None = None
     dataset: GeneratedDataset | None = None
@@ -179,10 +181,35 @@ def reset_folder(ctx: DemoContext) -> None:
         raise InputError(f"cannot use the demo folder {ctx.folder}: {exc.strerror}") from exc
 
 
+def write_examples(ctx: DemoContext) -> None:
+    """The example campaigns and templates, and a campaign.toml, into the demo folder: the
+    commands the demo suggests run there (`cd demo`), from wherever the engine is installed."""
+    try:
+        for path, content in example_files(EXAMPLE_PROGRAM_KEY):
+            (ctx.folder / path).parent.mkdir(parents=True, exist_ok=True)
+            (ctx.folder / path).write_bytes(content)
+        (ctx.folder / SETTINGS_FILE).write_text(DEMO_SETTINGS, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write the examples into {ctx.folder}: {exc.strerror}") from exc
+
+
+DEMO_SETTINGS = f"""\
+# Written by `campaign demo`: the settings of the demo folder (run commands from here).
+database_url = "sqlite:///{DATABASE_FILE}"
+default_timezone = "{PROGRAM_TIMEZONE}"
+default_region = "{PROGRAM_REGION}"
+campaigns_dir = "campaigns"
+templates_dir = "templates"
+outbox_dir = "outbox"
+"""
+
+
 def create_database(ctx: DemoContext) -> None:
     try:
         settings = Settings(
             database_url=ctx.database_url,
+            campaigns_dir=ctx.folder / "campaigns",
+            templates_dir=ctx.folder / "templates",
             default_timezone=PROGRAM_TIMEZONE,
             default_region=PROGRAM_REGION,
             outbox_dir=ctx.folder / "outbox",
@@ -250,16 +277,14 @@ def summarize(ctx: DemoContext) -> None:
 
 def launch_campaigns(ctx: DemoContext) -> None:
     """Plan and launch the example campaigns, as a coordinator would with `campaign launch`."""
-    if not ctx.campaigns_dir.is_dir():
-        ctx.notes.append(
-            f"No campaigns folder at {ctx.campaigns_dir}: run the demo from the repository root "
-            "(or set CAMPAIGN_CAMPAIGNS_DIR) to launch the example campaigns."
-        )
+    campaigns_dir = ctx.campaigns_dir or ctx.folder / "campaigns"
+    if not campaigns_dir.is_dir():
+        ctx.notes.append(f"No campaigns folder at {campaigns_dir}: no campaign was launched.")
         return
     app = ctx.require_app()
     ctx.campaigns = launch_examples(
         app.sessions,
-        ctx.campaigns_dir,
+        campaigns_dir,
         program_key=PROGRAM_KEY,
         at=ctx.now,
         cap=GlobalCap.from_settings(app.settings),
@@ -293,6 +318,7 @@ def _reports(ctx: DemoContext) -> None:
 # Later features append their steps here, after the data is in.
 STEPS: list[DemoStep] = [
     DemoStep("reset", "Preparing the demo folder", reset_folder),
+    DemoStep("examples", "Writing the example campaigns and templates", write_examples),
     DemoStep("database", "Creating and migrating the demo database", create_database),
     DemoStep("program", f"Creating the program {PROGRAM_KEY!r} ({PROGRAM_NAME})", create_program),
     DemoStep("generate", "Generating participants and activity events", generate_data),
@@ -317,7 +343,7 @@ def run_demo(
     participants: int = 5000,
     seed: int = 7,
     clock: Clock,
-    campaigns_dir: Path = Path("campaigns"),
+    campaigns_dir: Path | None = None,
     steps: Sequence[DemoStep] | None = None,
     on_step: Callable[[DemoStep], None] | None = None,
 ) -> DemoReport:
@@ -377,11 +403,13 @@ def _report(ctx: DemoContext, timings: list[StepTiming], seconds: float) -> Demo
 
 
 def next_commands(ctx: DemoContext) -> list[str]:
-    base = f"campaign --database-url {shlex.quote(ctx.database_url)}"
+    """Commands to run in the demo folder, whose campaign.toml names its database."""
+    base = "campaign"
     sample = None
     if ctx.summary is not None and ctx.summary.samples:
         sample = ctx.summary.samples[0].external_id
     commands = [
+        f"cd {shlex.quote(str(ctx.folder))}",
         f"{base} programs list",
         f"{base} participants list --status inactive --limit 20",
     ]
@@ -393,7 +421,6 @@ def next_commands(ctx: DemoContext) -> list[str]:
         if sample is not None:
             commands.append(f"{base} explain {first} {sample}")
         commands.append(f"{base} runs list")
-        html = shlex.quote(str(ctx.folder / "report.html"))
-        commands.append(f"{base} report campaign {first} --html {html}")
-    commands.append(f"campaign demo --participants 50000 --seed {ctx.seed + 1}")
+        commands.append(f"{base} report campaign {first} --html report.html")
+    commands.append(f"campaign demo --folder . --participants 50000 --seed {ctx.seed + 1}")
     return commands

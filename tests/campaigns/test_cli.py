@@ -53,7 +53,12 @@ def run(app: App, folder: Path, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(
         cli,
         ["--database-url", app.settings.database_url, *args],
-        env={"CAMPAIGN_CAMPAIGNS_DIR": str(folder)},
+        env={
+            "CAMPAIGN_CAMPAIGNS_DIR": str(folder),
+            # A real program's email is launched only under its own sender identity.
+            "CAMPAIGN_EMAIL_FROM": "Loyalty <members@loyalty.example>",
+            "CAMPAIGN_POSTAL_ADDRESS": "1 Loyalty Way, Chicago IL 60601",
+        },
     )
     return result.exit_code, result.output
 

@@ -219,9 +219,7 @@ def test_exit_on_opt_out_and_suppression_of_every_remaining_channel(
     by_participant = {e.participant_id: e for e in enrollments(app)}
     gone = by_participant[people[0].id]
     assert (gone.state, gone.next_action_at) == ("exited", None)
-    assert gone.exit_reason == (
-        "opted out or suppressed on every channel left (email: suppressed, sms: opted_out)"
-    )
+    assert gone.exit_reason == "no channel left to contact (email: suppressed, sms: opted out)"
     assert {m.participant_id for m in messages(app)} == {people[1].id, people[2].id}
     # people[1]'s email is queued all the same: the dispatcher's gate skips it at send time.
     # Later, with only the SMS step left, people[2] (phone suppressed everywhere) exits.

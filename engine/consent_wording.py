@@ -1,0 +1,75 @@
+"""How a closed channel is said to people: a consent that was never stated is not an opt-out.
+
+SMS and calls need a stated opt-in (engine.policy.gate), so a member imported without consent
+columns cannot be texted or called. Telling a coordinator they "opted out" would send them
+looking for opt-outs that never happened; this says "consent not stated" and how to state it.
+Pure: used by plan/explain (engine/planning.py), the sequencer's exit reasons and the tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+CONSENT_NOT_STATED = "consent not stated"
+CONSENT_COLUMNS = {"email": "consent_email", "sms": "consent_sms", "call": "consent_call"}
+# The gate's reasons (engine.policy.gate.GATE_REASONS) in words.
+REASON_WORDS = {
+    "no_consent": CONSENT_NOT_STATED,
+    "opted_out": "opted out",
+    "suppressed": "suppressed",
+    "no_address": "no address",
+    "invalid_address": "invalid address",
+}
+
+
+def how_to_state(channels: Iterable[str]) -> str:
+    columns = " / ".join(CONSENT_COLUMNS[c] for c in sorted(set(channels)) if c in CONSENT_COLUMNS)
+    return (
+        f"a program states consent with the {columns} column of its member file "
+        "(yes/no; a file of external_id and those columns is enough)"
+    )
+
+
+def closed_channels(closed: Mapping[str, str]) -> str:
+    """'no channel left to contact (email: opted out, sms: consent not stated)', plus how to
+    state consent when it is missing on any of them. ``closed``: channel -> gate reason."""
+    detail = ", ".join(f"{c}: {REASON_WORDS.get(r, r)}" for c, r in sorted(closed.items()))
+    text = f"no channel left to contact ({detail})"
+    unstated = [channel for channel, reason in closed.items() if reason == "no_consent"]
+    if unstated:
+        text += f"; {how_to_state(unstated)}"
+    return text
+
+
+def exited_label(consent_not_stated: int) -> str:
+    """The advance summary's label for enrollments that left the sequence."""
+    if not consent_not_stated:
+        return "exited"
+    return (
+        f"exited ({consent_not_stated} of them with {CONSENT_NOT_STATED} on a channel: "
+        f"{how_to_state(['sms', 'call'])})"
+    )
+
+
+# The plan's description of its no_consent exclusion.
+NOT_STATED_IS_NO = (
+    f"{CONSENT_NOT_STATED} counts as no for SMS and calls; "
+    "state it with the member file's consent_sms / consent_call columns"
+)
+
+
+def closed_from_facts(
+    channels: Mapping[str, Mapping[str, object]], requires_opt_in: Mapping[str, bool]
+) -> dict[str, str]:
+    """Each closed channel's gate reason from explain's facts (address, suppressed, consent)."""
+    closed = {}
+    for channel, facts in channels.items():
+        if facts["address"] is None:
+            closed[channel] = "no_address"
+        elif facts["suppressed"]:
+            closed[channel] = "suppressed"
+        elif facts["consent"] == "opted_out":
+            closed[channel] = "opted_out"
+        elif facts["consent"] != "opted_in" and requires_opt_in[channel]:
+            closed[channel] = "no_consent"
+    return closed
