@@ -614,7 +614,7 @@ def participants_list(
     as_json: bool,
 ) -> None:
     """List a program's participants, ordered by external id."""
-    from engine.participants.queries import LIST_FIELDS, list_participants
+    from engine.participants.queries import LIST_COLUMNS, list_participants
 
     with transaction(state) as session:
         rows = list_participants(
@@ -630,7 +630,7 @@ def participants_list(
     if as_json:
         emit_json(rows)
     else:
-        render_table("Participants", LIST_FIELDS, [list(r.values()) for r in rows])
+        render_table("Participants", LIST_COLUMNS, [[r[c] for c in LIST_COLUMNS] for r in rows])
 
 
 @cli.group("events")

@@ -62,6 +62,7 @@ from engine.deadlines import close_expired_call_tasks, mark_not_standing
 from engine.definitions.loader import LoadedDefinition, parse_stored_definition
 from engine.definitions.schema import CampaignDefinition, Step
 from engine.errors import InputError, NotFoundError
+from engine.locales import display_name
 from engine.participants.suppressions import hash_normalised
 from engine.policy import (
     Decision,
@@ -98,6 +99,7 @@ PERSON_COLUMNS = (
     "external_id",
     "first_name",
     "last_name",
+    "locale",
     "phone",
     "timezone",
     "account_manager",
@@ -708,7 +710,9 @@ def list_calls(
             task_id=c.task.id,
             kind=c.task.kind,
             external_id=c.participant.external_id,
-            name=" ".join(x for x in (c.participant.first_name, c.participant.last_name) if x),
+            name=display_name(
+                c.participant.first_name, c.participant.last_name, c.participant.locale
+            ),
             phone=c.participant.phone,
             campaign=c.task.campaign,
             step=c.step.id if c.step else None,
