@@ -1931,6 +1931,12 @@ def agents_group() -> None:
     help="Outbound calls per month [default: daily target × the month's business days].",
 )
 @click.option("--team", "teams", multiple=True, help="A team whose queue they work (repeat).")
+@click.option(
+    "--language",
+    "languages",
+    multiple=True,
+    help="A language they speak, e.g. zh (repeat): members who speak it are served to them first.",
+)
 @json_option
 @pass_state
 def agents_add(
@@ -1943,9 +1949,10 @@ def agents_add(
     weekly_target: int | None,
     monthly_target: int | None,
     teams: tuple[str, ...],
+    languages: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Add agent LOGIN (name, role, timezone, calling-plan targets, teams)."""
+    """Add agent LOGIN (name, role, timezone, calling-plan targets, teams, languages)."""
     from engine.calls.agents import add_agent
 
     with transaction(state) as session:
@@ -1959,6 +1966,7 @@ def agents_add(
             weekly_target=weekly_target,
             monthly_target=monthly_target,
             teams=teams,
+            languages=languages,
             at=state.app().clock.now(),
         )
     if as_json:
@@ -1966,7 +1974,8 @@ def agents_add(
         return
     click.echo(
         f"Agent {agent.login} ({agent.name}, {agent.role}) added; teams: "
-        f"{', '.join(agent.teams) or 'none'}; {_targets_text(agent)}."
+        f"{', '.join(agent.teams) or 'none'}; languages: {', '.join(agent.languages) or 'any'}; "
+        f"{_targets_text(agent)}."
     )
 
 
@@ -2024,6 +2033,13 @@ class _TargetType(click.ParamType):
     multiple=True,
     help="Their teams from now on (repeat; replaces the teams they had).",
 )
+@click.option(
+    "--language",
+    "languages",
+    multiple=True,
+    help="The languages they speak from now on (repeat; replaces those they had; 'none': "
+    "no language routing for them).",
+)
 @json_option
 @pass_state
 def agents_set(
@@ -2033,13 +2049,18 @@ def agents_set(
     weekly_target: int | Literal["derived"] | None,
     monthly_target: int | Literal["derived"] | None,
     teams: tuple[str, ...],
+    languages: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Change agent LOGIN's calling-plan targets or teams; what is not given stays as it is."""
+    """Change agent LOGIN's calling-plan targets, teams or languages; what is not given stays
+    as it is."""
     from engine.calls.agents import set_targets
 
-    if daily_target is None and weekly_target is None and monthly_target is None and not teams:
-        raise click.UsageError("give --daily-target, --weekly-target, --monthly-target or --team")
+    given = (daily_target, weekly_target, monthly_target)
+    if all(value is None for value in given) and not teams and not languages:
+        raise click.UsageError(
+            "give --daily-target, --weekly-target, --monthly-target, --team or --language"
+        )
     with transaction(state) as session:
         agent = set_targets(
             session,
@@ -2048,12 +2069,14 @@ def agents_set(
             weekly_target=weekly_target,
             monthly_target=monthly_target,
             teams=teams or None,
+            languages=None if not languages else [x for x in languages if x != "none"],
         )
     if as_json:
         emit_json(agent)
         return
     click.echo(
-        f"Agent {agent.login}: teams {', '.join(agent.teams) or 'none'}; {_targets_text(agent)}."
+        f"Agent {agent.login}: teams {', '.join(agent.teams) or 'none'}; languages "
+        f"{', '.join(agent.languages) or 'any'}; {_targets_text(agent)}."
     )
 
 
@@ -2119,6 +2142,7 @@ def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
             "role",
             "timezone",
             "teams",
+            "languages",
             "daily target",
             "weekly target",
             "monthly target",
@@ -2131,6 +2155,7 @@ def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
                 a.role,
                 a.timezone,
                 ", ".join(a.teams),
+                ", ".join(a.languages),
                 a.daily_target,
                 "derived" if a.weekly_target is None else a.weekly_target,
                 "derived" if a.monthly_target is None else a.monthly_target,
@@ -2167,7 +2192,8 @@ def agents_show(state: CliState, login: str, day: datetime | None, as_json: bool
         return
     click.echo(
         f"{agent.login}: {agent.name} ({agent.role}), {agent.timezone}, teams "
-        f"{', '.join(agent.teams) or 'none'}, {_targets_text(agent)}"
+        f"{', '.join(agent.teams) or 'none'}, languages {', '.join(agent.languages) or 'any'}, "
+        f"{_targets_text(agent)}"
     )
     render_table(
         f"Calling plan around {when.isoformat()}",

@@ -284,7 +284,7 @@ FORMAT_LOCALE = "_format_locale"  # set by the Renderer for each template it ren
 
 def _locale_of(context: Context) -> str | None:
     if FORMAT_LOCALE in context:
-        return context[FORMAT_LOCALE]  # type: ignore[no-any-return]
+        return context[FORMAT_LOCALE]
     return getattr(context.get("participant"), "locale", None)
 
 
