@@ -128,19 +128,39 @@ def console() -> Console:
     return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 
 
+# Columns of identifiers (typed back into commands): their numbers get no thousands separator.
+_ID_COLUMNS = frozenset({"#", "id", "task", "run", "seq", "position"})
+
+
+def _cell(value: Any, column: str) -> str:
+    """A table cell: counts with thousands separators (the JSON output keeps raw numbers)."""
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        is_id = column in _ID_COLUMNS or column.endswith((" id", "_id"))
+        return str(value) if is_id else f"{value:,}"
+    return str(value)
+
+
 def render_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    cells = [[_cell(v, c) for v, c in zip(row, columns, strict=True)] for row in rows]
     if not sys.stdout.isatty():
         # Piped: plain aligned columns, never truncated, no box drawing (use --json to parse).
-        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+        # Aligned by terminal cells, not characters: a CJK character takes two (杨静 is 4 wide).
+        from rich.cells import cell_len
+
+        widths = [
+            max([cell_len(c), *(cell_len(r[i]) for r in cells)]) for i, c in enumerate(columns)
+        ]
         if title:
             click.echo(title)
         for row in [list(columns), *cells]:
-            click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+            padded = (v + " " * (w - cell_len(v)) for v, w in zip(row, widths, strict=True))
+            click.echo("  ".join(padded).rstrip())
         return
     table = Table(title=title, show_lines=False)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, justify="left")
     for row in cells:
         table.add_row(*(Text(cell) for cell in row))  # Text: values are never read as markup
     console().print(table)
@@ -461,8 +481,9 @@ def _run_import(
         _fail_if_all_rejected(summary.read, summary.rejected)
         return
     click.echo(
-        f"{file}: read {summary.read}, inserted {summary.inserted}, updated {summary.updated}, "
-        f"unchanged {summary.unchanged}, rejected {summary.rejected} "
+        f"{file}: read {summary.read:,}, inserted {summary.inserted:,}, "
+        f"updated {summary.updated:,}, unchanged {summary.unchanged:,}, "
+        f"rejected {summary.rejected:,} "
         f"({summary.seconds:.1f} s, {summary.rows_per_second:,.0f} rows/s)"
     )
     if summary.rejects_path is not None:
@@ -476,7 +497,7 @@ def _fail_if_all_rejected(read: int, rejected: int) -> None:
     """Exit 1 (the summary is printed) when the file had rows and none was accepted: a
     wrong file, a wrong --format or --encoding, a changed export; a cron job must notice."""
     if read and rejected == read:
-        click.echo(f"error: every row was rejected ({rejected})", err=True)
+        click.echo(f"error: every row was rejected ({rejected:,})", err=True)
         raise SystemExit(1)
 
 
@@ -670,7 +691,7 @@ def participants_list(
     as_json: bool,
 ) -> None:
     """List a program's participants, ordered by external id."""
-    from engine.participants.queries import LIST_FIELDS, list_participants
+    from engine.participants.queries import LIST_COLUMNS, list_participants
 
     with transaction(state) as session:
         rows = list_participants(
@@ -686,7 +707,7 @@ def participants_list(
     if as_json:
         emit_json(rows)
     else:
-        render_table("Participants", LIST_FIELDS, [list(r.values()) for r in rows])
+        render_table("Participants", LIST_COLUMNS, [[r[c] for c in LIST_COLUMNS] for r in rows])
 
 
 @cli.group("events")
@@ -1003,7 +1024,7 @@ def plan_command(state: CliState, name: str, at: str | None, as_json: bool) -> N
         [(_show_value(e.reason), _show_value(e.description), e.count) for e in report.exclusions],
     )
     click.echo(
-        f"Eligible: {report.eligible} (treatment {report.treatment}, holdout {report.holdout}"
+        f"Eligible: {report.eligible:,} (treatment {report.treatment:,}, holdout {report.holdout:,}"
         f" = {report.holdout_percent}%)"
     )
     render_table(
@@ -1156,7 +1177,7 @@ def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) 
         ],
     )
     if skipped:
-        click.echo(f"{skipped} fire time(s) not launched: see `campaign runs skipped`.")
+        click.echo(f"{skipped:,} fire time(s) not launched: see `campaign runs skipped`.")
 
 
 @runs_group.command("skipped")
@@ -1215,7 +1236,7 @@ def runs_show(state: CliState, run: int, as_json: bool) -> None:
     click.echo(f"  work left: {detail.work.describe()}")
     click.echo(f"  launched: {detail.launched_at.isoformat()}")
     click.echo(f"  definition sha256: {detail.definition_hash}")
-    click.echo(f"  enrolled: {detail.enrolled} (holdout {detail.holdout})")
+    click.echo(f"  enrolled: {detail.enrolled:,} (holdout {detail.holdout:,})")
     render_table(
         "Enrollments",
         ["group", "state", "members"],
@@ -1643,20 +1664,20 @@ def dispatch_command(
         return
     skipped = sum(summary.skipped.values())
     click.echo(
-        f"sent {summary.sent}, skipped {skipped}, waiting {summary.waiting}, retried "
-        f"{summary.retried}, failed {summary.failed}, unknown {summary.unknown} "
+        f"sent {summary.sent:,}, skipped {skipped:,}, waiting {summary.waiting:,}, retried "
+        f"{summary.retried:,}, failed {summary.failed:,}, unknown {summary.unknown:,} "
         f"({summary.workers} worker(s), {summary.seconds:.1f}s, stopped: {summary.stopped_by})"
     )
     for reason, count in sorted(summary.skipped.items()):
-        click.echo(f"  skipped {reason}: {count}")
+        click.echo(f"  skipped {reason}: {count:,}")
     if summary.expired_leases:
         click.echo(
-            f"{summary.expired_leases} message(s) of a dispatcher that died while sending are "
+            f"{summary.expired_leases:,} message(s) of a dispatcher that died while sending are "
             "now unknown: see `campaign outbox unknown`"
         )
     if summary.requeued_leases:
         click.echo(
-            f"{summary.requeued_leases} message(s) a dead dispatcher had claimed but not begun "
+            f"{summary.requeued_leases:,} message(s) a dead dispatcher had claimed but not begun "
             "to send were queued again"
         )
     for run_id in summary.paused_runs:
@@ -1771,7 +1792,7 @@ def outbox_unknown(
         return
     more = len(messages) == limit
     render_table(
-        f"{total} message(s) of unknown fate"
+        f"{total:,} message(s) of unknown fate"
         + (f"; next page: --after {messages[-1].id}" if more else ""),
         (*_OUTBOX_COLUMNS, "claimed by", "provider id"),
         [
@@ -1833,7 +1854,7 @@ def outbox_resolve(
         if as_json:
             emit_json(many)
             return
-        click.echo(f"{many.count} message(s) of unknown fate -> {many.after}")
+        click.echo(f"{many.count:,} message(s) of unknown fate -> {many.after}")
         return
     with transaction(state) as session:
         result = resolve(session, message, action, at=now, note=note)  # type: ignore[arg-type]
@@ -1885,7 +1906,7 @@ def outbox_requeue(
     if as_json:
         emit_json(result)
         return
-    click.echo(f"{result.count} {status} message(s) queued again")
+    click.echo(f"{result.count:,} {status} message(s) queued again")
 
 
 @cli.command("send-test")
@@ -1999,6 +2020,12 @@ def agents_group() -> None:
     help="Outbound calls per month [default: daily target × the month's business days].",
 )
 @click.option("--team", "teams", multiple=True, help="A team whose queue they work (repeat).")
+@click.option(
+    "--language",
+    "languages",
+    multiple=True,
+    help="A language they speak, e.g. zh (repeat): members who speak it are served to them first.",
+)
 @json_option
 @pass_state
 def agents_add(
@@ -2011,9 +2038,10 @@ def agents_add(
     weekly_target: int | None,
     monthly_target: int | None,
     teams: tuple[str, ...],
+    languages: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Add agent LOGIN (name, role, timezone, calling-plan targets, teams)."""
+    """Add agent LOGIN (name, role, timezone, calling-plan targets, teams, languages)."""
     from engine.calls.agents import add_agent
 
     with transaction(state) as session:
@@ -2027,6 +2055,7 @@ def agents_add(
             weekly_target=weekly_target,
             monthly_target=monthly_target,
             teams=teams,
+            languages=languages,
             at=state.app().clock.now(),
         )
     if as_json:
@@ -2034,7 +2063,8 @@ def agents_add(
         return
     click.echo(
         f"Agent {agent.login} ({agent.name}, {agent.role}) added; teams: "
-        f"{', '.join(agent.teams) or 'none'}; {_targets_text(agent)}."
+        f"{', '.join(agent.teams) or 'none'}; languages: {', '.join(agent.languages) or 'any'}; "
+        f"{_targets_text(agent)}."
     )
 
 
@@ -2092,6 +2122,13 @@ class _TargetType(click.ParamType):
     multiple=True,
     help="Their teams from now on (repeat; replaces the teams they had).",
 )
+@click.option(
+    "--language",
+    "languages",
+    multiple=True,
+    help="The languages they speak from now on (repeat; replaces those they had; 'none': "
+    "no language routing for them).",
+)
 @json_option
 @pass_state
 def agents_set(
@@ -2101,13 +2138,18 @@ def agents_set(
     weekly_target: int | Literal["derived"] | None,
     monthly_target: int | Literal["derived"] | None,
     teams: tuple[str, ...],
+    languages: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Change agent LOGIN's calling-plan targets or teams; what is not given stays as it is."""
+    """Change agent LOGIN's calling-plan targets, teams or languages; what is not given stays
+    as it is."""
     from engine.calls.agents import set_targets
 
-    if daily_target is None and weekly_target is None and monthly_target is None and not teams:
-        raise click.UsageError("give --daily-target, --weekly-target, --monthly-target or --team")
+    given = (daily_target, weekly_target, monthly_target)
+    if all(value is None for value in given) and not teams and not languages:
+        raise click.UsageError(
+            "give --daily-target, --weekly-target, --monthly-target, --team or --language"
+        )
     with transaction(state) as session:
         agent = set_targets(
             session,
@@ -2116,12 +2158,14 @@ def agents_set(
             weekly_target=weekly_target,
             monthly_target=monthly_target,
             teams=teams or None,
+            languages=None if not languages else [x for x in languages if x != "none"],
         )
     if as_json:
         emit_json(agent)
         return
     click.echo(
-        f"Agent {agent.login}: teams {', '.join(agent.teams) or 'none'}; {_targets_text(agent)}."
+        f"Agent {agent.login}: teams {', '.join(agent.teams) or 'none'}; languages "
+        f"{', '.join(agent.languages) or 'any'}; {_targets_text(agent)}."
     )
 
 
@@ -2142,8 +2186,8 @@ def agents_disable(state: CliState, login: str, as_json: bool) -> None:
     if not change.changed:
         click.echo(f"Agent {change.agent.login} was disabled already.")
     click.echo(
-        f"Agent {change.agent.login} disabled; {change.claims_released} claim(s) back in the "
-        f"queue; {change.callbacks_to_team} agent-only callback(s) now served to the team "
+        f"Agent {change.agent.login} disabled; {change.claims_released:,} claim(s) back in the "
+        f"queue; {change.callbacks_to_team:,} agent-only callback(s) now served to the team "
         "when due."
     )
 
@@ -2187,6 +2231,7 @@ def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
             "role",
             "timezone",
             "teams",
+            "languages",
             "daily target",
             "weekly target",
             "monthly target",
@@ -2199,6 +2244,7 @@ def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
                 a.role,
                 a.timezone,
                 ", ".join(a.teams),
+                ", ".join(a.languages),
                 a.daily_target,
                 "derived" if a.weekly_target is None else a.weekly_target,
                 "derived" if a.monthly_target is None else a.monthly_target,
@@ -2235,7 +2281,8 @@ def agents_show(state: CliState, login: str, day: datetime | None, as_json: bool
         return
     click.echo(
         f"{agent.login}: {agent.name} ({agent.role}), {agent.timezone}, teams "
-        f"{', '.join(agent.teams) or 'none'}, {_targets_text(agent)}"
+        f"{', '.join(agent.teams) or 'none'}, languages {', '.join(agent.languages) or 'any'}, "
+        f"{_targets_text(agent)}"
     )
     render_table(
         f"Calling plan around {when.isoformat()}",
@@ -2694,8 +2741,8 @@ def calls_import_results(state: CliState, file: Path, rejects: Path | None, as_j
         emit_json(summary)
         return
     click.echo(
-        f"{file}: read {summary.read}, applied {summary.applied}, already on the caller log "
-        f"{summary.unchanged}, rejected {summary.rejected}"
+        f"{file}: read {summary.read:,}, applied {summary.applied:,}, already on the caller log "
+        f"{summary.unchanged:,}, rejected {summary.rejected:,}"
     )
     if summary.by_disposition:
         click.echo(
@@ -2798,13 +2845,13 @@ def scheduler_command(state: CliState) -> None:
         elif item.skipped:
             click.echo(item.skipped)
         else:
-            click.echo(f"launched {item.campaign}: run {item.run_id}, {item.enrolled} enrolled")
+            click.echo(f"launched {item.campaign}: run {item.run_id}, {item.enrolled:,} enrolled")
 
     result = run_scheduler(app, on_tick=on_tick, on_launch=on_launch)
     why = f" ({result.stopped_by})" if result.stopped_by else ""
     click.echo(
         f"Scheduler stopped{why}: {result.ticks} tick(s), {len(result.launched)} launch(es), "
-        f"{result.sent} message(s) sent.",
+        f"{result.sent:,} message(s) sent.",
         err=True,
     )
     for error in result.errors:
@@ -2875,7 +2922,7 @@ def suppressions_sync(state: CliState, since: str | None, as_json: bool) -> None
         [[name, c.fetched, c.added, c.already, c.invalid] for name, c in summary.lists.items()],
     )
     click.echo(
-        f"{summary.added} address(es) suppressed; {summary.skipped_messages} queued "
+        f"{summary.added:,} address(es) suppressed; {summary.skipped_messages:,} queued "
         "message(s) skipped."
     )
 

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # An agent-only callback nobody claimed this many BUSINESS hours past its time (program
     # clock) is served to the agent's team too; at once when the agent is disabled.
     callback_fallback_after: Duration = timedelta(hours=1)
+    # A member's call task is served first to agents who speak their language; agents who do
+    # not (but have languages set) get it this long after it became callable. 0: no wait.
+    language_routing_wait: Duration = timedelta(minutes=15)
     # Global frequency cap: at most this many contacts (all campaigns, all channels) per
     # participant in any rolling window of this length; a campaign's own cap can only be
     # stricter. CAMPAIGN_FREQUENCY_CAP_PER takes a duration such as '7d'.

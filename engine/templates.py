@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +36,14 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from engine.errors import EngineError
+from engine.locales import (
+    display_name,
+    format_currency,
+    format_date,
+    format_number,
+    primary_language,
+)
+from engine.locales import label as word_for
 
 CHANNEL_FOLDERS = {"email": "email", "sms": "sms", "call": "calls"}
 EMAIL_PARTS = ("subject", "html", "txt")
@@ -92,6 +100,11 @@ class ParticipantData:
     points_expire_at: date | None
     renewal_date: date | None
     attributes: Attributes
+
+    @property
+    def full_name(self) -> str:
+        """The name as the member's customs write it ('Maria Garcia', '王伟')."""
+        return display_name(self.first_name, self.last_name, self.locale)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,78 +278,57 @@ def edge_sample_contexts(
 
 # --------------------------------------------------------------------------- filters
 
-_MONTHS = {
-    "en": (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ),
-    "es": (
-        "enero",
-        "febrero",
-        "marzo",
-        "abril",
-        "mayo",
-        "junio",
-        "julio",
-        "agosto",
-        "septiembre",
-        "octubre",
-        "noviembre",
-        "diciembre",
-    ),
-}
 
-
-def primary_language(locale: str | None) -> str | None:
-    return re.split(r"[-_]", locale, maxsplit=1)[0].lower() if locale else None
+FORMAT_LOCALE = "_format_locale"  # set by the Renderer for each template it renders
 
 
 def _locale_of(context: Context) -> str | None:
-    participant = context.get("participant")
-    return primary_language(getattr(participant, "locale", None))
+    if FORMAT_LOCALE in context:
+        return context[FORMAT_LOCALE]
+    return getattr(context.get("participant"), "locale", None)
+
+
+def format_locale(template_locale: str | None, member_locale: str | None) -> str:
+    """The locale a template's dates and numbers are written in: the member's when the
+    template is in their language (es-MX's own customs in the es template), else the
+    template's own (an English sentence for a fr member says "April 15, 2026", never
+    "15 avril 2026"). Templates without a locale suffix are English."""
+    language = template_locale or "en"
+    if primary_language(member_locale) == primary_language(language):
+        return member_locale or language
+    return language
 
 
 @jinja2.pass_context
 def number_filter(context: Context, value: Any) -> str:
-    """1234 -> '1,234' ('1.234' for es); None -> ''."""
-    if value is None:
-        return ""
-    if not isinstance(value, int | float | Decimal):
-        raise TypeError(f"number: {value!r} is not a number")
-    text = f"{value:,}"
-    if _locale_of(context) == "es":
-        text = text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
-    return text
+    """1234 -> '1,234' in the member's locale (CLDR: '1.234' for es); None -> ''."""
+    return format_number(value, _locale_of(context))
 
 
 @jinja2.pass_context
-def date_filter(context: Context, value: Any, style: str | None = None) -> str:
-    """A date in the participant's language: 'March 2, 2026' (en), '2 de marzo de 2026' (es),
-    '2026年3月2日' (zh), ISO 8601 otherwise or with ``date('iso')``; None -> ''."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        value = value.date()
-    if not isinstance(value, date):
-        raise TypeError(f"date: {value!r} is not a date")
-    language = "iso" if style == "iso" else _locale_of(context)
-    if language == "en":
-        return f"{_MONTHS['en'][value.month - 1]} {value.day}, {value.year}"
-    if language == "es":
-        return f"{value.day} de {_MONTHS['es'][value.month - 1]} de {value.year}"
-    if language == "zh":
-        return f"{value.year}年{value.month}月{value.day}日"
-    return value.isoformat()
+def date_filter(context: Context, value: Any, style: str = "long") -> str:
+    """A date in the member's locale: 'March 2, 2026' (en and no locale), '2 de marzo de 2026'
+    (es), '2026年3月2日' (zh); ``date('medium')`` etc. for other CLDR widths, ``date('iso')``
+    for ISO 8601; None -> ''."""
+    return format_date(value, _locale_of(context), style)
+
+
+@jinja2.pass_context
+def currency_filter(context: Context, value: Any, code: str = "USD") -> str:
+    """An amount of money in the member's locale: ``12.5 | currency('USD')`` -> '$12.50'."""
+    return format_currency(value, code, _locale_of(context))
+
+
+@jinja2.pass_context
+def tier_filter(context: Context, value: Any) -> str:
+    """The tier's name in the member's language ('gold' -> '金卡' for zh)."""
+    return word_for("tier", None if value is None else str(value), _locale_of(context))
+
+
+@jinja2.pass_context
+def status_filter(context: Context, value: Any) -> str:
+    """The status's word in the member's language ('lapsed' -> 'vencida' for es)."""
+    return word_for("status", None if value is None else str(value), _locale_of(context))
 
 
 # --------------------------------------------------------------------------- SMS length
@@ -432,7 +424,10 @@ def dynamic_template_data(context: Mapping[str, Any]) -> dict[str, Any]:
 
     def plain(value: Any) -> Any:
         if isinstance(value, ParticipantData | ProgramData | CampaignData | StepData):
-            return {name: plain(getattr(value, name)) for name in value.__dataclass_fields__}
+            data = {name: plain(getattr(value, name)) for name in value.__dataclass_fields__}
+            if isinstance(value, ParticipantData):
+                data["full_name"] = value.full_name
+            return data
         if isinstance(value, Mapping):
             return {str(k): plain(v) for k, v in value.items()}
         if isinstance(value, date):
@@ -448,6 +443,7 @@ _CONTEXT_FIELDS: dict[type, frozenset[str]] = {
     cls: frozenset(cls.__dataclass_fields__)
     for cls in (ParticipantData, ProgramData, CampaignData, StepData)
 }
+_CONTEXT_FIELDS[ParticipantData] |= {"full_name"}  # the one computed field
 
 
 def _blank_none(value: Any) -> Any:
@@ -537,10 +533,14 @@ class Renderer:
         )
         self.env.filters["number"] = number_filter
         self.env.filters["date"] = date_filter
+        self.env.filters["currency"] = currency_filter
+        self.env.filters["tier"] = tier_filter
+        self.env.filters["status"] = status_filter
         # The globals every template sees, as one plain dict (see _render).
         self._globals: dict[str, Any] = dict(self.env.globals)
         # (channel, name, locale, part) -> the template that file resolution picked.
         self._resolved: dict[tuple[str, str, str | None, str], jinja2.Template] = {}
+        self._template_locales: dict[str, str] = {}  # template name -> its locale suffix
 
     # ---------------------------------------------------------------- files
 
@@ -597,6 +597,9 @@ class Renderer:
         each time, a third of the cost of a small template. Jinja never writes to a
         context's parent, so the parts of one email share one."""
         env = self.env
+        parent[FORMAT_LOCALE] = format_locale(
+            self._template_locale(template), getattr(parent.get("participant"), "locale", None)
+        )
         try:
             try:
                 context = env.context_class(env, parent, template.name, template.blocks)
@@ -611,6 +614,15 @@ class Renderer:
             raise _error(template, exc, str(exc.message)) from None
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
             raise _error(template, exc, f"{type(exc).__name__}: {exc}") from None
+
+    def _template_locale(self, template: jinja2.Template) -> str | None:
+        """'zh' for email/renewal_due.zh.subject.j2; None for a file without a locale."""
+        name = template.name or ""
+        found = self._template_locales.get(name)
+        if found is None:
+            parts = name.rsplit("/", 1)[-1].split(".")
+            found = self._template_locales[name] = parts[1] if len(parts) == 4 else ""
+        return found or None
 
     def render_file(self, path: Path, context: Mapping[str, Any]) -> str:
         return self.render_template(self.compile(path), context)

@@ -24,6 +24,7 @@ from engine.policy.zones import is_zone
 
 LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 TEAM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+LANGUAGE = re.compile(r"^[a-z]{2,3}$")  # an ISO 639 code: zh, es, en, yue
 
 # For `set_targets`: drop an explicit weekly / monthly target and derive it again from the
 # daily one (None there means "leave as it is").
@@ -42,6 +43,7 @@ class AgentView:
     teams: list[str]
     active: bool
     created_at: datetime
+    languages: list[str]  # [] = served every member's tasks alike (no language routing)
 
 
 def view(agent: Agent) -> AgentView:
@@ -56,6 +58,7 @@ def view(agent: Agent) -> AgentView:
         teams=list(agent.teams or []),
         active=agent.active,
         created_at=agent.created_at,
+        languages=list(agent.languages or []),
     )
 
 
@@ -70,6 +73,7 @@ def add_agent(
     weekly_target: int | None = None,
     monthly_target: int | None = None,
     teams: Sequence[str] = (),
+    languages: Sequence[str] = (),
     at: datetime,
 ) -> AgentView:
     """Create an agent; refuses a login in use, an unknown role or zone, a bad team name or a
@@ -87,6 +91,7 @@ def add_agent(
     _check_target("weekly", weekly_target)
     _check_target("monthly", monthly_target)
     clean = _clean_teams(teams)
+    spoken = clean_languages(languages)
     if session.scalar(select(Agent.id).where(Agent.login == login)) is not None:
         raise InputError(f"agent {login!r} already exists")
     agent = Agent(
@@ -98,6 +103,7 @@ def add_agent(
         weekly_target=weekly_target,
         monthly_target=monthly_target,
         teams=clean,
+        languages=spoken,
         active=True,
         created_at=ensure_utc(at),
     )
@@ -121,6 +127,20 @@ def _clean_teams(teams: Sequence[str]) -> list[str]:
     return clean
 
 
+def clean_languages(languages: Sequence[str]) -> list[str]:
+    """Language codes, lower case, each once, in the order given; refuses anything else."""
+    clean: list[str] = []
+    for language in languages:
+        code = language.strip().lower()
+        if not LANGUAGE.match(code):
+            raise InputError(
+                f"language {language!r}: give an ISO 639 language code alone, e.g. zh, es, en"
+            )
+        if code not in clean:
+            clean.append(code)
+    return clean
+
+
 def _check_target(period: str, target: int | None) -> None:
     if target is not None and target < 0:
         raise InputError(f"{period} target {target} must be 0 or more")
@@ -134,12 +154,16 @@ def set_targets(
     weekly_target: int | Literal["derived"] | None = None,
     monthly_target: int | Literal["derived"] | None = None,
     teams: Sequence[str] | None = None,
+    languages: Sequence[str] | None = None,
 ) -> AgentView:
-    """Change an agent's calling-plan targets and teams. None leaves a target (or the teams)
-    as it is; ``DERIVED`` drops an explicit weekly or monthly target, which is then the daily
-    one times the business days of the period again; ``teams`` replaces the agent's teams.
-    Refuses a negative target or a bad team name, changing nothing."""
+    """Change an agent's calling-plan targets, teams and languages. None leaves a target
+    (or the teams, the languages) as it is; ``DERIVED`` drops an explicit weekly or monthly
+    target, which is then the daily one times the business days of the period again;
+    ``teams`` replaces the agent's teams and ``languages`` their languages (an empty list: no
+    language routing for them). Refuses a negative target or a bad team name or language,
+    changing nothing."""
     clean = _clean_teams(teams) if teams is not None else None
+    spoken = clean_languages(languages) if languages is not None else None
     _check_target("daily", daily_target)
     for period, target in (("weekly", weekly_target), ("monthly", monthly_target)):
         if target != DERIVED:
@@ -153,6 +177,8 @@ def set_targets(
         agent.monthly_target = None if monthly_target == DERIVED else monthly_target
     if clean is not None:
         agent.teams = clean
+    if spoken is not None:
+        agent.languages = spoken
     session.flush()
     return view(agent)
 

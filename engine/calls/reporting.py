@@ -36,10 +36,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from engine.calls.agents import get_agent
@@ -54,6 +54,7 @@ from engine.calls.standards import (
 from engine.calls.tasks import DefinitionCache
 from engine.clock import ensure_utc
 from engine.db.models import Agent, CallerLogEntry, CallTask, CampaignRun, Participant, Program
+from engine.locales import primary_language
 
 ESCALATION_CEILING = 0.20
 CALLBACK_GRACE = timedelta(minutes=15)
@@ -104,13 +105,16 @@ def _effects(dispositions: Dispositions | None) -> tuple[dict[str, str], dict[st
     return default, {key: {d.code: d.effect for d in ds} for key, ds in dispositions.items()}
 
 
+_Query = TypeVar("_Query", bound=Select)  # any number of columns
+
+
 def _scoped(
-    query: Select[Any],
+    query: _Query,
     *,
     program: str | None = None,
     campaign: str | None = None,
     agent: str | None = None,
-) -> Select[Any]:
+) -> _Query:
     """Only the caller-log entries of ``program`` (key), ``campaign`` and ``agent``."""
     if program is not None:
         query = query.where(CallerLogEntry.program == program)
@@ -138,6 +142,53 @@ def _entries(
         query = query.where(where)
     query = _scoped(query, program=program, campaign=campaign, agent=agent)
     return list(session.scalars(query.order_by(CallerLogEntry.seq)))
+
+
+@dataclass(frozen=True)
+class LanguageCalls:
+    agent: str
+    language: str  # the member's language (zh for zh-Hant-TW), "unknown" without a locale
+    calls: int
+    contacts: int  # right-party contacts
+
+
+def calls_by_language(
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    agent: str | None = None,
+    program: str | None = None,
+    campaign: str | None = None,
+) -> list[LanguageCalls]:
+    """Calls logged in [start, end) per agent and language of the member called (their locale
+    now; an erased member's is unknown), by agent then most calls."""
+    query = (
+        select(
+            CallerLogEntry.agent,
+            Participant.locale,
+            func.count(),
+            func.sum(case((CallerLogEntry.human_contact, 1), else_=0)),
+        )
+        .outerjoin(Participant, Participant.id == CallerLogEntry.participant_id)
+        .where(
+            CallerLogEntry.logged_at >= ensure_utc(start),
+            CallerLogEntry.logged_at < ensure_utc(end),
+        )
+        .group_by(CallerLogEntry.agent, Participant.locale)
+    )
+    query = _scoped(query, program=program, campaign=campaign, agent=agent)
+    totals: dict[tuple[str, str], list[int]] = {}
+    login: str
+    locale: str | None
+    calls: int
+    contacts: int | None
+    for login, locale, calls, contacts in session.execute(query):
+        figures = totals.setdefault((login, primary_language(locale) or "unknown"), [0, 0])
+        figures[0] += int(calls)
+        figures[1] += int(contacts or 0)
+    rows = [LanguageCalls(login, lang, c, h) for (login, lang), (c, h) in totals.items()]
+    return sorted(rows, key=lambda r: (r.agent, -r.calls, r.language))
 
 
 def agent_performance(

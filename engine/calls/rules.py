@@ -34,12 +34,15 @@ from engine.settings import Settings
 class CallRules:
     global_cap: FrequencyCap
     callback_fallback_after: timedelta  # business hours past the callback's time
+    # how long a task waits for an agent who speaks the member's language (language_routing.py)
+    language_routing_wait: timedelta = timedelta(minutes=15)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CallRules:
         return cls(
             FrequencyCap(settings.frequency_cap_max, settings.frequency_cap_per),
             settings.callback_fallback_after,
+            settings.language_routing_wait,
         )
 
     @classmethod
@@ -48,6 +51,7 @@ class CallRules:
         return cls(
             FrequencyCap(fields["frequency_cap_max"].default, fields["frequency_cap_per"].default),
             fields["callback_fallback_after"].default,
+            fields["language_routing_wait"].default,
         )
 
 

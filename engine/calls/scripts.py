@@ -28,6 +28,7 @@ from engine.db.models import (
     Program,
 )
 from engine.errors import DatabaseError, NotFoundError
+from engine.locales import display_name
 from engine.participants.suppressions import email_hash, hash_normalised, suppressions_for
 from engine.policy import candidate_zones
 from engine.settings import Settings
@@ -92,7 +93,9 @@ def _mask_email(email: str) -> str:
 def verification_questions(p: Participant) -> list[Question]:
     """Questions to ask before any account detail is discussed, with the answers on file. The
     agent reads the question, never the answer."""
-    questions = [Question("Your full name, please?", f"{p.first_name or ''} {p.last_name or ''}")]
+    questions = [
+        Question("Your full name, please?", display_name(p.first_name, p.last_name, p.locale))
+    ]
     questions.append(Question("Your member number?", p.external_id))
     if p.email:
         questions.append(
@@ -259,7 +262,7 @@ def call_sheet(session: Session, task_id: int, *, settings: Settings, at: dateti
         claimed_by=task.claimed_by,
         claimed_until=task.claimed_until,
         external_id=p.external_id,
-        name=" ".join(x for x in (p.first_name, p.last_name) if x),
+        name=display_name(p.first_name, p.last_name, p.locale),
         phone=p.phone,
         local_time=local,
         locale=p.locale,

@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import String, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from engine.calls.language_routing import LanguageRouting, apply_language_routing
 from engine.calls.rules import (
     DEFAULT_RULES,
     CallRules,
@@ -62,6 +63,7 @@ from engine.deadlines import close_expired_call_tasks, mark_not_standing
 from engine.definitions.loader import LoadedDefinition, parse_stored_definition
 from engine.definitions.schema import CampaignDefinition, Step
 from engine.errors import InputError, NotFoundError
+from engine.locales import display_name
 from engine.participants.suppressions import hash_normalised
 from engine.policy import (
     Decision,
@@ -98,6 +100,7 @@ PERSON_COLUMNS = (
     "external_id",
     "first_name",
     "last_name",
+    "locale",
     "phone",
     "timezone",
     "account_manager",
@@ -164,6 +167,8 @@ class Candidate:
     rank: int = 0
     waits_for: str | None = None  # "calling_window" or "frequency_cap" when not callable now
     fallback: str | None = None  # why another agent's callback is served to this one
+    facts: ParticipantFacts | None = None  # what the calling-window decision was made on
+    held_for_language: str | None = None  # waits for an agent who speaks it (waits_for)
 
     @cached_property
     def call_window(self) -> Any:
@@ -223,8 +228,10 @@ def evaluate(
     *,
     exact: bool = False,
     rules: CallRules = DEFAULT_RULES,
+    routing: LanguageRouting | None = None,
 ) -> None:
-    """Fill each candidate's zones, gate verdict and earliest callable instant (>= due).
+    """Fill each candidate's zones, gate verdict and earliest callable instant (>= due),
+    held for a speaker of the member's language when ``routing`` says so.
 
     The list query brings each participant's call consent and whether their number is
     suppressed (by address); ``exact`` (the re-check of the one task about to be claimed) also
@@ -269,6 +276,7 @@ def evaluate(
             zones=zones,
             suppressed_channels=blocked_on,
         )
+        c.facts = facts
         start = max(at, c.task.due_at)
         refused = gate(
             "call",
@@ -298,6 +306,7 @@ def evaluate(
             c.waits_for = "calling_window"
     mark_not_standing(session, candidates, at)  # an account closed since launch
     _apply_caps(session, candidates, at, rules)
+    apply_language_routing(candidates, routing)
 
 
 def _apply_caps(
@@ -416,6 +425,7 @@ class _Scan:
                     if name not in self.person_names:
                         self.person_names.append(name)
         self.programs = {program.id: program for program in session.scalars(select(Program))}
+        self.routing = LanguageRouting.for_agent(session, agent, rules.language_routing_wait)
         self.steps: dict[tuple[Any, ...], Step | None] = {}
 
     def where(self, query: Any) -> Any:
@@ -521,7 +531,7 @@ def candidates(
     if task_ids is not None:
         query = query.where(CallTask.id.in_(task_ids))
     found = scan.load(query)
-    evaluate(session, found, at, exact=task_ids is not None, rules=rules)
+    evaluate(session, found, at, exact=task_ids is not None, rules=rules, routing=scan.routing)
     rank(found)
     found.sort(key=Candidate.order_key)
     return found
@@ -577,7 +587,7 @@ def serving_order(
         order = _priority_order(session, step)
         if order is None:  # rank the whole step in Python
             page = scan.load(query)
-            evaluate(session, page, at, rules=rules)
+            evaluate(session, page, at, rules=rules, routing=scan.routing)
             rank(page)
             page.sort(key=lambda c: c.rank)
             pages: Iterator[list[Candidate]] = iter([page])
@@ -615,7 +625,7 @@ def _pages(scan: _Scan, query: Any, at: datetime) -> Iterator[list[Candidate]]:
     offset = 0
     while True:
         page = scan.load(query.limit(PAGE).offset(offset))
-        evaluate(scan.session, page, at, rules=scan.rules)
+        evaluate(scan.session, page, at, rules=scan.rules, routing=scan.routing)
         for index, c in enumerate(page):
             c.rank = offset + index
         yield page
@@ -647,7 +657,7 @@ class ListedTask:
     priority_rank: int
     why: str
     blocked: str | None
-    waits_for: str | None = None  # calling_window / frequency_cap, when not callable now
+    waits_for: str | None = None  # calling_window / frequency_cap / language, when not now
 
 
 def why(c: Candidate) -> str:
@@ -674,9 +684,11 @@ def why(c: Candidate) -> str:
     if c.blocked:
         text_ += f"; NOT CALLABLE: {c.blocked}"
     elif not c.callable_now and c.callable_at is not None:
+        until = c.callable_at.isoformat(timespec="minutes")
         if c.waits_for == "frequency_cap":
-            until = c.callable_at.isoformat(timespec="minutes")
             text_ += f"; waits for the frequency cap until {until}"
+        elif c.waits_for == "language":
+            text_ += f"; waits for an agent who speaks {c.held_for_language} until {until}"
         else:
             text_ += "; waits for the calling window"
     return text_
@@ -708,7 +720,9 @@ def list_calls(
             task_id=c.task.id,
             kind=c.task.kind,
             external_id=c.participant.external_id,
-            name=" ".join(x for x in (c.participant.first_name, c.participant.last_name) if x),
+            name=display_name(
+                c.participant.first_name, c.participant.last_name, c.participant.locale
+            ),
             phone=c.participant.phone,
             campaign=c.task.campaign,
             step=c.step.id if c.step else None,

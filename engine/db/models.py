@@ -779,6 +779,11 @@ class Agent(Base):
     weekly_target: Mapped[int | None] = mapped_column(default=None)
     monthly_target: Mapped[int | None] = mapped_column(default=None)
     teams: Mapped[list[str]] = mapped_column(JSONDict, default=list)
+    # Languages they speak (["zh", "en"]): a member's task goes first to an agent who speaks
+    # the member's language (engine/calls/language_routing.py); [] = served as before.
+    languages: Mapped[list[str]] = mapped_column(
+        JSONDict, default=list, server_default=text("'[]'")
+    )
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -15,6 +15,7 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from engine.db.models import CHANNELS, ActivityEvent, Consent, Participant, Program
+from engine.locales import display_name, written_in_cjk
 
 INACTIVE_DAYS = 90
 HORIZON_DAYS = 30
@@ -134,7 +135,7 @@ def summarize_program(session: Session, program_key: str, *, at: datetime) -> Pr
             .limit(20 if why == "Chinese-speaking" else 1)
         ).all()
         written_in_chinese = [
-            p for p in candidates if _is_cjk((p.first_name or "") + (p.last_name or ""))
+            p for p in candidates if written_in_cjk((p.first_name or "") + (p.last_name or ""))
         ]
         if candidates:
             samples.append(_sample(why, (written_in_chinese or candidates)[0]))
@@ -157,9 +158,7 @@ def summarize_program(session: Session, program_key: str, *, at: datetime) -> Pr
 
 
 def _sample(why: str, p: Participant) -> SampleParticipant:
-    first, last = p.first_name or "", p.last_name or ""
-    # Chinese names are written family name first, without a space.
-    name = f"{last}{first}" if _is_cjk(first + last) else " ".join(filter(None, (first, last)))
+    name = display_name(p.first_name, p.last_name, p.locale)
     return SampleParticipant(
         why=why,
         external_id=p.external_id,
@@ -174,7 +173,3 @@ def _sample(why: str, p: Participant) -> SampleParticipant:
         renewal_date=p.renewal_date,
         last_activity_at=p.last_activity_at,
     )
-
-
-def _is_cjk(text: str) -> bool:
-    return any("\u4e00" <= char <= "\u9fff" for char in text)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import ActivityEvent, Consent, Participant, Program
 from engine.errors import InputError, NotFoundError
+from engine.locales import display_name
 from engine.participants.suppressions import email_hash, hash_normalised, suppressions_for
 from engine.programs import get_program
 
@@ -46,6 +47,8 @@ LIST_FIELDS = (
     "points_balance",
     "last_activity_at",
 )
+# What `participants list` shows: the name as the member's customs write it, not its parts.
+LIST_COLUMNS = ("external_id", "name", *(f for f in LIST_FIELDS[3:]))
 
 
 def show_participant(session: Session, program_key: str | None, external_id: str) -> dict[str, Any]:
@@ -67,6 +70,7 @@ def show_participant(session: Session, program_key: str | None, external_id: str
     participant, key = found[0]
     view: dict[str, Any] = {"program": key}
     view.update({name: getattr(participant, name) for name in _FIELDS})
+    view["name"] = display_name(participant.first_name, participant.last_name, participant.locale)
     consents = session.scalars(
         select(Consent).where(Consent.participant_id == participant.id).order_by(Consent.channel)
     )
@@ -151,7 +155,12 @@ def list_participants(
             conditions.append(Participant.phone.like(f"%{digits}%"))
         query = query.where(or_(*conditions))
     rows = session.execute(query.order_by(Participant.external_id).limit(limit).offset(offset))
-    return [dict(zip(LIST_FIELDS, row, strict=True)) for row in rows]
+    found = []
+    for row in rows:
+        values = dict(zip(LIST_FIELDS, row, strict=True))
+        values["name"] = display_name(values["first_name"], values["last_name"], values["locale"])
+        found.append(values)
+    return found
 
 
 def _escape(value: str) -> str:

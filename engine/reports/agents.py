@@ -30,8 +30,10 @@ from engine.calls.reporting import (
     CampaignPlan,
     ComplaintCount,
     Dispositions,
+    LanguageCalls,
     agent_performance,
     calling_plan,
+    calls_by_language,
     campaign_calling_plans,
     complaints_by_category,
 )
@@ -84,6 +86,7 @@ class AgentsReport:
     campaign: str | None = None
     agent: str | None = None
     callbacks_at_risk: list[AtRisk] = field(default_factory=list)
+    by_language: list[LanguageCalls] = field(default_factory=list)
 
     def tables(self) -> list[Table]:
         scope = filters_label(program=self.program, campaign=self.campaign, agent=self.agent)
@@ -149,6 +152,12 @@ class AgentsReport:
                 ["task", "member", "agent", "agent state", "team", "campaign", "due",
                  "fallback"],
                 risk_rows,
+            ),
+            Table(
+                f"Calls by the member's language, {self.period}{scope}",
+                ["agent", "language", "calls", "right-party contacts", "contact rate"],
+                [(r.agent, r.language, r.calls, r.contacts, pct(r.contacts / r.calls))
+                 for r in self.by_language],
             ),
         ]  # fmt: skip
 
@@ -225,9 +234,13 @@ def agents_report(
         campaign=campaign,
         agent=agent,
     )
-    return AgentsReport(
-        label, start, end, rows, plans, campaign_plans, program, campaign, agent, at_risk
+    by_language = calls_by_language(
+        session, start=start, end=end, agent=agent, program=program, campaign=campaign
     )
+    return AgentsReport(
+        label, start, end, rows, plans, campaign_plans, program, campaign, agent, at_risk,
+        by_language,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

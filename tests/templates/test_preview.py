@@ -93,7 +93,8 @@ def test_email_in_the_members_language_with_a_verifiable_unsubscribe_link(
         "points_expiring",
     )
     email = result["email"]
-    assert email["subject"] == "1500 de sus puntos vencen el 2026-04-01"  # the es variant
+    # The es variant, with Mexico's CLDR number and date customs (not Spain's "1500").
+    assert email["subject"] == "1,500 de sus puntos vencen el 1 de abril de 2026"
     assert "Hola Ana:" in email["text"] and "Hola Ana:" in email["html"]
     assert "Northwind, 1 Harbour Rd, Boston, MA 02110" in email["text"]
     assert email["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -115,7 +116,8 @@ def test_email_plain_output(run: Invoke) -> None:
         lines[0] == "points-expiring / email-1 (email, template points_expiring) for M3, locale fr"
     )
     # fr has no variant: the default (English) files
-    assert "Subject: 300 of your points expire on 2026-04-10" in lines
+    # No fr variant: the English default, with English dates (never "10 avril" mid-sentence).
+    assert "Subject: 300 of your points expire on April 10, 2026" in lines
     assert "--- text ---" in lines and "--- html ---" in lines
     assert any(line.startswith(f"List-Unsubscribe: <{PUBLIC_URL}/u/") for line in lines)
 
@@ -125,7 +127,7 @@ def test_sms_with_locale_fallback_and_segments(run: Invoke) -> None:
     assert code == 0, output
     sms = json.loads(output)["sms"]
     assert sms["body"] == (
-        "Northwind Rewards：您的会员将于2026-03-20续期，请到 rewards.example.com/renew "
+        "Northwind Rewards：您的会员将于2026年3月20日续期，请到 rewards.example.com/renew "
         "续费并保留积分。回复STOP退订"
     )  # zh-Hant -> zh
     assert (sms["encoding"], sms["characters"]) == ("UCS-2", len(sms["body"]))
@@ -145,7 +147,9 @@ def test_call_script(run: Invoke) -> None:
     assert code == 0, output
     call = json.loads(output)["call"]
     assert "会员续费电话：renewal-due（call-1）" in call["script"]
-    assert "王伟" in call["script"] and "Silver" in call["script"]
+    # Family name first without a space, the tier in Chinese, the date as CLDR writes it.
+    assert "请问是王伟吗" in call["script"]
+    assert "您的银卡会员将于2026年3月20日到期" in call["script"]
     assert call["offer"] == "Renew this month and keep your tier for another year"
     assert len(call["talking_points"]) == 3
 
@@ -159,7 +163,7 @@ def test_ab_step_variant_choice(run: Invoke, app: App) -> None:
     assert code == 0, output
     result = json.loads(output)
     assert (result["variant"], result["template"]) == ("b", "winback_b")
-    assert result["email"]["subject"] == "Your 5000 points are waiting"
+    assert result["email"]["subject"] == "Your 5,000 points are waiting"
 
     code, output = run("preview", "winback-inactive", "email-1", "M3", "--json")
     assert code == 0, output

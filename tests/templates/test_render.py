@@ -300,7 +300,7 @@ def test_message_context_from_an_object_and_missing_attributes(tmp_path: Path) -
 
     write(
         tmp_path,
-        "calls/ctx.txt.j2",
+        "calls/ctx.zh.txt.j2",
         "{{ participant.first_name or 'there' }}|{{ participant.attributes.home_store }}|"
         "{{ participant.attributes.not_imported }}|{{ participant.points_balance | number }}|"
         "{{ participant.points_expire_at | date }}|{{ participant.points_expire_at | date('iso') }}"
@@ -314,24 +314,43 @@ def test_message_context_from_an_object_and_missing_attributes(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    ("locale", "number", "day"),
+    ("locale", "expected"),
     [
-        ("en", "12,480", "April 15, 2026"),
-        ("es-MX", "12.480", "15 de abril de 2026"),
-        ("zh-Hant", "12,480", "2026年4月15日"),
-        ("fr", "12,480", "2026-04-15"),
-        (None, "12,480", "2026-04-15"),
+        ("en", "12,480 April 15, 2026 Gold active Maria Garcia"),
+        ("es", "12.480 15 de abril de 2026 Oro activa José Martínez"),
+        ("es-MX", "12,480 15 de abril de 2026 Oro activa José Martínez"),  # Mexico groups by ','
+        ("zh-Hant", "12,480 2026年4月15日 金卡 有效 王伟"),  # family name first, no space
+        # No fr template: the English default, in English customs (no "15 avril" mid-sentence).
+        ("fr", "12,480 April 15, 2026 Gold active Maria Garcia"),
+        (None, "12,480 April 15, 2026 Gold active Maria Garcia"),
     ],
 )
-def test_number_and_date_filters(tmp_path: Path, locale: str | None, number: str, day: str) -> None:
-    write(
-        tmp_path,
-        "sms/f.txt.j2",
-        "{{ participant.points_balance | number }} {{ participant.points_expire_at | date }}",
+def test_filters_write_in_the_members_customs(
+    tmp_path: Path, locale: str | None, expected: str
+) -> None:
+    line = (
+        "{{ participant.points_balance | number }} {{ participant.points_expire_at | date }} "
+        "{{ participant.tier | tier }} {{ participant.status | status }} "
+        "{{ participant.full_name }}"
     )
+    for variant in ("", ".es", ".zh"):
+        write(tmp_path, f"sms/f{variant}.txt.j2", line)
     context = sample_context("sms", locale)
     body = renderer(tmp_path).render_sms("f", context, locale, first_in_campaign=False).body
-    assert body == f"{number} {day}"
+    assert body == expected
+
+
+def test_a_template_in_the_members_language_uses_its_cldr_customs(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "calls/f.fr.txt.j2",
+        "{{ participant.points_balance | number }} | {{ participant.points_expire_at | date }}"
+        " | {{ 1234.5 | currency('EUR') }} | {{ participant.renewal_date | date('medium') }}",
+    )
+    context = sample_context("call", "fr-CA")
+    script = renderer(tmp_path).render_call_script("f", context, "fr-CA")
+    # CLDR's French: a (narrow) no-break space groups digits, the euro sign follows.
+    assert script == "12\xa0480 | 15 avril 2026 | 1\xa0234,50\xa0€ | 1 mai 2026"
 
 
 def test_a_filter_misuse_is_a_template_error(tmp_path: Path) -> None:
