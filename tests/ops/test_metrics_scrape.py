@@ -4,17 +4,13 @@ that auto-pauses a run, a 503 that opens a circuit) and Twilio status callbacks 
 
 from __future__ import annotations
 
-import http.client
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from prometheus_client.parser import text_string_to_metric_families
+from ops_helpers import METRICS_TOKEN, request, scrape, value
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
@@ -29,13 +25,10 @@ from engine.testing import make_consent, make_outbox_message, make_participant, 
 from engine.testing import make_run as _make_run
 from engine.testing_providers import Canned, FakeSendGrid, FakeTwilio
 from engine.tick import tick
-from engine.webhooks.app import build_asgi_app
 
 PUBLIC_URL = "https://hooks.example.org"
 TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
-METRICS_TOKEN = "metrics-token-0123456789abcdef"
 SENDER = "+12025550100"
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture
@@ -81,56 +74,6 @@ def channels(
         channel.close()
 
 
-@pytest.fixture
-def served(app: App) -> Iterator[int]:
-    """The app's ASGI application under uvicorn in this process, on a free port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(build_asgi_app(app), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            threading.Event().wait(0.05)
-        assert server.started, "uvicorn did not start"
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-def _request(
-    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-) -> tuple[int, str]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        connection.close()
-
-
-def _scrape(port: int) -> Samples:
-    status, text = _request(
-        port, "GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
-    )
-    assert status == 200, text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def _value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
-
-
 def _queue(app: App, n: int, channel: str, campaign: str) -> list[OutboxMessage]:
     now = app.clock.now()
     with app.sessions() as session, session.begin():
@@ -151,7 +94,7 @@ def _status_callback(port: int, uid: str, form: dict[str, str], *, signed: bool 
     if signed:
         headers["X-Twilio-Signature"] = signature
     body = "&".join(f"{k}={v}" for k, v in form.items()).encode()
-    return _request(port, "POST", path, body, headers)[0]
+    return request(port, "POST", path, body, headers)[0]
 
 
 def test_metrics_after_a_day_of_real_work(
@@ -208,43 +151,43 @@ def test_metrics_after_a_day_of_real_work(
         retry_at = session.scalars(
             select(OutboxMessage.not_before).where(OutboxMessage.uid == outage[0].uid)
         ).one()
-    samples = _scrape(served)
+    samples = scrape(served)
     now = clock.now()
 
-    def value(name: str, **labels: str) -> float | None:
-        return _value(samples, name, **labels)
+    def current(name: str, **labels: str) -> float | None:
+        return value(samples, name, **labels)
 
-    assert value("campaign_database_up") == 1
+    assert current("campaign_database_up") == 1
     # Counted by the dispatcher, the tick and the webhooks, saved, read back by the scrape.
-    assert value("campaign_messages_sent_total", channel="sms") == 2
-    assert value("campaign_messages_sent_total", channel="email") is None
-    assert value("campaign_provider_errors_total", channel="email", error_class="campaign") == 1
-    assert value("campaign_provider_errors_total", channel="email", error_class="retryable") == 1
-    assert value("campaign_runs_auto_paused_total", by="dispatcher") == 1
-    assert value("campaign_tick_duration_seconds_count") == 2
-    assert 0 < (value("campaign_tick_duration_seconds_sum") or 0) < 60
-    assert value("campaign_advance_duration_seconds_count") == 2
+    assert current("campaign_messages_sent_total", channel="sms") == 2
+    assert current("campaign_messages_sent_total", channel="email") is None
+    assert current("campaign_provider_errors_total", channel="email", error_class="campaign") == 1
+    assert current("campaign_provider_errors_total", channel="email", error_class="retryable") == 1
+    assert current("campaign_runs_auto_paused_total", by="dispatcher") == 1
+    assert current("campaign_tick_duration_seconds_count") == 2
+    assert 0 < (current("campaign_tick_duration_seconds_sum") or 0) < 60
+    assert current("campaign_advance_duration_seconds_count") == 2
     webhook = "campaign_webhook_requests_total"
-    assert value(webhook, endpoint="twilio_status", outcome="accepted") == 1
-    assert value(webhook, endpoint="twilio_status", outcome="refused") == 1
+    assert current(webhook, endpoint="twilio_status", outcome="accepted") == 1
+    assert current(webhook, endpoint="twilio_status", outcome="refused") == 1
     # The state, read at scrape time.
-    assert value("campaign_outbox_messages", channel="sms", status="delivered") == 1
-    assert value("campaign_outbox_messages", channel="sms", status="sent") == 1
-    assert value("campaign_outbox_messages", channel="email", status="queued") == 3
-    assert value("campaign_outbox_due_messages") == 3  # the paused run's two and the outage's
+    assert current("campaign_outbox_messages", channel="sms", status="delivered") == 1
+    assert current("campaign_outbox_messages", channel="sms", status="sent") == 1
+    assert current("campaign_outbox_messages", channel="email", status="queued") == 3
+    assert current("campaign_outbox_due_messages") == 3  # the paused run's two and the outage's
     # The paused run's emails wait for it, not for a dispatcher: only the outage's counts.
     expected_age = (now - retry_at.replace(tzinfo=now.tzinfo)).total_seconds()
-    assert value("campaign_outbox_oldest_due_age_seconds", channel="email") == expected_age > 0
-    assert value("campaign_outbox_oldest_due_age_seconds", channel="sms") == 0
-    assert value("campaign_runs", status="paused") == 1
-    assert value("campaign_runs", status="active") == 2
-    assert value("campaign_call_tasks_open", team="renewals", status="open") == 2
-    assert value("campaign_call_tasks_open", team="", status="claimed") == 1
-    assert value("campaign_provider_circuits_open", channel="email", provider="sendgrid") == 1
-    open_for = value("campaign_provider_circuit_open_seconds", channel="email", provider="sendgrid")
-    assert open_for == 10 * 60
-    assert value("campaign_heartbeat_age_seconds", process="dispatcher") == 10 * 60
-    assert value("campaign_heartbeat_age_seconds", process="tick") == 10 * 60
+    assert current("campaign_outbox_oldest_due_age_seconds", channel="email") == expected_age > 0
+    assert current("campaign_outbox_oldest_due_age_seconds", channel="sms") == 0
+    assert current("campaign_runs", status="paused") == 1
+    assert current("campaign_runs", status="active") == 2
+    assert current("campaign_call_tasks_open", team="renewals", status="open") == 2
+    assert current("campaign_call_tasks_open", team="", status="claimed") == 1
+    assert current("campaign_provider_circuits_open", channel="email", provider="sendgrid") == 1
+    circuit = {"channel": "email", "provider": "sendgrid"}
+    assert current("campaign_provider_circuit_open_seconds", **circuit) == 10 * 60
+    assert current("campaign_heartbeat_age_seconds", process="dispatcher") == 10 * 60
+    assert current("campaign_heartbeat_age_seconds", process="tick") == 10 * 60
 
     # Counts add up across processes and scrapes: another app (another process) ticks; its
     # probe finds SendGrid back, sends the email and closes the circuit. Nothing is counted
@@ -254,20 +197,20 @@ def test_metrics_after_a_day_of_real_work(
         assert tick(other, channels=channels, budget_seconds=30).sent == 1
     finally:
         other.close()
-    again = _scrape(served)
-    assert _value(again, "campaign_tick_duration_seconds_count") == 3
-    assert _value(again, "campaign_messages_sent_total", channel="email") == 1
-    assert _value(again, "campaign_messages_sent_total", channel="sms") == 2
-    assert _value(again, webhook, endpoint="twilio_status", outcome="accepted") == 1
-    assert _value(again, "campaign_outbox_oldest_due_age_seconds", channel="email") == 0
+    again = scrape(served)
+    assert value(again, "campaign_tick_duration_seconds_count") == 3
+    assert value(again, "campaign_messages_sent_total", channel="email") == 1
+    assert value(again, "campaign_messages_sent_total", channel="sms") == 2
+    assert value(again, webhook, endpoint="twilio_status", outcome="accepted") == 1
+    assert value(again, "campaign_outbox_oldest_due_age_seconds", channel="email") == 0
     assert not any(name == "campaign_provider_circuits_open" for name, _ in again)
-    assert _value(again, "campaign_heartbeat_age_seconds", process="dispatcher") == 0
+    assert value(again, "campaign_heartbeat_age_seconds", process="dispatcher") == 0
 
 
 def test_metrics_ask_for_the_token_when_one_is_set(served: int) -> None:
-    status, _ = _request(served, "GET", "/metrics")
+    status, _ = request(served, "GET", "/metrics")
     assert status == 403
-    status, _ = _request(served, "GET", "/metrics", headers={"Authorization": "Bearer wrong"})
+    status, _ = request(served, "GET", "/metrics", headers={"Authorization": "Bearer wrong"})
     assert status == 403
 
 
@@ -281,8 +224,8 @@ def test_a_database_that_cannot_be_read_is_a_zero_not_an_error(
 
     monkeypatch.setattr(app.engine, "connect", broken)
     monkeypatch.setattr(app.engine, "begin", broken)
-    samples = _scrape(served)
-    assert _value(samples, "campaign_database_up") == 0
+    samples = scrape(served)
+    assert value(samples, "campaign_database_up") == 0
     assert not any(name.startswith("campaign_outbox") for name, _ in samples)
 
 
@@ -291,7 +234,7 @@ def test_runs_table_counts_every_status(app: App, clock: FrozenClock, served: in
         program = make_program(session, at=clock.now())
         for status in ("completed", "completed", "cancelled"):
             _make_run(session, program, at=clock.now(), status=status)
-    samples = _scrape(served)
-    assert _value(samples, "campaign_runs", status="completed") == 2
-    assert _value(samples, "campaign_runs", status="cancelled") == 1
-    assert _value(samples, "campaign_runs", status="active") == 0
+    samples = scrape(served)
+    assert value(samples, "campaign_runs", status="completed") == 2
+    assert value(samples, "campaign_runs", status="cancelled") == 1
+    assert value(samples, "campaign_runs", status="active") == 0
