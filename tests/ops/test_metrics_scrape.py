@@ -4,6 +4,8 @@ that auto-pauses a run, a 503 that opens a circuit) and Twilio status callbacks 
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +22,7 @@ from engine.channels.sendgrid import SendGridChannel
 from engine.channels.twilio import TwilioChannel
 from engine.clock import FrozenClock
 from engine.db.models import CallTask, OutboxMessage
+from engine.logs import JsonFormatter
 from engine.settings import Settings
 from engine.testing import make_consent, make_outbox_message, make_participant, make_program
 from engine.testing import make_run as _make_run
@@ -103,7 +106,9 @@ def test_metrics_after_a_day_of_real_work(
     channels: dict[str, Channel],
     fakes: tuple[FakeSendGrid, FakeTwilio],
     served: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="engine.dispatch")
     sendgrid, _twilio = fakes
     refused_campaign = _queue(app, 2, "email", "refused-by-sendgrid")
     texts = _queue(app, 2, "sms", "texts")
@@ -125,6 +130,9 @@ def test_metrics_after_a_day_of_real_work(
     sendgrid.script("/v3/mail/send", Canned.json(401, {"errors": [{"message": "bad key"}]}))
     first = tick(app, channels=channels, budget_seconds=30)
     assert first.sent == 2 and first.dispatch.paused_runs == [refused_campaign[0].run_id]
+    # Its log line, as --log-format json writes it, carries the run's id as a field.
+    paused = [r for r in caplog.records if "paused" in r.getMessage()]
+    assert json.loads(JsonFormatter().format(paused[0]))["run_id"] == refused_campaign[0].run_id
 
     # Tick 2, a minute later: a new email meets a SendGrid outage (503: its circuit opens).
     clock.advance(timedelta(minutes=1))
