@@ -6,7 +6,7 @@ below: no scrape may read the outbox, or the open call tasks, in full).
 
 Builds a fresh database (dropped after, unless --keep), fills it in SQL (generate_series):
 ``--messages`` outbox rows (members with four steps each: three sent, the last one queued
-for half of them, a quarter of those due now; 2% of members in a paused run), ``--call-tasks``
+for half of them, half of those due now; 2% of members in a paused run), ``--call-tasks``
 call tasks (a fifth open, by five teams; at most one per member), then VACUUM ANALYZE.
 Prints one JSON line per query (its plan's node types and whether it scanned a large table in
 full) and one for the scrape: median of --rounds scrapes, the full scan's median,
