@@ -43,7 +43,6 @@ from engine.metrics import names
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("email", "sms")
 # Runs whose due messages the dispatcher sends (engine/dispatch.py SENDABLE_RUNS): a paused
 # run's queue is not a stuck dispatcher.
 SENDABLE_RUNS = ("active",)
@@ -96,22 +95,22 @@ class EngineCollector(Collector):
         yield due
 
         oldest = _gauge(names.OUTBOX_OLDEST_DUE_AGE)
-        for channel in CHANNELS:
-            # The claim's own walk of the (status, not_before) index, stopping at its first row.
-            first = connection.scalar(
-                select(o.not_before)
-                .join(CampaignRun, CampaignRun.id == o.run_id)
-                .where(
-                    o.status == "queued",
-                    o.not_before <= now,
-                    o.channel == channel,
-                    CampaignRun.status.in_(SENDABLE_RUNS),
-                )
-                .order_by(o.not_before)
-                .limit(1)
+        # The claim's own walk of the (status, not_before) index, stopping at its first row of
+        # an active run. Not per channel: with no due SMS the walk would read every due
+        # email first (0.8 s with 125,000 of them, bench/bench_metrics_scrape.py).
+        first = connection.scalar(
+            select(o.not_before)
+            .join(CampaignRun, CampaignRun.id == o.run_id)
+            .where(
+                o.status == "queued",
+                o.not_before <= now,
+                CampaignRun.status.in_(SENDABLE_RUNS),
             )
-            age = (now - ensure_utc(first)).total_seconds() if first is not None else 0.0
-            oldest.add_metric([channel], max(0.0, age))
+            .order_by(o.not_before)
+            .limit(1)
+        )
+        age = (now - ensure_utc(first)).total_seconds() if first is not None else 0.0
+        oldest.add_metric([], max(0.0, age))
         yield oldest
 
         runs = _gauge(names.RUNS)

@@ -80,7 +80,6 @@ OUTBOX_DUE = Metric(
 OUTBOX_OLDEST_DUE_AGE = Metric(
     "campaign_outbox_oldest_due_age_seconds",
     "Age of the oldest queued message of an active run whose time has come (0: none).",
-    ("channel",),
 )
 RUNS = Metric("campaign_runs", "Campaign runs by status.", ("status",))
 CALL_TASKS_OPEN = Metric(

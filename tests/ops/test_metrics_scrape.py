@@ -185,8 +185,7 @@ def test_metrics_after_a_day_of_real_work(
     assert current("campaign_outbox_due_messages") == 3  # the paused run's two and the outage's
     # The paused run's emails wait for it, not for a dispatcher: only the outage's counts.
     expected_age = (now - retry_at.replace(tzinfo=now.tzinfo)).total_seconds()
-    assert current("campaign_outbox_oldest_due_age_seconds", channel="email") == expected_age > 0
-    assert current("campaign_outbox_oldest_due_age_seconds", channel="sms") == 0
+    assert current("campaign_outbox_oldest_due_age_seconds") == expected_age > 0
     assert current("campaign_runs", status="paused") == 1
     assert current("campaign_runs", status="active") == 2
     assert current("campaign_call_tasks_open", team="renewals", status="open") == 2
@@ -210,7 +209,7 @@ def test_metrics_after_a_day_of_real_work(
     assert value(again, "campaign_messages_sent_total", channel="email") == 1
     assert value(again, "campaign_messages_sent_total", channel="sms") == 2
     assert value(again, webhook, endpoint="twilio_status", outcome="accepted") == 1
-    assert value(again, "campaign_outbox_oldest_due_age_seconds", channel="email") == 0
+    assert value(again, "campaign_outbox_oldest_due_age_seconds") == 0
     assert not any(name == "campaign_provider_circuits_open" for name, _ in again)
     assert value(again, "campaign_heartbeat_age_seconds", process="dispatcher") == 0
 
