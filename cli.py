@@ -30,6 +30,7 @@ from engine.app import App, build_app
 from engine.clock import Clock, SystemClock
 from engine.db import migrate
 from engine.errors import EngineError
+from engine.logs import LOG_FORMATS, JsonFormatter, configure_logging
 from engine.settings import Settings, load_settings
 
 log = logging.getLogger("campaign")
@@ -181,11 +182,21 @@ json_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
     help="SQLAlchemy URL of the database [env CAMPAIGN_DATABASE_URL; default sqlite:///campaign.db].",
 )
 @click.option("--debug", is_flag=True, help="Log debug output, including tracebacks, to stderr.")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    envvar="CAMPAIGN_LOG_FORMAT",
+    show_envvar=True,
+    help="Log lines on stderr as text, or as one JSON object per line (timestamp, level, "
+    "logger, message and fields such as run_id).",
+)
 @click.version_option(package_name="campaign-engine")
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, database_url: str | None, debug: bool, log_format: str) -> None:
     """Outbound campaigns for loyalty and membership programs: email, SMS and agent calls."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr)
+    configure_logging(debug=debug, log_format=log_format)
     overrides = {"database_url": database_url} if database_url else {}
     # An embedding caller (a test, a simulation) may pass obj=CliState(..., clock=...): every
     # command of this invocation then reads that clock. Users always get the system clock.
@@ -2889,7 +2900,8 @@ def serve_command(state: CliState, host: str, port: int) -> None:
     from engine.webhooks.app import serve
 
     level = "debug" if log.isEnabledFor(logging.DEBUG) else "info"
-    serve(state.app(), host=host, port=port, log_level=level)
+    json_logs = any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+    serve(state.app(), host=host, port=port, log_level=level, own_log_config=not json_logs)
 
 
 @cli.group("suppressions")

@@ -11,6 +11,7 @@ from engine.calls.log_key import SESSION_INFO_KEY, CallerLogKey
 from engine.clock import Clock, SystemClock
 from engine.db import migrate
 from engine.db.session import make_engine, make_session_factory
+from engine.metrics.counters import Counters
 from engine.settings import Settings
 
 
@@ -20,8 +21,12 @@ class App:
     engine: Engine
     sessions: sessionmaker[Session]
     clock: Clock = field(default_factory=SystemClock)
+    # What this process counted for /metrics (engine/metrics), added to the database's sums
+    # by the dispatcher's heartbeat, each tick, each scrape and here on close.
+    metrics: Counters = field(default_factory=Counters)
 
     def close(self) -> None:
+        self.metrics.flush(self.engine)
         self.engine.dispose()
 
 

@@ -145,6 +145,8 @@ from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition
 from engine.errors import EngineError, InputError
 from engine.in_flight import Done, InFlight
+from engine.metrics import recording as metrics
+from engine.metrics.names import DISPATCHER
 from engine.outbox import build_outbound
 from engine.participants.suppressions import add_suppression, email_hash, hash_normalised
 from engine.policy import (
@@ -581,10 +583,19 @@ def _beat(shared: _Shared, workers: Sequence[str]) -> None:
         )
 
 
+def _alive(shared: _Shared) -> None:
+    """Tell /metrics this dispatcher lives, and save what it counted (engine/metrics)."""
+    shared.app.metrics.beat(DISPATCHER, _now(shared))
+    with _writing(shared):
+        shared.app.metrics.flush(shared.app.engine)
+
+
 def _heartbeat(shared: _Shared, workers: Sequence[str], done: threading.Event) -> None:
     """The heartbeat thread of one dispatch() (see HEARTBEAT_SECONDS)."""
     last_housekeeping = time.monotonic()
+    _alive(shared)
     while not done.wait(HEARTBEAT_SECONDS):
+        _alive(shared)
         try:
             _beat(shared, workers)
             if time.monotonic() - last_housekeeping >= HOUSEKEEPING_SECONDS:
@@ -596,6 +607,7 @@ def _heartbeat(shared: _Shared, workers: Sequence[str], done: threading.Event) -
                     shared.summary.cancelled_skipped += cancelled
         except Exception:  # the next beat tries again; sending goes on meanwhile
             log.exception("dispatch: heartbeat failed")
+    _alive(shared)
 
 
 def _rowcount(result: Any) -> int:
@@ -998,14 +1010,16 @@ def _trip(shared: _Shared, channel: Channel, kind: str, error: RetryableError) -
             base=shared.settings.dispatch_retry_delay,
             retry_after=error.retry_after,
         )
-    log.warning("%s", circuit.describe())
+    log.warning("%s", circuit.describe(), extra={"channel": kind, "provider": channel.name})
     return circuit
 
 
 def _close_circuit(shared: _Shared, kind: str) -> None:
     with _writing(shared), shared.app.sessions() as session, session.begin():
         if close_circuit(session, shared.circuit_keys[kind]):
-            log.warning("%s: the provider answers again; sending resumes", kind)
+            log.warning(
+                "%s: the provider answers again; sending resumes", kind, extra={"channel": kind}
+            )
 
 
 _OTHER = (
@@ -1164,7 +1178,8 @@ def _pause(shared: _Shared, run_id: int, reason: str) -> None:
     try:
         with _writing(shared), shared.app.sessions() as session, session.begin():
             pause_run(session, run_id, at=_now(shared), reason=reason[:1000])
-        log.warning("run %s paused: %s", run_id, reason)
+        log.warning("run %s paused: %s", run_id, reason, extra={"run_id": run_id})
+        metrics.auto_paused(shared.app.metrics, "dispatcher")
     except InputError as exc:
         with shared.app.sessions() as session:
             status = session.scalar(select(CampaignRun.status).where(CampaignRun.id == run_id))
@@ -1296,7 +1311,9 @@ class _Batch:
                 if self._suppressed_since(addresses[row.id], single_addresses, index):
                     self._outcome(_Outcome(row, st.SKIPPED, "suppressed"))
                     continue
-                self.bucket.acquire()
+                metrics.rate_limit_wait(
+                    self.shared.app.metrics, self.channel_kind, self.bucket.acquire()
+                )
                 if self._stopping():
                     self._release(row)
                     continue
@@ -1321,7 +1338,12 @@ class _Batch:
             elif isinstance(error, ChannelError):
                 self._failed(row, addresses[row.id], error)
             else:  # a bug or an unclassified transport error: it may have gone
-                log.error("message %s: unexpected error while sending", row.uid, exc_info=error)
+                log.error(
+                    "message %s: unexpected error while sending",
+                    row.uid,
+                    exc_info=error,
+                    extra={"message_id": row.uid, "run_id": row.run_id, "channel": row.channel},
+                )
                 self._outcome(_Outcome(row, st.UNKNOWN, "unexpected_error", error=repr(error)))
 
     def _send_templated(
@@ -1333,7 +1355,8 @@ class _Batch:
             chunk = [(row, m) for row, m in templated[start : start + size] if self._may_send(row)]
             if not chunk:
                 continue
-            self.bucket.acquire(len(chunk))
+            waited = self.bucket.acquire(len(chunk))
+            metrics.rate_limit_wait(self.shared.app.metrics, self.channel_kind, waited)
             remaining = [addresses[row.id] for row, _ in chunk]
             kept = []
             for row, message in chunk:
@@ -1428,6 +1451,7 @@ class _Batch:
             # The sink already holds this message's file: it went, earlier.
             self.outcomes.append(_Outcome(row, st.SENT, result=None, address=address, error=text))
             return
+        metrics.provider_error(shared.app.metrics, self.channel_kind, error)
         if isinstance(error, CampaignStopError):
             self.outcomes.append(_Outcome(row, st.QUEUED, "run_paused", None, row.attempts, text))
             self.held_back.add(row.run_id)
@@ -1747,6 +1771,8 @@ class _Pipeline:
 
     def _hand_over(self, batch: _Batch) -> None:
         _tally(self.summary, batch.outcomes)
+        sent = sum(1 for outcome in batch.outcomes if outcome.status == st.SENT)
+        metrics.sent(self.shared.app.metrics, batch.channel_kind, sent)
         released = sum(1 for o in batch.outcomes if o.reason == "released")
         self.shared.give_back(released)
         handled = len(batch.outcomes) - released

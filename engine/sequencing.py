@@ -1360,7 +1360,7 @@ class _Advance:
                     .values(status="paused", status_reason=reason, status_changed_at=self.at)
                 ).rowcount
                 if paused:
-                    log.warning("run %s %s", run_id, reason)
+                    log.warning("run %s %s", run_id, reason, extra={"run_id": run_id})
                     self.summary.runs_paused[run_id] = reason
         # This process's later batches of the run are left alone (the due scan skips paused
         # runs too, for every worker).

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # The shared secret a program's own systems send (Authorization: Bearer ...) to push
     # activity events to POST /webhooks/events; unset, that endpoint refuses every request.
     events_webhook_token: str | None = None
+    # When set, GET /metrics of `campaign serve` asks for it (Authorization: Bearer ...);
+    # unset, /metrics answers anyone who reaches the server (docs/operations.md).
+    metrics_token: str | None = None
     twilio_account_sid: str | None = _provider_alias("TWILIO_ACCOUNT_SID", "twilio_account_sid")
     twilio_auth_token: str | None = _provider_alias("TWILIO_AUTH_TOKEN", "twilio_auth_token")
     twilio_messaging_service_sid: str | None = _provider_alias(
@@ -120,7 +123,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown IANA timezone {value!r}") from exc
         return value
 
-    @field_validator("events_webhook_token")
+    @field_validator("events_webhook_token", "metrics_token")
     @classmethod
     def _strong_token(cls, value: str | None) -> str | None:
         if value is None or not value.strip():

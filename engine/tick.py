@@ -48,6 +48,8 @@ from engine.definitions.loader import (
     load_definition,
 )
 from engine.errors import DefinitionError, DefinitionErrors, EngineError, InputError
+from engine.metrics.names import ADVANCE_DURATION, TICK, TICK_DURATION
+from engine.metrics.recording import auto_paused
 from engine.planning import GlobalCap, launch_due
 from engine.preflight import check_templates
 from engine.sequencing import AdvanceSummary, advance
@@ -221,7 +223,11 @@ def tick(
     check_templates(app, [loaded.definition for loaded in definitions], at=at)
     summary.launched = launch_scheduled(app, definitions, at=at)
     summary.conversions = match_conversions(app, at=at)
+    advance_started = time.monotonic()
     summary.advance = advance(app, at=at, deadline=started + budget * ADVANCE_SHARE)
+    app.metrics.observe(ADVANCE_DURATION, time.monotonic() - advance_started)
+    if summary.advance.runs_paused:  # the sequencer paused them (render errors)
+        auto_paused(app.metrics, "sequencer", len(summary.advance.runs_paused))
 
     if stop is not None and stop.is_set():
         summary.dispatch_skipped = "stopping"
@@ -233,6 +239,9 @@ def tick(
     summary.tallies_folded = fold_outbox_tallies(app)
     summary.contents_purged = purge_old_contents(app, at=at)
     summary.seconds = round(time.monotonic() - started, 3)
+    app.metrics.observe(TICK_DURATION, time.monotonic() - started)
+    app.metrics.beat(TICK, at)
+    app.metrics.flush(app.engine)
     return summary
 
 
@@ -310,7 +319,11 @@ def run_demo_tick(ctx: Any) -> None:
     )
     at = ensure_utc(ctx.now) + DEMO_TICK_AFTER
     demo_app = App(
-        settings=settings, engine=app.engine, sessions=app.sessions, clock=FrozenClock(at)
+        settings=settings,
+        engine=app.engine,
+        sessions=app.sessions,
+        clock=FrozenClock(at),
+        metrics=app.metrics,
     )
     summary = tick(demo_app, budget_seconds=DEMO_TICK_BUDGET)
     advanced = summary.advance

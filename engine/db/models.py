@@ -12,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     Connection,
     Date,
+    Float,
     ForeignKey,
     Index,
     MetaData,
@@ -245,6 +246,30 @@ class ProviderCircuit(Base):
     retry_at: Mapped[datetime] = mapped_column(UTCDateTime())
     failures: Mapped[int] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class MetricCounter(Base):
+    """A counter of something that happens in any process (a send, a provider error, a
+    webhook request, a tick's seconds), summed over every process that ever added to it:
+    each process adds what it counted since its last flush (engine/metrics/counters.py), and
+    ``campaign serve`` exposes the sums on /metrics. ``labels`` is the label set as canonical
+    JSON (sorted keys). Rows are few: one per metric and label set, never per event."""
+
+    __tablename__ = "metric_counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(400), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class ProcessHeartbeat(Base):
+    """When a kind of process (``dispatcher``, ``tick``) last showed it was alive, whichever
+    of its instances that was: /metrics turns it into the age of the freshest."""
+
+    __tablename__ = "process_heartbeats"
+
+    process: Mapped[str] = mapped_column(String(32), primary_key=True)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 # --------------------------------------------------------------------------- campaign runs
@@ -665,6 +690,14 @@ class CallTask(Base):
         Index(
             "ix_call_tasks_open_by_run",
             "run_id",
+            sqlite_where=text("status IN ('open', 'claimed')"),
+            postgresql_where=text("status IN ('open', 'claimed')"),
+        ),
+        # /metrics: open call tasks by team, from the index alone (engine/metrics; 0027).
+        Index(
+            "ix_call_tasks_open_by_team",
+            "team",
+            "status",
             sqlite_where=text("status IN ('open', 'claimed')"),
             postgresql_where=text("status IN ('open', 'claimed')"),
         ),

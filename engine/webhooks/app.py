@@ -1,6 +1,7 @@
 """The ASGI application behind ``campaign serve`` (Starlette under uvicorn).
 
     GET  /healthz                    the database answers: 200, else 503
+    GET  /metrics                    Prometheus metrics (engine/metrics; webhooks/observed.py)
     POST /webhooks/sendgrid          SendGrid signed Event Webhook (ECDSA)
     POST /webhooks/twilio/status     Twilio status callback (?m=<our message id>)
     POST /webhooks/twilio/inbound    inbound SMS: STOP / START / HELP / replies (TwiML answer)
@@ -21,7 +22,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from sqlalchemy import text
@@ -29,6 +30,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -46,6 +48,7 @@ from engine.webhooks import (
     twilio_events,
     unsubscribe_pages,
 )
+from engine.webhooks.observed import METRICS_PATH, RequestCounter, metrics_endpoint
 from engine.webhooks.signatures import (
     AUTHORIZATION_HEADER,
     SENDGRID_SIGNATURE_HEADER,
@@ -385,10 +388,25 @@ def build_asgi_app(app: App) -> Starlette:
         log.error("webhook %s: database error: %s", request.url.path, exc)
         return _error(503, "database unavailable, try again later")
 
+    counted = {
+        SENDGRID_PATH: "sendgrid",
+        TWILIO_STATUS_PATH: "twilio_status",
+        TWILIO_INBOUND_PATH: "twilio_inbound",
+        EVENTS_PATH: "events",
+    }
     return Starlette(
         exception_handlers={DBAPIError: database_down, _BodyProblem: body_problem},
+        middleware=[
+            Middleware(
+                RequestCounter,
+                counters=app.metrics,
+                endpoints=counted,
+                prefixes={"/u/": "unsubscribe"},
+            )
+        ],
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route(METRICS_PATH, metrics_endpoint(app), methods=["GET"]),
             Route(SENDGRID_PATH, sendgrid, methods=["POST"]),
             Route(TWILIO_STATUS_PATH, twilio_status, methods=["POST"]),
             Route(TWILIO_INBOUND_PATH, twilio_inbound, methods=["POST"]),
@@ -398,16 +416,21 @@ def build_asgi_app(app: App) -> Starlette:
     )
 
 
-def serve(app: App, *, host: str, port: int, log_level: str = "info") -> None:
-    """Run the webhooks under uvicorn until interrupted."""
+def serve(
+    app: App, *, host: str, port: int, log_level: str = "info", own_log_config: bool = True
+) -> None:
+    """Run the webhooks under uvicorn until interrupted. ``own_log_config=False`` leaves the
+    log handlers as they are (JSON lines: uvicorn's records go through them too)."""
     import uvicorn
 
     asgi = build_asgi_app(app)
+    extra: dict[str, Any] = {} if own_log_config else {"log_config": None}
     uvicorn.run(
         asgi,
         host=host,
         port=port,
         log_level=log_level,
+        **extra,
         proxy_headers=True,
         limit_concurrency=MAX_CONCURRENT_REQUESTS,
         timeout_keep_alive=5,

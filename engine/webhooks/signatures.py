@@ -139,4 +139,4 @@ class BearerTokenVerifier:
         # Starlette decodes header bytes as latin-1: encoding back gives the bytes as sent.
         digest = hashlib.sha256(given.strip().encode("latin-1", "replace")).digest()
         if not hmac.compare_digest(digest, self._expected):
-            raise SignatureError("the Bearer token is not the events webhook token")
+            raise SignatureError("the Bearer token is not the expected token")
