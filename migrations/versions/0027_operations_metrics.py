@@ -1,7 +1,7 @@
 """metric_counters, process_heartbeats and an index of open call tasks by team (/metrics)
 
 Revision ID: 0027
-Revises: 0021
+Revises: 0024
 Create Date: 2026-12-10 10:00:00
 
 Counters of what happens in the dispatcher, the tick and the webhooks are summed in
