@@ -1298,8 +1298,10 @@ def _report_output(
     from engine.reports.render import to_csv, to_html
 
     if html is not None:
+        verdicts = report.verdicts() if hasattr(report, "verdicts") else []
+        page = to_html(title, report.tables(), report.charts(), meta=meta, verdicts=verdicts)
         try:
-            html.write_text(to_html(title, report.tables(), report.charts(), meta=meta), "utf-8")
+            html.write_text(page, "utf-8")
         except OSError as exc:
             raise click.ClickException(f"cannot write {html}: {exc.strerror}") from exc
     if as_json:
@@ -1307,12 +1309,23 @@ def _report_output(
     elif as_csv:
         click.echo(to_csv(report.tables()), nl=False)
     else:
-        for table in report.tables():
+        # A table without rows is left out (--json keeps the empty list, --csv the header).
+        tables = [table for table in report.tables() if table.rows]
+        for table in tables:
             render_table(table.title, list(table.columns), table.rows)
             if table.note:
                 click.echo(table.note)
+        if not tables:
+            click.echo(f"{title}: nothing to report for these filters.")
     if html is not None and not as_json and not as_csv:
         click.echo(f"HTML report: {html}")
+
+
+def _runs_label(runs: Sequence[int]) -> str:
+    """'1 run (id 7)' or '12 runs (ids 3 to 41)'."""
+    if len(runs) == 1:
+        return f"1 run (id {runs[0]})"
+    return f"{len(runs):,} runs (ids {min(runs)} to {max(runs)})"
 
 
 def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -1376,7 +1389,7 @@ def report_campaign(
         as_json=as_json,
         as_csv=as_csv,
         html=html,
-        meta=f"{meta}; runs {', '.join(map(str, report.runs))}",
+        meta=f"{meta}; {_runs_label(report.runs)}",
     )
 
 
@@ -2871,8 +2884,8 @@ def report_complaints(
 ) -> None:
     """Complaint dispositions by category over time, for root-cause analysis [default period:
     the last 30 days]."""
-    from engine.reports.agents import complaints_report
     from engine.reports.common import parse_period
+    from engine.reports.complaints import complaints_report
 
     at, meta = _report_meta(state, period=period, program=program, campaign=campaign, by=by)
     with transaction(state) as session:
