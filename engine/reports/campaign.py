@@ -58,6 +58,7 @@ from engine.reports.verdicts import Verdict, verdict
 VARIANT_DETECTABLE = (
     "groups this size could only detect a difference of {mde} pp or more (80% power)"
 )
+VARIANT_TOO_SMALL = "groups this size are too small to detect any difference (80% power)"
 
 
 @dataclass(frozen=True)
@@ -736,6 +737,7 @@ def _variants(
                 a=f"variant {variant}",
                 b=f"variant {base_variant}",
                 detectable=VARIANT_DETECTABLE,
+                too_small=VARIANT_TOO_SMALL,
             )
         else:
             first[step] = (variant, won, n)

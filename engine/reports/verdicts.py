@@ -41,9 +41,11 @@ def verdict(
     b: str = "holdout",
     verb: str = "converts",
     detectable: str = "this holdout could only detect a lift of {mde} pp or more (80% power)",
+    too_small: str = "this holdout is too small to detect any lift (80% power)",
 ) -> Verdict:
-    """The plain sentence for ``a`` against ``b``. ``detectable`` words the minimum detectable
-    effect ({mde} is replaced by it, in pp); it is added when the data cannot tell."""
+    """The plain sentence for ``a`` against ``b``. When the data cannot tell, ``detectable``
+    words the minimum detectable effect ({mde} is replaced by it, in pp), or ``too_small``
+    when that is more than the base rate leaves room for (no lift could be seen)."""
     mde = comparison.detectable_difference
     if comparison.a.total == 0 or comparison.b.total == 0:
         empty = a if comparison.a.total == 0 else b
@@ -64,5 +66,7 @@ def verdict(
     else:
         outcome, text = NOT_CONCLUSIVE, f"{moved}: not conclusive"
     if mde is not None:
-        text += "; " + detectable.format(mde=_pp(mde))
+        a_rate, b_rate = comparison.a, comparison.b
+        room = 1 - (a_rate.count + b_rate.count) / (a_rate.total + b_rate.total)
+        text += "; " + (detectable.format(mde=_pp(mde)) if mde <= room else too_small)
     return Verdict(outcome, text, mde)

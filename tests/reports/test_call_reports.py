@@ -115,4 +115,6 @@ def test_agents_and_complaints(app: App, tmp_path: Path) -> None:
                 "service": 1,
             }
     page = html.read_text("utf-8")
-    assert page.count("<svg") == 2 and 'data-series="conversions"' in page
+    # comparison, rates, escalation rate against its ceiling line
+    assert page.count("<svg") == 3 and 'data-series="conversions"' in page
+    assert '<line class="marker" data-value="0.2"' in page

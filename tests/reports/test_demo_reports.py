@@ -27,7 +27,11 @@ def test_demo_imports_results_and_writes_reports(tmp_path: Path, clock: FrozenCl
     assert set(results) == {c.campaign for c in launched}
     for c in launched:
         page = (tmp_path / f"report-{c.campaign}.html").read_text("utf-8")
-        assert page.count("<svg") == 3 and f"Campaign report: {c.campaign}" in page
+        # message and call funnels (a campaign without a call step has no call funnel),
+        # conversion over time, lift
+        has_calls = 'data-series="tasks"' in page
+        assert page.count("<svg") == 3 + has_calls
+        assert f"Campaign report: {c.campaign}" in page and '<p class="verdict">' in page
         assert str(tmp_path / f"report-{c.campaign}.html") in results[c.campaign]
 
     engine = make_engine(report.database_url)
