@@ -1374,7 +1374,8 @@ def report_campaign(
 ) -> None:
     """Did campaign NAME (all its runs, or run RUN_ID) work: funnel per step and channel,
     skips by reason, conversion of treatment vs holdout with absolute and relative lift (95%
-    intervals, p-value), time to convert, points and revenue, A/B variants."""
+    intervals, p-value) and a verdict in words, time to convert, points and revenue, A/B
+    variants."""
     from engine.reports.campaign import campaign_report
     from engine.reports.common import parse_period
 
@@ -2882,8 +2883,10 @@ def report_complaints(
     as_csv: bool,
     html: Path | None,
 ) -> None:
-    """Complaint dispositions by category over time, for root-cause analysis [default period:
-    the last 30 days]."""
+    """Complaints by category over time, then each complaint under its category with the
+    member, agent and summary, for root-cause analysis: calls with a complaint disposition and
+    imported `complaint` events (those only without --campaign) [default period: the last 30
+    days]."""
     from engine.reports.common import parse_period
     from engine.reports.complaints import complaints_report
 
