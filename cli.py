@@ -1398,8 +1398,10 @@ def _report_output(
     from engine.reports.render import to_csv, to_html
 
     if html is not None:
+        verdicts = report.verdicts() if hasattr(report, "verdicts") else []
+        page = to_html(title, report.tables(), report.charts(), meta=meta, verdicts=verdicts)
         try:
-            html.write_text(to_html(title, report.tables(), report.charts(), meta=meta), "utf-8")
+            html.write_text(page, "utf-8")
         except OSError as exc:
             raise click.ClickException(f"cannot write {html}: {exc.strerror}") from exc
     if as_json:
@@ -1407,12 +1409,23 @@ def _report_output(
     elif as_csv:
         click.echo(to_csv(report.tables()), nl=False)
     else:
-        for table in report.tables():
+        # A table without rows is left out (--json keeps the empty list, --csv the header).
+        tables = [table for table in report.tables() if table.rows]
+        for table in tables:
             render_table(table.title, list(table.columns), table.rows)
             if table.note:
                 click.echo(table.note)
+        if not tables:
+            click.echo(f"{title}: nothing to report for these filters.")
     if html is not None and not as_json and not as_csv:
         click.echo(f"HTML report: {html}")
+
+
+def _runs_label(runs: Sequence[int]) -> str:
+    """'1 run (id 7)' or '12 runs (ids 3 to 41)'."""
+    if len(runs) == 1:
+        return f"1 run (id {runs[0]})"
+    return f"{len(runs):,} runs (ids {min(runs)} to {max(runs)})"
 
 
 def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -1461,7 +1474,8 @@ def report_campaign(
 ) -> None:
     """Did campaign NAME (all its runs, or run RUN_ID) work: funnel per step and channel,
     skips by reason, conversion of treatment vs holdout with absolute and relative lift (95%
-    intervals, p-value), time to convert, points and revenue, A/B variants."""
+    intervals, p-value) and a verdict in words, time to convert, points and revenue, A/B
+    variants."""
     from engine.reports.campaign import campaign_report
     from engine.reports.common import parse_period
 
@@ -1476,7 +1490,7 @@ def report_campaign(
         as_json=as_json,
         as_csv=as_csv,
         html=html,
-        meta=f"{meta}; runs {', '.join(map(str, report.runs))}",
+        meta=f"{meta}; {_runs_label(report.runs)}",
     )
 
 
@@ -2996,10 +3010,12 @@ def report_complaints(
     as_csv: bool,
     html: Path | None,
 ) -> None:
-    """Complaint dispositions by category over time, for root-cause analysis [default period:
-    the last 30 days]."""
-    from engine.reports.agents import complaints_report
+    """Complaints by category over time, then each complaint under its category with the
+    member, agent and summary, for root-cause analysis: calls with a complaint disposition and
+    imported `complaint` events (those only without --campaign) [default period: the last 30
+    days]."""
     from engine.reports.common import parse_period
+    from engine.reports.complaints import complaints_report
 
     at, meta = _report_meta(state, period=period, program=program, campaign=campaign, by=by)
     with transaction(state) as session:

@@ -535,7 +535,34 @@ def complaints_by_category(
         raise ValueError(f"by is day, week or month, not {by!r}")
     tz = ZoneInfo(zone)
     counts: Counter[tuple[date, str]] = Counter()
-    entries = _entries(
+    entries = complaint_entries(
+        session,
+        start=start,
+        end=end,
+        dispositions=dispositions,
+        program=program,
+        campaign=campaign,
+        agent=agent,
+    )
+    for e in entries:
+        d = bucket_start(e.logged_at.astimezone(tz).date(), by)
+        counts[(d, complaint_category(e))] += 1
+    return [ComplaintCount(d, c, n) for (d, c), n in sorted(counts.items())]
+
+
+def complaint_entries(
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    dispositions: Dispositions | None = None,
+    program: str | None = None,
+    campaign: str | None = None,
+    agent: str | None = None,
+) -> list[CallerLogEntry]:
+    """The caller-log entries of complaints logged in [start, end), oldest first; only those
+    of ``program`` (key), ``campaign`` and ``agent`` when given."""
+    return _entries(
         session,
         ensure_utc(start),
         ensure_utc(end),
@@ -544,14 +571,19 @@ def complaints_by_category(
         agent=agent,
         where=_complaint(dispositions),
     )
-    for e in entries:
-        d = e.logged_at.astimezone(tz).date()
-        if by == "week":
-            d -= timedelta(days=d.weekday())
-        elif by == "month":
-            d = d.replace(day=1)
-        counts[(d, str((e.fields or {}).get("category", "uncategorised")))] += 1
-    return [ComplaintCount(d, c, n) for (d, c), n in sorted(counts.items())]
+
+
+def complaint_category(entry: CallerLogEntry) -> str:
+    return str((entry.fields or {}).get("category", "uncategorised"))
+
+
+def bucket_start(day: date, by: str) -> date:
+    """The first day of the day / week (Monday) / month that ``day`` is in."""
+    if by == "week":
+        return day - timedelta(days=day.weekday())
+    if by == "month":
+        return day.replace(day=1)
+    return day
 
 
 def _complaint(dispositions: Dispositions | None) -> ColumnElement[bool]:

@@ -58,6 +58,7 @@ class CampaignResult:
     p_value: str
     amount: str
     points: int
+    verdict: str
 
 
 def results_at(ctx: DemoContext) -> datetime:
@@ -156,6 +157,7 @@ def campaign_reports(ctx: DemoContext) -> None:
                 report.charts(),
                 meta=f"Demo program {PROGRAM_KEY}; run {figures.run_id}; "
                 f"results as of {results_at(ctx).date().isoformat()}",
+                verdicts=report.verdicts(),
             ),
             encoding="utf-8",
         )
@@ -176,6 +178,7 @@ def campaign_reports(ctx: DemoContext) -> None:
                 p_value="" if lift.p_value is None else f"{lift.p_value:.3g}",
                 amount=str(t.amount + h.amount),
                 points=t.points + h.points,
+                verdict=report.verdict.text,
             )
         )
     if results:
@@ -187,7 +190,8 @@ def campaign_reports(ctx: DemoContext) -> None:
                         (
                             r.campaign,
                             f"treatment {r.treatment_rate}, holdout {r.holdout_rate}, "
-                            f"lift {r.lift or 'n/a'}, p {r.p_value or 'n/a'}; report {r.html}",
+                            f"lift {r.lift or 'n/a'}, p {r.p_value or 'n/a'}: {r.verdict}; "
+                            f"report {r.html}",
                         )
                         for r in results
                     ),

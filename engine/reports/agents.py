@@ -1,4 +1,4 @@
-"""`campaign report agents` and `campaign report complaints`: the call-centre reports.
+"""`campaign report agents`: the call-centre report (complaints: engine/reports/complaints.py).
 
 The figures come from helper CALLS's query functions (engine/calls/reporting.py, documented
 there and in docs/calls.md): per agent over the period, calls made, right-party contacts,
@@ -16,7 +16,6 @@ the sums of the per-program (and, for counts, per-campaign) ones.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,21 +24,20 @@ from sqlalchemy.orm import Session
 
 from engine.calls.config import load_dispositions
 from engine.calls.reporting import (
+    ESCALATION_CEILING,
     AgentPerformance,
     CallingPlan,
     CampaignPlan,
-    ComplaintCount,
     Dispositions,
     LanguageCalls,
     agent_performance,
     calling_plan,
     calls_by_language,
     campaign_calling_plans,
-    complaints_by_category,
 )
 from engine.calls.rules import AtRisk, CallRules, callbacks_at_risk
 from engine.db.models import Program
-from engine.errors import InputError, NotFoundError
+from engine.errors import NotFoundError
 from engine.reports.common import (
     Chart,
     Period,
@@ -54,19 +52,19 @@ from engine.settings import Settings
 DEFAULT_DAYS = 30
 
 
-def _window(period: Period | None, at: datetime) -> tuple[datetime, datetime, str]:
+def call_window(period: Period | None, at: datetime) -> tuple[datetime, datetime, str]:
     if period is not None:
         return period.start, period.end, period.label
     return at - timedelta(days=DEFAULT_DAYS), at, f"last {DEFAULT_DAYS} days"
 
 
-def _check_filters(session: Session, program: str | None, campaign: str | None) -> None:
+def check_filters(session: Session, program: str | None, campaign: str | None) -> None:
     """An unknown program or campaign is an error naming it, not an empty report."""
     program_id(session, program)
     check_campaign(session, campaign, program=program)
 
 
-def _dispositions(session: Session, settings: Settings, program: str | None) -> Dispositions:
+def program_dispositions(session: Session, settings: Settings, program: str | None) -> Dispositions:
     """Each program's own set (a dispositions file may add codes per program)."""
     if settings.dispositions_file is None:
         return load_dispositions(None)
@@ -177,17 +175,23 @@ class AgentsReport:
             ),
             Chart(
                 "bars",
-                "Rates by agent (escalation ceiling 20%)",
+                "Rates by agent",
                 {
                     a.agent: {
                         "contact rate": a.contact_rate or 0.0,
                         "verification": a.verification_rate or 0.0,
                         "follow-up compliance": a.follow_up_compliance or 0.0,
-                        "escalation": a.escalation_rate or 0.0,
                     }
                     for a in self.agents
                 },
-                percent=True,
+                unit="percent",
+            ),
+            Chart(
+                "bars",
+                f"Escalation rate by agent (standard: below {pct(ESCALATION_CEILING, 0)})",
+                {a.agent: {"escalation rate": a.escalation_rate or 0.0} for a in self.agents},
+                unit="percent",
+                markers={f"ceiling {pct(ESCALATION_CEILING, 0)}": ESCALATION_CEILING},
             ),
         ]
 
@@ -202,14 +206,14 @@ def agents_report(
     campaign: str | None = None,
     agent: str | None = None,
 ) -> AgentsReport:
-    _check_filters(session, program, campaign)
-    start, end, label = _window(period, at)
+    check_filters(session, program, campaign)
+    start, end, label = call_window(period, at)
     rows = agent_performance(
         session,
         start=start,
         end=end,
         at=at,
-        dispositions=_dispositions(session, settings, program),
+        dispositions=program_dispositions(session, settings, program),
         agent=agent,
         program=program,
         campaign=campaign,
@@ -241,66 +245,3 @@ def agents_report(
         label, start, end, rows, plans, campaign_plans, program, campaign, agent, at_risk,
         by_language,
     )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ComplaintsReport:
-    period: str
-    by: str
-    counts: list[ComplaintCount]
-    program: str | None = None
-    campaign: str | None = None
-
-    def tables(self) -> list[Table]:
-        categories = sorted({c.category for c in self.counts})
-        periods = sorted({c.period for c in self.counts})
-        grid: dict[tuple[object, str], int] = {(c.period, c.category): c.count for c in self.counts}
-        rows = [
-            (p.isoformat(), *(grid.get((p, cat), 0) for cat in categories),
-             sum(grid.get((p, cat), 0) for cat in categories))
-            for p in periods
-        ]  # fmt: skip
-        totals = [sum(grid.get((p, cat), 0) for p in periods) for cat in categories]
-        if rows:
-            rows.append(("total", *totals, sum(totals)))
-        return [
-            Table(
-                f"Complaints by category and {self.by}, {self.period}"
-                + filters_label(program=self.program, campaign=self.campaign),
-                [self.by, *categories, "all"],
-                rows,
-            )
-        ]
-
-    def charts(self) -> list[Chart]:
-        data: dict[str, dict[str, float]] = defaultdict(dict)
-        for c in self.counts:
-            data[c.period.isoformat()][c.category] = c.count
-        return [Chart("bars", f"Complaints by category per {self.by}", dict(data))]
-
-
-def complaints_report(
-    session: Session,
-    *,
-    at: datetime,
-    settings: Settings,
-    period: Period | None = None,
-    program: str | None = None,
-    campaign: str | None = None,
-    by: str = "week",
-) -> ComplaintsReport:
-    if by not in ("day", "week", "month"):
-        raise InputError(f"--by {by!r}: use day, week or month")
-    _check_filters(session, program, campaign)
-    start, end, label = _window(period, at)
-    counts = complaints_by_category(
-        session,
-        start=start,
-        end=end,
-        by=by,
-        zone=settings.default_timezone,
-        dispositions=_dispositions(session, settings, program),
-        program=program,
-        campaign=campaign,
-    )
-    return ComplaintsReport(label, by, counts, program, campaign)

@@ -53,6 +53,12 @@ from engine.reports.common import (
     ratio,
 )
 from engine.reports.tallies import Tally, read_tallies
+from engine.reports.verdicts import Verdict, verdict
+
+VARIANT_DETECTABLE = (
+    "groups this size could only detect a difference of {mde} pp or more (80% power)"
+)
+VARIANT_TOO_SMALL = "groups this size are too small to detect any difference (80% power)"
 
 
 @dataclass(frozen=True)
@@ -122,9 +128,11 @@ class VariantResult:
     rate: float | None
     rate_ci: stats.Interval | None
     vs_first: stats.Comparison | None  # against the step's first variant (by name)
+    verdict: Verdict | None = None  # vs_first in words
 
 
 NO_TOUCH = "none"
+NO_STEP = "(no step)"
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,17 @@ class CampaignReport:
     timeline: list[TimelinePoint]
     variants: list[VariantResult]
     last_touch: list[Touch]
+    verdict: Verdict  # treatment vs holdout in words
+
+    def verdicts(self) -> list[str]:
+        """The comparisons in words, for the top of the HTML report."""
+        lines = [f"Treatment vs holdout: {self.verdict.text}."]
+        lines.extend(
+            f"{v.step}, variant {v.variant} vs the first: {v.verdict.text}."
+            for v in self.variants
+            if v.verdict is not None
+        )
+        return lines
 
     # ------------------------------------------------------------------ rendering
 
@@ -162,7 +181,7 @@ class CampaignReport:
         t, h = self.groups["treatment"], self.groups["holdout"]
         lift = self.lift
         headline = [
-            ("runs", ", ".join(str(r) for r in self.runs)),
+            ("runs", len(self.runs)),
             (
                 "goal",
                 f"{', '.join(self.goal_events)} within {self.goal_window_days:g} days"
@@ -178,6 +197,7 @@ class CampaignReport:
             ("absolute lift", f"{_pp(lift.difference)} {_ci(lift.difference_ci, points=True)}"),
             ("relative lift", f"{pct(lift.relative_lift)} {_ci(lift.relative_lift_ci)}"),
             ("p-value", "" if lift.p_value is None else f"{lift.p_value:.4g}"),
+            ("verdict", self.verdict.text),
         ]
         tables = [Table(f"Campaign {self.campaign}", ["figure", "value"], headline)]
         tables.append(
@@ -273,6 +293,7 @@ class CampaignReport:
                     "difference vs first",
                     "95% CI of difference",
                     "p-value",
+                    "verdict",
                 ],
                 [
                     (
@@ -287,6 +308,7 @@ class CampaignReport:
                         ""
                         if v.vs_first is None or v.vs_first.p_value is None
                         else f"{v.vs_first.p_value:.4g}",
+                        v.verdict.text if v.verdict else "(the first variant)",
                     )
                     for v in self.variants
                 ],
@@ -311,9 +333,10 @@ class CampaignReport:
         return sum(t.conversions for t in self.last_touch if (t.channel, t.step) == (channel, step))
 
     def charts(self) -> list[Chart]:
-        funnel: dict[str, dict[str, float]] = {}
+        # Messages and calls have different funnels, so each gets its own chart and legend.
+        messages: dict[str, dict[str, float]] = {}
         for s in self.message_steps:
-            funnel[f"{s.step} ({s.channel})"] = {
+            messages[f"{s.step} ({s.channel})"] = {
                 "eligible": s.eligible,
                 "sent": s.sent,
                 "delivered": s.delivered,
@@ -321,10 +344,11 @@ class CampaignReport:
                 "clicked": s.clicked,
                 "converted": self.last_touch_conversions(s.channel, s.step),
             }
+        calls: dict[str, dict[str, float]] = {}
         for c in self.call_steps:
-            funnel[f"{c.step} (call)"] = {
-                "eligible": c.tasks,
-                "sent": c.attempted,
+            calls[c.step] = {
+                "tasks": c.tasks,
+                "attempted": c.attempted,
                 "reached": c.reached,
                 "converted": self.last_touch_conversions("call", c.step),
             }
@@ -345,21 +369,22 @@ class CampaignReport:
                     ci.high,
                 )
         return [
-            Chart("bars", "Funnel per step", funnel, y_label="messages / calls"),
+            Chart("bars", "Funnel per message step", messages, y_label="messages"),
+            Chart("bars", "Funnel per call step", calls, y_label="call tasks"),
             Chart(
                 "lines",
                 "Conversion over time: treatment vs holdout",
                 lines,
                 x_label="days since enrollment",
                 y_label="converted",
-                percent=True,
+                unit="percent",
             ),
             Chart(
                 "intervals",
-                "Absolute lift with its 95% interval",
+                "Absolute lift in percentage points (pp), with its 95% interval",
                 intervals,
-                x_label="difference in conversion rate",
-                percent=True,
+                x_label="difference in conversion rate (pp)",
+                unit="pp",
             ),
         ]
 
@@ -436,6 +461,7 @@ def campaign_report(
     call_steps = _call_steps(session, runs)
     groups, timeline, by_source = _outcomes(session, dialect, runs, treatment, holdout)
     t, h = groups["treatment"], groups["holdout"]
+    lift = stats.compare(t.converted, t.enrolled, h.converted, h.enrolled)
     return CampaignReport(
         campaign=campaign,
         runs=runs,
@@ -452,10 +478,11 @@ def campaign_report(
         groups=groups,
         conversions=t.converted + h.converted,
         by_source=by_source,
-        lift=stats.compare(t.converted, t.enrolled, h.converted, h.enrolled),
+        lift=lift,
         timeline=timeline,
         variants=_variants(session, runs, scan.variant_recipients),
         last_touch=_last_touch(session, dialect, runs),
+        verdict=verdict(lift),
     )
 
 
@@ -698,17 +725,26 @@ def _variants(
         ).all():
             converted[(step, str(variant))] = int(n)
     results = []
-    first: dict[str, tuple[int, int]] = {}
+    first: dict[str, tuple[str, int, int]] = {}
     for step, variant in sorted(recipients):
         n, won = recipients[(step, variant)], converted.get((step, variant), 0)
-        comparison = None
+        comparison, said = None, None
         if step in first:
-            base_won, base_n = first[step]
+            base_variant, base_won, base_n = first[step]
             comparison = stats.compare(won, n, base_won, base_n)
+            said = verdict(
+                comparison,
+                a=f"variant {variant}",
+                b=f"variant {base_variant}",
+                detectable=VARIANT_DETECTABLE,
+                too_small=VARIANT_TOO_SMALL,
+            )
         else:
-            first[step] = (won, n)
+            first[step] = (variant, won, n)
         results.append(
-            VariantResult(step, variant, n, won, ratio(won, n), stats.wilson(won, n), comparison)
+            VariantResult(
+                step, variant, n, won, ratio(won, n), stats.wilson(won, n), comparison, said
+            )
         )
     return results
 
@@ -727,7 +763,8 @@ def _last_touch(session: Session, dialect: str, runs: list[int]) -> list[Touch]:
         .group_by(channel, step)
         .order_by(func.count().desc(), channel, step)
     ).all()
-    touches = [Touch(str(ch), str(st), int(n)) for ch, st, n in rows]
+    # A call task that came from no campaign step has no step to name.
+    touches = [Touch(str(ch), NO_STEP if st is None else str(st), int(n)) for ch, st, n in rows]
     untouched = session.execute(
         select(Conversion.group, func.count())
         .where(Conversion.run_id.in_(runs), Conversion.last_touch.is_(None))

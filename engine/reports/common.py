@@ -193,7 +193,9 @@ class Chart:
     data: dict[str, Any] = field(default_factory=dict)
     x_label: str = ""
     y_label: str = ""
-    percent: bool = False
+    unit: str = "count"  # "count" | "percent" (a rate) | "pp" (a difference of rates)
+    # bars: reference lines, name -> value (e.g. {"escalation ceiling 20%": 0.2})
+    markers: dict[str, float] = field(default_factory=dict)
 
 
 def pct(value: float | None, digits: int = 1) -> str:

@@ -32,6 +32,7 @@ from engine.reports.common import (
     program_id,
     ratio,
 )
+from engine.reports.verdicts import Verdict, verdict
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class CohortRow:
     contacted_rate: float | None
     holdout_rate: float | None
     lift: stats.Comparison
+    verdict: Verdict  # the lift in words
 
     @property
     def due(self) -> int:
@@ -76,8 +78,9 @@ class RetentionReport:
              "" if c.lift.difference is None else f"{c.lift.difference * 100:+.2f} pp",
              _ci(c.lift.difference_ci),
              "" if c.lift.p_value is None else f"{c.lift.p_value:.4g}")
-            for c in [*self.cohorts, *([self.total] if self.total else [])]
+            for c in [*self.cohorts, *self.totals()]
         ]  # fmt: skip
+        said = [(c.cohort, c.verdict.text) for c in [*self.cohorts, *self.totals()]]
         return [
             Table(
                 f"Retention ({self.event}) by cohort: renewals due vs renewed",
@@ -86,8 +89,16 @@ class RetentionReport:
                  "holdout due", "holdout renewed", "holdout rate", "lift", "95% CI of lift",
                  "p-value"],
                 rows,
-            )
+            ),
+            Table("Treatment vs holdout, in words", ["cohort", "verdict"], said),
         ]  # fmt: skip
+
+    def totals(self) -> list[CohortRow]:
+        return [self.total] if self.total else []
+
+    def verdicts(self) -> list[str]:
+        """The overall comparison in words, for the top of the HTML report."""
+        return [f"All cohorts, treatment vs holdout: {r.verdict.text}." for r in self.totals()]
 
     def charts(self) -> list[Chart]:
         lines = {
@@ -108,9 +119,9 @@ class RetentionReport:
                 {c.cohort: {"due": c.due, "renewed": c.renewed} for c in self.cohorts},
             ),
             Chart("lines", "Retention rate by cohort: treatment, contacted, holdout", lines,
-                  x_label=f"cohort (0 = {first})", y_label="renewed", percent=True),
-            Chart("intervals", "Lift over holdout with its 95% interval, by cohort", intervals,
-                  percent=True),
+                  x_label=f"cohort (0 = {first})", y_label="renewed", unit="percent"),
+            Chart("intervals", "Lift over holdout in percentage points (pp), with its 95% "
+                  "interval, by cohort", intervals, unit="pp"),
         ]  # fmt: skip
 
 
@@ -201,6 +212,7 @@ def _row(cohort: str, a: dict[str, int]) -> CohortRow:
     td, tr = a.get("treatment_due", 0), a.get("treatment_renewed", 0)
     cd, cr = a.get("contacted_due", 0), a.get("contacted_renewed", 0)
     hd, hr = a.get("holdout_due", 0), a.get("holdout_renewed", 0)
+    lift = stats.compare(tr, td, hr, hd)
     return CohortRow(
         cohort=cohort,
         treatment_due=td,
@@ -212,5 +224,6 @@ def _row(cohort: str, a: dict[str, int]) -> CohortRow:
         treatment_rate=ratio(tr, td),
         contacted_rate=ratio(cr, cd),
         holdout_rate=ratio(hr, hd),
-        lift=stats.compare(tr, td, hr, hd),
+        lift=lift,
+        verdict=verdict(lift, verb="renews"),
     )

@@ -11,6 +11,11 @@ Methods (chosen because they behave well at the small counts and low rates campa
 - The relative lift (treatment rate / holdout rate - 1): the Katz log interval of the risk
   ratio, exp(log r +- z * sqrt(1/x1 - 1/n1 + 1/x2 - 1/n2)) - 1. Undefined (None) when either
   group has no conversion.
+- The smallest detectable difference (minimum detectable effect) of two groups of these sizes
+  at 95% confidence (two-sided) and 80% power, by the normal approximation with the pooled
+  rate as the base rate: (z(0.975) + z(0.8)) * sqrt(p (1 - p) (1/n1 + 1/n2)). A small holdout
+  can only ever show a large lift; this says how large, so "no detectable difference" is not
+  read as "no effect".
 
 No scipy at run time: the normal tail comes from math.erfc. tests/reports/test_stats.py checks
 every function against scipy and statsmodels.
@@ -23,6 +28,8 @@ from dataclasses import dataclass
 
 # The 97.5% quantile of the standard normal distribution (scipy.stats.norm.ppf(0.975)).
 Z95 = 1.959963984540054
+# The 80% quantile (scipy.stats.norm.ppf(0.8)): the z of 80% power.
+Z80 = 0.8416212335729143
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,8 @@ class Comparison:
     p_value: float | None  # two-sided pooled z test
     relative_lift: float | None  # a.rate / b.rate - 1
     relative_lift_ci: Interval | None  # Katz log, 95%
+    # The smallest difference these group sizes detect (95%, 80% power); None when undefined.
+    detectable_difference: float | None = None
 
 
 def normal_two_sided_p(z: float) -> float:
@@ -114,6 +123,17 @@ def katz_ratio(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> Interval |
     return Interval(ratio * math.exp(-z * se), ratio * math.exp(z * se))
 
 
+def detectable_difference(
+    n1: int, n2: int, base_rate: float, *, z_alpha: float = Z95, z_power: float = Z80
+) -> float | None:
+    """The minimum detectable effect (absolute, as a rate difference) of groups of n1 and n2
+    at a base rate, 95% two-sided and 80% power; None for an empty group or a base rate of 0
+    or 1 (no variance: nothing can be said yet)."""
+    if n1 <= 0 or n2 <= 0 or not 0 < base_rate < 1:
+        return None
+    return (z_alpha + z_power) * math.sqrt(base_rate * (1 - base_rate) * (1 / n1 + 1 / n2))
+
+
 def compare(x1: int, n1: int, x2: int, n2: int) -> Comparison:
     """Everything a report shows about group 1 against group 2."""
     a, b = rate(x1, n1), rate(x2, n2)
@@ -130,6 +150,9 @@ def compare(x1: int, n1: int, x2: int, n2: int) -> Comparison:
         p_value=pooled_z_p_value(x1, n1, x2, n2),
         relative_lift=relative,
         relative_lift_ci=Interval(ratio.low - 1, ratio.high - 1) if ratio else None,
+        detectable_difference=detectable_difference(n1, n2, (x1 + x2) / (n1 + n2))
+        if n1 and n2
+        else None,
     )
 
 

@@ -28,8 +28,9 @@ from engine.calls.log import CallInput, log_call
 from engine.calls.reporting import AgentPerformance
 from engine.db.models import CampaignRun
 from engine.errors import NotFoundError
-from engine.reports.agents import AgentsReport, agents_report, complaints_report
+from engine.reports.agents import AgentsReport, agents_report
 from engine.reports.common import parse_period
+from engine.reports.complaints import complaints_report
 from engine.reports.deliverability import deliverability_report
 from engine.reports.retention import retention_report
 from engine.testing import make_program

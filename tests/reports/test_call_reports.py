@@ -18,8 +18,9 @@ from engine.calls.dispositions import DispositionSet
 from engine.calls.log import CallInput, log_call
 from engine.calls.reporting import agent_performance
 from engine.db.models import Conversion
-from engine.reports.agents import agents_report, complaints_report
+from engine.reports.agents import agents_report
 from engine.reports.common import parse_period
+from engine.reports.complaints import complaints_report
 from engine.testing import make_consent, make_program
 
 MON = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York
@@ -114,4 +115,6 @@ def test_agents_and_complaints(app: App, tmp_path: Path) -> None:
                 "service": 1,
             }
     page = html.read_text("utf-8")
-    assert page.count("<svg") == 2 and 'data-series="conversions"' in page
+    # comparison, rates, escalation rate against its ceiling line
+    assert page.count("<svg") == 3 and 'data-series="conversions"' in page
+    assert '<line class="marker" data-value="0.2"' in page

@@ -230,7 +230,8 @@ def test_cli_json_csv_table_html(app: App, tmp_path: Path) -> None:
     out = _cli(app, "report", "campaign", "renewal-test", "--html", str(html))
     assert f"HTML report: {html}" in out
     page = html.read_text("utf-8")
-    assert page.count("<svg") == 3 and "http://" not in page.replace(
+    # message funnel, call funnel, conversion over time, lift
+    assert page.count("<svg") == 4 and "http://" not in page.replace(
         'xmlns="http://www.w3.org/2000/svg"', ""
     )
 

@@ -27,7 +27,11 @@ def test_demo_imports_results_and_writes_reports(tmp_path: Path, clock: FrozenCl
     assert set(results) == {c.campaign for c in launched}
     for c in launched:
         page = (tmp_path / f"report-{c.campaign}.html").read_text("utf-8")
-        assert page.count("<svg") == 3 and f"Campaign report: {c.campaign}" in page
+        # the message funnel and conversion over time at least (a call funnel when the
+        # campaign has a call step, the lift when it is defined), each in its figure
+        assert page.count("<svg") == page.count("<figcaption>") >= 2
+        assert "Funnel per message step" in page and "Conversion over time" in page
+        assert f"Campaign report: {c.campaign}" in page and '<p class="verdict">' in page
         assert str(tmp_path / f"report-{c.campaign}.html") in results[c.campaign]
 
     engine = make_engine(report.database_url)

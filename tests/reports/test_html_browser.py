@@ -18,9 +18,11 @@ import pytest
 from click.testing import CliRunner
 from test_call_reports import MON, _log, _world
 from test_campaign_report import build_scenario
+from test_svg_geometry import STRESS_CHARTS
 
 from cli import cli
 from engine.app import App
+from engine.reports.render import to_html
 
 REQUIRE_BROWSER = os.environ.get("CAMPAIGN_REQUIRE_BROWSER") == "1"
 
@@ -38,6 +40,13 @@ const charts = [...document.querySelectorAll("figure svg")].map((svg) => {
     drawn: shapes.filter((s) => { const b = s.getBBox(); return b.width > 0 || b.height > 0; })
       .length,
     shapes: shapes.length,
+    // every label as the browser measured it, against the drawing's viewBox
+    outside: [...svg.querySelectorAll("text")].filter((t) => {
+      const b = t.getBBox();
+      const v = svg.viewBox.baseVal;
+      return b.x < 0 || b.y < 0 || b.x + b.width > v.width || b.y + b.height > v.height;
+    }).map((t) => t.textContent),
+    markers: [...svg.querySelectorAll("line.marker")].length,
   };
 });
 const probe = document.createElement("pre");
@@ -110,16 +119,19 @@ def test_campaign_html_renders_in_chromium(app: App, tmp_path: Path) -> None:
     dom, probed = _probe(browser, html, tmp_path)
     assert "Campaign report: renewal-test" in dom
     assert "Funnel per message step" in dom
-    charts = {c["kind"]: c for c in probed}
-    assert set(charts) == {"chart chart-bars", "chart chart-lines", "chart chart-intervals"}
-    for chart in charts.values():
+    kinds = [c["kind"] for c in probed]
+    assert kinds == ["chart chart-bars", "chart chart-bars", "chart chart-lines",
+                     "chart chart-intervals"]  # fmt: skip
+    for chart in probed:
         assert chart["width"] > 100 and chart["height"] > 30
         assert chart["shapes"] > 0 and chart["drawn"] == chart["shapes"]
-    # funnel: email-1 6 series + sms-1 6 + call-1 4 = 16 bars; two lines; one lift interval
-    # and one variant interval.
-    assert charts["chart chart-bars"]["shapes"] == 16
-    assert charts["chart chart-lines"]["shapes"] == 2
-    assert charts["chart chart-intervals"]["shapes"] == 2
+        assert chart["outside"] == []
+    messages, calls, lines, lift = probed
+    # message funnel: email-1 6 series + sms-1 6; call funnel: call-1 4; two lines; one lift
+    # interval and one variant interval.
+    assert (messages["shapes"], calls["shapes"]) == (12, 4)
+    assert lines["shapes"] == 2
+    assert lift["shapes"] == 2
 
 
 def test_agents_html_renders_in_chromium(app: App, tmp_path: Path) -> None:
@@ -142,5 +154,19 @@ def test_agents_html_renders_in_chromium(app: App, tmp_path: Path) -> None:
     for chart in charts:
         assert chart["width"] > 100 and chart["height"] > 30
         assert chart["shapes"] and chart["drawn"] == chart["shapes"]
+        assert chart["outside"] == []
     # ana and ben, each with calls, contacts and conversions
     assert charts[0]["kind"] == "chart chart-bars" and charts[0]["shapes"] == 6
+    # the escalation chart draws its 20% ceiling
+    assert [c["markers"] for c in charts] == [0, 0, 1]
+
+
+def test_labels_stay_inside_as_chromium_measures_them(tmp_path: Path) -> None:
+    """The width estimate the layout uses holds for the fonts a browser really draws: long,
+    CJK and many labels, as Chromium measures them (getBBox), stay inside every drawing."""
+    browser = _chromium()
+    page = tmp_path / "stress.html"
+    page.write_text(to_html("stress", [], STRESS_CHARTS, meta=""), "utf-8")
+    _, probed = _probe(browser, page, tmp_path)
+    assert len(probed) == len(STRESS_CHARTS)
+    assert [c["outside"] for c in probed] == [[]] * len(STRESS_CHARTS)

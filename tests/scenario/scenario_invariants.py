@@ -454,6 +454,7 @@ def reports_add_up(session: Session, view: DayView) -> Iterable[Violation]:
         treatment = groups.get("treatment", {}).get("converted", 0)
         if touched > treatment:
             problems.append(f"last-touch rows {touched} > treatment conversions {treatment}")
+        problems.extend(_verdict_problems(report))
         if problems:
             yield Violation(
                 view.day, "report does not add up", f"{campaign}: {'; '.join(problems)}"
@@ -663,3 +664,27 @@ def cancelled_runs_leave_nothing_open(session: Session, view: DayView) -> Iterab
                 f"run {run.id} ({run.campaign}): {tasks} open call tasks, "
                 f"{pending} pending messages",
             )
+
+
+def _verdict_problems(report: dict[str, Any]) -> list[str]:
+    """The manager reads the verdict, not the interval: the words must say what the interval
+    says, and a verdict that cannot tell must say how small a lift the holdout could see."""
+    said, lift = report["verdict"], report["lift"]
+    ci = lift["difference_ci"]
+    if ci is None or lift["a"]["count"] == lift["b"]["count"] == 0:
+        expected = "no data"
+    elif ci["low"] > 0:
+        expected = "better"
+    elif ci["high"] < 0:
+        expected = "worse"
+    elif said["outcome"] == "no detectable difference":
+        expected = "no detectable difference"  # the estimate rounds to 0.0 pp
+    else:
+        expected = "not conclusive"
+    problems = []
+    if said["outcome"] != expected:
+        problems.append(f"verdict {said['outcome']!r} but the interval says {expected!r}")
+    undecided = said["outcome"] in ("not conclusive", "no detectable difference")
+    if undecided and lift["detectable_difference"] is not None and "detect" not in said["text"]:
+        problems.append(f"an undecided verdict without the detectable lift: {said['text']!r}")
+    return problems
