@@ -2350,6 +2350,10 @@ def _show_sheet(sheet: Any, claim: Any) -> None:
         click.echo(f"Offer: {sheet.offer}")
     if sheet.cross_sell:
         click.echo(f"Cross-sell: {sheet.cross_sell}")
+    if sheet.case is not None:
+        from cli_cases import show_case_panel
+
+        show_case_panel(sheet.case)
     click.echo(f"\nDocument it: campaign calls log {sheet.task_id} --disposition CODE ...")
 
 
@@ -2889,6 +2893,9 @@ def report_complaints(
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+import cli_cases  # noqa: E402, F401  (registers `campaign cases`; it imports this module)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
