@@ -248,12 +248,12 @@ def sync_follow_up(
     on the phone). Returns the open task's id."""
     session.flush()
     if case.status not in ON_US:
-        for task in session.scalars(
+        for listed in session.scalars(
             select(CallTask).where(CallTask.case_id == case.id, CallTask.status == "open")
         ):
-            task.status = "closed"
-            task.close_reason = f"case {case.id} {case.status.replace('_', ' ')}"
-            task.updated_at = at
+            listed.status = "closed"
+            listed.close_reason = f"case {case.id} {case.status.replace('_', ' ')}"
+            listed.updated_at = at
         return None
     task = _open_task(session, case.id)
     if task is None:

@@ -13,7 +13,7 @@ from engine.app import App
 from engine.calls.scripts import call_sheet
 from engine.cases import commands
 from engine.cases.views import list_cases, show_case
-from engine.db.models import CallTask, Case
+from engine.db.models import CallTask, Case, Participant
 from engine.errors import InputError
 
 # TEST_NOW is Monday 2 March 2026, 10:00 in New York (the program's zone).
@@ -120,9 +120,9 @@ def test_close_needs_a_resolution_and_reopen_puts_it_back_on_a_list(app: App) ->
     member = world.member()
     world.agent("ann")
     with app.sessions() as s:
-        external_id = s.get(
-            __import__("engine.db.models").db.models.Participant, member
-        ).external_id
+        found = s.get(Participant, member)
+        assert found is not None
+        external_id = found.external_id
     with unit(app) as s:
         view, joined = commands.open_by_hand(
             s, app.settings, external_id, category="points", summary="points missing",
