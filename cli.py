@@ -104,6 +104,8 @@ def transaction(state: CliState) -> Iterator[Session]:
 
 
 def to_jsonable(value: Any) -> Any:
+    if hasattr(value, "as_json"):  # a report that shapes its own JSON
+        return to_jsonable(value.as_json())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {k: to_jsonable(v) for k, v in dataclasses.asdict(value).items()}
     if isinstance(value, dict):
@@ -2873,8 +2875,10 @@ def report_complaints(
     as_csv: bool,
     html: Path | None,
 ) -> None:
-    """Complaint dispositions by category over time, for root-cause analysis [default period:
-    the last 30 days]."""
+    """Complaint dispositions by category over time, and the cases' root causes: cases
+    opened, resolved, overdue and reopened by category and root cause, time to resolve
+    (median, 90th percentile) and the ten most recent summaries per root cause [default
+    period: the last 30 days]."""
     from engine.reports.agents import complaints_report
     from engine.reports.common import parse_period
 
@@ -2888,6 +2892,12 @@ def report_complaints(
             program=program,
             campaign=campaign,
             by=by,
+        )
+        # The cases' root causes (engine/cases/report.py): a section of its own.
+        from engine.cases.report import with_root_causes
+
+        report = with_root_causes(
+            session, report, at=at, period=parse_period(period, at=at), program=program
         )
     _report_output(report, "Complaints", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
 
