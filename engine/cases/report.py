@@ -96,7 +96,7 @@ class RootCauseReport:
                             s.resolution or "",
                         )
                         for s in items
-                    ],  # fmt: skip
+                    ],
                 )
             )
         return tables
