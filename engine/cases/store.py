@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -342,3 +342,22 @@ def participant_by_external_id(session: Session, program: Program, external_id: 
     if found is None:
         raise NotFoundError(f"no participant {external_id!r} in program {program.key!r}")
     return found
+
+
+def erase_case_texts(session: Session, participant_id: int) -> int:
+    """Erasure: the member's words leave their cases (summary, resolution, every history
+    text); categories, statuses, times and root causes stay for the reports."""
+    ids = select(Case.id).where(Case.participant_id == participant_id)
+    events = session.execute(
+        update(CaseEvent)
+        .where(CaseEvent.case_id.in_(ids), CaseEvent.text.is_not(None))
+        .values(text=None)
+        .execution_options(synchronize_session=False)
+    )
+    cases = session.execute(
+        update(Case)
+        .where(Case.participant_id == participant_id)
+        .values(summary=None, resolution=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(events.rowcount or 0) + int(cases.rowcount or 0)  # type: ignore[attr-defined]

@@ -67,7 +67,7 @@ def run(app: App, *args: str) -> object:
         list(args),
         obj=CliState(
             overrides={"database_url": app.settings.database_url}, clock=FrozenClock(TEST_NOW)
-        ),  # fmt: skip
+        ),
     )
 
 
@@ -103,3 +103,25 @@ def test_cases_commands(app: App) -> None:
     assert run(app, "cases", "list", "--json").output.strip() == "[]"  # type: ignore[attr-defined]
     shown = run(app, "cases", "show", str(case_id))
     assert "history" in shown.output.lower() and "closed" in shown.output  # type: ignore[attr-defined]
+
+
+def test_erasure_empties_the_members_words_from_their_cases(app: App) -> None:
+    from engine.participants.erasure import erase_participant
+
+    world = make_world(app)
+    member = world.member()
+    world.agent("ann")
+    with app.sessions() as s:
+        found = s.get(Participant, member)
+        assert found is not None
+        external_id = found.external_id
+    opened = run(app, "cases", "open", external_id, "--category", "billing", "--summary",
+                 "Alex says the bank is Acme", "--by", "ann", "--json")  # fmt: skip
+    case_id = json.loads(opened.output)["case"]["id"]  # type: ignore[attr-defined]
+    with unit(app) as s:
+        receipt = erase_participant(s, None, external_id, at=TEST_NOW)
+    assert receipt.removed["case texts emptied"] == 2  # the summary and the opening entry
+    with app.sessions() as s:
+        view = show_case(s, case_id, at=TEST_NOW)
+    assert view.case.summary is None and view.case.category == "billing"
+    assert all(h.text is None for h in view.history)
