@@ -2896,10 +2896,10 @@ def report_complaints(
         # The cases' root causes (engine/cases/report.py): a section of its own.
         from engine.cases.report import with_root_causes
 
-        report = with_root_causes(
+        combined = with_root_causes(
             session, report, at=at, period=parse_period(period, at=at), program=program
         )
-    _report_output(report, "Complaints", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
+    _report_output(combined, "Complaints", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
 
 
 # --------------------------------------------------------------------------- entry point
