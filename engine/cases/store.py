@@ -91,7 +91,9 @@ def open_case(
     waited on them puts it back on us. ``adopt_task``: an open call task that becomes the
     case's follow-up when the case has none (an escalated call, already on the team's list)."""
     at = ensure_utc(at)
-    category = rules.check_category(category)
+    # By hand: one of the known categories. From a call: whatever the program's complaint
+    # disposition allows (its template checked it; a case never refuses a call).
+    category = rules.check_category(category) if source == "manual" else category.strip().lower()
     if source not in SOURCES:
         raise InputError(f"unknown case source {source!r}")
     summary = (summary or "").strip() or None

@@ -88,12 +88,9 @@ def upgrade() -> None:
         sa.Column("by", sa.String(length=64), nullable=False),
         sa.Column("status_from", sa.String(length=24), nullable=True),
         sa.Column("status_to", sa.String(length=24), nullable=True),
-        sa.Column("caller_log_id", _ID, nullable=True),
+        sa.Column("caller_log_id", sa.BigInteger(), nullable=True),
         sa.Column("call_task_id", sa.Integer(), nullable=True),
         sa.Column("text", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["caller_log_id"], ["caller_log.id"], name=op.f("fk_case_events_caller_log_id_caller_log")
-        ),
         sa.ForeignKeyConstraint(
             ["case_id"], ["cases.id"], name=op.f("fk_case_events_case_id_cases"), ondelete="CASCADE"
         ),
