@@ -105,6 +105,8 @@ def transaction(state: CliState) -> Iterator[Session]:
 
 
 def to_jsonable(value: Any) -> Any:
+    if hasattr(value, "as_json"):  # a report that shapes its own JSON
+        return to_jsonable(value.as_json())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {k: to_jsonable(v) for k, v in dataclasses.asdict(value).items()}
     if isinstance(value, dict):
@@ -2490,6 +2492,10 @@ def _show_sheet(sheet: Any, claim: Any) -> None:
         click.echo(f"Offer: {sheet.offer}")
     if sheet.cross_sell:
         click.echo(f"Cross-sell: {sheet.cross_sell}")
+    if sheet.case is not None:
+        from cli_cases import show_case_panel
+
+        show_case_panel(sheet.case)
     click.echo(f"\nDocument it: campaign calls log {sheet.task_id} --disposition CODE ...")
 
 
@@ -3011,8 +3017,10 @@ def report_complaints(
     html: Path | None,
 ) -> None:
     """Complaints by category over time, then each complaint under its category with the
-    member, agent and summary, for root-cause analysis: calls with a complaint disposition and
-    imported `complaint` events (those only without --campaign) [default period: the last 30
+    member, agent and summary (calls with a complaint disposition and imported `complaint`
+    events, those only without --campaign), and the cases' root causes: cases opened,
+    resolved, overdue and reopened by category and root cause, time to resolve (median, 90th
+    percentile) and the ten most recent summaries per root cause [default period: the last 30
     days]."""
     from engine.reports.common import parse_period
     from engine.reports.complaints import complaints_report
@@ -3028,10 +3036,19 @@ def report_complaints(
             campaign=campaign,
             by=by,
         )
-    _report_output(report, "Complaints", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
+        # The cases' root causes (engine/cases/report.py): a section of its own.
+        from engine.cases.report import with_root_causes
+
+        combined = with_root_causes(
+            session, report, at=at, period=parse_period(period, at=at), program=program
+        )
+    _report_output(combined, "Complaints", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+import cli_cases  # noqa: E402, F401  (registers `campaign cases`; it imports this module)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     templates_dir: Path = Path("templates")
     # Program-specific call dispositions added to the standard set (engine/calls/config.py).
     dispositions_file: Path | None = None
+    # Service levels per case category and the root-cause list (engine/cases/config.py).
+    cases_file: Path | None = None
     # An agent-only callback nobody claimed this many BUSINESS hours past its time (program
     # clock) is served to the agent's team too; at once when the agent is disabled.
     callback_fallback_after: Duration = timedelta(hours=1)

@@ -20,6 +20,9 @@ Effects (see docs/calls.md):
 - ``invalid_number`` (WRONG_NUMBER, DISCONNECTED): the number is suppressed on calls and SMS
   with reason ``invalid``.
 - ``complaint`` and ``none``: the task closes.
+
+Then cases (engine/cases/hooks.py): a COMPLAINT or ESCALATED call opens (or joins) a case,
+and a call on a case's follow-up task goes into the case's history.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from engine.calls.dispositions import (
 )
 from engine.calls.standards import schedule_retry, standard_for
 from engine.calls.tasks import DefinitionCache, write_lock
+from engine.cases.hooks import RulesFor, after_call
 from engine.clock import ensure_utc
 from engine.db.models import ActivityEvent, CallTask, CampaignRun, Contact, Participant, Program
 from engine.errors import InputError, NotFoundError
@@ -65,6 +69,9 @@ class LogResult:
     hash: str = ""
     # Set when the member's calling window leaves no chance to retry within the standard.
     standard_note: str | None = None
+    # The case the call opened, joined or followed up (engine/cases/hooks.py).
+    case_id: int | None = None
+    case_opened: bool = False
 
 
 def next_callable_for(
@@ -150,11 +157,13 @@ def log_call(
     source: str = "agent",
     lock: bool = True,
     checked: tuple[CallTask, ValidatedEntry] | None = None,
+    case_rules: RulesFor | None = None,
 ) -> LogResult:
     """Validate, append to the caller log, apply the effect. On SQLite call it first in its
     transaction (``lock`` takes the write lock; a batch that took it already passes False).
     ``checked``: what :func:`validate_call` returned for ``call`` in this transaction, under
-    the same locks (a batch that validated first, to report every problem)."""
+    the same locks (a batch that validated first, to report every problem). ``case_rules``:
+    a program's case rules by key (default: engine/cases/config.py's defaults)."""
     at = ensure_utc(at)
     if lock:
         write_lock(session)
@@ -340,6 +349,19 @@ def log_call(
         )
     else:
         close(disposition.code.lower().replace("_", " "))
+    touched = after_call(
+        session,
+        task=task,
+        created=created,
+        effect=effect,
+        fields=dict(entry.fields),
+        human_contact=disposition.human_contact,
+        record_text=entry.record,
+        log_id=entry_row.id,
+        agent=agent.login,
+        at=at,
+        rules_for=case_rules,
+    )
     _close_if_run_cancelled(session, task, created)
     session.flush()
     return LogResult(
@@ -358,6 +380,8 @@ def log_call(
         closed_tasks=closed_others,
         hash=entry_row.hash,
         standard_note=standard_note,
+        case_id=touched.case_id if touched else None,
+        case_opened=touched.opened if touched else False,
     )
 
 

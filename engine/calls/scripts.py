@@ -17,6 +17,7 @@ from engine.app import App
 from engine.calls.dialer import PROVIDER as DIALER
 from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
+from engine.cases.views import case_for_task
 from engine.db.models import (
     ActivityEvent,
     CallerLogEntry,
@@ -83,6 +84,7 @@ class CallSheet:
     offer: str | None = None
     cross_sell: str | None = None
     notes: list[str] = field(default_factory=list)
+    case: Any = None  # the case this call follows up, with its history (engine/cases/views)
 
 
 def _mask_email(email: str) -> str:
@@ -288,6 +290,7 @@ def call_sheet(session: Session, task_id: int, *, settings: Settings, at: dateti
         offer=step.offer if step else None,
         cross_sell=step.cross_sell if step else None,
         notes=notes,
+        case=case_for_task(session, task.case_id, at=at),
     )
 
 

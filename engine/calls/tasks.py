@@ -93,6 +93,7 @@ TASK_COLUMNS = (
     "attempts",
     "max_attempts",
     "outcome",
+    "case_id",
 )
 PERSON_COLUMNS = (
     "id",
@@ -668,6 +669,8 @@ def why(c: Candidate) -> str:
         if c.fallback:
             who = f" with {task.assigned_agent}; now the team's too ({c.fallback})"
         text_ = f"callback requested for {task.due_at.isoformat(timespec='minutes')}{who}"
+    elif task.kind == "follow_up" and task.case_id is not None:
+        text_ = f"follow-up of case {task.case_id}"
     elif task.kind == "follow_up":
         text_ = "follow-up of a promise" if task.parent_task_id else "follow-up"
     else:

@@ -738,6 +738,10 @@ class CallTask(Base):
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The deadline (0016): past it the task is not served and is closed as ``expired``.
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A follow-up of a case (0023, engine/cases): the call is recorded in the case's history.
+    case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), index=True
+    )
 
 
 # --------------------------------------------------------------------------- conversions
@@ -884,3 +888,77 @@ class CallerLogCheckpoint(Base):
     head: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     signature: Mapped[str] = mapped_column(String(64))
+
+
+# --------------------------------------------------------------------------- cases (0023)
+
+CASE_STATUSES = ("open", "waiting_on_member", "waiting_on_us", "resolved", "closed")
+# Statuses of a case still being worked (one such case per member and category).
+CASE_ACTIVE_STATUSES = ("open", "waiting_on_member", "waiting_on_us")
+
+
+class Case(Base):
+    """A complaint, escalation or request followed through several contacts until it is
+    closed (engine/cases). One active case per (participant, category): a partial unique
+    index, so a second complaint joins the first even when two agents log at once. ``due_at``
+    comes from the program's service level for the category; ``root_cause`` is set when it is
+    resolved, from the program's list."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        CheckConstraint(_in("status", CASE_STATUSES), name="status"),
+        CheckConstraint(
+            "status NOT IN ('resolved', 'closed') OR root_cause IS NOT NULL", name="root_cause"
+        ),
+        Index(
+            "uq_cases_active_per_category",
+            "participant_id",
+            "category",
+            unique=True,
+            sqlite_where=text(f"status IN {CASE_ACTIVE_STATUSES!r}"),
+            postgresql_where=text(f"status IN {CASE_ACTIVE_STATUSES!r}"),
+        ),
+        Index(None, "status", "due_at"),
+        Index(None, "program_id", "opened_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
+    category: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(24), default="open")
+    source: Mapped[str] = mapped_column(String(16))  # call / sms / manual
+    owner_agent: Mapped[str | None] = mapped_column(String(64))
+    owner_team: Mapped[str | None] = mapped_column(String(64))
+    opened_by: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    root_cause: Mapped[str | None] = mapped_column(String(64))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reopened: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CaseEvent(Base):
+    """A case's history, in order: opened, call (linked to its caller log entry), note,
+    message (the member's SMS), assigned, status changes, resolved, reopened, closed; each
+    with who (an agent's login, ``member`` or ``system``) and when."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (Index(None, "case_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(16))
+    by: Mapped[str] = mapped_column(String(64))
+    status_from: Mapped[str | None] = mapped_column(String(24))
+    status_to: Mapped[str | None] = mapped_column(String(24))
+    # The call's caller log entry; no foreign key, as none points into the audit trail (a
+    # TRUNCATE of it must meet its trigger, not a constraint).
+    caller_log_id: Mapped[int | None] = mapped_column(BigInteger)
+    call_task_id: Mapped[int | None] = mapped_column()
+    text: Mapped[str | None] = mapped_column(Text)

@@ -32,6 +32,7 @@ from sqlalchemy import delete, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.calls import caller_log
+from engine.cases.store import erase_case_texts
 from engine.clock import ensure_utc
 from engine.db.models import (
     CallTask,
@@ -198,6 +199,7 @@ def erase_participant(
         )
     )
     removed["caller log entries emptied"] = caller_log.erase_personal(session, pid, at=at)
+    removed["case texts emptied"] = erase_case_texts(session, pid)
     removed["consents"] = _count(
         session.execute(delete(Consent).where(Consent.participant_id == pid))
     )

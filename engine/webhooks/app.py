@@ -37,6 +37,7 @@ from starlette.routing import Route
 from twilio.twiml.messaging_response import MessagingResponse
 
 from engine.app import App
+from engine.cases.config import rules_for
 from engine.errors import InputError
 from engine.provider_events import take_write_lock
 from engine.unsubscribe import UnsubscribeSigner, signer_for
@@ -293,7 +294,11 @@ def build_asgi_app(app: App) -> Starlette:
             result = await run_in_threadpool(
                 state.transaction,
                 lambda session: inbound_sms.handle_inbound(
-                    session, form, at=at, default_region=app.settings.default_region
+                    session,
+                    form,
+                    at=at,
+                    default_region=app.settings.default_region,
+                    case_rules=lambda key: rules_for(app.settings, key),
                 ),
             )
         except InputError as exc:

@@ -4,10 +4,12 @@
         'sms_stop') and one confirmation; a repeated STOP is answered with nothing
     START, YES, UNSTOP -> the 'opt_out' suppression is lifted (any other reason stays) and
         confirmed
-    HELP, INFO -> the program's help text
-    anything else -> recorded as a 'reply' against the participant and an open 'follow_up'
-        call task, due now, for an agent (one at a time: while one is open, further replies
-        are recorded against it)
+    HELP, INFO -> the program's help text, and a 'help' case for an agent (engine/cases;
+        a second HELP while it is open joins it)
+    anything else -> recorded as a 'reply' against the participant; a member with an active
+        case has it put in the case's history (the case is back on us, its follow-up task on
+        a list); otherwise an open 'follow_up' call task, due now, for an agent (one at a
+        time: while one is open, further replies are recorded against it)
 
 A keyword is the whole message, in any case, with surrounding spaces (and a trailing '.' or
 '!') ignored: "stop" and " Stop! " opt out, "please don't stop" is a reply. Each inbound
@@ -26,6 +28,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.cases.hooks import RulesFor, after_inbound_sms
 from engine.db.models import CallTask, OutboxMessage, Participant, Program
 from engine.errors import InputError
 from engine.opt_outs import existing_reason, lift_opt_out, participants_with, suppress
@@ -145,9 +148,15 @@ def _sender(session: Session, phone: str | None) -> _Sender:
 
 
 def handle_inbound(
-    session: Session, form: Mapping[str, str], *, at: datetime, default_region: str = "US"
+    session: Session,
+    form: Mapping[str, str],
+    *,
+    at: datetime,
+    default_region: str = "US",
+    case_rules: RulesFor | None = None,
 ) -> InboundResult:
-    """Apply one (already verified) inbound message in the caller's transaction."""
+    """Apply one (already verified) inbound message in the caller's transaction
+    (``case_rules``: a program's case rules by key, for the cases a text opens)."""
     sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
     sender_number = (form.get("From") or "").strip()
     body = form.get("Body") or ""
@@ -192,9 +201,20 @@ def handle_inbound(
         )
     if kind == "help":
         text = sender.help_text or texts["help"].format(program=sender.program_name)
-        return InboundResult("help", text, sender.participant_id)
+        case_task = None
+        if sender.participant_id is not None:
+            case_task = after_inbound_sms(
+                session, sender.participant_id, keyword="help", body=body, at=at,
+                rules_for=case_rules,
+            )  # fmt: skip
+        return InboundResult("help", text, sender.participant_id, follow_up_task_id=case_task)
     if sender.participant_id is None:
         return InboundResult("reply", None, None)
+    case_task = after_inbound_sms(
+        session, sender.participant_id, keyword=None, body=body, at=at, rules_for=case_rules
+    )
+    if case_task is not None:
+        return InboundResult("reply", None, sender.participant_id, follow_up_task_id=case_task)
     # Several texts in a row are one conversation: an agent already due to call back gets no
     # second task (every reply is in message_events for them to read).
     waiting = session.scalar(

@@ -1,0 +1,1 @@
+"""Cases: complaints, escalations and requests followed until they are closed."""
