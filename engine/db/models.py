@@ -885,7 +885,8 @@ class ReportDelivery(Base):
     fire_at: Mapped[datetime] = mapped_column(UTCDateTime())
     manual: Mapped[bool] = mapped_column(Boolean, default=False)
     period_label: Mapped[str] = mapped_column(String(64))
-    recipients: Mapped[str] = mapped_column(Text)
+    recipients: Mapped[str] = mapped_column(Text)  # comma-separated
+    delivered_to: Mapped[str] = mapped_column(Text, default="")  # those sent so far
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

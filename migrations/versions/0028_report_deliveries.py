@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("manual", sa.Boolean(), nullable=False),
         sa.Column("period_label", sa.String(length=64), nullable=False),
         sa.Column("recipients", sa.Text(), nullable=False),
+        sa.Column("delivered_to", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", _TIME, nullable=True),
