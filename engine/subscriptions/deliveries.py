@@ -162,6 +162,8 @@ def record_due(
         if session.scalar(exists) is not None:
             continue
         seen = _first_seen(session, sub.name, f"cron {sub.schedule.cron} {zone}", at=at)
+        if fire < seen:
+            continue  # a new or edited schedule delivers from its next fire on: nothing missed
         reason = skip_reason(fire, at=at, first_seen=seen, grace=grace)
         period = report_period(sub.period, fire=fire, timezone=zone)
         created = _new_row(
