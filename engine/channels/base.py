@@ -35,6 +35,7 @@ class Attachment:
     filename: str
     content: bytes
     mime_type: str = "application/octet-stream"
+    charset: str | None = None  # of a text attachment's bytes
 
     def __post_init__(self) -> None:
         if not self.filename or "/" in self.filename or "\\" in self.filename:

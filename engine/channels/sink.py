@@ -83,6 +83,7 @@ def build_eml(message: OutboundEmail, *, at: datetime) -> EmailMessage:
             maintype=maintype,
             subtype=subtype or "octet-stream",
             filename=attachment.filename,
+            params={"charset": attachment.charset} if attachment.charset else None,
         )
     return mail
 

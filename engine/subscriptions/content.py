@@ -237,7 +237,7 @@ def _csv(section: Section, t: Localizer, index: int) -> Attachment:
     name = section.report if section.report != "campaign" else section.title.split(": ", 1)[-1]
     # A BOM so spreadsheet programs read the UTF-8 (Chinese headings) as UTF-8.
     data = "\ufeff" + out.getvalue()
-    return Attachment(f"{index + 1:02d}-{name}.csv", data.encode("utf-8"), "text/csv")
+    return Attachment(f"{index + 1:02d}-{name}.csv", data.encode("utf-8"), "text/csv", "utf-8")
 
 
 __all__ = ["Content", "Section", "build_sections", "render_content"]
