@@ -900,8 +900,8 @@ def demo(state: CliState, participants: int, seed: int, folder: Path, as_json: b
 def validate_command(state: CliState, files: tuple[Path, ...], as_json: bool) -> None:
     """Check campaign files (default: every campaigns/*.yaml and reports/*.yaml) without a
     database: schema, templates, audience SQL; report subscriptions' schema. Prints "ok" or
-    each error as file:line field: message; exits 1 on any error. When the database exists, SMS sizes follow its programs' opt-out notice
-    setting (else the default: on)."""
+    each error as file:line field: message; exits 1 on any error. When the database exists,
+    SMS sizes follow its programs' opt-out notice setting (else the default: on)."""
     from engine.definitions.validation import ValidationReport, validate_campaigns
     from engine.programs import stored_sms_opt_out_notices
     from engine.subscriptions.validation import split_files, validate_subscriptions

@@ -241,9 +241,7 @@ def tick(
     return summary
 
 
-def deliver_reports(
-    app: App, *, at: datetime, channels: Mapping[str, Channel] | None
-) -> list[str]:
+def deliver_reports(app: App, *, at: datetime, channels: Mapping[str, Channel] | None) -> list[str]:
     """Report subscriptions due now (engine/subscriptions/deliveries.py), as summary lines."""
     from engine.subscriptions.deliveries import deliver_due
 

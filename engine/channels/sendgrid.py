@@ -31,11 +31,11 @@ from urllib.parse import urlsplit
 from sendgrid.helpers.mail import (
     Attachment,
     Category,
+    CustomArg,
     Disposition,
     FileContent,
     FileName,
     FileType,
-    CustomArg,
     From,
     Header,
     HtmlContent,

@@ -848,7 +848,15 @@ class CallerLogCheckpoint(Base):
     signature: Mapped[str] = mapped_column(String(64))
 
 
-REPORT_DELIVERY_STATUSES = ("pending", "sending", "retrying", "sent", "failed", "unknown", "skipped")
+REPORT_DELIVERY_STATUSES = (
+    "pending",
+    "sending",
+    "retrying",
+    "sent",
+    "failed",
+    "unknown",
+    "skipped",
+)
 
 
 class ReportSchedule(Base):

@@ -193,12 +193,12 @@ def _html(
         f'<html lang="{lang}"><head><meta charset="utf-8">',
         f"<title>{escape(subject)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(subject)}</h1>",
-        '<p class="meta">'
-        + "<br>".join(f"{escape(k)}: {escape(v)}" for k, v in meta)
-        + "</p>",
+        '<p class="meta">' + "<br>".join(f"{escape(k)}: {escape(v)}" for k, v in meta) + "</p>",
     ]
     for section in sections:
-        parts.append(f'<h2 data-report="{section.report}">{escape(_section_title(section, t))}</h2>')
+        parts.append(
+            f'<h2 data-report="{section.report}">{escape(_section_title(section, t))}</h2>'
+        )
         if section.note:
             parts.append(f"<p>{escape(t.text(section.note))}</p>")
         if not tables:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from pydantic_core import PydanticCustomError
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -43,8 +44,8 @@ from engine.clock import ensure_utc
 from engine.db.models import Program, ReportDelivery, ReportSchedule
 from engine.errors import DefinitionError, DefinitionErrors, EngineError, InputError
 from engine.fire_times import LocalCron
-from engine.schedules import local_fire, skip_reason
 from engine.outbox import split_address
+from engine.schedules import local_fire, skip_reason
 from engine.subscriptions.content import Content, build_sections, render_content
 from engine.subscriptions.loader import LoadedSubscription, load_subscription, subscription_paths
 from engine.subscriptions.periods import report_period
@@ -320,9 +321,7 @@ def deliver(
                     provider_message_id=(result.provider_message_id if result else None),
                 )
             )
-    outcome = _finish(
-        app, delivery_id, name, fire, "sent", f"to {', '.join(recipients)}", at=at
-    )
+    outcome = _finish(app, delivery_id, name, fire, "sent", f"to {', '.join(recipients)}", at=at)
     outcome.written = written
     return outcome
 
@@ -362,7 +361,14 @@ def retry_delay(attempts: int, base: timedelta) -> timedelta:
 
 
 def _retry_or_fail(
-    app: App, delivery_id: int, name: str, fire: datetime, attempts: int, error: str, *, at: datetime
+    app: App,
+    delivery_id: int,
+    name: str,
+    fire: datetime,
+    attempts: int,
+    error: str,
+    *,
+    at: datetime,
 ) -> DeliveryOutcome:
     limit = app.settings.report_max_attempts
     if attempts >= limit:
@@ -434,16 +440,15 @@ def send_now(
 ) -> DeliveryOutcome:
     """`campaign reports send NAME --to ADDRESS`: one delivery now, for the period as of now,
     recorded like a scheduled one (a retryable failure is retried by the tick)."""
-    from engine.subscriptions.schema import _recipient
+    from engine.subscriptions.schema import recipient_address
 
     at = ensure_utc(at)
     addresses = []
     for address in to or list(loaded.subscription.recipients):
         try:
-            addresses.append(_recipient(address))
-        except Exception as exc:
-            message = str(getattr(exc, "context", {}).get("message", exc))
-            raise InputError(f"--to: {message}") from exc
+            addresses.append(recipient_address(address))
+        except PydanticCustomError as exc:
+            raise InputError(f"--to: {(exc.context or {}).get('message', exc)}") from exc
     sub = loaded.subscription
     with app.sessions() as session, session.begin():
         zone = subscription_zone(session, sub, app.settings.default_timezone)
@@ -508,9 +513,7 @@ def list_deliveries(
     limit: int = 50,
 ) -> list[DeliveryRow]:
     """Deliveries, newest fire first; ``problems``: only retrying, failed, unknown, skipped."""
-    query = select(ReportDelivery).order_by(
-        ReportDelivery.fire_at.desc(), ReportDelivery.id.desc()
-    )
+    query = select(ReportDelivery).order_by(ReportDelivery.fire_at.desc(), ReportDelivery.id.desc())
     if subscription is not None:
         query = query.where(ReportDelivery.subscription == subscription)
     if problems:
@@ -553,9 +556,7 @@ def list_subscriptions(
             .order_by(ReportDelivery.fire_at.desc())
             .limit(1)
         ).first()
-        problems = len(
-            list_deliveries(session, subscription=sub.name, problems=True, limit=1000)
-        )
+        problems = len(list_deliveries(session, subscription=sub.name, problems=True, limit=1000))
         reports = ", ".join(
             r.report + (f" {r.campaign}" if r.campaign else "") for r in sub.reports
         )

@@ -139,17 +139,23 @@ ZH: dict[str, str] = {
 }
 
 # Titles with a name or figure in them: (pattern, Chinese with the same groups).
-ZH_TITLES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^Campaign (\S+)$"), r"活动 \1"),
-    (re.compile(r"^Retention \((\S+)\) by cohort: renewals due vs renewed$"), r"按批组统计的留存（\1）：到期与续费"),
-    (re.compile(r"^Agents, (.*)$"), r"坐席，\1"),
-    (re.compile(r"^Calls vs calling plan(.*)$"), r"通话量与外呼计划对比\1"),
-    (re.compile(r"^Campaign calls vs the campaign's calling plan(.*)$"), r"活动通话量与活动外呼计划对比\1"),
-    (re.compile(r"^Callbacks at risk(.*)$"), r"有风险的回拨\1"),
-    (re.compile(r"^Deliverability by channel$"), r"各渠道送达情况"),
-    (re.compile(r"^Suppressions added, by channel and reason$"), r"按渠道和原因新增的屏蔽"),
-    (re.compile(r"^Complaints(.*)$"), r"投诉\1"),
-)  # fmt: skip
+ZH_TITLES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"^Campaign (\S+)$", r"活动 \1"),
+        (
+            r"^Retention \((\S+)\) by cohort: renewals due vs renewed$",
+            r"按批组统计的留存（\1）：到期与续费",
+        ),
+        (r"^Agents, (.*)$", r"坐席，\1"),
+        (r"^Calls vs calling plan(.*)$", r"通话量与外呼计划对比\1"),
+        (r"^Campaign calls vs the campaign's calling plan(.*)$", r"活动通话量与活动外呼计划对比\1"),
+        (r"^Callbacks at risk(.*)$", r"有风险的回拨\1"),
+        (r"^Deliverability by channel$", r"各渠道送达情况"),
+        (r"^Suppressions added, by channel and reason$", r"按渠道和原因新增的屏蔽"),
+        (r"^Complaints(.*)$", r"投诉\1"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -182,9 +188,12 @@ class Localizer:
     def moment(self, value: datetime, timezone: str) -> str:
         from zoneinfo import ZoneInfo
 
-        return format_datetime(
-            value.astimezone(ZoneInfo(timezone)), format="medium", locale=self.locale
-        ) + f" {value.astimezone(ZoneInfo(timezone)).tzname()}"
+        return (
+            format_datetime(
+                value.astimezone(ZoneInfo(timezone)), format="medium", locale=self.locale
+            )
+            + f" {value.astimezone(ZoneInfo(timezone)).tzname()}"
+        )
 
     def cell(self, value: Any) -> str:
         """A table cell: numbers and dates formatted for the locale, text as it is."""

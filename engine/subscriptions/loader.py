@@ -79,7 +79,10 @@ def parse_subscription(
     lines = _line_map(node)
     errors = [
         DefinitionError(
-            where, line, render_path(dup), f"duplicate key {dup[-1]!r} (first given on line {first})"
+            where,
+            line,
+            render_path(dup),
+            f"duplicate key {dup[-1]!r} (first given on line {first})",
         )
         for dup, line, first in _duplicate_keys(node)
     ]

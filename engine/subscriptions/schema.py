@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from engine.definitions.schema import SLUG, definition_error
 
@@ -92,7 +93,7 @@ class SubscriptionSchedule(_Model):
         return self
 
 
-def _recipient(value: object) -> str:
+def recipient_address(value: object) -> str:
     if not isinstance(value, str):
         raise definition_error(f"expected an email address, got {value!r}")
     try:
@@ -146,17 +147,13 @@ class Subscription(_Model):
         values = [value] if isinstance(value, str) else value
         if not isinstance(values, list):
             return value
-        errors = []
         normalised = []
         for index, item in enumerate(values):
             try:
-                normalised.append(_recipient(item))
-            except Exception as exc:  # a PydanticCustomError, re-raised at its item below
-                errors.append((index, exc))
-        if errors:
-            index, exc = errors[0]
-            message = str(getattr(exc, "context", {}).get("message", exc))
-            raise definition_error(message, at=(index,))
+                normalised.append(recipient_address(item))
+            except PydanticCustomError as exc:
+                message = str((exc.context or {}).get("message", exc))
+                raise definition_error(message, at=(index,)) from exc
         return normalised
 
 

@@ -62,8 +62,7 @@ def upgrade() -> None:
         sa.Column("created_at", _TIME, nullable=False),
         sa.Column("sent_at", _TIME, nullable=True),
         sa.CheckConstraint(
-            "status IN ('pending', 'sending', 'retrying', 'sent', 'failed', 'unknown', "
-            "'skipped')",
+            "status IN ('pending', 'sending', 'retrying', 'sent', 'failed', 'unknown', 'skipped')",
             name=op.f("ck_report_deliveries_status"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_report_deliveries")),

@@ -200,7 +200,9 @@ def test_send_now_delivers_to_the_given_address(uk: App, tmp_path: Path) -> None
     _write(tmp_path)
     at = datetime(2026, 11, 15, 12, tzinfo=UTC)
     app = _app(uk, tmp_path, at)
-    outcome = send_now(app, load_named(tmp_path / "reports", "uk-monthly"), to=["cfo@example.com"], at=at)
+    outcome = send_now(
+        app, load_named(tmp_path / "reports", "uk-monthly"), to=["cfo@example.com"], at=at
+    )
     assert (outcome.status, outcome.written) == ("sent", ["report-1-0.eml"])
     (row,) = _rows(uk)
     assert (row.manual, row.recipients, row.period_label) == (
