@@ -932,21 +932,29 @@ def demo(state: CliState, participants: int, seed: int, folder: Path, as_json: b
 @json_option
 @pass_state
 def validate_command(state: CliState, files: tuple[Path, ...], as_json: bool) -> None:
-    """Check campaign files (default: every campaigns/*.yaml) without a database: schema,
-    templates, audience SQL. Prints "ok" or each error as file:line field: message; exits 1
-    on any error. When the database exists, SMS sizes follow its programs' opt-out notice
-    setting (else the default: on)."""
-    from engine.definitions.validation import validate_campaigns
+    """Check campaign files (default: every campaigns/*.yaml and reports/*.yaml) without a
+    database: schema, templates, audience SQL; report subscriptions' schema. Prints "ok" or
+    each error as file:line field: message; exits 1 on any error. When the database exists,
+    SMS sizes follow its programs' opt-out notice setting (else the default: on)."""
+    from engine.definitions.validation import ValidationReport, validate_campaigns
     from engine.programs import stored_sms_opt_out_notices
+    from engine.subscriptions.validation import split_files, validate_subscriptions
 
     settings = state.settings
-    report = validate_campaigns(
-        list(files),
-        campaigns_dir=settings.campaigns_dir,
-        templates_dir=settings.templates_dir,
-        at=state.clock.now(),
-        sms_opt_out_notices=stored_sms_opt_out_notices(settings.database_url),
-        sender=(settings.email_from, settings.postal_address),
+    campaign_files, report_files = split_files(list(files), settings.reports_dir)
+    if files and not campaign_files:  # only subscription files named
+        report = ValidationReport([], audience_checked=True)
+    else:
+        report = validate_campaigns(
+            campaign_files,
+            campaigns_dir=settings.campaigns_dir,
+            templates_dir=settings.templates_dir,
+            at=state.clock.now(),
+            sms_opt_out_notices=stored_sms_opt_out_notices(settings.database_url),
+            sender=(settings.email_from, settings.postal_address),
+        )
+    report.files.extend(
+        validate_subscriptions(report_files if files else None, reports_dir=settings.reports_dir)
     )
     if as_json:
         emit_json(report.as_dict())
@@ -3043,6 +3051,110 @@ def report_complaints(
             session, report, at=at, period=parse_period(period, at=at), program=program
         )
     _report_output(combined, "Complaints", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
+
+
+# ------------------------------------------------ report subscriptions
+
+
+@cli.group("reports")
+def reports_group() -> None:
+    """Report subscriptions (reports/*.yaml): reports delivered by email on a schedule by the
+    tick and the scheduler; list them, list their deliveries, send one now."""
+
+
+@reports_group.command("list")
+@json_option
+@pass_state
+def reports_list(state: CliState, as_json: bool) -> None:
+    """Every subscription file: its reports, period, language, recipients, schedule, next
+    fire, its latest delivery and how many deliveries need attention."""
+    from engine.subscriptions.deliveries import list_subscriptions, load_subscriptions
+
+    loaded, errors = load_subscriptions(state.settings.reports_dir)
+    with transaction(state) as session:
+        rows = list_subscriptions(
+            session,
+            loaded,
+            at=state.app().clock.now(),
+            default_zone=state.settings.default_timezone,
+        )
+    if as_json:
+        emit_json({"subscriptions": rows, "file_errors": errors})
+        return
+    render_table(
+        f"Report subscriptions in {state.settings.reports_dir}",
+        ["name", "reports", "period", "lang", "recipients", "schedule", "next fire",
+         "last delivery", "need attention"],
+        [(r.name, r.reports, r.period, r.language, r.recipients, r.schedule,
+          r.next_fire.isoformat(timespec="minutes") if r.next_fire else "",
+          f"{r.last_status} ({r.last_fire.isoformat(timespec='minutes')})"
+          if r.last_fire else "none yet", r.problems)
+         for r in rows],
+    )  # fmt: skip
+    for error in errors:
+        click.echo(f"subscription file skipped: {error}")
+
+
+@reports_group.command("deliveries")
+@click.option("--subscription", "name", help="Only this subscription.")
+@click.option(
+    "--problems", is_flag=True, help="Only deliveries retrying, failed, unknown or skipped."
+)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+@pass_state
+def reports_deliveries(
+    state: CliState, name: str | None, problems: bool, limit: int, as_json: bool
+) -> None:
+    """Deliveries, newest first: fire time, period, status (sent, retrying with the next try,
+    failed, unknown, skipped), attempts, recipients and the last error."""
+    from engine.subscriptions.deliveries import list_deliveries
+
+    with transaction(state) as session:
+        rows = list_deliveries(session, subscription=name, problems=problems, limit=limit)
+    if as_json:
+        emit_json(rows)
+        return
+    render_table(
+        "Report deliveries",
+        ["id", "subscription", "fire", "period", "status", "attempts", "recipients",
+         "next try", "error"],
+        [(r.id, r.subscription, ("sent by hand " if r.manual else "")
+          + r.fire_at.isoformat(timespec="minutes"), r.period, r.status, r.attempts,
+          r.recipients,
+          r.next_attempt_at.isoformat(timespec="minutes") if r.status == "retrying"
+          and r.next_attempt_at else "", r.error or "")
+         for r in rows],
+    )  # fmt: skip
+
+
+@reports_group.command("send")
+@click.argument("name")
+@click.option(
+    "--to", "to", multiple=True, help="Send to this address (repeatable) instead of the file's."
+)
+@json_option
+@pass_state
+def reports_send(state: CliState, name: str, to: tuple[str, ...], as_json: bool) -> None:
+    """Deliver subscription NAME now, for its period as of now, through the configured email
+    channel (SendGrid, or the file sink); recorded with the other deliveries. Exits 1 when it
+    did not go (a retryable failure is retried by the tick)."""
+    from engine.subscriptions.deliveries import send_now
+    from engine.subscriptions.loader import load_named
+
+    loaded = load_named(state.settings.reports_dir, name)
+    app = state.app()
+    outcome = send_now(app, loaded, to=list(to), at=app.clock.now())
+    if as_json:
+        emit_json(outcome)
+    else:
+        click.echo(outcome.message)
+        for written in outcome.written:
+            where = state.settings.outbox_dir / written
+            shown = where if not state.settings.sendgrid_api_key else written
+            click.echo(f"  written: {shown}")
+    if outcome.status != "sent":
+        raise SystemExit(1)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     outbox_dir: Path = Path("outbox")
     campaigns_dir: Path = Path("campaigns")
     templates_dir: Path = Path("templates")
+    # Report subscriptions (engine/subscriptions/): reports/*.yaml, delivered by the tick. A
+    # fire later than the grace is skipped and listed; a failed delivery is tried again after
+    # report_retry_delay, doubling each time, report_max_attempts times in all.
+    reports_dir: Path = Path("reports")
+    report_delivery_grace: Duration = timedelta(days=1)
+    report_retry_delay: FineDuration = timedelta(minutes=5)
+    report_max_attempts: int = Field(default=5, ge=1)
     # Program-specific call dispositions added to the standard set (engine/calls/config.py).
     dispositions_file: Path | None = None
     # Service levels per case category and the root-cause list (engine/cases/config.py).

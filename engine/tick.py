@@ -15,6 +15,8 @@ In order, all at one instant ``at`` read once from the clock:
    long-running `campaign dispatch`), the tick does everything else and says it skipped
    sending. That is not an error: the other dispatcher sends.
 5. **fold** the outbox tallies the campaign report reads (:mod:`engine.reports.tallies`).
+6. **reports**: deliver the report subscriptions (``reports/*.yaml``) whose fire time has
+   come, and retry failed deliveries that are due (engine/subscriptions/deliveries.py).
 
 Two ticks at once, or a tick beside the scheduler daemon, are safe: launches are unique per
 (campaign, fire time), steps per (enrollment, step), and dispatch claims are leases.
@@ -84,6 +86,7 @@ class TickSummary:
     dispatch_skipped: str | None = None
     tallies_folded: int = 0  # outbox tally rows folded away (engine.reports.tallies)
     contents_purged: int = 0  # old messages whose content and address were emptied
+    reports: list[str] = field(default_factory=list)  # report deliveries made or skipped
     seconds: float = 0.0
 
     @property
@@ -130,6 +133,7 @@ class TickSummary:
                 lines.append(f"  {circuit.describe()}")
         if self.contents_purged:
             lines.append(f"  old message contents emptied (retention): {self.contents_purged:,}")
+        lines.extend(f"  {line}" for line in self.reports)
         return "\n".join(lines)
 
 
@@ -238,11 +242,19 @@ def tick(
         _dispatch(app, summary, channels, deadline - room, stop, worker)
     summary.tallies_folded = fold_outbox_tallies(app)
     summary.contents_purged = purge_old_contents(app, at=at)
+    summary.reports = deliver_reports(app, at=at, channels=channels)
     summary.seconds = round(time.monotonic() - started, 3)
     app.metrics.observe(TICK_DURATION, time.monotonic() - started)
     app.metrics.beat(TICK, at)
     app.metrics.flush(app.engine)
     return summary
+
+
+def deliver_reports(app: App, *, at: datetime, channels: Mapping[str, Channel] | None) -> list[str]:
+    """Report subscriptions due now (engine/subscriptions/deliveries.py), as summary lines."""
+    from engine.subscriptions.deliveries import deliver_due
+
+    return deliver_due(app, at=at, channels=channels).lines()
 
 
 def purge_old_contents(app: App, *, at: datetime) -> int:

@@ -29,6 +29,22 @@ SMS = "sms"
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file sent with an email (a report's CSV): its bytes, name and MIME type."""
+
+    filename: str
+    content: bytes
+    mime_type: str = "application/octet-stream"
+    charset: str | None = None  # of a text attachment's bytes
+
+    def __post_init__(self) -> None:
+        if not self.filename or "/" in self.filename or "\\" in self.filename:
+            raise ValueError(f"attachment file name {self.filename!r} must be a bare name")
+        if not self.content:
+            raise ValueError(f"attachment {self.filename} is empty")
+
+
+@dataclass(frozen=True)
 class OutboundEmail:
     """One email to one recipient. Either ``subject`` with ``html``/``text``, or a dynamic
     template (``template_id`` "d-..." with ``dynamic_template_data``)."""
@@ -47,6 +63,7 @@ class OutboundEmail:
     custom_args: Mapping[str, str] = field(default_factory=dict)
     template_id: str | None = None
     dynamic_template_data: Mapping[str, Any] | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.message_id:
@@ -73,6 +90,7 @@ class OutboundEmail:
         object.__setattr__(self, "custom_args", args)
         object.__setattr__(self, "headers", dict(self.headers))
         object.__setattr__(self, "categories", tuple(self.categories))
+        object.__setattr__(self, "attachments", tuple(self.attachments))
 
     @property
     def is_template(self) -> bool:

@@ -15,6 +15,7 @@ per-recipient URL) go in the personalization too, so a batch keeps them apart.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -28,8 +29,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sendgrid.helpers.mail import (
+    Attachment,
     Category,
     CustomArg,
+    Disposition,
+    FileContent,
+    FileName,
+    FileType,
     From,
     Header,
     HtmlContent,
@@ -141,6 +147,16 @@ def build_mail(message: OutboundEmail) -> dict[str, Any]:
         body["categories"] = list(reversed(message.categories))  # the helpers prepend each
     if message.reply_to:
         body["reply_to"] = {"email": message.reply_to}
+    if message.attachments:
+        body["attachments"] = [
+            {
+                "content": base64.b64encode(a.content).decode("ascii"),
+                "type": a.mime_type,
+                "filename": a.filename,
+                "disposition": "attachment",
+            }
+            for a in message.attachments
+        ]
     return body
 
 
@@ -155,6 +171,16 @@ def build_mail_with_sdk(message: OutboundEmail) -> dict[str, Any]:
             mail.add_content(PlainTextContent(message.text))
         if message.html:
             mail.add_content(HtmlContent(message.html))
+    # The helper inserts each at the front: add them last first to keep their order.
+    for attachment in reversed(message.attachments):
+        mail.add_attachment(
+            Attachment(
+                FileContent(base64.b64encode(attachment.content).decode("ascii")),
+                FileName(attachment.filename),
+                FileType(attachment.mime_type),
+                Disposition("attachment"),
+            )
+        )
     body: dict[str, Any] = mail.get()
     return body
 

@@ -76,6 +76,15 @@ def build_eml(message: OutboundEmail, *, at: datetime) -> EmailMessage:
     mail.set_content(message.text or "")
     if message.html:
         mail.add_alternative(message.html, subtype="html")
+    for attachment in message.attachments:
+        maintype, _, subtype = attachment.mime_type.partition("/")
+        mail.add_attachment(
+            attachment.content,
+            maintype=maintype,
+            subtype=subtype or "octet-stream",
+            filename=attachment.filename,
+            params={"charset": attachment.charset} if attachment.charset else None,
+        )
     return mail
 
 

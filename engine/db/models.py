@@ -962,3 +962,62 @@ class CaseEvent(Base):
     caller_log_id: Mapped[int | None] = mapped_column(BigInteger)
     call_task_id: Mapped[int | None] = mapped_column()
     text: Mapped[str | None] = mapped_column(Text)
+
+
+# --------------------------------------------------------------------------- report subscriptions (0028)
+
+REPORT_DELIVERY_STATUSES = (
+    "pending",
+    "sending",
+    "retrying",
+    "sent",
+    "failed",
+    "unknown",
+    "skipped",
+)
+
+
+class ReportSchedule(Base):
+    """When the engine first saw each schedule of a report subscription: a new or edited
+    schedule delivers from its next fire time on (like ``campaign_schedules``)."""
+
+    __tablename__ = "report_schedules"
+    __table_args__ = (UniqueConstraint("subscription", "schedule_hash"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    subscription: Mapped[str] = mapped_column(String(64))
+    schedule_hash: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReportDelivery(Base):
+    """One delivery of a report subscription: one row per (subscription, fire key), so two
+    ticks or a tick beside the daemon deliver a fire once (engine/subscriptions/deliveries.py).
+    ``fire_key`` is the fire's UTC ISO time, or ``send:<time>:<n>`` for `campaign reports
+    send`. A retryable failure goes back to ``retrying`` with ``next_attempt_at``; ``failed``
+    and ``unknown`` are listed by `campaign reports deliveries`, never retried blindly."""
+
+    __tablename__ = "report_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription", "fire_key"),
+        CheckConstraint(_in("status", REPORT_DELIVERY_STATUSES), name="status"),
+        Index(None, "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    subscription: Mapped[str] = mapped_column(String(64))
+    fire_key: Mapped[str] = mapped_column(String(96))
+    fire_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    period_label: Mapped[str] = mapped_column(String(64))
+    recipients: Mapped[str] = mapped_column(Text)  # comma-separated
+    delivered_to: Mapped[str] = mapped_column(Text, default="")  # those sent so far
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -397,10 +397,10 @@ def _model_keys(model: type[BaseModel]) -> dict[str, FieldInfo]:
     return {(info.alias or name): info for name, info in model.model_fields.items()}
 
 
-def _locate(loc: Sequence[str | int]) -> _Located:
-    """Walk ``loc`` alongside the schema: keep YAML keys and indexes, drop the tags and union
-    labels pydantic inserts."""
-    current: Any = CampaignDefinition
+def _locate(loc: Sequence[str | int], root: type[BaseModel] = CampaignDefinition) -> _Located:
+    """Walk ``loc`` alongside the schema (``root``: the file's model): keep YAML keys and
+    indexes, drop the tags and union labels pydantic inserts."""
+    current: Any = root
     path: list[str | int] = []
     labels: list[str] = []
     keys: list[str] | None = None
@@ -550,12 +550,16 @@ def _message(error: ErrorDetails, located: _Located) -> str:
 
 
 def _translate(
-    where: str, errors: Sequence[ErrorDetails], lines: Mapping[YamlPath, int]
+    where: str,
+    errors: Sequence[ErrorDetails],
+    lines: Mapping[YamlPath, int],
+    root: type[BaseModel] = CampaignDefinition,
 ) -> list[DefinitionError]:
-    """pydantic errors -> DefinitionErrors at the right line, one per YAML path."""
+    """pydantic errors -> DefinitionErrors at the right line, one per YAML path (``root``:
+    the model of the whole file; report subscriptions reuse this with theirs)."""
     grouped: dict[YamlPath, list[tuple[ErrorDetails, _Located]]] = {}
     for error in errors:
-        located = _locate(error["loc"])
+        located = _locate(error["loc"], root)
         at = (error.get("ctx") or {}).get("at") or ()
         if at:
             located = _Located((*located.path, *at), located.keys, located.labels)

@@ -201,6 +201,7 @@ default_region = "{PROGRAM_REGION}"
 campaigns_dir = "campaigns"
 templates_dir = "templates"
 outbox_dir = "outbox"
+reports_dir = "reports"
 """
 
 
@@ -309,6 +310,12 @@ def _results(ctx: DemoContext) -> None:
     import_results(ctx)
 
 
+def _subscription(ctx: DemoContext) -> None:
+    from engine.subscriptions.demo import deliver_demo_subscription
+
+    deliver_demo_subscription(ctx)
+
+
 def _reports(ctx: DemoContext) -> None:
     from engine.demo.report_step import campaign_reports  # imports this module
 
@@ -331,6 +338,7 @@ STEPS: list[DemoStep] = [
     # Keep these two last: results arrive after everything was sent and called.
     DemoStep("results", "Importing renewals, redemptions and other results", _results),
     DemoStep("reports", "Writing the campaign reports (HTML beside the database)", _reports),
+    DemoStep("subscription", "Delivering the monthly report for finance", _subscription),
 ]
 
 

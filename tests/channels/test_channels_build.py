@@ -12,7 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.channels import build_channels
-from engine.channels.base import Channel, OutboundEmail, OutboundSms, parse_retry_after
+from engine.channels.base import (
+    Attachment,
+    Channel,
+    OutboundEmail,
+    OutboundSms,
+    parse_retry_after,
+)
 from engine.channels.sendgrid import SendGridChannel, build_mail, build_mail_with_sdk
 from engine.channels.sink import SinkChannel
 from engine.channels.twilio import TwilioChannel
@@ -204,6 +210,7 @@ _text = st.text(min_size=1, max_size=20)
     text=st.none() | _text,
     html=st.none() | _text,
     template_data=st.none() | st.dictionaries(_text, st.integers() | _text, max_size=3),
+    attachments=st.lists(st.binary(min_size=1, max_size=40), max_size=3),
 )
 def test_the_plain_mail_body_is_what_the_sendgrid_helpers_build(
     to_name: str | None,
@@ -215,6 +222,7 @@ def test_the_plain_mail_body_is_what_the_sendgrid_helpers_build(
     text: str | None,
     html: str | None,
     template_data: dict[str, object] | None,
+    attachments: list[bytes],
 ) -> None:
     if template_data is not None:
         content: dict[str, object] = {
@@ -233,6 +241,9 @@ def test_the_plain_mail_body_is_what_the_sendgrid_helpers_build(
         categories=tuple(categories),
         headers=headers,
         custom_args=custom_args,
+        attachments=tuple(
+            Attachment(f"part-{i}.csv", data, "text/csv") for i, data in enumerate(attachments)
+        ),
         **content,  # type: ignore[arg-type]
     )
     assert build_mail(message) == build_mail_with_sdk(message)

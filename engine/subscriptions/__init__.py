@@ -1,0 +1,1 @@
+"""Report subscriptions: report files under ``reports/`` delivered by email on a cron schedule."""

@@ -1,0 +1,139 @@
+"""Load report subscription files (``reports/*.yaml``) with every mistake reported as
+``file:line field: message``, through the campaign loader's YAML reading, line map and error
+translation (engine/definitions/loader.py), with the subscription schema as the root."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from engine.definitions.loader import (
+    SUFFIX,
+    _check_size,
+    _duplicate_keys,
+    _line_map,
+    _Loader,
+    _syntax_error,
+    _translate,
+    raise_errors,
+    render_path,
+)
+from engine.errors import DefinitionError, InputError, NotFoundError
+from engine.subscriptions.schema import Subscription
+
+
+@dataclass(frozen=True)
+class LoadedSubscription:
+    path: Path
+    subscription: Subscription
+    content_hash: str
+
+    @property
+    def name(self) -> str:
+        return self.subscription.name
+
+
+def load_subscription(path: Path | str) -> LoadedSubscription:
+    """Read and validate one subscription file; DefinitionError(s) name file:line field."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"{path}: no such report subscription file") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror})") from exc
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(str(path), None, "", f"not UTF-8 text ({exc.reason})") from exc
+    return _parse(source, str(path), data)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(source: str, where: str, data: bytes) -> LoadedSubscription:
+    # The tick reads every subscription file each minute; unchanged text is parsed once.
+    return parse_subscription(source, where, expected_name=Path(where).stem, data=data)
+
+
+def parse_subscription(
+    source: str, where: str, *, expected_name: str | None = None, data: bytes | None = None
+) -> LoadedSubscription:
+    loader = _Loader(source)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise DefinitionError(where, 1, "", "the file is empty; expected a subscription")
+        _check_size(node, where)
+        plain = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        raise _syntax_error(where, exc) from exc
+    except yaml.YAMLError as exc:
+        raise DefinitionError(where, None, "", f"YAML syntax error: {exc}") from exc
+    finally:
+        loader.dispose()
+    lines = _line_map(node)
+    errors = [
+        DefinitionError(
+            where,
+            line,
+            render_path(dup),
+            f"duplicate key {dup[-1]!r} (first given on line {first})",
+        )
+        for dup, line, first in _duplicate_keys(node)
+    ]
+    if not isinstance(plain, dict):
+        errors.append(
+            DefinitionError(
+                where, lines[()], "", "expected a mapping of subscription fields (name:, ...)"
+            )
+        )
+        raise_errors(errors)
+    try:
+        subscription = Subscription.model_validate(plain)
+    except ValidationError as exc:
+        errors.extend(_translate(where, exc.errors(), lines, Subscription))
+        raise_errors(errors)
+        raise AssertionError("unreachable") from exc
+    if expected_name is not None and subscription.name != expected_name:
+        errors.append(
+            DefinitionError(
+                where,
+                lines.get(("name",)),
+                "name",
+                f"{subscription.name!r} must equal the file name {expected_name!r}",
+            )
+        )
+    raise_errors(errors)
+    raw = data if data is not None else source.encode("utf-8")
+    return LoadedSubscription(Path(where), subscription, hashlib.sha256(raw).hexdigest())
+
+
+def subscription_paths(reports_dir: Path) -> list[Path]:
+    """Every ``*.yaml`` in the reports folder, by name (none when there is no folder)."""
+    if not reports_dir.is_dir():
+        return []
+    return sorted(reports_dir.glob(f"*{SUFFIX}"))
+
+
+def load_named(reports_dir: Path, name: str) -> LoadedSubscription:
+    path = reports_dir / f"{name}{SUFFIX}"
+    if "/" in name or "\\" in name or not path.is_file():
+        available = ", ".join(p.stem for p in subscription_paths(reports_dir)) or "none"
+        raise NotFoundError(
+            f"no report subscription {name!r} in {reports_dir} (available: {available})"
+        )
+    return load_subscription(path)
+
+
+__all__ = [
+    "LoadedSubscription",
+    "load_named",
+    "load_subscription",
+    "parse_subscription",
+    "subscription_paths",
+]
