@@ -1095,7 +1095,7 @@ def runs_group() -> None:
 def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
     from engine.runs import list_runs
-    from engine.schedules import count_skipped
+    from engine.skipped_fires import count_skipped
 
     with transaction(state) as session:
         rows = list_runs(session, campaign=campaign, limit=limit)
@@ -1143,7 +1143,7 @@ def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) 
 def runs_skipped(state: CliState, campaign: str | None, limit: int, as_json: bool) -> None:
     """List the cron fire times the scheduler did not launch, and why (later than the misfire
     grace, or before the schedule was first seen), newest first."""
-    from engine.schedules import list_skipped
+    from engine.skipped_fires import list_skipped
 
     with transaction(state) as session:
         rows = list_skipped(session, campaign=campaign, limit=limit)
