@@ -15,7 +15,8 @@ temporary folder and warmed by one untimed round first (a user's installation ha
 
 Prints one JSON line per measurement (median and spread of the wall time, ratio to the floor,
 the 1.5x goal and whether it was met; also the median CPU time of the process and its ratio,
-which other work on a shared machine distorts far less than the wall time) and a table. It asserts nothing about absolute times.
+which other work on a shared machine distorts far less than the wall time) and a table. It
+asserts nothing about absolute times.
 ``--compare DIR`` also times the same commands from another checkout (e.g. the main branch
 before a change) in the same rounds, so a before/after is measured under the same load.
 """
@@ -74,13 +75,17 @@ def with_path(env: dict[str, str], tree: Path) -> dict[str, str]:
     return {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(tree), rest) if p)}
 
 
-def timed(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+def timed(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds (user + system) of the process, and its output."""
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
-    return seconds, done.stdout
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return seconds, cpu, done.stdout
 
 
 def main() -> None:
