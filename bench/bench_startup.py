@@ -18,7 +18,9 @@ the 1.5x goal and whether it was met; also the median CPU time of the process an
 which other work on a shared machine distorts far less than the wall time) and a table. It
 asserts nothing about absolute times.
 ``--compare DIR`` also times the same commands from another checkout (e.g. the main branch
-before a change) in the same rounds, so a before/after is measured under the same load.
+before a change, e.g. `git archive BASE | tar -x -C DIR`) in the same rounds, so a
+before/after is measured under the same load; DIR must have the same migrations (the database
+is built by this checkout).
 """
 
 from __future__ import annotations
