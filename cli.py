@@ -16,22 +16,25 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
-from engine import programs
-from engine.app import App, build_app
 from engine.clock import Clock, SystemClock
-from engine.db import migrate
 from engine.errors import EngineError
 from engine.logs import LOG_FORMATS, JsonFormatter, configure_logging
-from engine.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy.orm import Session
+
+    from engine.app import App
+    from engine.reports.period import Period
+    from engine.settings import Settings
+
+# Start-up time: every command pays for what this module imports, so it imports only click
+# and the engine's error and clock types. A command imports what it uses inside its function
+# (tests/test_startup.py checks this; bench/bench_startup.py measures it).
 
 log = logging.getLogger("campaign")
 
@@ -48,14 +51,24 @@ class EngineGroup(click.Group):
         except EngineError as exc:
             log.debug("engine error", exc_info=True)
             raise click.ClickException(_cause_chain(exc)) from exc
-        except OperationalError as exc:
+        except Exception as exc:
             # SQLite: another process held the write lock past the busy timeout.
-            if "database is locked" not in str(exc.orig).lower():
+            if not _is_database_locked(exc):
                 raise
             log.debug("database locked", exc_info=True)
             raise click.ClickException(
                 "the database is busy (another process is writing to it); try again"
             ) from exc
+
+
+def _is_database_locked(exc: Exception) -> bool:
+    # sqlalchemy is already imported when a database error is raised; --help never loads it.
+    operational_error = getattr(sys.modules.get("sqlalchemy.exc"), "OperationalError", None)
+    return (
+        operational_error is not None
+        and isinstance(exc, operational_error)
+        and "database is locked" in str(exc.orig).lower()
+    )
 
 
 def _cause_chain(exc: BaseException) -> str:
@@ -80,11 +93,15 @@ class CliState:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from engine.settings import load_settings
+
             self._settings = load_settings(**self.overrides)
         return self._settings
 
     def app(self, *, check_schema: bool = True) -> App:
         if self._app is None:
+            from engine.app import build_app
+
             self._app = build_app(self.settings, clock=self.clock, check_schema=check_schema)
         return self._app
 
@@ -127,6 +144,8 @@ def emit_json(value: Any) -> None:
 
 
 def console() -> Console:
+    from rich.console import Console
+
     # Rich decorations only on a terminal; piped output stays plain text.
     return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 
@@ -161,6 +180,9 @@ def render_table(title: str | None, columns: Sequence[str], rows: Sequence[Seque
             padded = (v + " " * (w - cell_len(v)) for v, w in zip(row, widths, strict=True))
             click.echo("  ".join(padded).rstrip())
         return
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, show_lines=False)
     for column in columns:
         table.add_column(column, justify="left")
@@ -169,8 +191,9 @@ def render_table(title: str | None, columns: Sequence[str], rows: Sequence[Seque
     console().print(table)
 
 
+JSON_HELP = "Print machine-readable JSON instead of a table."
 json_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
-    "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
+    "--json", "as_json", is_flag=True, help=JSON_HELP
 )
 
 
@@ -223,6 +246,8 @@ def db() -> None:
 @pass_state
 def db_upgrade(state: CliState, revision: str, as_json: bool) -> None:
     """Bring the database schema up to date. The only way the schema changes."""
+    from engine.db import migrate
+
     app = state.app(check_schema=False)
     before, after = migrate.upgrade(app.engine, revision)
     result = {"database": _safe_url(app), "before": before, "after": after}
@@ -239,6 +264,8 @@ def db_upgrade(state: CliState, revision: str, as_json: bool) -> None:
 @pass_state
 def db_current(state: CliState, as_json: bool) -> None:
     """Show the database's schema revision and the revision this engine needs."""
+    from engine.db import migrate
+
     app = state.app(check_schema=False)
     current, head = migrate.current_revision(app.engine), migrate.head_revision(app.engine)
     result = {
@@ -345,6 +372,8 @@ def programs_add(
     as_json: bool,
 ) -> None:
     """Create a program KEY."""
+    from engine import programs
+
     settings = state.settings
     with transaction(state) as session:
         program = programs.add_program(
@@ -374,6 +403,8 @@ def programs_add(
 @pass_state
 def programs_list(state: CliState, as_json: bool) -> None:
     """List programs with their participant counts."""
+    from engine import programs
+
     with transaction(state) as session:
         rows = programs.list_programs(session)
     if as_json:
@@ -407,6 +438,8 @@ def programs_list(state: CliState, as_json: bool) -> None:
 @pass_state
 def programs_set(state: CliState, key: str, sms_opt_out_notice: bool | None, as_json: bool) -> None:
     """Change settings of program KEY (messages already queued keep their text)."""
+    from engine import programs
+
     if sms_opt_out_notice is None:
         raise click.UsageError("nothing to change: give --sms-opt-out-notice or its --no- form")
     with transaction(state) as session:
@@ -425,6 +458,7 @@ def programs_set(state: CliState, key: str, sms_opt_out_notice: bool | None, as_
 @contextmanager
 def _import_progress(path: Path, as_json: bool) -> Iterator[Callable[[int, int], None] | None]:
     """A rich progress bar over the file's bytes, on a terminal only and for big files."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
     try:
@@ -1161,7 +1195,7 @@ def runs_group() -> None:
 def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
     from engine.runs import list_runs
-    from engine.schedules import count_skipped
+    from engine.skipped_fires import count_skipped
 
     with transaction(state) as session:
         rows = list_runs(session, campaign=campaign, limit=limit)
@@ -1209,7 +1243,7 @@ def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) 
 def runs_skipped(state: CliState, campaign: str | None, limit: int, as_json: bool) -> None:
     """List the cron fire times the scheduler did not launch, and why (later than the misfire
     grace, or before the schedule was first seen), newest first."""
-    from engine.schedules import list_skipped
+    from engine.skipped_fires import list_skipped
 
     with transaction(state) as session:
         rows = list_skipped(session, campaign=campaign, limit=limit)
@@ -1438,135 +1472,141 @@ def _runs_label(runs: Sequence[int]) -> str:
     return f"{len(runs):,} runs (ids {min(runs)} to {max(runs)})"
 
 
-def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    from engine.reports.common import PERIOD_HELP
-
-    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
-        click.option("--period", help=PERIOD_HELP),
-        click.option("--program", help="Only this program (key)."),
-        json_option,
-        click.option("--csv", "as_csv", is_flag=True, help="Print the tables as CSV."),
-        click.option(
-            "--html",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Also write one self-contained HTML file with charts (opens offline).",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _report_meta(state: CliState, **filters: Any) -> tuple[datetime, str]:
-    at = state.app().clock.now()
-    shown = ", ".join(f"{k} {v}" for k, v in filters.items() if v)
-    return at, f"Generated {at.isoformat(timespec='seconds')}" + (f"; {shown}" if shown else "")
-
-
 @cli.group("report")
 def report_group() -> None:
     """Manager's reports: campaign results with lift over holdout, retention, deliverability,
     agents and complaints. Each prints tables, --json, --csv, or writes --html FILE."""
 
 
-@report_group.command("campaign")
+@dataclasses.dataclass(frozen=True)
+class ReportRequest:
+    """What every report command is asked, parsed once: its build function gets this and the
+    command's own options."""
+
+    session: Session
+    at: datetime
+    period: Period | None
+    program: str | None
+    settings: Settings
+
+
+def report_command(
+    name: str,
+    *,
+    title: str | Callable[[Any], str],
+    shown: Sequence[str] = (),
+    more_meta: Callable[[Any], str] | None = None,
+) -> Callable[[Callable[..., Any]], click.Command]:
+    """Declare `campaign report NAME` from a function that builds the report (an object with
+    tables() and charts()) from a ReportRequest and the command's own options. The options
+    every report takes (--period, --program, --json, --csv, --html), the "Generated ..." line
+    and the rendering are wired here, once. ``shown``: the command's own options the line
+    names after the period and program; ``more_meta``: what it adds about the built report."""
+    from engine.reports.period import PERIOD_HELP
+
+    common_options = [
+        click.Option(["--period"], help=PERIOD_HELP),
+        click.Option(["--program"], help="Only this program (key)."),
+        click.Option(["--json", "as_json"], is_flag=True, help=JSON_HELP),
+        click.Option(["--csv", "as_csv"], is_flag=True, help="Print the tables as CSV."),
+        click.Option(
+            ["--html"],
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Also write one self-contained HTML file with charts (opens offline).",
+        ),
+    ]
+
+    def declare(build: Callable[..., Any]) -> click.Command:
+        def run(
+            state: CliState,
+            period: str | None,
+            program: str | None,
+            as_json: bool,
+            as_csv: bool,
+            html: Path | None,
+            **own: Any,
+        ) -> None:
+            from engine.reports.period import parse_period
+
+            at = state.app().clock.now()
+            named = {"period": period, "program": program, **{key: own[key] for key in shown}}
+            filters = ", ".join(f"{k} {v}" for k, v in named.items() if v)
+            meta = f"Generated {at.isoformat(timespec='seconds')}" + (
+                f"; {filters}" if filters else ""
+            )
+            with transaction(state) as session:
+                request = ReportRequest(
+                    session, at, parse_period(period, at=at), program, state.settings
+                )
+                report = build(request, **own)
+            _report_output(
+                report,
+                title if isinstance(title, str) else title(report),
+                as_json=as_json,
+                as_csv=as_csv,
+                html=html,
+                meta=f"{meta}; {more_meta(report)}" if more_meta else meta,
+            )
+
+        # The command's own arguments and options first in --help, then the common ones.
+        own_params = list(reversed(getattr(build, "__click_params__", [])))
+        return report_group.command(
+            name, help=build.__doc__, params=[*own_params, *common_options]
+        )(pass_state(run))
+
+    return declare
+
+
+@report_command(
+    "campaign",
+    title=lambda report: f"Campaign report: {report.campaign}",
+    more_meta=lambda report: _runs_label(report.runs),
+)
 @click.argument("target", metavar="NAME|RUN_ID")
-@_report_options
-@pass_state
-def report_campaign(
-    state: CliState,
-    target: str,
-    period: str | None,
-    program: str | None,
-    as_json: bool,
-    as_csv: bool,
-    html: Path | None,
-) -> None:
+def report_campaign(request: ReportRequest, target: str) -> Any:
     """Did campaign NAME (all its runs, or run RUN_ID) work: funnel per step and channel,
     skips by reason, conversion of treatment vs holdout with absolute and relative lift (95%
     intervals, p-value) and a verdict in words, time to convert, points and revenue, A/B
     variants."""
     from engine.reports.campaign import campaign_report
-    from engine.reports.common import parse_period
 
-    at, meta = _report_meta(state, period=period, program=program)
-    with transaction(state) as session:
-        report = campaign_report(
-            session, target, period=parse_period(period, at=at), program=program
-        )
-    _report_output(
-        report,
-        f"Campaign report: {report.campaign}",
-        as_json=as_json,
-        as_csv=as_csv,
-        html=html,
-        meta=f"{meta}; {_runs_label(report.runs)}",
+    return campaign_report(request.session, target, period=request.period, program=request.program)
+
+
+@report_command("deliverability", title="Deliverability", shown=["campaign"])
+@click.option("--campaign", help="Only messages of this campaign.")
+def report_deliverability(request: ReportRequest, campaign: str | None) -> Any:
+    """Sent, delivered, bounced, failed, opens, clicks, opt-outs, spam reports and
+    suppressions, by channel."""
+    from engine.reports.deliverability import deliverability_report
+
+    return deliverability_report(
+        request.session,
+        at=request.at,
+        period=request.period,
+        program=request.program,
+        campaign=campaign,
     )
 
 
-@report_group.command("deliverability")
-@click.option("--campaign", help="Only messages of this campaign.")
-@_report_options
-@pass_state
-def report_deliverability(
-    state: CliState,
-    campaign: str | None,
-    period: str | None,
-    program: str | None,
-    as_json: bool,
-    as_csv: bool,
-    html: Path | None,
-) -> None:
-    """Sent, delivered, bounced, failed, opens, clicks, opt-outs, spam reports and
-    suppressions, by channel."""
-    from engine.reports.common import parse_period
-    from engine.reports.deliverability import deliverability_report
-
-    at, meta = _report_meta(state, period=period, program=program, campaign=campaign)
-    with transaction(state) as session:
-        report = deliverability_report(
-            session,
-            at=at,
-            period=parse_period(period, at=at),
-            program=program,
-            campaign=campaign,
-        )
-    _report_output(report, "Deliverability", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
-
-
-@report_group.command("retention")
+@report_command("retention", title="Retention", shown=["campaign"])
 @click.option("--campaign", help="Only runs of this campaign.")
 @click.option(
     "--event", default="renewal", show_default=True, help="The goal event that means renewed."
 )
-@_report_options
-@pass_state
-def report_retention(
-    state: CliState,
-    campaign: str | None,
-    event: str,
-    period: str | None,
-    program: str | None,
-    as_json: bool,
-    as_csv: bool,
-    html: Path | None,
-) -> None:
+def report_retention(request: ReportRequest, campaign: str | None, event: str) -> Any:
     """Renewals due vs renewed and the retention rate by cohort (month of enrollment),
     treatment, contacted and holdout, with the lift over holdout."""
-    from engine.reports.common import parse_period
     from engine.reports.retention import retention_report
 
-    at, meta = _report_meta(state, period=period, program=program, campaign=campaign)
-    with transaction(state) as session:
-        report = retention_report(
-            session,
-            at=at,
-            event=event,
-            period=parse_period(period, at=at),
-            program=program,
-            campaign=campaign,
-        )
-    _report_output(report, "Retention", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
+    return retention_report(
+        request.session,
+        at=request.at,
+        event=event,
+        period=request.period,
+        program=request.program,
+        campaign=campaign,
+    )
 
 
 # ------------------------------------------------ dispatch
@@ -1574,6 +1614,7 @@ def report_retention(
 
 def _dispatch_progress(as_json: bool) -> Any:
     """A rich counter on a terminal (stderr), else nothing."""
+    from rich.console import Console
     from rich.progress import (
         MofNCompleteColumn,
         Progress,
@@ -2967,43 +3008,28 @@ def suppressions_sync(state: CliState, since: str | None, as_json: bool) -> None
     )
 
 
-@report_group.command("agents")
+@report_command("agents", title="Agents", shown=["campaign", "agent"])
 @click.option("--agent", help="Only this agent (login).")
 @click.option("--campaign", help="Only calls of this campaign.")
-@_report_options
-@pass_state
-def report_agents(
-    state: CliState,
-    agent: str | None,
-    campaign: str | None,
-    period: str | None,
-    program: str | None,
-    as_json: bool,
-    as_csv: bool,
-    html: Path | None,
-) -> None:
+def report_agents(request: ReportRequest, agent: str | None, campaign: str | None) -> Any:
     """Agent performance [default period: the last 30 days]: calls, right-party contacts,
     contact rate, conversions, handle time, verification, callbacks kept, follow-up standard,
     escalations against the 20% ceiling, calls vs calling-plan targets. --program and
     --campaign narrow every figure to those calls."""
     from engine.reports.agents import agents_report
-    from engine.reports.common import parse_period
 
-    at, meta = _report_meta(state, period=period, program=program, campaign=campaign, agent=agent)
-    with transaction(state) as session:
-        report = agents_report(
-            session,
-            at=at,
-            settings=state.settings,
-            period=parse_period(period, at=at),
-            program=program,
-            campaign=campaign,
-            agent=agent,
-        )
-    _report_output(report, "Agents", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
+    return agents_report(
+        request.session,
+        at=request.at,
+        settings=request.settings,
+        period=request.period,
+        program=request.program,
+        campaign=campaign,
+        agent=agent,
+    )
 
 
-@report_group.command("complaints")
+@report_command("complaints", title="Complaints", shown=["campaign", "by"])
 @click.option(
     "--by",
     type=click.Choice(["day", "week", "month"]),
@@ -3012,45 +3038,29 @@ def report_agents(
     help="Time bucket.",
 )
 @click.option("--campaign", help="Only calls of this campaign.")
-@_report_options
-@pass_state
-def report_complaints(
-    state: CliState,
-    by: str,
-    campaign: str | None,
-    period: str | None,
-    program: str | None,
-    as_json: bool,
-    as_csv: bool,
-    html: Path | None,
-) -> None:
+def report_complaints(request: ReportRequest, by: str, campaign: str | None) -> Any:
     """Complaints by category over time, then each complaint under its category with the
     member, agent and summary (calls with a complaint disposition and imported `complaint`
     events, those only without --campaign), and the cases' root causes: cases opened,
     resolved, overdue and reopened by category and root cause, time to resolve (median, 90th
     percentile) and the ten most recent summaries per root cause [default period: the last 30
     days]."""
-    from engine.reports.common import parse_period
+    from engine.cases.report import with_root_causes
     from engine.reports.complaints import complaints_report
 
-    at, meta = _report_meta(state, period=period, program=program, campaign=campaign, by=by)
-    with transaction(state) as session:
-        report = complaints_report(
-            session,
-            at=at,
-            settings=state.settings,
-            period=parse_period(period, at=at),
-            program=program,
-            campaign=campaign,
-            by=by,
-        )
-        # The cases' root causes (engine/cases/report.py): a section of its own.
-        from engine.cases.report import with_root_causes
-
-        combined = with_root_causes(
-            session, report, at=at, period=parse_period(period, at=at), program=program
-        )
-    _report_output(combined, "Complaints", as_json=as_json, as_csv=as_csv, html=html, meta=meta)
+    report = complaints_report(
+        request.session,
+        at=request.at,
+        settings=request.settings,
+        period=request.period,
+        program=request.program,
+        campaign=campaign,
+        by=by,
+    )
+    # The cases' root causes (engine/cases/report.py): a section of its own.
+    return with_root_causes(
+        request.session, report, at=request.at, period=request.period, program=request.program
+    )
 
 
 # ------------------------------------------------ report subscriptions

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -55,6 +54,8 @@ def add_program(
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InputError(f"program timezone {timezone!r} is not an IANA zone") from exc
+    import phonenumbers  # only here: every command reads programs, few create one
+
     region = region.upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise InputError(f"program region {region!r} is not an ISO 3166 region code")

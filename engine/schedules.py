@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,10 @@ from engine.definitions.loader import parse_stored_definition
 from engine.definitions.schema import CampaignDefinition, Schedule
 from engine.errors import DefinitionError, DefinitionErrors
 from engine.fire_times import wall_to_instant
+
+# The record of skipped fires is read by `runs list` / `runs skipped`, which must not pay for
+# the definitions this module loads; kept importable from here.
+from engine.skipped_fires import SkippedFireRow, count_skipped, list_skipped
 
 DAY = timedelta(days=1)
 
@@ -176,35 +180,6 @@ def record_skip(
         .returning(SkippedFire.id)
     ).scalar_one_or_none()
     return created is not None
-
-
-def count_skipped(session: Session, *, campaign: str | None = None) -> int:
-    query = select(func.count()).select_from(SkippedFire)
-    if campaign is not None:
-        query = query.where(SkippedFire.campaign == campaign)
-    return int(session.scalar(query) or 0)
-
-
-@dataclass(frozen=True)
-class SkippedFireRow:
-    campaign: str
-    fire_at: datetime
-    fire_key: str
-    skipped_at: datetime
-    reason: str
-
-
-def list_skipped(
-    session: Session, *, campaign: str | None = None, limit: int = 100
-) -> list[SkippedFireRow]:
-    """Skipped fire times, newest fire first."""
-    query = select(SkippedFire).order_by(SkippedFire.fire_at.desc(), SkippedFire.id.desc())
-    if campaign is not None:
-        query = query.where(SkippedFire.campaign == campaign)
-    return [
-        SkippedFireRow(r.campaign, r.fire_at, r.fire_key, r.skipped_at, r.reason)
-        for r in session.scalars(query.limit(limit))
-    ]
 
 
 __all__ = [

@@ -21,7 +21,6 @@ from engine.db.models import (
     Suppression,
 )
 from engine.errors import InputError, NotFoundError
-from engine.participants.validation import normalise_email, normalise_phone
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,10 @@ class SuppressionView:
 def normalise_address(address: str, *, default_region: str = "US") -> str:
     """An email (anything with '@') or a phone number in its normal form; InputError if it is
     neither."""
+    # Imported here: the validators (email_validator, phonenumbers) cost every command that
+    # only reads suppressions (`participants show`, `calls next`) a noticeable start-up.
+    from engine.participants.validation import normalise_email, normalise_phone
+
     value = address.strip()
     if "@" in value:
         try:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import CallerLogEntry, CampaignRun, Program
-from engine.errors import InputError, NotFoundError
+from engine.errors import NotFoundError
+
+# The period filter lives in its own pure module (the CLI reads its help at start-up); the
+# reports and their tests import it from here.
+from engine.reports.period import PERIOD_HELP as PERIOD_HELP
+from engine.reports.period import Period as Period
+from engine.reports.period import parse_period as parse_period
 
 # The outbox funnel, as the campaign and deliverability reports show it:
 # created = skipped + eligible; eligible = pending (queued, sending) + unknown + failed + sent;
@@ -64,69 +68,6 @@ def funnel(acc: Mapping[str, int]) -> dict[str, int]:
         "opened": acc["opened"],
         "clicked": acc["clicked"],
     }
-
-
-@dataclass(frozen=True)
-class Period:
-    """[start, end) in UTC, and how the user wrote it."""
-
-    start: datetime
-    end: datetime
-    label: str
-
-    def contains(self, at: datetime) -> bool:
-        return self.start <= at < self.end
-
-
-_DAYS = re.compile(r"^(\d{1,4})d$")
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-_YEAR = re.compile(r"^(\d{4})$")
-
-PERIOD_HELP = (
-    "Only this period (UTC): 2026, 2026-03, 2026-03-15, 2026-01-01..2026-03-31 "
-    "(dates inclusive) or 30d (the last 30 days)."
-)
-
-
-def parse_period(value: str | None, *, at: datetime) -> Period | None:
-    """--period: a year, a month, a day, an inclusive date range A..B, or the last N days."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        if match := _DAYS.match(text):
-            days = int(match.group(1))
-            if days < 1:
-                raise ValueError("at least 1 day")
-            return Period(at - timedelta(days=days), at, text)
-        if ".." in text:
-            first, last = (part.strip() for part in text.split("..", 1))
-            start = _day(date.fromisoformat(first))
-            end = _day(date.fromisoformat(last)) + timedelta(days=1)
-            if end <= start:
-                raise ValueError("the range ends before it starts")
-            return Period(start, end, text)
-        if match := _MONTH.match(text):
-            year, month = int(match.group(1)), int(match.group(2))
-            start = datetime(year, month, 1, tzinfo=UTC)
-            end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-            return Period(start, end, text)
-        if match := _YEAR.match(text):
-            year = int(match.group(1))
-            return Period(
-                datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC), text
-            )
-        day = date.fromisoformat(text)
-        return Period(_day(day), _day(day) + timedelta(days=1), text)
-    except ValueError as exc:
-        raise InputError(
-            f"--period {value!r} is not a period ({exc}); use 2026, 2026-03, 2026-03-15, "
-            "2026-01-01..2026-03-31 or 30d"
-        ) from exc
-
-
-def _day(value: date) -> datetime:
-    return datetime(value.year, value.month, value.day, tzinfo=UTC)
 
 
 def program_id(session: Session, key: str | None) -> int | None:

@@ -84,8 +84,8 @@ def _section(
 ) -> Section:
     from engine.cases.report import with_root_causes
     from engine.reports.agents import agents_report
-    from engine.reports.complaints import complaints_report
     from engine.reports.campaign import campaign_report, resolve_runs
+    from engine.reports.complaints import complaints_report
     from engine.reports.deliverability import deliverability_report
     from engine.reports.retention import retention_report
 

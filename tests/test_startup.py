@@ -1,0 +1,176 @@
+"""Commands answer at once (#18): what starting `campaign` imports, checked structurally.
+
+Timing is measured by bench/bench_startup.py, never here. These tests look at sys.modules in
+a fresh process: `import cli` (what --help and every command pay) loads click and little
+else, and the everyday commands do not load what they never use (Alembic, the reports, the
+demo, the webhooks, the scheduler, the provider SDKs, rich on piped output).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from click.testing import CliRunner
+
+import cli
+from engine.db import migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Nothing a command may need beyond click: the database layer, settings, renderers, SDKs.
+NOT_ON_IMPORT = [
+    "sqlalchemy",
+    "alembic",
+    "pydantic",
+    "pydantic_settings",
+    "rich",
+    "jinja2",
+    "yaml",
+    "phonenumbers",
+    "email_validator",
+    "apscheduler",
+    "sendgrid",
+    "twilio",
+    "starlette",
+    "uvicorn",
+    "engine.db",
+    "engine.app",
+    "engine.settings",
+    "engine.demo",
+    "engine.webhooks",
+    "engine.scheduler",
+    "engine.channels",
+    "engine.reports.common",
+    "engine.reports.render",
+]
+# What the everyday commands never use (their output here is piped: no rich either).
+NOT_IN_EVERYDAY_COMMANDS = [
+    "alembic",
+    "rich",
+    "sendgrid",
+    "twilio",
+    "starlette",
+    "uvicorn",
+    "engine.demo",
+    "engine.webhooks",
+    "engine.scheduler",
+    "engine.channels",
+    "engine.dispatch",
+    "engine.reports.common",
+    "engine.reports.render",
+    "engine.planning",
+]
+# Commands that read rows and render nothing from templates or definitions.
+NOT_IN_READ_COMMANDS = ["jinja2", "yaml", "apscheduler", "engine.definitions.loader"]
+
+PROBE = """
+import json, sys
+from cli import main
+
+loaded = {"import cli": sorted(sys.modules)}
+for label, args in json.loads(sys.argv[1]):
+    before = set(sys.modules)
+    try:
+        main(args)
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    loaded[label] = sorted(set(sys.modules) - before)
+print(json.dumps(loaded), file=sys.stderr)
+"""
+
+
+def _offending(modules: list[str], forbidden: list[str]) -> list[str]:
+    return [m for m in modules if any(m == f or m.startswith(f + ".") for f in forbidden)]
+
+
+@pytest.fixture(scope="module")
+def probed(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """What a fresh process has imported after `import cli`, and what each everyday command
+    adds to that, in the order a user's day runs them (each command only adds). One process
+    for the module's tests: it costs a few seconds."""
+    tmp_path = tmp_path_factory.mktemp("startup")
+    database = tmp_path / "campaign.db"
+    shutil.copyfile(sqlite_template, database)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
+    env |= {
+        "CAMPAIGN_DATABASE_URL": f"sqlite:///{database}",
+        "CAMPAIGN_CALLER_LOG_KEY": os.environ["CAMPAIGN_CALLER_LOG_KEY"],
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
+    }
+    members = tmp_path / "members.csv"
+    members.write_text("external_id,first_name,last_name,email\nM1,Ann,Lee,ann@example.com\n")
+    runner = CliRunner()
+    for args in (
+        ["programs", "add", "northwind", "--name", "Northwind"],
+        ["participants", "import", str(members)],
+        ["agents", "add", "ann", "--name", "Ann"],
+    ):
+        result = runner.invoke(cli.cli, args, env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    commands = [
+        ("runs list", ["runs", "list"]),
+        ("participants show", ["participants", "show", "M1"]),
+        ("calls next", ["calls", "next", "--agent", "ann"]),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(commands)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: dict[str, list[str]] = json.loads(done.stderr.strip().splitlines()[-1])
+    assert "Nothing callable for ann" in done.stdout  # the commands did run
+    return loaded
+
+
+def test_importing_the_cli_loads_click_and_no_engine_machinery(
+    probed: dict[str, list[str]],
+) -> None:
+    assert _offending(probed["import cli"], NOT_ON_IMPORT) == []
+    assert "click" in probed["import cli"]
+
+
+def test_everyday_commands_load_only_what_they_use(probed: dict[str, list[str]]) -> None:
+    for command in ("runs list", "participants show", "calls next"):
+        assert _offending(probed[command], NOT_IN_EVERYDAY_COMMANDS) == [], command
+    for command in ("runs list", "participants show"):
+        assert _offending(probed[command], NOT_IN_READ_COMMANDS) == [], command
+    # The probe is not vacuous: the commands did load the database layer.
+    assert "engine.db.models" in probed["runs list"]
+
+
+def test_the_schema_check_reads_the_head_alembic_reads() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
+    alembic_head = ScriptDirectory.from_config(config).get_current_head()
+    assert migrate._head_from_version_lines() == alembic_head
+
+
+def test_version_files_alembic_must_read_are_left_to_alembic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "a.py").write_text('revision = "a"\ndown_revision = None\n')
+    (versions / "b.py").write_text('revision: str = "b"\ndown_revision: str | None = "a"\n')
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", tmp_path)
+    assert migrate._head_from_version_lines() == "b"
+    # A merge revision (a tuple) is not the plain form: Alembic decides.
+    (versions / "c.py").write_text('revision = "c"\ndown_revision = ("a", "b")\n')
+    assert migrate._head_from_version_lines() is None
+    (versions / "c.py").unlink()
+    # Two heads: Alembic decides (and says so).
+    (versions / "d.py").write_text('revision = "d"\ndown_revision = "a"\n')
+    assert migrate._head_from_version_lines() is None
