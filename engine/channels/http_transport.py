@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,12 +56,36 @@ _progress = threading.local()
 
 class _NotesWrites:
     """Mixin for urllib3's connection classes: records in :data:`_progress` whether
-    ``request()`` (head and body) completed."""
+    ``request()`` wrote head and body in full; and writes them in one ``send`` (http.client
+    writes the head, then the body: two system calls, and two wake-ups of the server)."""
+
+    _held: bytes | None = None
+    _holding = False
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _progress.written = False
-        super().request(*args, **kwargs)  # type: ignore[misc]
+        self._held, self._holding = None, True
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+            if self._held is not None:  # a request without a body: the head alone
+                self._flush(b"")
+        finally:
+            self._held, self._holding = None, False
         _progress.written = True
+
+    def send(self, data: Any) -> None:
+        if not self._holding:
+            super().send(data)  # type: ignore[misc]
+        elif self._held is None and isinstance(data, bytes):
+            self._held = data  # the head: goes out with the first piece of the body
+        else:
+            self._flush(data)
+
+    def _flush(self, data: Any) -> None:
+        head, self._held, self._holding = self._held or b"", None, False
+        super().send(head + data if isinstance(data, bytes) else head)  # type: ignore[misc]
+        if not isinstance(data, bytes):
+            super().send(data)  # type: ignore[misc]
 
 
 class _HTTPConnection(_NotesWrites, HTTPConnection):
@@ -113,6 +137,7 @@ class PooledHttpClient:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"not an http(s) URL: {base_url!r}")
         self.base_url = base_url.rstrip("/")
+        self._prefix = parts.path.rstrip("/")
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.proxy = proxy_for(self.base_url)
@@ -126,31 +151,48 @@ class PooledHttpClient:
         self._lock = threading.Lock()
         self._managers: list[urllib3.PoolManager] = []
 
-    def _manager(self) -> urllib3.PoolManager:
-        manager: urllib3.PoolManager | None = getattr(self._local, "manager", None)
-        if manager is None:
-            # One host, one connection: the thread's own keep-alive connection.
-            options: dict[str, Any] = {"num_pools": 1, "maxsize": 1, "cert_reqs": "CERT_REQUIRED"}
-            if self.proxy is None:
-                manager = urllib3.PoolManager(**options)
-            else:
-                auth = urllib3.util.parse_url(self.proxy).auth
-                headers = urllib3.make_headers(proxy_basic_auth=auth) if auth else None
-                manager = urllib3.ProxyManager(self.proxy, proxy_headers=headers, **options)
-            manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-            self._local.manager = manager
-            with self._lock:
-                self._managers.append(manager)
-        return manager
+    def _sender(self) -> Callable[..., Any]:
+        """This thread's ``urlopen`` and the request target it takes."""
+        sender: Callable[..., Any] | None = getattr(self._local, "sender", None)
+        if sender is not None:
+            return sender
+        # One host, one connection: the thread's own keep-alive connection.
+        options: dict[str, Any] = {"num_pools": 1, "maxsize": 1, "cert_reqs": "CERT_REQUIRED"}
+        manager: urllib3.PoolManager
+        if self.proxy is None:
+            manager = urllib3.PoolManager(**options)
+        else:
+            auth = urllib3.util.parse_url(self.proxy).auth
+            headers = urllib3.make_headers(proxy_basic_auth=auth) if auth else None
+            manager = urllib3.ProxyManager(self.proxy, proxy_headers=headers, **options)
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        with self._lock:
+            self._managers.append(manager)
+        if self.proxy is None:
+            # The pool itself, addressed by path: the manager would parse the URL and look
+            # the pool up again on every request.
+            pool = manager.connection_from_url(self.base_url)
+            prefix = self._prefix
+
+            def sender(path: str, **kwargs: Any) -> Any:
+                return pool.urlopen("POST", prefix + path, **kwargs)
+
+        else:
+            base_url = self.base_url
+
+            def sender(path: str, **kwargs: Any) -> Any:
+                return manager.urlopen("POST", base_url + path, **kwargs)
+
+        self._local.sender = sender
+        return sender
 
     def post(self, path: str, body: bytes, headers: Mapping[str, str], *, what: str) -> HttpAnswer:
         _progress.written = False
         try:
-            response = self._manager().urlopen(
-                "POST",
-                self.base_url + path,
+            response = self._sender()(
+                path,
                 body=body,
-                headers=dict(headers),
+                headers=headers,
                 retries=False,
                 redirect=False,
                 timeout=self._timeout,
