@@ -109,9 +109,8 @@ def proxy_for(url: str) -> str | None:
     for http, lower-case spellings too), or None when there is none or ``NO_PROXY`` exempts
     the host (the standard library's rules, which curl and requests follow too)."""
     parts = urlsplit(url)
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(parts.scheme)
-    if not proxy or urllib.request.proxy_bypass_environment(parts.netloc, proxies):
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.netloc):
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
 

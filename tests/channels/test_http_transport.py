@@ -253,7 +253,7 @@ def test_an_untrusted_certificate_is_refused_before_anything_is_sent(
 ) -> None:
     server, _ = tls_server
     assert server.url.startswith("https://")
-    with pytest.raises(RetryableError, match="TLS failed.*certificate verif"):
+    with pytest.raises(RetryableError, match=r"TLS failed.*certificate verif"):
         _send_one(server.url, clock)
     assert server.requests == []  # the body never left
 
