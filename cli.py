@@ -288,8 +288,7 @@ def programs_add(
     else:
         calendar = f", {result['holidays']} holidays" if result["holidays"] else ""
         click.echo(
-            f"Program {key!r} created ({result['timezone']}, region {result['region']}"
-            f"{calendar})."
+            f"Program {key!r} created ({result['timezone']}, region {result['region']}{calendar})."
         )
 
 

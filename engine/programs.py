@@ -183,8 +183,6 @@ def list_programs(session: Session) -> list[ProgramInfo]:
         .order_by(Program.key)
     ).all()
     return [
-        ProgramInfo(
-            p.key, p.name, p.timezone, p.region, int(n), p.sms_opt_out_notice, p.holidays
-        )
+        ProgramInfo(p.key, p.name, p.timezone, p.region, int(n), p.sms_opt_out_notice, p.holidays)
         for p, n in rows
     ]

@@ -107,9 +107,9 @@ def test_0013_agent_targets_round_trip(empty_database_url: str) -> None:
 def test_0018_keeps_one_conversion_per_event_and_round_trips(empty_database_url: str) -> None:
     """0018: conversions that counted one event in two runs of a campaign keep the most
     recent enrollment's only; the schedule tables come and go with the revision."""
-    from sqlalchemy.orm import Session
-
     from types import SimpleNamespace
+
+    from sqlalchemy.orm import Session
 
     from engine.db.models import CampaignRun, Conversion, Enrollment, Program
     from engine.testing import make_event, make_participant
