@@ -52,6 +52,9 @@ class HttpAnswer:
 
 # Whether the request now being made on this thread was written to the socket in full.
 _progress = threading.local()
+# No retries and no redirects: every failure comes back to be sorted (a built Retry is used as
+# is; ``retries=False`` would build one per request).
+_NO_RETRIES = urllib3.Retry(total=False, redirect=False)
 
 
 class _NotesWrites:
@@ -192,7 +195,7 @@ class PooledHttpClient:
                 path,
                 body=body,
                 headers=headers,
-                retries=False,
+                retries=_NO_RETRIES,
                 redirect=False,
                 timeout=self._timeout,
             )
