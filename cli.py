@@ -360,6 +360,12 @@ def programs_group() -> None:
     show_default=True,
     help="Append the opt-out sentence to the first SMS of each campaign.",
 )
+@click.option(
+    "--holidays",
+    metavar="CALENDAR",
+    help="Public-holiday calendar business days skip: a country, optionally with a "
+    "subdivision (US, US-CA, CN, GB-SCT) [default: none, Monday to Friday].",
+)
 @json_option
 @pass_state
 def programs_add(
@@ -369,6 +375,7 @@ def programs_add(
     timezone: str | None,
     region: str | None,
     sms_opt_out_notice: bool,
+    holidays: str | None,
     as_json: bool,
 ) -> None:
     """Create a program KEY."""
@@ -384,6 +391,7 @@ def programs_add(
             region=region or settings.default_region,
             at=state.app().clock.now(),
             sms_opt_out_notice=sms_opt_out_notice,
+            holidays=holidays,
         )
         result = {
             "key": program.key,
@@ -391,11 +399,15 @@ def programs_add(
             "timezone": program.timezone,
             "region": program.region,
             "sms_opt_out_notice": program.sms_opt_out_notice,
+            "holidays": program.holidays,
         }
     if as_json:
         emit_json(result)
     else:
-        click.echo(f"Program {key!r} created ({result['timezone']}, region {result['region']}).")
+        calendar = f", {result['holidays']} holidays" if result["holidays"] else ""
+        click.echo(
+            f"Program {key!r} created ({result['timezone']}, region {result['region']}{calendar})."
+        )
 
 
 @programs_group.command("list")
@@ -412,7 +424,7 @@ def programs_list(state: CliState, as_json: bool) -> None:
     else:
         render_table(
             "Programs",
-            ["key", "name", "timezone", "region", "participants", "SMS opt-out notice"],
+            ["key", "name", "timezone", "region", "participants", "SMS opt-out notice", "holidays"],
             [
                 (
                     r.key,
@@ -421,6 +433,7 @@ def programs_list(state: CliState, as_json: bool) -> None:
                     r.region,
                     r.participants,
                     "on" if r.sms_opt_out_notice else "off",
+                    r.holidays or "none (Mon-Fri)",
                 )
                 for r in rows
             ],
@@ -434,22 +447,50 @@ def programs_list(state: CliState, as_json: bool) -> None:
     default=None,
     help="Append (or not) the opt-out sentence to the first SMS of each campaign.",
 )
+@click.option(
+    "--holidays",
+    metavar="CALENDAR",
+    help="Public-holiday calendar business days skip (US, US-CA, CN, GB-SCT...); 'none' "
+    "for Monday to Friday.",
+)
 @json_option
 @pass_state
-def programs_set(state: CliState, key: str, sms_opt_out_notice: bool | None, as_json: bool) -> None:
-    """Change settings of program KEY (messages already queued keep their text)."""
+def programs_set(
+    state: CliState,
+    key: str,
+    sms_opt_out_notice: bool | None,
+    holidays: str | None,
+    as_json: bool,
+) -> None:
+    """Change settings of program KEY (messages already queued keep their text; retries
+    already scheduled keep their time)."""
     from engine import programs
 
-    if sms_opt_out_notice is None:
-        raise click.UsageError("nothing to change: give --sms-opt-out-notice or its --no- form")
+    if sms_opt_out_notice is None and holidays is None:
+        raise click.UsageError(
+            "nothing to change: give --sms-opt-out-notice (or its --no- form) or --holidays"
+        )
     with transaction(state) as session:
-        program = programs.set_sms_opt_out_notice(session, key, sms_opt_out_notice)
-        result = {"key": program.key, "sms_opt_out_notice": program.sms_opt_out_notice}
+        if sms_opt_out_notice is not None:
+            program = programs.set_sms_opt_out_notice(session, key, sms_opt_out_notice)
+        if holidays is not None:
+            code = None if holidays.strip().lower() in ("none", "") else holidays
+            program = programs.set_holidays(session, key, code)
+        calendar = program.holidays
+        result = {
+            "key": program.key,
+            "sms_opt_out_notice": program.sms_opt_out_notice,
+            "holidays": program.holidays,
+        }
     if as_json:
         emit_json(result)
     else:
-        state_word = "on" if sms_opt_out_notice else "off"
-        click.echo(f"Program {key!r}: SMS opt-out notice {state_word}.")
+        if sms_opt_out_notice is not None:
+            state_word = "on" if sms_opt_out_notice else "off"
+            click.echo(f"Program {key!r}: SMS opt-out notice {state_word}.")
+        if holidays is not None:
+            shown = calendar or "none (business days are Monday to Friday)"
+            click.echo(f"Program {key!r}: holiday calendar {shown}.")
 
 
 # ------------------------------------------------ participants, events, suppressions

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from engine.calls.business_days import UnknownCalendarError, normalise_calendar
 from engine.db import migrate
 from engine.db.models import Participant, Program
 from engine.db.session import make_engine
@@ -37,6 +38,7 @@ class ProgramInfo:
     region: str
     participants: int
     sms_opt_out_notice: bool
+    holidays: str | None  # the public-holiday calendar business days skip; None: Mon-Fri
 
 
 def add_program(
@@ -48,6 +50,7 @@ def add_program(
     region: str,
     at: datetime,
     sms_opt_out_notice: bool = True,
+    holidays: str | None = None,
 ) -> Program:
     check_program_key(key)
     try:
@@ -59,6 +62,7 @@ def add_program(
     region = region.upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise InputError(f"program region {region!r} is not an ISO 3166 region code")
+    calendar = holiday_calendar(holidays) if holidays is not None else None
     if session.scalar(select(Program.id).where(Program.key == key)) is not None:
         raise InputError(f"program {key!r} already exists")
     program = Program(
@@ -68,6 +72,7 @@ def add_program(
         region=region,
         created_at=at,
         sms_opt_out_notice=sms_opt_out_notice,
+        holidays=calendar,
     )
     session.add(program)
     session.flush()
@@ -87,6 +92,24 @@ def set_sms_opt_out_notice(session: Session, key: str, on: bool) -> Program:
     Messages already rendered into the outbox keep their text."""
     program = get_program(session, key)
     program.sms_opt_out_notice = on
+    session.flush()
+    return program
+
+
+def holiday_calendar(code: str) -> str:
+    """``code`` checked against the holidays library and normalised (``us-ca`` -> ``US-CA``)."""
+    try:
+        return normalise_calendar(code)
+    except UnknownCalendarError as exc:
+        raise InputError(str(exc)) from None
+
+
+def set_holidays(session: Session, key: str, code: str | None) -> Program:
+    """Name the program's public-holiday calendar (None: Monday to Friday again). Business
+    hours and days computed from now on skip its holidays (the follow-up standard, callback
+    fallback, calling-plan targets); retries already scheduled keep their time."""
+    program = get_program(session, key)
+    program.holidays = holiday_calendar(code) if code is not None else None
     session.flush()
     return program
 
@@ -165,6 +188,6 @@ def list_programs(session: Session) -> list[ProgramInfo]:
         .order_by(Program.key)
     ).all()
     return [
-        ProgramInfo(p.key, p.name, p.timezone, p.region, int(n), p.sms_opt_out_notice)
+        ProgramInfo(p.key, p.name, p.timezone, p.region, int(n), p.sms_opt_out_notice, p.holidays)
         for p, n in rows
     ]

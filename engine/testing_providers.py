@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -279,9 +280,12 @@ class _FakeServer:
 
     name: ClassVar[str] = "fake"
 
-    def __init__(self, *, validate: bool = True, record: bool = True) -> None:
+    def __init__(
+        self, *, validate: bool = True, record: bool = True, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.validate = validate
         self.record = record
+        self.tls = tls  # serve HTTPS with this server context (certificate tests)
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._scripts: dict[str, deque[Canned]] = defaultdict(deque)
@@ -311,6 +315,8 @@ class _FakeServer:
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         # Keep-alive connections would make close() wait for clients; we close them ourselves.
         httpd.block_on_close = False
+        if self.tls is not None:
+            httpd.socket = self.tls.wrap_socket(httpd.socket, server_side=True)
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -340,7 +346,7 @@ class _FakeServer:
         if self._httpd is None:
             raise RuntimeError(f"{self.name} server is not running")
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     # -- scripting and recording
 

@@ -59,6 +59,7 @@ def test_programs_add_and_list(database_url: str) -> None:
             "region": "ES",
             "participants": 0,
             "sms_opt_out_notice": True,
+            "holidays": None,
         }
     ]
     code, output = run(database_url, "programs", "add", "gold-club", "--name", "Again")

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, text
 
 from engine.app import build_app
 from engine.db import migrate
@@ -107,17 +107,25 @@ def test_0013_agent_targets_round_trip(empty_database_url: str) -> None:
 def test_0018_keeps_one_conversion_per_event_and_round_trips(empty_database_url: str) -> None:
     """0018: conversions that counted one event in two runs of a campaign keep the most
     recent enrollment's only; the schedule tables come and go with the revision."""
+    from types import SimpleNamespace
+
     from sqlalchemy.orm import Session
 
-    from engine.db.models import CampaignRun, Conversion, Enrollment
-    from engine.testing import make_event, make_participant, make_program
+    from engine.db.models import CampaignRun, Conversion, Enrollment, Program
+    from engine.testing import make_event, make_participant
 
     at = datetime(2026, 3, 2, tzinfo=UTC)
     engine = make_engine(empty_database_url)
     try:
         migrate.upgrade(engine, "0013")
         with Session(engine) as session, session.begin():
-            program = make_program(session, at=at)
+            # Columns of 0013 only: the model's later ones (programs.holidays...) are not there.
+            program_id = session.execute(
+                insert(Program.__table__)
+                .values(key="loyalty", name="L", timezone="UTC", region="US", created_at=at)
+                .returning(Program.__table__.c.id)
+            ).scalar_one()
+            program = SimpleNamespace(id=program_id)
             member = make_participant(session, program, at=at)
             event = make_event(session, member, type="redemption", occurred_at=at + timedelta(9))
             enrollments = []

@@ -290,6 +290,7 @@ def log_call(
                 standard,
                 program.timezone,
                 next_callable_for(participant, program, definition),
+                holidays=program.holidays,
             )
             reopen(retry.due)
             if not retry.feasible:

@@ -16,8 +16,9 @@ Definitions (docs/calls.md has the same):
 - escalation rate = escalations / contacts, against the standard "below 20%": a rate of
   exactly 20% misses it and is flagged;
 - calling plan: calls against the agent's daily, weekly and monthly targets (a weekly or
-  monthly target the agent has none set for is the daily one times the business days, Monday
-  to Friday, of the week or month; ``target_source`` says which), and each
+  monthly target the agent has none set for is the daily one times the business days of the
+  week or month: Monday to Friday, or the working days of the program's holiday calendar;
+  ``target_source`` says which), and each
   campaign's calls against its own ``calling_plan`` targets (daily, weekly, monthly; all agents
   together, in the program's zone).
 
@@ -43,6 +44,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, sele
 from sqlalchemy.orm import Session
 
 from engine.calls.agents import get_agent
+from engine.calls.business_days import is_business_day
 from engine.calls.dispositions import DispositionSet
 from engine.calls.standards import (
     FollowUpStandard,
@@ -207,7 +209,12 @@ def agent_performance(
     start, end, at = ensure_utc(start), ensure_utc(end), ensure_utc(at)
     default, by_program = _effects(dispositions)
     entries = _entries(session, start, end, program=program, campaign=campaign, agent=agent)
-    zones = {key: zone for key, zone in session.execute(select(Program.key, Program.timezone))}
+    clocks = {
+        key: (zone, calendar)
+        for key, zone, calendar in session.execute(
+            select(Program.key, Program.timezone, Program.holidays)
+        )
+    }
     cache = DefinitionCache(session)
     by_agent: dict[str, list[CallerLogEntry]] = {}
     for e in entries:
@@ -227,7 +234,7 @@ def agent_performance(
         escalations = sum(1 for e in mine if effect(e) == "escalate")
         cb_due, cb_kept = _callbacks(session, mine, effect, end)
         fu_due, fu_ok, fu_pending, fu_impossible = _follow_ups(
-            session, mine, effect, at, zones, cache
+            session, mine, effect, at, clocks, cache
         )
         escalation_rate = _ratio(escalations, contacts)
         rows.append(
@@ -298,12 +305,14 @@ def _follow_ups(
     mine: list[CallerLogEntry],
     effect: Callable[[CallerLogEntry], str | None],
     at: datetime,
-    zones: dict[str, str],
+    clocks: dict[str, tuple[str, str | None]],  # program key -> (zone, holiday calendar)
     cache: DefinitionCache,
 ) -> tuple[int, int, int, int]:
     due = ok = pending = impossible = 0
 
-    def window_allowed(e: CallerLogEntry, allowance: float, zone: str) -> bool:
+    def window_allowed(
+        e: CallerLogEntry, allowance: float, zone: str, calendar: str | None
+    ) -> bool:
         """Did the member's calling window open after ``e`` within the standard?"""
         from engine.calls.log import next_callable_for
 
@@ -313,7 +322,9 @@ def _follow_ups(
             return True  # erased: nothing to say otherwise
         loaded = cache.for_run(e.run_id)
         window = next_callable_for(person, program, loaded.definition if loaded else None)
-        deadline = standard_deadline(e.logged_at, FollowUpStandard(allowance), zone)
+        deadline = standard_deadline(
+            e.logged_at, FollowUpStandard(allowance), zone, holidays=calendar
+        )
         return first_chance(e.logged_at, deadline, window) is not None
 
     for e in mine:
@@ -321,7 +332,7 @@ def _follow_ups(
             continue
         loaded = cache.for_run(e.run_id)
         allowance = standard_for(loaded.definition if loaded else None).within_business_hours
-        zone = zones.get(e.program, "UTC")
+        zone, calendar = clocks.get(e.program, ("UTC", None))
         following = session.scalar(
             select(CallerLogEntry)
             .where(CallerLogEntry.task_id == e.task_id, CallerLogEntry.seq > e.seq)
@@ -330,10 +341,11 @@ def _follow_ups(
         )
         if following is not None:
             when = following.claimed_at or following.logged_at
-            if business_hours_between(e.logged_at, when, zone) <= allowance + 1e-9:
+            taken = business_hours_between(e.logged_at, when, zone, holidays=calendar)
+            if taken <= allowance + 1e-9:
                 due += 1
                 ok += 1
-            elif window_allowed(e, allowance, zone):
+            elif window_allowed(e, allowance, zone, calendar):
                 due += 1  # late: a breach
             else:
                 impossible += 1
@@ -341,9 +353,9 @@ def _follow_ups(
         task = session.get(CallTask, e.task_id)
         if task is None or task.status == "closed":
             continue  # closed (e.g. unreachable after max attempts): nothing was owed
-        if business_hours_between(e.logged_at, at, zone) <= allowance:
+        if business_hours_between(e.logged_at, at, zone, holidays=calendar) <= allowance:
             pending += 1
-        elif window_allowed(e, allowance, zone):
+        elif window_allowed(e, allowance, zone, calendar):
             due += 1  # overdue: a breach
         else:
             impossible += 1
@@ -375,9 +387,20 @@ class CallingPlan:
     by_campaign: dict[str, int]
 
 
-def _business_days(first: date, last: date) -> int:
+def _business_days(first: date, last: date, calendar: str | None) -> int:
     days = (last - first).days + 1
-    return sum(1 for i in range(days) if (first + timedelta(days=i)).weekday() < 5)
+    return sum(1 for i in range(days) if is_business_day(first + timedelta(days=i), calendar))
+
+
+def _plan_calendar(session: Session, program: str | None) -> str | None:
+    """The holiday calendar an agent's derived targets count business days by: the program's
+    when the plan is scoped to one; else the one every program names (agents work for all of
+    them); else none (Monday to Friday)."""
+    query = select(Program.holidays).distinct()
+    if program is not None:
+        query = query.where(Program.key == program)
+    calendars = set(session.scalars(query))
+    return calendars.pop() if len(calendars) == 1 else None
 
 
 def _periods(day: date) -> list[tuple[str, date, date]]:
@@ -402,8 +425,9 @@ def calling_plan(
 ) -> CallingPlan:
     """Calls made by the agent on ``day``, in its week (Mon-Sun) and month, in the agent's
     zone, against the agent's targets: the daily one, and the weekly and monthly ones when set,
-    else the daily one times the business days of the period. With ``program``
-    or ``campaign`` only those calls count; the targets stay the agent's whole plan."""
+    else the daily one times the business days of the period (skipping the holidays of the
+    program's calendar: :func:`_plan_calendar`). With ``program`` or ``campaign`` only those
+    calls count; the targets stay the agent's whole plan."""
     agent: Agent = get_agent(session, agent_login)
     tz = ZoneInfo(agent.timezone)
     periods = _periods(day)
@@ -420,10 +444,11 @@ def calling_plan(
         agent=agent.login,
     )
     local_days = [e.logged_at.astimezone(tz).date() for e in entries]
+    calendar = _plan_calendar(session, program)
     figures = []
     for name, first, last in periods:
         calls = sum(1 for d in local_days if first <= d <= last)
-        target, source = _agent_target(agent, name, first, last)
+        target, source = _agent_target(agent, name, first, last, calendar)
         figures.append(PlanFigure(name, first, last, calls, target, _ratio(calls, target), source))
     by_campaign = Counter(
         e.campaign or "(none)" for e, d in zip(entries, local_days, strict=True) if d == day
@@ -438,7 +463,9 @@ def calling_plan(
     )
 
 
-def _agent_target(agent: Agent, period: str, first: date, last: date) -> tuple[int, str]:
+def _agent_target(
+    agent: Agent, period: str, first: date, last: date, calendar: str | None
+) -> tuple[int, str]:
     """The agent's target for the period and where it comes from."""
     explicit = {
         "day": agent.daily_target,
@@ -447,8 +474,9 @@ def _agent_target(agent: Agent, period: str, first: date, last: date) -> tuple[i
     }[period]
     if explicit is not None:
         return explicit, TARGET_SET
-    days = _business_days(first, last)
-    return agent.daily_target * days, f"daily × {days} business days"
+    days = _business_days(first, last, calendar)
+    holidays = f", {calendar} holidays skipped" if calendar else ""
+    return agent.daily_target * days, f"daily × {days} business days{holidays}"
 
 
 @dataclass(frozen=True)

@@ -131,21 +131,32 @@ def contacts_by_participant(
 # --------------------------------------------------------------------------- callbacks
 
 
-def fallback_at(due_at: datetime, rules: CallRules, zone: str) -> datetime:
-    """When an unclaimed agent-only callback due at ``due_at`` goes to the team too."""
+def fallback_at(
+    due_at: datetime, rules: CallRules, zone: str, *, holidays: str | None = None
+) -> datetime:
+    """When an unclaimed agent-only callback due at ``due_at`` goes to the team too (business
+    hours on the program's clock ``zone`` and holiday calendar)."""
     hours = rules.callback_fallback_after.total_seconds() / 3600
-    return add_business_hours(ensure_utc(due_at), hours, zone) if hours > 0 else due_at
+    if hours <= 0:
+        return due_at
+    return add_business_hours(ensure_utc(due_at), hours, zone, holidays=holidays)
 
 
 def fallback_reason(
-    task: Any, *, zone: str, active: set[str], at: datetime, rules: CallRules
+    task: Any,
+    *,
+    zone: str,
+    active: set[str],
+    at: datetime,
+    rules: CallRules,
+    holidays: str | None = None,
 ) -> str | None:
     """Why an agent-only callback is served to others now, or None when it is not."""
     if task.kind != "callback" or task.assigned_agent is None or task.due_at > at:
         return None
     if task.assigned_agent not in active:
         return f"{task.assigned_agent} is disabled"
-    if fallback_at(task.due_at, rules, zone) <= at:
+    if fallback_at(task.due_at, rules, zone, holidays=holidays) <= at:
         return f"not taken by {task.assigned_agent} in time"
     return None
 
@@ -194,7 +205,7 @@ def callbacks_at_risk(
     at = ensure_utc(at)
     states = {login: active for login, active in session.execute(select(Agent.login, Agent.active))}
     query = (
-        select(CallTask, Participant.external_id, Program.key, Program.timezone)
+        select(CallTask, Participant.external_id, Program.key, Program.timezone, Program.holidays)
         .join(Participant, Participant.id == CallTask.participant_id)
         .join(Program, Program.id == Participant.program_id)
         .where(
@@ -215,10 +226,14 @@ def callbacks_at_risk(
     if agent is not None:
         query = query.where(CallTask.assigned_agent == agent)
     found = []
-    for task, external_id, key, zone in session.execute(query).all():
+    for task, external_id, key, zone, calendar in session.execute(query).all():
         login = str(task.assigned_agent)  # not NULL: selected so
         state = "unknown" if login not in states else ("active" if states[login] else "disabled")
-        falls = task.due_at if state != "active" else fallback_at(task.due_at, rules, zone)
+        falls = (
+            task.due_at
+            if state != "active"
+            else fallback_at(task.due_at, rules, zone, holidays=calendar)
+        )
         found.append(
             AtRisk(
                 task.id,

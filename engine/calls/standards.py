@@ -1,6 +1,8 @@
 """The follow-up service standard, pure: business hours, the 8-hour / 2-attempt rule.
 
-Business hours are Monday to Friday, 09:00-17:00 on the program's clock. A no-contact outcome
+Business hours are 09:00-17:00 on the program's clock, on its business days (Monday to Friday,
+or the working days of the program's holiday calendar: engine/calls/business_days.py; every
+function here takes it as ``holidays``, a calendar code or None). A no-contact outcome
 is retried after its recycle delay, but never later than ``within_business_hours`` business
 hours after the attempt; and a task is not closed as unreachable before ``min_attempts``.
 
@@ -21,9 +23,10 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.calls.business_days import is_business_day
+
 BUSINESS_START = time(9, 0)
 BUSINESS_END = time(17, 0)
-BUSINESS_DAYS = frozenset(range(5))  # Monday..Friday
 
 
 @dataclass(frozen=True)
@@ -63,14 +66,16 @@ def _day_bounds(day: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
     return start, end
 
 
-def add_business_hours(at: datetime, hours: float, zone: str) -> datetime:
+def add_business_hours(
+    at: datetime, hours: float, zone: str, *, holidays: str | None = None
+) -> datetime:
     """The instant ``hours`` business hours after ``at`` (UTC)."""
     tz = ZoneInfo(zone)
     remaining = timedelta(hours=hours)
     cursor = at.astimezone(UTC)
     for _ in range(3700):  # ten years of days: a guard, never reached for sane figures
         local = cursor.astimezone(tz)
-        if local.weekday() in BUSINESS_DAYS:
+        if is_business_day(local.date(), holidays):
             start, end = _day_bounds(local, tz)
             if cursor < end:
                 begin = max(cursor, start)
@@ -83,7 +88,9 @@ def add_business_hours(at: datetime, hours: float, zone: str) -> datetime:
     raise ValueError(f"{hours} business hours is too far ahead")
 
 
-def business_hours_between(start: datetime, end: datetime, zone: str) -> float:
+def business_hours_between(
+    start: datetime, end: datetime, zone: str, *, holidays: str | None = None
+) -> float:
     """Business hours elapsed from ``start`` to ``end`` (0 when end <= start)."""
     if end <= start:
         return 0.0
@@ -92,7 +99,7 @@ def business_hours_between(start: datetime, end: datetime, zone: str) -> float:
     day = start.astimezone(tz).date()
     last = end.astimezone(tz).date()
     while day <= last:
-        if day.weekday() in BUSINESS_DAYS:
+        if is_business_day(day, holidays):
             open_, close = _day_bounds(datetime.combine(day, time(12), tzinfo=tz), tz)
             lo, hi = max(open_, start), min(close, end)
             if hi > lo:
@@ -101,10 +108,18 @@ def business_hours_between(start: datetime, end: datetime, zone: str) -> float:
     return total.total_seconds() / 3600
 
 
-def recycle_due(at: datetime, delay: timedelta, standard: FollowUpStandard, zone: str) -> datetime:
+def recycle_due(
+    at: datetime,
+    delay: timedelta,
+    standard: FollowUpStandard,
+    zone: str,
+    *,
+    holidays: str | None = None,
+) -> datetime:
     """When a no-contact outcome at ``at`` is tried again: after its delay, but no later than
     the standard's business-hour limit."""
-    return min(at + delay, add_business_hours(at, standard.within_business_hours, zone))
+    limit = add_business_hours(at, standard.within_business_hours, zone, holidays=holidays)
+    return min(at + delay, limit)
 
 
 # The finest placement of a retry inside the calling window (a window shorter than this is
@@ -114,11 +129,14 @@ RETRY_STEP = timedelta(minutes=15)
 RETRY_GAP = timedelta(minutes=1)
 
 
-def standard_deadline(at: datetime, standard: FollowUpStandard, zone: str) -> datetime:
+def standard_deadline(
+    at: datetime, standard: FollowUpStandard, zone: str, *, holidays: str | None = None
+) -> datetime:
     """The latest instant a retry of an attempt at ``at`` meets the standard: the standard's
     business hours run out at the limit, and no business time passes from there to the next
     business opening (a limit at 17:00 still allows an evening call), so that opening."""
-    return add_business_hours(add_business_hours(at, standard.within_business_hours, zone), 0, zone)
+    limit = add_business_hours(at, standard.within_business_hours, zone, holidays=holidays)
+    return add_business_hours(limit, 0, zone, holidays=holidays)
 
 
 @dataclass(frozen=True)
@@ -143,13 +161,15 @@ def schedule_retry(
     standard: FollowUpStandard,
     zone: str,
     next_callable: Callable[[datetime], datetime | None],
+    *,
+    holidays: str | None = None,
 ) -> Retry:
     """When a no-contact outcome at ``at`` is tried again: after its delay, no later than the
     standard's business-hour limit (program clock ``zone``), inside the calling window.
     ``next_callable(t)`` is the earliest instant ``>= t`` at which the member may be called
     (None: never)."""
-    limit = add_business_hours(at, standard.within_business_hours, zone)
-    deadline = standard_deadline(at, standard, zone)
+    limit = add_business_hours(at, standard.within_business_hours, zone, holidays=holidays)
+    deadline = standard_deadline(at, standard, zone, holidays=holidays)
     target = max(min(at + delay, limit), at + RETRY_GAP)
     first = first_chance(at, deadline, next_callable)
     if first is None:

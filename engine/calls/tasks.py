@@ -496,6 +496,7 @@ class _Scan:
                     active=self.active,
                     at=self.at,
                     rules=self.rules,
+                    holidays=self.programs[person.program_id].holidays,
                 )
                 if fallback is None:
                     continue

@@ -3,9 +3,9 @@
 Request bodies are what the official SDK's helpers (``sendgrid.helpers.mail``) make, so the
 JSON is what SendGrid's own library would send: batches are built with the helpers, single
 messages as plain dicts checked against them in the tests (see build_mail). The transport is
-ours: the SDK's python_http_client opens a new connection for every request, which costs
-about 3x in throughput (bench/bench_email_transport.py); we keep one persistent keep-alive
-HTTP/1.1 connection per thread and read the answers ourselves (see PooledHttpClient).
+urllib3 with a keep-alive connection per thread (engine/channels/http_transport.py): the SDK's
+python_http_client opens a new connection for every request, which costs several times the
+throughput (bench/bench_email_transport.py).
 
 Two SendGrid facts shape the body: the contract types message-level ``custom_args`` as a
 string, so our message id travels in each personalization's ``custom_args`` (which is also
@@ -19,14 +19,8 @@ import base64
 import json
 import math
 import re
-import select
-import socket
-import ssl
-import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from sendgrid.helpers.mail import (
     Attachment,
@@ -62,6 +56,7 @@ from engine.channels.base import (
     parse_retry_after,
     wrong_kind,
 )
+from engine.channels.http_transport import HttpAnswer, PooledHttpClient
 from engine.clock import Clock, SystemClock
 from engine.errors import ConfigError
 
@@ -215,231 +210,6 @@ def build_batch_mail(messages: Sequence[OutboundEmail]) -> dict[str, Any]:
         mail.add_personalization(_personalization(message, template=True), index=index)
     body: dict[str, Any] = mail.get()
     return body
-
-
-# ---------------------------------------------------------------- transport
-
-
-@dataclass(frozen=True)
-class HttpAnswer:
-    status: int
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes
-
-
-class HttpProtocolError(Exception):
-    """The server's answer is not HTTP/1.x as we read it."""
-
-
-class _Connection:
-    """One keep-alive HTTP/1.1 connection: a socket and a buffered reader over it."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.reader = sock.makefile("rb")
-
-    def close(self) -> None:
-        self.reader.close()
-        self.sock.close()
-
-
-_MAX_LINE = 65536
-_NO_BODY = frozenset((204, 304))
-
-
-def _read_answer(reader: Any) -> tuple[HttpAnswer, bool]:
-    """(the answer, whether the server will close the connection) from a buffered reader."""
-    while True:
-        line = reader.readline(_MAX_LINE + 1)
-        if not line:
-            raise HttpProtocolError("the server closed the connection without an answer")
-        parts = line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise HttpProtocolError(f"not an HTTP status line: {line[:80]!r}")
-        status = int(parts[1])
-        headers: dict[str, str] = {}
-        while True:
-            line = reader.readline(_MAX_LINE + 1)
-            if line in (b"\r\n", b"\n"):
-                break
-            if not line or len(line) > _MAX_LINE:
-                raise HttpProtocolError("the answer's headers are cut off or too long")
-            name, colon, value = line.decode("latin-1").partition(":")
-            if colon:
-                headers[name.strip().lower()] = value.strip()
-        if status >= 200:  # 1xx (an unasked-for 100 Continue): the real answer follows
-            break
-    connection = headers.get("connection", "").lower()
-    will_close = "close" in connection or (
-        parts[0] == b"HTTP/1.0" and "keep-alive" not in connection
-    )
-    if status in _NO_BODY:
-        body = b""
-    elif "chunked" in headers.get("transfer-encoding", "").lower():
-        body = _read_chunked(reader)
-    elif "content-length" in headers:
-        try:
-            length = int(headers["content-length"])
-        except ValueError:
-            raise HttpProtocolError(f"bad Content-Length {headers['content-length']!r}") from None
-        body = reader.read(length)
-        if len(body) < length:
-            raise HttpProtocolError("the answer's body is cut off")
-    else:
-        body, will_close = reader.read(), True  # delimited by the end of the connection
-    return HttpAnswer(status, headers, body), will_close
-
-
-def _read_chunked(reader: Any) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        line = reader.readline(_MAX_LINE + 1)
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise HttpProtocolError(f"bad chunk size line {line[:80]!r}") from None
-        if size == 0:
-            while reader.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return b"".join(chunks)
-        chunk = reader.read(size)
-        if len(chunk) < size:
-            raise HttpProtocolError("a chunk of the answer's body is cut off")
-        chunks.append(chunk)
-        reader.readline(_MAX_LINE + 1)  # the CRLF after the chunk
-
-
-class PooledHttpClient:
-    """One persistent keep-alive HTTP(S) connection per thread, with errors sorted by whether
-    the request could have reached the server: connect failures and failures while writing
-    are retryable; a timeout or hang-up while waiting for the answer is an unknown outcome.
-
-    HTTP/1.1 written and read here rather than by http.client: a request is one pre-built
-    head and the body in one write, and the answer's few headers are read without the email
-    parser http.client uses for them, which alone cost more than building the message."""
-
-    def __init__(
-        self, base_url: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0
-    ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"not an http(s) URL: {base_url!r}")
-        self.base_url = base_url.rstrip("/")
-        self._scheme = parts.scheme
-        self._host = parts.hostname
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        default_port = self._port == (443 if parts.scheme == "https" else 80)
-        self._host_header = parts.netloc if not default_port else parts.hostname
-        self._prefix = parts.path.rstrip("/")
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._open: set[_Connection] = set()
-        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-
-    def _connection(self) -> _Connection | None:
-        connection: _Connection | None = getattr(self._local, "connection", None)
-        if connection is not None and _dropped(connection.sock):
-            # The server closed the idle connection (keep-alive timeout): writing to it would
-            # turn a harmless reconnect into an unknown outcome.
-            self._discard(connection)
-            connection = None
-        return connection
-
-    def _connect(self, what: str) -> _Connection:
-        try:
-            sock = socket.create_connection((self._host, self._port), self.connect_timeout)
-            try:
-                # Head and body go in one write, but the next request must not wait for the
-                # (delayed) ACK of this one either.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if self._scheme == "https":
-                    context = ssl.create_default_context()
-                    sock = context.wrap_socket(sock, server_hostname=self._host)
-                # The connect timeout is short; the answer may legitimately take longer.
-                sock.settimeout(self.read_timeout)
-            except BaseException:
-                sock.close()
-                raise
-        except OSError as exc:
-            raise RetryableError(f"{what}: could not connect to {self.base_url}: {exc}") from exc
-        connection = _Connection(sock)
-        self._local.connection = connection
-        with self._lock:
-            self._open.add(connection)
-        return connection
-
-    def _discard(self, connection: _Connection) -> None:
-        connection.close()
-        with self._lock:
-            self._open.discard(connection)
-        if getattr(self._local, "connection", None) is connection:
-            self._local.connection = None
-
-    def _head(self, path: str, headers: Mapping[str, str]) -> str:
-        """The request head up to Content-Length (cached: the same few per channel)."""
-        key = (path, tuple(headers.items()))
-        head = self._heads.get(key)
-        if head is None:
-            lines = [f"POST {self._prefix}{path} HTTP/1.1", f"Host: {self._host_header}"]
-            for name, value in headers.items():
-                if "\r" in name + value or "\n" in name + value or ":" in name:
-                    raise ValueError(f"bad header {name!r}")
-                lines.append(f"{name}: {value}")
-            head = "\r\n".join(lines) + "\r\nContent-Length: "
-            self._heads[key] = head
-        return head
-
-    def post(self, path: str, body: bytes, headers: Mapping[str, str], *, what: str) -> HttpAnswer:
-        request = (self._head(path, headers) + f"{len(body)}\r\n\r\n").encode("latin-1") + body
-        connection = self._connection() or self._connect(what)
-        try:
-            connection.sock.sendall(request)
-        except OSError as exc:
-            # The request was not completely written: the server cannot have acted on it.
-            self._discard(connection)
-            raise RetryableError(
-                f"{what}: connection to {self.base_url} failed while sending: {exc}"
-            ) from exc
-        try:
-            answer, will_close = _read_answer(connection.reader)
-        except TimeoutError as exc:
-            self._discard(connection)
-            raise UnknownOutcomeError(
-                f"{what}: no answer from {self.base_url} within {self.read_timeout:g}s after "
-                "the request was sent; it may have been accepted: not resending"
-            ) from exc
-        except (OSError, HttpProtocolError) as exc:
-            self._discard(connection)
-            raise UnknownOutcomeError(
-                f"{what}: {self.base_url} closed the connection after the request was sent "
-                f"({exc!r}); it may have been accepted: not resending"
-            ) from exc
-        if will_close:
-            self._discard(connection)
-        return answer
-
-    def close(self) -> None:
-        with self._lock:
-            connections = list(self._open)
-            self._open.clear()
-        for connection in connections:
-            connection.close()
-        self._local = threading.local()
-
-
-def _dropped(sock: socket.socket) -> bool:
-    """True when an idle connection has something to read: EOF (closed) or stray bytes."""
-    try:
-        if hasattr(select, "poll"):  # select() cannot watch descriptors above 1023
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
 
 
 # ---------------------------------------------------------------- the channel

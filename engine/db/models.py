@@ -79,6 +79,9 @@ class Program(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Off: the first SMS of a campaign goes without " Reply STOP to opt out." (#4).
     sms_opt_out_notice: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # A public-holiday calendar of the holidays library ("US", "US-CA", "CN", "GB-SCT"): its
+    # holidays are not business days (engine/calls/business_days.py). NULL: Monday to Friday.
+    holidays: Mapped[str | None] = mapped_column(String(16))
 
 
 class Participant(Base):

@@ -3,7 +3,6 @@ published OpenAPI document."""
 
 from __future__ import annotations
 
-import io
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,13 +22,7 @@ from engine.channels.base import (
     SendResult,
     UnknownOutcomeError,
 )
-from engine.channels.sendgrid import (
-    MAIL_SEND,
-    HttpProtocolError,
-    SendGridChannel,
-    _read_answer,
-    build_mail,
-)
+from engine.channels.sendgrid import MAIL_SEND, SendGridChannel, build_mail
 from engine.clock import FrozenClock
 from engine.testing_providers import Canned, FakeSendGrid, validate_sendgrid_mail_send
 
@@ -430,58 +423,3 @@ def test_threads_share_the_channel_with_a_connection_each(
         sorted(f"t-{i}" for i in range(40))
     )
     assert len({r.peer for r in requests}) <= 4  # kept alive per thread, not per request
-
-
-# -- the HTTP/1.1 answers the transport reads (real servers vary in how they frame a body)
-
-
-@pytest.mark.parametrize(
-    ("raw", "status", "body", "closes"),
-    [
-        (
-            b"HTTP/1.1 202 Accepted\r\nX-Message-Id: abc\r\nContent-Length: 0\r\n\r\n",
-            202,
-            b"",
-            False,
-        ),
-        (
-            b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b'4\r\n{"a"\r\n3;ext=1\r\n:1}\r\n0\r\nX-Trailer: t\r\n\r\n',
-            400,
-            b'{"a":1}',
-            False,
-        ),
-        (
-            b"HTTP/1.1 500 Oops\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno",
-            500,
-            b"no",
-            True,
-        ),
-        (b"HTTP/1.0 429 Slow\r\nRetry-After: 3\r\n\r\nuntil the end", 429, b"until the end", True),
-        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", 204, b"", False),
-    ],
-)
-def test_the_transport_reads_every_framing_of_an_answer(
-    raw: bytes, status: int, body: bytes, closes: bool
-) -> None:
-    answer, will_close = _read_answer(io.BufferedReader(io.BytesIO(raw)))  # type: ignore[arg-type]
-    assert (answer.status, answer.body, will_close) == (status, body, closes)
-    if status == 202:
-        assert answer.headers["x-message-id"] == "abc"
-    if status == 429:
-        assert answer.headers["retry-after"] == "3"
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b"",  # hung up
-        b"SMTP ready\r\n\r\n",
-        b"HTTP/1.1 202 Accepted\r\nContent-Length: 10\r\n\r\nshort",
-        b"HTTP/1.1 202 Accepted\r\nContent-Le",
-        b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    ],
-)
-def test_a_broken_answer_is_a_protocol_error(raw: bytes) -> None:
-    with pytest.raises(HttpProtocolError):
-        _read_answer(io.BufferedReader(io.BytesIO(raw)))  # type: ignore[arg-type]

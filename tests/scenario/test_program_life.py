@@ -487,6 +487,32 @@ def end_of_day(program: Program, day: int) -> None:
         program.record(check_day(engine, view, program.expected, fires))
     finally:
         engine.dispose()
+    if today in HOLIDAY_WEEKS:
+        program.record(holiday_week_targets(driver, day, today))
+
+
+# Weeks with a US public holiday on a weekday: Labor Day (the program's first day) and
+# Thanksgiving. The program names the US calendar, so they have 4 business days, not 5.
+HOLIDAY_WEEKS = {date(2026, 9, 7), date(2026, 11, 26)}
+
+
+def holiday_week_targets(driver: Any, day: int, today: date) -> list[Violation]:
+    """An agent's weekly target, derived from the daily one, counts the business days the
+    program's holiday calendar leaves in the week: 4 in a week with a holiday."""
+    login = next(iter(AGENTS))
+    shown = driver.json("agents", "show", login, "--date", today.isoformat())
+    week = next(f for f in shown["calling_plan"]["figures"] if f["period"] == "week")
+    expected = (6 * 4, "daily × 4 business days, US holidays skipped")
+    if (week["target"], week["target_source"]) != expected:
+        return [
+            Violation(
+                day,
+                "a public holiday is not a business day",
+                f"{login}'s week of {today}: target {week['target']} "
+                f"({week['target_source']}), expected {expected}",
+            )
+        ]
+    return []
 
 
 @pytest.fixture
@@ -510,7 +536,17 @@ def program(
     }
     driver = Driver(database_url=database_url, env=env)
     driver.at(local(START, 6))
-    driver.ok("programs", "add", "demo", "--name", "Demo Rewards", "--timezone", "America/New_York")
+    driver.ok(
+        "programs",
+        "add",
+        "demo",
+        "--name",
+        "Demo Rewards",
+        "--timezone",
+        "America/New_York",
+        "--holidays",
+        "US",
+    )
     world = Program(folder=tmp_path, driver=driver)
     plan_activity(world)
     yield world
