@@ -92,6 +92,9 @@ def test_complaints_are_listed_under_their_category(app: App, tmp_path: Path) ->
         "Complaints: billing (2)",
         f"Complaints: {IMPORTED} (1)",
         "Complaints: service (1)",
+        # Each complaint call opened a case (engine/cases), none resolved yet.
+        "Cases by category and root cause, opened 2026-03",
+        "Most recent cases with root cause (unresolved)",
     ]
     grid = list(csv.reader(io.StringIO("\n".join(blocks[0][1:]))))
     assert grid == [
