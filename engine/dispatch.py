@@ -8,8 +8,9 @@ One pass of a worker, per channel in turn:
    ... FOR UPDATE OF outbox_messages SKIP LOCKED LIMIT n)`` so any number of workers on any
    number of machines share the queue; SQLite: the same statement, one dispatcher at a time (an
    OS file lock, see :class:`DispatcherBusyError`). Claimed rows are ``sending`` with
-   ``claimed_by``/``claimed_until`` (the lease) and the batch's ``claim_id`` (a
-   ``dispatch_claims`` row, ``claimed``), committed before anything is sent. A claim skips
+   ``claimed_by``/``claimed_until`` (the lease) and their group's ``claim_id`` (a
+   ``dispatch_claims`` row per group of ``dispatch_max_in_flight``, ``claimed``), committed
+   before anything is sent. A claim skips
    participants with a message already ``sending`` (claims take turns on PostgreSQL, an
    advisory lock), so no two workers gate and send to one person at once.
 2. **Gate** each message with :func:`engine.policy.decide` against what is true NOW: consent,
@@ -18,8 +19,10 @@ One pass of a worker, per channel in turn:
    the global cap (settings) and the campaign's own cap.
    ``WaitUntil`` puts it back to ``queued`` at the instant the rules allow (no attempt
    counted); ``Skip`` marks it ``skipped`` with the reason.
-3. **Hand off** the batch to the sending thread: its claim moves ``claimed -> handed``, one
-   conditional UPDATE of one row, committed before the first request (:func:`_hand_off`).
+3. **Hand off** each group of ``dispatch_max_in_flight`` messages of the batch (the claim
+   cuts it in groups, each a ``dispatch_claims`` row) to the sending thread right before the
+   group's first request: its claim moves ``claimed -> handed``, one conditional UPDATE of one
+   row, committed with the outcomes known by then (engine/dispatch_record.py).
    **Send** through the channel, paced by the rate limit of the channel and its sender (the
    From address; Twilio's messaging service, else its from number). PostgreSQL: one limit
    shared by every dispatcher on the database, whatever machine it runs on
@@ -30,8 +33,9 @@ One pass of a worker, per channel in turn:
    A provider that takes its time to answer gets up to ``dispatch_max_in_flight`` requests
    at once from each worker (engine/in_flight.py), so that its latency does not set the send
    rate; each outcome is settled on the sending thread as it comes back.
-4. **Record** the outcomes in bulk (one executemany per batch): ``sent`` with provider, provider
-   message id and ``sent_at`` plus a ``contacts`` row (the frequency cap's ledger); an error
+4. **Record** the outcomes as they come (engine/dispatch_record.py: at each hand-off and at
+   least every 100 ms, in a few set-based statements on the writing thread): ``sent`` with
+   provider, provider message id and ``sent_at`` plus a ``contacts`` row (the frequency cap's ledger); an error
    that is the provider's (no connection, 5xx, 429: ``RetryableError``) puts the message back
    to ``queued`` with no attempt spent and opens the circuit of that provider and sender
    (engine/circuits.py): nothing is claimed for that channel until its next probe, one
@@ -45,26 +49,26 @@ One pass of a worker, per channel in turn:
 Each worker is three threads, so that the database's time overlaps the HTTP requests
 instead of adding to them (issue #4): while a batch is being sent, one thread claims the next
 batch and reads what its gate needs (consents, suppressions, the contacts ledger), and another
-writes the outcomes of the batch sent before. The gate's decisions are still taken just
-before a batch goes, at that instant, from facts read while the batch before it was sent. A
-claim skips everyone with a message ``sending`` (in flight or not yet written), so what it
-reads of the ledger for the people it claims is complete. A batch claimed ahead stays
-``sending`` like the one in flight (so claims keep skipping its people), but its claim is
-handed off only once the batch before it has gone (right after that batch's last request,
-while the database is otherwise idle): after a crash mid-batch, the batch claimed ahead goes
-back to ``queued``, not ``unknown``.
+writes the outcomes as they come back. The gate's decisions are still taken just before a
+batch goes, at that instant, from facts read while the batch before it was sent. A claim
+skips everyone with a message ``sending`` (in flight or not yet written), so what it reads of
+the ledger for the people it claims is complete. A batch claimed ahead stays ``sending`` like
+the one in flight (so claims keep skipping its people), but none of its groups is handed off
+before its turn: after a crash mid-batch, the groups not handed off yet and the batch claimed
+ahead go back to ``queued``; only the requests in flight and one group may be ``unknown``.
 
 Never sent twice: a row is sent only by the worker that moved it ``queued -> sending``, and
-only once its claim is handed off. A worker that dies leaves its rows ``sending``; when their
-lease runs out any dispatcher (:func:`_housekeeping`) marks them ``unknown`` if their claim was
-handed off (they may have gone: ``campaign outbox unknown`` lists them and ``campaign outbox
-resolve``, or a provider event, settles them), and otherwise moves the claim ``claimed ->
+only once its group's claim is handed off. A worker that dies leaves its rows ``sending``;
+when their lease runs out (or their dispatcher's heartbeat stops) any dispatcher
+(:func:`_housekeeping`) marks them ``unknown`` if their group was handed off (they may have
+gone: ``campaign outbox unknown`` lists them and ``campaign outbox resolve``, ``campaign outbox
+reconcile`` or a provider event settles them), and otherwise moves the claim ``claimed ->
 lapsed`` and puts them back to ``queued`` (nothing of them went). The hand-off and the lapse
-are each one conditional UPDATE of the claim's row, so one of them happens, never both: a
-dispatcher that outlived its lease and finds its claim lapsed sends none of it. A claim that is
-missing (an older dispatcher's, or lost in a PostgreSQL crash: the table is UNLOGGED) counts
-as handed off. An outcome written after a webhook already moved the row on (``delivered``)
-keeps the later status.
+are each one conditional UPDATE of the group's claim row, so one of them happens, never both:
+a dispatcher that outlived its lease and finds a group lapsed sends none of it. A claim that
+is missing (an older dispatcher's, or lost in a PostgreSQL crash: the table is UNLOGGED)
+counts as handed off. An outcome written after a webhook already moved the row on
+(``delivered``) keeps the later status.
 
 Stopping (``stop`` event, deadline, ``max_messages``): the in-flight message finishes and is
 recorded; the rest of the claimed batch, and the batch claimed ahead, go back to ``queued``
