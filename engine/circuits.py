@@ -17,13 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from engine.clock import ensure_utc
-from engine.db.models import ProviderCircuit
+from engine.db.models import OutboxMessage, ProviderCircuit
 
 # The longest wait between two probes of a provider that stays down.
 MAX_WAIT = timedelta(minutes=10)
@@ -136,4 +136,52 @@ def close(session: Session, key: str) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-__all__ = ["MAX_WAIT", "Circuit", "circuit_of", "close", "open_circuits", "trip", "wait_after"]
+# status_reason of a message whose request failed on the provider's side (no connection, 5xx;
+# not a 429): it went back to the queue with no attempt spent.
+PROVIDER_UNAVAILABLE = "provider_unavailable"
+
+
+def strike_suspects(
+    session: Session, channel: str, since: datetime, at: datetime, *, max_attempts: int
+) -> int:
+    """The provider answered another message while a circuit opened at ``since`` was open:
+    each ``channel`` message whose own request failed since then (still queued as
+    ``provider_unavailable``) may be the cause (a poison message: the provider fails on it
+    alone, and its every try would open the circuit again). Count one attempt for each; one
+    that has failed ``max_attempts`` times so, each time while others went, ends ``failed``
+    (``too_many_attempts``; ``campaign outbox requeue`` can queue it again). A real outage
+    counts at most one per message and outage. Returns how many were counted."""
+    struck = OutboxMessage.attempts + 1
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.status == "queued",
+            OutboxMessage.not_before >= since,  # each went back until a probe at least
+            OutboxMessage.channel == channel,
+            OutboxMessage.status_reason == PROVIDER_UNAVAILABLE,
+            OutboxMessage.updated_at >= since,
+        )
+        .values(
+            attempts=struck,
+            status=case((struck >= max_attempts, "failed"), else_=OutboxMessage.status),
+            status_reason=case(
+                (struck >= max_attempts, "too_many_attempts"), else_=OutboxMessage.status_reason
+            ),
+            updated_at=at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+__all__ = [
+    "MAX_WAIT",
+    "PROVIDER_UNAVAILABLE",
+    "Circuit",
+    "circuit_of",
+    "close",
+    "open_circuits",
+    "strike_suspects",
+    "trip",
+    "wait_after",
+]

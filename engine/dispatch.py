@@ -35,7 +35,8 @@ One pass of a worker, per channel in turn:
    rate; each outcome is settled on the sending thread as it comes back.
 4. **Record** the outcomes as they come (engine/dispatch_record.py: at each hand-off and at
    least every 100 ms, in a few set-based statements on the writing thread): ``sent`` with
-   provider, provider message id and ``sent_at`` plus a ``contacts`` row (the frequency cap's ledger); an error
+   provider, provider message id and ``sent_at`` plus a ``contacts`` row (the frequency
+   cap's ledger); an error
    that is the provider's (no connection, 5xx, 429: ``RetryableError``) puts the message back
    to ``queued`` with no attempt spent and opens the circuit of that provider and sender
    (engine/circuits.py): nothing is claimed for that channel until its next probe, one
@@ -124,7 +125,14 @@ from engine.channels.base import (
     SendResult,
     UnknownOutcomeError,
 )
-from engine.circuits import Circuit, circuit_of, open_circuits, trip
+from engine.circuits import (
+    PROVIDER_UNAVAILABLE,
+    Circuit,
+    circuit_of,
+    open_circuits,
+    strike_suspects,
+    trip,
+)
 from engine.circuits import close as close_circuit
 from engine.clock import ensure_utc
 from engine.contact_ledger import contact_times
@@ -144,6 +152,7 @@ from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition
 from engine.dispatch_record import (
     CLAIMED,
+    FLUSH_SECONDS,
     LAPSED,
     Recorder,
     new_claim_base,
@@ -1009,9 +1018,20 @@ def _trip(shared: _Shared, channel: Channel, kind: str, error: RetryableError) -
 
 
 def _close_circuit(shared: _Shared, kind: str) -> None:
+    """Close ``kind``'s circuit (a request succeeded), counting an attempt for each message
+    whose own request failed while it was open (engine/circuits.py ``strike_suspects``)."""
     with _writing(shared), shared.app.sessions() as session, session.begin():
+        circuit = circuit_of(session, shared.circuit_keys[kind])
         if close_circuit(session, shared.circuit_keys[kind]):
             log.warning("%s: the provider answers again; sending resumes", kind)
+        if circuit is not None:
+            strike_suspects(
+                session,
+                kind,
+                circuit.opened_at,
+                _now(shared),
+                max_attempts=shared.settings.dispatch_max_attempts,
+            )
 
 
 def _record(shared: _Shared, outcomes: Sequence[_Outcome], provider: str) -> None:
@@ -1188,9 +1208,9 @@ class _Batch:
                 if not self._handed_off([row]):
                     self._release(row)
                     continue
-                self.bucket.acquire()
-                if self._stopping():
-                    self._release(row)
+                self.bucket.acquire(meanwhile=lambda wait: self._meanwhile(wait, addresses))
+                # (What came back meanwhile may hold the rest back: a 429, a 401.)
+                if not self._may_send(row):
                     continue
                 if self._suppressed_since(addresses[row.id], single_addresses, index):
                     self._outcome(_Outcome(row, st.SKIPPED, "suppressed"))
@@ -1205,6 +1225,14 @@ class _Batch:
             self._settle(sender.drain(), addresses)
         if templated:
             self._send_templated(templated, addresses)
+
+    def _meanwhile(self, wait: float, addresses: Mapping[int, str]) -> None:
+        """While waiting ``wait`` seconds for the rate's slot (at 1 SMS/s, most of a second):
+        settle the answers that come back, and write them at least every FLUSH_SECONDS."""
+        until = time.monotonic() + wait
+        while (left := until - time.monotonic()) > 0 and self.sender.busy:
+            self._settle(self.sender.within(min(left, FLUSH_SECONDS)), addresses)
+            self.recorder.flush_if_due()
 
     def _settle(self, done: Iterator[Done[_Row]], addresses: Mapping[int, str]) -> None:
         """The outcomes of sends that came back (see engine/in_flight.py)."""
@@ -1340,6 +1368,8 @@ class _Batch:
         self._outcome(_Outcome(row, st.SENT, result=result, address=address))
         if self.circuit_open:
             self.circuit_open = False
+            # The failures of this outage written first: each may be the cause.
+            self.recorder.wait()
             _close_circuit(self.shared, self.channel_kind)
 
     def _failed(self, row: _Row, address: str, error: ChannelError) -> None:
@@ -1364,12 +1394,20 @@ class _Batch:
             # The provider's trouble, not the message's: it goes back as it was (no attempt
             # spent), and the channel waits for the provider (its circuit opens), the rest of
             # this batch too. Requests of the same moment that fail too take the same wait.
+            # A request that failed (not a 429) goes one retry delay after the others, so
+            # that the next probe is another message: one the provider fails on alone (a
+            # poison message) is counted, and in the end failed, when another message closes
+            # the circuit (engine/circuits.py strike_suspects).
             if self.release_rest_at is None:
                 circuit = _trip(shared, self.channel, self.channel_kind, error)
                 self.release_rest_at = circuit.retry_at
                 self.circuit_open = True
-            why = "throttled" if error.status == 429 else "provider_unavailable"
-            self._outcome(_Outcome(row, st.QUEUED, why, self.release_rest_at, row.attempts, text))
+            if error.status == 429:
+                why, until = "throttled", self.release_rest_at
+            else:
+                why = PROVIDER_UNAVAILABLE
+                until = self.release_rest_at + shared.settings.dispatch_retry_delay
+            self._outcome(_Outcome(row, st.QUEUED, why, until, row.attempts, text))
         elif isinstance(error, MessageError):
             self._outcome(_Outcome(row, st.FAILED, "message_refused", None, attempts, text))
         else:
