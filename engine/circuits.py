@@ -141,26 +141,33 @@ def close(session: Session, key: str) -> bool:
 PROVIDER_UNAVAILABLE = "provider_unavailable"
 
 
-def strike_suspects(
-    session: Session, channel: str, since: datetime, at: datetime, *, max_attempts: int
-) -> int:
-    """The provider answered another message while a circuit opened at ``since`` was open:
-    each ``channel`` message whose own request failed since then (still queued as
-    ``provider_unavailable``) may be the cause (a poison message: the provider fails on it
-    alone, and its every try would open the circuit again). Count one attempt for each; one
-    that has failed ``max_attempts`` times so, each time while others went, ends ``failed``
-    (``too_many_attempts``; ``campaign outbox requeue`` can queue it again). A real outage
-    counts at most one per message and outage. Returns how many were counted."""
+def strike_suspects(session: Session, circuit: Circuit, at: datetime, *, max_attempts: int) -> int:
+    """The provider answered another message when ``circuit`` (open) was first probed: if
+    one message alone failed while it was open (still queued as ``provider_unavailable``),
+    the provider may fail on it alone (a poison message, whose every try would open the
+    circuit again): count it one attempt; one that has failed ``max_attempts`` times so ends
+    ``failed`` (``too_many_attempts``; ``campaign outbox requeue`` can queue it again). An
+    outage (a failed probe, or several messages failing) counts nothing: it is the
+    provider's. Returns how many were counted (0 or 1)."""
+    if circuit.failures > 1:
+        return 0
+    suspects = session.scalars(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.status == "queued",
+            OutboxMessage.not_before >= circuit.opened_at,  # each went back until a probe
+            OutboxMessage.channel == circuit.channel,
+            OutboxMessage.status_reason == PROVIDER_UNAVAILABLE,
+            OutboxMessage.updated_at >= circuit.opened_at,
+        )
+        .limit(2)
+    ).all()
+    if len(suspects) != 1:
+        return 0
     struck = OutboxMessage.attempts + 1
     result = session.execute(
         update(OutboxMessage)
-        .where(
-            OutboxMessage.status == "queued",
-            OutboxMessage.not_before >= since,  # each went back until a probe at least
-            OutboxMessage.channel == channel,
-            OutboxMessage.status_reason == PROVIDER_UNAVAILABLE,
-            OutboxMessage.updated_at >= since,
-        )
+        .where(OutboxMessage.id == suspects[0], OutboxMessage.status == "queued")
         .values(
             attempts=struck,
             status=case((struck >= max_attempts, "failed"), else_=OutboxMessage.status),

@@ -1018,19 +1018,15 @@ def _trip(shared: _Shared, channel: Channel, kind: str, error: RetryableError) -
 
 
 def _close_circuit(shared: _Shared, kind: str) -> None:
-    """Close ``kind``'s circuit (a request succeeded), counting an attempt for each message
-    whose own request failed while it was open (engine/circuits.py ``strike_suspects``)."""
+    """Close ``kind``'s circuit (a request succeeded), counting an attempt for the message
+    that alone failed while it was open, if any (engine/circuits.py ``strike_suspects``)."""
     with _writing(shared), shared.app.sessions() as session, session.begin():
         circuit = circuit_of(session, shared.circuit_keys[kind])
         if close_circuit(session, shared.circuit_keys[kind]):
             log.warning("%s: the provider answers again; sending resumes", kind)
         if circuit is not None:
             strike_suspects(
-                session,
-                kind,
-                circuit.opened_at,
-                _now(shared),
-                max_attempts=shared.settings.dispatch_max_attempts,
+                session, circuit, _now(shared), max_attempts=shared.settings.dispatch_max_attempts
             )
 
 
