@@ -1139,6 +1139,7 @@ class _Batch:
         # The hand-off groups (claims) of this batch handed off, and those found lapsed.
         self.handed: set[int] = set()
         self.lapsed: set[int] = set()
+        self.handing: dict[int, Future[tuple[int, bool]]] = {}  # written ahead, not yet waited
         self.stopped: str | None = None
         self.held_back: set[int] = set()  # runs paused or stopped during this batch
         self.release_rest_at: datetime | None = None
@@ -1186,6 +1187,11 @@ class _Batch:
                 singles.append((row, message))
         addresses = dict((row.id, address) for row, address in ready)
         single_addresses = [addresses[row.id] for row, _ in singles]
+        # Where the group after each message's own begins (its hand-off may be written ahead).
+        next_group = [len(singles)] * len(singles)
+        for index in range(len(singles) - 2, -1, -1):
+            same = singles[index][0].claim == singles[index + 1][0].claim
+            next_group[index] = next_group[index + 1] if same else index + 1
         sender = self.sender
         try:
             for index, (row, message) in enumerate(singles):
@@ -1215,6 +1221,7 @@ class _Batch:
                 if self.probing:  # the probe's answer first: is the provider back?
                     self._settle(sender.drain(), addresses)
                     self.probing = False
+                self._hand_off_ahead(singles, index, next_group[index])
                 self.recorder.flush_if_due()
         finally:
             # Even when the loop broke off: what went out is recorded.
@@ -1295,6 +1302,20 @@ class _Batch:
 
     # -- decisions about the rest of the batch
 
+    def _hand_off_ahead(
+        self, singles: Sequence[tuple[_Row, Outbound]], index: int, next_start: int
+    ) -> None:
+        """Write the next group's hand-off in the background when it is no further ahead
+        than the requests that could be in flight but are not (a fast provider gets one at a
+        time): what a kill leaves unknown stays within the in-flight limit plus one group
+        (engine/dispatch_record.py), and the sending does not wait for the write."""
+        free = self.sender.limit - self.sender.window
+        if free <= 0 or next_start >= len(singles) or next_start - index > free:
+            return
+        claim = singles[next_start][0].claim
+        if claim not in self.handed and claim not in self.lapsed and claim not in self.handing:
+            self.handing[claim] = self.recorder.hand_off_later(claim)
+
     def _handed_off(self, rows: Sequence[_Row]) -> bool:
         """Hand off the groups of ``rows`` not handed off yet (engine/dispatch_record.py),
         each committed with the outcomes known so far before its first request. False when
@@ -1303,7 +1324,8 @@ class _Batch:
         for claim in dict.fromkeys(row.claim for row in rows):
             if claim in self.handed or claim in self.lapsed:
                 continue
-            if self.recorder.hand_off(claim):
+            ahead = self.handing.pop(claim, None)
+            if self.recorder.handed(ahead) if ahead else self.recorder.hand_off(claim):
                 self.handed.add(claim)
                 continue
             self.lapsed.add(claim)

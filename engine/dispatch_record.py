@@ -15,10 +15,13 @@ rows of handed claims): the rows of handed groups whose outcome was not yet comm
 group ``k`` is handed off, every outcome that had come back is committed with it, and at most
 ``dispatch_max_in_flight - 1`` requests are still in flight (the sender makes room before each
 start); so at any instant the unknown are at most those requests plus group ``k``: the
-configured in-flight count plus one group. The groups not handed yet, and the batch claimed
-ahead, lapse back to ``queued`` (nothing of them went). A dynamic-template chunk (one request
-for up to 1,000 messages) is handed off whole before its request: that request is in flight
-for all of them.
+configured in-flight count plus one group. When fewer requests are in flight than allowed (a
+provider answering fast gets one at a time), the next group's hand-off is written ahead, in
+the background, by as many messages as that leaves free (:meth:`Recorder.hand_off_later`),
+so the sending does not wait for it: the bound stays the same. The groups not handed yet,
+and the batch claimed ahead, lapse back to ``queued`` (nothing of them went). A
+dynamic-template chunk (one request for up to 1,000 messages) is handed off whole before its
+request: that request is in flight for all of them.
 
 Never sent twice: a message is sent only once its group's hand-off is committed, and the
 hand-off and the lapse are each one conditional UPDATE of the group's row (``claimed ->
@@ -340,16 +343,20 @@ class Recorder:
     def hand_off(self, claim: int) -> bool:
         """Write what is pending and hand off ``claim`` in one transaction, after every write
         before it; return once it is committed (whether the hand-off was made)."""
+        return self.handed(self.hand_off_later(claim))
+
+    def hand_off_later(self, claim: int) -> Future[tuple[int, bool]]:
+        """:meth:`hand_off` in the background: :meth:`handed` waits for it."""
         outcomes, self._pending = self._pending, []
         self._flushed_at = time.monotonic()
         job = self._writer.submit(self._write, outcomes, self._provider, claim)
         self._jobs.append(job)
-        try:
+        return job
+
+    def handed(self, job: Future[tuple[int, bool]]) -> bool:
+        """Wait for the hand-off ``job`` (and the writes before it): whether it was made."""
+        if job in self._jobs:
             self._reap(until=job)
-        except BaseException:
-            if job.done() and job.exception() is not None:
-                self._pending[:0] = outcomes  # not written: kept for the next try
-            raise
         return job.result()[1]
 
     def wait(self) -> None:
