@@ -155,6 +155,8 @@ from engine.dispatch_record import (
     FLUSH_SECONDS,
     LAPSED,
     Recorder,
+    group_size,
+    hand_off_lead,
     new_claim_base,
     released,
     write_outcomes,
@@ -372,9 +374,10 @@ class _Shared:
         self.global_cap = FrequencyCap(
             self.settings.frequency_cap_max, self.settings.frequency_cap_per
         )
-        # Messages per hand-off group (engine/dispatch_record.py): what a kill leaves unknown
-        # besides the requests in flight.
-        self.group_size = self.settings.dispatch_max_in_flight
+        # Messages per hand-off group, half the in-flight limit; a group's hand-off is written
+        # ahead by the other half (engine/dispatch_record.py): a kill leaves at most twice
+        # the in-flight limit unknown.
+        self.group_size = group_size(self.settings.dispatch_max_in_flight)
         self.definitions: dict[int, CampaignDefinition] = {}
         self.programs: dict[int, tuple[str, str]] = {}
         self.failures: Counter[int] = Counter()
@@ -1305,12 +1308,12 @@ class _Batch:
     def _hand_off_ahead(
         self, singles: Sequence[tuple[_Row, Outbound]], index: int, next_start: int
     ) -> None:
-        """Write the next group's hand-off in the background when it is no further ahead
-        than the requests that could be in flight but are not (a fast provider gets one at a
-        time): what a kill leaves unknown stays within the in-flight limit plus one group
-        (engine/dispatch_record.py), and the sending does not wait for the write."""
-        free = self.sender.limit - self.sender.window
-        if free <= 0 or next_start >= len(singles) or next_start - index > free:
+        """Write the next group's hand-off in the background once it is at most
+        :func:`hand_off_lead` messages ahead (engine/dispatch_record.py): the sending need
+        not wait for the write, and what a kill leaves unknown stays within twice the
+        in-flight limit."""
+        lead = hand_off_lead(self.sender.limit, self.sender.window)
+        if lead <= 0 or next_start >= len(singles) or next_start - index > lead:
             return
         claim = singles[next_start][0].claim
         if claim not in self.handed and claim not in self.lapsed and claim not in self.handing:

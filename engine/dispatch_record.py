@@ -1,25 +1,29 @@
 """What a dispatcher has sent, recorded as it goes: small hand-off groups and prompt outcomes.
 
 A claimed batch (up to ten seconds of the channel's rate, e.g. 500 emails) is split at claim
-time into **groups** of ``dispatch_max_in_flight`` messages, in the order they will be sent;
-each group is a claim of its own (a ``dispatch_claims`` row, ``claimed``; its id is the
-batch's random base plus the group's number, :func:`group_claim`), written into its messages'
-``claim_id``. A group is **handed off** (``claimed -> handed``, one conditional UPDATE of its
-row, :func:`hand_off_claim`) right before its first request, in one transaction with every
-outcome known by then (:meth:`Recorder.hand_off`), and outcomes are written meanwhile at least
-every :data:`FLUSH_SECONDS` (:meth:`Recorder.flush_if_due`) on the worker's writing thread, so
-that the writes overlap the requests still in flight.
+time into **groups** of half ``dispatch_max_in_flight`` messages (:func:`group_size`), in the
+order they will be sent; each group is a claim of its own (a ``dispatch_claims`` row,
+``claimed``; its id is the batch's random base plus the group's number),
+written into its messages' ``claim_id``. A group is **handed off** (``claimed -> handed``, one
+conditional UPDATE of its row, :func:`hand_off_claim`) before its first request, in one
+transaction with every outcome known by then, on the worker's writing thread
+(:class:`Recorder`); outcomes are also written there at least every :data:`FLUSH_SECONDS`,
+so that the writes overlap the requests.
+
+The hand-off of a group is written ahead, in the background, once the sending is at most
+:func:`hand_off_lead` messages before the group's first request (the other half of the
+in-flight limit, plus the requests that could be in flight but are not: a provider answering
+fast gets one at a time); the first request waits until it is committed, which it usually
+is by then.
 
 What a ``kill -9`` leaves ``unknown`` (engine/dispatch.py ``_housekeeping``: a dead dispatcher's
-rows of handed claims): the rows of handed groups whose outcome was not yet committed. When
-group ``k`` is handed off, every outcome that had come back is committed with it, and at most
-``dispatch_max_in_flight - 1`` requests are still in flight (the sender makes room before each
-start); so at any instant the unknown are at most those requests plus group ``k``: the
-configured in-flight count plus one group. When fewer requests are in flight than allowed (a
-provider answering fast gets one at a time), the next group's hand-off is written ahead, in
-the background, by as many messages as that leaves free (:meth:`Recorder.hand_off_later`),
-so the sending does not wait for it: the bound stays the same. The groups not handed yet,
-and the batch claimed ahead, lapse back to ``queued`` (nothing of them went). A
+rows of handed claims): the rows of handed groups whose outcome was not yet committed. A
+hand-off written when ``w`` requests were in flight commits every outcome that had come back;
+after it, until the next hand-off commits, at most those ``w``, the ``lead`` messages before
+the group and the group itself can be sent and unrecorded: ``w + lead + group = 2 x
+dispatch_max_in_flight`` at most, that is the in-flight limit plus one group of its size
+(32 with the default 16, where a whole batch of up to 500 was before). The groups not handed
+yet, and the batch claimed ahead, lapse back to ``queued`` (nothing of them went). A
 dynamic-template chunk (one request for up to 1,000 messages) is handed off whole before its
 request: that request is in flight for all of them.
 
@@ -65,9 +69,17 @@ def new_claim_base() -> int:
     return secrets.randbits(63 - GROUP_BITS) << GROUP_BITS
 
 
-def group_claim(base: int, position: int, group_size: int) -> int:
-    """The claim of the message at ``position`` (0-based, in sending order) of a batch."""
-    return base + position // group_size
+def group_size(max_in_flight: int) -> int:
+    """Messages per hand-off group: half the in-flight limit (rounded up)."""
+    return max(1, (max_in_flight + 1) // 2)
+
+
+def hand_off_lead(max_in_flight: int, window: int) -> int:
+    """How many messages before a group's first request its hand-off may be written: the
+    rest of the in-flight limit after the group, plus the requests that could be in flight
+    but are not (``window``: how many may be now). The unknown after a kill stay within
+    ``window + lead + group = 2 x max_in_flight``."""
+    return max(0, 2 * max_in_flight - window - group_size(max_in_flight))
 
 
 @dataclass

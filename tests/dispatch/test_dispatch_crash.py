@@ -194,7 +194,8 @@ def test_each_kill_9_leaves_at_most_the_requests_in_flight_plus_one_group_unknow
     app: App, tmp_path: Path
 ) -> None:
     """Against a provider that answers after 40 ms, with up to 4 requests in flight (groups
-    of 4) and batches of 25: every kill, at a random instant, leaves at most 4 + 4 unknown."""
+    of 2, each handed off up to 2 messages ahead) and batches of 25: every kill, at a random
+    instant, leaves at most the in-flight limit plus one group of its size (4 + 4) unknown."""
     in_flight = 4
     uids = set(queue_emails(app, 240))
     script = tmp_path / "victim.py"
@@ -252,8 +253,8 @@ def _sending(app: App) -> int:
 def test_kill_9_leaves_unknown_only_the_group_in_flight_and_requeues_the_rest(
     app: App, tmp_path: Path
 ) -> None:
-    # Claims of 25 in groups of 4 (the in-flight limit): the batch in flight, the one claimed
-    # ahead, 10 more.
+    # Claims of 25 in groups of 2 (half the in-flight limit of 4): the batch in flight, the
+    # one claimed ahead, 10 more.
     uids = set(queue_emails(app, 60))
     script = tmp_path / "victim.py"
     script.write_text(VICTIM)
@@ -278,10 +279,11 @@ def test_kill_9_leaves_unknown_only_the_group_in_flight_and_requeues_the_rest(
     statuses = _statuses(app)
 
     unknown = {uid for uid, status in statuses.items() if status == "unknown"}
-    # Only the group of the request in flight was handed off: the rest of its batch and the
-    # batch claimed ahead went back to the queue and were sent once by the survivor.
-    assert first in unknown and len(unknown) == 4
-    assert summary.expired_leases == 4 and summary.requeued_leases == 46
+    # Only the group of the request in flight (half the in-flight limit: 2) was handed off:
+    # the rest of its batch and the batch claimed ahead went back to the queue and were sent
+    # once by the survivor.
+    assert first in unknown and len(unknown) == 2
+    assert summary.expired_leases == 2 and summary.requeued_leases == 48
     assert {uid for uid, status in statuses.items() if status == "sent"} == uids - unknown
     assert all(received[uid] == 1 for uid in uids - unknown)
     assert sum(received[uid] for uid in unknown) == 1 and max(received.values()) == 1
