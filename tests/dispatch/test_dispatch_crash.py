@@ -197,13 +197,13 @@ def test_each_kill_9_leaves_at_most_the_requests_in_flight_plus_one_group_unknow
     of 2, each handed off up to 2 messages ahead) and batches of 25: every kill, at a random
     instant, leaves at most the in-flight limit plus one group of its size (4 + 4) unknown."""
     in_flight = 4
-    uids = set(queue_emails(app, 240))
+    uids = set(queue_emails(app, 400))
     script = tmp_path / "victim.py"
     script.write_text(VICTIM)
     rng = random.Random(os.getpid())
     per_kill: list[tuple[int, int]] = []
     with FakeSendGrid() as server:
-        server.script("/v3/mail/send", *(Canned(delay=0.04) for _ in range(400)))
+        server.script("/v3/mail/send", *(Canned(delay=0.04) for _ in range(600)))
         for _ in range(4):
             before = len(server.requests)
             victim = subprocess.Popen(
@@ -229,8 +229,9 @@ def test_each_kill_9_leaves_at_most_the_requests_in_flight_plus_one_group_unknow
     statuses = _statuses(app)
 
     print(f"\n(unknown, queued again) per kill: {per_kill}")
-    # Each kill landed while requests were in flight (the server answers slowly).
-    assert all(unknown >= 1 for unknown, _ in per_kill), per_kill
+    # Kills landed while requests were in flight (the server answers slowly); one may land
+    # between two batches, with every outcome written (nothing unknown then).
+    assert sum(1 for unknown, _ in per_kill if unknown >= 1) >= 3, per_kill
     assert all(unknown <= in_flight + in_flight for unknown, _ in per_kill), per_kill
     assert max(received.values()) == 1, "a recipient got two requests"
     assert set(received) <= uids
