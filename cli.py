@@ -1981,6 +1981,59 @@ def outbox_resolve(
     click.echo(f"outbox message {result.id}: {result.before} -> {result.after}")
 
 
+@outbox_group.command("reconcile")
+@click.option("--run", "run_id", type=int, help="Only messages of this run.")
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Only those left unknown since this ISO 8601 time (UTC if no offset) or this long ago.",
+)
+@click.option("--dry-run", is_flag=True, help="Read the providers' logs and count; write nothing.")
+@json_option
+@pass_state
+def outbox_reconcile(
+    state: CliState, run_id: int | None, since: str | None, dry_run: bool, as_json: bool
+) -> None:
+    """Settle messages of unknown fate from the providers' own logs: each one SendGrid's
+    Email Activity (by our message id) or Twilio's Messages list (same number and text, since
+    it was claimed) shows it took becomes sent. The rest stay unknown, counted by why; nothing
+    is resent."""
+    from engine.channels import build_channels
+    from engine.reconcile import reconcile
+    from engine.suppression_sync import parse_since
+
+    when = parse_since(since, now=state.clock.now()) if since else None
+    app = state.app()
+    channels = build_channels(state.settings, clock=state.clock)
+    try:
+        summary = reconcile(app, channels, run_id=run_id, since=when, dry_run=dry_run)
+    finally:
+        for channel in channels.values():
+            channel.close()
+    if as_json:
+        emit_json(summary)
+        return
+    verb = "would be settled" if dry_run else "settled"
+    click.echo(
+        f"{summary.checked} message(s) of unknown fate checked; {summary.settled} {verb} as "
+        "sent (the provider has them)"
+    )
+    why = {
+        "not_found": "not in the provider's log (it may not have gone, or the log lags by "
+        "minutes: run this again later, then `outbox resolve --resend` what is left)",
+        "ambiguous": "several messages of the same number and text in Twilio's log: settle "
+        "by hand (`outbox resolve`)",
+        "no_provider": "their channel has no provider credentials: nothing to ask",
+        "log_unreadable": "the provider's log could not be read (see below)",
+        "settled_meanwhile": "settled meanwhile by someone else, or the provider's id is "
+        "another message's",
+    }
+    for reason, count in summary.left.items():
+        click.echo(f"  {count} left unknown: {why.get(reason, reason)}")
+    for problem in summary.problems:
+        click.echo(f"  {problem}")
+
+
 @outbox_group.command("requeue")
 @click.option(
     "--status",

@@ -17,13 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from engine.clock import ensure_utc
-from engine.db.models import ProviderCircuit
+from engine.db.models import OutboxMessage, ProviderCircuit
 
 # The longest wait between two probes of a provider that stays down.
 MAX_WAIT = timedelta(minutes=10)
@@ -136,4 +136,59 @@ def close(session: Session, key: str) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-__all__ = ["MAX_WAIT", "Circuit", "circuit_of", "close", "open_circuits", "trip", "wait_after"]
+# status_reason of a message whose request failed on the provider's side (no connection, 5xx;
+# not a 429): it went back to the queue with no attempt spent.
+PROVIDER_UNAVAILABLE = "provider_unavailable"
+
+
+def strike_suspects(session: Session, circuit: Circuit, at: datetime, *, max_attempts: int) -> int:
+    """The provider answered another message when ``circuit`` (open) was first probed: if
+    one message alone failed while it was open (still queued as ``provider_unavailable``),
+    the provider may fail on it alone (a poison message, whose every try would open the
+    circuit again): count it one attempt; one that has failed ``max_attempts`` times so ends
+    ``failed`` (``too_many_attempts``; ``campaign outbox requeue`` can queue it again). An
+    outage (a failed probe, or several messages failing) counts nothing: it is the
+    provider's. Returns how many were counted (0 or 1)."""
+    if circuit.failures > 1:
+        return 0
+    suspects = session.scalars(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.status == "queued",
+            OutboxMessage.not_before >= circuit.opened_at,  # each went back until a probe
+            OutboxMessage.channel == circuit.channel,
+            OutboxMessage.status_reason == PROVIDER_UNAVAILABLE,
+            OutboxMessage.updated_at >= circuit.opened_at,
+        )
+        .limit(2)
+    ).all()
+    if len(suspects) != 1:
+        return 0
+    struck = OutboxMessage.attempts + 1
+    result = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == suspects[0], OutboxMessage.status == "queued")
+        .values(
+            attempts=struck,
+            status=case((struck >= max_attempts, "failed"), else_=OutboxMessage.status),
+            status_reason=case(
+                (struck >= max_attempts, "too_many_attempts"), else_=OutboxMessage.status_reason
+            ),
+            updated_at=at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+__all__ = [
+    "MAX_WAIT",
+    "PROVIDER_UNAVAILABLE",
+    "Circuit",
+    "circuit_of",
+    "close",
+    "open_circuits",
+    "strike_suspects",
+    "trip",
+    "wait_after",
+]

@@ -8,8 +8,9 @@ One pass of a worker, per channel in turn:
    ... FOR UPDATE OF outbox_messages SKIP LOCKED LIMIT n)`` so any number of workers on any
    number of machines share the queue; SQLite: the same statement, one dispatcher at a time (an
    OS file lock, see :class:`DispatcherBusyError`). Claimed rows are ``sending`` with
-   ``claimed_by``/``claimed_until`` (the lease) and the batch's ``claim_id`` (a
-   ``dispatch_claims`` row, ``claimed``), committed before anything is sent. A claim skips
+   ``claimed_by``/``claimed_until`` (the lease) and their group's ``claim_id`` (a
+   ``dispatch_claims`` row per group of ``dispatch_max_in_flight``, ``claimed``), committed
+   before anything is sent. A claim skips
    participants with a message already ``sending`` (claims take turns on PostgreSQL, an
    advisory lock), so no two workers gate and send to one person at once.
 2. **Gate** each message with :func:`engine.policy.decide` against what is true NOW: consent,
@@ -18,8 +19,10 @@ One pass of a worker, per channel in turn:
    the global cap (settings) and the campaign's own cap.
    ``WaitUntil`` puts it back to ``queued`` at the instant the rules allow (no attempt
    counted); ``Skip`` marks it ``skipped`` with the reason.
-3. **Hand off** the batch to the sending thread: its claim moves ``claimed -> handed``, one
-   conditional UPDATE of one row, committed before the first request (:func:`_hand_off`).
+3. **Hand off** each group of ``dispatch_max_in_flight`` messages of the batch (the claim
+   cuts it in groups, each a ``dispatch_claims`` row) to the sending thread right before the
+   group's first request: its claim moves ``claimed -> handed``, one conditional UPDATE of one
+   row, committed with the outcomes known by then (engine/dispatch_record.py).
    **Send** through the channel, paced by the rate limit of the channel and its sender (the
    From address; Twilio's messaging service, else its from number). PostgreSQL: one limit
    shared by every dispatcher on the database, whatever machine it runs on
@@ -30,8 +33,10 @@ One pass of a worker, per channel in turn:
    A provider that takes its time to answer gets up to ``dispatch_max_in_flight`` requests
    at once from each worker (engine/in_flight.py), so that its latency does not set the send
    rate; each outcome is settled on the sending thread as it comes back.
-4. **Record** the outcomes in bulk (one executemany per batch): ``sent`` with provider, provider
-   message id and ``sent_at`` plus a ``contacts`` row (the frequency cap's ledger); an error
+4. **Record** the outcomes as they come (engine/dispatch_record.py: at each hand-off and at
+   least every 100 ms, in a few set-based statements on the writing thread): ``sent`` with
+   provider, provider message id and ``sent_at`` plus a ``contacts`` row (the frequency
+   cap's ledger); an error
    that is the provider's (no connection, 5xx, 429: ``RetryableError``) puts the message back
    to ``queued`` with no attempt spent and opens the circuit of that provider and sender
    (engine/circuits.py): nothing is claimed for that channel until its next probe, one
@@ -45,26 +50,26 @@ One pass of a worker, per channel in turn:
 Each worker is three threads, so that the database's time overlaps the HTTP requests
 instead of adding to them (issue #4): while a batch is being sent, one thread claims the next
 batch and reads what its gate needs (consents, suppressions, the contacts ledger), and another
-writes the outcomes of the batch sent before. The gate's decisions are still taken just
-before a batch goes, at that instant, from facts read while the batch before it was sent. A
-claim skips everyone with a message ``sending`` (in flight or not yet written), so what it
-reads of the ledger for the people it claims is complete. A batch claimed ahead stays
-``sending`` like the one in flight (so claims keep skipping its people), but its claim is
-handed off only once the batch before it has gone (right after that batch's last request,
-while the database is otherwise idle): after a crash mid-batch, the batch claimed ahead goes
-back to ``queued``, not ``unknown``.
+writes the outcomes as they come back. The gate's decisions are still taken just before a
+batch goes, at that instant, from facts read while the batch before it was sent. A claim
+skips everyone with a message ``sending`` (in flight or not yet written), so what it reads of
+the ledger for the people it claims is complete. A batch claimed ahead stays ``sending`` like
+the one in flight (so claims keep skipping its people), but none of its groups is handed off
+before its turn: after a crash mid-batch, the groups not handed off yet and the batch claimed
+ahead go back to ``queued``; only the requests in flight and one group may be ``unknown``.
 
 Never sent twice: a row is sent only by the worker that moved it ``queued -> sending``, and
-only once its claim is handed off. A worker that dies leaves its rows ``sending``; when their
-lease runs out any dispatcher (:func:`_housekeeping`) marks them ``unknown`` if their claim was
-handed off (they may have gone: ``campaign outbox unknown`` lists them and ``campaign outbox
-resolve``, or a provider event, settles them), and otherwise moves the claim ``claimed ->
+only once its group's claim is handed off. A worker that dies leaves its rows ``sending``;
+when their lease runs out (or their dispatcher's heartbeat stops) any dispatcher
+(:func:`_housekeeping`) marks them ``unknown`` if their group was handed off (they may have
+gone: ``campaign outbox unknown`` lists them and ``campaign outbox resolve``, ``campaign outbox
+reconcile`` or a provider event settles them), and otherwise moves the claim ``claimed ->
 lapsed`` and puts them back to ``queued`` (nothing of them went). The hand-off and the lapse
-are each one conditional UPDATE of the claim's row, so one of them happens, never both: a
-dispatcher that outlived its lease and finds its claim lapsed sends none of it. A claim that is
-missing (an older dispatcher's, or lost in a PostgreSQL crash: the table is UNLOGGED) counts
-as handed off. An outcome written after a webhook already moved the row on (``delivered``)
-keeps the later status.
+are each one conditional UPDATE of the group's claim row, so one of them happens, never both:
+a dispatcher that outlived its lease and finds a group lapsed sends none of it. A claim that
+is missing (an older dispatcher's, or lost in a PostgreSQL crash: the table is UNLOGGED)
+counts as handed off. An outcome written after a webhook already moved the row on
+(``delivered``) keeps the later status.
 
 Stopping (``stop`` event, deadline, ``max_messages``): the in-flight message finishes and is
 recorded; the rest of the claimed batch, and the batch claimed ahead, go back to ``queued``
@@ -74,10 +79,8 @@ untouched.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
-import secrets
 import threading
 import time
 from collections import Counter, defaultdict
@@ -92,11 +95,9 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     ColumnElement,
+    Connection,
     String,
-    and_,
     any_,
-    bindparam,
-    case,
     delete,
     func,
     insert,
@@ -124,14 +125,20 @@ from engine.channels.base import (
     SendResult,
     UnknownOutcomeError,
 )
-from engine.circuits import Circuit, circuit_of, open_circuits, trip
+from engine.circuits import (
+    PROVIDER_UNAVAILABLE,
+    Circuit,
+    circuit_of,
+    open_circuits,
+    strike_suspects,
+    trip,
+)
 from engine.circuits import close as close_circuit
 from engine.clock import ensure_utc
-from engine.contact_ledger import contact_times, contacts_of_messages
+from engine.contact_ledger import contact_times
 from engine.db.models import (
     CampaignRun,
     Consent,
-    Contact,
     DispatchClaim,
     Enrollment,
     OutboxMessage,
@@ -143,6 +150,19 @@ from engine.db.session import make_engine
 from engine.deadlines import send_time_refusals
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition
+from engine.dispatch_record import (
+    CLAIMED,
+    FLUSH_SECONDS,
+    LAPSED,
+    Recorder,
+    group_size,
+    hand_off_lead,
+    new_claim_base,
+    released,
+    write_outcomes,
+)
+from engine.dispatch_record import ClaimedRow as _Row
+from engine.dispatch_record import Outcome as _Outcome
 from engine.errors import EngineError, InputError
 from engine.in_flight import Done, InFlight
 from engine.metrics import recording as metrics
@@ -188,8 +208,6 @@ HEARTBEAT_GRACE = timedelta(seconds=60)
 HOUSEKEEPING_SECONDS = 60.0
 # pg_advisory_xact_lock key taken by every claim (see _claim).
 CLAIM_LOCK = 0x636C61696D  # "claim"
-# A claim's states (dispatch_claims.state; see the module docstring).
-CLAIMED, HANDED, LAPSED = "claimed", "handed", "lapsed"
 
 
 class DispatcherBusyError(EngineError):
@@ -317,39 +335,6 @@ def gate_decision(
 # --------------------------------------------------------------------------- internals
 
 
-@dataclass
-class _Row:
-    id: int
-    uid: str
-    run_id: int
-    participant_id: int
-    campaign: str
-    channel: str
-    to_address: str | None
-    content: dict[str, Any]
-    attempts: int
-    not_before: datetime
-    enrollment_state: str
-    email: str | None
-    phone: str | None
-    timezone: str | None
-    program_id: int
-    name: str | None
-    claim: int  # the claim (dispatch_claims.id) that holds it
-
-
-@dataclass
-class _Outcome:
-    row: _Row
-    status: str
-    reason: str | None = None
-    not_before: datetime | None = None
-    attempts: int | None = None
-    error: str | None = None
-    result: SendResult | None = None
-    address: str | None = None
-
-
 class _Shared:
     """State shared by the worker threads of one dispatch() call."""
 
@@ -391,6 +376,10 @@ class _Shared:
         self.global_cap = FrequencyCap(
             self.settings.frequency_cap_max, self.settings.frequency_cap_per
         )
+        # Messages per hand-off group, half the in-flight limit; a group's hand-off is written
+        # ahead by the other half (engine/dispatch_record.py): a kill leaves at most twice
+        # the in-flight limit unknown.
+        self.group_size = group_size(self.settings.dispatch_max_in_flight)
         self.definitions: dict[int, CampaignDefinition] = {}
         self.programs: dict[int, tuple[str, str]] = {}
         self.failures: Counter[int] = Counter()
@@ -453,6 +442,13 @@ def _writing(shared: _Shared) -> Iterator[None]:
         return
     with shared.write_lock:
         yield
+
+
+@contextmanager
+def _transaction(shared: _Shared) -> Iterator[Connection]:
+    """A writing transaction (SQLite: one of this dispatcher's threads at a time)."""
+    with _writing(shared), shared.app.sessions() as session, session.begin():
+        yield session.connection()
 
 
 def _now(shared: _Shared) -> datetime:
@@ -616,33 +612,38 @@ def _rowcount(result: Any) -> int:
 
 # PostgreSQL's claim in one statement (one round trip, the claimed rows read once): walk the
 # (status, not_before) index in order under SKIP LOCKED, skip the participants in flight
-# (%(busy)s, see _claim) and runs that may not send, lease what was found under the claim
-# %(claim)s (its dispatch_claims row, when it found any), and return it with what the gate
-# needs of its enrollment and participant. The CTE's rows are locked by FOR UPDATE, so the
+# (%(busy)s, see _claim) and runs that may not send, lease what was found in groups of
+# %(group)s in sending order, claims %(claim)s + 0, + 1, ... (their dispatch_claims rows;
+# engine/dispatch_record.py), and return it with what the gate needs of its enrollment and
+# participant. The CTE's rows are locked by FOR UPDATE, so the
 # UPDATE sees each exactly once.
 _PG_CLAIM = """
 WITH due AS (
-    SELECT o.id FROM outbox_messages AS o
+    SELECT o.id, o.not_before FROM outbox_messages AS o
     JOIN campaign_runs AS r ON r.id = o.run_id
     WHERE o.status = 'queued' AND o.not_before <= %(at)s AND o.channel = %(channel)s
       AND r.status = ANY(%(runs)s::text[]) AND NOT (o.participant_id = ANY(%(busy)s::bigint[]))
     ORDER BY o.not_before
     LIMIT %(count)s
     FOR UPDATE OF o SKIP LOCKED
+), grouped AS (
+    SELECT id, %(claim)s::bigint
+        + (row_number() OVER (ORDER BY not_before, id) - 1) / %(group)s AS claim_id
+    FROM due
 ), claimed AS (
     UPDATE outbox_messages AS m
     SET status = 'sending', claimed_by = %(worker)s, claimed_until = %(until)s,
-        claim_id = %(claim)s, updated_at = %(at)s
-    FROM due WHERE m.id = due.id
+        claim_id = grouped.claim_id, updated_at = %(at)s
+    FROM grouped WHERE m.id = grouped.id
     RETURNING m.id, m.uid, m.run_id, m.participant_id, m.campaign, m.channel, m.to_address,
-        m.content, m.attempts, m.not_before, m.enrollment_id
+        m.content, m.attempts, m.not_before, m.enrollment_id, m.claim_id
 ), registered AS (
     INSERT INTO dispatch_claims (id, state, heartbeat_at)
-    SELECT %(claim)s, 'claimed', %(at)s WHERE EXISTS (SELECT FROM claimed)
+    SELECT g.claim_id, 'claimed', %(at)s FROM (SELECT DISTINCT claim_id FROM claimed) AS g
 )
 SELECT c.id, c.uid, c.run_id, c.participant_id, c.campaign, c.channel, c.to_address,
     c.content, c.attempts, c.not_before, e.state, p.email, p.phone, p.timezone, p.program_id,
-    p.first_name, p.last_name
+    p.first_name, p.last_name, c.claim_id
 FROM claimed AS c
 JOIN enrollments AS e ON e.id = c.enrollment_id
 JOIN participants AS p ON p.id = c.participant_id
@@ -656,12 +657,15 @@ def _claim(shared: _Shared, channel: str, count: int, worker: str) -> list[_Row]
     would each pass a cap of one. Messages to one person within a batch are counted by
     :func:`_decide`.
 
-    The batch is claim ``claim``, a random id, written with the rows and as its own
-    ``dispatch_claims`` row (``claimed``), whose primary key keeps it unique among the claims
-    alive: a collision (one in 2**63) fails the claim, which then claims nothing."""
+    The batch is cut in groups of ``dispatch_max_in_flight`` in sending order, each a claim
+    of its own (engine/dispatch_record.py): a random base id plus the group's number, written
+    with the rows and as its own ``dispatch_claims`` row (``claimed``), whose primary key
+    keeps it unique among the claims alive: a collision (one in 2**53) fails the claim, which
+    then claims nothing."""
     at = _now(shared)
     until = at + shared.settings.dispatch_lease
-    claim = secrets.randbits(63)
+    claim = new_claim_base()
+    group = shared.group_size
     with _writing(shared), shared.app.sessions() as session, session.begin():
         if _is_postgres(session):
             connection = session.connection()
@@ -699,12 +703,13 @@ def _claim(shared: _Shared, channel: str, count: int, worker: str) -> list[_Row]
                     "count": count,
                     "worker": worker,
                     "claim": claim,
+                    "group": group,
                 },
             ).all()
             # In the index's order (sorted here: see the lock above).
             rows = sorted(found, key=lambda r: (r[9], r[0]))
         else:
-            rows = list(_claim_sqlite(session, channel, count, worker, at, until, claim))
+            rows = list(_claim_sqlite(session, channel, count, worker, at, until, claim, group))
     return [
         _Row(
             id=r[0],
@@ -723,7 +728,7 @@ def _claim(shared: _Shared, channel: str, count: int, worker: str) -> list[_Row]
             timezone=r[13],
             program_id=r[14],
             name=" ".join(part for part in (r[15], r[16]) if part) or None,
-            claim=claim,
+            claim=r[17],
         )
         for r in rows
     ]
@@ -737,6 +742,7 @@ def _claim_sqlite(
     at: datetime,
     until: datetime,
     claim: int,
+    group: int,
 ) -> Sequence[Any]:
     """SQLite's claim: one dispatcher at a time (the file lock), so no SKIP LOCKED."""
     in_flight = aliased(OutboxMessage)
@@ -751,7 +757,7 @@ def _claim_sqlite(
     # One statement, which holds the database write lock from its start (a read before it
     # could not then write if another dispatcher thread wrote in between).
     due = (
-        select(OutboxMessage.id)
+        select(OutboxMessage.id, OutboxMessage.not_before)
         .join(CampaignRun, CampaignRun.id == OutboxMessage.run_id)
         .where(
             OutboxMessage.status == st.QUEUED,
@@ -765,25 +771,36 @@ def _claim_sqlite(
         # row on each claim (a million of them after a big step).
         .order_by(OutboxMessage.not_before)
         .limit(count)
+        .subquery("due")
     )
-    ids = list(
-        session.scalars(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(due.scalar_subquery()))
-            .values(
-                status=st.SENDING,
-                claimed_by=worker,
-                claimed_until=until,
-                claim_id=claim,
-                updated_at=at,
-            )
-            .returning(OutboxMessage.id)
-            .execution_options(synchronize_session=False)
+    # The groups, in sending order (not_before, id) among the rows found.
+    position = func.row_number().over(order_by=(due.c.not_before, due.c.id)) - 1
+    grouped = select(
+        due.c.id, (literal(claim, BigInteger) + position // group).label("claim_id")
+    ).subquery("grouped")
+    claims = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == grouped.c.id)
+        .values(
+            status=st.SENDING,
+            claimed_by=worker,
+            claimed_until=until,
+            claim_id=grouped.c.claim_id,
+            updated_at=at,
         )
-    )
-    if not ids:
+        .returning(OutboxMessage.id, OutboxMessage.claim_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if not claims:
         return []
-    session.execute(insert(DispatchClaim).values(id=claim, state=CLAIMED, heartbeat_at=at))
+    ids = [id_ for id_, _ in claims]
+    session.execute(
+        insert(DispatchClaim),
+        [
+            {"id": group_id, "state": CLAIMED, "heartbeat_at": at}
+            for group_id in sorted({g for _, g in claims if g is not None})
+        ],
+    )
     return session.execute(
         select(
             OutboxMessage.id,
@@ -803,6 +820,7 @@ def _claim_sqlite(
             Participant.program_id,
             Participant.first_name,
             Participant.last_name,
+            OutboxMessage.claim_id,
         )
         .join(Enrollment, Enrollment.id == OutboxMessage.enrollment_id)
         .join(Participant, Participant.id == OutboxMessage.participant_id)
@@ -1015,157 +1033,25 @@ def _trip(shared: _Shared, channel: Channel, kind: str, error: RetryableError) -
 
 
 def _close_circuit(shared: _Shared, kind: str) -> None:
+    """Close ``kind``'s circuit (a request succeeded), counting an attempt for the message
+    that alone failed while it was open, if any (engine/circuits.py ``strike_suspects``)."""
     with _writing(shared), shared.app.sessions() as session, session.begin():
+        circuit = circuit_of(session, shared.circuit_keys[kind])
         if close_circuit(session, shared.circuit_keys[kind]):
             log.warning(
                 "%s: the provider answers again; sending resumes", kind, extra={"channel": kind}
             )
-
-
-_OTHER = (
-    update(OutboxMessage)
-    .where(
-        and_(
-            OutboxMessage.id == bindparam("b_id"),
-            OutboxMessage.status == st.SENDING,
-            # Still this claim's: not queued again by a lapse, nor claimed by another since.
-            OutboxMessage.claim_id == bindparam("b_claim"),
-        )
-    )
-    .values(
-        status=bindparam("b_status"),
-        status_reason=bindparam("b_reason"),
-        not_before=bindparam("b_not_before"),
-        attempts=bindparam("b_attempts"),
-        last_error=bindparam("b_error"),
-        claimed_until=None,
-        updated_at=bindparam("b_at"),
-    )
-)
-
-
-# SQLite: the (id, provider message id) pairs of a batch's sent messages, from one JSON
-# parameter.
-_JSON_PAIRS = func.json_each(bindparam("pairs", type_=String)).table_valued("value")
-
-# PostgreSQL: the sent messages' status and provider ids in one UPDATE (every extra UPDATE
-# of a row costs a new row version and index entries there), and their rows in the contacts
-# ledger (what frequency caps count) from what it returns: one round trip. A webhook may
-# already have moved a message on (delivered...): its status is kept; and a message settled
-# while its lease had run out (a provider event, `outbox resolve --sent`) has its contact
-# already: skipped (see engine/contact_ledger.py contacts_of_messages).
-_PG_RECORD_SENT = """
-WITH sent AS (
-    UPDATE outbox_messages AS o SET
-        status = CASE WHEN o.status IN ('sending', 'unknown') THEN 'sent' ELSE o.status END,
-        status_reason = NULL, claimed_until = NULL, attempts = o.attempts + 1, provider = %s,
-        sent_at = %s, updated_at = %s, last_error = NULL,
-        provider_message_id = COALESCE(v.pid, o.provider_message_id)
-    FROM unnest(%s::bigint[], %s::text[]) AS v(id, pid) WHERE o.id = v.id
-    RETURNING o.participant_id, o.channel, o.run_id, o.id
-)
-INSERT INTO contacts (participant_id, channel, run_id, occurred_at, kind, message_id)
-SELECT participant_id, channel, run_id, %s, 'message', id FROM sent
-ON CONFLICT (message_id) WHERE message_id IS NOT NULL DO NOTHING
-"""
+        if circuit is not None:
+            strike_suspects(
+                session, circuit, _now(shared), max_attempts=shared.settings.dispatch_max_attempts
+            )
 
 
 def _record(shared: _Shared, outcomes: Sequence[_Outcome], provider: str) -> None:
-    """Write a batch's outcomes in a few set-based statements (no per-row ORM work: this is
-    on the hot path of every message)."""
-    if not outcomes:
-        return
-    at = _now(shared)
-    sent_ids: list[int] = []
-    provider_ids: list[tuple[str, int]] = []
-    moved: list[tuple[str, int]] = []
-    other: list[dict[str, Any]] = []
-    for outcome in outcomes:
-        row = outcome.row
-        if outcome.status == st.SENT:
-            sent_ids.append(row.id)
-            if outcome.result is not None and outcome.result.provider_message_id:
-                provider_ids.append((outcome.result.provider_message_id, row.id))
-            if outcome.address and outcome.address != row.to_address:
-                moved.append((outcome.address, row.id))
-            continue
-        assert st.can_move(st.SENDING, outcome.status), outcome.status
-        other.append(
-            {
-                "b_id": row.id,
-                "b_claim": row.claim,
-                "b_status": outcome.status,
-                "b_reason": outcome.reason,
-                "b_not_before": outcome.not_before or row.not_before,
-                "b_attempts": row.attempts if outcome.attempts is None else outcome.attempts,
-                "b_error": outcome.error,
-                "b_at": at,
-            }
-        )
-    with _writing(shared), shared.app.sessions() as session, session.begin():
-        connection = session.connection()
-        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        if connection.dialect.name == "postgresql":
-            # No waiting for this commit's WAL flush: should the server crash before it,
-            # these rows are 'sending' again, and their leases make them 'unknown' (never
-            # queued, never resent: the crash empties the UNLOGGED dispatch_claims, and a
-            # missing claim counts as handed off), as after a crash of ours. A claim's commit
-            # does wait: a lost claim would put a sent message back in the queue.
-            connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
-        pids = dict((i, p) for p, i in provider_ids)
-        if sent_ids and connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(
-                _PG_RECORD_SENT,
-                (provider, at, at, sent_ids, [pids.get(i) for i in sent_ids], at),
-            )
-        elif sent_ids:
-            # SQLite: status and provider ids in one statement too, the pairs as one JSON
-            # parameter (an executemany here costs a statement and a GIL hand-over per row).
-            pairs = (
-                select(
-                    func.json_extract(_JSON_PAIRS.c.value, "$[0]").label("id"),
-                    func.json_extract(_JSON_PAIRS.c.value, "$[1]").label("pid"),
-                )
-                .select_from(_JSON_PAIRS)
-                .subquery()
-            )
-            connection.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == pairs.c.id)
-                .values(
-                    # A webhook may already have moved it on (delivered...): keep that.
-                    status=case(
-                        (OutboxMessage.status.in_((st.SENDING, st.UNKNOWN)), st.SENT),
-                        else_=OutboxMessage.status,
-                    ),
-                    status_reason=None,
-                    claimed_until=None,
-                    attempts=OutboxMessage.attempts + 1,
-                    provider=provider,
-                    sent_at=at,
-                    updated_at=at,
-                    last_error=None,
-                    provider_message_id=func.coalesce(
-                        pairs.c.pid, OutboxMessage.provider_message_id
-                    ),
-                ),
-                {"pairs": json.dumps([[i, pids.get(i)] for i in sent_ids])},
-            )
-            # The contacts ledger (what frequency caps count): one row per message sent.
-            connection.execute(
-                contacts_of_messages(
-                    connection.dialect.name,
-                    bindparam("at", at, type_=Contact.__table__.c.occurred_at.type),
-                    OutboxMessage.id.in_(sent_ids),
-                )
-            )
-        if moved:
-            connection.exec_driver_sql(
-                f"UPDATE outbox_messages SET to_address = {mark} WHERE id = {mark}",
-                moved,
-            )
-        if other:
-            connection.execute(_OTHER, other)
+    """Write ``outcomes`` now, in a transaction of their own (engine/dispatch_record.py)."""
+    if outcomes:
+        with _transaction(shared) as connection:
+            write_outcomes(connection, outcomes, provider, _now(shared))
 
 
 def _pause(shared: _Shared, run_id: int, reason: str) -> None:
@@ -1251,14 +1137,27 @@ def _counts_as_failure(error: ChannelError) -> bool:
 class _Batch:
     """Sends one claimed batch of one channel and turns every row into an outcome."""
 
-    def __init__(self, shared: _Shared, worker: str, channel: str, sender: InFlight[_Row]) -> None:
+    def __init__(
+        self,
+        shared: _Shared,
+        worker: str,
+        channel: str,
+        sender: InFlight[_Row],
+        recorder: Recorder,
+    ) -> None:
         self.shared = shared
+        self.recorder = recorder
         self.worker = worker
         self.channel_kind = channel
         self.channel = shared.channels[channel]
         self.sender = sender
         self.bucket = shared.buckets[channel]
-        self.outcomes: list[_Outcome] = []
+        self.outcomes: list[_Outcome] = []  # all of them (each also given to the recorder)
+        self.decided: set[int] = set()  # ids of the rows with an outcome
+        # The hand-off groups (claims) of this batch handed off, and those found lapsed.
+        self.handed: set[int] = set()
+        self.lapsed: set[int] = set()
+        self.handing: dict[int, Future[tuple[int, bool]]] = {}  # written ahead, not yet waited
         self.stopped: str | None = None
         self.held_back: set[int] = set()  # runs paused or stopped during this batch
         self.release_rest_at: datetime | None = None
@@ -1273,6 +1172,15 @@ class _Batch:
         self.newly_suppressed: set[str] = set()
 
     def run(self, ready: list[tuple[_Row, str]]) -> None:
+        try:
+            self._run(ready)
+        finally:
+            # Broken off (an error): what never started goes back to the queue.
+            for row, _ in ready:
+                if row.id not in self.decided:
+                    self._release(row)
+
+    def _run(self, ready: list[tuple[_Row, str]]) -> None:
         singles: list[tuple[_Row, Outbound]] = []
         templated: list[tuple[_Row, OutboundEmail]] = []
         for row, address in ready:
@@ -1287,7 +1195,7 @@ class _Batch:
                     to_name=row.name,
                 )
             except (ValueError, EngineError) as exc:
-                self.outcomes.append(
+                self._outcome(
                     _Outcome(row, st.FAILED, "bad_content", attempts=row.attempts, error=str(exc))
                 )
                 continue
@@ -1297,6 +1205,11 @@ class _Batch:
                 singles.append((row, message))
         addresses = dict((row.id, address) for row, address in ready)
         single_addresses = [addresses[row.id] for row, _ in singles]
+        # Where the group after each message's own begins (its hand-off may be written ahead).
+        next_group = [len(singles)] * len(singles)
+        for index in range(len(singles) - 2, -1, -1):
+            same = singles[index][0].claim == singles[index + 1][0].claim
+            next_group[index] = next_group[index + 1] if same else index + 1
         sender = self.sender
         try:
             for index, (row, message) in enumerate(singles):
@@ -1311,11 +1224,16 @@ class _Batch:
                 if self._suppressed_since(addresses[row.id], single_addresses, index):
                     self._outcome(_Outcome(row, st.SKIPPED, "suppressed"))
                     continue
-                metrics.rate_limit_wait(
-                    self.shared.app.metrics, self.channel_kind, self.bucket.acquire()
-                )
-                if self._stopping():
+                # Its group's hand-off (with the outcomes so far) before its first request.
+                if not self._handed_off([row]):
                     self._release(row)
+                    continue
+                waited = self.bucket.acquire(
+                    meanwhile=lambda wait: self._meanwhile(wait, addresses)
+                )
+                metrics.rate_limit_wait(self.shared.app.metrics, self.channel_kind, waited)
+                # (What came back meanwhile may hold the rest back: a 429, a 401.)
+                if not self._may_send(row):
                     continue
                 if self._suppressed_since(addresses[row.id], single_addresses, index):
                     self._outcome(_Outcome(row, st.SKIPPED, "suppressed"))
@@ -1324,11 +1242,21 @@ class _Batch:
                 if self.probing:  # the probe's answer first: is the provider back?
                     self._settle(sender.drain(), addresses)
                     self.probing = False
+                self._hand_off_ahead(singles, index, next_group[index])
+                self.recorder.flush_if_due()
         finally:
             # Even when the loop broke off: what went out is recorded.
             self._settle(sender.drain(), addresses)
         if templated:
             self._send_templated(templated, addresses)
+
+    def _meanwhile(self, wait: float, addresses: Mapping[int, str]) -> None:
+        """While waiting ``wait`` seconds for the rate's slot (at 1 SMS/s, most of a second):
+        settle the answers that come back, and write them at least every FLUSH_SECONDS."""
+        until = time.monotonic() + wait
+        while (left := until - time.monotonic()) > 0 and self.sender.busy:
+            self._settle(self.sender.within(min(left, FLUSH_SECONDS)), addresses)
+            self.recorder.flush_if_due()
 
     def _settle(self, done: Iterator[Done[_Row]], addresses: Mapping[int, str]) -> None:
         """The outcomes of sends that came back (see engine/in_flight.py)."""
@@ -1371,6 +1299,14 @@ class _Batch:
                 for row, _ in chunk:
                     self._release(row)
                 continue
+            # One request for the whole chunk: every group in it is handed off first.
+            if not self._handed_off([row for row, _ in chunk]):
+                for row, _ in chunk:
+                    if row.claim in self.lapsed:
+                        self._release(row)
+                chunk = [(row, m) for row, m in chunk if row.claim not in self.lapsed]
+                if not chunk:
+                    continue
             if send_batch is None:
                 for row, message in chunk:
                     try:
@@ -1392,6 +1328,40 @@ class _Batch:
                     self._outcome(_Outcome(row, st.UNKNOWN, "no_outcome_from_batch"))
 
     # -- decisions about the rest of the batch
+
+    def _hand_off_ahead(
+        self, singles: Sequence[tuple[_Row, Outbound]], index: int, next_start: int
+    ) -> None:
+        """Write the next group's hand-off in the background once it is at most
+        :func:`hand_off_lead` messages ahead (engine/dispatch_record.py): the sending need
+        not wait for the write, and what a kill leaves unknown stays within twice the
+        in-flight limit."""
+        lead = hand_off_lead(self.sender.limit, self.sender.window)
+        if lead <= 0 or next_start >= len(singles) or next_start - index > lead:
+            return
+        claim = singles[next_start][0].claim
+        if claim not in self.handed and claim not in self.lapsed and claim not in self.handing:
+            self.handing[claim] = self.recorder.hand_off_later(claim)
+
+    def _handed_off(self, rows: Sequence[_Row]) -> bool:
+        """Hand off the groups of ``rows`` not handed off yet (engine/dispatch_record.py),
+        each committed with the outcomes known so far before its first request. False when
+        one of them lapsed (its lease ran out first: housekeeping put it back in the queue,
+        and none of it may be sent by this dispatcher)."""
+        for claim in dict.fromkeys(row.claim for row in rows):
+            if claim in self.handed or claim in self.lapsed:
+                continue
+            ahead = self.handing.pop(claim, None)
+            if self.recorder.handed(ahead) if ahead else self.recorder.hand_off(claim):
+                self.handed.add(claim)
+                continue
+            self.lapsed.add(claim)
+            log.warning(
+                "%s: the lease of a group of messages ran out before it was handed off; it "
+                "went back to the queue and is not sent by this dispatcher",
+                self.worker,
+            )
+        return not any(row.claim in self.lapsed for row in rows)
 
     def _suppressed_since(self, address: str, batch: Sequence[str], start: int) -> bool:
         """Whether ``address`` was suppressed since the gate's facts were read: read again
@@ -1426,7 +1396,7 @@ class _Batch:
         return True
 
     def _release(self, row: _Row, not_before: datetime | None = None) -> None:
-        self.outcomes.append(
+        self._outcome(
             _Outcome(row, st.QUEUED, "released", not_before or row.not_before, row.attempts)
         )
 
@@ -1434,13 +1404,17 @@ class _Batch:
 
     def _outcome(self, outcome: _Outcome) -> None:
         self.outcomes.append(outcome)
+        self.decided.add(outcome.row.id)
+        self.recorder.add(outcome, self.channel.name)
 
     def _sent(self, row: _Row, result: SendResult, address: str) -> None:
         with self.shared.lock:
             self.shared.failures[row.run_id] = 0
-        self.outcomes.append(_Outcome(row, st.SENT, result=result, address=address))
+        self._outcome(_Outcome(row, st.SENT, result=result, address=address))
         if self.circuit_open:
             self.circuit_open = False
+            # The failures of this outage written first: each may be the cause.
+            self.recorder.wait()
             _close_circuit(self.shared, self.channel_kind)
 
     def _failed(self, row: _Row, address: str, error: ChannelError) -> None:
@@ -1449,37 +1423,41 @@ class _Batch:
         text = str(error)[:2000]
         if isinstance(error, DuplicateSendError):
             # The sink already holds this message's file: it went, earlier.
-            self.outcomes.append(_Outcome(row, st.SENT, result=None, address=address, error=text))
+            self._outcome(_Outcome(row, st.SENT, result=None, address=address, error=text))
             return
         metrics.provider_error(shared.app.metrics, self.channel_kind, error)
         if isinstance(error, CampaignStopError):
-            self.outcomes.append(_Outcome(row, st.QUEUED, "run_paused", None, row.attempts, text))
+            self._outcome(_Outcome(row, st.QUEUED, "run_paused", None, row.attempts, text))
             self.held_back.add(row.run_id)
             _pause(shared, row.run_id, f"provider refused the campaign: {text}")
         elif isinstance(error, RecipientError):
-            self.outcomes.append(
-                _Outcome(row, st.FAILED, f"recipient_{error.code}", None, attempts, text)
-            )
+            self._outcome(_Outcome(row, st.FAILED, f"recipient_{error.code}", None, attempts, text))
             if error.suppress or error.invalid_address:
                 _suppress(shared, self.channel_kind, address, error)
         elif isinstance(error, UnknownOutcomeError):
-            self.outcomes.append(_Outcome(row, st.UNKNOWN, "no_answer", None, attempts, text))
+            self._outcome(_Outcome(row, st.UNKNOWN, "no_answer", None, attempts, text))
         elif isinstance(error, RetryableError):
             # The provider's trouble, not the message's: it goes back as it was (no attempt
             # spent), and the channel waits for the provider (its circuit opens), the rest of
             # this batch too. Requests of the same moment that fail too take the same wait.
+            # A request that failed (not a 429) goes one retry delay after the others, so
+            # that the next probe is another message: one the provider fails on alone (a
+            # poison message) is counted, and in the end failed, when another message closes
+            # the circuit (engine/circuits.py strike_suspects).
             if self.release_rest_at is None:
                 circuit = _trip(shared, self.channel, self.channel_kind, error)
                 self.release_rest_at = circuit.retry_at
                 self.circuit_open = True
-            why = "throttled" if error.status == 429 else "provider_unavailable"
-            self.outcomes.append(
-                _Outcome(row, st.QUEUED, why, self.release_rest_at, row.attempts, text)
-            )
+            if error.status == 429:
+                why, until = "throttled", self.release_rest_at
+            else:
+                why = PROVIDER_UNAVAILABLE
+                until = self.release_rest_at + shared.settings.dispatch_retry_delay
+            self._outcome(_Outcome(row, st.QUEUED, why, until, row.attempts, text))
         elif isinstance(error, MessageError):
-            self.outcomes.append(_Outcome(row, st.FAILED, "message_refused", None, attempts, text))
+            self._outcome(_Outcome(row, st.FAILED, "message_refused", None, attempts, text))
         else:
-            self.outcomes.append(_Outcome(row, st.FAILED, "rejected", None, attempts, text))
+            self._outcome(_Outcome(row, st.FAILED, "rejected", None, attempts, text))
         if _counts_as_failure(error):
             with shared.lock:
                 known = row.run_id in shared.failures
@@ -1525,22 +1503,8 @@ class _Claimed:
     facts: _Facts | None
     overlapped: bool  # claimed while the worker's previous batch was still in flight
     read_at: float = field(default_factory=time.monotonic)  # when ``facts`` were read
-    handed: bool | None = None  # what its hand-off answered (None: not made yet)
     # The channel's circuit, open but due for a probe (None: closed).
     circuit: Circuit | None = None
-
-
-@dataclass
-class _Sent:
-    """The outcomes of a sent batch, not yet written."""
-
-    outcomes: list[_Outcome]
-    provider: str
-    handled: int  # what progress reports once they are written
-
-
-def _released(rows: Sequence[_Row]) -> list[_Outcome]:
-    return [_Outcome(r, st.QUEUED, "released", r.not_before, r.attempts) for r in rows]
 
 
 def _claim_batch(shared: _Shared, worker: str, kind: str, overlapped: bool) -> _Claimed | None:
@@ -1565,7 +1529,7 @@ def _claim_batch(shared: _Shared, worker: str, kind: str, overlapped: bool) -> _
         # Nothing of this batch went out: give it back rather than leave it claimed until its
         # lease runs out.
         shared.give_back(len(rows))
-        _record(shared, _released(rows), "")
+        _record(shared, released(rows), "")
         raise
     return _Claimed(kind, rows, facts, overlapped, circuit=circuit)
 
@@ -1583,48 +1547,20 @@ def _halted_runs(shared: _Shared, run_ids: set[int]) -> set[int]:
     return run_ids - sendable
 
 
-# The hand-off mark (see the module docstring): a claim moves on from `claimed` once, to
-# `handed` here or to `lapsed` in _housekeeping.
-_HAND_OFF = (
-    update(DispatchClaim)
-    .where(DispatchClaim.id == bindparam("claim"), DispatchClaim.state == CLAIMED)
-    .values(state=HANDED)
-)
-
-
-def _hand_off(shared: _Shared, claim: int) -> bool:
-    """Commit that claim ``claim`` is in the sending thread's hands: from then on its messages
-    may go, and a lease of theirs that runs out makes them ``unknown``. False when its lease
-    ran out first and housekeeping put it back in the queue (``lapsed``; or its row is gone):
-    then none of it may be sent. Raises when the database does: nothing may be sent either.
-
-    On PostgreSQL the row lock orders it with a lapse (READ COMMITTED re-reads ``state`` after
-    waiting); on SQLite each write has the database to itself."""
-    with _writing(shared), shared.app.sessions() as session, session.begin():
-        result = session.connection().execute(_HAND_OFF, {"claim": claim})
-    return _rowcount(result) == 1
-
-
-def _write_batch(shared: _Shared, sent: _Sent) -> int:
-    """Write a sent batch's outcomes (the writing thread's job); how many messages it handled."""
-    _record(shared, sent.outcomes, sent.provider)
-    return sent.handled
-
-
 class _Pipeline:
     """One worker's three threads: the worker's own sends the batches; a claiming thread
     claims the next batch (and reads its gate's facts) while the current one is being sent;
-    a writing thread writes each sent batch's outcomes meanwhile. The database's time
-    overlaps the HTTP requests instead of adding to them.
+    a writing thread (engine/dispatch_record.py) writes the outcomes as they come and hands
+    off each group of messages right before its first request. The database's time overlaps
+    the HTTP requests instead of adding to them.
 
     Why the rules still hold: a claim skips members with a message in ``sending``, and a
     message stays ``sending`` until its outcome (with its row in the contacts ledger) is
     written; so a batch claimed while others are in flight or unwritten holds none of their
     members, and the ledger read for a claimed member is complete. The gate's decisions are
     taken on the sending thread just before the batch goes (:func:`_decide`). Only a claim
-    made with nothing in flight or unwritten can tell that nothing is due. A batch may go only
-    once the sending thread has handed it off (:func:`_hand_off`): right after the batch
-    before it went, or else just before its first request."""
+    made with nothing in flight or unwritten can tell that nothing is due. A message may go
+    only once its group has been handed off, just before the group's first request."""
 
     def __init__(self, shared: _Shared, worker: str, index: int) -> None:
         self.shared = shared
@@ -1633,13 +1569,17 @@ class _Pipeline:
         self.summary = DispatchSummary()
         self.kinds = [kind for kind in CHANNEL_ORDER if kind in shared.channels]
         self.claimer = ThreadPoolExecutor(1, thread_name_prefix=f"dispatch-claim-{index}")
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix=f"dispatch-write-{index}")
+        self.recorder = Recorder(
+            lambda: _transaction(shared),
+            lambda: _now(shared),
+            shared.report,
+            name=f"dispatch-write-{index}",
+        )
         # Kept across batches: how fast the provider answers carries over.
         self.sender: InFlight[_Row] = InFlight(
             shared.settings.dispatch_max_in_flight, name=f"dispatch-send-{index}"
         )
         self.claiming: Future[_Claimed | None] | None = None
-        self.writing: Future[int] | None = None
 
     def _claim_next(self, kind: str, *, overlapped: bool) -> None:
         self.claiming = self.claimer.submit(
@@ -1650,15 +1590,6 @@ class _Pipeline:
         claiming, self.claiming = self.claiming, None
         assert claiming is not None
         return claiming.result()
-
-    def _write(self, sent: _Sent) -> None:
-        self._written()  # one batch at a time, in order
-        self.writing = self.writer.submit(_write_batch, self.shared, sent)
-
-    def _written(self) -> None:
-        writing, self.writing = self.writing, None
-        if writing is not None:
-            self.shared.report(writing.result())
 
     def run(self) -> DispatchSummary:
         try:
@@ -1682,7 +1613,7 @@ class _Pipeline:
                 if reason is not None:
                     summary.stopped_by = reason
                     return
-                self._claim_next(self.kinds[position], overlapped=self.writing is not None)
+                self._claim_next(self.kinds[position], overlapped=self.recorder.busy)
             claimed = self._claimed()
             if claimed is None:  # stopping or out of quota: the loop's top says which
                 continue
@@ -1690,7 +1621,7 @@ class _Pipeline:
             if not claimed.rows:
                 if claimed.overlapped:
                     # It skipped the members of batches in flight: ask again once written.
-                    self._written()
+                    self.recorder.wait()
                     continue
                 quiet += 1
                 if quiet < len(self.kinds):
@@ -1709,74 +1640,43 @@ class _Pipeline:
             self._send(claimed, self.kinds[position])
 
     def _send(self, claimed: _Claimed, next_kind: str) -> None:
-        """Gate (now), hand off and send one claimed batch, then hand its outcomes to the
-        writer. The next claim, of ``next_kind``, runs while it is sent."""
-        batch = _Batch(self.shared, self.worker, claimed.kind, self.sender)
+        """Gate (now) and send one claimed batch, each group handed off right before its
+        first request, its outcomes written as they come. The next claim, of ``next_kind``,
+        runs while it is sent."""
+        batch = _Batch(self.shared, self.worker, claimed.kind, self.sender, self.recorder)
         batch.probing = batch.circuit_open = claimed.circuit is not None
         assert claimed.facts is not None
         try:
             # Claimed ahead: a run paused or cancelled meanwhile keeps its messages queued.
             halted = _halted_runs(self.shared, {row.run_id for row in claimed.rows})
             rows = [row for row in claimed.rows if row.run_id not in halted]
-            batch.outcomes.extend(_released([r for r in claimed.rows if r.run_id in halted]))
             facts = claimed.facts
             if rows and time.monotonic() - claimed.read_at > FACTS_MAX_AGE_SECONDS:
                 facts = _load_facts(self.shared, rows, claimed.kind)
             ready, outcomes = _decide(self.shared, rows, facts, claimed.kind)
             batch.digests, batch.checked_at = facts.digests, facts.read_at
-            if ready and claimed.handed is None:
-                # Nothing goes before this is committed (nothing to send: no mark needed).
-                claimed.handed = _hand_off(self.shared, claimed.rows[0].claim)
         except BaseException:
-            batch.outcomes = _released(claimed.rows)
+            for outcome in released(claimed.rows):
+                batch._outcome(outcome)
             self._hand_over(batch)
             raise
-        if claimed.handed is False:
-            log.warning(
-                "%s: the lease of a batch of %d ran out before it was handed off; it went back "
-                "to the queue and is not sent by this dispatcher",
-                self.worker,
-                len(claimed.rows),
-            )
-            # A row the lapse left `sending` (it skips locked rows) goes back too; the others
-            # are no longer this claim's, and their writes change nothing.
-            batch.outcomes = _released(claimed.rows)
-            self._hand_over(batch)
-            return
-        batch.outcomes.extend(outcomes)
-        # The next claim runs while this batch is sent (and the one before is written); not
-        # before the hand-off, which on SQLite would wait for it.
+        for outcome in released([r for r in claimed.rows if r.run_id in halted]) + outcomes:
+            batch._outcome(outcome)
+        # The next claim runs while this batch is sent (and its outcomes are written).
         if self.shared.stop_reason() is None:
             self._claim_next(next_kind, overlapped=True)
         try:
             batch.run(ready)
-            self._hand_off_ahead()
         finally:
             # Even when sending broke off: what did happen is written.
             self._hand_over(batch)
-
-    def _hand_off_ahead(self) -> None:
-        """Hand off the batch claimed ahead as soon as this one's requests are done, when its
-        claim is in: the batch just sent is not yet handed to the writer, nor the next claim
-        begun, so the database is free for it (SQLite: one writer at a time, and those two
-        writes of a thousand rows each would hold this one up by tens of milliseconds). It
-        is sent next, right after its gate."""
-        claiming = self.claiming
-        if claiming is None or not claiming.done() or claiming.exception() is not None:
-            return
-        claimed = claiming.result()
-        if claimed is None or not claimed.rows or self.shared.stop_reason() is not None:
-            return
-        claimed.handed = _hand_off(self.shared, claimed.rows[0].claim)
 
     def _hand_over(self, batch: _Batch) -> None:
         _tally(self.summary, batch.outcomes)
         sent = sum(1 for outcome in batch.outcomes if outcome.status == st.SENT)
         metrics.sent(self.shared.app.metrics, batch.channel_kind, sent)
-        released = sum(1 for o in batch.outcomes if o.reason == "released")
-        self.shared.give_back(released)
-        handled = len(batch.outcomes) - released
-        self._write(_Sent(batch.outcomes, batch.channel.name, handled))
+        self.shared.give_back(sum(1 for o in batch.outcomes if o.reason == "released"))
+        self.recorder.flush()
 
     def _finish(self, *, strict: bool) -> None:
         """Wait for both threads, give back a batch claimed that will not be sent, and see
@@ -1791,12 +1691,12 @@ class _Pipeline:
                 errors.append(exc)
                 claimed = None
             if claimed is not None and claimed.rows:
-                back = _released(claimed.rows)
+                back = released(claimed.rows)
                 self.summary.claimed += len(back)
                 _tally(self.summary, back)
                 self.shared.give_back(len(back))
         try:
-            self._written()
+            self.recorder.wait()
         except BaseException as exc:
             errors.append(exc)
         if back:
@@ -1805,7 +1705,7 @@ class _Pipeline:
             except BaseException as exc:
                 errors.append(exc)
         self.claimer.shutdown(wait=True)
-        self.writer.shutdown(wait=True)
+        self.recorder.close()
         self.sender.close()
         self.summary.peak_in_flight = self.sender.peak
         if errors:

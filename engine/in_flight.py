@@ -86,6 +86,18 @@ class InFlight(Generic[Token]):
         self._collect(block=False)
         yield from self._take()
 
+    @property
+    def busy(self) -> bool:
+        """Whether a call is in flight."""
+        return bool(self._running)
+
+    def within(self, timeout: float) -> Iterator[Done[Token]]:
+        """Waits up to ``timeout`` seconds for a call in flight to finish (not at all when none
+        is in flight); yields those that finished."""
+        if self._running and timeout > 0:
+            wait([future for _, future in self._running], timeout, FIRST_COMPLETED)
+        yield from self.finished()
+
     def room(self) -> Iterator[Done[Token]]:
         """Waits until fewer than ``window`` calls are in flight; yields those that finished."""
         while len(self._running) >= self.window:

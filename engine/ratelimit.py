@@ -58,16 +58,28 @@ class SlotLimiter:
         """Reserve ``n`` slots; return the clock time of the last one."""
         raise NotImplementedError
 
-    def acquire(self, n: int = 1, *, max_wait: float | None = None) -> float:
+    def acquire(
+        self,
+        n: int = 1,
+        *,
+        max_wait: float | None = None,
+        meanwhile: Callable[[float], None] | None = None,
+    ) -> float:
         """Block until ``n`` slots are ours; return the seconds waited. With ``max_wait``,
         slots further off than that raise :class:`SlotTooFarError` at once, unused: they stay
-        reserved, so the limit only goes slower for them, never past its rate."""
+        reserved, so the limit only goes slower for them, never past its rate. ``meanwhile``
+        is given the wait first (the dispatcher settles and writes what came back meanwhile);
+        it must return within that many seconds, and the rest of the wait is slept."""
         slot = self.reserve(n)
         wait = slot - self._clock()
         if max_wait is not None and wait > max_wait:
             raise SlotTooFarError(wait)
         if wait > 0:
-            self._sleep(wait)
+            if meanwhile is not None:
+                meanwhile(wait)
+            left = slot - self._clock()
+            if left > 0:
+                self._sleep(left)
             return wait
         return 0.0
 

@@ -31,7 +31,8 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import format_datetime
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -62,9 +63,22 @@ __all__ = [
 SENDGRID_SPEC = "tsg_mail_v3.json"
 TWILIO_SPEC = "twilio_api_v2010.json"
 MAIL_SEND_PATH = "/v3/mail/send"
+ACTIVITY_PATH = "/v3/messages"
+_UNIQUE_ARG_QUERY = re.compile(r"unique_args\['(?P<name>[\w.-]+)'\]\s*=\s*\"(?P<value>[^\"]*)\"")
 MESSAGES_TEMPLATE = "/2010-04-01/Accounts/{AccountSid}/Messages.json"
 FORM = "application/x-www-form-urlencoded"
 _TWILIO_MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
+# ListMessage's query parameters in the 2010 contract.
+_TWILIO_LIST_PARAMETERS = {
+    "To",
+    "From",
+    "DateSent",
+    "DateSent<",
+    "DateSent>",
+    "PageSize",
+    "Page",
+    "PageToken",
+}
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 
 
@@ -457,6 +471,8 @@ def _make_handler(server: _FakeServer) -> type[BaseHTTPRequestHandler]:
             path = urlsplit(self.path).path
             headers = {k.lower(): v for k, v in self.headers.items()}
             parsed, form, violations = server.inspect(self.command, path, headers, body)
+            if self.command == "GET":  # a list endpoint's filters
+                form = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
             canned = server._next_canned(path)
             # Recorded on arrival: a client that times out has still reached the provider.
             recorded = RecordedRequest(
@@ -519,6 +535,9 @@ class FakeSendGrid(_FakeServer):
     def __init__(self, api_key: str = "SG.test-key", **options: Any) -> None:
         super().__init__(**options)
         self.api_key = api_key
+        # What it took, one entry per recipient, as its Email Activity API lists them (with
+        # our message id, which that API filters on but does not show).
+        self.activity: list[dict[str, Any]] = []
 
     def inspect(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
@@ -541,6 +560,8 @@ class FakeSendGrid(_FakeServer):
         form: Mapping[str, list[str]] | None,
         violations: tuple[ContractViolation, ...],
     ) -> _Answer:
+        if path == ACTIVITY_PATH and method == "GET":
+            return self._activity(headers, form or {})
         if path != MAIL_SEND_PATH:
             return _json_answer(404, _sendgrid_errors((None, f"no route {path}")))
         if method != "POST":
@@ -558,7 +579,48 @@ class FakeSendGrid(_FakeServer):
             return _json_answer(400, _sendgrid_errors(*((v.field, v.message) for v in violations)))
         # SendGrid's id is 22 url-safe characters; per-recipient ids in events extend it.
         message_id = secrets.token_urlsafe(16)[:22]
+        self._took(message_id, parsed)
         return _Answer(202, b"", {"X-Message-Id": message_id})
+
+    def _took(self, message_id: str, mail: dict[str, Any]) -> None:
+        if not self.record:
+            return
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        entries = [
+            {
+                "from_email": (mail.get("from") or {}).get("email"),
+                "msg_id": f"{message_id}.filterdrecv-fake-{index}.0",
+                "subject": p.get("subject") or mail.get("subject") or "",
+                "to_email": to.get("email"),
+                "status": "processed",
+                "opens_count": 0,
+                "clicks_count": 0,
+                "last_event_time": at,
+                "unique_args": dict(p.get("custom_args") or {}),
+            }
+            for index, p in enumerate(mail.get("personalizations") or [])
+            for to in p.get("to") or []
+        ]
+        with self._lock:
+            self.activity.extend(entries)
+
+    def _activity(self, headers: Mapping[str, str], params: Mapping[str, list[str]]) -> _Answer:
+        """``GET /v3/messages?query=...&limit=N`` (Email Activity), as SendGrid documents
+        it; of its query language only ``unique_args['NAME']="VALUE"`` (what reconcile
+        asks) is understood, anything else is a 400. The shipped contract has no such
+        endpoint: the shape is the documented one."""
+        if headers.get("authorization") != f"Bearer {self.api_key}":
+            return _json_answer(401, _sendgrid_errors((None, "authorization required")))
+        query = (params.get("query") or [""])[-1]
+        match = _UNIQUE_ARG_QUERY.fullmatch(query.strip())
+        limit_text = (params.get("limit") or ["10"])[-1]
+        if match is None or not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+            return _json_answer(400, _sendgrid_errors(("query", f"invalid query {query!r}")))
+        name, value = match["name"], match["value"]
+        with self._lock:
+            found = [e for e in self.activity if e["unique_args"].get(name) == value]
+        shown = [{k: v for k, v in e.items() if k != "unique_args"} for e in found]
+        return _json_answer(200, {"messages": shown[: int(limit_text)]})
 
 
 # ---------------------------------------------------------------- Twilio 2010
@@ -588,6 +650,7 @@ class FakeTwilio(_FakeServer):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.clock = clock or SystemClock()
+        self.created: list[dict[str, Any]] = []  # the Message resources made, oldest first
 
     def messages_path(self, account_sid: str | None = None) -> str:
         return f"/2010-04-01/Accounts/{account_sid or self.account_sid}/Messages.json"
@@ -628,10 +691,12 @@ class FakeTwilio(_FakeServer):
             return _json_answer(
                 404, _twilio_error(404, 20404, f"The requested resource {path} was not found")
             )
-        if method != "POST":
+        if method not in ("POST", "GET"):
             return _json_answer(405, _twilio_error(405, 20004, "Method not allowed"))
         if not self._authorised(headers, match["sid"]):
             return _json_answer(401, _twilio_error(401, 20003, "Authenticate"))
+        if method == "GET":
+            return self._list(path, form or {})
         form = form or {}
         if violations:
             return _json_answer(400, self._violation_error(violations))
@@ -641,7 +706,63 @@ class FakeTwilio(_FakeServer):
             )
         if not (form.get("Body") or form.get("MediaUrl") or form.get("ContentSid")):
             return _json_answer(400, _twilio_error(400, 21602, "Message body is required."))
-        return _json_answer(201, self._message_resource(form))
+        resource = self._message_resource(form)
+        if self.record:
+            with self._lock:
+                self.created.append(resource)
+        return _json_answer(201, resource)
+
+    def _list(self, path: str, params: Mapping[str, list[str]]) -> _Answer:
+        """``GET .../Messages.json`` (ListMessage): filters ``To``, ``From``, ``DateSent``,
+        ``DateSent<``, ``DateSent>``; one page of up to ``PageSize`` (1000 at most), newest
+        first. A parameter the contract does not name is a 400."""
+        unknown = sorted(set(params) - _TWILIO_LIST_PARAMETERS)
+        size_text = (params.get("PageSize") or ["50"])[-1]
+        if unknown or not size_text.isdigit() or not 1 <= int(size_text) <= 1000:
+            return _json_answer(
+                400, _twilio_error(400, 20001, f"Invalid list parameters: {unknown or size_text}")
+            )
+
+        def one(key: str) -> str | None:
+            values = params.get(key)
+            return values[-1] if values else None
+
+        try:
+            after, before, on = (
+                _iso(one("DateSent>")),
+                _iso(one("DateSent<")),
+                _iso(one("DateSent")),
+            )
+        except ValueError as exc:
+            return _json_answer(400, _twilio_error(400, 20001, f"Invalid DateSent: {exc}"))
+        with self._lock:
+            resources = list(reversed(self.created))
+        chosen = []
+        for resource in resources:
+            sent = parsedate_to_datetime(resource["date_created"])
+            if (
+                (one("To") is None or resource["to"] == one("To"))
+                and (one("From") is None or resource["from"] == one("From"))
+                and (after is None or sent >= after)
+                and (before is None or sent < before)
+                and (on is None or sent.date() == on.date())
+            ):
+                chosen.append({**resource, "date_sent": resource["date_created"]})
+        page = chosen[: int(size_text)]
+        return _json_answer(
+            200,
+            {
+                "messages": page,
+                "start": 0,
+                "end": max(0, len(page) - 1),
+                "page": 0,
+                "page_size": int(size_text),
+                "first_page_uri": f"{path}?PageSize={size_text}&Page=0",
+                "next_page_uri": None,
+                "previous_page_uri": None,
+                "uri": f"{path}?PageSize={size_text}&Page=0",
+            },
+        )
 
     def _violation_error(self, violations: tuple[ContractViolation, ...]) -> dict[str, Any]:
         by_field = {v.field: v for v in violations}
@@ -689,6 +810,14 @@ class FakeTwilio(_FakeServer):
             "to": one("To"),
             "uri": f"{uri}.json",
         }
+
+
+def _iso(value: str | None) -> datetime | None:
+    """An ISO 8601 instant (UTC when it has no offset), or None."""
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _json_answer(status: int, body: Any) -> _Answer:

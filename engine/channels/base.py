@@ -131,6 +131,16 @@ class SendResult:
     raw_status: int
 
 
+@dataclass(frozen=True)
+class ProviderRecord:
+    """A message in the provider's own log (SendGrid's Email Activity, Twilio's Messages
+    list): it accepted it. What `campaign outbox reconcile` settles unknown messages by."""
+
+    provider_message_id: str
+    status: str  # the provider's word: processed, delivered, not_delivered; queued, sent...
+    at: datetime | None  # when it took it, as far as its log says
+
+
 @runtime_checkable
 class Channel(Protocol):
     name: str
@@ -152,6 +162,10 @@ class ChannelError(EngineError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ProviderLogError(ChannelError):
+    """The provider's log could not be read (refused, unreachable, answered nonsense)."""
 
 
 class RetryableError(ChannelError):

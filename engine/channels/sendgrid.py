@@ -48,6 +48,8 @@ from engine.channels.base import (
     ChannelError,
     Outbound,
     OutboundEmail,
+    ProviderLogError,
+    ProviderRecord,
     RecipientError,
     RetryableError,
     SendResult,
@@ -61,6 +63,7 @@ from engine.clock import Clock, SystemClock
 from engine.errors import ConfigError
 
 MAIL_SEND = "/v3/mail/send"
+ACTIVITY = "/v3/messages"  # the Email Activity API (an add-on of the SendGrid account)
 MAX_PERSONALIZATIONS = 1000  # SendGrid's limit per request (maxItems in the contract)
 # An error field naming a recipient address: "personalizations.3.to.0.email", "...to".
 _RECIPIENT_FIELD = re.compile(r"^personalizations\.(\d+)\.(?:to|cc|bcc)(?:\.\d+)?(?:\.email)?$")
@@ -238,6 +241,7 @@ class SendGridChannel:
             raise ConfigError(f"batch_size must be 1..{MAX_PERSONALIZATIONS}, not {batch_size}")
         self.clock = clock or SystemClock()
         self.batch_size = batch_size
+        self._api_key, self._host = api_key, host
         self._http = PooledHttpClient(
             host, connect_timeout=connect_timeout, read_timeout=read_timeout
         )
@@ -350,6 +354,49 @@ class SendGridChannel:
         return classify_http_status(
             answer.status, f"{what}: {detail}", retry_after=retry_after, provider="SendGrid"
         )
+
+    def find_sent(self, message_id: str) -> list[ProviderRecord]:
+        """Our message ``message_id`` in SendGrid's Email Activity (``GET /v3/messages`` with
+        ``query=unique_args['message_id']="..."``: the custom argument every message carries),
+        one record per recipient SendGrid took it for; empty when it never got it (or its log
+        has not caught up: it lags by minutes). Needs the Email Activity add-on and an API
+        key with its read scope. Raises :class:`ProviderLogError`."""
+        from python_http_client.exceptions import HTTPError
+        from sendgrid import SendGridAPIClient
+
+        client = SendGridAPIClient(self._api_key, host=self._host)
+        query = f"unique_args['message_id']=\"{message_id}\""
+        try:
+            response = client.client.messages.get(
+                query_params={"query": query, "limit": 10}, timeout=30
+            )
+        except HTTPError as exc:
+            status = getattr(exc, "status_code", None)
+            hint = (
+                ": the API key needs Email Activity read access (a SendGrid add-on)"
+                if status in (401, 403)
+                else ""
+            )
+            raise ProviderLogError(
+                f"SendGrid answered {status} for {ACTIVITY}{hint}", status=status
+            ) from None
+        except OSError as exc:
+            raise ProviderLogError(
+                f"SendGrid at {self._host} could not be reached: {getattr(exc, 'reason', exc)}"
+            ) from None
+        try:
+            rows = json.loads(response.body or b"{}").get("messages")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            rows = None
+        if not isinstance(rows, list):
+            raise ProviderLogError(f"SendGrid's {ACTIVITY} answer has no list of messages")
+        # Its msg_id is our X-Message-Id (what the dispatcher records) + ".filter...": the
+        # first part is kept. No sending time in this list (last_event_time may be an open).
+        return [
+            ProviderRecord(str(row["msg_id"]).split(".")[0], str(row.get("status") or ""), None)
+            for row in rows
+            if isinstance(row, dict) and row.get("msg_id")
+        ]
 
     def close(self) -> None:
         self._http.close()

@@ -12,6 +12,7 @@ HTTP client remembers the last response per thread: that is where Retry-After co
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,6 +29,8 @@ from engine.channels.base import (
     MessageError,
     Outbound,
     OutboundSms,
+    ProviderLogError,
+    ProviderRecord,
     RecipientError,
     RetryableError,
     SendResult,
@@ -191,6 +194,26 @@ class TwilioChannel:
         return SendResult(
             provider_message_id=created.sid, accepted_at=self.clock.now(), raw_status=201
         )
+
+    def find_sent(self, to: str, body: str, since: datetime) -> list[ProviderRecord]:
+        """Messages to ``to`` with text ``body`` in Twilio's Messages list since ``since``
+        (``GET .../Messages.json?To=...&DateSent>=...``): what it took. Twilio keeps no
+        argument of ours on a message, so the number, the text and the time tell it apart.
+        Raises :class:`ProviderLogError`."""
+        try:
+            found = self._messages.list(to=to, date_sent_after=since, page_size=100, limit=1000)
+        except TwilioException as exc:
+            status = getattr(exc, "status", None)
+            raise ProviderLogError(
+                f"Twilio answered {status} for the Messages list: {exc}", status=status
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise ProviderLogError(f"Twilio could not be reached: {exc}") from None
+        return [
+            ProviderRecord(str(m.sid), str(m.status or ""), m.date_sent or m.date_created)
+            for m in found
+            if (m.body or "") == body and m.sid
+        ]
 
     def _classify(self, exc: TwilioException, *, what: str) -> ChannelError:
         status = getattr(exc, "status", None)

@@ -1,0 +1,401 @@
+"""What a dispatcher has sent, recorded as it goes: small hand-off groups and prompt outcomes.
+
+A claimed batch (up to ten seconds of the channel's rate, e.g. 500 emails) is split at claim
+time into **groups** of half ``dispatch_max_in_flight`` messages (:func:`group_size`), in the
+order they will be sent; each group is a claim of its own (a ``dispatch_claims`` row,
+``claimed``; its id is the batch's random base plus the group's number),
+written into its messages' ``claim_id``. A group is **handed off** (``claimed -> handed``, one
+conditional UPDATE of its row, :func:`hand_off_claim`) before its first request, in one
+transaction with every outcome known by then, on the worker's writing thread
+(:class:`Recorder`); outcomes are also written there at least every :data:`FLUSH_SECONDS`,
+so that the writes overlap the requests.
+
+The hand-off of a group is written ahead, in the background, once the sending is at most
+:func:`hand_off_lead` messages before the group's first request (the other half of the
+in-flight limit, plus the requests that could be in flight but are not: a provider answering
+fast gets one at a time); the first request waits until it is committed, which it usually
+is by then.
+
+What a ``kill -9`` leaves ``unknown`` (engine/dispatch.py ``_housekeeping``: a dead dispatcher's
+rows of handed claims): the rows of handed groups whose outcome was not yet committed. A
+hand-off written when ``w`` requests were in flight commits every outcome that had come back;
+after it, until the next hand-off commits, at most those ``w``, the ``lead`` messages before
+the group and the group itself can be sent and unrecorded: ``w + lead + group = 2 x
+dispatch_max_in_flight`` at most, that is the in-flight limit plus one group of its size
+(32 with the default 16, where a whole batch of up to 500 was before). The groups not handed
+yet, and the batch claimed ahead, lapse back to ``queued`` (nothing of them went). A
+dynamic-template chunk (one request for up to 1,000 messages) is handed off whole before its
+request: that request is in flight for all of them.
+
+Never sent twice: a message is sent only once its group's hand-off is committed, and the
+hand-off and the lapse are each one conditional UPDATE of the group's row (``claimed ->
+handed`` or ``claimed -> lapsed``), so exactly one of them happens: a lapsed group's messages
+went back to the queue and its dispatcher sends none of them (its hand-off is refused); a
+handed group's messages may have gone, so they end ``unknown`` when their lease ends, never
+``queued``. An outcome write only changes a row still ``sending`` under its own claim (or, for
+``sent``, also ``unknown``: a late record of what did go).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, String, and_, bindparam, case, func, select, update
+
+from engine import outbox_status as st
+from engine.channels.base import SendResult
+from engine.contact_ledger import contacts_of_messages
+from engine.db.models import Contact, DispatchClaim, OutboxMessage
+
+# Outcomes known for this long are written, even mid-group (a group at 1 SMS/s lasts seconds).
+FLUSH_SECONDS = 0.1
+# A batch's groups are claims base + 0, base + 1, ...: room for a batch of 1,000 in groups of 1.
+GROUP_BITS = 10
+# A claim's states (dispatch_claims.state; see the module docstring).
+CLAIMED, HANDED, LAPSED = "claimed", "handed", "lapsed"
+
+
+def new_claim_base() -> int:
+    """A random claim id whose low :data:`GROUP_BITS` are free for the group numbers."""
+    return secrets.randbits(63 - GROUP_BITS) << GROUP_BITS
+
+
+def group_size(max_in_flight: int) -> int:
+    """Messages per hand-off group: half the in-flight limit (rounded up)."""
+    return max(1, (max_in_flight + 1) // 2)
+
+
+def hand_off_lead(max_in_flight: int, window: int) -> int:
+    """How many messages before a group's first request its hand-off may be written: the
+    rest of the in-flight limit after the group, plus the requests that could be in flight
+    but are not (``window``: how many may be now). The unknown after a kill stay within
+    ``window + lead + group = 2 x max_in_flight``."""
+    return max(0, 2 * max_in_flight - window - group_size(max_in_flight))
+
+
+@dataclass
+class ClaimedRow:
+    """A claimed message with what its gate and its request need."""
+
+    id: int
+    uid: str
+    run_id: int
+    participant_id: int
+    campaign: str
+    channel: str
+    to_address: str | None
+    content: dict[str, Any]
+    attempts: int
+    not_before: datetime
+    enrollment_state: str
+    email: str | None
+    phone: str | None
+    timezone: str | None
+    program_id: int
+    name: str | None
+    claim: int  # the group's claim (dispatch_claims.id) that holds it
+
+
+@dataclass
+class Outcome:
+    """What became of one claimed message (``status`` is where its row moves)."""
+
+    row: ClaimedRow
+    status: str
+    reason: str | None = None
+    not_before: datetime | None = None
+    attempts: int | None = None
+    error: str | None = None
+    result: SendResult | None = None
+    address: str | None = None
+
+
+def released(rows: Sequence[ClaimedRow]) -> list[Outcome]:
+    """Back to the queue untouched (nothing of them went)."""
+    return [Outcome(r, st.QUEUED, "released", r.not_before, r.attempts) for r in rows]
+
+
+# --------------------------------------------------------------------------- the hand-off
+
+# A claim moves on from `claimed` once: to `handed` here, or to `lapsed` in the housekeeping.
+_HAND_OFF = (
+    update(DispatchClaim)
+    .where(DispatchClaim.id == bindparam("claim"), DispatchClaim.state == CLAIMED)
+    .values(state=HANDED)
+)
+
+
+def hand_off_claim(connection: Connection, claim: int) -> bool:
+    """Mark claim ``claim`` handed to the sending thread (committed by the caller before its
+    first request). False when its lease ran out first and housekeeping put it back in the
+    queue (``lapsed``; or its row is gone): then none of it may be sent.
+
+    On PostgreSQL the row lock orders it with a lapse (READ COMMITTED re-reads ``state`` after
+    waiting); on SQLite each write has the database to itself."""
+    result = connection.execute(_HAND_OFF, {"claim": claim})
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+# --------------------------------------------------------------------------- the outcomes
+
+_OTHER = (
+    update(OutboxMessage)
+    .where(
+        and_(
+            OutboxMessage.id == bindparam("b_id"),
+            OutboxMessage.status == st.SENDING,
+            # Still this claim's: not queued again by a lapse, nor claimed by another since.
+            OutboxMessage.claim_id == bindparam("b_claim"),
+        )
+    )
+    .values(
+        status=bindparam("b_status"),
+        status_reason=bindparam("b_reason"),
+        not_before=bindparam("b_not_before"),
+        attempts=bindparam("b_attempts"),
+        last_error=bindparam("b_error"),
+        claimed_until=None,
+        updated_at=bindparam("b_at"),
+    )
+)
+
+# SQLite: the (id, provider message id) pairs of the sent messages, from one JSON parameter.
+_JSON_PAIRS = func.json_each(bindparam("pairs", type_=String)).table_valued("value")
+
+# PostgreSQL: the sent messages' status and provider ids in one UPDATE (every extra UPDATE
+# of a row costs a new row version and index entries there), and their rows in the contacts
+# ledger (what frequency caps count) from what it returns: one round trip. A webhook may
+# already have moved a message on (delivered...): its status is kept; and a message settled
+# while its lease had run out (a provider event, `outbox resolve --sent`) has its contact
+# already: skipped (see engine/contact_ledger.py contacts_of_messages).
+_PG_RECORD_SENT = """
+WITH sent AS (
+    UPDATE outbox_messages AS o SET
+        status = CASE WHEN o.status IN ('sending', 'unknown') THEN 'sent' ELSE o.status END,
+        status_reason = NULL, claimed_until = NULL, attempts = o.attempts + 1, provider = %s,
+        sent_at = %s, updated_at = %s, last_error = NULL,
+        provider_message_id = COALESCE(v.pid, o.provider_message_id)
+    FROM unnest(%s::bigint[], %s::text[]) AS v(id, pid) WHERE o.id = v.id
+    RETURNING o.participant_id, o.channel, o.run_id, o.id
+)
+INSERT INTO contacts (participant_id, channel, run_id, occurred_at, kind, message_id)
+SELECT participant_id, channel, run_id, %s, 'message', id FROM sent
+ON CONFLICT (message_id) WHERE message_id IS NOT NULL DO NOTHING
+"""
+
+
+def write_outcomes(
+    connection: Connection, outcomes: Sequence[Outcome], provider: str, at: datetime
+) -> None:
+    """Write outcomes in a few set-based statements inside the caller's transaction (no
+    per-row ORM work: this is on the hot path of every message)."""
+    if not outcomes:
+        return
+    sent_ids: list[int] = []
+    provider_ids: dict[int, str] = {}
+    moved: list[tuple[str, int]] = []
+    other: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        row = outcome.row
+        if outcome.status == st.SENT:
+            sent_ids.append(row.id)
+            if outcome.result is not None and outcome.result.provider_message_id:
+                provider_ids[row.id] = outcome.result.provider_message_id
+            if outcome.address and outcome.address != row.to_address:
+                moved.append((outcome.address, row.id))
+            continue
+        assert st.can_move(st.SENDING, outcome.status), outcome.status
+        other.append(
+            {
+                "b_id": row.id,
+                "b_claim": row.claim,
+                "b_status": outcome.status,
+                "b_reason": outcome.reason,
+                "b_not_before": outcome.not_before or row.not_before,
+                "b_attempts": row.attempts if outcome.attempts is None else outcome.attempts,
+                "b_error": outcome.error,
+                "b_at": at,
+            }
+        )
+    postgres = connection.dialect.name == "postgresql"
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    if postgres:
+        # No waiting for this commit's WAL flush: should the server crash before it, these
+        # rows are 'sending' again, and their leases make them 'unknown' (never queued, never
+        # resent: the crash empties the UNLOGGED dispatch_claims, and a missing claim counts
+        # as handed off), as after a crash of ours. A claim's commit does wait: a lost claim
+        # would put a sent message back in the queue.
+        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+    if sent_ids and postgres:
+        connection.exec_driver_sql(
+            _PG_RECORD_SENT,
+            (provider, at, at, sent_ids, [provider_ids.get(i) for i in sent_ids], at),
+        )
+    elif sent_ids:
+        _write_sent_sqlite(connection, sent_ids, provider_ids, provider, at)
+    if moved:
+        connection.exec_driver_sql(
+            f"UPDATE outbox_messages SET to_address = {mark} WHERE id = {mark}", moved
+        )
+    if other:
+        connection.execute(_OTHER, other)
+
+
+def _write_sent_sqlite(
+    connection: Connection,
+    sent_ids: Sequence[int],
+    provider_ids: dict[int, str],
+    provider: str,
+    at: datetime,
+) -> None:
+    # Status and provider ids in one statement, the pairs as one JSON parameter (an
+    # executemany here costs a statement and a GIL hand-over per row).
+    pairs = (
+        select(
+            func.json_extract(_JSON_PAIRS.c.value, "$[0]").label("id"),
+            func.json_extract(_JSON_PAIRS.c.value, "$[1]").label("pid"),
+        )
+        .select_from(_JSON_PAIRS)
+        .subquery()
+    )
+    connection.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == pairs.c.id)
+        .values(
+            # A webhook may already have moved it on (delivered...): keep that.
+            status=case(
+                (OutboxMessage.status.in_((st.SENDING, st.UNKNOWN)), st.SENT),
+                else_=OutboxMessage.status,
+            ),
+            status_reason=None,
+            claimed_until=None,
+            attempts=OutboxMessage.attempts + 1,
+            provider=provider,
+            sent_at=at,
+            updated_at=at,
+            last_error=None,
+            provider_message_id=func.coalesce(pairs.c.pid, OutboxMessage.provider_message_id),
+        ),
+        {"pairs": json.dumps([[i, provider_ids.get(i)] for i in sent_ids])},
+    )
+    # The contacts ledger (what frequency caps count): one row per message sent.
+    connection.execute(
+        contacts_of_messages(
+            connection.dialect.name,
+            bindparam("at", at, type_=Contact.__table__.c.occurred_at.type),
+            OutboxMessage.id.in_(sent_ids),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- the writer
+
+
+class Recorder:
+    """One dispatcher worker's writing thread: outcomes are written as they come, in order
+    (one job at a time), and each group's hand-off is written with the outcomes known by then.
+
+    ``transaction()`` opens a writing transaction and yields its connection; ``now()`` is the
+    instant written; ``report(n)`` is told, on the caller's thread, of each write of ``n``
+    messages handled (the released ones are not). Driven by one thread (the worker's)."""
+
+    def __init__(
+        self,
+        transaction: Callable[[], AbstractContextManager[Connection]],
+        now: Callable[[], datetime],
+        report: Callable[[int], None],
+        *,
+        name: str = "dispatch-write",
+    ) -> None:
+        self._transaction = transaction
+        self._now = now
+        self._report = report
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._pending: list[Outcome] = []
+        self._provider = ""
+        self._flushed_at = time.monotonic()
+        self._jobs: deque[Future[tuple[int, bool]]] = deque()
+        self.writes = 0  # transactions written (for the measurements)
+
+    @property
+    def busy(self) -> bool:
+        """Whether some outcome is not written yet."""
+        return bool(self._pending) or any(not job.done() for job in self._jobs)
+
+    def add(self, outcome: Outcome, provider: str) -> None:
+        if self._pending and provider != self._provider:
+            self.flush()
+        self._provider = provider
+        self._pending.append(outcome)
+
+    def flush_if_due(self) -> None:
+        """Write what is pending when it has waited :data:`FLUSH_SECONDS` (in the background)."""
+        self._reap()
+        if self._pending and time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending, in the background."""
+        self._reap()
+        if not self._pending:
+            return
+        outcomes, self._pending = self._pending, []
+        self._flushed_at = time.monotonic()
+        self._jobs.append(self._writer.submit(self._write, outcomes, self._provider, None))
+
+    def hand_off(self, claim: int) -> bool:
+        """Write what is pending and hand off ``claim`` in one transaction, after every write
+        before it; return once it is committed (whether the hand-off was made)."""
+        return self.handed(self.hand_off_later(claim))
+
+    def hand_off_later(self, claim: int) -> Future[tuple[int, bool]]:
+        """:meth:`hand_off` in the background: :meth:`handed` waits for it."""
+        outcomes, self._pending = self._pending, []
+        self._flushed_at = time.monotonic()
+        job = self._writer.submit(self._write, outcomes, self._provider, claim)
+        self._jobs.append(job)
+        return job
+
+    def handed(self, job: Future[tuple[int, bool]]) -> bool:
+        """Wait for the hand-off ``job`` (and the writes before it): whether it was made."""
+        if job in self._jobs:
+            self._reap(until=job)
+        return job.result()[1]
+
+    def wait(self) -> None:
+        """Wait for every write; raise the first error (the others are dropped)."""
+        self.flush()
+        self._reap(until=self._jobs[-1] if self._jobs else None)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+
+    def _write(
+        self, outcomes: Sequence[Outcome], provider: str, claim: int | None
+    ) -> tuple[int, bool]:
+        handed = True
+        with self._transaction() as connection:
+            write_outcomes(connection, outcomes, provider, self._now())
+            if claim is not None:
+                handed = hand_off_claim(connection, claim)
+        self.writes += 1
+        return sum(1 for o in outcomes if o.reason != "released"), handed
+
+    def _reap(self, until: Future[tuple[int, bool]] | None = None) -> None:
+        """Report the writes done (all of them up to ``until``, waiting for it); raise the
+        first error."""
+        while self._jobs and (self._jobs[0].done() or until is not None):
+            job = self._jobs.popleft()
+            handled, _ = job.result()
+            self._report(handled)
+            if job is until:
+                return
