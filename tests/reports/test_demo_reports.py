@@ -22,8 +22,11 @@ def test_demo_imports_results_and_writes_reports(tmp_path: Path, clock: FrozenCl
     launched = [c for c in report.campaigns if c.run_id is not None]
     assert launched
     titles = [title for title, _ in report.sections]
-    assert titles[-2].startswith("Results as of") and titles[-1].startswith("Campaign results")
-    results = dict(report.sections[-1][1])
+    # The results, then the campaign reports; the report subscription's delivery comes last.
+    at = next(i for i, title in enumerate(titles) if title.startswith("Results as of"))
+    assert titles[at + 1].startswith("Campaign results")
+    assert titles[-1].startswith("Report subscription")
+    results = dict(report.sections[at + 1][1])
     assert set(results) == {c.campaign for c in launched}
     for c in launched:
         page = (tmp_path / f"report-{c.campaign}.html").read_text("utf-8")

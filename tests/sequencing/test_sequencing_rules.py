@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.consent_wording import REASON_WORDS
 from engine.definitions.schema import Step
 from engine.sequencing import Facts, MessageState, exit_reason, plan_enrollment, step_due
 
@@ -158,8 +159,8 @@ def test_exit_when_every_remaining_channel_is_closed(closed: dict[str, str], exi
     reason = exit_reason(STEPS, Facts(closed=closed))
     assert (reason is not None) == exits
     if reason is not None:
-        for channel, why in closed.items():
-            assert f"{channel}: {why}" in reason
+        for channel, why in closed.items():  # the gate's reasons, said in words
+            assert f"{channel}: {REASON_WORDS[why]}" in reason
 
 
 def test_only_the_remaining_steps_channels_count() -> None:
@@ -171,7 +172,9 @@ def test_only_the_remaining_steps_channels_count() -> None:
     both = Facts(closed={"email": "opted_out", "sms": "suppressed", "call": "no_consent"})
     gone = plan(both, utc(2026, 3, 2))
     assert gone.state == "exited" and gone.actions == () and gone.next_action_at is None
-    assert gone.exit_reason is not None and "call: no_consent" in gone.exit_reason
+    # Consent never stated is not an opt-out, and the reason says how to state it.
+    assert gone.exit_reason is not None and "call: consent not stated" in gone.exit_reason
+    assert "consent_call column" in gone.exit_reason
 
 
 # --------------------------------------------------------------------------- spacing (#21)
