@@ -17,10 +17,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/campaign demo
 
+# Two test processes (pytest-xdist): most tests wait on databases, subprocesses and sockets,
+# so two share this 2-core machine well; worksteal keeps the long scenario tests from ending last.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
