@@ -53,7 +53,11 @@ def test_session_cookie_is_signed_httponly_samesite(app: App) -> None:
     browser.get("/login")
     response = browser.client.post(
         "/login",
-        data={"csrf_token": browser.csrf, "login": "ana", "password": "correct horse battery staple"},
+        data={
+            "csrf_token": browser.csrf,
+            "login": "ana",
+            "password": "correct horse battery staple",
+        },
         follow_redirects=False,
     )
     assert response.status_code == 303
@@ -126,7 +130,9 @@ def test_callback_is_booked_in_the_agents_zone_and_listed(app: App) -> None:
     assert 'id="logged"' in done.text, error_text(done.text)
     entry = log_entries(app)[-1]
     assert entry.disposition == "CALLBACK"
-    assert datetime.fromisoformat(entry.fields["callback_at"]) == datetime(2026, 3, 2, 17, 30, tzinfo=UTC)
+    assert datetime.fromisoformat(entry.fields["callback_at"]) == datetime(
+        2026, 3, 2, 17, 30, tzinfo=UTC
+    )
     listed = done.text.split('id="callbacks"')[1]
     assert "09:30" in listed and "me only" in listed
 
