@@ -70,7 +70,10 @@ def form_for(disposition: Disposition) -> DispositionForm:
                 input_type=INPUT_TYPES[spec.kind],
                 required=spec.required and spec.default is None,
                 choices=choices,
-                help=spec.help,
+                # The browser's picker takes the agent's own time; no offset to type.
+                help=spec.help.replace(" (ISO 8601, with offset)", "")
+                if spec.kind == "datetime"
+                else spec.help,
                 default=spec.default,
             )
         )
