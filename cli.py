@@ -3265,6 +3265,7 @@ def reports_send(state: CliState, name: str, to: tuple[str, ...], as_json: bool)
 
 
 import cli_cases  # noqa: E402, F401  (registers `campaign cases`; it imports this module)
+import cli_users  # noqa: E402, F401  (registers `campaign users`; it imports this module)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1027,3 +1027,49 @@ class ReportDelivery(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+CONSOLE_ROLES = ("agent", "supervisor", "manager", "coordinator")
+
+
+class ConsoleUser(Base):
+    """A person who signs in to the browser console (engine/web). ``agent_id`` links an
+    agent's user to their row in ``agents`` (their queue, teams, zone); other roles need none.
+    ``session_version`` is in every session cookie: raising it (disable, new password, role
+    change) signs the person out everywhere at once."""
+
+    __tablename__ = "console_users"
+    __table_args__ = (
+        UniqueConstraint("login"),
+        CheckConstraint(_in("role", CONSOLE_ROLES), name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    login: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    password_hash: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    session_version: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    password_set_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsoleAuditEvent(Base):
+    """Who signed in, failed to, was added, disabled, given a new password or a new role, and
+    from which address. Failed sign-ins here also drive the sign-in rate limit
+    (engine/web/audit.py), so the limit and the record can never disagree."""
+
+    __tablename__ = "console_audit"
+    __table_args__ = (
+        Index(None, "login", "event", "at"),
+        Index(None, "address", "event", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    event: Mapped[str] = mapped_column(String(32))
+    login: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str | None] = mapped_column(String(64))  # who did it (a CLI user: "cli")
+    detail: Mapped[str | None] = mapped_column(Text)

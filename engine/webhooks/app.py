@@ -8,6 +8,7 @@
     POST /webhooks/events            activity events from a program's own systems (Bearer token)
     GET  /u/{token}                  unsubscribe confirmation page (changes nothing)
     POST /u/{token}                  unsubscribe, also RFC 8058 one-click
+    /login, /agent, /floor ...       the browser console (engine/web/app.py)
 
 Every request is answered 2xx, 4xx or 503; bad input of any kind is a 4xx (signature, token or
 freshness: 403; malformed: 400; too large: 413), never a 500 or a traceback. A database that
@@ -41,6 +42,7 @@ from engine.cases.config import rules_for
 from engine.errors import InputError
 from engine.provider_events import take_write_lock
 from engine.unsubscribe import UnsubscribeSigner, signer_for
+from engine.web.app import console_routes
 from engine.webhooks import (
     activity_events,
     inbound_sms,
@@ -417,6 +419,7 @@ def build_asgi_app(app: App) -> Starlette:
             Route(TWILIO_INBOUND_PATH, twilio_inbound, methods=["POST"]),
             Route(EVENTS_PATH, activity, methods=["POST"]),
             Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
+            *console_routes(app),  # the browser console (engine/web/app.py)
         ],
     )
 

@@ -1,0 +1,245 @@
+"""The console's routes, mounted into `campaign serve` (engine/webhooks/app.py):
+
+    GET  /login, POST /login, POST /logout      sign in and out (engine/web/auth.py)
+    GET  /agent                                 the agent's call screen
+    POST /agent/next, /agent/release, /agent/log
+    GET  /floor                                 the wallboard (supervisor, manager, coordinator)
+    GET  /console/static/...                    the stylesheet and script (package data)
+
+Handlers are thin: who is asking (auth), one engine call in a worker thread, one template."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from engine.app import App
+from engine.calls.scripts import serve_next_in
+from engine.calls.tasks import DEFAULT_LEASE
+from engine.errors import EngineError
+from engine.unsubscribe import signing_key
+from engine.web import auth, floor, pages
+from engine.web.auth import FormTooLarge, Visitor, csrf_refused, guard, read_form, visitor
+from engine.web.sessions import CSRF_FIELD, SessionCodec
+
+HERE = Path(__file__).parent
+T = TypeVar("T")
+# No page of the console is cached, framed by another site or sniffed as another type; only
+# our own script and stylesheet run.
+HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+}
+AGENT_ROLES = ("agent",)
+
+
+class Console:
+    """What the handlers share: the engine, the templates and the session codec."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.env = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self._codec: SessionCodec | None = None
+        self._codec_lock = asyncio.Lock()
+
+    async def codec(self) -> SessionCodec:
+        if self._codec is None:
+            async with self._codec_lock:
+                if self._codec is None:
+                    key = await run_in_threadpool(
+                        self.write, lambda s: signing_key(s, self.app.settings)
+                    )
+                    secure = self.app.settings.public_url.startswith("https://")
+                    self._codec = SessionCodec(key, secure=secure)
+        return self._codec
+
+    def read(self, work: Callable[[Session], T]) -> T:
+        with self.app.sessions() as session:
+            return work(session)
+
+    def write(self, work: Callable[[Session], T]) -> T:
+        with self.app.sessions() as session, session.begin():
+            return work(session)
+
+    def finish(self, who: Visitor, response: Response) -> Response:
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
+        if who.set_cookie and self._codec is not None:
+            response.set_cookie(**self._codec.cookie_header(who.session))
+        return response
+
+    def page(self, who: Visitor, template: str, *, status: int = 200, **context: Any) -> Response:
+        text = self.env.get_template(template).render(
+            user=who.user, csrf=who.session.csrf, csrf_field=CSRF_FIELD, **context
+        )
+        return self.finish(who, HTMLResponse(text, status_code=status))
+
+    def forbidden(self, who: Visitor, message: str, *, status: int = 403) -> Response:
+        return self.page(who, "message.html", status=status, title="Not allowed", message=message)
+
+
+# --------------------------------------------------------------------------- agent
+
+
+async def _agent_visitor(console: Console, request: Request) -> tuple[Visitor, Response | None]:
+    who = await visitor(console, request)
+    refused = guard(console, who, request, *AGENT_ROLES)
+    if refused is None and who.user is not None and who.user.agent is None:
+        refused = console.forbidden(
+            who, "Your agent row is disabled or missing; ask a supervisor (`campaign agents`)."
+        )
+    return who, refused
+
+
+async def agent_home(console: Console, request: Request, **extra: Any) -> Response:
+    who, refused = await _agent_visitor(console, request)
+    if refused is not None:
+        return refused
+    assert who.user is not None and who.user.agent is not None
+    agent, zone = who.user.agent, who.user.zone
+    seq = request.query_params.get("logged", "")
+    at = console.app.clock.now()
+    data = await run_in_threadpool(
+        console.read,
+        lambda s: pages.agent_page(
+            s,
+            console.app.settings,
+            agent,
+            zone,
+            at=at,
+            logged_seq=int(seq) if seq.isdigit() else None,
+        ),
+    )
+    status = extra.pop("status", 200)
+    return console.page(
+        who,
+        "agent.html",
+        status=status,
+        data=data,
+        now=at,
+        agent_zone=zone,
+        nothing=request.query_params.get("nothing") == "1",
+        released=request.query_params.get("released", ""),
+        **extra,
+    )
+
+
+async def _agent_post(
+    console: Console, request: Request
+) -> tuple[Visitor, dict[str, str], Response | None]:
+    who, refused = await _agent_visitor(console, request)
+    if refused is not None:
+        return who, {}, refused
+    try:
+        form = await read_form(request)
+    except FormTooLarge as exc:
+        return who, {}, console.forbidden(who, str(exc), status=413)
+    if csrf_refused(who, form):
+        return (
+            who,
+            form,
+            console.forbidden(who, "The form expired or came from another site; reload the page."),
+        )
+    return who, form, None
+
+
+async def agent_next(console: Console, request: Request) -> Response:
+    who, _form, refused = await _agent_post(console, request)
+    if refused is not None:
+        return refused
+    assert who.user is not None and who.user.agent is not None
+    agent = who.user.agent
+    try:
+        served = await run_in_threadpool(serve_next_in, console.app, agent, lease=DEFAULT_LEASE)
+    except EngineError as exc:
+        return await agent_home(console, request, error=str(exc), status=409)
+    target = "/agent" if served is not None else "/agent?nothing=1"
+    return console.finish(who, RedirectResponse(target, status_code=303))
+
+
+async def agent_release(console: Console, request: Request) -> Response:
+    who, form, refused = await _agent_post(console, request)
+    if refused is not None:
+        return refused
+    assert who.user is not None and who.user.agent is not None
+    agent = who.user.agent
+    at = console.app.clock.now()
+    try:
+        task_id = await run_in_threadpool(
+            console.write, lambda s: pages.release_own(s, form, agent=agent, at=at)
+        )
+    except EngineError as exc:
+        return await agent_home(console, request, error=str(exc), status=403)
+    return console.finish(who, RedirectResponse(f"/agent?released={task_id}", status_code=303))
+
+
+async def agent_log(console: Console, request: Request) -> Response:
+    who, form, refused = await _agent_post(console, request)
+    if refused is not None:
+        return refused
+    assert who.user is not None and who.user.agent is not None
+    agent, zone = who.user.agent, who.user.zone
+    at = console.app.clock.now()
+    try:
+        result = await run_in_threadpool(
+            console.write,
+            lambda s: pages.log_from_form(
+                s, console.app.settings, form, agent=agent, zone=zone, at=at
+            ),
+        )
+    except pages.NotYourTask as exc:
+        return await agent_home(console, request, error=str(exc), status=403)
+    except EngineError as exc:
+        # Refused exactly as `calls log` refuses; the transaction rolled back, and the page
+        # comes back with what was typed.
+        return await agent_home(console, request, error=str(exc), typed=form, status=422)
+    return console.finish(who, RedirectResponse(f"/agent?logged={result.seq}", status_code=303))
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def console_routes(app: App) -> list[BaseRoute]:
+    console = Console(app)
+
+    def bind(handler: Callable[..., Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            return await handler(console, request)
+
+        return endpoint
+
+    return [
+        Route("/", bind(lambda c, r: _root(c, r)), methods=["GET"]),
+        Route("/login", bind(auth.login_page), methods=["GET"]),
+        Route("/login", bind(auth.login_submit), methods=["POST"]),
+        Route("/logout", bind(auth.logout_submit), methods=["POST"]),
+        Route("/agent", bind(agent_home), methods=["GET"]),
+        Route("/agent/next", bind(agent_next), methods=["POST"]),
+        Route("/agent/release", bind(agent_release), methods=["POST"]),
+        Route("/agent/log", bind(agent_log), methods=["POST"]),
+        Route("/floor", bind(floor.floor_page), methods=["GET"]),
+        Mount("/console/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+
+
+async def _root(console: Console, request: Request) -> Response:
+    who = await visitor(console, request)
+    return console.finish(who, RedirectResponse(who.home(), status_code=303))

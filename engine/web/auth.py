@@ -1,0 +1,170 @@
+"""Who is asking: the session cookie checked against the database on every request, the
+sign-in and sign-out handlers, the role guard and the CSRF check of every form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from engine.db.models import Agent, ConsoleUser
+from engine.web import audit
+from engine.web.sessions import COOKIE, CSRF_FIELD, ConsoleSession, new_session
+from engine.web.users import SignInRefused, sign_in
+
+if TYPE_CHECKING:
+    from engine.web.app import Console
+
+MAX_FORM_BODY = 64 * 1024
+MAX_FORM_FIELDS = 200
+HOME = {"agent": "/agent"}  # other roles land on the wallboard
+FLOOR = "/floor"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user_id: int
+    login: str
+    role: str
+    agent: str | None  # the linked agent's login
+    zone: str  # the agent's zone, else the program default
+
+
+@dataclass
+class Visitor:
+    session: ConsoleSession
+    user: SignedIn | None
+    set_cookie: bool  # the browser's cookie must be (re)written
+
+    def home(self) -> str:
+        return HOME.get(self.user.role, FLOOR) if self.user else "/login"
+
+
+def _load_user(session: Session, value: ConsoleSession, default_zone: str) -> SignedIn | None:
+    if value.user_id is None:
+        return None
+    user = session.get(ConsoleUser, value.user_id)
+    # Disabled, new password, new role: the version moved on and this cookie is dead.
+    if user is None or not user.active or user.session_version != value.version:
+        return None
+    agent = session.get(Agent, user.agent_id) if user.agent_id is not None else None
+    return SignedIn(
+        user.id,
+        user.login,
+        user.role,
+        agent.login if agent is not None and agent.active else None,
+        agent.timezone if agent is not None else default_zone,
+    )
+
+
+async def visitor(console: Console, request: Request) -> Visitor:
+    at = console.app.clock.now()
+    codec = await console.codec()
+    value = codec.loads(request.cookies.get(COOKIE), at=at)
+    if value is None:
+        return Visitor(new_session(at), None, True)
+    user = await run_in_threadpool(
+        console.read, lambda s: _load_user(s, value, console.app.settings.default_timezone)
+    )
+    if value.user_id is not None and user is None:
+        return Visitor(new_session(at), None, True)  # signed out from elsewhere
+    return Visitor(value, user, False)
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BODY:
+            raise FormTooLarge("the form is too large")
+    pairs = parse_qsl(
+        body.decode("utf-8", errors="replace"),
+        keep_blank_values=True,
+        max_num_fields=MAX_FORM_FIELDS,
+    )
+    return dict(pairs)
+
+
+class FormTooLarge(Exception):
+    pass
+
+
+def csrf_refused(who: Visitor, form: dict[str, str]) -> bool:
+    return not who.session.valid_csrf(form.get(CSRF_FIELD))
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def login_page(console: Console, request: Request) -> Response:
+    who = await visitor(console, request)
+    if who.user is not None:
+        return console.finish(who, RedirectResponse(who.home(), status_code=303))
+    return console.page(who, "login.html", login="", error=None)
+
+
+async def login_submit(console: Console, request: Request) -> Response:
+    who = await visitor(console, request)
+    form = await read_form(request)
+    if csrf_refused(who, form):
+        return console.forbidden(who, "The sign-in form expired; reload the page and try again.")
+    login = form.get("login", "")
+    password = form.get("password", "")
+    at = console.app.clock.now()
+    address = client_address(request)
+
+    def work(session: Session) -> ConsoleUser | str:
+        # A refusal is returned, not raised, so the failed sign-in is committed to the audit.
+        try:
+            return sign_in(session, login, password, address=address, at=at)
+        except SignInRefused as exc:
+            return str(exc)
+
+    outcome = await run_in_threadpool(console.write, work)
+    if isinstance(outcome, str):
+        return console.page(who, "login.html", status=401, login=login, error=outcome)
+    who.session = who.session.signed_in(outcome.id, outcome.session_version, at)
+    who.set_cookie = True
+    target = HOME.get(outcome.role, FLOOR)
+    return console.finish(who, RedirectResponse(target, status_code=303))
+
+
+async def logout_submit(console: Console, request: Request) -> Response:
+    who = await visitor(console, request)
+    form = await read_form(request)
+    if csrf_refused(who, form):
+        return console.forbidden(who, "The form expired; reload the page and try again.")
+    if who.user is not None:
+        user = who.user
+        at = console.app.clock.now()
+        await run_in_threadpool(
+            console.write,
+            lambda s: audit.record(
+                s, audit.SIGN_OUT, user.login, at=at, address=client_address(request)
+            ),
+        )
+    who.session, who.user, who.set_cookie = new_session(console.app.clock.now()), None, True
+    return console.finish(who, RedirectResponse("/login", status_code=303))
+
+
+def guard(console: Console, who: Visitor, request: Request, *roles: str) -> Response | None:
+    """None when ``who`` may see this page, else the answer: sign in first, or 403."""
+    if who.user is None:
+        if request.method == "GET":
+            return console.finish(who, RedirectResponse("/login", status_code=303))
+        return console.forbidden(who, "Sign in first.", status=401)
+    if who.user.role not in roles:
+        return console.forbidden(
+            who, f"This page is for {' and '.join(roles)} users; you are {who.user.role}."
+        )
+    return None
+
+
+def html(text: str, status: int) -> HTMLResponse:
+    return HTMLResponse(text, status_code=status)

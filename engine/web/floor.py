@@ -1,0 +1,118 @@
+"""The supervisor's wallboard (`/floor`): who is signed in and what they are doing, calls
+today against each agent's daily target, the queue by team, callbacks due in the next hour.
+It refreshes itself every :data:`REFRESH_SECONDS`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from engine.clock import ensure_utc
+from engine.db.models import Agent, CallerLogEntry, CallTask, ConsoleAuditEvent
+from engine.web import audit
+from engine.web.auth import guard, visitor
+from engine.web.sessions import LIFETIME
+
+if TYPE_CHECKING:
+    from engine.web.app import Console
+
+REFRESH_SECONDS = 30
+FLOOR_ROLES = ("supervisor", "manager", "coordinator")
+
+
+@dataclass(frozen=True)
+class AgentState:
+    login: str
+    name: str
+    state: str  # "on a call (task N)", "signed in", "signed out"
+    calls_today: int
+    daily_target: int
+
+
+@dataclass(frozen=True)
+class Floor:
+    agents: list[AgentState]
+    queue: list[tuple[str, int]]  # (team, open tasks due now)
+    callbacks_next_hour: int
+    at: datetime
+
+
+def _signed_in(session: Session, login: str, at: datetime) -> bool:
+    """Signed in within a session's lifetime and not signed out since."""
+    last = session.execute(
+        select(ConsoleAuditEvent.event)
+        .where(
+            ConsoleAuditEvent.login == login,
+            ConsoleAuditEvent.event.in_((audit.SIGN_IN, audit.SIGN_OUT)),
+            ConsoleAuditEvent.at > at - LIFETIME,
+        )
+        .order_by(ConsoleAuditEvent.at.desc(), ConsoleAuditEvent.id.desc())
+        .limit(1)
+    ).scalar()
+    return last == audit.SIGN_IN
+
+
+def floor(session: Session, *, at: datetime) -> Floor:
+    at = ensure_utc(at)
+    claims = dict(
+        session.execute(
+            select(CallTask.claimed_by, func.min(CallTask.id))
+            .where(CallTask.status == "claimed", CallTask.claimed_until >= at)
+            .group_by(CallTask.claimed_by)
+        ).all()
+    )
+    agents = []
+    for agent in session.scalars(select(Agent).where(Agent.active).order_by(Agent.login)):
+        start = datetime.combine(at.astimezone(ZoneInfo(agent.timezone)).date(), time(0))
+        start = start.replace(tzinfo=ZoneInfo(agent.timezone))
+        calls = session.scalar(
+            select(func.count())
+            .select_from(CallerLogEntry)
+            .where(CallerLogEntry.agent == agent.login, CallerLogEntry.logged_at >= start)
+        )
+        if agent.login in claims:
+            state = f"on a call (task {claims[agent.login]})"
+        elif _signed_in(session, agent.login, at):
+            state = "signed in, idle"
+        else:
+            state = "signed out"
+        agents.append(
+            AgentState(agent.login, agent.name, state, int(calls or 0), agent.daily_target)
+        )
+    queue = [
+        (team or "(no team)", int(n))
+        for team, n in session.execute(
+            select(CallTask.team, func.count())
+            .where(CallTask.status == "open", CallTask.due_at <= at)
+            .group_by(CallTask.team)
+            .order_by(CallTask.team)
+        ).all()
+    ]
+    callbacks = session.scalar(
+        select(func.count())
+        .select_from(CallTask)
+        .where(
+            CallTask.kind == "callback",
+            CallTask.status == "open",
+            CallTask.due_at <= at + timedelta(hours=1),
+        )
+    )
+    return Floor(agents, queue, int(callbacks or 0), at)
+
+
+async def floor_page(console: Console, request: Request) -> Response:
+    who = await visitor(console, request)
+    refused = guard(console, who, request, *FLOOR_ROLES)
+    if refused is not None:
+        return refused
+    at = console.app.clock.now()
+    data = await run_in_threadpool(console.read, lambda s: floor(s, at=at))
+    return console.page(who, "floor.html", floor=data, refresh=REFRESH_SECONDS)

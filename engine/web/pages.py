@@ -1,0 +1,211 @@
+"""The agent's pages: the call sheet of the task they hold, next call, release, the
+disposition form and "my callbacks today".
+
+Every rule is the engine's: the claim is `calls next`'s (engine/calls/scripts.py
+serve_next_in: lease, gate, language routing), the log is `calls log`'s (engine/calls/log.py
+log_call, refusing with its messages) and release is `calls release`'s. What is the console's
+own is access: an agent acts only on the task they hold, as themselves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from engine.calls import caller_log
+from engine.calls.log import LogResult, dispositions_for, log_call
+from engine.calls.scripts import CallSheet, call_sheet
+from engine.calls.tasks import DefinitionCache, release, write_lock
+from engine.clock import ensure_utc
+from engine.db.models import CallerLogEntry, CallTask, Participant, Program
+from engine.errors import InputError
+from engine.policy import candidate_zones, effective_window
+from engine.settings import Settings
+from engine.web.forms import DispositionForm, call_input, forms_for
+
+
+class NotYourTask(InputError):
+    """The task is not the signed-in agent's live claim (someone else's, or expired)."""
+
+
+def held_claim(session: Session, agent: str, at: datetime) -> CallTask | None:
+    """The agent's live claim (the one `calls next` would give back), if any."""
+    return session.scalar(
+        select(CallTask)
+        .where(
+            CallTask.status == "claimed",
+            CallTask.claimed_by == agent,
+            CallTask.claimed_until >= ensure_utc(at),
+        )
+        .order_by(CallTask.claimed_at)
+        .limit(1)
+    )
+
+
+def own_claim(session: Session, task_id: int, agent: str, at: datetime) -> CallTask:
+    task = held_claim(session, agent, at)
+    if task is None or task.id != task_id:
+        raise NotYourTask(
+            f"task {task_id} is not yours to document: take it with Next call first "
+            "(another agent's task, or your claim expired)"
+        )
+    return task
+
+
+@dataclass(frozen=True)
+class MemberClock:
+    zone: str | None
+    window: str  # "08:00-21:00" in the member's zone: when calls (and callbacks) may happen
+
+
+def member_clock(session: Session, task: CallTask) -> MemberClock:
+    p = session.get(Participant, task.participant_id)
+    assert p is not None  # FK
+    program = session.get(Program, p.program_id)
+    assert program is not None  # FK
+    loaded = DefinitionCache(session).for_run(task.run_id)
+    window = effective_window(
+        "call", getattr(loaded.definition, "call_window", None) if loaded else None
+    )
+    shown = f"{window.start:%H:%M}-{window.end:%H:%M}" if window else "any time"
+    try:
+        zones = candidate_zones(
+            participant_zone=p.timezone,
+            phone=p.phone,
+            program_zone=program.timezone,
+            region=program.region,
+        ).zones
+    except ValueError:
+        zones = ()
+    return MemberClock(zones[0] if zones else None, shown)
+
+
+@dataclass(frozen=True)
+class CallbackRow:
+    task_id: int
+    due_at: datetime
+    due_local: str  # in the agent's zone
+    external_id: str
+    status: str
+    only_me: bool
+
+
+def my_callbacks_today(session: Session, agent: str, zone: str, at: datetime) -> list[CallbackRow]:
+    """Callbacks due on the agent's local today that are theirs: assigned to them, or booked
+    by them for anyone and still open."""
+    tz = ZoneInfo(zone)
+    day = ensure_utc(at).astimezone(tz).date()
+    start = datetime.combine(day, time(0), tz)
+    end = start + timedelta(days=1)
+    parent = aliased(CallTask)
+    rows = session.execute(
+        select(CallTask, Participant.external_id)
+        .join(Participant, Participant.id == CallTask.participant_id)
+        .outerjoin(parent, parent.id == CallTask.parent_task_id)
+        .where(
+            CallTask.kind == "callback",
+            CallTask.status.in_(("open", "claimed")),
+            CallTask.due_at >= start,
+            CallTask.due_at < end,
+            or_(
+                CallTask.assigned_agent == agent,
+                and_(parent.claimed_by == agent, parent.outcome == "CALLBACK"),
+            ),
+        )
+        .order_by(CallTask.due_at)
+        .limit(200)
+    ).all()
+    return [
+        CallbackRow(
+            t.id,
+            t.due_at,
+            t.due_at.astimezone(tz).strftime("%H:%M"),
+            external_id,
+            t.status,
+            t.assigned_agent == agent,
+        )
+        for t, external_id in rows
+    ]
+
+
+@dataclass(frozen=True)
+class AgentPage:
+    sheet: CallSheet | None
+    forms: list[DispositionForm]
+    member: MemberClock | None
+    callbacks: list[CallbackRow]
+    logged: dict[str, Any] | None
+
+
+def agent_page(
+    session: Session,
+    settings: Settings,
+    agent: str,
+    zone: str,
+    *,
+    at: datetime,
+    logged_seq: int | None,
+) -> AgentPage:
+    task = held_claim(session, agent, at)
+    sheet = call_sheet(session, task.id, settings=settings, at=at) if task else None
+    forms = (
+        forms_for(dispositions_for(session, settings.dispositions_file, task.id)) if task else []
+    )
+    logged = None
+    if logged_seq is not None:
+        # Only the agent's own entry: a seq in the URL never shows another agent's call.
+        entry = session.scalar(
+            select(CallerLogEntry).where(
+                CallerLogEntry.seq == logged_seq, CallerLogEntry.agent == agent
+            )
+        )
+        if entry is not None:
+            logged = {"seq": entry.seq, "record": entry.record, "task_id": entry.task_id}
+    return AgentPage(
+        sheet=sheet,
+        forms=forms,
+        member=member_clock(session, task) if task else None,
+        callbacks=my_callbacks_today(session, agent, zone, at),
+        logged=logged,
+    )
+
+
+def log_from_form(
+    session: Session,
+    settings: Settings,
+    form: dict[str, str],
+    *,
+    agent: str,
+    zone: str,
+    at: datetime,
+) -> LogResult:
+    """`calls log` for the agent's own live claim, from the submitted form."""
+    try:
+        task_id = int(form.get("task_id", ""))
+    except ValueError:
+        raise InputError("the form names no task; reload the page") from None
+    # The locks log_call would take, taken first (SQLite: the write lock must be the
+    # transaction's first statement), so the ownership check and the log see one state.
+    write_lock(session)
+    caller_log.serialise(session)
+    own_claim(session, task_id, agent, at)
+    dispositions = dispositions_for(session, settings.dispositions_file, task_id)
+    call = call_input(
+        form, task_id=task_id, agent=agent, agent_zone=zone, dispositions=dispositions
+    )
+    return log_call(session, call, dispositions, at=at, lock=False)
+
+
+def release_own(session: Session, form: dict[str, str], *, agent: str, at: datetime) -> int:
+    try:
+        task_id = int(form.get("task_id", ""))
+    except ValueError:
+        raise InputError("the form names no task; reload the page") from None
+    write_lock(session)
+    own_claim(session, task_id, agent, at)
+    release(session, task_id, agent, at=at)
+    return task_id
