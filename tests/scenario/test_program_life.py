@@ -8,7 +8,12 @@ of them at 01:30 on Sundays so the fall-back night repeats its fire time; win-ba
 by hand, paused for five weeks and resumed), ticks three times a day (and at 01:45 on
 Sundays, twice on the fall-back night), has three agents work their call lists (callbacks, an
 escalation, a do-not-call, an evening shift for Sydney), loses one agent on day 62 and
-SendGrid for a day (59). After each day it checks what users rely on
+SendGrid for a day (59). The agents speak languages (the one Chinese speaker is the one who
+leaves); complaints and escalations open cases that the coordinator resolves with root causes
+(closing them on Mondays, reopening one); two report subscriptions (monthly for finance,
+weekly for the team leads, the latter hit by the outage) are delivered by the ticks; once a
+week an operator's scrape of the metrics is compared with the database
+(tests/scenario/scenario_services.py). After each day it checks what users rely on
 (tests/scenario/scenario_invariants.py) and at the end lists every invariant that broke, the
 first day it broke and examples. Each violation is kept once, on the first day it showed.
 
