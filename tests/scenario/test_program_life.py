@@ -738,7 +738,8 @@ def test_ninety_days_of_a_program(program: Program, capsys: pytest.CaptureFixtur
     with capsys.disabled():
         print(
             f"\n[scenario] {days} days, {program.driver.invocations} CLI invocations, "
-            f"{program.calls_made} calls, {seconds:.1f} s; by command: "
+            f"{program.calls_made} calls ({program.services.complaints} complaints, "
+            f"{program.services.escalations} escalations), {seconds:.1f} s; by command: "
             + ", ".join(
                 f"{k} {v:.1f}"
                 for k, v in sorted(program.driver.seconds.items(), key=lambda kv: -kv[1])
