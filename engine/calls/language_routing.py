@@ -6,6 +6,10 @@ CAMPAIGN_LANGUAGE_ROUTING_WAIT, default 15 minutes) after it became callable (it
 or the opening of the member's calling window when it fell due outside it), and only while an
 active agent who speaks it exists: with nobody to wait for, waiting would serve no one.
 
+A task assigned to the agent (a callback the member booked with them, their case's
+follow-up) is never held from them: no speaker could be served it in their place, so holding
+it would only make the member wait past the time they were promised.
+
 Agents without languages are served as before, and so are members without a locale. This
 only delays a task for some agents: the consent, suppression, calling-window and frequency-cap
 checks are those of every claim (engine/calls/tasks.py).
@@ -43,6 +47,7 @@ class LanguageRouting:
     agent_languages: frozenset[str]
     spoken: frozenset[str]  # by some active agent
     wait: timedelta
+    agent_login: str | None = None  # tasks assigned to this agent are theirs: never held
 
     @classmethod
     def for_agent(
@@ -52,7 +57,7 @@ class LanguageRouting:
         an agent without languages, or no wait."""
         if agent is None or not agent.languages or wait <= timedelta(0):
             return None
-        return cls(frozenset(agent.languages), spoken_languages(session), wait)
+        return cls(frozenset(agent.languages), spoken_languages(session), wait, agent.login)
 
     def holds(self, member_locale: str | None) -> str | None:
         """The member's language when their task must first wait for one of its speakers."""
@@ -86,6 +91,8 @@ def apply_language_routing(candidates: Sequence[Any], routing: LanguageRouting |
     cache: dict[tuple[Any, ...], Decision] = {}
     for c in candidates:
         if c.blocked is not None or c.callable_at is None:
+            continue
+        if routing.agent_login is not None and c.task.assigned_agent == routing.agent_login:
             continue
         language = routing.holds(c.participant.locale)
         if language is None:

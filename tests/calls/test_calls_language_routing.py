@@ -112,6 +112,23 @@ def test_the_wait_starts_when_the_calling_window_opens(app: App) -> None:
     assert claim(app, "eva", at=opening + WAIT) == task
 
 
+def test_a_callback_booked_with_an_agent_is_never_held_from_them(app: App) -> None:
+    # eva took the zh member's call after the wait; the member booked a callback with her.
+    w = make_world(app)
+    w.agent("eva", languages=("en",))
+    w.agent("wen", languages=("zh",))
+    member = w.member(locale="zh")
+    due = TEST_NOW - timedelta(minutes=1)
+    callback = w.task(member, due_at=due, kind="callback", assigned_agent="eva")
+    with unit(app) as s:
+        listed = list_calls(s, at=TEST_NOW, agent="eva")
+    assert [(r.task_id, r.callable_now, r.waits_for) for r in listed] == [(callback, True, None)]
+    assert claim(app, "eva") == callback
+    # A task of the team (not hers) still waits for the speaker.
+    w.task(w.member(locale="zh"), due_at=due)
+    assert claim(app, "eva", at=TEST_NOW + timedelta(minutes=1)) == callback  # her live claim
+
+
 def test_compliance_still_decides_for_the_speaker(app: App) -> None:
     w = make_world(app)
     w.agent("wen", languages=("zh",))

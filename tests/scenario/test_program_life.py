@@ -8,7 +8,12 @@ of them at 01:30 on Sundays so the fall-back night repeats its fire time; win-ba
 by hand, paused for five weeks and resumed), ticks three times a day (and at 01:45 on
 Sundays, twice on the fall-back night), has three agents work their call lists (callbacks, an
 escalation, a do-not-call, an evening shift for Sydney), loses one agent on day 62 and
-SendGrid for a day (59). After each day it checks what users rely on
+SendGrid for a day (59). The agents speak languages (the one Chinese speaker is the one who
+leaves); complaints and escalations open cases that the coordinator resolves with root causes
+(closing them on Mondays, reopening one); two report subscriptions (monthly for finance,
+weekly for the team leads, the latter hit by the outage) are delivered by the ticks; once a
+week an operator's scrape of the metrics is compared with the database
+(tests/scenario/scenario_services.py). After each day it checks what users rely on
 (tests/scenario/scenario_invariants.py) and at the end lists every invariant that broke, the
 first day it broke and examples. Each violation is kept once, on the first day it showed.
 
@@ -23,12 +28,31 @@ import os
 import time as wallclock
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from scenario_invariants import OUTAGE, DayView, Expectations, Violation, check_day, describe
+from scenario_invariants import (
+    OUTAGE,
+    DayView,
+    Definitions,
+    Expectations,
+    Violation,
+    check_day,
+    describe,
+)
+from scenario_services import (
+    COMPLAINT_CATEGORIES,
+    LANGUAGES,
+    RESOLVE_AFTER,
+    ROOT_CAUSES,
+    ROUTING_WAIT,
+    ServedCall,
+    Services,
+    check_services,
+    install_subscriptions,
+)
 from scenario_world import (
     CONSENTS,
     DAYS,
@@ -44,10 +68,15 @@ from scenario_world import (
     local,
     write_csv,
 )
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.orm import Session
 
 from engine import app as engine_app
+from engine.clock import FrozenClock
+from engine.db.models import CallTask
 from engine.db.session import make_engine
+from engine.metrics.collector import scrape
+from engine.settings import load_settings
 from engine.testing_providers import Canned, FakeSendGrid
 
 BASE_MEMBERS = 40
@@ -69,6 +98,7 @@ PLAN = {
     "agent leaves": 62,
     "events sent twice": 15,
     "cancel a renewal run": 40,
+    "reopen a case": 50,
 }
 CLOSED_MEMBER = "M006"
 LEAVER = "cleo"
@@ -113,6 +143,8 @@ class Program:
     winback_run: int | None = None
     calls_made: int = 0
     sendgrid: FakeSendGrid | None = None
+    services: Services = field(default_factory=Services)
+    reader: Engine | None = None  # the scenario's own read-only look at the database
 
     # -- the member file
 
@@ -173,6 +205,33 @@ class Program:
         result = self.driver.json("events", "import", str(path))
         if result["rejected"]:
             self.refused(day, f"events of day {day}: {result['rejected']} rows rejected")
+
+    # -- the service side
+
+    def db(self) -> Engine:
+        if self.reader is None:
+            self.reader = create_engine(self.driver.database_url)
+        return self.reader
+
+    def served(self, agent: str, task_id: int, sheet: dict[str, Any]) -> None:
+        """Note a task as `calls next` served it (its due time before anyone logs a call)."""
+        with Session(self.db()) as session:
+            task = session.scalars(select(CallTask).where(CallTask.id == task_id)).one()
+            member = sheet["external_id"]
+            self.services.served.append(
+                ServedCall(
+                    agent=agent,
+                    external_id=member,
+                    locale=sheet.get("locale"),
+                    zone=str(self.crm.get(member, {}).get("timezone") or "America/New_York"),
+                    task_id=task_id,
+                    kind=task.kind,
+                    run_id=task.run_id,
+                    assigned_agent=task.assigned_agent,
+                    due_at=task.due_at,
+                    at=self.driver.now,
+                )
+            )
 
     # -- bookkeeping
 
@@ -283,13 +342,16 @@ def work_calls(program: Program, day: int, agent: str, calls: int) -> None:
         task = served["claim"]["task_id"]
         member = served["sheet"]["external_id"]
         campaign = served["sheet"].get("campaign") or ""
+        program.served(agent, task, served["sheet"])
         program.calls_made += 1
         n = program.calls_made
         code = DISPOSITIONS[n % len(DISPOSITIONS)]
-        if n == 9:
+        if n % 37 == 9:
             code = "ESCALATED"
         elif n == 14:
             code = "DO_NOT_CALL"
+        elif n % 29 == 20:
+            code = "COMPLAINT"
         args = ["calls", "log", str(task), "--no-input"]
         later = (driver.now + timedelta(days=1, hours=1)).isoformat()
         if code == "CALLBACK":
@@ -321,6 +383,16 @@ def work_calls(program: Program, day: int, agent: str, calls: int) -> None:
             args += ["--disposition", code, "--field", "reason=too busy this month"]
         elif code == "PROMISED":
             args += ["--disposition", code, "--field", "action=renew"]
+        elif code == "COMPLAINT":
+            category = COMPLAINT_CATEGORIES[n % len(COMPLAINT_CATEGORIES)]
+            args += [
+                "--disposition",
+                code,
+                "--field",
+                f"category={category}",
+                "--field",
+                f"summary={category} complaint on call {n}",
+            ]
         elif code == "ESCALATED":
             args += [
                 "--disposition",
@@ -337,14 +409,56 @@ def work_calls(program: Program, day: int, agent: str, calls: int) -> None:
         result = driver.invoke(*args)
         if code == "DO_NOT_CALL" and result.exit_code == 0:
             program.expected.do_not_call.setdefault(member, driver.now)
+        if code == "COMPLAINT" and result.exit_code == 0:
+            program.services.complaints += 1
+        if code == "ESCALATED" and result.exit_code == 0:
+            program.services.escalations += 1
         if result.exit_code != 0:
             program.refused(
                 day, f"{agent}: `calls log {task} --disposition {code}`: {result.output.strip()}"
             )
 
 
+def work_cases(program: Program, day: int) -> None:
+    """The coordinator's afternoon round of the cases: resolve, with a root cause, those that
+    have had their follow-up calls (or waited long enough); close last week's resolved ones
+    on Mondays; reopen one a member complains about again."""
+    driver = program.driver
+    today = START + timedelta(days=day)
+    driver.at(local(today, 16, 30))
+    for row in driver.json("cases", "list"):
+        age = driver.now - datetime.fromisoformat(row["opened_at"])
+        if age < RESOLVE_AFTER:
+            continue
+        shown = driver.json("cases", "show", str(row["id"]))
+        calls = [h for h in shown["history"] if h["kind"] == "call"]
+        if len(calls) < 2 and age < 3 * RESOLVE_AFTER:
+            continue
+        cause = ROOT_CAUSES[row["id"] % len(ROOT_CAUSES)]
+        result = driver.invoke(
+            "cases", "resolve", str(row["id"]), "--root-cause", cause,
+            "--resolution", f"explained and put right ({cause})", "--by", "ana",
+        )  # fmt: skip
+        if result.exit_code != 0:
+            program.refused(day, f"cases resolve {row['id']}: {result.output.strip()}")
+    if today.weekday() == 0 or day == PLAN["reopen a case"]:
+        done = driver.json("cases", "list", "--all")
+        for row in done:
+            if row["status"] == "resolved":
+                driver.ok("cases", "close", str(row["id"]), "--by", "ana")
+        if day == PLAN["reopen a case"]:
+            closed = [row for row in done if row["status"] in ("resolved", "closed")]
+            if not closed:
+                program.refused(day, "no closed case to reopen")
+                return
+            driver.ok("cases", "reopen", str(closed[0]["id"]), "--by", "ana", "--reason",
+                      "charged again")  # fmt: skip
+
+
 def tick(program: Program, day: int, at: datetime, env: dict[str, str] | None = None) -> None:
     program.driver.at(at)
+    if program.services.subscriptions_seen is None:
+        program.services.subscriptions_seen = program.driver.now
     summary = program.driver.json("tick", env=env)
     for error in summary.get("definition_errors") or []:
         program.refused(day, f"tick: {error}")
@@ -383,6 +497,7 @@ def live_day(program: Program, day: int) -> None:
                 "--daily-target",
                 "6",
                 *team_args,
+                *[arg for language in LANGUAGES[login] for arg in ("--language", language)],
             )
         launched = driver.json("launch", "winback-inactive")
         program.winback_run = launched["run_id"]
@@ -408,6 +523,7 @@ def live_day(program: Program, day: int) -> None:
         cancel_a_run_with_calls(program, day)
     if day == PLAN["agent leaves"]:
         program.expected.departed_agents.add(LEAVER)
+        program.services.departed[LEAVER] = driver.now
         if driver.has_command("agents", "disable"):
             driver.ok("agents", "disable", LEAVER)
 
@@ -420,6 +536,7 @@ def live_day(program: Program, day: int) -> None:
     driver.at(local(today, 15, 30))
     for agent in agents:
         work_calls(program, day, agent, 2)
+    work_cases(program, day)
     driver.at(local(today, 20, 30))  # the evening shift calls Sydney's morning
     work_calls(program, day, "ana", 1)
     tick(program, day, local(today, 22), env)
@@ -453,6 +570,9 @@ def sendgrid_env(program: Program, day: int) -> dict[str, str] | None:
     program.sendgrid.clear()
     if day == PLAN["sendgrid outage"]:
         program.sendgrid.script("/v3/mail/send", *[Canned(status=503)] * 5000)
+        # The weekly report due this Thursday morning meets the outage.
+        today = START + timedelta(days=day)
+        program.services.outage_fire = local(today, 7).astimezone(UTC)
     return {"SENDGRID_API_KEY": "SG.test-key", "CAMPAIGN_SENDGRID_HOST": program.sendgrid.url}
 
 
@@ -485,10 +605,39 @@ def end_of_day(program: Program, day: int) -> None:
     engine = create_engine(driver.database_url)
     try:
         program.record(check_day(engine, view, program.expected, fires))
+        cases = {
+            "overdue": driver.json("cases", "list", "--overdue"),
+            "complaints": driver.json("report", "complaints"),
+        }
+        deliveries = {"problems": driver.json("reports", "deliveries", "--problems")}
+        # An operator's scrape, in-process, once a week and on the days of the outage.
+        metrics = None
+        if today.weekday() == 5 or PLAN["sendgrid from"] <= day <= PLAN["sendgrid until"]:
+            metrics = scrape_metrics(driver.database_url, driver.now)
+        with Session(engine) as session:
+            program.record(
+                check_services(
+                    session,
+                    view,
+                    program.services,
+                    Definitions(session),
+                    cases,
+                    deliveries,
+                    metrics,
+                )
+            )
     finally:
         engine.dispose()
     if today in HOLIDAY_WEEKS:
         program.record(holiday_week_targets(driver, day, today))
+
+
+def scrape_metrics(database_url: str, now: datetime) -> str:
+    """What `GET /metrics` of `campaign serve` would answer now."""
+    app = engine_app.build_app(
+        load_settings(database_url=database_url), clock=FrozenClock(now), check_schema=False
+    )
+    return scrape(app).decode()
 
 
 # Weeks with a US public holiday on a weekday: Labor Day (the program's first day) and
@@ -533,6 +682,8 @@ def program(
         "CAMPAIGN_DISPATCH_SMS_RATE": "10000",
         "CAMPAIGN_RENDER_WORKERS": "1",
         "CAMPAIGN_SECRET_KEY": "scenario-secret-key-0123456789abcdef",
+        "CAMPAIGN_LANGUAGE_ROUTING_WAIT": f"{int(ROUTING_WAIT.total_seconds() // 60)}m",
+        "CAMPAIGN_REPORTS_DIR": str(install_subscriptions(tmp_path)),
     }
     driver = Driver(database_url=database_url, env=env)
     driver.at(local(START, 6))
@@ -548,10 +699,13 @@ def program(
         "US",
     )
     world = Program(folder=tmp_path, driver=driver)
+    world.services.outbox = tmp_path / "outbox"
     plan_activity(world)
     yield world
     if world.sendgrid is not None:
         world.sendgrid.stop()
+    if world.reader is not None:
+        world.reader.dispose()
     for engine in shared.values():
         engine.dispose()
 
@@ -584,7 +738,8 @@ def test_ninety_days_of_a_program(program: Program, capsys: pytest.CaptureFixtur
     with capsys.disabled():
         print(
             f"\n[scenario] {days} days, {program.driver.invocations} CLI invocations, "
-            f"{program.calls_made} calls, {seconds:.1f} s; by command: "
+            f"{program.calls_made} calls ({program.services.complaints} complaints, "
+            f"{program.services.escalations} escalations), {seconds:.1f} s; by command: "
             + ", ".join(
                 f"{k} {v:.1f}"
                 for k, v in sorted(program.driver.seconds.items(), key=lambda kv: -kv[1])
