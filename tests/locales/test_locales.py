@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
-from babel.numbers import parse_decimal
+from babel.numbers import format_decimal, parse_decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -140,3 +140,16 @@ def test_bad_numbers_and_currencies_are_errors() -> None:
 )
 def test_a_formatted_number_reads_back_as_itself(value: int, locale: str) -> None:
     assert parse_decimal(format_number(value, locale), locale=babel_locale(locale)) == value
+
+
+@given(
+    value=st.integers(min_value=-(10**15), max_value=10**15),
+    locale=st.sampled_from(
+        ["en", "es", "es-MX", "zh-Hans", "fr", "de-CH", "sv", "pl", "hi", "en-IN", "ar", "fa"]
+    ),
+)
+def test_whole_numbers_are_written_exactly_as_babel_writes_them(value: int, locale: str) -> None:
+    # format_number groups whole numbers itself where CLDR's pattern is plain groups of three
+    # (about 80 us a number saved); every locale, that path included, must agree with Babel.
+    expected = format_decimal(value, locale=babel_locale(locale))
+    assert format_number(value, locale) == expected
