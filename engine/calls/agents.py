@@ -189,11 +189,16 @@ class StateChange:
     changed: bool  # False: the agent was in that state already
     claims_released: int  # disable: live claims given back to the queue
     callbacks_to_team: int  # disable: their open agent-only callbacks, now the team's too
+    cases_to_team: int = 0  # disable: the cases they were working, now their team's
 
 
 def disable_agent(session: Session, login: str, *, at: datetime) -> StateChange:
-    """Disable an agent: they can claim nothing; their live claims go back to the queue and
-    their open agent-only callbacks are served to the team at once."""
+    """Disable an agent: they can claim nothing; their live claims go back to the queue, their
+    open agent-only callbacks are served to the team at once and the cases they were working
+    become their team's (engine/cases: refused, with nothing changed, if a case has no team to
+    go to)."""
+    from engine.cases.store import hand_over_cases
+
     at = ensure_utc(at)
     agent = get_agent(session, login)
     changed = agent.active
@@ -218,7 +223,9 @@ def disable_agent(session: Session, login: str, *, at: datetime) -> StateChange:
         )
     )
     session.flush()
-    return StateChange(view(agent), changed, int(released or 0), int(callbacks or 0))
+    cases = hand_over_cases(session, agent.login, list(agent.teams or []), at=at)
+    session.flush()
+    return StateChange(view(agent), changed, int(released or 0), int(callbacks or 0), len(cases))
 
 
 def enable_agent(session: Session, login: str) -> StateChange:

@@ -10,10 +10,11 @@ closed, it has none. The caller owns the transaction; on SQLite call first in it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -296,6 +297,36 @@ def assign(
         select(CallTask).where(CallTask.case_id == case.id, CallTask.status == "open")
     ):
         task.team, task.assigned_agent, task.updated_at = case.owner_team, case.owner_agent, at
+
+
+def hand_over_cases(
+    session: Session, login: str, teams: Sequence[str], *, at: datetime
+) -> list[int]:
+    """The cases agent ``login`` is working go to a team when the agent is disabled (they
+    left): the team of the case's latest call task, else the agent's first team; so no case is
+    owned by someone who no longer works here. Raises InputError, with nothing changed, when a
+    case has no team to go to. Returns the cases handed over."""
+    working = and_(Case.owner_agent == login, Case.status.in_(sorted(ACTIVE)))
+    cases = session.scalars(select(Case).where(working).order_by(Case.id)).all()
+    moves = []
+    for case in cases:
+        task_team = session.scalar(
+            select(CallTask.team)
+            .where(CallTask.case_id == case.id, CallTask.team.is_not(None))
+            .order_by(CallTask.id.desc())
+            .limit(1)
+        )
+        moves.append((case, task_team or (teams[0] if teams else None)))
+    stranded = [case.id for case, team in moves if team is None]
+    if stranded:
+        shown = ", ".join(map(str, stranded))
+        raise InputError(
+            f"agent {login} works case(s) {shown} and has no team to hand them to: give each "
+            "an owner first (`campaign cases assign ID --agent LOGIN|--team NAME --by ...`)"
+        )
+    for case, team in moves:
+        assign(session, case, agent=None, team=team, by="system", at=at)
+    return [case.id for case, _ in moves]
 
 
 def resolve(
