@@ -378,9 +378,8 @@ class _Shared:
         self.global_cap = FrequencyCap(
             self.settings.frequency_cap_max, self.settings.frequency_cap_per
         )
-        # Messages per hand-off group, half the in-flight limit; a group's hand-off is written
-        # ahead by the other half (engine/dispatch_record.py): a kill leaves at most twice
-        # the in-flight limit unknown.
+        # Messages per claim group, half the in-flight limit; groups are handed off a span
+        # at a time (engine/dispatch_record.py hand_off_span).
         self.group_size = group_size(self.settings.dispatch_max_in_flight)
         self.definitions: dict[int, CampaignDefinition] = {}
         self.programs: dict[int, tuple[str, str]] = {}

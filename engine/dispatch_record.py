@@ -1,34 +1,38 @@
-"""What a dispatcher has sent, recorded as it goes: small hand-off groups and prompt outcomes.
+"""What a dispatcher has sent, recorded as it goes: hand-offs a span at a time, prompt outcomes.
 
 A claimed batch (up to ten seconds of the channel's rate, e.g. 500 emails) is split at claim
 time into **groups** of half ``dispatch_max_in_flight`` messages (:func:`group_size`), in the
 order they will be sent; each group is a claim of its own (a ``dispatch_claims`` row,
-``claimed``; its id is the batch's random base plus the group's number),
-written into its messages' ``claim_id``. A group is **handed off** (``claimed -> handed``, one
-conditional UPDATE of its row, :func:`hand_off_claim`) before its first request, in one
-transaction with every outcome known by then, on the worker's writing thread
-(:class:`Recorder`); outcomes are also written there at least every :data:`FLUSH_SECONDS`,
-so that the writes overlap the requests.
+``claimed``; its id is the batch's random base plus the group's number), written into its
+messages' ``claim_id``. Groups are **handed off** (``claimed -> handed``, one conditional
+UPDATE, :func:`hand_off_claims`) a **span** at a time: the groups that make up about
+:data:`SPAN_SECONDS` of sending at the rate measured (:class:`SendRate`), at least one group,
+at most :data:`MAX_SPAN` messages (:func:`hand_off_span`). A span's hand-off is committed
+before its first request, with every outcome known by then, on the worker's writing thread
+(:class:`Recorder`); outcomes are also written there at least every :data:`FLUSH_SECONDS`.
+What was asked of the writer while it was busy goes in its next transaction together. At a
+high rate this is a transaction per 50 ms rather than per 8 messages (a transaction costs
+the writer tens of milliseconds on a loaded 2-core box, where its threads wait for the GIL).
 
-The hand-off of a group is written ahead, in the background, once the sending is at most
-:func:`hand_off_lead` messages before the group's first request (the other half of the
-in-flight limit, plus the requests that could be in flight but are not: a provider answering
-fast gets one at a time); the first request waits until it is committed, which it usually
-is by then.
+A span's hand-off is written ahead, in the background, once the sending is at most
+:func:`hand_off_lead` messages before its first request: a span (at least a group), plus the
+requests that could be in flight but are not (a provider answering fast gets one at a time);
+the first request waits until it is committed.
 
 What a ``kill -9`` leaves ``unknown`` (engine/dispatch.py ``_housekeeping``: a dead dispatcher's
 rows of handed claims): the rows of handed groups whose outcome was not yet committed. A
 hand-off written when ``w`` requests were in flight commits every outcome that had come back;
 after it, until the next hand-off commits, at most those ``w``, the ``lead`` messages before
-the group and the group itself can be sent and unrecorded: ``w + lead + group = 2 x
-dispatch_max_in_flight`` at most, that is the in-flight limit plus one group of its size
-(32 with the default 16, where a whole batch of up to 500 was before). The groups not handed
+the span and the span itself can be sent and unrecorded: ``w + lead + span =
+dispatch_max_in_flight + 2 x span`` at most (:func:`unknown_bound`; a span is at least half the
+in-flight limit): with the default 16 in flight, 32 at up to 160 messages a second, at most
+144 at any rate (where a whole batch of up to 1,000 was before #16). The groups not handed
 yet, and the batch claimed ahead, lapse back to ``queued`` (nothing of them went). A
 dynamic-template chunk (one request for up to 1,000 messages) is handed off whole before its
 request: that request is in flight for all of them.
 
 Never sent twice: a message is sent only once its group's hand-off is committed, and the
-hand-off and the lapse are each one conditional UPDATE of the group's row (``claimed ->
+hand-off and the lapse are each a conditional UPDATE of the group's row (``claimed ->
 handed`` or ``claimed -> lapsed``), so exactly one of them happens: a lapsed group's messages
 went back to the queue and its dispatcher sends none of them (its hand-off is refused); a
 handed group's messages may have gone, so they end ``unknown`` when their lease ends, never
