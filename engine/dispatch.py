@@ -155,8 +155,10 @@ from engine.dispatch_record import (
     FLUSH_SECONDS,
     LAPSED,
     Recorder,
+    SendRate,
     group_size,
     hand_off_lead,
+    hand_off_span,
     new_claim_base,
     released,
     write_outcomes,
@@ -376,9 +378,8 @@ class _Shared:
         self.global_cap = FrequencyCap(
             self.settings.frequency_cap_max, self.settings.frequency_cap_per
         )
-        # Messages per hand-off group, half the in-flight limit; a group's hand-off is written
-        # ahead by the other half (engine/dispatch_record.py): a kill leaves at most twice
-        # the in-flight limit unknown.
+        # Messages per claim group, half the in-flight limit; groups are handed off a span
+        # at a time (engine/dispatch_record.py hand_off_span).
         self.group_size = group_size(self.settings.dispatch_max_in_flight)
         self.definitions: dict[int, CampaignDefinition] = {}
         self.programs: dict[int, tuple[str, str]] = {}
@@ -1144,8 +1145,10 @@ class _Batch:
         channel: str,
         sender: InFlight[_Row],
         recorder: Recorder,
+        pace: SendRate,
     ) -> None:
         self.shared = shared
+        self.pace = pace
         self.recorder = recorder
         self.worker = worker
         self.channel_kind = channel
@@ -1157,7 +1160,11 @@ class _Batch:
         # The hand-off groups (claims) of this batch handed off, and those found lapsed.
         self.handed: set[int] = set()
         self.lapsed: set[int] = set()
-        self.handing: dict[int, Future[tuple[int, bool]]] = {}  # written ahead, not yet waited
+        # Hand-offs written ahead, not yet waited for (each claim of a span: its write).
+        self.handing: dict[int, Future[tuple[int, frozenset[int]]]] = {}
+        # The claims of the single sends in sending order (a span is a run of them).
+        self.claims: list[int] = []
+        self.claim_position: dict[int, int] = {}
         self.stopped: str | None = None
         self.held_back: set[int] = set()  # runs paused or stopped during this batch
         self.release_rest_at: datetime | None = None
@@ -1210,6 +1217,8 @@ class _Batch:
         for index in range(len(singles) - 2, -1, -1):
             same = singles[index][0].claim == singles[index + 1][0].claim
             next_group[index] = next_group[index + 1] if same else index + 1
+        self.claims = list(dict.fromkeys(row.claim for row, _ in singles))
+        self.claim_position = {claim: n for n, claim in enumerate(self.claims)}
         sender = self.sender
         try:
             for index, (row, message) in enumerate(singles):
@@ -1239,10 +1248,11 @@ class _Batch:
                     self._outcome(_Outcome(row, st.SKIPPED, "suppressed"))
                     continue
                 sender.start(row, self.channel.send, message)
+                self.pace.started()
                 if self.probing:  # the probe's answer first: is the provider back?
                     self._settle(sender.drain(), addresses)
                     self.probing = False
-                self._hand_off_ahead(singles, index, next_group[index])
+                self._hand_off_ahead(singles, index, next_group)
                 self.recorder.flush_if_due()
         finally:
             # Even when the loop broke off: what went out is recorded.
@@ -1330,37 +1340,75 @@ class _Batch:
     # -- decisions about the rest of the batch
 
     def _hand_off_ahead(
-        self, singles: Sequence[tuple[_Row, Outbound]], index: int, next_start: int
+        self, singles: Sequence[tuple[_Row, Outbound]], index: int, next_group: Sequence[int]
     ) -> None:
-        """Write the next group's hand-off in the background once it is at most
+        """Write the next span's hand-off in the background once it is at most
         :func:`hand_off_lead` messages ahead (engine/dispatch_record.py): the sending need
-        not wait for the write, and what a kill leaves unknown stays within twice the
-        in-flight limit."""
-        lead = hand_off_lead(self.sender.limit, self.sender.window)
-        if lead <= 0 or next_start >= len(singles) or next_start - index > lead:
-            return
-        claim = singles[next_start][0].claim
-        if claim not in self.handed and claim not in self.lapsed and claim not in self.handing:
-            self.handing[claim] = self.recorder.hand_off_later(claim)
+        not wait for the write, and what a kill leaves unknown stays within
+        :func:`engine.dispatch_record.unknown_bound`. ``next_group``: where the group after
+        each message's own begins."""
+        limit = self.sender.limit
+        span = hand_off_span(limit, self.pace.rate)
+        lead = hand_off_lead(limit, self.sender.window, span)
+        start = next_group[index] if index < len(next_group) else len(singles)
+        # The first group after this message's not yet handed off (nor asked for).
+        while start < len(singles) and start - index <= lead:
+            claim = singles[start][0].claim
+            if claim in self.lapsed:
+                return
+            if claim not in self.handed and claim not in self.handing:
+                claims = self._span(claim, span)
+                self.handing.update(dict.fromkeys(claims, self.recorder.hand_off_later(claims)))
+                return
+            start = next_group[start]
+
+    def _span(self, claim: int, span: int) -> list[int]:
+        """The claims of the single sends from ``claim`` on that make up ``span`` messages
+        (whole groups), those not handed off or asked for yet; ``claim`` alone when it is
+        not a single send's."""
+        position = self.claim_position.get(claim)
+        if position is None:
+            return [claim]
+        claims: list[int] = []
+        for other in self.claims[position:]:
+            if other in self.handed or other in self.lapsed or other in self.handing:
+                break
+            claims.append(other)
+            if len(claims) * self.shared.group_size >= span:
+                break
+        return claims
 
     def _handed_off(self, rows: Sequence[_Row]) -> bool:
         """Hand off the groups of ``rows`` not handed off yet (engine/dispatch_record.py),
         each committed with the outcomes known so far before its first request. False when
         one of them lapsed (its lease ran out first: housekeeping put it back in the queue,
         and none of it may be sent by this dispatcher)."""
-        for claim in dict.fromkeys(row.claim for row in rows):
-            if claim in self.handed or claim in self.lapsed:
+        wanted = [
+            claim
+            for claim in dict.fromkeys(row.claim for row in rows)
+            if claim not in self.handed and claim not in self.lapsed
+        ]
+        missing = [claim for claim in wanted if claim not in self.handing]
+        if len(rows) == 1 and missing:  # a single send: its span
+            missing = self._span(missing[0], hand_off_span(self.sender.limit, self.pace.rate))
+        if missing:
+            self.handing.update(dict.fromkeys(missing, self.recorder.hand_off_later(missing)))
+        for claim in wanted:
+            job = self.handing.get(claim)
+            if job is None:  # settled with an earlier claim's write
                 continue
-            ahead = self.handing.pop(claim, None)
-            if self.recorder.handed(ahead) if ahead else self.recorder.hand_off(claim):
-                self.handed.add(claim)
-                continue
-            self.lapsed.add(claim)
-            log.warning(
-                "%s: the lease of a group of messages ran out before it was handed off; it "
-                "went back to the queue and is not sent by this dispatcher",
-                self.worker,
-            )
+            made = self.recorder.handed(job)
+            for other in [c for c, j in self.handing.items() if j is job]:
+                del self.handing[other]
+                if other in made:
+                    self.handed.add(other)
+                    continue
+                self.lapsed.add(other)
+                log.warning(
+                    "%s: the lease of a group of messages ran out before it was handed off; "
+                    "it went back to the queue and is not sent by this dispatcher",
+                    self.worker,
+                )
         return not any(row.claim in self.lapsed for row in rows)
 
     def _suppressed_since(self, address: str, batch: Sequence[str], start: int) -> bool:
@@ -1575,7 +1623,8 @@ class _Pipeline:
             shared.report,
             name=f"dispatch-write-{index}",
         )
-        # Kept across batches: how fast the provider answers carries over.
+        # Kept across batches: how fast the provider answers, and the send rate, carry over.
+        self.pace = SendRate()
         self.sender: InFlight[_Row] = InFlight(
             shared.settings.dispatch_max_in_flight, name=f"dispatch-send-{index}"
         )
@@ -1643,7 +1692,9 @@ class _Pipeline:
         """Gate (now) and send one claimed batch, each group handed off right before its
         first request, its outcomes written as they come. The next claim, of ``next_kind``,
         runs while it is sent."""
-        batch = _Batch(self.shared, self.worker, claimed.kind, self.sender, self.recorder)
+        batch = _Batch(
+            self.shared, self.worker, claimed.kind, self.sender, self.recorder, self.pace
+        )
         batch.probing = batch.circuit_open = claimed.circuit is not None
         assert claimed.facts is not None
         try:

@@ -1,34 +1,38 @@
-"""What a dispatcher has sent, recorded as it goes: small hand-off groups and prompt outcomes.
+"""What a dispatcher has sent, recorded as it goes: hand-offs a span at a time, prompt outcomes.
 
 A claimed batch (up to ten seconds of the channel's rate, e.g. 500 emails) is split at claim
 time into **groups** of half ``dispatch_max_in_flight`` messages (:func:`group_size`), in the
 order they will be sent; each group is a claim of its own (a ``dispatch_claims`` row,
-``claimed``; its id is the batch's random base plus the group's number),
-written into its messages' ``claim_id``. A group is **handed off** (``claimed -> handed``, one
-conditional UPDATE of its row, :func:`hand_off_claim`) before its first request, in one
-transaction with every outcome known by then, on the worker's writing thread
-(:class:`Recorder`); outcomes are also written there at least every :data:`FLUSH_SECONDS`,
-so that the writes overlap the requests.
+``claimed``; its id is the batch's random base plus the group's number), written into its
+messages' ``claim_id``. Groups are **handed off** (``claimed -> handed``, one conditional
+UPDATE, :func:`hand_off_claims`) a **span** at a time: the groups that make up about
+:data:`SPAN_SECONDS` of sending at the rate measured (:class:`SendRate`), at least one group,
+at most :data:`MAX_SPAN` messages (:func:`hand_off_span`). A span's hand-off is committed
+before its first request, with every outcome known by then, on the worker's writing thread
+(:class:`Recorder`); outcomes are also written there at least every :data:`FLUSH_SECONDS`.
+What was asked of the writer while it was busy goes in its next transaction together. At a
+high rate this is a transaction per 50 ms rather than per 8 messages (a transaction costs
+the writer tens of milliseconds on a loaded 2-core box, where its threads wait for the GIL).
 
-The hand-off of a group is written ahead, in the background, once the sending is at most
-:func:`hand_off_lead` messages before the group's first request (the other half of the
-in-flight limit, plus the requests that could be in flight but are not: a provider answering
-fast gets one at a time); the first request waits until it is committed, which it usually
-is by then.
+A span's hand-off is written ahead, in the background, once the sending is at most
+:func:`hand_off_lead` messages before its first request: a span (at least a group), plus the
+requests that could be in flight but are not (a provider answering fast gets one at a time);
+the first request waits until it is committed.
 
 What a ``kill -9`` leaves ``unknown`` (engine/dispatch.py ``_housekeeping``: a dead dispatcher's
 rows of handed claims): the rows of handed groups whose outcome was not yet committed. A
 hand-off written when ``w`` requests were in flight commits every outcome that had come back;
 after it, until the next hand-off commits, at most those ``w``, the ``lead`` messages before
-the group and the group itself can be sent and unrecorded: ``w + lead + group = 2 x
-dispatch_max_in_flight`` at most, that is the in-flight limit plus one group of its size
-(32 with the default 16, where a whole batch of up to 500 was before). The groups not handed
+the span and the span itself can be sent and unrecorded: ``w + lead + span =
+dispatch_max_in_flight + 2 x span`` at most (:func:`unknown_bound`; a span is at least half the
+in-flight limit): with the default 16 in flight, 32 at up to 160 messages a second, at most
+144 at any rate (where a whole batch of up to 1,000 was before #16). The groups not handed
 yet, and the batch claimed ahead, lapse back to ``queued`` (nothing of them went). A
 dynamic-template chunk (one request for up to 1,000 messages) is handed off whole before its
 request: that request is in flight for all of them.
 
 Never sent twice: a message is sent only once its group's hand-off is committed, and the
-hand-off and the lapse are each one conditional UPDATE of the group's row (``claimed ->
+hand-off and the lapse are each a conditional UPDATE of the group's row (``claimed ->
 handed`` or ``claimed -> lapsed``), so exactly one of them happens: a lapsed group's messages
 went back to the queue and its dispatcher sends none of them (its hand-off is refused); a
 handed group's messages may have gone, so they end ``unknown`` when their lease ends, never
@@ -39,7 +43,9 @@ handed group's messages may have gone, so they end ``unknown`` when their lease 
 from __future__ import annotations
 
 import json
+import math
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -58,6 +64,12 @@ from engine.db.models import Contact, DispatchClaim, OutboxMessage
 
 # Outcomes known for this long are written, even mid-group (a group at 1 SMS/s lasts seconds).
 FLUSH_SECONDS = 0.1
+# A hand-off covers about this much sending (its span), at most MAX_SPAN messages: fewer
+# writes at high rates (each costs the writer a transaction), few unknown after a kill.
+SPAN_SECONDS = 0.05
+MAX_SPAN = 64
+# The send rate that sizes the spans is measured over about this long.
+RATE_SECONDS = 0.2
 # A batch's groups are claims base + 0, base + 1, ...: room for a batch of 1,000 in groups of 1.
 GROUP_BITS = 10
 # A claim's states (dispatch_claims.state; see the module docstring).
@@ -70,16 +82,55 @@ def new_claim_base() -> int:
 
 
 def group_size(max_in_flight: int) -> int:
-    """Messages per hand-off group: half the in-flight limit (rounded up)."""
+    """Messages per claim group: half the in-flight limit (rounded up)."""
     return max(1, (max_in_flight + 1) // 2)
 
 
-def hand_off_lead(max_in_flight: int, window: int) -> int:
-    """How many messages before a group's first request its hand-off may be written: the
-    rest of the in-flight limit after the group, plus the requests that could be in flight
-    but are not (``window``: how many may be now). The unknown after a kill stay within
-    ``window + lead + group = 2 x max_in_flight``."""
-    return max(0, 2 * max_in_flight - window - group_size(max_in_flight))
+def hand_off_span(max_in_flight: int, rate: float) -> int:
+    """How many messages one hand-off covers, a whole number of groups: about
+    :data:`SPAN_SECONDS` of sending at ``rate`` (messages a second, as measured), at least one
+    group, at most :data:`MAX_SPAN` messages (or one group, if larger)."""
+    group = group_size(max_in_flight)
+    wanted = min(MAX_SPAN, math.ceil(rate * SPAN_SECONDS))
+    return group * max(1, wanted // group)
+
+
+def hand_off_lead(max_in_flight: int, window: int, span: int) -> int:
+    """How many messages before a span's first request its hand-off may be written: the
+    requests that could be in flight but are not (``window``: how many may be now), plus
+    :func:`lead_allowance`, so that the unknown after a kill stay within
+    :func:`unknown_bound`."""
+    return max_in_flight - window + lead_allowance(max_in_flight, span)
+
+
+def lead_allowance(max_in_flight: int, span: int) -> int:
+    """Messages of a span before its hand-off's first request that may go meanwhile: half
+    the span, at least one group (time for the writer to commit it)."""
+    return max(group_size(max_in_flight), span)
+
+
+def unknown_bound(max_in_flight: int, rate: float) -> int:
+    """The most messages a ``kill -9`` can leave ``unknown`` at a send rate of at most
+    ``rate``: the in-flight limit, one hand-off span and its lead (the module docstring)."""
+    span = hand_off_span(max_in_flight, rate)
+    return max_in_flight + span + lead_allowance(max_in_flight, span)
+
+
+class SendRate:
+    """Requests started a second, measured over the last :data:`RATE_SECONDS` or so (what the
+    hand-off spans are sized by)."""
+
+    def __init__(self) -> None:
+        self.rate = 0.0
+        self._count = 0
+        self._since = time.monotonic()
+
+    def started(self) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._since >= RATE_SECONDS:
+            self.rate = self._count / (now - self._since)
+            self._count, self._since = 0, now
 
 
 @dataclass
@@ -129,20 +180,24 @@ def released(rows: Sequence[ClaimedRow]) -> list[Outcome]:
 # A claim moves on from `claimed` once: to `handed` here, or to `lapsed` in the housekeeping.
 _HAND_OFF = (
     update(DispatchClaim)
-    .where(DispatchClaim.id == bindparam("claim"), DispatchClaim.state == CLAIMED)
+    .where(
+        DispatchClaim.id.in_(bindparam("claims", expanding=True)), DispatchClaim.state == CLAIMED
+    )
     .values(state=HANDED)
+    .returning(DispatchClaim.id)
 )
 
 
-def hand_off_claim(connection: Connection, claim: int) -> bool:
-    """Mark claim ``claim`` handed to the sending thread (committed by the caller before its
-    first request). False when its lease ran out first and housekeeping put it back in the
-    queue (``lapsed``; or its row is gone): then none of it may be sent.
+def hand_off_claims(connection: Connection, claims: Sequence[int]) -> set[int]:
+    """Mark ``claims`` handed to the sending thread (committed by the caller before their
+    first request); return those handed off. A claim left out had its lease run out first and
+    housekeeping put it back in the queue (``lapsed``; or its row is gone): none of it may be
+    sent.
 
     On PostgreSQL the row lock orders it with a lapse (READ COMMITTED re-reads ``state`` after
     waiting); on SQLite each write has the database to itself."""
-    result = connection.execute(_HAND_OFF, {"claim": claim})
-    return int(getattr(result, "rowcount", 0) or 0) == 1
+    result = connection.execute(_HAND_OFF, {"claims": list(claims)})
+    return {claim for (claim,) in result}
 
 
 # --------------------------------------------------------------------------- the outcomes
@@ -300,9 +355,21 @@ def _write_sent_sqlite(
 # --------------------------------------------------------------------------- the writer
 
 
+@dataclass
+class _Write:
+    """One request to the writing thread: outcomes and claims to hand off, and its answer."""
+
+    outcomes: Sequence[Outcome]
+    provider: str
+    claims: Sequence[int]
+    done: Future[tuple[int, frozenset[int]]]
+
+
 class Recorder:
-    """One dispatcher worker's writing thread: outcomes are written as they come, in order
-    (one job at a time), and each group's hand-off is written with the outcomes known by then.
+    """One dispatcher worker's writing thread: outcomes are written as they come, in order,
+    and each hand-off with the outcomes known by then. What was asked while the thread was
+    busy goes in its next transaction together (a writer that lags catches up in one commit
+    instead of one per request).
 
     ``transaction()`` opens a writing transaction and yields its connection; ``now()`` is the
     instant written; ``report(n)`` is told, on the caller's thread, of each write of ``n``
@@ -323,7 +390,9 @@ class Recorder:
         self._pending: list[Outcome] = []
         self._provider = ""
         self._flushed_at = time.monotonic()
-        self._jobs: deque[Future[tuple[int, bool]]] = deque()
+        self._jobs: deque[Future[tuple[int, frozenset[int]]]] = deque()
+        self._inbox: list[_Write] = []
+        self._inbox_lock = threading.Lock()
         self.writes = 0  # transactions written (for the measurements)
 
     @property
@@ -346,27 +415,20 @@ class Recorder:
     def flush(self) -> None:
         """Write what is pending, in the background."""
         self._reap()
-        if not self._pending:
-            return
-        outcomes, self._pending = self._pending, []
-        self._flushed_at = time.monotonic()
-        self._jobs.append(self._writer.submit(self._write, outcomes, self._provider, None))
+        if self._pending:
+            self._submit(())
 
-    def hand_off(self, claim: int) -> bool:
-        """Write what is pending and hand off ``claim`` in one transaction, after every write
-        before it; return once it is committed (whether the hand-off was made)."""
-        return self.handed(self.hand_off_later(claim))
+    def hand_off(self, claims: Sequence[int]) -> frozenset[int]:
+        """Write what is pending and hand off ``claims`` in one transaction, after every write
+        before it; return once it is committed, with those of ``claims`` handed off."""
+        return self.handed(self.hand_off_later(claims))
 
-    def hand_off_later(self, claim: int) -> Future[tuple[int, bool]]:
+    def hand_off_later(self, claims: Sequence[int]) -> Future[tuple[int, frozenset[int]]]:
         """:meth:`hand_off` in the background: :meth:`handed` waits for it."""
-        outcomes, self._pending = self._pending, []
-        self._flushed_at = time.monotonic()
-        job = self._writer.submit(self._write, outcomes, self._provider, claim)
-        self._jobs.append(job)
-        return job
+        return self._submit(claims)
 
-    def handed(self, job: Future[tuple[int, bool]]) -> bool:
-        """Wait for the hand-off ``job`` (and the writes before it): whether it was made."""
+    def handed(self, job: Future[tuple[int, frozenset[int]]]) -> frozenset[int]:
+        """Wait for the hand-off ``job`` (and the writes before it): the claims it handed off."""
         if job in self._jobs:
             self._reap(until=job)
         return job.result()[1]
@@ -379,18 +441,51 @@ class Recorder:
     def close(self) -> None:
         self._writer.shutdown(wait=True)
 
-    def _write(
-        self, outcomes: Sequence[Outcome], provider: str, claim: int | None
-    ) -> tuple[int, bool]:
-        handed = True
-        with self._transaction() as connection:
-            write_outcomes(connection, outcomes, provider, self._now())
-            if claim is not None:
-                handed = hand_off_claim(connection, claim)
-        self.writes += 1
-        return sum(1 for o in outcomes if o.reason != "released"), handed
+    def _submit(self, claims: Sequence[int]) -> Future[tuple[int, frozenset[int]]]:
+        outcomes, self._pending = self._pending, []
+        self._flushed_at = time.monotonic()
+        request = _Write(outcomes, self._provider, tuple(claims), Future())
+        with self._inbox_lock:
+            self._inbox.append(request)
+        self._writer.submit(self._drain)
+        self._jobs.append(request.done)
+        return request.done
 
-    def _reap(self, until: Future[tuple[int, bool]] | None = None) -> None:
+    def _drain(self) -> None:
+        """Write every request asked so far in one transaction (none: an earlier drain took
+        them), in the order asked."""
+        with self._inbox_lock:
+            requests, self._inbox = self._inbox, []
+        if not requests:
+            return
+        try:
+            handed: set[int] = set()
+            with self._transaction() as connection:
+                at = self._now()
+                by_provider: dict[str, list[Outcome]] = {}
+                for request in requests:
+                    if request.outcomes:
+                        by_provider.setdefault(request.provider, []).extend(request.outcomes)
+                for provider, outcomes in by_provider.items():
+                    write_outcomes(connection, outcomes, provider, at)
+                claims = [claim for request in requests for claim in request.claims]
+                if claims and not by_provider and connection.dialect.name == "postgresql":
+                    # A hand-off alone need not wait for its WAL flush either: a server crash
+                    # empties the UNLOGGED dispatch_claims, and a missing claim counts as
+                    # handed off (its rows end unknown, never queued).
+                    connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                if claims:
+                    handed = hand_off_claims(connection, claims)
+            self.writes += 1
+        except BaseException as exc:
+            for request in requests:
+                request.done.set_exception(exc)
+            return
+        for request in requests:
+            handled = sum(1 for o in request.outcomes if o.reason != "released")
+            request.done.set_result((handled, frozenset(handed & set(request.claims))))
+
+    def _reap(self, until: Future[tuple[int, frozenset[int]]] | None = None) -> None:
         """Report the writes done (all of them up to ``until``, waiting for it); raise the
         first error."""
         while self._jobs and (self._jobs[0].done() or until is not None):

@@ -7,7 +7,8 @@
   of the request in flight is unknown; the rest of that batch and the one claimed ahead go back
   to the queue and are sent once by the next dispatcher;
 - kill -9 at random instants against a slow provider with several requests in flight: each
-  kill leaves at most the in-flight limit plus one group unknown (engine/dispatch_record.py);
+  kill leaves at most the in-flight limit plus one hand-off span and its lead unknown
+  (engine/dispatch_record.py unknown_bound);
 - a dispatcher that outlives its lease (a request that hangs for longer than
   CAMPAIGN_DISPATCH_LEASE) while housekeeping settles its claims: the batch it claimed ahead,
   not handed off yet, goes back to the queue and its own hand-off of it is then refused, so
@@ -45,6 +46,7 @@ from engine.channels.sendgrid import SendGridChannel
 from engine.clock import FrozenClock
 from engine.db.models import Contact, OutboxMessage
 from engine.dispatch import DispatchSummary, dispatch
+from engine.dispatch_record import RATE_SECONDS, unknown_bound
 from engine.outbox import resolve
 from engine.provider_events import find_by_uid, report_status
 from engine.settings import Settings
@@ -190,20 +192,25 @@ def _lapse_dead(app: App) -> tuple[int, int]:
     return unknown, requeued
 
 
-def test_each_kill_9_leaves_at_most_the_requests_in_flight_plus_one_group_unknown(
+def test_each_kill_9_leaves_at_most_the_requests_in_flight_plus_one_span_unknown(
     app: App, tmp_path: Path
 ) -> None:
     """Against a provider that answers after 40 ms, with up to 4 requests in flight (groups
-    of 2, each handed off up to 2 messages ahead) and batches of 25: every kill, at a random
-    instant, leaves at most the in-flight limit plus one group of its size (4 + 4) unknown."""
+    of 2) and batches of 25: every kill, at a random instant, leaves at most the in-flight
+    limit plus one hand-off span and its lead unknown (engine/dispatch_record.py
+    unknown_bound), the span sized by the send rate: at most 4 requests at a measuring
+    window's start plus 4 every 40 ms."""
     in_flight = 4
+    answer = 0.04
+    top_rate = (in_flight + in_flight * RATE_SECONDS / answer) / RATE_SECONDS
+    bound = unknown_bound(in_flight, top_rate)
     uids = set(queue_emails(app, 400))
     script = tmp_path / "victim.py"
     script.write_text(VICTIM)
     rng = random.Random(os.getpid())
     per_kill: list[tuple[int, int]] = []
     with FakeSendGrid() as server:
-        server.script("/v3/mail/send", *(Canned(delay=0.04) for _ in range(600)))
+        server.script("/v3/mail/send", *(Canned(delay=answer) for _ in range(600)))
         for _ in range(4):
             before = len(server.requests)
             victim = subprocess.Popen(
@@ -232,7 +239,7 @@ def test_each_kill_9_leaves_at_most_the_requests_in_flight_plus_one_group_unknow
     # Kills landed while requests were in flight (the server answers slowly); one may land
     # between two batches, with every outcome written (nothing unknown then).
     assert sum(1 for unknown, _ in per_kill if unknown >= 1) >= 3, per_kill
-    assert all(unknown <= in_flight + in_flight for unknown, _ in per_kill), per_kill
+    assert all(unknown <= bound for unknown, _ in per_kill), (bound, per_kill)
     assert max(received.values()) == 1, "a recipient got two requests"
     assert set(received) <= uids
     unknown = {uid for uid, status in statuses.items() if status == "unknown"}
@@ -511,10 +518,10 @@ def test_a_batch_whose_hand_off_cannot_be_written_is_not_sent(
 ) -> None:
     uids = queue_emails(app, 3)
 
-    def database_down(connection: object, claim: int) -> bool:
+    def database_down(connection: object, claims: object) -> set[int]:
         raise OperationalError("UPDATE dispatch_claims ...", {}, Exception("server closed"))
 
-    monkeypatch.setattr(dispatch_record, "hand_off_claim", database_down)
+    monkeypatch.setattr(dispatch_record, "hand_off_claims", database_down)
     channel = RecordingChannel("email", clock=clock)
 
     with pytest.raises(OperationalError):
