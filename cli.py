@@ -886,7 +886,7 @@ def suppress_add(
     state: CliState, address: str, channel: str, reason: str, note: str | None, as_json: bool
 ) -> None:
     """Suppress ADDRESS (an email or a phone number) on a channel."""
-    from engine.participants.suppressions import add_suppression
+    from engine.consent.suppressions import add_suppression
 
     with transaction(state) as session:
         entry = add_suppression(
@@ -912,7 +912,7 @@ def suppress_add(
 @pass_state
 def suppress_remove(state: CliState, address: str, channel: str, as_json: bool) -> None:
     """Remove ADDRESS's suppression on a channel (erasure entries cannot be removed)."""
-    from engine.participants.suppressions import remove_suppression
+    from engine.consent.suppressions import remove_suppression
 
     with transaction(state) as session:
         entry = remove_suppression(
@@ -931,7 +931,7 @@ def suppress_remove(state: CliState, address: str, channel: str, as_json: bool) 
 @pass_state
 def suppress_list(state: CliState, channel: str | None, limit: int, as_json: bool) -> None:
     """List suppressions, newest first."""
-    from engine.participants.suppressions import list_suppressions
+    from engine.consent.suppressions import list_suppressions
 
     with transaction(state) as session:
         rows = list_suppressions(session, channel=channel, limit=limit)
@@ -1894,8 +1894,8 @@ def outbox_unknown(
     """Messages that may or may not have gone (a crash or a timeout after the request was
     sent), in id order, a page at a time. Check with the provider, then settle them with
     `campaign outbox resolve` (one, or in bulk with --all/--run/--since)."""
+    from engine.consent.suppression_sync import parse_since
     from engine.outbox import count_unknown, unknown_messages
-    from engine.suppression_sync import parse_since
 
     when = parse_since(since, now=state.clock.now()) if since else None
     with transaction(state) as session:
@@ -1946,8 +1946,8 @@ def outbox_resolve(
 ) -> None:
     """Settle outbox MESSAGE (its id or uid) by hand: --sent, --resend or --failed; or every
     unknown message at once with --all, --run R and/or --since TIME."""
+    from engine.consent.suppression_sync import parse_since
     from engine.outbox import resolve, resolve_many
-    from engine.suppression_sync import parse_since
 
     if action is None:
         raise click.UsageError("say how: --sent, --resend or --failed")
@@ -1999,8 +1999,8 @@ def outbox_reconcile(
     it was claimed) shows it took becomes sent. The rest stay unknown, counted by why; nothing
     is resent."""
     from engine.channels import build_channels
+    from engine.consent.suppression_sync import parse_since
     from engine.reconcile import reconcile
-    from engine.suppression_sync import parse_since
 
     when = parse_since(since, now=state.clock.now()) if since else None
     app = state.app()
@@ -2064,8 +2064,8 @@ def outbox_requeue(
     """Queue failed messages again in bulk (those that never went: e.g. failed
     too_many_attempts by a provider outage). They start again from no attempt and are gated
     again as usual: consent, suppressions, send windows, caps."""
+    from engine.consent.suppression_sync import parse_since
     from engine.outbox import requeue
-    from engine.suppression_sync import parse_since
 
     now = state.clock.now()
     when = parse_since(since, now=now) if since else None
@@ -3084,7 +3084,7 @@ def suppressions_group() -> None:
 def suppressions_sync(state: CliState, since: str | None, as_json: bool) -> None:
     """Pull bounces, spam reports and global unsubscribes from SendGrid (SENDGRID_API_KEY) and
     suppress those addresses on email; their queued email is skipped at once."""
-    from engine.suppression_sync import sync_suppressions
+    from engine.consent.suppression_sync import sync_suppressions
 
     summary = sync_suppressions(state.app(), since=since)
     if as_json:

@@ -135,6 +135,7 @@ from engine.circuits import (
 )
 from engine.circuits import close as close_circuit
 from engine.clock import ensure_utc
+from engine.consent.suppressions import add_suppression, email_hash, hash_normalised
 from engine.contact_ledger import contact_times
 from engine.db.models import (
     CampaignRun,
@@ -168,7 +169,6 @@ from engine.in_flight import Done, InFlight
 from engine.metrics import recording as metrics
 from engine.metrics.names import DISPATCHER
 from engine.outbox import build_outbound
-from engine.participants.suppressions import add_suppression, email_hash, hash_normalised
 from engine.policy import (
     FrequencyCap,
     ParticipantFacts,

@@ -66,7 +66,7 @@ from sqlalchemy.orm import Session, aliased
 from engine import audience as aud
 from engine import sampling
 from engine.clock import ensure_utc
-from engine.consent_wording import NOT_STATED_IS_NO, closed_channels, closed_from_facts
+from engine.consent.wording import NOT_STATED_IS_NO, closed_channels, closed_from_facts
 from engine.contact_ledger import contact_count
 from engine.db.models import (
     ActivityEvent,

@@ -27,11 +27,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine.channels.base import Channel
+from engine.consent.suppressions import is_suppressed, normalise_address
 from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import Step
 from engine.errors import ConfigError, EngineError, InputError, NotFoundError
 from engine.outbox import build_outbound
-from engine.participants.suppressions import is_suppressed, normalise_address
 from engine.preview import preview
 from engine.programs import opt_out_notice_of, sms_opt_out_notices
 from engine.ratelimit import SlotTooFarError

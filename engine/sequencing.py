@@ -117,7 +117,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.app import App
 from engine.clock import ensure_utc
-from engine.consent_wording import CONSENT_NOT_STATED, closed_channels, exited_label
+from engine.consent.unsubscribe import UnsubscribeSigner, signing_key
+from engine.consent.wording import CONSENT_NOT_STATED, closed_channels, exited_label
 from engine.content_checks import (
     REFUSALS,
     RENDER_ERROR_MIN,
@@ -160,7 +161,6 @@ from engine.templates import (
     Renderer,
     message_context,
 )
-from engine.unsubscribe import UnsubscribeSigner, signing_key
 from engine.variants import pick_variant, variant_salt
 
 log = logging.getLogger(__name__)

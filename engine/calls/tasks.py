@@ -49,6 +49,7 @@ from engine.calls.rules import (
     wait_for_caps,
 )
 from engine.clock import ensure_utc
+from engine.consent.suppressions import hash_normalised
 from engine.db.models import (
     Agent,
     CallTask,
@@ -64,7 +65,6 @@ from engine.definitions.loader import LoadedDefinition, parse_stored_definition
 from engine.definitions.schema import CampaignDefinition, Step
 from engine.errors import InputError, NotFoundError
 from engine.locales import display_name
-from engine.participants.suppressions import hash_normalised
 from engine.policy import (
     Decision,
     ParticipantFacts,

@@ -41,10 +41,8 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from engine import outbox_status
-from engine.db.models import MessageEvent
-from engine.errors import InputError
-from engine.opt_outs import suppress
-from engine.provider_events import (
+from engine.consent.opt_outs import suppress
+from engine.consent.provider_events import (
     MessageRef,
     clean_detail,
     clean_text,
@@ -58,6 +56,8 @@ from engine.provider_events import (
     report_status,
     stamp_once,
 )
+from engine.db.models import MessageEvent
+from engine.errors import InputError
 from engine.webhooks import rejected, sendgrid_groups
 
 PROVIDER = "sendgrid"

@@ -43,10 +43,10 @@ from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
 from engine.channels.sendgrid import SendGridChannel
 from engine.clock import FrozenClock
+from engine.consent.provider_events import find_by_uid, report_status
 from engine.db.models import Contact, OutboxMessage
 from engine.dispatch import DispatchSummary, dispatch
 from engine.outbox import resolve
-from engine.provider_events import find_by_uid, report_status
 from engine.settings import Settings
 from engine.testing import (
     RecordingChannel,

@@ -24,9 +24,9 @@ from engine import dispatch as dispatch_module
 from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
 from engine.channels.twilio import TwilioChannel
+from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage, Participant
 from engine.dispatch import dispatch
-from engine.participants.suppressions import add_suppression
 from engine.settings import Settings
 from engine.testing import (
     FrozenClock,

@@ -364,9 +364,9 @@ def test_forked_workers_make_the_same_messages(app: App, program: Program, worke
     assert summary.processes == max(workers, 1) and summary.enrollments == 12
     rows = messages(app)
     # Bodies depend only on the member and the step: compare with an in-process render.
+    from engine.consent.unsubscribe import signing_key
     from engine.sequencing import RendererConfig, RenderItem, render_item
     from engine.templates import participant_data
-    from engine.unsubscribe import signing_key
 
     with unit(app) as s:
         key = signing_key(s, app.settings)

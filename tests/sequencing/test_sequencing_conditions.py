@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.app import App
+from engine.consent.suppressions import add_suppression
 from engine.db.models import (
     CallTask,
     Consent,
@@ -22,7 +23,6 @@ from engine.db.models import (
     Participant,
     Program,
 )
-from engine.participants.suppressions import add_suppression
 from engine.sequencing import advance
 from engine.testing import make_consent, make_participant
 
