@@ -122,7 +122,7 @@ def _free_port() -> int:
 
 
 def _serve_fakes(connection: Any, stop: Any) -> None:
-    from engine.testing_providers import FakeSendGrid, FakeTwilio
+    from engine.testing.providers import FakeSendGrid, FakeTwilio
 
     with (
         FakeSendGrid(API_KEY, validate=False, record=False) as sendgrid,
@@ -276,7 +276,7 @@ def fill(url: str, count: int, channel: str) -> None:
     )
     from engine.db.session import make_engine
     from engine.reports.tallies import largest_outbox_id, tally_inserted
-    from engine.testing import TEST_DEFINITION
+    from engine.testing.fakes import TEST_DEFINITION
 
     engine = make_engine(url)
     tag = uuid.uuid4().hex[:6]

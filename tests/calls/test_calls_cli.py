@@ -21,7 +21,7 @@ from engine.app import App
 from engine.calls.agents import add_agent, set_targets
 from engine.db.models import Agent, CallTask
 from engine.errors import InputError
-from engine.testing import unit
+from engine.testing.fakes import unit
 
 
 def afternoon_zone() -> str:

@@ -21,7 +21,7 @@ from engine.db.models import (
 )
 from engine.errors import NotFoundError
 from engine.outbox import resolve
-from engine.testing import (
+from engine.testing.fakes import (
     make_consent,
     make_event,
     make_outbox_message,

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from engine.app import App
 from engine.circuits import MAX_WAIT, Circuit, circuit_of, close, open_circuits, trip, wait_after
-from engine.testing import FrozenClock
+from engine.testing.fakes import FrozenClock
 
 KEY = "email:sendgrid:rewards@example.com"
 

@@ -25,13 +25,13 @@ from engine.errors import InputError, NotFoundError
 from engine.outbox import list_messages, resolve, unknown_messages
 from engine.settings import Settings
 from engine.shared_ratelimit import SharedTokenBucket
-from engine.testing import (
+from engine.testing.fakes import (
     FrozenClock,
     RecordingChannel,
     make_participant,
     make_program,
 )
-from engine.testing_providers import FakeSendGrid, FakeTwilio
+from engine.testing.providers import FakeSendGrid, FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
 

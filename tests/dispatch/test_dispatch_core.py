@@ -15,7 +15,7 @@ from engine.db.models import CampaignRun, Contact, OutboxMessage, Participant, P
 from engine.dispatch import dispatch
 from engine.runs import cancel_run, pause_run
 from engine.settings import Settings
-from engine.testing import (
+from engine.testing.fakes import (
     FrozenClock,
     RecordingChannel,
     make_consent,

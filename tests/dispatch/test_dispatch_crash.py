@@ -48,10 +48,10 @@ from engine.db.models import Contact, OutboxMessage
 from engine.dispatch import DispatchSummary, dispatch
 from engine.outbox import resolve
 from engine.settings import Settings
-from engine.testing import (
+from engine.testing.fakes import (
     RecordingChannel,
 )
-from engine.testing_providers import Canned, FakeSendGrid
+from engine.testing.providers import Canned, FakeSendGrid
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 60.0  # only a broken dispatcher ever waits this long

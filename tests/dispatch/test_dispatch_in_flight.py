@@ -23,10 +23,10 @@ from engine.db.models import OutboxMessage
 from engine.dispatch import dispatch
 from engine.in_flight import FAST_ANSWER
 from engine.settings import Settings
-from engine.testing import (
+from engine.testing.fakes import (
     FrozenClock,
 )
-from engine.testing_providers import Canned, FakeSendGrid, RecordedRequest
+from engine.testing.providers import Canned, FakeSendGrid, RecordedRequest
 
 DELAY = FAST_ANSWER * 50  # 0.1 s: a provider across a network
 LIMIT = 4

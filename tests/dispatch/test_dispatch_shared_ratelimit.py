@@ -41,14 +41,14 @@ from engine.db.session import make_engine
 from engine.dispatch import dispatch
 from engine.settings import Settings
 from engine.shared_ratelimit import Reservation, SharedTokenBucket, reserve_slots, to_local
-from engine.testing import (
+from engine.testing.fakes import (
     make_consent,
     make_outbox_message,
     make_participant,
     make_program,
     make_run,
 )
-from engine.testing_providers import FakeSendGrid, FakeTwilio
+from engine.testing.providers import FakeSendGrid, FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York: inside the SMS window

@@ -16,7 +16,7 @@ from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage
 from engine.dispatch import SUPPRESSION_RECHECK_SECONDS, dispatch
 from engine.settings import Settings
-from engine.testing import FrozenClock, RecordingChannel
+from engine.testing.fakes import FrozenClock, RecordingChannel
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from engine.db.models import CampaignRun, Contact, OutboxMessage, Participant
 from engine.dispatch import dispatch
 from engine.outbox import resolve
 from engine.settings import Settings
-from engine.testing import (
+from engine.testing.fakes import (
     FrozenClock,
     RecordingChannel,
     make_consent,

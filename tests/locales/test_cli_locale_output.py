@@ -11,7 +11,7 @@ from rich.cells import cell_len
 
 from cli import cli, render_table
 from engine.app import App
-from engine.testing import make_participant, make_program, unit
+from engine.testing.fakes import make_participant, make_program, unit
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 

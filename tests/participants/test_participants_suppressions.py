@@ -18,7 +18,7 @@ from engine.consent.suppressions import (
 )
 from engine.errors import InputError, NotFoundError
 from engine.participants.queries import list_participants, show_participant
-from engine.testing import make_consent, make_event, make_participant, make_program
+from engine.testing.fakes import make_consent, make_event, make_participant, make_program
 
 
 def test_normalise_address() -> None:

@@ -48,7 +48,7 @@ from sqlalchemy import Engine, create_engine
 
 from engine import app as engine_app
 from engine.db.session import make_engine
-from engine.testing_providers import Canned, FakeSendGrid
+from engine.testing.providers import Canned, FakeSendGrid
 
 BASE_MEMBERS = 40
 AGENTS = {

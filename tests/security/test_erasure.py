@@ -27,7 +27,7 @@ from engine.db.models import (
     Suppression,
 )
 from engine.participants.erasure import ERASED_PREFIX
-from engine.testing import (
+from engine.testing.fakes import (
     make_consent,
     make_outbox_message,
     make_participant,

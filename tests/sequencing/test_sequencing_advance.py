@@ -23,7 +23,7 @@ from engine.app import App
 from engine.db.models import CampaignRun, Enrollment, OutboxMessage, Participant, Program
 from engine.preview import preview
 from engine.sequencing import advance
-from engine.testing import make_consent, make_outbox_message, make_participant
+from engine.testing.fakes import make_consent, make_outbox_message, make_participant
 from engine.variants import assign_variant
 
 THREE_STEPS = [

@@ -24,7 +24,7 @@ from engine.db.models import (
     Program,
 )
 from engine.sequencing import advance
-from engine.testing import make_consent, make_participant
+from engine.testing.fakes import make_consent, make_participant
 
 PHONES = ["+14155552671", "+14155552672", "+14155552673"]
 

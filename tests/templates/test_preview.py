@@ -18,7 +18,7 @@ from engine.consent.unsubscribe import UnsubscribeSigner, signing_key
 from engine.db.models import Participant
 from engine.definitions.loader import load_campaign
 from engine.preview import assign_variant
-from engine.testing import make_participant, make_program
+from engine.testing.fakes import make_participant, make_program
 
 from .helpers import CAMPAIGNS, TEMPLATES
 

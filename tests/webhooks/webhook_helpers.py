@@ -29,7 +29,7 @@ from engine.db.models import (
     Participant,
     Program,
 )
-from engine.testing import make_outbox_message, make_participant, make_program, make_run
+from engine.testing.fakes import make_outbox_message, make_participant, make_program, make_run
 
 PUBLIC_URL = "https://hooks.example.org"
 TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
