@@ -9,8 +9,8 @@ from datetime import timedelta
 from rich.console import Console
 from rich.progress import Progress
 
-from cli import DispatchTotal
 from engine.app import App
+from engine.cli.outbox import DispatchTotal
 from engine.db.models import OutboxMessage
 from engine.testing.fakes import make_outbox_message, make_participant, make_program, make_run
 
