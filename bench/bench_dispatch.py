@@ -23,7 +23,7 @@ Measures, each dispatcher in its own (spawned) process so its peak RSS is its ow
     provider that answers each request after ``--slow-latency-ms`` (default 100 ms, what
     SendGrid's API takes from most networks; a Python server, since nginx cannot wait):
     the achieved rate within 5% of the configured one, and how many requests were in flight
-    at most (engine/in_flight.py); then (c) again against that provider, where one
+    at most (engine/sending/in_flight.py); then (c) again against that provider, where one
     dispatcher's requests wait on the provider rather than on this machine's 2 cores.
 
 nginx answers ``202`` + ``X-Message-Id`` for mail and a ``201`` Message JSON for Twilio, with

@@ -60,7 +60,6 @@ from engine.db.models import (
     Program,
     Suppression,
 )
-from engine.deadlines import close_expired_call_tasks, mark_not_standing
 from engine.definitions.loader import LoadedDefinition, parse_stored_definition
 from engine.definitions.schema import CampaignDefinition, Step
 from engine.errors import InputError, NotFoundError
@@ -75,6 +74,7 @@ from engine.policy import (
     decide,
     gate,
 )
+from engine.sending.deadlines import close_expired_call_tasks, mark_not_standing
 
 DEFAULT_LEASE = timedelta(minutes=30)
 KIND_RANK = {"callback": 0, "follow_up": 1, "campaign": 2}

@@ -63,7 +63,7 @@ class DispatchTotal:
         self.refresh()
 
     def refresh(self) -> None:
-        from engine.outbox import count_due
+        from engine.sending.outbox import count_due
 
         with self.app.sessions() as session:
             due = count_due(session, at=self.app.clock.now())
@@ -231,7 +231,7 @@ def outbox_list(
     state: CliState, status: str | None, run_id: int | None, limit: int, as_json: bool
 ) -> None:
     """Outbox messages, most recently changed first."""
-    from engine.outbox import list_messages
+    from engine.sending.outbox import list_messages
 
     with transaction(state) as session:
         messages = list_messages(session, status=status, run_id=run_id, limit=limit)
@@ -266,7 +266,7 @@ def outbox_unknown(
     sent), in id order, a page at a time. Check with the provider, then settle them with
     `campaign outbox resolve` (one, or in bulk with --all/--run/--since)."""
     from engine.consent.suppression_sync import parse_since
-    from engine.outbox import count_unknown, unknown_messages
+    from engine.sending.outbox import count_unknown, unknown_messages
 
     when = parse_since(since, now=state.clock.now()) if since else None
     with transaction(state) as session:
@@ -318,7 +318,7 @@ def outbox_resolve(
     """Settle outbox MESSAGE (its id or uid) by hand: --sent, --resend or --failed; or every
     unknown message at once with --all, --run R and/or --since TIME."""
     from engine.consent.suppression_sync import parse_since
-    from engine.outbox import resolve, resolve_many
+    from engine.sending.outbox import resolve, resolve_many
 
     if action is None:
         raise click.UsageError("say how: --sent, --resend or --failed")
@@ -436,7 +436,7 @@ def outbox_requeue(
     too_many_attempts by a provider outage). They start again from no attempt and are gated
     again as usual: consent, suppressions, send windows, caps."""
     from engine.consent.suppression_sync import parse_since
-    from engine.outbox import requeue
+    from engine.sending.outbox import requeue
 
     now = state.clock.now()
     when = parse_since(since, now=now) if since else None
@@ -483,7 +483,7 @@ def send_test_command(
     running dispatchers, and fails rather than wait longer than --max-wait."""
     from engine.channels import build_channels
     from engine.definitions.loader import load_campaign
-    from engine.send_test import send_test
+    from engine.sending.send_test import send_test
 
     loaded = load_campaign(state.settings.campaigns_dir, campaign)
     channels = build_channels(state.settings, clock=state.clock)

@@ -23,7 +23,6 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
-from engine import outbox_status
 from engine.consent.suppressions import (
     add_suppression,
     hash_normalised,
@@ -32,6 +31,7 @@ from engine.consent.suppressions import (
 )
 from engine.db.models import CallTask, OutboxMessage, Participant, Suppression
 from engine.participants.validation import normalise_email
+from engine.sending import outbox_status
 
 SUPPRESSED = "suppressed"  # status_reason / close_reason of what a suppression stopped
 

@@ -40,7 +40,6 @@ from typing import Any, TypeVar
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from engine import outbox_status
 from engine.consent.opt_outs import suppress
 from engine.consent.provider_events import (
     MessageRef,
@@ -58,6 +57,7 @@ from engine.consent.provider_events import (
 )
 from engine.db.models import MessageEvent
 from engine.errors import InputError
+from engine.sending import outbox_status
 from engine.webhooks import rejected, sendgrid_groups
 
 PROVIDER = "sendgrid"

@@ -19,7 +19,6 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from engine import outbox_status
 from engine.consent.opt_outs import suppress
 from engine.consent.provider_events import (
     clean_detail,
@@ -30,6 +29,7 @@ from engine.consent.provider_events import (
     report_status,
 )
 from engine.errors import InputError
+from engine.sending import outbox_status
 
 PROVIDER = "twilio"
 OPTED_OUT = "21610"  # "Attempt to send to unsubscribed recipient"

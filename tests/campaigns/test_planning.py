@@ -20,7 +20,7 @@ from engine.db.models import (
     Suppression,
 )
 from engine.errors import NotFoundError
-from engine.outbox import resolve
+from engine.sending.outbox import resolve
 from engine.testing.fakes import (
     make_consent,
     make_event,

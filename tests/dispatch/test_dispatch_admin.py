@@ -22,9 +22,9 @@ from engine.db.models import OutboxMessage, Program
 from engine.db.session import make_engine
 from engine.dispatch import DispatcherBusyError, dispatch, dispatch_lock
 from engine.errors import InputError, NotFoundError
-from engine.outbox import list_messages, resolve, unknown_messages
+from engine.sending.outbox import list_messages, resolve, unknown_messages
+from engine.sending.shared_ratelimit import SharedTokenBucket
 from engine.settings import Settings
-from engine.shared_ratelimit import SharedTokenBucket
 from engine.testing.fakes import (
     FrozenClock,
     RecordingChannel,

@@ -46,7 +46,7 @@ from engine.clock import FrozenClock
 from engine.consent.provider_events import find_by_uid, report_status
 from engine.db.models import Contact, OutboxMessage
 from engine.dispatch import DispatchSummary, dispatch
-from engine.outbox import resolve
+from engine.sending.outbox import resolve
 from engine.settings import Settings
 from engine.testing.fakes import (
     RecordingChannel,
@@ -114,7 +114,7 @@ def _survivor(app: App, server: FakeSendGrid) -> DispatchSummary:
 
 @pytest.mark.parametrize(
     ("in_flight", "answer_delay"),
-    # One request at a time, and up to 16 at once (engine/in_flight.py): slower answers
+    # One request at a time, and up to 16 at once (engine/sending/in_flight.py): slower answers
     # there, so that the kills still land while a batch is being sent.
     [(1, 0.01), (16, 0.08)],
     ids=["one-at-a-time", "16-in-flight"],

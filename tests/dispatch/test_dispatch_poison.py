@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from engine.app import build_app
 from engine.channels.base import RetryableError
-from engine.circuits import open_circuits
 from engine.db.models import OutboxMessage
 from engine.dispatch import dispatch
+from engine.sending.circuits import open_circuits
 from engine.settings import Settings
 from engine.testing.fakes import FrozenClock, RecordingChannel
 

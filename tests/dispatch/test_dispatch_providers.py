@@ -19,9 +19,9 @@ from engine.app import App
 from engine.channels.base import Channel
 from engine.channels.sendgrid import SendGridChannel
 from engine.channels.twilio import TwilioChannel
-from engine.circuits import Circuit, open_circuits
 from engine.db.models import CampaignRun, OutboxMessage, Participant, Suppression
 from engine.dispatch import dispatch
+from engine.sending.circuits import Circuit, open_circuits
 from engine.settings import Settings
 from engine.testing.fakes import (
     FrozenClock,

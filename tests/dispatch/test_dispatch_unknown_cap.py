@@ -15,7 +15,7 @@ from engine.app import App, build_app
 from engine.channels.base import UnknownOutcomeError
 from engine.db.models import CampaignRun, Contact, OutboxMessage, Participant
 from engine.dispatch import dispatch
-from engine.outbox import resolve
+from engine.sending.outbox import resolve
 from engine.settings import Settings
 from engine.testing.fakes import (
     FrozenClock,
