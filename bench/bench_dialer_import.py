@@ -38,7 +38,7 @@ from engine.db.models import CallTask, CampaignRun, Consent, Enrollment, Partici
 from engine.db.session import make_engine  # noqa: E402
 from engine.definitions.loader import content_hash  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-from engine.testing import make_program  # noqa: E402
+from engine.testing.fakes import make_program  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # Monday 10:00 in New York
 POSTGRES_ADMIN = os.environ.get(

@@ -23,7 +23,7 @@ Measures, each dispatcher in its own (spawned) process so its peak RSS is its ow
     provider that answers each request after ``--slow-latency-ms`` (default 100 ms, what
     SendGrid's API takes from most networks; a Python server, since nginx cannot wait):
     the achieved rate within 5% of the configured one, and how many requests were in flight
-    at most (engine/in_flight.py); then (c) again against that provider, where one
+    at most (engine/sending/in_flight.py); then (c) again against that provider, where one
     dispatcher's requests wait on the provider rather than on this machine's 2 cores.
 
 nginx answers ``202`` + ``X-Message-Id`` for mail and a ``201`` Message JSON for Twilio, with
@@ -122,7 +122,7 @@ def _free_port() -> int:
 
 
 def _serve_fakes(connection: Any, stop: Any) -> None:
-    from engine.testing_providers import FakeSendGrid, FakeTwilio
+    from engine.testing.providers import FakeSendGrid, FakeTwilio
 
     with (
         FakeSendGrid(API_KEY, validate=False, record=False) as sendgrid,
@@ -276,7 +276,7 @@ def fill(url: str, count: int, channel: str) -> None:
     )
     from engine.db.session import make_engine
     from engine.reports.tallies import largest_outbox_id, tally_inserted
-    from engine.testing import TEST_DEFINITION
+    from engine.testing.fakes import TEST_DEFINITION
 
     engine = make_engine(url)
     tag = uuid.uuid4().hex[:6]

@@ -23,13 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.consent.unsubscribe import UnsubscribeSigner  # noqa: E402
 from engine.templates import (  # noqa: E402
     ParticipantData,
     Renderer,
     message_context,
     sample_context,
 )
-from engine.unsubscribe import UnsubscribeSigner  # noqa: E402
 
 FLOOR = 25_000  # renders/s per core of a realistic 15-line email (DESIGN.md)
 

@@ -44,7 +44,7 @@ from engine.db.models import OutboxMessage  # noqa: E402
 from engine.db.session import make_engine  # noqa: E402
 from engine.reports.tallies import largest_outbox_id, tally_inserted  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-from engine.testing import make_outbox_message, make_participant, make_program, make_run  # noqa: E402
+from engine.testing.fakes import make_outbox_message, make_participant, make_program, make_run  # noqa: E402
 from engine.webhooks.app import build_asgi_app  # noqa: E402
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -49,13 +49,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
-from engine import outbox_status
 from engine.app import App
 from engine.clock import ensure_utc
 from engine.db.models import CampaignRun
 from engine.db.types import UTCDateTime
 from engine.definitions.loader import parse_stored_definition
 from engine.errors import DefinitionError, DefinitionErrors
+from engine.sending import outbox_status
 
 CONVERTED = "converted"
 # A conversion skips the messages still waiting to go; the state machine must allow it.

@@ -26,12 +26,12 @@ One pass of a worker, per channel in turn:
    **Send** through the channel, paced by the rate limit of the channel and its sender (the
    From address; Twilio's messaging service, else its from number). PostgreSQL: one limit
    shared by every dispatcher on the database, whatever machine it runs on
-   (engine/shared_ratelimit.py: slots reserved in blocks on one timeline in the database).
+   (engine/sending/shared_ratelimit.py: slots reserved in blocks on one timeline in the database).
    SQLite: one dispatcher at a time, so its own token bucket, shared by its workers, is the
-   whole limit (engine/ratelimit.py). Dynamic-template emails go in batches of up to 1,000
+   whole limit (engine/sending/ratelimit.py). Dynamic-template emails go in batches of up to 1,000
    personalizations (``SendGridChannel.send_batch``), each taking one slot per message.
    A provider that takes its time to answer gets up to ``dispatch_max_in_flight`` requests
-   at once from each worker (engine/in_flight.py), so that its latency does not set the send
+   at once from each worker (engine/sending/in_flight.py), so that its latency does not set the send
    rate; each outcome is settled on the sending thread as it comes back.
 4. **Record** the outcomes as they come (engine/dispatch_record.py: at each hand-off and at
    least every 100 ms, in a few set-based statements on the writing thread): ``sent`` with
@@ -39,7 +39,7 @@ One pass of a worker, per channel in turn:
    cap's ledger); an error
    that is the provider's (no connection, 5xx, 429: ``RetryableError``) puts the message back
    to ``queued`` with no attempt spent and opens the circuit of that provider and sender
-   (engine/circuits.py): nothing is claimed for that channel until its next probe, one
+   (engine/sending/circuits.py): nothing is claimed for that channel until its next probe, one
    request, whose success closes it; a message or recipient error ``failed`` (recipient errors
    with a suppression: opted out -> opt_out, invalid number/address -> invalid, source
    ``provider``); a campaign stop (401/403) puts the message back and pauses the run with the
@@ -110,7 +110,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.pool import NullPool
 
-from engine import outbox_status as st
 from engine.app import App
 from engine.channels.base import (
     CampaignStopError,
@@ -125,17 +124,8 @@ from engine.channels.base import (
     SendResult,
     UnknownOutcomeError,
 )
-from engine.circuits import (
-    PROVIDER_UNAVAILABLE,
-    Circuit,
-    circuit_of,
-    open_circuits,
-    strike_suspects,
-    trip,
-)
-from engine.circuits import close as close_circuit
 from engine.clock import ensure_utc
-from engine.contact_ledger import contact_times
+from engine.consent.suppressions import add_suppression, email_hash, hash_normalised
 from engine.db.models import (
     CampaignRun,
     Consent,
@@ -147,7 +137,6 @@ from engine.db.models import (
     Suppression,
 )
 from engine.db.session import make_engine
-from engine.deadlines import send_time_refusals
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition
 from engine.dispatch_record import (
@@ -166,11 +155,8 @@ from engine.dispatch_record import (
 from engine.dispatch_record import ClaimedRow as _Row
 from engine.dispatch_record import Outcome as _Outcome
 from engine.errors import EngineError, InputError
-from engine.in_flight import Done, InFlight
 from engine.metrics import recording as metrics
 from engine.metrics.names import DISPATCHER
-from engine.outbox import build_outbound
-from engine.participants.suppressions import add_suppression, email_hash, hash_normalised
 from engine.policy import (
     FrequencyCap,
     ParticipantFacts,
@@ -181,9 +167,23 @@ from engine.policy import (
     decide,
 )
 from engine.policy.decide import Decision
-from engine.ratelimit import SlotLimiter
-from engine.sender_limits import rate_key, sender_limit
-from engine.shared_ratelimit import SharedTokenBucket
+from engine.sending import outbox_status as st
+from engine.sending.circuits import (
+    PROVIDER_UNAVAILABLE,
+    Circuit,
+    circuit_of,
+    open_circuits,
+    strike_suspects,
+    trip,
+)
+from engine.sending.circuits import close as close_circuit
+from engine.sending.contact_ledger import contact_times
+from engine.sending.deadlines import send_time_refusals
+from engine.sending.in_flight import Done, InFlight
+from engine.sending.outbox import build_outbound
+from engine.sending.ratelimit import SlotLimiter
+from engine.sending.sender_limits import rate_key, sender_limit
+from engine.sending.shared_ratelimit import SharedTokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ class DispatchSummary:
     paused_runs: list[int] = field(default_factory=list)
     # What went wrong that the operator must act on (an auto-pause that could not be applied).
     errors: list[str] = field(default_factory=list)
-    # Channels waiting for their provider (an open circuit: engine/circuits.py) at the end.
+    # Channels waiting for their provider (an open circuit: engine/sending/circuits.py) at the end.
     waiting_for: list[Circuit] = field(default_factory=list)
     stopped_by: str = "drained"
     seconds: float = 0.0
@@ -363,7 +363,8 @@ class _Shared:
         self.sqlite = make_url(self.settings.database_url).get_backend_name() == "sqlite"
         self.write_lock = threading.Lock()
         # PostgreSQL: the rate limits are shared through the database by every dispatcher,
-        # each limit on a connection of its own outside the pool (engine/shared_ratelimit.py).
+        # each limit on a connection of its own outside the pool
+        # (engine/sending/shared_ratelimit.py).
         self.limits_engine = (
             None if self.sqlite else make_engine(self.settings.database_url, poolclass=NullPool)
         )
@@ -371,7 +372,8 @@ class _Shared:
             kind: sender_limit(self.limits_engine, kind, channels.get(kind), app.settings)
             for kind in ("email", "sms")
         }
-        # Each channel's circuit (engine/circuits.py): its provider and sender, as its limit.
+        # Each channel's circuit (engine/sending/circuits.py): its provider and sender, as its
+        # limit.
         self.circuit_keys = {
             kind: rate_key(kind, channels.get(kind), app.settings) for kind in ("email", "sms")
         }
@@ -870,7 +872,8 @@ class _Facts:
     definitions: dict[int, CampaignDefinition]
     programs: dict[int, tuple[str, str]]
     digests: dict[str, str] = field(default_factory=dict)  # address -> its suppression hash
-    # engine.deadlines: id -> skip reason (expired, no_longer_eligible) or wait-until instant
+    # engine.sending.deadlines: id -> skip reason (expired, no_longer_eligible) or wait-until
+    # instant
     refused: dict[int, str | datetime] = field(default_factory=dict)
     read_at: float = field(default_factory=time.monotonic)
 
@@ -878,7 +881,7 @@ class _Facts:
 def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
     """Read what the gate needs about a claimed batch: consents, suppressions (by address
     hash), the contacts ledger within the longest cap (unknown messages included: see
-    engine/contact_ledger.py), run definitions and program zones.
+    engine/sending/contact_ledger.py), run definitions and program zones.
 
     Read on the database thread while the previous batch is being sent; the decisions are
     taken from these facts by :func:`_decide` just before this batch goes. Its members have
@@ -931,7 +934,7 @@ def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
             + [d.frequency_cap.per for d in definitions.values() if d.frequency_cap]
         )
         # The ledger and the members' unknown messages (they may have gone: see
-        # engine/contact_ledger.py).
+        # engine/sending/contact_ledger.py).
         contacts: dict[int, list[datetime]] = defaultdict(list)
         for pid, when in session.execute(
             contact_times(lambda column: _among(column, pids, postgres), at - lookback)
@@ -1035,7 +1038,7 @@ def _trip(shared: _Shared, channel: Channel, kind: str, error: RetryableError) -
 
 def _close_circuit(shared: _Shared, kind: str) -> None:
     """Close ``kind``'s circuit (a request succeeded), counting an attempt for the message
-    that alone failed while it was open, if any (engine/circuits.py ``strike_suspects``)."""
+    that alone failed while it was open, if any (engine/sending/circuits.py ``strike_suspects``)."""
     with _writing(shared), shared.app.sessions() as session, session.begin():
         circuit = circuit_of(session, shared.circuit_keys[kind])
         if close_circuit(session, shared.circuit_keys[kind]):
@@ -1269,7 +1272,7 @@ class _Batch:
             self.recorder.flush_if_due()
 
     def _settle(self, done: Iterator[Done[_Row]], addresses: Mapping[int, str]) -> None:
-        """The outcomes of sends that came back (see engine/in_flight.py)."""
+        """The outcomes of sends that came back (see engine/sending/in_flight.py)."""
         for row, result, error in done:
             if error is None:
                 self._sent(row, result, addresses[row.id])
@@ -1491,7 +1494,7 @@ class _Batch:
             # A request that failed (not a 429) goes one retry delay after the others, so
             # that the next probe is another message: one the provider fails on alone (a
             # poison message) is counted, and in the end failed, when another message closes
-            # the circuit (engine/circuits.py strike_suspects).
+            # the circuit (engine/sending/circuits.py strike_suspects).
             if self.release_rest_at is None:
                 circuit = _trip(shared, self.channel, self.channel_kind, error)
                 self.release_rest_at = circuit.retry_at

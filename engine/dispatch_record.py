@@ -57,10 +57,10 @@ from typing import Any
 
 from sqlalchemy import Connection, String, and_, bindparam, case, func, select, update
 
-from engine import outbox_status as st
 from engine.channels.base import SendResult
-from engine.contact_ledger import contacts_of_messages
 from engine.db.models import Contact, DispatchClaim, OutboxMessage
+from engine.sending import outbox_status as st
+from engine.sending.contact_ledger import contacts_of_messages
 
 # Outcomes known for this long are written, even mid-group (a group at 1 SMS/s lasts seconds).
 FLUSH_SECONDS = 0.1
@@ -231,7 +231,7 @@ _JSON_PAIRS = func.json_each(bindparam("pairs", type_=String)).table_valued("val
 # ledger (what frequency caps count) from what it returns: one round trip. A webhook may
 # already have moved a message on (delivered...): its status is kept; and a message settled
 # while its lease had run out (a provider event, `outbox resolve --sent`) has its contact
-# already: skipped (see engine/contact_ledger.py contacts_of_messages).
+# already: skipped (see engine/sending/contact_ledger.py contacts_of_messages).
 _PG_RECORD_SENT = """
 WITH sent AS (
     UPDATE outbox_messages AS o SET

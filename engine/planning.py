@@ -19,7 +19,7 @@ FIRST reason that applies):
    Members with no address at all for the campaign's channels land here too.
 4. ``converted``: a goal event in ``goal.window`` before ``at``; they need no nudge.
 5. ``frequency_cap``: contacts (the contacts ledger, all campaigns and channels, plus outbox
-   messages in ``unknown``, which may have gone: engine/contact_ledger.py) in the rolling
+   messages in ``unknown``, which may have gone: engine/sending/contact_ledger.py) in the rolling
    window ``(at - per, at]`` have reached ``max``, for the campaign's cap or the global one
    from settings; both apply, so the stricter wins in every case.
 6. ``already_enrolled``: in an open (state ``active``) enrollment of an active or paused run
@@ -66,8 +66,7 @@ from sqlalchemy.orm import Session, aliased
 from engine import audience as aud
 from engine import sampling
 from engine.clock import ensure_utc
-from engine.consent_wording import NOT_STATED_IS_NO, closed_channels, closed_from_facts
-from engine.contact_ledger import contact_count
+from engine.consent.wording import NOT_STATED_IS_NO, closed_channels, closed_from_facts
 from engine.db.models import (
     ActivityEvent,
     CampaignRun,
@@ -78,7 +77,6 @@ from engine.db.models import (
     Suppression,
 )
 from engine.db.types import UTCDateTime
-from engine.deadlines import describe_deadline
 from engine.definitions.durations import format_duration
 from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import CampaignDefinition
@@ -88,6 +86,8 @@ from engine.policy.gate import ConsentRules
 from engine.preview import StepSmsSize, sms_step_sizes
 from engine.programs import get_program
 from engine.schedules import first_seen, local_fire, record_skip, reentry_bound, skip_reason
+from engine.sending.contact_ledger import contact_count
+from engine.sending.deadlines import describe_deadline
 from engine.settings import Settings
 
 _S = TypeVar("_S", bound=Select)

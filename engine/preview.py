@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.consent.unsubscribe import UnsubscribeSigner, signing_key
 from engine.db.models import Participant
 from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import Step
@@ -16,7 +17,6 @@ from engine.errors import EngineError, InputError, NotFoundError
 from engine.programs import get_program
 from engine.settings import Settings
 from engine.templates import Renderer, message_context
-from engine.unsubscribe import UnsubscribeSigner, signing_key
 from engine.variants import assign_variant, variant_salt
 
 if TYPE_CHECKING:

@@ -30,13 +30,13 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import outbox_status as st
 from engine.app import App
 from engine.channels.base import ProviderLogError, ProviderRecord
 from engine.clock import ensure_utc
-from engine.contact_ledger import settle_as_contact
 from engine.db.models import OutboxMessage
 from engine.errors import NotFoundError
+from engine.sending import outbox_status as st
+from engine.sending.contact_ledger import settle_as_contact
 
 PAGE = 200  # unknown messages read (and settled) per transaction
 # A provider's clock and ours differ a little: its log is read from a little before the claim.

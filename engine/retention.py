@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import null, select, update
 from sqlalchemy.orm import Session
 
-from engine import outbox_status as st
 from engine.db.models import OutboxMessage
+from engine.sending import outbox_status as st
 
 PURGE_CHUNK = 5_000
 # Everything but queued, sending and unknown: those may still go, or be settled by hand.

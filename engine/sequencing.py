@@ -27,7 +27,7 @@ runs wait; holdout enrollments are never touched until their run completes) and,
 
   A message queued by an earlier advance that has not gone yet (an outage, a window, a cap)
   does not stop the sequence: the next message is still made on time, and the dispatcher's
-  gate holds it until ``delay`` after the earlier one went (:mod:`engine.deadlines`). Steps
+  gate holds it until ``delay`` after the earlier one went (:mod:`engine.sending.deadlines`). Steps
   scheduled at one instant still go together. A wait is at least ``MIN_WAIT`` (5 minutes).
 - **exit** (checked when a step falls due): the member no longer matches the campaign's
   standing conditions (engine/definitions/standing.py; ``exit_reason`` ``no_longer_eligible:
@@ -42,7 +42,7 @@ runs wait; holdout enrollments are never touched until their run completes) and,
   ``reply`` message event of the participant since enrollment).
 - **action**: an email/SMS step makes ONE ``outbox_messages`` row (status ``queued``, content
   rendered now, ``not_before`` = the due time, ``expires_at`` = its deadline
-  (:mod:`engine.deadlines`); ``skipped``/``expired`` when the deadline has already passed,
+  (:mod:`engine.sending.deadlines`); ``skipped``/``expired`` when the deadline has already passed,
   ``skipped``/``no_address`` when the record has no address, ``skipped``/``render_error``
   when the template fails for this member, ``skipped``/``empty_subject``, ``empty_body``,
   ``sms_too_long`` or ``over_segment_limit`` for content a provider would refuse); a call
@@ -117,15 +117,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.app import App
 from engine.clock import ensure_utc
-from engine.consent_wording import CONSENT_NOT_STATED, closed_channels, exited_label
-from engine.content_checks import (
-    REFUSALS,
-    RENDER_ERROR_MIN,
-    RENDER_ERROR_SHARE,
-    ContentRefused,
-    check_content,
-    refusal_of,
-)
+from engine.consent.unsubscribe import UnsubscribeSigner, signing_key
+from engine.consent.wording import CONSENT_NOT_STATED, closed_channels, exited_label
 from engine.db.models import (
     CallTask,
     CampaignRun,
@@ -135,18 +128,9 @@ from engine.db.models import (
     OutboxMessage,
     Program,
 )
-from engine.deadlines import (
-    EXPIRED,
-    close_expired_call_tasks,
-    message_deadline,
-    not_standing,
-    standing_reason,
-)
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition, Step
 from engine.errors import EngineError, InputError
-from engine.outbox import message_uids
-from engine.outbox_status import QUEUED, SENDING, SKIPPED
 from engine.policy.gate import ConsentStatus, gate
 from engine.policy.windows import local_time_on_day
 from engine.policy.zones import candidate_zones
@@ -154,13 +138,29 @@ from engine.preflight import check_templates
 from engine.reports.tallies import largest_outbox_id, tally_counted, tally_inserted
 from engine.run_work import has_no_work
 from engine.sampling import bucket
+from engine.sending.content_checks import (
+    REFUSALS,
+    RENDER_ERROR_MIN,
+    RENDER_ERROR_SHARE,
+    ContentRefused,
+    check_content,
+    refusal_of,
+)
+from engine.sending.deadlines import (
+    EXPIRED,
+    close_expired_call_tasks,
+    message_deadline,
+    not_standing,
+    standing_reason,
+)
+from engine.sending.outbox import message_uids
+from engine.sending.outbox_status import QUEUED, SENDING, SKIPPED
 from engine.templates import (
     Attributes,
     ParticipantData,
     Renderer,
     message_context,
 )
-from engine.unsubscribe import UnsubscribeSigner, signing_key
 from engine.variants import pick_variant, variant_salt
 
 log = logging.getLogger(__name__)
@@ -349,7 +349,7 @@ def _spacing(
         after = steps[j + 1 : index + 1]
         if state.pending:
             # A message queued by an earlier advance is held back at send time instead
-            # (engine.deadlines.send_time_refusals), so that a quiet dispatcher does not
+            # (engine.sending.deadlines.send_time_refusals), so that a quiet dispatcher does not
             # stop the sequence; one made in this walk for an overdue step, or one a
             # condition reads, makes this step wait here.
             # (Steps scheduled at one instant have no spacing to keep: they go together.)

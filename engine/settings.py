@@ -78,14 +78,15 @@ class Settings(BaseSettings):
     frequency_cap_per: Duration = timedelta(days=7)
     # Sending (engine/dispatch.py). Rates are messages per second per channel and sender (the
     # From address; the messaging service, else sms_from). PostgreSQL: shared by every
-    # dispatcher on the database (engine/shared_ratelimit.py); SQLite: the one dispatcher's,
+    # dispatcher on the database (engine/sending/shared_ratelimit.py); SQLite: the one dispatcher's,
     # shared by its workers. 1 SMS/s is what a Twilio long code sustains; raise it for a
     # toll-free number, a short code or a messaging service with a pool of senders.
     dispatch_email_rate: float = Field(default=100.0, gt=0)
     dispatch_sms_rate: float = Field(default=1.0, gt=0)
     dispatch_batch_size: int = Field(default=500, ge=1, le=1000)
-    # Requests a dispatcher worker keeps waiting for a slow provider at once (engine/in_flight.py):
-    # at 100 ms an answer, 16 carry 160 messages/s; the rate limit still paces them.
+    # Requests a dispatcher worker keeps waiting for a slow provider at once
+    # (engine/sending/in_flight.py): at 100 ms an answer, 16 carry 160 messages/s; the rate
+    # limit still paces them.
     dispatch_max_in_flight: int = Field(default=16, ge=1, le=256)
     dispatch_lease: FineDuration = timedelta(minutes=10)
     dispatch_max_attempts: int = Field(default=5, ge=1)

@@ -546,7 +546,9 @@ class Renderer:
 
     def unsubscribe_url(self, participant_id: int, channel: str = "email") -> str:
         if self.signer is None:
-            raise EngineError("this renderer has no unsubscribe signer (see engine.unsubscribe)")
+            raise EngineError(
+                "this renderer has no unsubscribe signer (see engine.consent.unsubscribe)"
+            )
         return f"{self.public_url}/u/{self.signer.sign(participant_id, channel)}"
 
     def template_path(self, channel: str, name: str, part: str, locale: str | None = None) -> Path:

@@ -41,7 +41,7 @@ from sqlalchemy.exc import OperationalError
 from engine.app import App
 from engine.channels.base import Channel
 from engine.clock import ensure_utc
-from engine.consent_wording import CONSENT_NOT_STATED
+from engine.consent.wording import CONSENT_NOT_STATED
 from engine.db.models import CampaignRun
 from engine.definitions.loader import (
     LoadedDefinition,

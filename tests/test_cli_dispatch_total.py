@@ -9,10 +9,10 @@ from datetime import timedelta
 from rich.console import Console
 from rich.progress import Progress
 
-from cli import DispatchTotal
 from engine.app import App
+from engine.cli.outbox import DispatchTotal
 from engine.db.models import OutboxMessage
-from engine.testing import make_outbox_message, make_participant, make_program, make_run
+from engine.testing.fakes import make_outbox_message, make_participant, make_program, make_run
 
 
 def _total(bar: Progress, task: int) -> float | None:

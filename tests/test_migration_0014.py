@@ -15,7 +15,7 @@ from engine.db import migrate
 from engine.db.models import Base, CallTask, CampaignRun, Enrollment
 from engine.db.session import make_engine
 from engine.run_work import has_work
-from engine.testing import make_outbox_message, make_participant, make_program, make_run
+from engine.testing.fakes import make_outbox_message, make_participant, make_program, make_run
 
 AT = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 

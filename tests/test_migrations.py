@@ -112,7 +112,7 @@ def test_0018_keeps_one_conversion_per_event_and_round_trips(empty_database_url:
     from sqlalchemy.orm import Session
 
     from engine.db.models import CampaignRun, Conversion, Enrollment, Program
-    from engine.testing import make_event, make_participant
+    from engine.testing.fakes import make_event, make_participant
 
     at = datetime(2026, 3, 2, tzinfo=UTC)
     engine = make_engine(empty_database_url)

@@ -1,11 +1,11 @@
-"""The outbox state machine (engine/outbox_status.py)."""
+"""The outbox state machine (engine/sending/outbox_status.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine import outbox_status as s
 from engine.db.models import OUTBOX_STATUSES
+from engine.sending import outbox_status as s
 
 
 def test_the_table_check_constraint_and_the_state_machine_name_the_same_statuses() -> None:

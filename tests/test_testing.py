@@ -17,7 +17,7 @@ from engine.channels.base import (
 )
 from engine.clock import FrozenClock
 from engine.db.models import ActivityEvent, Participant
-from engine.testing import RecordingChannel, make_event, make_participant, make_program
+from engine.testing.fakes import RecordingChannel, make_event, make_participant, make_program
 
 
 def test_builders_insert_rows_the_database_accepts(app: App, clock: FrozenClock) -> None:

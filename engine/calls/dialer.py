@@ -37,12 +37,12 @@ from engine.calls.log import CallInput, call_problems, log_call
 from engine.calls.rules import DEFAULT_RULES, CallRules
 from engine.calls.tasks import list_calls, write_lock
 from engine.clock import ensure_utc
+from engine.consent.provider_events import event_key, record_event
 from engine.csv_safe import SafeDictWriter
 from engine.db.models import CallTask, MessageEvent, Participant, Program
 from engine.errors import EngineError, InputError
 from engine.participants.reader import SourceFile, SourceRow, original_text
 from engine.participants.results import RejectsWriter, default_rejects_path
-from engine.provider_events import event_key, record_event
 
 EXPORT_COLUMNS = (
     "task_id",

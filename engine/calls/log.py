@@ -45,9 +45,9 @@ from engine.calls.standards import schedule_retry, standard_for
 from engine.calls.tasks import DefinitionCache, write_lock
 from engine.cases.hooks import RulesFor, after_call
 from engine.clock import ensure_utc
+from engine.consent.suppressions import add_suppression
 from engine.db.models import ActivityEvent, CallTask, CampaignRun, Contact, Participant, Program
 from engine.errors import InputError, NotFoundError
-from engine.participants.suppressions import add_suppression
 from engine.policy import candidate_zones, effective_window, next_allowed
 
 

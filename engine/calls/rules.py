@@ -2,7 +2,7 @@
 
 - **Frequency caps.** A call is a contact like an email or an SMS: the global cap (settings)
   and the campaign's own cap are checked at claim time with the same pure rule
-  (engine/policy/caps.py) over the same contacts ledger (engine/contact_ledger.py) as the
+  (engine/policy/caps.py) over the same contacts ledger (engine/sending/contact_ledger.py) as the
   dispatcher's gate. A task over a cap waits until the cap frees (inside the calling window).
   Exempt: a callback (the member asked for that time) and the follow-up of an inbound SMS
   (the member wrote first); breaking those promises to honour a cap would serve nobody.
@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session
 
 from engine.calls.standards import add_business_hours
 from engine.clock import ensure_utc
-from engine.contact_ledger import contact_times
 from engine.db.models import Agent, CallTask, Participant, Program
 from engine.policy import FrequencyCap, Window, cap_frees_at, effective_window, next_allowed
+from engine.sending.contact_ledger import contact_times
 from engine.settings import Settings
 
 

@@ -18,6 +18,7 @@ from engine.calls.dialer import PROVIDER as DIALER
 from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
 from engine.cases.views import case_for_task
+from engine.consent.suppressions import email_hash, hash_normalised, suppressions_for
 from engine.db.models import (
     ActivityEvent,
     CallerLogEntry,
@@ -30,7 +31,6 @@ from engine.db.models import (
 )
 from engine.errors import DatabaseError, NotFoundError
 from engine.locales import display_name
-from engine.participants.suppressions import email_hash, hash_normalised, suppressions_for
 from engine.policy import candidate_zones
 from engine.settings import Settings
 from engine.templates import Renderer, message_context

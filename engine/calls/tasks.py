@@ -49,6 +49,7 @@ from engine.calls.rules import (
     wait_for_caps,
 )
 from engine.clock import ensure_utc
+from engine.consent.suppressions import hash_normalised
 from engine.db.models import (
     Agent,
     CallTask,
@@ -59,12 +60,10 @@ from engine.db.models import (
     Program,
     Suppression,
 )
-from engine.deadlines import close_expired_call_tasks, mark_not_standing
 from engine.definitions.loader import LoadedDefinition, parse_stored_definition
 from engine.definitions.schema import CampaignDefinition, Step
 from engine.errors import InputError, NotFoundError
 from engine.locales import display_name
-from engine.participants.suppressions import hash_normalised
 from engine.policy import (
     Decision,
     ParticipantFacts,
@@ -75,6 +74,7 @@ from engine.policy import (
     decide,
     gate,
 )
+from engine.sending.deadlines import close_expired_call_tasks, mark_not_standing
 
 DEFAULT_LEASE = timedelta(minutes=30)
 KIND_RANK = {"callback": 0, "follow_up": 1, "campaign": 2}

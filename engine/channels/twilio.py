@@ -84,7 +84,7 @@ class RedirectingHttpClient(TwilioHttpClient):
         # requests takes (connect, read); the parent only checks a float, so set it after.
         self.timeout = (connect_timeout, read_timeout)
         # Connections are opened on demand; this only caps how many are kept for reuse. Every
-        # request in flight holds one (engine/in_flight.py: up to dispatch_max_in_flight per
+        # request in flight holds one (engine/sending/in_flight.py: up to dispatch_max_in_flight per
         # worker), and one returned to a full pool would be closed, not kept alive.
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
         self.session.mount("https://", adapter)

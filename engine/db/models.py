@@ -228,7 +228,7 @@ class RateLimitSlot(Base):
     """The timeline of one send rate limit shared by every dispatcher on PostgreSQL (a
     channel and its sender, e.g. ``sms:twilio:MG...``): free from ``next_slot`` on, in seconds
     since the epoch on the database's clock (numeric: exact however small the slots).
-    engine/shared_ratelimit.py reserves slots by moving it on. UNLOGGED on PostgreSQL
+    engine/sending/shared_ratelimit.py reserves slots by moving it on. UNLOGGED on PostgreSQL
     (migration 0008); unused on SQLite."""
 
     __tablename__ = "rate_limit_slots"
@@ -239,8 +239,8 @@ class RateLimitSlot(Base):
 
 class ProviderCircuit(Base):
     """A provider (and sender) that is down: its channel waits, its messages spend no attempt
-    (engine/circuits.py). Keyed like the rate limits (``email:sendgrid:rewards@...``); no row
-    means the circuit is closed. Until ``retry_at`` no dispatcher claims for it; then one
+    (engine/sending/circuits.py). Keyed like the rate limits (``email:sendgrid:rewards@...``);
+    no row means the circuit is closed. Until ``retry_at`` no dispatcher claims for it; then one
     request probes. ``failures``: probes failed in a row (the wait doubles each time)."""
 
     __tablename__ = "provider_circuits"
@@ -422,7 +422,7 @@ class Contact(Base):
     kind: Mapped[str] = mapped_column(String(16))
     # The outbox message this contact is (NULL for calls): one contact per message however
     # many writers record it (the dispatcher, a provider event, `outbox resolve --sent`),
-    # whose inserts skip a message that has one (engine/contact_ledger.py; 0011).
+    # whose inserts skip a message that has one (engine/sending/contact_ledger.py; 0011).
     message_id: Mapped[int | None] = mapped_column(
         ForeignKey("outbox_messages.id", ondelete="SET NULL")
     )
@@ -431,7 +431,8 @@ class Contact(Base):
 # --------------------------------------------------------------------------- outbox
 
 MESSAGE_CHANNELS = ("email", "sms")
-# engine/outbox_status.py holds the transitions between these; see DESIGN.md "Outbox states".
+# engine/sending/outbox_status.py holds the transitions between these; see DESIGN.md
+# "Outbox states".
 OUTBOX_STATUSES = (
     "queued",
     "sending",
@@ -479,7 +480,7 @@ class OutboxMessage(Base):
             postgresql_where=text("variant IS NOT NULL"),
         ),
         Index(None, "participant_id", "created_at"),
-        # The caps count a member's unknown messages (engine/contact_ledger.py; 0009).
+        # The caps count a member's unknown messages (engine/sending/contact_ledger.py; 0009).
         # Messages whose content has not been purged yet, by age (engine/retention.py; 0021).
         Index(
             "ix_outbox_messages_unpurged",

@@ -372,7 +372,7 @@ class Step(_Model):
     talking_points: list[str] = Field(default_factory=list)
     offer: str | None = None
     cross_sell: str | None = None
-    # Deadlines: skipped as ``expired`` once past (see engine/deadlines.py).
+    # Deadlines: skipped as ``expired`` once past (see engine/sending/deadlines.py).
     expires_after: Duration | None = None
     expires_before: str | None = None
     # A hard limit: an SMS rendered longer is not queued (``over_segment_limit``).

@@ -17,8 +17,8 @@ detail of every provider event about the member or their messages; open call tas
 address (with the suppression); plaintext addresses in earlier suppressions.
 
 Later provider events and unsubscribe POSTs about an erased member store nothing in clear
-(engine/provider_events.py scrubs them), and a suppression that exists as ``erasure`` is never
-weakened back to a plaintext one (engine/participants/suppressions.py).
+(engine/consent/provider_events.py scrubs them), and a suppression that exists as ``erasure``
+is never weakened back to a plaintext one (engine/consent/suppressions.py).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from engine.calls import caller_log
 from engine.cases.store import erase_case_texts
 from engine.clock import ensure_utc
+from engine.consent.suppressions import add_suppression, address_hash
 from engine.db.models import (
     CallTask,
     Consent,
@@ -45,7 +46,6 @@ from engine.db.models import (
     Suppression,
 )
 from engine.errors import InputError, NotFoundError
-from engine.participants.suppressions import add_suppression, address_hash
 from engine.programs import get_program
 
 ERASED_PREFIX = "erased:"

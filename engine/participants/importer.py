@@ -40,6 +40,7 @@ from sqlalchemy.pool import NullPool
 
 from engine.app import App
 from engine.clock import ensure_utc
+from engine.consent.suppressions import email_hash, hash_normalised
 from engine.db.session import make_engine
 from engine.participants.reader import (
     UTF8,
@@ -69,7 +70,6 @@ from engine.participants.store import (
     copy_text,
     lookup,
 )
-from engine.participants.suppressions import email_hash, hash_normalised
 from engine.participants.validation import (
     ParticipantRecord,
     ValidationContext,

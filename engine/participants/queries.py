@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from engine.consent.suppressions import email_hash, hash_normalised, suppressions_for
 from engine.db.models import ActivityEvent, Consent, Participant, Program
 from engine.errors import InputError, NotFoundError
 from engine.locales import display_name
-from engine.participants.suppressions import email_hash, hash_normalised, suppressions_for
 from engine.programs import get_program
 
 RECENT_EVENTS = 20

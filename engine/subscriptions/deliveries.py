@@ -44,8 +44,8 @@ from engine.clock import ensure_utc
 from engine.db.models import Program, ReportDelivery, ReportSchedule
 from engine.errors import DefinitionError, DefinitionErrors, EngineError, InputError
 from engine.fire_times import LocalCron
-from engine.outbox import split_address
 from engine.schedules import local_fire, skip_reason
+from engine.sending.outbox import split_address
 from engine.subscriptions.content import Content, build_sections, render_content
 from engine.subscriptions.loader import LoadedSubscription, load_subscription, subscription_paths
 from engine.subscriptions.periods import report_period

@@ -26,8 +26,8 @@ from starlette.staticfiles import StaticFiles
 from engine.app import App
 from engine.calls.scripts import serve_next_in
 from engine.calls.tasks import DEFAULT_LEASE
+from engine.consent.unsubscribe import signing_key
 from engine.errors import EngineError
-from engine.unsubscribe import signing_key
 from engine.web import auth, floor, pages
 from engine.web.auth import FormTooLarge, Visitor, csrf_refused, guard, read_form, visitor
 from engine.web.sessions import CSRF_FIELD, SessionCodec

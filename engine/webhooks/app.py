@@ -39,9 +39,9 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from engine.app import App
 from engine.cases.config import rules_for
+from engine.consent.provider_events import take_write_lock
+from engine.consent.unsubscribe import UnsubscribeSigner, signer_for
 from engine.errors import InputError
-from engine.provider_events import take_write_lock
-from engine.unsubscribe import UnsubscribeSigner, signer_for
 from engine.web.app import console_routes
 from engine.webhooks import (
     activity_events,

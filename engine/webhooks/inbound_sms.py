@@ -29,11 +29,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.cases.hooks import RulesFor, after_inbound_sms
+from engine.consent.opt_outs import existing_reason, lift_opt_out, participants_with, suppress
+from engine.consent.provider_events import clean_detail, clean_text, record_event
 from engine.db.models import CallTask, OutboxMessage, Participant, Program
 from engine.errors import InputError
-from engine.opt_outs import existing_reason, lift_opt_out, participants_with, suppress
 from engine.participants.validation import normalise_phone
-from engine.provider_events import clean_detail, clean_text, record_event
 
 PROVIDER = "twilio"
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})

@@ -40,11 +40,8 @@ from typing import Any, TypeVar
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from engine import outbox_status
-from engine.db.models import MessageEvent
-from engine.errors import InputError
-from engine.opt_outs import suppress
-from engine.provider_events import (
+from engine.consent.opt_outs import suppress
+from engine.consent.provider_events import (
     MessageRef,
     clean_detail,
     clean_text,
@@ -58,6 +55,9 @@ from engine.provider_events import (
     report_status,
     stamp_once,
 )
+from engine.db.models import MessageEvent
+from engine.errors import InputError
+from engine.sending import outbox_status
 from engine.webhooks import rejected, sendgrid_groups
 
 PROVIDER = "sendgrid"

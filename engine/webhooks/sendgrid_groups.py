@@ -24,7 +24,7 @@ Group :data:`NO_GROUP` is one we cannot name: an unsubscribe without ``asm_group
 replaced an earlier opt-out. No resubscribe names it, so such an entry is never lifted; nor
 is a group entry with no rows at all.
 
-An erasure deletes the address's rows (engine/participants/suppressions.py), and a group
+An erasure deletes the address's rows (engine/consent/suppressions.py), and a group
 unsubscribe of an erased address records none: the erasure already suppresses it, and the
 groups it left are what the erasure forgets.
 
@@ -51,9 +51,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from engine.consent.opt_outs import suppress
+from engine.consent.suppressions import hash_normalised, normalise_address
 from engine.db.models import NO_GROUP, EmailGroupUnsubscribe, Suppression
-from engine.opt_outs import suppress
-from engine.participants.suppressions import hash_normalised, normalise_address
 
 SOURCE = "sendgrid_group_unsubscribe"
 _MAX_GROUP = 2**63 - 1  # the column is a BIGINT

@@ -19,10 +19,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from engine import outbox_status
-from engine.errors import InputError
-from engine.opt_outs import suppress
-from engine.provider_events import (
+from engine.consent.opt_outs import suppress
+from engine.consent.provider_events import (
     clean_detail,
     clean_text,
     find_by_provider_id,
@@ -30,6 +28,8 @@ from engine.provider_events import (
     record_event,
     report_status,
 )
+from engine.errors import InputError
+from engine.sending import outbox_status
 
 PROVIDER = "twilio"
 OPTED_OUT = "21610"  # "Attempt to send to unsubscribed recipient"

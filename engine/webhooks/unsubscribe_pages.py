@@ -17,10 +17,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.consent.opt_outs import suppress
+from engine.consent.unsubscribe import InvalidTokenError, UnsubscribeSigner
 from engine.db.models import Participant, Program
 from engine.errors import InputError
-from engine.opt_outs import suppress
-from engine.unsubscribe import InvalidTokenError, UnsubscribeSigner
 from engine.webhooks.inbound_sms import language
 
 SOURCE = "unsubscribe_link"

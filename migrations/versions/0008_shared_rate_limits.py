@@ -7,7 +7,7 @@ Create Date: 2026-11-24 20:30:00
 Two dispatchers on one PostgreSQL database sent at twice the configured rate, each pacing
 itself alone (#4). Each row is the timeline of one rate limit (channel and sender): from
 ``next_slot`` on (the database's clock, seconds since the epoch) it is free; a dispatcher
-reserves the slots it is about to use by moving it on (engine/shared_ratelimit.py).
+reserves the slots it is about to use by moving it on (engine/sending/shared_ratelimit.py).
 
 UNLOGGED on PostgreSQL: a reservation's commit then waits for no WAL flush (at thousands of
 messages a second, one every few milliseconds), and what a crash loses is only where each

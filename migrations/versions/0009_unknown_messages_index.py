@@ -5,7 +5,7 @@ Revises: 0008
 Create Date: 2026-11-24 20:50:00
 
 The frequency caps count a member's messages left ``unknown`` (they may have gone:
-engine/contact_ledger.py) beside the contacts ledger: in every claimed batch of the
+engine/sending/contact_ledger.py) beside the contacts ledger: in every claimed batch of the
 dispatcher and, per member, in plan and launch. Few messages are ever unknown, so this index
 is tiny and costs nothing to the sequencer's inserts (a row enters it only when it turns
 unknown); without it each member's lookup read the member's outbox rows.

@@ -14,7 +14,7 @@ from engine.app import App
 from engine.calls.agents import add_agent
 from engine.db.models import CallTask, CampaignRun, Enrollment, Participant, Program
 from engine.definitions.loader import content_hash, parse_definition
-from engine.testing import make_consent, make_participant, make_program, unit
+from engine.testing.fakes import make_consent, make_participant, make_program, unit
 
 # tests/conftest.py TEST_NOW: Monday 2 March 2026, 10:00 in New York (EST).
 TEST_NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)

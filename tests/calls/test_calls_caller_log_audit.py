@@ -27,7 +27,7 @@ from engine.calls import caller_log
 from engine.calls.log_key import default_key_file
 from engine.db.models import CallerLogEntry
 from engine.settings import Settings
-from engine.testing import unit
+from engine.testing.fakes import unit
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -10,8 +10,8 @@ from calls_helpers import TEST_NOW, campaign_source, make_run, make_world, task_
 
 from engine.app import App
 from engine.calls.tasks import claim_next, list_calls
+from engine.consent.suppressions import add_suppression
 from engine.db.models import CallTask
-from engine.participants.suppressions import add_suppression
 from engine.runs import pause_run
 
 

@@ -15,13 +15,13 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-import cli as cli_module
+import engine.cli.calls as calls_commands
 from cli import cli
 from engine.app import App
 from engine.calls.agents import add_agent, set_targets
 from engine.db.models import Agent, CallTask
 from engine.errors import InputError
-from engine.testing import unit
+from engine.testing.fakes import unit
 
 
 def afternoon_zone() -> str:
@@ -186,7 +186,7 @@ def test_log_prompts_for_what_is_missing_on_a_terminal(
     w = make_world(app)
     w.agent("ana")
     task = w.task(w.member())
-    monkeypatch.setattr(cli_module, "_stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(calls_commands, "stdin_is_terminal", lambda: True)
     # Disposition, then the template's fields, the verified flag and notes, in that order.
     answers = "complaint\nweather\nbilling\ncharged twice\ny\nvery upset\n"
     result = CliRunner().invoke(

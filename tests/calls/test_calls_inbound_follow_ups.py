@@ -12,8 +12,8 @@ from calls_helpers import TEST_NOW, World, make_world, task_row, unit
 
 from engine.app import App
 from engine.calls.tasks import claim_next, list_calls
+from engine.consent.suppressions import add_suppression
 from engine.db.models import CallTask, CampaignRun
-from engine.participants.suppressions import add_suppression
 from engine.webhooks.inbound_sms import handle_inbound
 
 PHONE = "+12025550177"

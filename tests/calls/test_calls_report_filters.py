@@ -33,7 +33,7 @@ from engine.reports.common import parse_period
 from engine.reports.complaints import complaints_report
 from engine.reports.deliverability import deliverability_report
 from engine.reports.retention import retention_report
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 D = DispositionSet.standard()
 AT = datetime(2026, 3, 11, 15, 0, tzinfo=UTC)  # Wednesday; the period ends on Tuesday 10 March

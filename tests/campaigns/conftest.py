@@ -6,7 +6,7 @@ import pytest
 
 from engine.app import App
 from engine.db.models import Program
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 from .helpers import TEST_NOW, unit
 

@@ -13,7 +13,7 @@ from engine.app import App
 from engine.db.models import Participant, Program
 from engine.definitions.filters import Filter
 from engine.definitions.loader import LoadedDefinition
-from engine.testing import load_definition, unit
+from engine.testing.fakes import load_definition, unit
 
 # The same instant as tests/conftest.py's TEST_NOW (the `clock` fixture).
 TEST_NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from engine import audience
 from engine.app import App
 from engine.db.models import ActivityEvent, Participant, Program
 from engine.errors import InputError
-from engine.testing import make_event, make_participant
+from engine.testing.fakes import make_event, make_participant
 
 from .helpers import TEST_NOW, parse_filter, unit
 
@@ -222,7 +222,7 @@ def test_every_operator_in_sql_and_python(
 
 
 def test_audience_is_scoped_to_the_program(app: App, program: Program) -> None:
-    from engine.testing import make_program
+    from engine.testing.fakes import make_program
 
     with unit(app) as s:
         other = make_program(s, at=TEST_NOW, key="other")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from cli import cli
 from engine.app import App
 from engine.db.models import Program
-from engine.testing import make_consent, make_participant
+from engine.testing.fakes import make_consent, make_participant
 
 from .helpers import TEST_NOW, unit
 

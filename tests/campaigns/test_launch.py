@@ -14,7 +14,7 @@ from engine import planning
 from engine.app import App, build_app
 from engine.db.models import CampaignRun, Enrollment, Program
 from engine.errors import InputError, NotFoundError
-from engine.testing import make_participant
+from engine.testing.fakes import make_participant
 
 from .helpers import TEST_NOW, definition, insert_members, unit
 
@@ -241,7 +241,7 @@ def test_a_campaign_without_program_needs_a_single_program(app: App, program: Pr
     with unit(app) as s:
         assert planning.plan(s, loaded, at=TEST_NOW).eligible == 3
     with unit(app) as s:
-        from engine.testing import make_program
+        from engine.testing.fakes import make_program
 
         make_program(s, at=TEST_NOW, key="second")
     with unit(app) as s, pytest.raises(InputError, match="names no program and there are several"):

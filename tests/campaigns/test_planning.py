@@ -20,8 +20,8 @@ from engine.db.models import (
     Suppression,
 )
 from engine.errors import NotFoundError
-from engine.outbox import resolve
-from engine.testing import (
+from engine.sending.outbox import resolve
+from engine.testing.fakes import (
     make_consent,
     make_event,
     make_outbox_message,

@@ -25,7 +25,7 @@ from engine.dispatch import dispatch
 from engine.errors import InputError
 from engine.run_work import RunWork
 from engine.sequencing import advance
-from engine.testing import RecordingChannel, make_consent, make_participant
+from engine.testing.fakes import RecordingChannel, make_consent, make_participant
 
 from .helpers import TEST_NOW, definition, unit
 

@@ -11,7 +11,7 @@ from engine import planning, runs
 from engine.app import App
 from engine.db.models import Enrollment, Program
 from engine.errors import InputError, NotFoundError
-from engine.testing import make_participant
+from engine.testing.fakes import make_participant
 
 from .helpers import TEST_NOW, definition, unit
 

@@ -25,7 +25,7 @@ from engine.fire_times import LocalCron
 from engine.reports.campaign import campaign_report
 from engine.scheduler import Daemon
 from engine.schedules import list_skipped
-from engine.testing import make_event, make_participant
+from engine.testing.fakes import make_event, make_participant
 from engine.tick import launch_scheduled, tick
 
 from .helpers import definition, unit

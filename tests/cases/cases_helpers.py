@@ -14,7 +14,7 @@ from engine.app import App
 from engine.calls.config import load_dispositions
 from engine.calls.log import CallInput, LogResult, log_call
 from engine.calls.tasks import claim_next
-from engine.testing import unit
+from engine.testing.fakes import unit
 
 __all__ = ["TEST_NOW", "World", "call", "claim", "make_world", "task_row", "unit"]
 

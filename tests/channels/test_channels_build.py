@@ -25,7 +25,7 @@ from engine.channels.twilio import TwilioChannel
 from engine.clock import FrozenClock
 from engine.errors import ConfigError
 from engine.settings import Settings
-from engine.testing_providers import FakeSendGrid, FakeTwilio
+from engine.testing.providers import FakeSendGrid, FakeTwilio
 
 PROVIDER_ENV = [
     "SENDGRID_API_KEY",

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from engine.errors import ConfigError
-from engine.testing_providers import (
+from engine.testing.providers import (
     FakeSendGrid,
     FakeTwilio,
     contracts_dir,

@@ -24,7 +24,7 @@ from engine.channels.base import (
 )
 from engine.channels.sendgrid import MAIL_SEND, SendGridChannel, build_mail
 from engine.clock import FrozenClock
-from engine.testing_providers import Canned, FakeSendGrid, validate_sendgrid_mail_send
+from engine.testing.providers import Canned, FakeSendGrid, validate_sendgrid_mail_send
 
 API_KEY = "SG.test-key"
 

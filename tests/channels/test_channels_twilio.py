@@ -25,7 +25,7 @@ from engine.channels.base import (
 from engine.channels.twilio import RedirectingHttpClient, TwilioChannel
 from engine.clock import FrozenClock
 from engine.errors import ConfigError
-from engine.testing_providers import Canned, FakeTwilio, validate_twilio_message_resource
+from engine.testing.providers import Canned, FakeTwilio, validate_twilio_message_resource
 
 SERVICE_SID = "MG" + "ab" * 16
 CALLBACK = "https://campaigns.example.com/hooks/twilio/status?message_id=sms-1"

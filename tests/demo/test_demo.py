@@ -22,7 +22,7 @@ from engine.demo.run import STEPS, STORY_LENGTH, DemoContext, DemoStep, run_demo
 from engine.errors import InputError
 from engine.participants.events import import_events
 from engine.participants.importer import import_participants
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 REPO_CAMPAIGNS = Path(__file__).resolve().parents[2] / "campaigns"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from engine.app import App
 from engine.db.models import OutboxMessage
-from engine.testing import (
+from engine.testing.fakes import (
     make_consent,
     make_outbox_message,
     make_participant,

@@ -1,12 +1,20 @@
-"""engine/circuits.py on both databases: open, wait, probe, close."""
+"""engine/sending/circuits.py on both databases: open, wait, probe, close."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from engine.app import App
-from engine.circuits import MAX_WAIT, Circuit, circuit_of, close, open_circuits, trip, wait_after
-from engine.testing import FrozenClock
+from engine.sending.circuits import (
+    MAX_WAIT,
+    Circuit,
+    circuit_of,
+    close,
+    open_circuits,
+    trip,
+    wait_after,
+)
+from engine.testing.fakes import FrozenClock
 
 KEY = "email:sendgrid:rewards@example.com"
 

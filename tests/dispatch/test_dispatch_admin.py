@@ -17,21 +17,21 @@ from sqlalchemy.pool import NullPool
 
 from cli import cli
 from engine.app import App, build_app
+from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage, Program
 from engine.db.session import make_engine
 from engine.dispatch import DispatcherBusyError, dispatch, dispatch_lock
 from engine.errors import InputError, NotFoundError
-from engine.outbox import list_messages, resolve, unknown_messages
-from engine.participants.suppressions import add_suppression
+from engine.sending.outbox import list_messages, resolve, unknown_messages
+from engine.sending.shared_ratelimit import SharedTokenBucket
 from engine.settings import Settings
-from engine.shared_ratelimit import SharedTokenBucket
-from engine.testing import (
+from engine.testing.fakes import (
     FrozenClock,
     RecordingChannel,
     make_participant,
     make_program,
 )
-from engine.testing_providers import FakeSendGrid, FakeTwilio
+from engine.testing.providers import FakeSendGrid, FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
 

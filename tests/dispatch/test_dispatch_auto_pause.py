@@ -21,7 +21,7 @@ from engine.dispatch import dispatch
 from engine.errors import InputError
 from engine.sequencing import advance
 from engine.settings import Settings
-from engine.testing import RecordingChannel, unit
+from engine.testing.fakes import RecordingChannel, unit
 from engine.tick import TickSummary
 
 # A guard only: a regression would loop until it (the assertions are on what stopped it).

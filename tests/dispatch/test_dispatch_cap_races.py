@@ -20,7 +20,7 @@ from engine.channels.base import Outbound, SendResult
 from engine.db.models import Contact, OutboxMessage, Participant, Program
 from engine.dispatch import dispatch
 from engine.settings import Settings
-from engine.testing import (
+from engine.testing.fakes import (
     FrozenClock,
     RecordingChannel,
     make_consent,

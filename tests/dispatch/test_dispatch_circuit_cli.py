@@ -10,7 +10,7 @@ from dispatch_helpers import queue_emails
 
 from cli import cli
 from engine.app import App
-from engine.testing_providers import Canned, FakeSendGrid
+from engine.testing.providers import Canned, FakeSendGrid
 
 
 def _run(app: App, server: FakeSendGrid, tmp_path: Path, *args: str) -> tuple[int, str]:

@@ -44,16 +44,16 @@ from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
 from engine.channels.sendgrid import SendGridChannel
 from engine.clock import FrozenClock
+from engine.consent.provider_events import find_by_uid, report_status
 from engine.db.models import Contact, OutboxMessage
 from engine.dispatch import DispatchSummary, dispatch
 from engine.dispatch_record import RATE_SECONDS, unknown_bound
-from engine.outbox import resolve
-from engine.provider_events import find_by_uid, report_status
+from engine.sending.outbox import resolve
 from engine.settings import Settings
-from engine.testing import (
+from engine.testing.fakes import (
     RecordingChannel,
 )
-from engine.testing_providers import Canned, FakeSendGrid
+from engine.testing.providers import Canned, FakeSendGrid
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 60.0  # only a broken dispatcher ever waits this long
@@ -116,7 +116,7 @@ def _survivor(app: App, server: FakeSendGrid) -> DispatchSummary:
 
 @pytest.mark.parametrize(
     ("in_flight", "answer_delay"),
-    # One request at a time, and up to 16 at once (engine/in_flight.py): slower answers
+    # One request at a time, and up to 16 at once (engine/sending/in_flight.py): slower answers
     # there, so that the kills still land while a batch is being sent.
     [(1, 0.01), (16, 0.08)],
     ids=["one-at-a-time", "16-in-flight"],

@@ -22,8 +22,8 @@ from engine.channels.base import Outbound, SendResult
 from engine.clock import FrozenClock
 from engine.db.models import DispatchClaim, OutboxMessage
 from engine.dispatch import DispatchSummary, dispatch
-from engine.testing import RecordingChannel
-from engine.testing_providers import Canned, FakeSendGrid
+from engine.testing.fakes import RecordingChannel
+from engine.testing.providers import Canned, FakeSendGrid
 
 ROOT = Path(__file__).resolve().parents[2]
 

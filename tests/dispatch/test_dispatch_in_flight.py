@@ -1,5 +1,5 @@
 """dispatch() against a provider that answers slowly: several requests in flight per worker
-(engine/in_flight.py), each message still sent once and every outcome recorded.
+(engine/sending/in_flight.py), each message still sent once and every outcome recorded.
 
 The fake SendGrid answers after a delay; the assertions are on what it received (which
 connections, overlapping or not) and what the database holds, never on how long it took. (That
@@ -16,17 +16,17 @@ import pytest
 from dispatch_helpers import queue_emails
 from sqlalchemy import select
 
-from engine import outbox_status as st
 from engine.app import App
 from engine.channels.sendgrid import SendGridChannel
 from engine.db.models import OutboxMessage
 from engine.dispatch import dispatch
-from engine.in_flight import FAST_ANSWER
+from engine.sending import outbox_status as st
+from engine.sending.in_flight import FAST_ANSWER
 from engine.settings import Settings
-from engine.testing import (
+from engine.testing.fakes import (
     FrozenClock,
 )
-from engine.testing_providers import Canned, FakeSendGrid, RecordedRequest
+from engine.testing.providers import Canned, FakeSendGrid, RecordedRequest
 
 DELAY = FAST_ANSWER * 50  # 0.1 s: a provider across a network
 LIMIT = 4

@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 from engine.app import build_app
 from engine.channels.base import RetryableError
-from engine.circuits import open_circuits
 from engine.db.models import OutboxMessage
 from engine.dispatch import dispatch
+from engine.sending.circuits import open_circuits
 from engine.settings import Settings
-from engine.testing import FrozenClock, RecordingChannel
+from engine.testing.fakes import FrozenClock, RecordingChannel
 
 
 def test_a_message_the_provider_always_fails_on_ends_failed_and_the_rest_goes(

@@ -19,11 +19,11 @@ from engine.app import App
 from engine.channels.base import Channel
 from engine.channels.sendgrid import SendGridChannel
 from engine.channels.twilio import TwilioChannel
-from engine.circuits import Circuit, open_circuits
 from engine.db.models import CampaignRun, OutboxMessage, Participant, Suppression
 from engine.dispatch import dispatch
+from engine.sending.circuits import Circuit, open_circuits
 from engine.settings import Settings
-from engine.testing import (
+from engine.testing.fakes import (
     FrozenClock,
     make_consent,
     make_outbox_message,
@@ -31,7 +31,7 @@ from engine.testing import (
     make_program,
     make_run,
 )
-from engine.testing_providers import Canned, FakeSendGrid, FakeTwilio
+from engine.testing.providers import Canned, FakeSendGrid, FakeTwilio
 
 SENDER = "+12025550100"
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.ratelimit import SlotTooFarError, TokenBucket
+from engine.sending.ratelimit import SlotTooFarError, TokenBucket
 
 
 class FakeTime:

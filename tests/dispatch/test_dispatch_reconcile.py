@@ -21,8 +21,8 @@ from engine.channels.twilio import TwilioChannel
 from engine.db.models import Contact, OutboxMessage
 from engine.dispatch import dispatch
 from engine.reconcile import reconcile
-from engine.testing import FrozenClock
-from engine.testing_providers import Canned, FakeSendGrid, FakeTwilio
+from engine.testing.fakes import FrozenClock
+from engine.testing.providers import Canned, FakeSendGrid, FakeTwilio
 
 WAIT_SECONDS = 30.0
 

@@ -13,10 +13,10 @@ from sqlalchemy import update
 
 from cli import cli
 from engine.app import App
+from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage
 from engine.dispatch import dispatch
-from engine.participants.suppressions import add_suppression
-from engine.testing import FrozenClock, RecordingChannel
+from engine.testing.fakes import FrozenClock, RecordingChannel
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -39,16 +39,16 @@ from engine.clock import FrozenClock
 from engine.db.models import RateLimitSlot
 from engine.db.session import make_engine
 from engine.dispatch import dispatch
+from engine.sending.shared_ratelimit import Reservation, SharedTokenBucket, reserve_slots, to_local
 from engine.settings import Settings
-from engine.shared_ratelimit import Reservation, SharedTokenBucket, reserve_slots, to_local
-from engine.testing import (
+from engine.testing.fakes import (
     make_consent,
     make_outbox_message,
     make_participant,
     make_program,
     make_run,
 )
-from engine.testing_providers import FakeSendGrid, FakeTwilio
+from engine.testing.providers import FakeSendGrid, FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York: inside the SMS window
@@ -203,7 +203,7 @@ def test_two_processes_never_get_more_than_rate_t_plus_burst_between_them(
     for width in (0.25, 1.0):
         assert _max_in_window(merged, width) <= rate * width + burst, width
     # At the scale of one slot the bound holds up to the two approximations the module states
-    # (engine/shared_ratelimit.py: each process knows the database's clock to within half a
+    # (engine/sending/shared_ratelimit.py: each process knows the database's clock to within half a
     # round trip, and a block's first slot goes when the reservation comes back): on a busy
     # 2-core machine that is a slot per process, seen as 4 grants in 10 ms about one run in
     # six (before this change as well). The wider windows above stay exact.

@@ -24,11 +24,11 @@ from engine import dispatch as dispatch_module
 from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
 from engine.channels.twilio import TwilioChannel
+from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage, Participant
 from engine.dispatch import dispatch
-from engine.participants.suppressions import add_suppression
 from engine.settings import Settings
-from engine.testing import (
+from engine.testing.fakes import (
     FrozenClock,
     make_consent,
     make_outbox_message,
@@ -36,7 +36,7 @@ from engine.testing import (
     make_program,
     make_run,
 )
-from engine.testing_providers import FakeTwilio
+from engine.testing.providers import FakeTwilio
 
 SMS_RATE = 0.5  # one SMS per 2 s: twice engine.dispatch.FACTS_MAX_AGE_SECONDS (1 s)
 WAIT_FOR_READ_SECONDS = 60.0  # only a broken dispatcher ever waits this long

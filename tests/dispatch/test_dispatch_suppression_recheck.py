@@ -12,11 +12,11 @@ from sqlalchemy import select
 
 from engine.app import App
 from engine.channels.base import Outbound, SendResult
+from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage
 from engine.dispatch import SUPPRESSION_RECHECK_SECONDS, dispatch
-from engine.participants.suppressions import add_suppression
 from engine.settings import Settings
-from engine.testing import FrozenClock, RecordingChannel
+from engine.testing.fakes import FrozenClock, RecordingChannel
 
 
 @pytest.fixture

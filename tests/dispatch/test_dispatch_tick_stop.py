@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from engine.app import App
 from engine.db.models import OutboxMessage
-from engine.testing_providers import Canned, FakeSendGrid
+from engine.testing.providers import Canned, FakeSendGrid
 
 ROOT = Path(__file__).resolve().parents[2]
 

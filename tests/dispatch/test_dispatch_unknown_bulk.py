@@ -13,8 +13,8 @@ from sqlalchemy import func, select, update
 from cli import cli
 from engine.app import App
 from engine.db.models import Contact, OutboxMessage
-from engine.outbox import count_unknown, resolve_many, unknown_messages
-from engine.testing import FrozenClock
+from engine.sending.outbox import count_unknown, resolve_many, unknown_messages
+from engine.testing.fakes import FrozenClock
 
 
 def _cli(app: App, *args: str) -> tuple[int, str]:

@@ -15,9 +15,9 @@ from engine.app import App, build_app
 from engine.channels.base import UnknownOutcomeError
 from engine.db.models import CampaignRun, Contact, OutboxMessage, Participant
 from engine.dispatch import dispatch
-from engine.outbox import resolve
+from engine.sending.outbox import resolve
 from engine.settings import Settings
-from engine.testing import (
+from engine.testing.fakes import (
     FrozenClock,
     RecordingChannel,
     make_consent,

@@ -1,4 +1,4 @@
-"""engine.in_flight: calls kept in flight on a slow provider, made one at a time on a fast one.
+"""engine.sending.in_flight: calls kept in flight on a slow provider, one at a time on a fast one.
 
 The slow calls sleep a few ms (past FAST_ANSWER, and a sleep never ends early); a fast one
 is timed by a fake timer, since a busy machine can make any real call slow. The assertions
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from engine.in_flight import FAST_ANSWER, Done, InFlight
+from engine.sending.in_flight import FAST_ANSWER, Done, InFlight
 
 SLOW = FAST_ANSWER * 5
 

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from click.testing import CliRunner
 from rich.cells import cell_len
 
-from cli import cli, render_table
+from cli import cli
 from engine.app import App
-from engine.testing import make_participant, make_program, unit
+from engine.cli.common import render_table
+from engine.testing.fakes import make_participant, make_program, unit
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 

@@ -24,9 +24,9 @@ from engine.clock import FrozenClock
 from engine.db.models import CallTask, OutboxMessage
 from engine.logs import JsonFormatter
 from engine.settings import Settings
-from engine.testing import make_consent, make_outbox_message, make_participant, make_program
-from engine.testing import make_run as _make_run
-from engine.testing_providers import Canned, FakeSendGrid, FakeTwilio
+from engine.testing.fakes import make_consent, make_outbox_message, make_participant, make_program
+from engine.testing.fakes import make_run as _make_run
+from engine.testing.providers import Canned, FakeSendGrid, FakeTwilio
 from engine.tick import tick
 
 PUBLIC_URL = "https://hooks.example.org"

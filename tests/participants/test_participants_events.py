@@ -15,7 +15,7 @@ from engine.clock import FrozenClock
 from engine.db.models import ActivityEvent, Participant
 from engine.errors import InputError
 from engine.participants.events import import_events, validate_event
-from engine.testing import make_participant, make_program
+from engine.testing.fakes import make_participant, make_program
 
 HEADER = ["external_id", "type", "occurred_at", "points", "amount", "reference"]
 

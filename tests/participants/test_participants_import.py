@@ -15,12 +15,12 @@ from sqlalchemy import select
 
 from engine.app import App
 from engine.clock import FrozenClock
+from engine.consent.suppressions import add_suppression
 from engine.db.models import Consent, Participant, Program
 from engine.errors import InputError, NotFoundError
 from engine.participants.importer import ImportSummary, import_participants
-from engine.participants.suppressions import add_suppression
 from engine.sampling import sample_key
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 HEADER = ["external_id", "first_name", "email", "phone", "status", "consent_email", "consent_sms"]
 

@@ -26,7 +26,7 @@ from engine.participants.store import (
     copy_line,
 )
 from engine.participants.validation import ValidationContext, validate_participant
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 AT = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 HEADER = [

@@ -20,7 +20,7 @@ from engine.clock import FrozenClock
 from engine.db.models import Consent, Participant
 from engine.errors import InputError
 from engine.participants.importer import import_participants
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 FULL_HEADER = (
     "external_id,first_name,last_name,email,phone,timezone,locale,status,points_balance,"

@@ -9,16 +9,16 @@ import pytest
 
 from engine.app import App
 from engine.clock import FrozenClock
-from engine.errors import InputError, NotFoundError
-from engine.participants.queries import list_participants, show_participant
-from engine.participants.suppressions import (
+from engine.consent.suppressions import (
     add_suppression,
     is_suppressed,
     list_suppressions,
     normalise_address,
     remove_suppression,
 )
-from engine.testing import make_consent, make_event, make_participant, make_program
+from engine.errors import InputError, NotFoundError
+from engine.participants.queries import list_participants, show_participant
+from engine.testing.fakes import make_consent, make_event, make_participant, make_program
 
 
 def test_normalise_address() -> None:

@@ -22,7 +22,7 @@ from engine.db.models import (
     Participant,
     Program,
 )
-from engine.testing import make_event, make_participant
+from engine.testing.fakes import make_event, make_participant
 
 _n = itertools.count(1)
 

@@ -21,7 +21,7 @@ from engine.db.models import Conversion
 from engine.reports.agents import agents_report
 from engine.reports.common import parse_period
 from engine.reports.complaints import complaints_report
-from engine.testing import make_consent, make_program
+from engine.testing.fakes import make_consent, make_program
 
 MON = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York
 

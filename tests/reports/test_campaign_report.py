@@ -21,7 +21,7 @@ from engine.errors import InputError, NotFoundError
 from engine.reports import stats
 from engine.reports.campaign import CampaignReport, campaign_report
 from engine.reports.common import parse_period
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 T0 = datetime(2026, 1, 10, 14, 0, tzinfo=UTC)
 AT = T0 + timedelta(days=40)

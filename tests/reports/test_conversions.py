@@ -11,7 +11,7 @@ from sqlalchemy import select
 from engine.app import App
 from engine.conversions import match_after_import, match_conversions
 from engine.db.models import CallTask, Conversion, Enrollment, OutboxMessage
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 T0 = datetime(2026, 1, 10, 14, 0, tzinfo=UTC)
 AT = T0 + timedelta(days=40)

@@ -16,7 +16,7 @@ from engine.app import App
 from engine.conversions import match_conversions
 from engine.db.models import Conversion, Enrollment
 from engine.reports.campaign import campaign_report
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 T0 = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)

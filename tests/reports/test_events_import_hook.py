@@ -13,7 +13,7 @@ from sqlalchemy import select
 from cli import cli
 from engine.app import App
 from engine.db.models import Conversion, Enrollment, OutboxMessage
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 
 def test_events_import_matches_conversions(app: App, tmp_path: Path) -> None:

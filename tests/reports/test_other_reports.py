@@ -19,7 +19,7 @@ from engine.errors import NotFoundError
 from engine.reports.common import parse_period
 from engine.reports.deliverability import deliverability_report
 from engine.reports.retention import retention_report
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 
 def _suppress(app: App, channel: str, reason: str, n: int, at: datetime) -> None:

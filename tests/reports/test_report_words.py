@@ -18,7 +18,7 @@ from engine.conversions import match_conversions
 from engine.reports import stats
 from engine.reports.campaign import NO_STEP, campaign_report
 from engine.reports.verdicts import BETTER, NO_DATA, NO_DIFFERENCE, NOT_CONCLUSIVE, WORSE, verdict
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 # --------------------------------------------------------------------------- numbers by hand
 

@@ -15,7 +15,7 @@ from engine.db import migrate
 from engine.db.models import OutboxMessage, OutboxTally, Participant
 from engine.db.session import make_engine, make_session_factory
 from engine.reports.tallies import fold_tallies, read_tallies
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 from engine.tick import fold_outbox_tallies
 
 T0 = datetime(2026, 1, 10, 14, 0, tzinfo=UTC)

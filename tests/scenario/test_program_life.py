@@ -77,7 +77,7 @@ from engine.db.models import CallTask
 from engine.db.session import make_engine
 from engine.metrics.collector import scrape
 from engine.settings import load_settings
-from engine.testing_providers import Canned, FakeSendGrid
+from engine.testing.providers import Canned, FakeSendGrid
 
 BASE_MEMBERS = 40
 AGENTS = {

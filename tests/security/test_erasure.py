@@ -14,6 +14,9 @@ from sqlalchemy import func, inspect, select, text
 from cli import cli
 from engine.app import App
 from engine.calls import caller_log
+from engine.consent.provider_events import record_event
+from engine.consent.suppressions import add_suppression
+from engine.consent.unsubscribe import signer_for
 from engine.db.models import (
     CallTask,
     Enrollment,
@@ -24,9 +27,7 @@ from engine.db.models import (
     Suppression,
 )
 from engine.participants.erasure import ERASED_PREFIX
-from engine.participants.suppressions import add_suppression
-from engine.provider_events import record_event
-from engine.testing import (
+from engine.testing.fakes import (
     make_consent,
     make_outbox_message,
     make_participant,
@@ -34,7 +35,6 @@ from engine.testing import (
     make_run,
     unit,
 )
-from engine.unsubscribe import signer_for
 
 EMAIL = "mei.wang@example.com"
 PHONE = "+12025550188"
@@ -182,7 +182,7 @@ def test_later_events_unsubscribes_stops_and_reimports_bring_nothing_back(
         token = signer_for(s, app.settings).sign(member)
     assert cli_run(app, "participants", "erase", "M-42", "--yes")[0] == 0
     now = app.clock.now() + timedelta(hours=1)
-    from engine.opt_outs import suppress
+    from engine.consent.opt_outs import suppress
     from engine.webhooks.unsubscribe_pages import recipient, unsubscribe
 
     with unit(app) as s:

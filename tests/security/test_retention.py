@@ -12,7 +12,7 @@ from engine.app import App, build_app
 from engine.clock import FrozenClock
 from engine.db.models import OutboxMessage
 from engine.retention import purge_message_contents
-from engine.testing import make_outbox_message, make_participant, make_program, make_run, unit
+from engine.testing.fakes import make_outbox_message, make_participant, make_program, make_run, unit
 from engine.tick import tick
 
 

@@ -7,7 +7,7 @@ from seq_helpers import TEST_NOW, unit
 
 from engine.app import App
 from engine.db.models import Program
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 
 
 @pytest.fixture

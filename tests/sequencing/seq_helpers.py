@@ -11,7 +11,7 @@ from engine import planning
 from engine.app import App
 from engine.db.models import CallTask, Enrollment, OutboxMessage, Program
 from engine.definitions.loader import LoadedDefinition
-from engine.testing import load_definition, unit
+from engine.testing.fakes import load_definition, unit
 
 # The same instant as tests/conftest.py's TEST_NOW (the `clock` fixture): a Monday, 10:00 in
 # New York, six days before the US spring-forward (2026-03-08).

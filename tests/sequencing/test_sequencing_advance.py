@@ -23,7 +23,7 @@ from engine.app import App
 from engine.db.models import CampaignRun, Enrollment, OutboxMessage, Participant, Program
 from engine.preview import preview
 from engine.sequencing import advance
-from engine.testing import make_consent, make_outbox_message, make_participant
+from engine.testing.fakes import make_consent, make_outbox_message, make_participant
 from engine.variants import assign_variant
 
 THREE_STEPS = [
@@ -364,9 +364,9 @@ def test_forked_workers_make_the_same_messages(app: App, program: Program, worke
     assert summary.processes == max(workers, 1) and summary.enrollments == 12
     rows = messages(app)
     # Bodies depend only on the member and the step: compare with an in-process render.
+    from engine.consent.unsubscribe import signing_key
     from engine.sequencing import RendererConfig, RenderItem, render_item
     from engine.templates import participant_data
-    from engine.unsubscribe import signing_key
 
     with unit(app) as s:
         key = signing_key(s, app.settings)

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.app import App
+from engine.consent.suppressions import add_suppression
 from engine.db.models import (
     CallTask,
     Consent,
@@ -22,9 +23,8 @@ from engine.db.models import (
     Participant,
     Program,
 )
-from engine.participants.suppressions import add_suppression
 from engine.sequencing import advance
-from engine.testing import make_consent, make_participant
+from engine.testing.fakes import make_consent, make_participant
 
 PHONES = ["+14155552671", "+14155552672", "+14155552673"]
 

@@ -20,7 +20,7 @@ from engine.db.models import CallTask, CampaignRun, OutboxMessage, Participant, 
 from engine.dispatch import dispatch
 from engine.errors import ConfigError
 from engine.sequencing import advance
-from engine.testing import RecordingChannel, make_consent, make_participant, unit
+from engine.testing.fakes import RecordingChannel, make_consent, make_participant, unit
 
 ROOT = Path(__file__).resolve().parents[2]
 

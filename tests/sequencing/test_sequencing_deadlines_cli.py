@@ -17,7 +17,7 @@ from engine.app import App
 from engine.db.models import Program
 from engine.reports.campaign import campaign_report
 from engine.sequencing import advance
-from engine.testing import make_participant
+from engine.testing.fakes import make_participant
 
 AT = TEST_NOW.isoformat()
 

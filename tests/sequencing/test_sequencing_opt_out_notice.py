@@ -10,7 +10,7 @@ from seq_helpers import HOUR, TEST_NOW, definition, launch, messages, unit
 from engine.app import App
 from engine.db.models import Program
 from engine.sequencing import advance
-from engine.testing import make_consent, make_participant
+from engine.testing.fakes import make_consent, make_participant
 
 STEPS = [
     {"id": "sms-1", "channel": "sms", "template": "plain"},

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.consent_wording import REASON_WORDS
+from engine.consent.wording import REASON_WORDS
 from engine.definitions.schema import Step
 from engine.sequencing import Facts, MessageState, exit_reason, plan_enrollment, step_due
 
@@ -221,7 +221,7 @@ def test_a_previous_message_sent_late_moves_the_next_step() -> None:
 
 
 def test_a_queued_previous_message_does_not_stop_the_sequence() -> None:
-    # The dispatcher's gate keeps that spacing (engine.deadlines.send_time_refusals).
+    # The dispatcher's gate keeps that spacing (engine.sending.deadlines.send_time_refusals).
     facts = Facts(messages={0: MessageState(True, None, utc(2026, 3, 2))})
     taken = _walk(PAIR, facts, utc(2026, 3, 4), index=1, next_at=utc(2026, 3, 4))
     assert [a.step_index for a in taken.actions] == [1]

@@ -22,7 +22,7 @@ from engine.db.models import ReportDelivery
 from engine.programs import add_program
 from engine.subscriptions.deliveries import deliver_due, list_deliveries, send_now
 from engine.subscriptions.loader import load_named
-from engine.testing_providers import Canned, FakeSendGrid
+from engine.testing.providers import Canned, FakeSendGrid
 
 SUBSCRIPTION = """\
 name: uk-monthly

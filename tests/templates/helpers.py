@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.consent.unsubscribe import UnsubscribeSigner
 from engine.templates import Renderer
-from engine.unsubscribe import UnsubscribeSigner
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"

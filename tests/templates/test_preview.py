@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 from cli import cli
 from engine.app import App
+from engine.consent.unsubscribe import UnsubscribeSigner, signing_key
 from engine.db.models import Participant
 from engine.definitions.loader import load_campaign
 from engine.preview import assign_variant
-from engine.testing import make_participant, make_program
-from engine.unsubscribe import UnsubscribeSigner, signing_key
+from engine.testing.fakes import make_participant, make_program
 
 from .helpers import CAMPAIGNS, TEMPLATES
 

@@ -10,15 +10,15 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from engine.app import App
-from engine.db.models import EngineSetting
-from engine.settings import Settings
-from engine.unsubscribe import (
+from engine.consent.unsubscribe import (
     SETTING_KEY,
     InvalidTokenError,
     UnsubscribeSigner,
     signing_key,
     unsubscribe_url,
 )
+from engine.db.models import EngineSetting
+from engine.settings import Settings
 
 SIGNER = UnsubscribeSigner(b"k" * 32)
 CHANNELS = st.sampled_from(["email", "sms", "call", "all"])

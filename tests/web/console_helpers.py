@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from engine.app import App
 from engine.db.models import CallerLogEntry, ConsoleAuditEvent
-from engine.testing import unit
+from engine.testing.fakes import unit
 from engine.web.users import add_user
 from engine.webhooks.app import build_asgi_app
 

@@ -24,7 +24,7 @@ from engine.app import App, build_app
 from engine.clock import FrozenClock
 from engine.db.models import ActivityEvent, Conversion, Enrollment, Participant
 from engine.settings import Settings
-from engine.testing import make_program
+from engine.testing.fakes import make_program
 from engine.webhooks.activity_events import MAX_EVENTS
 from engine.webhooks.app import build_asgi_app
 

@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 from webhook_helpers import Hooks, World
 
 from engine.channels.base import OutboundSms
+from engine.consent.unsubscribe import signer_for
 from engine.db.models import OutboxMessage, Participant
 from engine.dispatch import dispatch
-from engine.testing import FrozenClock, RecordingChannel, make_consent
-from engine.unsubscribe import signer_for
+from engine.testing.fakes import FrozenClock, RecordingChannel, make_consent
 
 
 def _channels(clock: FrozenClock) -> dict[str, RecordingChannel]:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from webhook_helpers import INBOUND_PATH, STATUS_PATH, Hooks, World
 
-from engine.unsubscribe import signer_for
+from engine.consent.unsubscribe import signer_for
 
 FUZZ = settings(
     max_examples=40,

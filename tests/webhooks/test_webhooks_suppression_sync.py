@@ -15,10 +15,10 @@ from webhook_helpers import FakeSuppressionApi, World
 from cli import cli
 from engine.app import App, build_app
 from engine.clock import FrozenClock
+from engine.consent.suppression_sync import SuppressionSyncError, parse_since, sync_suppressions
+from engine.consent.suppressions import add_suppression
 from engine.errors import ConfigError, InputError
-from engine.participants.suppressions import add_suppression
 from engine.settings import Settings
-from engine.suppression_sync import SuppressionSyncError, parse_since, sync_suppressions
 
 
 @pytest.fixture

@@ -200,7 +200,7 @@ def test_start_lifts_only_the_opt_out(world: World, hooks: Hooks) -> None:
     assert [s for s in world.suppressions() if s[0] == "sms"] == []
     # An erasure (or any reason but opt_out) is never lifted by a text message.
     with world.app.sessions() as session, session.begin():
-        from engine.participants.suppressions import add_suppression
+        from engine.consent.suppressions import add_suppression
 
         add_suppression(session, member.phone or "", "sms", "manual", "cli", at=world.at)
     hooks.inbound(inbound_form(member, "UNSTOP"))
@@ -276,7 +276,7 @@ def test_start_from_a_number_that_never_stopped_says_so(world: World, hooks: Hoo
     assert "already subscribed" in body_of(response) and "resubscribed" not in body_of(response)
     # A number blocked for another reason is not told it is subscribed, nor resubscribed.
     with world.app.sessions() as session, session.begin():
-        from engine.participants.suppressions import add_suppression
+        from engine.consent.suppressions import add_suppression
 
         add_suppression(session, member.phone or "", "sms", "manual", "cli", at=world.at)
     response = hooks.inbound(inbound_form(member, "START"))
@@ -310,7 +310,7 @@ def test_ten_stops_at_once_get_exactly_one_confirmation(world: World, wapp: Any)
     for _ in range(3):  # a race lost once in four runs before: try it a few times
         replies.clear()
         with world.app.sessions() as session, session.begin():
-            from engine.opt_outs import lift_opt_out
+            from engine.consent.opt_outs import lift_opt_out
 
             lift_opt_out(session, member.phone or "", "sms")
         threads = [threading.Thread(target=stop) for _ in range(10)]

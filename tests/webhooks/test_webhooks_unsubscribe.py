@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from webhook_helpers import Hooks, World
 
-from engine.unsubscribe import UnsubscribeSigner, signer_for
+from engine.consent.unsubscribe import UnsubscribeSigner, signer_for
 
 
 def signer(world: World) -> UnsubscribeSigner:

@@ -20,6 +20,7 @@ from twilio.request_validator import RequestValidator
 
 from engine.app import App
 from engine.clock import FrozenClock
+from engine.consent.suppressions import list_suppressions
 from engine.db.models import (
     CallTask,
     CampaignRun,
@@ -28,8 +29,7 @@ from engine.db.models import (
     Participant,
     Program,
 )
-from engine.participants.suppressions import list_suppressions
-from engine.testing import make_outbox_message, make_participant, make_program, make_run
+from engine.testing.fakes import make_outbox_message, make_participant, make_program, make_run
 
 PUBLIC_URL = "https://hooks.example.org"
 TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"

@@ -10,8 +10,8 @@ long code (about 1 SMS/s) or any provider's per-second limit needs.
 
 Reservation happens under a lock and the sleep outside it, so threads sharing one bucket are
 served in order and never oversubscribe it. It paces one process: on PostgreSQL, where any
-number of dispatchers share the queue, engine/shared_ratelimit.py shares the slots through the
-database instead. The clock and the sleep are injected: the tests run
+number of dispatchers share the queue, engine/sending/shared_ratelimit.py shares the slots
+through the database instead. The clock and the sleep are injected: the tests run
 it on a fake clock; the real rate is measured by bench/bench_dispatch.py.
 """
 

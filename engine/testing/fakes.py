@@ -40,8 +40,8 @@ from engine.db.models import (
     Program,
 )
 from engine.definitions.loader import LoadedDefinition, parse_definition
-from engine.outbox import message_uids
 from engine.sampling import sample_key
+from engine.sending.outbox import message_uids
 
 if TYPE_CHECKING:
     from engine.app import App

@@ -1,7 +1,5 @@
-"""`campaign cases ...`: thin commands over engine/cases (registered by cli.py).
-
-Kept apart from cli.py, which is long enough; it uses cli.py's state, transaction and
-renderers, so cli.py imports it last."""
+"""`campaign cases ...`: thin commands over engine/cases: complaints, escalations and requests
+for help followed until they are closed."""
 
 from __future__ import annotations
 
@@ -9,10 +7,17 @@ from typing import Any
 
 import click
 
-from cli import CliState, cli, emit_json, json_option, pass_state, render_table, transaction
+from engine.cli.common import (
+    CliState,
+    emit_json,
+    json_option,
+    pass_state,
+    render_table,
+    transaction,
+)
 
 
-@cli.group("cases")
+@click.group("cases")
 def cases_group() -> None:
     """Complaints, escalations and requests for help followed until they are closed: owner,
     status, due time from the program's service level, history of every call, note and

@@ -12,7 +12,7 @@ inclusive). Without ``since`` a sync starts where the last successful one ended 
 engine_settings), so a daily cron pulls only what is new; the first sync pulls everything. An
 address already suppressed on email (or on all channels), for any reason, is left as it is:
 a sync never weakens an erasure or rewrites why someone was suppressed. Every address added
-goes through :func:`engine.opt_outs.suppress`, so its queued email is skipped at once.
+goes through :func:`engine.consent.opt_outs.suppress`, so its queued email is skipped at once.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from sqlalchemy.orm import Session
 
 from engine.app import App
 from engine.clock import ensure_utc
+from engine.consent.opt_outs import existing_reason, suppress
+from engine.consent.provider_events import take_write_lock
+from engine.consent.suppressions import normalise_address
 from engine.db.models import EngineSetting
 from engine.definitions.durations import parse_duration
 from engine.errors import ConfigError, EngineError, InputError
-from engine.opt_outs import existing_reason, suppress
-from engine.participants.suppressions import normalise_address
-from engine.provider_events import take_write_lock
 
 SOURCE = "sendgrid_sync"
 CURSOR_KEY = "sendgrid_suppressions_synced_until"

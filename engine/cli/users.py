@@ -1,6 +1,5 @@
-"""`campaign users ...`: who may sign in to the browser console (registered by cli.py).
-
-Kept apart from cli.py; thin commands over engine/web/users.py."""
+"""`campaign users ...`: who may sign in to the browser console; thin commands over
+engine/web/users.py."""
 
 from __future__ import annotations
 
@@ -8,12 +7,19 @@ import sys
 
 import click
 
-from cli import CliState, cli, emit_json, json_option, pass_state, render_table, transaction
+from engine.cli.common import (
+    CliState,
+    emit_json,
+    json_option,
+    pass_state,
+    render_table,
+    transaction,
+)
 
 ROLES = click.Choice(["agent", "supervisor", "manager", "coordinator"], case_sensitive=False)
 
 
-@cli.group("users")
+@click.group("users")
 def users_group() -> None:
     """People who sign in to the browser console (`campaign serve`: /agent, /floor) and their
     roles: agent, supervisor, manager, coordinator (see docs/console.md)."""

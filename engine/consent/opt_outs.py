@@ -1,6 +1,6 @@
 """An opt-out, bounce or spam report takes effect at once, whichever path it came by.
 
-The suppression entry itself goes through ``engine.participants.suppressions`` (so
+The suppression entry itself goes through ``engine.consent.suppressions`` (so
 ``campaign suppress list`` shows it with its source). The dispatcher re-checks suppression when
 it claims a message, so nothing would be sent anyway; here we also settle what is already
 waiting, so counts and call lists are right immediately:
@@ -23,15 +23,15 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
-from engine import outbox_status
-from engine.db.models import CallTask, OutboxMessage, Participant, Suppression
-from engine.participants.suppressions import (
+from engine.consent.suppressions import (
     add_suppression,
     hash_normalised,
     normalise_address,
     remove_suppression,
 )
+from engine.db.models import CallTask, OutboxMessage, Participant, Suppression
 from engine.participants.validation import normalise_email
+from engine.sending import outbox_status
 
 SUPPRESSED = "suppressed"  # status_reason / close_reason of what a suppression stopped
 

@@ -6,9 +6,9 @@ write through here, so three rules hold everywhere:
 - an event is recorded once: UNIQUE(provider, provider_event_id) with ON CONFLICT DO NOTHING,
   and only the request that inserted the row applies its effects, so a replayed batch or a
   duplicate delivery changes nothing;
-- a message's status only moves forward (``engine.outbox_status.forward``), with a conditional
-  UPDATE, so a late ``delivered`` never undoes a ``bounced`` and two webhooks racing on one
-  message cannot both win;
+- a message's status only moves forward (``engine.sending.outbox_status.forward``), with a
+  conditional UPDATE, so a late ``delivered`` never undoes a ``bounced`` and two webhooks
+  racing on one message cannot both win;
 - everything that came from outside is cleaned before it reaches a column: no NUL characters
   (PostgreSQL refuses them in text and JSON), nothing longer than its column.
 """
@@ -27,11 +27,11 @@ from sqlalchemy import Insert, Update, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from engine import outbox_status
-from engine.contact_ledger import settle_as_contact
 from engine.db.models import MessageEvent, OutboxMessage
 from engine.db.types import UTCDateTime
 from engine.participants.erasure import scrub_erased
+from engine.sending import outbox_status
+from engine.sending.contact_ledger import settle_as_contact
 
 EVENT_ID_MAX = 128  # message_events.provider_event_id
 EVENT_NAME_MAX = 32  # message_events.event
@@ -272,7 +272,7 @@ def report_status(
     state machine allows it; returns the new status, or None when nothing changed.
 
     A message in ``unknown`` (the crash window) is settled by any such report: the provider
-    has it, so it was sent, and it joins the contacts ledger (engine/contact_ledger.py). The
+    has it, so it was sent, and it joins the contacts ledger (engine/sending/contact_ledger.py). The
     UPDATE is conditional on the status we read, so a concurrent writer that moved it first
     wins and this report is re-judged against the new status.
     """

@@ -2,8 +2,9 @@
 
 A provider limits each sender, so the dispatcher paces every channel by its sender, and
 ``campaign send-test`` takes its one slot of the same limit. On SQLite (one dispatcher at a
-time) the limit is the process's own token bucket (engine/ratelimit.py); on PostgreSQL it is
-shared through the database by every dispatcher, on any machine (engine/shared_ratelimit.py).
+time) the limit is the process's own token bucket (engine/sending/ratelimit.py); on
+PostgreSQL it is shared through the database by every dispatcher, on any machine
+(engine/sending/shared_ratelimit.py).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from email.utils import parseaddr
 from sqlalchemy import Engine
 
 from engine.channels.base import Channel
-from engine.ratelimit import SlotLimiter, TokenBucket
+from engine.sending.ratelimit import SlotLimiter, TokenBucket
+from engine.sending.shared_ratelimit import SharedTokenBucket
 from engine.settings import Settings
-from engine.shared_ratelimit import SharedTokenBucket
 
 
 def burst(rate: float) -> float:

@@ -1,6 +1,6 @@
 """A send rate shared through PostgreSQL by every dispatcher that uses the same sender (#4).
 
-:class:`engine.ratelimit.TokenBucket` paces one process. On PostgreSQL any number of
+:class:`engine.sending.ratelimit.TokenBucket` paces one process. On PostgreSQL any number of
 dispatchers, on any number of machines, share the queue, and each pacing itself alone they
 sent at that many times the configured rate. Here the limit lives in the database instead.
 
@@ -69,7 +69,7 @@ import psycopg
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from engine.ratelimit import SlotLimiter
+from engine.sending.ratelimit import SlotLimiter
 
 # The most timeline one reservation takes: a dispatcher that keeps up with the rate runs one
 # statement per this many seconds, and another one waits at most this long for its turn.
@@ -147,7 +147,7 @@ class _Block:
 
 
 class SharedTokenBucket(SlotLimiter):
-    """The :class:`engine.ratelimit.TokenBucket` interface (``rate``, ``reserve``,
+    """The :class:`engine.sending.ratelimit.TokenBucket` interface (``rate``, ``reserve``,
     ``acquire``) over slots shared through the database with every process using the same
     ``key``. Safe to share between threads. It holds one connection of ``engine`` (opened on
     first use; a lost one is opened again once): :meth:`close` returns it.
@@ -169,7 +169,8 @@ class SharedTokenBucket(SlotLimiter):
         if engine.dialect.name != "postgresql":
             raise ValueError(
                 "a rate limit shared through the database needs PostgreSQL (on SQLite one "
-                "dispatcher runs at a time: engine.ratelimit.TokenBucket is the whole limit)"
+                "dispatcher runs at a time: engine.sending.ratelimit.TokenBucket is the whole "
+                "limit)"
             )
         super().__init__(rate, burst=burst, clock=clock, sleep=sleep)
         self.key = key

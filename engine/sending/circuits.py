@@ -3,7 +3,7 @@
 An error that is the provider's (no connection, 5xx, 429, a connect timeout: everything
 classified :class:`engine.channels.base.RetryableError`) says nothing about the message, so it
 spends none of the message's attempts. It opens the circuit of that provider and sender
-(one ``provider_circuits`` row, keyed like the rate limits: engine/sender_limits.py): no
+(one ``provider_circuits`` row, keyed like the rate limits: engine/sending/sender_limits.py): no
 dispatcher claims for that channel until ``retry_at``; then one request probes. A probe that
 fails doubles the wait (up to :data:`MAX_WAIT`; a Retry-After or SendGrid's X-RateLimit-Reset
 is honoured when longer); one that succeeds closes the circuit (deletes the row).

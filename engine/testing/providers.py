@@ -92,7 +92,7 @@ def contracts_dir() -> Path:
     folder = (
         Path(override)
         if override
-        else Path(__file__).resolve().parents[1] / "tests" / "contracts" / "specs"
+        else Path(__file__).resolve().parents[2] / "tests" / "contracts" / "specs"
     )
     missing = [name for name in (SENDGRID_SPEC, TWILIO_SPEC) if not (folder / name).is_file()]
     if missing:

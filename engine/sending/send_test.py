@@ -11,10 +11,10 @@ refused, as it would be in a campaign.
 It is a real message from the campaign's sender, so it takes a slot of the same rate limit
 the dispatcher paces that channel and sender with (a Twilio long code sends about 1 SMS/s): on
 PostgreSQL the timeline shared through the database with every running dispatcher
-(engine/shared_ratelimit.py), so a test sent while they send waits its turn instead of pushing
-the sender over its rate; on SQLite this process's own bucket. It waits at most ``max_wait``
-seconds: a slot further off means dispatchers hold the sender's rate for longer, and the test
-is refused (:class:`SenderBusyError`) rather than left hanging.
+(engine/sending/shared_ratelimit.py), so a test sent while they send waits its turn instead
+of pushing the sender over its rate; on SQLite this process's own bucket. It waits at most
+``max_wait`` seconds: a slot further off means dispatchers hold the sender's rate for longer,
+and the test is refused (:class:`SenderBusyError`) rather than left hanging.
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine.channels.base import Channel
+from engine.consent.suppressions import is_suppressed, normalise_address
 from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import Step
 from engine.errors import ConfigError, EngineError, InputError, NotFoundError
-from engine.outbox import build_outbound
-from engine.participants.suppressions import is_suppressed, normalise_address
 from engine.preview import preview
 from engine.programs import opt_out_notice_of, sms_opt_out_notices
-from engine.ratelimit import SlotTooFarError
-from engine.sender_limits import configured_rate, rate_key, sender_limit
+from engine.sending.outbox import build_outbound
+from engine.sending.ratelimit import SlotTooFarError
+from engine.sending.sender_limits import configured_rate, rate_key, sender_limit
+from engine.sending.shared_ratelimit import SharedTokenBucket
 from engine.settings import Settings
-from engine.shared_ratelimit import SharedTokenBucket
 from engine.templates import CampaignData, Renderer, StepData, sample_context
 
 TEST_PREFIX = "[TEST] "

@@ -7,7 +7,7 @@ Content of a row (written by engine/sequencing.py, read here and nowhere else):
   ``{"template_id", "dynamic_template_data", "headers"}``;
 - sms: ``{"body", "encoding", "segments"}``.
 
-Statuses move only as engine/outbox_status.py allows; ``resolve`` asks it before writing.
+Statuses move only as engine/sending/outbox_status.py allows; ``resolve`` asks it before writing.
 """
 
 from __future__ import annotations
@@ -24,12 +24,16 @@ from typing import Any, Literal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine import outbox_status as st
 from engine.channels.base import Outbound, OutboundEmail, OutboundSms
 from engine.clock import ensure_utc
-from engine.contact_ledger import contacts_of_messages, settle_as_contact, unknown_counted_at
 from engine.db.models import OUTBOX_STATUSES, CampaignRun, OutboxMessage, Participant
 from engine.errors import InputError, NotFoundError
+from engine.sending import outbox_status as st
+from engine.sending.contact_ledger import (
+    contacts_of_messages,
+    settle_as_contact,
+    unknown_counted_at,
+)
 from engine.settings import Settings
 
 ResolveAction = Literal["sent", "resend", "failed"]
@@ -72,7 +76,7 @@ class OutboxView:
     last_error: str | None
     sent_at: datetime | None
     updated_at: datetime
-    # The deadline (engine/deadlines.py): past it the message is skipped as expired.
+    # The deadline (engine/sending/deadlines.py): past it the message is skipped as expired.
     expires_at: datetime | None = None
 
 
@@ -211,7 +215,7 @@ def resolve(
 ) -> Resolution:
     """Settle a message by hand: ``sent`` (it did go: never resend; it joins the contacts
     ledger), ``resend`` (it did not: queue it again) or ``failed`` (give up). Until then an
-    unknown message counts toward the frequency caps (engine/contact_ledger.py). Refuses
+    unknown message counts toward the frequency caps (engine/sending/contact_ledger.py). Refuses
     what the state machine refuses, and a message a dispatcher is sending right now (its
     lease has not run out)."""
     at = ensure_utc(at)
@@ -232,7 +236,7 @@ def resolve(
         )
     if target == st.SENT:
         # It did go: it becomes a contact of the ledger, at the instant the caps counted it
-        # at while its fate was unknown (engine/contact_ledger.py), so it counts once.
+        # at while its fate was unknown (engine/sending/contact_ledger.py), so it counts once.
         settle_as_contact(session, message.id, status=before)
     message.status = target
     message.claimed_by = None
@@ -356,7 +360,7 @@ def resolve_many(
     for start in range(0, len(ids), _BULK_CHUNK):
         chunk = ids[start : start + _BULK_CHUNK]
         if target == st.SENT:
-            # Before the move, which overwrites updated_at (engine/contact_ledger.py).
+            # Before the move, which overwrites updated_at (engine/sending/contact_ledger.py).
             session.execute(
                 contacts_of_messages(
                     session.get_bind().dialect.name,

@@ -5,7 +5,7 @@ A cap counts a participant's contacts in a rolling window. They are:
 - the rows of ``contacts`` (written when a message is recorded ``sent``, or a call logged);
 - their outbox messages in ``unknown``: the dispatcher lost track of them after the request
   may have gone (a crash, a timeout after sending), so they may have reached the person and
-  count until someone settles them (engine/outbox.py ``resolve``, or a provider event).
+  count until someone settles them (engine/sending/outbox.py ``resolve``, or a provider event).
 
 An unknown message counts at :func:`unknown_counted_at`. When it is settled as gone
 (``resolve --sent``, a provider's ``processed``/``delivered``...) :func:`settle_as_contact`
@@ -36,8 +36,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from engine import outbox_status as st
 from engine.db.models import Contact, OutboxMessage
+from engine.sending import outbox_status as st
 
 ParticipantFilter = Callable[[Any], ColumnElement[bool]]
 

@@ -1,0 +1,163 @@
+"""`campaign programs ...`: the loyalty and membership programs participants belong to."""
+
+from __future__ import annotations
+
+import click
+
+from engine.cli.common import (
+    CliState,
+    emit_json,
+    json_option,
+    pass_state,
+    render_table,
+    transaction,
+)
+
+
+@click.group("programs")
+def programs_group() -> None:
+    """Client programs (each participant belongs to one)."""
+
+
+@programs_group.command("add")
+@click.argument("key")
+@click.option("--name", required=True, help="Display name, used in messages.")
+@click.option("--timezone", help="Program default IANA zone [default: settings].")
+@click.option("--region", help="Phone region for numbers without + [default: settings].")
+@click.option(
+    "--sms-opt-out-notice/--no-sms-opt-out-notice",
+    default=True,
+    show_default=True,
+    help="Append the opt-out sentence to the first SMS of each campaign.",
+)
+@click.option(
+    "--holidays",
+    metavar="CALENDAR",
+    help="Public-holiday calendar business days skip: a country, optionally with a "
+    "subdivision (US, US-CA, CN, GB-SCT) [default: none, Monday to Friday].",
+)
+@json_option
+@pass_state
+def programs_add(
+    state: CliState,
+    key: str,
+    name: str,
+    timezone: str | None,
+    region: str | None,
+    sms_opt_out_notice: bool,
+    holidays: str | None,
+    as_json: bool,
+) -> None:
+    """Create a program KEY."""
+    from engine import programs
+
+    settings = state.settings
+    with transaction(state) as session:
+        program = programs.add_program(
+            session,
+            key=key,
+            name=name,
+            timezone=timezone or settings.default_timezone,
+            region=region or settings.default_region,
+            at=state.app().clock.now(),
+            sms_opt_out_notice=sms_opt_out_notice,
+            holidays=holidays,
+        )
+        result = {
+            "key": program.key,
+            "name": program.name,
+            "timezone": program.timezone,
+            "region": program.region,
+            "sms_opt_out_notice": program.sms_opt_out_notice,
+            "holidays": program.holidays,
+        }
+    if as_json:
+        emit_json(result)
+    else:
+        calendar = f", {result['holidays']} holidays" if result["holidays"] else ""
+        click.echo(
+            f"Program {key!r} created ({result['timezone']}, region {result['region']}{calendar})."
+        )
+
+
+@programs_group.command("list")
+@json_option
+@pass_state
+def programs_list(state: CliState, as_json: bool) -> None:
+    """List programs with their participant counts."""
+    from engine import programs
+
+    with transaction(state) as session:
+        rows = programs.list_programs(session)
+    if as_json:
+        emit_json(rows)
+    else:
+        render_table(
+            "Programs",
+            ["key", "name", "timezone", "region", "participants", "SMS opt-out notice", "holidays"],
+            [
+                (
+                    r.key,
+                    r.name,
+                    r.timezone,
+                    r.region,
+                    r.participants,
+                    "on" if r.sms_opt_out_notice else "off",
+                    r.holidays or "none (Mon-Fri)",
+                )
+                for r in rows
+            ],
+        )
+
+
+@programs_group.command("set")
+@click.argument("key")
+@click.option(
+    "--sms-opt-out-notice/--no-sms-opt-out-notice",
+    default=None,
+    help="Append (or not) the opt-out sentence to the first SMS of each campaign.",
+)
+@click.option(
+    "--holidays",
+    metavar="CALENDAR",
+    help="Public-holiday calendar business days skip (US, US-CA, CN, GB-SCT...); 'none' "
+    "for Monday to Friday.",
+)
+@json_option
+@pass_state
+def programs_set(
+    state: CliState,
+    key: str,
+    sms_opt_out_notice: bool | None,
+    holidays: str | None,
+    as_json: bool,
+) -> None:
+    """Change settings of program KEY (messages already queued keep their text; retries
+    already scheduled keep their time)."""
+    from engine import programs
+
+    if sms_opt_out_notice is None and holidays is None:
+        raise click.UsageError(
+            "nothing to change: give --sms-opt-out-notice (or its --no- form) or --holidays"
+        )
+    with transaction(state) as session:
+        if sms_opt_out_notice is not None:
+            program = programs.set_sms_opt_out_notice(session, key, sms_opt_out_notice)
+        if holidays is not None:
+            code = None if holidays.strip().lower() in ("none", "") else holidays
+            program = programs.set_holidays(session, key, code)
+        calendar = program.holidays
+        result = {
+            "key": program.key,
+            "sms_opt_out_notice": program.sms_opt_out_notice,
+            "holidays": program.holidays,
+        }
+    if as_json:
+        emit_json(result)
+    else:
+        if sms_opt_out_notice is not None:
+            state_word = "on" if sms_opt_out_notice else "off"
+            click.echo(f"Program {key!r}: SMS opt-out notice {state_word}.")
+        if holidays is not None:
+            shown = calendar or "none (business days are Monday to Friday)"
+            click.echo(f"Program {key!r}: holiday calendar {shown}.")
