@@ -198,19 +198,25 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_definition(path: Path | str) -> LoadedDefinition:
-    """Read and validate one campaign file; raise DefinitionError(s) naming file:line field."""
-    path = Path(path)
+def read_definition_file(path: Path, kind: str) -> tuple[str, bytes]:
+    """The text and bytes of a definition file (``kind``: what it is, for the errors: "campaign
+    file", "report subscription file"); one clear error when it is missing, unreadable or not
+    UTF-8."""
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
-        raise NotFoundError(f"{path}: no such campaign file") from exc
+        raise NotFoundError(f"{path}: no such {kind}") from exc
     except OSError as exc:
         raise InputError(f"{path}: cannot read the file ({exc.strerror})") from exc
     try:
-        source = data.decode("utf-8")
+        return data.decode("utf-8"), data
     except UnicodeDecodeError as exc:
         raise DefinitionError(str(path), None, "", f"not UTF-8 text ({exc.reason})") from exc
+
+
+def load_definition(path: Path | str) -> LoadedDefinition:
+    """Read and validate one campaign file; raise DefinitionError(s) naming file:line field."""
+    source, data = read_definition_file(Path(path), "campaign file")
     return _parse_file(source, str(path), data)
 
 

@@ -21,9 +21,10 @@ from engine.definitions.loader import (
     _syntax_error,
     _translate,
     raise_errors,
+    read_definition_file,
     render_path,
 )
-from engine.errors import DefinitionError, InputError, NotFoundError
+from engine.errors import DefinitionError, NotFoundError
 from engine.subscriptions.schema import Subscription
 
 
@@ -40,17 +41,7 @@ class LoadedSubscription:
 
 def load_subscription(path: Path | str) -> LoadedSubscription:
     """Read and validate one subscription file; DefinitionError(s) name file:line field."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"{path}: no such report subscription file") from exc
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the file ({exc.strerror})") from exc
-    try:
-        source = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DefinitionError(str(path), None, "", f"not UTF-8 text ({exc.reason})") from exc
+    source, data = read_definition_file(Path(path), "report subscription file")
     return _parse(source, str(path), data)
 
 
