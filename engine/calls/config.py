@@ -153,13 +153,17 @@ def _nearest(lines: dict[Path_, int], path: Path_) -> int | None:
     return lines.get(())
 
 
-def parse_dispositions(text: str, where: str) -> DispositionsFile:
+def read_yaml(text: str, where: str) -> tuple[yaml.Node | None, Any]:
+    """The YAML's node tree (for line numbers) and its data; a syntax error names its line."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise DefinitionError(where, line, "", f"YAML syntax error: {exc.problem}") from exc
+
+
+def parse_dispositions(text: str, where: str) -> DispositionsFile:
+    node, data = read_yaml(text, where)
     if node is None or data is None:
         return DispositionsFile()
     lines = _lines(node)

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.calls.config import _lines, _nearest
+from engine.calls.config import _lines, _nearest, read_yaml
 from engine.calls.dispositions import COMPLAINT_CATEGORIES
 from engine.errors import DefinitionError, DefinitionErrors, InputError
 
@@ -126,12 +125,7 @@ DEFAULT_RULES = CaseRules(dict(DEFAULT_DUE), DEFAULT_DUE_WITHIN, DEFAULT_ROOT_CA
 
 
 def parse_cases_file(text: str, where: str) -> CasesFile:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise DefinitionError(where, line, "", f"YAML syntax error: {exc.problem}") from exc
+    node, data = read_yaml(text, where)
     if node is None or data is None:
         return CasesFile()
     if not isinstance(data, dict):
