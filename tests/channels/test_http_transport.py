@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from test_channels_sendgrid import API_KEY, email
 
 from engine.channels.base import RetryableError, SendResult
 from engine.channels.http_transport import PooledHttpClient, proxy_for
@@ -28,7 +29,6 @@ from engine.channels.sendgrid import SendGridChannel
 from engine.clock import FrozenClock
 from engine.errors import ConfigError
 from engine.testing.providers import FakeSendGrid
-from tests.channels.test_channels_sendgrid import API_KEY, email
 
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "REQUEST_METHOD")
 

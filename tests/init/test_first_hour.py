@@ -17,8 +17,8 @@ from engine.clock import FrozenClock
 from engine.db.models import CampaignRun, Enrollment
 from engine.sender_identity import sender_identity_problem
 from engine.settings import DEMO_EMAIL_FROM, DEMO_POSTAL_ADDRESS, Settings
-from tests.conftest import TEST_NOW
-from tests.init.test_init import INIT
+from init import TEST_NOW
+from init.test_init import INIT
 
 MEMBERS = """\
 external_id,first_name,email,phone,status,last_activity_at,points_balance,consent_sms

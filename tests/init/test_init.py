@@ -13,7 +13,7 @@ from cli import CliState, cli
 from engine.clock import FrozenClock
 from engine.demo.run import STEPS, run_demo
 from engine.examples import EXAMPLES_DIR
-from tests.conftest import TEST_NOW
+from init import TEST_NOW
 
 REPO = Path(__file__).resolve().parents[2]
 INIT = [

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from cli import CliState, cli
 from engine.clock import FrozenClock
-from tests.conftest import TEST_NOW
+from init import TEST_NOW
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MEMBERS = """\
