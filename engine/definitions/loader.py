@@ -234,21 +234,18 @@ def parse_stored_definition(source: str, label: str) -> LoadedDefinition:
     return parse_definition(source, label)
 
 
-def parse_definition(
-    source: str,
-    path: Path | str,
-    *,
-    expected_name: str | None = None,
-    data: bytes | None = None,
-) -> LoadedDefinition:
-    """Validate definition text; ``path`` is only used in messages and on the result."""
-    path = Path(path)
-    where = str(path)
+def read_mapping(
+    source: str, where: str, *, empty: str, fields: str, file_kind: str
+) -> tuple[dict[str, Any], dict[YamlPath, int], list[DefinitionError]]:
+    """The top-level mapping of a definition file (campaign or report subscription), each
+    path's line, and the duplicate keys found (errors the caller reports with its own). Raises
+    for what leaves nothing to validate: a syntax error, an empty file, nesting past MAX_DEPTH
+    (``file_kind`` names the file there), or a document that is not a mapping (of ``fields``)."""
     loader = _Loader(source)
     try:
         node = loader.get_single_node()
         if node is None:
-            raise DefinitionError(where, 1, "", "the file is empty; expected a campaign mapping")
+            raise DefinitionError(where, 1, "", f"the file is empty; {empty}")
         _check_size(node, where)
         plain = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
@@ -257,7 +254,7 @@ def parse_definition(
         raise DefinitionError(where, None, "", f"YAML syntax error: {exc}") from exc
     except RecursionError as exc:  # the YAML composer recurses once per nesting level
         raise DefinitionError(
-            where, None, "", f"nested too deeply (a campaign file nests at most {MAX_DEPTH} levels)"
+            where, None, "", f"nested too deeply ({file_kind} nests at most {MAX_DEPTH} levels)"
         ) from exc
     finally:
         loader.dispose()
@@ -274,14 +271,30 @@ def parse_definition(
     if not isinstance(plain, dict):
         errors.append(
             DefinitionError(
-                where,
-                lines[()],
-                "",
-                f"expected a mapping of campaign fields (name:, audience:, ...), "
-                f"got {_kind(plain)}",
+                where, lines[()], "", f"expected a mapping of {fields}, got {_kind(plain)}"
             )
         )
         raise_errors(errors)
+    return plain, lines, errors
+
+
+def parse_definition(
+    source: str,
+    path: Path | str,
+    *,
+    expected_name: str | None = None,
+    data: bytes | None = None,
+) -> LoadedDefinition:
+    """Validate definition text; ``path`` is only used in messages and on the result."""
+    path = Path(path)
+    where = str(path)
+    plain, lines, errors = read_mapping(
+        source,
+        where,
+        empty="expected a campaign mapping",
+        fields="campaign fields (name:, audience:, ...)",
+        file_kind="a campaign file",
+    )
     try:
         definition = CampaignDefinition.model_validate(plain)
     except ValidationError as exc:

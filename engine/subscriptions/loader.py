@@ -9,20 +9,14 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from engine.definitions.loader import (
     SUFFIX,
-    _check_size,
-    _duplicate_keys,
-    _line_map,
-    _Loader,
-    _syntax_error,
     _translate,
     raise_errors,
     read_definition_file,
-    render_path,
+    read_mapping,
 )
 from engine.errors import DefinitionError, NotFoundError
 from engine.subscriptions.schema import Subscription
@@ -54,36 +48,13 @@ def _parse(source: str, where: str, data: bytes) -> LoadedSubscription:
 def parse_subscription(
     source: str, where: str, *, expected_name: str | None = None, data: bytes | None = None
 ) -> LoadedSubscription:
-    loader = _Loader(source)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise DefinitionError(where, 1, "", "the file is empty; expected a subscription")
-        _check_size(node, where)
-        plain = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        raise _syntax_error(where, exc) from exc
-    except yaml.YAMLError as exc:
-        raise DefinitionError(where, None, "", f"YAML syntax error: {exc}") from exc
-    finally:
-        loader.dispose()
-    lines = _line_map(node)
-    errors = [
-        DefinitionError(
-            where,
-            line,
-            render_path(dup),
-            f"duplicate key {dup[-1]!r} (first given on line {first})",
-        )
-        for dup, line, first in _duplicate_keys(node)
-    ]
-    if not isinstance(plain, dict):
-        errors.append(
-            DefinitionError(
-                where, lines[()], "", "expected a mapping of subscription fields (name:, ...)"
-            )
-        )
-        raise_errors(errors)
+    plain, lines, errors = read_mapping(
+        source,
+        where,
+        empty="expected a subscription",
+        fields="subscription fields (name:, ...)",
+        file_kind="a report subscription file",
+    )
     try:
         subscription = Subscription.model_validate(plain)
     except ValidationError as exc:
