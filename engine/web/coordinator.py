@@ -194,10 +194,15 @@ def _change_words(change: Any) -> str:
 RunAction = Callable[[Session, int, datetime, str | None], Any]
 
 
-async def _run_action(console: Console, request: Request, event: str, act: RunAction) -> Response:
+async def _run_action(
+    console: Console, request: Request, event: str, act: RunAction, *, confirm: bool = False
+) -> Response:
     who, form, refused = await _acting(console, request)
     if refused is not None:
         return refused
+    if confirm and form.get("confirm") != "yes":
+        # Only the confirmation page's form says yes; anything else is shown that page.
+        return await run_cancel_confirm(console, request)
     run_id = _int(request.path_params.get("run"))
     if run_id is None:
         return await runs_page(console, request, error="which run? give a run id", status=400)
@@ -252,6 +257,7 @@ async def run_cancel(console: Console, request: Request) -> Response:
         request,
         RUN_CANCELLED,
         lambda s, run, at, reason: cancel_run(s, run, at=at, reason=reason),
+        confirm=True,
     )
 
 

@@ -97,7 +97,13 @@ def test_coordinator_pauses_resumes_and_cancels_a_run(app: App) -> None:
     confirm = cody.get(f"/runs/{run_id}/cancel")
     assert confirm.status_code == 200 and "for good" in confirm.text
     assert _status(app, run_id) == "active"
-    cancelled = cody.post(f"/runs/{run_id}/cancel", {"reason": "campaign withdrawn"})
+    # A POST that does not come from that page's button is shown the page, nothing else.
+    unconfirmed = cody.post(f"/runs/{run_id}/cancel", {"reason": "campaign withdrawn"})
+    assert unconfirmed.status_code == 200 and 'id="confirm-cancel"' in unconfirmed.text
+    assert _status(app, run_id) == "active"
+    cancelled = cody.post(
+        f"/runs/{run_id}/cancel", {"reason": "campaign withdrawn", "confirm": "yes"}
+    )
     assert cancelled.status_code == 200 and _status(app, run_id) == "cancelled"
     assert "1 open call tasks closed" in cancelled.text
     refused = cody.post(f"/runs/{run_id}/resume", {})
