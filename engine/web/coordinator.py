@@ -136,7 +136,7 @@ def _actions(session: Session, events: tuple[str, ...], done: int | None) -> dic
     return {"recent": recent, "just_done": just_done}
 
 
-def _done(who: Visitor, page: str, audit_id: int, **query: Any) -> Response:
+def _done(page: str, audit_id: int, **query: Any) -> Response:
     params = {k: v for k, v in query.items() if v is not None}
     params["done"] = audit_id
     return RedirectResponse(f"{page}?{urlencode(params)}", status_code=303)
@@ -217,7 +217,7 @@ async def _run_action(
     except EngineError as exc:
         # Refused as `campaign runs` refuses; nothing changed (the transaction rolled back).
         return await runs_page(console, request, error=str(exc), status=409)
-    return console.finish(who, _done(who, "/runs", audit_id))
+    return console.finish(who, _done("/runs", audit_id))
 
 
 async def run_pause(console: Console, request: Request) -> Response:
@@ -331,7 +331,7 @@ async def resolve_one(console: Console, request: Request) -> Response:
         audit_id = await run_in_threadpool(_audited, console, who, request, OUTBOX_RESOLVED, work)
     except EngineError as exc:
         return await unknown_page(console, request, error=str(exc), status=409, run_id=back["run"])
-    return console.finish(who, _done(who, "/outbox/unknown", audit_id, **back))
+    return console.finish(who, _done("/outbox/unknown", audit_id, **back))
 
 
 async def resolve_run(console: Console, request: Request) -> Response:
@@ -363,4 +363,4 @@ async def resolve_run(console: Console, request: Request) -> Response:
         )
     except EngineError as exc:
         return await unknown_page(console, request, error=str(exc), status=409, run_id=run_id)
-    return console.finish(who, _done(who, "/outbox/unknown", audit_id, run=run_id))
+    return console.finish(who, _done("/outbox/unknown", audit_id, run=run_id))
