@@ -49,7 +49,8 @@ def to_csv(tables: Sequence[Table]) -> str:
 
 # --------------------------------------------------------------------------- HTML
 
-_CSS = """
+# The page's only style, inline (the console's CSP allows it by its hash).
+CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
 margin:2rem;color:#222;max-width:1200px}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
@@ -73,12 +74,30 @@ def to_html(
 ) -> str:
     """The report as one HTML page: the verdicts (comparisons in words) first, then the
     charts and the tables."""
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
+            report_body(title, tables, charts, meta=meta, verdicts=verdicts),
+            "</body></html>",
+        ]
+    )
+
+
+def report_body(
+    title: str,
+    tables: Sequence[Table],
+    charts: Sequence[Chart],
+    *,
+    meta: str,
+    verdicts: Sequence[str] = (),
+) -> str:
+    """What :func:`to_html` puts in the page's body; the console (engine/web/reports.py)
+    shows it inside its own layout."""
     tables = [t for t in tables if t.rows]
     charts = [c for c in charts if c.data]
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         f'<p class="meta">{escape(meta)}</p>',
         *(f'<p class="verdict">{escape(line)}</p>' for line in verdicts),
@@ -102,5 +121,4 @@ def to_html(
         parts.append("</tbody></table>")
     if not tables and not charts:
         parts.append("<p>Nothing to report for these filters.</p>")
-    parts.append("</body></html>")
     return "\n".join(parts)

@@ -4,6 +4,8 @@
     GET  /agent                                 the agent's call screen
     POST /agent/next, /agent/release, /agent/log
     GET  /floor                                 the wallboard (supervisor, manager, coordinator)
+    GET  /reports, /reports/NAME[.csv|.html]    live reports (engine/web/reports.py)
+    GET  /runs, /outbox/unknown (+ POSTs)      coordinator actions (engine/web/coordinator.py)
     GET  /console/static/...                    the stylesheet and script (package data)
 
 Handlers are thin: who is asking (auth), one engine call in a worker thread, one template."""
@@ -28,7 +30,7 @@ from engine.calls.scripts import serve_next_in
 from engine.calls.tasks import DEFAULT_LEASE
 from engine.consent.unsubscribe import signing_key
 from engine.errors import EngineError
-from engine.web import auth, floor, pages
+from engine.web import auth, coordinator, floor, pages, reports
 from engine.web.auth import FormTooLarge, Visitor, csrf_refused, guard, read_form, visitor
 from engine.web.sessions import CSRF_FIELD, SessionCodec
 
@@ -236,6 +238,18 @@ def console_routes(app: App) -> list[BaseRoute]:
         Route("/agent/release", bind(agent_release), methods=["POST"]),
         Route("/agent/log", bind(agent_log), methods=["POST"]),
         Route("/floor", bind(floor.floor_page), methods=["GET"]),
+        Route("/reports", bind(reports.reports_index), methods=["GET"]),
+        Route("/reports/{name}.csv", bind(lambda c, r: reports.report_file(c, r, "csv"))),
+        Route("/reports/{name}.html", bind(lambda c, r: reports.report_file(c, r, "html"))),
+        Route("/reports/{name}", bind(reports.report_page), methods=["GET"]),
+        Route("/runs", bind(coordinator.runs_page), methods=["GET"]),
+        Route("/runs/{run}/pause", bind(coordinator.run_pause), methods=["POST"]),
+        Route("/runs/{run}/resume", bind(coordinator.run_resume), methods=["POST"]),
+        Route("/runs/{run}/cancel", bind(coordinator.run_cancel_confirm), methods=["GET"]),
+        Route("/runs/{run}/cancel", bind(coordinator.run_cancel), methods=["POST"]),
+        Route("/outbox/unknown", bind(coordinator.unknown_page), methods=["GET"]),
+        Route("/outbox/unknown/resolve", bind(coordinator.resolve_one), methods=["POST"]),
+        Route("/outbox/unknown/resolve-run", bind(coordinator.resolve_run), methods=["POST"]),
         Mount("/console/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
 
