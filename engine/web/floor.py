@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from engine.clock import ensure_utc
 from engine.db.models import Agent, CallerLogEntry, CallTask, ConsoleAuditEvent
-from engine.web import audit
+from engine.web import audit, floor_tiles
 from engine.web.auth import guard, visitor
 from engine.web.sessions import LIFETIME
 
@@ -114,5 +114,12 @@ async def floor_page(console: Console, request: Request) -> Response:
     if refused is not None:
         return refused
     at = console.app.clock.now()
-    data = await run_in_threadpool(console.read, lambda s: floor(s, at=at))
-    return console.page(who, "floor.html", floor=data, refresh=REFRESH_SECONDS)
+    settings = console.app.settings
+
+    def read(s: Session) -> tuple[Floor, floor_tiles.Tiles]:
+        data = floor(s, at=at)
+        present = {a.login for a in data.agents if a.state != "signed out"}
+        return data, floor_tiles.tiles(s, settings, at=at, signed_in=present)
+
+    data, tiles = await run_in_threadpool(console.read, read)
+    return console.page(who, "floor.html", floor=data, tiles=tiles, refresh=REFRESH_SECONDS)
