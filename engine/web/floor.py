@@ -1,6 +1,8 @@
 """The supervisor's wallboard (`/floor`): who is signed in and what they are doing, calls
-today against each agent's daily target, the queue by team, callbacks due in the next hour.
-It refreshes itself every :data:`REFRESH_SECONDS`."""
+today against each agent's daily target, the queue by team, callbacks due in the next hour,
+and the standards tiles of engine/web/floor_tiles.py (escalation rate, follow-up breaches,
+callbacks nobody can take, queue by team and campaign). It refreshes itself every
+:data:`REFRESH_SECONDS`."""
 
 from __future__ import annotations
 
