@@ -54,8 +54,8 @@ def test_demo_prints_console_users_whose_passwords_sign_in(tmp_path: Path) -> No
         assert hashes and not hashes & set(passwords)
         assert all(h.startswith("$argon2") for h in hashes)
         client = TestClient(build_asgi_app(app), follow_redirects=True)
-        role, password = users["ana.lee"]
-        assert _sign_in(client, "ana.lee", password) == "/agent"
+        assert users["ana.lee"][0] == "agent"
+        assert _sign_in(client, "ana.lee", users["ana.lee"][1]) == "/agent"
         floor = TestClient(build_asgi_app(app), follow_redirects=True)
         supervisor = next(login for login, (r, _) in users.items() if r == "supervisor")
         assert _sign_in(floor, supervisor, users[supervisor][1]) == "/floor"
