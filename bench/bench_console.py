@@ -14,8 +14,9 @@ jar): it signs in (not timed), then loops ``calls`` times:
     page    GET  /agent        (the call sheet: script, account review, disposition forms)
     log     POST /agent/log    (NOT_INTERESTED: final, so the task closes; 303)
 
-with ``--think-ms`` of pause after each log (0: back to back, a stress test where every
-figure includes queueing behind the other 49 agents on this machine's 2 cores).
+with ``--think-ms`` of pause after each log, the agents' first claims spread over one think
+time (0: all at once and back to back, a stress test where every figure includes queueing
+behind the other 49 agents on this machine's 2 cores).
 
 Checks (exit 1 on failure): no task was served to two agents (the task ids the pages showed,
 and the caller log has at most one entry per task), every loop got a task, every request
@@ -318,8 +319,9 @@ class Agent:
             raise SystemExit(f"{self.login} could not sign in: {done.status_code}")
         self._remember(self.client.get("/agent").text)
 
-    def work(self, calls: int, think: float, start: threading.Barrier) -> None:
+    def work(self, calls: int, think: float, start: threading.Barrier, offset: float) -> None:
         start.wait()
+        time.sleep(offset)  # with a think time, agents start spread over it, as on a floor
         for _ in range(calls):
             t0 = time.perf_counter()
             claimed = self.client.post("/agent/next", data={"csrf_token": self.csrf})
@@ -381,7 +383,7 @@ def bare_claims(url: str, n: int | None, stop: threading.Event | None) -> list[f
                 )
             times.append(time.perf_counter() - t0)
             if stop is not None:
-                time.sleep(0.05)  # sample the load, do not add much to it
+                time.sleep(0.1)  # sample the load, do not add much to it
     return times
 
 
@@ -430,9 +432,13 @@ def main() -> None:
         for agent in agents:
             agent.sign_in()
         barrier = threading.Barrier(args.agents + 1)
+        think = args.think_ms / 1000
         threads = [
-            threading.Thread(target=a.work, args=(args.calls, args.think_ms / 1000, barrier))
-            for a in agents
+            threading.Thread(
+                target=a.work,
+                args=(args.calls, think, barrier, think * n / args.agents),
+            )
+            for n, a in enumerate(agents)
         ]
         for t in threads:
             t.start()
