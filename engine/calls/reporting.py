@@ -66,6 +66,12 @@ def _ratio(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
+def over_escalation_ceiling(escalations: int, contacts: int) -> bool:
+    """The standard is "below 20%": exactly 20% is flagged (rounded so that float error
+    cannot hide 1 in 5). No contacts: nothing to flag."""
+    return contacts > 0 and round(escalations / contacts, 9) >= ESCALATION_CEILING
+
+
 @dataclass(frozen=True)
 class AgentPerformance:
     agent: str
@@ -259,10 +265,7 @@ def agent_performance(
                 follow_up_compliance=_ratio(fu_ok, fu_due),
                 escalations=escalations,
                 escalation_rate=escalation_rate,
-                # The standard is "below 20%": exactly 20% is flagged (rounded so that float
-                # error cannot hide 1 in 5).
-                over_escalation_ceiling=contacts > 0
-                and round(escalations / contacts, 9) >= ESCALATION_CEILING,
+                over_escalation_ceiling=over_escalation_ceiling(escalations, contacts),
                 by_disposition=dict(sorted(Counter(e.disposition for e in mine).items())),
                 follow_ups_impossible=fu_impossible,
             )

@@ -304,6 +304,12 @@ def _calls(ctx: DemoContext) -> None:
     work_a_day(ctx)
 
 
+def _console(ctx: DemoContext) -> None:
+    from engine.web.demo import add_console_users
+
+    add_console_users(ctx)
+
+
 def _results(ctx: DemoContext) -> None:
     from engine.demo.report_step import import_results  # imports this module
 
@@ -335,6 +341,7 @@ STEPS: list[DemoStep] = [
     DemoStep("campaigns", "Planning and launching the example campaigns", launch_campaigns),
     DemoStep("send", "A tick the next day: rendering and sending to the file sink", _send),
     DemoStep("calls", "Agents working a day of calls (claim, script, log)", _calls),
+    DemoStep("console", "Console users for the agents and the floor", _console),
     # Keep these two last: results arrive after everything was sent and called.
     DemoStep("results", "Importing renewals, redemptions and other results", _results),
     DemoStep("reports", "Writing the campaign reports (HTML beside the database)", _reports),

@@ -1,6 +1,8 @@
 """The supervisor's wallboard (`/floor`): who is signed in and what they are doing, calls
-today against each agent's daily target, the queue by team, callbacks due in the next hour.
-It refreshes itself every :data:`REFRESH_SECONDS`."""
+today against each agent's daily target, the queue by team, callbacks due in the next hour,
+and the standards tiles of engine/web/floor_tiles.py (escalation rate, follow-up breaches,
+callbacks nobody can take, queue by team and campaign). It refreshes itself every
+:data:`REFRESH_SECONDS`."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from starlette.responses import Response
 
 from engine.clock import ensure_utc
 from engine.db.models import Agent, CallerLogEntry, CallTask, ConsoleAuditEvent
-from engine.web import audit
+from engine.web import audit, floor_tiles
 from engine.web.auth import guard, visitor
 from engine.web.sessions import LIFETIME
 
@@ -114,5 +116,12 @@ async def floor_page(console: Console, request: Request) -> Response:
     if refused is not None:
         return refused
     at = console.app.clock.now()
-    data = await run_in_threadpool(console.read, lambda s: floor(s, at=at))
-    return console.page(who, "floor.html", floor=data, refresh=REFRESH_SECONDS)
+    settings = console.app.settings
+
+    def read(s: Session) -> tuple[Floor, floor_tiles.Tiles]:
+        data = floor(s, at=at)
+        present = {a.login for a in data.agents if a.state != "signed out"}
+        return data, floor_tiles.tiles(s, settings, at=at, signed_in=present)
+
+    data, tiles = await run_in_threadpool(console.read, read)
+    return console.page(who, "floor.html", floor=data, tiles=tiles, refresh=REFRESH_SECONDS)
