@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from engine.app import App
 from engine.calls.dialer import PROVIDER as DIALER
+from engine.calls.pauses import NEXT_CALL, end_pause
 from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
 from engine.cases.views import case_for_task
@@ -308,9 +309,11 @@ def serve_next(
     at: datetime,
     lease: timedelta = DEFAULT_LEASE,
 ) -> NextCall | None:
-    """`calls next`: claim the best callable task for ``agent`` and build its call sheet.
-    On SQLite call it first in its transaction."""
+    """`calls next`: claim the best callable task for ``agent`` and build its call sheet;
+    an open pause of the agent ends. On SQLite call it first in its transaction."""
     claim = claim_next(session, agent, at=at, lease=lease, rules=CallRules.from_settings(settings))
+    # Asking for the next call ends a pause: the agent is back (engine/calls/pauses.py).
+    end_pause(session, agent, at=at, reason=NEXT_CALL, by=agent)
     if claim is None:
         return None
     return NextCall(claim, call_sheet(session, claim.task_id, settings=settings, at=at))
