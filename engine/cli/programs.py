@@ -178,7 +178,4 @@ def programs_set(
             shown = calendar or "none (business days are Monday to Friday)"
             click.echo(f"Program {key!r}: holiday calendar {shown}.")
         if shown_fields is not None:
-            click.echo(
-                f"Program {key!r}: shown before verification: "
-                f"{', '.join(before)}."
-            )
+            click.echo(f"Program {key!r}: shown before verification: {', '.join(before)}.")

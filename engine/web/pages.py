@@ -9,7 +9,7 @@ own is access: an agent acts only on the task they hold, as themselves."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -151,22 +151,27 @@ class Gate:
     def shows(self, name: str) -> bool:
         return self.verified or name in self.shown
 
+    def with_account(self, sheet: CallSheet) -> Gate:
+        shown = {k: v for k, v in sheet.account.items() if self.shows(k)}
+        return replace(self, account=shown)
 
-def gate_for(session: Session, task: CallTask, sheet: CallSheet, zone: str) -> Gate:
+
+def gate_for(session: Session, task: CallTask, zone: str) -> Gate:
+    """The gate of the claim, before its sheet is built (the script withholds what is hidden);
+    :meth:`Gate.with_account` fills in the account review's visible fields."""
     participant = session.get(Participant, task.participant_id)
     assert participant is not None  # FK
     program = session.get(Program, participant.program_id)
     assert program is not None  # FK
     verified = is_verified(task)
     shown = shown_before_verification(program)
-    account = {k: v for k, v in sheet.account.items() if verified or k in shown}
     hidden = () if verified else tuple(n for n in GATED if n not in shown)
     at = (
         ensure_utc(task.verified_at).astimezone(ZoneInfo(zone)).strftime("%H:%M")
         if verified and task.verified_at is not None
         else None
     )
-    return Gate(verified, at, shown, account, hidden)
+    return Gate(verified, at, shown, {}, hidden)
 
 
 @dataclass(frozen=True)
@@ -192,7 +197,13 @@ def agent_page(
     logged_seq: int | None,
 ) -> AgentPage:
     task = held_claim(session, agent, at)
-    sheet = call_sheet(session, task.id, settings=settings, at=at) if task else None
+    gate = gate_for(session, task, zone) if task else None
+    sheet = (
+        call_sheet(session, task.id, settings=settings, at=at, withheld=gate.hidden)
+        if task and gate
+        else None
+    )
+    gate = gate.with_account(sheet) if gate and sheet else None
     forms = (
         forms_for(dispositions_for(session, settings.dispositions_file, task.id)) if task else []
     )
@@ -212,7 +223,7 @@ def agent_page(
         member=member_clock(session, task) if task else None,
         callbacks=my_callbacks_today(session, agent, zone, at),
         logged=logged,
-        gate=gate_for(session, task, sheet, zone) if task and sheet else None,
+        gate=gate,
         pause=pause_view(session, agent, zone),
         pause_codes=pause_codes(settings),
         plan=plan_today(session, agent, zone, at),
