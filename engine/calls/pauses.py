@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.calls.agents import get_agent
@@ -92,7 +93,10 @@ def start_pause(
         )
     pause = AgentPause(agent=agent.login, code=wanted, started_at=at, started_by=by)
     session.add(pause)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # another pause of theirs committed meanwhile (the unique index)
+        raise InputError(f"{agent.login} is already paused; resume first") from None
     return pause
 
 
