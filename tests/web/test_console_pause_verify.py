@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from click.testing import CliRunner
 from console_helpers import (
     Browser,
     add_console_user,
@@ -19,11 +20,12 @@ from console_helpers import (
 )
 from sqlalchemy import select
 
+from cli import cli
 from engine.app import App
 from engine.calls.dispositions import DispositionSet
 from engine.calls.log import CallInput, log_call
 from engine.clock import FrozenClock
-from engine.db.models import AgentPause
+from engine.db.models import AgentPause, Program
 from engine.programs import set_shown_before_verification
 from engine.web import audit
 
@@ -175,3 +177,26 @@ def test_the_calling_plan_is_on_the_agents_page(app: App) -> None:
     week = re.search(r'<tr data-period="week">(.*?)</tr>', plan)
     assert day and "<td>1</td><td>40</td><td>2%</td>" in day.group(1)
     assert week and "<td>200 <span" in week.group(1) and "2026-03-02 to 2026-03-08" in week.group(1)
+
+
+def test_programs_set_shown_before_verification_from_the_cli(app: App) -> None:
+    make_world(app)
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, ["--database-url", app.settings.database_url, *args])
+        return result.exit_code, result.output
+
+    def stored() -> str | None:
+        with app.sessions() as s:
+            return s.scalar(select(Program.shown_before_verification))
+
+    code, out = run("programs", "set", "loyalty", "--shown-before-verification", "tier,balance")
+    assert code != 0 and "unknown account field(s) balance" in out and "Traceback" not in out
+    assert stored() is None  # a refused change changes nothing
+    code, out = run(
+        "programs", "set", "loyalty", "--shown-before-verification", "Points-Balance, case"
+    )
+    assert code == 0 and "shown before verification:" in out and "points_balance" in out
+    assert stored() == "points_balance,case"
+    code, out = run("programs", "set", "loyalty", "--shown-before-verification", "default")
+    assert code == 0 and "tier" in out and stored() is None
