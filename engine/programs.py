@@ -114,6 +114,19 @@ def set_holidays(session: Session, key: str, code: str | None) -> Program:
     return program
 
 
+def set_shown_before_verification(session: Session, key: str, fields: str | None) -> Program:
+    """Which account fields the console shows before the agent records a verified identity
+    (a comma list of engine/calls/verification.py's names; None: the default list)."""
+    from engine.calls.verification import parse_shown
+
+    program = get_program(session, key)
+    program.shown_before_verification = (
+        ",".join(parse_shown(fields)) if fields is not None else None
+    )
+    session.flush()
+    return program
+
+
 def sms_opt_out_notices(session: Session) -> dict[str, bool]:
     """Each program's ``sms_opt_out_notice``, by key."""
     return {

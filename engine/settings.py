@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     report_max_attempts: int = Field(default=5, ge=1)
     # Program-specific call dispositions added to the standard set (engine/calls/config.py).
     dispositions_file: Path | None = None
+    # The reasons an agent may pause with (engine/calls/pauses.py), a comma list.
+    pause_codes: str = "break,training,meeting"
     # Service levels per case category and the root-cause list (engine/cases/config.py).
     cases_file: Path | None = None
     # An agent-only callback nobody claimed this many BUSINESS hours past its time (program

@@ -4,7 +4,8 @@ panel and the campaign's talking points, offer and cross-sell."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from engine.app import App
 from engine.calls.dialer import PROVIDER as DIALER
+from engine.calls.pauses import NEXT_CALL, end_pause
 from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
 from engine.cases.views import case_for_task
@@ -33,8 +35,17 @@ from engine.errors import DatabaseError, NotFoundError
 from engine.locales import display_name
 from engine.policy import candidate_zones
 from engine.settings import Settings
-from engine.templates import Renderer, message_context
+from engine.templates import Renderer, message_context, participant_data
 
+# The script's member fields that may be withheld until the identity is verified.
+WITHHOLDABLE = (
+    "status",
+    "tier",
+    "points_balance",
+    "points_expiring",
+    "points_expire_at",
+    "renewal_date",
+)
 RECENT_ACTIVITY = 10
 RECENT_CONTACTS = 30
 REDEMPTION_TYPES = ("redemption",)
@@ -189,8 +200,17 @@ def _contacts(session: Session, participant_id: int) -> list[ContactRecord]:
     return records[:RECENT_CONTACTS]
 
 
-def call_sheet(session: Session, task_id: int, *, settings: Settings, at: datetime) -> CallSheet:
-    """Everything for one call task (the script rendered in the participant's locale)."""
+def call_sheet(
+    session: Session,
+    task_id: int,
+    *,
+    settings: Settings,
+    at: datetime,
+    withheld: Collection[str] = (),
+) -> CallSheet:
+    """Everything for one call task (the script rendered in the participant's locale).
+    ``withheld``: member fields the script is rendered without (blank), for a console page
+    shown before the agent recorded a verified identity (engine/calls/verification.py)."""
     task = session.get(CallTask, task_id)
     if task is None:
         raise NotFoundError(f"no call task {task_id}")
@@ -212,7 +232,14 @@ def call_sheet(session: Session, task_id: int, *, settings: Settings, at: dateti
         campaign: Any = (
             loaded.definition if loaded else {"name": task.campaign or "", "description": ""}
         )
-        context = message_context(p, program, campaign, {"id": step.id if step else task.kind})
+        member = participant_data(p)
+        blanks: dict[str, Any] = {name: None for name in withheld if name in WITHHOLDABLE}
+        context = message_context(
+            replace(member, **blanks) if blanks else member,
+            program,
+            campaign,
+            {"id": step.id if step else task.kind},
+        )
         script_text = renderer.render_call_script(script_name, context, p.locale)
     else:
         notes.append("no call script for this task")
@@ -308,9 +335,11 @@ def serve_next(
     at: datetime,
     lease: timedelta = DEFAULT_LEASE,
 ) -> NextCall | None:
-    """`calls next`: claim the best callable task for ``agent`` and build its call sheet.
-    On SQLite call it first in its transaction."""
+    """`calls next`: claim the best callable task for ``agent`` and build its call sheet;
+    an open pause of the agent ends. On SQLite call it first in its transaction."""
     claim = claim_next(session, agent, at=at, lease=lease, rules=CallRules.from_settings(settings))
+    # Asking for the next call ends a pause: the agent is back (engine/calls/pauses.py).
+    end_pause(session, agent, at=at, reason=NEXT_CALL, by=agent)
     if claim is None:
         return None
     return NextCall(claim, call_sheet(session, claim.task_id, settings=settings, at=at))

@@ -242,6 +242,71 @@ def agents_enable(state: CliState, login: str, as_json: bool) -> None:
     )
 
 
+@agents_group.command("pause")
+@click.argument("login")
+@click.option(
+    "--code",
+    required=True,
+    help="Why: one of the pause codes (setting pause_codes; default break, training, meeting).",
+)
+@json_option
+@pass_state
+def agents_pause(state: CliState, login: str, code: str, as_json: bool) -> None:
+    """Pause agent LOGIN with a reason code: they are served no call until they resume or
+    take the next call. Refused while they hold a claim (log or release it first)."""
+    from engine.calls.pauses import pause_codes, start_pause
+
+    app = state.app()
+    with transaction(state) as session:
+        pause = start_pause(
+            session, login, code, codes=pause_codes(app.settings), at=app.clock.now(), by="cli"
+        )
+        result = {"agent": pause.agent, "code": pause.code, "started_at": pause.started_at}
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"Agent {login} paused ({result['code']}) since {result['started_at']:%H:%M} UTC.")
+
+
+@agents_group.command("resume")
+@click.argument("login")
+@json_option
+@pass_state
+def agents_resume(state: CliState, login: str, as_json: bool) -> None:
+    """End agent LOGIN's pause: they are available for calls again."""
+    from engine.calls.agents import get_agent
+    from engine.calls.pauses import RESUMED, end_pause
+
+    app = state.app()
+    with transaction(state) as session:
+        get_agent(session, login)  # an unknown login is an error, not "was not paused"
+        pause = end_pause(session, login, at=app.clock.now(), reason=RESUMED, by="cli")
+        seconds = (
+            int((pause.ended_at - pause.started_at).total_seconds())
+            if pause is not None and pause.ended_at is not None
+            else 0
+        )
+        result = (
+            None
+            if pause is None
+            else {
+                "agent": pause.agent,
+                "code": pause.code,
+                "started_at": pause.started_at,
+                "ended_at": pause.ended_at,
+                "seconds": seconds,
+            }
+        )
+    if as_json:
+        emit_json({"agent": login, "resumed": result})
+        return
+    if result is None:
+        click.echo(f"Agent {login} was not paused.")
+        return
+    minutes = seconds // 60
+    click.echo(f"Agent {login} resumed after {minutes} min of {result['code']}.")
+
+
 @agents_group.command("list")
 @click.option("--team", help="Only agents of this team.")
 @json_option

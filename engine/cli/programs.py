@@ -123,6 +123,14 @@ def programs_list(state: CliState, as_json: bool) -> None:
     help="Public-holiday calendar business days skip (US, US-CA, CN, GB-SCT...); 'none' "
     "for Monday to Friday.",
 )
+@click.option(
+    "--shown-before-verification",
+    "shown_fields",
+    metavar="FIELDS",
+    help="Account fields the console shows before the agent records a verified identity, "
+    "a comma list (tier,status,points_balance,...,activity,contacts,case); 'default' for "
+    "name, language, local time and tier.",
+)
 @json_option
 @pass_state
 def programs_set(
@@ -130,15 +138,18 @@ def programs_set(
     key: str,
     sms_opt_out_notice: bool | None,
     holidays: str | None,
+    shown_fields: str | None,
     as_json: bool,
 ) -> None:
     """Change settings of program KEY (messages already queued keep their text; retries
     already scheduled keep their time)."""
     from engine import programs
+    from engine.calls.verification import shown_before_verification
 
-    if sms_opt_out_notice is None and holidays is None:
+    if sms_opt_out_notice is None and holidays is None and shown_fields is None:
         raise click.UsageError(
-            "nothing to change: give --sms-opt-out-notice (or its --no- form) or --holidays"
+            "nothing to change: give --sms-opt-out-notice (or its --no- form), --holidays "
+            "or --shown-before-verification"
         )
     with transaction(state) as session:
         if sms_opt_out_notice is not None:
@@ -146,11 +157,16 @@ def programs_set(
         if holidays is not None:
             code = None if holidays.strip().lower() in ("none", "") else holidays
             program = programs.set_holidays(session, key, code)
+        if shown_fields is not None:
+            fields = None if shown_fields.strip().lower() in ("default", "") else shown_fields
+            program = programs.set_shown_before_verification(session, key, fields)
         calendar = program.holidays
+        before = sorted(shown_before_verification(program))
         result = {
             "key": program.key,
             "sms_opt_out_notice": program.sms_opt_out_notice,
             "holidays": program.holidays,
+            "shown_before_verification": before,
         }
     if as_json:
         emit_json(result)
@@ -161,3 +177,5 @@ def programs_set(
         if holidays is not None:
             shown = calendar or "none (business days are Monday to Friday)"
             click.echo(f"Program {key!r}: holiday calendar {shown}.")
+        if shown_fields is not None:
+            click.echo(f"Program {key!r}: shown before verification: {', '.join(before)}.")

@@ -82,6 +82,9 @@ class Program(Base):
     # A public-holiday calendar of the holidays library ("US", "US-CA", "CN", "GB-SCT"): its
     # holidays are not business days (engine/calls/business_days.py). NULL: Monday to Friday.
     holidays: Mapped[str | None] = mapped_column(String(16))
+    # The account fields an agent sees before recording that the member's identity was
+    # verified (0030; a comma list of engine/calls/verification.py's names). NULL: its default.
+    shown_before_verification: Mapped[str | None] = mapped_column(String(200))
 
 
 class Participant(Base):
@@ -749,6 +752,10 @@ class CallTask(Base):
     case_id: Mapped[int | None] = mapped_column(
         ForeignKey("cases.id", ondelete="SET NULL"), index=True
     )
+    # The claim's agent recorded that the member's identity was verified (0030): the full
+    # account is shown from then on, for this claim only (verified_by/at must match the claim).
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    verified_by: Mapped[str | None] = mapped_column(String(64))
 
 
 # --------------------------------------------------------------------------- conversions
@@ -830,6 +837,34 @@ class Agent(Base):
     )
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AgentPause(Base):
+    """An agent away from the phone with a reason code (break, training, meeting...): from
+    ``started_at`` to ``ended_at`` (NULL while it lasts; at most one open pause per agent).
+    Paused time is neither talk (handle) time nor idle time (engine/calls/pauses.py)."""
+
+    __tablename__ = "agent_pauses"
+    __table_args__ = (
+        Index(None, "agent", "started_at"),
+        Index(
+            "uq_agent_pauses_open",
+            "agent",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    agent: Mapped[str] = mapped_column(String(64))  # the agent's login
+    code: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # resumed, next call, signed out
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    started_by: Mapped[str] = mapped_column(String(64))  # the agent, or "cli"
+    ended_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class CallerLogEntry(Base):

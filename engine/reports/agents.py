@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.calls.config import load_dispositions
+from engine.calls.pauses import PauseTotal, pause_totals
 from engine.calls.reporting import (
     ESCALATION_CEILING,
     AgentPerformance,
@@ -85,6 +86,7 @@ class AgentsReport:
     agent: str | None = None
     callbacks_at_risk: list[AtRisk] = field(default_factory=list)
     by_language: list[LanguageCalls] = field(default_factory=list)
+    pauses: list[PauseTotal] = field(default_factory=list)
 
     def tables(self) -> list[Table]:
         scope = filters_label(program=self.program, campaign=self.campaign, agent=self.agent)
@@ -156,6 +158,14 @@ class AgentsReport:
                 ["agent", "language", "calls", "right-party contacts", "contact rate"],
                 [(r.agent, r.language, r.calls, r.contacts, pct(r.contacts / r.calls))
                  for r in self.by_language],
+            ),
+            Table(
+                f"Paused time by code, {self.period}" + filters_label(agent=self.agent),
+                ["agent", "code", "pauses", "minutes"],
+                [(p.agent, p.code, p.pauses, f"{p.seconds / 60:.0f}") for p in self.pauses],
+                note="Neither talk (handle) time nor idle time: an agent cannot pause while "
+                "holding a call." + (" Pauses belong to no program or campaign." if narrowed
+                                     else ""),
             ),
         ]  # fmt: skip
 
@@ -241,7 +251,8 @@ def agents_report(
     by_language = calls_by_language(
         session, start=start, end=end, agent=agent, program=program, campaign=campaign
     )
+    pauses = pause_totals(session, start=start, end=min(end, at), at=at, agent=agent)
     return AgentsReport(
         label, start, end, rows, plans, campaign_plans, program, campaign, agent, at_risk,
-        by_language,
+        by_language, pauses,
     )  # fmt: skip

@@ -3,6 +3,8 @@
     GET  /login, POST /login, POST /logout      sign in and out (engine/web/auth.py)
     GET  /agent                                 the agent's call screen
     POST /agent/next, /agent/release, /agent/log
+    POST /agent/verify                          identity verified (engine/web/verify.py)
+    POST /agent/pause, /agent/resume            pause codes (engine/web/pauses.py)
     GET  /floor                                 the wallboard (supervisor, manager, coordinator)
     GET  /reports, /reports/NAME[.csv|.html]    live reports (engine/web/reports.py)
     GET  /runs, /outbox/unknown (+ POSTs)      coordinator actions (engine/web/coordinator.py)
@@ -30,7 +32,7 @@ from engine.calls.scripts import serve_next_in
 from engine.calls.tasks import DEFAULT_LEASE
 from engine.consent.unsubscribe import signing_key
 from engine.errors import EngineError
-from engine.web import auth, coordinator, floor, pages, reports
+from engine.web import auth, coordinator, floor, pages, pauses, reports, verify
 from engine.web.auth import FormTooLarge, Visitor, csrf_refused, guard, read_form, visitor
 from engine.web.sessions import CSRF_FIELD, SessionCodec
 
@@ -237,6 +239,9 @@ def console_routes(app: App) -> list[BaseRoute]:
         Route("/agent/next", bind(agent_next), methods=["POST"]),
         Route("/agent/release", bind(agent_release), methods=["POST"]),
         Route("/agent/log", bind(agent_log), methods=["POST"]),
+        Route("/agent/verify", bind(verify.agent_verify), methods=["POST"]),
+        Route("/agent/pause", bind(pauses.agent_pause), methods=["POST"]),
+        Route("/agent/resume", bind(pauses.agent_resume), methods=["POST"]),
         Route("/floor", bind(floor.floor_page), methods=["GET"]),
         Route("/reports", bind(reports.reports_index), methods=["GET"]),
         Route("/reports/{name}.csv", bind(lambda c, r: reports.report_file(c, r, "csv"))),

@@ -24,6 +24,7 @@ USER_DISABLED = "user_disabled"
 USER_ENABLED = "user_enabled"
 PASSWORD_RESET = "password_reset"
 ROLE_CHANGED = "role_changed"
+IDENTITY_VERIFIED = "identity_verified"  # an agent recorded a member's verified identity
 
 # Failed sign-ins within WINDOW after which a login (or an address, trying many logins) is
 # refused until the oldest of them leaves the window, even with the right password.

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from engine.calls.pauses import SIGNED_OUT, end_pause
 from engine.db.models import Agent, ConsoleUser
 from engine.web import audit
 from engine.web.sessions import COOKIE, CSRF_FIELD, ConsoleSession, new_session
@@ -143,12 +144,14 @@ async def logout_submit(console: Console, request: Request) -> Response:
     if who.user is not None:
         user = who.user
         at = console.app.clock.now()
-        await run_in_threadpool(
-            console.write,
-            lambda s: audit.record(
-                s, audit.SIGN_OUT, user.login, at=at, address=client_address(request)
-            ),
-        )
+        address = client_address(request)
+
+        def sign_out(s: Session) -> None:
+            audit.record(s, audit.SIGN_OUT, user.login, at=at, address=address)
+            if user.agent is not None:  # signing out ends a pause (engine/calls/pauses.py)
+                end_pause(s, user.agent, at=at, reason=SIGNED_OUT, by=user.login)
+
+        await run_in_threadpool(console.write, sign_out)
     who.session, who.user, who.set_cookie = new_session(console.app.clock.now()), None, True
     return console.finish(who, RedirectResponse("/login", status_code=303))
 

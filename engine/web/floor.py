@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from engine.calls.pauses import open_pauses
 from engine.clock import ensure_utc
 from engine.db.models import Agent, CallerLogEntry, CallTask, ConsoleAuditEvent
 from engine.web import audit, floor_tiles
@@ -34,7 +35,7 @@ FLOOR_ROLES = ("supervisor", "manager", "coordinator")
 class AgentState:
     login: str
     name: str
-    state: str  # "on a call (task N)", "signed in", "signed out"
+    state: str  # "on a call (task N)", "paused (break) since 10:02 UTC", "signed in", ...
     calls_today: int
     daily_target: int
 
@@ -71,6 +72,7 @@ def floor(session: Session, *, at: datetime) -> Floor:
             .group_by(CallTask.claimed_by)
         ).all()
     )
+    paused = open_pauses(session)
     agents = []
     for agent in session.scalars(select(Agent).where(Agent.active).order_by(Agent.login)):
         start = datetime.combine(at.astimezone(ZoneInfo(agent.timezone)).date(), time(0))
@@ -82,6 +84,9 @@ def floor(session: Session, *, at: datetime) -> Floor:
         )
         if agent.login in claims:
             state = f"on a call (task {claims[agent.login]})"
+        elif agent.login in paused:  # engine/calls/pauses.py: never while on a call
+            pause = paused[agent.login]
+            state = f"paused ({pause.code}) since {ensure_utc(pause.started_at):%H:%M} UTC"
         elif _signed_in(session, agent.login, at):
             state = "signed in, idle"
         else:

@@ -1,5 +1,6 @@
-"""The agent's pages: the call sheet of the task they hold, next call, release, the
-disposition form and "my callbacks today".
+"""The agent's pages: the call sheet of the task they hold (its account gated on the
+verification the agent records), next call, release, the disposition form, "my callbacks
+today", their pause and their calling plan.
 
 Every rule is the engine's: the claim is `calls next`'s (engine/calls/scripts.py
 serve_next_in: lease, gate, language routing), the log is `calls log`'s (engine/calls/log.py
@@ -8,7 +9,7 @@ own is access: an agent acts only on the task they hold, as themselves."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,14 +19,19 @@ from sqlalchemy.orm import Session, aliased
 
 from engine.calls import caller_log
 from engine.calls.log import LogResult, dispositions_for, log_call
+from engine.calls.pauses import pause_codes
+from engine.calls.reporting import CallingPlan
 from engine.calls.scripts import CallSheet, call_sheet
 from engine.calls.tasks import DefinitionCache, release, write_lock
+from engine.calls.verification import GATED, is_verified, shown_before_verification
 from engine.clock import ensure_utc
 from engine.db.models import CallerLogEntry, CallTask, Participant, Program
 from engine.errors import InputError
 from engine.policy import candidate_zones, effective_window
 from engine.settings import Settings
 from engine.web.forms import DispositionForm, call_input, forms_for
+from engine.web.pauses import PauseView, pause_view
+from engine.web.plan import plan_today
 
 
 class NotYourTask(InputError):
@@ -133,12 +139,52 @@ def my_callbacks_today(session: Session, agent: str, zone: str, at: datetime) ->
 
 
 @dataclass(frozen=True)
+class Gate:
+    """What of the member's account the page may show (engine/calls/verification.py)."""
+
+    verified: bool
+    verified_at: str | None  # HH:MM in the agent's zone
+    shown: frozenset[str]
+    account: dict[str, Any]  # the account review's fields the agent may see now
+    hidden: tuple[str, ...]  # what verification would show
+
+    def shows(self, name: str) -> bool:
+        return self.verified or name in self.shown
+
+    def with_account(self, sheet: CallSheet) -> Gate:
+        shown = {k: v for k, v in sheet.account.items() if self.shows(k)}
+        return replace(self, account=shown)
+
+
+def gate_for(session: Session, task: CallTask, zone: str) -> Gate:
+    """The gate of the claim, before its sheet is built (the script withholds what is hidden);
+    :meth:`Gate.with_account` fills in the account review's visible fields."""
+    participant = session.get(Participant, task.participant_id)
+    assert participant is not None  # FK
+    program = session.get(Program, participant.program_id)
+    assert program is not None  # FK
+    verified = is_verified(task)
+    shown = shown_before_verification(program)
+    hidden = () if verified else tuple(n for n in GATED if n not in shown)
+    at = (
+        ensure_utc(task.verified_at).astimezone(ZoneInfo(zone)).strftime("%H:%M")
+        if verified and task.verified_at is not None
+        else None
+    )
+    return Gate(verified, at, shown, {}, hidden)
+
+
+@dataclass(frozen=True)
 class AgentPage:
     sheet: CallSheet | None
     forms: list[DispositionForm]
     member: MemberClock | None
     callbacks: list[CallbackRow]
     logged: dict[str, Any] | None
+    gate: Gate | None = None
+    pause: PauseView | None = None
+    pause_codes: tuple[str, ...] = ()
+    plan: CallingPlan | None = None
 
 
 def agent_page(
@@ -151,7 +197,13 @@ def agent_page(
     logged_seq: int | None,
 ) -> AgentPage:
     task = held_claim(session, agent, at)
-    sheet = call_sheet(session, task.id, settings=settings, at=at) if task else None
+    gate = gate_for(session, task, zone) if task else None
+    sheet = (
+        call_sheet(session, task.id, settings=settings, at=at, withheld=gate.hidden)
+        if task and gate
+        else None
+    )
+    gate = gate.with_account(sheet) if gate and sheet else None
     forms = (
         forms_for(dispositions_for(session, settings.dispositions_file, task.id)) if task else []
     )
@@ -171,6 +223,10 @@ def agent_page(
         member=member_clock(session, task) if task else None,
         callbacks=my_callbacks_today(session, agent, zone, at),
         logged=logged,
+        gate=gate,
+        pause=pause_view(session, agent, zone),
+        pause_codes=pause_codes(settings),
+        plan=plan_today(session, agent, zone, at),
     )
 
 

@@ -74,8 +74,37 @@ function memberTime() {
   }
 }
 
+// A page that asks to refresh itself (<meta name="console-refresh" content="SECONDS">, the
+// wallboard) reloads on a timer the reader can stop and start again (WCAG 2.2.1: a meta
+// refresh cannot be stopped). The choice lasts for the browser tab.
+function selfRefresh() {
+  const meta = document.querySelector('meta[name="console-refresh"]');
+  const main = document.getElementById("main");
+  if (!meta || !main) return;
+  const seconds = Number(meta.content) || 30;
+  const key = "console-refresh-stopped";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.id = "refresh-toggle";
+  let timer = null;
+  const apply = () => {
+    const stopped = sessionStorage.getItem(key) === "1";
+    clearTimeout(timer);
+    if (!stopped) timer = setTimeout(() => window.location.reload(), seconds * 1000);
+    button.textContent = stopped ? "Start refreshing" : `Stop refreshing (every ${seconds} s)`;
+    button.setAttribute("aria-pressed", stopped ? "true" : "false");
+  };
+  button.addEventListener("click", () => {
+    sessionStorage.setItem(key, sessionStorage.getItem(key) === "1" ? "0" : "1");
+    apply();
+  });
+  main.prepend(button);
+  apply();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   leaseCountdown();
   chosenFields();
   memberTime();
+  selfRefresh();
 });

@@ -1,0 +1,151 @@
+"""Pause codes: an agent away from the phone for a reason (break, training, meeting...).
+
+One table, ``agent_pauses``: a pause starts with a code and ends when the agent resumes, takes
+the next call (engine/calls/scripts.py serve_next) or signs out of the console; at most one
+open pause per agent (a partial unique index says so too). Pausing is refused while the agent
+holds a live claim, so paused time never overlaps a call: handle time (claim to log) holds no
+pause, and :func:`pause_totals` reports paused time by code apart from talk and idle time.
+
+The codes come from the ``pause_codes`` setting (``CAMPAIGN_PAUSE_CODES``, a comma list;
+default break, training, meeting). The same functions serve `campaign agents pause/resume`
+and the console's buttons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from engine.calls.agents import get_agent
+from engine.calls.tasks import write_lock
+from engine.clock import ensure_utc
+from engine.db.models import AgentPause, CallTask
+from engine.errors import InputError
+from engine.settings import Settings
+
+DEFAULT_CODES = ("break", "training", "meeting")
+# Why a pause ended.
+RESUMED = "resumed"
+NEXT_CALL = "next call"
+SIGNED_OUT = "signed out"
+
+
+def pause_codes(settings: Settings) -> tuple[str, ...]:
+    """The configured codes, lower case, in their order; the defaults when the list is empty."""
+    codes = [c.strip().lower() for c in settings.pause_codes.split(",") if c.strip()]
+    return tuple(dict.fromkeys(codes)) or DEFAULT_CODES
+
+
+def open_pause(session: Session, agent: str) -> AgentPause | None:
+    return session.scalar(
+        select(AgentPause).where(AgentPause.agent == agent, AgentPause.ended_at.is_(None))
+    )
+
+
+def open_pauses(session: Session) -> dict[str, AgentPause]:
+    """Every agent's open pause, by login (the wallboard)."""
+    return {
+        p.agent: p for p in session.scalars(select(AgentPause).where(AgentPause.ended_at.is_(None)))
+    }
+
+
+def start_pause(
+    session: Session,
+    agent_login: str,
+    code: str,
+    *,
+    codes: tuple[str, ...],
+    at: datetime,
+    by: str,
+) -> AgentPause:
+    """Pause ``agent_login`` with ``code``. Refused for an unknown code, a disabled agent, an
+    agent already paused, or one holding a live claim (log or release it first)."""
+    at = ensure_utc(at)
+    write_lock(session)  # SQLite: first in the transaction; serialises with claims
+    agent = get_agent(session, agent_login)
+    if not agent.active:
+        raise InputError(f"agent {agent.login!r} is disabled")
+    wanted = code.strip().lower()
+    if wanted not in codes:
+        raise InputError(f"unknown pause code {code!r}: one of {', '.join(codes)}")
+    current = open_pause(session, agent.login)
+    if current is not None:
+        raise InputError(
+            f"{agent.login} is already paused ({current.code} since "
+            f"{current.started_at:%Y-%m-%d %H:%M} UTC); resume first"
+        )
+    held = session.scalar(
+        select(CallTask.id)
+        .where(
+            CallTask.status == "claimed",
+            CallTask.claimed_by == agent.login,
+            CallTask.claimed_until >= at,
+        )
+        .limit(1)
+    )
+    if held is not None:
+        raise InputError(
+            f"{agent.login} holds task {held}: log or release it before pausing "
+            "(a pause never overlaps a call)"
+        )
+    pause = AgentPause(agent=agent.login, code=wanted, started_at=at, started_by=by)
+    session.add(pause)
+    try:
+        session.flush()
+    except IntegrityError:  # another pause of theirs committed meanwhile (the unique index)
+        raise InputError(f"{agent.login} is already paused; resume first") from None
+    return pause
+
+
+def end_pause(
+    session: Session, agent_login: str, *, at: datetime, reason: str, by: str
+) -> AgentPause | None:
+    """End the agent's open pause, if any (None: they were not paused)."""
+    pause = open_pause(session, agent_login)
+    if pause is None:
+        return None
+    pause.ended_at = max(ensure_utc(at), pause.started_at)
+    pause.end_reason = reason
+    pause.ended_by = by
+    session.flush()
+    return pause
+
+
+@dataclass(frozen=True)
+class PauseTotal:
+    agent: str
+    code: str
+    pauses: int
+    seconds: int
+
+
+def pause_totals(
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    at: datetime,
+    agent: str | None = None,
+) -> list[PauseTotal]:
+    """Paused time in [start, end) per agent and code: each pause clipped to the period, an
+    open one counted up to ``at``. A pause that straddles the period's edge is counted once,
+    in the period, with only its time inside."""
+    start, end, at = ensure_utc(start), ensure_utc(end), ensure_utc(at)
+    query = select(AgentPause).where(
+        AgentPause.started_at < end,
+        or_(AgentPause.ended_at.is_(None), AgentPause.ended_at > start),
+    )
+    if agent is not None:
+        query = query.where(AgentPause.agent == agent)
+    totals: dict[tuple[str, str], list[int]] = {}
+    for p in session.scalars(query.order_by(AgentPause.agent, AgentPause.code)):
+        first = max(p.started_at, start)
+        last = min(p.ended_at or at, end)
+        seconds = max(0, int((last - first).total_seconds()))
+        figures = totals.setdefault((p.agent, p.code), [0, 0])
+        figures[0] += 1
+        figures[1] += seconds
+    return [PauseTotal(a, c, n, s) for (a, c), (n, s) in sorted(totals.items())]

@@ -1,0 +1,68 @@
+"""The call sheet's "Verified" action (POST /agent/verify): the agent records on their own
+live claim that the member's identity was verified, and the page shows the full account from
+then on (engine/calls/verification.py). Audited in the console's audit table; another agent's
+task, or an expired claim, is refused (403) and nothing is recorded."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from engine.calls.tasks import write_lock
+from engine.calls.verification import record_verified
+from engine.errors import EngineError, InputError
+from engine.web import audit
+from engine.web.auth import client_address
+from engine.web.pages import NotYourTask, own_claim
+
+if TYPE_CHECKING:
+    from engine.web.app import Console
+
+
+def verify_own(
+    session: Session, form: dict[str, str], *, agent: str, at: datetime, address: str | None
+) -> int:
+    try:
+        task_id = int(form.get("task_id", ""))
+    except ValueError:
+        raise InputError("the form names no task; reload the page") from None
+    write_lock(session)
+    task = own_claim(session, task_id, agent, at)
+    if record_verified(task, agent, at=at):
+        audit.record(
+            session,
+            audit.IDENTITY_VERIFIED,
+            agent,
+            at=at,
+            address=address,
+            actor=agent,
+            detail=f"task {task_id}",
+        )
+    return task_id
+
+
+async def agent_verify(console: Console, request: Request) -> Response:
+    from engine.web.app import _agent_post, agent_home  # the agent handlers' shared checks
+
+    who, form, refused = await _agent_post(console, request)
+    if refused is not None:
+        return refused
+    assert who.user is not None and who.user.agent is not None
+    agent = who.user.agent
+    at = console.app.clock.now()
+    address = client_address(request)
+    try:
+        await run_in_threadpool(
+            console.write,
+            lambda s: verify_own(s, form, agent=agent, at=at, address=address),
+        )
+    except NotYourTask as exc:
+        return await agent_home(console, request, error=str(exc), status=403)
+    except EngineError as exc:
+        return await agent_home(console, request, error=str(exc), status=422)
+    return console.finish(who, RedirectResponse("/agent", status_code=303))
