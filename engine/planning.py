@@ -35,7 +35,7 @@ database and in every run of the campaign.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -234,6 +234,9 @@ class DueLaunch:
     error: str | None = None
     # A fire time not launched (late past the grace, or before its schedule was known).
     skipped: str | None = None
+    # Due but refused by the caller's check (a real program still on the demo's sender
+    # identity): said on every tick until fixed, and launched at the first tick after that.
+    refused: str | None = None
 
 
 # The daemon's and the tick's default misfire grace (Settings.scheduler_misfire_grace_seconds).
@@ -1011,13 +1014,18 @@ def launch_due(
     at: datetime,
     global_cap: GlobalCap | None = None,
     grace: timedelta = DEFAULT_MISFIRE_GRACE,
+    refuse: Callable[[CampaignDefinition], str | None] | None = None,
 ) -> list[DueLaunch]:
     """For the scheduler's tick: launch every scheduled campaign whose time has come (one-off
     ``start`` reached, or a cron fire time) and that has no run for it yet. Campaigns without
     a schedule are launched by hand only. One campaign's error does not stop the others.
 
     A cron fire later than ``grace``, or older than its schedule, is skipped instead and
-    reported once (engine/schedules.py)."""
+    reported once (engine/schedules.py). ``refuse`` (the tick's sender-identity check) says
+    why a due campaign must not launch now; it is asked only about a fire that would launch,
+    so the refusal is repeated at each tick while it holds, and the fire launches at the first
+    tick after it is lifted (a cron fire only while within the grace; a one-off however late).
+    """
     at = ensure_utc(at)
     _serialise(session, "launch_due")
     results: list[DueLaunch] = []
@@ -1042,6 +1050,10 @@ def launch_due(
                 if skipped is not None:
                     results.append(DueLaunch(definition.name, skipped=skipped))
                 continue
+        refusal = refuse(definition) if refuse is not None else None
+        if refusal is not None:
+            results.append(DueLaunch(definition.name, refused=refusal))
+            continue
         try:
             with session.begin_nested():
                 result = launch(session, loaded, at=at, global_cap=global_cap)
