@@ -15,7 +15,9 @@ FIRST reason that applies):
 3. ``no_consent``: no channel the campaign uses has an address, no suppression AND consent.
    Consent: email needs no recorded opt-in (not stated = allowed; an ``opted_out`` row
    blocks it: soft opt-in for members of a program they joined); SMS and calls need an explicit
-   ``opted_in`` row (the safe US default under the TCPA; a missing row means "not allowed").
+   ``opted_in`` row (the safe US default under the TCPA; a missing row means "not allowed"),
+   unless the campaign's program states consent on the channel for members who did not
+   (engine/consent/defaults.py): then, as for email, only an ``opted_out`` row blocks it.
    Members with no address at all for the campaign's channels land here too.
 4. ``converted``: a goal event in ``goal.window`` before ``at``; they need no nudge.
 5. ``frequency_cap``: contacts (the contacts ledger, all campaigns and channels, plus outbox
@@ -66,7 +68,14 @@ from sqlalchemy.orm import Session, aliased
 from engine import audience as aud
 from engine import sampling
 from engine.clock import ensure_utc
-from engine.consent.wording import NOT_STATED_IS_NO, closed_channels, closed_from_facts
+from engine.consent.defaults import consent_defaults
+from engine.consent.wording import (
+    NOT_STATED_IS_NO,
+    by_program_default,
+    closed_channels,
+    closed_from_facts,
+    not_stated_rule,
+)
 from engine.db.models import (
     ActivityEvent,
     CampaignRun,
@@ -278,9 +287,12 @@ def _suppressed(channel: str) -> ColumnElement[bool]:
     )
 
 
-def _consent_ok(channel: str) -> ColumnElement[bool]:
+def _consent_ok(channel: str, by_default: bool) -> ColumnElement[bool]:
+    """A stated opt-in where the channel needs one; otherwise (email, or a program default
+    that states it for members who did not: engine/consent/defaults.py) no stated opt-out."""
     consent = aliased(Consent)
-    status = "opted_in" if CONSENT_REQUIRED[channel] else "opted_out"
+    required = CONSENT_REQUIRED[channel] and not by_default
+    status = "opted_in" if required else "opted_out"
     row = exists(
         select(1)
         .select_from(consent)
@@ -290,12 +302,17 @@ def _consent_ok(channel: str) -> ColumnElement[bool]:
             consent.status == status,
         )
     )
-    return row if CONSENT_REQUIRED[channel] else not_(row)
+    return row if required else not_(row)
 
 
-def usable_sql(channel: str) -> ColumnElement[bool]:
-    """The member can be contacted on this channel: address, no suppression, consent."""
-    return and_(_address(channel).is_not(None), not_(_suppressed(channel)), _consent_ok(channel))
+def usable_sql(channel: str, *, by_default: bool = False) -> ColumnElement[bool]:
+    """The member can be contacted on this channel: address, no suppression, consent.
+    ``by_default``: the member's program states consent on it for members who did not."""
+    return and_(
+        _address(channel).is_not(None),
+        not_(_suppressed(channel)),
+        _consent_ok(channel, by_default),
+    )
 
 
 class _Rules:
@@ -318,6 +335,8 @@ class _Rules:
         schedule = definition.schedule
         self.schedule_tz = schedule.timezone if schedule and schedule.timezone else self.tz
         self.channels = sorted(definition.channels)
+        # channel -> since when the program takes a consent not stated as given on it.
+        self.consent_defaults = consent_defaults(program)
 
     # The audience -------------------------------------------------------------------
     def audience(self) -> ColumnElement[bool]:
@@ -355,8 +374,13 @@ class _Rules:
         rules.append(
             (
                 "no_consent",
-                BUILT_IN_REASONS[1][1],
-                and_(*(not_(usable_sql(c)) for c in self.channels)),
+                self.no_consent_description(),
+                and_(
+                    *(
+                        not_(usable_sql(c, by_default=c in self.consent_defaults))
+                        for c in self.channels
+                    )
+                ),
             )
         )
         rules.append(("converted", BUILT_IN_REASONS[2][1], self.converted()))
@@ -364,6 +388,12 @@ class _Rules:
         rules.append(("already_enrolled", BUILT_IN_REASONS[4][1], self.already_enrolled()))
         rules.append(("reentry", self.reentry_description(), self.reentry()))
         return rules
+
+    def no_consent_description(self) -> str:
+        if not self.consent_defaults:
+            return BUILT_IN_REASONS[1][1]
+        rule = not_stated_rule(self.consent_defaults)
+        return f"no channel left with an address and consent ({rule})"
 
     def converted(self) -> ColumnElement[bool]:
         goal = self.definition.goal
@@ -770,7 +800,10 @@ def explain(
         verdict = "not in the audience"
         group_out: str | None = None
     elif first is not None and first.reason == "no_consent":
-        closed = closed_from_facts(actuals["no_consent"], CONSENT_REQUIRED)
+        required = {
+            c: needed and c not in rules.consent_defaults for c, needed in CONSENT_REQUIRED.items()
+        }
+        closed = closed_from_facts(actuals["no_consent"], required)
         verdict = f"excluded: no_consent: {closed_channels(closed)}"
         group_out = None
     elif first is not None:
@@ -829,7 +862,12 @@ def _exclusion_actuals(
         channels[channel] = {
             "address": address,
             "suppressed": hits,
-            "consent": consents.get(channel) or ("not stated"),
+            "consent": consents.get(channel)
+            or (
+                by_program_default(rules.consent_defaults[channel])
+                if channel in rules.consent_defaults
+                else "not stated"
+            ),
         }
     actuals["suppressed"] = {c: v["suppressed"] or None for c, v in channels.items()}
     actuals["no_consent"] = channels

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from engine.cli.common import (
@@ -17,6 +19,16 @@ from engine.cli.common import (
 @click.group("programs")
 def programs_group() -> None:
     """Client programs (each participant belongs to one)."""
+
+
+def consent_default_option(help_text: str) -> Any:
+    return click.option(
+        "--consent-default",
+        "consent_default",
+        metavar="CHANNEL=yes|no",
+        multiple=True,
+        help=help_text,
+    )
 
 
 @programs_group.command("add")
@@ -36,6 +48,11 @@ def programs_group() -> None:
     help="Public-holiday calendar business days skip: a country, optionally with a "
     "subdivision (US, US-CA, CN, GB-SCT) [default: none, Monday to Friday].",
 )
+@consent_default_option(
+    "The program states consent on sms or call for members who did not (sms=yes; "
+    "repeatable): their consent not stated counts as yes. A stated no, an opt-out or a "
+    "suppression always wins [default: not set, not stated counts as no]."
+)
 @json_option
 @pass_state
 def programs_add(
@@ -46,10 +63,14 @@ def programs_add(
     region: str | None,
     sms_opt_out_notice: bool,
     holidays: str | None,
+    consent_default: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Create a program KEY."""
     from engine import programs
+    from engine.consent.defaults import describe, parse_consent_defaults
+
+    choices = parse_consent_defaults(consent_default)
 
     settings = state.settings
     with transaction(state) as session:
@@ -62,7 +83,9 @@ def programs_add(
             at=state.app().clock.now(),
             sms_opt_out_notice=sms_opt_out_notice,
             holidays=holidays,
+            consent_default=choices,
         )
+        stated = describe(program) if choices else None
         result = {
             "key": program.key,
             "name": program.name,
@@ -78,6 +101,8 @@ def programs_add(
         click.echo(
             f"Program {key!r} created ({result['timezone']}, region {result['region']}{calendar})."
         )
+        if stated:
+            click.echo(f"Program {key!r}: consent default {stated}.")
 
 
 @programs_group.command("list")
@@ -123,6 +148,10 @@ def programs_list(state: CliState, as_json: bool) -> None:
     help="Public-holiday calendar business days skip (US, US-CA, CN, GB-SCT...); 'none' "
     "for Monday to Friday.",
 )
+@consent_default_option(
+    "State (sms=yes) or withdraw (sms=no) the program's consent on sms or call for members "
+    "who did not state theirs; repeatable. A stated no, an opt-out or a suppression always wins."
+)
 @json_option
 @pass_state
 def programs_set(
@@ -130,27 +159,37 @@ def programs_set(
     key: str,
     sms_opt_out_notice: bool | None,
     holidays: str | None,
+    consent_default: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Change settings of program KEY (messages already queued keep their text; retries
     already scheduled keep their time)."""
     from engine import programs
+    from engine.consent.defaults import describe, parse_consent_defaults
 
-    if sms_opt_out_notice is None and holidays is None:
+    if sms_opt_out_notice is None and holidays is None and not consent_default:
         raise click.UsageError(
-            "nothing to change: give --sms-opt-out-notice (or its --no- form) or --holidays"
+            "nothing to change: give --sms-opt-out-notice (or its --no- form), --holidays "
+            "or --consent-default"
         )
+    choices = parse_consent_defaults(consent_default)
     with transaction(state) as session:
+        if choices:
+            program = programs.set_consent_default(
+                session, key, choices, at=state.app().clock.now()
+            )
         if sms_opt_out_notice is not None:
             program = programs.set_sms_opt_out_notice(session, key, sms_opt_out_notice)
         if holidays is not None:
             code = None if holidays.strip().lower() in ("none", "") else holidays
             program = programs.set_holidays(session, key, code)
         calendar = program.holidays
+        stated = describe(program)
         result = {
             "key": program.key,
             "sms_opt_out_notice": program.sms_opt_out_notice,
             "holidays": program.holidays,
+            "consent_default": programs.program_details(session, key)["consent_default"],
         }
     if as_json:
         emit_json(result)
@@ -161,3 +200,32 @@ def programs_set(
         if holidays is not None:
             shown = calendar or "none (business days are Monday to Friday)"
             click.echo(f"Program {key!r}: holiday calendar {shown}.")
+        if choices:
+            click.echo(f"Program {key!r}: consent default {stated}.")
+
+
+@programs_group.command("show")
+@click.argument("key")
+@json_option
+@pass_state
+def programs_show(state: CliState, key: str, as_json: bool) -> None:
+    """Show program KEY's settings: zone, phone region, SMS opt-out notice, holiday calendar
+    and consent default (whether a consent not stated counts as yes, and since when)."""
+    from engine import programs
+
+    with transaction(state) as session:
+        details = programs.program_details(session, key)
+    if as_json:
+        emit_json(details)
+        return
+    defaults = details["consent_default"]
+    consent = ", ".join(
+        f"{c} yes (set on {since:%Y-%m-%d})" if since else f"{c} not set (not stated counts as no)"
+        for c, since in defaults.items()
+    )
+    click.echo(f"Program {details['key']}: {details['name']}")
+    click.echo(f"  time zone: {details['timezone']}, phone region {details['region']}")
+    click.echo(f"  participants: {details['participants']:,}")
+    click.echo(f"  SMS opt-out notice: {'on' if details['sms_opt_out_notice'] else 'off'}")
+    click.echo(f"  holiday calendar: {details['holidays'] or 'none (Monday to Friday)'}")
+    click.echo(f"  consent default: {consent}")

@@ -82,6 +82,11 @@ class Program(Base):
     # A public-holiday calendar of the holidays library ("US", "US-CA", "CN", "GB-SCT"): its
     # holidays are not business days (engine/calls/business_days.py). NULL: Monday to Friday.
     holidays: Mapped[str | None] = mapped_column(String(16))
+    # The program states consent (`programs set --consent-default sms=yes`): since this instant
+    # a member whose consent on SMS / calls is not stated counts as opted in; a stated no, an
+    # opt-out or a suppression still wins (engine/consent/defaults.py). NULL: not stated is no.
+    consent_default_sms_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    consent_default_call_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Participant(Base):
