@@ -638,7 +638,7 @@ def plan(
     existing = _existing_run(session, definition.name, key)
     _tune(session)
 
-    usable = {c: usable_sql(c) for c in rules.channels}
+    usable = {c: usable_sql(c, by_default=c in rules.consent_defaults) for c in rules.channels}
     inner = rules.from_audience(
         select(
             rules.reason().label("reason"),

@@ -123,6 +123,7 @@ def test_plan_and_explain_say_consent_by_program_default(app: App, program: Prog
         report = planning.plan(s, SMS, at=TEST_NOW)
         quiet = planning.explain(s, SMS, "QUIET", at=TEST_NOW)
         said_no = planning.explain(s, SMS, "NO", at=TEST_NOW)
+    assert report.reachable == {"sms": 2}  # QUIET and LATE, reachable by the default
     no_consent = next(e for e in report.exclusions if e.reason == "no_consent")
     assert "counts as yes for SMS (consent by program default (set on 2026-02-27))" in (
         no_consent.description
