@@ -172,7 +172,7 @@ def launch_scheduled(
 
     A due campaign whose email would go out under the demo's sender identity (or without a
     postal address) is refused, with `campaign launch`'s one line, at every tick until the
-    settings are fixed; it launches at the first tick after that (engine/planning.py
+    settings are fixed; it launches at the first tick after that (engine/planning/launching.py
     launch_due)."""
     if not definitions:
         return []

@@ -9,7 +9,7 @@ Never by accident: it is unset unless a program sets it, and it fills only the g
 stated ``no`` is a row, so the default never reaches it; an opt-out (a ``no`` row) and any
 suppression (checked by the gate first) always win.
 
-Read wherever consent is decided: plan/explain (engine/planning.py, in SQL through
+Read wherever consent is decided: plan/explain (engine/planning/rules.py, in SQL through
 :func:`consent_defaults` of the campaign's program), the sequencer's and dispatch's gates
 (:func:`defaulted`) and the call list (:func:`says_yes` on each task's program).
 """

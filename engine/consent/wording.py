@@ -5,7 +5,7 @@ columns cannot be texted or called. Telling a coordinator they "opted out" would
 looking for opt-outs that never happened; this says "consent not stated" and how to state it.
 A program may also state it for every member who did not (engine/consent/defaults.py): plan and
 explain then say "consent by program default (set on DATE)". Pure: used by plan/explain
-(engine/planning.py), the sequencer's exit reasons and the tick.
+(engine/planning/), the sequencer's exit reasons and the tick.
 """
 
 from __future__ import annotations
