@@ -93,6 +93,7 @@ def programs_add(
             "region": program.region,
             "sms_opt_out_notice": program.sms_opt_out_notice,
             "holidays": program.holidays,
+            "consent_default": programs.program_details(session, key)["consent_default"],
         }
     if as_json:
         emit_json(result)
