@@ -3,7 +3,8 @@ and the same semantics evaluated in Python for `explain`.
 
 The SQL is what selects an audience (no per-participant Python loop); the Python evaluator
 exists so that a coordinator can see, node by node, why one member is in or out. The two agree
-by construction and by a property test (tests/campaigns/test_audience_property.py).
+by construction and by a property test (tests/campaigns/test_audience_property.py). The SQL
+that differs per dialect (JSON attributes, code-point order) is in engine/audience_dialects.py.
 
 Semantics (the same in SQL on SQLite and PostgreSQL, and in Python):
 
@@ -52,14 +53,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
-    Float,
-    Integer,
     Numeric,
     Select,
-    String,
     and_,
-    case,
-    cast,
     exists,
     false,
     func,
@@ -67,13 +63,10 @@ from sqlalchemy import (
     not_,
     or_,
     select,
-    type_coerce,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.visitors import InternalTraversal
 
+from engine.audience_dialects import PLAIN_DECIMAL_PATTERN, CodePointOrder, attribute
 from engine.db.models import ActivityEvent, Participant
 from engine.definitions.durations import format_duration
 from engine.definitions.filters import (
@@ -91,8 +84,7 @@ from engine.definitions.filters import walk as walk_filter
 from engine.errors import InputError
 
 FieldKind = Literal["text", "number", "datetime", "date"]
-_PLAIN_DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
-_PLAIN_DECIMAL_SQL = _PLAIN_DECIMAL.pattern
+_PLAIN_DECIMAL = re.compile(PLAIN_DECIMAL_PATTERN)
 _ATTRIBUTE_NAME = re.compile(r'^[^"\\]+$')
 
 
@@ -256,127 +248,6 @@ def _date_range(cond: FieldCondition, kind: FieldKind, at: datetime, tz: str) ->
     raise AssertionError(op)
 
 
-# --------------------------------------------------------------------------- SQL: JSON access
-# Attribute access differs per dialect; these constructs compile to the right SQL for each, so
-# that compile_audience() can return one dialect-neutral Select.
-
-
-class _AttrExpr(ColumnElement[Any]):
-    inherit_cache = True
-    _traverse_internals = [  # noqa: RUF012
-        ("column", InternalTraversal.dp_clauseelement),
-        ("attr_key", InternalTraversal.dp_string),
-        ("kind", InternalTraversal.dp_string),
-    ]
-
-    def __init__(self, column: ColumnElement[Any], key: str, kind: str, type_: Any) -> None:
-        self.column = column
-        self.attr_key = key
-        self.kind = kind  # "type" | "text" | "number" | "bool"
-        self.type = type_
-
-
-def _attr(kind: str, key: str) -> ColumnElement[Any]:
-    types = {"type": String(), "text": String(), "number": Numeric(), "bool": Integer()}
-    return _AttrExpr(Participant.__table__.c.attributes, key, kind, types[kind])
-
-
-@compiles(_AttrExpr, "sqlite")
-def _attr_sqlite(element: _AttrExpr, compiler: SQLCompiler, **kw: Any) -> str:
-    path = literal(f'$."{element.attr_key}"')
-    raw_type = func.json_type(element.column, path)
-    value = func.json_extract(element.column, path)
-    kind = case(
-        (raw_type.in_(["integer", "real"]), "number"),
-        (raw_type == "text", "string"),
-        (raw_type.in_(["true", "false"]), "boolean"),
-        else_=raw_type,
-    )
-    text_value = type_coerce(value, String())
-    # '-?[0-9]+(.[0-9]+)?' without regular expressions: digits and at most one inner dot.
-    unsigned = case(
-        (func.substr(text_value, 1, 1) == "-", func.substr(text_value, 2)), else_=text_value
-    )
-    plain_decimal = and_(
-        unsigned.op("GLOB", is_comparison=True)("[0-9]*"),
-        not_(unsigned.op("GLOB", is_comparison=True)("*[^0-9.]*")),
-        not_(unsigned.op("GLOB", is_comparison=True)("*.*.*")),
-        not_(unsigned.op("GLOB", is_comparison=True)("*.")),
-    )
-    expr: ColumnElement[Any]
-    if element.kind == "type":
-        expr = kind
-    elif element.kind == "text":
-        expr = case((raw_type == "text", text_value))
-    elif element.kind == "number":
-        expr = case(
-            (raw_type.in_(["integer", "real"]), cast(value, Float())),
-            (and_(raw_type == "text", plain_decimal), cast(value, Float())),
-        )
-    else:
-        expr = case(
-            (raw_type == "true", 1),
-            (raw_type == "false", 0),
-            (and_(raw_type == "text", text_value == "true"), 1),
-            (and_(raw_type == "text", text_value == "false"), 0),
-        )
-    return compiler.process(expr, **kw)
-
-
-@compiles(_AttrExpr, "postgresql")
-def _attr_postgresql(element: _AttrExpr, compiler: SQLCompiler, **kw: Any) -> str:
-    column = element.column
-    node = column.op("->")(literal(element.attr_key, String()))
-    text_value = type_coerce(column.op("->>")(literal(element.attr_key, String())), String())
-    kind = func.jsonb_typeof(node)
-    expr: ColumnElement[Any]
-    if element.kind == "type":
-        expr = kind
-    elif element.kind == "text":
-        expr = case((kind == "string", text_value))
-    elif element.kind == "number":
-        expr = case(
-            (kind == "number", cast(text_value, Numeric())),
-            (
-                and_(kind == "string", text_value.op("~", is_comparison=True)(_PLAIN_DECIMAL_SQL)),
-                cast(text_value, Numeric()),
-            ),
-        )
-    else:
-        expr = case(
-            (kind == "boolean", case((text_value == "true", 1), else_=0)),
-            (and_(kind == "string", text_value == "true"), 1),
-            (and_(kind == "string", text_value == "false"), 0),
-        )
-    return compiler.process(expr, **kw)
-
-
-@compiles(_AttrExpr)
-def _attr_other(element: _AttrExpr, compiler: SQLCompiler, **kw: Any) -> str:
-    raise InputError(f"attributes are not supported on {compiler.dialect.name}")
-
-
-class _CodePointOrder(ColumnElement[str]):
-    """Text in code-point order: COLLATE "C" on PostgreSQL; SQLite's BINARY already is."""
-
-    inherit_cache = True
-    _traverse_internals = [("inner", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
-
-    def __init__(self, inner: ColumnElement[Any]) -> None:
-        self.inner = inner
-        self.type = String()
-
-
-@compiles(_CodePointOrder)
-def _code_point_default(element: _CodePointOrder, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(element.inner, **kw)
-
-
-@compiles(_CodePointOrder, "postgresql")
-def _code_point_postgresql(element: _CodePointOrder, compiler: SQLCompiler, **kw: Any) -> str:
-    return f'({compiler.process(element.inner, **kw)}) COLLATE "C"'
-
-
 # --------------------------------------------------------------------------- SQL: compile
 
 
@@ -466,7 +337,7 @@ def _field_sql_positive(
             return false()
         return _definite(column, column.in_(values))
     if op in ("eq", "gt", "gte", "lt", "lte"):
-        ordered = _CodePointOrder(column) if kind == "text" and op != "eq" else column
+        ordered = CodePointOrder(column) if kind == "text" and op != "eq" else column
         return _definite(column, _compare_sql(ordered, op, operand(cond.operand)))
     bounds = _date_range(cond, kind, at, tz)
     parts = [column.is_not(None)]
@@ -492,7 +363,7 @@ def _attribute_text(value: Any) -> str:
 def _attribute_sql(cond: FieldCondition, key: str) -> ColumnElement[bool]:
     op = cond.operator
     if op == "is_null":
-        kind = _attr("type", key)
+        kind = attribute("type", key)
         missing = or_(kind.is_(None), kind == "null")
         return missing if cond.is_null else not_(missing)
     if op in ("ne", "not_in"):
@@ -510,14 +381,14 @@ def _attribute_positive_sql(op: str, operand: Any, key: str, name: str) -> Colum
     if operand_kind == "bool":
         if op != "eq":
             raise InputError(f"{name}: {op} does not apply to true/false; use eq, ne, in, not_in")
-        value = _attr("bool", key)
+        value = attribute("bool", key)
         return _definite(value, value == (1 if operand else 0))
     if operand_kind == "number":
-        number = _attr("number", key)
+        number = attribute("number", key)
         return _definite(number, _compare_sql(number, op, Decimal(str(operand))))
-    text_value = _attr("text", key)
+    text_value = attribute("text", key)
     return _definite(
-        text_value, _compare_sql(_CodePointOrder(text_value), op, _attribute_text(operand))
+        text_value, _compare_sql(CodePointOrder(text_value), op, _attribute_text(operand))
     )
 
 

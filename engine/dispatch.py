@@ -125,6 +125,7 @@ from engine.channels.base import (
     UnknownOutcomeError,
 )
 from engine.clock import ensure_utc
+from engine.consent.defaults import defaulted
 from engine.consent.suppressions import add_suppression, email_hash, hash_normalised
 from engine.db.models import (
     CampaignRun,
@@ -898,6 +899,9 @@ def _load_facts(shared: _Shared, rows: Sequence[_Row], channel: str) -> _Facts:
                 )
             ).all()
         )
+        # A program's consent default fills only a consent the member did not state.
+        for pid, _ in defaulted(session, pids, [channel]):
+            consents.setdefault(pid, "opted_in")
         digests = {
             address: _address_hash(channel, address)
             for row in rows

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from engine.calls.business_days import UnknownCalendarError, normalise_calendar
+from engine.consent.defaults import DEFAULTABLE, consent_defaults, set_consent_defaults
 from engine.db import migrate
 from engine.db.models import Participant, Program
 from engine.db.session import make_engine
@@ -51,6 +52,7 @@ def add_program(
     at: datetime,
     sms_opt_out_notice: bool = True,
     holidays: str | None = None,
+    consent_default: Mapping[str, bool] | None = None,
 ) -> Program:
     check_program_key(key)
     try:
@@ -74,6 +76,7 @@ def add_program(
         sms_opt_out_notice=sms_opt_out_notice,
         holidays=calendar,
     )
+    set_consent_defaults(program, consent_default or {}, at=at)
     session.add(program)
     session.flush()
     return program
@@ -125,6 +128,42 @@ def set_shown_before_verification(session: Session, key: str, fields: str | None
     )
     session.flush()
     return program
+
+
+def set_consent_default(
+    session: Session, key: str, choices: Mapping[str, bool], *, at: datetime
+) -> Program:
+    """State (yes) or withdraw (no) the program's consent default per channel: members whose
+    consent on it is not stated count as opted in from now on (engine/consent/defaults.py).
+    Messages already queued were gated when queued and are gated again when sent."""
+    program = get_program(session, key)
+    set_consent_defaults(program, choices, at=at)
+    session.flush()
+    return program
+
+
+def program_details(session: Session, key: str) -> dict[str, Any]:
+    """Everything `campaign programs show` prints about program ``key``."""
+    from engine.calls.verification import shown_before_verification
+
+    program = get_program(session, key)
+    members = session.scalar(
+        select(func.count()).select_from(Participant).where(Participant.program_id == program.id)
+    )
+    defaults = consent_defaults(program)
+    return {
+        "key": program.key,
+        "name": program.name,
+        "timezone": program.timezone,
+        "region": program.region,
+        "participants": int(members or 0),
+        "sms_opt_out_notice": program.sms_opt_out_notice,
+        "holidays": program.holidays,
+        "shown_before_verification": sorted(shown_before_verification(program)),
+        # channel -> since when a consent not stated counts as yes; absent: it counts as no.
+        "consent_default": {c: defaults.get(c) for c in DEFAULTABLE},
+        "created_at": program.created_at,
+    }
 
 
 def sms_opt_out_notices(session: Session) -> dict[str, bool]:

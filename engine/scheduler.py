@@ -161,6 +161,9 @@ class Daemon:
             if item.skipped is not None:
                 log.warning("%s", item.skipped)
                 self.summary.skipped.append(item.skipped)
+            elif item.refused is not None:
+                # Repeated at every tick until the settings are fixed: logged, not collected.
+                log.warning("%s", item.refused)
             else:
                 self.summary.launched.append(item)
 

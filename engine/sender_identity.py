@@ -47,13 +47,20 @@ def sender_identity_problem(
     )
 
 
-def require_sender_identity(definition: CampaignDefinition, settings: Settings) -> None:
-    """Refuse to launch a campaign that would send email in the demo's name."""
+def launch_refusal(definition: CampaignDefinition, settings: Settings) -> str | None:
+    """The one line `launch`, the tick and the scheduler give for a campaign they refuse to
+    launch because its email would go out in the demo's name; None when it may launch."""
     problem = sender_identity_problem(
         program=definition.program,
         channels=definition.channels,
         email_from=settings.email_from,
         postal_address=settings.postal_address,
     )
-    if problem is not None:
-        raise ConfigError(f"{definition.name}: not launched: {problem}")
+    return None if problem is None else f"{definition.name}: not launched: {problem}"
+
+
+def require_sender_identity(definition: CampaignDefinition, settings: Settings) -> None:
+    """Refuse to launch a campaign that would send email in the demo's name."""
+    refusal = launch_refusal(definition, settings)
+    if refusal is not None:
+        raise ConfigError(refusal)

@@ -117,6 +117,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.app import App
 from engine.clock import ensure_utc
+from engine.consent.defaults import defaulted
 from engine.consent.unsubscribe import UnsubscribeSigner, signing_key
 from engine.consent.wording import CONSENT_NOT_STATED, closed_channels, exited_label
 from engine.db.models import (
@@ -1134,6 +1135,9 @@ class _Advance:
                 f"WHERE participant_id IN ({_int_list(r.participant_id for r in rows)})"
             )
         }
+        # A program's consent default fills only a consent the member did not state.
+        for key in defaulted(conn, {r.participant_id for r in rows}, channels):
+            consents.setdefault(key, "opted_in")
         hashes: dict[int, tuple[str | None, str | None]] = {
             r.id: (
                 _email_hash(r.email) if r.email else None,

@@ -6,7 +6,9 @@ In order, all at one instant ``at`` read once from the clock:
    cron fire time without a run yet): :func:`engine.planning.launch_due` over the campaign
    files. A file that does not load is reported and skipped; the others still launch. A cron
    fire later than ``scheduler_misfire_grace_seconds``, or older than its schedule, is not
-   launched: it is reported once as skipped (engine/schedules.py).
+   launched: it is reported once as skipped (engine/schedules.py). A real program's email
+   campaign still on the demo's sender identity or postal address is not launched: each tick
+   says so in `campaign launch`'s words until the settings are fixed (engine/sender_identity.py).
 2. **conversions**: :func:`engine.conversions.match_conversions`, so a member who converted
    since the last tick leaves the sequence before the next step is made for them.
 3. **advance** the sequences (:func:`engine.sequencing.advance`), within part of the budget.
@@ -54,6 +56,7 @@ from engine.metrics.names import ADVANCE_DURATION, TICK, TICK_DURATION
 from engine.metrics.recording import auto_paused
 from engine.planning import GlobalCap, launch_due
 from engine.preflight import check_templates
+from engine.sender_identity import launch_refusal
 from engine.sequencing import AdvanceSummary, advance
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ class Launched:
     enrolled: int = 0
     error: str | None = None
     skipped: str | None = None  # "skipped fire ... of X: why" (engine/schedules.py)
+    refused: str | None = None  # "X: not launched: why" (engine/sender_identity.py)
 
 
 @dataclass
@@ -102,6 +106,8 @@ class TickSummary:
                     lines.append(f"  launch {item.campaign}: FAILED: {item.error}")
                 elif item.skipped:
                     lines.append(f"  {item.skipped}")
+                elif item.refused:
+                    lines.append(f"  {item.refused}")
                 else:
                     lines.append(
                         f"  launched {item.campaign}: run {item.run_id}, {item.enrolled} enrolled"
@@ -162,16 +168,23 @@ def load_scheduled(campaigns_dir: Any) -> tuple[list[LoadedDefinition], list[str
 def launch_scheduled(
     app: App, definitions: list[LoadedDefinition], *, at: datetime
 ) -> list[Launched]:
-    """Launch the given scheduled campaigns that are due at ``at`` (idempotent)."""
+    """Launch the given scheduled campaigns that are due at ``at`` (idempotent).
+
+    A due campaign whose email would go out under the demo's sender identity (or without a
+    postal address) is refused, with `campaign launch`'s one line, at every tick until the
+    settings are fixed; it launches at the first tick after that (engine/planning/launching.py
+    launch_due)."""
     if not definitions:
         return []
+    settings = app.settings
     with app.sessions() as session, session.begin():
         results = launch_due(
             session,
             definitions,
             at=at,
-            global_cap=GlobalCap.from_settings(app.settings),
-            grace=timedelta(seconds=app.settings.scheduler_misfire_grace_seconds),
+            global_cap=GlobalCap.from_settings(settings),
+            grace=timedelta(seconds=settings.scheduler_misfire_grace_seconds),
+            refuse=lambda definition: launch_refusal(definition, settings),
         )
     launched = []
     for item in results:
@@ -179,6 +192,8 @@ def launch_scheduled(
             launched.append(Launched(item.campaign, error=item.error))
         elif item.skipped is not None:
             launched.append(Launched(item.campaign, skipped=item.skipped))
+        elif item.refused is not None:
+            launched.append(Launched(item.campaign, refused=item.refused))
         elif item.result is not None and item.result.created:
             launched.append(Launched(item.campaign, item.result.run_id, item.result.enrolled))
     return launched

@@ -49,6 +49,7 @@ from engine.calls.rules import (
     wait_for_caps,
 )
 from engine.clock import ensure_utc
+from engine.consent.defaults import says_yes
 from engine.consent.suppressions import hash_normalised
 from engine.db.models import (
     Agent,
@@ -265,6 +266,8 @@ def evaluate(
             continue
         c.zones = zones
         status = consents.get(p.id) if exact else p.call_consent
+        if status is None and says_yes(c.program, "call"):
+            status = "opted_in"  # the program states it for members who did not
         blocked_on: set[str] = set()
         if p.phone:
             if exact:

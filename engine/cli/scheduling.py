@@ -107,6 +107,8 @@ def scheduler_command(state: CliState) -> None:
             click.echo(f"launch {item.campaign}: FAILED: {item.error}")
         elif item.skipped:
             click.echo(item.skipped)
+        elif item.refused:
+            click.echo(item.refused)
         else:
             click.echo(f"launched {item.campaign}: run {item.run_id}, {item.enrolled:,} enrolled")
 

@@ -20,6 +20,9 @@ Where an opt-out enters, where it is kept, and where every sender checks it::
       erasure (participants/erasure) --> suppressions.add_suppression ---+
                                                                          |
     participant import: consent columns --> participants.*_consent ---.  |
+    `programs set KEY --consent-default sms=yes`                      |  |
+      --> programs.consent_default_*_at (defaults.py:                 |  |
+      fills only a consent not stated)                             ---+  |
                                                                       v  v
                           policy/gate.py decides (suppressed, opted_out, no_consent) in:
                           - sequencing: before a message is queued or a call task opened

@@ -3,12 +3,15 @@
 SMS and calls need a stated opt-in (engine.policy.gate), so a member imported without consent
 columns cannot be texted or called. Telling a coordinator they "opted out" would send them
 looking for opt-outs that never happened; this says "consent not stated" and how to state it.
-Pure: used by plan/explain (engine/planning.py), the sequencer's exit reasons and the tick.
+A program may also state it for every member who did not (engine/consent/defaults.py): plan and
+explain then say "consent by program default (set on DATE)". Pure: used by plan/explain
+(engine/planning/), the sequencer's exit reasons and the tick.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 CONSENT_NOT_STATED = "consent not stated"
 CONSENT_COLUMNS = {"email": "consent_email", "sms": "consent_sms", "call": "consent_call"}
@@ -23,11 +26,21 @@ REASON_WORDS = {
 
 
 def how_to_state(channels: Iterable[str]) -> str:
-    columns = " / ".join(CONSENT_COLUMNS[c] for c in sorted(set(channels)) if c in CONSENT_COLUMNS)
-    return (
+    wanted = sorted(set(channels))
+    columns = " / ".join(CONSENT_COLUMNS[c] for c in wanted if c in CONSENT_COLUMNS)
+    defaults = " ".join(f"--consent-default {c}=yes" for c in wanted if c in ("sms", "call"))
+    text = (
         f"a program states consent with the {columns} column of its member file "
         "(yes/no; a file of external_id and those columns is enough)"
     )
+    if defaults:
+        text += f", or for every member who stated none with `campaign programs set KEY {defaults}`"
+    return text
+
+
+def by_program_default(since: datetime) -> str:
+    """What explain says of a consent taken from the program's default."""
+    return f"consent by program default (set on {since:%Y-%m-%d})"
 
 
 def closed_channels(closed: Mapping[str, str]) -> str:
@@ -54,8 +67,24 @@ def exited_label(consent_not_stated: int) -> str:
 # The plan's description of its no_consent exclusion.
 NOT_STATED_IS_NO = (
     f"{CONSENT_NOT_STATED} counts as no for SMS and calls; "
-    "state it with the member file's consent_sms / consent_call columns"
+    "state it with the member file's consent_sms / consent_call columns "
+    "or a program default (`campaign programs set KEY --consent-default sms=yes`)"
 )
+_CHANNEL_NAMES = {"sms": "SMS", "call": "calls"}
+
+
+def not_stated_rule(defaults: Mapping[str, datetime]) -> str:
+    """NOT_STATED_IS_NO, or what the program's consent defaults make of a consent not stated."""
+    if not defaults:
+        return NOT_STATED_IS_NO
+    parts = [
+        f"{CONSENT_NOT_STATED} counts as yes for {_CHANNEL_NAMES[c]} ({by_program_default(since)})"
+        for c, since in sorted(defaults.items())
+    ]
+    rest = [name for c, name in _CHANNEL_NAMES.items() if c not in defaults]
+    if rest:
+        parts.append(f"as no for {rest[0]}")
+    return "; ".join(parts)
 
 
 def closed_from_facts(

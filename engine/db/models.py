@@ -85,6 +85,11 @@ class Program(Base):
     # The account fields an agent sees before recording that the member's identity was
     # verified (0030; a comma list of engine/calls/verification.py's names). NULL: its default.
     shown_before_verification: Mapped[str | None] = mapped_column(String(200))
+    # The program states consent (`programs set --consent-default sms=yes`): since this instant
+    # a member whose consent on SMS / calls is not stated counts as opted in; a stated no, an
+    # opt-out or a suppression still wins (engine/consent/defaults.py). NULL: not stated is no.
+    consent_default_sms_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    consent_default_call_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Participant(Base):

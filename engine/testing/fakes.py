@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from engine.app import App
 
 __all__ = [
+    "PROGRAM_SENDER",
+    "PROGRAM_SENDER_ENV",
     "FrozenClock",
     "RecordingChannel",
     "make_consent",
@@ -58,6 +60,15 @@ __all__ = [
 ]
 
 _sequence = itertools.count(1)
+
+# The make_program program's own sender identity: a real program's email campaign is launched
+# (by hand, the tick or the scheduler) only under its own sender and postal address
+# (engine/sender_identity.py). Settings fields; PROGRAM_SENDER_ENV for a subprocess.
+PROGRAM_SENDER = {
+    "email_from": "Loyalty Rewards <members@loyalty.example>",
+    "postal_address": "1 Loyalty Way, Chicago, IL 60601, USA",
+}
+PROGRAM_SENDER_ENV = {f"CAMPAIGN_{key.upper()}": value for key, value in PROGRAM_SENDER.items()}
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from engine.fire_times import LocalCron
 from engine.reports.campaign import campaign_report
 from engine.scheduler import Daemon
 from engine.schedules import list_skipped
-from engine.testing.fakes import make_event, make_participant
+from engine.testing.fakes import PROGRAM_SENDER, make_event, make_participant
 from engine.tick import launch_scheduled, tick
 
 from .helpers import definition, unit
@@ -127,6 +127,7 @@ def _app_at(app: App, tmp_path: Path, clock: FrozenClock, grace_seconds: int) ->
             "campaigns_dir": _campaign_dir(tmp_path),
             "scheduler_misfire_grace_seconds": grace_seconds,
             "outbox_dir": tmp_path / "outbox",
+            **PROGRAM_SENDER,
         }
     )
     return App(settings=settings, engine=app.engine, sessions=app.sessions, clock=clock)

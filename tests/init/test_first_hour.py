@@ -145,8 +145,40 @@ def test_the_tick_says_consent_not_stated_when_a_member_leaves(folder: Folder) -
         "no channel left to contact (call: consent not stated, email: suppressed, "
         "sms: consent not stated); a program states consent with the consent_call / "
         "consent_sms column of its member file (yes/no; a file of external_id and those "
-        "columns is enough)"
+        "columns is enough), or for every member who stated none with `campaign programs set "
+        "KEY --consent-default call=yes --consent-default sms=yes`"
     ]
+
+
+def test_a_program_default_states_consent_for_members_who_stated_none(folder: Folder) -> None:
+    code, output = folder.run("programs", "show", "northwind")
+    assert code == 0, output
+    assert "consent default: sms not set (not stated counts as no), call not set" in output
+    code, output = folder.run("programs", "set", "northwind", "--consent-default", "sms=yes")
+    assert code == 0, output
+    assert (
+        output
+        == "Program 'northwind': consent default sms yes (set on 2026-03-02), call not set.\n"
+    )
+    code, output = folder.run("programs", "show", "northwind", "--json")
+    assert '"sms": "2026-03-02T15:00:00+00:00"' in output and '"call": null' in output
+    code, output = folder.run("explain", "winback-inactive", "NOSMS")
+    assert code == 0, output
+    verdict = output.splitlines()[1]
+    assert "would be enrolled" in verdict, output
+    assert "consent by program default (set on 2026-03-02)" in output
+    # A member who said no stays excluded: the default fills only what is not stated.
+    code, output = folder.run("explain", "winback-inactive", "OUT")
+    assert "sms: opted out" in output.splitlines()[1]
+    code, output = folder.run("plan", "winback-inactive")
+    assert code == 0, output
+    assert "counts as yes for SMS (consent by program default (set on 2026-03-02))" in output
+    code, output = folder.run("programs", "set", "northwind", "--consent-default", "email=yes")
+    assert code == 1 and output.count("\n") == 1 and "email needs no stated consent" in output
+    code, output = folder.run("programs", "set", "northwind", "--consent-default", "sms=no")
+    assert code == 0 and "sms not set" in output
+    code, output = folder.run("explain", "winback-inactive", "NOSMS")
+    assert "sms: consent not stated" in output.splitlines()[1]
 
 
 # --------------------------------------------------------------------------- preview

@@ -21,6 +21,7 @@ from engine import sampling
 from engine.app import App
 from engine.db.models import CampaignRun, Participant, Program
 from engine.scheduler import Daemon, launch_job_id
+from engine.testing.fakes import PROGRAM_SENDER_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 12
@@ -87,6 +88,7 @@ def test_scheduler_daemon_sends_once_and_stops_on_sigterm(
         CAMPAIGN_TEMPLATES_DIR=str(ROOT / "templates"),
         CAMPAIGN_OUTBOX_DIR=str(outbox),
         CAMPAIGN_TICK_INTERVAL_SECONDS="1",
+        **PROGRAM_SENDER_ENV,
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", "import cli; cli.main()", "scheduler"],

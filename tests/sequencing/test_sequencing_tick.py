@@ -19,6 +19,7 @@ from engine.clock import FrozenClock
 from engine.db.models import ActivityEvent, Participant, Program
 from engine.dispatch import dispatch_lock
 from engine.settings import Settings
+from engine.testing.fakes import PROGRAM_SENDER
 from engine.tick import TickSummary, tick
 
 N = 30
@@ -52,7 +53,10 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     # A broken file must not stop the others from launching.
     (campaigns / "broken.yaml").write_text("name: broken\naudience: [\n")
     return Settings(
-        database_url=database_url, outbox_dir=tmp_path / "outbox", campaigns_dir=campaigns
+        database_url=database_url,
+        outbox_dir=tmp_path / "outbox",
+        campaigns_dir=campaigns,
+        **PROGRAM_SENDER,
     )
 
 
