@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -209,7 +210,10 @@ class PendingEntry:
     @property
     def id(self) -> int:
         if self._id is None:
-            self._writer.flush()
+            self._writer.write_pending()
+            self._id = self._writer.session.scalar(
+                select(CallerLogEntry.id).where(CallerLogEntry.seq == self.seq)
+            )
         assert self._id is not None
         return self._id
 
@@ -217,39 +221,36 @@ class PendingEntry:
 class ChainWriter:
     """Many appends in one transaction (a dialer import chunk): the head is read once, each
     entry is chained in memory by the same rule as :func:`append`, and the entries and their
-    checkpoints are written with one multi-row INSERT each at :meth:`flush`. The caller holds
+    checkpoints are written with one executemany INSERT each at :meth:`flush`. The caller holds
     the caller log's lock (:func:`serialise`; on SQLite the write lock) from before it made
     the writer until it commits, so no other appender can slip in between."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, write_pending: Callable[[], None] | None = None) -> None:
+        """``write_pending``: what writes this writer's entries and whatever the caller keeps
+        pending with them (default :meth:`flush`), run before an entry's id is looked up."""
         self.session = session
+        self.write_pending = write_pending or self.flush
         self._key = log_key(session)
         self._seq, self._prev = _head(session)
         self._rows: list[dict[str, Any]] = []
         self._checkpoints: list[dict[str, Any]] = []
-        self._pending: list[PendingEntry] = []
 
     def append(self, **values: Any) -> PendingEntry:
         row, checkpoint = _chained(self._key, self._seq + 1, self._prev, values)
         self._seq, self._prev = row["seq"], row["hash"]
         self._rows.append(row)
         self._checkpoints.append(checkpoint)
-        entry = PendingEntry(self, row["seq"], row["hash"])
-        self._pending.append(entry)
-        return entry
+        return PendingEntry(self, row["seq"], row["hash"])
 
     def flush(self) -> None:
+        """Write the pending entries and checkpoints (one executemany each; no ids fetched:
+        an entry whose id is asked for looks it up by its seq)."""
         if not self._rows:
             return
         connection = self.session.connection()
-        ids = connection.execute(
-            insert(CallerLogEntry).returning(CallerLogEntry.id, sort_by_parameter_order=True),
-            self._rows,
-        ).scalars()
-        for entry, ident in zip(self._pending, ids, strict=True):
-            entry._id = int(ident)
+        connection.execute(insert(CallerLogEntry), self._rows)
         connection.execute(insert(CallerLogCheckpoint), self._checkpoints)
-        self._rows, self._checkpoints, self._pending = [], [], []
+        self._rows, self._checkpoints = [], []
 
 
 def erase_personal(session: Session, participant_id: int, *, at: datetime) -> int:

@@ -34,6 +34,7 @@ from engine.calls.agents import agent_key, get_agent, unknown_agent
 from engine.calls.config import load_dispositions
 from engine.calls.dispositions import DispositionSet, parse_yes_no
 from engine.calls.log import (
+    CallBatch,
     CallContext,
     CallInput,
     LogResult,
@@ -408,10 +409,11 @@ def _apply_chunk(
     """Log a chunk's calls with a few statements for the whole chunk: what the rows need is
     loaded with one query per table, every row is checked by the same functions as `calls
     log` (:func:`task_problems`, :func:`entry_problems`) and logged by the same
-    :func:`log_call`, whose caller log entries, checkpoints, contacts, task updates and
-    message_events keys are then written with one multi-row statement each. The caller holds
-    the write lock and the caller log's lock. Raises :class:`_Redo` when a row fails only
-    while being written."""
+    :func:`log_call`, whose caller log entries, checkpoints, contacts and message_events keys
+    are then written with one executemany each (the task updates by the unit of work, which
+    groups them). A call that opens a case writes what is pending first (the case records the
+    caller log entry's id). The caller holds the write lock and the caller log's lock. Raises
+    :class:`_Redo` when a row fails only while being written."""
     wanted = sorted({event_key(row.key) for _, row in rows})
     logged = set(
         session.scalars(
@@ -421,7 +423,7 @@ def _apply_chunk(
         )
     )
     loaded = _Loaded(session, rows)
-    chain = caller_log.ChainWriter(session)
+    batch = CallBatch(session)
     events: list[dict[str, object]] = []
     outcomes: list[_Outcome] = []
     for line, row in rows:
@@ -456,7 +458,7 @@ def _apply_chunk(
                 lock=False,
                 checked=(task, entry),
                 context=context,
-                chain=chain,
+                batch=batch,
             )
         except EngineError as exc:
             raise _Redo(str(exc)) from exc
@@ -465,7 +467,7 @@ def _apply_chunk(
         logged.add(key)
         events.append(_event(row, result, task, at=at, line=line, file=file))
         outcomes.append(_Outcome("applied", disposition=result.disposition))
-    chain.flush()
+    batch.write()
     fresh = record_events(session, events)
     if len(fresh) != len(events):  # another import recorded one of these calls meanwhile
         raise _Redo("a call of this chunk was recorded meanwhile")

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.calls import caller_log
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LogResult:
-    log_id: int | None  # None from a batch (ChainWriter writes its entries together)
+    log_id: int | None  # None from a batch (CallBatch writes its entries together)
     seq: int
     task_id: int
     disposition: str
@@ -120,6 +120,24 @@ class CallContext:
     program: Program
     definition: object | None
     run_status: str | None
+
+
+class CallBatch:
+    """What :func:`log_call` writes for many calls of one transaction at once (a dialer
+    import chunk), each kind with one executemany at :meth:`write`: caller log entries
+    (through a :class:`caller_log.ChainWriter`) and contact ledger rows (nothing in a log
+    reads contacts back). The tasks stay with the unit of work."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.chain = caller_log.ChainWriter(session, write_pending=self.write)
+        self.contacts: list[dict[str, object]] = []
+
+    def write(self) -> None:
+        self.chain.flush()
+        if self.contacts:
+            self.session.connection().execute(insert(Contact), self.contacts)
+            self.contacts = []
 
 
 def task_problems(
@@ -191,7 +209,7 @@ def log_call(
     checked: tuple[CallTask, ValidatedEntry] | None = None,
     case_rules: RulesFor | None = None,
     context: CallContext | None = None,
-    chain: caller_log.ChainWriter | None = None,
+    batch: CallBatch | None = None,
 ) -> LogResult:
     """Validate, append to the caller log, apply the effect. On SQLite call it first in its
     transaction (``lock`` takes the write lock; a batch that took it already passes False).
@@ -200,8 +218,8 @@ def log_call(
     a program's case rules by key (default: engine/cases/config.py's defaults).
 
     A batch (engine/calls/dialer.py) passes ``checked`` with the ``context`` it loaded for
-    many calls at once and a ``chain`` writer that appends to the caller log in bulk; the
-    session is then not flushed here (the batch flushes once for all its calls)."""
+    many calls at once and a :class:`CallBatch` that writes caller log entries and contacts in
+    bulk; the session is then not flushed here (the batch writes once for all its calls)."""
     at = ensure_utc(at)
     if lock:
         write_lock(session)
@@ -241,7 +259,11 @@ def log_call(
         handle = None
     attempt = task.attempts + (1 if disposition.counts_as_attempt else 0)
     # serialised above (lock) or by the batch that passed lock=False
-    append = chain.append if chain is not None else partial(caller_log.append, session, locked=True)
+    append = (
+        batch.chain.append
+        if batch is not None
+        else partial(caller_log.append, session, locked=True)
+    )
     entry_row = append(
         task_id=task.id,
         participant_id=participant.id,
@@ -264,15 +286,17 @@ def log_call(
         attempt=attempt,
         source=source,
     )
-    session.add(
-        Contact(
-            participant_id=participant.id,
-            channel="call",
-            run_id=task.run_id,
-            occurred_at=at,
-            kind="call",
-        )
-    )
+    contact = {
+        "participant_id": participant.id,
+        "channel": "call",
+        "run_id": task.run_id,
+        "occurred_at": at,
+        "kind": "call",
+    }
+    if batch is not None:
+        batch.contacts.append(contact)
+    else:
+        session.add(Contact(**contact))
 
     task.attempts = attempt
     task.last_attempt_at = at
@@ -411,10 +435,10 @@ def log_call(
     )
     run_status = context.run_status if context is not None else _run_status(session, task)
     _close_if_run_cancelled(task, created, run_status)
-    if chain is None:
+    if batch is None:
         session.flush()
     return LogResult(
-        log_id=entry_row.id if chain is None else None,
+        log_id=entry_row.id if batch is None else None,
         seq=entry_row.seq,
         task_id=task.id,
         disposition=disposition.code,

@@ -161,6 +161,27 @@ def test_a_do_not_call_closes_the_members_other_task_for_the_rest_of_the_chunk(
     assert task_row(app, second).status == "closed"
 
 
+def test_a_do_not_call_after_another_call_of_the_member_still_closes_that_task(
+    app: App, tmp_path: Path
+) -> None:
+    w = make_world(app)
+    w.agent("ana")
+    member = w.member()
+    first = w.task(member)
+    second = w.task(member, run_id=make_run(app, w.program_id, campaign_source("other-calls")))
+    results = write(
+        tmp_path / "results.csv",
+        HEADER,
+        f"c-1,{second},ana,NO_ANSWER,,",  # recycled: open again, one attempt
+        f"c-2,{first},ana,DO_NOT_CALL,yes,",  # closes the member's other open tasks
+    )
+    summary = load(app, results, chunk_size=1000)
+    assert (summary.applied, summary.rejected) == (2, 0)
+    row = task_row(app, second)
+    assert (row.status, row.attempts) == ("closed", 1)
+    assert row.close_reason == f"DO_NOT_CALL logged on task {first}"
+
+
 def test_an_error_found_only_while_writing_rejects_its_row_alone(
     app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
