@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -48,12 +47,17 @@ from engine.calls.tasks import DefinitionCache, write_lock
 from engine.cases.hooks import RulesFor, after_call
 from engine.clock import ensure_utc
 from engine.consent.suppressions import add_suppression
-from engine.db.models import ActivityEvent, CallTask, CampaignRun, Contact, Participant, Program
+from engine.db.models import (
+    ActivityEvent,
+    Agent,
+    CallTask,
+    CampaignRun,
+    Contact,
+    Participant,
+    Program,
+)
 from engine.errors import InputError, NotFoundError
 from engine.policy import candidate_zones, effective_window, next_allowed
-
-if TYPE_CHECKING:
-    from engine.db.models import Agent
 
 
 @dataclass(frozen=True)
