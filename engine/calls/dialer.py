@@ -559,10 +559,12 @@ def import_results(
                 else:
                     good.append((source_row.line, row))
                     originals[source_row.line] = original_text(source_row)
-            try:
-                outcomes = transaction(good, batched=True)
-            except _Redo:
-                outcomes = transaction(good, batched=False)
+            outcomes: list[_Outcome] = []
+            if good:  # a chunk of bad rows only writes nothing, nor takes a lock
+                try:
+                    outcomes = transaction(good, batched=True)
+                except _Redo:
+                    outcomes = transaction(good, batched=False)
             for (line, _), outcome in zip(good, outcomes, strict=True):
                 if outcome.kind == "applied":
                     applied += 1
