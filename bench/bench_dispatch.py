@@ -122,7 +122,8 @@ def _free_port() -> int:
 
 
 def _serve_fakes(connection: Any, stop: Any) -> None:
-    from engine.testing.providers import FakeSendGrid, FakeTwilio
+    from engine.testing.fake_sendgrid import FakeSendGrid
+    from engine.testing.fake_twilio import FakeTwilio
 
     with (
         FakeSendGrid(API_KEY, validate=False, record=False) as sendgrid,

@@ -3,7 +3,10 @@
     .venv/bin/python bench/bench_reports.py --database sqlite|postgresql|both \\
         [--enrollments 1000000] [--outbox 10000000] [--repeat 3] [--keep | --reuse URL]
 
-Targets (issue #6): <= 1 s on PostgreSQL, <= 4 s on SQLite.
+Floor (issue #20): one `SELECT count(*)` of the outbox, timed in the same rounds as the
+report; the report reads tallies, so its ratio to that scan should be far below 1 (issue #6
+asked for <= 1 s on PostgreSQL, <= 4 s on SQLite on its machine; no absolute time is
+asserted).
 
 Fills a scratch database (PostgreSQL: a new database, dropped afterwards unless --keep;
 SQLite: a file in a temporary folder) with SQL inside the database (generate_series / a
@@ -49,7 +52,6 @@ NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 POSTGRES_ADMIN = os.environ.get(
     "CAMPAIGN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-TARGETS = {"sqlite": 4.0, "postgresql": 1.0}
 STEPS = 12
 # The revision the fill's SQL is written for: the tables as of 0004, before 0005's outbox
 # tallies (which the upgrade to head then counts from the filled outbox).
@@ -271,8 +273,13 @@ def _measure(url: str, dialect: str, repeat: int) -> None:
         enrolled = c.execute(text("SELECT count(*) FROM enrollments")).scalar_one()
     sessions = make_session_factory(engine)
     timings = []
+    floor = []  # one full count of the outbox per round, in the same rounds as the report
     report = None
     for _ in range(repeat):
+        with engine.connect() as c:
+            t0 = time.perf_counter()
+            c.execute(text("SELECT count(*) FROM outbox_messages")).scalar_one()
+            floor.append(time.perf_counter() - t0)
         with sessions() as session:
             t0 = time.perf_counter()
             report = campaign_report(session, "1")
@@ -289,8 +296,9 @@ def _measure(url: str, dialect: str, repeat: int) -> None:
             "schema": migrate.current_revision(engine),
             "seconds_each": [round(t, 3) for t in timings],
             "seconds_median": round(statistics.median(timings), 3),
-            "target_seconds": TARGETS[dialect],
-            "met": statistics.median(timings) <= TARGETS[dialect],
+            "floor": "SELECT count(*) FROM outbox_messages",
+            "floor_seconds_median": round(statistics.median(floor), 4),
+            "ratio_to_floor": round(statistics.median(timings) / statistics.median(floor), 3),
             "conversions": report.conversions,
             "lift_pp": None if report.lift.difference is None
             else round(report.lift.difference * 100, 3),

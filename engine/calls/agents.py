@@ -237,10 +237,19 @@ def enable_agent(session: Session, login: str) -> StateChange:
     return StateChange(view(agent), changed, 0, 0)
 
 
+def agent_key(login: str) -> str:
+    """How a login is stored and looked up."""
+    return login.strip().lower()
+
+
+def unknown_agent(login: str) -> NotFoundError:
+    return NotFoundError(f"no agent {login!r}; add one with `campaign agents add`")
+
+
 def get_agent(session: Session, login: str) -> Agent:
-    agent = session.scalar(select(Agent).where(Agent.login == login.strip().lower()))
+    agent = session.scalar(select(Agent).where(Agent.login == agent_key(login)))
     if agent is None:
-        raise NotFoundError(f"no agent {login!r}; add one with `campaign agents add`")
+        raise unknown_agent(login)
     return agent
 
 

@@ -32,11 +32,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, null, select, update
+from sqlalchemy import func, insert, null, select, update
 from sqlalchemy.orm import Session
 
 from engine.calls.log_key import SESSION_INFO_KEY, CallerLogKey
@@ -152,32 +153,104 @@ def serialise(session: Session) -> None:
         session.execute(select(func.pg_advisory_xact_lock(_LOCK_KEY)))
 
 
-def append(session: Session, *, locked: bool = False, **values: Any) -> CallerLogEntry:
-    """Append one entry at the head of the chain and its checkpoint (the caller owns the
-    transaction; ``locked``: it has called :func:`serialise` already)."""
-    key = log_key(session)
-    if not locked:
-        serialise(session)
+def _head(session: Session) -> tuple[int, str]:
+    """(seq, hash) of the newest entry; (0, GENESIS) for an empty log."""
     head = session.execute(
         select(CallerLogEntry.seq, CallerLogEntry.hash).order_by(CallerLogEntry.seq.desc()).limit(1)
     ).first()
-    seq, prev = (head[0] + 1, head[1]) if head is not None else (1, GENESIS)
+    return (int(head[0]), str(head[1])) if head is not None else (0, GENESIS)
+
+
+def _chained(
+    key: bytes, seq: int, prev: str, values: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The row of entry ``seq`` after ``prev`` (its MAC computed) and its checkpoint's row: the
+    one rule both :func:`append` and :class:`ChainWriter` write by."""
     values = {**values, "seq": seq, "prev_hash": prev}
     for name in ("claimed_at", "logged_at"):
         if values.get(name) is not None:
             values[name] = values[name].astimezone(UTC)
     values["personal_digest"] = personal_digest(key, values)
     mac = entry_hash(key, prev, values)
-    entry = CallerLogEntry(**values, chain="hmac", hash=mac)
-    session.add(entry)
     at = values["logged_at"]
-    session.add(
-        CallerLogCheckpoint(
-            seq=seq, head=mac, at=at, signature=_checkpoint_signature(key, seq, mac, at)
-        )
-    )
+    checkpoint = {
+        "seq": seq,
+        "head": mac,
+        "at": at,
+        "signature": _checkpoint_signature(key, seq, mac, at),
+    }
+    return {**values, "chain": "hmac", "hash": mac}, checkpoint
+
+
+def append(session: Session, *, locked: bool = False, **values: Any) -> CallerLogEntry:
+    """Append one entry at the head of the chain and its checkpoint (the caller owns the
+    transaction; ``locked``: it has called :func:`serialise` already)."""
+    key = log_key(session)
+    if not locked:
+        serialise(session)
+    seq, prev = _head(session)
+    row, checkpoint = _chained(key, seq + 1, prev, values)
+    entry = CallerLogEntry(**row)
+    session.add(entry)
+    session.add(CallerLogCheckpoint(**checkpoint))
     session.flush()
     return entry
+
+
+class PendingEntry:
+    """An entry a :class:`ChainWriter` has chained but may not have written yet: its seq and
+    MAC are known at once; asking for its ``id`` writes the pending entries first."""
+
+    __slots__ = ("_id", "_writer", "hash", "seq")
+
+    def __init__(self, writer: ChainWriter, seq: int, mac: str) -> None:
+        self._writer, self.seq, self.hash = writer, seq, mac
+        self._id: int | None = None
+
+    @property
+    def id(self) -> int:
+        if self._id is None:
+            self._writer.write_pending()
+            self._id = self._writer.session.scalar(
+                select(CallerLogEntry.id).where(CallerLogEntry.seq == self.seq)
+            )
+        assert self._id is not None
+        return self._id
+
+
+class ChainWriter:
+    """Many appends in one transaction (a dialer import chunk): the head is read once, each
+    entry is chained in memory by the same rule as :func:`append`, and the entries and their
+    checkpoints are written with one executemany INSERT each at :meth:`flush`. The caller holds
+    the caller log's lock (:func:`serialise`; on SQLite the write lock) from before it made
+    the writer until it commits, so no other appender can slip in between."""
+
+    def __init__(self, session: Session, write_pending: Callable[[], None] | None = None) -> None:
+        """``write_pending``: what writes this writer's entries and whatever the caller keeps
+        pending with them (default :meth:`flush`), run before an entry's id is looked up."""
+        self.session = session
+        self.write_pending = write_pending or self.flush
+        self._key = log_key(session)
+        self._seq, self._prev = _head(session)
+        self._rows: list[dict[str, Any]] = []
+        self._checkpoints: list[dict[str, Any]] = []
+
+    def append(self, **values: Any) -> PendingEntry:
+        row, checkpoint = _chained(self._key, self._seq + 1, self._prev, values)
+        self._seq, self._prev = row["seq"], row["hash"]
+        self._rows.append(row)
+        self._checkpoints.append(checkpoint)
+        return PendingEntry(self, row["seq"], row["hash"])
+
+    def flush(self) -> None:
+        """Write the pending entries and checkpoints (one executemany each; no ids fetched:
+        an entry whose id is asked for looks it up by its seq)."""
+        if not self._rows:
+            return
+        connection = self.session.connection()
+        connection.execute(insert(CallerLogEntry), self._rows)
+        connection.execute(insert(CallerLogCheckpoint), self._checkpoints)
+        self._rows, self._checkpoints = [], []
 
 
 def erase_personal(session: Session, participant_id: int, *, at: datetime) -> int:
@@ -311,10 +384,7 @@ def _reaches(session: Session, seq: int, head: str, last_seq: int, what: str) ->
 def signed_head(session: Session, *, at: datetime) -> dict[str, Any]:
     """The log's head (newest seq and MAC), signed, for safekeeping outside the database."""
     key = log_key(session)
-    head = session.execute(
-        select(CallerLogEntry.seq, CallerLogEntry.hash).order_by(CallerLogEntry.seq.desc()).limit(1)
-    ).first()
-    seq, mac = (int(head[0]), str(head[1])) if head is not None else (0, GENESIS)
+    seq, mac = _head(session)
     stamp = _plain(at)
     return {
         "seq": seq,

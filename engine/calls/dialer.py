@@ -30,16 +30,32 @@ from sqlalchemy.orm import Session
 
 from engine.app import App
 from engine.calls import caller_log
-from engine.calls.agents import get_agent
+from engine.calls.agents import agent_key, get_agent, unknown_agent
 from engine.calls.config import load_dispositions
 from engine.calls.dispositions import DispositionSet, parse_yes_no
-from engine.calls.log import CallInput, call_problems, log_call
+from engine.calls.log import (
+    CallBatch,
+    CallContext,
+    CallInput,
+    LogResult,
+    call_problems,
+    entry_problems,
+    log_call,
+    task_problems,
+)
 from engine.calls.rules import DEFAULT_RULES, CallRules
-from engine.calls.tasks import list_calls, write_lock
+from engine.calls.tasks import DefinitionCache, list_calls, write_lock
 from engine.clock import ensure_utc
-from engine.consent.provider_events import event_key, record_event
+from engine.consent.provider_events import event_key, event_row, record_events
 from engine.csv_safe import SafeDictWriter
-from engine.db.models import CallTask, MessageEvent, Participant, Program
+from engine.db.models import (
+    Agent,
+    CallTask,
+    CampaignRun,
+    MessageEvent,
+    Participant,
+    Program,
+)
 from engine.errors import EngineError, InputError
 from engine.participants.reader import SourceFile, SourceRow, original_text
 from engine.participants.results import RejectsWriter, default_rejects_path
@@ -64,7 +80,7 @@ REQUIRED_COLUMNS = ("task_id", "agent", "disposition")
 FIELD_PREFIX = "field."
 PROVIDER = "dialer"  # message_events.provider of the imported calls' keys
 MAX_CALL_ID = 100
-IMPORT_CHUNK = 200
+IMPORT_CHUNK = 1000  # rows per transaction: loaded, checked and written together
 # A dialer's clock may run a little ahead of ours.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -222,18 +238,28 @@ class _Dispositions:
         self.session, self.path = session, path
         self._by_program: dict[str | None, DispositionSet] = {}
 
-    def for_task(self, task_id: int) -> DispositionSet:
+    def for_program(self, program: str | None) -> DispositionSet:
         if self.path is None:  # no configured dispositions: the standard set everywhere
-            return self._by_program.setdefault(None, DispositionSet.standard())
-        program = self.session.scalar(
-            select(Program.key)
-            .join(Participant, Participant.program_id == Program.id)
-            .join(CallTask, CallTask.participant_id == Participant.id)
-            .where(CallTask.id == task_id)
-        )
+            program = None
         if program not in self._by_program:
-            self._by_program[program] = load_dispositions(self.path, program)
+            self._by_program[program] = (
+                DispositionSet.standard()
+                if self.path is None
+                else load_dispositions(self.path, program)
+            )
         return self._by_program[program]
+
+    def for_task(self, task_id: int) -> DispositionSet:
+        if self.path is None:
+            return self.for_program(None)
+        return self.for_program(
+            self.session.scalar(
+                select(Program.key)
+                .join(Participant, Participant.program_id == Program.id)
+                .join(CallTask, CallTask.participant_id == Participant.id)
+                .where(CallTask.id == task_id)
+            )
+        )
 
 
 def _already_logged(session: Session, key: str) -> bool:
@@ -257,7 +283,8 @@ class _Outcome:
 def _apply(
     session: Session, row: _Row, dispositions: _Dispositions, *, at: datetime, line: int, file: str
 ) -> _Outcome:
-    """Log one row's call, unless it is on the caller log already or fails a check."""
+    """Log one row's call, unless it is on the caller log already or fails a check (the
+    row-by-row path: a chunk :func:`_apply_chunk` could not write is redone with it)."""
     if _already_logged(session, row.key):
         return _Outcome("unchanged")
     when = row.called_at or at
@@ -283,28 +310,190 @@ def _apply(
                 lock=False,
                 checked=(task, entry),
             )
-            fresh = record_event(
-                session,
-                provider=PROVIDER,
-                provider_event_id=row.key,
-                event="call_logged",
-                occurred_at=when,
-                received_at=at,
-                participant_id=task.participant_id,
-                detail={
-                    "task_id": call.task_id,
-                    "caller_log_seq": result.seq,
-                    "disposition": result.disposition,
-                    "file": file[-200:],
-                    "line": line,
-                },
-            )
+            fresh = record_events(session, [_event(row, result, task, at=at, line=line, file=file)])
             if not fresh:  # a concurrent import of the same call got there first
                 savepoint.rollback()
                 return _Outcome("unchanged")
     except EngineError as exc:
         return _Outcome("rejected", [str(exc)])
     return _Outcome("applied", disposition=result.disposition)
+
+
+class _Redo(Exception):
+    """Something only found while writing a chunk's calls (an error no check predicted, or a
+    call another import recorded meanwhile): the chunk is rolled back and redone row by row,
+    each row in its own savepoint, exactly as `calls log` would take them one at a time."""
+
+
+class _Loaded:
+    """A chunk's tasks (locked), their members, programs and runs, and the agents named,
+    loaded with one query each; what a row needs that the chunk did not load (a task a
+    previous row created) is fetched on its own."""
+
+    def __init__(self, session: Session, rows: list[tuple[int, _Row]]) -> None:
+        self.session = session
+        logins = sorted({agent_key(row.call.agent) for _, row in rows})
+        self.agents = {
+            a.login: a for a in session.scalars(select(Agent).where(Agent.login.in_(logins)))
+        }
+        ids = sorted({row.call.task_id for _, row in rows})
+        query = (
+            select(CallTask)
+            .where(CallTask.id.in_(ids))
+            .order_by(CallTask.id)  # row locks always taken in one order
+            .execution_options(populate_existing=True)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(of=CallTask)
+        self.tasks = {t.id: t for t in session.scalars(query)}
+        members = sorted({t.participant_id for t in self.tasks.values()})
+        self.participants = {
+            p.id: p for p in session.scalars(select(Participant).where(Participant.id.in_(members)))
+        }
+        program_ids = sorted({p.program_id for p in self.participants.values()})
+        self.programs = {
+            p.id: p for p in session.scalars(select(Program).where(Program.id.in_(program_ids)))
+        }
+        run_ids = sorted({t.run_id for t in self.tasks.values() if t.run_id is not None})
+        self.run_status: dict[int, str] = {
+            int(ident): str(status)
+            for ident, status in session.execute(
+                select(CampaignRun.id, CampaignRun.status).where(CampaignRun.id.in_(run_ids))
+            )
+        }
+        self.definitions = DefinitionCache(session)
+        # Members whose other tasks a bulk UPDATE closed (do not call, invalid number): their
+        # loaded tasks are read again before they are checked.
+        self.stale: set[int] = set()
+
+    def task(self, task_id: int) -> CallTask | None:
+        task = self.tasks.get(task_id)
+        if task is None:
+            task = self.session.get(CallTask, task_id, with_for_update=True)
+        elif task.participant_id in self.stale:
+            self.session.flush()
+            self.session.refresh(task, with_for_update=True)
+        return task
+
+    def context(self, task: CallTask, agent: Agent) -> CallContext:
+        participant = self.participants.get(task.participant_id) or self.session.get(
+            Participant, task.participant_id
+        )
+        assert participant is not None  # FK
+        program = self.programs.get(participant.program_id) or self.session.get(
+            Program, participant.program_id
+        )
+        assert program is not None  # FK
+        loaded = self.definitions.for_run(task.run_id)
+        if task.run_id is not None and task.run_id not in self.run_status:
+            self.run_status[task.run_id] = str(
+                self.session.scalar(select(CampaignRun.status).where(CampaignRun.id == task.run_id))
+            )
+        return CallContext(
+            agent=agent,
+            participant=participant,
+            program=program,
+            definition=loaded.definition if loaded else None,
+            run_status=self.run_status.get(task.run_id) if task.run_id is not None else None,
+        )
+
+
+def _apply_chunk(
+    session: Session,
+    rows: list[tuple[int, _Row]],
+    dispositions: _Dispositions,
+    *,
+    at: datetime,
+    file: str,
+) -> list[_Outcome]:
+    """Log a chunk's calls with a few statements for the whole chunk: what the rows need is
+    loaded with one query per table, every row is checked by the same functions as `calls
+    log` (:func:`task_problems`, :func:`entry_problems`) and logged by the same
+    :func:`log_call`, whose caller log entries, checkpoints, contacts and message_events keys
+    are then written with one executemany each (the task updates by the unit of work, which
+    groups them). A call that opens a case writes what is pending first (the case records the
+    caller log entry's id). The caller holds the write lock and the caller log's lock. Raises
+    :class:`_Redo` when a row fails only while being written."""
+    wanted = sorted({event_key(row.key) for _, row in rows})
+    logged = set(
+        session.scalars(
+            select(MessageEvent.provider_event_id).where(
+                MessageEvent.provider == PROVIDER, MessageEvent.provider_event_id.in_(wanted)
+            )
+        )
+    )
+    loaded = _Loaded(session, rows)
+    batch = CallBatch(session)
+    events: list[dict[str, object]] = []
+    outcomes: list[_Outcome] = []
+    for line, row in rows:
+        key = event_key(row.key)
+        if key in logged:  # on the caller log already, or earlier in this chunk
+            outcomes.append(_Outcome("unchanged"))
+            continue
+        when = row.called_at or at
+        call = row.call
+        reasons: list[str] = []
+        agent = loaded.agents.get(agent_key(call.agent))
+        if agent is None:
+            reasons.append(str(unknown_agent(call.agent)))
+        task = loaded.task(call.task_id)
+        context = loaded.context(task, agent) if task is not None and agent is not None else None
+        in_force = dispositions.for_program(context.program.key if context else None)
+        if task is not None and context is None:  # the agent is unknown: still every reason
+            in_force = dispositions.for_task(task.id)
+        reasons += task_problems(task, call, task_id=call.task_id, at=when)
+        entry, problems = entry_problems(call, in_force, at=when)
+        reasons += problems
+        if reasons or task is None or entry is None or context is None:
+            outcomes.append(_Outcome("rejected", reasons))
+            continue
+        try:
+            result = log_call(
+                session,
+                call,
+                in_force,
+                at=when,
+                source="dialer",
+                lock=False,
+                checked=(task, entry),
+                context=context,
+                batch=batch,
+            )
+        except EngineError as exc:
+            raise _Redo(str(exc)) from exc
+        if result.closed_tasks:
+            loaded.stale.add(task.participant_id)
+        logged.add(key)
+        events.append(_event(row, result, task, at=at, line=line, file=file))
+        outcomes.append(_Outcome("applied", disposition=result.disposition))
+    batch.write()
+    fresh = record_events(session, events)
+    if len(fresh) != len(events):  # another import recorded one of these calls meanwhile
+        raise _Redo("a call of this chunk was recorded meanwhile")
+    session.flush()
+    return outcomes
+
+
+def _event(
+    row: _Row, result: LogResult, task: CallTask, *, at: datetime, line: int, file: str
+) -> dict[str, object]:
+    """The message_events row that records the row's call as imported (its key)."""
+    return event_row(
+        provider=PROVIDER,
+        provider_event_id=row.key,
+        event="call_logged",
+        occurred_at=row.called_at or at,
+        received_at=at,
+        participant_id=task.participant_id,
+        detail={
+            "task_id": row.call.task_id,
+            "caller_log_seq": result.seq,
+            "disposition": result.disposition,
+            "file": file[-200:],
+            "line": line,
+        },
+    )
 
 
 def import_results(
@@ -341,43 +530,52 @@ def import_results(
     by_disposition: Counter[str] = Counter()
     try:
 
-        def work(rows: list[SourceRow]) -> None:
-            nonlocal read, applied, unchanged
-            failures: list[tuple[int, list[str], list[str]]] = []
+        def transaction(rows: list[tuple[int, _Row]], *, batched: bool) -> list[_Outcome]:
             with app.sessions() as session, session.begin():
                 write_lock(session)
                 caller_log.serialise(session)
                 dispositions = _Dispositions(session, dispositions_file)
-                for source_row in rows:
-                    if source_row.error is not None:
-                        failures.append(
-                            (source_row.line, [source_row.error], original_text(source_row))
-                        )
-                        continue
-                    row, reasons = parse_row(source.mapping(source_row), at)
-                    outcome = (
-                        _Outcome("rejected", reasons)
-                        if row is None
-                        else _apply(
-                            session,
-                            row,
-                            dispositions,
-                            at=at,
-                            line=source_row.line,
-                            file=str(path),
-                        )
+                if batched:
+                    return _apply_chunk(session, rows, dispositions, at=at, file=str(path))
+                return [
+                    _apply(session, row, dispositions, at=at, line=line, file=str(path))
+                    for line, row in rows
+                ]
+
+        def work(rows: list[SourceRow]) -> None:
+            nonlocal read, applied, unchanged
+            failures: list[tuple[int, list[str], list[str]]] = []
+            good: list[tuple[int, _Row]] = []
+            originals: dict[int, list[str]] = {}
+            for source_row in rows:
+                if source_row.error is not None:
+                    failures.append(
+                        (source_row.line, [source_row.error], original_text(source_row))
                     )
-                    if outcome.kind == "applied":
-                        applied += 1
-                        by_disposition[str(outcome.disposition)] += 1
-                    elif outcome.kind == "unchanged":
-                        unchanged += 1
-                    else:
-                        failures.append(
-                            (source_row.line, outcome.reasons, original_text(source_row))
-                        )
+                    continue
+                row, reasons = parse_row(source.mapping(source_row), at)
+                if row is None:
+                    failures.append((source_row.line, reasons, original_text(source_row)))
+                else:
+                    good.append((source_row.line, row))
+                    originals[source_row.line] = original_text(source_row)
+            outcomes: list[_Outcome] = []
+            if good:  # a chunk of bad rows only writes nothing, nor takes a lock
+                try:
+                    outcomes = transaction(good, batched=True)
+                except _Redo:
+                    outcomes = transaction(good, batched=False)
+            for (line, _), outcome in zip(good, outcomes, strict=True):
+                if outcome.kind == "applied":
+                    applied += 1
+                    by_disposition[str(outcome.disposition)] += 1
+                elif outcome.kind == "unchanged":
+                    unchanged += 1
+                else:
+                    failures.append((line, outcome.reasons, originals[line]))
             read += len(rows)
-            for line, reasons, original in failures:
+            # The rejects file keeps the file's order.
+            for line, reasons, original in sorted(failures, key=lambda failure: failure[0]):
                 rejects.write(line, reasons, original)
 
         batch: list[SourceRow] = []

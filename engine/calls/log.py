@@ -30,8 +30,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.calls import caller_log
@@ -46,14 +47,22 @@ from engine.calls.tasks import DefinitionCache, write_lock
 from engine.cases.hooks import RulesFor, after_call
 from engine.clock import ensure_utc
 from engine.consent.suppressions import add_suppression
-from engine.db.models import ActivityEvent, CallTask, CampaignRun, Contact, Participant, Program
+from engine.db.models import (
+    ActivityEvent,
+    Agent,
+    CallTask,
+    CampaignRun,
+    Contact,
+    Participant,
+    Program,
+)
 from engine.errors import InputError, NotFoundError
 from engine.policy import candidate_zones, effective_window, next_allowed
 
 
 @dataclass(frozen=True)
 class LogResult:
-    log_id: int
+    log_id: int | None  # None from a batch (CallBatch writes its entries together)
     seq: int
     task_id: int
     disposition: str
@@ -105,33 +114,78 @@ class CallInput:
     duration_seconds: int | None = None  # dialer: talk time; else claim to log
 
 
+@dataclass(frozen=True)
+class CallContext:
+    """What `log_call` otherwise loads row by row; a batch (engine/calls/dialer.py) loads it
+    for many calls at once, under the same locks, and passes it with ``checked``."""
+
+    agent: Agent
+    participant: Participant
+    program: Program
+    definition: object | None
+    run_status: str | None
+
+
+class CallBatch:
+    """What :func:`log_call` writes for many calls of one transaction at once (a dialer
+    import chunk), each kind with one executemany at :meth:`write`: caller log entries
+    (through a :class:`caller_log.ChainWriter`) and contact ledger rows (nothing in a log
+    reads contacts back). The tasks stay with the unit of work."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.chain = caller_log.ChainWriter(session, write_pending=self.write)
+        self.contacts: list[dict[str, object]] = []
+
+    def write(self) -> None:
+        self.chain.flush()
+        if self.contacts:
+            self.session.connection().execute(insert(Contact), self.contacts)
+            self.contacts = []
+
+
+def task_problems(
+    task: CallTask | None, call: CallInput, *, task_id: int, at: datetime
+) -> list[str]:
+    """Why ``call`` cannot be logged on ``task`` (None: there is no such task), if at all."""
+    if task is None:
+        return [f"no call task {task_id}"]
+    if task.status == "closed":
+        return [f"task {task.id} is closed ({task.outcome or task.close_reason})"]
+    if (
+        task.status == "claimed"
+        and task.claimed_by != call.agent
+        and task.claimed_until is not None
+        and task.claimed_until > at
+    ):
+        return [f"task {task.id} is claimed by {task.claimed_by}, not {call.agent}"]
+    return []
+
+
+def entry_problems(
+    call: CallInput, dispositions: DispositionSet, *, at: datetime
+) -> tuple[ValidatedEntry | None, list[str]]:
+    """The entry checked against its disposition's documentation template, with every
+    problem (None: the disposition is not one in force)."""
+    try:
+        disposition = dispositions.get(call.disposition)
+    except DispositionError as exc:
+        return None, [str(exc)]
+    return check_entry(
+        disposition, dict(call.fields), verified=call.verified, notes=call.notes, at=at
+    )
+
+
 def call_problems(
     session: Session, call: CallInput, dispositions: DispositionSet, *, at: datetime
 ) -> tuple[CallTask | None, ValidatedEntry | None, list[str]]:
     """Everything `log_call` checks before it writes, with EVERY problem found: the task
     exists and is open to this agent, and the entry satisfies the disposition's documentation
     template. The task row is locked (PostgreSQL), so two logs of one task never both pass."""
-    problems: list[str] = []
     task = session.get(CallTask, call.task_id, populate_existing=True, with_for_update=True)
-    if task is None:
-        problems.append(f"no call task {call.task_id}")
-    elif task.status == "closed":
-        problems.append(f"task {task.id} is closed ({task.outcome or task.close_reason})")
-    elif (
-        task.status == "claimed"
-        and task.claimed_by != call.agent
-        and task.claimed_until is not None
-        and task.claimed_until > at
-    ):
-        problems.append(f"task {task.id} is claimed by {task.claimed_by}, not {call.agent}")
-    try:
-        disposition = dispositions.get(call.disposition)
-    except DispositionError as exc:
-        return task, None, [*problems, str(exc)]
-    entry, entry_problems = check_entry(
-        disposition, dict(call.fields), verified=call.verified, notes=call.notes, at=at
-    )
-    return task, entry, [*problems, *entry_problems]
+    problems = task_problems(task, call, task_id=call.task_id, at=at)
+    entry, problems_of_entry = entry_problems(call, dispositions, at=at)
+    return task, entry, [*problems, *problems_of_entry]
 
 
 def validate_call(
@@ -158,34 +212,48 @@ def log_call(
     lock: bool = True,
     checked: tuple[CallTask, ValidatedEntry] | None = None,
     case_rules: RulesFor | None = None,
+    context: CallContext | None = None,
+    batch: CallBatch | None = None,
 ) -> LogResult:
     """Validate, append to the caller log, apply the effect. On SQLite call it first in its
     transaction (``lock`` takes the write lock; a batch that took it already passes False).
     ``checked``: what :func:`validate_call` returned for ``call`` in this transaction, under
     the same locks (a batch that validated first, to report every problem). ``case_rules``:
-    a program's case rules by key (default: engine/cases/config.py's defaults)."""
+    a program's case rules by key (default: engine/cases/config.py's defaults).
+
+    A batch (engine/calls/dialer.py) passes ``checked`` with the ``context`` it loaded for
+    many calls at once and a :class:`CallBatch` that writes caller log entries and contacts in
+    bulk; the session is then not flushed here (the batch writes once for all its calls)."""
     at = ensure_utc(at)
     if lock:
         write_lock(session)
         # Before the task row: every logger takes the caller log's lock first, so a logger
         # holding it never waits for a row another logger holds while waiting for it.
         caller_log.serialise(session)
-    from engine.calls.agents import get_agent
+    if context is not None:
+        assert checked is not None, "a batch passes the checks it made with the context"
+        task, entry = checked
+        agent, participant, program = context.agent, context.participant, context.program
+        definition = context.definition
+    else:
+        from engine.calls.agents import get_agent
 
-    if not call.agent.strip():
-        holder = session.scalar(select(CallTask.claimed_by).where(CallTask.id == call.task_id))
-        if holder is None:
-            raise InputError(f"task {call.task_id} is not claimed: name the agent with --agent")
-        call = replace(call, agent=holder)
-    agent = get_agent(session, call.agent)
-    task, entry = checked or validate_call(session, call, dispositions, at=at)
+        if not call.agent.strip():
+            holder = session.scalar(select(CallTask.claimed_by).where(CallTask.id == call.task_id))
+            if holder is None:
+                raise InputError(f"task {call.task_id} is not claimed: name the agent with --agent")
+            call = replace(call, agent=holder)
+        agent = get_agent(session, call.agent)
+        task, entry = checked or validate_call(session, call, dispositions, at=at)
+        found = session.get(Participant, task.participant_id)
+        assert found is not None  # FK
+        participant = found
+        found_program = session.get(Program, participant.program_id)
+        assert found_program is not None
+        program = found_program
+        loaded = DefinitionCache(session).for_run(task.run_id)
+        definition = loaded.definition if loaded else None
     disposition = entry.disposition
-    participant = session.get(Participant, task.participant_id)
-    assert participant is not None  # FK
-    program = session.get(Program, participant.program_id)
-    assert program is not None
-    loaded = DefinitionCache(session).for_run(task.run_id)
-    definition = loaded.definition if loaded else None
 
     if call.duration_seconds is not None:
         handle = call.duration_seconds
@@ -194,9 +262,13 @@ def log_call(
     else:
         handle = None
     attempt = task.attempts + (1 if disposition.counts_as_attempt else 0)
-    entry_row = caller_log.append(
-        session,
-        locked=True,  # serialised above (lock) or by the batch that passed lock=False
+    # serialised above (lock) or by the batch that passed lock=False
+    append = (
+        batch.chain.append
+        if batch is not None
+        else partial(caller_log.append, session, locked=True)
+    )
+    entry_row = append(
         task_id=task.id,
         participant_id=participant.id,
         external_id=participant.external_id,
@@ -218,15 +290,17 @@ def log_call(
         attempt=attempt,
         source=source,
     )
-    session.add(
-        Contact(
-            participant_id=participant.id,
-            channel="call",
-            run_id=task.run_id,
-            occurred_at=at,
-            kind="call",
-        )
-    )
+    contact = {
+        "participant_id": participant.id,
+        "channel": "call",
+        "run_id": task.run_id,
+        "occurred_at": at,
+        "kind": "call",
+    }
+    if batch is not None:
+        batch.contacts.append(contact)
+    else:
+        session.add(Contact(**contact))
 
     task.attempts = attempt
     task.last_attempt_at = at
@@ -358,15 +432,17 @@ def log_call(
         fields=dict(entry.fields),
         human_contact=disposition.human_contact,
         record_text=entry.record,
-        log_id=entry_row.id,
+        log_id=lambda: entry_row.id,  # asked only when a case records the call
         agent=agent.login,
         at=at,
         rules_for=case_rules,
     )
-    _close_if_run_cancelled(session, task, created)
-    session.flush()
+    run_status = context.run_status if context is not None else _run_status(session, task)
+    _close_if_run_cancelled(task, created, run_status)
+    if batch is None:
+        session.flush()
     return LogResult(
-        log_id=entry_row.id,
+        log_id=entry_row.id if batch is None else None,
         seq=entry_row.seq,
         task_id=task.id,
         disposition=disposition.code,
@@ -386,14 +462,19 @@ def log_call(
     )
 
 
-def _close_if_run_cancelled(session: Session, task: CallTask, created: CallTask | None) -> None:
+def _run_status(session: Session, task: CallTask) -> str | None:
+    if task.run_id is None:
+        return None
+    return session.scalar(select(CampaignRun.status).where(CampaignRun.id == task.run_id))
+
+
+def _close_if_run_cancelled(
+    task: CallTask, created: CallTask | None, run_status: str | None
+) -> None:
     """The run was cancelled while the agent was on the call (cancel leaves a held task to its
     agent): the call is logged, but nobody is called again for that run. A member's own SMS
     reply (a follow-up with no parent) is answered whatever became of the run."""
-    if task.run_id is None:
-        return
-    status = session.scalar(select(CampaignRun.status).where(CampaignRun.id == task.run_id))
-    if status != "cancelled":
+    if task.run_id is None or run_status != "cancelled":
         return
     inbound = task.kind == "follow_up" and task.parent_task_id is None
     for item in (task, created):

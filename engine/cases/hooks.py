@@ -56,7 +56,7 @@ def after_call(
     fields: dict[str, Any],
     human_contact: bool,
     record_text: str,
-    log_id: int,
+    log_id: Callable[[], int],
     agent: str,
     at: datetime,
     rules_for: RulesFor | None = None,
@@ -80,7 +80,7 @@ def after_call(
             rules=_rules(rules_for, program),
             owner_agent=None if escalation else agent,
             owner_team=str(fields["team"]).strip().lower() if escalation else None,
-            caller_log_id=log_id,
+            caller_log_id=log_id(),
             call_task_id=task.id,
             adopt_task=task if escalation and task.status == "open" else None,
         )
@@ -103,7 +103,7 @@ def after_call(
         at,
         action="call",
         text=record_text if human_contact else f"attempt: {record_text}",
-        caller_log_id=log_id,
+        caller_log_id=log_id(),
         call_task_id=task.id,
         next_follow_up=next_at,
     )

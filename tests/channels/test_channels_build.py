@@ -25,7 +25,8 @@ from engine.channels.twilio import TwilioChannel
 from engine.clock import FrozenClock
 from engine.errors import ConfigError
 from engine.settings import Settings
-from engine.testing.providers import FakeSendGrid, FakeTwilio
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_twilio import FakeTwilio
 
 PROVIDER_ENV = [
     "SENDGRID_API_KEY",

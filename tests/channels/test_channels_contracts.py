@@ -13,14 +13,14 @@ import pytest
 import requests
 
 from engine.errors import ConfigError
-from engine.testing.providers import (
-    FakeSendGrid,
-    FakeTwilio,
+from engine.testing.contracts import (
     contracts_dir,
     validate_sendgrid_mail_send,
     validate_twilio_create_message,
     validate_twilio_message_resource,
 )
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_twilio import FakeTwilio
 
 VALID_MAIL = {
     "personalizations": [{"to": [{"email": "a@example.com"}], "custom_args": {"message_id": "m1"}}],

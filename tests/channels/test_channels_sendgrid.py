@@ -24,7 +24,9 @@ from engine.channels.base import (
 )
 from engine.channels.sendgrid import MAIL_SEND, SendGridChannel, build_mail
 from engine.clock import FrozenClock
-from engine.testing.providers import Canned, FakeSendGrid, validate_sendgrid_mail_send
+from engine.testing.contracts import validate_sendgrid_mail_send
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_server import Canned
 
 API_KEY = "SG.test-key"
 

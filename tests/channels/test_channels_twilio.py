@@ -25,7 +25,9 @@ from engine.channels.base import (
 from engine.channels.twilio import RedirectingHttpClient, TwilioChannel
 from engine.clock import FrozenClock
 from engine.errors import ConfigError
-from engine.testing.providers import Canned, FakeTwilio, validate_twilio_message_resource
+from engine.testing.contracts import validate_twilio_message_resource
+from engine.testing.fake_server import Canned
+from engine.testing.fake_twilio import FakeTwilio
 
 SERVICE_SID = "MG" + "ab" * 16
 CALLBACK = "https://campaigns.example.com/hooks/twilio/status?message_id=sms-1"

@@ -28,7 +28,7 @@ from engine.channels.http_transport import PooledHttpClient, proxy_for
 from engine.channels.sendgrid import SendGridChannel
 from engine.clock import FrozenClock
 from engine.errors import ConfigError
-from engine.testing.providers import FakeSendGrid
+from engine.testing.fake_sendgrid import FakeSendGrid
 
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "REQUEST_METHOD")
 

@@ -25,13 +25,14 @@ from engine.errors import InputError, NotFoundError
 from engine.sending.outbox import list_messages, resolve, unknown_messages
 from engine.sending.shared_ratelimit import SharedTokenBucket
 from engine.settings import Settings
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_twilio import FakeTwilio
 from engine.testing.fakes import (
     FrozenClock,
     RecordingChannel,
     make_participant,
     make_program,
 )
-from engine.testing.providers import FakeSendGrid, FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,8 @@ from dispatch_helpers import queue_emails
 
 from cli import cli
 from engine.app import App
-from engine.testing.providers import Canned, FakeSendGrid
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_server import Canned
 
 
 def _run(app: App, server: FakeSendGrid, tmp_path: Path, *args: str) -> tuple[int, str]:

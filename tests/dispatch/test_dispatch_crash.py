@@ -50,10 +50,11 @@ from engine.dispatch import DispatchSummary, dispatch
 from engine.dispatch_record import RATE_SECONDS, unknown_bound
 from engine.sending.outbox import resolve
 from engine.settings import Settings
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_server import Canned
 from engine.testing.fakes import (
     RecordingChannel,
 )
-from engine.testing.providers import Canned, FakeSendGrid
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 60.0  # only a broken dispatcher ever waits this long

@@ -22,8 +22,9 @@ from engine.channels.base import Outbound, SendResult
 from engine.clock import FrozenClock
 from engine.db.models import DispatchClaim, OutboxMessage
 from engine.dispatch import DispatchSummary, dispatch
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_server import Canned
 from engine.testing.fakes import RecordingChannel
-from engine.testing.providers import Canned, FakeSendGrid
 
 ROOT = Path(__file__).resolve().parents[2]
 

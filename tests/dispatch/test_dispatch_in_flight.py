@@ -23,10 +23,11 @@ from engine.dispatch import dispatch
 from engine.sending import outbox_status as st
 from engine.sending.in_flight import FAST_ANSWER
 from engine.settings import Settings
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_server import Canned, RecordedRequest
 from engine.testing.fakes import (
     FrozenClock,
 )
-from engine.testing.providers import Canned, FakeSendGrid, RecordedRequest
 
 DELAY = FAST_ANSWER * 50  # 0.1 s: a provider across a network
 LIMIT = 4

@@ -23,6 +23,9 @@ from engine.db.models import CampaignRun, OutboxMessage, Participant, Suppressio
 from engine.dispatch import dispatch
 from engine.sending.circuits import Circuit, open_circuits
 from engine.settings import Settings
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_server import Canned
+from engine.testing.fake_twilio import FakeTwilio
 from engine.testing.fakes import (
     FrozenClock,
     make_consent,
@@ -31,7 +34,6 @@ from engine.testing.fakes import (
     make_program,
     make_run,
 )
-from engine.testing.providers import Canned, FakeSendGrid, FakeTwilio
 
 SENDER = "+12025550100"
 

@@ -21,8 +21,10 @@ from engine.channels.twilio import TwilioChannel
 from engine.db.models import Contact, OutboxMessage
 from engine.dispatch import dispatch
 from engine.reconcile import reconcile
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_server import Canned
+from engine.testing.fake_twilio import FakeTwilio
 from engine.testing.fakes import FrozenClock
-from engine.testing.providers import Canned, FakeSendGrid, FakeTwilio
 
 WAIT_SECONDS = 30.0
 

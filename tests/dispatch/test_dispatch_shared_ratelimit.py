@@ -41,6 +41,8 @@ from engine.db.session import make_engine
 from engine.dispatch import dispatch
 from engine.sending.shared_ratelimit import Reservation, SharedTokenBucket, reserve_slots, to_local
 from engine.settings import Settings
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_twilio import FakeTwilio
 from engine.testing.fakes import (
     make_consent,
     make_outbox_message,
@@ -48,7 +50,6 @@ from engine.testing.fakes import (
     make_program,
     make_run,
 )
-from engine.testing.providers import FakeSendGrid, FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York: inside the SMS window

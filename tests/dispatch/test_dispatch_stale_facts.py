@@ -28,6 +28,7 @@ from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage, Participant
 from engine.dispatch import dispatch
 from engine.settings import Settings
+from engine.testing.fake_twilio import FakeTwilio
 from engine.testing.fakes import (
     FrozenClock,
     make_consent,
@@ -36,7 +37,6 @@ from engine.testing.fakes import (
     make_program,
     make_run,
 )
-from engine.testing.providers import FakeTwilio
 
 SMS_RATE = 0.5  # one SMS per 2 s: twice engine.dispatch.FACTS_MAX_AGE_SECONDS (1 s)
 WAIT_FOR_READ_SECONDS = 60.0  # only a broken dispatcher ever waits this long

@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from engine.app import App
 from engine.db.models import OutboxMessage
-from engine.testing.providers import Canned, FakeSendGrid
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_server import Canned
 
 ROOT = Path(__file__).resolve().parents[2]
 

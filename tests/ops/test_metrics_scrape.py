@@ -24,9 +24,11 @@ from engine.clock import FrozenClock
 from engine.db.models import CallTask, OutboxMessage
 from engine.logs import JsonFormatter
 from engine.settings import Settings
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_server import Canned
+from engine.testing.fake_twilio import FakeTwilio
 from engine.testing.fakes import make_consent, make_outbox_message, make_participant, make_program
 from engine.testing.fakes import make_run as _make_run
-from engine.testing.providers import Canned, FakeSendGrid, FakeTwilio
 from engine.tick import tick
 
 PUBLIC_URL = "https://hooks.example.org"

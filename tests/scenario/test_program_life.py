@@ -77,7 +77,8 @@ from engine.db.models import CallTask
 from engine.db.session import make_engine
 from engine.metrics.collector import scrape
 from engine.settings import load_settings
-from engine.testing.providers import Canned, FakeSendGrid
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_server import Canned
 
 BASE_MEMBERS = 40
 AGENTS = {

@@ -22,7 +22,8 @@ from engine.db.models import ReportDelivery
 from engine.programs import add_program
 from engine.subscriptions.deliveries import deliver_due, list_deliveries, send_now
 from engine.subscriptions.loader import load_named
-from engine.testing.providers import Canned, FakeSendGrid
+from engine.testing.fake_sendgrid import FakeSendGrid
+from engine.testing.fake_server import Canned
 
 SUBSCRIPTION = """\
 name: uk-monthly
