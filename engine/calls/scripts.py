@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from engine.app import App
-from engine.calls.dialer import PROVIDER as DIALER
+from engine.calls import DIALER_PROVIDER as DIALER
 from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
 from engine.cases.views import case_for_task
