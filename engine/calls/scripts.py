@@ -33,7 +33,6 @@ from engine.errors import DatabaseError, NotFoundError
 from engine.locales import display_name
 from engine.policy import candidate_zones
 from engine.settings import Settings
-from engine.templates import Renderer, message_context
 
 RECENT_ACTIVITY = 10
 RECENT_CONTACTS = 30
@@ -204,6 +203,9 @@ def call_sheet(session: Session, task_id: int, *, settings: Settings, at: dateti
     script_text: str | None = None
     script_name = task.script or (step.script if step else None)
     if script_name:
+        # Jinja2 only when a sheet has a script to render ("nothing callable" needs none).
+        from engine.templates import Renderer, message_context
+
         renderer = Renderer(
             settings.templates_dir,
             postal_address=settings.postal_address,
