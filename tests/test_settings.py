@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ConfigError
-from engine.settings import load_settings
+from engine.settings import Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +67,26 @@ def test_broken_toml_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "campaign.toml").write_text("database_url = \n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"campaign\.toml: not valid TOML"):
         load_settings(tmp_path)
+
+
+def test_environment_names_match_in_any_case_and_providers_own_name_comes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("campaign_default_region", "GB")
+    monkeypatch.setenv("CAMPAIGN_SENDGRID_API_KEY", "SG.prefixed")
+    monkeypatch.setenv("CAMPAIGN_TWILIO_AUTH_TOKEN", "prefixed")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "own-name")
+    settings = load_settings(tmp_path)
+    assert settings.default_region == "GB"
+    assert settings.sendgrid_api_key == "SG.prefixed"
+    assert settings.twilio_auth_token == "own-name"
+
+
+def test_explicit_values_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAMPAIGN_DEFAULT_REGION", "IE")
+    monkeypatch.setenv("CAMPAIGN_OUTBOX_DIR", "from-env")
+    settings = Settings(outbox_dir=Path("explicit"))
+    assert (settings.outbox_dir, settings.default_region) == (Path("explicit"), "IE")
+    assert settings.model_fields_set == {"outbox_dir", "default_region"}
+    with pytest.raises(ConfigError, match=r"render_workers: .*less than or equal to 32"):
+        load_settings(render_workers=33)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -71,6 +72,12 @@ NOT_IN_EVERYDAY_COMMANDS = [
     "engine.reports.render",
     "engine.planning",
 ]
+# A command loads its own command module, not the other groups' (cli.py loads them on demand).
+OTHER_COMMAND_MODULES = {
+    "runs list": ["engine.cli.calls", "engine.cli.participants", "engine.cli.report"],
+    "participants show": ["engine.cli.calls", "engine.cli.report", "engine.cli.outbox"],
+    "calls next": ["engine.cli.report", "engine.cli.outbox", "engine.cli.getting_started"],
+}
 # Commands that read rows and render nothing from templates or definitions.
 NOT_IN_READ_COMMANDS = ["jinja2", "yaml", "apscheduler", "engine.definitions.loader"]
 
@@ -150,6 +157,11 @@ def test_everyday_commands_load_only_what_they_use(probed: dict[str, list[str]])
         assert _offending(probed[command], NOT_IN_EVERYDAY_COMMANDS) == [], command
     for command in ("runs list", "participants show"):
         assert _offending(probed[command], NOT_IN_READ_COMMANDS) == [], command
+    for command, others in OTHER_COMMAND_MODULES.items():
+        assert _offending(probed[command], others) == [], command
+    # The settings are read without pydantic (engine/settings_fields.py).
+    for command in ("runs list", "participants show"):
+        assert _offending(probed[command], ["pydantic", "pydantic_core"]) == [], command
     # The probe is not vacuous: the commands did load the database layer.
     assert "engine.db.models" in probed["runs list"]
 
@@ -177,3 +189,16 @@ def test_version_files_alembic_must_read_are_left_to_alembic(
     # Two heads: Alembic decides (and says so).
     (versions / "d.py").write_text('revision = "d"\ndown_revision = "a"\n')
     assert migrate._head_from_version_lines() is None
+
+
+def test_every_registered_command_is_found_under_its_name() -> None:
+    context = click.Context(cli.cli)
+    names = cli.cli.list_commands(context)
+    assert names == sorted(cli.COMMANDS) and "runs" in names
+    for name in names:
+        command = cli.cli.get_command(context, name)
+        assert command is not None and command.name == name, name
+    assert cli.cli.get_command(context, "no-such-command") is None
+    # A mistyped command still gets click's suggestion, though no command module is loaded.
+    result = CliRunner().invoke(cli.cli, ["runz"])
+    assert result.exit_code == 2 and "Did you mean 'runs'?" in result.output

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.app import App
-from engine.calls import caller_log
+from engine.calls import DIALER_PROVIDER, caller_log
 from engine.calls.agents import agent_key, get_agent, unknown_agent
 from engine.calls.config import load_dispositions
 from engine.calls.dispositions import DispositionSet, parse_yes_no
@@ -78,7 +78,7 @@ EXPORT_COLUMNS = (
 )
 REQUIRED_COLUMNS = ("task_id", "agent", "disposition")
 FIELD_PREFIX = "field."
-PROVIDER = "dialer"  # message_events.provider of the imported calls' keys
+PROVIDER = DIALER_PROVIDER
 MAX_CALL_ID = 100
 IMPORT_CHUNK = 1000  # rows per transaction: loaded, checked and written together
 # A dialer's clock may run a little ahead of ours.

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from engine.app import App
-from engine.calls.dialer import PROVIDER as DIALER
+from engine.calls import DIALER_PROVIDER as DIALER
 from engine.calls.pauses import NEXT_CALL, end_pause
 from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
@@ -35,7 +35,6 @@ from engine.errors import DatabaseError, NotFoundError
 from engine.locales import display_name
 from engine.policy import candidate_zones
 from engine.settings import Settings
-from engine.templates import Renderer, message_context, participant_data
 
 # The script's member fields that may be withheld until the identity is verified.
 WITHHOLDABLE = (
@@ -224,6 +223,9 @@ def call_sheet(
     script_text: str | None = None
     script_name = task.script or (step.script if step else None)
     if script_name:
+        # Jinja2 only when a sheet has a script to render ("nothing callable" needs none).
+        from engine.templates import Renderer, message_context, participant_data
+
         renderer = Renderer(
             settings.templates_dir,
             postal_address=settings.postal_address,

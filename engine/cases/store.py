@@ -13,17 +13,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.calls.standards import add_business_hours
-from engine.cases.config import CaseRules
 from engine.cases.states import ACTIVE, ON_US, due_at, transition
 from engine.clock import ensure_utc
 from engine.db.models import CallTask, Case, CaseEvent, Participant, Program
 from engine.errors import InputError, NotFoundError
+
+if TYPE_CHECKING:
+    # Only a type here: reading a case (the agent's call sheet) needs no rules file (#18).
+    from engine.cases.config import CaseRules
 
 # After a call that leaves a case on us with nothing on a list, the next follow-up is served
 # this many business hours later: half the follow-up standard, so it is met with room.

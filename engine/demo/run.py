@@ -19,8 +19,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from engine.app import App, build_app
 from engine.clock import Clock, ensure_utc
 from engine.db import migrate
@@ -34,7 +32,7 @@ from engine.participants.importer import import_participants as import_participa
 from engine.participants.results import ImportSummary
 from engine.planning import GlobalCap
 from engine.programs import add_program
-from engine.settings import SETTINGS_FILE, Settings
+from engine.settings import SETTINGS_FILE, Settings, SettingsError
 
 PROGRAM_KEY = EXAMPLE_PROGRAM_KEY
 PROGRAM_NAME = "Northwind Rewards"
@@ -220,8 +218,9 @@ def create_database(ctx: DemoContext) -> None:
             twilio_auth_token=None,
             twilio_messaging_service_sid=None,
         )
-    except ValidationError as exc:
-        raise ConfigError(f"demo settings: {exc.errors()[0]['msg']}") from exc
+    except SettingsError as exc:
+        name, message = exc.problems[0]
+        raise ConfigError(f"demo settings: {name}: {message}") from exc
     ctx.app = build_app(settings, clock=ctx.clock, check_schema=False)
     migrate.upgrade(ctx.app.engine)
     migrate.ensure_current(ctx.app.engine)

@@ -21,9 +21,6 @@ from importlib import resources
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
-from phonenumbers import timezone as phone_timezone
-
 ZoneSource = Literal["participant", "phone", "program", "region"]
 
 
@@ -67,6 +64,10 @@ def candidate_zones(
 
 def zones_for_phone(phone: str, region: str | None = None) -> tuple[str, ...]:
     """The zones of a phone number's area; empty when the number is invalid or unplaceable."""
+    # Imported here: phonenumbers' metadata costs a command that places no number ~50 ms (#18).
+    import phonenumbers
+    from phonenumbers import timezone as phone_timezone
+
     try:
         number = phonenumbers.parse(phone, region.upper() if region else None)
     except phonenumbers.NumberParseException:

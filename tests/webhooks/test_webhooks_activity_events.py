@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 from webhook_helpers import EVENTS_PATH, EVENTS_TOKEN, Hooks, World
@@ -23,7 +22,7 @@ from webhook_helpers import EVENTS_PATH, EVENTS_TOKEN, Hooks, World
 from engine.app import App, build_app
 from engine.clock import FrozenClock
 from engine.db.models import ActivityEvent, Conversion, Enrollment, Participant
-from engine.settings import Settings
+from engine.settings import Settings, SettingsError
 from engine.testing.fakes import make_program
 from engine.webhooks.activity_events import MAX_EVENTS
 from engine.webhooks.app import build_asgi_app
@@ -115,7 +114,7 @@ def test_without_the_setting_every_request_is_refused(
 def test_the_token_setting_is_checked_at_start_up() -> None:
     assert Settings(events_webhook_token="   ").events_webhook_token is None
     assert Settings(events_webhook_token=f" {EVENTS_TOKEN} ").events_webhook_token == EVENTS_TOKEN
-    with pytest.raises(ValidationError, match="at least 16 characters"):
+    with pytest.raises(SettingsError, match="at least 16 characters"):
         Settings(events_webhook_token="short")
 
 
