@@ -66,7 +66,7 @@ NOT_IN_EVERYDAY_COMMANDS = [
     "engine.webhooks",
     "engine.scheduler",
     "engine.channels",
-    "engine.dispatch",
+    "engine.sending.dispatch",
     "engine.reports.common",
     "engine.reports.render",
     "engine.planning",

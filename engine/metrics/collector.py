@@ -43,7 +43,7 @@ from engine.metrics import names
 
 log = logging.getLogger(__name__)
 
-# Runs whose due messages the dispatcher sends (engine/dispatch.py SENDABLE_RUNS): a paused
+# Runs whose due messages the dispatcher sends (engine/sending/dispatch.py SENDABLE_RUNS): a paused
 # run's queue is not a stuck dispatcher.
 SENDABLE_RUNS = ("active",)
 

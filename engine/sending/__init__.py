@@ -1,7 +1,7 @@
 """Sending: from a queued outbox row to a message the provider accepted, paced and recorded.
 
 The stages of one message, and the module each lives in (the worker that runs them, the
-claim/gate/send/record loop, is still ``engine/dispatch.py``; it moves here next)::
+claim/gate/send/record loop, is ``dispatch.py``)::
 
     sequencing queues a row ---------- content_checks.py  content a provider would refuse is
       (engine/sequencing.py)                                 skipped before it is queued
@@ -9,7 +9,7 @@ claim/gate/send/record loop, is still ``engine/dispatch.py``; it moves here next
             v
     outbox_messages: queued            outbox_status.py   which status may follow which
             |
-            | claim (lease, dispatch_claims groups)          engine/dispatch.py
+            | claim (lease, dispatch_claims groups)          dispatch.py
             v
     gate again, at send time           deadlines.py, contact_ledger.py (the frequency caps'
             |                          ledger), engine/policy, engine/consent (suppressions)
@@ -22,7 +22,7 @@ claim/gate/send/record loop, is still ``engine/dispatch.py``; it moves here next
     send (engine/channels)             in_flight.py       several requests in flight, so a
             |                                             slow provider does not set the rate
             v
-    record: sent + contacts row,       engine/dispatch_record.py (in small handed-off groups)
+    record: sent + contacts row,       record.py (in small handed-off groups)
       queued again, failed, unknown    contact_ledger.py  what a cap counts afterwards
 
     by hand: outbox.py (list, settle unknown, requeue; a stored row -> the Outbound a channel

@@ -16,12 +16,12 @@ import pytest
 from dispatch_helpers import queue_emails
 from sqlalchemy import select
 
-from engine import dispatch as dispatch_module
 from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
 from engine.clock import FrozenClock
 from engine.db.models import DispatchClaim, OutboxMessage
-from engine.dispatch import DispatchSummary, dispatch
+from engine.sending import dispatch as dispatch_module
+from engine.sending.dispatch import DispatchSummary, dispatch
 from engine.testing.fakes import RecordingChannel
 from engine.testing.providers import Canned, FakeSendGrid
 
@@ -31,7 +31,7 @@ VICTIM = """
 import os, sys
 from engine.app import build_app
 from engine.channels.sendgrid import SendGridChannel
-from engine.dispatch import dispatch
+from engine.sending.dispatch import dispatch
 from engine.settings import Settings
 
 settings = Settings(database_url=sys.argv[1], dispatch_email_rate=10000, dispatch_batch_size=50)

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from engine import dispatch as dispatch_module
 from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
 from engine.channels.twilio import TwilioChannel
 from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage, Participant
-from engine.dispatch import dispatch
+from engine.sending import dispatch as dispatch_module
+from engine.sending.dispatch import dispatch
 from engine.settings import Settings
 from engine.testing.fakes import (
     FrozenClock,
@@ -38,7 +38,7 @@ from engine.testing.fakes import (
 )
 from engine.testing.providers import FakeTwilio
 
-SMS_RATE = 0.5  # one SMS per 2 s: twice engine.dispatch.FACTS_MAX_AGE_SECONDS (1 s)
+SMS_RATE = 0.5  # one SMS per 2 s: twice engine.sending.dispatch.FACTS_MAX_AGE_SECONDS (1 s)
 WAIT_FOR_READ_SECONDS = 60.0  # only a broken dispatcher ever waits this long
 
 

@@ -22,7 +22,7 @@ One pass of a worker, per channel in turn:
 3. **Hand off** each group of ``dispatch_max_in_flight`` messages of the batch (the claim
    cuts it in groups, each a ``dispatch_claims`` row) to the sending thread right before the
    group's first request: its claim moves ``claimed -> handed``, one conditional UPDATE of one
-   row, committed with the outcomes known by then (engine/dispatch_record.py).
+   row, committed with the outcomes known by then (engine/sending/record.py).
    **Send** through the channel, paced by the rate limit of the channel and its sender (the
    From address; Twilio's messaging service, else its from number). PostgreSQL: one limit
    shared by every dispatcher on the database, whatever machine it runs on
@@ -33,7 +33,7 @@ One pass of a worker, per channel in turn:
    A provider that takes its time to answer gets up to ``dispatch_max_in_flight`` requests
    at once from each worker (engine/sending/in_flight.py), so that its latency does not set the send
    rate; each outcome is settled on the sending thread as it comes back.
-4. **Record** the outcomes as they come (engine/dispatch_record.py: at each hand-off and at
+4. **Record** the outcomes as they come (engine/sending/record.py: at each hand-off and at
    least every 100 ms, in a few set-based statements on the writing thread): ``sent`` with
    provider, provider message id and ``sent_at`` plus a ``contacts`` row (the frequency
    cap's ledger); an error
@@ -139,21 +139,6 @@ from engine.db.models import (
 from engine.db.session import make_engine
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition
-from engine.dispatch_record import (
-    CLAIMED,
-    FLUSH_SECONDS,
-    LAPSED,
-    Recorder,
-    SendRate,
-    group_size,
-    hand_off_lead,
-    hand_off_span,
-    new_claim_base,
-    released,
-    write_outcomes,
-)
-from engine.dispatch_record import ClaimedRow as _Row
-from engine.dispatch_record import Outcome as _Outcome
 from engine.errors import EngineError, InputError
 from engine.metrics import recording as metrics
 from engine.metrics.names import DISPATCHER
@@ -182,6 +167,21 @@ from engine.sending.deadlines import send_time_refusals
 from engine.sending.in_flight import Done, InFlight
 from engine.sending.outbox import build_outbound
 from engine.sending.ratelimit import SlotLimiter
+from engine.sending.record import (
+    CLAIMED,
+    FLUSH_SECONDS,
+    LAPSED,
+    Recorder,
+    SendRate,
+    group_size,
+    hand_off_lead,
+    hand_off_span,
+    new_claim_base,
+    released,
+    write_outcomes,
+)
+from engine.sending.record import ClaimedRow as _Row
+from engine.sending.record import Outcome as _Outcome
 from engine.sending.sender_limits import rate_key, sender_limit
 from engine.sending.shared_ratelimit import SharedTokenBucket
 
@@ -381,7 +381,7 @@ class _Shared:
             self.settings.frequency_cap_max, self.settings.frequency_cap_per
         )
         # Messages per claim group, half the in-flight limit; groups are handed off a span
-        # at a time (engine/dispatch_record.py hand_off_span).
+        # at a time (engine/sending/record.py hand_off_span).
         self.group_size = group_size(self.settings.dispatch_max_in_flight)
         self.definitions: dict[int, CampaignDefinition] = {}
         self.programs: dict[int, tuple[str, str]] = {}
@@ -617,7 +617,7 @@ def _rowcount(result: Any) -> int:
 # (status, not_before) index in order under SKIP LOCKED, skip the participants in flight
 # (%(busy)s, see _claim) and runs that may not send, lease what was found in groups of
 # %(group)s in sending order, claims %(claim)s + 0, + 1, ... (their dispatch_claims rows;
-# engine/dispatch_record.py), and return it with what the gate needs of its enrollment and
+# engine/sending/record.py), and return it with what the gate needs of its enrollment and
 # participant. The CTE's rows are locked by FOR UPDATE, so the
 # UPDATE sees each exactly once.
 _PG_CLAIM = """
@@ -661,7 +661,7 @@ def _claim(shared: _Shared, channel: str, count: int, worker: str) -> list[_Row]
     :func:`_decide`.
 
     The batch is cut in groups of ``dispatch_max_in_flight`` in sending order, each a claim
-    of its own (engine/dispatch_record.py): a random base id plus the group's number, written
+    of its own (engine/sending/record.py): a random base id plus the group's number, written
     with the rows and as its own ``dispatch_claims`` row (``claimed``), whose primary key
     keeps it unique among the claims alive: a collision (one in 2**53) fails the claim, which
     then claims nothing."""
@@ -1052,7 +1052,7 @@ def _close_circuit(shared: _Shared, kind: str) -> None:
 
 
 def _record(shared: _Shared, outcomes: Sequence[_Outcome], provider: str) -> None:
-    """Write ``outcomes`` now, in a transaction of their own (engine/dispatch_record.py)."""
+    """Write ``outcomes`` now, in a transaction of their own (engine/sending/record.py)."""
     if outcomes:
         with _transaction(shared) as connection:
             write_outcomes(connection, outcomes, provider, _now(shared))
@@ -1346,9 +1346,9 @@ class _Batch:
         self, singles: Sequence[tuple[_Row, Outbound]], index: int, next_group: Sequence[int]
     ) -> None:
         """Write the next span's hand-off in the background once it is at most
-        :func:`hand_off_lead` messages ahead (engine/dispatch_record.py): the sending need
+        :func:`hand_off_lead` messages ahead (engine/sending/record.py): the sending need
         not wait for the write, and what a kill leaves unknown stays within
-        :func:`engine.dispatch_record.unknown_bound`. ``next_group``: where the group after
+        :func:`engine.sending.record.unknown_bound`. ``next_group``: where the group after
         each message's own begins."""
         limit = self.sender.limit
         span = hand_off_span(limit, self.pace.rate)
@@ -1382,7 +1382,7 @@ class _Batch:
         return claims
 
     def _handed_off(self, rows: Sequence[_Row]) -> bool:
-        """Hand off the groups of ``rows`` not handed off yet (engine/dispatch_record.py),
+        """Hand off the groups of ``rows`` not handed off yet (engine/sending/record.py),
         each committed with the outcomes known so far before its first request. False when
         one of them lapsed (its lease ran out first: housekeeping put it back in the queue,
         and none of it may be sent by this dispatcher)."""
@@ -1601,7 +1601,7 @@ def _halted_runs(shared: _Shared, run_ids: set[int]) -> set[int]:
 class _Pipeline:
     """One worker's three threads: the worker's own sends the batches; a claiming thread
     claims the next batch (and reads its gate's facts) while the current one is being sent;
-    a writing thread (engine/dispatch_record.py) writes the outcomes as they come and hands
+    a writing thread (engine/sending/record.py) writes the outcomes as they come and hands
     off each group of messages right before its first request. The database's time overlaps
     the HTTP requests instead of adding to them.
 
