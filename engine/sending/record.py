@@ -19,8 +19,8 @@ A span's hand-off is written ahead, in the background, once the sending is at mo
 requests that could be in flight but are not (a provider answering fast gets one at a time);
 the first request waits until it is committed.
 
-What a ``kill -9`` leaves ``unknown`` (``_housekeeping``: a dead dispatcher's rows of handed
-claims): the rows of handed groups whose outcome was not yet committed. A hand-off written
+What a ``kill -9`` leaves ``unknown`` (``leases.housekeeping``: a dead dispatcher's rows of
+handed claims): the rows of handed groups whose outcome was not yet committed. A hand-off written
 when ``w`` requests were in flight commits every outcome that had come back;
 after it, until the next hand-off commits, at most those ``w``, the ``lead`` messages before
 the span and the span itself can be sent and unrecorded: ``w + lead + span =

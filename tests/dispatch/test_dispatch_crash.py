@@ -44,11 +44,12 @@ from engine.channels.sendgrid import SendGridChannel
 from engine.clock import FrozenClock
 from engine.consent.provider_events import find_by_uid, report_status
 from engine.db.models import Contact, OutboxMessage
-from engine.sending import dispatch as dispatch_module
 from engine.sending import record as dispatch_record
 from engine.sending.dispatch import DispatchSummary, dispatch
+from engine.sending.leases import housekeeping
 from engine.sending.outbox import resolve
 from engine.sending.record import RATE_SECONDS, unknown_bound
+from engine.sending.shared import Shared
 from engine.settings import Settings
 from engine.testing.fakes import (
     RecordingChannel,
@@ -441,11 +442,11 @@ def slow_app(database_url: str, tmp_path: Path, clock: FrozenClock) -> Iterator[
 def _housekeeping(app: App) -> tuple[int, int, int]:
     """What another dispatcher does first, (unknown, queued again, skipped): called directly,
     as SQLite allows one dispatcher at a time."""
-    shared = dispatch_module._Shared(
+    shared = Shared(
         app, {}, deadline=None, max_messages=None, stop=None, progress=None, follow=False
     )
     try:
-        return dispatch_module._housekeeping(shared)
+        return housekeeping(shared)
     finally:
         shared.close()
 

@@ -20,7 +20,7 @@ from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
 from engine.clock import FrozenClock
 from engine.db.models import DispatchClaim, OutboxMessage
-from engine.sending import dispatch as dispatch_module
+from engine.sending import leases
 from engine.sending.dispatch import DispatchSummary, dispatch
 from engine.testing.fakes import RecordingChannel
 from engine.testing.providers import Canned, FakeSendGrid
@@ -103,7 +103,7 @@ class HangingChannel(RecordingChannel):
 def test_a_live_dispatcher_keeps_beating(
     app: App, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dispatch_module, "HEARTBEAT_SECONDS", 0.02)
+    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.02)
     queue_emails(app, 3)
     channel = HangingChannel()
     result: list[DispatchSummary] = []
