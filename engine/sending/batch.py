@@ -289,7 +289,7 @@ class Batch:
         :func:`engine.sending.record.unknown_bound`. ``next_group``: where the group after
         each message's own begins."""
         limit = self.sender.limit
-        span = hand_off_span(limit, self.pace.rate)
+        span = hand_off_span(limit, self._span_rate())
         lead = hand_off_lead(limit, self.sender.window, span)
         start = next_group[index] if index < len(next_group) else len(singles)
         # The first group after this message's not yet handed off (nor asked for).
@@ -302,6 +302,9 @@ class Batch:
                 self.handing.update(dict.fromkeys(claims, self.recorder.hand_off_later(claims)))
                 return
             start = next_group[start]
+
+    def _span_rate(self) -> float:
+        return self.pace.for_spans(self.sender.window, self.sender.latency)
 
     def _span(self, claim: int, span: int) -> list[int]:
         """The claims of the single sends from ``claim`` on that make up ``span`` messages
@@ -331,14 +334,16 @@ class Batch:
         ]
         missing = [claim for claim in wanted if claim not in self.handing]
         if len(rows) == 1 and missing:  # a single send: its span
-            missing = self._span(missing[0], hand_off_span(self.sender.limit, self.pace.rate))
+            missing = self._span(missing[0], hand_off_span(self.sender.limit, self._span_rate()))
         if missing:
             self.handing.update(dict.fromkeys(missing, self.recorder.hand_off_later(missing)))
         for claim in wanted:
             job = self.handing.get(claim)
             if job is None:  # settled with an earlier claim's write
                 continue
+            waiting = time.monotonic()
             made = self.recorder.handed(job)
+            self.pace.waited(time.monotonic() - waiting)
             for other in [c for c, j in self.handing.items() if j is job]:
                 del self.handing[other]
                 if other in made:

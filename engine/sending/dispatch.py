@@ -107,9 +107,17 @@ from engine.sending.record import (
     Outcome,
     Recorder,
     SendRate,
+    hand_off_span,
     released,
 )
-from engine.sending.shared import DispatchSummary, Shared, now, record_now, transaction
+from engine.sending.shared import (
+    DispatchSummary,
+    Shared,
+    now,
+    record_now,
+    statement,
+    transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +209,7 @@ class _Pipeline:
             lambda: now(shared),
             shared.report,
             name=f"dispatch-write-{index}",
+            statement=None if shared.sqlite else lambda: statement(shared),
         )
         # Kept across batches: how fast the provider answers, and the send rate, carry over.
         self.pace = SendRate()
@@ -208,6 +217,8 @@ class _Pipeline:
             shared.settings.dispatch_max_in_flight, name=f"dispatch-send-{index}"
         )
         self.claiming: Future[Claimed | None] | None = None
+        # The batch claimed ahead and the hand-off of its first span, written early.
+        self.ahead: tuple[Claimed, dict[int, Future[tuple[int, frozenset[int]]]]] | None = None
         self.position = 0  # the channel (of self.kinds) claimed next
         self.quiet = 0  # claims in a row that found nothing with nothing in flight or unwritten
 
@@ -282,6 +293,9 @@ class _Pipeline:
         runs while it is sent."""
         batch = Batch(self.shared, self.worker, claimed.kind, self.sender, self.recorder, self.pace)
         batch.probing = batch.circuit_open = claimed.circuit is not None
+        if self.ahead is not None and self.ahead[0] is claimed:
+            batch.handing.update(self.ahead[1])
+        self.ahead = None
         assert claimed.facts is not None
         try:
             # Claimed ahead: a run paused or cancelled meanwhile keeps its messages queued.
@@ -304,9 +318,28 @@ class _Pipeline:
             self._claim_next(next_kind, overlapped=True)
         try:
             batch.run(ready)
+            self._hand_off_next()
         finally:
             # Even when sending broke off: what did happen is written.
             self._hand_over(batch)
+
+    def _hand_off_next(self) -> None:
+        """Once a batch's requests are all answered, hand off the first span of the batch
+        claimed ahead (when its claim is in), in one write with the outcomes not written yet:
+        its first request then need not wait for the writer after its gate. Nothing is in
+        flight meanwhile, so what a kill may leave unknown stays within the same bound."""
+        claiming = self.claiming
+        if claiming is None or not claiming.done() or claiming.exception() is not None:
+            return
+        claimed = claiming.result()
+        if claimed is None or not claimed.rows or self.shared.stop_reason() is not None:
+            return
+        span = hand_off_span(
+            self.sender.limit, self.pace.for_spans(self.sender.window, self.sender.latency)
+        )
+        groups = -(-span // self.shared.group_size)
+        claims = list(dict.fromkeys(row.claim for row in claimed.rows))[:groups]
+        self.ahead = (claimed, dict.fromkeys(claims, self.recorder.hand_off_later(claims)))
 
     def _hand_over(self, batch: Batch) -> None:
         _tally(self.summary, batch.outcomes)

@@ -519,10 +519,12 @@ def test_a_batch_whose_hand_off_cannot_be_written_is_not_sent(
 ) -> None:
     uids = queue_emails(app, 3)
 
-    def database_down(connection: object, claims: object) -> set[int]:
+    def database_down(*args: object) -> set[int]:
         raise OperationalError("UPDATE dispatch_claims ...", {}, Exception("server closed"))
 
+    # Each way a hand-off is written (PostgreSQL's usual one is a statement with the outcomes).
     monkeypatch.setattr(dispatch_record, "hand_off_claims", database_down)
+    monkeypatch.setattr(dispatch_record, "record_sent_and_hand_off", database_down)
     channel = RecordingChannel("email", clock=clock)
 
     with pytest.raises(OperationalError):
