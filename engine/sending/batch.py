@@ -41,7 +41,11 @@ from engine.sending.failures import (
     suppress_address,
     trip_circuit,
 )
-from engine.sending.gate import SUPPRESSION_RECHECK_SECONDS, suppressed_among
+from engine.sending.gate import (
+    SUPPRESSION_RECHECK_AHEAD,
+    SUPPRESSION_RECHECK_SECONDS,
+    suppressed_among,
+)
 from engine.sending.in_flight import Done, InFlight
 from engine.sending.outbox import build_outbound
 from engine.sending.record import (
@@ -96,9 +100,11 @@ class Batch:
         self.probing = False
         self.circuit_open = False
         # The suppression re-check (SUPPRESSION_RECHECK_SECONDS): the batch's address hashes,
-        # when they were last read, and those suppressed since.
+        # when they were last read, those the last read covered (None: all of them, the
+        # gate's facts), and those suppressed since.
         self.digests: Mapping[str, str] = {}
         self.checked_at = time.monotonic()
+        self.checked: set[str] | None = None
         self.newly_suppressed: set[str] = set()
 
     def run(self, ready: list[tuple[ClaimedRow, str]]) -> None:
@@ -241,8 +247,8 @@ class Batch:
             remaining = [addresses[row.id] for row, _ in chunk]
             chunk = [
                 (row, message)
-                for row, message in chunk
-                if not self._skipped_as_suppressed(row, addresses[row.id], remaining, 0)
+                for position, (row, message) in enumerate(chunk)
+                if not self._skipped_as_suppressed(row, addresses[row.id], remaining, position)
             ]
             if not chunk:
                 continue
@@ -358,16 +364,22 @@ class Batch:
         return not any(row.claim in self.lapsed for row in rows)
 
     def _suppressed_since(self, address: str, batch: Sequence[str], start: int) -> bool:
-        """Whether ``address`` was suppressed since the gate's facts were read: read again
-        for the addresses of ``batch`` from ``start`` on (those not sent yet) when the last
-        read is older than SUPPRESSION_RECHECK_SECONDS."""
-        if time.monotonic() - self.checked_at >= SUPPRESSION_RECHECK_SECONDS and self.digests:
-            wanted = [d for a in batch[start:] if (d := self.digests.get(a))]
-            self.newly_suppressed |= suppressed_among(self.shared, self.channel_kind, wanted)
+        """Whether ``address`` (``batch[start]``) was suppressed since the gate's facts were
+        read: read again for the next SUPPRESSION_RECHECK_AHEAD addresses of ``batch`` from
+        ``start`` on when the last read is older than SUPPRESSION_RECHECK_SECONDS or did not
+        cover ``address``."""
+        digest = self.digests.get(address)
+        stale = time.monotonic() - self.checked_at >= SUPPRESSION_RECHECK_SECONDS
+        uncovered = self.checked is not None and digest is not None and digest not in self.checked
+        if self.digests and (stale or uncovered):
+            ahead = batch[start : start + SUPPRESSION_RECHECK_AHEAD]
+            wanted = {d for a in ahead if (d := self.digests.get(a))}
+            self.newly_suppressed |= suppressed_among(self.shared, self.channel_kind, list(wanted))
             self.checked_at = time.monotonic()
+            self.checked = wanted
         if not self.newly_suppressed:
             return False
-        return self.digests.get(address) in self.newly_suppressed
+        return digest in self.newly_suppressed
 
     def _skipped_as_suppressed(
         self, row: ClaimedRow, address: str, batch: Sequence[str], start: int

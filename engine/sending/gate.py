@@ -52,6 +52,10 @@ FACTS_MAX_AGE_SECONDS = 1.0
 # suppressions are read again when the last read is older than this, right before a request:
 # a STOP or an unsubscribe committed meanwhile stops the next message (#16).
 SUPPRESSION_RECHECK_SECONDS = 0.25
+# Each re-check reads the next this many recipients (a recipient it did not cover gets one of
+# its own before its request): reading every remaining one (up to a batch of 1,000) each time
+# cost the sending thread most of a request per message at low rates.
+SUPPRESSION_RECHECK_AHEAD = 256
 
 
 def gate_decision(
