@@ -423,7 +423,7 @@ def _dispatch_child(args: dict[str, Any], out: Any) -> None:
     from engine.channels.sendgrid import SendGridChannel
     from engine.channels.twilio import TwilioChannel
     from engine.clock import FrozenClock
-    from engine.dispatch import dispatch
+    from engine.sending.dispatch import dispatch
 
     settings = _settings(
         args["url"],

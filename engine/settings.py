@@ -116,7 +116,7 @@ class Settings:
     # stricter. CAMPAIGN_FREQUENCY_CAP_PER takes a duration such as '7d'.
     frequency_cap_max: int = setting(4, integer, ge=1)
     frequency_cap_per: timedelta = duration(timedelta(days=7))
-    # Sending (engine/dispatch.py). Rates are messages per second per channel and sender (the
+    # Sending (engine/sending/). Rates are messages per second per channel and sender (the
     # From address; the messaging service, else sms_from). PostgreSQL: shared by every
     # dispatcher on the database (engine/sending/shared_ratelimit.py); SQLite: the one dispatcher's,
     # shared by its workers. 1 SMS/s is what a Twilio long code sustains; raise it for a

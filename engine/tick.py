@@ -12,7 +12,7 @@ In order, all at one instant ``at`` read once from the clock:
 2. **conversions**: :func:`engine.conversions.match_conversions`, so a member who converted
    since the last tick leaves the sequence before the next step is made for them.
 3. **advance** the sequences (:func:`engine.sequencing.advance`), within part of the budget.
-4. **dispatch** what is due (:func:`engine.dispatch.dispatch`) with the rest of the budget.
+4. **dispatch** what is due (:func:`engine.sending.dispatch.dispatch`) with the rest of the budget.
    On SQLite only one dispatcher may run; when another holds the lock (the daemon, a
    long-running `campaign dispatch`), the tick does everything else and says it skipped
    sending. That is not an error: the other dispatcher sends.
@@ -86,7 +86,7 @@ class TickSummary:
     definition_errors: list[str] = field(default_factory=list)
     conversions: int | None = None  # None: conversion matching is not available
     advance: AdvanceSummary | None = None
-    dispatch: Any = None  # engine.dispatch.DispatchSummary
+    dispatch: Any = None  # engine.sending.dispatch.DispatchSummary
     dispatch_skipped: str | None = None
     tallies_folded: int = 0  # outbox tally rows folded away (engine.reports.tallies)
     contents_purged: int = 0  # old messages whose content and address were emptied
@@ -310,7 +310,7 @@ def _dispatch(
     stop: threading.Event | None,
     worker: str | None,
 ) -> None:
-    from engine.dispatch import DispatcherBusyError, dispatch
+    from engine.sending.dispatch import DispatcherBusyError, dispatch
 
     own = channels is None
     if channels is None:

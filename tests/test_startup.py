@@ -67,7 +67,7 @@ NOT_IN_EVERYDAY_COMMANDS = [
     "engine.webhooks",
     "engine.scheduler",
     "engine.channels",
-    "engine.dispatch",
+    "engine.sending.dispatch",
     "engine.reports.common",
     "engine.reports.render",
     "engine.planning",

@@ -112,7 +112,7 @@ def dispatch_command(
     import threading
 
     from engine.channels import build_channels
-    from engine.dispatch import dispatch
+    from engine.sending.dispatch import dispatch
 
     app = state.app()
     channels = build_channels(state.settings, clock=state.clock)
@@ -371,7 +371,7 @@ def outbox_reconcile(
     is resent."""
     from engine.channels import build_channels
     from engine.consent.suppression_sync import parse_since
-    from engine.reconcile import reconcile
+    from engine.sending.reconcile import reconcile
 
     when = parse_since(since, now=state.clock.now()) if since else None
     app = state.app()

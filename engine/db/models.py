@@ -551,7 +551,7 @@ DISPATCH_CLAIM_STATES = ("claimed", "handed", "lapsed")
 
 class DispatchClaim(Base):
     """One batch a dispatcher claimed, while any of its messages is ``sending``: whether the
-    batch was handed to the thread that sends (engine/dispatch.py, the hand-off mark).
+    batch was handed to the thread that sends (engine/sending/dispatch.py, the hand-off mark).
 
     ``claimed`` (written with the claim): nothing of it has gone; ``handed`` (committed just
     before the first request): its messages may have gone, so a lease that runs out makes them

@@ -25,7 +25,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+        return create_engine(parsed, **{"pool_pre_ping": True, **kwargs})
     raise ConfigError(
         f"CAMPAIGN_DATABASE_URL: unsupported database {parsed.get_backend_name()!r}; "
         "use sqlite:///FILE or postgresql+psycopg://..."

@@ -43,8 +43,8 @@ from engine.metrics import names
 
 log = logging.getLogger(__name__)
 
-# Runs whose due messages the dispatcher sends (engine/dispatch.py SENDABLE_RUNS): a paused
-# run's queue is not a stuck dispatcher.
+# Runs whose due messages the dispatcher sends (engine/sending/claim.py SENDABLE_RUNS): a
+# paused run's queue is not a stuck dispatcher.
 SENDABLE_RUNS = ("active",)
 
 

@@ -1,7 +1,8 @@
 """Sending: from a queued outbox row to a message the provider accepted, paced and recorded.
 
-The stages of one message, and the module each lives in (the worker that runs them, the
-claim/gate/send/record loop, is still ``engine/dispatch.py``; it moves here next)::
+The stages of one message, and the module each lives in. ``dispatch.py`` runs them: each
+worker is three threads (claim the next batch / send this one / write outcomes), so the
+database's time overlaps the requests; ``shared.py`` is what its threads share::
 
     sequencing queues a row ---------- content_checks.py  content a provider would refuse is
       (engine/sequencing.py)                                 skipped before it is queued
@@ -9,21 +10,32 @@ claim/gate/send/record loop, is still ``engine/dispatch.py``; it moves here next
             v
     outbox_messages: queued            outbox_status.py   which status may follow which
             |
-            | claim (lease, dispatch_claims groups)          engine/dispatch.py
-            v
-    gate again, at send time           deadlines.py, contact_ledger.py (the frequency caps'
-            |                          ledger), engine/policy, engine/consent (suppressions)
+            | CLAIM                    claim.py           a lease, cut in hand-off groups
+            |   (claiming thread)      leases.py          a dead dispatcher's lease: queued
+            |                                             again, or unknown if handed off
+            |   read the gate's facts  gate.py load_facts consents, suppressions, the
+            v                          contact_ledger.py  frequency caps' ledger, deadlines
+    GATE, at send time                 gate.py            engine/policy under both caps;
+            |   (sending thread)                          wait (queued again) or skip
+            |
+            | hand off the group       record.py          claimed -> handed, a span ahead
             | wait for the provider    circuits.py        a provider that is down makes its
             |                                             channel wait, not messages fail
+            | suppressed since?        gate.py            read again every 250 ms
             | wait for a slot          sender_limits.py   the limit of this channel and sender:
             |                          ratelimit.py         a token bucket (SQLite, one process)
             |                          shared_ratelimit.py  slots in PostgreSQL (every worker)
             v
-    send (engine/channels)             in_flight.py       several requests in flight, so a
-            |                                             slow provider does not set the rate
+    SEND (engine/channels)             batch.py           one claimed batch, each answer
+            |                          in_flight.py       settled as it comes; several in
+            |                                             flight, so latency does not set rate
             v
-    record: sent + contacts row,       engine/dispatch_record.py (in small handed-off groups)
-      queued again, failed, unknown    contact_ledger.py  what a cap counts afterwards
+    RECORD: sent + contacts row,       record.py          outcomes written as they come, by
+      queued again, failed, unknown      (writing thread)   the worker's writing thread
+            |                          failures.py        what an answer sets off: the
+            |                                             circuit, an auto-pause, suppression
+            v
+    unknown -> settled                 reconcile.py       the providers' logs say what went
 
     by hand: outbox.py (list, settle unknown, requeue; a stored row -> the Outbound a channel
     sends) and send_test.py (one real message of a step, taking its slot of the same limit)

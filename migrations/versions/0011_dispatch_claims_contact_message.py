@@ -9,7 +9,7 @@ both batches ``sending``, and when their leases ran out both became ``unknown``,
 batch claimed ahead never went. Now each claim is a row of ``dispatch_claims``, its id in the
 messages it claims (``outbox_messages.claim_id``), moved to ``handed`` just before its first
 request: an expired lease of a claim never handed goes back to ``queued``
-(engine/dispatch.py). UNLOGGED on PostgreSQL: the hand-off's commit waits for no WAL flush,
+(engine/sending/dispatch.py). UNLOGGED on PostgreSQL: the hand-off's commit waits for no WAL flush,
 and a server crash empties the table, after which every expired lease ends ``unknown``, as
 before this migration. ``claim_id`` has no foreign key: a claim's row is dropped once none of
 its messages is ``sending``, and the messages keep the id.

@@ -21,9 +21,9 @@ from engine.calls.dispositions import DispositionSet
 from engine.calls.log import CallInput, log_call
 from engine.calls.tasks import list_calls
 from engine.db.models import CallTask, CampaignRun, Enrollment, OutboxMessage, Program
-from engine.dispatch import dispatch
 from engine.errors import InputError
 from engine.run_work import RunWork
+from engine.sending.dispatch import dispatch
 from engine.sequencing import advance
 from engine.testing.fakes import RecordingChannel, make_consent, make_participant
 

@@ -20,8 +20,8 @@ from engine.app import App, build_app
 from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage, Program
 from engine.db.session import make_engine
-from engine.dispatch import DispatcherBusyError, dispatch, dispatch_lock
 from engine.errors import InputError, NotFoundError
+from engine.sending.dispatch import DispatcherBusyError, dispatch, dispatch_lock
 from engine.sending.outbox import list_messages, resolve, unknown_messages
 from engine.sending.shared_ratelimit import SharedTokenBucket
 from engine.settings import Settings

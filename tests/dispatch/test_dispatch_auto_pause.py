@@ -17,8 +17,8 @@ from engine.app import App
 from engine.channels.base import CampaignStopError, ChannelError
 from engine.clock import FrozenClock
 from engine.db.models import CampaignRun, Enrollment, OutboxMessage
-from engine.dispatch import dispatch
 from engine.errors import InputError
+from engine.sending.dispatch import dispatch
 from engine.sequencing import advance
 from engine.settings import Settings
 from engine.testing.fakes import RecordingChannel, unit

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
 from engine.db.models import Contact, OutboxMessage, Participant, Program
-from engine.dispatch import dispatch
+from engine.sending.dispatch import dispatch
 from engine.settings import Settings
 from engine.testing.fakes import (
     FrozenClock,

@@ -12,8 +12,8 @@ from engine.app import App, build_app
 from engine.channels.base import Outbound, OutboundEmail, OutboundSms, SendResult
 from engine.consent.suppressions import add_suppression
 from engine.db.models import CampaignRun, Contact, OutboxMessage, Participant, Program
-from engine.dispatch import dispatch
 from engine.runs import cancel_run, pause_run
+from engine.sending.dispatch import dispatch
 from engine.settings import Settings
 from engine.testing.fakes import (
     FrozenClock,

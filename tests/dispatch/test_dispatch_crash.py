@@ -8,7 +8,7 @@
   to the queue and are sent once by the next dispatcher;
 - kill -9 at random instants against a slow provider with several requests in flight: each
   kill leaves at most the in-flight limit plus one hand-off span and its lead unknown
-  (engine/dispatch_record.py unknown_bound);
+  (engine/sending/record.py unknown_bound);
 - a dispatcher that outlives its lease (a request that hangs for longer than
   CAMPAIGN_DISPATCH_LEASE) while housekeeping settles its claims: the batch it claimed ahead,
   not handed off yet, goes back to the queue and its own hand-off of it is then refused, so
@@ -38,17 +38,18 @@ from dispatch_helpers import queue_emails
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from engine import dispatch as dispatch_module
-from engine import dispatch_record
 from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
 from engine.channels.sendgrid import SendGridChannel
 from engine.clock import FrozenClock
 from engine.consent.provider_events import find_by_uid, report_status
 from engine.db.models import Contact, OutboxMessage
-from engine.dispatch import DispatchSummary, dispatch
-from engine.dispatch_record import RATE_SECONDS, unknown_bound
+from engine.sending import record as dispatch_record
+from engine.sending.dispatch import DispatchSummary, dispatch
+from engine.sending.leases import housekeeping
 from engine.sending.outbox import resolve
+from engine.sending.record import RATE_SECONDS, unknown_bound
+from engine.sending.shared import Shared
 from engine.settings import Settings
 from engine.testing.fake_sendgrid import FakeSendGrid
 from engine.testing.fake_server import Canned
@@ -63,7 +64,7 @@ VICTIM = """
 import os, sys
 from engine.app import build_app
 from engine.channels.sendgrid import SendGridChannel
-from engine.dispatch import dispatch
+from engine.sending.dispatch import dispatch
 from engine.settings import Settings
 
 in_flight = {"dispatch_max_in_flight": int(sys.argv[3])} if len(sys.argv) > 3 else {}
@@ -198,7 +199,7 @@ def test_each_kill_9_leaves_at_most_the_requests_in_flight_plus_one_span_unknown
 ) -> None:
     """Against a provider that answers after 40 ms, with up to 4 requests in flight (groups
     of 2) and batches of 25: every kill, at a random instant, leaves at most the in-flight
-    limit plus one hand-off span and its lead unknown (engine/dispatch_record.py
+    limit plus one hand-off span and its lead unknown (engine/sending/record.py
     unknown_bound), the span sized by the send rate: at most 4 requests at a measuring
     window's start plus 4 every 40 ms."""
     in_flight = 4
@@ -442,11 +443,11 @@ def slow_app(database_url: str, tmp_path: Path, clock: FrozenClock) -> Iterator[
 def _housekeeping(app: App) -> tuple[int, int, int]:
     """What another dispatcher does first, (unknown, queued again, skipped): called directly,
     as SQLite allows one dispatcher at a time."""
-    shared = dispatch_module._Shared(
+    shared = Shared(
         app, {}, deadline=None, max_messages=None, stop=None, progress=None, follow=False
     )
     try:
-        return dispatch_module._housekeeping(shared)
+        return housekeeping(shared)
     finally:
         shared.close()
 
@@ -519,10 +520,12 @@ def test_a_batch_whose_hand_off_cannot_be_written_is_not_sent(
 ) -> None:
     uids = queue_emails(app, 3)
 
-    def database_down(connection: object, claims: object) -> set[int]:
+    def database_down(*args: object) -> set[int]:
         raise OperationalError("UPDATE dispatch_claims ...", {}, Exception("server closed"))
 
+    # Each way a hand-off is written (PostgreSQL's usual one is a statement with the outcomes).
     monkeypatch.setattr(dispatch_record, "hand_off_claims", database_down)
+    monkeypatch.setattr(dispatch_record, "record_sent_and_hand_off", database_down)
     channel = RecordingChannel("email", clock=clock)
 
     with pytest.raises(OperationalError):

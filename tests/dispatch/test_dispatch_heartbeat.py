@@ -16,12 +16,12 @@ import pytest
 from dispatch_helpers import queue_emails
 from sqlalchemy import select
 
-from engine import dispatch as dispatch_module
 from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
 from engine.clock import FrozenClock
 from engine.db.models import DispatchClaim, OutboxMessage
-from engine.dispatch import DispatchSummary, dispatch
+from engine.sending import leases
+from engine.sending.dispatch import DispatchSummary, dispatch
 from engine.testing.fake_sendgrid import FakeSendGrid
 from engine.testing.fake_server import Canned
 from engine.testing.fakes import RecordingChannel
@@ -32,7 +32,7 @@ VICTIM = """
 import os, sys
 from engine.app import build_app
 from engine.channels.sendgrid import SendGridChannel
-from engine.dispatch import dispatch
+from engine.sending.dispatch import dispatch
 from engine.settings import Settings
 
 settings = Settings(database_url=sys.argv[1], dispatch_email_rate=10000, dispatch_batch_size=50)
@@ -104,7 +104,7 @@ class HangingChannel(RecordingChannel):
 def test_a_live_dispatcher_keeps_beating(
     app: App, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dispatch_module, "HEARTBEAT_SECONDS", 0.02)
+    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.02)
     queue_emails(app, 3)
     channel = HangingChannel()
     result: list[DispatchSummary] = []

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from engine.app import App
 from engine.channels.sendgrid import SendGridChannel
 from engine.db.models import OutboxMessage
-from engine.dispatch import dispatch
 from engine.sending import outbox_status as st
+from engine.sending.dispatch import dispatch
 from engine.sending.in_flight import FAST_ANSWER
 from engine.settings import Settings
 from engine.testing.fake_sendgrid import FakeSendGrid

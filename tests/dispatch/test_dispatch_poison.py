@@ -15,8 +15,8 @@ from sqlalchemy import select
 from engine.app import build_app
 from engine.channels.base import RetryableError
 from engine.db.models import OutboxMessage
-from engine.dispatch import dispatch
 from engine.sending.circuits import open_circuits
+from engine.sending.dispatch import dispatch
 from engine.settings import Settings
 from engine.testing.fakes import FrozenClock, RecordingChannel
 

@@ -20,8 +20,8 @@ from engine.channels.base import Channel
 from engine.channels.sendgrid import SendGridChannel
 from engine.channels.twilio import TwilioChannel
 from engine.db.models import CampaignRun, OutboxMessage, Participant, Suppression
-from engine.dispatch import dispatch
 from engine.sending.circuits import Circuit, open_circuits
+from engine.sending.dispatch import dispatch
 from engine.settings import Settings
 from engine.testing.fake_sendgrid import FakeSendGrid
 from engine.testing.fake_server import Canned

@@ -19,8 +19,8 @@ from engine.app import App
 from engine.channels.sendgrid import SendGridChannel
 from engine.channels.twilio import TwilioChannel
 from engine.db.models import Contact, OutboxMessage
-from engine.dispatch import dispatch
-from engine.reconcile import reconcile
+from engine.sending.dispatch import dispatch
+from engine.sending.reconcile import reconcile
 from engine.testing.fake_sendgrid import FakeSendGrid
 from engine.testing.fake_server import Canned
 from engine.testing.fake_twilio import FakeTwilio

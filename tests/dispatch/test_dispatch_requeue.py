@@ -15,7 +15,7 @@ from cli import cli
 from engine.app import App
 from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage
-from engine.dispatch import dispatch
+from engine.sending.dispatch import dispatch
 from engine.testing.fakes import FrozenClock, RecordingChannel
 
 ROOT = Path(__file__).resolve().parents[2]

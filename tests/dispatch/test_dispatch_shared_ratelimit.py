@@ -38,7 +38,7 @@ from engine.channels.twilio import TwilioChannel
 from engine.clock import FrozenClock
 from engine.db.models import RateLimitSlot
 from engine.db.session import make_engine
-from engine.dispatch import dispatch
+from engine.sending.dispatch import dispatch
 from engine.sending.shared_ratelimit import Reservation, SharedTokenBucket, reserve_slots, to_local
 from engine.settings import Settings
 from engine.testing.fake_sendgrid import FakeSendGrid
@@ -354,7 +354,7 @@ from datetime import datetime
 from engine.app import build_app
 from engine.channels.twilio import TwilioChannel
 from engine.clock import FrozenClock
-from engine.dispatch import dispatch
+from engine.sending.dispatch import dispatch
 from engine.settings import Settings
 
 url, twilio_url, sid, token, now, name = sys.argv[1:7]

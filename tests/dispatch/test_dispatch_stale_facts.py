@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from engine import dispatch as dispatch_module
 from engine.app import App, build_app
 from engine.channels.base import Outbound, SendResult
 from engine.channels.twilio import TwilioChannel
 from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage, Participant
-from engine.dispatch import dispatch
+from engine.sending import gate as gate_module
+from engine.sending.dispatch import dispatch
 from engine.settings import Settings
 from engine.testing.fake_twilio import FakeTwilio
 from engine.testing.fakes import (
@@ -38,7 +38,7 @@ from engine.testing.fakes import (
     make_run,
 )
 
-SMS_RATE = 0.5  # one SMS per 2 s: twice engine.dispatch.FACTS_MAX_AGE_SECONDS (1 s)
+SMS_RATE = 0.5  # one SMS per 2 s: twice engine.sending.gate.FACTS_MAX_AGE_SECONDS (1 s)
 WAIT_FOR_READ_SECONDS = 60.0  # only a broken dispatcher ever waits this long
 
 
@@ -100,7 +100,7 @@ def test_a_suppression_made_while_a_claimed_batch_waits_wins(
     # Signal once batch 2 (late, fine) has had its facts read, before any suppression.
     batch_two_read = threading.Event()
     read_batches: list[set[int]] = []
-    load_facts = dispatch_module._load_facts
+    load_facts = gate_module.load_facts
 
     def reading(shared: Any, rows: Sequence[Any], channel: str) -> Any:
         facts = load_facts(shared, rows, channel)
@@ -110,7 +110,7 @@ def test_a_suppression_made_while_a_claimed_batch_waits_wins(
             batch_two_read.set()
         return facts
 
-    monkeypatch.setattr(dispatch_module, "_load_facts", reading)
+    monkeypatch.setattr(gate_module, "load_facts", reading)
 
     suppressed = threading.Event()
 

@@ -14,7 +14,8 @@ from engine.app import App
 from engine.channels.base import Outbound, SendResult
 from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage
-from engine.dispatch import SUPPRESSION_RECHECK_SECONDS, dispatch
+from engine.sending.dispatch import dispatch
+from engine.sending.gate import SUPPRESSION_RECHECK_SECONDS
 from engine.settings import Settings
 from engine.testing.fakes import FrozenClock, RecordingChannel
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from engine.app import App, build_app
 from engine.channels.base import UnknownOutcomeError
 from engine.db.models import CampaignRun, Contact, OutboxMessage, Participant
-from engine.dispatch import dispatch
+from engine.sending.dispatch import dispatch
 from engine.sending.outbox import resolve
 from engine.settings import Settings
 from engine.testing.fakes import (

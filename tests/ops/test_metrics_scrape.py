@@ -110,7 +110,7 @@ def test_metrics_after_a_day_of_real_work(
     served: int,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="engine.dispatch")
+    caplog.set_level(logging.WARNING, logger="engine.sending")
     sendgrid, _twilio = fakes
     refused_campaign = _queue(app, 2, "email", "refused-by-sendgrid")
     texts = _queue(app, 2, "sms", "texts")

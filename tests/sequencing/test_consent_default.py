@@ -15,7 +15,7 @@ from engine.app import App
 from engine.calls.tasks import candidates
 from engine.consent.opt_outs import suppress
 from engine.db.models import CallTask, Participant, Program
-from engine.dispatch import dispatch
+from engine.sending.dispatch import dispatch
 from engine.sequencing import advance
 from engine.testing.fakes import RecordingChannel, make_consent, make_participant
 

@@ -17,8 +17,8 @@ from engine.app import App, build_app
 from engine.calls.agents import add_agent
 from engine.calls.tasks import claim_next, list_calls
 from engine.db.models import CallTask, CampaignRun, OutboxMessage, Participant, Program
-from engine.dispatch import dispatch
 from engine.errors import ConfigError
+from engine.sending.dispatch import dispatch
 from engine.sequencing import advance
 from engine.testing.fakes import RecordingChannel, make_consent, make_participant, unit
 

@@ -17,7 +17,7 @@ from engine import sampling
 from engine.app import App, build_app
 from engine.clock import FrozenClock
 from engine.db.models import ActivityEvent, Participant, Program
-from engine.dispatch import dispatch_lock
+from engine.sending.dispatch import dispatch_lock
 from engine.settings import Settings
 from engine.testing.fakes import PROGRAM_SENDER
 from engine.tick import TickSummary, tick

@@ -10,7 +10,7 @@ from webhook_helpers import Hooks, World
 from engine.channels.base import OutboundSms
 from engine.consent.unsubscribe import signer_for
 from engine.db.models import OutboxMessage, Participant
-from engine.dispatch import dispatch
+from engine.sending.dispatch import dispatch
 from engine.testing.fakes import FrozenClock, RecordingChannel, make_consent
 
 

@@ -12,21 +12,33 @@ before its first request, with every outcome known by then, on the worker's writ
 (:class:`Recorder`); outcomes are also written there at least every :data:`FLUSH_SECONDS`.
 What was asked of the writer while it was busy goes in its next transaction together. At a
 high rate this is a transaction per 50 ms rather than per 8 messages (a transaction costs
-the writer tens of milliseconds on a loaded 2-core box, where its threads wait for the GIL).
+the writer tens of milliseconds on a loaded 2-core box, where its threads wait for the GIL
+and, on PostgreSQL, every round trip waits for the server to get the CPU). So the writer
+keeps its round trips and its Python few: on PostgreSQL it writes on connections of its own
+that commit without waiting for the WAL flush and are not pinged at checkout, and its usual
+write (messages sent plus a hand-off) is one statement in autocommit, one round trip
+(:func:`record_sent_and_hand_off`); on SQLite its statements are built once.
+
+The span's rate (:meth:`SendRate.for_spans`) leaves out the time the sending waited for a
+hand-off: sized by a rate those waits hold down, spans would shrink to a group each, every
+group a write to wait for, and the rate with them. Once a batch's requests are all answered,
+the first span of the batch claimed ahead is handed off in the write of the batch's last
+outcomes, so that its first request does not wait for the writer either.
 
 A span's hand-off is written ahead, in the background, once the sending is at most
 :func:`hand_off_lead` messages before its first request: a span (at least a group), plus the
 requests that could be in flight but are not (a provider answering fast gets one at a time);
 the first request waits until it is committed.
 
-What a ``kill -9`` leaves ``unknown`` (engine/dispatch.py ``_housekeeping``: a dead dispatcher's
-rows of handed claims): the rows of handed groups whose outcome was not yet committed. A
-hand-off written when ``w`` requests were in flight commits every outcome that had come back;
+What a ``kill -9`` leaves ``unknown`` (``leases.housekeeping``: a dead dispatcher's rows of
+handed claims): the rows of handed groups whose outcome was not yet committed. A hand-off written
+when ``w`` requests were in flight commits every outcome that had come back;
 after it, until the next hand-off commits, at most those ``w``, the ``lead`` messages before
 the span and the span itself can be sent and unrecorded: ``w + lead + span =
 dispatch_max_in_flight + 2 x span`` at most (:func:`unknown_bound`; a span is at least half the
-in-flight limit): with the default 16 in flight, 32 at up to 160 messages a second, at most
-144 at any rate (where a whole batch of up to 1,000 was before #16). The groups not handed
+in-flight limit): with the default 16 in flight, 32 at up to 160 messages a second (or, when
+the writer holds the sending up, what 16 requests allow at the provider's answer time), at
+most 144 at any rate (where a whole batch of up to 1,000 was before #16). The groups not handed
 yet, and the batch claimed ahead, lapse back to ``queued`` (nothing of them went). A
 dynamic-template chunk (one request for up to 1,000 messages) is handed off whole before its
 request: that request is in flight for all of them.
@@ -55,7 +67,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, bindparam, case, func, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    String,
+    Update,
+    and_,
+    bindparam,
+    case,
+    func,
+    select,
+    update,
+)
 
 from engine.channels.base import SendResult
 from engine.db.models import Contact, DispatchClaim, OutboxMessage
@@ -72,6 +95,9 @@ MAX_SPAN = 64
 RATE_SECONDS = 0.2
 # A batch's groups are claims base + 0, base + 1, ...: room for a batch of 1,000 in groups of 1.
 GROUP_BITS = 10
+# Set in a PostgreSQL connection's ``info`` when its sessions already commit without waiting
+# for the WAL flush (the dispatcher's writing connections): no SET LOCAL per transaction.
+ASYNC_COMMIT = "campaign_async_commit"
 # A claim's states (dispatch_claims.state; see the module docstring).
 CLAIMED, HANDED, LAPSED = "claimed", "handed", "lapsed"
 
@@ -110,19 +136,24 @@ def lead_allowance(max_in_flight: int, span: int) -> int:
 
 
 def unknown_bound(max_in_flight: int, rate: float) -> int:
-    """The most messages a ``kill -9`` can leave ``unknown`` at a send rate of at most
-    ``rate``: the in-flight limit, one hand-off span and its lead (the module docstring)."""
+    """The most messages a ``kill -9`` can leave ``unknown`` when the spans are sized by a rate
+    of at most ``rate`` (:meth:`SendRate.for_spans`: the send rate, or what the requests in
+    flight allow at the provider's answer time): the in-flight limit, one hand-off span and
+    its lead (the module docstring)."""
     span = hand_off_span(max_in_flight, rate)
     return max_in_flight + span + lead_allowance(max_in_flight, span)
 
 
 class SendRate:
     """Requests started a second, measured over the last :data:`RATE_SECONDS` or so (what the
-    hand-off spans are sized by)."""
+    hand-off spans are sized by, :meth:`for_spans`)."""
 
     def __init__(self) -> None:
         self.rate = 0.0
+        # The same, leaving out the time the sending waited for a hand-off to be committed.
+        self.unstalled = 0.0
         self._count = 0
+        self._waited = 0.0
         self._since = time.monotonic()
 
     def started(self) -> None:
@@ -130,7 +161,22 @@ class SendRate:
         now = time.monotonic()
         if now - self._since >= RATE_SECONDS:
             self.rate = self._count / (now - self._since)
-            self._count, self._since = 0, now
+            self.unstalled = self._count / max(now - self._since - self._waited, RATE_SECONDS / 10)
+            self._count, self._waited, self._since = 0, 0.0, now
+
+    def waited(self, seconds: float) -> None:
+        """The sending waited ``seconds`` for a hand-off (the writer was behind)."""
+        self._waited += seconds
+
+    def for_spans(self, window: int, latency: float) -> float:
+        """The rate the hand-off spans are sized by: the rate measured, or, when the sending
+        waited for hand-offs, the rate it kept up between the waits, at most what ``window``
+        requests in flight allow at the provider's answer time (``latency``). Spans sized by a
+        rate that the waits themselves hold down would shrink, each a write, until every group
+        waited for a write of its own (a writer slower than :data:`SPAN_SECONDS` took the rate
+        down to a group per write)."""
+        allowed = window / latency if latency > 0 else self.unstalled
+        return max(self.rate, min(self.unstalled, allowed))
 
 
 @dataclass
@@ -248,6 +294,58 @@ ON CONFLICT (message_id) WHERE message_id IS NOT NULL DO NOTHING
 """
 
 
+# PostgreSQL, the writer's usual write as one statement, one round trip on a connection in
+# autocommit (a statement is a transaction of its own; BEGIN and COMMIT would be two more):
+# the messages sent, as _PG_RECORD_SENT, and the hand-off of claims (as _HAND_OFF), returning
+# the claims handed off. Under load each round trip costs the writer a wait for the CPU.
+_PG_RECORD_SENT_AND_HAND_OFF = """
+WITH sent AS (
+    UPDATE outbox_messages AS o SET
+        status = CASE WHEN o.status IN ('sending', 'unknown') THEN 'sent' ELSE o.status END,
+        status_reason = NULL, claimed_until = NULL, attempts = o.attempts + 1, provider = %s,
+        sent_at = %s, updated_at = %s, last_error = NULL,
+        provider_message_id = COALESCE(v.pid, o.provider_message_id)
+    FROM unnest(%s::bigint[], %s::text[]) AS v(id, pid) WHERE o.id = v.id
+    RETURNING o.participant_id, o.channel, o.run_id, o.id
+), ledger AS (
+    INSERT INTO contacts (participant_id, channel, run_id, occurred_at, kind, message_id)
+    SELECT participant_id, channel, run_id, %s, 'message', id FROM sent
+    ON CONFLICT (message_id) WHERE message_id IS NOT NULL DO NOTHING
+)
+UPDATE dispatch_claims SET state = 'handed'
+WHERE id = ANY(%s::bigint[]) AND state = 'claimed'
+RETURNING id
+"""
+
+
+def in_one_statement(outcomes: Sequence[Outcome]) -> bool:
+    """Whether ``outcomes`` can be written by :func:`record_sent_and_hand_off`: all sent, each
+    to the address its row holds."""
+    return all(
+        o.status == st.SENT and (not o.address or o.address == o.row.to_address) for o in outcomes
+    )
+
+
+def record_sent_and_hand_off(
+    connection: Connection,
+    outcomes: Sequence[Outcome],
+    provider: str,
+    at: datetime,
+    claims: Sequence[int],
+) -> set[int]:
+    """PostgreSQL: write ``outcomes`` (:func:`in_one_statement`) and hand off ``claims`` in
+    one statement (see _PG_RECORD_SENT_AND_HAND_OFF); return the claims handed off."""
+    ids = [o.row.id for o in outcomes]
+    provider_ids = [
+        o.result.provider_message_id if o.result is not None else None for o in outcomes
+    ]
+    result = connection.exec_driver_sql(
+        _PG_RECORD_SENT_AND_HAND_OFF,
+        (provider, at, at, ids, provider_ids, at, list(claims)),
+    )
+    return {claim for (claim,) in result}
+
+
 def write_outcomes(
     connection: Connection, outcomes: Sequence[Outcome], provider: str, at: datetime
 ) -> None:
@@ -283,7 +381,7 @@ def write_outcomes(
         )
     postgres = connection.dialect.name == "postgresql"
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    if postgres:
+    if postgres and not connection.info.get(ASYNC_COMMIT):
         # No waiting for this commit's WAL flush: should the server crash before it, these
         # rows are 'sending' again, and their leases make them 'unknown' (never queued, never
         # resent: the crash empties the UNLOGGED dispatch_claims, and a missing claim counts
@@ -305,15 +403,11 @@ def write_outcomes(
         connection.execute(_OTHER, other)
 
 
-def _write_sent_sqlite(
-    connection: Connection,
-    sent_ids: Sequence[int],
-    provider_ids: dict[int, str],
-    provider: str,
-    at: datetime,
-) -> None:
-    # Status and provider ids in one statement, the pairs as one JSON parameter (an
-    # executemany here costs a statement and a GIL hand-over per row).
+def _sqlite_record_sent() -> tuple[Update, Insert]:
+    """SQLite's record of the sent messages: their status and provider ids in one statement,
+    the pairs as one JSON parameter (an executemany here costs a statement and a GIL
+    hand-over per row), then their rows in the contacts ledger (what frequency caps count).
+    Built once: building a statement costs the writer more than running it."""
     pairs = (
         select(
             func.json_extract(_JSON_PAIRS.c.value, "$[0]").label("id"),
@@ -322,7 +416,8 @@ def _write_sent_sqlite(
         .select_from(_JSON_PAIRS)
         .subquery()
     )
-    connection.execute(
+    at = bindparam("b_at", type_=OutboxMessage.__table__.c.sent_at.type)
+    sent = (
         update(OutboxMessage)
         .where(OutboxMessage.id == pairs.c.id)
         .values(
@@ -334,22 +429,34 @@ def _write_sent_sqlite(
             status_reason=None,
             claimed_until=None,
             attempts=OutboxMessage.attempts + 1,
-            provider=provider,
+            provider=bindparam("b_provider", type_=String),
             sent_at=at,
             updated_at=at,
             last_error=None,
             provider_message_id=func.coalesce(pairs.c.pid, OutboxMessage.provider_message_id),
-        ),
-        {"pairs": json.dumps([[i, provider_ids.get(i)] for i in sent_ids])},
-    )
-    # The contacts ledger (what frequency caps count): one row per message sent.
-    connection.execute(
-        contacts_of_messages(
-            connection.dialect.name,
-            bindparam("at", at, type_=Contact.__table__.c.occurred_at.type),
-            OutboxMessage.id.in_(sent_ids),
         )
     )
+    contacts = contacts_of_messages(
+        "sqlite",
+        bindparam("b_at", type_=Contact.__table__.c.occurred_at.type),
+        OutboxMessage.id.in_(bindparam("b_ids", expanding=True)),
+    )
+    return sent, contacts
+
+
+_SQLITE_RECORD_SENT, _SQLITE_SENT_CONTACTS = _sqlite_record_sent()
+
+
+def _write_sent_sqlite(
+    connection: Connection,
+    sent_ids: Sequence[int],
+    provider_ids: dict[int, str],
+    provider: str,
+    at: datetime,
+) -> None:
+    pairs = json.dumps([[i, provider_ids.get(i)] for i in sent_ids])
+    connection.execute(_SQLITE_RECORD_SENT, {"pairs": pairs, "b_provider": provider, "b_at": at})
+    connection.execute(_SQLITE_SENT_CONTACTS, {"b_at": at, "b_ids": list(sent_ids)})
 
 
 # --------------------------------------------------------------------------- the writer
@@ -382,8 +489,11 @@ class Recorder:
         report: Callable[[int], None],
         *,
         name: str = "dispatch-write",
+        statement: Callable[[], AbstractContextManager[Connection]] | None = None,
     ) -> None:
         self._transaction = transaction
+        # PostgreSQL: a connection in autocommit, for the writes that are one statement.
+        self._statement = statement
         self._now = now
         self._report = report
         self._writer = ThreadPoolExecutor(1, thread_name_prefix=name)
@@ -459,23 +569,7 @@ class Recorder:
         if not requests:
             return
         try:
-            handed: set[int] = set()
-            with self._transaction() as connection:
-                at = self._now()
-                by_provider: dict[str, list[Outcome]] = {}
-                for request in requests:
-                    if request.outcomes:
-                        by_provider.setdefault(request.provider, []).extend(request.outcomes)
-                for provider, outcomes in by_provider.items():
-                    write_outcomes(connection, outcomes, provider, at)
-                claims = [claim for request in requests for claim in request.claims]
-                if claims and not by_provider and connection.dialect.name == "postgresql":
-                    # A hand-off alone need not wait for its WAL flush either: a server crash
-                    # empties the UNLOGGED dispatch_claims, and a missing claim counts as
-                    # handed off (its rows end unknown, never queued).
-                    connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                if claims:
-                    handed = hand_off_claims(connection, claims)
+            handed = self._write(requests)
             self.writes += 1
         except BaseException as exc:
             for request in requests:
@@ -484,6 +578,35 @@ class Recorder:
         for request in requests:
             handled = sum(1 for o in request.outcomes if o.reason != "released")
             request.done.set_result((handled, frozenset(handed & set(request.claims))))
+
+    def _write(self, requests: Sequence[_Write]) -> set[int]:
+        """Write ``requests`` in one transaction; return the claims handed off."""
+        claims = [claim for request in requests for claim in request.claims]
+        outcomes = [outcome for request in requests for outcome in request.outcomes]
+        providers = {request.provider for request in requests if request.outcomes}
+        if self._statement is not None and len(providers) <= 1 and in_one_statement(outcomes):
+            provider = next(iter(providers), "")
+            with self._statement() as connection:
+                return record_sent_and_hand_off(connection, outcomes, provider, self._now(), claims)
+        with self._transaction() as connection:
+            at = self._now()
+            by_provider: dict[str, list[Outcome]] = {}
+            for request in requests:
+                if request.outcomes:
+                    by_provider.setdefault(request.provider, []).extend(request.outcomes)
+            for provider, written in by_provider.items():
+                write_outcomes(connection, written, provider, at)
+            if (
+                claims
+                and not by_provider
+                and connection.dialect.name == "postgresql"
+                and not connection.info.get(ASYNC_COMMIT)
+            ):
+                # A hand-off alone need not wait for its WAL flush either: a server crash
+                # empties the UNLOGGED dispatch_claims, and a missing claim counts as
+                # handed off (its rows end unknown, never queued).
+                connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            return hand_off_claims(connection, claims) if claims else set()
 
     def _reap(self, until: Future[tuple[int, frozenset[int]]] | None = None) -> None:
         """Report the writes done (all of them up to ``until``, waiting for it); raise the

@@ -1,7 +1,7 @@
 """``campaign outbox reconcile``: settle messages of unknown fate from the providers' own logs.
 
 A message is ``unknown`` when its dispatcher died (or timed out) after its request may have
-gone (engine/dispatch_record.py). The providers know: this reads their logs for each unknown
+gone (engine/sending/record.py). The providers know: this reads their logs for each unknown
 message, in id order a page at a time, and settles as ``sent`` (with the provider's id, and
 its row in the contacts ledger at the instant the caps counted it at) each one they took:
 
