@@ -251,7 +251,8 @@ def measure_floor(url: str, participants: int, batch: int) -> dict[str, Any]:
     from engine.db.session import make_engine
     from engine.definitions.loader import parse_definition
     from engine.sending.outbox import message_uids
-    from engine.sequencing import OUTBOX_COLUMNS, RendererConfig, RenderItem, render_item
+    from engine.sequencing import RendererConfig, RenderItem, render_item
+    from engine.sequencing.materialise import OUTBOX_COLUMNS
     from engine.settings import Settings
     from engine.templates import Attributes, ParticipantData
 
