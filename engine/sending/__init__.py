@@ -4,7 +4,7 @@ The stages of one message, and the module each lives in (the worker that runs th
 claim/gate/send/record loop, is still ``engine/dispatch.py``; it moves here next)::
 
     sequencing queues a row ---------- content_checks.py  content a provider would refuse is
-      (engine/sequencing.py)                                 skipped before it is queued
+      (engine/sequencing/)                                   skipped before it is queued
             |                          deadlines.py       its expires_at (nothing sent late)
             v
     outbox_messages: queued            outbox_status.py   which status may follow which
