@@ -37,6 +37,8 @@ def _phone_hash(phone: str) -> str:
 def load_facts(
     conn: Connection, rows: list[DueRow], runs: Mapping[int, Run | None], at: datetime
 ) -> dict[int, Facts]:
+    """enrollment id -> its Facts at ``at``, each kind read once for the whole batch (a
+    condition's facts only when a step of the batch's runs has that condition)."""
     ids = [r.id for r in rows]
     used: set[str] = set()
     channels: set[str] = set()
