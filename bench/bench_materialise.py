@@ -11,9 +11,19 @@ points, and one active run of a one-step campaign (the points_expiring email, or
 treatment enrollments all due. Then ``engine.sequencing.advance`` runs once in a fresh Python
 process, so its peak RSS is its own, and creates the N outbox rows.
 
-Prints one JSON line per measurement: messages/s against the target (>= 20,000/s, issue #4),
-the peak RSS of the sequencer process and the largest of its render workers, and a check that
-the outbox holds exactly N queued rows with content.
+Then, in another fresh process, the floor it is measured against (issue #20): the same members
+read in batches of the same size, the same template rendered for each by the same function
+(``engine.sequencing.render_item``) in ONE process, and the same outbox columns written into a
+table without indexes, constraints, foreign keys or triggers (``floor_outbox``): COPY on
+PostgreSQL, executemany on SQLite, one commit per batch. What materialise does beyond that
+(the due scan, consent and exit checks, the enrollment UPDATE, the outbox's indexes, keys and
+tally triggers) is what the ratio ``materialise / floor`` prices; the goal on PostgreSQL is at
+least 0.7x. ``--rounds N`` repeats the whole (fresh database each time) and prints the medians.
+
+Prints one JSON line per measurement: messages/s, the floor's messages/s and the ratio, the
+absolute target of issue #4 (>= 20,000/s; machine-dependent, for the record), the peak RSS of
+the sequencer process and the largest of its render workers, and a check that the outbox holds
+exactly N queued rows with content.
 """
 
 from __future__ import annotations
@@ -22,12 +32,13 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +238,143 @@ def advance_once(app: Any, batch: int, workers: int | None) -> Any:
     return advance(app, batch_size=batch, workers=workers)
 
 
+# --------------------------------------------------------------------------- floor
+
+FLOOR_TABLE = "floor_outbox"
+
+
+def measure_floor(url: str, participants: int, batch: int) -> dict[str, Any]:
+    """In this (fresh) process: the floor of materialise (see the module docstring)."""
+    from sqlalchemy.orm import Session
+
+    from engine.consent.unsubscribe import signing_key
+    from engine.db.session import make_engine
+    from engine.definitions.loader import parse_definition
+    from engine.sending.outbox import message_uids
+    from engine.sequencing import RendererConfig, RenderItem, render_item
+    from engine.sequencing.materialise import OUTBOX_COLUMNS
+    from engine.settings import Settings
+    from engine.templates import Attributes, ParticipantData
+
+    postgres = url.startswith("postgresql")
+    settings = Settings(database_url=url, templates_dir=ROOT / "templates")
+    engine = make_engine(url)
+    with engine.begin() as c:
+        campaign, source, program = c.execute(
+            text(
+                "SELECT r.campaign, r.definition_source, p.name FROM campaign_runs AS r "
+                "JOIN programs AS p ON p.id = r.program_id WHERE r.id = 1"
+            )
+        ).one()
+        c.execute(text(f"DROP TABLE IF EXISTS {FLOOR_TABLE}"))
+        if postgres:
+            # Same columns, types and defaults (the id from the outbox's sequence), nothing
+            # else: no index, key, check, foreign key or trigger.
+            c.execute(text(f"CREATE TABLE {FLOOR_TABLE} (LIKE outbox_messages INCLUDING DEFAULTS)"))
+        else:
+            c.execute(text(f"CREATE TABLE {FLOOR_TABLE} AS SELECT * FROM outbox_messages WHERE 0"))
+    with Session(engine) as session, session.begin():
+        key = signing_key(session, settings)
+    definition = parse_definition(source, "bench").definition
+    step = definition.steps[0]
+    assert step.template is not None
+    renderer = RendererConfig(
+        str(settings.templates_dir), settings.postal_address, settings.public_url, key
+    ).build()
+    at: Any = NOW if postgres else NOW.strftime("%Y-%m-%d %H:%M:%S.%f")
+    columns = ", ".join(OUTBOX_COLUMNS)
+    select_sql = (
+        "SELECT e.id, e.participant_id, p.external_id, p.first_name, p.last_name, p.email, "
+        "p.phone, p.status, p.locale, p.tier, p.points_balance, p.points_expiring, "
+        "p.points_expire_at, p.renewal_date, p.attributes FROM enrollments AS e "
+        "JOIN participants AS p ON p.id = e.participant_id "
+        "WHERE e.id > {mark} ORDER BY e.id LIMIT {batch}"
+    ).format(mark="%s" if postgres else "?", batch=int(batch))
+    insert_sql = (
+        f"INSERT INTO {FLOOR_TABLE} ({columns}) VALUES ({', '.join('?' * len(OUTBOX_COLUMNS))})"
+    )
+    raw: Any = engine.raw_connection()
+    driver = raw.driver_connection
+    made, last = 0, 0
+    started, cpu_before = time.perf_counter(), _cpu_seconds()
+    while True:
+        cursor = driver.cursor()
+        rows = cursor.execute(select_sql, (last,)).fetchall()
+        if not rows:
+            break
+        last = rows[-1][0]
+        uids = message_uids(len(rows))
+        out = []
+        for i, r in enumerate(rows):
+            values = list(r)
+            if not postgres:  # SQLite returns the text SQLAlchemy's types store
+                for j in (12, 13):
+                    values[j] = None if values[j] is None else date.fromisoformat(values[j])
+                values[14] = None if values[14] is None else json.loads(values[14])
+            member = ParticipantData(*values[2:14], attributes=Attributes(values[14] or {}))
+            address = r[5] if step.channel == "email" else r[6]
+            content, error = render_item(
+                renderer,
+                RenderItem(
+                    step.channel,
+                    step.template,
+                    r[8],
+                    member,
+                    r[1],
+                    program,
+                    campaign,
+                    definition.description,
+                    step.id,
+                    step.channel == "sms",
+                ),
+            )
+            assert content is not None, error
+            out.append(
+                (
+                    uids[i],
+                    1,
+                    r[0],
+                    r[1],
+                    campaign,
+                    step.id,
+                    0,
+                    None,
+                    step.channel,
+                    step.template,
+                    r[8],
+                    address,
+                    content,
+                    "queued",
+                    None,
+                    at,
+                    0,
+                    None,
+                    at,
+                    at,
+                    None,
+                )
+            )
+        if postgres:
+            with cursor.copy(f"COPY {FLOOR_TABLE} ({columns}) FROM STDIN") as copy:
+                for row in out:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(insert_sql, out)
+        driver.commit()
+        made += len(out)
+    seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_before
+    raw.close()
+    engine.dispose()
+    return {
+        "messages": made,
+        "seconds": round(seconds, 2),
+        "messages_per_second": round(made / seconds) if seconds else None,
+        "cpu_us_per_message": round(cpu * 1e6 / made, 1) if made else None,
+        "correct": made == participants,
+    }
+
+
 def _database(kind: str, keep: bool) -> tuple[str, Any]:
     """A migrated scratch database: (url, cleanup)."""
     from engine.db import migrate
@@ -261,7 +409,33 @@ def _database(kind: str, keep: bool) -> tuple[str, Any]:
     return url, cleanup
 
 
-def run(kind: str, channel: str, args: argparse.Namespace) -> None:
+def _subprocess(mode: str, url: str, args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """One measurement in a fresh process (its peak RSS its own), with the local server's CPU
+    per message meanwhile on PostgreSQL."""
+    command = [
+        sys.executable,
+        __file__,
+        mode,
+        url,
+        "--participants",
+        str(args.participants),
+        "--batch",
+        str(args.batch),
+    ]
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    server_before = _postgres_cpu_seconds() if kind == "postgresql" else None
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    record: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    if server_before is not None and record["messages"]:
+        # Includes whatever else the server did meanwhile: run on an idle machine.
+        server = (_postgres_cpu_seconds() or 0.0) - server_before
+        record["server_cpu_us_per_message"] = round(server * 1e6 / record["messages"], 1)
+    return record
+
+
+def run(kind: str, channel: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One round: a fresh database, materialise, then the floor on the same members."""
     url, cleanup = _database(kind, args.keep)
     try:
         started = time.perf_counter()
@@ -275,28 +449,27 @@ def run(kind: str, channel: str, args: argparse.Namespace) -> None:
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )
-        command = [
-            sys.executable,
-            __file__,
-            "--measure",
-            url,
-            "--participants",
-            str(args.participants),
-            "--batch",
-            str(args.batch),
-        ]
-        if args.workers is not None:
-            command += ["--workers", str(args.workers)]
-        server_before = _postgres_cpu_seconds() if kind == "postgresql" else None
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        record = json.loads(out.strip().splitlines()[-1])
-        if server_before is not None and record["messages"]:
-            # Includes whatever else the server did meanwhile: run on an idle machine.
-            server = (_postgres_cpu_seconds() or 0.0) - server_before
-            record["server_cpu_us_per_message"] = round(server * 1e6 / record["messages"], 1)
-        _emit({"step": "materialise", "database": kind, "channel": channel, **record})
+        record = _subprocess("--measure", url, args, kind)
+        floor = _subprocess("--floor", url, args, kind)
+        ratio = record["messages_per_second"] / floor["messages_per_second"]
+        record = {
+            "step": "materialise",
+            "database": kind,
+            "channel": channel,
+            **record,
+            "floor": "render in one process + "
+            + ("COPY" if kind == "postgresql" else "executemany")
+            + " into a table without indexes, same members and columns",
+            "floor_messages_per_second": floor["messages_per_second"],
+            "floor_cpu_us_per_message": floor["cpu_us_per_message"],
+            "floor_server_cpu_us_per_message": floor.get("server_cpu_us_per_message"),
+            "floor_correct": floor["correct"],
+            "ratio_to_floor": round(ratio, 3),
+        }
+        _emit(record)
         if args.keep:
             _emit({"kept": url})
+        return record
     finally:
         cleanup()
 
@@ -308,17 +481,41 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--workers", type=int, help="render processes [default: settings]")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat; medians at the end")
     parser.add_argument("--keep", action="store_true", help="Keep the filled databases.")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--floor", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure, args.participants, args.batch, args.workers)))
+        return
+    if args.floor:
+        print(json.dumps(measure_floor(args.floor, args.participants, args.batch)))
         return
     databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     channels = ["email", "sms"] if args.channel == "both" else [args.channel]
     for kind in databases:
         for channel in channels:
-            run(kind, channel, args)
+            records = [run(kind, channel, args) for _ in range(args.rounds)]
+            if args.rounds > 1:
+                _emit(
+                    {
+                        "step": "median",
+                        "database": kind,
+                        "channel": channel,
+                        "rounds": args.rounds,
+                        **{
+                            name: statistics.median(r[name] for r in records)
+                            for name in (
+                                "messages_per_second",
+                                "floor_messages_per_second",
+                                "ratio_to_floor",
+                            )
+                        },
+                        "ratios": [r["ratio_to_floor"] for r in records],
+                        "correct": all(r["correct"] and r["floor_correct"] for r in records),
+                    }
+                )
 
 
 if __name__ == "__main__":

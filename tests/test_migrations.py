@@ -185,3 +185,94 @@ def test_0018_keeps_one_conversion_per_event_and_round_trips(empty_database_url:
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_0032_drops_the_outbox_run_and_participant_keys_and_round_trips(
+    empty_database_url: str,
+) -> None:
+    """0032: outbox_messages loses its keys to campaign_runs and participants (the
+    enrollment's key covers them) and indexes provider ids only where set; on SQLite the table
+    is rebuilt, and the references to its rows, its tally triggers and its partial indexes
+    survive. Deleting a participant still deletes their messages (through the enrollment)."""
+    engine = make_engine(empty_database_url)
+    sqlite = engine.dialect.name == "sqlite"
+    at = "2026-03-02 15:00:00" if sqlite else "2026-03-02 15:00:00+00"
+
+    def outbox_keys() -> set[str]:
+        return {
+            key["referred_table"] for key in inspect(engine).get_foreign_keys("outbox_messages")
+        }
+
+    try:
+        migrate.upgrade(engine, "0029")
+        with engine.begin() as c:
+            for statement in (
+                "INSERT INTO programs (id, key, name, timezone, region, created_at) "
+                "VALUES (1, 'p', 'P', 'UTC', 'US', :at)",
+                "INSERT INTO participants (id, program_id, external_id, status, attributes, "
+                "points_balance, points_expiring, sample_key, created_at, updated_at) "
+                "VALUES (1, 1, 'M1', 'active', '{}', 0, 0, 1, :at, :at)",
+                "INSERT INTO campaign_runs (id, campaign, program_id, definition_hash, "
+                "definition_source, fire_key, status, launched_at, enrolled_count, "
+                "holdout_count) VALUES (1, 'c', 1, 'h', 'x', 'once', 'active', :at, 1, 0)",
+                'INSERT INTO enrollments (id, run_id, campaign, participant_id, "group", '
+                "enrolled_at, state, next_step_index) VALUES (1, 1, 'c', 1, 'treatment', :at, "
+                "'active', 1)",
+                "INSERT INTO outbox_messages (id, uid, run_id, enrollment_id, participant_id, "
+                "campaign, step_id, step_index, channel, template, content, status, "
+                "not_before, attempts, created_at, updated_at, provider_message_id) VALUES "
+                "(1, 'u1', 1, 1, 1, 'c', 's1', 0, 'email', 't', '{}', 'sent', :at, 1, :at, "
+                ":at, 'pm-1')",
+                "INSERT INTO contacts (id, participant_id, channel, run_id, occurred_at, kind, "
+                "message_id) VALUES (1, 1, 'email', 1, :at, 'message', 1)",
+                "INSERT INTO message_events (id, outbox_id, participant_id, provider, "
+                "provider_event_id, event, occurred_at, received_at, detail) VALUES "
+                "(1, 1, 1, 'sendgrid', 'e1', 'delivered', :at, :at, '{}')",
+            ):
+                c.execute(text(statement), {"at": at})
+        assert outbox_keys() == {"campaign_runs", "enrollments", "participants"}
+
+        migrate.upgrade(engine, "0032")
+        assert outbox_keys() == {"enrollments"}
+        with engine.begin() as c:
+            assert c.execute(text("SELECT message_id FROM contacts")).scalar_one() == 1
+            assert c.execute(text("SELECT outbox_id FROM message_events")).scalar_one() == 1
+            # The tally triggers still count a change of status (both databases).
+            delivered = text(
+                "SELECT coalesce(sum(messages), 0) FROM outbox_tallies WHERE status = 'delivered'"
+            )
+            before = c.execute(delivered).scalar_one()
+            c.execute(text("UPDATE outbox_messages SET status = 'delivered' WHERE id = 1"))
+            after = c.execute(delivered).scalar_one()
+            assert after == before + 1
+        provider_index = next(
+            i
+            for i in inspect(engine).get_indexes("outbox_messages")
+            if i["name"] == "ix_outbox_messages_provider_message_id"
+        )
+        where = provider_index.get("dialect_options", {}).get(
+            "sqlite_where" if sqlite else "postgresql_where"
+        )
+        assert "provider_message_id IS NOT NULL" in str(where)
+        if sqlite:
+            with engine.connect() as c:
+                indexes = dict(
+                    c.execute(
+                        text(
+                            "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                            "AND tbl_name = 'outbox_messages' AND sql IS NOT NULL"
+                        )
+                    ).all()
+                )
+            assert "WHERE variant IS NOT NULL" in indexes["ix_outbox_messages_variants"]
+            assert "status IN" in indexes["ix_outbox_messages_pending_by_run"]
+
+        # A participant's messages still go with them, through the enrollment.
+        with engine.begin() as c:
+            c.execute(text("DELETE FROM participants WHERE id = 1"))
+            assert c.execute(text("SELECT count(*) FROM outbox_messages")).scalar_one() == 0
+
+        command.downgrade(migrate.alembic_config(engine), "0029")
+        assert outbox_keys() == {"campaign_runs", "enrollments", "participants"}
+    finally:
+        engine.dispose()

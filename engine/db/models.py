@@ -473,7 +473,13 @@ class OutboxMessage(Base):
         CheckConstraint(_in("status", OUTBOX_STATUSES), name="status"),
         # The dispatcher's "what may go now" scan.
         Index(None, "status", "not_before"),
-        Index(None, "provider_message_id"),
+        # Provider events find their message (only messages a provider answered: 0032).
+        Index(
+            None,
+            "provider_message_id",
+            sqlite_where=text("provider_message_id IS NOT NULL"),
+            postgresql_where=text("provider_message_id IS NOT NULL"),
+        ),
         # Reports: funnel per run and step.
         Index(None, "run_id", "step_id", "status"),
         # The campaign report's A/B results: a conversion's variant, without the table (0005).
@@ -513,9 +519,12 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     uid: Mapped[str] = mapped_column(String(32))
-    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"))
+    # The enrollment's run and participant. No keys of their own (migration 0032): the
+    # enrollment's key covers them (deleting a run or a participant deletes its enrollments,
+    # and so their messages), and each key cost a parent lookup per message made.
+    run_id: Mapped[int] = mapped_column(BigIntId)
     enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
-    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
+    participant_id: Mapped[int] = mapped_column(BigIntId)
     campaign: Mapped[str] = mapped_column(String(64))
     step_id: Mapped[str] = mapped_column(String(64))
     step_index: Mapped[int] = mapped_column()

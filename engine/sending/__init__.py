@@ -5,7 +5,7 @@ worker is three threads (claim the next batch / send this one / write outcomes),
 database's time overlaps the requests; ``shared.py`` is what its threads share::
 
     sequencing queues a row ---------- content_checks.py  content a provider would refuse is
-      (engine/sequencing.py)                                 skipped before it is queued
+      (engine/sequencing/)                                   skipped before it is queued
             |                          deadlines.py       its expires_at (nothing sent late)
             v
     outbox_messages: queued            outbox_status.py   which status may follow which

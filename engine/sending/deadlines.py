@@ -13,7 +13,7 @@ and call lists close an open task past it (:func:`close_expired_call_tasks`).
 **Spacing at send time**: a queued message whose enrollment has an earlier message that has
 not gone yet waits (``RECHECK``), and one whose earlier message went late waits until the
 steps' delays after it actually went (only where the campaign spaces the two steps); see
-engine/sequencing.py for the sequencer's half of the rule.
+engine/sequencing/ for the sequencer's half of the rule.
 
 **Standing conditions** (engine/definitions/standing.py): re-checked when a step falls due
 (the enrollment exits), in the dispatcher's gate (``skipped``/``no_longer_eligible``) and when

@@ -1,7 +1,7 @@
 """The outbox seen from the operator's chair: list messages, list the unknown ones, settle them,
 and turn a stored row into the message a channel sends.
 
-Content of a row (written by engine/sequencing.py, read here and nowhere else):
+Content of a row (written by engine/sequencing/, read here and nowhere else):
 
 - email: ``{"subject", "html", "text", "headers"}`` or, for a SendGrid dynamic template,
   ``{"template_id", "dynamic_template_data", "headers"}``;
