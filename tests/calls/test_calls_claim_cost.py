@@ -17,8 +17,10 @@ from engine.db.models import CallTask
 
 # What a claim may cost with two campaign steps: the claim's own statements (lock, agent,
 # held claim, expired tasks), the agents, runs and programs once, the steps, and for each step
-# a page, its standing check and its frequency-cap contacts, then the re-check of the task.
-MAX_STATEMENTS = 25
+# a page, its standing check and its frequency-cap contacts, then the re-check of the task:
+# 25 on SQLite, 23 on PostgreSQL when written (31 before the claim shared one scan), with a
+# little room for a check added at claim time.
+MAX_STATEMENTS = 28
 
 
 @contextmanager
@@ -94,10 +96,10 @@ def test_the_claim_serves_the_head_of_the_list_past_the_first_pages(app: App) ->
         w.task(w.member(attributes={"score": i}, timezone="Pacific/Honolulu"), run_id=other)
     refused = w.member(points_balance=5_000, consent="opted_out")
     w.task(refused)
-    dnc = w.member(points_balance=4_999, phone="+12025550999")
+    dnc = w.member(points_balance=4_999, phone="+12024567890")  # no other test uses 202-456
     w.task(dnc)
     with unit(app) as s:
-        add_suppression(s, "+12025550999", "call", "do_not_call", "test", at=TEST_NOW)
+        add_suppression(s, "+12024567890", "call", "do_not_call", "test", at=TEST_NOW)
     for i in range(4):
         w.task(w.member(points_balance=100 + i))
         w.task(w.member(attributes={"score": 500 + i}), run_id=other)
