@@ -1,0 +1,127 @@
+"""Claim-next's cost: the statements one claim runs do not grow with the queue (no N+1), and
+the claim still serves the head of the listed order when the best task of a campaign step is
+past the first pages claim-next reads (engine/calls/tasks.py: serving_order)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from calls_helpers import TEST_NOW, World, campaign_source, make_run, make_world, unit
+from sqlalchemy import event
+
+from engine.app import App
+from engine.calls.tasks import FIRST_PAGES, claim_next, list_calls, release
+from engine.consent.suppressions import add_suppression
+from engine.db.models import CallTask
+
+# What a claim may cost with two campaign steps: the claim's own statements (lock, agent,
+# held claim, expired tasks), the agents, runs and programs once, the steps, and for each step
+# a page, its standing check and its frequency-cap contacts, then the re-check of the task:
+# 25 on SQLite, 23 on PostgreSQL when written (32 and 30 before the claim shared one scan),
+# with a little room for a check added at claim time.
+MAX_STATEMENTS = 28
+
+
+@contextmanager
+def counted(app: App) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(app.engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(app.engine, "before_cursor_execute", count)
+
+
+def _queue(w: World, other: int, size: int) -> None:
+    """``size`` tasks in each of two steps, with members the claim must pass over."""
+    for i in range(size):
+        night = i % 4 == 1  # Honolulu: before 08:00 at TEST_NOW, waits for the window
+        w.task(
+            w.member(
+                points_balance=i * 13 % 97,
+                consent="opted_out" if i % 9 == 4 else "opted_in",
+                timezone="Pacific/Honolulu" if night else "America/New_York",
+            )
+        )
+        w.task(w.member(attributes={"score": i * 7 % 31}), run_id=other)
+
+
+def _claim_statements(app: App, login: str) -> int:
+    with counted(app) as statements, unit(app) as s:
+        claim = claim_next(s, login, at=TEST_NOW)
+    assert claim is not None
+    with unit(app) as s:
+        release(s, claim.task_id, login, at=TEST_NOW)
+    return len(statements)
+
+
+def _world(app: App) -> tuple[World, int]:
+    w = make_world(app)
+    other = make_run(
+        app,
+        w.program_id,
+        campaign_source(
+            "score-calls", step={"priority": [{"field": "attributes.score", "order": "asc"}]}
+        ),
+    )
+    return w, other
+
+
+def test_statements_per_claim_do_not_grow_with_the_queue(app: App) -> None:
+    w, other = _world(app)
+    w.agent("ana")
+    _queue(w, other, 8)
+    _claim_statements(app, "ana")  # the first claim also closes the opted-out on its way
+    small = _claim_statements(app, "ana")
+    _queue(w, other, 120)
+    _claim_statements(app, "ana")
+    large = _claim_statements(app, "ana")
+    assert large == small, (small, large)
+    assert large <= MAX_STATEMENTS, large
+
+
+def test_the_claim_serves_the_head_of_the_list_past_the_first_pages(app: App) -> None:
+    w, other = _world(app)
+    w.agent("ana")
+    first = sum(FIRST_PAGES)
+    # The best-ranked tasks of both steps are not callable now (night, opted out, do not
+    # call): the first callable task of each step is past the first pages claim-next reads.
+    for i in range(first + 5):
+        w.task(w.member(points_balance=10_000 - i, timezone="Pacific/Honolulu"))
+        w.task(w.member(attributes={"score": i}, timezone="Pacific/Honolulu"), run_id=other)
+    refused = w.member(points_balance=5_000, consent="opted_out")
+    w.task(refused)
+    dnc = w.member(points_balance=4_999, phone="+12024567890")  # no other test uses 202-456
+    w.task(dnc)
+    with unit(app) as s:
+        add_suppression(s, "+12024567890", "call", "do_not_call", "test", at=TEST_NOW)
+    for i in range(4):
+        w.task(w.member(points_balance=100 + i))
+        w.task(w.member(attributes={"score": 500 + i}), run_id=other)
+
+    def callable_list() -> list[int]:
+        with unit(app) as s:
+            return [r.task_id for r in list_calls(s, at=TEST_NOW, agent="ana") if r.callable_now]
+
+    claimed: list[int] = []
+    closed: list[tuple[int, str]] = []
+    while True:
+        listed = callable_list()
+        with unit(app) as s:
+            c = claim_next(s, "ana", at=TEST_NOW)
+            if c is None:
+                assert listed == []
+                break
+            closed.extend(c.closed_on_the_way)
+            row = s.get(CallTask, c.task_id)
+            assert row is not None
+            row.status = "closed"
+        assert c.task_id == listed[0]
+        claimed.append(c.task_id)
+    assert len(claimed) == 8
+    assert sorted(reason for _, reason in closed) == ["opted_out", "suppressed"]
