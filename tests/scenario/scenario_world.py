@@ -221,16 +221,6 @@ class Driver:
     def json(self, *args: str, env: Mapping[str, str] | None = None) -> Any:
         return json.loads(self.ok(*args, "--json", env=env))
 
-    def has_command(self, *path: str) -> bool:
-        """Whether this engine has a command (parts of the scenario switch on when it does)."""
-        group: Any = cli
-        for name in path:
-            commands = getattr(group, "commands", {})
-            if name not in commands:
-                return False
-            group = commands[name]
-        return True
-
 
 def _exception(result: Result) -> str:
     if result.exception is None or isinstance(result.exception, SystemExit):

@@ -7,7 +7,8 @@ late, out of order and twice), runs the four example campaigns (three weekly rec
 of them at 01:30 on Sundays so the fall-back night repeats its fire time; win-back launched
 by hand, paused for five weeks and resumed), ticks three times a day (and at 01:45 on
 Sundays, twice on the fall-back night), has three agents work their call lists (callbacks, an
-escalation, a do-not-call, an evening shift for Sydney), loses one agent on day 62 and
+escalation, a do-not-call, an evening shift for Sydney, a lunch break paused and resumed, forgotten
+on Thursdays until the next call ends it), loses one agent on day 62 and
 SendGrid for a day (59). The agents speak languages (the one Chinese speaker is the one who
 leaves); complaints and escalations open cases that the coordinator resolves with root causes
 (closing them on Mondays, reopening one); two report subscriptions (monthly for finance,
@@ -17,8 +18,9 @@ week an operator's scrape of the metrics is compared with the database
 (tests/scenario/scenario_invariants.py) and at the end lists every invariant that broke, the
 first day it broke and examples. Each violation is kept once, on the first day it showed.
 
-Steps that need a command the engine may not have yet switch on by themselves when it does
-(`agents disable`); PLAN gives the day of each event. SCENARIO_DAYS=N plays only the first N
+Every step runs its command unconditionally (a step that switched itself off when a command
+was not found hid the leaver's disabling once the CLI loaded its commands lazily); PLAN gives
+the day of each event. SCENARIO_DAYS=N plays only the first N
 days (for a quick look while fixing something; the full 90 days are the test).
 """
 
@@ -143,6 +145,8 @@ class Program:
     seen: set[tuple[str, str]] = field(default_factory=set)
     winback_run: int | None = None
     calls_made: int = 0
+    # (agent, UTC date) -> seconds of break the agents took that day (`agents pause/resume`).
+    breaks: dict[tuple[str, date], int] = field(default_factory=dict)
     sendgrid: FakeSendGrid | None = None
     services: Services = field(default_factory=Services)
     reader: Engine | None = None  # the scenario's own read-only look at the database
@@ -525,14 +529,14 @@ def live_day(program: Program, day: int) -> None:
     if day == PLAN["agent leaves"]:
         program.expected.departed_agents.add(LEAVER)
         program.services.departed[LEAVER] = driver.now
-        if driver.has_command("agents", "disable"):
-            driver.ok("agents", "disable", LEAVER)
+        driver.ok("agents", "disable", LEAVER)
 
     agents = [a for a in AGENTS if a not in program.expected.departed_agents]
     tick(program, day, local(today, 9, 35), env)
     driver.at(local(today, 11))
     for agent in agents:
         work_calls(program, day, agent, 2)
+    lunch_break(program, day, agents)
     tick(program, day, local(today, 14), env)
     driver.at(local(today, 15, 30))
     for agent in agents:
@@ -543,6 +547,50 @@ def live_day(program: Program, day: int) -> None:
     tick(program, day, local(today, 22), env)
     if day == PLAN["sendgrid outage"]:
         after_outage(program, day)
+
+
+def lunch_break(program: Program, day: int, agents: list[str]) -> None:
+    """Each agent pauses for lunch at 12:30 and resumes at 13:15; on Thursdays ben forgets
+    to resume, and his next `calls next` (15:30) ends the pause. `report agents` must count
+    exactly that paused time (checked at the end of the day)."""
+    driver = program.driver
+    today = START + timedelta(days=day)
+    forgetful = "ben" if today.weekday() == 3 else None
+    started = local(today, 12, 30)
+    driver.at(started)
+    paused = []
+    for agent in agents:
+        result = driver.invoke("agents", "pause", agent, "--code", "break")
+        if result.exit_code == 0:
+            paused.append(agent)
+        else:
+            program.refused(day, f"`agents pause {agent}`: {result.output.strip()}")
+    driver.at(local(today, 13, 15))
+    for agent in paused:
+        ended = local(today, 15, 30) if agent == forgetful else driver.now
+        if agent != forgetful:
+            driver.ok("agents", "resume", agent)
+        key = (agent, started.astimezone(UTC).date())
+        program.breaks[key] = program.breaks.get(key, 0) + int((ended - started).total_seconds())
+
+
+def paused_time(
+    driver: Any, day: int, today: date, breaks: dict[tuple[str, date], int]
+) -> list[Violation]:
+    """`report agents` for the day of the breaks counts each agent's, no more and no less."""
+    utc_day = local(today, 12, 30).astimezone(UTC).date()
+    shown = driver.json("report", "agents", "--period", utc_day.isoformat())
+    reported = {p["agent"]: p["seconds"] for p in shown["pauses"] if p["code"] == "break"}
+    expected = {agent: s for (agent, d), s in breaks.items() if d == utc_day}
+    if reported != expected:
+        return [
+            Violation(
+                day,
+                "paused time is reported as taken",
+                f"report agents --period {utc_day}: break seconds {reported}, expected {expected}",
+            )
+        ]
+    return []
 
 
 def cancel_a_run_with_calls(program: Program, day: int) -> None:
@@ -631,6 +679,7 @@ def end_of_day(program: Program, day: int) -> None:
         engine.dispose()
     if today in HOLIDAY_WEEKS:
         program.record(holiday_week_targets(driver, day, today))
+    program.record(paused_time(driver, day, today, program.breaks))
 
 
 def scrape_metrics(database_url: str, now: datetime) -> str:
