@@ -79,6 +79,22 @@ class StatusChange:
     # Tasks an agent holds right now: the agent's log closes them (engine/calls/log.py).
     tasks_with_agents: int = 0
 
+    def words(self, *, with_reason: bool = False) -> str:
+        """The change as `campaign runs pause|resume|cancel` says it (the console adds the
+        reason, which its page does not show elsewhere)."""
+        text = f"Run {self.run_id} ({self.campaign}): {self.before} -> {self.after}"
+        if with_reason and self.reason:
+            text += f" ({self.reason})"
+        if self.exited:
+            text += f"; {self.exited} open enrollments exited"
+        if self.skipped_messages:
+            text += f"; {self.skipped_messages} queued messages skipped"
+        if self.closed_tasks:
+            text += f"; {self.closed_tasks} open call tasks closed"
+        if self.tasks_with_agents:
+            text += f"; {self.tasks_with_agents} call tasks held by agents close when logged"
+        return text + "."
+
 
 def list_runs(
     session: Session, *, campaign: str | None = None, limit: int = 100

@@ -142,16 +142,7 @@ def _status_change(change: Any, as_json: bool) -> None:
     if as_json:
         emit_json(change)
         return
-    text = f"Run {change.run_id} ({change.campaign}): {change.before} -> {change.after}"
-    if change.exited:
-        text += f"; {change.exited} open enrollments exited"
-    if change.skipped_messages:
-        text += f"; {change.skipped_messages} queued messages skipped"
-    if change.closed_tasks:
-        text += f"; {change.closed_tasks} open call tasks closed"
-    if change.tasks_with_agents:
-        text += f"; {change.tasks_with_agents} call tasks held by agents close when logged"
-    click.echo(text + ".")
+    click.echo(change.words())
 
 
 @click.command("pause")

@@ -33,7 +33,7 @@ from engine.calls.tasks import DEFAULT_LEASE
 from engine.consent.unsubscribe import signing_key
 from engine.errors import EngineError
 from engine.web import auth, coordinator, floor, pages, pauses, reports, verify
-from engine.web.auth import FormTooLarge, Visitor, csrf_refused, guard, read_form, visitor
+from engine.web.auth import Visitor, checked_form, guard, visitor
 from engine.web.sessions import CSRF_FIELD, SessionCodec
 
 HERE = Path(__file__).parent
@@ -152,17 +152,8 @@ async def _agent_post(
     who, refused = await _agent_visitor(console, request)
     if refused is not None:
         return who, {}, refused
-    try:
-        form = await read_form(request)
-    except FormTooLarge as exc:
-        return who, {}, console.forbidden(who, str(exc), status=413)
-    if csrf_refused(who, form):
-        return (
-            who,
-            form,
-            console.forbidden(who, "The form expired or came from another site; reload the page."),
-        )
-    return who, form, None
+    form, refused = await checked_form(console, who, request)
+    return who, form, refused
 
 
 async def agent_next(console: Console, request: Request) -> Response:

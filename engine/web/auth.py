@@ -99,6 +99,20 @@ def csrf_refused(who: Visitor, form: dict[str, str]) -> bool:
     return not who.session.valid_csrf(form.get(CSRF_FIELD))
 
 
+async def checked_form(
+    console: Console, who: Visitor, request: Request
+) -> tuple[dict[str, str], Response | None]:
+    """A POST's form, or the refusal: too large (413) or without the session's CSRF token."""
+    try:
+        form = await read_form(request)
+    except FormTooLarge as exc:
+        return {}, console.forbidden(who, str(exc), status=413)
+    if csrf_refused(who, form):
+        message = "The form expired or came from another site; reload the page."
+        return form, console.forbidden(who, message)
+    return form, None
+
+
 def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 

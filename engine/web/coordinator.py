@@ -32,15 +32,7 @@ from engine.errors import EngineError, InputError
 from engine.runs import cancel_run, list_runs, pause_run, resume_run, show_run
 from engine.sending.outbox import count_unknown, resolve, resolve_many, unknown_messages
 from engine.web import audit
-from engine.web.auth import (
-    FormTooLarge,
-    Visitor,
-    client_address,
-    csrf_refused,
-    guard,
-    read_form,
-    visitor,
-)
+from engine.web.auth import Visitor, checked_form, client_address, guard, visitor
 
 if TYPE_CHECKING:
     from engine.web.app import Console
@@ -75,17 +67,8 @@ async def _acting(
     refused = guard(console, who, request, *ACT_ROLES)
     if refused is not None:
         return who, {}, refused
-    try:
-        form = await read_form(request)
-    except FormTooLarge as exc:
-        return who, {}, console.forbidden(who, str(exc), status=413)
-    if csrf_refused(who, form):
-        return (
-            who,
-            form,
-            console.forbidden(who, "The form expired or came from another site; reload the page."),
-        )
-    return who, form, None
+    form, refused = await checked_form(console, who, request)
+    return who, form, refused
 
 
 def _audited(
@@ -176,19 +159,8 @@ async def runs_page(console: Console, request: Request, **extra: Any) -> Respons
 
 
 def _change_words(change: Any) -> str:
-    """What `campaign runs pause|resume|cancel` prints about the change."""
-    text = f"Run {change.run_id} ({change.campaign}): {change.before} -> {change.after}"
-    if change.reason:
-        text += f" ({change.reason})"
-    if change.exited:
-        text += f"; {change.exited} open enrollments exited"
-    if change.skipped_messages:
-        text += f"; {change.skipped_messages} queued messages skipped"
-    if change.closed_tasks:
-        text += f"; {change.closed_tasks} open call tasks closed"
-    if change.tasks_with_agents:
-        text += f"; {change.tasks_with_agents} call tasks held by agents close when logged"
-    return text + "."
+    """What `campaign runs pause|resume|cancel` prints about the change, with its reason."""
+    return str(change.words(with_reason=True))
 
 
 RunAction = Callable[[Session, int, datetime, str | None], Any]
