@@ -33,6 +33,7 @@ from engine.calls import DIALER_PROVIDER, caller_log
 from engine.calls.agents import agent_key, get_agent, unknown_agent
 from engine.calls.config import load_dispositions
 from engine.calls.dispositions import DispositionSet, parse_yes_no
+from engine.calls.listing import list_calls
 from engine.calls.log import (
     CallBatch,
     CallContext,
@@ -44,7 +45,7 @@ from engine.calls.log import (
     task_problems,
 )
 from engine.calls.rules import DEFAULT_RULES, CallRules
-from engine.calls.tasks import DefinitionCache, list_calls, write_lock
+from engine.calls.tasks import DefinitionCache, write_lock
 from engine.clock import ensure_utc
 from engine.consent.provider_events import event_key, event_row, record_events
 from engine.csv_safe import SafeDictWriter

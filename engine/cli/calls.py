@@ -53,8 +53,8 @@ def calls_list(
     """The call list in the order it will be served, with when each task becomes callable and
     why it is on the list."""
     from engine.calls.dialer import export_rows, to_csv
+    from engine.calls.listing import list_calls
     from engine.calls.rules import CallRules
-    from engine.calls.tasks import list_calls
 
     with transaction(state) as session:
         if as_csv:

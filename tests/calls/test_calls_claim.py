@@ -9,7 +9,8 @@ import pytest
 from calls_helpers import TEST_NOW, campaign_source, make_run, make_world, task_row, unit
 
 from engine.app import App
-from engine.calls.tasks import claim_next, list_calls
+from engine.calls.listing import list_calls
+from engine.calls.tasks import claim_next
 from engine.consent.suppressions import add_suppression
 from engine.db.models import CallTask
 from engine.runs import pause_run

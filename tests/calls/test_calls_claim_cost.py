@@ -11,7 +11,8 @@ from calls_helpers import TEST_NOW, World, campaign_source, make_run, make_world
 from sqlalchemy import event
 
 from engine.app import App
-from engine.calls.tasks import FIRST_PAGES, claim_next, list_calls, release
+from engine.calls.listing import list_calls
+from engine.calls.tasks import FIRST_PAGES, claim_next, release
 from engine.consent.suppressions import add_suppression
 from engine.db.models import CallTask
 

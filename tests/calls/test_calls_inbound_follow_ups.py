@@ -11,7 +11,8 @@ import pytest
 from calls_helpers import TEST_NOW, World, make_world, task_row, unit
 
 from engine.app import App
-from engine.calls.tasks import claim_next, list_calls
+from engine.calls.listing import list_calls
+from engine.calls.tasks import claim_next
 from engine.consent.suppressions import add_suppression
 from engine.db.models import CallTask, CampaignRun
 from engine.webhooks.inbound_sms import handle_inbound

@@ -14,9 +14,10 @@ from cli import cli
 from engine.app import App
 from engine.calls.agents import disable_agent
 from engine.calls.dispositions import DispositionSet
+from engine.calls.listing import list_calls
 from engine.calls.log import CallInput, log_call
 from engine.calls.rules import DEFAULT_RULES, CallRules
-from engine.calls.tasks import claim_next, list_calls
+from engine.calls.tasks import claim_next
 from engine.reports.agents import agents_report
 from engine.settings import Settings
 

@@ -17,8 +17,9 @@ import engine.calls.scripts as scripts_module
 import engine.db.session as session_module
 from cli import cli
 from engine.app import App
+from engine.calls.listing import list_calls
 from engine.calls.rules import CallRules, callbacks_at_risk
-from engine.calls.tasks import claim_next, list_calls
+from engine.calls.tasks import claim_next
 from engine.db.models import CallTask, Contact
 from engine.policy import FrequencyCap
 

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.app import App
-from engine.calls.tasks import claim_next, list_calls
+from engine.calls.listing import list_calls
+from engine.calls.tasks import claim_next
 from engine.db.models import CallTask
 
 ZONES = [

@@ -18,8 +18,8 @@ from cli import cli
 from engine import planning, runs
 from engine.app import App
 from engine.calls.dispositions import DispositionSet
+from engine.calls.listing import list_calls
 from engine.calls.log import CallInput, log_call
-from engine.calls.tasks import list_calls
 from engine.db.models import CallTask, CampaignRun, Enrollment, OutboxMessage, Program
 from engine.errors import InputError
 from engine.run_work import RunWork

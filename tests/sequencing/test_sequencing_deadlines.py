@@ -15,7 +15,8 @@ from sqlalchemy import select, update
 
 from engine.app import App, build_app
 from engine.calls.agents import add_agent
-from engine.calls.tasks import claim_next, list_calls
+from engine.calls.listing import list_calls
+from engine.calls.tasks import claim_next
 from engine.db.models import CallTask, CampaignRun, OutboxMessage, Participant, Program
 from engine.errors import ConfigError
 from engine.sending.dispatch import dispatch
