@@ -193,16 +193,19 @@ class StateChange:
 
 
 def disable_agent(session: Session, login: str, *, at: datetime) -> StateChange:
-    """Disable an agent: they can claim nothing; their live claims go back to the queue, their
-    open agent-only callbacks are served to the team at once and the cases they were working
-    become their team's (engine/cases: refused, with nothing changed, if a case has no team to
-    go to)."""
+    """Disable an agent: they can claim nothing; an open pause ends; their live claims go back
+    to the queue, their open agent-only callbacks are served to the team at once and the cases
+    they were working become their team's (engine/cases: refused, with nothing changed, if a
+    case has no team to go to)."""
+    from engine.calls.pauses import DISABLED, end_pause
     from engine.cases.store import hand_over_cases
 
     at = ensure_utc(at)
     agent = get_agent(session, login)
     changed = agent.active
     agent.active = False
+    # A pause ends with the agent: paused time is counted up to now, not for ever.
+    end_pause(session, agent.login, at=at, reason=DISABLED, by="agents disable")
     released = session.execute(
         update(CallTask)
         .where(

@@ -31,6 +31,7 @@ DEFAULT_CODES = ("break", "training", "meeting")
 RESUMED = "resumed"
 NEXT_CALL = "next call"
 SIGNED_OUT = "signed out"
+DISABLED = "agent disabled"
 
 
 def pause_codes(settings: Settings) -> tuple[str, ...]:

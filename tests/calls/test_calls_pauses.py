@@ -14,10 +14,12 @@ from sqlalchemy import select
 
 from cli import cli
 from engine.app import App
+from engine.calls.agents import disable_agent
 from engine.calls.dispositions import DispositionSet
 from engine.calls.log import CallInput, log_call
 from engine.calls.pauses import (
     DEFAULT_CODES,
+    DISABLED,
     NEXT_CALL,
     RESUMED,
     end_pause,
@@ -171,3 +173,21 @@ def test_agents_pause_and_resume_from_the_cli(app: App, invoke) -> None:  # type
     assert [(r.agent, r.code, r.started_by, r.end_reason) for r in rows] == [
         ("ana", "training", "cli", RESUMED)
     ]
+
+
+def test_disabling_an_agent_ends_their_pause(app: App) -> None:
+    world = make_world(app)
+    world.agent("ana")
+    with unit(app) as s:
+        start_pause(s, "ana", "training", codes=CODES, at=TEST_NOW, by="ana")
+    gone = TEST_NOW + timedelta(minutes=40)
+    with unit(app) as s:
+        disable_agent(s, "ana", at=gone)
+    with unit(app) as s:
+        assert open_pause(s, "ana") is None
+        pause = s.scalars(select(AgentPause).where(AgentPause.agent == "ana")).one()
+        assert pause.end_reason == DISABLED and pause.ended_by == "agents disable"
+        # Counted up to the disabling, however late the report is asked for.
+        week_later = gone + timedelta(days=7)
+        totals = pause_totals(s, start=TEST_NOW, end=week_later, at=week_later, agent="ana")
+        assert [(t.code, t.seconds) for t in totals] == [("training", 40 * 60)]
