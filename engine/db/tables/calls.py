@@ -16,7 +16,7 @@ from sqlalchemy import (
     text,
 )
 
-from engine.db.tables.base import is_one_of, metadata
+from engine.db.tables.base import PartialIndex, is_one_of, metadata
 from engine.db.types import BigIntId, JSONDict, UTCDateTime
 
 CALL_TASK_KINDS = ("campaign", "callback", "follow_up")
@@ -79,19 +79,17 @@ call_tasks = Table(
     Index(None, "participant_id"),
     Index(None, "run_id"),
     # "Has this run an open call task?" (engine/run_work.py; 0014).
-    Index(
+    PartialIndex(
         "ix_call_tasks_open_by_run",
         "run_id",
-        sqlite_where=text("status IN ('open', 'claimed')"),
-        postgresql_where=text("status IN ('open', 'claimed')"),
+        where="status IN ('open', 'claimed')",
     ),
     # /metrics: open call tasks by team, from the index alone (engine/metrics; 0027).
-    Index(
+    PartialIndex(
         "ix_call_tasks_open_by_team",
         "team",
         "status",
-        sqlite_where=text("status IN ('open', 'claimed')"),
-        postgresql_where=text("status IN ('open', 'claimed')"),
+        where="status IN ('open', 'claimed')",
     ),
 )
 
@@ -140,12 +138,11 @@ agent_pauses = Table(
     Column("started_by", String(64), nullable=False),  # the agent, or "cli"
     Column("ended_by", String(64)),
     Index(None, "agent", "started_at"),
-    Index(
+    PartialIndex(
         "uq_agent_pauses_open",
         "agent",
         unique=True,
-        sqlite_where=text("ended_at IS NULL"),
-        postgresql_where=text("ended_at IS NULL"),
+        where="ended_at IS NULL",
     ),
 )
 

@@ -12,10 +12,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    text,
 )
 
-from engine.db.tables.base import is_one_of, metadata
+from engine.db.tables.base import PartialIndex, is_one_of, metadata
 from engine.db.types import BigIntId, UTCDateTime
 
 CASE_STATUSES = ("open", "waiting_on_member", "waiting_on_us", "resolved", "closed")
@@ -57,13 +56,12 @@ cases = Table(
     CheckConstraint(
         "status NOT IN ('resolved', 'closed') OR root_cause IS NOT NULL", name="root_cause"
     ),
-    Index(
+    PartialIndex(
         "uq_cases_active_per_category",
         "participant_id",
         "category",
         unique=True,
-        sqlite_where=text(f"status IN {CASE_ACTIVE_STATUSES!r}"),
-        postgresql_where=text(f"status IN {CASE_ACTIVE_STATUSES!r}"),
+        where=f"status IN {CASE_ACTIVE_STATUSES!r}",
     ),
     Index(None, "status", "due_at"),
     Index(None, "program_id", "opened_at"),

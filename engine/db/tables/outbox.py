@@ -13,10 +13,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    text,
 )
 
-from engine.db.tables.base import is_one_of, metadata
+from engine.db.tables.base import PartialIndex, is_one_of, metadata
 from engine.db.types import BigIntId, JSONDict, UTCDateTime
 
 MESSAGE_CHANNELS = ("email", "sms")
@@ -94,46 +93,41 @@ outbox_messages = Table(
     # The dispatcher's "what may go now" scan.
     Index(None, "status", "not_before"),
     # Provider events find their message (only messages a provider answered: 0032).
-    Index(
+    PartialIndex(
         None,
         "provider_message_id",
-        sqlite_where=text("provider_message_id IS NOT NULL"),
-        postgresql_where=text("provider_message_id IS NOT NULL"),
+        where="provider_message_id IS NOT NULL",
     ),
     # Reports: funnel per run and step.
     Index(None, "run_id", "step_id", "status"),
     # The campaign report's A/B results: a conversion's variant, without the table (0005).
-    Index(
+    PartialIndex(
         "ix_outbox_messages_variants",
         "enrollment_id",
         "step_id",
         "status",
         "variant",
         "sent_at",
-        sqlite_where=text("variant IS NOT NULL"),
-        postgresql_where=text("variant IS NOT NULL"),
+        where="variant IS NOT NULL",
     ),
     Index(None, "participant_id", "created_at"),
     # The caps count a member's unknown messages (engine/sending/contact_ledger.py; 0009).
     # Messages whose content has not been purged yet, by age (engine/retention.py; 0021).
-    Index(
+    PartialIndex(
         "ix_outbox_messages_unpurged",
         "created_at",
-        sqlite_where=text("to_address IS NOT NULL"),
-        postgresql_where=text("to_address IS NOT NULL"),
+        where="to_address IS NOT NULL",
     ),
-    Index(
+    PartialIndex(
         "ix_outbox_messages_unknown",
         "participant_id",
-        sqlite_where=text("status = 'unknown'"),
-        postgresql_where=text("status = 'unknown'"),
+        where="status = 'unknown'",
     ),
     # "Has this run a pending message?" (engine/run_work.py; 0014).
-    Index(
+    PartialIndex(
         "ix_outbox_messages_pending_by_run",
         "run_id",
-        sqlite_where=text("status IN ('queued', 'sending', 'unknown')"),
-        postgresql_where=text("status IN ('queued', 'sending', 'unknown')"),
+        where="status IN ('queued', 'sending', 'unknown')",
     ),
 )
 

@@ -14,10 +14,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    text,
 )
 
-from engine.db.tables.base import is_one_of, metadata
+from engine.db.tables.base import PartialIndex, is_one_of, metadata
 from engine.db.tables.members import CHANNELS
 from engine.db.types import BigIntId, JSONDict, UTCDateTime
 
@@ -123,11 +122,10 @@ enrollments = Table(
     Index(None, "state", "next_action_at", "id"),
     Index(None, "participant_id"),
     # "Has this run an enrollment with steps left?" (engine/run_work.py; 0014).
-    Index(
+    PartialIndex(
         "ix_enrollments_open_by_run",
         "run_id",
-        sqlite_where=text("state = 'active' AND \"group\" = 'treatment'"),
-        postgresql_where=text("state = 'active' AND \"group\" = 'treatment'"),
+        where="state = 'active' AND \"group\" = 'treatment'",
     ),
 )
 
@@ -157,12 +155,11 @@ contacts = Table(
     CheckConstraint(is_one_of("channel", CHANNELS), name="channel"),
     CheckConstraint(is_one_of("kind", CONTACT_KINDS), name="kind"),
     Index(None, "participant_id", "occurred_at"),
-    Index(
+    PartialIndex(
         None,
         "message_id",
         unique=True,
-        sqlite_where=text("message_id IS NOT NULL"),
-        postgresql_where=text("message_id IS NOT NULL"),
+        where="message_id IS NOT NULL",
     ),
 )
 
