@@ -22,7 +22,7 @@ from sqlalchemy import TextClause, bindparam, text
 
 from engine.db.reading import Reader, dialect_name
 
-# (table, its partial index by run, the index's condition: models.py, migration 0014)
+# (table, its partial index by run, the index's condition: engine/db/tables, migration 0014)
 OPEN_ENROLLMENTS = (
     "enrollments",
     "ix_enrollments_open_by_run",
