@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from engine.calls.log_key import SESSION_INFO_KEY, CallerLogKey
 from engine.clock import Clock, SystemClock
 from engine.db import migrate
-from engine.db.session import make_engine, make_session_factory
+from engine.db.session import DeferredSessionFactory, make_engine
 from engine.metrics.counters import Counters
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass
 class App:
     settings: Settings
     engine: Engine
-    sessions: sessionmaker[Session]
+    # A sessionmaker, or any callable that makes sessions (build_app's makes it on first use).
+    sessions: Callable[[], Session]
     clock: Clock = field(default_factory=SystemClock)
     # What this process counted for /metrics (engine/metrics), added to the database's sums
     # by the dispatcher's heartbeat, each tick, each scrape and here on close.
@@ -43,6 +48,6 @@ def build_app(settings: Settings, *, clock: Clock | None = None, check_schema: b
     return App(
         settings=settings,
         engine=engine,
-        sessions=make_session_factory(engine, info={SESSION_INFO_KEY: CallerLogKey(settings)}),
+        sessions=DeferredSessionFactory(engine, info={SESSION_INFO_KEY: CallerLogKey(settings)}),
         clock=clock or SystemClock(),
     )

@@ -19,9 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import TextClause, bindparam, text
-from sqlalchemy.orm import Session
 
-# (table, its partial index by run, the index's condition: models.py, migration 0014)
+from engine.db.reading import Reader, dialect_name
+
+# (table, its partial index by run, the index's condition: engine/db/tables, migration 0014)
 OPEN_ENROLLMENTS = (
     "enrollments",
     "ix_enrollments_open_by_run",
@@ -96,20 +97,20 @@ class RunWork:
         return ", ".join(parts) if parts else "no work left"
 
 
-def work_of(session: Session, run_ids: Iterable[int]) -> dict[int, RunWork]:
+def work_of(db: Reader, run_ids: Iterable[int]) -> dict[int, RunWork]:
     """The work each of ``run_ids`` still has (runs with none are absent), counted over the
     partial indexes: the size of the work left, not of the run."""
     ids = sorted(set(run_ids))
     if not ids:
         return {}
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_name(db)
     counts: dict[int, list[int]] = {}
     for position, work in enumerate((OPEN_ENROLLMENTS, PENDING_MESSAGES, OPEN_TASKS)):
         query = text(
             f"SELECT run_id, count(*) FROM {_source(work, dialect)}"
             f" WHERE run_id IN :ids AND {work[2]} GROUP BY run_id"
         ).bindparams(bindparam("ids", expanding=True))
-        for run_id, count in session.execute(query, {"ids": ids}).all():
+        for run_id, count in db.execute(query, {"ids": ids}).all():
             if run_id is not None:
                 counts.setdefault(int(run_id), [0, 0, 0])[position] = int(count)
     return {run_id: RunWork(*values) for run_id, values in counts.items()}

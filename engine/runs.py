@@ -27,25 +27,11 @@ from sqlalchemy.orm import Session
 from engine.clock import ensure_utc
 from engine.db.models import CallTask, CampaignRun, Enrollment, OutboxMessage, Program
 from engine.errors import InputError, NotFoundError
+from engine.run_listing import RunSummary, list_runs
 from engine.run_work import RunWork, work_of
 
 # close_reason / status_reason of what a cancel stopped.
 RUN_CANCELLED = "run_cancelled"
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    id: int
-    campaign: str
-    program: str
-    fire_key: str
-    status: str
-    launched_at: datetime
-    enrolled: int
-    holdout: int
-    status_reason: str | None
-    # What keeps it from completing (all zero for a finished run).
-    work: RunWork
 
 
 @dataclass(frozen=True)
@@ -94,37 +80,6 @@ class StatusChange:
         if self.tasks_with_agents:
             text += f"; {self.tasks_with_agents} call tasks held by agents close when logged"
         return text + "."
-
-
-def list_runs(
-    session: Session, *, campaign: str | None = None, limit: int = 100
-) -> list[RunSummary]:
-    """Runs, newest first, optionally of one campaign."""
-    query = (
-        select(CampaignRun, Program.key)
-        .join(Program, Program.id == CampaignRun.program_id)
-        .order_by(CampaignRun.launched_at.desc(), CampaignRun.id.desc())
-        .limit(limit)
-    )
-    if campaign is not None:
-        query = query.where(CampaignRun.campaign == campaign)
-    found = session.execute(query).all()
-    work = work_of(session, [run.id for run, _ in found])
-    return [
-        RunSummary(
-            id=run.id,
-            campaign=run.campaign,
-            program=program_key,
-            fire_key=run.fire_key,
-            status=run.status,
-            launched_at=run.launched_at,
-            enrolled=run.enrolled_count,
-            holdout=run.holdout_count,
-            status_reason=run.status_reason,
-            work=work.get(run.id, RunWork()),
-        )
-        for run, program_key in found
-    ]
 
 
 def _get(session: Session, run_id: int, *, lock: bool = False) -> CampaignRun:

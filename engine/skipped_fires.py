@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from engine.db.models import SkippedFire
+from engine.db.reading import Reader
+from engine.db.tables.runs import skipped_fires
 
 
-def count_skipped(session: Session, *, campaign: str | None = None) -> int:
-    query = select(func.count()).select_from(SkippedFire)
+def count_skipped(db: Reader, *, campaign: str | None = None) -> int:
+    query = select(func.count()).select_from(skipped_fires)
     if campaign is not None:
-        query = query.where(SkippedFire.campaign == campaign)
-    return int(session.scalar(query) or 0)
+        query = query.where(skipped_fires.c.campaign == campaign)
+    return int(db.scalar(query) or 0)
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,12 @@ class SkippedFireRow:
 
 
 def list_skipped(
-    session: Session, *, campaign: str | None = None, limit: int = 100
+    db: Reader, *, campaign: str | None = None, limit: int = 100
 ) -> list[SkippedFireRow]:
     """Skipped fire times, newest fire first."""
-    query = select(SkippedFire).order_by(SkippedFire.fire_at.desc(), SkippedFire.id.desc())
+    fire = skipped_fires.c
+    query = select(fire.campaign, fire.fire_at, fire.fire_key, fire.skipped_at, fire.reason)
+    query = query.order_by(fire.fire_at.desc(), fire.id.desc())
     if campaign is not None:
-        query = query.where(SkippedFire.campaign == campaign)
-    return [
-        SkippedFireRow(r.campaign, r.fire_at, r.fire_key, r.skipped_at, r.reason)
-        for r in session.scalars(query.limit(limit))
-    ]
+        query = query.where(fire.campaign == campaign)
+    return [SkippedFireRow(*row) for row in db.execute(query.limit(limit))]

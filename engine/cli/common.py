@@ -26,6 +26,7 @@ from engine.errors import EngineError
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
     from engine.app import App
@@ -112,6 +113,15 @@ def transaction(state: CliState) -> Iterator[Session]:
     app = state.app()
     with app.sessions() as session, session.begin():
         yield session
+
+
+@contextmanager
+def reading(state: CliState) -> Iterator[Connection]:
+    """One read on a plain connection, in one transaction (the queries see one state of the
+    database), rolled back at the end: for commands that only read through Core, which then
+    never import sqlalchemy.orm or the models (#18)."""
+    with state.app().engine.connect() as connection:
+        yield connection
 
 
 def to_jsonable(value: Any) -> Any:

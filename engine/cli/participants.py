@@ -17,6 +17,7 @@ from engine.cli.common import (
     emit_json,
     json_option,
     pass_state,
+    reading,
     rejects_option,
     render_table,
     stdin_is_terminal,
@@ -194,10 +195,11 @@ def participants_show(
     state: CliState, external_id: str, program: str | None, as_json: bool
 ) -> None:
     """Show one participant: fields, consents, suppressions and the last 20 events."""
-    from engine.participants.queries import show_participant
+    # Core on a plain connection: `participants show` never imports the ORM (#18).
+    from engine.participants.account import show_participant
 
-    with transaction(state) as session:
-        view = show_participant(session, program, external_id)
+    with reading(state) as connection:
+        view = show_participant(connection, program, external_id)
     if as_json:
         emit_json(view)
         return

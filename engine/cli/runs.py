@@ -11,6 +11,7 @@ from engine.cli.common import (
     emit_json,
     json_option,
     pass_state,
+    reading,
     render_table,
     show_value,
     transaction,
@@ -29,12 +30,13 @@ def runs_group() -> None:
 @pass_state
 def runs_list(state: CliState, campaign: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
-    from engine.runs import list_runs
+    # Core on a plain connection: `runs list` never imports the ORM (#18).
+    from engine.run_listing import list_runs
     from engine.skipped_fires import count_skipped
 
-    with transaction(state) as session:
-        rows = list_runs(session, campaign=campaign, limit=limit)
-        skipped = count_skipped(session, campaign=campaign)
+    with reading(state) as connection:
+        rows = list_runs(connection, campaign=campaign, limit=limit)
+        skipped = count_skipped(connection, campaign=campaign)
     if as_json:
         emit_json(rows)
         return

@@ -7,13 +7,18 @@ the address itself and still block a re-import of the same person.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from engine.consent.suppression_lookup import (
+    SuppressionView,
+    email_hash,
+    hash_normalised,
+    suppressions_for,
+    view_of,
+)
 from engine.db.models import (
     SUPPRESSION_CHANNELS,
     SUPPRESSION_REASONS,
@@ -22,16 +27,19 @@ from engine.db.models import (
 )
 from engine.errors import InputError, NotFoundError
 
-
-@dataclass(frozen=True)
-class SuppressionView:
-    channel: str
-    address: str | None
-    address_hash: str
-    reason: str
-    source: str
-    note: str | None
-    created_at: datetime
+# The read side lives in engine/consent/suppression_lookup.py; these names stay importable here.
+__all__ = [
+    "SuppressionView",
+    "add_suppression",
+    "address_hash",
+    "email_hash",
+    "hash_normalised",
+    "is_suppressed",
+    "list_suppressions",
+    "normalise_address",
+    "remove_suppression",
+    "suppressions_for",
+]
 
 
 def normalise_address(address: str, *, default_region: str = "US") -> str:
@@ -53,17 +61,8 @@ def normalise_address(address: str, *, default_region: str = "US") -> str:
         raise InputError(f"{address!r} is not an email address or phone number: {exc}") from None
 
 
-def hash_normalised(normalised: str) -> str:
-    return hashlib.sha256(normalised.encode()).hexdigest()
-
-
 def address_hash(address: str, *, default_region: str = "US") -> str:
     return hash_normalised(normalise_address(address, default_region=default_region))
-
-
-def email_hash(stored_email: str) -> str:
-    """Hash of an email as stored on a participant (already normalised except for case)."""
-    return hash_normalised(stored_email.lower())
 
 
 def _check_channel(channel: str) -> None:
@@ -127,7 +126,7 @@ def add_suppression(
             delete(EmailGroupUnsubscribe).where(EmailGroupUnsubscribe.address_hash == digest)
         )
     session.flush()
-    return _view(entry)
+    return view_of(entry)
 
 
 def remove_suppression(
@@ -149,7 +148,7 @@ def remove_suppression(
             f"{address!r} on {channel} is an erasure suppression; it cannot be removed "
             "(the person asked to be forgotten)"
         )
-    view = _view(entry)
+    view = view_of(entry)
     session.execute(delete(Suppression).where(Suppression.id == entry.id))
     return view
 
@@ -161,7 +160,7 @@ def list_suppressions(
     if channel is not None:
         _check_channel(channel)
         query = query.where(Suppression.channel == channel)
-    return [_view(s) for s in session.scalars(query.limit(limit))]
+    return [view_of(s) for s in session.scalars(query.limit(limit))]
 
 
 def is_suppressed(
@@ -170,27 +169,3 @@ def is_suppressed(
     """Suppressed on ``channel`` itself or on ``all``."""
     digest = address_hash(address, default_region=default_region)
     return bool(suppressions_for(session, [digest], channels=(channel, "all")))
-
-
-def suppressions_for(
-    session: Session, hashes: list[str], *, channels: tuple[str, ...] | None = None
-) -> list[SuppressionView]:
-    """Entries matching any of ``hashes`` (e.g. a participant's email and phone)."""
-    if not hashes:
-        return []
-    query = select(Suppression).where(Suppression.address_hash.in_(hashes))
-    if channels is not None:
-        query = query.where(Suppression.channel.in_(channels))
-    return [_view(s) for s in session.scalars(query.order_by(Suppression.channel))]
-
-
-def _view(entry: Suppression) -> SuppressionView:
-    return SuppressionView(
-        channel=entry.channel,
-        address=entry.address,
-        address_hash=entry.address_hash,
-        reason=entry.reason,
-        source=entry.source,
-        note=entry.note,
-        created_at=entry.created_at,
-    )

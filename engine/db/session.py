@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -46,4 +48,21 @@ def make_session_factory(
     engine: Engine, info: dict[str, Any] | None = None
 ) -> sessionmaker[Session]:
     """``info``: what every session carries for the code that needs it (the caller log key)."""
+    from sqlalchemy.orm import sessionmaker
+
     return sessionmaker(engine, expire_on_commit=False, info=info or {})
+
+
+class DeferredSessionFactory:
+    """The session factory, made when the first session is asked for: a command that reads
+    through Core on a plain connection never imports sqlalchemy.orm (#18)."""
+
+    def __init__(self, engine: Engine, info: dict[str, Any] | None = None) -> None:
+        self._engine = engine
+        self._info = info
+        self._factory: sessionmaker[Session] | None = None
+
+    def __call__(self) -> Session:
+        if self._factory is None:
+            self._factory = make_session_factory(self._engine, self._info)
+        return self._factory()

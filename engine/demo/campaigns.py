@@ -6,11 +6,12 @@ demo prints is what a coordinator would see.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from engine.definitions.loader import load_all
 from engine.planning import ExclusionCount, GlobalCap, launch, plan
@@ -31,7 +32,7 @@ class CampaignFigures:
 
 
 def launch_examples(
-    sessions: sessionmaker[Session],
+    sessions: Callable[[], Session],
     campaigns_dir: Path,
     *,
     program_key: str,

@@ -382,7 +382,7 @@ def lookup(
 
 def _plain_indexes() -> list[Index]:
     return sorted(
-        (ix for ix in Participant.__table__.indexes if not ix.unique),  # type: ignore[attr-defined]
+        (ix for ix in Participant.__table__.indexes if not ix.unique),
         key=lambda ix: str(ix.name),
     )
 
