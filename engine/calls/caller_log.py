@@ -197,6 +197,16 @@ def append(session: Session, *, locked: bool = False, **values: Any) -> CallerLo
     return entry
 
 
+def ids_by_seq(session: Session, seqs: list[int]) -> dict[int, int]:
+    """Entry ids by seq (written entries: a batch that wrote many looks them up at once)."""
+    if not seqs:
+        return {}
+    rows = session.execute(
+        select(CallerLogEntry.seq, CallerLogEntry.id).where(CallerLogEntry.seq.in_(seqs))
+    )
+    return {int(seq): int(ident) for seq, ident in rows}
+
+
 class PendingEntry:
     """An entry a :class:`ChainWriter` has chained but may not have written yet: its seq and
     MAC are known at once; asking for its ``id`` writes the pending entries first."""

@@ -46,6 +46,7 @@ from engine.calls.log import (
 )
 from engine.calls.rules import DEFAULT_RULES, CallRules
 from engine.calls.tasks import DefinitionCache, write_lock
+from engine.cases.bulk import CaseOpenings
 from engine.clock import ensure_utc
 from engine.consent.provider_events import event_key, event_row, record_events
 from engine.csv_safe import SafeDictWriter
@@ -424,7 +425,7 @@ def _apply_chunk(
         )
     )
     loaded = _Loaded(session, rows)
-    batch = CallBatch(session)
+    batch = CallBatch(session, CaseOpenings(session, loaded.participants))
     events: list[dict[str, object]] = []
     outcomes: list[_Outcome] = []
     for line, row in rows:
@@ -438,6 +439,8 @@ def _apply_chunk(
         agent = loaded.agents.get(agent_key(call.agent))
         if agent is None:
             reasons.append(str(unknown_agent(call.agent)))
+        if call.task_id not in loaded.tasks:  # made by an earlier row, maybe a case's
+            batch.write()
         task = loaded.task(call.task_id)
         context = loaded.context(task, agent) if task is not None and agent is not None else None
         in_force = dispositions.for_program(context.program.key if context else None)

@@ -34,6 +34,7 @@ from functools import partial
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from engine.calls import caller_log
 from engine.calls.dispositions import (
@@ -44,6 +45,7 @@ from engine.calls.dispositions import (
 )
 from engine.calls.standards import schedule_retry, standard_for
 from engine.calls.tasks import DefinitionCache, write_lock
+from engine.cases.bulk import OPENING_EFFECTS, CaseOpenings
 from engine.cases.hooks import RulesFor, after_call
 from engine.clock import ensure_utc
 from engine.consent.suppressions import add_suppression
@@ -126,22 +128,53 @@ class CallContext:
     run_status: str | None
 
 
+# The call task columns log_call (and a case the call opens) may change.
+TASK_COLUMNS = (
+    "attempts",
+    "last_attempt_at",
+    "outcome",
+    "claimed_by",
+    "claimed_until",
+    "claimed_at",
+    "updated_at",
+    "reached_at",
+    "status",
+    "close_reason",
+    "due_at",
+    "team",
+    "assigned_agent",
+    "case_id",
+)
+
+
 class CallBatch:
     """What :func:`log_call` writes for many calls of one transaction at once (a dialer
     import chunk), each kind with one executemany at :meth:`write`: caller log entries
-    (through a :class:`caller_log.ChainWriter`) and contact ledger rows (nothing in a log
-    reads contacts back). The tasks stay with the unit of work."""
+    (through a :class:`caller_log.ChainWriter`), contact ledger rows (nothing in a log reads
+    contacts back) and, given ``cases``, the new cases the calls open (engine/cases/bulk.py;
+    their LogResult then names no case). The tasks stay with the unit of work."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, cases: CaseOpenings | None = None) -> None:
         self.session = session
         self.chain = caller_log.ChainWriter(session, write_pending=self.write)
         self.contacts: list[dict[str, object]] = []
+        self.cases = cases
+
+    def updated(self, task: CallTask) -> None:
+        """Every column a call may change is written for every task of the batch, changed or
+        not: the unit of work then sends the chunk's task updates as one executemany (it
+        groups runs of tasks whose changed columns are the same, which a mix of dispositions
+        breaks into a statement every few rows)."""
+        for name in TASK_COLUMNS:
+            flag_modified(task, name)
 
     def write(self) -> None:
         self.chain.flush()
         if self.contacts:
             self.session.connection().execute(insert(Contact), self.contacts)
             self.contacts = []
+        if self.cases is not None and self.cases.waiting:
+            self.cases.write(caller_log.ids_by_seq(self.session, self.cases.seqs()))
 
 
 def task_problems(
@@ -254,6 +287,8 @@ def log_call(
         loaded = DefinitionCache(session).for_run(task.run_id)
         definition = loaded.definition if loaded else None
     disposition = entry.disposition
+    if batch is not None and batch.cases is not None and batch.cases.waits_for(participant.id):
+        batch.write()  # the member's case waiting in the batch is there before this call
 
     if call.duration_seconds is not None:
         handle = call.duration_seconds
@@ -424,23 +459,44 @@ def log_call(
         )
     else:
         close(disposition.code.lower().replace("_", " "))
-    touched = after_call(
-        session,
-        task=task,
-        created=created,
-        effect=effect,
-        fields=dict(entry.fields),
-        human_contact=disposition.human_contact,
-        record_text=entry.record,
-        log_id=lambda: entry_row.id,  # asked only when a case records the call
-        agent=agent.login,
-        at=at,
-        rules_for=case_rules,
-    )
+    touched = None
+    openings = batch.cases if batch is not None else None
+    if openings is not None and openings.takes(task, effect, participant.id):
+        openings.add(
+            task=task,
+            participant=participant,
+            program=program,
+            effect=effect,
+            fields=entry.fields,
+            agent=agent.login,
+            at=at,
+            seq=entry_row.seq,
+            rules_for=case_rules,
+        )
+    elif batch is None or effect in OPENING_EFFECTS or task.case_id is not None:
+        if batch is not None:  # the cases waiting first: ids in the order of the calls
+            batch.write()
+            if openings is not None:
+                openings.touched(participant.id)
+        touched = after_call(
+            session,
+            task=task,
+            created=created,
+            effect=effect,
+            fields=dict(entry.fields),
+            human_contact=disposition.human_contact,
+            record_text=entry.record,
+            log_id=lambda: entry_row.id,  # asked only when a case records the call
+            agent=agent.login,
+            at=at,
+            rules_for=case_rules,
+        )
     run_status = context.run_status if context is not None else _run_status(session, task)
     _close_if_run_cancelled(task, created, run_status)
     if batch is None:
         session.flush()
+    else:
+        batch.updated(task)
     return LogResult(
         log_id=entry_row.id if batch is None else None,
         seq=entry_row.seq,
