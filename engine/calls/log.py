@@ -43,7 +43,7 @@ from engine.calls.dispositions import (
     ValidatedEntry,
     check_entry,
 )
-from engine.calls.standards import schedule_retry, standard_for
+from engine.calls.standards import Retry, schedule_retry, standard_for
 from engine.calls.tasks import DefinitionCache, write_lock
 from engine.cases.bulk import OPENING_EFFECTS, CaseOpenings
 from engine.cases.hooks import RulesFor, after_call
@@ -90,17 +90,24 @@ def next_callable_for(
 ) -> Callable[[datetime], datetime | None]:
     """``t -> the earliest instant >= t inside the member's calling window`` (their zones, the
     legal hours narrowed by the campaign's call_window); no zone known: any instant."""
+    zones = callable_zones(participant, program)
+    if zones is None:
+        return lambda t: t
+    window = effective_window("call", getattr(definition, "call_window", None))
+    return lambda t: next_allowed(t, zones, window)
+
+
+def callable_zones(participant: Participant, program: Program) -> tuple[str, ...] | None:
+    """The member's candidate zones (None: no zone known, any instant is in the window)."""
     try:
-        zones = candidate_zones(
+        return candidate_zones(
             participant_zone=participant.timezone,
             phone=participant.phone,
             program_zone=program.timezone,
             region=program.region,
         ).zones
     except ValueError:
-        return lambda t: t
-    window = effective_window("call", getattr(definition, "call_window", None))
-    return lambda t: next_allowed(t, zones, window)
+        return None
 
 
 @dataclass(frozen=True)
@@ -159,13 +166,17 @@ class CallBatch:
         self.chain = caller_log.ChainWriter(session, write_pending=self.write)
         self.contacts: list[dict[str, object]] = []
         self.cases = cases
+        # Retries already scheduled in this batch: schedule_retry is a function of the call's
+        # time, the delay, the run (standard, calling window), the program (clock, holidays)
+        # and the member's zones, which many rows of a file share.
+        self.retries: dict[tuple[object, ...], Retry] = {}
 
     def updated(self, task: CallTask) -> None:
         """Every column a call may change is written for every task of the batch, changed or
         not: the unit of work then sends the chunk's task updates as one executemany (it
         groups runs of tasks whose changed columns are the same, which a mix of dispositions
         breaks into a statement every few rows)."""
-        for name in TASK_COLUMNS:
+        for name in TASK_COLUMNS:  # also those set to the value they had
             flag_modified(task, name)
 
     def write(self) -> None:
@@ -393,7 +404,9 @@ def log_call(
             close(f"unreachable after {attempt} attempts (last {disposition.code})")
         else:
             delay = disposition.recycle_after or timedelta(hours=4)
-            retry = schedule_retry(
+            key = (at, delay, task.run_id, program.id, callable_zones(participant, program))
+            known = batch.retries.get(key) if batch is not None else None
+            retry = known or schedule_retry(
                 at,
                 delay,
                 standard,
@@ -401,6 +414,8 @@ def log_call(
                 next_callable_for(participant, program, definition),
                 holidays=program.holidays,
             )
+            if batch is not None:
+                batch.retries[key] = retry
             reopen(retry.due)
             if not retry.feasible:
                 standard_note = (
