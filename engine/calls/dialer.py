@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import String, select
 from sqlalchemy.orm import Session
 
 from engine.app import App
@@ -58,6 +58,7 @@ from engine.db.models import (
     Participant,
     Program,
 )
+from engine.db.queries import among
 from engine.errors import EngineError, InputError
 from engine.participants.reader import SourceFile, SourceRow, original_text
 from engine.participants.results import RejectsWriter, default_rejects_path
@@ -341,7 +342,7 @@ class _Loaded:
         ids = sorted({row.call.task_id for _, row in rows})
         query = (
             select(CallTask)
-            .where(CallTask.id.in_(ids))
+            .where(among(session, CallTask.id, ids))
             .order_by(CallTask.id)  # row locks always taken in one order
             .execution_options(populate_existing=True)
         )
@@ -350,7 +351,10 @@ class _Loaded:
         self.tasks = {t.id: t for t in session.scalars(query)}
         members = sorted({t.participant_id for t in self.tasks.values()})
         self.participants = {
-            p.id: p for p in session.scalars(select(Participant).where(Participant.id.in_(members)))
+            p.id: p
+            for p in session.scalars(
+                select(Participant).where(among(session, Participant.id, members))
+            )
         }
         program_ids = sorted({p.program_id for p in self.participants.values()})
         self.programs = {
@@ -420,7 +424,8 @@ def _apply_chunk(
     logged = set(
         session.scalars(
             select(MessageEvent.provider_event_id).where(
-                MessageEvent.provider == PROVIDER, MessageEvent.provider_event_id.in_(wanted)
+                MessageEvent.provider == PROVIDER,
+                among(session, MessageEvent.provider_event_id, wanted, String),
             )
         )
     )

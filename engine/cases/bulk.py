@@ -25,6 +25,7 @@ from engine.cases.hooks import RulesFor
 from engine.cases.states import ACTIVE, due_at
 from engine.cases.store import CASE_TASK_MAX_ATTEMPTS, next_follow_up_at
 from engine.db.models import CallTask, Case, CaseEvent, Participant, Program
+from engine.db.queries import among
 
 OPENING_EFFECTS = ("complaint", "escalate")
 
@@ -49,7 +50,7 @@ class CaseOpenings:
         self.busy: set[int] = set(
             session.scalars(
                 select(Case.participant_id).where(
-                    Case.participant_id.in_(sorted(self.members)),
+                    among(session, Case.participant_id, sorted(self.members)),
                     Case.status.in_(sorted(ACTIVE)),
                 )
             )
