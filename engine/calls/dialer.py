@@ -445,7 +445,10 @@ def _apply_chunk(
         if agent is None:
             reasons.append(str(unknown_agent(call.agent)))
         if call.task_id not in loaded.tasks:  # made by an earlier row, maybe a case's
-            batch.write()
+            try:
+                batch.write()
+            except EngineError as exc:  # a case opened meanwhile (engine/cases/bulk.py)
+                raise _Redo(str(exc)) from exc
         task = loaded.task(call.task_id)
         context = loaded.context(task, agent) if task is not None and agent is not None else None
         in_force = dispositions.for_program(context.program.key if context else None)
@@ -476,7 +479,10 @@ def _apply_chunk(
         logged.add(key)
         events.append(_event(row, result, task, at=at, line=line, file=file))
         outcomes.append(_Outcome("applied", disposition=result.disposition))
-    batch.write()
+    try:
+        batch.write()
+    except EngineError as exc:  # a case opened meanwhile (engine/cases/bulk.py)
+        raise _Redo(str(exc)) from exc
     fresh = record_events(session, events)
     if len(fresh) != len(events):  # another import recorded one of these calls meanwhile
         raise _Redo("a call of this chunk was recorded meanwhile")

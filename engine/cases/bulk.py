@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.cases.config import DEFAULT_RULES, ESCALATION
@@ -26,8 +27,14 @@ from engine.cases.states import ACTIVE, due_at
 from engine.cases.store import CASE_TASK_MAX_ATTEMPTS, next_follow_up_at
 from engine.db.models import CallTask, Case, CaseEvent, Participant, Program
 from engine.db.queries import among
+from engine.errors import EngineError
 
 OPENING_EFFECTS = ("complaint", "escalate")
+
+
+class CaseRace(EngineError):
+    """Another transaction opened an active case the batch was about to open: the caller
+    rolls back and takes the calls one at a time (open_case then joins that case)."""
 
 
 @dataclass
@@ -131,7 +138,10 @@ class CaseOpenings:
         if not self.waiting:
             return
         connection = self.session.connection()
-        connection.execute(insert(Case), [opening.case for opening in self.waiting])
+        try:
+            connection.execute(insert(Case), [opening.case for opening in self.waiting])
+        except IntegrityError as exc:  # PostgreSQL: a case opened by hand since busy was read
+            raise CaseRace("a case of a member of this batch was opened meanwhile") from exc
         # Each is its member's one active case of its category (a unique index): found by it
         # with one query (SQLite gives RETURNING of an executemany one statement per row).
         ids = {
