@@ -415,11 +415,12 @@ def _apply_chunk(
     """Log a chunk's calls with a few statements for the whole chunk: what the rows need is
     loaded with one query per table, every row is checked by the same functions as `calls
     log` (:func:`task_problems`, :func:`entry_problems`) and logged by the same
-    :func:`log_call`, whose caller log entries, checkpoints, contacts and message_events keys
-    are then written with one executemany each (the task updates by the unit of work, which
-    groups them). A call that opens a case writes what is pending first (the case records the
-    caller log entry's id). The caller holds the write lock and the caller log's lock. Raises
-    :class:`_Redo` when a row fails only while being written."""
+    :func:`log_call`, whose caller log entries, checkpoints, contacts, message_events keys
+    and the cases it opens (engine/cases/bulk.py) are then written with one executemany each
+    (the task updates by the unit of work, as one executemany: CallBatch.updated). A call
+    that touches a case otherwise (joins one, follows one up) writes what is pending first and
+    goes through the case hook alone. The caller holds the write lock and the caller log's
+    lock. Raises :class:`_Redo` when a row fails only while being written."""
     wanted = sorted({event_key(row.key) for _, row in rows})
     logged = set(
         session.scalars(
