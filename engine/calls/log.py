@@ -373,6 +373,8 @@ def log_call(
         task.claimed_at = None
 
     def spawn(kind: str, due: datetime, assigned: str | None) -> CallTask:
+        if batch is not None:  # the follow-up tasks of cases waiting get their ids first
+            batch.write()
         child = CallTask(
             kind=kind,
             run_id=task.run_id,

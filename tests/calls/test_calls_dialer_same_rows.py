@@ -132,6 +132,7 @@ def test_an_import_writes_every_row_as_calls_log_does(
     dnc_other = w.task(m[5], run_id=other_run)  # member 5 complains, then asks not to be called
     cancelled_run = make_run(app, w.program_id, campaign_source("gone"), status="cancelled")
     cancelled = w.task(m[11], run_id=cancelled_run)
+    promised = w.task(w.member())
     # Member 9 has a case already (a complaint logged before the import): a call on its
     # follow-up task goes into its history, and another complaint joins it.
     with unit(app) as s:
@@ -179,6 +180,8 @@ def test_an_import_writes_every_row_as_calls_log_does(
         row("c17", cancelled, "ESCALATED", "yes", team="retentions", reason="cancelled run"),
         row("c18", t[5], "NO_ANSWER"),  # closed by its complaint: refused
         row("c19", t[1], "COMPLAINT", "yes", category="service", summary="after voicemail"),
+        # A task the call makes (a follow-up) after a case's follow-up task of another member.
+        row("c20", promised, "PROMISED", "yes", action="renew"),
     ]
     path = tmp_path / "results.csv"
     path.write_text("\n".join([HEADER, *lines]) + "\n", encoding="utf-8")
