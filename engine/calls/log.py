@@ -373,8 +373,8 @@ def log_call(
         task.claimed_at = None
 
     def spawn(kind: str, due: datetime, assigned: str | None) -> CallTask:
-        if batch is not None:  # the follow-up tasks of cases waiting get their ids first
-            batch.write()
+        if batch is not None and batch.cases is not None and batch.cases.waiting:
+            batch.write()  # the follow-up tasks of the cases waiting get their ids first
         child = CallTask(
             kind=kind,
             run_id=task.run_id,
