@@ -95,7 +95,14 @@ LEGACY_COLUMNS = (
 _LOCK_KEY = salt("caller_log")
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+# json.dumps with these arguments builds this encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _plain(value: Any) -> Any:
+    if type(value) in _SCALARS:  # most values: kept as they are (the checks below say so)
+        return value
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat(timespec="microseconds")
     if isinstance(value, dict):
@@ -106,12 +113,7 @@ def _plain(value: Any) -> Any:
 
 
 def canonical(values: dict[str, Any], columns: tuple[str, ...] = CHAINED_COLUMNS) -> str:
-    return json.dumps(
-        {name: _plain(values.get(name)) for name in columns},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    return _CANONICAL.encode({name: _plain(values.get(name)) for name in columns})
 
 
 def _mac(key: bytes, text: str) -> str:
@@ -195,6 +197,16 @@ def append(session: Session, *, locked: bool = False, **values: Any) -> CallerLo
     session.add(CallerLogCheckpoint(**checkpoint))
     session.flush()
     return entry
+
+
+def ids_by_seq(session: Session, seqs: list[int]) -> dict[int, int]:
+    """Entry ids by seq (written entries: a batch that wrote many looks them up at once)."""
+    if not seqs:
+        return {}
+    rows = session.execute(
+        select(CallerLogEntry.seq, CallerLogEntry.id).where(CallerLogEntry.seq.in_(seqs))
+    )
+    return {int(seq): int(ident) for seq, ident in rows}
 
 
 class PendingEntry:

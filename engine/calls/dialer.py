@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import String, select
 from sqlalchemy.orm import Session
 
 from engine.app import App
@@ -46,6 +46,7 @@ from engine.calls.log import (
 )
 from engine.calls.rules import DEFAULT_RULES, CallRules
 from engine.calls.tasks import DefinitionCache, write_lock
+from engine.cases.bulk import CaseOpenings
 from engine.clock import ensure_utc
 from engine.consent.provider_events import event_key, event_row, record_events
 from engine.csv_safe import SafeDictWriter
@@ -57,6 +58,7 @@ from engine.db.models import (
     Participant,
     Program,
 )
+from engine.db.queries import among
 from engine.errors import EngineError, InputError
 from engine.participants.reader import SourceFile, SourceRow, original_text
 from engine.participants.results import RejectsWriter, default_rejects_path
@@ -340,7 +342,7 @@ class _Loaded:
         ids = sorted({row.call.task_id for _, row in rows})
         query = (
             select(CallTask)
-            .where(CallTask.id.in_(ids))
+            .where(among(session, CallTask.id, ids))
             .order_by(CallTask.id)  # row locks always taken in one order
             .execution_options(populate_existing=True)
         )
@@ -349,7 +351,10 @@ class _Loaded:
         self.tasks = {t.id: t for t in session.scalars(query)}
         members = sorted({t.participant_id for t in self.tasks.values()})
         self.participants = {
-            p.id: p for p in session.scalars(select(Participant).where(Participant.id.in_(members)))
+            p.id: p
+            for p in session.scalars(
+                select(Participant).where(among(session, Participant.id, members))
+            )
         }
         program_ids = sorted({p.program_id for p in self.participants.values()})
         self.programs = {
@@ -410,21 +415,23 @@ def _apply_chunk(
     """Log a chunk's calls with a few statements for the whole chunk: what the rows need is
     loaded with one query per table, every row is checked by the same functions as `calls
     log` (:func:`task_problems`, :func:`entry_problems`) and logged by the same
-    :func:`log_call`, whose caller log entries, checkpoints, contacts and message_events keys
-    are then written with one executemany each (the task updates by the unit of work, which
-    groups them). A call that opens a case writes what is pending first (the case records the
-    caller log entry's id). The caller holds the write lock and the caller log's lock. Raises
-    :class:`_Redo` when a row fails only while being written."""
+    :func:`log_call`, whose caller log entries, checkpoints, contacts, message_events keys
+    and the cases it opens (engine/cases/bulk.py) are then written with one executemany each
+    (the task updates by the unit of work, as one executemany: CallBatch.updated). A call
+    that touches a case otherwise (joins one, follows one up) writes what is pending first and
+    goes through the case hook alone. The caller holds the write lock and the caller log's
+    lock. Raises :class:`_Redo` when a row fails only while being written."""
     wanted = sorted({event_key(row.key) for _, row in rows})
     logged = set(
         session.scalars(
             select(MessageEvent.provider_event_id).where(
-                MessageEvent.provider == PROVIDER, MessageEvent.provider_event_id.in_(wanted)
+                MessageEvent.provider == PROVIDER,
+                among(session, MessageEvent.provider_event_id, wanted, String),
             )
         )
     )
     loaded = _Loaded(session, rows)
-    batch = CallBatch(session)
+    batch = CallBatch(session, CaseOpenings(session, loaded.participants))
     events: list[dict[str, object]] = []
     outcomes: list[_Outcome] = []
     for line, row in rows:
@@ -438,6 +445,11 @@ def _apply_chunk(
         agent = loaded.agents.get(agent_key(call.agent))
         if agent is None:
             reasons.append(str(unknown_agent(call.agent)))
+        if call.task_id not in loaded.tasks:  # made by an earlier row, maybe a case's
+            try:
+                batch.write()
+            except EngineError as exc:  # a case opened meanwhile (engine/cases/bulk.py)
+                raise _Redo(str(exc)) from exc
         task = loaded.task(call.task_id)
         context = loaded.context(task, agent) if task is not None and agent is not None else None
         in_force = dispositions.for_program(context.program.key if context else None)
@@ -468,7 +480,10 @@ def _apply_chunk(
         logged.add(key)
         events.append(_event(row, result, task, at=at, line=line, file=file))
         outcomes.append(_Outcome("applied", disposition=result.disposition))
-    batch.write()
+    try:
+        batch.write()
+    except EngineError as exc:  # a case opened meanwhile (engine/cases/bulk.py)
+        raise _Redo(str(exc)) from exc
     fresh = record_events(session, events)
     if len(fresh) != len(events):  # another import recorded one of these calls meanwhile
         raise _Redo("a call of this chunk was recorded meanwhile")

@@ -379,12 +379,25 @@ def _note_template(source: str) -> Template:
     return NOTE_ENV.from_string(source)
 
 
+@functools.lru_cache(maxsize=4096)
+def _note_body(source: str, code: str, fields: tuple[tuple[str, Any], ...]) -> str:
+    """A note rendered once per template and fields: most calls of a dialer file are a few
+    dispositions with the same fields (no answer, voicemail, busy), and rendering is pure."""
+    return _note_template(source).render(fields=_Fields(fields), code=code)
+
+
 def render_note(disposition: Disposition, fields: Mapping[str, Any], notes: str | None) -> str:
     """The standard call record: '<CODE> - <label>. <note from the template>[ Notes: ...]'."""
     try:
-        body = _note_template(disposition.note).render(
-            fields=_Fields(fields), code=disposition.code
-        )
+        try:
+            key = tuple(fields.items())  # in their order: a template may loop over them
+            hash(key)
+        except TypeError:  # a value that cannot be a key: rendered as it is
+            body = _note_template(disposition.note).render(
+                fields=_Fields(fields), code=disposition.code
+            )
+        else:
+            body = _note_body(disposition.note, disposition.code, key)
     except TemplateError as exc:
         raise DispositionError(f"{disposition.code}: the note template fails: {exc}") from exc
     text = f"{disposition.code} - {disposition.label}."

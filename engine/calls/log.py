@@ -34,6 +34,7 @@ from functools import partial
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from engine.calls import caller_log
 from engine.calls.dispositions import (
@@ -42,8 +43,9 @@ from engine.calls.dispositions import (
     ValidatedEntry,
     check_entry,
 )
-from engine.calls.standards import schedule_retry, standard_for
+from engine.calls.standards import Retry, schedule_retry, standard_for
 from engine.calls.tasks import DefinitionCache, write_lock
+from engine.cases.bulk import OPENING_EFFECTS, CaseOpenings
 from engine.cases.hooks import RulesFor, after_call
 from engine.clock import ensure_utc
 from engine.consent.suppressions import add_suppression
@@ -88,17 +90,24 @@ def next_callable_for(
 ) -> Callable[[datetime], datetime | None]:
     """``t -> the earliest instant >= t inside the member's calling window`` (their zones, the
     legal hours narrowed by the campaign's call_window); no zone known: any instant."""
+    zones = callable_zones(participant, program)
+    if zones is None:
+        return lambda t: t
+    window = effective_window("call", getattr(definition, "call_window", None))
+    return lambda t: next_allowed(t, zones, window)
+
+
+def callable_zones(participant: Participant, program: Program) -> tuple[str, ...] | None:
+    """The member's candidate zones (None: no zone known, any instant is in the window)."""
     try:
-        zones = candidate_zones(
+        return candidate_zones(
             participant_zone=participant.timezone,
             phone=participant.phone,
             program_zone=program.timezone,
             region=program.region,
         ).zones
     except ValueError:
-        return lambda t: t
-    window = effective_window("call", getattr(definition, "call_window", None))
-    return lambda t: next_allowed(t, zones, window)
+        return None
 
 
 @dataclass(frozen=True)
@@ -126,22 +135,57 @@ class CallContext:
     run_status: str | None
 
 
+# The call task columns log_call (and a case the call opens) may change.
+TASK_COLUMNS = (
+    "attempts",
+    "last_attempt_at",
+    "outcome",
+    "claimed_by",
+    "claimed_until",
+    "claimed_at",
+    "updated_at",
+    "reached_at",
+    "status",
+    "close_reason",
+    "due_at",
+    "team",
+    "assigned_agent",
+    "case_id",
+)
+
+
 class CallBatch:
     """What :func:`log_call` writes for many calls of one transaction at once (a dialer
     import chunk), each kind with one executemany at :meth:`write`: caller log entries
-    (through a :class:`caller_log.ChainWriter`) and contact ledger rows (nothing in a log
-    reads contacts back). The tasks stay with the unit of work."""
+    (through a :class:`caller_log.ChainWriter`), contact ledger rows (nothing in a log reads
+    contacts back) and, given ``cases``, the new cases the calls open (engine/cases/bulk.py;
+    their LogResult then names no case). The tasks stay with the unit of work."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, cases: CaseOpenings | None = None) -> None:
         self.session = session
         self.chain = caller_log.ChainWriter(session, write_pending=self.write)
         self.contacts: list[dict[str, object]] = []
+        self.cases = cases
+        # Retries already scheduled in this batch: schedule_retry is a function of the call's
+        # time, the delay, the run (standard, calling window), the program (clock, holidays)
+        # and the member's zones, which many rows of a file share.
+        self.retries: dict[tuple[object, ...], Retry] = {}
+
+    def updated(self, task: CallTask) -> None:
+        """Every column a call may change is written for every task of the batch, changed or
+        not: the unit of work then sends the chunk's task updates as one executemany (it
+        groups runs of tasks whose changed columns are the same, which a mix of dispositions
+        breaks into a statement every few rows)."""
+        for name in TASK_COLUMNS:  # also those set to the value they had
+            flag_modified(task, name)
 
     def write(self) -> None:
         self.chain.flush()
         if self.contacts:
             self.session.connection().execute(insert(Contact), self.contacts)
             self.contacts = []
+        if self.cases is not None and self.cases.waiting:
+            self.cases.write(caller_log.ids_by_seq(self.session, self.cases.seqs()))
 
 
 def task_problems(
@@ -254,6 +298,8 @@ def log_call(
         loaded = DefinitionCache(session).for_run(task.run_id)
         definition = loaded.definition if loaded else None
     disposition = entry.disposition
+    if batch is not None and batch.cases is not None and batch.cases.waits_for(participant.id):
+        batch.write()  # the member's case waiting in the batch is there before this call
 
     if call.duration_seconds is not None:
         handle = call.duration_seconds
@@ -327,6 +373,8 @@ def log_call(
         task.claimed_at = None
 
     def spawn(kind: str, due: datetime, assigned: str | None) -> CallTask:
+        if batch is not None and batch.cases is not None and batch.cases.waiting:
+            batch.write()  # the follow-up tasks of the cases waiting get their ids first
         child = CallTask(
             kind=kind,
             run_id=task.run_id,
@@ -358,7 +406,9 @@ def log_call(
             close(f"unreachable after {attempt} attempts (last {disposition.code})")
         else:
             delay = disposition.recycle_after or timedelta(hours=4)
-            retry = schedule_retry(
+            key = (at, delay, task.run_id, program.id, callable_zones(participant, program))
+            known = batch.retries.get(key) if batch is not None else None
+            retry = known or schedule_retry(
                 at,
                 delay,
                 standard,
@@ -366,6 +416,8 @@ def log_call(
                 next_callable_for(participant, program, definition),
                 holidays=program.holidays,
             )
+            if batch is not None:
+                batch.retries[key] = retry
             reopen(retry.due)
             if not retry.feasible:
                 standard_note = (
@@ -424,23 +476,44 @@ def log_call(
         )
     else:
         close(disposition.code.lower().replace("_", " "))
-    touched = after_call(
-        session,
-        task=task,
-        created=created,
-        effect=effect,
-        fields=dict(entry.fields),
-        human_contact=disposition.human_contact,
-        record_text=entry.record,
-        log_id=lambda: entry_row.id,  # asked only when a case records the call
-        agent=agent.login,
-        at=at,
-        rules_for=case_rules,
-    )
+    touched = None
+    openings = batch.cases if batch is not None else None
+    if openings is not None and openings.takes(task, effect, participant.id):
+        openings.add(
+            task=task,
+            participant=participant,
+            program=program,
+            effect=effect,
+            fields=entry.fields,
+            agent=agent.login,
+            at=at,
+            seq=entry_row.seq,
+            rules_for=case_rules,
+        )
+    elif batch is None or effect in OPENING_EFFECTS or task.case_id is not None:
+        if batch is not None:  # the cases waiting first: ids in the order of the calls
+            batch.write()
+            if openings is not None:
+                openings.touched(participant.id)
+        touched = after_call(
+            session,
+            task=task,
+            created=created,
+            effect=effect,
+            fields=dict(entry.fields),
+            human_contact=disposition.human_contact,
+            record_text=entry.record,
+            log_id=lambda: entry_row.id,  # asked only when a case records the call
+            agent=agent.login,
+            at=at,
+            rules_for=case_rules,
+        )
     run_status = context.run_status if context is not None else _run_status(session, task)
     _close_if_run_cancelled(task, created, run_status)
     if batch is None:
         session.flush()
+    else:
+        batch.updated(task)
     return LogResult(
         log_id=entry_row.id if batch is None else None,
         seq=entry_row.seq,

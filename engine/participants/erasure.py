@@ -45,6 +45,7 @@ from engine.db.models import (
     RejectedWebhookEvent,
     Suppression,
 )
+from engine.db.queries import among
 from engine.errors import InputError, NotFoundError
 from engine.programs import get_program
 
@@ -242,7 +243,8 @@ def scrub_erased(session: Session, rows: list[dict[str, Any]]) -> None:
         set(
             session.scalars(
                 select(Participant.id).where(
-                    Participant.id.in_(ids), Participant.external_id.startswith(ERASED_PREFIX)
+                    among(session, Participant.id, sorted(ids)),
+                    Participant.external_id.startswith(ERASED_PREFIX),
                 )
             )
         )

@@ -20,7 +20,8 @@ from engine.calls import caller_log, dialer
 from engine.calls.dialer import ImportSummary, import_results
 from engine.calls.dispositions import DispositionSet
 from engine.calls.log import CallInput, log_call
-from engine.db.models import CallerLogCheckpoint, CallerLogEntry, MessageEvent
+from engine.cases import bulk
+from engine.db.models import CallerLogCheckpoint, CallerLogEntry, Case, CaseEvent, MessageEvent
 from engine.errors import InputError
 from engine.testing.fakes import unit
 
@@ -310,4 +311,48 @@ def test_an_import_waits_for_the_caller_log_lock_held_by_an_agent(app: App, tmp_
     assert not errors, errors
     assert [e.task_id for e in entries(app)] == [held_task, *tasks]
     with app.sessions() as s:
+        assert caller_log.verify(s).ok
+
+
+def test_a_case_opened_while_a_chunk_opens_cases_sends_the_chunk_row_by_row(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunk reads which members have a case being worked once; a case opened after that
+    read (by hand, on PostgreSQL) makes the chunk's case INSERT fail on the one-active-case
+    index: the chunk is redone one row at a time and the complaint joins that case."""
+    w = make_world(app)
+    w.agent("ana")
+    first, second = w.member(), w.member()
+    tasks = [w.task(first), w.task(second)]
+    earlier = w.task(first, run_id=make_run(app, w.program_id, campaign_source("other-calls")))
+    with unit(app) as s:
+        log_call(
+            s,
+            CallInput(earlier, "ana", "COMPLAINT", {"category": "billing", "summary": "x"}, True),
+            DispositionSet.standard(),
+            at=TEST_NOW - timedelta(hours=1),
+        )
+    # As if the case had been opened after the chunk read the members' cases.
+    monkeypatch.setattr(bulk, "ACTIVE", frozenset({"no such status"}))
+    row_by_row: list[int] = []
+    real = dialer._apply
+
+    def one_row(session, row, *args, **kw):  # type: ignore[no-untyped-def]
+        row_by_row.append(row.call.task_id)
+        return real(session, row, *args, **kw)
+
+    monkeypatch.setattr(dialer, "_apply", one_row)
+    results = write(
+        tmp_path / "results.csv",
+        "call_id,task_id,agent,disposition,verified,field.category,field.summary",
+        *(f"c-{t},{t},ana,COMPLAINT,yes,billing,charged twice" for t in tasks),
+    )
+    summary = load(app, results)
+    assert (summary.applied, summary.rejected) == (2, 0)
+    assert row_by_row == tasks
+    with app.sessions() as s:
+        cases = s.execute(select(Case.participant_id, Case.status).order_by(Case.id)).all()
+        assert cases == [(first, "waiting_on_us"), (second, "open")]  # one case each
+        joined = s.scalars(select(CaseEvent.kind).where(CaseEvent.call_task_id == tasks[0])).all()
+        assert joined == ["call"]  # "again (call): charged twice" in the first case
         assert caller_log.verify(s).ok
