@@ -17,10 +17,11 @@ of campaigns/winback-inactive.yaml:
   plan and launch build (``engine.audience.audience_condition``: the same tables, the same
   event anti-join), run bare as one ``count(*)``;
 - ``launch``, and its floor: that audience WHERE run bare as ``INSERT INTO floor_enrollments
-  SELECT`` of the audience's members into a table with enrollments' columns and types and no
-  key, index, constraint or trigger, committed. What launch does beyond it (the run row, the
-  exclusion waterfall: campaign exclusions, suppression, consent, goal already met, frequency
-  cap, already enrolled, re-entry; the holdout draw; enrollments' keys and indexes; the
+  SELECT`` of the audience's members (all of them: at least as many rows as launch enrolls)
+  into a table with enrollments' columns and types and no key, index, constraint or trigger,
+  committed. What launch does beyond it (the run row, the exclusion waterfall: campaign
+  exclusions, suppression, consent, goal already met, frequency cap, already enrolled,
+  re-entry; the holdout draw; enrollments' keys and indexes; the
   counts) is what the ratio prices.
 
 The order alternates each round (floor first in even rounds); between rounds the launched run
