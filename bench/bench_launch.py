@@ -21,8 +21,8 @@ of campaigns/winback-inactive.yaml:
   into a table with enrollments' columns and types and no key, index, constraint or trigger,
   committed. What launch does beyond it (the run row, the exclusion waterfall: campaign
   exclusions, suppression, consent, goal already met, frequency cap, already enrolled,
-  re-entry; the holdout draw; enrollments' keys and indexes; the
-  counts) is what the ratio prices.
+  re-entry; the holdout draw; enrollments' keys and indexes; the counts) is what the ratio
+  prices.
 
 The order alternates each round (floor first in even rounds); between rounds the launched run
 is deleted, untimed (and VACUUMed on PostgreSQL), so each round launches anew over the same
