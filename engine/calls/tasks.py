@@ -28,15 +28,16 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import String, and_, func, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from engine.calls.language_routing import LanguageRouting, apply_language_routing
+from engine.calls.priority import priority_order, rank
 from engine.calls.rules import (
     DEFAULT_RULES,
     CallRules,
@@ -354,48 +355,6 @@ def _apply_caps(
             c.callable_at, c.waits_for = when, "frequency_cap"
 
 
-def _priority_value(participant: Any, name: str) -> Any:
-    if name.startswith("attributes."):
-        return (getattr(participant, "attributes", None) or {}).get(name[len("attributes.") :])
-    return getattr(participant, name, None)
-
-
-def _sortable(value: Any) -> Any:
-    if isinstance(value, bool):
-        return (0, int(value))
-    if isinstance(value, int | float):
-        return (0, value)
-    if isinstance(value, datetime | date):
-        return (1, value.isoformat())
-    return (2, str(value))
-
-
-def rank(candidates: Sequence[Candidate]) -> None:
-    """Each candidate's position among the tasks of its kind in its campaign step, by the
-    step's priority keys (the groups :func:`serving_order` streams, so both agree)."""
-    groups: dict[tuple[Any, ...], list[Candidate]] = {}
-    for c in candidates:
-        group = (c.task.run_id, c.step.id if c.step else None, c.task.kind)
-        groups.setdefault(group, []).append(c)
-    for members in groups.values():
-        keys = members[0].step.priority if members[0].step else []
-        ordered = list(members)
-        # Stable sorts from the last key to the first give a multi-key order with per-key
-        # direction; empty values always last.
-        ordered.sort(key=lambda c: (c.task.due_at, c.task.id))
-        for key in reversed(keys):
-            present = [c for c in ordered if _priority_value(c.participant, key.field) is not None]
-            missing = [c for c in ordered if _priority_value(c.participant, key.field) is None]
-            name = key.field
-            present.sort(
-                key=lambda c: _sortable(_priority_value(c.participant, name)),
-                reverse=key.order == "desc",
-            )
-            ordered = present + missing
-        for index, c in enumerate(ordered):
-            c.rank = index
-
-
 def _eligible(agent: Agent | None, at: datetime) -> Any:
     if agent is None:
         return True
@@ -572,25 +531,6 @@ PAGE = 200
 FIRST_PAGES = (10, 50)
 
 
-def _priority_order(session: Session, step: Step | None) -> list[Any] | None:
-    """The SQL ORDER BY of a step's priority that matches :func:`rank` (empty values last,
-    then due time and id); None when a key is an attribute (JSON: ranked in Python)."""
-    keys = step.priority if step is not None else []
-    person_t = Participant.__table__
-    postgres = session.get_bind().dialect.name == "postgresql"
-    order: list[Any] = []
-    for key in keys:
-        if key.field.startswith("attributes."):
-            return None
-        column: Any = person_t.c[key.field]
-        if postgres and isinstance(column.type, String):
-            column = column.collate("C")  # Python's (code point) order, like SQLite's
-        order.append(
-            column.desc().nulls_last() if key.order == "desc" else column.asc().nulls_last()
-        )
-    return [*order, CallTask.due_at, CallTask.id]
-
-
 def serving_order(
     session: Session,
     *,
@@ -622,15 +562,7 @@ def serving_order(
         )
         loaded = scan.cache.for_run(run_id)
         step = step_of(SimpleNamespace(step_id=step_id, source_step_id=None), loaded)
-        order = _priority_order(session, step)
-        if order is None:  # rank the whole step in Python, evaluate it a page at a time
-            ranked = scan.load(query)
-            rank(ranked)
-            ranked.sort(key=lambda c: c.rank)
-            pages: Iterator[list[Candidate]] = _evaluated(scan, ranked, at)
-        else:
-            pages = _pages(scan, query.order_by(*order), at)
-        for page in pages:
+        for page in _pages(scan, query.order_by(*priority_order(session, step)), at):
             for c in page:
                 if c.blocked is not None:
                     refused.append(c)
@@ -678,19 +610,6 @@ def _pages(scan: _Scan, query: Any, at: datetime) -> Iterator[list[Candidate]]:
         yield page
         if last:
             return
-        offset += size
-
-
-def _evaluated(scan: _Scan, ranked: list[Candidate], at: datetime) -> Iterator[list[Candidate]]:
-    """Candidates already loaded and ranked, evaluated a page at a time (each candidate's
-    verdict depends on it alone, so evaluating fewer changes no verdict)."""
-    offset = 0
-    for size in _page_sizes():
-        page = ranked[offset : offset + size]
-        if not page:
-            return
-        evaluate(scan.session, page, at, rules=scan.rules, routing=scan.routing)
-        yield page
         offset += size
 
 
