@@ -115,7 +115,8 @@ class _AttributeKey(ColumnElement[Any]):
     def __init__(self, key: str, part: str) -> None:
         self.attr_key = key
         self.part = part  # "class" | "number" | "text"
-        self.type = {"class": Integer(), "number": Numeric(), "text": String()}[part]
+        types: dict[str, Any] = {"class": Integer(), "number": Numeric(), "text": String()}
+        self.type = types[part]
 
 
 @compiles(_AttributeKey, "sqlite")
