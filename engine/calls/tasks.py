@@ -669,7 +669,7 @@ def claim_next(
     holds a live claim gets it back instead of a second one.
     """
     at = ensure_utc(at)
-    write_lock(session)
+    # The first statement, and a write: on SQLite it takes the write lock (as write_lock does).
     close_expired_call_tasks(session, at)
     agent = _agent(session, agent_login)
     if not agent.active:
