@@ -408,6 +408,7 @@ class _Scan:
         self.routing = LanguageRouting.for_agent(session, agent, rules.language_routing_wait)
         self.steps: dict[tuple[Any, ...], Step | None] = {}
         self._select: Any = None  # built once: building the expression costs ~10 ms
+        self._where: list[Any] | None = None
 
     def where(self, query: Any) -> Any:
         person_t = Participant.__table__
@@ -415,7 +416,14 @@ class _Scan:
             query.join(person_t, person_t.c.id == CallTask.participant_id)
             .outerjoin(CampaignRun, CampaignRun.id == CallTask.run_id)
             .outerjoin(Enrollment, Enrollment.id == CallTask.enrollment_id)
-            .where(
+            .where(*self._criteria())
+        )
+
+    def _criteria(self) -> list[Any]:
+        """Built once per scan (a claim's groups and pages share them): building them is a
+        good part of a claim's Python."""
+        if self._where is None:
+            self._where = [
                 or_(
                     CallTask.status == "open",
                     and_(CallTask.status == "claimed", CallTask.claimed_until < self.at),
@@ -435,8 +443,8 @@ class _Scan:
                     Enrollment.state.notin_(("converted", "exited")),
                 ),
                 _eligible(self.agent, self.at, self.active, self.rules),
-            )
-        )
+            ]
+        return self._where
 
     def select(self) -> Any:
         if self._select is None:
