@@ -16,7 +16,9 @@ jar): it signs in (not timed), then loops ``calls`` times:
 
 with ``--think-ms`` of pause after each log, the agents' first claims spread over one think
 time (0: all at once and back to back, a stress test where every figure includes queueing
-behind the other 49 agents on this machine's 2 cores).
+behind the other 49 agents on this machine's 2 cores; 3000: agents who spend 3 s on each call,
+closer to a floor). A comma list (``--think-ms 0,3000``) runs one phase per value, one after
+the other on the same server and database, each reported with its own floors and ratios.
 
 Checks (exit 1 on failure): no task was served to two agents (the task ids the pages showed,
 and the caller log has at most one entry per task), every loop got a task, every request
@@ -28,7 +30,8 @@ LOCKED`` then ``UPDATE ... SET status = 'claimed'`` and COMMIT, on a psycopg con
 tasks of a team no agent serves: ``--floor-claims`` of them before the agents start (idle
 machine), and as many as fit while the agents work (the same load). Reported: median and p95
 of claim, page, log and claim-and-render (claim + page of one loop), and the ratio of p95
-claim-and-render to each floor's median (goal <= 3x the idle floor).
+claim-and-render to each floor's median (goal <= 3x the idle floor), and the web server
+process's CPU time (user + system, /proc) per loop.
 
 One JSON line per measurement on stdout. The machine is a shared 2-core box: treat figures
 as +-30% and compare only within one run.
