@@ -15,8 +15,9 @@ tasks leased to another agent (a live claim), agent-only callbacks of another ag
 Agents of both teams then claim in turn, one claim per transaction (each claim is released
 right after, so the queue stays as deep; the refused tasks met on the way are closed by the
 first claims, as in production). Counted with SQLAlchemy's ``before_cursor_execute``:
-statements per claim; timed: milliseconds per claim (median, p95). The first claim of the run
-(which closes the refused tasks) is reported on its own.
+statements per claim; timed: milliseconds per claim (median, p95), wall and this process's
+CPU time (``time.process_time``: what a loaded shared machine distorts least). The first
+claim of the run (which closes the refused tasks) is reported on its own.
 
 One JSON line per database on stdout. Shared 2-core box: compare figures within one machine.
 """
@@ -258,24 +259,26 @@ def measure(kind: str, *, tasks: int, claims: int, agents: int) -> dict[str, Any
         def count(*_: Any) -> None:
             statements[0] += 1
 
-        per_claim: list[tuple[int, float]] = []
+        per_claim: list[tuple[int, float, float]] = []
         served: set[int] = set()
         for n in range(claims + 1):
             login = logins[n % len(logins)]
             at = now + timedelta(seconds=n)
             statements[0] = 0
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             with Session(engine) as session, session.begin():
                 claim = claim_next(session, login, at=at)
             elapsed = (time.perf_counter() - started) * 1000
-            per_claim.append((statements[0], elapsed))
+            cpu = (time.process_time() - cpu_started) * 1000
+            per_claim.append((statements[0], elapsed, cpu))
             assert claim is not None, f"claim {n} found no task"
             served.add(claim.task_id)
             with Session(engine) as session, session.begin():
                 release(session, claim.task_id, login, at=at)
         first, rest = per_claim[0], per_claim[1:]
-        times = sorted(ms for _, ms in rest)
-        counts = [s for s, _ in rest]
+        times = sorted(ms for _, ms, _ in rest)
+        cpu_times = sorted(cpu for _, _, cpu in rest)
+        counts = [s for s, _, _ in rest]
         return {
             "db": kind,
             "tasks": tasks,
@@ -286,6 +289,9 @@ def measure(kind: str, *, tasks: int, claims: int, agents: int) -> dict[str, Any
             "statements_per_claim_max": max(counts),
             "ms_per_claim_median": round(statistics.median(times), 1),
             "ms_per_claim_p95": round(times[max(0, int(len(times) * 0.95) - 1)], 1),
+            # This process's CPU: all of a SQLite claim's work, the client's half on PostgreSQL.
+            "cpu_ms_per_claim_median": round(statistics.median(cpu_times), 1),
+            "cpu_ms_per_claim_p95": round(cpu_times[max(0, int(len(cpu_times) * 0.95) - 1)], 1),
             "distinct_tasks_served": len(served),
         }
     finally:

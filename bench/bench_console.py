@@ -16,7 +16,9 @@ jar): it signs in (not timed), then loops ``calls`` times:
 
 with ``--think-ms`` of pause after each log, the agents' first claims spread over one think
 time (0: all at once and back to back, a stress test where every figure includes queueing
-behind the other 49 agents on this machine's 2 cores).
+behind the other 49 agents on this machine's 2 cores; 3000: agents who spend 3 s on each call,
+closer to a floor). A comma list (``--think-ms 0,3000``) runs one phase per value, one after
+the other on the same server and database, each reported with its own floors and ratios.
 
 Checks (exit 1 on failure): no task was served to two agents (the task ids the pages showed,
 and the caller log has at most one entry per task), every loop got a task, every request
@@ -28,7 +30,8 @@ LOCKED`` then ``UPDATE ... SET status = 'claimed'`` and COMMIT, on a psycopg con
 tasks of a team no agent serves: ``--floor-claims`` of them before the agents start (idle
 machine), and as many as fit while the agents work (the same load). Reported: median and p95
 of claim, page, log and claim-and-render (claim + page of one loop), and the ratio of p95
-claim-and-render to each floor's median (goal <= 3x the idle floor).
+claim-and-render to each floor's median (goal <= 3x the idle floor), and the web server
+process's CPU time (user + system, /proc) per loop.
 
 One JSON line per measurement on stdout. The machine is a shared 2-core box: treat figures
 as +-30% and compare only within one run.
@@ -397,14 +400,100 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def phase(
+    url: str,
+    agents: list[Agent],
+    args: argparse.Namespace,
+    think_ms: float,
+    idle_floor: list[float],
+    server_pid: int,
+    served: Counter[int],
+) -> list[str]:
+    """Every agent works ``args.calls`` loops with ``think_ms`` after each log; the floor is
+    sampled meanwhile. Emits the figures; returns what failed."""
+    for a in agents:
+        a.served, a.claim, a.page, a.log, a.errors = [], [], [], [], []
+    barrier = threading.Barrier(len(agents) + 1)
+    think = think_ms / 1000
+    threads = [
+        threading.Thread(target=a.work, args=(args.calls, think, barrier, think * n / len(agents)))
+        for n, a in enumerate(agents)
+    ]
+    for t in threads:
+        t.start()
+    stop = threading.Event()
+    loaded: list[float] = []
+    sampler = threading.Thread(
+        target=lambda: loaded.extend(bare_claims(url, None, stop)), daemon=True
+    )
+    barrier.wait()
+    began, cpu_began = time.perf_counter(), cpu_seconds(server_pid)
+    sampler.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    server_cpu = cpu_seconds(server_pid) - cpu_began
+    stop.set()
+    sampler.join()
+
+    failed = [f"{a.login}: {e}" for a in agents for e in a.errors]
+    served.update(t for a in agents for t in a.served)
+    claims = [x for a in agents for x in a.claim]
+    pages = [x for a in agents for x in a.page]
+    logs = [x for a in agents for x in a.log]
+    both = [c + p for a in agents for c, p in zip(a.claim, a.page, strict=True)]
+    emit(measure="claim", think_ms=think_ms, what="POST /agent/next", **summary(claims))
+    emit(measure="page", think_ms=think_ms, what="GET /agent (call sheet)", **summary(pages))
+    emit(measure="log", think_ms=think_ms, what="POST /agent/log", **summary(logs))
+    emit(measure="claim_and_render", think_ms=think_ms, what="claim + page", **summary(both))
+    emit(
+        measure="floor_under_load",
+        think_ms=think_ms,
+        what="bare claim while the agents work",
+        **summary(loaded),
+    )
+    p95 = summary(both)["p95_ms"]
+    idle = summary(idle_floor)["median_ms"]
+    busy = summary(loaded)["median_ms"] if loaded else None
+    emit(
+        measure="ratio",
+        agents=len(agents),
+        think_ms=think_ms,
+        calls=len(both),
+        calls_per_second=round(len(both) / wall, 1),
+        # The web server's own CPU (user + system) per loop of claim, page and log: the
+        # figure other work on the shared cores distorts least.
+        server_cpu_ms_per_call=round(server_cpu * 1000 / max(1, len(both)), 1),
+        p95_claim_and_render_ms=p95,
+        idle_floor_median_ms=idle,
+        floor_under_load_median_ms=busy,
+        ratio_to_idle_floor=round(p95 / idle, 1),
+        ratio_to_floor_under_load=round(p95 / busy, 1) if busy else None,
+        target="<= 3x the floor",
+        met=p95 / idle <= 3,
+    )
+    return failed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--calls", type=int, default=20, help="loops per agent")
-    parser.add_argument("--think-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--think-ms",
+        default="0",
+        help="pause after each log; a comma list (0,3000) runs one phase per value, same server",
+    )
     parser.add_argument("--floor-claims", type=int, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
+    thinks = [float(value) for value in str(args.think_ms).split(",")]
 
     zone = day_zone(datetime.now(UTC))
     url, drop = scratch_database()
@@ -412,7 +501,7 @@ def main() -> None:
     server = None
     failed: list[str] = []
     try:
-        tasks = args.agents * args.calls + 200  # spares: running out is not measured
+        tasks = args.agents * args.calls * len(thinks) + 200  # spares: running out is not measured
         floor_tasks = args.floor_claims + 3_000  # the under-load sampler stops when they run out
         started = time.perf_counter()
         fill(url, agents=args.agents, tasks=tasks, floor_tasks=floor_tasks, zone=zone)
@@ -431,38 +520,16 @@ def main() -> None:
         agents = [Agent(base, f"agent{n:02d}") for n in range(args.agents)]
         for agent in agents:
             agent.sign_in()
-        barrier = threading.Barrier(args.agents + 1)
-        think = args.think_ms / 1000
-        threads = [
-            threading.Thread(
-                target=a.work,
-                args=(args.calls, think, barrier, think * n / args.agents),
-            )
-            for n, a in enumerate(agents)
-        ]
-        for t in threads:
-            t.start()
-        stop = threading.Event()
-        loaded: list[float] = []
-        sampler = threading.Thread(
-            target=lambda: loaded.extend(bare_claims(url, None, stop)), daemon=True
-        )
-        barrier.wait()
-        began = time.perf_counter()
-        sampler.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - began
-        stop.set()
-        sampler.join()
-
-        for a in agents:
-            failed += [f"{a.login}: {e}" for e in a.errors]
-        claims = [x for a in agents for x in a.claim]
-        pages = [x for a in agents for x in a.page]
-        logs = [x for a in agents for x in a.log]
-        both = [c + p for a in agents for c, p in zip(a.claim, a.page, strict=True)]
-        served = Counter(t for a in agents for t in a.served)
+        served: Counter[int] = Counter()
+        for think_ms in thinks:
+            if think_ms != thinks[0]:
+                idle_floor = bare_claims(url, args.floor_claims, None)
+                emit(
+                    measure="floor_idle",
+                    what="bare SKIP LOCKED claim + commit",
+                    **summary(idle_floor),
+                )
+            failed += phase(url, agents, args, think_ms, idle_floor, server.pid, served)
         twice = sorted(t for t, n in served.items() if n > 1)
         engine = create_engine(url)
         with engine.connect() as c:
@@ -473,33 +540,17 @@ def main() -> None:
             ).all()
             entries = c.scalar(select(func.count()).select_from(CallerLogEntry))
         engine.dispose()
-        expected = args.agents * args.calls
+        expected = args.agents * args.calls * len(thinks)
         if twice:
             failed.append(f"tasks served twice: {twice[:20]}")
         if logged_twice:
             failed.append(f"tasks logged twice: {[r[0] for r in logged_twice][:20]}")
         if len(served) != expected or entries != expected:
             failed.append(f"expected {expected} calls; {len(served)} served, {entries} logged")
-
-        emit(measure="claim", what="POST /agent/next", **summary(claims))
-        emit(measure="page", what="GET /agent (call sheet)", **summary(pages))
-        emit(measure="log", what="POST /agent/log", **summary(logs))
-        emit(measure="claim_and_render", what="claim + page", **summary(both))
-        emit(measure="floor_under_load", what="bare claim while the agents work", **summary(loaded))
-        p95 = summary(both)["p95_ms"]
-        idle = summary(idle_floor)["median_ms"]
-        busy = summary(loaded)["median_ms"] if loaded else None
         emit(
-            measure="ratio",
-            agents=args.agents,
-            think_ms=args.think_ms,
-            calls=len(both),
-            calls_per_second=round(len(both) / wall, 1),
-            p95_claim_and_render_ms=p95,
-            ratio_to_idle_floor=round(p95 / idle, 1),
-            ratio_to_floor_under_load=round(p95 / busy, 1) if busy else None,
-            target="<= 3x the floor",
-            met=p95 / idle <= 3,
+            measure="served",
+            calls=len(served),
+            logged=entries,
             served_twice=len(twice),
             logged_twice=len(logged_twice),
         )

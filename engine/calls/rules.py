@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from engine.calls.standards import add_business_hours
@@ -111,18 +111,16 @@ def contacts_by_participant(
     found: dict[int, list[datetime]] = {}
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
-        for pid, when in session.execute(
-            contact_times(lambda column, chunk=chunk: column.in_(chunk), since)  # type: ignore[misc]
-        ).all():
-            found.setdefault(pid, []).append(ensure_utc(when))
-        for pid, when in session.execute(
-            select(CallTask.participant_id, CallTask.claimed_at).where(
-                CallTask.participant_id.in_(chunk),
-                CallTask.status == "claimed",
-                CallTask.claimed_until >= at,
-                CallTask.claimed_at.is_not(None),
-            )
-        ).all():
+        ledger = contact_times(lambda column, chunk=chunk: column.in_(chunk), since)  # type: ignore[misc]
+        live_claims = select(CallTask.participant_id, CallTask.claimed_at).where(
+            CallTask.participant_id.in_(chunk),
+            CallTask.status == "claimed",
+            CallTask.claimed_until >= at,
+            CallTask.claimed_at.is_not(None),
+        )
+        # One statement for both (a claim runs this for every page it evaluates).
+        rows: Any = session.execute(union_all(*ledger.selects, live_claims)).all()
+        for pid, when in rows:
             if when is not None:
                 found.setdefault(pid, []).append(ensure_utc(when))
     return found
@@ -161,14 +159,28 @@ def fallback_reason(
     return None
 
 
-def past_due_callback_of_another(agent: Agent, at: datetime) -> Any:
+def past_due_callback_of_another(
+    agent: Agent, at: datetime, *, active: set[str] | None = None, rules: CallRules | None = None
+) -> Any:
     """SQL: an agent-only callback of someone else, past due (fallback candidates; the rule
-    itself, in business hours, is applied in Python by :func:`fallback_reason`)."""
+    itself, in business hours, is applied in Python by :func:`fallback_reason`).
+
+    With ``active`` and ``rules``: only those that may have fallen back. The callback of an
+    active agent falls back ``callback_fallback_after`` business hours after its time, never
+    sooner than as many hours of clock time, so one due more recently has not (a claim would
+    otherwise read and drop every other agent's fresh callbacks each time)."""
+    may_have_fallen_back: Any = True
+    if active is not None and rules is not None:
+        may_have_fallen_back = or_(
+            CallTask.assigned_agent.notin_(sorted(active)),
+            CallTask.due_at <= at - rules.callback_fallback_after,
+        )
     return and_(
         CallTask.kind == "callback",
         CallTask.assigned_agent.is_not(None),
         CallTask.assigned_agent != agent.login,
         CallTask.due_at <= at,
+        may_have_fallen_back,
     )
 
 

@@ -4,10 +4,10 @@ panel and the campaign's talking points, offer and cross-sell."""
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -35,6 +35,8 @@ from engine.errors import DatabaseError, NotFoundError
 from engine.locales import display_name
 from engine.policy import candidate_zones
 from engine.settings import Settings
+
+T = TypeVar("T")
 
 # The script's member fields that may be withheld until the identity is verified.
 WITHHOLDABLE = (
@@ -329,6 +331,22 @@ class NextCall:
     sheet: CallSheet
 
 
+def take_next(
+    session: Session,
+    agent: str,
+    *,
+    settings: Settings,
+    at: datetime,
+    lease: timedelta = DEFAULT_LEASE,
+) -> Claim | None:
+    """Claim the best callable task for ``agent``; an open pause of the agent ends. On SQLite
+    call it first in its transaction."""
+    claim = claim_next(session, agent, at=at, lease=lease, rules=CallRules.from_settings(settings))
+    # Asking for the next call ends a pause: the agent is back (engine/calls/pauses.py).
+    end_pause(session, agent, at=at, reason=NEXT_CALL, by=agent)
+    return claim
+
+
 def serve_next(
     session: Session,
     agent: str,
@@ -337,11 +355,8 @@ def serve_next(
     at: datetime,
     lease: timedelta = DEFAULT_LEASE,
 ) -> NextCall | None:
-    """`calls next`: claim the best callable task for ``agent`` and build its call sheet;
-    an open pause of the agent ends. On SQLite call it first in its transaction."""
-    claim = claim_next(session, agent, at=at, lease=lease, rules=CallRules.from_settings(settings))
-    # Asking for the next call ends a pause: the agent is back (engine/calls/pauses.py).
-    end_pause(session, agent, at=at, reason=NEXT_CALL, by=agent)
+    """`calls next`: :func:`take_next` and the call sheet of the task claimed."""
+    claim = take_next(session, agent, settings=settings, at=at, lease=lease)
     if claim is None:
         return None
     return NextCall(claim, call_sheet(session, claim.task_id, settings=settings, at=at))
@@ -362,12 +377,20 @@ def serve_next_in(app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE) -> 
     """:func:`serve_next` in a transaction of its own, at the app clock's now. On SQLite a
     claim that waited out the busy timeout is tried again (a fresh transaction, a fresh now);
     still locked after :data:`BUSY_ATTEMPTS`, it is a one-line error, not a driver message."""
+    return _retried(app, serve_next, agent, lease)
+
+
+def take_next_in(app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE) -> Claim | None:
+    """:func:`take_next` as :func:`serve_next_in` runs serve_next: for the console, which
+    shows the call sheet on the page it sends the agent to, not in the claim's answer."""
+    return _retried(app, take_next, agent, lease)
+
+
+def _retried(app: App, work: Callable[..., T], agent: str, lease: timedelta) -> T:
     for attempt in range(BUSY_ATTEMPTS):
         try:
             with app.sessions() as session, session.begin():
-                return serve_next(
-                    session, agent, settings=app.settings, at=app.clock.now(), lease=lease
-                )
+                return work(session, agent, settings=app.settings, at=app.clock.now(), lease=lease)
         except OperationalError as exc:
             if not _database_locked(exc):
                 raise

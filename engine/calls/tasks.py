@@ -28,15 +28,16 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import String, and_, func, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from engine.calls.language_routing import LanguageRouting, apply_language_routing
+from engine.calls.priority import priority_order, rank
 from engine.calls.rules import (
     DEFAULT_RULES,
     CallRules,
@@ -74,7 +75,11 @@ from engine.policy import (
     decide,
     gate,
 )
-from engine.sending.deadlines import close_expired_call_tasks, mark_not_standing
+from engine.sending.deadlines import (
+    close_expired_call_tasks,
+    mark_not_standing,
+    not_standing_case,
+)
 
 DEFAULT_LEASE = timedelta(minutes=30)
 KIND_RANK = {"callback": 0, "follow_up": 1, "campaign": 2}
@@ -127,6 +132,7 @@ class DefinitionCache:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._runs: dict[int, LoadedDefinition | None] = {}
+        self.program_ids: dict[int, int] = {}  # of the runs load_active read
 
     def for_run(self, run_id: int | None) -> LoadedDefinition | None:
         if run_id is None:
@@ -146,16 +152,20 @@ class DefinitionCache:
         """Parse every active run's definition with one query (a claim needs them all; one
         mapper load per run was a statement each). Returns their ids."""
         found = self.session.execute(
-            select(CampaignRun.id, CampaignRun.campaign, CampaignRun.definition_source).where(
-                CampaignRun.status == "active"
-            )
+            select(
+                CampaignRun.id,
+                CampaignRun.campaign,
+                CampaignRun.definition_source,
+                CampaignRun.program_id,
+            ).where(CampaignRun.status == "active")
         ).all()
-        for run_id, campaign, source in found:
+        for run_id, campaign, source, program_id in found:
+            self.program_ids[run_id] = program_id
             if run_id not in self._runs:
                 self._runs[run_id] = parse_stored_definition(
                     source, f"run {run_id}: {campaign}.yaml"
                 )
-        return [run_id for run_id, _, _ in found]
+        return [run_id for run_id, _, _, _ in found]
 
 
 def step_of(task: Any, loaded: LoadedDefinition | None) -> Step | None:
@@ -209,18 +219,9 @@ class Candidate:
         )
 
 
-def _facts(
-    session: Session, participants: Sequence[Participant]
-) -> tuple[dict[int, str | None], dict[str, set[str]]]:
-    ids = [p.id for p in participants]
-    consents: dict[int, str | None] = {}
-    for chunk in _chunks(ids):
-        for pid, status in session.execute(
-            select(Consent.participant_id, Consent.status).where(
-                Consent.participant_id.in_(chunk), Consent.channel == "call"
-            )
-        ):
-            consents[pid] = status
+def _suppressed_by_hash(session: Session, participants: Sequence[Any]) -> dict[str, set[str]]:
+    """The call suppressions of the participants' numbers matched by hash (an erasure entry
+    keeps no address)."""
     hashes = sorted({hash_normalised(p.phone) for p in participants if p.phone})
     suppressed: dict[str, set[str]] = {}
     for chunk_h in _chunks(hashes):
@@ -230,7 +231,7 @@ def _facts(
             )
         ):
             suppressed.setdefault(digest, set()).add(channel)
-    return consents, suppressed
+    return suppressed
 
 
 def _chunks(values: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
@@ -254,10 +255,9 @@ def evaluate(
     matches suppressions by hash, which catches an erasure entry that kept no address.
     Many tasks share their zones and window (and, once overdue, the instant asked about), so
     zone resolution and window search are memoised for the call."""
-    consents: dict[int, str | None] = {}
     suppressed: dict[str, set[str]] = {}
     if exact:
-        consents, suppressed = _facts(session, [c.participant for c in candidates])
+        suppressed = _suppressed_by_hash(session, [c.participant for c in candidates])
     zone_cache: dict[tuple[Any, ...], tuple[str, ...] | None] = {}
     window_cache: dict[tuple[Any, ...], Decision] = {}
     for c in candidates:
@@ -279,7 +279,7 @@ def evaluate(
             c.blocked = "no_time_zone"
             continue
         c.zones = zones
-        status = consents.get(p.id) if exact else p.call_consent
+        status = p.call_consent  # read by the scan's own statement (one row per channel)
         if status is None and says_yes(c.program, "call"):
             status = "opted_in"  # the program states it for members who did not
         blocked_on: set[str] = set()
@@ -290,7 +290,7 @@ def evaluate(
                 blocked_on = {"call"}
         facts = ParticipantFacts(
             address=p.phone,
-            consent=status if status in ("opted_in", "opted_out") else None,  # type: ignore[arg-type]
+            consent=status if status in ("opted_in", "opted_out") else None,
             zones=zones,
             suppressed_channels=blocked_on,
         )
@@ -354,49 +354,7 @@ def _apply_caps(
             c.callable_at, c.waits_for = when, "frequency_cap"
 
 
-def _priority_value(participant: Any, name: str) -> Any:
-    if name.startswith("attributes."):
-        return (getattr(participant, "attributes", None) or {}).get(name[len("attributes.") :])
-    return getattr(participant, name, None)
-
-
-def _sortable(value: Any) -> Any:
-    if isinstance(value, bool):
-        return (0, int(value))
-    if isinstance(value, int | float):
-        return (0, value)
-    if isinstance(value, datetime | date):
-        return (1, value.isoformat())
-    return (2, str(value))
-
-
-def rank(candidates: Sequence[Candidate]) -> None:
-    """Each candidate's position among the tasks of its kind in its campaign step, by the
-    step's priority keys (the groups :func:`serving_order` streams, so both agree)."""
-    groups: dict[tuple[Any, ...], list[Candidate]] = {}
-    for c in candidates:
-        group = (c.task.run_id, c.step.id if c.step else None, c.task.kind)
-        groups.setdefault(group, []).append(c)
-    for members in groups.values():
-        keys = members[0].step.priority if members[0].step else []
-        ordered = list(members)
-        # Stable sorts from the last key to the first give a multi-key order with per-key
-        # direction; empty values always last.
-        ordered.sort(key=lambda c: (c.task.due_at, c.task.id))
-        for key in reversed(keys):
-            present = [c for c in ordered if _priority_value(c.participant, key.field) is not None]
-            missing = [c for c in ordered if _priority_value(c.participant, key.field) is None]
-            name = key.field
-            present.sort(
-                key=lambda c: _sortable(_priority_value(c.participant, name)),
-                reverse=key.order == "desc",
-            )
-            ordered = present + missing
-        for index, c in enumerate(ordered):
-            c.rank = index
-
-
-def _eligible(agent: Agent | None, at: datetime) -> Any:
+def _eligible(agent: Agent | None, at: datetime, active: set[str], rules: CallRules) -> Any:
     if agent is None:
         return True
     teams = list(agent.teams or [])
@@ -408,7 +366,10 @@ def _eligible(agent: Agent | None, at: datetime) -> Any:
     return or_(
         CallTask.assigned_agent == agent.login,
         and_(
-            or_(CallTask.assigned_agent.is_(None), past_due_callback_of_another(agent, at)),
+            or_(
+                CallTask.assigned_agent.is_(None),
+                past_due_callback_of_another(agent, at, active=active, rules=rules),
+            ),
             or_(team_ok, Participant.account_manager == agent.login),
         ),
     )
@@ -435,7 +396,8 @@ class _Scan:
         self.rows_read = 0  # rows the last load read, before the callback fallback filter
         self.cache = DefinitionCache(session)
         self.person_names = [*PERSON_COLUMNS]
-        for run_id in self.cache.load_active():
+        self.active_runs = self.cache.load_active()
+        for run_id in self.active_runs:
             loaded = self.cache.for_run(run_id)
             for step in loaded.definition.steps if loaded else ():
                 for key in step.priority:
@@ -446,6 +408,7 @@ class _Scan:
         self.routing = LanguageRouting.for_agent(session, agent, rules.language_routing_wait)
         self.steps: dict[tuple[Any, ...], Step | None] = {}
         self._select: Any = None  # built once: building the expression costs ~10 ms
+        self._where: list[Any] | None = None
 
     def where(self, query: Any) -> Any:
         person_t = Participant.__table__
@@ -453,7 +416,14 @@ class _Scan:
             query.join(person_t, person_t.c.id == CallTask.participant_id)
             .outerjoin(CampaignRun, CampaignRun.id == CallTask.run_id)
             .outerjoin(Enrollment, Enrollment.id == CallTask.enrollment_id)
-            .where(
+            .where(*self._criteria())
+        )
+
+    def _criteria(self) -> list[Any]:
+        """Built once per scan (a claim's groups and pages share them): building them is a
+        good part of a claim's Python."""
+        if self._where is None:
+            self._where = [
                 or_(
                     CallTask.status == "open",
                     and_(CallTask.status == "claimed", CallTask.claimed_until < self.at),
@@ -472,9 +442,9 @@ class _Scan:
                     CallTask.enrollment_id.is_(None),
                     Enrollment.state.notin_(("converted", "exited")),
                 ),
-                _eligible(self.agent, self.at),
-            )
-        )
+                _eligible(self.agent, self.at, self.active, self.rules),
+            ]
+        return self._where
 
     def select(self) -> Any:
         if self._select is None:
@@ -498,6 +468,16 @@ class _Scan:
                 )
                 .limit(1)
                 .exists(),
+                # The standing check of every active run in the same statement (one query
+                # per run and page before): NULL for another run's task.
+                not_standing_case(
+                    {
+                        run_id: (loaded.definition, self.programs[program_id].timezone)
+                        for run_id, program_id in self.cache.program_ids.items()
+                        if (loaded := self.cache.for_run(run_id)) is not None
+                    },
+                    self.at,
+                ),
             ).select_from(task_t)
         )
 
@@ -508,8 +488,9 @@ class _Scan:
         for row in self.session.execute(query):
             self.rows_read += 1
             task = SimpleNamespace(**dict(zip(TASK_COLUMNS, row[:split], strict=True)))
-            person = SimpleNamespace(**dict(zip(self.person_names, row[split:-2], strict=True)))
-            person.call_consent, person.call_suppressed = row[-2], bool(row[-1])
+            person = SimpleNamespace(**dict(zip(self.person_names, row[split:-3], strict=True)))
+            person.call_consent, person.call_suppressed = row[-3], bool(row[-2])
+            person.not_standing = row[-1]  # None: not known (read by mark_not_standing)
             fallback = None
             if self.agent is not None and task.assigned_agent not in (None, self.agent.login):
                 # Another agent's callback: only once it has fallen back to the team.
@@ -549,10 +530,12 @@ def candidates(
     task_ids: Sequence[int] | None = None,
     rules: CallRules = DEFAULT_RULES,
     scan: _Scan | None = None,
+    lock: bool = False,
 ) -> list[Candidate]:
     """Every servable task due by ``until`` (default ``at``), evaluated and in serving order.
     ``scan``: the claim's own (same agent, instant and rules), so its re-check of one task
-    does not read the agents, runs and programs again."""
+    does not read the agents, runs and programs again. ``lock`` (PostgreSQL): lock the tasks
+    read, skipping those another transaction holds (SQLite: the write lock is held)."""
     at = ensure_utc(at)
     if scan is None:
         scan = _Scan(
@@ -561,6 +544,8 @@ def candidates(
     query = scan.select().order_by(CallTask.due_at, CallTask.id)
     if task_ids is not None:
         query = query.where(CallTask.id.in_(task_ids))
+    if lock and session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=CallTask.__table__)
     found = scan.load(query)
     evaluate(session, found, at, exact=task_ids is not None, rules=rules, routing=scan.routing)
     rank(found)
@@ -570,25 +555,6 @@ def candidates(
 
 PAGE = 200
 FIRST_PAGES = (10, 50)
-
-
-def _priority_order(session: Session, step: Step | None) -> list[Any] | None:
-    """The SQL ORDER BY of a step's priority that matches :func:`rank` (empty values last,
-    then due time and id); None when a key is an attribute (JSON: ranked in Python)."""
-    keys = step.priority if step is not None else []
-    person_t = Participant.__table__
-    postgres = session.get_bind().dialect.name == "postgresql"
-    order: list[Any] = []
-    for key in keys:
-        if key.field.startswith("attributes."):
-            return None
-        column: Any = person_t.c[key.field]
-        if postgres and isinstance(column.type, String):
-            column = column.collate("C")  # Python's (code point) order, like SQLite's
-        order.append(
-            column.desc().nulls_last() if key.order == "desc" else column.asc().nulls_last()
-        )
-    return [*order, CallTask.due_at, CallTask.id]
 
 
 def serving_order(
@@ -622,15 +588,7 @@ def serving_order(
         )
         loaded = scan.cache.for_run(run_id)
         step = step_of(SimpleNamespace(step_id=step_id, source_step_id=None), loaded)
-        order = _priority_order(session, step)
-        if order is None:  # rank the whole step in Python, evaluate it a page at a time
-            ranked = scan.load(query)
-            rank(ranked)
-            ranked.sort(key=lambda c: c.rank)
-            pages: Iterator[list[Candidate]] = _evaluated(scan, ranked, at)
-        else:
-            pages = _pages(scan, query.order_by(*order), at)
-        for page in pages:
+        for page in _pages(scan, query.order_by(*priority_order(session, step)), at):
             for c in page:
                 if c.blocked is not None:
                     refused.append(c)
@@ -681,19 +639,6 @@ def _pages(scan: _Scan, query: Any, at: datetime) -> Iterator[list[Candidate]]:
         offset += size
 
 
-def _evaluated(scan: _Scan, ranked: list[Candidate], at: datetime) -> Iterator[list[Candidate]]:
-    """Candidates already loaded and ranked, evaluated a page at a time (each candidate's
-    verdict depends on it alone, so evaluating fewer changes no verdict)."""
-    offset = 0
-    for size in _page_sizes():
-        page = ranked[offset : offset + size]
-        if not page:
-            return
-        evaluate(scan.session, page, at, rules=scan.rules, routing=scan.routing)
-        yield page
-        offset += size
-
-
 # --------------------------------------------------------------------------- list
 
 
@@ -716,20 +661,6 @@ class Claim:
     closed_on_the_way: list[tuple[int, str]]  # tasks the gate refused while looking
 
 
-def _lock(session: Session, task_id: int, at: datetime) -> CallTask | None:
-    query = select(CallTask).where(
-        CallTask.id == task_id,
-        or_(
-            CallTask.status == "open",
-            and_(CallTask.status == "claimed", CallTask.claimed_until < at),
-        ),
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    task = session.scalar(query.execution_options(populate_existing=True))
-    return task
-
-
 def claim_next(
     session: Session,
     agent_login: str,
@@ -746,7 +677,7 @@ def claim_next(
     holds a live claim gets it back instead of a second one.
     """
     at = ensure_utc(at)
-    write_lock(session)
+    # The first statement, and a write: on SQLite it takes the write lock (as write_lock does).
     close_expired_call_tasks(session, at)
     agent = _agent(session, agent_login)
     if not agent.active:
@@ -772,32 +703,43 @@ def claim_next(
     # Tasks the gate refuses (opted out, do-not-call, no number...) come first and are closed
     # with the reason, so they leave every list; each is re-checked under its lock.
     for c in serving_order(session, at=at, agent=agent, rules=rules, scan=scan):
-        task = _lock(session, c.task.id, at)
-        if task is None:
-            continue  # another agent has it
-        # Re-check on the locked row with fresh facts: an opt-out may have just arrived.
-        fresh = candidates(session, at=at, agent=agent, task_ids=[task.id], rules=rules, scan=scan)
+        # Lock the row and re-check it with fresh facts in one statement: an opt-out may have
+        # just arrived. Nothing back: another agent has it, or it is no longer servable.
+        fresh = candidates(
+            session, at=at, agent=agent, task_ids=[c.task.id], rules=rules, scan=scan, lock=True
+        )
         if not fresh:
             continue
         check = fresh[0]
         if check.blocked is not None:
-            task.status = "closed"
-            task.close_reason = f"not callable: {check.blocked}"
-            task.claimed_until = None
-            task.updated_at = at
-            closed.append((task.id, check.blocked))
+            _set(
+                session,
+                check.task.id,
+                status="closed",
+                claimed_until=None,
+                updated_at=at,
+                close_reason=f"not callable: {check.blocked}",
+            )
+            closed.append((check.task.id, check.blocked))
             continue
         if not check.callable_now:
             continue
-        task.status = "claimed"
-        task.claimed_by = agent.login
-        task.claimed_at = at
-        task.claimed_until = at + lease
-        task.updated_at = at
-        session.flush()
-        return Claim(task.id, agent.login, at, at + lease, False, closed)
-    session.flush()
+        _set(
+            session,
+            check.task.id,
+            status="claimed",
+            claimed_by=agent.login,
+            claimed_at=at,
+            claimed_until=at + lease,
+            updated_at=at,
+        )
+        return Claim(check.task.id, agent.login, at, at + lease, False, closed)
     return None
+
+
+def _set(session: Session, task_id: int, **values: Any) -> None:
+    """Write a locked task's new state (an UPDATE of the row: no ORM load of it first)."""
+    session.execute(update(CallTask).where(CallTask.id == task_id).values(**values))
 
 
 def release(session: Session, task_id: int, agent_login: str, *, at: datetime) -> None:

@@ -27,7 +27,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, not_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, case, not_, null, select, update
 from sqlalchemy.orm import Session
 
 from engine.audience import audience_condition
@@ -243,13 +243,38 @@ def send_time_refusals(
     return refused
 
 
+def not_standing_case(
+    runs: Mapping[int, tuple[CampaignDefinition, str]], at: datetime
+) -> ColumnElement[Any]:
+    """SQL for a call list's query: whether the task's member no longer matches its run's
+    standing conditions (the same test as :func:`not_standing`), for the runs ``runs`` maps
+    to their definition and program time zone; NULL for the tasks of any other run."""
+    whens: list[tuple[Any, Any]] = []
+    for run_id, (definition, tz) in runs.items():
+        filter_ = _standing(definition)
+        if filter_ is not None:
+            condition = audience_condition(filter_, at=at, tz=tz)
+            whens.append((and_(CallTask.run_id == run_id, not_(condition)), True))
+        whens.append((CallTask.run_id == run_id, False))
+    if not whens:
+        return null()
+    return case(*whens, else_=null())
+
+
 def mark_not_standing(session: Session, candidates: Sequence[Any], at: datetime) -> None:
     """Call list candidates (engine.calls.tasks.Candidate) of campaign tasks whose member no
     longer matches the run's standing conditions are refused ``no_longer_eligible``: listed
-    as not callable, and closed with that reason when an agent's claim meets them."""
+    as not callable, and closed with that reason when an agent's claim meets them. A
+    participant whose ``not_standing`` the list's query already read (True/False, at ``at``)
+    is not queried again."""
     by_run: dict[int, list[Any]] = {}
     for c in candidates:
         if c.blocked is None and c.definition is not None and c.task.kind == "campaign":
+            known = getattr(c.participant, "not_standing", None)
+            if known is not None:
+                if known:
+                    c.blocked = NO_LONGER_ELIGIBLE
+                continue
             by_run.setdefault(c.task.run_id, []).append(c)
     for members in by_run.values():
         first = members[0]

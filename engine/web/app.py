@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from engine.app import App
-from engine.calls.scripts import serve_next_in
+from engine.calls.scripts import take_next_in
 from engine.calls.tasks import DEFAULT_LEASE
 from engine.consent.unsubscribe import signing_key
 from engine.errors import EngineError
@@ -163,7 +163,7 @@ async def agent_next(console: Console, request: Request) -> Response:
     assert who.user is not None and who.user.agent is not None
     agent = who.user.agent
     try:
-        served = await run_in_threadpool(serve_next_in, console.app, agent, lease=DEFAULT_LEASE)
+        served = await run_in_threadpool(take_next_in, console.app, agent, lease=DEFAULT_LEASE)
     except EngineError as exc:
         return await agent_home(console, request, error=str(exc), status=409)
     target = "/agent" if served is not None else "/agent?nothing=1"

@@ -3,7 +3,7 @@ verification the agent records), next call, release, the disposition form, "my c
 today", their pause and their calling plan.
 
 Every rule is the engine's: the claim is `calls next`'s (engine/calls/scripts.py
-serve_next_in: lease, gate, language routing), the log is `calls log`'s (engine/calls/log.py
+take_next_in: lease, gate, language routing), the log is `calls log`'s (engine/calls/log.py
 log_call, refusing with its messages) and release is `calls release`'s. What is the console's
 own is access: an agent acts only on the task they hold, as themselves."""
 
@@ -25,7 +25,7 @@ from engine.calls.scripts import CallSheet, call_sheet
 from engine.calls.tasks import DefinitionCache, release, write_lock
 from engine.calls.verification import GATED, is_verified, shown_before_verification
 from engine.clock import ensure_utc
-from engine.db.models import CallerLogEntry, CallTask, Participant, Program
+from engine.db.models import CallerLogEntry, CallTask, CampaignRun, Participant, Program
 from engine.errors import InputError
 from engine.policy import candidate_zones, effective_window
 from engine.settings import Settings
@@ -197,6 +197,18 @@ def agent_page(
     logged_seq: int | None,
 ) -> AgentPage:
     task = held_claim(session, agent, at)
+    # Held for the whole page: the session's identity map keeps only referenced rows, and the
+    # gate, the call sheet and the member's clock each get these three (one SELECT each).
+    _rows: list[Any] = (
+        [
+            session.get(Participant, task.participant_id),
+            session.get(CampaignRun, task.run_id) if task.run_id is not None else None,
+        ]
+        if task
+        else []
+    )
+    if _rows and _rows[0] is not None:
+        _rows.append(session.get(Program, _rows[0].program_id))
     gate = gate_for(session, task, zone) if task else None
     sheet = (
         call_sheet(session, task.id, settings=settings, at=at, withheld=gate.hidden)
