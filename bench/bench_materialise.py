@@ -109,35 +109,38 @@ class ServerCpu:
         self.database = database
         self.interval = interval
         self._tick = os.sysconf("SC_CLK_TCK")
-        self._start: dict[int, int] = {}
-        self._last: dict[int, int] = {}
-        self._others: set[int] = set()  # pids seen not to be ours
+        self._start: dict[tuple[int, str], int] = {}
+        self._last: dict[tuple[int, str], int] = {}
+        self._others: set[tuple[int, str]] = set()  # processes seen not to be postgres
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.available = False
 
-    def _sample(self) -> dict[int, int]:
-        seen: dict[int, int] = {}
+    def _sample(self) -> dict[tuple[int, str], int]:
+        """(pid, start time) -> CPU ticks of our database's server processes (the start time
+        tells a reused pid from the process first seen with it)."""
+        seen: dict[tuple[int, str], int] = {}
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
                 continue
             pid = int(entry.name)
-            if pid in self._others:
-                continue
             try:
-                raw = Path(f"/proc/{pid}/stat").read_text()
-                if pid not in self._last and pid not in self._start:
+                raw = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+                fields = raw[raw.rindex(")") + 2 :].split()
+                key = (pid, fields[19])  # starttime
+                if key in self._others:
+                    continue
+                if key not in self._last and key not in self._start:
                     title = Path(f"/proc/{pid}/cmdline").read_bytes()
                     if not title.startswith(b"postgres"):
-                        self._others.add(pid)
+                        self._others.add(key)
                         continue
                     self.available = True
-                    if self.database.encode() not in title.split():
+                    if self.database.encode() not in title.replace(b"\0", b" ").split():
                         continue  # not ours (yet: a new backend's title comes after login)
-            except OSError:
-                continue
-            fields = raw[raw.rindex(")") + 2 :].split()
-            seen[pid] = int(fields[11]) + int(fields[12])  # utime, stime
+                seen[key] = int(fields[11]) + int(fields[12])  # utime, stime
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
         return seen
 
     def _loop(self) -> None:
@@ -156,7 +159,7 @@ class ServerCpu:
 
     @property
     def seconds(self) -> float:
-        used = sum(ticks - self._start.get(pid, 0) for pid, ticks in self._last.items())
+        used = sum(ticks - self._start.get(key, 0) for key, ticks in self._last.items())
         return used / self._tick
 
 
