@@ -141,8 +141,8 @@ class BatchWriter:
                 for (old, new, next_at, state, reason), ids in groups.items()
                 for row in conn.exec_driver_sql(
                     "UPDATE enrollments SET next_step_index = %s, next_action_at = %s, "
-                    "state = %s, exit_reason = %s WHERE id = ANY(%s::bigint[]) AND next_step_index = %s "
-                    "AND state = 'active' RETURNING id",
+                    "state = %s, exit_reason = %s WHERE id = ANY(%s::bigint[]) "
+                    "AND next_step_index = %s AND state = 'active' RETURNING id",
                     (new, next_at, state, reason, ids, old),
                 )
             }
