@@ -18,9 +18,22 @@ table without indexes, constraints, foreign keys or triggers (``floor_outbox``):
 PostgreSQL, executemany on SQLite, one commit per batch. What materialise does beyond that
 (the due scan, consent and exit checks, the enrollment UPDATE, the outbox's indexes, keys and
 tally triggers) is what the ratio ``materialise / floor`` prices; the goal on PostgreSQL is at
-least 0.7x. ``--rounds N`` repeats the whole (fresh database each time) and prints the medians.
+least 0.7x. ``--rounds N`` repeats the whole (fresh database each time) and prints the medians
+with their spread (lowest, highest).
 
-Prints one JSON line per measurement: messages/s, the floor's messages/s and the ratio, the
+A fair comparison on a shared machine (#20: one round gave 1.74, another 0.53): each timed part
+starts from the same state, after ``VACUUM ANALYZE`` (the other part's dead rows gone: the
+materialise's enrollment UPDATE leaves one dead version per member, which a floor run after it
+used to step over in the enrollments' primary key) and ``CHECKPOINT`` (neither part pays for
+the other's dirty pages, and both pay the full-page images of the first change of a page after
+a checkpoint alike); the two parts alternate order from round to round. Besides the wall-clock
+ratio each round reports the CPU ratio: the floor's CPU per message (its process + its own
+server backends) over materialise's (its processes + its own backends), which the load of other
+work on the shared cores distorts far less. The server's CPU is that of the backends (and any
+autovacuum worker) of the scratch database only, sampled every 50 ms from /proc, so other
+databases' work on the same server is not counted.
+
+Prints one JSON line per round: messages/s, the floor's messages/s and the ratio, the
 absolute target of issue #4 (>= 20,000/s; machine-dependent, for the record), the peak RSS of
 the sequencer process and the largest of its render workers, and a check that the outbox holds
 exactly N queued rows with content.
@@ -29,6 +42,7 @@ exactly N queued rows with content.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -36,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, date, datetime
@@ -83,25 +98,69 @@ def _cpu_seconds() -> float:
     return total
 
 
-def _postgres_cpu_seconds() -> float | None:
-    """CPU of the local PostgreSQL server: every live postgres process, plus what the
-    postmaster collected from the backends that exited (cutime/cstime). None when no local
-    server is visible in /proc (a remote one, or another user's)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total, seen = 0, False
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            raw = stat.read_text()
-        except OSError:
-            continue
-        name = raw[raw.index("(") + 1 : raw.rindex(")")]
-        if name != "postgres" and not name.startswith("postgres:"):
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        seen = True
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-        total += int(fields[13]) + int(fields[14])  # cutime, cstime: reaped children
-    return total / tick if seen else None
+class ServerCpu:
+    """CPU of the local PostgreSQL server processes working for one database (its backends and
+    autovacuum workers: the database's name is in their process title), sampled every
+    ``interval`` seconds from /proc while a measurement runs. A backend's CPU is its last
+    sample (less what it had used at the start); one that exits loses at most its last
+    interval. ``available`` is False when no local server is visible (a remote one)."""
+
+    def __init__(self, database: str, interval: float = 0.05) -> None:
+        self.database = database
+        self.interval = interval
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._start: dict[tuple[int, str], int] = {}
+        self._last: dict[tuple[int, str], int] = {}
+        self._others: set[tuple[int, str]] = set()  # processes seen not to be postgres
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.available = False
+
+    def _sample(self) -> dict[tuple[int, str], int]:
+        """(pid, start time) -> CPU ticks of our database's server processes (the start time
+        tells a reused pid from the process first seen with it)."""
+        seen: dict[tuple[int, str], int] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                raw = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+                fields = raw[raw.rindex(")") + 2 :].split()
+                key = (pid, fields[19])  # starttime
+                if key in self._others:
+                    continue
+                if key not in self._last and key not in self._start:
+                    title = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if not title.startswith(b"postgres"):
+                        self._others.add(key)
+                        continue
+                    self.available = True
+                    if self.database.encode() not in title.replace(b"\0", b" ").split():
+                        continue  # not ours (yet: a new backend's title comes after login)
+                seen[key] = int(fields[11]) + int(fields[12])  # utime, stime
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+        return seen
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._last.update(self._sample())
+
+    def __enter__(self) -> ServerCpu:
+        self._start = self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._last.update(self._sample())
+
+    @property
+    def seconds(self) -> float:
+        used = sum(ticks - self._start.get(key, 0) for key, ticks in self._last.items())
+        return used / self._tick
 
 
 def _emit(record: dict[str, Any]) -> None:
@@ -196,13 +255,14 @@ def measure(url: str, participants: int, batch: int, workers: int | None) -> dic
     """In this (fresh) process: advance once and check what it made."""
     from engine.app import build_app
     from engine.clock import FrozenClock
+    from engine.sequencing import advance  # before the clock starts, as the floor's code
     from engine.settings import Settings
 
     app = build_app(
         Settings(database_url=url, templates_dir=ROOT / "templates"), clock=FrozenClock(NOW)
     )
     started, cpu_before = time.perf_counter(), _cpu_seconds()
-    summary = advance_once(app, batch, workers)
+    summary = advance(app, batch_size=batch, workers=workers)
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_before
     with app.engine.connect() as c:
@@ -224,18 +284,13 @@ def measure(url: str, participants: int, batch: int, workers: int | None) -> dic
         "sequencer_cpu_us_per_message": round(cpu * 1e6 / summary.queued, 1)
         if summary.queued
         else None,
+        "cpu_seconds": cpu,
         "peak_rss_mb": _peak_rss_mb(),
         "peak_rss_worker_mb": round(children, 1),
         "outbox_rows": int(rows),
         "outbox_queued_with_address": int(with_content or 0),
         "correct": int(rows) == participants == int(with_content or 0) == summary.queued,
     }
-
-
-def advance_once(app: Any, batch: int, workers: int | None) -> Any:
-    from engine.sequencing import advance
-
-    return advance(app, batch_size=batch, workers=workers)
 
 
 # --------------------------------------------------------------------------- floor
@@ -371,6 +426,7 @@ def measure_floor(url: str, participants: int, batch: int) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "messages_per_second": round(made / seconds) if seconds else None,
         "cpu_us_per_message": round(cpu * 1e6 / made, 1) if made else None,
+        "cpu_seconds": cpu,
         "correct": made == participants,
     }
 
@@ -424,18 +480,39 @@ def _subprocess(mode: str, url: str, args: argparse.Namespace, kind: str) -> dic
     ]
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
-    server_before = _postgres_cpu_seconds() if kind == "postgresql" else None
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    settle(url)
+    server = ServerCpu(make_url(url).database or "") if kind == "postgresql" else None
+    with server if server is not None else contextlib.nullcontext():
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     record: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    if server_before is not None and record["messages"]:
-        # Includes whatever else the server did meanwhile: run on an idle machine.
-        server = (_postgres_cpu_seconds() or 0.0) - server_before
-        record["server_cpu_us_per_message"] = round(server * 1e6 / record["messages"], 1)
+    client = record.pop("cpu_seconds")
+    total = client
+    if server is not None and server.available and record["messages"]:
+        record["server_cpu_us_per_message"] = round(server.seconds * 1e6 / record["messages"], 1)
+        total += server.seconds
+    record["total_cpu_us_per_message"] = (
+        round(total * 1e6 / record["messages"], 1) if record["messages"] else None
+    )
     return record
 
 
-def run(kind: str, channel: str, args: argparse.Namespace) -> dict[str, Any]:
-    """One round: a fresh database, materialise, then the floor on the same members."""
+def settle(url: str) -> None:
+    """The same starting state for each timed part: no dead rows left by the other part, fresh
+    statistics, and no dirty pages of its (or the fill's) to write (PostgreSQL: VACUUM ANALYZE
+    and CHECKPOINT; SQLite: the WAL copied back and truncated)."""
+    engine = create_engine(url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        if url.startswith("postgresql"):
+            c.execute(text("VACUUM ANALYZE"))
+            c.execute(text("CHECKPOINT"))
+        else:
+            c.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    engine.dispose()
+
+
+def run(kind: str, channel: str, args: argparse.Namespace, floor_first: bool) -> dict[str, Any]:
+    """One round: a fresh database, materialise and the floor on the same members (the floor
+    first when ``floor_first``: rounds alternate), each after :func:`settle`."""
     url, cleanup = _database(kind, args.keep)
     try:
         started = time.perf_counter()
@@ -449,9 +526,14 @@ def run(kind: str, channel: str, args: argparse.Namespace) -> dict[str, Any]:
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )
-        record = _subprocess("--measure", url, args, kind)
-        floor = _subprocess("--floor", url, args, kind)
+        if floor_first:
+            floor = _subprocess("--floor", url, args, kind)
+            record = _subprocess("--measure", url, args, kind)
+        else:
+            record = _subprocess("--measure", url, args, kind)
+            floor = _subprocess("--floor", url, args, kind)
         ratio = record["messages_per_second"] / floor["messages_per_second"]
+        cpu_ratio = floor["total_cpu_us_per_message"] / record["total_cpu_us_per_message"]
         record = {
             "step": "materialise",
             "database": kind,
@@ -463,8 +545,12 @@ def run(kind: str, channel: str, args: argparse.Namespace) -> dict[str, Any]:
             "floor_messages_per_second": floor["messages_per_second"],
             "floor_cpu_us_per_message": floor["cpu_us_per_message"],
             "floor_server_cpu_us_per_message": floor.get("server_cpu_us_per_message"),
+            "floor_total_cpu_us_per_message": floor["total_cpu_us_per_message"],
             "floor_correct": floor["correct"],
+            "order": "floor first" if floor_first else "materialise first",
             "ratio_to_floor": round(ratio, 3),
+            "cpu_ratio_to_floor": round(cpu_ratio, 3),
+            "load_average": round(os.getloadavg()[0], 2),
         }
         _emit(record)
         if args.keep:
@@ -496,8 +582,10 @@ def main() -> None:
     channels = ["email", "sms"] if args.channel == "both" else [args.channel]
     for kind in databases:
         for channel in channels:
-            records = [run(kind, channel, args) for _ in range(args.rounds)]
+            records = [run(kind, channel, args, i % 2 == 1) for i in range(args.rounds)]
             if args.rounds > 1:
+                ratios = [r["ratio_to_floor"] for r in records]
+                cpu_ratios = [r["cpu_ratio_to_floor"] for r in records]
                 _emit(
                     {
                         "step": "median",
@@ -510,9 +598,15 @@ def main() -> None:
                                 "messages_per_second",
                                 "floor_messages_per_second",
                                 "ratio_to_floor",
+                                "cpu_ratio_to_floor",
+                                "total_cpu_us_per_message",
+                                "floor_total_cpu_us_per_message",
                             )
                         },
-                        "ratios": [r["ratio_to_floor"] for r in records],
+                        "ratios": ratios,
+                        "ratio_spread": [min(ratios), max(ratios)],
+                        "cpu_ratios": cpu_ratios,
+                        "cpu_ratio_spread": [min(cpu_ratios), max(cpu_ratios)],
                         "correct": all(r["correct"] and r["floor_correct"] for r in records),
                     }
                 )

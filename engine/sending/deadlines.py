@@ -27,7 +27,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, and_, case, not_, null, select, update
+from sqlalchemy import ColumnElement, Connection, and_, case, not_, null, select, text, update
 from sqlalchemy.orm import Session
 
 from engine.audience import audience_condition
@@ -105,11 +105,13 @@ def not_standing(
         return set()
     found: set[int] = set()
     condition = audience_condition(filter_, at=at, tz=tz)
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start : start + 1000]
+    for start in range(0, len(ids), 5000):
+        # A literal list of the integers (the sequencer asks this of every batch of 2,000):
+        # binding each id through the ORM's expanding IN cost more than the query.
+        chunk = ", ".join(str(int(i)) for i in ids[start : start + 5000])
         found.update(
             conn.scalars(
-                select(Participant.id).where(Participant.id.in_(chunk), not_(condition))
+                select(Participant.id).where(text(f"participants.id IN ({chunk})"), not_(condition))
             ).all()
         )
     return found
