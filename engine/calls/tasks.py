@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import String, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from engine.calls.agents import lock_agent
 from engine.calls.language_routing import LanguageRouting, apply_language_routing
 from engine.calls.rules import (
     DEFAULT_RULES,
@@ -747,6 +748,7 @@ def claim_next(
     """
     at = ensure_utc(at)
     write_lock(session)
+    lock_agent(session, agent_login)  # one at a time with the agent's pause (calls/pauses.py)
     close_expired_call_tasks(session, at)
     agent = _agent(session, agent_login)
     if not agent.active:
