@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 
 from engine.app import App
 from engine.calls import DIALER_PROVIDER as DIALER
+from engine.calls.agents import get_agent
 from engine.calls.pauses import NEXT_CALL, end_pause
 from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
+from engine.calls.verification import Gate, gate_for
 from engine.cases.views import case_for_task
 from engine.consent.suppressions import email_hash, hash_normalised, suppressions_for
 from engine.db.models import (
@@ -323,10 +325,23 @@ def call_sheet(
     )
 
 
+def gated_call_sheet(
+    session: Session, task: CallTask, *, settings: Settings, at: datetime, zone: str
+) -> tuple[CallSheet, Gate]:
+    """The call sheet of a claim as the agent may see it now (engine/calls/verification.py):
+    before verification the script is rendered with the gated fields blank and the sheet holds
+    only the program's pre-verification fields; ``zone`` is the agent's, for the time shown."""
+    gate = gate_for(session, task, zone)
+    sheet = call_sheet(session, task.id, settings=settings, at=at, withheld=gate.hidden)
+    gate = gate.with_account(sheet)
+    return gate.restrict(sheet), gate
+
+
 @dataclass(frozen=True)
 class NextCall:
     claim: Claim
     sheet: CallSheet
+    gate: Gate | None = None  # set when the sheet is gated on verification
 
 
 def serve_next(
@@ -336,14 +351,22 @@ def serve_next(
     settings: Settings,
     at: datetime,
     lease: timedelta = DEFAULT_LEASE,
+    gated: bool = False,
 ) -> NextCall | None:
     """`calls next`: claim the best callable task for ``agent`` and build its call sheet;
-    an open pause of the agent ends. On SQLite call it first in its transaction."""
+    an open pause of the agent ends. On SQLite call it first in its transaction. ``gated``:
+    the sheet the agent may see before verifying the member (:func:`gated_call_sheet`)."""
     claim = claim_next(session, agent, at=at, lease=lease, rules=CallRules.from_settings(settings))
     # Asking for the next call ends a pause: the agent is back (engine/calls/pauses.py).
     end_pause(session, agent, at=at, reason=NEXT_CALL, by=agent)
     if claim is None:
         return None
+    if gated:
+        task = session.get(CallTask, claim.task_id)
+        assert task is not None  # just claimed
+        zone = get_agent(session, claim.agent).timezone
+        sheet, gate = gated_call_sheet(session, task, settings=settings, at=at, zone=zone)
+        return NextCall(claim, sheet, gate)
     return NextCall(claim, call_sheet(session, claim.task_id, settings=settings, at=at))
 
 
@@ -358,7 +381,9 @@ def _database_locked(exc: OperationalError) -> bool:
     return "database is locked" in text or "database is busy" in text
 
 
-def serve_next_in(app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE) -> NextCall | None:
+def serve_next_in(
+    app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE, gated: bool = False
+) -> NextCall | None:
     """:func:`serve_next` in a transaction of its own, at the app clock's now. On SQLite a
     claim that waited out the busy timeout is tried again (a fresh transaction, a fresh now);
     still locked after :data:`BUSY_ATTEMPTS`, it is a one-line error, not a driver message."""
@@ -366,7 +391,12 @@ def serve_next_in(app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE) -> 
         try:
             with app.sessions() as session, session.begin():
                 return serve_next(
-                    session, agent, settings=app.settings, at=app.clock.now(), lease=lease
+                    session,
+                    agent,
+                    settings=app.settings,
+                    at=app.clock.now(),
+                    lease=lease,
+                    gated=gated,
                 )
         except OperationalError as exc:
             if not _database_locked(exc):
