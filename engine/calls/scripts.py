@@ -22,7 +22,9 @@ from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
 from engine.calls.verification import Gate, gate_for
 from engine.cases.views import case_for_task
+from engine.consent.defaults import consent_defaults
 from engine.consent.suppressions import email_hash, hash_normalised, suppressions_for
+from engine.consent.wording import program_default
 from engine.db.models import (
     ActivityEvent,
     CallerLogEntry,
@@ -261,6 +263,9 @@ def call_sheet(
         c.channel: c.status
         for c in session.scalars(select(Consent).where(Consent.participant_id == p.id))
     }
+    # Not stated, but the program states it: the call relies on that (engine/consent/defaults).
+    for channel, since in consent_defaults(program).items():
+        consents.setdefault(channel, program_default(since))
     hashes = []
     if p.email:
         hashes.append(email_hash(p.email))

@@ -169,7 +169,7 @@ def _show_sheet(sheet: Any, gate: Any, *, resumed: bool = False) -> None:
         click.echo(f"  {key.replace('_', ' ')}: {show_value(value)}")
     click.echo(
         "  consents: "
-        + (", ".join(f"{k} {v}" for k, v in sheet.consents.items()) or "none recorded")
+        + ("; ".join(f"{k}: {v}" for k, v in sheet.consents.items()) or "none recorded")
     )
     if sheet.suppressions:
         click.echo("  suppressions: " + "; ".join(sheet.suppressions))

@@ -72,7 +72,7 @@ def test_calls_next_shows_the_gated_sheet_until_calls_verify(app: App) -> None:
     assert code == 0, out
     assert f"campaign calls verify {task} --agent ana" in out
     assert "points balance" in out and str(BALANCE) not in out.replace(",", "")
-    assert "Earlier contacts" not in out and "consents: call opted_in" in out
+    assert "Earlier contacts" not in out and "consents: call: opted_in" in out
 
     code, out = _run(app, "calls", "verify", str(task), "--agent", "Ana")
     assert code == 0, out
