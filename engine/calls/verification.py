@@ -121,7 +121,7 @@ def own_claim(session: Session, task_id: int, agent: str, at: datetime) -> CallT
     task = held_claim(session, agent, at)
     if task is None or task.id != task_id:
         raise NotYourTask(
-            f"task {task_id} is not yours to document: take it with Next call "
+            f"task {task_id} is not yours: take it with Next call "
             "(`campaign calls next`) first (another agent's task, or your claim expired)"
         )
     return task
