@@ -96,6 +96,18 @@ def _seconds(spans: Iterable[Span]) -> int:
     return int(sum((b - a).total_seconds() for a, b in spans))
 
 
+def _since(spans: Sequence[Span], busy: Sequence[Span], at: datetime) -> datetime | None:
+    """When the current idle stretch began: signed in now and neither on a call nor paused
+    now; since the sign-in or the end of the last call or pause, whichever is later (a pause
+    that ended this very instant: idle since now)."""
+    if not spans or spans[-1][1] < at:
+        return None  # not signed in now (or the period ended before now)
+    if any(x <= at < y for x, y in busy):
+        return None
+    ended = [y for _, y in busy if y <= at]
+    return max([spans[-1][0], *ended])
+
+
 def idle_times(
     session: Session,
     *,
@@ -129,6 +141,7 @@ def idle_times(
     if not present:
         return {}
     logins = sorted(present)
+    ongoing = at + LIFETIME  # a live claim or an open pause: busy past now
     busy: dict[str, list[Span]] = {login: [] for login in logins}
     for login, claimed, logged in session.execute(
         select(CallerLogEntry.agent, CallerLogEntry.claimed_at, CallerLogEntry.logged_at).where(
@@ -149,7 +162,7 @@ def idle_times(
         )
     ):
         if holder is not None and claimed is not None:
-            busy[holder].append((ensure_utc(claimed), at))
+            busy[holder].append((ensure_utc(claimed), ongoing))
     for login, began, ended in session.execute(
         select(AgentPause.agent, AgentPause.started_at, AgentPause.ended_at).where(
             AgentPause.agent.in_(logins),
@@ -157,12 +170,11 @@ def idle_times(
             or_(AgentPause.ended_at.is_(None), AgentPause.ended_at > start - LIFETIME),
         )
     ):
-        busy[login].append((ensure_utc(began), ensure_utc(ended) if ended else at))
+        busy[login].append((ensure_utc(began), ensure_utc(ended) if ended else ongoing))
     result: dict[str, Idle] = {}
     for login in logins:
         spans = present[login]
-        idle = _minus(spans, _merged(busy[login]))
-        # Idle now: the last idle stretch reaches the period's end (at ``at``).
-        since = idle[-1][0] if idle and idle[-1][1] >= end and end == at else None
-        result[login] = Idle(login, _seconds(spans), _seconds(idle), since)
+        merged = _merged(busy[login])
+        idle = _minus(spans, merged)
+        result[login] = Idle(login, _seconds(spans), _seconds(idle), _since(spans, merged, at))
     return result
