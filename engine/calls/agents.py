@@ -256,6 +256,17 @@ def get_agent(session: Session, login: str) -> Agent:
     return agent
 
 
+def lock_agent(session: Session, login: str) -> None:
+    """Hold the agent's row until the transaction ends (PostgreSQL ``FOR UPDATE``), so what
+    opens a claim or a pause for one agent runs one at a time, each seeing what the other
+    committed: a pause is refused for a claim taken meanwhile, and a claim ends a pause
+    started meanwhile (never both open). SQLite needs nothing: the write lock taken first in
+    those transactions (engine/calls/tasks.py write_lock) serialises them already."""
+    if session.get_bind().dialect.name == "postgresql":
+        mine = select(Agent.login).where(Agent.login == agent_key(login))
+        session.execute(mine.with_for_update())
+
+
 def list_agents(session: Session, *, team: str | None = None) -> list[AgentView]:
     agents = [view(a) for a in session.scalars(select(Agent).order_by(Agent.login))]
     if team is not None:

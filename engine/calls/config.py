@@ -63,6 +63,8 @@ class FieldConfig(_Model):
     def _name(cls, value: str) -> str:
         if not re.match(r"^[a-z][a-z0-9_]{0,63}$", value):
             raise ValueError(f"{value!r} is not a field name; use lower case letters, digits, _")
+        if value == "consent_basis":  # engine/calls/log.py CONSENT_BASIS: the engine's own
+            raise ValueError("'consent_basis' is reserved: the caller log records it itself")
         return value
 
 

@@ -48,7 +48,9 @@ from engine.calls.tasks import DefinitionCache, write_lock
 from engine.cases.bulk import OPENING_EFFECTS, CaseOpenings
 from engine.cases.hooks import RulesFor, after_call
 from engine.clock import ensure_utc
+from engine.consent.defaults import unstated_but_defaulted
 from engine.consent.suppressions import add_suppression
+from engine.consent.wording import program_default
 from engine.db.models import (
     ActivityEvent,
     Agent,
@@ -60,6 +62,10 @@ from engine.db.models import (
 )
 from engine.errors import InputError, NotFoundError
 from engine.policy import candidate_zones, effective_window, next_allowed
+
+# The caller-log field that says a call relied on the program's consent default (not one of a
+# disposition template's fields).
+CONSENT_BASIS = "consent_basis"
 
 
 @dataclass(frozen=True)
@@ -308,6 +314,13 @@ def log_call(
     else:
         handle = None
     attempt = task.attempts + (1 if disposition.counts_as_attempt else 0)
+    fields = dict(entry.fields)
+    # The member stated no call consent and the program's default gave it: the entry says so.
+    # In the fields, so the chain covers it through the personal digest like any field, and
+    # entries written before keep their hashes.
+    defaulted = unstated_but_defaulted(session, participant.id, program, ["call"])
+    if "call" in defaulted:
+        fields[CONSENT_BASIS] = f"call: {program_default(defaulted['call'])}"
     # serialised above (lock) or by the batch that passed lock=False
     append = (
         batch.chain.append
@@ -327,7 +340,7 @@ def log_call(
         disposition=disposition.code,
         human_contact=disposition.human_contact,
         verified=entry.verified,
-        fields=dict(entry.fields),
+        fields=fields,
         notes=entry.notes,
         record=entry.record,
         claimed_at=task.claimed_at if task.claimed_by == agent.login else None,

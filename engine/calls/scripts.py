@@ -3,6 +3,7 @@ panel and the campaign's talking points, offer and cross-sell."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
@@ -16,11 +17,15 @@ from sqlalchemy.orm import Session
 
 from engine.app import App
 from engine.calls import DIALER_PROVIDER as DIALER
+from engine.calls.agents import get_agent
 from engine.calls.pauses import NEXT_CALL, end_pause
 from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
+from engine.calls.verification import Gate, gate_for
 from engine.cases.views import case_for_task
+from engine.consent.defaults import consent_defaults
 from engine.consent.suppressions import email_hash, hash_normalised, suppressions_for
+from engine.consent.wording import program_default
 from engine.db.models import (
     ActivityEvent,
     CallerLogEntry,
@@ -261,6 +266,9 @@ def call_sheet(
         c.channel: c.status
         for c in session.scalars(select(Consent).where(Consent.participant_id == p.id))
     }
+    # Not stated, but the program states it: the call relies on that (engine/consent/defaults).
+    for channel, since in consent_defaults(program).items():
+        consents.setdefault(channel, program_default(since))
     hashes = []
     if p.email:
         hashes.append(email_hash(p.email))
@@ -325,10 +333,23 @@ def call_sheet(
     )
 
 
+def gated_call_sheet(
+    session: Session, task: CallTask, *, settings: Settings, at: datetime, zone: str
+) -> tuple[CallSheet, Gate]:
+    """The call sheet of a claim as the agent may see it now (engine/calls/verification.py):
+    before verification the script is rendered with the gated fields blank and the sheet holds
+    only the program's pre-verification fields; ``zone`` is the agent's, for the time shown."""
+    gate = gate_for(session, task, zone)
+    sheet = call_sheet(session, task.id, settings=settings, at=at, withheld=gate.hidden)
+    gate = gate.with_account(sheet)
+    return gate.restrict(sheet), gate
+
+
 @dataclass(frozen=True)
 class NextCall:
     claim: Claim
     sheet: CallSheet
+    gate: Gate | None = None  # set when the sheet is gated on verification
 
 
 def take_next(
@@ -354,11 +375,19 @@ def serve_next(
     settings: Settings,
     at: datetime,
     lease: timedelta = DEFAULT_LEASE,
+    gated: bool = False,
 ) -> NextCall | None:
-    """`calls next`: :func:`take_next` and the call sheet of the task claimed."""
+    """`calls next`: :func:`take_next` and the call sheet of the task claimed. ``gated``:
+    the sheet the agent may see before verifying the member (:func:`gated_call_sheet`)."""
     claim = take_next(session, agent, settings=settings, at=at, lease=lease)
     if claim is None:
         return None
+    if gated:
+        task = session.get(CallTask, claim.task_id)
+        assert task is not None  # just claimed
+        zone = get_agent(session, claim.agent).timezone
+        sheet, gate = gated_call_sheet(session, task, settings=settings, at=at, zone=zone)
+        return NextCall(claim, sheet, gate)
     return NextCall(claim, call_sheet(session, claim.task_id, settings=settings, at=at))
 
 
@@ -373,11 +402,13 @@ def _database_locked(exc: OperationalError) -> bool:
     return "database is locked" in text or "database is busy" in text
 
 
-def serve_next_in(app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE) -> NextCall | None:
+def serve_next_in(
+    app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE, gated: bool = False
+) -> NextCall | None:
     """:func:`serve_next` in a transaction of its own, at the app clock's now. On SQLite a
     claim that waited out the busy timeout is tried again (a fresh transaction, a fresh now);
     still locked after :data:`BUSY_ATTEMPTS`, it is a one-line error, not a driver message."""
-    return _retried(app, serve_next, agent, lease)
+    return _retried(app, functools.partial(serve_next, gated=gated), agent, lease)
 
 
 def take_next_in(app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE) -> Claim | None:

@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from engine.calls.agents import lock_agent
 from engine.calls.language_routing import LanguageRouting, apply_language_routing
 from engine.calls.priority import priority_order, rank
 from engine.calls.rules import (
@@ -679,6 +680,7 @@ def claim_next(
     at = ensure_utc(at)
     # The first statement, and a write: on SQLite it takes the write lock (as write_lock does).
     close_expired_call_tasks(session, at)
+    lock_agent(session, agent_login)  # one at a time with the agent's pause (calls/pauses.py)
     agent = _agent(session, agent_login)
     if not agent.active:
         raise InputError(

@@ -8,16 +8,29 @@ are always shown, as the agent needs them to place the call and greet the member
 
 Verification belongs to one claim: it counts only while the task is claimed by the agent who
 recorded it, from the claim's start (a released or expired claim's verification does not carry
-over to the next agent or the next attempt)."""
+over to the next agent or the next attempt).
+
+:func:`gate_for` is the rule's one place: the console's call sheet (engine/web/pages.py) and
+the terminal's (`calls next`, `calls verify`) both show what it lets through, and
+:func:`verify_claim` records verification for both, with the same refusals and audit."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from engine.clock import ensure_utc
-from engine.db.models import CallTask, Program
+from engine.db.models import CallTask, Participant, Program
 from engine.errors import InputError
+
+if TYPE_CHECKING:
+    from engine.calls.scripts import CallSheet
 
 # Always shown: what the agent needs to dial and greet.
 ALWAYS_SHOWN = ("name", "phone", "local_time", "language")
@@ -84,3 +97,107 @@ def record_verified(task: CallTask, agent: str, *, at: datetime) -> bool:
     task.verified_at = ensure_utc(at)
     task.verified_by = agent
     return True
+
+
+class NotYourTask(InputError):
+    """The task is not the agent's live claim (someone else's, or expired)."""
+
+
+def held_claim(session: Session, agent: str, at: datetime) -> CallTask | None:
+    """The agent's live claim (the one `calls next` would give back), if any."""
+    return session.scalar(
+        select(CallTask)
+        .where(
+            CallTask.status == "claimed",
+            CallTask.claimed_by == agent,
+            CallTask.claimed_until >= ensure_utc(at),
+        )
+        .order_by(CallTask.claimed_at)
+        .limit(1)
+    )
+
+
+def own_claim(session: Session, task_id: int, agent: str, at: datetime) -> CallTask:
+    task = held_claim(session, agent, at)
+    if task is None or task.id != task_id:
+        raise NotYourTask(
+            f"task {task_id} is not yours: take it with Next call "
+            "(`campaign calls next`) first (another agent's task, or your claim expired)"
+        )
+    return task
+
+
+def verify_claim(
+    session: Session, task_id: int, agent: str, *, at: datetime, address: str | None = None
+) -> CallTask:
+    """Record that ``agent`` verified the member of ``task_id``, their own live claim
+    (:class:`NotYourTask` otherwise, nothing recorded); audited once, in the console's audit
+    table, whether from the console's Verified button or `campaign calls verify`."""
+    from engine.calls.tasks import write_lock
+    from engine.web import audit  # the console's audit table (no web framework imported)
+
+    write_lock(session)
+    task = own_claim(session, task_id, agent, at)
+    if record_verified(task, agent, at=at):
+        audit.record(
+            session,
+            audit.IDENTITY_VERIFIED,
+            agent,
+            at=at,
+            address=address,
+            actor=agent,
+            detail=f"task {task_id}",
+        )
+    return task
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What of the member's account a call sheet may show now."""
+
+    verified: bool
+    verified_at: str | None  # HH:MM in the agent's zone
+    shown: frozenset[str]
+    account: dict[str, Any]  # the account review's fields the agent may see now
+    hidden: tuple[str, ...]  # what verification would show
+
+    def shows(self, name: str) -> bool:
+        return self.verified or name in self.shown
+
+    def with_account(self, sheet: CallSheet) -> Gate:
+        shown = {k: v for k, v in sheet.account.items() if self.shows(k)}
+        return replace(self, account=shown)
+
+    def restrict(self, sheet: CallSheet) -> CallSheet:
+        """The sheet (engine/calls/scripts.py CallSheet) with only what may be shown: the
+        account's visible fields; the activity (and the redemptions in it), the earlier
+        contacts and the case only when shown. Consents and suppressions always show."""
+        if self.verified:
+            return sheet
+        activity = self.shows("activity")
+        return replace(
+            sheet,
+            account=self.with_account(sheet).account,
+            activity=sheet.activity if activity else [],
+            redemptions=sheet.redemptions if activity else [],
+            contacts=sheet.contacts if self.shows("contacts") else [],
+            case=sheet.case if self.shows("case") else None,
+        )
+
+
+def gate_for(session: Session, task: CallTask, zone: str) -> Gate:
+    """The gate of the claim, before its sheet is built (the script withholds what is hidden);
+    :meth:`Gate.with_account` fills in the account review's visible fields."""
+    participant = session.get(Participant, task.participant_id)
+    assert participant is not None  # FK
+    program = session.get(Program, participant.program_id)
+    assert program is not None  # FK
+    verified = is_verified(task)
+    shown = shown_before_verification(program)
+    hidden = () if verified else tuple(n for n in GATED if n not in shown)
+    at = (
+        ensure_utc(task.verified_at).astimezone(ZoneInfo(zone)).strftime("%H:%M")
+        if verified and task.verified_at is not None
+        else None
+    )
+    return Gate(verified, at, shown, {}, hidden)

@@ -136,12 +136,14 @@ def calls_at_risk(state: CliState, agent: str | None, as_json: bool) -> None:
     )
 
 
-def _show_sheet(sheet: Any, claim: Any) -> None:
+def _show_sheet(sheet: Any, gate: Any, *, resumed: bool = False) -> None:
+    """The call sheet as the agent may see it (``gate``: engine/calls/verification.py Gate;
+    ``sheet`` already holds only what the gate lets through)."""
+    until = sheet.claimed_until.isoformat(timespec="minutes") if sheet.claimed_until else "-"
     click.echo(
         f"Task {sheet.task_id} ({sheet.kind}, {sheet.campaign or '-'} / "
         f"{sheet.step or '-'}), attempt {sheet.attempt}/{sheet.max_attempts}; "
-        f"yours until {claim.claimed_until.isoformat(timespec='minutes')}"
-        + (" (you already held it)" if claim.resumed else "")
+        f"yours until {until}" + (" (you already held it)" if resumed else "")
     )
     click.echo(
         f"CALL {sheet.name} ({sheet.external_id}) on {sheet.phone}; local time "
@@ -150,14 +152,24 @@ def _show_sheet(sheet: Any, claim: Any) -> None:
     click.echo("\nVerify before discussing the account (ask; never read the answer out):")
     for q in sheet.verification:
         click.echo(f"  - {q.ask}  [on file: {q.expected}]")
+    if gate.verified:
+        click.echo(f"Identity verified at {gate.verified_at}; the full account is shown.")
+    else:
+        click.echo(
+            f"When the member has answered: campaign calls verify {sheet.task_id} "
+            f"--agent {sheet.claimed_by}  (then the full account is shown)"
+        )
     click.echo("\n--- script ---")
     click.echo(sheet.script or "(no script)")
     click.echo("--- account review ---")
+    if gate.hidden:
+        hidden = ", ".join(n.replace("_", " ") for n in gate.hidden)
+        click.echo(f"  (shown once the identity is verified: {hidden})")
     for key, value in sheet.account.items():
         click.echo(f"  {key.replace('_', ' ')}: {show_value(value)}")
     click.echo(
         "  consents: "
-        + (", ".join(f"{k} {v}" for k, v in sheet.consents.items()) or "none recorded")
+        + ("; ".join(f"{k}: {v}" for k, v in sheet.consents.items()) or "none recorded")
     )
     if sheet.suppressions:
         click.echo("  suppressions: " + "; ".join(sheet.suppressions))
@@ -166,22 +178,24 @@ def _show_sheet(sheet: Any, claim: Any) -> None:
             "  recent redemptions: "
             + "; ".join(f"{r['at']:%Y-%m-%d} {r['points'] or ''} pts" for r in sheet.redemptions)
         )
-    render_table(
-        "Recent activity",
-        ["when", "type", "points", "amount"],
-        [
-            (a["at"].isoformat(timespec="minutes"), a["type"], a["points"], a["amount"])
-            for a in sheet.activity
-        ],
-    )
-    render_table(
-        "Earlier contacts",
-        ["when", "channel", "what", "outcome", "by", "notes"],
-        [
-            (c.at.isoformat(timespec="minutes"), c.channel, c.what, c.outcome, c.by, c.notes)
-            for c in sheet.contacts
-        ],
-    )
+    if gate.shows("activity"):
+        render_table(
+            "Recent activity",
+            ["when", "type", "points", "amount"],
+            [
+                (a["at"].isoformat(timespec="minutes"), a["type"], a["points"], a["amount"])
+                for a in sheet.activity
+            ],
+        )
+    if gate.shows("contacts"):
+        render_table(
+            "Earlier contacts",
+            ["when", "channel", "what", "outcome", "by", "notes"],
+            [
+                (c.at.isoformat(timespec="minutes"), c.channel, c.what, c.outcome, c.by, c.notes)
+                for c in sheet.contacts
+            ],
+        )
     if sheet.talking_points:
         click.echo("Talking points:")
         for point in sheet.talking_points:
@@ -209,10 +223,11 @@ def _show_sheet(sheet: Any, claim: Any) -> None:
 @pass_state
 def calls_next(state: CliState, agent: str, lease: str, as_json: bool) -> None:
     """Claim the single best callable task now and show its call script, verification
-    questions, account review, earlier contacts, talking points and offer."""
+    questions, talking points and offer, and of the account only what the program shows
+    before verification (`calls verify` shows the rest once the member is verified)."""
     from engine.calls.scripts import serve_next_in
 
-    served = serve_next_in(state.app(), agent, lease=duration_value(lease))
+    served = serve_next_in(state.app(), agent, lease=duration_value(lease), gated=True)
     if as_json:
         emit_json(served)
         return
@@ -223,7 +238,33 @@ def calls_next(state: CliState, agent: str, lease: str, as_json: bool) -> None:
         return
     for task_id, reason in served.claim.closed_on_the_way:
         click.echo(f"(task {task_id} closed: not callable, {reason})")
-    _show_sheet(served.sheet, served.claim)
+    _show_sheet(served.sheet, served.gate, resumed=served.claim.resumed)
+
+
+@calls_group.command("verify")
+@click.argument("task", type=int)
+@click.option("--agent", required=True, help="Your login (the task must be your live claim).")
+@json_option
+@pass_state
+def calls_verify(state: CliState, task: int, agent: str, as_json: bool) -> None:
+    """Record that the member of TASK, your live claim, answered the verification questions,
+    then show the full call sheet. Audited like the console's Verified button."""
+    from engine.calls.agents import get_agent
+    from engine.calls.scripts import gated_call_sheet
+    from engine.calls.tasks import write_lock
+    from engine.calls.verification import verify_claim
+
+    at = state.app().clock.now()
+    with transaction(state) as session:
+        write_lock(session)  # SQLite: the transaction's first statement
+        who = get_agent(session, agent)
+        claimed = verify_claim(session, task, who.login, at=at)
+        zone = who.timezone
+        sheet, gate = gated_call_sheet(session, claimed, settings=state.settings, at=at, zone=zone)
+    if as_json:
+        emit_json({"sheet": sheet, "gate": gate})
+        return
+    _show_sheet(sheet, gate)
 
 
 def _parse_fields(pairs: Sequence[str]) -> dict[str, str]:

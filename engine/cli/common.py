@@ -133,6 +133,8 @@ def to_jsonable(value: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(to_jsonable(v) for v in value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Decimal):

@@ -77,6 +77,27 @@ def set_consent_defaults(program: Program, choices: Mapping[str, bool], *, at: d
             setattr(program, attribute, at)
 
 
+def unstated_but_defaulted(
+    session: Session, participant_id: int, program: Any, channels: Iterable[str]
+) -> dict[str, datetime]:
+    """channel -> since when, for the channels on which the member stated nothing and their
+    program's default says yes (what a call or a message to them relies on). No query unless
+    the program has a default."""
+    defaults = {c: s for c, s in consent_defaults(program).items() if c in set(channels)}
+    if not defaults:
+        return {}
+    from engine.db.models import Consent
+
+    stated = set(
+        session.scalars(
+            select(Consent.channel).where(
+                Consent.participant_id == participant_id, Consent.channel.in_(list(defaults))
+            )
+        )
+    )
+    return {c: since for c, since in defaults.items() if c not in stated}
+
+
 def describe(program: Any) -> str:
     """'sms yes (set on 2026-03-02), call not set' for `programs show` and `list`."""
     defaults = consent_defaults(program)

@@ -40,7 +40,12 @@ def how_to_state(channels: Iterable[str]) -> str:
 
 def by_program_default(since: datetime) -> str:
     """What explain says of a consent taken from the program's default."""
-    return f"consent by program default (set on {since:%Y-%m-%d})"
+    return f"consent {program_default(since)}"
+
+
+def program_default(since: datetime) -> str:
+    """A channel's consent on the call sheet and in the caller log when it is the program's."""
+    return f"by program default (set on {since:%Y-%m-%d})"
 
 
 def closed_channels(closed: Mapping[str, str]) -> str:

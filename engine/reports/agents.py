@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.calls.config import load_dispositions
+from engine.calls.idle import LIFETIME, Idle, idle_times
 from engine.calls.pauses import PauseTotal, pause_totals
 from engine.calls.reporting import (
     ESCALATION_CEILING,
@@ -51,6 +52,14 @@ from engine.reports.common import (
 from engine.settings import Settings
 
 DEFAULT_DAYS = 30
+IDLE_LEGEND = (
+    "Idle: signed in to the console (sign-in to sign-out, or to the session's end "
+    f"{LIFETIME.total_seconds() / 3600:.0f} h after sign-in) "
+    "and neither on a call (each logged call from its claim to its log, and the claim held "
+    "now) nor paused. Based on the console's sign-ins, the caller log, the live claim and "
+    "the pauses; a claim released or left to expire without a log counts as idle; an agent "
+    "working only from the terminal has no sign-in, so no row."
+)
 
 
 def call_window(period: Period | None, at: datetime) -> tuple[datetime, datetime, str]:
@@ -87,6 +96,7 @@ class AgentsReport:
     callbacks_at_risk: list[AtRisk] = field(default_factory=list)
     by_language: list[LanguageCalls] = field(default_factory=list)
     pauses: list[PauseTotal] = field(default_factory=list)
+    idle: list[Idle] = field(default_factory=list)
 
     def tables(self) -> list[Table]:
         scope = filters_label(program=self.program, campaign=self.campaign, agent=self.agent)
@@ -166,6 +176,16 @@ class AgentsReport:
                 note="Neither talk (handle) time nor idle time: an agent cannot pause while "
                 "holding a call." + (" Pauses belong to no program or campaign." if narrowed
                                      else ""),
+            ),
+            Table(
+                f"Idle time, {self.period}" + filters_label(agent=self.agent),
+                ["agent", "signed-in minutes", "idle minutes", "idle share", "idle now since"],
+                [(i.agent, f"{i.signed_in_seconds / 60:.0f}", f"{i.idle_seconds / 60:.0f}",
+                  pct(i.idle_seconds / i.signed_in_seconds) if i.signed_in_seconds else "-",
+                  i.idle_since.isoformat(timespec="minutes") if i.idle_since else "")
+                 for i in self.idle],
+                note=IDLE_LEGEND + (" Idle time belongs to no program or campaign."
+                                    if narrowed else ""),
             ),
         ]  # fmt: skip
 
@@ -252,7 +272,8 @@ def agents_report(
         session, start=start, end=end, agent=agent, program=program, campaign=campaign
     )
     pauses = pause_totals(session, start=start, end=min(end, at), at=at, agent=agent)
+    idle = idle_times(session, start=start, end=end, at=at, agents=[agent] if agent else None)
     return AgentsReport(
         label, start, end, rows, plans, campaign_plans, program, campaign, agent, at_risk,
-        by_language, pauses,
+        by_language, pauses, sorted(idle.values(), key=lambda i: i.agent),
     )  # fmt: skip

@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from engine.app import App
 from engine.calls.scripts import take_next_in
 from engine.calls.tasks import DEFAULT_LEASE
+from engine.calls.verification import NotYourTask
 from engine.consent.unsubscribe import signing_key
 from engine.errors import EngineError
 from engine.web import auth, coordinator, floor, pages, pauses, reports, verify
@@ -200,7 +201,7 @@ async def agent_log(console: Console, request: Request) -> Response:
                 s, console.app.settings, form, agent=agent, zone=zone, at=at
             ),
         )
-    except pages.NotYourTask as exc:
+    except NotYourTask as exc:
         return await agent_home(console, request, error=str(exc), status=403)
     except EngineError as exc:
         # Refused exactly as `calls log` refuses; the transaction rolled back, and the page

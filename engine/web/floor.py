@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from engine.calls.idle import idle_times
 from engine.calls.pauses import open_pauses
 from engine.clock import ensure_utc
 from engine.db.models import Agent, CallerLogEntry, CallTask, ConsoleAuditEvent
@@ -38,6 +39,7 @@ class AgentState:
     state: str  # "on a call (task N)", "paused (break) since 10:02 UTC", "signed in", ...
     calls_today: int
     daily_target: int
+    idle_since: datetime | None = None  # signed in, neither on a call nor paused, since then
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ def floor(session: Session, *, at: datetime) -> Floor:
         ).all()
     )
     paused = open_pauses(session)
+    # Idle since (engine/calls/idle.py): a session is at most LIFETIME long, so a current idle
+    # stretch began within it.
+    idle = idle_times(session, start=at - LIFETIME, end=at, at=at)
     agents = []
     for agent in session.scalars(select(Agent).where(Agent.active).order_by(Agent.login)):
         start = datetime.combine(at.astimezone(ZoneInfo(agent.timezone)).date(), time(0))
@@ -91,8 +96,11 @@ def floor(session: Session, *, at: datetime) -> Floor:
             state = "signed in, idle"
         else:
             state = "signed out"
+        since = idle[agent.login].idle_since if agent.login in idle else None
+        if since is not None and state == "signed in, idle":
+            state = f"signed in, idle since {since:%H:%M} UTC"
         agents.append(
-            AgentState(agent.login, agent.name, state, int(calls or 0), agent.daily_target)
+            AgentState(agent.login, agent.name, state, int(calls or 0), agent.daily_target, since)
         )
     queue = [
         (team or "(no team)", int(n))

@@ -9,7 +9,7 @@ own is access: an agent acts only on the task they hold, as themselves."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,9 +21,9 @@ from engine.calls import caller_log
 from engine.calls.log import LogResult, dispositions_for, log_call
 from engine.calls.pauses import pause_codes
 from engine.calls.reporting import CallingPlan
-from engine.calls.scripts import CallSheet, call_sheet
+from engine.calls.scripts import CallSheet, gated_call_sheet
 from engine.calls.tasks import DefinitionCache, release, write_lock
-from engine.calls.verification import GATED, is_verified, shown_before_verification
+from engine.calls.verification import Gate, held_claim, own_claim
 from engine.clock import ensure_utc
 from engine.db.models import CallerLogEntry, CallTask, CampaignRun, Participant, Program
 from engine.errors import InputError
@@ -32,34 +32,6 @@ from engine.settings import Settings
 from engine.web.forms import DispositionForm, call_input, forms_for
 from engine.web.pauses import PauseView, pause_view
 from engine.web.plan import plan_today
-
-
-class NotYourTask(InputError):
-    """The task is not the signed-in agent's live claim (someone else's, or expired)."""
-
-
-def held_claim(session: Session, agent: str, at: datetime) -> CallTask | None:
-    """The agent's live claim (the one `calls next` would give back), if any."""
-    return session.scalar(
-        select(CallTask)
-        .where(
-            CallTask.status == "claimed",
-            CallTask.claimed_by == agent,
-            CallTask.claimed_until >= ensure_utc(at),
-        )
-        .order_by(CallTask.claimed_at)
-        .limit(1)
-    )
-
-
-def own_claim(session: Session, task_id: int, agent: str, at: datetime) -> CallTask:
-    task = held_claim(session, agent, at)
-    if task is None or task.id != task_id:
-        raise NotYourTask(
-            f"task {task_id} is not yours to document: take it with Next call first "
-            "(another agent's task, or your claim expired)"
-        )
-    return task
 
 
 @dataclass(frozen=True)
@@ -139,42 +111,6 @@ def my_callbacks_today(session: Session, agent: str, zone: str, at: datetime) ->
 
 
 @dataclass(frozen=True)
-class Gate:
-    """What of the member's account the page may show (engine/calls/verification.py)."""
-
-    verified: bool
-    verified_at: str | None  # HH:MM in the agent's zone
-    shown: frozenset[str]
-    account: dict[str, Any]  # the account review's fields the agent may see now
-    hidden: tuple[str, ...]  # what verification would show
-
-    def shows(self, name: str) -> bool:
-        return self.verified or name in self.shown
-
-    def with_account(self, sheet: CallSheet) -> Gate:
-        shown = {k: v for k, v in sheet.account.items() if self.shows(k)}
-        return replace(self, account=shown)
-
-
-def gate_for(session: Session, task: CallTask, zone: str) -> Gate:
-    """The gate of the claim, before its sheet is built (the script withholds what is hidden);
-    :meth:`Gate.with_account` fills in the account review's visible fields."""
-    participant = session.get(Participant, task.participant_id)
-    assert participant is not None  # FK
-    program = session.get(Program, participant.program_id)
-    assert program is not None  # FK
-    verified = is_verified(task)
-    shown = shown_before_verification(program)
-    hidden = () if verified else tuple(n for n in GATED if n not in shown)
-    at = (
-        ensure_utc(task.verified_at).astimezone(ZoneInfo(zone)).strftime("%H:%M")
-        if verified and task.verified_at is not None
-        else None
-    )
-    return Gate(verified, at, shown, {}, hidden)
-
-
-@dataclass(frozen=True)
 class AgentPage:
     sheet: CallSheet | None
     forms: list[DispositionForm]
@@ -209,13 +145,11 @@ def agent_page(
     )
     if _rows and _rows[0] is not None:
         _rows.append(session.get(Program, _rows[0].program_id))
-    gate = gate_for(session, task, zone) if task else None
-    sheet = (
-        call_sheet(session, task.id, settings=settings, at=at, withheld=gate.hidden)
-        if task and gate
-        else None
+    sheet, gate = (
+        gated_call_sheet(session, task, settings=settings, at=at, zone=zone)
+        if task
+        else (None, None)
     )
-    gate = gate.with_account(sheet) if gate and sheet else None
     forms = (
         forms_for(dispositions_for(session, settings.dispositions_file, task.id)) if task else []
     )

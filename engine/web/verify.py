@@ -13,12 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from engine.calls.tasks import write_lock
-from engine.calls.verification import record_verified
+from engine.calls.verification import NotYourTask, verify_claim
 from engine.errors import EngineError, InputError
-from engine.web import audit
 from engine.web.auth import client_address
-from engine.web.pages import NotYourTask, own_claim
 
 if TYPE_CHECKING:
     from engine.web.app import Console
@@ -31,18 +28,7 @@ def verify_own(
         task_id = int(form.get("task_id", ""))
     except ValueError:
         raise InputError("the form names no task; reload the page") from None
-    write_lock(session)
-    task = own_claim(session, task_id, agent, at)
-    if record_verified(task, agent, at=at):
-        audit.record(
-            session,
-            audit.IDENTITY_VERIFIED,
-            agent,
-            at=at,
-            address=address,
-            actor=agent,
-            detail=f"task {task_id}",
-        )
+    verify_claim(session, task_id, agent, at=at, address=address)
     return task_id
 
 

@@ -76,12 +76,22 @@ def test_agent_workflow_end_to_end(app: App, tmp_path: Path) -> None:
     assert served["claim"]["task_id"] == first
     sheet = served["sheet"]
     assert "RENEWAL CALL" in sheet["script"] and "Rosa" in sheet["script"]
-    assert sheet["account"]["points_balance"] == 5000
+    # Before verification: the program's pre-verification fields only (default: the tier).
+    assert "points_balance" not in sheet["account"] and "tier" in sheet["account"]
+    assert served["gate"]["verified"] is False and "points_balance" in served["gate"]["hidden"]
     assert sheet["offer"] and sheet["talking_points"]
     assert any("member number" in q["ask"] for q in sheet["verification"])
 
     code, out = run(app, "calls", "next", "--agent", "ana")  # the human view
     assert code == 0 and "Verify before discussing the account" in out and "Offer:" in out
+    assert f"campaign calls verify {first} --agent ana" in out
+    assert "points balance:" not in out and "shown once the identity is verified" in out
+
+    code, out = run(app, "calls", "verify", str(first), "--agent", "ana", "--json")
+    assert code == 0, out
+    assert json.loads(out)["sheet"]["account"]["points_balance"] == 5000
+    code, out = run(app, "calls", "next", "--agent", "ana")  # the same claim, verified
+    assert code == 0 and "points balance: 5000" in out and "Identity verified at" in out
 
     code, out = run(
         app,

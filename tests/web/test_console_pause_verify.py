@@ -82,7 +82,7 @@ def test_pause_resume_and_the_wallboard(app: App, clock: FrozenClock) -> None:
     clock.advance(timedelta(minutes=12))
     back = ana.post("/agent/resume", {})
     assert 'id="next"' in back.text and "Paused:" not in back.text
-    assert _floor_state(sam.get("/floor").text, "ana") == "signed in, idle"
+    assert _floor_state(sam.get("/floor").text, "ana") == "signed in, idle since 15:12 UTC"
 
     # Next call ends a pause; no pause while holding the call.
     ana.post("/agent/pause", {"code": "training"})
