@@ -146,7 +146,8 @@ def _key_sqlite(element: _AttributeKey, compiler: SQLCompiler, **kw: Any) -> str
 def _key_postgresql(element: _AttributeKey, compiler: SQLCompiler, **kw: Any) -> str:
     column = Participant.__table__.c.attributes
     kind = func.jsonb_typeof(column.op("->")(literal(element.attr_key, String())))
-    text_value = column.op("->>")(literal(element.attr_key, String()))
+    # ->> gives text: typed so, a comparison binds text, not the column's JSON type.
+    text_value = column.op("->>", return_type=String())(literal(element.attr_key, String()))
     expr: Any
     if element.part == "class":
         expr = case(
