@@ -86,7 +86,7 @@ class RunWork:
 
     def describe(self) -> str:
         parts = [
-            f"{count} {label}"
+            f"{count:,} {label}"
             for count, label in (
                 (self.enrollments_with_steps_left, "enrollment(s) with steps left"),
                 (self.pending_messages, "pending message(s)"),

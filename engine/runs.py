@@ -72,13 +72,13 @@ class StatusChange:
         if with_reason and self.reason:
             text += f" ({self.reason})"
         if self.exited:
-            text += f"; {self.exited} open enrollments exited"
+            text += f"; {self.exited:,} open enrollments exited"
         if self.skipped_messages:
-            text += f"; {self.skipped_messages} queued messages skipped"
+            text += f"; {self.skipped_messages:,} queued messages skipped"
         if self.closed_tasks:
-            text += f"; {self.closed_tasks} open call tasks closed"
+            text += f"; {self.closed_tasks:,} open call tasks closed"
         if self.tasks_with_agents:
-            text += f"; {self.tasks_with_agents} call tasks held by agents close when logged"
+            text += f"; {self.tasks_with_agents:,} call tasks held by agents close when logged"
         return text + "."
 
 

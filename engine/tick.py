@@ -110,7 +110,7 @@ class TickSummary:
                     lines.append(f"  {item.refused}")
                 else:
                     lines.append(
-                        f"  launched {item.campaign}: run {item.run_id}, {item.enrolled} enrolled"
+                        f"  launched {item.campaign}: run {item.run_id}, {item.enrolled:,} enrolled"
                     )
         else:
             lines.append("  no campaign due for launch")
@@ -119,7 +119,7 @@ class TickSummary:
         if self.conversions is None:
             lines.append("  conversions: not matched (engine.conversions is not available)")
         else:
-            lines.append(f"  conversions: {self.conversions} new")
+            lines.append(f"  conversions: {self.conversions:,} new")
         if self.advance is not None:
             lines.append(f"  {self.advance.message}")
         if self.dispatch_skipped:
@@ -128,8 +128,9 @@ class TickSummary:
             d = self.dispatch
             skipped = sum(d.skipped.values())
             lines.append(
-                f"  sent {d.sent}, skipped {skipped}, waiting {d.waiting}, retried {d.retried}, "
-                f"failed {d.failed}, unknown {d.unknown} (stopped: {d.stopped_by})"
+                f"  sent {d.sent:,}, skipped {skipped:,}, waiting {d.waiting:,}, "
+                f"retried {d.retried:,}, failed {d.failed:,}, unknown {d.unknown:,} "
+                f"(stopped: {d.stopped_by})"
             )
             for run_id in d.paused_runs:
                 lines.append(f"  run {run_id} was paused: see `campaign runs show {run_id}`")
@@ -356,40 +357,40 @@ def run_demo_tick(ctx: Any) -> None:
     advanced = summary.advance
     rows: list[tuple[str, str]] = []
     if advanced is not None:
-        made = ", ".join(f"{n} {c}" for c, n in sorted(advanced.messages.items())) or "none"
+        made = ", ".join(f"{n:,} {c}" for c, n in sorted(advanced.messages.items())) or "none"
         rows.append(("messages rendered and queued", made))
         if advanced.call_tasks:
-            rows.append(("call tasks", str(advanced.call_tasks)))
+            rows.append(("call tasks", f"{advanced.call_tasks:,}"))
         if advanced.messages_skipped:
             rows.append(
                 (
                     "not made",
-                    ", ".join(f"{n} {r}" for r, n in sorted(advanced.messages_skipped.items())),
+                    ", ".join(f"{n:,} {r}" for r, n in sorted(advanced.messages_skipped.items())),
                 )
             )
         if advanced.exited:
-            rows.append(("left the sequence (no channel left to contact)", str(advanced.exited)))
+            rows.append(("left the sequence (no channel left to contact)", f"{advanced.exited:,}"))
         if advanced.exited_consent_not_stated:
             rows.append(
-                (f"  of them with {CONSENT_NOT_STATED}", str(advanced.exited_consent_not_stated))
+                (f"  of them with {CONSENT_NOT_STATED}", f"{advanced.exited_consent_not_stated:,}")
             )
     if summary.dispatch_skipped:
         rows.append(("sending", f"skipped: {summary.dispatch_skipped}"))
     elif summary.dispatch is not None:
         d = summary.dispatch
-        rows.append(("sent to the file sink", f"{d.sent} in {settings.outbox_dir}"))
-        rows.append(("waiting for the member's send window", str(d.waiting)))
+        rows.append(("sent to the file sink", f"{d.sent:,} in {settings.outbox_dir}"))
+        rows.append(("waiting for the member's send window", f"{d.waiting:,}"))
         if d.skipped:
             rows.append(
                 (
                     "skipped at send time",
-                    ", ".join(f"{n} {r}" for r, n in sorted(d.skipped.items())),
+                    ", ".join(f"{n:,} {r}" for r, n in sorted(d.skipped.items())),
                 )
             )
         left = sum(advanced.messages.values()) - d.sent - d.waiting if advanced else 0
         left -= sum(d.skipped.values())
         if left > 0:
-            rows.append(("still queued (next tick)", str(left)))
+            rows.append(("still queued (next tick)", f"{left:,}"))
     ctx.sections.append((f"A tick the next day ({at:%Y-%m-%d %H:%M} UTC)", rows))
 
 

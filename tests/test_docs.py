@@ -52,3 +52,18 @@ def test_command_is_in_the_readme(path: tuple[str, ...]) -> None:
 def test_readme_test_command_is_what_ci_runs() -> None:
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text(encoding="utf-8")
     assert "make test" in README and "make test" in ci
+
+
+def test_every_project_file_the_docs_name_exists() -> None:
+    """A path such as tests/init/test_init.py or engine/tick.py named in README.md, docs/ or
+    bench/README.md is a file of the project (a moved file must update what points to it)."""
+    root = Path(__file__).resolve().parents[1]
+    docs = [root / "README.md", root / "bench" / "README.md", *sorted((root / "docs").glob("*.md"))]
+    named_path = re.compile(r"\b(?:tests|engine|bench)/[\w/]+\.py\b")
+    missing = [
+        f"{doc.relative_to(root)}: {named}"
+        for doc in docs
+        for named in sorted(set(named_path.findall(doc.read_text(encoding="utf-8"))))
+        if not (root / named).is_file()
+    ]
+    assert missing == []

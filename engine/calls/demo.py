@@ -195,11 +195,11 @@ def work_a_day(ctx: Any) -> None:
     total = sum(logged.values())
     rows = [
         ("agents", ", ".join(a[0] for a in AGENTS)),
-        ("call tasks laid out by this step", str(laid_out)),
-        ("calls logged", str(total)),
-        ("by disposition", ", ".join(f"{k} {v}" for k, v in sorted(logged.items()))),
-        ("tasks still open (recycled, callbacks, escalated)", str(open_left)),
-        ("caller log", f"{check.entries} entries, chain {'intact' if check.ok else 'BROKEN'}"),
+        ("call tasks laid out by this step", f"{laid_out:,}"),
+        ("calls logged", f"{total:,}"),
+        ("by disposition", ", ".join(f"{k} {v:,}" for k, v in sorted(logged.items()))),
+        ("tasks still open (recycled, callbacks, escalated)", f"{open_left or 0:,}"),
+        ("caller log", f"{check.entries:,} entries, chain {'intact' if check.ok else 'BROKEN'}"),
     ]
     ctx.sections.append(("Calls: a day on the phones", rows))
     if script is not None:

@@ -479,7 +479,7 @@ def calls_export(
         click.echo(text, nl=False)
         return
     output.write_text(text, encoding="utf-8")
-    click.echo(f"{len(rows)} tasks written to {output}", err=True)
+    click.echo(f"{len(rows):,} tasks written to {output}", err=True)
 
 
 @calls_group.command("import-results")

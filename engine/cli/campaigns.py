@@ -120,7 +120,7 @@ def plan_command(state: CliState, name: str, at: str | None, as_json: bool) -> N
         f"Plan for {report.campaign} (program {report.program}) at {report.at.isoformat()}"
         f" [definition {report.definition_hash[:12]}]"
     )
-    click.echo(f"Audience: {report.audience}")
+    click.echo(f"Audience: {report.audience:,}")
     render_table(
         "Excluded (each member under the first reason that applies)",
         ["reason", "why", "members"],

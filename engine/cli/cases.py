@@ -163,7 +163,7 @@ def cases_list(
         emit_json(rows)
         return
     render_table(
-        f"Cases ({len(rows)})",
+        f"Cases ({len(rows):,})",
         ["id", "member", "category", "status", "owner", "due", "overdue", "breaches", "summary"],
         [
             (

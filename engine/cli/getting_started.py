@@ -115,9 +115,9 @@ def init_command(
     if as_json:
         emit_json(result)
         return
-    replaced = f" ({len(result.overwritten)} overwritten)" if result.overwritten else ""
+    replaced = f" ({len(result.overwritten):,} overwritten)" if result.overwritten else ""
     click.echo(
-        f"Wrote {len(result.written)} files in {folder}{replaced}: campaign.toml, "
+        f"Wrote {len(result.written):,} files in {folder}{replaced}: campaign.toml, "
         f"campaigns/ ({', '.join(result.campaigns)}) and templates/."
     )
     click.echo("Next:")

@@ -386,7 +386,7 @@ def outbox_reconcile(
         return
     verb = "would be settled" if dry_run else "settled"
     click.echo(
-        f"{summary.checked} message(s) of unknown fate checked; {summary.settled} {verb} as "
+        f"{summary.checked:,} message(s) of unknown fate checked; {summary.settled:,} {verb} as "
         "sent (the provider has them)"
     )
     why = {
@@ -400,7 +400,7 @@ def outbox_reconcile(
         "another message's",
     }
     for reason, count in summary.left.items():
-        click.echo(f"  {count} left unknown: {why.get(reason, reason)}")
+        click.echo(f"  {count:,} left unknown: {why.get(reason, reason)}")
     for problem in summary.problems:
         click.echo(f"  {problem}")
 

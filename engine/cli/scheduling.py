@@ -115,7 +115,7 @@ def scheduler_command(state: CliState) -> None:
     result = run_scheduler(app, on_tick=on_tick, on_launch=on_launch)
     why = f" ({result.stopped_by})" if result.stopped_by else ""
     click.echo(
-        f"Scheduler stopped{why}: {result.ticks} tick(s), {len(result.launched)} launch(es), "
+        f"Scheduler stopped{why}: {result.ticks:,} tick(s), {len(result.launched):,} launch(es), "
         f"{result.sent:,} message(s) sent.",
         err=True,
     )

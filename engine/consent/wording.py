@@ -64,7 +64,7 @@ def exited_label(consent_not_stated: int) -> str:
     if not consent_not_stated:
         return "exited"
     return (
-        f"exited ({consent_not_stated} of them with {CONSENT_NOT_STATED} on a channel: "
+        f"exited ({consent_not_stated:,} of them with {CONSENT_NOT_STATED} on a channel: "
         f"{how_to_state(['sms', 'call'])})"
     )
 

@@ -134,8 +134,8 @@ def import_results(ctx: DemoContext) -> None:
         (
             f"Results as of {at.date().isoformat()} ({RESULTS_AFTER.days} days after launch)",
             [
-                ("goal events", f"{rows} written to {path}, {summary.inserted} imported"),
-                ("conversions", f"{matched} matched (treatment and holdout)"),
+                ("goal events", f"{rows:,} written to {path}, {summary.inserted:,} imported"),
+                ("conversions", f"{matched:,} matched (treatment and holdout)"),
             ],
         )
     )
@@ -170,8 +170,8 @@ def campaign_reports(ctx: DemoContext) -> None:
                 html=html,
                 treatment=t.enrolled,
                 holdout=h.enrolled,
-                treatment_rate=f"{t.converted}/{t.enrolled} = {pct(t.rate)}",
-                holdout_rate=f"{h.converted}/{h.enrolled} = {pct(h.rate)}",
+                treatment_rate=f"{t.converted:,}/{t.enrolled:,} = {pct(t.rate)}",
+                holdout_rate=f"{h.converted:,}/{h.enrolled:,} = {pct(h.rate)}",
                 lift=""
                 if lift.difference is None or ci is None
                 else f"{lift.difference * 100:+.1f} pp [{ci.low * 100:+.1f}, {ci.high * 100:+.1f}]",

@@ -49,8 +49,8 @@ class LaunchResult:
     def message(self) -> str:
         if self.created:
             return (
-                f"Launched run {self.run_id} of {self.campaign}: {self.enrolled} enrolled "
-                f"({self.treatment} treatment, {self.holdout} holdout)."
+                f"Launched run {self.run_id} of {self.campaign}: {self.enrolled:,} enrolled "
+                f"({self.treatment:,} treatment, {self.holdout:,} holdout)."
             )
         which = "" if self.fire_key == ONE_OFF_KEY else f" for the fire time {self.fire_key}"
         return (

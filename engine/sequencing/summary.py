@@ -51,22 +51,22 @@ class AdvanceSummary:
 
     @property
     def message(self) -> str:
-        parts = [f"{self.enrollments} due enrollment(s)"]
+        parts = [f"{self.enrollments:,} due enrollment(s)"]
         if self.messages:
             parts.append(
-                "queued " + ", ".join(f"{n} {c}" for c, n in sorted(self.messages.items()))
+                "queued " + ", ".join(f"{n:,} {c}" for c, n in sorted(self.messages.items()))
             )
         if self.messages_skipped:
             parts.append(
                 "skipped "
-                + ", ".join(f"{n} ({r})" for r, n in sorted(self.messages_skipped.items()))
+                + ", ".join(f"{n:,} ({r})" for r, n in sorted(self.messages_skipped.items()))
             )
         if self.call_tasks:
-            parts.append(f"{self.call_tasks} call task(s)")
+            parts.append(f"{self.call_tasks:,} call task(s)")
         if self.steps_skipped:
             parts.append(
                 "steps not taken: "
-                + ", ".join(f"{n} {c}" for c, n in sorted(self.steps_skipped.items()))
+                + ", ".join(f"{n:,} {c}" for c, n in sorted(self.steps_skipped.items()))
             )
         for label, count in (
             (exited_label(self.exited_consent_not_stated), self.exited),
@@ -75,7 +75,7 @@ class AdvanceSummary:
             ("moved by someone else", self.lost),
         ):
             if count:
-                parts.append(f"{count} {label}")
+                parts.append(f"{count:,} {label}")
         if self.runs_completed:
             parts.append("runs completed: " + ", ".join(map(str, self.runs_completed)))
         text_ = "Advanced " + "; ".join(parts) + "."

@@ -175,7 +175,17 @@ def render_content(
         text_lines.append(_section_title(section, t))
         if section.note:
             text_lines.append(f"  {t.text(section.note)}")
+        elif _nothing_to_report(section):
+            text_lines.append(f"  {t.text(NOTHING_TO_REPORT)}")
     return Content(subject, html, "\n".join(text_lines) + "\n", attachments)
+
+
+NOTHING_TO_REPORT = "nothing to report for this period"
+
+
+def _nothing_to_report(section: Section) -> bool:
+    """A section whose tables are all empty (and that says nothing else): one line says so."""
+    return section.note is None and not any(table.rows for table in section.tables)
 
 
 def _section_title(section: Section, t: Localizer) -> str:
@@ -207,17 +217,17 @@ def _html(
             parts.append(f"<p>{escape(t.text(section.note))}</p>")
         if not tables:
             continue
-        for table in section.tables:
+        if _nothing_to_report(section):
+            parts.append(f"<p>{escape(t.text(NOTHING_TO_REPORT))}</p>")
+        # As in `campaign report`: a table without rows is left out, not shown as "(none)"
+        # (the CSV attachment keeps every table, headers included, for a spreadsheet).
+        for table in (table for table in section.tables if table.rows):
             parts.append(f"<h3>{escape(t.text(table.title))}</h3>")
             if table.note:
                 parts.append(f"<p>{escape(table.note)}</p>")
             parts.append("<table><thead><tr>")
             parts.extend(f"<th>{escape(t.text(str(c)))}</th>" for c in table.columns)
             parts.append("</tr></thead><tbody>")
-            if not table.rows:
-                parts.append(
-                    f'<tr><td colspan="{len(table.columns)}">{escape(t.text("(none)"))}</td></tr>'
-                )
             for row in table.rows:
                 cells = [
                     t.text(v) if i == 0 and isinstance(v, str) else t.cell(v)

@@ -31,7 +31,7 @@ ZH: dict[str, str] = {
     "Complaints": "投诉",
     "Deliverability": "送达情况",
     "no run of this campaign was launched in the period": "本期间内该活动没有启动任何批次",
-    "(none)": "（无）",
+    "nothing to report for this period": "本期间没有可报告的内容",
     # campaign report
     "figure": "指标",
     "value": "数值",

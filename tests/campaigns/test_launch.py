@@ -54,6 +54,18 @@ def test_launch_creates_a_run_and_enrollments(app: App, program: Program) -> Non
     assert {n for g, _, n in rows if g == "holdout"} == {None}
 
 
+def test_the_launch_sentence_writes_counts_with_thousands_separators(
+    app: App, program: Program
+) -> None:
+    insert_members(app, program, 1_234)
+    with unit(app) as s:
+        result = planning.launch(s, definition(holdout_percent=0), at=TEST_NOW)
+    assert result.message == (
+        f"Launched run {result.run_id} of {result.campaign}: 1,234 enrolled "
+        "(1,234 treatment, 0 holdout)."
+    )
+
+
 def test_launching_twice_makes_one_run(app: App, program: Program) -> None:
     insert_members(app, program, 50)
     loaded = definition()

@@ -110,6 +110,14 @@ def test_a_monthly_subscription_fires_once_at_the_month_boundary_in_the_program_
     assert "Period: October 1, 2026 – October 31, 2026 (Europe/London)" in html
     assert "Generated: Nov 1, 2026, 7:00:00\u202fAM GMT" in html  # CLDR: a narrow space
     assert '<h2 data-report="retention">Retention</h2>' in html
+    # Empty tables are left out, as in `campaign report`: nothing at all is said in one line,
+    # and a report with some rows shows only the tables that have them.
+    assert "(none)" not in html
+    retention = html.split('<h2 data-report="retention">', 1)[1].split("<h2", 1)[0]
+    assert "<table>" not in retention and "<p>nothing to report for this period</p>" in retention
+    assert "<h3>Deliverability by channel</h3>" in html
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Retention\r\n  nothing to report for this period\r\nDeliverability" in text
     attachments = {a.get_filename(): a.get_content() for a in mail.iter_attachments()}
     assert sorted(attachments) == ["01-retention.csv", "02-deliverability.csv"]
     rows = list(csv.reader(io.StringIO(attachments["02-deliverability.csv"].lstrip("\ufeff"))))
@@ -174,7 +182,9 @@ def test_a_failed_delivery_is_retried_with_backoff_and_listed(
     assert all(r.contract_errors == () for r in sendgrid.requests)
     assert body["subject"] == "报告: uk-monthly (2026年10月1日 – 2026年10月31日)"
     html = next(c["value"] for c in body["content"] if c["type"] == "text/html")
-    assert '<html lang="zh-Hans">' in html and "按批组统计的留存（renewal）" in html
+    assert '<html lang="zh-Hans">' in html and "<h3>各渠道送达情况</h3>" in html
+    # No renewal was due: the retention tables are left out and one line says why.
+    assert "按批组统计的留存（renewal）" not in html and "<p>本期间没有可报告的内容</p>" in html
     files = {a["filename"]: a for a in body["attachments"]}
     assert sorted(files) == ["01-retention.csv", "02-deliverability.csv"]
     assert files["02-deliverability.csv"]["type"] == "text/csv"
