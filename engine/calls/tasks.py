@@ -734,6 +734,10 @@ def claim_next(
             claimed_at=at,
             claimed_until=at + lease,
             updated_at=at,
+            # A new claim starts unverified, even one made at the instant of an earlier
+            # claim's verification (engine/calls/verification.py is_verified).
+            verified_at=None,
+            verified_by=None,
         )
         return Claim(check.task.id, agent.login, at, at + lease, False, closed)
     return None

@@ -126,3 +126,27 @@ def test_the_programs_pre_verification_fields_are_the_clis_too(app: App) -> None
     assert set(served["sheet"]["account"]) == {"points_balance", "status"}
     assert served["sheet"]["account"]["points_balance"] == BALANCE
     assert "tier" in served["gate"]["hidden"]
+
+
+def test_a_new_claim_of_the_task_starts_unverified_even_at_the_same_instant(app: App) -> None:
+    """Found by the 90-day scenario: the CLI's clock stood still while an agent verified a
+    member, gave the task back and claimed it again, and the new claim counted as verified."""
+    from engine.calls.rules import CallRules
+    from engine.calls.tasks import claim_next, release
+    from engine.calls.verification import is_verified, verify_claim
+
+    task = _world(app)
+    now = datetime.now(UTC)
+    rules = CallRules.from_settings(app.settings)
+    with app.sessions() as s, s.begin():
+        claim = claim_next(s, "ana", at=now, rules=rules)
+        assert claim is not None and claim.task_id == task
+        verify_claim(s, task, "ana", at=now)
+        assert is_verified(s.get(CallTask, task))
+    with app.sessions() as s, s.begin():
+        release(s, task, "ana", at=now)
+    with app.sessions() as s, s.begin():
+        again = claim_next(s, "ana", at=now, rules=rules)
+        assert again is not None and again.task_id == task
+    with app.sessions() as s:
+        assert not is_verified(s.get(CallTask, task))

@@ -26,6 +26,7 @@ days (for a quick look while fixing something; the full 90 days are the test).
 
 from __future__ import annotations
 
+import json
 import os
 import time as wallclock
 from collections.abc import Iterator
@@ -410,6 +411,7 @@ def work_calls(program: Program, day: int, agent: str, calls: int) -> None:
         else:
             args += ["--disposition", code]
         if code not in ("NO_ANSWER", "VOICEMAIL", "BUSY"):
+            verify_the_member(program, day, agent, task, served)
             args += ["--verified", "yes"]
         result = driver.invoke(*args)
         if code == "DO_NOT_CALL" and result.exit_code == 0:
@@ -422,6 +424,41 @@ def work_calls(program: Program, day: int, agent: str, calls: int) -> None:
             program.refused(
                 day, f"{agent}: `calls log {task} --disposition {code}`: {result.output.strip()}"
             )
+
+
+def verify_the_member(
+    program: Program, day: int, agent: str, task: int, served: dict[str, Any]
+) -> None:
+    """The agent asks the verification questions before discussing the account: `calls next`
+    showed only what a program shows before verification, `calls verify` records it and shows
+    the whole account (#19)."""
+    gate = served.get("gate") or {}
+    account = served["sheet"].get("account") or {}
+    leaked = [name for name in gate.get("hidden") or () if name in account]
+    if gate.get("verified") is not False or leaked:
+        program.violations.append(
+            Violation(
+                day,
+                "an account is shown only after verification",
+                f"task {task}: `calls next` showed verified={gate.get('verified')!r}, "
+                f"gated fields {leaked}",
+            )
+        )
+    result = program.driver.invoke("calls", "verify", str(task), "--agent", agent, "--json")
+    if result.exit_code != 0:
+        program.refused(day, f"{agent}: `calls verify {task}`: {result.output.strip()}")
+        return
+    after = json.loads(result.output)
+    missing = sorted(set(account) - set(after["sheet"].get("account") or {}))
+    if not after["gate"]["verified"] or missing or len(after["sheet"]["account"]) <= len(account):
+        program.violations.append(
+            Violation(
+                day,
+                "an account is shown only after verification",
+                f"task {task}: after `calls verify` verified={after['gate']['verified']!r}, "
+                f"{len(after['sheet']['account'])} account fields against {len(account)} before",
+            )
+        )
 
 
 def work_cases(program: Program, day: int) -> None:
