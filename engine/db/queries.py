@@ -9,10 +9,15 @@ from sqlalchemy import ARRAY, BigInteger, any_, literal
 from sqlalchemy.orm import Session
 
 
-def among(session: Session, column: Any, values: Collection[Any], kind: Any = BigInteger) -> Any:
-    """``column IN (values)``; on PostgreSQL ``= ANY(array)``: one parameter instead of a
-    thousand, which psycopg would otherwise parse out of a new statement text every time
-    (as engine/sending/shared.py's ``among`` does for the dispatcher)."""
-    if session.get_bind().dialect.name == "postgresql":
+def any_of(column: Any, values: Collection[Any], postgres: bool, kind: Any = BigInteger) -> Any:
+    """``column IN (values)``; on PostgreSQL (``postgres``) ``= ANY(array)``: one parameter
+    instead of a thousand, which psycopg would otherwise parse out of a new statement text
+    every time (a dialer chunk, a dispatcher's batch)."""
+    if postgres:
         return column == any_(literal(list(values), ARRAY(kind)))
     return column.in_(values)
+
+
+def among(session: Session, column: Any, values: Collection[Any], kind: Any = BigInteger) -> Any:
+    """:func:`any_of` for the database ``session`` is bound to."""
+    return any_of(column, values, session.get_bind().dialect.name == "postgresql", kind)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from engine.consent.defaults import defaulted
 from engine.consent.suppressions import email_hash, hash_normalised
 from engine.db.models import CampaignRun, Consent, Program, Suppression
+from engine.db.queries import any_of
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition
 from engine.errors import EngineError
@@ -41,7 +42,7 @@ from engine.sending import outbox_status as st
 from engine.sending.contact_ledger import contact_times
 from engine.sending.deadlines import send_time_refusals
 from engine.sending.record import ClaimedRow, Outcome
-from engine.sending.shared import Shared, among, is_postgres, now
+from engine.sending.shared import Shared, is_postgres, now
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def load_facts(shared: Shared, rows: Sequence[ClaimedRow], channel: str) -> Fact
         consents: dict[int, str] = dict(
             session.execute(
                 select(Consent.participant_id, Consent.status).where(
-                    among(Consent.participant_id, pids, postgres), Consent.channel == channel
+                    any_of(Consent.participant_id, pids, postgres), Consent.channel == channel
                 )
             ).all()
         )
@@ -170,7 +171,7 @@ def load_facts(shared: Shared, rows: Sequence[ClaimedRow], channel: str) -> Fact
         if digests:
             for digest, on in session.execute(
                 select(Suppression.address_hash, Suppression.channel).where(
-                    among(
+                    any_of(
                         Suppression.address_hash, sorted(set(digests.values())), postgres, String
                     ),
                     Suppression.channel.in_((channel, "all")),
@@ -200,7 +201,7 @@ def load_facts(shared: Shared, rows: Sequence[ClaimedRow], channel: str) -> Fact
         # engine/sending/contact_ledger.py).
         contacts: dict[int, list[datetime]] = defaultdict(list)
         for pid, when in session.execute(
-            contact_times(lambda column: among(column, pids, postgres), at - lookback)
+            contact_times(lambda column: any_of(column, pids, postgres), at - lookback)
         ).all():
             contacts[pid].append(when)
         refused = send_time_refusals(session, rows, at, definitions)
@@ -217,7 +218,7 @@ def suppressed_among(shared: Shared, channel: str, digests: Sequence[str]) -> se
         return set(
             session.scalars(
                 select(Suppression.address_hash).where(
-                    among(Suppression.address_hash, sorted(set(digests)), postgres, String),
+                    any_of(Suppression.address_hash, sorted(set(digests)), postgres, String),
                     Suppression.channel.in_((channel, "all")),
                 )
             )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Connection, Engine, any_, event, literal
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -237,14 +237,6 @@ def now(shared: Shared) -> datetime:
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
-
-
-def among(column: Any, values: Sequence[Any], postgres: bool, kind: Any = BigInteger) -> Any:
-    """``column IN (values)``; on PostgreSQL ``= ANY(array)``: one parameter instead of a
-    thousand, which psycopg would otherwise parse out of a new statement text every batch."""
-    if postgres:
-        return column == any_(literal(list(values), ARRAY(kind)))
-    return column.in_(values)
 
 
 def record_now(shared: Shared, outcomes: Sequence[Outcome], provider: str) -> None:
