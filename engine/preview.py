@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.consent.unsubscribe import UnsubscribeSigner, signing_key
+from engine.consent.wording import REASON_WORDS, how_to_state
 from engine.db.models import Participant
 from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import Step
 from engine.errors import EngineError, InputError, NotFoundError
 from engine.programs import get_program
+from engine.sequencing.facts import closed_channels_of
 from engine.settings import Settings
 from engine.templates import Renderer, message_context
 from engine.variants import assign_variant, variant_salt
@@ -52,6 +54,9 @@ class Preview:
     # Set when the member would not be enrolled now (outside the audience, or excluded), and
     # why: a preview of someone the campaign will never reach must not pass for a real one.
     not_enrolled: str | None = None
+    # Set when the step's channel is closed for the member now (opted out, suppressed, consent
+    # not stated, no address), and why: the step would not reach them, whatever it renders.
+    channel_closed: str | None = None
 
 
 def _step(loaded: LoadedDefinition, step_id: str) -> Step:
@@ -129,6 +134,7 @@ def preview(
     )
     if at is not None:
         result.not_enrolled = not_enrolled(session, loaded, external_id, at, global_cap)
+    result.channel_closed = channel_closed(session, participant, step.channel)
     if step.channel == "email":
         email = renderer.render_email(template, context, locale)
         result.email = {
@@ -172,6 +178,27 @@ def preview(
             "cross_sell": step.cross_sell,
         }
     return result
+
+
+class _Member(NamedTuple):
+    id: int
+    participant_id: int
+    email: str | None
+    phone: str | None
+
+
+def channel_closed(session: Session, participant: Participant, channel: str) -> str | None:
+    """Why ``channel`` cannot reach the member now, in the sequencer's own words (the same
+    consent, program default and suppression check), or None when it is open."""
+    member = _Member(participant.id, participant.id, participant.email, participant.phone)
+    closed = closed_channels_of(session.connection(), [member], {channel})
+    reason = closed.get(participant.id, {}).get(channel)
+    if reason is None:
+        return None
+    text = f"{channel} is closed for {participant.external_id}: {REASON_WORDS.get(reason, reason)}"
+    if reason == "no_consent":
+        text += f"; {how_to_state([channel])}"
+    return text
 
 
 ALREADY_ENROLLED = "already_enrolled"

@@ -265,9 +265,14 @@ def preview_command(
     if as_json:
         emit_json(result)
         return
+    # Said first: what follows is what they WOULD receive, were they enrolled and reachable.
+    warnings = []
     if result.not_enrolled:
-        # Said first: what follows is what they WOULD receive, were they enrolled.
-        click.echo(f"NOT ENROLLED NOW: {result.not_enrolled}; rendered all the same:")
+        warnings.append(f"NOT ENROLLED NOW: {result.not_enrolled}")
+    if result.channel_closed:
+        warnings.append(f"NOT REACHABLE NOW: {result.channel_closed}, so this step would skip them")
+    for number, warning in enumerate(warnings, 1):
+        click.echo(warning + ("; rendered all the same:" if number == len(warnings) else ""))
     chosen = f", variant {result.variant}" if result.variant else ""
     click.echo(
         f"{result.campaign} / {result.step} ({result.channel}, template {result.template}"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, exists, select, text
 
@@ -25,6 +25,19 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 # A message in these states has not gone yet (unknown may have: it left us).
 PENDING = frozenset({QUEUED, SENDING})
+
+
+class Addressed(Protocol):
+    """What the channel check reads of a due row (or of one member, for preview)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def participant_id(self) -> int: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def phone(self) -> str | None: ...
 
 
 def _email_hash(email: str) -> str:
@@ -100,7 +113,7 @@ def load_facts(
         if "no_reply" in used
         else set()
     )
-    closed = _closed_channels(conn, rows, channels)
+    closed = closed_channels_of(conn, rows, channels)
     messages = _messages(conn, rows, at)
     gone = _not_standing(conn, rows, runs, at)
     return {
@@ -169,10 +182,10 @@ def _not_standing(
     return result
 
 
-def _closed_channels(
-    conn: Connection, rows: list[DueRow], channels: set[str]
+def closed_channels_of(
+    conn: Connection, rows: Sequence[Addressed], channels: set[str]
 ) -> dict[int, dict[str, str]]:
-    """enrollment id -> {channel: gate reason} for the channels that cannot be used now
+    """row id -> {channel: gate reason} for the channels that cannot be used now
     (engine.policy.gate with the current consents and suppressions)."""
     if not rows or not channels:
         return {}

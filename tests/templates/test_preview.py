@@ -36,6 +36,7 @@ def run(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
             program,
             at=now,
             external_id="M1",
+            email="ana.ruiz@example.com",
             first_name="Ana",
             last_name="Ruiz",
             locale="es-MX",
@@ -222,3 +223,34 @@ def test_variant_assignment_follows_the_weights() -> None:
         for key in range(20_000)
     )
     assert abs(skewed_counts["a"] / 20_000 - 0.9) < 0.02  # weights 9 : 1
+
+
+def test_a_step_whose_channel_is_closed_for_the_member_says_so_first(run: Invoke) -> None:
+    # M2 never stated SMS consent: the SMS step would skip them, in the sequencer's words.
+    code, output = run("preview", "renewal-due", "sms-1", "M2", "--json")
+    assert code == 0, output
+    closed = json.loads(output)["channel_closed"]
+    assert closed.startswith("sms is closed for M2: consent not stated; a program states")
+    assert "--consent-default sms=yes" in closed
+    code, output = run("preview", "renewal-due", "sms-1", "M2")
+    assert code == 0, output
+    # After "NOT ENROLLED NOW" (M2's renewal date is past), before the rendering.
+    lines = output.splitlines()
+    assert lines[0].startswith("NOT ENROLLED NOW: M2 ") and not lines[0].endswith(":")
+    assert lines[1].startswith("NOT REACHABLE NOW: sms is closed for M2: consent not stated")
+    assert lines[1].endswith("so this step would skip them; rendered all the same:")
+    assert lines[2].startswith("renewal-due / sms-1 (sms, template renewal_due) for M2")
+
+    # Email needs no stated consent: open until the address is suppressed.
+    code, output = run("preview", "points-expiring", "email-1", "M1", "--json")
+    assert json.loads(output)["channel_closed"] is None
+    code, output = run(
+        "suppress", "add", "Ana.Ruiz@Example.com", "--channel", "email", "--reason", "opt_out"
+    )
+    assert code == 0, output
+    code, output = run("preview", "points-expiring", "email-1", "M1")
+    warning = (
+        "NOT REACHABLE NOW: email is closed for M1: suppressed, so this step would skip them; "
+        "rendered all the same:"
+    )
+    assert warning in output.splitlines()[:2]  # after NOT ENROLLED NOW, when the date is past
