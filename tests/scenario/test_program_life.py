@@ -336,6 +336,25 @@ def member_file(program: Program, day: int) -> None:
         for row in partial:
             program.crm[row["external_id"]].update(row)
         program.import_members(day, partial, ("external_id", "consent_sms", "consent_call"))
+        coordinator_previews_after_consent_file(program, day)
+
+
+def coordinator_previews_after_consent_file(program: Program, day: int) -> None:
+    """The coordinator looks at what the preferences centre changed: `preview` of the SMS
+    step says first that it cannot reach M010 any more (said no), and nothing of the kind for
+    M003 (said yes), whatever the audience says of them today."""
+    for member, closed in (("M010", "sms is closed for M010: opted out"), ("M003", None)):
+        result = program.driver.invoke("preview", "winback-inactive", "sms-1", member)
+        if result.exit_code != 0:
+            program.refused(day, f"preview sms-1 {member}: {result.output.strip()}")
+            continue
+        warnings = [line for line in result.output.splitlines() if line.startswith("NOT ")]
+        said = [line for line in warnings if line.startswith("NOT REACHABLE NOW: ")]
+        wanted = [] if closed is None else [closed]
+        if [line.removeprefix("NOT REACHABLE NOW: ").split(",")[0] for line in said] != wanted:
+            program.record(
+                [Violation(day, "preview says whom a step cannot reach", f"{member}: {said}")]
+            )
 
 
 def work_calls(program: Program, day: int, agent: str, calls: int) -> None:
