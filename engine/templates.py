@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -223,6 +224,11 @@ def sample_context(channel: str, locale: str | None = None) -> dict[str, Any]:
 # numbers. A template that fails or renders empty/too long for one of them would skip real
 # members at send time.
 _LONG_FIRST = "Maximiliana-Alexandrina Wilhelmina"
+BLANK_FIELDS = "blank fields"
+# Fields an import may leave empty whose absence leaves a hole in a sentence ("due for
+# renewal on ."). Not tier: "your membership" still reads; not the points, never empty
+# (0 by default in the database).
+HOLE_FIELDS = ("first_name", "last_name", "points_expire_at", "renewal_date")
 _LONG_LAST = "Featherstonehaugh-Cholmondeley-Marjoribanks"
 
 
@@ -262,7 +268,7 @@ def edge_sample_contexts(
         attributes=SampleAttributes(),
     )
     contexts = []
-    for label, participant in (("blank fields", blank), ("longest values", longest)):
+    for label, participant in ((BLANK_FIELDS, blank), ("longest values", longest)):
         context = message_context(
             participant,
             "Northwind Rewards",
@@ -302,6 +308,8 @@ def format_locale(template_locale: str | None, member_locale: str | None) -> str
 @jinja2.pass_context
 def number_filter(context: Context, value: Any) -> str:
     """1234 -> '1,234' in the member's locale (CLDR: '1.234' for es); None -> ''."""
+    if value is None:
+        _note_blank()
     return format_number(value, _locale_of(context))
 
 
@@ -310,24 +318,32 @@ def date_filter(context: Context, value: Any, style: str = "long") -> str:
     """A date in the member's locale: 'March 2, 2026' (en and no locale), '2 de marzo de 2026'
     (es), '2026年3月2日' (zh); ``date('medium')`` etc. for other CLDR widths, ``date('iso')``
     for ISO 8601; None -> ''."""
+    if value is None:
+        _note_blank()
     return format_date(value, _locale_of(context), style)
 
 
 @jinja2.pass_context
 def currency_filter(context: Context, value: Any, code: str = "USD") -> str:
     """An amount of money in the member's locale: ``12.5 | currency('USD')`` -> '$12.50'."""
+    if value is None:
+        _note_blank()
     return format_currency(value, code, _locale_of(context))
 
 
 @jinja2.pass_context
 def tier_filter(context: Context, value: Any) -> str:
     """The tier's name in the member's language ('gold' -> '金卡' for zh)."""
+    if value is None:
+        _note_blank()
     return word_for("tier", None if value is None else str(value), _locale_of(context))
 
 
 @jinja2.pass_context
 def status_filter(context: Context, value: Any) -> str:
     """The status's word in the member's language ('lapsed' -> 'vencida' for es)."""
+    if value is None:
+        _note_blank()
     return word_for("status", None if value is None else str(value), _locale_of(context))
 
 
@@ -446,8 +462,34 @@ _CONTEXT_FIELDS: dict[type, frozenset[str]] = {
 _CONTEXT_FIELDS[ParticipantData] |= {"full_name"}  # the one computed field
 
 
+# `campaign validate` counts the blanks a render prints where the member's record has no value
+# (a None printed, or handed to a formatting filter), to find sentences with a hole ("due for
+# renewal on ."). None outside validate: sending pays one lookup per blank printed.
+_blanks_printed: ContextVar[list[int] | None] = ContextVar("blanks_printed", default=None)
+
+
+def _note_blank() -> None:
+    counter = _blanks_printed.get()
+    if counter is not None:
+        counter[0] += 1
+
+
+def count_blanks(render: Callable[[], object]) -> int:
+    """How many blanks ``render()`` printed in place of a missing value."""
+    counter = [0]
+    token = _blanks_printed.set(counter)
+    try:
+        render()
+    finally:
+        _blanks_printed.reset(token)
+    return counter[0]
+
+
 def _blank_none(value: Any) -> Any:
-    return "" if value is None else value
+    if value is None:
+        _note_blank()
+        return ""
+    return value
 
 
 # Bounds that keep a template from exhausting the machine: no message is near them (Gmail

@@ -218,3 +218,22 @@ def walk(filter_: Filter) -> Iterator[Filter]:
             yield from walk(child)
     elif isinstance(filter_, Not):
         yield from walk(filter_.not_)
+
+
+# The operators a NULL never satisfies (SQL's three-valued logic and explain's alike).
+_NEEDS_A_VALUE = {op for op in FIELD_OPERATORS if op not in ("ne", "not_in", "is_null")}
+
+
+def fields_required(node: Filter | None) -> frozenset[str]:
+    """The participant fields every member the filter admits has a value for: a blank one
+    cannot print in a template of the campaign (``validate``'s edge check)."""
+    if isinstance(node, FieldCondition):
+        op = node.operator
+        if op in _NEEDS_A_VALUE or (op == "is_null" and node.is_null is False):
+            return frozenset({node.field})
+        return frozenset()
+    if isinstance(node, AllOf):
+        return frozenset().union(*(fields_required(child) for child in node.all))
+    if isinstance(node, AnyOf):
+        return frozenset.intersection(*(fields_required(child) for child in node.any))
+    return frozenset()  # not, events, no audience: nothing certain

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from typing import Any
 import jinja2
 import jinja2.meta
 
-from engine.definitions.filters import AllOf, AnyOf, Filter, Not
+from engine.definitions.filters import AllOf, AnyOf, Filter, Not, fields_required
 from engine.definitions.loader import (
     DefinitionErrors,
     LoadedDefinition,
@@ -47,6 +47,8 @@ from engine.errors import DefinitionError, EngineError
 from engine.programs import opt_out_notice_of
 from engine.sender_identity import sender_identity_problem
 from engine.templates import (
+    BLANK_FIELDS,
+    HOLE_FIELDS,
     SAMPLE_POSTAL_ADDRESS,
     SAMPLE_PUBLIC_URL,
     SMS_MAX_CHARACTERS,
@@ -54,6 +56,7 @@ from engine.templates import (
     VALIDATE_RENDER_SECONDS,
     Renderer,
     TemplateError,
+    count_blanks,
     edge_sample_contexts,
     sample_context,
     sms_size,
@@ -308,15 +311,19 @@ class _TemplateChecker:
         if step.channel == "sms":
             first = step is next(s for s in loaded.definition.steps if s.channel == "sms")
             self._segment_warnings(loaded, found, warnings, rendered, first)
+        required = fields_required(loaded.definition.audience)
         for file_locale, path in found.located():
             if path in rendered:
-                warnings.extend(self._edge_warnings(path, step, file_locale, used_by))
+                warnings.extend(self._edge_warnings(path, step, file_locale, used_by, required))
         return errors
 
-    def _edge_warnings(self, path: Path, step: Step, locale: str | None, used_by: str) -> list[str]:
+    def _edge_warnings(
+        self, path: Path, step: Step, locale: str | None, used_by: str, required: frozenset[str]
+    ) -> list[str]:
         """Render the file for the edge members too (blank fields, longest values): what
         would make the sequencer skip real members (render_error, empty_subject,
-        sms_too_long, over_segment_limit), as warnings."""
+        sms_too_long, over_segment_limit), and the fields a member may lack that the file
+        prints with no guard, as warnings."""
         found: list[str] = []
         for label, context in edge_sample_contexts(step.channel, locale):
             try:
@@ -327,6 +334,17 @@ class _TemplateChecker:
                     f"would be skipped as render_error (used by {used_by})"
                 )
                 continue
+            if label == BLANK_FIELDS:
+                holes = [f for f in self._printed_blank(path, context) if f not in required]
+                if holes:
+                    names = ", ".join(holes)
+                    found.append(
+                        f"{path}: prints nothing where a member has no {names}, and the "
+                        f"audience does not require {'it' if len(holes) == 1 else 'them'}: "
+                        "such members would read a sentence with a hole; guard it with "
+                        f"{{% if participant.{holes[0]} %}}...{{% endif %}} or require it in "
+                        f"the audience (used by {used_by})"
+                    )
             if path.name.endswith(".subject.j2") and not text.strip():
                 found.append(
                     f"{path}: the subject renders empty for a member with {label}; such "
@@ -348,6 +366,26 @@ class _TemplateChecker:
                         "would be skipped as over_segment_limit"
                     )
         return found
+
+    def _printed_blank(self, path: Path, blank: Mapping[str, Any]) -> list[str]:
+        """The fields the file prints, unguarded, as nothing for the blank-fields member: those
+        whose value, given back one at a time, removes a blank from the render."""
+        template = self.renderer.compile(path)
+
+        def blanks(context: Mapping[str, Any]) -> int:
+            return count_blanks(lambda: self.renderer.render_template(template, context))
+
+        everything_blank = blanks(blank)
+        if not everything_blank:
+            return []
+        member = blank["participant"]
+        sample = sample_context("sms", member.locale)["participant"]
+        return [
+            name
+            for name in HOLE_FIELDS
+            if blanks({**blank, "participant": replace(member, **{name: getattr(sample, name)})})
+            < everything_blank
+        ]
 
     def _render(self, path: Path, channel: str, locale: str | None) -> DefinitionError | str:
         """The file rendered for the sample participant (once per validate run)."""

@@ -9,10 +9,13 @@ from engine.definitions.loader import DefinitionErrors, error_list, parse_defini
 from engine.errors import DefinitionError
 
 EMAIL_HTML = (
-    '<p>Hi {{ participant.first_name }}</p>\n<a href="{{ unsubscribe_url }}">x</a>\n'
+    "<p>Hi {{ participant.first_name or 'there' }}</p>\n"
+    '<a href="{{ unsubscribe_url }}">x</a>\n'
     "{{ postal_address }}\n"
 )
-EMAIL_TXT = "Hi {{ participant.first_name }}\n{{ unsubscribe_url }}\n{{ postal_address }}\n"
+EMAIL_TXT = (
+    "Hi {{ participant.first_name or 'there' }}\n{{ unsubscribe_url }}\n{{ postal_address }}\n"
+)
 
 VALID = """\
 name: sample
@@ -61,9 +64,11 @@ def make_tree(root: Path, campaigns: dict[str, str] | None = None) -> tuple[Path
     (templates_dir / "email" / "hello.html.j2").write_text(EMAIL_HTML)
     (templates_dir / "email" / "hello.txt.j2").write_text(EMAIL_TXT)
     (templates_dir / "sms" / "hello.txt.j2").write_text(
-        "{{ program.name }}: hi {{ participant.first_name }}. Reply STOP to opt out\n"
+        "{{ program.name }}: hi {{ participant.first_name or 'there' }}. Reply STOP to opt out\n"
     )
-    (templates_dir / "calls" / "hello.txt.j2").write_text("Call {{ participant.first_name }}\n")
+    (templates_dir / "calls" / "hello.txt.j2").write_text(
+        "Call {{ participant.first_name or 'there' }}\n"
+    )
     campaigns_dir.mkdir()
     for name, source in (campaigns if campaigns is not None else {"sample": VALID}).items():
         (campaigns_dir / f"{name}.yaml").write_text(dedent(source), encoding="utf-8")

@@ -35,7 +35,9 @@ steps:
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     write(tmp_path, "campaigns/sample.yaml", textwrap.dedent(CAMPAIGN))
-    write(tmp_path, "templates/email/hello.subject.j2", "Hi {{ participant.first_name }}\n")
+    write(
+        tmp_path, "templates/email/hello.subject.j2", "Hi {{ participant.first_name or 'there' }}\n"
+    )
     for part in ("html", "txt"):
         write(
             tmp_path,
@@ -44,7 +46,9 @@ def tree(tmp_path: Path) -> Path:
             "{{ postal_address }}\n",
         )
     write(tmp_path, "templates/sms/hello.txt.j2", "{{ program.name }}: hi. Reply STOP to opt out")
-    write(tmp_path, "templates/calls/hello.txt.j2", "Call {{ participant.first_name }}\n")
+    write(
+        tmp_path, "templates/calls/hello.txt.j2", "Call {{ participant.first_name or 'there' }}\n"
+    )
     return tmp_path
 
 
