@@ -224,8 +224,8 @@ def call_sheet(
     assert p is not None
     program = session.get(Program, p.program_id)
     assert program is not None
-    loaded = DefinitionCache(session).for_run(task.run_id)
-    step = step_of(task, loaded)
+    definition = DefinitionCache(session).for_run(task.run_id)
+    step = step_of(task, definition)
     notes: list[str] = []
     script_text: str | None = None
     script_name = task.script or (step.script if step else None)
@@ -238,9 +238,7 @@ def call_sheet(
             postal_address=settings.postal_address,
             public_url=settings.public_url,
         )
-        campaign: Any = (
-            loaded.definition if loaded else {"name": task.campaign or "", "description": ""}
-        )
+        campaign: Any = definition or {"name": task.campaign or "", "description": ""}
         member = participant_data(p)
         blanks: dict[str, Any] = {name: None for name in withheld if name in WITHHOLDABLE}
         context = message_context(
