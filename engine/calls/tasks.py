@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -64,8 +64,6 @@ from engine.db.models import (
     Suppression,
 )
 from engine.db.tables.runs import campaign_runs
-from engine.definitions.schema import CampaignDefinition, Step
-from engine.definitions.stored import stored_definition
 from engine.errors import InputError, NotFoundError
 from engine.policy import (
     Decision,
@@ -82,6 +80,9 @@ from engine.sending.deadlines import (
     mark_not_standing,
     not_standing_case,
 )
+
+if TYPE_CHECKING:
+    from engine.definitions.schema import CampaignDefinition, Step
 
 DEFAULT_LEASE = timedelta(minutes=30)
 KIND_RANK = {"callback": 0, "follow_up": 1, "campaign": 2}
@@ -151,6 +152,9 @@ class DefinitionCache:
                     run.definition_source,
                     f"run {run.id}: {run.campaign}.yaml",
                 )
+            # pydantic and the schema are imported here, when a task of a run is met (#18).
+            from engine.definitions.stored import stored_definition
+
             self._runs[run_id] = stored_definition(*self._sources.pop(run_id))
         return self._runs[run_id]
 
