@@ -80,6 +80,21 @@ OTHER_COMMAND_MODULES = {
 }
 # Commands that read rows and render nothing from templates or definitions.
 NOT_IN_READ_COMMANDS = ["jinja2", "yaml", "apscheduler", "engine.definitions.loader"]
+# `calls next` that meets no task: the claim alone. Definitions (pydantic, yaml, the audience
+# SQL) are parsed for the runs whose tasks it meets, and what only a call sheet needs (the
+# verification gate, cases, consent wording, templates) is loaded once a task was claimed.
+NOT_IN_A_CLAIM_THAT_MEETS_NO_TASK = [
+    "pydantic",
+    "pydantic_core",
+    "yaml",
+    "engine.definitions",
+    "engine.audience",
+    "jinja2",
+    "engine.templates",
+    "engine.calls.verification",
+    "engine.cases.views",
+    "engine.consent.wording",
+]
 # The read commands read through Core on a plain connection (engine/db/tables): no ORM, no
 # mapped models (about a quarter of a second), and on SQLite no PostgreSQL dialect (80 ms).
 NOT_IN_CORE_READS = [
@@ -175,6 +190,16 @@ def test_everyday_commands_load_only_what_they_use(probed: dict[str, list[str]])
     # The probe is not vacuous: the commands did load the database layer.
     assert "engine.db.tables.runs" in probed["runs list"]
     assert "engine.participants.account" in probed["participants show"]
+
+
+def test_a_claim_that_meets_no_task_parses_no_definition_and_renders_no_sheet(
+    probed: dict[str, list[str]],
+) -> None:
+    assert _offending(probed["calls next"], NOT_IN_A_CLAIM_THAT_MEETS_NO_TASK) == []
+    # Nor did an earlier command of the probe load them (the lists are what each one adds).
+    loaded = [m for modules in probed.values() for m in modules]
+    assert _offending(loaded, ["pydantic", "yaml", "engine.definitions.schema"]) == []
+    assert "engine.calls.tasks" in probed["calls next"]  # not vacuous: it did claim
 
 
 def test_read_commands_read_through_core_without_the_orm(probed: dict[str, list[str]]) -> None:

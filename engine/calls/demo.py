@@ -60,10 +60,10 @@ def _layout_tasks(session: Any, at: Any, rng: random.Random) -> int:
     cache = DefinitionCache(session)
     made = 0
     for run in session.scalars(select(CampaignRun).where(CampaignRun.status == "active")):
-        loaded = cache.for_run(run.id)
-        if loaded is None:
+        definition = cache.for_run(run.id)
+        if definition is None:
             continue
-        for index, step in enumerate(loaded.definition.steps):
+        for index, step in enumerate(definition.steps):
             if step.channel != "call":
                 continue
             enrollments = session.scalars(

@@ -390,7 +390,7 @@ class _Loaded:
             Program, participant.program_id
         )
         assert program is not None  # FK
-        loaded = self.definitions.for_run(task.run_id)
+        definition = self.definitions.for_run(task.run_id)
         if task.run_id is not None and task.run_id not in self.run_status:
             self.run_status[task.run_id] = str(
                 self.session.scalar(select(CampaignRun.status).where(CampaignRun.id == task.run_id))
@@ -399,7 +399,7 @@ class _Loaded:
             agent=agent,
             participant=participant,
             program=program,
-            definition=loaded.definition if loaded else None,
+            definition=definition,
             run_status=self.run_status.get(task.run_id) if task.run_id is not None else None,
         )
 

@@ -301,8 +301,7 @@ def log_call(
         found_program = session.get(Program, participant.program_id)
         assert found_program is not None
         program = found_program
-        loaded = DefinitionCache(session).for_run(task.run_id)
-        definition = loaded.definition if loaded else None
+        definition = DefinitionCache(session).for_run(task.run_id)
     disposition = entry.disposition
     if batch is not None and batch.cases is not None and batch.cases.waits_for(participant.id):
         batch.write()  # the member's case waiting in the batch is there before this call

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Integer, Numeric, String, case, cast, func, literal
 from sqlalchemy.ext.compiler import compiles
@@ -26,8 +26,10 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from engine.db.models import CallTask, Participant
-from engine.definitions.schema import Step
 from engine.errors import InputError
+
+if TYPE_CHECKING:
+    from engine.definitions.schema import Step
 
 ATTRIBUTE_PREFIX = "attributes."
 # The classes of values, in ascending order (the first element of :func:`sortable`).

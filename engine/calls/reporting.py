@@ -323,8 +323,7 @@ def _follow_ups(
         program = session.get(Program, person.program_id) if person else None
         if person is None or program is None:
             return True  # erased: nothing to say otherwise
-        loaded = cache.for_run(e.run_id)
-        window = next_callable_for(person, program, loaded.definition if loaded else None)
+        window = next_callable_for(person, program, cache.for_run(e.run_id))
         deadline = standard_deadline(
             e.logged_at, FollowUpStandard(allowance), zone, holidays=calendar
         )
@@ -333,8 +332,7 @@ def _follow_ups(
     for e in mine:
         if effect(e) != "recycle" or e.task_id is None:
             continue
-        loaded = cache.for_run(e.run_id)
-        allowance = standard_for(loaded.definition if loaded else None).within_business_hours
+        allowance = standard_for(cache.for_run(e.run_id)).within_business_hours
         zone, calendar = clocks.get(e.program, ("UTC", None))
         following = session.scalar(
             select(CallerLogEntry)
@@ -509,8 +507,8 @@ def campaign_calling_plans(
     cache = DefinitionCache(session)
     plans = []
     for name, run in sorted(newest.items()):
-        loaded = cache.for_run(run.id)
-        targets = getattr(loaded.definition, "calling_plan", None) if loaded else None
+        definition = cache.for_run(run.id)
+        targets = definition.calling_plan if definition else None
         if targets is None:
             continue
         owner = session.get(Program, run.program_id)

@@ -1,5 +1,10 @@
 """What an agent sees on a call: the script, the verification questions, the account review
-panel and the campaign's talking points, offer and cross-sell."""
+panel and the campaign's talking points, offer and cross-sell.
+
+What only a call sheet needs (the verification gate, the case, consent wording, names,
+templates) is imported when a task was claimed: `calls next` with nothing callable pays
+for the claim alone (#18).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -21,11 +26,6 @@ from engine.calls.agents import get_agent
 from engine.calls.pauses import NEXT_CALL, end_pause
 from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
-from engine.calls.verification import Gate, gate_for
-from engine.cases.views import case_for_task
-from engine.consent.defaults import consent_defaults
-from engine.consent.suppressions import email_hash, hash_normalised, suppressions_for
-from engine.consent.wording import program_default
 from engine.db.models import (
     ActivityEvent,
     CallerLogEntry,
@@ -37,9 +37,11 @@ from engine.db.models import (
     Program,
 )
 from engine.errors import DatabaseError, NotFoundError
-from engine.locales import display_name
 from engine.policy import candidate_zones
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.calls.verification import Gate
 
 T = TypeVar("T")
 
@@ -112,6 +114,8 @@ def _mask_email(email: str) -> str:
 def verification_questions(p: Participant) -> list[Question]:
     """Questions to ask before any account detail is discussed, with the answers on file. The
     agent reads the question, never the answer."""
+    from engine.locales import display_name
+
     questions = [
         Question("Your full name, please?", display_name(p.first_name, p.last_name, p.locale))
     ]
@@ -217,6 +221,12 @@ def call_sheet(
     """Everything for one call task (the script rendered in the participant's locale).
     ``withheld``: member fields the script is rendered without (blank), for a console page
     shown before the agent recorded a verified identity (engine/calls/verification.py)."""
+    from engine.cases.views import case_for_task
+    from engine.consent.defaults import consent_defaults
+    from engine.consent.suppressions import email_hash, hash_normalised, suppressions_for
+    from engine.consent.wording import program_default
+    from engine.locales import display_name
+
     task = session.get(CallTask, task_id)
     if task is None:
         raise NotFoundError(f"no call task {task_id}")
@@ -224,8 +234,8 @@ def call_sheet(
     assert p is not None
     program = session.get(Program, p.program_id)
     assert program is not None
-    loaded = DefinitionCache(session).for_run(task.run_id)
-    step = step_of(task, loaded)
+    definition = DefinitionCache(session).for_run(task.run_id)
+    step = step_of(task, definition)
     notes: list[str] = []
     script_text: str | None = None
     script_name = task.script or (step.script if step else None)
@@ -238,9 +248,7 @@ def call_sheet(
             postal_address=settings.postal_address,
             public_url=settings.public_url,
         )
-        campaign: Any = (
-            loaded.definition if loaded else {"name": task.campaign or "", "description": ""}
-        )
+        campaign: Any = definition or {"name": task.campaign or "", "description": ""}
         member = participant_data(p)
         blanks: dict[str, Any] = {name: None for name in withheld if name in WITHHOLDABLE}
         context = message_context(
@@ -339,6 +347,8 @@ def gated_call_sheet(
     """The call sheet of a claim as the agent may see it now (engine/calls/verification.py):
     before verification the script is rendered with the gated fields blank and the sheet holds
     only the program's pre-verification fields; ``zone`` is the agent's, for the time shown."""
+    from engine.calls.verification import gate_for
+
     gate = gate_for(session, task, zone)
     sheet = call_sheet(session, task.id, settings=settings, at=at, withheld=gate.hidden)
     gate = gate.with_account(sheet)

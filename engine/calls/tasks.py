@@ -26,12 +26,12 @@ disabled or has not taken it in time (engine/calls/rules.py).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -63,8 +63,7 @@ from engine.db.models import (
     Program,
     Suppression,
 )
-from engine.definitions.loader import LoadedDefinition, parse_stored_definition
-from engine.definitions.schema import CampaignDefinition, Step
+from engine.db.tables.runs import campaign_runs
 from engine.errors import InputError, NotFoundError
 from engine.policy import (
     Decision,
@@ -81,6 +80,9 @@ from engine.sending.deadlines import (
     mark_not_standing,
     not_standing_case,
 )
+
+if TYPE_CHECKING:
+    from engine.definitions.schema import CampaignDefinition, Step
 
 DEFAULT_LEASE = timedelta(minutes=30)
 KIND_RANK = {"callback": 0, "follow_up": 1, "campaign": 2}
@@ -128,53 +130,56 @@ def write_lock(session: Session) -> None:
 
 
 class DefinitionCache:
-    """Run definitions parsed once per run (the text a run was launched with)."""
+    """Run definitions parsed once per run (the text a run was launched with), and only when
+    asked for: a claim that meets no task of a run never parses its definition."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._runs: dict[int, LoadedDefinition | None] = {}
+        self._runs: dict[int, CampaignDefinition | None] = {}
+        self._sources: dict[int, tuple[str, str]] = {}  # text and label, read not yet parsed
         self.program_ids: dict[int, int] = {}  # of the runs load_active read
 
-    def for_run(self, run_id: int | None) -> LoadedDefinition | None:
+    def for_run(self, run_id: int | None) -> CampaignDefinition | None:
         if run_id is None:
             return None
         if run_id not in self._runs:
-            run = self.session.get(CampaignRun, run_id)
-            self._runs[run_id] = (
-                None
-                if run is None
-                else parse_stored_definition(
-                    run.definition_source, f"run {run.id}: {run.campaign}.yaml"
+            if run_id not in self._sources:
+                run = self.session.get(CampaignRun, run_id)  # often in the session already
+                if run is None:
+                    self._runs[run_id] = None
+                    return None
+                self._sources[run_id] = (
+                    run.definition_source,
+                    f"run {run.id}: {run.campaign}.yaml",
                 )
-            )
+            # pydantic and the schema are imported here, when a task of a run is met (#18).
+            from engine.definitions.stored import stored_definition
+
+            self._runs[run_id] = stored_definition(*self._sources.pop(run_id))
         return self._runs[run_id]
 
     def load_active(self) -> list[int]:
-        """Parse every active run's definition with one query (a claim needs them all; one
-        mapper load per run was a statement each). Returns their ids."""
+        """Read every active run's definition text with one query (one load per run was a
+        statement each), to be parsed when a task of the run needs it. Returns their ids."""
+        run = campaign_runs.c
         found = self.session.execute(
-            select(
-                CampaignRun.id,
-                CampaignRun.campaign,
-                CampaignRun.definition_source,
-                CampaignRun.program_id,
-            ).where(CampaignRun.status == "active")
+            select(run.id, run.campaign, run.definition_source, run.program_id).where(
+                run.status == "active"
+            )
         ).all()
         for run_id, campaign, source, program_id in found:
             self.program_ids[run_id] = program_id
             if run_id not in self._runs:
-                self._runs[run_id] = parse_stored_definition(
-                    source, f"run {run_id}: {campaign}.yaml"
-                )
+                self._sources[run_id] = (source, f"run {run_id}: {campaign}.yaml")
         return [run_id for run_id, _, _, _ in found]
 
 
-def step_of(task: Any, loaded: LoadedDefinition | None) -> Step | None:
+def step_of(task: Any, definition: CampaignDefinition | None) -> Step | None:
     step_id = task.step_id or task.source_step_id
-    if loaded is None or step_id is None:
+    if definition is None or step_id is None:
         return None
     try:
-        return loaded.definition.step(step_id)
+        return definition.step(step_id)
     except KeyError:
         return None
 
@@ -396,20 +401,23 @@ class _Scan:
         self.active = active_logins(session)
         self.rows_read = 0  # rows the last load read, before the callback fallback filter
         self.cache = DefinitionCache(session)
-        self.person_names = [*PERSON_COLUMNS]
+        self.person_names = [*PERSON_COLUMNS]  # and the priority fields (select)
         self.active_runs = self.cache.load_active()
-        for run_id in self.active_runs:
-            loaded = self.cache.for_run(run_id)
-            for step in loaded.definition.steps if loaded else ():
-                for key in step.priority:
-                    name = "attributes" if key.field.startswith("attributes.") else key.field
-                    if name not in self.person_names:
-                        self.person_names.append(name)
+        # The active runs whose definitions the select reads (priority fields, standing):
+        # all of them, unless the claim narrowed them to the runs its tasks belong to.
+        self.runs: list[int] = self.active_runs
         self.programs = {program.id: program for program in session.scalars(select(Program))}
         self.routing = LanguageRouting.for_agent(session, agent, rules.language_routing_wait)
         self.steps: dict[tuple[Any, ...], Step | None] = {}
         self._select: Any = None  # built once: building the expression costs ~10 ms
         self._where: list[Any] | None = None
+
+    def serve_only(self, run_ids: Collection[int | None]) -> None:
+        """Read the definitions of these runs only (those the tasks found belong to): a run
+        with nothing due for the agent is never parsed. Once the select is built (it read them
+        all), nothing changes."""
+        if self._select is None:
+            self.runs = [run_id for run_id in self.active_runs if run_id in run_ids]
 
     def where(self, query: Any) -> Any:
         person_t = Participant.__table__
@@ -454,6 +462,13 @@ class _Scan:
 
     def _build_select(self) -> Any:
         task_t, person_t = CallTask.__table__, Participant.__table__
+        definitions = {run_id: self.cache.for_run(run_id) for run_id in self.runs}
+        for definition in definitions.values():
+            for step in definition.steps if definition else ():
+                for key in step.priority:
+                    name = "attributes" if key.field.startswith("attributes.") else key.field
+                    if name not in self.person_names:
+                        self.person_names.append(name)
         return self.where(
             select(
                 *(task_t.c[name] for name in TASK_COLUMNS),
@@ -473,9 +488,9 @@ class _Scan:
                 # per run and page before): NULL for another run's task.
                 not_standing_case(
                     {
-                        run_id: (loaded.definition, self.programs[program_id].timezone)
-                        for run_id, program_id in self.cache.program_ids.items()
-                        if (loaded := self.cache.for_run(run_id)) is not None
+                        run_id: (definition, self.programs[self.cache.program_ids[run_id]].timezone)
+                        for run_id, definition in definitions.items()
+                        if definition is not None
                     },
                     self.at,
                 ),
@@ -505,16 +520,16 @@ class _Scan:
                 )
                 if fallback is None:
                     continue
-            loaded = self.cache.for_run(task.run_id)
+            definition = self.cache.for_run(task.run_id)
             step_key = (task.run_id, task.step_id or task.source_step_id)
             if step_key not in self.steps:
-                self.steps[step_key] = step_of(task, loaded)
+                self.steps[step_key] = step_of(task, definition)
             found.append(
                 Candidate(
                     task=task,
                     participant=person,
                     program=self.programs[person.program_id],
-                    definition=loaded.definition if loaded else None,
+                    definition=definition,
                     step=self.steps[step_key],
                     fallback=fallback,
                 )
@@ -578,6 +593,7 @@ def serving_order(
             select(CallTask.run_id, step_expr, CallTask.kind).select_from(CallTask)
         ).group_by(CallTask.run_id, step_expr, CallTask.kind)
     ).all()
+    scan.serve_only({run_id for run_id, _, _ in groups})
     refused: list[Candidate] = []
     streams: list[Iterator[Candidate]] = []
 
@@ -587,8 +603,8 @@ def serving_order(
             step_expr.is_(None) if step_id is None else step_expr == step_id,
             CallTask.kind == kind,
         )
-        loaded = scan.cache.for_run(run_id)
-        step = step_of(SimpleNamespace(step_id=step_id, source_step_id=None), loaded)
+        definition = scan.cache.for_run(run_id)
+        step = step_of(SimpleNamespace(step_id=step_id, source_step_id=None), definition)
         for page in _pages(scan, query.order_by(*priority_order(session, step)), at):
             for c in page:
                 if c.blocked is not None:

@@ -227,7 +227,7 @@ def show_value(value: Any, nested: bool = False) -> str:
 
 def duration_value(value: str | None) -> Any:
     """An option's duration text ("36h", "30m") parsed, or a clean usage error."""
-    from engine.definitions.durations import parse_duration
+    from engine.definitions.duration_text import parse_duration  # no pydantic (#18)
 
     if value is None:
         return None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
-import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +31,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from engine.definitions.schema import CampaignDefinition
+from engine.definitions.stored import IMPLICIT_RESOLVERS
 from engine.errors import DefinitionError, DefinitionErrors, InputError, NotFoundError
 
 YamlPath = tuple[str | int, ...]
@@ -79,25 +79,6 @@ def error_list(exc: DefinitionError | DefinitionErrors) -> list[DefinitionError]
 # --------------------------------------------------------------------------- YAML
 
 
-# YAML 1.1 reads 10:00 as the base-60 number 600; in campaign files it is always a time, so
-# these are PyYAML's int and float patterns without the base-60 forms.
-_INT = re.compile(
-    r"""^(?:[-+]?0b[0-1_]+
-    |[-+]?0[0-7_]+
-    |[-+]?(?:0|[1-9][0-9_]*)
-    |[-+]?0x[0-9a-fA-F_]+)$""",
-    re.X,
-)
-_FLOAT = re.compile(
-    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
-    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""",
-    re.X,
-)
-_NUMBER_PATTERNS = {"tag:yaml.org,2002:int": _INT, "tag:yaml.org,2002:float": _FLOAT}
-
-
 class _Loader(yaml.SafeLoader):
     """SafeLoader without base-60 numbers, and with bad timestamps reported at their line."""
 
@@ -110,11 +91,8 @@ class _Loader(yaml.SafeLoader):
             ) from exc
 
 
-# A copy of SafeLoader's resolvers (in their order, which decides ties) with our number patterns.
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, _NUMBER_PATTERNS.get(tag, rx)) for tag, rx in resolvers]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+# SafeLoader's resolvers without base-60 numbers (shared with engine/definitions/stored.py).
+_Loader.yaml_implicit_resolvers = IMPLICIT_RESOLVERS
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
 
 

@@ -24,17 +24,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, and_, case, not_, null, select, text, update
 from sqlalchemy.orm import Session
 
-from engine.audience import audience_condition
 from engine.db.models import CallTask, CampaignRun, OutboxMessage, Participant, Program
-from engine.definitions.filters import Filter
-from engine.definitions.schema import CampaignDefinition, Step
-from engine.definitions.standing import standing_fields, standing_filter
+
+if TYPE_CHECKING:
+    from engine.definitions.filters import Filter
+    from engine.definitions.schema import CampaignDefinition, Step
 
 EXPIRED = "expired"
 NO_LONGER_ELIGIBLE = "no_longer_eligible"
@@ -85,7 +85,13 @@ def describe_deadline(step: Step) -> str:
 # --------------------------------------------------------------------------- standing
 
 
+# The audience SQL and the definitions' filters (pydantic) are imported when a standing check
+# is made: a claim that finds no task makes none (#18).
+
+
 def _standing(definition: CampaignDefinition) -> Filter | None:
+    from engine.definitions.standing import standing_filter
+
     return standing_filter(definition)
 
 
@@ -103,6 +109,8 @@ def not_standing(
     ids = sorted(set(participant_ids))
     if filter_ is None or not ids:
         return set()
+    from engine.audience import audience_condition
+
     found: set[int] = set()
     condition = audience_condition(filter_, at=at, tz=tz)
     for start in range(0, len(ids), 5000):
@@ -119,6 +127,8 @@ def not_standing(
 
 def standing_reason(definition: CampaignDefinition) -> str:
     """The exit reason of a member who no longer matches, naming the fields."""
+    from engine.definitions.standing import standing_fields
+
     filter_ = _standing(definition)
     fields = ", ".join(standing_fields(filter_)) if filter_ is not None else ""
     return f"{NO_LONGER_ELIGIBLE}: no longer matches the audience ({fields})"
@@ -251,6 +261,8 @@ def not_standing_case(
     """SQL for a call list's query: whether the task's member no longer matches its run's
     standing conditions (the same test as :func:`not_standing`), for the runs ``runs`` maps
     to their definition and program time zone; NULL for the tasks of any other run."""
+    from engine.audience import audience_condition
+
     whens: list[tuple[Any, Any]] = []
     for run_id, (definition, tz) in runs.items():
         filter_ = _standing(definition)

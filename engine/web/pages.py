@@ -45,10 +45,8 @@ def member_clock(session: Session, task: CallTask) -> MemberClock:
     assert p is not None  # FK
     program = session.get(Program, p.program_id)
     assert program is not None  # FK
-    loaded = DefinitionCache(session).for_run(task.run_id)
-    window = effective_window(
-        "call", getattr(loaded.definition, "call_window", None) if loaded else None
-    )
+    definition = DefinitionCache(session).for_run(task.run_id)
+    window = effective_window("call", definition.call_window if definition else None)
     shown = f"{window.start:%H:%M}-{window.end:%H:%M}" if window else "any time"
     try:
         zones = candidate_zones(

@@ -15,6 +15,7 @@ from engine.calls.listing import list_calls
 from engine.calls.tasks import FIRST_PAGES, claim_next, release
 from engine.consent.suppressions import add_suppression
 from engine.db.models import CallTask
+from engine.definitions.stored import stored_definition
 
 # What a claim may cost with two campaign steps: the claim's own statements (expired tasks,
 # which on SQLite also takes the write lock, agent, held claim), the agents, runs and programs
@@ -128,3 +129,24 @@ def test_the_claim_serves_the_head_of_the_list_past_the_first_pages(app: App) ->
         claimed.append(c.task_id)
     assert len(claimed) == 8
     assert sorted(reason for _, reason in closed) == ["opted_out", "suppressed"]
+
+
+def test_a_claim_parses_only_the_definitions_of_the_runs_it_meets(app: App) -> None:
+    # Another active run with nothing for the agent: its stored text is never parsed (#18).
+    w, other = _world(app)
+    w.agent("ana")
+    w.task(w.member())
+    stored_definition.cache_clear()
+    with unit(app) as s:
+        claim = claim_next(s, "ana", at=TEST_NOW)
+    assert claim is not None
+    assert stored_definition.cache_info().currsize == 1
+    # Once that run has a task for her, the next claim reads its definition too.
+    w.task(w.member(attributes={"score": 1}), run_id=other)
+    stored_definition.cache_clear()
+    with unit(app) as s:
+        assert claim_next(s, "ana", at=TEST_NOW) is not None  # she still holds the first
+        release(s, claim.task_id, "ana", at=TEST_NOW)
+    with unit(app) as s:
+        assert claim_next(s, "ana", at=TEST_NOW) is not None
+    assert stored_definition.cache_info().currsize == 2
