@@ -8,6 +8,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, exists, select, text
@@ -25,6 +26,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 # A message in these states has not gone yet (unknown may have: it left us).
 PENDING = frozenset({QUEUED, SENDING})
+NOTHING_KNOWN = Facts(closed=MappingProxyType({}), messages=MappingProxyType({}))
 
 
 class Addressed(Protocol):
@@ -116,6 +118,9 @@ def load_facts(
     closed = closed_channels_of(conn, rows, channels)
     messages = _messages(conn, rows, at)
     gone = _not_standing(conn, rows, runs, at)
+    known = converted | reached | opened | clicked | replied | closed.keys() | messages.keys()
+    known |= gone.keys()
+    # Most members of a batch have nothing on record: they share one (frozen) empty Facts.
     return {
         r.id: Facts(
             converted=r.id in converted,
@@ -127,6 +132,8 @@ def load_facts(
             messages=messages.get(r.id, {}),
             not_standing=gone.get(r.id),
         )
+        if r.id in known
+        else NOTHING_KNOWN
         for r in rows
     }
 
@@ -196,15 +203,19 @@ def closed_channels_of(
         for pid, channel, status in conn.exec_driver_sql(
             "SELECT participant_id, channel, status FROM participant_consents "
             f"WHERE participant_id IN ({int_list(r.participant_id for r in rows)})"
-        )
+        ).fetchall()  # in one go: iterating the result fetches row by row
     }
     # A program's consent default fills only a consent the member did not state.
     for key in defaulted(conn, {r.participant_id for r in rows}, channels):
         consents.setdefault(key, "opted_in")
+    # Only the addresses the batch's channels use (an SMS campaign's members are not looked
+    # up by email): half the hashing and half the suppression lookup for a one-channel step.
+    by_email = "email" in channels
+    by_phone = bool(channels - {"email"})
     hashes: dict[int, tuple[str | None, str | None]] = {
         r.id: (
-            _email_hash(r.email) if r.email else None,
-            _phone_hash(r.phone) if r.phone else None,
+            _email_hash(r.email) if by_email and r.email else None,
+            _phone_hash(r.phone) if by_phone and r.phone else None,
         )
         for r in rows
     }

@@ -29,7 +29,7 @@ from engine.run_work import has_no_work
 from engine.sending.deadlines import message_deadline
 from engine.sending.outbox_status import QUEUED, SKIPPED
 from engine.sequencing.due import DueCursor, DueRow, Run, due_row, due_sql, sqlite_time
-from engine.sequencing.facts import load_facts
+from engine.sequencing.facts import NOTHING_KNOWN, load_facts
 from engine.sequencing.materialise import Work, build_work
 from engine.sequencing.render import RendererConfig
 from engine.sequencing.rules import DeadlineOf, Outcome, plan_enrollment
@@ -239,19 +239,38 @@ class _Advance:
             rows = [r for r in rows if runs[r.run_id] is not None]
             facts = load_facts(conn, rows, runs, self.at)
         moves: list[tuple[DueRow, Outcome]] = []
+        # Enrollments of one launch move alike: a member with nothing on record, in a run whose
+        # steps' times do not depend on the member (no local `at` time, no deadline before one
+        # of their dates), goes where the others enrolled and due at the same instants go.
+        alike: dict[tuple[Any, ...], Outcome] = {}
+        untimed = {
+            run_id
+            for run_id, run in runs.items()
+            if run is not None and all(s.at is None and s.expires_before is None for s in run.steps)
+        }
         for row in rows:
             run = runs[row.run_id]
             assert run is not None
+            row_facts = facts[row.id]
+            key: tuple[Any, ...] | None = None
+            if row_facts is NOTHING_KNOWN and row.run_id in untimed:
+                key = (row.run_id, row.enrolled_at, row.next_step_index, row.next_action_at)
+                known = alike.get(key)
+                if known is not None:
+                    moves.append((row, known))
+                    continue
             outcome = plan_enrollment(
                 run.steps,
                 enrolled_at=row.enrolled_at,
                 next_step_index=row.next_step_index,
                 next_action_at=row.next_action_at,
-                facts=facts[row.id],
+                facts=row_facts,
                 at=self.at,
                 zones=zones_of(row, run),
                 deadline=deadline_of(row, run),
             )
+            if key is not None:
+                alike[key] = outcome
             moves.append((row, outcome))
         if self.renderer is None:
             self.renderer = self.config.build()

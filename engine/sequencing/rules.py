@@ -210,6 +210,8 @@ def exit_reason(remaining: Sequence[Step], facts: Facts) -> str | None:
     """Why the enrollment leaves the sequence, or None: every channel the remaining steps use
     is closed, and at least one by opt-out/suppression/consent not stated (a channel closed for lack
     of an address gets ``no_address`` messages, as the brief of the outbox asks)."""
+    if not facts.closed:
+        return None  # every channel open (most members): nothing to look at
     channels = sorted({step.channel for step in remaining})
     closed = {channel: facts.closed.get(channel) for channel in channels}
     if any(reason is None for reason in closed.values()):

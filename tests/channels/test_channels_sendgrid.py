@@ -121,6 +121,23 @@ def test_a_template_message_sends_template_id_and_data(
     assert personalization["custom_args"] == {"message_id": "tpl-7"}
 
 
+@pytest.mark.parametrize(
+    "subject",
+    ["Vos 1 200 points expirent bientôt \u2028 ☕", "a lone surrogate \ud800 still goes"],
+    ids=["non-ascii", "lone-surrogate"],
+)
+def test_the_body_on_the_wire_is_the_built_mail(
+    server: FakeSendGrid, channel: SendGridChannel, subject: str
+) -> None:
+    # The body is serialised with orjson, and json.dumps for what orjson refuses: either
+    # way the server reads exactly what build_mail made.
+    message = email(subject=subject)
+    channel.send(message)
+    [request] = server.requests
+    assert request.contract_errors == ()
+    assert request.json == build_mail(message)
+
+
 def test_connections_are_kept_alive_and_reopened_after_the_server_drops_them(
     server: FakeSendGrid, channel: SendGridChannel
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from seq_helpers import (
@@ -140,6 +141,28 @@ def test_steps_follow_their_delays_and_make_calls(app: App, program: Program) ->
     with unit(app) as s:
         run = s.get(CampaignRun, run_id)
         assert run is not None and run.status == "active"
+
+
+def test_members_launched_together_wait_for_their_own_local_time(
+    app: App, program: Program
+) -> None:
+    # A batch plans members launched together with nothing on record alike, except where a
+    # step's time is the member's own: each waits for 10:00 in their zone.
+    zones = {}
+    with unit(app) as s:
+        for external_id, zone in (("Z1", "America/New_York"), ("Z2", "Asia/Tokyo")):
+            member = make_participant(s, program, at=TEST_NOW, external_id=external_id)
+            member.timezone = zone
+            zones[member.id] = zone
+    second = {"id": "email-2", "channel": "email", "template": "points_expiring"}
+    launch(app, definition(steps=[THREE_STEPS[0], {**second, "delay": "1d", "at": "10:00"}]))
+    assert advance(app, at=TEST_NOW).messages == {"email": 2}
+    due = {zones[e.participant_id]: e.next_action_at for e in enrollments(app)}
+    # The day's delay ends on 3 March 10:00 in New York, and at midnight of 4 March in Tokyo.
+    assert due == {
+        "America/New_York": datetime(2026, 3, 3, 15, tzinfo=UTC),
+        "Asia/Tokyo": datetime(2026, 3, 4, 1, tzinfo=UTC),
+    }
 
 
 def test_a_late_advance_skips_what_expired_and_never_sends_it(app: App, program: Program) -> None:
