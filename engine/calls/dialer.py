@@ -373,13 +373,24 @@ class _Loaded:
         self.stale: set[int] = set()
 
     def task(self, task_id: int) -> CallTask | None:
-        task = self.tasks.get(task_id)
+        """The task as it stands. The caller wrote what its batch keeps waiting first when
+        the task was not loaded or its member is stale. A task an earlier call logged left
+        the session (CallBatch.updated) with its new values; one the session holds again (a
+        case hook read it since) is the newer."""
+        task = self.session.identity_map.get(self.session.identity_key(CallTask, task_id))
         if task is None:
-            task = self.session.get(CallTask, task_id, with_for_update=True)
-        elif task.participant_id in self.stale:
+            task = self.tasks.get(task_id)
+        if task is None or task.participant_id in self.stale:
             self.session.flush()
-            self.session.refresh(task, with_for_update=True)
+            task = self.session.get(CallTask, task_id, with_for_update=True, populate_existing=True)
+            if task is not None:
+                self.tasks[task_id] = task
         return task
+
+    def needs_reading(self, task_id: int) -> bool:
+        """Whether :meth:`task` reads the task from the database."""
+        task = self.tasks.get(task_id)
+        return task is None or task.participant_id in self.stale
 
     def context(self, task: CallTask, agent: Agent) -> CallContext:
         participant = self.participants.get(task.participant_id) or self.session.get(
@@ -445,7 +456,9 @@ def _apply_chunk(
         agent = loaded.agents.get(agent_key(call.agent))
         if agent is None:
             reasons.append(str(unknown_agent(call.agent)))
-        if call.task_id not in loaded.tasks:  # made by an earlier row, maybe a case's
+        # Made by an earlier row (maybe a case's), or a bulk UPDATE closed it: read it after
+        # what the batch keeps waiting is written.
+        if loaded.needs_reading(call.task_id):
             try:
                 batch.write()
             except EngineError as exc:  # a case opened meanwhile (engine/cases/bulk.py)
