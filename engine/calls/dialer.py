@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import String, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.app import App
@@ -48,7 +49,7 @@ from engine.calls.rules import DEFAULT_RULES, CallRules
 from engine.calls.tasks import DefinitionCache, write_lock
 from engine.cases.bulk import CaseOpenings
 from engine.clock import ensure_utc
-from engine.consent.provider_events import event_key, event_row, record_events
+from engine.consent.provider_events import event_key, event_row, record_events, record_new_events
 from engine.csv_safe import SafeDictWriter
 from engine.db.models import (
     Agent,
@@ -497,9 +498,10 @@ def _apply_chunk(
         batch.write()
     except EngineError as exc:  # a case opened meanwhile (engine/cases/bulk.py)
         raise _Redo(str(exc)) from exc
-    fresh = record_events(session, events)
-    if len(fresh) != len(events):  # another import recorded one of these calls meanwhile
-        raise _Redo("a call of this chunk was recorded meanwhile")
+    try:  # new: looked up above under the caller log's lock, which every import takes
+        record_new_events(session, events)
+    except IntegrityError as exc:  # recorded meanwhile all the same: take the rows one by one
+        raise _Redo("a call of this chunk was recorded meanwhile") from exc
     session.flush()
     return outcomes
 

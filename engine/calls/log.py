@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.calls import caller_log
@@ -50,7 +50,7 @@ from engine.clock import ensure_utc
 from engine.consent.defaults import unstated_but_defaulted
 from engine.consent.suppressions import add_suppression
 from engine.consent.wording import program_default
-from engine.db.bulk import insert_rows
+from engine.db.bulk import insert_rows, update_rows
 from engine.db.models import (
     ActivityEvent,
     Agent,
@@ -167,8 +167,8 @@ class CallBatch:
     import chunk), each kind with one executemany at :meth:`write`: caller log entries
     (through a :class:`caller_log.ChainWriter`), contact ledger rows (nothing in a log reads
     contacts back), given ``cases`` the new cases the calls open (engine/cases/bulk.py;
-    their LogResult then names no case), and the logged tasks' new state (one Core UPDATE
-    executemany of TASK_COLUMNS: the unit of work's change tracking cost more than the rest
+    their LogResult then names no case), and the logged tasks' new state (engine/db/bulk.py: one
+    UPDATE of TASK_COLUMNS: the unit of work's change tracking cost more than the rest
     of a task's write). A logged task leaves the session (:meth:`updated`); whoever reads or
     writes call_tasks otherwise while tasks wait calls :meth:`write` first."""
 
@@ -203,15 +203,11 @@ class CallBatch:
             self.cases.write(caller_log.ids_by_seq(self.session, self.cases.seqs()))
         if self.tasks:
             rows = [
-                {"task_id": task.id, **{name: getattr(task, name) for name in TASK_COLUMNS}}
+                {"id": task.id, **{name: getattr(task, name) for name in TASK_COLUMNS}}
                 for task in self.tasks.values()
             ]
-            self.session.connection().execute(_TASK_UPDATE, rows)
+            update_rows(self.session.connection(), CallTask.__table__, rows)
             self.tasks = {}
-
-
-# The logged tasks' new state (CallBatch.write): SET names the keys of the parameters.
-_TASK_UPDATE = update(CallTask.__table__).where(CallTask.__table__.c.id == bindparam("task_id"))
 
 
 def task_problems(

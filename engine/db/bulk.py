@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
 from sqlalchemy import Column, Connection, Table
+from sqlalchemy.exc import IntegrityError
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -54,12 +56,60 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
     target = dialect.identifier_preparer.format_table(table)
     if dialect.name == "postgresql":
         driver: Any = connection.connection.driver_connection
-        with (
-            driver.cursor() as cursor,
-            cursor.copy(f"COPY {target} ({column_list}) FROM STDIN") as copy,
-        ):
-            for value in values:
-                copy.write_row(value)
+        statement = f"COPY {target} ({column_list}) FROM STDIN"
+        try:
+            with driver.cursor() as cursor, cursor.copy(statement) as copy:
+                for value in values:
+                    copy.write_row(value)
+        except psycopg.errors.IntegrityError as exc:  # as insert() would raise it
+            raise IntegrityError(statement, None, exc) from exc
         return
     marks = ", ".join("?" * (len(names) + len(defaults)))
     connection.exec_driver_sql(f"INSERT INTO {target} ({column_list}) VALUES ({marks})", values)
+
+
+def update_rows(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, key: str = "id"
+) -> None:
+    """Set the columns each of ``rows`` names (the same in every row) on the row of ``table``
+    whose ``key`` it gives: one UPDATE ... FROM unnest(arrays) on PostgreSQL (one statement
+    for all rows instead of one per row), the driver's executemany on SQLite. A key given
+    twice: the last row wins, as with executemany."""
+    if not rows:
+        return
+    dialect = connection.dialect
+    names = [name for name in rows[0] if name != key]
+    if len(rows[0]) != len(names) + 1 or any(len(row) != len(rows[0]) for row in rows):
+        raise ValueError(f"rows for {table.name} must all name {key} and the same columns")
+    columns = [table.c[key], *(table.c[name] for name in names)]
+    processors = [column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns]
+    quote = dialect.identifier_preparer.quote
+    target = dialect.identifier_preparer.format_table(table)
+    if dialect.name == "postgresql":
+        last = {row[key]: row for row in rows}  # one row per key: UPDATE FROM takes any one
+        arrays = [
+            [process(row[column.name]) if process else row[column.name] for row in last.values()]
+            for column, process in zip(columns, processors, strict=True)
+        ]
+        given = ", ".join(
+            f"%s::{column.type.dialect_impl(dialect).compile(dialect)}[]" for column in columns
+        )
+        aliases = ", ".join(f"c{n}" for n in range(len(columns)))
+        sets = ", ".join(f"{quote(name)} = v.c{n + 1}" for n, name in enumerate(names))
+        connection.exec_driver_sql(
+            f"UPDATE {target} SET {sets} FROM unnest({given}) AS v({aliases}) "
+            f"WHERE {target}.{quote(key)} = v.c0",
+            tuple(arrays),
+        )
+        return
+    sets = ", ".join(f"{quote(name)} = ?" for name in names)
+    values = [
+        tuple(
+            process(row[column.name]) if process else row[column.name]
+            for column, process in zip(
+                (*columns[1:], columns[0]), (*processors[1:], processors[0]), strict=True
+            )
+        )
+        for row in rows
+    ]
+    connection.exec_driver_sql(f"UPDATE {target} SET {sets} WHERE {quote(key)} = ?", values)
