@@ -27,7 +27,7 @@ from typing import Literal
 
 from sqlalchemy import String, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from engine.app import App
 from engine.calls import DIALER_PROVIDER, caller_log
@@ -85,6 +85,15 @@ FIELD_PREFIX = "field."
 PROVIDER = DIALER_PROVIDER
 MAX_CALL_ID = 100
 IMPORT_CHUNK = 1000  # rows per transaction: loaded, checked and written together
+# The member's columns a call reads (engine/calls/log.py, engine/cases/bulk.py).
+CALL_COLUMNS = (
+    Participant.id,
+    Participant.program_id,
+    Participant.external_id,
+    Participant.phone,
+    Participant.timezone,
+    Participant.last_activity_at,
+)
 # A dialer's clock may run a little ahead of ours.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -351,10 +360,14 @@ class _Loaded:
             query = query.with_for_update(of=CallTask)
         self.tasks = {t.id: t for t in session.scalars(query)}
         members = sorted({t.participant_id for t in self.tasks.values()})
+        # Only the columns a call reads (their zones, number, ids; the conversion's last
+        # activity): a member's other columns load on first use, should a case need them.
         self.participants = {
             p.id: p
             for p in session.scalars(
-                select(Participant).where(among(session, Participant.id, members))
+                select(Participant)
+                .where(among(session, Participant.id, members))
+                .options(load_only(*CALL_COLUMNS))
             )
         }
         program_ids = sorted({p.program_id for p in self.participants.values()})
