@@ -257,7 +257,7 @@ class ChainWriter:
         return PendingEntry(self, row["seq"], row["hash"])
 
     def flush(self) -> None:
-        """Write the pending entries and checkpoints (one executemany each; no ids fetched:
+        """Write the pending entries and checkpoints (one COPY or executemany each; no ids:
         an entry whose id is asked for looks it up by its seq)."""
         if not self._rows:
             return

@@ -441,8 +441,9 @@ def _apply_chunk(
     loaded with one query per table, every row is checked by the same functions as `calls
     log` (:func:`task_problems`, :func:`entry_problems`) and logged by the same
     :func:`log_call`, whose caller log entries, checkpoints, contacts, message_events keys
-    and the cases it opens (engine/cases/bulk.py) are then written with one executemany each
-    (the task updates by the unit of work, as one executemany: CallBatch.updated). A call
+    and the cases it opens (engine/cases/bulk.py) are then written together, one statement
+    per table for the chunk (engine/db/bulk.py: COPY and UPDATE ... FROM unnest on
+    PostgreSQL; the tasks too, CallBatch.updated). A call
     that touches a case otherwise (joins one, follows one up) writes what is pending first and
     goes through the case hook alone. The caller holds the write lock and the caller log's
     lock. Raises :class:`_Redo` when a row fails only while being written."""

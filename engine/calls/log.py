@@ -164,7 +164,7 @@ TASK_COLUMNS = (
 
 class CallBatch:
     """What :func:`log_call` writes for many calls of one transaction at once (a dialer
-    import chunk), each kind with one executemany at :meth:`write`: caller log entries
+    import chunk), each kind together at :meth:`write` (engine/db/bulk.py): caller log entries
     (through a :class:`caller_log.ChainWriter`), contact ledger rows (nothing in a log reads
     contacts back), given ``cases`` the new cases the calls open (engine/cases/bulk.py;
     their LogResult then names no case), and the logged tasks' new state (engine/db/bulk.py: one
@@ -186,7 +186,7 @@ class CallBatch:
 
     def updated(self, task: CallTask) -> None:
         """The task's new state waits for :meth:`write`, where every column a call may change
-        is written for every task of the batch, changed or not (one executemany). The task
+        is written for every task of the batch, changed or not (one statement). The task
         leaves the session, so the unit of work never writes it too (nor tracks it): the
         object keeps its values, and a later call of the batch on it goes on from them."""
         self.tasks[task.id] = task
