@@ -37,10 +37,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, null, select, update
+from sqlalchemy import func, null, select, update
 from sqlalchemy.orm import Session
 
 from engine.calls.log_key import SESSION_INFO_KEY, CallerLogKey
+from engine.db.bulk import insert_rows
 from engine.db.models import CallerLogCheckpoint, CallerLogEntry
 from engine.errors import ConfigError, InputError
 from engine.sampling import salt
@@ -233,9 +234,10 @@ class PendingEntry:
 class ChainWriter:
     """Many appends in one transaction (a dialer import chunk): the head is read once, each
     entry is chained in memory by the same rule as :func:`append`, and the entries and their
-    checkpoints are written with one executemany INSERT each at :meth:`flush`. The caller holds
-    the caller log's lock (:func:`serialise`; on SQLite the write lock) from before it made
-    the writer until it commits, so no other appender can slip in between."""
+    checkpoints are written together at :meth:`flush` (engine/db/bulk.py: COPY on
+    PostgreSQL). The caller holds the caller log's lock (:func:`serialise`; on SQLite the
+    write lock) from before it made the writer until it commits, so no other appender can slip
+    in between."""
 
     def __init__(self, session: Session, write_pending: Callable[[], None] | None = None) -> None:
         """``write_pending``: what writes this writer's entries and whatever the caller keeps
@@ -255,13 +257,13 @@ class ChainWriter:
         return PendingEntry(self, row["seq"], row["hash"])
 
     def flush(self) -> None:
-        """Write the pending entries and checkpoints (one executemany each; no ids fetched:
+        """Write the pending entries and checkpoints (one COPY or executemany each; no ids:
         an entry whose id is asked for looks it up by its seq)."""
         if not self._rows:
             return
         connection = self.session.connection()
-        connection.execute(insert(CallerLogEntry), self._rows)
-        connection.execute(insert(CallerLogCheckpoint), self._checkpoints)
+        insert_rows(connection, CallerLogEntry.__table__, self._rows)
+        insert_rows(connection, CallerLogCheckpoint.__table__, self._checkpoints)
         self._rows, self._checkpoints = [], []
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import String, select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, load_only
 
 from engine.app import App
 from engine.calls import DIALER_PROVIDER, caller_log
@@ -48,7 +49,7 @@ from engine.calls.rules import DEFAULT_RULES, CallRules
 from engine.calls.tasks import DefinitionCache, write_lock
 from engine.cases.bulk import CaseOpenings
 from engine.clock import ensure_utc
-from engine.consent.provider_events import event_key, event_row, record_events
+from engine.consent.provider_events import event_key, event_row, record_events, record_new_events
 from engine.csv_safe import SafeDictWriter
 from engine.db.models import (
     Agent,
@@ -84,6 +85,15 @@ FIELD_PREFIX = "field."
 PROVIDER = DIALER_PROVIDER
 MAX_CALL_ID = 100
 IMPORT_CHUNK = 1000  # rows per transaction: loaded, checked and written together
+# The member's columns a call reads (engine/calls/log.py, engine/cases/bulk.py).
+CALL_COLUMNS = (
+    Participant.id,
+    Participant.program_id,
+    Participant.external_id,
+    Participant.phone,
+    Participant.timezone,
+    Participant.last_activity_at,
+)
 # A dialer's clock may run a little ahead of ours.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -350,10 +360,14 @@ class _Loaded:
             query = query.with_for_update(of=CallTask)
         self.tasks = {t.id: t for t in session.scalars(query)}
         members = sorted({t.participant_id for t in self.tasks.values()})
+        # Only the columns a call reads (their zones, number, ids; the conversion's last
+        # activity): a member's other columns load on first use, should a case need them.
         self.participants = {
             p.id: p
             for p in session.scalars(
-                select(Participant).where(among(session, Participant.id, members))
+                select(Participant)
+                .where(among(session, Participant.id, members))
+                .options(load_only(*CALL_COLUMNS))
             )
         }
         program_ids = sorted({p.program_id for p in self.participants.values()})
@@ -373,13 +387,24 @@ class _Loaded:
         self.stale: set[int] = set()
 
     def task(self, task_id: int) -> CallTask | None:
-        task = self.tasks.get(task_id)
+        """The task as it stands. The caller wrote what its batch keeps waiting first when
+        the task was not loaded or its member is stale. A task an earlier call logged left
+        the session (CallBatch.updated) with its new values; one the session holds again (a
+        case hook read it since) is the newer."""
+        task = self.session.identity_map.get(self.session.identity_key(CallTask, task_id))
         if task is None:
-            task = self.session.get(CallTask, task_id, with_for_update=True)
-        elif task.participant_id in self.stale:
+            task = self.tasks.get(task_id)
+        if task is None or task.participant_id in self.stale:
             self.session.flush()
-            self.session.refresh(task, with_for_update=True)
+            task = self.session.get(CallTask, task_id, with_for_update=True, populate_existing=True)
+            if task is not None:
+                self.tasks[task_id] = task
         return task
+
+    def needs_reading(self, task_id: int) -> bool:
+        """Whether :meth:`task` reads the task from the database."""
+        task = self.tasks.get(task_id)
+        return task is None or task.participant_id in self.stale
 
     def context(self, task: CallTask, agent: Agent) -> CallContext:
         participant = self.participants.get(task.participant_id) or self.session.get(
@@ -416,8 +441,9 @@ def _apply_chunk(
     loaded with one query per table, every row is checked by the same functions as `calls
     log` (:func:`task_problems`, :func:`entry_problems`) and logged by the same
     :func:`log_call`, whose caller log entries, checkpoints, contacts, message_events keys
-    and the cases it opens (engine/cases/bulk.py) are then written with one executemany each
-    (the task updates by the unit of work, as one executemany: CallBatch.updated). A call
+    and the cases it opens (engine/cases/bulk.py) are then written together, one statement
+    per table for the chunk (engine/db/bulk.py: COPY and UPDATE ... FROM unnest on
+    PostgreSQL; the tasks too, CallBatch.updated). A call
     that touches a case otherwise (joins one, follows one up) writes what is pending first and
     goes through the case hook alone. The caller holds the write lock and the caller log's
     lock. Raises :class:`_Redo` when a row fails only while being written."""
@@ -445,7 +471,9 @@ def _apply_chunk(
         agent = loaded.agents.get(agent_key(call.agent))
         if agent is None:
             reasons.append(str(unknown_agent(call.agent)))
-        if call.task_id not in loaded.tasks:  # made by an earlier row, maybe a case's
+        # Made by an earlier row (maybe a case's), or a bulk UPDATE closed it: read it after
+        # what the batch keeps waiting is written.
+        if loaded.needs_reading(call.task_id):
             try:
                 batch.write()
             except EngineError as exc:  # a case opened meanwhile (engine/cases/bulk.py)
@@ -484,9 +512,10 @@ def _apply_chunk(
         batch.write()
     except EngineError as exc:  # a case opened meanwhile (engine/cases/bulk.py)
         raise _Redo(str(exc)) from exc
-    fresh = record_events(session, events)
-    if len(fresh) != len(events):  # another import recorded one of these calls meanwhile
-        raise _Redo("a call of this chunk was recorded meanwhile")
+    try:  # new: looked up above under the caller log's lock, which every import takes
+        record_new_events(session, events)
+    except IntegrityError as exc:  # recorded meanwhile all the same: take the rows one by one
+        raise _Redo("a call of this chunk was recorded meanwhile") from exc
     session.flush()
     return outcomes
 

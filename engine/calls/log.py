@@ -32,9 +32,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import flag_modified
 
 from engine.calls import caller_log
 from engine.calls.dispositions import (
@@ -51,6 +50,7 @@ from engine.clock import ensure_utc
 from engine.consent.defaults import unstated_but_defaulted
 from engine.consent.suppressions import add_suppression
 from engine.consent.wording import program_default
+from engine.db.bulk import insert_rows, update_rows
 from engine.db.models import (
     ActivityEvent,
     Agent,
@@ -141,6 +141,8 @@ class CallContext:
     run_status: str | None
 
 
+# The effects that write nothing outside a CallBatch (or, opening a case, write it first).
+BATCHED_EFFECTS = ("recycle", "escalate", "complaint", "none")
 # The call task columns log_call (and a case the call opens) may change.
 TASK_COLUMNS = (
     "attempts",
@@ -162,10 +164,13 @@ TASK_COLUMNS = (
 
 class CallBatch:
     """What :func:`log_call` writes for many calls of one transaction at once (a dialer
-    import chunk), each kind with one executemany at :meth:`write`: caller log entries
+    import chunk), each kind together at :meth:`write` (engine/db/bulk.py): caller log entries
     (through a :class:`caller_log.ChainWriter`), contact ledger rows (nothing in a log reads
-    contacts back) and, given ``cases``, the new cases the calls open (engine/cases/bulk.py;
-    their LogResult then names no case). The tasks stay with the unit of work."""
+    contacts back), given ``cases`` the new cases the calls open (engine/cases/bulk.py;
+    their LogResult then names no case), and the logged tasks' new state (engine/db/bulk.py: one
+    UPDATE of TASK_COLUMNS: the unit of work's change tracking cost more than the rest
+    of a task's write). A logged task leaves the session (:meth:`updated`); whoever reads or
+    writes call_tasks otherwise while tasks wait calls :meth:`write` first."""
 
     def __init__(self, session: Session, cases: CaseOpenings | None = None) -> None:
         self.session = session
@@ -176,22 +181,33 @@ class CallBatch:
         # time, the delay, the run (standard, calling window), the program (clock, holidays)
         # and the member's zones, which many rows of a file share.
         self.retries: dict[tuple[object, ...], Retry] = {}
+        # Logged tasks by id, detached, their new state written at write().
+        self.tasks: dict[int, CallTask] = {}
 
     def updated(self, task: CallTask) -> None:
-        """Every column a call may change is written for every task of the batch, changed or
-        not: the unit of work then sends the chunk's task updates as one executemany (it
-        groups runs of tasks whose changed columns are the same, which a mix of dispositions
-        breaks into a statement every few rows)."""
-        for name in TASK_COLUMNS:  # also those set to the value they had
-            flag_modified(task, name)
+        """The task's new state waits for :meth:`write`, where every column a call may change
+        is written for every task of the batch, changed or not (one statement). The task
+        leaves the session, so the unit of work never writes it too (nor tracks it): the
+        object keeps its values, and a later call of the batch on it goes on from them."""
+        self.tasks[task.id] = task
+        if task in self.session:  # not when an earlier call of the batch logged it
+            self.session.expunge(task)
 
     def write(self) -> None:
         self.chain.flush()
         if self.contacts:
-            self.session.connection().execute(insert(Contact), self.contacts)
+            insert_rows(self.session.connection(), Contact.__table__, self.contacts)
             self.contacts = []
         if self.cases is not None and self.cases.waiting:
+            # Before the tasks: an escalated task a new case adopts takes its case_id here.
             self.cases.write(caller_log.ids_by_seq(self.session, self.cases.seqs()))
+        if self.tasks:
+            rows = [
+                {"id": task.id, **{name: getattr(task, name) for name in TASK_COLUMNS}}
+                for task in self.tasks.values()
+            ]
+            update_rows(self.session.connection(), CallTask.__table__, rows)
+            self.tasks = {}
 
 
 def task_problems(
@@ -374,6 +390,8 @@ def log_call(
     conversions = 0
     closed_others = 0
     effect = disposition.effect
+    if batch is not None and effect not in BATCHED_EFFECTS:
+        batch.write()  # the effect reads or writes call tasks: what waits is there first
 
     def close(reason: str) -> None:
         task.status = "closed"

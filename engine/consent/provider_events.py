@@ -27,6 +27,7 @@ from sqlalchemy import Insert, Update, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from engine.db.bulk import insert_rows
 from engine.db.models import MessageEvent, OutboxMessage
 from engine.db.types import UTCDateTime
 from engine.participants.erasure import scrub_erased
@@ -146,6 +147,18 @@ def record_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[st
     # One executemany: SQLAlchemy batches it into multi-row INSERT ... RETURNING statements.
     result = session.connection().execute(statement, plain)
     return set(result.scalars())
+
+
+def record_new_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert message_events rows (from :func:`event_row`) the caller knows are new: it looked
+    their ids up under a lock every writer of their provider takes. Written together
+    (engine/db/bulk.py: COPY on PostgreSQL), without ON CONFLICT nor RETURNING; should one be
+    there after all, the unique key raises IntegrityError and the caller's transaction fails."""
+    if not rows:
+        return
+    plain = [dict(row) for row in rows]
+    scrub_erased(session, plain)
+    insert_rows(session.connection(), MessageEvent.__table__, plain)
 
 
 def record_event(session: Session, **fields: Any) -> bool:
