@@ -1,21 +1,94 @@
-"""What the agent's pages cost: the call script is rendered by a renderer kept for the
-process that still picks up a script edited on disk, or a language's file added, as the page
-did when it built a renderer per sheet."""
+"""What the agent's pages cost: the statements of one GET /agent and one POST /agent/log
+stay within a cap that does not grow with the agent's history (no N+1; the page reads the
+claim with its member, program and run in one statement), and the call script is rendered by
+a renderer kept for the process that still picks up a script edited on disk, or a language's
+file added, as the page did when it built a renderer per sheet."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from console_helpers import Browser, add_console_user, make_world
+from sqlalchemy import event
 
 from engine.app import App
 from engine.calls.scripts import script_renderer
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+TASK = re.compile(r'name="task_id" value="(\d+)"')
+# GET /agent holding a claim, on PostgreSQL: the session's user and agent (2), the claim with
+# member, program and run (1), consents, suppressions, activity, outbox, message events and
+# caller log of the member (6), my callbacks today, the open pause, the plan's agent, entries
+# and holidays (5). SQLite counts its BEGINs too (one per session: the user's and the page's).
+# 18 before the claim was read with its rows.
+PAGE_STATEMENTS = {"postgresql": 14, "sqlite": 16}
+# POST /agent/log of a final disposition: the user (2), the caller log's lock (PostgreSQL) or
+# the write lock (SQLite), the claim, member and program (3), the agent, the task locked, the
+# run (3), the log's head, entry and checkpoint (3), the task's UPDATE, the contact, the run's
+# status (3). 16 before the dispositions' program came from the rows read.
+LOG_STATEMENTS = {"postgresql": 15, "sqlite": 17}
+
+
+@contextmanager
+def counted(app: App) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(app.engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(app.engine, "before_cursor_execute", count)
+
+
+def _claim_and_count(app: App, browser: Browser) -> tuple[int, int, int]:
+    """Next call, then (task id, statements of GET /agent, statements of its log)."""
+    browser.post("/agent/next", {})
+    with counted(app) as page_statements:
+        page = browser.get("/agent")
+    found = TASK.search(page.text)
+    assert page.status_code == 200 and found is not None
+    task = found.group(1)
+    form = {
+        "csrf_token": browser.csrf,
+        "task_id": task,
+        "disposition": "NOT_INTERESTED",
+        "NOT_INTERESTED.reason": "cost test",
+        "verified": "yes",
+    }
+    with counted(app) as log_statements:
+        logged = browser.client.post("/agent/log", data=form, follow_redirects=False)
+    assert logged.status_code == 303, logged.text
+    return int(task), len(page_statements), len(log_statements)
+
+
+def test_page_and_log_statements_are_capped_and_do_not_grow_with_history(app: App) -> None:
+    world = make_world(app)
+    world.agent("ana")
+    for n in range(6):
+        world.task(world.member(first_name="Ada", last_name=f"Lovelace{n}"))
+    add_console_user(app, "ana")
+    browser = Browser(app)
+    browser.sign_in("ana")
+    dialect = app.engine.dialect.name
+    costs = [_claim_and_count(app, browser) for _ in range(6)]
+    served = [task for task, _, _ in costs]
+    assert len(set(served)) == 6
+    pages = {page for _, page, _ in costs}
+    logs = {log for _, _, log in costs}
+    # The first page (nothing logged yet) and the sixth (five calls in the agent's plan)
+    # cost the same.
+    assert pages == {PAGE_STATEMENTS[dialect]}, pages
+    assert logs == {LOG_STATEMENTS[dialect]}, logs
 
 
 @pytest.fixture
