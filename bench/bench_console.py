@@ -1,7 +1,7 @@
 """Benchmark: 50 agents working calls at once in the browser console, on PostgreSQL (#19).
 
-    .venv/bin/python bench/bench_console.py [--agents 50] [--calls 20] [--think-ms 0]
-        [--floor-claims 300] [--keep]
+    .venv/bin/python bench/bench_console.py [--agents 50] [--calls 4]
+        [--think-ms 0,3000,20000] [--floor-claims 300] [--keep]
 
 A scratch PostgreSQL database (127.0.0.1:5432, dropped at the end unless ``--keep``) holds one
 program, one call campaign and ``agents x calls`` call tasks plus spares, each for its own
@@ -15,10 +15,18 @@ jar): it signs in (not timed), then loops ``calls`` times:
     log     POST /agent/log    (NOT_INTERESTED: final, so the task closes; 303)
 
 with ``--think-ms`` of pause after each log, the agents' first claims spread over one think
-time (0: all at once and back to back, a stress test where every figure includes queueing
-behind the other 49 agents on this machine's 2 cores; 3000: agents who spend 3 s on each call,
-closer to a floor). A comma list (``--think-ms 0,3000``) runs one phase per value, one after
-the other on the same server and database, each reported with its own floors and ratios.
+time. A comma list runs one phase per value, one after the other on the same server and
+database, each reported with its own floors and ratios. The default phases:
+
+    0      all at once and back to back: a stress test, every figure includes queueing behind
+           the other 49 agents on this machine's 2 cores (the server is saturated);
+    3000   3 s per call: a floor ten times busier than any real one (~15 loops a second);
+    20000  20 s per call, still short of a real call (minutes of talk and wrap-up), so 50
+           agents ask ~2.5 loops a second: what an agent on a real floor waits for.
+
+``--calls`` (loops per agent and phase) defaults to 4 so that the 20 s phase (4 x 20 s, plus
+the 20 s its agents' first claims are spread over) and the whole run end in a few minutes
+with 200 loops a phase; the p95 of the 20 s phase is the goal's figure.
 
 Checks (exit 1 on failure): no task was served to two agents (the task ids the pages showed,
 and the caller log has at most one entry per task), every loop got a task, every request
@@ -484,11 +492,11 @@ def phase(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--agents", type=int, default=50)
-    parser.add_argument("--calls", type=int, default=20, help="loops per agent")
+    parser.add_argument("--calls", type=int, default=4, help="loops per agent and phase")
     parser.add_argument(
         "--think-ms",
-        default="0",
-        help="pause after each log; a comma list (0,3000) runs one phase per value, same server",
+        default="0,3000,20000",
+        help="pause after each log; a comma list runs one phase per value, same server",
     )
     parser.add_argument("--floor-claims", type=int, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")

@@ -546,7 +546,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
 class Renderer:
     """Renders emails, SMS and call scripts from ``templates_dir``; one per process is enough
-    (compiled templates are cached for its lifetime; files edited meanwhile are not re-read)."""
+    (compiled templates are cached for its lifetime; files edited meanwhile are not re-read).
+    ``reload``: for a renderer kept by a long-lived process (the console's call sheets): each
+    render looks at the files again (a stat per candidate file), so an edited file is compiled
+    again and a locale's file added meanwhile is found; unchanged files stay compiled."""
 
     def __init__(
         self,
@@ -555,8 +558,10 @@ class Renderer:
         postal_address: str,
         public_url: str,
         unsubscribe_signer: UnsubscribeSigner | None = None,
+        reload: bool = False,
     ) -> None:
         self.templates_dir = Path(templates_dir)
+        self.reload = reload
         self.postal_address = postal_address
         self.public_url = public_url.rstrip("/")
         self.signer = unsubscribe_signer
@@ -567,7 +572,8 @@ class Renderer:
             autoescape=jinja2.select_autoescape(
                 enabled_extensions=("html.j2",), default_for_string=False, default=False
             ),
-            auto_reload=False,  # no stat() per message; a Renderer sees files as they were
+            # Without reload, no stat() per message: a Renderer sees files as they were.
+            auto_reload=reload,
             cache_size=-1,
             keep_trailing_newline=False,
             # A field the member's record leaves empty prints as nothing, never as "None".
@@ -599,6 +605,8 @@ class Renderer:
 
     def resolve(self, channel: str, name: str, locale: str | None, part: str) -> jinja2.Template:
         """The compiled template for this locale, falling back zh-Hant -> zh -> default."""
+        if self.reload:  # which file, and whether it changed, asked of the disk each time
+            return self._find(channel, name, locale, part)
         key = (channel, name, locale, part)
         template = self._resolved.get(key)
         if template is None:

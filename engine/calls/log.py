@@ -652,10 +652,6 @@ def _record_conversion(
 
 def dispositions_for(session: Session, settings_file: object, task_id: int) -> DispositionSet:
     """The dispositions in force for a task's program (standard + configured)."""
-    from pathlib import Path
-
-    from engine.calls.config import load_dispositions
-
     program = session.scalar(
         select(Program.key)
         .join(Participant, Participant.program_id == Program.id)
@@ -664,4 +660,14 @@ def dispositions_for(session: Session, settings_file: object, task_id: int) -> D
     )
     if program is None:
         raise NotFoundError(f"no call task {task_id}")
+    return program_dispositions(settings_file, program)
+
+
+def program_dispositions(settings_file: object, program: str) -> DispositionSet:
+    """The dispositions in force for ``program`` (key): for a caller that has loaded the
+    task's program already (the console's page and log)."""
+    from pathlib import Path
+
+    from engine.calls.config import load_dispositions
+
     return load_dispositions(Path(str(settings_file)) if settings_file else None, program)

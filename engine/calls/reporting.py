@@ -436,14 +436,19 @@ def calling_plan(
     hi = max(p[2] for p in periods)
     start = datetime.combine(lo, time(0), tzinfo=tz)
     end = datetime.combine(hi + timedelta(days=1), time(0), tzinfo=tz)
-    entries = _entries(
-        session,
-        ensure_utc(start),
-        ensure_utc(end),
-        program=program,
-        campaign=campaign,
-        agent=agent.login,
-    )
+    # Two columns of the month's entries, not whole rows (their fields, notes and record): the
+    # agent's page asks for this plan on every load, and a month holds thousands of calls.
+    entries = session.execute(
+        _scoped(
+            select(CallerLogEntry.logged_at, CallerLogEntry.campaign).where(
+                CallerLogEntry.logged_at >= ensure_utc(start),
+                CallerLogEntry.logged_at < ensure_utc(end),
+            ),
+            program=program,
+            campaign=campaign,
+            agent=agent.login,
+        )
+    ).all()
     local_days = [e.logged_at.astimezone(tz).date() for e in entries]
     calendar = _plan_calendar(session, program)
     figures = []

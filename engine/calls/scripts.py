@@ -42,6 +42,7 @@ from engine.settings import Settings
 
 if TYPE_CHECKING:
     from engine.calls.verification import Gate
+    from engine.templates import Renderer
 
 T = TypeVar("T")
 
@@ -210,6 +211,19 @@ def _contacts(session: Session, participant_id: int) -> list[ContactRecord]:
     return records[:RECENT_CONTACTS]
 
 
+@functools.lru_cache(maxsize=8)
+def script_renderer(templates_dir: str, postal_address: str, public_url: str) -> Renderer:
+    """The renderer of call scripts, one per process and settings: building one per sheet
+    (an environment, every script compiled again) was a sixth of the console's page. It
+    looks at the files on each render (``reload``), so a script edited on disk shows on the
+    next sheet, as when each sheet had its own renderer."""
+    from engine.templates import Renderer
+
+    return Renderer(
+        templates_dir, postal_address=postal_address, public_url=public_url, reload=True
+    )
+
+
 def call_sheet(
     session: Session,
     task_id: int,
@@ -241,12 +255,10 @@ def call_sheet(
     script_name = task.script or (step.script if step else None)
     if script_name:
         # Jinja2 only when a sheet has a script to render ("nothing callable" needs none).
-        from engine.templates import Renderer, message_context, participant_data
+        from engine.templates import message_context, participant_data
 
-        renderer = Renderer(
-            settings.templates_dir,
-            postal_address=settings.postal_address,
-            public_url=settings.public_url,
+        renderer = script_renderer(
+            str(settings.templates_dir), settings.postal_address, settings.public_url
         )
         campaign: Any = definition or {"name": task.campaign or "", "description": ""}
         member = participant_data(p)

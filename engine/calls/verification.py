@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from engine.clock import ensure_utc
@@ -105,7 +105,12 @@ class NotYourTask(InputError):
 
 def held_claim(session: Session, agent: str, at: datetime) -> CallTask | None:
     """The agent's live claim (the one `calls next` would give back), if any."""
-    return session.scalar(
+    return session.scalar(held_claim_query(agent, at))
+
+
+def held_claim_query(agent: str, at: datetime) -> Select[CallTask]:
+    """:func:`held_claim`'s query, for a caller that joins what it reads with the claim."""
+    return (
         select(CallTask)
         .where(
             CallTask.status == "claimed",

@@ -14,16 +14,16 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from engine.calls import caller_log
-from engine.calls.log import LogResult, dispositions_for, log_call
+from engine.calls.log import LogResult, log_call, program_dispositions
 from engine.calls.pauses import pause_codes
 from engine.calls.reporting import CallingPlan
 from engine.calls.scripts import CallSheet, gated_call_sheet
 from engine.calls.tasks import DefinitionCache, release, write_lock
-from engine.calls.verification import Gate, held_claim, own_claim
+from engine.calls.verification import Gate, held_claim_query, own_claim
 from engine.clock import ensure_utc
 from engine.db.models import CallerLogEntry, CallTask, CampaignRun, Participant, Program
 from engine.errors import InputError
@@ -70,6 +70,28 @@ class CallbackRow:
     only_me: bool
 
 
+# Built once: an alias of call_tasks copies each of its columns, which cost more than the
+# rest of the page's queries together when it was built for every page.
+_PARENT = aliased(CallTask, name="parent_task")
+_MY_CALLBACKS = (
+    select(CallTask, Participant.external_id)
+    .join(Participant, Participant.id == CallTask.participant_id)
+    .outerjoin(_PARENT, _PARENT.id == CallTask.parent_task_id)
+    .where(
+        CallTask.kind == "callback",
+        CallTask.status.in_(("open", "claimed")),
+        CallTask.due_at >= bindparam("start"),
+        CallTask.due_at < bindparam("end"),
+        or_(
+            CallTask.assigned_agent == bindparam("agent"),
+            and_(_PARENT.claimed_by == bindparam("agent"), _PARENT.outcome == "CALLBACK"),
+        ),
+    )
+    .order_by(CallTask.due_at)
+    .limit(200)
+)
+
+
 def my_callbacks_today(session: Session, agent: str, zone: str, at: datetime) -> list[CallbackRow]:
     """Callbacks due on the agent's local today that are theirs: assigned to them, or booked
     by them for anyone and still open."""
@@ -77,23 +99,8 @@ def my_callbacks_today(session: Session, agent: str, zone: str, at: datetime) ->
     day = ensure_utc(at).astimezone(tz).date()
     start = datetime.combine(day, time(0), tz)
     end = start + timedelta(days=1)
-    parent = aliased(CallTask)
     rows = session.execute(
-        select(CallTask, Participant.external_id)
-        .join(Participant, Participant.id == CallTask.participant_id)
-        .outerjoin(parent, parent.id == CallTask.parent_task_id)
-        .where(
-            CallTask.kind == "callback",
-            CallTask.status.in_(("open", "claimed")),
-            CallTask.due_at >= start,
-            CallTask.due_at < end,
-            or_(
-                CallTask.assigned_agent == agent,
-                and_(parent.claimed_by == agent, parent.outcome == "CALLBACK"),
-            ),
-        )
-        .order_by(CallTask.due_at)
-        .limit(200)
+        _MY_CALLBACKS, {"agent": agent, "start": ensure_utc(start), "end": ensure_utc(end)}
     ).all()
     return [
         CallbackRow(
@@ -130,26 +137,26 @@ def agent_page(
     at: datetime,
     logged_seq: int | None,
 ) -> AgentPage:
-    task = held_claim(session, agent, at)
-    # Held for the whole page: the session's identity map keeps only referenced rows, and the
-    # gate, the call sheet and the member's clock each get these three (one SELECT each).
-    _rows: list[Any] = (
-        [
-            session.get(Participant, task.participant_id),
-            session.get(CampaignRun, task.run_id) if task.run_id is not None else None,
-        ]
-        if task
-        else []
-    )
-    if _rows and _rows[0] is not None:
-        _rows.append(session.get(Program, _rows[0].program_id))
+    # The claim with its member, program and run in one statement. Held for the whole page:
+    # the session's identity map keeps only referenced rows, and the gate, the call sheet and
+    # the member's clock each get these by primary key (from the map, no SELECT).
+    held = session.execute(
+        held_claim_query(agent, at)
+        .add_columns(Participant, Program, CampaignRun)
+        .join(Participant, Participant.id == CallTask.participant_id)
+        .join(Program, Program.id == Participant.program_id)
+        .outerjoin(CampaignRun, CampaignRun.id == CallTask.run_id)
+    ).first()
+    task, _member, program, _run = held if held is not None else (None, None, None, None)
     sheet, gate = (
         gated_call_sheet(session, task, settings=settings, at=at, zone=zone)
         if task
         else (None, None)
     )
     forms = (
-        forms_for(dispositions_for(session, settings.dispositions_file, task.id)) if task else []
+        forms_for(program_dispositions(settings.dispositions_file, program.key))
+        if program is not None
+        else []
     )
     logged = None
     if logged_seq is not None:
@@ -192,8 +199,14 @@ def log_from_form(
     # transaction's first statement), so the ownership check and the log see one state.
     write_lock(session)
     caller_log.serialise(session)
-    own_claim(session, task_id, agent, at)
-    dispositions = dispositions_for(session, settings.dispositions_file, task_id)
+    task = own_claim(session, task_id, agent, at)
+    # The member and program by primary key: log_call reads them the same way, so these are
+    # its rows too (the session's identity map), not two more statements.
+    member = session.get(Participant, task.participant_id)
+    assert member is not None  # FK
+    program = session.get(Program, member.program_id)
+    assert program is not None  # FK
+    dispositions = program_dispositions(settings.dispositions_file, program.key)
     call = call_input(
         form, task_id=task_id, agent=agent, agent_zone=zone, dispositions=dispositions
     )

@@ -1,0 +1,152 @@
+"""What the agent's pages cost: the statements of one GET /agent and one POST /agent/log
+stay within a cap that does not grow with the agent's history (no N+1; the page reads the
+claim with its member, program and run in one statement), and the call script is rendered by
+a renderer kept for the process that still picks up a script edited on disk, or a language's
+file added, as the page did when it built a renderer per sheet."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from console_helpers import Browser, add_console_user, make_world
+from sqlalchemy import event
+
+from engine.app import App
+from engine.calls.scripts import script_renderer
+from engine.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TASK = re.compile(r'name="task_id" value="(\d+)"')
+# GET /agent holding a claim, on PostgreSQL: the session's user and agent (2), the claim with
+# member, program and run (1), consents, suppressions, activity, outbox, message events and
+# caller log of the member (6), my callbacks today, the open pause, the plan's agent, entries
+# and holidays (5). SQLite counts its BEGINs too (one per session: the user's and the page's).
+# 18 before the claim was read with its rows.
+PAGE_STATEMENTS = {"postgresql": 14, "sqlite": 16}
+# POST /agent/log of a final disposition: the user (2), the caller log's lock (PostgreSQL) or
+# the write lock (SQLite), the claim, member and program (3), the agent, the task locked, the
+# run (3), the log's head, entry and checkpoint (3), the task's UPDATE, the contact, the run's
+# status (3). 16 before the dispositions' program came from the rows read.
+LOG_STATEMENTS = {"postgresql": 15, "sqlite": 17}
+
+
+@contextmanager
+def counted(app: App) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(app.engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(app.engine, "before_cursor_execute", count)
+
+
+def _claim_and_count(app: App, browser: Browser) -> tuple[int, int, int]:
+    """Next call, then (task id, statements of GET /agent, statements of its log)."""
+    browser.post("/agent/next", {})
+    with counted(app) as page_statements:
+        page = browser.get("/agent")
+    found = TASK.search(page.text)
+    assert page.status_code == 200 and found is not None
+    task = found.group(1)
+    form = {
+        "csrf_token": browser.csrf,
+        "task_id": task,
+        "disposition": "NOT_INTERESTED",
+        "NOT_INTERESTED.reason": "cost test",
+        "verified": "yes",
+    }
+    with counted(app) as log_statements:
+        logged = browser.client.post("/agent/log", data=form, follow_redirects=False)
+    assert logged.status_code == 303, logged.text
+    return int(task), len(page_statements), len(log_statements)
+
+
+def test_page_and_log_statements_are_capped_and_do_not_grow_with_history(app: App) -> None:
+    world = make_world(app)
+    world.agent("ana")
+    for n in range(6):
+        world.task(world.member(first_name="Ada", last_name=f"Lovelace{n}"))
+    add_console_user(app, "ana")
+    browser = Browser(app)
+    browser.sign_in("ana")
+    dialect = app.engine.dialect.name
+    costs = [_claim_and_count(app, browser) for _ in range(6)]
+    served = [task for task, _, _ in costs]
+    assert len(set(served)) == 6
+    pages = {page for _, page, _ in costs}
+    logs = {log for _, _, log in costs}
+    # The first page (nothing logged yet) and the sixth (five calls in the agent's plan)
+    # cost the same.
+    assert pages == {PAGE_STATEMENTS[dialect]}, pages
+    assert logs == {LOG_STATEMENTS[dialect]}, logs
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """This repository's templates, copied: the test edits the call script."""
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    return Settings(
+        database_url=database_url,
+        outbox_dir=tmp_path / "outbox",
+        templates_dir=templates,
+        campaigns_dir=ROOT / "campaigns",
+    )
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """Write ``path`` with a modification time that differs from before whatever the file
+    system's time resolution."""
+    before = path.stat().st_mtime if path.exists() else 0.0
+    path.write_text(text, encoding="utf-8")
+    later = max(before + 10, path.stat().st_mtime)
+    os.utime(path, (later, later))
+
+
+def test_an_edited_or_added_call_script_shows_on_the_next_page(
+    app: App, settings: Settings
+) -> None:
+    world = make_world(app)
+    world.agent("ana")
+    world.task(world.member(first_name="Ada", last_name="Lovelace", locale="fr-CA"))
+    add_console_user(app, "ana")
+    browser = Browser(app)
+    browser.sign_in("ana")
+    page = browser.post("/agent/next", {})
+    assert "RENEWAL CALL: renew-calls" in page.text  # fr-CA: the default file
+    calls = Path(settings.templates_dir) / "calls"
+    _rewrite(calls / "renewal_due.txt.j2", "EDITED SCRIPT for {{ participant.first_name }}\n")
+    page = browser.get("/agent")
+    assert "EDITED SCRIPT for Ada" in page.text
+    assert "RENEWAL CALL" not in page.text
+    _rewrite(
+        calls / "renewal_due.fr.txt.j2", "SCRIPT EN FRANCAIS pour {{ participant.first_name }}\n"
+    )
+    page = browser.get("/agent")
+    assert "SCRIPT EN FRANCAIS pour Ada" in page.text
+
+
+def test_the_script_renderer_is_kept_and_compiles_a_file_again_only_when_it_changed(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "calls").mkdir()
+    script = tmp_path / "calls" / "hello.txt.j2"
+    _rewrite(script, "Hello {{ name }}\n")
+    renderer = script_renderer(str(tmp_path), "1 Main St", "https://example.com")
+    assert script_renderer(str(tmp_path), "1 Main St", "https://example.com") is renderer
+    first = renderer.resolve("call", "hello", None, "txt")
+    assert renderer.resolve("call", "hello", None, "txt") is first  # compiled once
+    _rewrite(script, "Bye {{ name }}\n")
+    again = renderer.resolve("call", "hello", None, "txt")
+    assert again is not first
+    assert renderer.render_call_script("hello", {"name": "Ada"}, None).strip() == "Bye Ada"
