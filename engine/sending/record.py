@@ -232,6 +232,19 @@ _HAND_OFF = (
     .values(state=HANDED)
     .returning(DispatchClaim.id)
 )
+# SQLite: the same, the claims as one JSON parameter (an expanding IN is rendered again at
+# every execution: it cost the writer more than the statement).
+_SQLITE_HAND_OFF = (
+    update(DispatchClaim)
+    .where(
+        DispatchClaim.id.in_(
+            select(func.json_each(bindparam("claims", type_=String)).table_valued("value").c.value)
+        ),
+        DispatchClaim.state == CLAIMED,
+    )
+    .values(state=HANDED)
+    .returning(DispatchClaim.id)
+)
 
 
 def hand_off_claims(connection: Connection, claims: Sequence[int]) -> set[int]:
@@ -242,7 +255,10 @@ def hand_off_claims(connection: Connection, claims: Sequence[int]) -> set[int]:
 
     On PostgreSQL the row lock orders it with a lapse (READ COMMITTED re-reads ``state`` after
     waiting); on SQLite each write has the database to itself."""
-    result = connection.execute(_HAND_OFF, {"claims": list(claims)})
+    if connection.dialect.name == "sqlite":
+        result = connection.execute(_SQLITE_HAND_OFF, {"claims": json.dumps(list(claims))})
+    else:
+        result = connection.execute(_HAND_OFF, {"claims": list(claims)})
     return {claim for (claim,) in result}
 
 
@@ -406,8 +422,9 @@ def write_outcomes(
 def _sqlite_record_sent() -> tuple[Update, Insert]:
     """SQLite's record of the sent messages: their status and provider ids in one statement,
     the pairs as one JSON parameter (an executemany here costs a statement and a GIL
-    hand-over per row), then their rows in the contacts ledger (what frequency caps count).
-    Built once: building a statement costs the writer more than running it."""
+    hand-over per row), then their rows in the contacts ledger (what frequency caps count),
+    by the same parameter (an expanding IN is rendered again at every execution). Built
+    once: building a statement costs the writer more than running it."""
     pairs = (
         select(
             func.json_extract(_JSON_PAIRS.c.value, "$[0]").label("id"),
@@ -439,7 +456,7 @@ def _sqlite_record_sent() -> tuple[Update, Insert]:
     contacts = contacts_of_messages(
         "sqlite",
         bindparam("b_at", type_=Contact.__table__.c.occurred_at.type),
-        OutboxMessage.id.in_(bindparam("b_ids", expanding=True)),
+        OutboxMessage.id.in_(select(pairs.c.id)),
     )
     return sent, contacts
 
@@ -456,7 +473,7 @@ def _write_sent_sqlite(
 ) -> None:
     pairs = json.dumps([[i, provider_ids.get(i)] for i in sent_ids])
     connection.execute(_SQLITE_RECORD_SENT, {"pairs": pairs, "b_provider": provider, "b_at": at})
-    connection.execute(_SQLITE_SENT_CONTACTS, {"b_at": at, "b_ids": list(sent_ids)})
+    connection.execute(_SQLITE_SENT_CONTACTS, {"pairs": pairs, "b_at": at})
 
 
 # --------------------------------------------------------------------------- the writer
@@ -517,8 +534,8 @@ class Recorder:
         self._pending.append(outcome)
 
     def flush_if_due(self) -> None:
-        """Write what is pending when it has waited :data:`FLUSH_SECONDS` (in the background)."""
-        self._reap()
+        """Write what is pending when it has waited :data:`FLUSH_SECONDS` (in the background).
+        Called after every request: the writes done are reported at the flush, not here."""
         if self._pending and time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
