@@ -40,7 +40,7 @@ from engine.sending import outbox_status as st
 from engine.sending.circuits import Circuit, circuit_of
 from engine.sending.gate import Facts
 from engine.sending.record import CLAIMED, ClaimedRow, new_claim_base, released
-from engine.sending.shared import Shared, now, record_now, writing
+from engine.sending.shared import Shared, now, record_now, rowcount, writing
 
 # Runs whose queued messages go out. A run with a pending message is active (or paused, or
 # cancelled): it completes only once none is left (engine/run_work.py).
@@ -199,37 +199,42 @@ def _claim_sqlite(
 ) -> Sequence[Any]:
     """SQLite's claim: one dispatcher at a time (the file lock), so no SKIP LOCKED. The
     writing transaction holds the database (and the dispatcher's write lock, which the
-    writing thread's hand-offs wait for) only to lease the rows and register their groups;
+    writing thread's hand-offs wait for) only to lease the rows and register their groups,
+    two statements of one step each (pysqlite gives the GIL up at each step: a RETURNING of
+    1,000 rows would wait for it 1,000 times, lock held, while the sending thread runs);
     what the gate and the requests need of them is read after it commits (they are this
     worker's by then)."""
     with writing(shared), shared.app.sessions() as session, session.begin():
-        claims = session.execute(
-            _SQLITE_LEASE,
-            {
-                "b_at": at,
-                "b_until": until,
-                "b_channel": channel,
-                "b_count": count,
-                "b_worker": worker,
-                "b_claim": claim,
-                "b_group": group,
-            },
-        ).all()
-        if not claims:
+        leased = rowcount(
+            session.execute(
+                _SQLITE_LEASE,
+                {
+                    "b_at": at,
+                    "b_until": until,
+                    "b_channel": channel,
+                    "b_count": count,
+                    "b_worker": worker,
+                    "b_claim": claim,
+                    "b_group": group,
+                },
+            )
+        )
+        if not leased:
             return []
-        groups = sorted({g for _, g in claims if g is not None})
+        # The rows' positions are 0 .. leased - 1: their groups are claim + 0, + 1, ...
+        groups = [claim + number for number in range(-(-leased // group))]
         session.execute(_SQLITE_REGISTER, {"ids": json.dumps(groups), "b_at": at})
-    ids = json.dumps([id_ for id_, _ in claims])
     with shared.app.sessions() as session:
-        return session.execute(_SQLITE_CLAIMED_ROWS, {"ids": ids}).all()
+        return session.execute(
+            _SQLITE_CLAIMED_ROWS, {"first": claim, "last": claim + len(groups) - 1}
+        ).all()
 
 
 def _sqlite_lease() -> Update:
     """The lease of SQLite's claim in one statement, which holds the database write lock from
     its start (a read before it could not then write if another dispatcher thread wrote in
     between): the due rows, in groups of ``b_group`` in sending order, claims ``b_claim``
-    + 0, + 1, ..., returning each row's id and claim. Built once (building it costs more than
-    running it)."""
+    + 0, + 1, .... Built once (building it costs more than running it)."""
     in_flight = aliased(OutboxMessage)
     busy_participant: ColumnElement[bool] = (
         select(in_flight.id)
@@ -272,7 +277,6 @@ def _sqlite_lease() -> Update:
             claim_id=grouped.c.claim_id,
             updated_at=bindparam("b_at", type_=OutboxMessage.updated_at.type),
         )
-        .returning(OutboxMessage.id, OutboxMessage.claim_id)
         .execution_options(synchronize_session=False)
     )
 
@@ -293,7 +297,9 @@ _SQLITE_REGISTER = insert(dispatch_claims).from_select(
     ),
 )
 
-# What the gate and the requests need of the rows claimed, in sending order.
+# What the gate and the requests need of the rows claimed (those of its groups, claims
+# ``first`` to ``last``: by the (status, not_before) index, among the few rows sending), in
+# sending order.
 _SQLITE_CLAIMED_ROWS = (
     select(
         OutboxMessage.id,
@@ -317,7 +323,12 @@ _SQLITE_CLAIMED_ROWS = (
     )
     .join(Enrollment, Enrollment.id == OutboxMessage.enrollment_id)
     .join(Participant, Participant.id == OutboxMessage.participant_id)
-    .where(OutboxMessage.id.in_(_JSON_IDS))
+    .where(
+        OutboxMessage.status == st.SENDING,
+        OutboxMessage.claim_id.between(
+            bindparam("first", type_=BigInteger), bindparam("last", type_=BigInteger)
+        ),
+    )
     .order_by(OutboxMessage.not_before, OutboxMessage.id)
 )
 
