@@ -108,6 +108,7 @@ from engine.sending.record import (
     Recorder,
     SendRate,
     hand_off_span,
+    lead_allowance,
     released,
 )
 from engine.sending.shared import (
@@ -217,7 +218,7 @@ class _Pipeline:
             shared.settings.dispatch_max_in_flight, name=f"dispatch-send-{index}"
         )
         self.claiming: Future[Claimed | None] | None = None
-        # The batch claimed ahead and the hand-off of its first span, written early.
+        # The batch claimed ahead and the hand-off of its first spans, written early.
         self.ahead: tuple[Claimed, dict[int, Future[tuple[int, frozenset[int]]]]] | None = None
         self.position = 0  # the channel (of self.kinds) claimed next
         self.quiet = 0  # claims in a row that found nothing with nothing in flight or unwritten
@@ -325,9 +326,13 @@ class _Pipeline:
 
     def _hand_off_next(self) -> None:
         """Once a batch's requests are all answered, hand off the first span of the batch
-        claimed ahead (when its claim is in), in one write with the outcomes not written yet:
-        its first request then need not wait for the writer after its gate. Nothing is in
-        flight meanwhile, so what a kill may leave unknown stays within the same bound."""
+        claimed ahead (when its claim is in) and the span its lead reaches (the one
+        :meth:`Batch._hand_off_ahead` would ask for at the first request), in one write with
+        the outcomes not written yet: neither then waits for the writer after the gate, which
+        on SQLite may be held up meanwhile by the next claim (it starts with the batch).
+        Nothing is in flight and every outcome is in this write, so what a kill may leave
+        unknown is those two spans, within the same bound (engine/sending/record.py
+        unknown_bound)."""
         claiming = self.claiming
         if claiming is None or not claiming.done() or claiming.exception() is not None:
             return
@@ -337,7 +342,8 @@ class _Pipeline:
         span = hand_off_span(
             self.sender.limit, self.pace.for_spans(self.sender.window, self.sender.latency)
         )
-        groups = -(-span // self.shared.group_size)
+        ahead = span + lead_allowance(self.sender.limit, span)
+        groups = -(-ahead // self.shared.group_size)
         claims = list(dict.fromkeys(row.claim for row in claimed.rows))[:groups]
         self.ahead = (claimed, dict.fromkeys(claims, self.recorder.hand_off_later(claims)))
 

@@ -22,8 +22,10 @@ write (messages sent plus a hand-off) is one statement in autocommit, one round 
 The span's rate (:meth:`SendRate.for_spans`) leaves out the time the sending waited for a
 hand-off: sized by a rate those waits hold down, spans would shrink to a group each, every
 group a write to wait for, and the rate with them. Once a batch's requests are all answered,
-the first span of the batch claimed ahead is handed off in the write of the batch's last
-outcomes, so that its first request does not wait for the writer either.
+the first span of the batch claimed ahead, and the next one (its lead reaches it), are handed
+off in the write of the batch's last outcomes, so that neither waits for the writer either
+(nothing is in flight then and every outcome is in that write: two spans, within
+:func:`unknown_bound`).
 
 A span's hand-off is written ahead, in the background, once the sending is at most
 :func:`hand_off_lead` messages before its first request: a span (at least a group), plus the
