@@ -83,7 +83,6 @@ class Batch:
         self.sender = sender
         self.bucket = shared.buckets[channel]
         self.outcomes: list[Outcome] = []  # all of them (each also given to the recorder)
-        self.decided: set[int] = set()  # ids of the rows with an outcome
         # The hand-off groups (claims) of this batch handed off, and those found lapsed.
         self.handed: set[int] = set()
         self.lapsed: set[int] = set()
@@ -92,6 +91,9 @@ class Batch:
         # The claims of the single sends in sending order (a span is a run of them).
         self.claims: list[int] = []
         self.claim_position: dict[int, int] = {}
+        # The single send before which no span's hand-off can be due (_hand_off_ahead): the
+        # next span is looked for once a span, not at every message.
+        self.ahead_due = 0
         self.stopped: str | None = None
         self.held_back: set[int] = set()  # runs paused or stopped during this batch
         self.release_rest_at: datetime | None = None
@@ -112,8 +114,9 @@ class Batch:
             self._run(ready)
         finally:
             # Broken off (an error): what never started goes back to the queue.
+            decided = {outcome.row.id for outcome in self.outcomes}
             for row, _ in ready:
-                if row.id not in self.decided:
+                if row.id not in decided:
                     self._release(row)
 
     def _run(self, ready: list[tuple[ClaimedRow, str]]) -> None:
@@ -293,21 +296,33 @@ class Batch:
         :func:`hand_off_lead` messages ahead (engine/sending/record.py): the sending need
         not wait for the write, and what a kill leaves unknown stays within
         :func:`engine.sending.record.unknown_bound`. ``next_group``: where the group after
-        each message's own begins."""
+        each message's own begins.
+
+        Looked at again only from :attr:`ahead_due` on (where the next span's lead begins,
+        as measured now): skipping the messages before it can only write a hand-off later,
+        never earlier than the lead of the moment allows."""
+        if index < self.ahead_due:
+            return
         limit = self.sender.limit
         span = hand_off_span(limit, self._span_rate())
         lead = hand_off_lead(limit, self.sender.window, span)
         start = next_group[index] if index < len(next_group) else len(singles)
         # The first group after this message's not yet handed off (nor asked for).
-        while start < len(singles) and start - index <= lead:
+        while start < len(singles):
+            if start - index > lead:
+                self.ahead_due = start - lead
+                return
             claim = singles[start][0].claim
             if claim in self.lapsed:
+                self.ahead_due = start  # once past it
                 return
             if claim not in self.handed and claim not in self.handing:
                 claims = self._span(claim, span)
                 self.handing.update(dict.fromkeys(claims, self.recorder.hand_off_later(claims)))
+                self.ahead_due = index + 1
                 return
             start = next_group[start]
+        self.ahead_due = len(singles)
 
     def _span_rate(self) -> float:
         return self.pace.for_spans(self.sender.window, self.sender.latency)
@@ -333,6 +348,8 @@ class Batch:
         each committed with the outcomes known so far before its first request. False when
         one of them lapsed (its lease ran out first: housekeeping put it back in the queue,
         and none of it may be sent by this dispatcher)."""
+        if len(rows) == 1 and rows[0].claim in self.handed:  # the usual case: nothing to do
+            return True
         wanted = [
             claim
             for claim in dict.fromkeys(row.claim for row in rows)
@@ -420,7 +437,6 @@ class Batch:
 
     def add_outcome(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
-        self.decided.add(outcome.row.id)
         self.recorder.add(outcome, self.channel.name)
 
     def _sent(self, row: ClaimedRow, result: SendResult, address: str) -> None:

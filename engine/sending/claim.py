@@ -10,23 +10,37 @@ batch is being sent. A claim skips the participants with a message ``sending``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, func, insert, literal, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    String,
+    Update,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.orm import aliased
 
 from engine.clock import ensure_utc
 from engine.db.models import CampaignRun, DispatchClaim, Enrollment, OutboxMessage, Participant
+from engine.db.tables.outbox import dispatch_claims
 from engine.sending import gate
 from engine.sending import outbox_status as st
 from engine.sending.circuits import Circuit, circuit_of
 from engine.sending.gate import Facts
 from engine.sending.record import CLAIMED, ClaimedRow, new_claim_base, released
-from engine.sending.shared import Shared, is_postgres, now, record_now, writing
+from engine.sending.shared import Shared, now, record_now, rowcount, writing
 
 # Runs whose queued messages go out. A run with a pending message is active (or paused, or
 # cancelled): it completes only once none is left (engine/run_work.py).
@@ -91,50 +105,10 @@ def _claim(shared: Shared, channel: str, count: int, worker: str) -> list[Claime
     until = at + shared.settings.dispatch_lease
     claim = new_claim_base()
     group = shared.group_size
-    with writing(shared), shared.app.sessions() as session, session.begin():
-        if is_postgres(session):
-            connection = session.connection()
-            # Claims one at a time, so that each sees the claims committed before it (READ
-            # COMMITTED: each statement's snapshot is taken after this lock). The claim walks
-            # the (status, not_before) index in order and stops after `count` rows; without
-            # statistics (a fresh or never analysed table) the planner would rather read every
-            # queued row of the run and sort them (18 ms a claim in the 20k-message bench,
-            # against 3 ms), hence no sorts in this transaction; and no JIT, whose compiling
-            # (0.3 s) a disabled sort's cost estimate would otherwise set off.
-            connection.exec_driver_sql(
-                "SELECT pg_advisory_xact_lock(%s), set_config('enable_sort', 'off', true), "
-                "set_config('jit', 'off', true)",
-                (CLAIM_LOCK,),
-            )
-            # The busy people (at most workers x 2 batches of rows, by the (status, not_before)
-            # index) as one array parameter: with a correlated NOT EXISTS instead, the
-            # 20k-message bench (fresh, unanalysed tables) ran 5x slower.
-            busy = sorted(
-                {
-                    pid
-                    for (pid,) in connection.exec_driver_sql(
-                        "SELECT participant_id FROM outbox_messages WHERE status = 'sending'"
-                    )
-                }
-            )
-            found = connection.exec_driver_sql(
-                _PG_CLAIM,
-                {
-                    "at": at,
-                    "until": until,
-                    "channel": channel,
-                    "runs": list(SENDABLE_RUNS),
-                    "busy": busy,
-                    "count": count,
-                    "worker": worker,
-                    "claim": claim,
-                    "group": group,
-                },
-            ).all()
-            # In the index's order (sorted here: see the lock above).
-            rows = sorted(found, key=lambda r: (r[9], r[0]))
-        else:
-            rows = list(_claim_sqlite(session, channel, count, worker, at, until, claim, group))
+    if shared.sqlite:
+        rows = _claim_sqlite(shared, channel, count, worker, at, until, claim, group)
+    else:
+        rows = _claim_postgres(shared, channel, count, worker, at, until, claim, group)
     return [
         ClaimedRow(
             id=r[0],
@@ -159,8 +133,8 @@ def _claim(shared: Shared, channel: str, count: int, worker: str) -> list[Claime
     ]
 
 
-def _claim_sqlite(
-    session: Session,
+def _claim_postgres(
+    shared: Shared,
     channel: str,
     count: int,
     worker: str,
@@ -169,7 +143,98 @@ def _claim_sqlite(
     claim: int,
     group: int,
 ) -> Sequence[Any]:
-    """SQLite's claim: one dispatcher at a time (the file lock), so no SKIP LOCKED."""
+    """PostgreSQL's claim: one statement (_PG_CLAIM) under SKIP LOCKED."""
+    with shared.app.sessions() as session, session.begin():
+        connection = session.connection()
+        # Claims one at a time, so that each sees the claims committed before it (READ
+        # COMMITTED: each statement's snapshot is taken after this lock). The claim walks
+        # the (status, not_before) index in order and stops after `count` rows; without
+        # statistics (a fresh or never analysed table) the planner would rather read every
+        # queued row of the run and sort them (18 ms a claim in the 20k-message bench,
+        # against 3 ms), hence no sorts in this transaction; and no JIT, whose compiling
+        # (0.3 s) a disabled sort's cost estimate would otherwise set off.
+        connection.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(%s), set_config('enable_sort', 'off', true), "
+            "set_config('jit', 'off', true)",
+            (CLAIM_LOCK,),
+        )
+        # The busy people (at most workers x 2 batches of rows, by the (status, not_before)
+        # index) as one array parameter: with a correlated NOT EXISTS instead, the
+        # 20k-message bench (fresh, unanalysed tables) ran 5x slower.
+        busy = sorted(
+            {
+                pid
+                for (pid,) in connection.exec_driver_sql(
+                    "SELECT participant_id FROM outbox_messages WHERE status = 'sending'"
+                )
+            }
+        )
+        found = connection.exec_driver_sql(
+            _PG_CLAIM,
+            {
+                "at": at,
+                "until": until,
+                "channel": channel,
+                "runs": list(SENDABLE_RUNS),
+                "busy": busy,
+                "count": count,
+                "worker": worker,
+                "claim": claim,
+                "group": group,
+            },
+        ).all()
+    # In the index's order (sorted here: see the lock above).
+    return sorted(found, key=lambda r: (r[9], r[0]))
+
+
+def _claim_sqlite(
+    shared: Shared,
+    channel: str,
+    count: int,
+    worker: str,
+    at: datetime,
+    until: datetime,
+    claim: int,
+    group: int,
+) -> Sequence[Any]:
+    """SQLite's claim: one dispatcher at a time (the file lock), so no SKIP LOCKED. The
+    writing transaction holds the database (and the dispatcher's write lock, which the
+    writing thread's hand-offs wait for) only to lease the rows and register their groups,
+    two statements of one step each (pysqlite gives the GIL up at each step: a RETURNING of
+    1,000 rows would wait for it 1,000 times, lock held, while the sending thread runs);
+    what the gate and the requests need of them is read after it commits (they are this
+    worker's by then)."""
+    with writing(shared), shared.app.sessions() as session, session.begin():
+        leased = rowcount(
+            session.execute(
+                _SQLITE_LEASE,
+                {
+                    "b_at": at,
+                    "b_until": until,
+                    "b_channel": channel,
+                    "b_count": count,
+                    "b_worker": worker,
+                    "b_claim": claim,
+                    "b_group": group,
+                },
+            )
+        )
+        if not leased:
+            return []
+        # The rows' positions are 0 .. leased - 1: their groups are claim + 0, + 1, ...
+        groups = [claim + number for number in range(-(-leased // group))]
+        session.execute(_SQLITE_REGISTER, {"ids": json.dumps(groups), "b_at": at})
+    with shared.app.sessions() as session:
+        return session.execute(
+            _SQLITE_CLAIMED_ROWS, {"first": claim, "last": claim + len(groups) - 1}
+        ).all()
+
+
+def _sqlite_lease() -> Update:
+    """The lease of SQLite's claim in one statement, which holds the database write lock from
+    its start (a read before it could not then write if another dispatcher thread wrote in
+    between): the due rows, in groups of ``b_group`` in sending order, claims ``b_claim``
+    + 0, + 1, .... Built once (building it costs more than running it)."""
     in_flight = aliased(OutboxMessage)
     busy_participant: ColumnElement[bool] = (
         select(in_flight.id)
@@ -179,15 +244,13 @@ def _claim_sqlite(
         )
         .exists()
     )
-    # One statement, which holds the database write lock from its start (a read before it
-    # could not then write if another dispatcher thread wrote in between).
     due = (
         select(OutboxMessage.id, OutboxMessage.not_before)
         .join(CampaignRun, CampaignRun.id == OutboxMessage.run_id)
         .where(
             OutboxMessage.status == st.QUEUED,
-            OutboxMessage.not_before <= at,
-            OutboxMessage.channel == channel,
+            OutboxMessage.not_before <= bindparam("b_at", type_=OutboxMessage.not_before.type),
+            OutboxMessage.channel == bindparam("b_channel", type_=String),
             CampaignRun.status.in_(SENDABLE_RUNS),
             ~busy_participant,
         )
@@ -195,63 +258,79 @@ def _claim_sqlite(
         # stops after `count` rows; a tie-break on id made both databases sort every queued
         # row on each claim (a million of them after a big step).
         .order_by(OutboxMessage.not_before)
-        .limit(count)
+        .limit(bindparam("b_count", type_=Integer))
         .subquery("due")
     )
     # The groups, in sending order (not_before, id) among the rows found.
     position = func.row_number().over(order_by=(due.c.not_before, due.c.id)) - 1
-    grouped = select(
-        due.c.id, (literal(claim, BigInteger) + position // group).label("claim_id")
-    ).subquery("grouped")
-    claims = session.execute(
+    claim_id = bindparam("b_claim", type_=BigInteger) + position // bindparam(
+        "b_group", type_=Integer
+    )
+    grouped = select(due.c.id, claim_id.label("claim_id")).subquery("grouped")
+    return (
         update(OutboxMessage)
         .where(OutboxMessage.id == grouped.c.id)
         .values(
             status=st.SENDING,
-            claimed_by=worker,
-            claimed_until=until,
+            claimed_by=bindparam("b_worker", type_=String),
+            claimed_until=bindparam("b_until", type_=OutboxMessage.claimed_until.type),
             claim_id=grouped.c.claim_id,
-            updated_at=at,
+            updated_at=bindparam("b_at", type_=OutboxMessage.updated_at.type),
         )
-        .returning(OutboxMessage.id, OutboxMessage.claim_id)
         .execution_options(synchronize_session=False)
-    ).all()
-    if not claims:
-        return []
-    ids = [id_ for id_, _ in claims]
-    session.execute(
-        insert(DispatchClaim),
-        [
-            {"id": group_id, "state": CLAIMED, "heartbeat_at": at}
-            for group_id in sorted({g for _, g in claims if g is not None})
-        ],
     )
-    return session.execute(
-        select(
-            OutboxMessage.id,
-            OutboxMessage.uid,
-            OutboxMessage.run_id,
-            OutboxMessage.participant_id,
-            OutboxMessage.campaign,
-            OutboxMessage.channel,
-            OutboxMessage.to_address,
-            OutboxMessage.content,
-            OutboxMessage.attempts,
-            OutboxMessage.not_before,
-            Enrollment.state,
-            Participant.email,
-            Participant.phone,
-            Participant.timezone,
-            Participant.program_id,
-            Participant.first_name,
-            Participant.last_name,
-            OutboxMessage.claim_id,
-        )
-        .join(Enrollment, Enrollment.id == OutboxMessage.enrollment_id)
-        .join(Participant, Participant.id == OutboxMessage.participant_id)
-        .where(OutboxMessage.id.in_(ids))
-        .order_by(OutboxMessage.not_before, OutboxMessage.id)
-    ).all()
+
+
+_SQLITE_LEASE = _sqlite_lease()
+
+# SQLite: the ids of a JSON array parameter (one parameter, not one per id).
+_JSON_IDS = select(func.json_each(bindparam("ids", type_=String)).table_valued("value").c.value)
+
+# A claim's groups, each its dispatch_claims row (engine/sending/record.py); the table's
+# insert, not the ORM's (which would take the parameters for rows to insert).
+_SQLITE_REGISTER = insert(dispatch_claims).from_select(
+    ["id", "state", "heartbeat_at"],
+    select(
+        _JSON_IDS.selected_columns.value,
+        literal(CLAIMED),
+        bindparam("b_at", type_=DispatchClaim.heartbeat_at.type),
+    ),
+)
+
+# What the gate and the requests need of the rows claimed (those of its groups, claims
+# ``first`` to ``last``: by the (status, not_before) index, among the few rows sending), in
+# sending order.
+_SQLITE_CLAIMED_ROWS = (
+    select(
+        OutboxMessage.id,
+        OutboxMessage.uid,
+        OutboxMessage.run_id,
+        OutboxMessage.participant_id,
+        OutboxMessage.campaign,
+        OutboxMessage.channel,
+        OutboxMessage.to_address,
+        OutboxMessage.content,
+        OutboxMessage.attempts,
+        OutboxMessage.not_before,
+        Enrollment.state,
+        Participant.email,
+        Participant.phone,
+        Participant.timezone,
+        Participant.program_id,
+        Participant.first_name,
+        Participant.last_name,
+        OutboxMessage.claim_id,
+    )
+    .join(Enrollment, Enrollment.id == OutboxMessage.enrollment_id)
+    .join(Participant, Participant.id == OutboxMessage.participant_id)
+    .where(
+        OutboxMessage.status == st.SENDING,
+        OutboxMessage.claim_id.between(
+            bindparam("first", type_=BigInteger), bindparam("last", type_=BigInteger)
+        ),
+    )
+    .order_by(OutboxMessage.not_before, OutboxMessage.id)
+)
 
 
 @dataclass

@@ -108,6 +108,7 @@ from engine.sending.record import (
     Recorder,
     SendRate,
     hand_off_span,
+    lead_allowance,
     released,
 )
 from engine.sending.shared import (
@@ -123,6 +124,8 @@ log = logging.getLogger(__name__)
 
 CHANNEL_ORDER = ("email", "sms")
 POLL_SECONDS = 1.0  # follow mode: how often an idle worker looks for due messages
+# SQLite: how long the claim of the next batch waits for the writer to catch up first.
+CLAIM_AFTER_WRITES_SECONDS = 0.2
 
 
 class DispatcherBusyError(EngineError):
@@ -217,13 +220,23 @@ class _Pipeline:
             shared.settings.dispatch_max_in_flight, name=f"dispatch-send-{index}"
         )
         self.claiming: Future[Claimed | None] | None = None
-        # The batch claimed ahead and the hand-off of its first span, written early.
+        # The batch claimed ahead and the hand-off of its first spans, written early.
         self.ahead: tuple[Claimed, dict[int, Future[tuple[int, frozenset[int]]]]] | None = None
         self.position = 0  # the channel (of self.kinds) claimed next
         self.quiet = 0  # claims in a row that found nothing with nothing in flight or unwritten
 
-    def _claim_next(self, kind: str, *, overlapped: bool) -> None:
-        self.claiming = self.claimer.submit(claim_batch, self.shared, self.worker, kind, overlapped)
+    def _claim_next(self, kind: str, *, overlapped: bool, after_writes: bool = False) -> None:
+        """Claim the next batch of ``kind`` on the claiming thread; ``after_writes`` (SQLite,
+        a batch being sent): once the writer has caught up, since the claim holds the write
+        lock that the next hand-off needs (at most CLAIM_AFTER_WRITES_SECONDS later)."""
+        recorder = self.recorder
+
+        def claim() -> Claimed | None:
+            if after_writes:
+                recorder.quiet(CLAIM_AFTER_WRITES_SECONDS)
+            return claim_batch(self.shared, self.worker, kind, overlapped)
+
+        self.claiming = self.claimer.submit(claim)
 
     def _claimed(self) -> Claimed | None:
         claiming, self.claiming = self.claiming, None
@@ -315,7 +328,7 @@ class _Pipeline:
             batch.add_outcome(outcome)
         # The next claim runs while this batch is sent (and its outcomes are written).
         if self.shared.stop_reason() is None:
-            self._claim_next(next_kind, overlapped=True)
+            self._claim_next(next_kind, overlapped=True, after_writes=self.shared.sqlite)
         try:
             batch.run(ready)
             self._hand_off_next()
@@ -325,9 +338,13 @@ class _Pipeline:
 
     def _hand_off_next(self) -> None:
         """Once a batch's requests are all answered, hand off the first span of the batch
-        claimed ahead (when its claim is in), in one write with the outcomes not written yet:
-        its first request then need not wait for the writer after its gate. Nothing is in
-        flight meanwhile, so what a kill may leave unknown stays within the same bound."""
+        claimed ahead (when its claim is in) and the span its lead reaches (the one
+        :meth:`Batch._hand_off_ahead` would ask for at the first request), in one write with
+        the outcomes not written yet: neither then waits for the writer after the gate, which
+        on SQLite may be held up meanwhile by the next claim (it starts with the batch).
+        Nothing is in flight and every outcome is in this write, so what a kill may leave
+        unknown is those two spans, within the same bound (engine/sending/record.py
+        unknown_bound)."""
         claiming = self.claiming
         if claiming is None or not claiming.done() or claiming.exception() is not None:
             return
@@ -337,7 +354,8 @@ class _Pipeline:
         span = hand_off_span(
             self.sender.limit, self.pace.for_spans(self.sender.window, self.sender.latency)
         )
-        groups = -(-span // self.shared.group_size)
+        ahead = span + lead_allowance(self.sender.limit, span)
+        groups = -(-ahead // self.shared.group_size)
         claims = list(dict.fromkeys(row.claim for row in claimed.rows))[:groups]
         self.ahead = (claimed, dict.fromkeys(claims, self.recorder.hand_off_later(claims)))
 

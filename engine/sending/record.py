@@ -22,8 +22,10 @@ write (messages sent plus a hand-off) is one statement in autocommit, one round 
 The span's rate (:meth:`SendRate.for_spans`) leaves out the time the sending waited for a
 hand-off: sized by a rate those waits hold down, spans would shrink to a group each, every
 group a write to wait for, and the rate with them. Once a batch's requests are all answered,
-the first span of the batch claimed ahead is handed off in the write of the batch's last
-outcomes, so that its first request does not wait for the writer either.
+the first span of the batch claimed ahead, and the next one (its lead reaches it), are handed
+off in the write of the batch's last outcomes, so that neither waits for the writer either
+(nothing is in flight then and every outcome is in that write: two spans, within
+:func:`unknown_bound`).
 
 A span's hand-off is written ahead, in the background, once the sending is at most
 :func:`hand_off_lead` messages before its first request: a span (at least a group), plus the
@@ -232,6 +234,19 @@ _HAND_OFF = (
     .values(state=HANDED)
     .returning(DispatchClaim.id)
 )
+# SQLite: the same, the claims as one JSON parameter (an expanding IN is rendered again at
+# every execution: it cost the writer more than the statement).
+_SQLITE_HAND_OFF = (
+    update(DispatchClaim)
+    .where(
+        DispatchClaim.id.in_(
+            select(func.json_each(bindparam("claims", type_=String)).table_valued("value").c.value)
+        ),
+        DispatchClaim.state == CLAIMED,
+    )
+    .values(state=HANDED)
+    .returning(DispatchClaim.id)
+)
 
 
 def hand_off_claims(connection: Connection, claims: Sequence[int]) -> set[int]:
@@ -242,7 +257,10 @@ def hand_off_claims(connection: Connection, claims: Sequence[int]) -> set[int]:
 
     On PostgreSQL the row lock orders it with a lapse (READ COMMITTED re-reads ``state`` after
     waiting); on SQLite each write has the database to itself."""
-    result = connection.execute(_HAND_OFF, {"claims": list(claims)})
+    if connection.dialect.name == "sqlite":
+        result = connection.execute(_SQLITE_HAND_OFF, {"claims": json.dumps(list(claims))})
+    else:
+        result = connection.execute(_HAND_OFF, {"claims": list(claims)})
     return {claim for (claim,) in result}
 
 
@@ -406,8 +424,9 @@ def write_outcomes(
 def _sqlite_record_sent() -> tuple[Update, Insert]:
     """SQLite's record of the sent messages: their status and provider ids in one statement,
     the pairs as one JSON parameter (an executemany here costs a statement and a GIL
-    hand-over per row), then their rows in the contacts ledger (what frequency caps count).
-    Built once: building a statement costs the writer more than running it."""
+    hand-over per row), then their rows in the contacts ledger (what frequency caps count),
+    by the same parameter (an expanding IN is rendered again at every execution). Built
+    once: building a statement costs the writer more than running it."""
     pairs = (
         select(
             func.json_extract(_JSON_PAIRS.c.value, "$[0]").label("id"),
@@ -439,7 +458,7 @@ def _sqlite_record_sent() -> tuple[Update, Insert]:
     contacts = contacts_of_messages(
         "sqlite",
         bindparam("b_at", type_=Contact.__table__.c.occurred_at.type),
-        OutboxMessage.id.in_(bindparam("b_ids", expanding=True)),
+        OutboxMessage.id.in_(select(pairs.c.id)),
     )
     return sent, contacts
 
@@ -456,7 +475,7 @@ def _write_sent_sqlite(
 ) -> None:
     pairs = json.dumps([[i, provider_ids.get(i)] for i in sent_ids])
     connection.execute(_SQLITE_RECORD_SENT, {"pairs": pairs, "b_provider": provider, "b_at": at})
-    connection.execute(_SQLITE_SENT_CONTACTS, {"b_at": at, "b_ids": list(sent_ids)})
+    connection.execute(_SQLITE_SENT_CONTACTS, {"pairs": pairs, "b_at": at})
 
 
 # --------------------------------------------------------------------------- the writer
@@ -503,6 +522,9 @@ class Recorder:
         self._jobs: deque[Future[tuple[int, frozenset[int]]]] = deque()
         self._inbox: list[_Write] = []
         self._inbox_lock = threading.Lock()
+        # Requests asked and not yet written, for :meth:`quiet` (another thread's wait).
+        self._unwritten = 0
+        self._written = threading.Condition(self._inbox_lock)
         self.writes = 0  # transactions written (for the measurements)
 
     @property
@@ -517,8 +539,8 @@ class Recorder:
         self._pending.append(outcome)
 
     def flush_if_due(self) -> None:
-        """Write what is pending when it has waited :data:`FLUSH_SECONDS` (in the background)."""
-        self._reap()
+        """Write what is pending when it has waited :data:`FLUSH_SECONDS` (in the background).
+        Called after every request: the writes done are reported at the flush, not here."""
         if self._pending and time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
@@ -548,6 +570,13 @@ class Recorder:
         self.flush()
         self._reap(until=self._jobs[-1] if self._jobs else None)
 
+    def quiet(self, timeout: float) -> None:
+        """Wait (on another thread) until nothing asked of the writer is left unwritten, at
+        most ``timeout`` seconds: SQLite's claim then takes the write lock right after a
+        hand-off rather than in front of one the sending is about to wait for."""
+        with self._inbox_lock:
+            self._written.wait_for(lambda: self._unwritten == 0, timeout)
+
     def close(self) -> None:
         self._writer.shutdown(wait=True)
 
@@ -557,6 +586,7 @@ class Recorder:
         request = _Write(outcomes, self._provider, tuple(claims), Future())
         with self._inbox_lock:
             self._inbox.append(request)
+            self._unwritten += 1
         self._writer.submit(self._drain)
         self._jobs.append(request.done)
         return request.done
@@ -575,6 +605,10 @@ class Recorder:
             for request in requests:
                 request.done.set_exception(exc)
             return
+        finally:
+            with self._inbox_lock:
+                self._unwritten -= len(requests)
+                self._written.notify_all()
         for request in requests:
             handled = sum(1 for o in request.outcomes if o.reason != "released")
             request.done.set_result((handled, frozenset(handed & set(request.claims))))
