@@ -124,8 +124,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL_ORDER = ("email", "sms")
 POLL_SECONDS = 1.0  # follow mode: how often an idle worker looks for due messages
-# SQLite: how long the claim of the next batch waits for the writer to catch up first.
-CLAIM_AFTER_WRITES_SECONDS = 0.2
 
 
 class DispatcherBusyError(EngineError):
@@ -225,18 +223,8 @@ class _Pipeline:
         self.position = 0  # the channel (of self.kinds) claimed next
         self.quiet = 0  # claims in a row that found nothing with nothing in flight or unwritten
 
-    def _claim_next(self, kind: str, *, overlapped: bool, after_writes: bool = False) -> None:
-        """Claim the next batch of ``kind`` on the claiming thread; ``after_writes`` (SQLite,
-        a batch being sent): once the writer has caught up, since the claim holds the write
-        lock that the next hand-off needs (at most CLAIM_AFTER_WRITES_SECONDS later)."""
-        recorder = self.recorder
-
-        def claim() -> Claimed | None:
-            if after_writes:
-                recorder.quiet(CLAIM_AFTER_WRITES_SECONDS)
-            return claim_batch(self.shared, self.worker, kind, overlapped)
-
-        self.claiming = self.claimer.submit(claim)
+    def _claim_next(self, kind: str, *, overlapped: bool) -> None:
+        self.claiming = self.claimer.submit(claim_batch, self.shared, self.worker, kind, overlapped)
 
     def _claimed(self) -> Claimed | None:
         claiming, self.claiming = self.claiming, None
@@ -328,7 +316,7 @@ class _Pipeline:
             batch.add_outcome(outcome)
         # The next claim runs while this batch is sent (and its outcomes are written).
         if self.shared.stop_reason() is None:
-            self._claim_next(next_kind, overlapped=True, after_writes=self.shared.sqlite)
+            self._claim_next(next_kind, overlapped=True)
         try:
             batch.run(ready)
             self._hand_off_next()

@@ -522,9 +522,6 @@ class Recorder:
         self._jobs: deque[Future[tuple[int, frozenset[int]]]] = deque()
         self._inbox: list[_Write] = []
         self._inbox_lock = threading.Lock()
-        # Requests asked and not yet written, for :meth:`quiet` (another thread's wait).
-        self._unwritten = 0
-        self._written = threading.Condition(self._inbox_lock)
         self.writes = 0  # transactions written (for the measurements)
 
     @property
@@ -570,13 +567,6 @@ class Recorder:
         self.flush()
         self._reap(until=self._jobs[-1] if self._jobs else None)
 
-    def quiet(self, timeout: float) -> None:
-        """Wait (on another thread) until nothing asked of the writer is left unwritten, at
-        most ``timeout`` seconds: SQLite's claim then takes the write lock right after a
-        hand-off rather than in front of one the sending is about to wait for."""
-        with self._inbox_lock:
-            self._written.wait_for(lambda: self._unwritten == 0, timeout)
-
     def close(self) -> None:
         self._writer.shutdown(wait=True)
 
@@ -586,7 +576,6 @@ class Recorder:
         request = _Write(outcomes, self._provider, tuple(claims), Future())
         with self._inbox_lock:
             self._inbox.append(request)
-            self._unwritten += 1
         self._writer.submit(self._drain)
         self._jobs.append(request.done)
         return request.done
@@ -605,10 +594,6 @@ class Recorder:
             for request in requests:
                 request.done.set_exception(exc)
             return
-        finally:
-            with self._inbox_lock:
-                self._unwritten -= len(requests)
-                self._written.notify_all()
         for request in requests:
             handled = sum(1 for o in request.outcomes if o.reason != "released")
             request.done.set_result((handled, frozenset(handed & set(request.claims))))
