@@ -4,11 +4,7 @@ past the first pages claim-next reads (engine/calls/tasks.py: serving_order)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from calls_helpers import TEST_NOW, World, campaign_source, make_run, make_world, unit
-from sqlalchemy import event
 
 from engine.app import App
 from engine.calls.listing import list_calls
@@ -16,6 +12,7 @@ from engine.calls.tasks import FIRST_PAGES, claim_next, release
 from engine.consent.suppressions import add_suppression
 from engine.db.models import CallTask
 from engine.definitions.stored import stored_definition
+from engine.testing.statements import statements_of
 
 # What a claim may cost with two campaign steps: the claim's own statements (expired tasks,
 # which on SQLite also takes the write lock, agent, held claim), the agents, runs and programs
@@ -25,20 +22,6 @@ from engine.definitions.stored import stored_definition
 # 16 on SQLite (its BEGIN counted), 15 on PostgreSQL. It was 25 and 23 before #19's second
 # pass, 32 and 30 before the claim shared one scan.
 MAX_STATEMENTS = 16
-
-
-@contextmanager
-def counted(app: App) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    event.listen(app.engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(app.engine, "before_cursor_execute", count)
 
 
 def _queue(w: World, other: int, size: int) -> None:
@@ -56,7 +39,7 @@ def _queue(w: World, other: int, size: int) -> None:
 
 
 def _claim_statements(app: App, login: str) -> int:
-    with counted(app) as statements, unit(app) as s:
+    with statements_of(app.engine) as statements, unit(app) as s:
         claim = claim_next(s, login, at=TEST_NOW)
     assert claim is not None
     with unit(app) as s:

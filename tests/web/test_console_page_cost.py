@@ -9,17 +9,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from console_helpers import Browser, add_console_user, make_world
-from sqlalchemy import event
 
 from engine.app import App
 from engine.calls.scripts import script_renderer
 from engine.settings import Settings
+from engine.testing.statements import statements_of
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = re.compile(r'name="task_id" value="(\d+)"')
@@ -36,24 +34,10 @@ PAGE_STATEMENTS = {"postgresql": 14, "sqlite": 16}
 LOG_STATEMENTS = {"postgresql": 15, "sqlite": 17}
 
 
-@contextmanager
-def counted(app: App) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    event.listen(app.engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(app.engine, "before_cursor_execute", count)
-
-
 def _claim_and_count(app: App, browser: Browser) -> tuple[int, int, int]:
     """Next call, then (task id, statements of GET /agent, statements of its log)."""
     browser.post("/agent/next", {})
-    with counted(app) as page_statements:
+    with statements_of(app.engine) as page_statements:
         page = browser.get("/agent")
     found = TASK.search(page.text)
     assert page.status_code == 200 and found is not None
@@ -65,7 +49,7 @@ def _claim_and_count(app: App, browser: Browser) -> tuple[int, int, int]:
         "NOT_INTERESTED.reason": "cost test",
         "verified": "yes",
     }
-    with counted(app) as log_statements:
+    with statements_of(app.engine) as log_statements:
         logged = browser.client.post("/agent/log", data=form, follow_redirects=False)
     assert logged.status_code == 303, logged.text
     return int(task), len(page_statements), len(log_statements)
