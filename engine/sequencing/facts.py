@@ -4,7 +4,6 @@ channels closed by consent or suppression, earlier messages, standing conditions
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -14,6 +13,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, exists, select, text
 
 from engine.consent.defaults import defaulted
+from engine.consent.suppression_lookup import email_hash, hash_normalised
 from engine.db.models import CallTask, Conversion, Enrollment, MessageEvent, OutboxMessage
 from engine.policy.gate import ConsentStatus, gate
 from engine.sending.deadlines import not_standing, standing_reason
@@ -40,14 +40,6 @@ class Addressed(Protocol):
     def email(self) -> str | None: ...
     @property
     def phone(self) -> str | None: ...
-
-
-def _email_hash(email: str) -> str:
-    return hashlib.sha256(email.lower().encode()).hexdigest()
-
-
-def _phone_hash(phone: str) -> str:
-    return hashlib.sha256(phone.encode()).hexdigest()
 
 
 def load_facts(
@@ -214,8 +206,8 @@ def closed_channels_of(
     by_phone = bool(channels - {"email"})
     hashes: dict[int, tuple[str | None, str | None]] = {
         r.id: (
-            _email_hash(r.email) if by_email and r.email else None,
-            _phone_hash(r.phone) if by_phone and r.phone else None,
+            email_hash(r.email) if by_email and r.email else None,
+            hash_normalised(r.phone) if by_phone and r.phone else None,
         )
         for r in rows
     }
