@@ -64,10 +64,9 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import aliased
 
 from engine.audience_dialects import PLAIN_DECIMAL_PATTERN, CodePointOrder, attribute
-from engine.db.models import ActivityEvent, Participant
+from engine.db.tables.members import activity_events, participants
 from engine.definitions.durations import format_duration
 from engine.definitions.filters import (
     ATTRIBUTE_PREFIX,
@@ -112,7 +111,7 @@ class ExplainNode:
     children: list[ExplainNode] = field(default_factory=list)
 
 
-def participant_values(participant: Participant) -> dict[str, Any]:
+def participant_values(participant: Any) -> dict[str, Any]:
     """The values the evaluator needs, from a loaded Participant row."""
     values = {name: getattr(participant, name) for name in PARTICIPANT_FIELDS}
     values["attributes"] = dict(participant.attributes or {})
@@ -259,8 +258,8 @@ def compile_audience(
     Needs no database: compile it against any dialect (``campaign validate`` does).
     ``tz`` is the program's zone, used for the calendar dates of date fields.
     """
-    return select(Participant.id).where(
-        Participant.program_id == program_id, audience_condition(filter_, at=at, tz=tz)
+    return select(participants.c.id).where(
+        participants.c.program_id == program_id, audience_condition(filter_, at=at, tz=tz)
     )
 
 
@@ -315,7 +314,7 @@ def _field_sql(cond: FieldCondition, at: datetime, tz: str) -> ColumnElement[boo
         return _attribute_sql(cond, _attribute_key(cond.field))
     kind = _field_kind(cond.field)
     assert kind is not None
-    column = getattr(Participant, cond.field)
+    column = participants.c[cond.field]
     if op == "is_null":
         return column.is_(None) if cond.is_null else column.is_not(None)
     if op in ("ne", "not_in"):
@@ -393,23 +392,23 @@ def _attribute_positive_sql(op: str, operand: Any, key: str, name: str) -> Colum
 
 
 def _event_sql(cond: EventCondition, at: datetime) -> ColumnElement[bool]:
-    event = aliased(ActivityEvent)
+    event = activity_events.alias()
     where = [
-        event.participant_id == Participant.id,
-        event.type.in_(cond.event_types),
-        event.occurred_at <= at,
+        event.c.participant_id == participants.c.id,
+        event.c.type.in_(cond.event_types),
+        event.c.occurred_at <= at,
     ]
     if cond.within_last is not None:
-        where.append(event.occurred_at >= at - cond.within_last)
+        where.append(event.c.occurred_at >= at - cond.within_last)
     aggregates: list[tuple[Any, Comparison]] = []
     if cond.count is not None:
         aggregates.append((func.count(), cond.count))
     if cond.points is not None:
-        aggregates.append((func.coalesce(func.sum(event.points), 0), cond.points))
+        aggregates.append((func.coalesce(func.sum(event.c.points), 0), cond.points))
     if cond.amount is not None:
         # Amounts have 2 decimals; rounding the sum keeps SQLite's float sums exact enough
         # to compare equal to the Decimal sum Python computes.
-        aggregates.append((func.round(func.coalesce(func.sum(event.amount), 0), 2), cond.amount))
+        aggregates.append((func.round(func.coalesce(func.sum(event.c.amount), 0), 2), cond.amount))
     if not aggregates:
         return exists(select(1).select_from(event).where(*where))
     parts = []

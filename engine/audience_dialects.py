@@ -28,7 +28,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from engine.db.models import Participant
+from engine.db.tables.members import participants
 from engine.errors import InputError
 
 # A number stored as text counts as a number when it is a plain decimal (as CSV imports store).
@@ -52,7 +52,7 @@ class _AttrExpr(ColumnElement[Any]):
 
 def attribute(kind: str, key: str) -> ColumnElement[Any]:
     types = {"type": String(), "text": String(), "number": Numeric(), "bool": Integer()}
-    return _AttrExpr(Participant.__table__.c.attributes, key, kind, types[kind])
+    return _AttrExpr(participants.c.attributes, key, kind, types[kind])
 
 
 @compiles(_AttrExpr, "sqlite")

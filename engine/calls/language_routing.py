@@ -20,22 +20,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from engine.db.models import Agent
+from engine.db.tables.calls import agents
 from engine.locales import primary_language
 from engine.policy import Decision, WaitUntil, decide
+
+if TYPE_CHECKING:
+    from engine.db.reading import Reader
 
 WAITS_FOR_LANGUAGE = "language"
 
 
-def spoken_languages(session: Session) -> frozenset[str]:
+def spoken_languages(session: Reader) -> frozenset[str]:
     """The languages at least one active agent speaks."""
     spoken: set[str] = set()
-    for languages in session.scalars(select(Agent.languages).where(Agent.active.is_(True))):
+    for languages in session.scalars(select(agents.c.languages).where(agents.c.active.is_(True))):
         spoken.update(languages or [])
     return frozenset(spoken)
 
@@ -50,9 +52,7 @@ class LanguageRouting:
     agent_login: str | None = None  # tasks assigned to this agent are theirs: never held
 
     @classmethod
-    def for_agent(
-        cls, session: Session, agent: Agent | None, wait: timedelta
-    ) -> LanguageRouting | None:
+    def for_agent(cls, session: Reader, agent: Any, wait: timedelta) -> LanguageRouting | None:
         """None when nothing is held from this agent: no agent (the coordinator's whole list),
         an agent without languages, or no wait."""
         if agent is None or not agent.languages or wait <= timedelta(0):

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Integer, Numeric, String, case, cast, func, literal
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from engine.db.models import CallTask, Participant
+from engine.db.reading import Reader, dialect_name
+from engine.db.tables.calls import call_tasks
+from engine.db.tables.members import participants
 from engine.errors import InputError
 
 if TYPE_CHECKING:
@@ -79,11 +80,11 @@ def rank(candidates: Sequence[Any]) -> None:
             c.rank = index
 
 
-def priority_order(session: Session, step: Step | None) -> list[Any]:
+def priority_order(session: Reader, step: Step | None) -> list[Any]:
     """The SQL ORDER BY of a step's priority, the same order as :func:`rank`."""
     keys = step.priority if step is not None else []
-    person_t = Participant.__table__
-    postgres = session.get_bind().dialect.name == "postgresql"
+    person_t = participants
+    postgres = dialect_name(session) == "postgresql"
     order: list[Any] = []
     for key in keys:
         columns: list[Any]
@@ -101,7 +102,7 @@ def priority_order(session: Session, step: Step | None) -> list[Any]:
             order.append(
                 column.desc().nulls_last() if key.order == "desc" else column.asc().nulls_last()
             )
-    return [*order, CallTask.due_at, CallTask.id]
+    return [*order, call_tasks.c.due_at, call_tasks.c.id]
 
 
 class _AttributeKey(ColumnElement[Any]):
@@ -123,7 +124,7 @@ class _AttributeKey(ColumnElement[Any]):
 
 @compiles(_AttributeKey, "sqlite")
 def _key_sqlite(element: _AttributeKey, compiler: SQLCompiler, **kw: Any) -> str:
-    column = Participant.__table__.c.attributes
+    column = participants.c.attributes
     path = literal(f'$."{element.attr_key}"')
     kind = func.json_type(column, path)
     value = func.json_extract(column, path)
@@ -146,7 +147,7 @@ def _key_sqlite(element: _AttributeKey, compiler: SQLCompiler, **kw: Any) -> str
 
 @compiles(_AttributeKey, "postgresql")
 def _key_postgresql(element: _AttributeKey, compiler: SQLCompiler, **kw: Any) -> str:
-    column = Participant.__table__.c.attributes
+    column = participants.c.attributes
     kind = func.jsonb_typeof(column.op("->")(literal(element.attr_key, String())))
     # ->> gives text: typed so, a comparison binds text, not the column's JSON type.
     text_value = column.op("->>", return_type=String())(literal(element.attr_key, String()))

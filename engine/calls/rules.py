@@ -17,17 +17,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select, union_all
-from sqlalchemy.orm import Session
 
 from engine.calls.standards import add_business_hours
 from engine.clock import ensure_utc
-from engine.db.models import Agent, CallTask, Participant, Program
+from engine.db.tables.calls import agents, call_tasks
+from engine.db.tables.members import participants, programs
 from engine.policy import FrequencyCap, Window, cap_frees_at, effective_window, next_allowed
 from engine.sending.contact_ledger import contact_times
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.db.reading import Reader
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ def wait_for_caps(
 
 
 def contacts_by_participant(
-    session: Session, participant_ids: Iterable[int], since: datetime, at: datetime
+    session: Reader, participant_ids: Iterable[int], since: datetime, at: datetime
 ) -> dict[int, list[datetime]]:
     """Every participant's contacts after ``since`` as the caps count them, and the calls in
     progress: a live claim (another agent is on the phone, or about to be) counts from its
@@ -112,11 +115,11 @@ def contacts_by_participant(
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         ledger = contact_times(lambda column, chunk=chunk: column.in_(chunk), since)  # type: ignore[misc]
-        live_claims = select(CallTask.participant_id, CallTask.claimed_at).where(
-            CallTask.participant_id.in_(chunk),
-            CallTask.status == "claimed",
-            CallTask.claimed_until >= at,
-            CallTask.claimed_at.is_not(None),
+        live_claims = select(call_tasks.c.participant_id, call_tasks.c.claimed_at).where(
+            call_tasks.c.participant_id.in_(chunk),
+            call_tasks.c.status == "claimed",
+            call_tasks.c.claimed_until >= at,
+            call_tasks.c.claimed_at.is_not(None),
         )
         # One statement for both (a claim runs this for every page it evaluates).
         rows: Any = session.execute(union_all(*ledger.selects, live_claims)).all()
@@ -160,7 +163,7 @@ def fallback_reason(
 
 
 def past_due_callback_of_another(
-    agent: Agent, at: datetime, *, active: set[str] | None = None, rules: CallRules | None = None
+    agent: Any, at: datetime, *, active: set[str] | None = None, rules: CallRules | None = None
 ) -> Any:
     """SQL: an agent-only callback of someone else, past due (fallback candidates; the rule
     itself, in business hours, is applied in Python by :func:`fallback_reason`).
@@ -172,20 +175,20 @@ def past_due_callback_of_another(
     may_have_fallen_back: Any = True
     if active is not None and rules is not None:
         may_have_fallen_back = or_(
-            CallTask.assigned_agent.notin_(sorted(active)),
-            CallTask.due_at <= at - rules.callback_fallback_after,
+            call_tasks.c.assigned_agent.notin_(sorted(active)),
+            call_tasks.c.due_at <= at - rules.callback_fallback_after,
         )
     return and_(
-        CallTask.kind == "callback",
-        CallTask.assigned_agent.is_not(None),
-        CallTask.assigned_agent != agent.login,
-        CallTask.due_at <= at,
+        call_tasks.c.kind == "callback",
+        call_tasks.c.assigned_agent.is_not(None),
+        call_tasks.c.assigned_agent != agent.login,
+        call_tasks.c.due_at <= at,
         may_have_fallen_back,
     )
 
 
-def active_logins(session: Session) -> set[str]:
-    return set(session.scalars(select(Agent.login).where(Agent.active.is_(True))))
+def active_logins(session: Reader) -> set[str]:
+    return set(session.scalars(select(agents.c.login).where(agents.c.active.is_(True))))
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,7 @@ class AtRisk:
 
 
 def callbacks_at_risk(
-    session: Session,
+    session: Reader,
     *,
     at: datetime,
     rules: CallRules = DEFAULT_RULES,
@@ -215,42 +218,55 @@ def callbacks_at_risk(
     or has not taken them (``fallen_back`` once the team is served them too); only those of
     ``program`` (key), ``campaign`` and ``agent`` when given."""
     at = ensure_utc(at)
-    states = {login: active for login, active in session.execute(select(Agent.login, Agent.active))}
+    states = {
+        login: active for login, active in session.execute(select(agents.c.login, agents.c.active))
+    }
     query = (
-        select(CallTask, Participant.external_id, Program.key, Program.timezone, Program.holidays)
-        .join(Participant, Participant.id == CallTask.participant_id)
-        .join(Program, Program.id == Participant.program_id)
+        select(
+            call_tasks.c.id,
+            call_tasks.c.assigned_agent,
+            call_tasks.c.team,
+            call_tasks.c.campaign,
+            call_tasks.c.due_at,
+            participants.c.external_id,
+            programs.c.key,
+            programs.c.timezone,
+            programs.c.holidays,
+        )
+        .select_from(call_tasks)
+        .join(participants, participants.c.id == call_tasks.c.participant_id)
+        .join(programs, programs.c.id == participants.c.program_id)
         .where(
-            CallTask.kind == "callback",
-            CallTask.assigned_agent.is_not(None),
-            CallTask.due_at <= at,
+            call_tasks.c.kind == "callback",
+            call_tasks.c.assigned_agent.is_not(None),
+            call_tasks.c.due_at <= at,
             or_(
-                CallTask.status == "open",
-                and_(CallTask.status == "claimed", CallTask.claimed_until < at),
+                call_tasks.c.status == "open",
+                and_(call_tasks.c.status == "claimed", call_tasks.c.claimed_until < at),
             ),
         )
-        .order_by(CallTask.due_at, CallTask.id)
+        .order_by(call_tasks.c.due_at, call_tasks.c.id)
     )
     if program is not None:
-        query = query.where(Program.key == program)
+        query = query.where(programs.c.key == program)
     if campaign is not None:
-        query = query.where(CallTask.campaign == campaign)
+        query = query.where(call_tasks.c.campaign == campaign)
     if agent is not None:
-        query = query.where(CallTask.assigned_agent == agent)
+        query = query.where(call_tasks.c.assigned_agent == agent)
     found = []
-    for task, external_id, key, zone, calendar in session.execute(query).all():
+    for task in session.execute(query).all():
         login = str(task.assigned_agent)  # not NULL: selected so
         state = "unknown" if login not in states else ("active" if states[login] else "disabled")
         falls = (
             task.due_at
             if state != "active"
-            else fallback_at(task.due_at, rules, zone, holidays=calendar)
+            else fallback_at(task.due_at, rules, task.timezone, holidays=task.holidays)
         )
         found.append(
             AtRisk(
                 task.id,
-                external_id,
-                key,
+                task.external_id,
+                task.key,
                 login,
                 state,
                 task.team,

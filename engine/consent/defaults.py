@@ -18,18 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
-from engine.db.models import Participant, Program
+from engine.db.tables.members import participant_consents, participants, programs
 from engine.errors import InputError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from engine.db.models import Program
 
 # Email needs no stated consent (soft opt-in: allowed unless opted out), so only these.
 DEFAULTABLE = ("sms", "call")
-_COLUMNS = {"sms": Program.consent_default_sms_at, "call": Program.consent_default_call_at}
+_COLUMNS = {"sms": programs.c.consent_default_sms_at, "call": programs.c.consent_default_call_at}
 _ATTRIBUTES = {"sms": "consent_default_sms_at", "call": "consent_default_call_at"}
 _YES, _NO = ("yes", "y", "true", "1", "on"), ("no", "n", "false", "0", "off")
 # Participant ids per IN list: well under SQLite's and PostgreSQL's parameter limits.
@@ -86,12 +90,11 @@ def unstated_but_defaulted(
     defaults = {c: s for c, s in consent_defaults(program).items() if c in set(channels)}
     if not defaults:
         return {}
-    from engine.db.models import Consent
-
     stated = set(
         session.scalars(
-            select(Consent.channel).where(
-                Consent.participant_id == participant_id, Consent.channel.in_(list(defaults))
+            select(participant_consents.c.channel).where(
+                participant_consents.c.participant_id == participant_id,
+                participant_consents.c.channel.in_(list(defaults)),
             )
         )
     )
@@ -116,20 +119,22 @@ def defaulted(
     wanted = [c for c in sorted(set(channels)) if c in _COLUMNS]
     if not wanted or not participant_ids:
         return set()
-    programs: dict[str, set[int]] = {c: set() for c in wanted}
-    for program_id, *since in db.execute(select(Program.id, *(_COLUMNS[c] for c in wanted))).all():
+    defaulting: dict[str, set[int]] = {c: set() for c in wanted}
+    for program_id, *since in db.execute(
+        select(programs.c.id, *(_COLUMNS[c] for c in wanted))
+    ).all():
         for channel, value in zip(wanted, since, strict=True):
             if value is not None:
-                programs[channel].add(program_id)
-    if not any(programs.values()):
+                defaulting[channel].add(program_id)
+    if not any(defaulting.values()):
         return set()
     ids = sorted(participant_ids)
     result: set[tuple[int, str]] = set()
     for start in range(0, len(ids), _CHUNK):
         for pid, program_id in db.execute(
-            select(Participant.id, Participant.program_id).where(
-                Participant.id.in_(ids[start : start + _CHUNK])
+            select(participants.c.id, participants.c.program_id).where(
+                participants.c.id.in_(ids[start : start + _CHUNK])
             )
         ).all():
-            result.update((pid, c) for c in wanted if program_id in programs[c])
+            result.update((pid, c) for c in wanted if program_id in defaulting[c])
     return result

@@ -33,14 +33,15 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.orm import Session
 
-from engine.db.models import Contact, OutboxMessage
+from engine.db.tables.outbox import outbox_messages
+from engine.db.tables.runs import contacts
 from engine.sending import outbox_status as st
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
     from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+    from sqlalchemy.orm import Session
 
 ParticipantFilter = Callable[[Any], ColumnElement[bool]]
 
@@ -55,14 +56,14 @@ def unknown_counted_at() -> ColumnElement[datetime]:
     recorded (a timeout after the request went) clears ``claimed_until`` and writes
     ``updated_at`` right after the attempt, the instant a ``sent`` message's contact gets.
     (``not_before`` is no use: a message may wait in the queue long after it.)"""
-    return func.coalesce(OutboxMessage.claimed_until, OutboxMessage.updated_at)
+    return func.coalesce(outbox_messages.c.claimed_until, outbox_messages.c.updated_at)
 
 
 def _is_unknown() -> ColumnElement[bool]:
     """``status = 'unknown'`` with the value written into the SQL: that is what lets SQLite
     use the partial index of unknown messages (migration 0009), which a bound parameter
     would not (PostgreSQL uses it either way)."""
-    return OutboxMessage.status == literal(st.UNKNOWN, literal_execute=True)
+    return outbox_messages.c.status == literal(st.UNKNOWN, literal_execute=True)
 
 
 def contact_times(
@@ -76,16 +77,16 @@ def contact_times(
     in one transaction) is seen once, as either, never as neither (PostgreSQL's READ
     COMMITTED takes a snapshot per statement)."""
     counted_at = unknown_counted_at()
-    ledger = select(Contact.participant_id, Contact.occurred_at).where(
-        participants(Contact.participant_id), Contact.occurred_at > since
+    ledger = select(contacts.c.participant_id, contacts.c.occurred_at).where(
+        participants(contacts.c.participant_id), contacts.c.occurred_at > since
     )
-    unknown = select(OutboxMessage.participant_id, counted_at).where(
+    unknown = select(outbox_messages.c.participant_id, counted_at).where(
         _is_unknown(),
-        participants(OutboxMessage.participant_id),
+        participants(outbox_messages.c.participant_id),
         counted_at > since,
     )
     if until is not None:
-        ledger = ledger.where(Contact.occurred_at <= until)
+        ledger = ledger.where(contacts.c.occurred_at <= until)
         unknown = unknown.where(counted_at <= until)
     return union_all(ledger, unknown)
 
@@ -97,19 +98,19 @@ def contact_count(participant_id: Any, since: datetime, until: datetime) -> Colu
     counted_at = unknown_counted_at()
     ledger = (
         select(func.count())
-        .select_from(Contact)
+        .select_from(contacts)
         .where(
-            Contact.participant_id == participant_id,
-            Contact.occurred_at > since,
-            Contact.occurred_at <= until,
+            contacts.c.participant_id == participant_id,
+            contacts.c.occurred_at > since,
+            contacts.c.occurred_at <= until,
         )
         .scalar_subquery()
     )
     unknown = (
         select(func.count())
-        .select_from(OutboxMessage)
+        .select_from(outbox_messages)
         .where(
-            OutboxMessage.participant_id == participant_id,
+            outbox_messages.c.participant_id == participant_id,
             _is_unknown(),
             counted_at > since,
             counted_at <= until,
@@ -136,23 +137,23 @@ def contacts_of_messages(
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
-        statement = postgresql_insert(Contact)
+        statement = postgresql_insert(contacts)
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        statement = sqlite_insert(Contact)
+        statement = sqlite_insert(contacts)
     return statement.from_select(
         ["participant_id", "channel", "run_id", "occurred_at", "kind", "message_id"],
         select(
-            OutboxMessage.participant_id,
-            OutboxMessage.channel,
-            OutboxMessage.run_id,
+            outbox_messages.c.participant_id,
+            outbox_messages.c.channel,
+            outbox_messages.c.run_id,
             occurred_at,
             literal("message"),
-            OutboxMessage.id,
+            outbox_messages.c.id,
         ).where(*where),
     ).on_conflict_do_nothing(
-        index_elements=[Contact.message_id], index_where=Contact.message_id.is_not(None)
+        index_elements=[contacts.c.message_id], index_where=contacts.c.message_id.is_not(None)
     )
 
 
@@ -166,8 +167,8 @@ def settle_as_contact(session: Session, message_id: int, *, status: str = st.UNK
         contacts_of_messages(
             session.get_bind().dialect.name,
             unknown_counted_at(),
-            OutboxMessage.id == message_id,
-            OutboxMessage.status == status,
+            outbox_messages.c.id == message_id,
+            outbox_messages.c.status == status,
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -28,11 +28,15 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, and_, case, not_, null, select, text, update
-from sqlalchemy.orm import Session
 
-from engine.db.models import CallTask, CampaignRun, OutboxMessage, Participant, Program
+from engine.db.tables.calls import call_tasks
+from engine.db.tables.members import participants, programs
+from engine.db.tables.outbox import outbox_messages
+from engine.db.tables.runs import campaign_runs
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from engine.definitions.filters import Filter
     from engine.definitions.schema import CampaignDefinition, Step
 
@@ -119,7 +123,9 @@ def not_standing(
         chunk = ", ".join(str(int(i)) for i in ids[start : start + 5000])
         found.update(
             conn.scalars(
-                select(Participant.id).where(text(f"participants.id IN ({chunk})"), not_(condition))
+                select(participants.c.id).where(
+                    text(f"participants.id IN ({chunk})"), not_(condition)
+                )
             ).all()
         )
     return found
@@ -141,9 +147,9 @@ def _run_zones(conn: Connection | Session, run_ids: Iterable[int]) -> dict[int, 
     return {
         run_id: str(tz)
         for run_id, tz in conn.execute(
-            select(CampaignRun.id, Program.timezone)
-            .join(Program, Program.id == CampaignRun.program_id)
-            .where(CampaignRun.id.in_(ids))
+            select(campaign_runs.c.id, programs.c.timezone)
+            .join(programs, programs.c.id == campaign_runs.c.program_id)
+            .where(campaign_runs.c.id.in_(ids))
         ).all()
     }
 
@@ -175,13 +181,13 @@ def _spacing_holds(
     for start in range(0, len(enrollments), 1000):
         for enrollment_id, index, status, sent_at in session.execute(
             select(
-                OutboxMessage.enrollment_id,
-                OutboxMessage.step_index,
-                OutboxMessage.status,
-                OutboxMessage.sent_at,
+                outbox_messages.c.enrollment_id,
+                outbox_messages.c.step_index,
+                outbox_messages.c.status,
+                outbox_messages.c.sent_at,
             ).where(
-                OutboxMessage.enrollment_id.in_(enrollments[start : start + 1000]),
-                OutboxMessage.id.notin_(list(spaced)),
+                outbox_messages.c.enrollment_id.in_(enrollments[start : start + 1000]),
+                outbox_messages.c.id.notin_(list(spaced)),
             )
         ):
             earlier.setdefault(enrollment_id, []).append((index, status, sent_at))
@@ -225,12 +231,12 @@ def send_time_refusals(
     for start in range(0, len(ids), 1000):
         for message_id, enrollment_id, index, step_id, expires_at in session.execute(
             select(
-                OutboxMessage.id,
-                OutboxMessage.enrollment_id,
-                OutboxMessage.step_index,
-                OutboxMessage.step_id,
-                OutboxMessage.expires_at,
-            ).where(OutboxMessage.id.in_(ids[start : start + 1000]))
+                outbox_messages.c.id,
+                outbox_messages.c.enrollment_id,
+                outbox_messages.c.step_index,
+                outbox_messages.c.step_id,
+                outbox_messages.c.expires_at,
+            ).where(outbox_messages.c.id.in_(ids[start : start + 1000]))
         ):
             if expires_at is not None and expires_at <= at:
                 refused[message_id] = EXPIRED
@@ -268,14 +274,16 @@ def not_standing_case(
         filter_ = _standing(definition)
         if filter_ is not None:
             condition = audience_condition(filter_, at=at, tz=tz)
-            whens.append((and_(CallTask.run_id == run_id, not_(condition)), True))
-        whens.append((CallTask.run_id == run_id, False))
+            whens.append((and_(call_tasks.c.run_id == run_id, not_(condition)), True))
+        whens.append((call_tasks.c.run_id == run_id, False))
     if not whens:
         return null()
     return case(*whens, else_=null())
 
 
-def mark_not_standing(session: Session, candidates: Sequence[Any], at: datetime) -> None:
+def mark_not_standing(
+    session: Connection | Session, candidates: Sequence[Any], at: datetime
+) -> None:
     """Call list candidates (engine.calls.tasks.Candidate) of campaign tasks whose member no
     longer matches the run's standing conditions are refused ``no_longer_eligible``: listed
     as not callable, and closed with that reason when an agent's claim meets them. A
@@ -308,12 +316,12 @@ def close_expired_call_tasks(conn: Connection | Session, at: datetime) -> int:
     """Close every open (or abandoned claimed) call task past its deadline, reason
     ``expired``: it leaves every list and no longer keeps its run open."""
     result: Any = conn.execute(
-        update(CallTask)
+        update(call_tasks)
         .where(
-            CallTask.expires_at <= at,
-            CallTask.status.in_(("open", "claimed")),
+            call_tasks.c.expires_at <= at,
+            call_tasks.c.status.in_(("open", "claimed")),
             # A live claim is the agent's until it lapses: the call may be under way.
-            ~and_(CallTask.status == "claimed", CallTask.claimed_until >= at),
+            ~and_(call_tasks.c.status == "claimed", call_tasks.c.claimed_until >= at),
         )
         .values(status="closed", close_reason=EXPIRED, claimed_until=None, updated_at=at)
         .execution_options(synchronize_session=False)
