@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 class App:
     settings: Settings
     engine: Engine
-    # A sessionmaker, or any callable that makes sessions (build_app's makes it on first use).
-    sessions: Callable[[], Session]
+    # A sessionmaker, or any callable that makes sessions as one does (build_app's makes it on
+    # first use); ``sessions(bind=connection)`` joins that connection's transaction.
+    sessions: Callable[..., Session]
     clock: Clock = field(default_factory=SystemClock)
     # What this process counted for /metrics (engine/metrics), added to the database's sums
     # by the dispatcher's heartbeat, each tick, each scrape and here on close.

@@ -17,9 +17,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.calls.agent_rows import agent_key, unknown_agent
 from engine.clock import ensure_utc
 from engine.db.models import AGENT_ROLES, Agent, CallTask
-from engine.errors import InputError, NotFoundError
+from engine.errors import InputError
 from engine.policy.zones import is_zone
 
 LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -240,31 +241,11 @@ def enable_agent(session: Session, login: str) -> StateChange:
     return StateChange(view(agent), changed, 0, 0)
 
 
-def agent_key(login: str) -> str:
-    """How a login is stored and looked up."""
-    return login.strip().lower()
-
-
-def unknown_agent(login: str) -> NotFoundError:
-    return NotFoundError(f"no agent {login!r}; add one with `campaign agents add`")
-
-
 def get_agent(session: Session, login: str) -> Agent:
     agent = session.scalar(select(Agent).where(Agent.login == agent_key(login)))
     if agent is None:
         raise unknown_agent(login)
     return agent
-
-
-def lock_agent(session: Session, login: str) -> None:
-    """Hold the agent's row until the transaction ends (PostgreSQL ``FOR UPDATE``), so what
-    opens a claim or a pause for one agent runs one at a time, each seeing what the other
-    committed: a pause is refused for a claim taken meanwhile, and a claim ends a pause
-    started meanwhile (never both open). SQLite needs nothing: the write lock taken first in
-    those transactions (engine/calls/tasks.py write_lock) serialises them already."""
-    if session.get_bind().dialect.name == "postgresql":
-        mine = select(Agent.login).where(Agent.login == agent_key(login))
-        session.execute(mine.with_for_update())
 
 
 def list_agents(session: Session, *, team: str | None = None) -> list[AgentView]:

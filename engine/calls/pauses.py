@@ -14,17 +14,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from engine.calls.agents import get_agent, lock_agent
+from engine.calls.agent_rows import agent_row, lock_agent
 from engine.calls.tasks import write_lock
 from engine.clock import ensure_utc
-from engine.db.models import AgentPause, CallTask
+from engine.db.tables.calls import agent_pauses, call_tasks
 from engine.errors import InputError
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.db.reading import Reader
 
 DEFAULT_CODES = ("break", "training", "meeting")
 # Why a pause ended.
@@ -40,34 +43,36 @@ def pause_codes(settings: Settings) -> tuple[str, ...]:
     return tuple(dict.fromkeys(codes)) or DEFAULT_CODES
 
 
-def open_pause(session: Session, agent: str) -> AgentPause | None:
-    return session.scalar(
-        select(AgentPause).where(AgentPause.agent == agent, AgentPause.ended_at.is_(None))
-    )
+def open_pause(session: Reader, agent: str) -> Any:
+    """The agent's open ``agent_pauses`` row, or None."""
+    return session.execute(
+        select(agent_pauses).where(agent_pauses.c.agent == agent, agent_pauses.c.ended_at.is_(None))
+    ).first()
 
 
-def open_pauses(session: Session) -> dict[str, AgentPause]:
+def open_pauses(session: Reader) -> dict[str, Any]:
     """Every agent's open pause, by login (the wallboard)."""
     return {
-        p.agent: p for p in session.scalars(select(AgentPause).where(AgentPause.ended_at.is_(None)))
+        p.agent: p
+        for p in session.execute(select(agent_pauses).where(agent_pauses.c.ended_at.is_(None)))
     }
 
 
 def start_pause(
-    session: Session,
+    session: Reader,
     agent_login: str,
     code: str,
     *,
     codes: tuple[str, ...],
     at: datetime,
     by: str,
-) -> AgentPause:
+) -> Any:
     """Pause ``agent_login`` with ``code``. Refused for an unknown code, a disabled agent, an
     agent already paused, or one holding a live claim (log or release it first)."""
     at = ensure_utc(at)
     write_lock(session)  # SQLite: first in the transaction; serialises with claims
     lock_agent(session, agent_login)  # PostgreSQL: one at a time with the agent's claims
-    agent = get_agent(session, agent_login)
+    agent = agent_row(session, agent_login)
     if not agent.active:
         raise InputError(f"agent {agent.login!r} is disabled")
     wanted = code.strip().lower()
@@ -80,11 +85,11 @@ def start_pause(
             f"{current.started_at:%Y-%m-%d %H:%M} UTC); resume first"
         )
     held = session.scalar(
-        select(CallTask.id)
+        select(call_tasks.c.id)
         .where(
-            CallTask.status == "claimed",
-            CallTask.claimed_by == agent.login,
-            CallTask.claimed_until >= at,
+            call_tasks.c.status == "claimed",
+            call_tasks.c.claimed_by == agent.login,
+            call_tasks.c.claimed_until >= at,
         )
         .limit(1)
     )
@@ -93,27 +98,28 @@ def start_pause(
             f"{agent.login} holds task {held}: log or release it before pausing "
             "(a pause never overlaps a call)"
         )
-    pause = AgentPause(agent=agent.login, code=wanted, started_at=at, started_by=by)
-    session.add(pause)
     try:
-        session.flush()
+        return session.execute(
+            insert(agent_pauses)
+            .values(agent=agent.login, code=wanted, started_at=at, started_by=by)
+            .returning(*agent_pauses.c)
+        ).one()
     except IntegrityError:  # another pause of theirs committed meanwhile (the unique index)
         raise InputError(f"{agent.login} is already paused; resume first") from None
-    return pause
 
 
-def end_pause(
-    session: Session, agent_login: str, *, at: datetime, reason: str, by: str
-) -> AgentPause | None:
-    """End the agent's open pause, if any (None: they were not paused)."""
+def end_pause(session: Reader, agent_login: str, *, at: datetime, reason: str, by: str) -> Any:
+    """End the agent's open pause, if any; returns its row as ended (None: they were not
+    paused). Core statements: `calls next` ends a pause without the ORM (#18)."""
     pause = open_pause(session, agent_login)
     if pause is None:
         return None
-    pause.ended_at = max(ensure_utc(at), pause.started_at)
-    pause.end_reason = reason
-    pause.ended_by = by
-    session.flush()
-    return pause
+    return session.execute(
+        update(agent_pauses)
+        .where(agent_pauses.c.id == pause.id)
+        .values(ended_at=max(ensure_utc(at), pause.started_at), end_reason=reason, ended_by=by)
+        .returning(*agent_pauses.c)
+    ).one()
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,7 @@ class PauseTotal:
 
 
 def pause_totals(
-    session: Session,
+    session: Reader,
     *,
     start: datetime,
     end: datetime,
@@ -136,14 +142,14 @@ def pause_totals(
     open one counted up to ``at``. A pause that straddles the period's edge is counted once,
     in the period, with only its time inside."""
     start, end, at = ensure_utc(start), ensure_utc(end), ensure_utc(at)
-    query = select(AgentPause).where(
-        AgentPause.started_at < end,
-        or_(AgentPause.ended_at.is_(None), AgentPause.ended_at > start),
+    query = select(agent_pauses).where(
+        agent_pauses.c.started_at < end,
+        or_(agent_pauses.c.ended_at.is_(None), agent_pauses.c.ended_at > start),
     )
     if agent is not None:
-        query = query.where(AgentPause.agent == agent)
+        query = query.where(agent_pauses.c.agent == agent)
     totals: dict[tuple[str, str], list[int]] = {}
-    for p in session.scalars(query.order_by(AgentPause.agent, AgentPause.code)):
+    for p in session.execute(query.order_by(agent_pauses.c.agent, agent_pauses.c.code)):
         first = max(p.started_at, start)
         last = min(p.ended_at or at, end)
         seconds = max(0, int((last - first).total_seconds()))

@@ -9,23 +9,19 @@ for the claim alone (#18).
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from engine.app import App
 from engine.calls import DIALER_PROVIDER as DIALER
 from engine.calls.agents import get_agent
-from engine.calls.pauses import NEXT_CALL, end_pause
-from engine.calls.rules import CallRules
-from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, claim_next, step_of
+from engine.calls.claiming import take_next
+from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, step_of
 from engine.db.models import (
     ActivityEvent,
     CallerLogEntry,
@@ -36,15 +32,13 @@ from engine.db.models import (
     Participant,
     Program,
 )
-from engine.errors import DatabaseError, NotFoundError
+from engine.errors import NotFoundError
 from engine.policy import candidate_zones
 from engine.settings import Settings
 
 if TYPE_CHECKING:
     from engine.calls.verification import Gate
     from engine.templates import Renderer
-
-T = TypeVar("T")
 
 # The script's member fields that may be withheld until the identity is verified.
 WITHHOLDABLE = (
@@ -374,22 +368,6 @@ class NextCall:
     gate: Gate | None = None  # set when the sheet is gated on verification
 
 
-def take_next(
-    session: Session,
-    agent: str,
-    *,
-    settings: Settings,
-    at: datetime,
-    lease: timedelta = DEFAULT_LEASE,
-) -> Claim | None:
-    """Claim the best callable task for ``agent``; an open pause of the agent ends. On SQLite
-    call it first in its transaction."""
-    claim = claim_next(session, agent, at=at, lease=lease, rules=CallRules.from_settings(settings))
-    # Asking for the next call ends a pause: the agent is back (engine/calls/pauses.py).
-    end_pause(session, agent, at=at, reason=NEXT_CALL, by=agent)
-    return claim
-
-
 def serve_next(
     session: Session,
     agent: str,
@@ -404,6 +382,13 @@ def serve_next(
     claim = take_next(session, agent, settings=settings, at=at, lease=lease)
     if claim is None:
         return None
+    return next_call(session, claim, settings=settings, at=at, gated=gated)
+
+
+def next_call(
+    session: Session, claim: Claim, *, settings: Settings, at: datetime, gated: bool = False
+) -> NextCall:
+    """The call sheet of ``claim`` (just taken), as :func:`serve_next` answers it."""
     if gated:
         task = session.get(CallTask, claim.task_id)
         assert task is not None  # just claimed
@@ -411,45 +396,3 @@ def serve_next(
         sheet, gate = gated_call_sheet(session, task, settings=settings, at=at, zone=zone)
         return NextCall(claim, sheet, gate)
     return NextCall(claim, call_sheet(session, claim.task_id, settings=settings, at=at))
-
-
-# SQLite: a claim waits for the write lock up to the busy timeout (engine/db/session.py); when
-# other claims and logs keep it that long, it is tried again this many times, this far apart.
-BUSY_ATTEMPTS = 3
-BUSY_PAUSE_SECONDS = 0.5
-
-
-def _database_locked(exc: OperationalError) -> bool:
-    text = str(exc.orig).lower()
-    return "database is locked" in text or "database is busy" in text
-
-
-def serve_next_in(
-    app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE, gated: bool = False
-) -> NextCall | None:
-    """:func:`serve_next` in a transaction of its own, at the app clock's now. On SQLite a
-    claim that waited out the busy timeout is tried again (a fresh transaction, a fresh now);
-    still locked after :data:`BUSY_ATTEMPTS`, it is a one-line error, not a driver message."""
-    return _retried(app, functools.partial(serve_next, gated=gated), agent, lease)
-
-
-def take_next_in(app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE) -> Claim | None:
-    """:func:`take_next` as :func:`serve_next_in` runs serve_next: for the console, which
-    shows the call sheet on the page it sends the agent to, not in the claim's answer."""
-    return _retried(app, take_next, agent, lease)
-
-
-def _retried(app: App, work: Callable[..., T], agent: str, lease: timedelta) -> T:
-    for attempt in range(BUSY_ATTEMPTS):
-        try:
-            with app.sessions() as session, session.begin():
-                return work(session, agent, settings=app.settings, at=app.clock.now(), lease=lease)
-        except OperationalError as exc:
-            if not _database_locked(exc):
-                raise
-            if attempt + 1 < BUSY_ATTEMPTS:
-                time.sleep(BUSY_PAUSE_SECONDS)
-    raise DatabaseError(
-        f"the database stayed busy (other agents' claims and logs) through {BUSY_ATTEMPTS} "
-        "tries; run `campaign calls next` again"
-    ) from None

@@ -34,9 +34,8 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select, text, update
-from sqlalchemy.orm import Session
 
-from engine.calls.agents import lock_agent
+from engine.calls.agent_rows import agent_row, lock_agent
 from engine.calls.language_routing import LanguageRouting, apply_language_routing
 from engine.calls.priority import priority_order, rank
 from engine.calls.rules import (
@@ -52,18 +51,11 @@ from engine.calls.rules import (
 )
 from engine.clock import ensure_utc
 from engine.consent.defaults import says_yes
-from engine.consent.suppressions import hash_normalised
-from engine.db.models import (
-    Agent,
-    CallTask,
-    CampaignRun,
-    Consent,
-    Enrollment,
-    Participant,
-    Program,
-    Suppression,
-)
-from engine.db.tables.runs import campaign_runs
+from engine.consent.suppression_lookup import hash_normalised
+from engine.db.reading import dialect_name
+from engine.db.tables.calls import call_tasks
+from engine.db.tables.members import participant_consents, participants, programs, suppressions
+from engine.db.tables.runs import campaign_runs, enrollments
 from engine.errors import InputError, NotFoundError
 from engine.policy import (
     Decision,
@@ -82,6 +74,9 @@ from engine.sending.deadlines import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from engine.db.reading import Reader
     from engine.definitions.schema import CampaignDefinition, Step
 
 DEFAULT_LEASE = timedelta(minutes=30)
@@ -118,12 +113,12 @@ PERSON_COLUMNS = (
 LOOKAHEAD = timedelta(days=1)
 
 
-def write_lock(session: Session) -> None:
+def write_lock(session: Reader) -> None:
     """SQLite: take the database write lock now (a write that changes nothing). Must be the
     first statement of the transaction, so a reader never has to upgrade a stale snapshot;
     that serialises claims and logs. PostgreSQL: row locks do the work instead."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(update(CallTask).where(text("1 = 0")).values(status=CallTask.status))
+    if dialect_name(session) == "sqlite":
+        session.execute(update(call_tasks).where(text("1 = 0")).values(status=call_tasks.c.status))
 
 
 # --------------------------------------------------------------------------- context
@@ -133,7 +128,7 @@ class DefinitionCache:
     """Run definitions parsed once per run (the text a run was launched with), and only when
     asked for: a claim that meets no task of a run never parses its definition."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Reader) -> None:
         self.session = session
         self._runs: dict[int, CampaignDefinition | None] = {}
         self._sources: dict[int, tuple[str, str]] = {}  # text and label, read not yet parsed
@@ -144,13 +139,16 @@ class DefinitionCache:
             return None
         if run_id not in self._runs:
             if run_id not in self._sources:
-                run = self.session.get(CampaignRun, run_id)  # often in the session already
-                if run is None:
+                run = campaign_runs.c
+                found = self.session.execute(
+                    select(run.campaign, run.definition_source).where(run.id == run_id)
+                ).first()
+                if found is None:
                     self._runs[run_id] = None
                     return None
                 self._sources[run_id] = (
-                    run.definition_source,
-                    f"run {run.id}: {run.campaign}.yaml",
+                    found.definition_source,
+                    f"run {run_id}: {found.campaign}.yaml",
                 )
             # pydantic and the schema are imported here, when a task of a run is met (#18).
             from engine.definitions.stored import stored_definition
@@ -225,15 +223,16 @@ class Candidate:
         )
 
 
-def _suppressed_by_hash(session: Session, participants: Sequence[Any]) -> dict[str, set[str]]:
+def _suppressed_by_hash(session: Reader, people: Sequence[Any]) -> dict[str, set[str]]:
     """The call suppressions of the participants' numbers matched by hash (an erasure entry
     keeps no address)."""
-    hashes = sorted({hash_normalised(p.phone) for p in participants if p.phone})
+    hashes = sorted({hash_normalised(p.phone) for p in people if p.phone})
     suppressed: dict[str, set[str]] = {}
     for chunk_h in _chunks(hashes):
         for digest, channel in session.execute(
-            select(Suppression.address_hash, Suppression.channel).where(
-                Suppression.address_hash.in_(chunk_h), Suppression.channel.in_(("call", "all"))
+            select(suppressions.c.address_hash, suppressions.c.channel).where(
+                suppressions.c.address_hash.in_(chunk_h),
+                suppressions.c.channel.in_(("call", "all")),
             )
         ):
             suppressed.setdefault(digest, set()).add(channel)
@@ -245,7 +244,7 @@ def _chunks(values: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
 
 
 def evaluate(
-    session: Session,
+    session: Reader,
     candidates: Sequence[Candidate],
     at: datetime,
     *,
@@ -334,7 +333,7 @@ def evaluate(
 
 
 def _apply_caps(
-    session: Session, candidates: Sequence[Candidate], at: datetime, rules: CallRules
+    session: Reader, candidates: Sequence[Candidate], at: datetime, rules: CallRules
 ) -> None:
     """Move each capped task's callable instant to when the caps free (the dispatcher's rule
     over the same ledger); a cap that never frees (max 0) blocks it."""
@@ -360,23 +359,23 @@ def _apply_caps(
             c.callable_at, c.waits_for = when, "frequency_cap"
 
 
-def _eligible(agent: Agent | None, at: datetime, active: set[str], rules: CallRules) -> Any:
+def _eligible(agent: Any, at: datetime, active: set[str], rules: CallRules) -> Any:
     if agent is None:
         return True
     teams = list(agent.teams or [])
     team_ok = (
-        or_(CallTask.team.is_(None), CallTask.team.in_(teams))
+        or_(call_tasks.c.team.is_(None), call_tasks.c.team.in_(teams))
         if teams
-        else (CallTask.team.is_(None))
+        else (call_tasks.c.team.is_(None))
     )
     return or_(
-        CallTask.assigned_agent == agent.login,
+        call_tasks.c.assigned_agent == agent.login,
         and_(
             or_(
-                CallTask.assigned_agent.is_(None),
+                call_tasks.c.assigned_agent.is_(None),
                 past_due_callback_of_another(agent, at, active=active, rules=rules),
             ),
-            or_(team_ok, Participant.account_manager == agent.login),
+            or_(team_ok, participants.c.account_manager == agent.login),
         ),
     )
 
@@ -389,10 +388,10 @@ class _Scan:
 
     def __init__(
         self,
-        session: Session,
+        session: Reader,
         *,
         at: datetime,
-        agent: Agent | None,
+        agent: Any,
         until: datetime,
         rules: CallRules = DEFAULT_RULES,
     ) -> None:
@@ -406,7 +405,7 @@ class _Scan:
         # The active runs whose definitions the select reads (priority fields, standing):
         # all of them, unless the claim narrowed them to the runs its tasks belong to.
         self.runs: list[int] = self.active_runs
-        self.programs = {program.id: program for program in session.scalars(select(Program))}
+        self.programs = {program.id: program for program in session.execute(select(programs))}
         self.routing = LanguageRouting.for_agent(session, agent, rules.language_routing_wait)
         self.steps: dict[tuple[Any, ...], Step | None] = {}
         self._select: Any = None  # built once: building the expression costs ~10 ms
@@ -420,11 +419,11 @@ class _Scan:
             self.runs = [run_id for run_id in self.active_runs if run_id in run_ids]
 
     def where(self, query: Any) -> Any:
-        person_t = Participant.__table__
+        person_t = participants
         return (
-            query.join(person_t, person_t.c.id == CallTask.participant_id)
-            .outerjoin(CampaignRun, CampaignRun.id == CallTask.run_id)
-            .outerjoin(Enrollment, Enrollment.id == CallTask.enrollment_id)
+            query.join(person_t, person_t.c.id == call_tasks.c.participant_id)
+            .outerjoin(campaign_runs, campaign_runs.c.id == call_tasks.c.run_id)
+            .outerjoin(enrollments, enrollments.c.id == call_tasks.c.enrollment_id)
             .where(*self._criteria())
         )
 
@@ -434,22 +433,22 @@ class _Scan:
         if self._where is None:
             self._where = [
                 or_(
-                    CallTask.status == "open",
-                    and_(CallTask.status == "claimed", CallTask.claimed_until < self.at),
+                    call_tasks.c.status == "open",
+                    and_(call_tasks.c.status == "claimed", call_tasks.c.claimed_until < self.at),
                 ),
-                CallTask.due_at <= self.until,
+                call_tasks.c.due_at <= self.until,
                 # Past its deadline: never served (closed by close_expired_call_tasks).
-                or_(CallTask.expires_at.is_(None), CallTask.expires_at > self.at),
+                or_(call_tasks.c.expires_at.is_(None), call_tasks.c.expires_at > self.at),
                 or_(
-                    CallTask.run_id.is_(None),
-                    CampaignRun.status == "active",
+                    call_tasks.c.run_id.is_(None),
+                    campaign_runs.c.status == "active",
                     # A member who texted back is answered whatever became of the run whose
                     # SMS they answered (it may have completed since); the gate still applies.
-                    and_(CallTask.kind == "follow_up", CallTask.parent_task_id.is_(None)),
+                    and_(call_tasks.c.kind == "follow_up", call_tasks.c.parent_task_id.is_(None)),
                 ),
                 or_(
-                    CallTask.enrollment_id.is_(None),
-                    Enrollment.state.notin_(("converted", "exited")),
+                    call_tasks.c.enrollment_id.is_(None),
+                    enrollments.c.state.notin_(("converted", "exited")),
                 ),
                 _eligible(self.agent, self.at, self.active, self.rules),
             ]
@@ -461,7 +460,7 @@ class _Scan:
         return self._select
 
     def _build_select(self) -> Any:
-        task_t, person_t = CallTask.__table__, Participant.__table__
+        task_t, person_t = call_tasks, participants
         definitions = {run_id: self.cache.for_run(run_id) for run_id in self.runs}
         for definition in definitions.values():
             for step in definition.steps if definition else ():
@@ -473,14 +472,17 @@ class _Scan:
             select(
                 *(task_t.c[name] for name in TASK_COLUMNS),
                 *(person_t.c[name] for name in self.person_names),
-                select(Consent.status)
-                .where(Consent.participant_id == person_t.c.id, Consent.channel == "call")
+                select(participant_consents.c.status)
+                .where(
+                    participant_consents.c.participant_id == person_t.c.id,
+                    participant_consents.c.channel == "call",
+                )
                 .limit(1)
                 .scalar_subquery(),
-                select(Suppression.id)
+                select(suppressions.c.id)
                 .where(
-                    Suppression.address == person_t.c.phone,
-                    Suppression.channel.in_(("call", "all")),
+                    suppressions.c.address == person_t.c.phone,
+                    suppressions.c.channel.in_(("call", "all")),
                 )
                 .limit(1)
                 .exists(),
@@ -538,10 +540,10 @@ class _Scan:
 
 
 def candidates(
-    session: Session,
+    session: Reader,
     *,
     at: datetime,
-    agent: Agent | None = None,
+    agent: Any = None,
     until: datetime | None = None,
     task_ids: Sequence[int] | None = None,
     rules: CallRules = DEFAULT_RULES,
@@ -557,11 +559,11 @@ def candidates(
         scan = _Scan(
             session, at=at, agent=agent, until=ensure_utc(until) if until else at, rules=rules
         )
-    query = scan.select().order_by(CallTask.due_at, CallTask.id)
+    query = scan.select().order_by(call_tasks.c.due_at, call_tasks.c.id)
     if task_ids is not None:
-        query = query.where(CallTask.id.in_(task_ids))
-    if lock and session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=CallTask.__table__)
+        query = query.where(call_tasks.c.id.in_(task_ids))
+    if lock and dialect_name(session) == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=call_tasks)
     found = scan.load(query)
     evaluate(session, found, at, exact=task_ids is not None, rules=rules, routing=scan.routing)
     rank(found)
@@ -574,10 +576,10 @@ FIRST_PAGES = (10, 50)
 
 
 def serving_order(
-    session: Session,
+    session: Reader,
     *,
     at: datetime,
-    agent: Agent | None,
+    agent: Any,
     rules: CallRules = DEFAULT_RULES,
     scan: _Scan | None = None,
 ) -> Iterator[Candidate]:
@@ -587,11 +589,11 @@ def serving_order(
     at = ensure_utc(at)
     if scan is None:
         scan = _Scan(session, at=at, agent=agent, until=at, rules=rules)
-    step_expr = func.coalesce(CallTask.step_id, CallTask.source_step_id)
+    step_expr = func.coalesce(call_tasks.c.step_id, call_tasks.c.source_step_id)
     groups = session.execute(
         scan.where(
-            select(CallTask.run_id, step_expr, CallTask.kind).select_from(CallTask)
-        ).group_by(CallTask.run_id, step_expr, CallTask.kind)
+            select(call_tasks.c.run_id, step_expr, call_tasks.c.kind).select_from(call_tasks)
+        ).group_by(call_tasks.c.run_id, step_expr, call_tasks.c.kind)
     ).all()
     scan.serve_only({run_id for run_id, _, _ in groups})
     refused: list[Candidate] = []
@@ -599,9 +601,9 @@ def serving_order(
 
     def stream(run_id: Any, step_id: Any, kind: str) -> Iterator[Candidate]:
         query = scan.select().where(
-            CallTask.run_id.is_(None) if run_id is None else CallTask.run_id == run_id,
+            call_tasks.c.run_id.is_(None) if run_id is None else call_tasks.c.run_id == run_id,
             step_expr.is_(None) if step_id is None else step_expr == step_id,
-            CallTask.kind == kind,
+            call_tasks.c.kind == kind,
         )
         definition = scan.cache.for_run(run_id)
         step = step_of(SimpleNamespace(step_id=step_id, source_step_id=None), definition)
@@ -659,12 +661,6 @@ def _pages(scan: _Scan, query: Any, at: datetime) -> Iterator[list[Candidate]]:
 # --------------------------------------------------------------------------- list
 
 
-def _agent(session: Session, login: str) -> Agent:
-    from engine.calls.agents import get_agent
-
-    return get_agent(session, login)
-
-
 # --------------------------------------------------------------------------- claim
 
 
@@ -679,7 +675,7 @@ class Claim:
 
 
 def claim_next(
-    session: Session,
+    session: Reader,
     agent_login: str,
     *,
     at: datetime,
@@ -697,21 +693,21 @@ def claim_next(
     # The first statement, and a write: on SQLite it takes the write lock (as write_lock does).
     close_expired_call_tasks(session, at)
     lock_agent(session, agent_login)  # one at a time with the agent's pause (calls/pauses.py)
-    agent = _agent(session, agent_login)
+    agent = agent_row(session, agent_login)
     if not agent.active:
         raise InputError(
             f"agent {agent.login!r} is disabled; `campaign agents enable {agent.login}` first"
         )
-    held = session.scalar(
-        select(CallTask)
+    held = session.execute(
+        select(call_tasks.c.id, call_tasks.c.claimed_at, call_tasks.c.claimed_until)
         .where(
-            CallTask.status == "claimed",
-            CallTask.claimed_by == agent.login,
-            CallTask.claimed_until >= at,
+            call_tasks.c.status == "claimed",
+            call_tasks.c.claimed_by == agent.login,
+            call_tasks.c.claimed_until >= at,
         )
-        .order_by(CallTask.claimed_at)
+        .order_by(call_tasks.c.claimed_at)
         .limit(1)
-    )
+    ).first()
     if held is not None and held.claimed_at is not None and held.claimed_until is not None:
         return Claim(held.id, agent.login, held.claimed_at, held.claimed_until, True, [])
     closed: list[tuple[int, str]] = []
@@ -759,13 +755,15 @@ def claim_next(
     return None
 
 
-def _set(session: Session, task_id: int, **values: Any) -> None:
+def _set(session: Reader, task_id: int, **values: Any) -> None:
     """Write a locked task's new state (an UPDATE of the row: no ORM load of it first)."""
-    session.execute(update(CallTask).where(CallTask.id == task_id).values(**values))
+    session.execute(update(call_tasks).where(call_tasks.c.id == task_id).values(**values))
 
 
 def release(session: Session, task_id: int, agent_login: str, *, at: datetime) -> None:
     """Give a claimed task back to the queue at once (the agent cannot call now)."""
+    from engine.db.models import CallTask  # the ORM: not on the claim's path
+
     write_lock(session)
     task = session.get(CallTask, task_id)
     if task is None or task.status != "claimed" or task.claimed_by != agent_login:

@@ -225,7 +225,7 @@ def calls_next(state: CliState, agent: str, lease: str, as_json: bool) -> None:
     """Claim the single best callable task now and show its call script, verification
     questions, talking points and offer, and of the account only what the program shows
     before verification (`calls verify` shows the rest once the member is verified)."""
-    from engine.calls.scripts import serve_next_in
+    from engine.calls.claiming import serve_next_in
 
     served = serve_next_in(state.app(), agent, lease=duration_value(lease), gated=True)
     if as_json:

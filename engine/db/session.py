@@ -62,7 +62,9 @@ class DeferredSessionFactory:
         self._info = info
         self._factory: sessionmaker[Session] | None = None
 
-    def __call__(self) -> Session:
+    def __call__(self, **options: Any) -> Session:
+        """``options``: the sessionmaker's, e.g. ``bind=connection`` (a session that joins
+        that connection's transaction)."""
         if self._factory is None:
             self._factory = make_session_factory(self._engine, self._info)
-        return self._factory()
+        return self._factory(**options)

@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from engine.app import App
-from engine.calls.scripts import take_next_in
+from engine.calls.claiming import take_next_in
 from engine.calls.tasks import DEFAULT_LEASE
 from engine.calls.verification import NotYourTask
 from engine.consent.unsubscribe import signing_key

@@ -13,7 +13,7 @@ from calls_helpers import TEST_NOW, campaign_source, make_run, make_world, task_
 from click.testing import CliRunner
 from sqlalchemy import update
 
-import engine.calls.scripts as scripts_module
+import engine.calls.claiming as claiming_module
 import engine.db.session as session_module
 from cli import cli
 from engine.app import App
@@ -275,7 +275,7 @@ def test_calls_next_on_a_locked_sqlite_database_is_one_line(
         connection.execute("PRAGMA busy_timeout=50")
 
     monkeypatch.setattr(session_module, "_sqlite_pragmas", short_wait)
-    monkeypatch.setattr(scripts_module, "BUSY_PAUSE_SECONDS", 0.0)
+    monkeypatch.setattr(claiming_module, "BUSY_PAUSE_SECONDS", 0.0)
     path = app.settings.database_url.removeprefix("sqlite:///")
     holder = sqlite3.connect(path, isolation_level=None)
     try:

@@ -1,0 +1,105 @@
+"""Claiming the next call in a transaction of its own, as `calls next` and the console do.
+
+The claim runs on a plain Core connection (engine/calls/tasks.py reads and writes tables,
+not mapped classes): a claim that finds nothing callable never imports the ORM, the call
+sheet's modules or a run's definition schema (#18). Once a task is claimed, its call sheet is
+built in the same transaction through an ORM session joined to that connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy.exc import OperationalError
+
+from engine.calls.pauses import NEXT_CALL, end_pause
+from engine.calls.rules import CallRules
+from engine.calls.tasks import DEFAULT_LEASE, Claim, claim_next
+from engine.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from engine.app import App
+    from engine.calls.scripts import NextCall
+    from engine.db.reading import Reader
+    from engine.settings import Settings
+
+T = TypeVar("T")
+
+# SQLite: a claim waits for the write lock up to the busy timeout (engine/db/session.py); when
+# other claims and logs keep it that long, it is tried again this many times, this far apart.
+BUSY_ATTEMPTS = 3
+BUSY_PAUSE_SECONDS = 0.5
+
+
+def take_next(
+    db: Reader,
+    agent: str,
+    *,
+    settings: Settings,
+    at: datetime,
+    lease: timedelta = DEFAULT_LEASE,
+) -> Claim | None:
+    """Claim the best callable task for ``agent``; an open pause of the agent ends. On SQLite
+    call it first in its transaction."""
+    claim = claim_next(db, agent, at=at, lease=lease, rules=CallRules.from_settings(settings))
+    # Asking for the next call ends a pause: the agent is back (engine/calls/pauses.py).
+    end_pause(db, agent, at=at, reason=NEXT_CALL, by=agent)
+    return claim
+
+
+def serve_next_in(
+    app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE, gated: bool = False
+) -> NextCall | None:
+    """engine.calls.scripts.serve_next in a transaction of its own, at the app clock's now.
+    On SQLite a claim that waited out the busy timeout is tried again (a fresh transaction, a
+    fresh now); still locked after :data:`BUSY_ATTEMPTS`, it is a one-line error, not a
+    driver message."""
+
+    def serve(
+        connection: Connection, agent: str, *, settings: Settings, at: datetime, lease: timedelta
+    ) -> NextCall | None:
+        claim = take_next(connection, agent, settings=settings, at=at, lease=lease)
+        if claim is None:
+            return None
+        from engine.calls.scripts import next_call  # the sheet: ORM, definitions, templates
+
+        with app.sessions(bind=connection) as session:
+            served = next_call(session, claim, settings=settings, at=at, gated=gated)
+            session.flush()  # the connection's transaction commits what the sheet wrote
+        return served
+
+    return _retried(app, serve, agent, lease)
+
+
+def take_next_in(app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE) -> Claim | None:
+    """:func:`take_next` as :func:`serve_next_in` runs it: for the console, which shows the
+    call sheet on the page it sends the agent to, not in the claim's answer."""
+    return _retried(app, take_next, agent, lease)
+
+
+def _retried(app: App, work: Callable[..., T], agent: str, lease: timedelta) -> T:
+    for attempt in range(BUSY_ATTEMPTS):
+        try:
+            with app.engine.connect() as connection, connection.begin():
+                return work(
+                    connection, agent, settings=app.settings, at=app.clock.now(), lease=lease
+                )
+        except OperationalError as exc:
+            if not _database_locked(exc):
+                raise
+            if attempt + 1 < BUSY_ATTEMPTS:
+                time.sleep(BUSY_PAUSE_SECONDS)
+    raise DatabaseError(
+        f"the database stayed busy (other agents' claims and logs) through {BUSY_ATTEMPTS} "
+        "tries; run `campaign calls next` again"
+    ) from None
+
+
+def _database_locked(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text
