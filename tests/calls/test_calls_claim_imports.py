@@ -1,0 +1,75 @@
+"""`calls next` claims on a plain Core connection (engine/calls/claiming.py, #18): in a fresh
+process, a claim that meets tasks but finds none callable imports neither the ORM nor the
+mapped models; a claim that takes a task still commits it with its call sheet (built by an
+ORM session joined to the claim's connection)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from calls_helpers import ROOT, TEST_NOW, make_world, task_row
+
+from engine.app import App
+
+# `calls next` at a frozen instant, then the modules the process imported (on stderr).
+PROBE = """
+import json, sys
+from datetime import datetime
+
+import cli
+from engine.cli.common import CliState
+from engine.clock import FrozenClock
+
+state = CliState(overrides={}, clock=FrozenClock(datetime.fromisoformat(sys.argv[1])))
+try:
+    cli.cli.main(args=["calls", "next", "--agent", "ana"], prog_name="campaign", obj=state)
+except SystemExit as exc:
+    if exc.code:
+        raise
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def _calls_next(app: App, cwd: Path) -> tuple[str, set[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
+    env |= {
+        "CAMPAIGN_DATABASE_URL": app.settings.database_url,
+        "CAMPAIGN_CALLER_LOG_KEY": os.environ["CAMPAIGN_CALLER_LOG_KEY"],
+        "CAMPAIGN_TEMPLATES_DIR": str(app.settings.templates_dir),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, TEST_NOW.isoformat()],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_a_claim_that_meets_tasks_none_callable_imports_no_orm(app: App, tmp_path: Path) -> None:
+    w = make_world(app)
+    w.agent("ana")
+    w.task(w.member(timezone="Pacific/Honolulu"))  # 05:00 there at TEST_NOW: waits
+    out, modules = _calls_next(app, tmp_path)
+    assert out.startswith("Nothing callable for ana"), out
+    assert "engine.definitions.stored" in modules  # not vacuous: it met the run's task
+    assert {"sqlalchemy.orm", "engine.db.models"} & modules == set()
+
+
+def test_a_claim_that_takes_a_task_commits_it_with_its_sheet(app: App, tmp_path: Path) -> None:
+    w = make_world(app)
+    w.agent("ana")
+    task = w.task(w.member())  # 10:00 in New York at TEST_NOW: callable
+    out, _ = _calls_next(app, tmp_path)
+    assert out.startswith(f"Task {task} "), out
+    assert "Verify before discussing the account" in out and "--- script ---" in out, out
+    row = task_row(app, task)
+    assert (row.status, row.claimed_by, row.claimed_at) == ("claimed", "ana", TEST_NOW)
