@@ -33,7 +33,7 @@ from functools import cached_property
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import Connection, and_, func, or_, select, text, update
 
 from engine.calls.agent_rows import agent_row, lock_agent
 from engine.calls.language_routing import LanguageRouting, apply_language_routing
@@ -139,10 +139,7 @@ class DefinitionCache:
             return None
         if run_id not in self._runs:
             if run_id not in self._sources:
-                run = campaign_runs.c
-                found = self.session.execute(
-                    select(run.campaign, run.definition_source).where(run.id == run_id)
-                ).first()
+                found = self._run(run_id)
                 if found is None:
                     self._runs[run_id] = None
                     return None
@@ -155,6 +152,18 @@ class DefinitionCache:
 
             self._runs[run_id] = stored_definition(*self._sources.pop(run_id))
         return self._runs[run_id]
+
+    def _run(self, run_id: int) -> Any:
+        """The run's row (its campaign and definition text), or None."""
+        if isinstance(self.session, Connection):
+            run = campaign_runs.c
+            return self.session.execute(
+                select(run.campaign, run.definition_source).where(run.id == run_id)
+            ).first()
+        # An ORM session may hold the run already (a console page reads it with the claim).
+        from engine.db.models import CampaignRun
+
+        return self.session.get(CampaignRun, run_id)
 
     def load_active(self) -> list[int]:
         """Read every active run's definition text with one query (one load per run was a
