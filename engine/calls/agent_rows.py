@@ -1,6 +1,6 @@
 """An agent's row as a claim reads it, through Core: `calls next` claims on a plain
 connection and never imports the ORM (#18). The ORM side of agents (add, disable, targets,
-views) is engine/calls/agents.py, which re-exports these."""
+views) is engine/calls/agents.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Pause codes: an agent away from the phone for a reason (break, training, meeting...).
 
 One table, ``agent_pauses``: a pause starts with a code and ends when the agent resumes, takes
-the next call (engine/calls/scripts.py serve_next) or signs out of the console; at most one
+the next call (engine/calls/claiming.py take_next) or signs out of the console; at most one
 open pause per agent (a partial unique index says so too). Pausing is refused while the agent
 holds a live claim, so paused time never overlaps a call: handle time (claim to log) holds no
 pause, and :func:`pause_totals` reports paused time by code apart from talk and idle time.
