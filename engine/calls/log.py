@@ -139,6 +139,9 @@ class CallContext:
     program: Program
     definition: object | None
     run_status: str | None
+    # The channels of "call" the member stated consent on, read for the batch (None: not read;
+    # log_call reads it when the program has a call consent default).
+    stated_consent: tuple[str, ...] | None = None
 
 
 # The effects that write nothing outside a CallBatch (or, opening a case, write it first).
@@ -333,7 +336,13 @@ def log_call(
     # The member stated no call consent and the program's default gave it: the entry says so.
     # In the fields, so the chain covers it through the personal digest like any field, and
     # entries written before keep their hashes.
-    defaulted = unstated_but_defaulted(session, participant.id, program, ["call"])
+    defaulted = unstated_but_defaulted(
+        session,
+        participant.id,
+        program,
+        ["call"],
+        stated=context.stated_consent if context is not None else None,
+    )
     if "call" in defaulted:
         fields[CONSENT_BASIS] = f"call: {program_default(defaulted['call'])}"
     # serialised above (lock) or by the batch that passed lock=False
