@@ -2,12 +2,16 @@
 participant import of a file of the same size measured in the same run.
 
     .venv/bin/python bench/bench_dialer_import.py --database sqlite|postgresql [--rows 20000]
+        [--call-consent-default] [--called-at]
 
 Fills a scratch database (migrated to head) with ``--rows`` open call tasks of one run, writes
 a results file with one row per task (a realistic disposition mix: no answer, voicemail,
 busy, not interested, complaints; 2% bad rows that go to the rejects file), then times the
 import, and times importing the same file again (every good row "already on the caller
-log"). The floor: `campaign participants import` (engine/participants/importer.py) of a
+log"). ``--call-consent-default``: the program takes call consent as given and every other
+member stated none (each call's entry then says what it relied on); ``--called-at``: each
+row says when its call was made, a distinct instant each (its retry is worked out for that
+instant). The floor: `campaign participants import` (engine/participants/importer.py) of a
 ``--rows`` member file (the demo generator's) into another program of the same database, in
 the same process. Prints one JSON line per measurement with both rates and the ratio (goal:
 >= 0.3x, issue #20; reported, not asserted); the caller log is verified at the end.
@@ -72,7 +76,7 @@ COLUMNS = "call_id,task_id,agent,disposition,verified,duration_seconds,notes,fie
 COLUMNS += "field.category,field.summary"
 
 
-def fill(url: str, rows: int) -> list[int]:
+def fill(url: str, rows: int, consent_default: bool = False) -> list[int]:
     engine = make_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
@@ -110,6 +114,8 @@ def fill(url: str, rows: int) -> list[int]:
             ]
             s.add_all(people)
             s.flush()
+            if consent_default:  # the program takes it as given; every other member stated none
+                program.consent_default_call_at = NOW - timedelta(days=30)
             s.add_all(
                 Consent(
                     participant_id=p.id,
@@ -118,7 +124,8 @@ def fill(url: str, rows: int) -> list[int]:
                     recorded_at=NOW,
                     source="bench",
                 )
-                for p in people
+                for n, p in enumerate(people)
+                if not consent_default or n % 2 == 0
             )
             enrollments = [
                 Enrollment(
@@ -160,15 +167,20 @@ def fill(url: str, rows: int) -> list[int]:
         app.close()
 
 
-def results_file(path: Path, task_ids: list[int], seed: int = 7) -> int:
+def results_file(path: Path, task_ids: list[int], seed: int = 7, called_at: bool = False) -> int:
+    """The dialer's file; ``called_at``: each row says when its call was made (over the six
+    hours before NOW, a distinct instant each), as dialers report it."""
     rng = random.Random(seed)
     codes = [m[0] for m in MIX]
     weights = [m[1] for m in MIX]
     spec = {m[0]: m for m in MIX}
     bad = 0
     with path.open("w", encoding="utf-8") as out:
-        out.write(COLUMNS + "\n")
+        out.write(("called_at," if called_at else "") + COLUMNS + "\n")
         for n, task in enumerate(task_ids):
+            if called_at:
+                when = NOW - timedelta(hours=6) * (1 - n / len(task_ids))
+                out.write(when.isoformat() + ",")
             code = rng.choices(codes, weights)[0]
             _, _, reason, verified = spec[code]
             category, summary = ("billing", "charged twice") if code == "COMPLAINT" else ("", "")
@@ -217,8 +229,10 @@ def participant_floor(url: str, rows: int, folder: Path) -> tuple[float, float]:
     return summary.read / seconds, summary.read / cpu
 
 
-def measure(url: str, rows: int, database: str) -> None:
-    task_ids = fill(url, rows)
+def measure(
+    url: str, rows: int, database: str, consent_default: bool = False, called_at: bool = False
+) -> None:
+    task_ids = fill(url, rows, consent_default)
     with tempfile.TemporaryDirectory() as folder:
         floor, floor_cpu = participant_floor(url, rows, Path(folder))
         print(
@@ -234,7 +248,7 @@ def measure(url: str, rows: int, database: str) -> None:
             flush=True,
         )
         path = Path(folder) / "results.csv"
-        bad = results_file(path, task_ids)
+        bad = results_file(path, task_ids, called_at=called_at)
         app = build_app(Settings(database_url=url), clock=FrozenClock(NOW))
         statements = [0]
 
@@ -284,10 +298,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql"], required=True)
     parser.add_argument("--rows", type=int, default=20000)
+    parser.add_argument(
+        "--call-consent-default",
+        action="store_true",
+        help="the program takes call consent as given; half the members stated none",
+    )
+    parser.add_argument(
+        "--called-at",
+        action="store_true",
+        help="each row says when its call was made (a distinct instant each)",
+    )
     args = parser.parse_args()
     if args.database == "sqlite":
         with tempfile.TemporaryDirectory() as folder:
-            measure(f"sqlite:///{Path(folder) / 'bench.db'}", args.rows, "sqlite")
+            measure(
+                f"sqlite:///{Path(folder) / 'bench.db'}",
+                args.rows,
+                "sqlite",
+                args.call_consent_default,
+                args.called_at,
+            )
         return
     name = f"bench_dialer_{uuid.uuid4().hex[:10]}"
     admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
@@ -295,7 +325,7 @@ def main() -> None:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     try:
         url = make_url(POSTGRES_ADMIN).set(database=name).render_as_string(hide_password=False)
-        measure(url, args.rows, "postgresql")
+        measure(url, args.rows, "postgresql", args.call_consent_default, args.called_at)
     finally:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import func, null, select, update
 from sqlalchemy.orm import Session
 
@@ -99,6 +100,9 @@ _LOCK_KEY = salt("caller_log")
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 # json.dumps with these arguments builds this encoder on every call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# The types orjson writes exactly as _CANONICAL does (sorted keys, compact, UTF-8); it
+# refuses the rest of what json takes or writes it otherwise (floats: "1e16" for "1e+16").
+_ORJSON_SAME = frozenset({str, int, bool, type(None)})
 
 
 def _plain(value: Any) -> Any:
@@ -113,20 +117,51 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _orjson_same(value: Any) -> bool:
+    """Whether orjson writes this plain value as _CANONICAL does (bar what it refuses)."""
+    kind = type(value)
+    if kind in _ORJSON_SAME:
+        return True
+    if kind is dict:
+        return all(_orjson_same(v) for v in value.values())
+    if kind is list:
+        return all(_orjson_same(v) for v in value)
+    return False
+
+
 def canonical(values: dict[str, Any], columns: tuple[str, ...] = CHAINED_COLUMNS) -> str:
     return _CANONICAL.encode({name: _plain(values.get(name)) for name in columns})
 
 
+def _canonical_utf8(values: dict[str, Any], columns: tuple[str, ...]) -> bytes:
+    """``canonical(values, columns).encode("utf-8")``, by orjson (a sixth of the cost) when
+    it writes the same bytes: every chained entry's MAC is over these."""
+    plain = {}
+    for name in columns:
+        value = values.get(name)
+        plain[name] = value if type(value) in _ORJSON_SAME else _plain(value)
+    if all(_orjson_same(value) for value in plain.values()):
+        try:
+            return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # an int beyond 64 bits, a lone surrogate
+            pass
+    return _CANONICAL.encode(plain).encode("utf-8")
+
+
 def _mac(key: bytes, text: str) -> str:
-    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+    return _mac_utf8(key, text.encode("utf-8"))
+
+
+def _mac_utf8(key: bytes, data: bytes) -> str:
+    return hmac.digest(key, data, "sha256").hex()
 
 
 def personal_digest(key: bytes, values: dict[str, Any]) -> str:
-    return _mac(key, "personal:" + canonical(values, PERSONAL_COLUMNS))
+    return _mac_utf8(key, b"personal:" + _canonical_utf8(values, PERSONAL_COLUMNS))
 
 
 def entry_hash(key: bytes, prev_hash: str, values: dict[str, Any]) -> str:
-    return _mac(key, prev_hash + canonical(values))
+    return _mac_utf8(key, prev_hash.encode("utf-8") + _canonical_utf8(values, CHAINED_COLUMNS))
 
 
 def legacy_entry_hash(prev_hash: str, values: dict[str, Any]) -> str:

@@ -49,6 +49,7 @@ from engine.calls.rules import DEFAULT_RULES, CallRules
 from engine.calls.tasks import DefinitionCache, write_lock
 from engine.cases.bulk import CaseOpenings
 from engine.clock import ensure_utc
+from engine.consent.defaults import consent_defaults, stated_channels
 from engine.consent.provider_events import event_key, event_row, record_events, record_new_events
 from engine.csv_safe import SafeDictWriter
 from engine.db.models import (
@@ -382,6 +383,13 @@ class _Loaded:
             )
         }
         self.definitions = DefinitionCache(session)
+        # Whether each member stated call consent, when a program takes it as given otherwise
+        # (what the entry says it relied on): one read here instead of one per call.
+        self.stated_consent = (
+            stated_channels(session, list(self.participants), "call")
+            if any("call" in consent_defaults(p) for p in self.programs.values())
+            else {}
+        )
         # Members whose other tasks a bulk UPDATE closed (do not call, invalid number): their
         # loaded tasks are read again before they are checked.
         self.stale: set[int] = set()
@@ -426,6 +434,7 @@ class _Loaded:
             program=program,
             definition=definition,
             run_status=self.run_status.get(task.run_id) if task.run_id is not None else None,
+            stated_consent=self.stated_consent.get(participant.id),
         )
 
 

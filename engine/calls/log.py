@@ -96,7 +96,13 @@ def next_callable_for(
 ) -> Callable[[datetime], datetime | None]:
     """``t -> the earliest instant >= t inside the member's calling window`` (their zones, the
     legal hours narrowed by the campaign's call_window); no zone known: any instant."""
-    zones = callable_zones(participant, program)
+    return next_callable_in(callable_zones(participant, program), definition)
+
+
+def next_callable_in(
+    zones: tuple[str, ...] | None, definition: object | None
+) -> Callable[[datetime], datetime | None]:
+    """:func:`next_callable_for` given the member's :func:`callable_zones`."""
     if zones is None:
         return lambda t: t
     window = effective_window("call", getattr(definition, "call_window", None))
@@ -139,6 +145,9 @@ class CallContext:
     program: Program
     definition: object | None
     run_status: str | None
+    # The channels of "call" the member stated consent on, read for the batch (None: not read;
+    # log_call reads it when the program has a call consent default).
+    stated_consent: tuple[str, ...] | None = None
 
 
 # The effects that write nothing outside a CallBatch (or, opening a case, write it first).
@@ -181,6 +190,9 @@ class CallBatch:
         # time, the delay, the run (standard, calling window), the program (clock, holidays)
         # and the member's zones, which many rows of a file share.
         self.retries: dict[tuple[object, ...], Retry] = {}
+        # The members' zones by what they are worked out from: a member with no zone on
+        # record is placed by their phone number, which costs more than the rest of a call.
+        self.zones: dict[tuple[object, ...], tuple[str, ...] | None] = {}
         # Logged tasks by id, detached, their new state written at write().
         self.tasks: dict[int, CallTask] = {}
 
@@ -192,6 +204,13 @@ class CallBatch:
         self.tasks[task.id] = task
         if task in self.session:  # not when an earlier call of the batch logged it
             self.session.expunge(task)
+
+    def zones_of(self, participant: Participant, program: Program) -> tuple[str, ...] | None:
+        """:func:`callable_zones`, once per distinct zone, number, program clock and region."""
+        key = (participant.timezone, participant.phone, program.timezone, program.region)
+        if key not in self.zones:
+            self.zones[key] = callable_zones(participant, program)
+        return self.zones[key]
 
     def write(self) -> None:
         self.chain.flush()
@@ -333,7 +352,13 @@ def log_call(
     # The member stated no call consent and the program's default gave it: the entry says so.
     # In the fields, so the chain covers it through the personal digest like any field, and
     # entries written before keep their hashes.
-    defaulted = unstated_but_defaulted(session, participant.id, program, ["call"])
+    defaulted = unstated_but_defaulted(
+        session,
+        participant.id,
+        program,
+        ["call"],
+        stated=context.stated_consent if context is not None else None,
+    )
     if "call" in defaulted:
         fields[CONSENT_BASIS] = f"call: {program_default(defaulted['call'])}"
     # serialised above (lock) or by the batch that passed lock=False
@@ -436,14 +461,19 @@ def log_call(
             close(f"unreachable after {attempt} attempts (last {disposition.code})")
         else:
             delay = disposition.recycle_after or timedelta(hours=4)
-            key = (at, delay, task.run_id, program.id, callable_zones(participant, program))
+            zones = (
+                batch.zones_of(participant, program)
+                if batch is not None
+                else callable_zones(participant, program)
+            )
+            key = (at, delay, task.run_id, program.id, zones)
             known = batch.retries.get(key) if batch is not None else None
             retry = known or schedule_retry(
                 at,
                 delay,
                 standard,
                 program.timezone,
-                next_callable_for(participant, program, definition),
+                next_callable_in(zones, definition),
                 holidays=program.holidays,
             )
             if batch is not None:

@@ -17,9 +17,10 @@ standard's limit, the standard cannot be met for that member: :class:`Retry` say
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -60,9 +61,15 @@ def standard_for(definition: Any) -> FollowUpStandard:
 
 
 def _day_bounds(day: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    d = day.date()
-    start = datetime.combine(d, BUSINESS_START, tzinfo=zone).astimezone(UTC)
-    end = datetime.combine(d, BUSINESS_END, tzinfo=zone).astimezone(UTC)
+    return _bounds_of(day.date(), zone)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bounds_of(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The day's business hours in UTC: the same few days over and over (a dialer file's
+    retries), each worked out once."""
+    start = datetime.combine(day, BUSINESS_START, tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(day, BUSINESS_END, tzinfo=zone).astimezone(UTC)
     return start, end
 
 
@@ -169,7 +176,7 @@ def schedule_retry(
     ``next_callable(t)`` is the earliest instant ``>= t`` at which the member may be called
     (None: never)."""
     limit = add_business_hours(at, standard.within_business_hours, zone, holidays=holidays)
-    deadline = standard_deadline(at, standard, zone, holidays=holidays)
+    deadline = add_business_hours(limit, 0, zone, holidays=holidays)  # standard_deadline's
     target = max(min(at + delay, limit), at + RETRY_GAP)
     first = first_chance(at, deadline, next_callable)
     if first is None:

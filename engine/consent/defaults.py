@@ -82,23 +82,52 @@ def set_consent_defaults(program: Program, choices: Mapping[str, bool], *, at: d
 
 
 def unstated_but_defaulted(
-    session: Session, participant_id: int, program: Any, channels: Iterable[str]
+    session: Session,
+    participant_id: int,
+    program: Any,
+    channels: Iterable[str],
+    *,
+    stated: Collection[str] | None = None,
 ) -> dict[str, datetime]:
     """channel -> since when, for the channels on which the member stated nothing and their
     program's default says yes (what a call or a message to them relies on). No query unless
-    the program has a default."""
+    the program has a default; none either given ``stated``, the channels of ``channels``
+    the member stated (read by :func:`stated_channels` for many members at once)."""
     defaults = {c: s for c, s in consent_defaults(program).items() if c in set(channels)}
     if not defaults:
         return {}
-    stated = set(
-        session.scalars(
-            select(participant_consents.c.channel).where(
-                participant_consents.c.participant_id == participant_id,
-                participant_consents.c.channel.in_(list(defaults)),
+    if stated is None:
+        stated = set(
+            session.scalars(
+                select(participant_consents.c.channel).where(
+                    participant_consents.c.participant_id == participant_id,
+                    participant_consents.c.channel.in_(list(defaults)),
+                )
             )
         )
-    )
     return {c: since for c, since in defaults.items() if c not in stated}
+
+
+def stated_channels(
+    session: Session, participant_ids: Collection[int], channel: str
+) -> dict[int, tuple[str, ...]]:
+    """participant id -> ``(channel,)`` when the member stated consent on ``channel`` (any
+    answer), else ``()``: for :func:`unstated_but_defaulted` over many members, one read."""
+    from engine.db.queries import among
+
+    consent = participant_consents.c
+    ids = sorted(participant_ids)
+    found: set[int] = set()
+    for start in range(0, len(ids), _CHUNK):
+        found.update(
+            session.scalars(
+                select(consent.participant_id).where(
+                    among(session, consent.participant_id, ids[start : start + _CHUNK]),
+                    consent.channel == channel,
+                )
+            )
+        )
+    return {pid: (channel,) if pid in found else () for pid in ids}
 
 
 def describe(program: Any) -> str:

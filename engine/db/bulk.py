@@ -43,14 +43,7 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
         process(value) if process is not None else value
         for process, value in zip(processors[len(names) :], constants, strict=True)
     )
-    own = [(name, process) for name, process in zip(names, processors, strict=False) if process]
-    values: list[tuple[Any, ...]] = []
-    for row in rows:
-        if own:
-            row = dict(row)
-            for name, process in own:
-                row[name] = process(row[name])
-        values.append((*(row[name] for name in names), *constants))
+    values = _tuples(rows, names, processors[: len(names)], constants)
     quote = dialect.identifier_preparer.quote
     column_list = ", ".join(quote(column.name) for column in (*columns, *defaults))
     target = dialect.identifier_preparer.format_table(table)
@@ -103,13 +96,24 @@ def update_rows(
         )
         return
     sets = ", ".join(f"{quote(name)} = ?" for name in names)
-    values = [
-        tuple(
-            process(row[column.name]) if process else row[column.name]
-            for column, process in zip(
-                (*columns[1:], columns[0]), (*processors[1:], processors[0]), strict=True
-            )
-        )
-        for row in rows
-    ]
+    values = _tuples(rows, [*names, key], [*processors[1:], processors[0]])
     connection.exec_driver_sql(f"UPDATE {target} SET {sets} WHERE {quote(key)} = ?", values)
+
+
+def _tuples(
+    rows: Sequence[Mapping[str, Any]],
+    names: Sequence[str],
+    processors: Sequence[Any],
+    constants: tuple[Any, ...] = (),
+) -> list[tuple[Any, ...]]:
+    """Each row's values of ``names``, each through its column's processor (None: as is),
+    then ``constants``: built a column at a time (a processor mapped over its column), which
+    costs about half of building them a row at a time."""
+    columns: list[Any] = []
+    for name, process in zip(names, processors, strict=True):
+        column = [row[name] for row in rows]
+        columns.append(list(map(process, column)) if process is not None else column)
+    columns.extend([constant] * len(rows) for constant in constants)
+    if not columns:
+        return [()] * len(rows)
+    return list(zip(*columns, strict=True))

@@ -21,7 +21,14 @@ from engine.calls.dialer import ImportSummary, import_results
 from engine.calls.dispositions import DispositionSet
 from engine.calls.log import CallInput, log_call
 from engine.cases import bulk
-from engine.db.models import CallerLogCheckpoint, CallerLogEntry, Case, CaseEvent, MessageEvent
+from engine.db.models import (
+    CallerLogCheckpoint,
+    CallerLogEntry,
+    CallTask,
+    Case,
+    CaseEvent,
+    MessageEvent,
+)
 from engine.errors import InputError
 from engine.testing.fakes import unit
 
@@ -356,3 +363,37 @@ def test_a_case_opened_while_a_chunk_opens_cases_sends_the_chunk_row_by_row(
         joined = s.scalars(select(CaseEvent.kind).where(CaseEvent.call_task_id == tasks[0])).all()
         assert joined == ["call"]  # "again (call): charged twice" in the first case
         assert caller_log.verify(s).ok
+
+
+def test_a_member_placed_by_phone_is_placed_once_per_batch_not_twice_per_call(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Members with no zone on record are placed by their number (phonenumbers: more than the
+    rest of a call costs); their retries still land in their calling window (#20)."""
+    from engine.policy import zones
+
+    w = make_world(app)
+    w.agent("ana")
+    other_run = make_run(app, w.program_id, campaign_source("other-calls"))
+    members = [w.member(timezone=None, phone=f"+1212555{n:04d}") for n in range(3)]
+    tasks = [w.task(m, run_id=run) for m in members for run in (w.run_id, other_run)]
+    placed: list[str] = []
+    place = zones.zones_for_phone
+
+    def counted(phone: str, region: str | None = None) -> tuple[str, ...]:
+        placed.append(phone)
+        return place(phone, region)
+
+    monkeypatch.setattr(zones, "zones_for_phone", counted)
+    lines = [HEADER]
+    for n, task in enumerate(tasks):
+        lines.append(f"c-{n},{task},ana,NO_ANSWER,,")
+    path = tmp_path / "results.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = import_results(app, path, at=TEST_NOW)
+    assert summary.applied == 6
+    assert sorted(placed) == sorted(f"+1212555{n:04d}" for n in range(3))
+    with app.sessions() as s:
+        due = s.scalars(select(CallTask.due_at).where(CallTask.id.in_(tasks))).all()
+    # New York (the 212 area) 08:00-21:00: 10:00 + 4 h is inside it, on every task.
+    assert due == [TEST_NOW + timedelta(hours=4)] * 6

@@ -20,10 +20,13 @@ from sqlalchemy.engine import make_url
 from engine.app import App, build_app
 from engine.calls.dialer import import_results, parse_row
 from engine.calls.dispositions import DispositionSet
-from engine.calls.log import CallInput, log_call
-from engine.db.models import Base, CallTask
+from engine.calls.log import CONSENT_BASIS, CallInput, log_call
+from engine.consent.wording import program_default
+from engine.db.models import Base, CallerLogEntry, CallTask, Program
 from engine.errors import EngineError
+from engine.programs import set_consent_default
 from engine.testing.fakes import unit
+from engine.testing.statements import statements_of
 
 HEADER = (
     "call_id,called_at,task_id,agent,disposition,verified,duration_seconds,notes,"
@@ -197,3 +200,48 @@ def test_an_import_writes_every_row_as_calls_log_does(
     assert len(imported["cases"]) == 7 and len(imported["case_events"]) == 10
     for name, rows in logged.items():
         assert imported[name] == rows, name
+
+
+def test_a_program_taking_call_consent_as_given_is_read_once_a_chunk(
+    app: App, tmp_path: Path, twin: Any
+) -> None:
+    """Members who stated nothing get the entry's consent basis from the program's default,
+    as `calls log` writes it, and the import reads the members' consents once a chunk, not
+    once a call (the statements do not grow with the rows)."""
+    w = make_world(app)
+    w.agent("ana")
+    with unit(app) as s:
+        program = s.get(Program, w.program_id)
+        assert program is not None
+        set_consent_default(s, program.key, {"call": True}, at=TEST_NOW - timedelta(days=9))
+    consents = ["opted_in", None, "opted_out", None, None, "opted_in", None, None]
+    tasks = [w.task(w.member(consent=consent)) for consent in consents * 2]
+
+    def results(name: str, chosen: list[int]) -> Path:
+        path = tmp_path / name
+        lines = [f"{name}-{n},,{task},ana,NO_ANSWER,,30,,,,,,," for n, task in enumerate(chosen)]
+        path.write_text("\n".join([HEADER, *lines]) + "\n", encoding="utf-8")
+        return path
+
+    first, second = results("a", tasks[:8]), results("b", tasks[8:])
+    by_hand = twin()
+    one_at_a_time(by_hand, first.read_text().splitlines()[1:])
+    one_at_a_time(by_hand, second.read_text().splitlines()[1:])
+    with statements_of(app.engine) as eight:
+        assert import_results(app, first, at=TEST_NOW).applied == 8
+    with statements_of(app.engine) as more:  # the same eight members' other tasks, 4 a chunk
+        assert import_results(app, second, at=TEST_NOW, chunk_size=4).applied == 8
+    assert len(more) == 2 * len(eight)  # two chunks: two of the first's statements each
+
+    imported, logged = everything(app), everything(by_hand)
+    for name, rows in logged.items():
+        assert imported[name] == rows, name
+    with app.sessions() as s:
+        bases = [
+            (entry.fields or {}).get(CONSENT_BASIS)
+            for entry in s.scalars(select(CallerLogEntry).order_by(CallerLogEntry.seq))
+        ]
+    expected = [
+        None if c else f"call: {program_default(TEST_NOW - timedelta(days=9))}" for c in consents
+    ]
+    assert bases == expected * 2

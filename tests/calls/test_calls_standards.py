@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 from calls_helpers import campaign_source
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.calls.standards import (
     DEFAULT_STANDARD,
     FollowUpStandard,
+    _bounds_of,
     add_business_hours,
     business_hours_between,
     recycle_due,
+    schedule_retry,
+    standard_deadline,
     standard_for,
 )
 from engine.definitions.loader import parse_definition
@@ -112,3 +118,27 @@ def test_bad_follow_up_and_calling_plan_blocks_are_refused(
     }
     with pytest.raises((DefinitionError, DefinitionErrors), match=message):
         parse_definition(yaml.safe_dump(data, sort_keys=False), "x.yaml")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2027, 12, 31)),
+    st.sampled_from([NY, "Asia/Kolkata", "Australia/Lord_Howe", "Europe/London"]),
+    st.sampled_from([None, "US", "GB"]),
+    st.sampled_from([0.5, 8.0, 30.0]),
+)
+def test_a_retry_deadline_is_the_standard_deadline(
+    at: datetime, zone: str, holidays: str | None, hours: float
+) -> None:
+    """schedule_retry works its deadline out from its limit: the same as standard_deadline,
+    and the business hours of a day are the same cached or not (#20)."""
+    at = at.replace(tzinfo=UTC)
+    standard = FollowUpStandard(hours, 2)
+    retry = schedule_retry(at, timedelta(hours=4), standard, zone, lambda t: t, holidays=holidays)
+    assert retry.deadline == standard_deadline(at, standard, zone, holidays=holidays)
+    tz = ZoneInfo(zone)
+    day = at.astimezone(tz).date()
+    assert _bounds_of(day, tz) == (
+        datetime.combine(day, time(9), tzinfo=tz).astimezone(UTC),
+        datetime.combine(day, time(17), tzinfo=tz).astimezone(UTC),
+    )
