@@ -15,6 +15,7 @@ from sqlalchemy import Connection, exists, select, text
 from engine.consent.defaults import defaulted
 from engine.consent.suppression_lookup import email_hash, hash_normalised
 from engine.db.models import CallTask, Conversion, Enrollment, MessageEvent, OutboxMessage
+from engine.db.queries import int_array
 from engine.policy.gate import ConsentStatus, gate
 from engine.sending.deadlines import not_standing, standing_reason
 from engine.sending.outbox_status import QUEUED, SENDING
@@ -188,14 +189,23 @@ def closed_channels_of(
     (engine.policy.gate with the current consents and suppressions)."""
     if not rows or not channels:
         return {}
-    # Literal id lists (integers read from the database): binding thousands of
-    # parameters through the expanding IN of the ORM cost more than the query itself.
+    postgres = conn.dialect.name == "postgresql"
+    member_ids = [r.participant_id for r in rows]
+    # Ids as one array parameter on PostgreSQL (engine.db.queries.int_array), a literal list
+    # on SQLite: binding thousands of parameters through the ORM's expanding IN cost more
+    # than the query itself.
+    consents_sql = "SELECT participant_id, channel, status FROM participant_consents WHERE "
+    consents_rows = (
+        conn.exec_driver_sql(
+            consents_sql + "participant_id = ANY(%s::bigint[])", (int_array(member_ids),)
+        )
+        if postgres
+        else conn.exec_driver_sql(consents_sql + f"participant_id IN ({int_list(member_ids)})")
+    )
     consents: dict[tuple[int, str], ConsentStatus] = {
         (pid, channel): "opted_in" if status == "opted_in" else "opted_out"
-        for pid, channel, status in conn.exec_driver_sql(
-            "SELECT participant_id, channel, status FROM participant_consents "
-            f"WHERE participant_id IN ({int_list(r.participant_id for r in rows)})"
-        ).fetchall()  # in one go: iterating the result fetches row by row
+        # in one go: iterating the result fetches row by row
+        for pid, channel, status in consents_rows.fetchall()
     }
     # A program's consent default fills only a consent the member did not state.
     for key in defaulted(conn, {r.participant_id for r in rows}, channels):
@@ -214,11 +224,21 @@ def closed_channels_of(
     wanted = {h for pair in hashes.values() for h in pair if h}
     suppressed: dict[str, set[str]] = {}
     if wanted:
-        # sha256 hex digests computed here: safe as literals.
-        digests = ", ".join(f"'{h}'" for h in sorted(wanted) if _HEX64.fullmatch(h))
-        for channel, suppressed_hash in conn.exec_driver_sql(
-            f"SELECT channel, address_hash FROM suppressions WHERE address_hash IN ({digests})"
-        ):
+        # sha256 hex digests computed here: safe as literals, and as array elements.
+        digests = [h for h in sorted(wanted) if _HEX64.fullmatch(h)]
+        found = (
+            conn.exec_driver_sql(
+                "SELECT channel, address_hash FROM suppressions "
+                "WHERE address_hash = ANY(%s::text[])",
+                ("{" + ",".join(digests) + "}",),
+            )
+            if postgres
+            else conn.exec_driver_sql(
+                "SELECT channel, address_hash FROM suppressions WHERE address_hash IN "
+                f"({', '.join(repr(h) for h in digests)})"
+            )
+        )
+        for channel, suppressed_hash in found:
             suppressed.setdefault(suppressed_hash, set()).add(channel)
     result: dict[int, dict[str, str]] = {}
     for r in rows:
