@@ -64,12 +64,13 @@ def due_sql(dialect: str, skip_runs: Sequence[int], size: int) -> str:
     id) order, after a keyset position.
 
     The keyset is what lets forked workers share one scan (see DueCursor): each query starts
-    at the row after the last one handed out, on the (state, next_action_at, id) index
-    (migration 0010), instead of at the front of the due range stepping over rows other
-    workers hold and, on PostgreSQL, over the index entries of rows already moved that no
-    scan may prune while another worker's transaction is open (a query of 2,000 rows cost
-    six times as much with two workers). Nothing a batch moves comes back into the range: a
-    moved enrollment's next step is due after ``at``, or it has none.
+    at the row after the last one handed out, on the due index of the active treatment
+    enrollments (next_action_at, id) (migrations 0010, 0033), instead of at the front of the
+    due range stepping over rows other workers hold and, on PostgreSQL, over the index
+    entries of rows already moved that no scan may prune while another worker's transaction
+    is open (a query of 2,000 rows cost six times as much with two workers). Nothing a batch
+    moves comes back into the range: a moved enrollment's next step is due after ``at``, or
+    it has none.
     Plain SQL, read with the driver's own types (see due_row): the ORM's result processing cost
     more than the query. Parameters: ``at`` and the keyset position (next_action_at, id).
     """
