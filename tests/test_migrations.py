@@ -276,3 +276,70 @@ def test_0032_drops_the_outbox_run_and_participant_keys_and_round_trips(
         assert outbox_keys() == {"campaign_runs", "enrollments", "participants"}
     finally:
         engine.dispose()
+
+
+def test_0033_the_due_index_holds_active_treatment_enrollments_and_round_trips(
+    empty_database_url: str,
+) -> None:
+    """0033: the sequencer's due index (next_action_at, id) keeps only the active treatment
+    enrollments; the due scan still reads it on both databases; downgrading brings back the
+    index of every state."""
+    from engine.sequencing.due import due_sql
+
+    engine = make_engine(empty_database_url)
+    sqlite = engine.dialect.name == "sqlite"
+
+    def enrollment_indexes() -> dict[str, list[str]]:
+        return {
+            str(i["name"]): [str(c) for c in i["column_names"]]
+            for i in inspect(engine).get_indexes("enrollments")
+        }
+
+    try:
+        migrate.upgrade(engine, "0032")
+        assert enrollment_indexes()["ix_enrollments_state_next_action_at_id"] == [
+            "state",
+            "next_action_at",
+            "id",
+        ]
+        migrate.upgrade(engine, "0033")
+        indexes = enrollment_indexes()
+        assert "ix_enrollments_state_next_action_at_id" not in indexes
+        assert indexes["ix_enrollments_due"] == ["next_action_at", "id"]
+        due = next(
+            i
+            for i in inspect(engine).get_indexes("enrollments")
+            if i["name"] == "ix_enrollments_due"
+        )
+        where = str(
+            due.get("dialect_options", {}).get("sqlite_where" if sqlite else "postgresql_where")
+        )
+        assert "active" in where and "treatment" in where
+        with engine.begin() as c:
+            sql = due_sql(engine.dialect.name, [], 2000)
+            if sqlite:
+                plan = " ".join(
+                    str(row[3])
+                    for row in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("2026", "", 0))
+                )
+            else:
+                c.exec_driver_sql("SET LOCAL enable_seqscan = off")
+                moment = datetime(2026, 3, 2, tzinfo=UTC)
+                plan = " ".join(
+                    str(row[0])
+                    for row in c.exec_driver_sql(
+                        f"EXPLAIN {sql}", (moment, moment - timedelta(days=1), 0)
+                    )
+                )
+        assert "ix_enrollments_due" in plan, plan
+
+        command.downgrade(migrate.alembic_config(engine), "0032")
+        indexes = enrollment_indexes()
+        assert "ix_enrollments_due" not in indexes
+        assert "ix_enrollments_state_next_action_at_id" in indexes
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()

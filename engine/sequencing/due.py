@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
+from sqlalchemy import Connection
+
 from engine.definitions.schema import CampaignDefinition, Step
 
 
@@ -62,12 +64,13 @@ def due_sql(dialect: str, skip_runs: Sequence[int], size: int) -> str:
     id) order, after a keyset position.
 
     The keyset is what lets forked workers share one scan (see DueCursor): each query starts
-    at the row after the last one handed out, on the (state, next_action_at, id) index
-    (migration 0010), instead of at the front of the due range stepping over rows other
-    workers hold and, on PostgreSQL, over the index entries of rows already moved that no
-    scan may prune while another worker's transaction is open (a query of 2,000 rows cost
-    six times as much with two workers). Nothing a batch moves comes back into the range: a
-    moved enrollment's next step is due after ``at``, or it has none.
+    at the row after the last one handed out, on the due index of the active treatment
+    enrollments (next_action_at, id) (migrations 0010, 0033), instead of at the front of the
+    due range stepping over rows other workers hold and, on PostgreSQL, over the index
+    entries of rows already moved that no scan may prune while another worker's transaction
+    is open (a query of 2,000 rows cost six times as much with two workers). Nothing a batch
+    moves comes back into the range: a moved enrollment's next step is due after ``at``, or
+    it has none.
     Plain SQL, read with the driver's own types (see due_row): the ORM's result processing cost
     more than the query. Parameters: ``at`` and the keyset position (next_action_at, id).
     """
@@ -130,6 +133,28 @@ class DueCursor:
         else:
             self._time.value = raw.encode()
             self._id.value = enrollment_id
+
+
+def fetch_due(
+    conn: Connection, sql: str, params: Sequence[Any]
+) -> tuple[list[DueRow], tuple[Any, int] | None]:
+    """The rows of :func:`due_sql`, and the keyset position of the last one as the database
+    returned it (:meth:`DueCursor.move_to`; SQLite compares the stored text). PostgreSQL:
+    psycopg makes each DueRow as it reads the row (a row factory on the driver's cursor: no
+    tuple per row made first and copied after, 1.5 of the client's ~9 us a row), from the
+    values in binary form (numbers and times need no parsing: 1 us a row less); SQLite:
+    converted from the text SQLAlchemy's types store."""
+    if conn.dialect.name == "postgresql":
+        driver: Any = conn.connection.driver_connection
+        with driver.cursor(row_factory=_due_rows) as cursor:
+            rows: list[DueRow] = cursor.execute(sql, params, binary=True).fetchall()
+        return rows, ((rows[-1].next_action_at, rows[-1].id) if rows else None)
+    raw = conn.exec_driver_sql(sql, tuple(params)).fetchall()
+    return [due_row(r, True) for r in raw], ((raw[-1][4], raw[-1][0]) if raw else None)
+
+
+def _due_rows(_cursor: Any) -> Any:
+    return DueRow._make
 
 
 def due_row(raw: Sequence[Any], sqlite_types: bool) -> DueRow:

@@ -5,7 +5,7 @@ channels closed by consent or suppression, earlier messages, standing conditions
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -15,6 +15,7 @@ from sqlalchemy import Connection, exists, select, text
 from engine.consent.defaults import defaulted
 from engine.consent.suppression_lookup import email_hash, hash_normalised
 from engine.db.models import CallTask, Conversion, Enrollment, MessageEvent, OutboxMessage
+from engine.db.queries import int_array
 from engine.policy.gate import ConsentStatus, gate
 from engine.sending.deadlines import not_standing, standing_reason
 from engine.sending.outbox_status import QUEUED, SENDING
@@ -181,6 +182,32 @@ def _not_standing(
     return result
 
 
+def suppressions_query(
+    postgres: bool, channels: Collection[str], digests: Collection[str]
+) -> tuple[str, tuple[Any, ...]]:
+    """The suppressions of ``digests`` (address hashes) on ``channels`` or on all: SQL and
+    parameters. The channels lead the (channel, address_hash) key, so the lookup is a probe
+    per digest and channel; by digest alone a large list was read whole for each batch (9.7 s
+    a batch of 2,000 at 300,000 suppressions, 33 ms with the channels). PostgreSQL: two array
+    parameters, one prepared statement; SQLite: literal lists."""
+    wanted = sorted({*channels, "all"})
+    # sha256 hex digests computed here and channel names: safe as literals and array items.
+    hashes = [h for h in sorted(digests) if _HEX64.fullmatch(h)]
+    if not all(c.isalpha() for c in wanted):
+        raise ValueError(f"not a channel name: {wanted}")
+    select_sql = "SELECT channel, address_hash FROM suppressions WHERE "
+    if postgres:
+        return (
+            select_sql + "channel = ANY(%s::text[]) AND address_hash = ANY(%s::text[])",
+            ("{" + ",".join(wanted) + "}", "{" + ",".join(hashes) + "}"),
+        )
+    return (
+        select_sql + f"channel IN ({', '.join(repr(c) for c in wanted)}) "
+        f"AND address_hash IN ({', '.join(repr(h) for h in hashes)})",
+        (),
+    )
+
+
 def closed_channels_of(
     conn: Connection, rows: Sequence[Addressed], channels: set[str]
 ) -> dict[int, dict[str, str]]:
@@ -188,14 +215,23 @@ def closed_channels_of(
     (engine.policy.gate with the current consents and suppressions)."""
     if not rows or not channels:
         return {}
-    # Literal id lists (integers read from the database): binding thousands of
-    # parameters through the expanding IN of the ORM cost more than the query itself.
+    postgres = conn.dialect.name == "postgresql"
+    member_ids = [r.participant_id for r in rows]
+    # Ids as one array parameter on PostgreSQL (engine.db.queries.int_array), a literal list
+    # on SQLite: binding thousands of parameters through the ORM's expanding IN cost more
+    # than the query itself.
+    consents_sql = "SELECT participant_id, channel, status FROM participant_consents WHERE "
+    consents_rows = (
+        conn.exec_driver_sql(
+            consents_sql + "participant_id = ANY(%s::bigint[])", (int_array(member_ids),)
+        )
+        if postgres
+        else conn.exec_driver_sql(consents_sql + f"participant_id IN ({int_list(member_ids)})")
+    )
     consents: dict[tuple[int, str], ConsentStatus] = {
         (pid, channel): "opted_in" if status == "opted_in" else "opted_out"
-        for pid, channel, status in conn.exec_driver_sql(
-            "SELECT participant_id, channel, status FROM participant_consents "
-            f"WHERE participant_id IN ({int_list(r.participant_id for r in rows)})"
-        ).fetchall()  # in one go: iterating the result fetches row by row
+        # in one go: iterating the result fetches row by row
+        for pid, channel, status in consents_rows.fetchall()
     }
     # A program's consent default fills only a consent the member did not state.
     for key in defaulted(conn, {r.participant_id for r in rows}, channels):
@@ -214,11 +250,8 @@ def closed_channels_of(
     wanted = {h for pair in hashes.values() for h in pair if h}
     suppressed: dict[str, set[str]] = {}
     if wanted:
-        # sha256 hex digests computed here: safe as literals.
-        digests = ", ".join(f"'{h}'" for h in sorted(wanted) if _HEX64.fullmatch(h))
-        for channel, suppressed_hash in conn.exec_driver_sql(
-            f"SELECT channel, address_hash FROM suppressions WHERE address_hash IN ({digests})"
-        ):
+        sql, params = suppressions_query(postgres, channels, wanted)
+        for channel, suppressed_hash in conn.exec_driver_sql(sql, params):
             suppressed.setdefault(suppressed_hash, set()).add(channel)
     result: dict[int, dict[str, str]] = {}
     for r in rows:

@@ -28,7 +28,7 @@ from engine.policy.zones import candidate_zones
 from engine.run_work import has_no_work
 from engine.sending.deadlines import message_deadline
 from engine.sending.outbox_status import QUEUED, SKIPPED
-from engine.sequencing.due import DueCursor, DueRow, Run, due_row, due_sql, sqlite_time
+from engine.sequencing.due import DueCursor, DueRow, Run, due_sql, fetch_due, sqlite_time
 from engine.sequencing.facts import NOTHING_KNOWN, load_facts
 from engine.sequencing.materialise import Work, build_work
 from engine.sequencing.render import RendererConfig
@@ -173,13 +173,13 @@ class _Advance:
             with self.cursor.lock:
                 after = self.cursor.position(self.sqlite)
                 with conn.begin():
-                    raw = conn.exec_driver_sql(sql, (at, *after)).fetchall()
-                if raw:
-                    self.cursor.move_to(raw[-1][4], raw[-1][0])
-            if not raw:
+                    rows, last = fetch_due(conn, sql, (at, *after))
+                if last is not None:
+                    self.cursor.move_to(*last)
+            if not rows:
                 return
-            seen += len(raw)
-            yield [due_row(r, self.sqlite) for r in raw]
+            seen += len(rows)
+            yield rows
             if self.deadline is not None and monotonic.monotonic() >= self.deadline:
                 self.summary.stopped_early = True
                 return

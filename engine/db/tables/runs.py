@@ -118,8 +118,14 @@ enrollments = Table(
     CheckConstraint(is_one_of("state", ENROLLMENT_STATES), name="state"),
     # "Is this participant in (or was ever in / recently in) this campaign?"
     Index(None, "campaign", "participant_id", "enrolled_at"),
-    # The sequencer's "what is due now" scan, resumable after (next_action_at, id) (0010).
-    Index(None, "state", "next_action_at", "id"),
+    # The sequencer's "what is due now" scan, resumable after (next_action_at, id) (0010), of
+    # the enrollments that can fall due only: one that ends leaves it (0033).
+    PartialIndex(
+        "ix_enrollments_due",
+        "next_action_at",
+        "id",
+        where="state = 'active' AND \"group\" = 'treatment'",
+    ),
     Index(None, "participant_id"),
     # "Has this run an enrollment with steps left?" (engine/run_work.py; 0014).
     PartialIndex(
