@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, union_all
+from sqlalchemy import String, and_, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from engine.calls.standards import add_business_hours
 from engine.clock import ensure_utc
 from engine.db.models import Agent, CallTask, Participant, Program
+from engine.db.queries import none_of
 from engine.policy import FrequencyCap, Window, cap_frees_at, effective_window, next_allowed
 from engine.sending.contact_ledger import contact_times
 from engine.settings import Settings
@@ -160,7 +161,12 @@ def fallback_reason(
 
 
 def past_due_callback_of_another(
-    agent: Agent, at: datetime, *, active: set[str] | None = None, rules: CallRules | None = None
+    agent: Agent,
+    at: datetime,
+    *,
+    active: set[str] | None = None,
+    rules: CallRules | None = None,
+    postgres: bool = False,
 ) -> Any:
     """SQL: an agent-only callback of someone else, past due (fallback candidates; the rule
     itself, in business hours, is applied in Python by :func:`fallback_reason`).
@@ -168,11 +174,13 @@ def past_due_callback_of_another(
     With ``active`` and ``rules``: only those that may have fallen back. The callback of an
     active agent falls back ``callback_fallback_after`` business hours after its time, never
     sooner than as many hours of clock time, so one due more recently has not (a claim would
-    otherwise read and drop every other agent's fresh callbacks each time)."""
+    otherwise read and drop every other agent's fresh callbacks each time). ``postgres``: the
+    active logins go as one array parameter (the claim's statements stay short enough for
+    psycopg to reuse their parsed text however many agents are signed in)."""
     may_have_fallen_back: Any = True
     if active is not None and rules is not None:
         may_have_fallen_back = or_(
-            CallTask.assigned_agent.notin_(sorted(active)),
+            none_of(CallTask.assigned_agent, sorted(active), postgres, String),
             CallTask.due_at <= at - rules.callback_fallback_after,
         )
     return and_(

@@ -360,7 +360,9 @@ def _apply_caps(
             c.callable_at, c.waits_for = when, "frequency_cap"
 
 
-def _eligible(agent: Agent | None, at: datetime, active: set[str], rules: CallRules) -> Any:
+def _eligible(
+    agent: Agent | None, at: datetime, active: set[str], rules: CallRules, *, postgres: bool
+) -> Any:
     if agent is None:
         return True
     teams = list(agent.teams or [])
@@ -374,7 +376,9 @@ def _eligible(agent: Agent | None, at: datetime, active: set[str], rules: CallRu
         and_(
             or_(
                 CallTask.assigned_agent.is_(None),
-                past_due_callback_of_another(agent, at, active=active, rules=rules),
+                past_due_callback_of_another(
+                    agent, at, active=active, rules=rules, postgres=postgres
+                ),
             ),
             or_(team_ok, Participant.account_manager == agent.login),
         ),
@@ -451,7 +455,13 @@ class _Scan:
                     CallTask.enrollment_id.is_(None),
                     Enrollment.state.notin_(("converted", "exited")),
                 ),
-                _eligible(self.agent, self.at, self.active, self.rules),
+                _eligible(
+                    self.agent,
+                    self.at,
+                    self.active,
+                    self.rules,
+                    postgres=self.session.get_bind().dialect.name == "postgresql",
+                ),
             ]
         return self._where
 
