@@ -256,15 +256,20 @@ def get_agent(session: Session, login: str) -> Agent:
     return agent
 
 
-def lock_agent(session: Session, login: str) -> None:
-    """Hold the agent's row until the transaction ends (PostgreSQL ``FOR UPDATE``), so what
-    opens a claim or a pause for one agent runs one at a time, each seeing what the other
-    committed: a pause is refused for a claim taken meanwhile, and a claim ends a pause
-    started meanwhile (never both open). SQLite needs nothing: the write lock taken first in
-    those transactions (engine/calls/tasks.py write_lock) serialises them already."""
+def locked_agent(session: Session, login: str) -> Agent:
+    """:func:`get_agent`, its row held until the transaction ends (PostgreSQL ``FOR UPDATE``,
+    in the same statement), so what opens a claim or a pause for one agent runs one at a time,
+    each seeing what the other committed: a pause is refused for a claim taken meanwhile, and
+    a claim ends a pause started meanwhile (never both open). SQLite needs nothing: the write
+    lock taken first in those transactions (engine/calls/tasks.py write_lock) serialises them
+    already."""
+    mine = select(Agent).where(Agent.login == agent_key(login))
     if session.get_bind().dialect.name == "postgresql":
-        mine = select(Agent.login).where(Agent.login == agent_key(login))
-        session.execute(mine.with_for_update())
+        mine = mine.with_for_update()
+    agent = session.scalar(mine)
+    if agent is None:
+        raise unknown_agent(login)
+    return agent
 
 
 def list_agents(session: Session, *, team: str | None = None) -> list[AgentView]:

@@ -19,7 +19,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.calls.agents import get_agent, lock_agent
+from engine.calls.agents import locked_agent
 from engine.calls.tasks import write_lock
 from engine.clock import ensure_utc
 from engine.db.models import AgentPause, CallTask
@@ -66,8 +66,7 @@ def start_pause(
     agent already paused, or one holding a live claim (log or release it first)."""
     at = ensure_utc(at)
     write_lock(session)  # SQLite: first in the transaction; serialises with claims
-    lock_agent(session, agent_login)  # PostgreSQL: one at a time with the agent's claims
-    agent = get_agent(session, agent_login)
+    agent = locked_agent(session, agent_login)  # PostgreSQL: one at a time with its claims
     if not agent.active:
         raise InputError(f"agent {agent.login!r} is disabled")
     wanted = code.strip().lower()

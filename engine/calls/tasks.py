@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from engine.calls.agents import lock_agent
+from engine.calls.agents import locked_agent
 from engine.calls.language_routing import LanguageRouting, apply_language_routing
 from engine.calls.priority import priority_order, rank
 from engine.calls.rules import (
@@ -666,15 +666,6 @@ def _pages(scan: _Scan, query: Any, at: datetime) -> Iterator[list[Candidate]]:
         offset += size
 
 
-# --------------------------------------------------------------------------- list
-
-
-def _agent(session: Session, login: str) -> Agent:
-    from engine.calls.agents import get_agent
-
-    return get_agent(session, login)
-
-
 # --------------------------------------------------------------------------- claim
 
 
@@ -706,8 +697,8 @@ def claim_next(
     at = ensure_utc(at)
     # The first statement, and a write: on SQLite it takes the write lock (as write_lock does).
     close_expired_call_tasks(session, at)
-    lock_agent(session, agent_login)  # one at a time with the agent's pause (calls/pauses.py)
-    agent = _agent(session, agent_login)
+    # Read and held: one at a time with the agent's pause (calls/pauses.py).
+    agent = locked_agent(session, agent_login)
     if not agent.active:
         raise InputError(
             f"agent {agent.login!r} is disabled; `campaign agents enable {agent.login}` first"
