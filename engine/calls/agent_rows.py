@@ -33,12 +33,17 @@ def agent_row(db: Reader, login: str) -> Any:
     return row
 
 
-def lock_agent(db: Reader, login: str) -> None:
-    """Hold the agent's row until the transaction ends (PostgreSQL ``FOR UPDATE``), so what
-    opens a claim or a pause for one agent runs one at a time, each seeing what the other
-    committed: a pause is refused for a claim taken meanwhile, and a claim ends a pause
-    started meanwhile (never both open). SQLite needs nothing: the write lock taken first in
-    those transactions (engine/calls/tasks.py write_lock) serialises them already."""
+def locked_agent(db: Reader, login: str) -> Any:
+    """:func:`agent_row`, the row held until the transaction ends (PostgreSQL ``FOR UPDATE``,
+    in the same statement), so what opens a claim or a pause for one agent runs one at a time,
+    each seeing what the other committed: a pause is refused for a claim taken meanwhile, and
+    a claim ends a pause started meanwhile (never both open). SQLite needs nothing: the write
+    lock taken first in those transactions (engine/calls/tasks.py write_lock) serialises them
+    already."""
+    mine = select(agents).where(agents.c.login == agent_key(login))
     if dialect_name(db) == "postgresql":
-        mine = select(agents.c.login).where(agents.c.login == agent_key(login))
-        db.execute(mine.with_for_update())
+        mine = mine.with_for_update()
+    row = db.execute(mine).first()
+    if row is None:
+        raise unknown_agent(login)
+    return row

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from engine.calls.agent_rows import agent_row, lock_agent
+from engine.calls.agent_rows import locked_agent
 from engine.calls.tasks import write_lock
 from engine.clock import ensure_utc
 from engine.db.tables.calls import agent_pauses, call_tasks
@@ -71,8 +71,7 @@ def start_pause(
     agent already paused, or one holding a live claim (log or release it first)."""
     at = ensure_utc(at)
     write_lock(session)  # SQLite: first in the transaction; serialises with claims
-    lock_agent(session, agent_login)  # PostgreSQL: one at a time with the agent's claims
-    agent = agent_row(session, agent_login)
+    agent = locked_agent(session, agent_login)  # PostgreSQL: one at a time with its claims
     if not agent.active:
         raise InputError(f"agent {agent.login!r} is disabled")
     wanted = code.strip().lower()

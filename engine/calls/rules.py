@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, union_all
+from sqlalchemy import String, and_, or_, select, union_all
 
 from engine.calls.standards import add_business_hours
 from engine.clock import ensure_utc
+from engine.db.queries import none_of
 from engine.db.tables.calls import agents, call_tasks
 from engine.db.tables.members import participants, programs
 from engine.policy import FrequencyCap, Window, cap_frees_at, effective_window, next_allowed
@@ -163,7 +164,12 @@ def fallback_reason(
 
 
 def past_due_callback_of_another(
-    agent: Any, at: datetime, *, active: set[str] | None = None, rules: CallRules | None = None
+    agent: Any,
+    at: datetime,
+    *,
+    active: set[str] | None = None,
+    rules: CallRules | None = None,
+    postgres: bool = False,
 ) -> Any:
     """SQL: an agent-only callback of someone else, past due (fallback candidates; the rule
     itself, in business hours, is applied in Python by :func:`fallback_reason`).
@@ -171,11 +177,13 @@ def past_due_callback_of_another(
     With ``active`` and ``rules``: only those that may have fallen back. The callback of an
     active agent falls back ``callback_fallback_after`` business hours after its time, never
     sooner than as many hours of clock time, so one due more recently has not (a claim would
-    otherwise read and drop every other agent's fresh callbacks each time)."""
+    otherwise read and drop every other agent's fresh callbacks each time). ``postgres``: the
+    active logins go as one array parameter (the claim's statements stay short enough for
+    psycopg to reuse their parsed text however many agents are signed in)."""
     may_have_fallen_back: Any = True
     if active is not None and rules is not None:
         may_have_fallen_back = or_(
-            call_tasks.c.assigned_agent.notin_(sorted(active)),
+            none_of(call_tasks.c.assigned_agent, sorted(active), postgres, String),
             call_tasks.c.due_at <= at - rules.callback_fallback_after,
         )
     return and_(

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, func, or_, select, text, update
 
-from engine.calls.agent_rows import agent_row, lock_agent
+from engine.calls.agent_rows import locked_agent
 from engine.calls.language_routing import LanguageRouting, apply_language_routing
 from engine.calls.priority import priority_order, rank
 from engine.calls.rules import (
@@ -368,7 +368,15 @@ def _apply_caps(
             c.callable_at, c.waits_for = when, "frequency_cap"
 
 
-def _eligible(agent: Any, at: datetime, active: set[str], rules: CallRules) -> Any:
+# The members an agent manages, looked up by their own index (0034) as a set of ids: the
+# claim's scan can then keep to the agent's teams' tasks before it joins the members, where a
+# condition on the joined member row made it join every open task of every team first.
+_MANAGED = participants.alias("managed")
+
+
+def _eligible(
+    agent: Any, at: datetime, active: set[str], rules: CallRules, *, postgres: bool
+) -> Any:
     if agent is None:
         return True
     teams = list(agent.teams or [])
@@ -382,9 +390,16 @@ def _eligible(agent: Any, at: datetime, active: set[str], rules: CallRules) -> A
         and_(
             or_(
                 call_tasks.c.assigned_agent.is_(None),
-                past_due_callback_of_another(agent, at, active=active, rules=rules),
+                past_due_callback_of_another(
+                    agent, at, active=active, rules=rules, postgres=postgres
+                ),
             ),
-            or_(team_ok, participants.c.account_manager == agent.login),
+            or_(
+                team_ok,
+                call_tasks.c.participant_id.in_(
+                    select(_MANAGED.c.id).where(_MANAGED.c.account_manager == agent.login)
+                ),
+            ),
         ),
     )
 
@@ -459,7 +474,13 @@ class _Scan:
                     call_tasks.c.enrollment_id.is_(None),
                     enrollments.c.state.notin_(("converted", "exited")),
                 ),
-                _eligible(self.agent, self.at, self.active, self.rules),
+                _eligible(
+                    self.agent,
+                    self.at,
+                    self.active,
+                    self.rules,
+                    postgres=dialect_name(self.session) == "postgresql",
+                ),
             ]
         return self._where
 
@@ -667,9 +688,6 @@ def _pages(scan: _Scan, query: Any, at: datetime) -> Iterator[list[Candidate]]:
         offset += size
 
 
-# --------------------------------------------------------------------------- list
-
-
 # --------------------------------------------------------------------------- claim
 
 
@@ -701,8 +719,8 @@ def claim_next(
     at = ensure_utc(at)
     # The first statement, and a write: on SQLite it takes the write lock (as write_lock does).
     close_expired_call_tasks(session, at)
-    lock_agent(session, agent_login)  # one at a time with the agent's pause (calls/pauses.py)
-    agent = agent_row(session, agent_login)
+    # Read and held: one at a time with the agent's pause (calls/pauses.py).
+    agent = locked_agent(session, agent_login)
     if not agent.active:
         raise InputError(
             f"agent {agent.login!r} is disabled; `campaign agents enable {agent.login}` first"

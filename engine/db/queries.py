@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, any_, literal
+from sqlalchemy import ARRAY, BigInteger, all_, any_, literal
 from sqlalchemy.orm import Session
 
 
@@ -16,6 +16,14 @@ def any_of(column: Any, values: Collection[Any], postgres: bool, kind: Any = Big
     if postgres:
         return column == any_(literal(list(values), ARRAY(kind)))
     return column.in_(values)
+
+
+def none_of(column: Any, values: Collection[Any], postgres: bool, kind: Any = BigInteger) -> Any:
+    """``column NOT IN (values)``; on PostgreSQL ``<> ALL(array)``, one parameter (as
+    :func:`any_of`): the statement's text no longer grows with the list."""
+    if postgres:
+        return column != all_(literal(list(values), ARRAY(kind)))
+    return column.notin_(values)
 
 
 def among(session: Session, column: Any, values: Collection[Any], kind: Any = BigInteger) -> Any:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -49,17 +50,33 @@ class Visitor:
 def _load_user(session: Session, value: ConsoleSession, default_zone: str) -> SignedIn | None:
     if value.user_id is None:
         return None
-    user = session.get(ConsoleUser, value.user_id)
-    # Disabled, new password, new role: the version moved on and this cookie is dead.
-    if user is None or not user.active or user.session_version != value.version:
+    # The user and their agent in one statement: every request of the console asks this.
+    row = session.execute(
+        select(
+            ConsoleUser.id,
+            ConsoleUser.login,
+            ConsoleUser.role,
+            ConsoleUser.active,
+            ConsoleUser.session_version,
+            Agent.login,
+            Agent.active,
+            Agent.timezone,
+        )
+        .outerjoin(Agent, Agent.id == ConsoleUser.agent_id)
+        .where(ConsoleUser.id == value.user_id)
+    ).first()
+    if row is None:
         return None
-    agent = session.get(Agent, user.agent_id) if user.agent_id is not None else None
+    user_id, login, role, active, version, agent_login, agent_active, agent_zone = row
+    # Disabled, new password, new role: the version moved on and this cookie is dead.
+    if not active or version != value.version:
+        return None
     return SignedIn(
-        user.id,
-        user.login,
-        user.role,
-        agent.login if agent is not None and agent.active else None,
-        agent.timezone if agent is not None else default_zone,
+        user_id,
+        login,
+        role,
+        agent_login if agent_login is not None and agent_active else None,
+        agent_zone if agent_login is not None else default_zone,
     )
 
 

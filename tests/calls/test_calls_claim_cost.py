@@ -15,13 +15,15 @@ from engine.definitions.stored import stored_definition
 from engine.testing.statements import statements_of
 
 # What a claim may cost with two campaign steps: the claim's own statements (expired tasks,
-# which on SQLite also takes the write lock, agent, held claim), the agents, runs and programs
+# which on SQLite also takes the write lock, the agent read and locked in one statement, held
+# claim), the agents, runs and programs
 # once, the steps, and for each step a page (its standing check a column of it) and its
 # frequency-cap contacts with the live claims (one UNION ALL), then the re-check of the task
 # (locked and read in one statement, suppressions by hash, contacts) and the claim's UPDATE:
-# 16 on SQLite (its BEGIN counted), 15 on PostgreSQL. It was 25 and 23 before #19's second
-# pass, 32 and 30 before the claim shared one scan.
-MAX_STATEMENTS = 16
+# 16 on SQLite (its BEGIN counted), 15 on PostgreSQL (its agent locked by a statement of its
+# own, 16, before it was locked as it is read). It was 25 and 23 before #19's second pass, 32
+# and 30 before the claim shared one scan.
+MAX_STATEMENTS = {"sqlite": 16, "postgresql": 15}
 
 
 def _queue(w: World, other: int, size: int) -> None:
@@ -69,7 +71,7 @@ def test_statements_per_claim_do_not_grow_with_the_queue(app: App) -> None:
     _claim_statements(app, "ana")
     large = _claim_statements(app, "ana")
     assert large == small, (small, large)
-    assert large <= MAX_STATEMENTS, large
+    assert large <= MAX_STATEMENTS[app.engine.dialect.name], large
 
 
 def test_the_claim_serves_the_head_of_the_list_past_the_first_pages(app: App) -> None:

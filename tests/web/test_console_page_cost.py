@@ -21,17 +21,19 @@ from engine.testing.statements import statements_of
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = re.compile(r'name="task_id" value="(\d+)"')
-# GET /agent holding a claim, on PostgreSQL: the session's user and agent (2), the claim with
-# member, program and run (1), consents, suppressions, activity, outbox, message events and
-# caller log of the member (6), my callbacks today, the open pause, the plan's agent, entries
-# and holidays (5). SQLite counts its BEGINs too (one per session: the user's and the page's).
-# 18 before the claim was read with its rows.
-PAGE_STATEMENTS = {"postgresql": 14, "sqlite": 16}
-# POST /agent/log of a final disposition: the user (2), the caller log's lock (PostgreSQL) or
-# the write lock (SQLite), the claim, member and program (3), the agent, the task locked, the
-# run (3), the log's head, entry and checkpoint (3), the task's UPDATE, the contact, the run's
-# status (3). 16 before the dispositions' program came from the rows read.
-LOG_STATEMENTS = {"postgresql": 15, "sqlite": 17}
+# GET /agent holding a claim, on PostgreSQL: the session's user with their agent (1), the
+# claim with member, program and run (1), consents, suppressions, activity, outbox, message
+# events and caller log of the member (6), my callbacks today, the open pause, the plan's
+# agent, entries and holidays (5). SQLite counts its BEGINs too (one per session: the user's
+# and the page's). 18 before the claim was read with its rows, 14 before the user and agent
+# were one statement.
+PAGE_STATEMENTS = {"postgresql": 13, "sqlite": 15}
+# POST /agent/log of a final disposition: the user with their agent (1), the caller log's lock
+# (PostgreSQL) or the write lock (SQLite), the claim, member and program (3), the agent, the
+# task locked, the run (3), the log's head, entry and checkpoint (3), the task's UPDATE, the
+# contact, the run's status (3). 16 before the dispositions' program came from the rows read,
+# 15 before the user and agent were one statement.
+LOG_STATEMENTS = {"postgresql": 14, "sqlite": 16}
 
 
 def _claim_and_count(app: App, browser: Browser) -> tuple[int, int, int]:

@@ -91,6 +91,19 @@ call_tasks = Table(
         "status",
         where="status IN ('open', 'claimed')",
     ),
+    # The open tasks that can expire, which every claim closes once past their deadline
+    # (engine/sending/deadlines.py close_expired_call_tasks; 0034).
+    PartialIndex(
+        "ix_call_tasks_open_expiring",
+        "expires_at",
+        where="status IN ('open', 'claimed') AND expires_at IS NOT NULL",
+    ),
+    # The open callbacks by when they are due: the console's "my callbacks today" (0034).
+    PartialIndex(
+        "ix_call_tasks_open_callbacks_due",
+        "due_at",
+        where="kind = 'callback' AND status IN ('open', 'claimed')",
+    ),
 )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import (
     true,
 )
 
-from engine.db.tables.base import is_one_of, metadata
+from engine.db.tables.base import PartialIndex, is_one_of, metadata
 from engine.db.types import BigIntId, JSONDict, UTCDateTime
 
 PARTICIPANT_STATUSES = ("active", "inactive", "lapsed", "closed")
@@ -99,6 +99,12 @@ participants = Table(
     CheckConstraint(is_one_of("status", PARTICIPANT_STATUSES), name="status"),
     Index(None, "email"),
     Index(None, "phone"),
+    # The members an agent manages, whom claim-next serves them whatever the team (0034).
+    PartialIndex(
+        "ix_participants_account_manager",
+        "account_manager",
+        where="account_manager IS NOT NULL",
+    ),
 )
 
 
