@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ARRAY, BigInteger, all_, any_, literal
-from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session  # not imported by a claim on a Core connection (#18)
 
 
 def any_of(column: Any, values: Collection[Any], postgres: bool, kind: Any = BigInteger) -> Any:
