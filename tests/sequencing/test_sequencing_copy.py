@@ -45,9 +45,8 @@ def _column_types(conn: Any, table: str) -> list[str]:
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # binary COPY is PG's
 def test_copy_types_are_the_outbox_and_staging_columns_types(app: App) -> None:
-    if app.engine.dialect.name != "postgresql":
-        pytest.skip("binary COPY is PostgreSQL's")
     with app.engine.begin() as conn:
         assert tuple(_column_types(conn, "outbox_messages")) == COPY_TYPES
         conn.exec_driver_sql(_COPY_TABLE)
