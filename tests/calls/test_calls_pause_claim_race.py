@@ -1,6 +1,6 @@
 """A pause and a claim of the same agent racing (two browser tabs, or the CLI and a tab) are
-serialised on the agent (engine/calls/agent_rows.py locked_agent): either the pause is refused because
-a claim exists, or the claim ends the pause. Never a live claim and an open pause together.
+serialised on the agent (engine/calls/agent_rows.py locked_agent): either the pause is refused
+because a claim exists, or the claim ends the pause. Never a live claim and an open pause together.
 Both databases; the race matters on PostgreSQL, where SQLite's write lock does not apply."""
 
 from __future__ import annotations
