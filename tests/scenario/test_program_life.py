@@ -8,7 +8,9 @@ of them at 01:30 on Sundays so the fall-back night repeats its fire time; win-ba
 by hand, paused for five weeks and resumed), ticks three times a day (and at 01:45 on
 Sundays, twice on the fall-back night), has three agents work their call lists (callbacks, an
 escalation, a do-not-call, an evening shift for Sydney, a lunch break paused and resumed, forgotten
-on Thursdays until the next call ends it), loses one agent on day 62 and
+on Thursdays until the next call ends it; one afternoon through a dialer whose results file
+the coordinator imports, with a bad row, and imports again by mistake the next morning:
+tests/scenario/scenario_dialer.py), loses one agent on day 62 and
 SendGrid for a day (59). The agents speak languages (the one Chinese speaker is the one who
 leaves); complaints and escalations open cases that the coordinator resolves with root causes
 (closing them on Mondays, reopening one); two report subscriptions (monthly for finance,
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scenario_dialer import DialerDay, dialer_next_morning, dialer_session
 from scenario_invariants import (
     OUTAGE,
     DayView,
@@ -103,6 +106,7 @@ PLAN = {
     "events sent twice": 15,
     "cancel a renewal run": 40,
     "reopen a case": 50,
+    "dialer results": 38,
 }
 CLOSED_MEMBER = "M006"
 LEAVER = "cleo"
@@ -151,6 +155,7 @@ class Program:
     sendgrid: FakeSendGrid | None = None
     services: Services = field(default_factory=Services)
     reader: Engine | None = None  # the scenario's own read-only look at the database
+    dialer: DialerDay | None = None  # the dialer's results file the coordinator imported
 
     # -- the member file
 
@@ -582,6 +587,11 @@ def live_day(program: Program, day: int) -> None:
             program.refused(day, f"resume win-back: {result.output.strip()}")
     if day == PLAN["cancel a renewal run"]:
         cancel_a_run_with_calls(program, day)
+    if day == PLAN["dialer results"] + 1:
+        if program.dialer is None:
+            program.refused(day, "no dialer results file was imported yesterday")
+        else:
+            dialer_next_morning(program, day, today, program.dialer)
     if day == PLAN["agent leaves"]:
         program.expected.departed_agents.add(LEAVER)
         program.services.departed[LEAVER] = driver.now
@@ -595,8 +605,11 @@ def live_day(program: Program, day: int) -> None:
     lunch_break(program, day, agents)
     tick(program, day, local(today, 14), env)
     driver.at(local(today, 15, 30))
-    for agent in agents:
-        work_calls(program, day, agent, 2)
+    if day == PLAN["dialer results"]:  # the afternoon's calls go through the dialer
+        program.dialer = dialer_session(program, day, ACTION)
+    else:
+        for agent in agents:
+            work_calls(program, day, agent, 2)
     work_cases(program, day)
     driver.at(local(today, 20, 30))  # the evening shift calls Sydney's morning
     work_calls(program, day, "ana", 1)
