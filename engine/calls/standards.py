@@ -143,6 +143,11 @@ def standard_deadline(
     business hours run out at the limit, and no business time passes from there to the next
     business opening (a limit at 17:00 still allows an evening call), so that opening."""
     limit = add_business_hours(at, standard.within_business_hours, zone, holidays=holidays)
+    return deadline_at_limit(limit, zone, holidays=holidays)
+
+
+def deadline_at_limit(limit: datetime, zone: str, *, holidays: str | None = None) -> datetime:
+    """:func:`standard_deadline` given the instant its business hours run out (``limit``)."""
     return add_business_hours(limit, 0, zone, holidays=holidays)
 
 
@@ -176,7 +181,7 @@ def schedule_retry(
     ``next_callable(t)`` is the earliest instant ``>= t`` at which the member may be called
     (None: never)."""
     limit = add_business_hours(at, standard.within_business_hours, zone, holidays=holidays)
-    deadline = add_business_hours(limit, 0, zone, holidays=holidays)  # standard_deadline's
+    deadline = deadline_at_limit(limit, zone, holidays=holidays)
     target = max(min(at + delay, limit), at + RETRY_GAP)
     first = first_chance(at, deadline, next_callable)
     if first is None:
