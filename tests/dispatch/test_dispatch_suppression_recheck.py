@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from engine.app import App
 from engine.channels.base import Outbound, SendResult
+from engine.consent.provider_events import take_write_lock
 from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage
 from engine.sending.dispatch import dispatch
@@ -56,6 +57,7 @@ def test_a_suppression_committed_mid_batch_stops_the_next_message(
 
     def opt_out_second() -> None:
         with app.sessions() as session, session.begin():
+            take_write_lock(session)  # as the webhook does: wait for the dispatcher's writes
             add_suppression(
                 session, second.to_address or "", channel, "opt_out", "twilio_stop", at=clock.now()
             )
