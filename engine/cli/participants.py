@@ -416,9 +416,13 @@ def suppress_add(
     state: CliState, address: str, channel: str, reason: str, note: str | None, as_json: bool
 ) -> None:
     """Suppress ADDRESS (an email or a phone number) on a channel."""
+    from engine.consent.provider_events import take_write_lock
     from engine.consent.suppressions import add_suppression
 
     with transaction(state) as session:
+        # SQLite: a writer from the start, so it waits for a running dispatcher's commit
+        # instead of failing at once (add_suppression reads before it writes).
+        take_write_lock(session)
         entry = add_suppression(
             session,
             address,
