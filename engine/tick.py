@@ -37,14 +37,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text, update
 from sqlalchemy.exc import OperationalError
 
 from engine.app import App
 from engine.channels.base import Channel
 from engine.clock import ensure_utc
 from engine.consent.wording import CONSENT_NOT_STATED
-from engine.db.models import CampaignRun
+from engine.db.session import writing
 from engine.definitions.loader import (
     LoadedDefinition,
     campaign_paths,
@@ -209,13 +208,7 @@ def match_conversions(app: App, *, at: datetime) -> int | None:
         if exc.name != "engine.conversions":
             raise
         return None
-    with app.sessions() as session, session.begin():
-        if app.engine.dialect.name == "sqlite":
-            # Take the write lock first: a transaction that reads and then writes cannot
-            # upgrade while another process writes (SQLite refuses at once).
-            session.execute(
-                update(CampaignRun).where(text("1 = 0")).values(status=CampaignRun.status)
-            )
+    with writing(app.sessions) as session:  # it reads, then writes
         return int(module.match_conversions(session, at=at))
 
 

@@ -38,7 +38,7 @@ def locked_agent(db: Reader, login: str) -> Any:
     in the same statement), so what opens a claim or a pause for one agent runs one at a time,
     each seeing what the other committed: a pause is refused for a claim taken meanwhile, and
     a claim ends a pause started meanwhile (never both open). SQLite needs nothing: the write
-    lock taken first in those transactions (engine/calls/tasks.py write_lock) serialises them
+    lock taken first in those transactions (engine/db/session.py take_write_lock) serialises them
     already."""
     mine = select(agents).where(agents.c.login == agent_key(login))
     if dialect_name(db) == "postgresql":

@@ -23,7 +23,7 @@ formula; an erased one of them can no longer be recomputed and is counted apart.
 
 Appends are serialised so concurrent agents never fork the chain: on PostgreSQL a
 transaction-level advisory lock, on SQLite the database write lock the caller's transaction
-took first (engine.calls.tasks.write_lock); UNIQUE(seq) backs both. On PostgreSQL triggers
+took first (engine.db.session.take_write_lock); UNIQUE(seq) backs both. On PostgreSQL triggers
 refuse UPDATE (but erasure's), DELETE and TRUNCATE on both tables (migrations 0004, 0020).
 """
 

@@ -46,7 +46,7 @@ from engine.calls.log import (
     task_problems,
 )
 from engine.calls.rules import DEFAULT_RULES, CallRules
-from engine.calls.tasks import DefinitionCache, write_lock
+from engine.calls.tasks import DefinitionCache
 from engine.cases.bulk import CaseOpenings
 from engine.clock import ensure_utc
 from engine.consent.defaults import consent_defaults, stated_channels
@@ -61,6 +61,7 @@ from engine.db.models import (
     Program,
 )
 from engine.db.queries import among
+from engine.db.session import take_write_lock
 from engine.errors import EngineError, InputError
 from engine.participants.reader import SourceFile, SourceRow, original_text
 from engine.participants.results import RejectsWriter, default_rejects_path
@@ -586,7 +587,7 @@ def import_results(
 
         def transaction(rows: list[tuple[int, _Row]], *, batched: bool) -> list[_Outcome]:
             with app.sessions() as session, session.begin():
-                write_lock(session)
+                take_write_lock(session)
                 caller_log.serialise(session)
                 dispositions = _Dispositions(session, dispositions_file)
                 if batched:

@@ -43,7 +43,7 @@ from engine.calls.dispositions import (
     check_entry,
 )
 from engine.calls.standards import Retry, schedule_retry, standard_for
-from engine.calls.tasks import DefinitionCache, write_lock
+from engine.calls.tasks import DefinitionCache
 from engine.cases.bulk import OPENING_EFFECTS, CaseOpenings
 from engine.cases.hooks import RulesFor, after_call
 from engine.clock import ensure_utc
@@ -60,6 +60,7 @@ from engine.db.models import (
     Participant,
     Program,
 )
+from engine.db.session import take_write_lock
 from engine.errors import InputError, NotFoundError
 from engine.policy import candidate_zones, effective_window, next_allowed
 
@@ -311,7 +312,7 @@ def log_call(
     bulk; the session is then not flushed here (the batch writes once for all its calls)."""
     at = ensure_utc(at)
     if lock:
-        write_lock(session)
+        take_write_lock(session)
         # Before the task row: every logger takes the caller log's lock first, so a logger
         # holding it never waits for a row another logger holds while waiting for it.
         caller_log.serialise(session)

@@ -20,8 +20,8 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.calls.agent_rows import locked_agent
-from engine.calls.tasks import write_lock
 from engine.clock import ensure_utc
+from engine.db.session import take_write_lock
 from engine.db.tables.calls import agent_pauses, call_tasks
 from engine.errors import InputError
 from engine.settings import Settings
@@ -70,7 +70,7 @@ def start_pause(
     """Pause ``agent_login`` with ``code``. Refused for an unknown code, a disabled agent, an
     agent already paused, or one holding a live claim (log or release it first)."""
     at = ensure_utc(at)
-    write_lock(session)  # SQLite: first in the transaction; serialises with claims
+    take_write_lock(session)  # SQLite: first in the transaction; serialises with claims
     agent = locked_agent(session, agent_login)  # PostgreSQL: one at a time with its claims
     if not agent.active:
         raise InputError(f"agent {agent.login!r} is disabled")

@@ -33,7 +33,7 @@ from functools import cached_property
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, or_, select, text, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from engine.calls.agent_rows import locked_agent
 from engine.calls.language_routing import LanguageRouting, apply_language_routing
@@ -53,6 +53,7 @@ from engine.clock import ensure_utc
 from engine.consent.defaults import says_yes
 from engine.consent.suppression_lookup import hash_normalised
 from engine.db.reading import dialect_name
+from engine.db.session import take_write_lock
 from engine.db.tables.calls import call_tasks
 from engine.db.tables.members import participant_consents, participants, programs, suppressions
 from engine.db.tables.runs import campaign_runs, enrollments
@@ -111,14 +112,6 @@ PERSON_COLUMNS = (
 )
 # How far ahead `calls list` looks for tasks that become due (for --date, that whole day).
 LOOKAHEAD = timedelta(days=1)
-
-
-def write_lock(session: Reader) -> None:
-    """SQLite: take the database write lock now (a write that changes nothing). Must be the
-    first statement of the transaction, so a reader never has to upgrade a stale snapshot;
-    that serialises claims and logs. PostgreSQL: row locks do the work instead."""
-    if dialect_name(session) == "sqlite":
-        session.execute(update(call_tasks).where(text("1 = 0")).values(status=call_tasks.c.status))
 
 
 # --------------------------------------------------------------------------- context
@@ -717,7 +710,8 @@ def claim_next(
     holds a live claim gets it back instead of a second one.
     """
     at = ensure_utc(at)
-    # The first statement, and a write: on SQLite it takes the write lock (as write_lock does).
+    # The first statement, and a write: on SQLite it takes the write lock (as
+    # take_write_lock does).
     close_expired_call_tasks(session, at)
     # Read and held: one at a time with the agent's pause (calls/pauses.py).
     agent = locked_agent(session, agent_login)
@@ -791,7 +785,7 @@ def release(session: Session, task_id: int, agent_login: str, *, at: datetime) -
     """Give a claimed task back to the queue at once (the agent cannot call now)."""
     from engine.db.models import CallTask  # the ORM: not on the claim's path
 
-    write_lock(session)
+    take_write_lock(session)
     task = session.get(CallTask, task_id)
     if task is None or task.status != "claimed" or task.claimed_by != agent_login:
         raise NotFoundError(f"task {task_id} is not claimed by {agent_login}")

@@ -138,10 +138,10 @@ def verify_claim(
     """Record that ``agent`` verified the member of ``task_id``, their own live claim
     (:class:`NotYourTask` otherwise, nothing recorded); audited once, in the console's audit
     table, whether from the console's Verified button or `campaign calls verify`."""
-    from engine.calls.tasks import write_lock
+    from engine.db.session import take_write_lock
     from engine.web import audit  # the console's audit table (no web framework imported)
 
-    write_lock(session)
+    take_write_lock(session)
     task = own_claim(session, task_id, agent, at)
     if record_verified(task, agent, at=at):
         audit.record(

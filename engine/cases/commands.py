@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine.calls.agents import get_agent
-from engine.calls.tasks import write_lock
 from engine.cases import store
 from engine.cases.config import rules_for
 from engine.cases.views import CaseView, show_case
 from engine.db.models import Program
+from engine.db.session import take_write_lock
 from engine.errors import InputError
 from engine.programs import get_program
 
@@ -50,7 +50,7 @@ def open_by_hand(
     team: str | None = None,
 ) -> tuple[CaseView, bool]:
     """`cases open`: a case for the member (or the active one of that category, joined)."""
-    write_lock(session)
+    take_write_lock(session)
     if not summary.strip():
         raise InputError("say what the case is about: --summary TEXT")
     who = _who(session, by)
@@ -81,7 +81,7 @@ def assign_case(
     by: str,
     at: datetime,
 ) -> CaseView:
-    write_lock(session)
+    take_write_lock(session)
     who = _who(session, by)
     case = store.get_case(session, case_id, lock=True)
     owner_agent, owner_team = _owner(session, agent, team)
@@ -102,7 +102,7 @@ def note_case(
     waiting_on: str | None = None,
 ) -> CaseView:
     """A note; ``waiting_on`` (member / us) also says whose move it is now."""
-    write_lock(session)
+    take_write_lock(session)
     if not text.strip():
         raise InputError("the note is empty")
     who = _who(session, by)
@@ -130,7 +130,7 @@ def resolve_case(
     by: str,
     at: datetime,
 ) -> CaseView:
-    write_lock(session)
+    take_write_lock(session)
     who = _who(session, by)
     case = store.get_case(session, case_id, lock=True)
     rules = rules_for(settings, _program_key(session, case.program_id))
@@ -143,7 +143,7 @@ def resolve_case(
 def reopen_case(
     session: Session, settings: Any, case_id: int, *, by: str, at: datetime, reason: str | None
 ) -> CaseView:
-    write_lock(session)
+    take_write_lock(session)
     who = _who(session, by)
     case = store.get_case(session, case_id, lock=True)
     rules = rules_for(settings, _program_key(session, case.program_id))
@@ -152,7 +152,7 @@ def reopen_case(
 
 
 def close_case(session: Session, case_id: int, *, by: str, at: datetime) -> CaseView:
-    write_lock(session)
+    take_write_lock(session)
     who = _who(session, by)
     case = store.get_case(session, case_id, lock=True)
     store.close(session, case, by=who, at=at)

@@ -5,7 +5,7 @@ A case on us (open, waiting on us) has exactly one follow-up call task on a list
 ``follow_up`` task naming the case, no campaign run: it is served like an inbound reply's
 follow-up, to the owner agent alone or to the owner team); waiting on the member, resolved or
 closed, it has none. The caller owns the transaction; on SQLite call first in it
-(engine/calls/tasks.write_lock), as every call-task writer does.
+(engine/db/session.take_write_lock), as every call-task writer does.
 """
 
 from __future__ import annotations

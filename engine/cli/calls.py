@@ -251,12 +251,12 @@ def calls_verify(state: CliState, task: int, agent: str, as_json: bool) -> None:
     then show the full call sheet. Audited like the console's Verified button."""
     from engine.calls.agents import get_agent
     from engine.calls.scripts import gated_call_sheet
-    from engine.calls.tasks import write_lock
     from engine.calls.verification import verify_claim
+    from engine.db.session import take_write_lock
 
     at = state.app().clock.now()
     with transaction(state) as session:
-        write_lock(session)  # SQLite: the transaction's first statement
+        take_write_lock(session)  # SQLite: the transaction's first statement
         who = get_agent(session, agent)
         claimed = verify_claim(session, task, who.login, at=at)
         zone = who.timezone

@@ -416,8 +416,8 @@ def suppress_add(
     state: CliState, address: str, channel: str, reason: str, note: str | None, as_json: bool
 ) -> None:
     """Suppress ADDRESS (an email or a phone number) on a channel."""
-    from engine.consent.provider_events import take_write_lock
     from engine.consent.suppressions import add_suppression
+    from engine.db.session import take_write_lock
 
     with transaction(state) as session:
         # SQLite: a writer from the start, so it waits for a running dispatcher's commit

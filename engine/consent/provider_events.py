@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Insert, Update, bindparam, func, select, text, update
+from sqlalchemy import Insert, Update, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -86,18 +86,6 @@ def provider_time(value: object, *, default: datetime) -> datetime:
     if not isinstance(value, int | float) or not (_EARLIEST <= value <= _LATEST):
         return default
     return datetime.fromtimestamp(value, UTC)
-
-
-def take_write_lock(session: Session) -> None:
-    """On SQLite, make the transaction a writer before it reads anything.
-
-    A deferred SQLite transaction that reads first and writes later fails at once with
-    SQLITE_BUSY when another connection committed in between (busy_timeout does not help: the
-    snapshot is stale). A no-op UPDATE takes the write lock up front, so a webhook waits for
-    the dispatcher instead of failing. PostgreSQL needs nothing: row locks do the work there.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("UPDATE engine_settings SET value = value WHERE 0 = 1"))
 
 
 def event_row(
@@ -379,5 +367,4 @@ __all__ = [
     "record_events",
     "report_status",
     "stamp_once",
-    "take_write_lock",
 ]

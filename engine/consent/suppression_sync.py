@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session
 from engine.app import App
 from engine.clock import ensure_utc
 from engine.consent.opt_outs import existing_reason, suppress
-from engine.consent.provider_events import take_write_lock
 from engine.consent.suppressions import normalise_address
 from engine.db.models import EngineSetting
+from engine.db.session import take_write_lock
 from engine.definitions.durations import parse_duration
 from engine.errors import ConfigError, EngineError, InputError
 

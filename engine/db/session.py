@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from engine.db.reading import Reader, dialect_name
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -68,3 +71,31 @@ class DeferredSessionFactory:
         if self._factory is None:
             self._factory = make_session_factory(self._engine, self._info)
         return self._factory(**options)
+
+
+# A write that changes nothing: on SQLite it makes the transaction the writer (see below).
+_TAKE_WRITE_LOCK = text("UPDATE engine_settings SET value = value WHERE 0 = 1")
+
+
+def take_write_lock(db: Reader) -> None:
+    """SQLite: make this transaction the database's writer now, as BEGIN IMMEDIATE would. Call
+    it first in a transaction that reads before it writes.
+
+    A deferred SQLite transaction that reads and later writes fails at once with "database is
+    locked" when another process committed in between: its snapshot is stale and cannot be
+    upgraded, so busy_timeout does not help. A writer from the first statement instead waits
+    (busy_timeout) for the other's commit and then reads what it committed. PostgreSQL: nothing
+    to do and no round trip; row locks and advisory locks do the work there."""
+    if dialect_name(db) == "sqlite":
+        db.execute(_TAKE_WRITE_LOCK)
+
+
+@contextmanager
+def writing(sessions: Callable[..., Session]) -> Iterator[Session]:
+    """One unit of work that writes: commit on success, roll back on any error; on SQLite the
+    database's writer from its first statement (take_write_lock), so it waits for a running
+    dispatcher, webhook or tick instead of failing on a stale read. Only for work that writes:
+    it holds the write lock until it commits."""
+    with sessions() as session, session.begin():
+        take_write_lock(session)
+        yield session

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, Integer, String, case, func, literal, select, text, update
+from sqlalchemy import BigInteger, Integer, String, case, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine import sampling
 from engine.clock import ensure_utc
 from engine.db.models import CampaignRun, Enrollment, Participant
+from engine.db.session import take_write_lock
 from engine.db.types import UTCDateTime
 from engine.definitions.loader import LoadedDefinition
 from engine.definitions.schema import CampaignDefinition
@@ -82,14 +83,14 @@ def _serialise(session: Session, name: str) -> None:
 
     PostgreSQL: a transaction-level advisory lock, so concurrent launches of one campaign (two
     cron jobs, a fat finger) run one after the other and the second sees the first's run.
-    SQLite: a write that changes nothing takes the database's write lock now; it must be the
-    first statement of the transaction, so a reader never has to upgrade a stale snapshot.
+    SQLite: the database's write lock (take_write_lock); it must be the first statement of the
+    transaction, so a reader never has to upgrade a stale snapshot.
     """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(sampling.salt(f"launch:{name}"))))
     else:
-        session.execute(update(CampaignRun).where(text("1 = 0")).values(status=CampaignRun.status))
+        take_write_lock(session)
 
 
 def _insert(session: Session) -> Any:

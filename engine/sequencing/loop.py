@@ -14,13 +14,14 @@ from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.app import App
 from engine.consent.unsubscribe import signing_key
 from engine.consent.wording import CONSENT_NOT_STATED
 from engine.db.models import CallTask, CampaignRun, Enrollment, Program
+from engine.db.session import writing
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import Step
 from engine.errors import EngineError
@@ -83,14 +84,7 @@ class _Advance:
         self.writer = BatchWriter(self.dialect, self.at_text)
 
     def _signing_key(self) -> bytes:
-        with self.app.sessions() as session, session.begin():
-            if self.dialect == "sqlite":
-                # signing_key may read then insert; a transaction that first reads cannot
-                # upgrade to a write while another process writes (SQLite answers "locked"
-                # at once), so take the write lock first with a write that changes nothing.
-                session.execute(
-                    update(CampaignRun).where(text("1 = 0")).values(status=CampaignRun.status)
-                )
+        with writing(self.app.sessions) as session:  # signing_key may read, then insert
             return signing_key(session, self.app.settings)
 
     # ---------------------------------------------------------------- the loop

@@ -22,10 +22,11 @@ from engine.calls.log import LogResult, log_call, program_dispositions
 from engine.calls.pauses import pause_codes
 from engine.calls.reporting import CallingPlan
 from engine.calls.scripts import CallSheet, gated_call_sheet
-from engine.calls.tasks import DefinitionCache, release, write_lock
+from engine.calls.tasks import DefinitionCache, release
 from engine.calls.verification import Gate, held_claim_query, own_claim
 from engine.clock import ensure_utc
 from engine.db.models import CallerLogEntry, CallTask, CampaignRun, Participant, Program
+from engine.db.session import take_write_lock
 from engine.errors import InputError
 from engine.policy import candidate_zones, effective_window
 from engine.settings import Settings
@@ -197,7 +198,7 @@ def log_from_form(
         raise InputError("the form names no task; reload the page") from None
     # The locks log_call would take, taken first (SQLite: the write lock must be the
     # transaction's first statement), so the ownership check and the log see one state.
-    write_lock(session)
+    take_write_lock(session)
     caller_log.serialise(session)
     task = own_claim(session, task_id, agent, at)
     # The member and program by primary key: log_call reads them the same way, so these are
@@ -218,7 +219,7 @@ def release_own(session: Session, form: dict[str, str], *, agent: str, at: datet
         task_id = int(form.get("task_id", ""))
     except ValueError:
         raise InputError("the form names no task; reload the page") from None
-    write_lock(session)
+    take_write_lock(session)
     own_claim(session, task_id, agent, at)
     release(session, task_id, agent, at=at)
     return task_id

@@ -39,8 +39,8 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from engine.app import App
 from engine.cases.config import rules_for
-from engine.consent.provider_events import take_write_lock
 from engine.consent.unsubscribe import UnsubscribeSigner, signer_for
+from engine.db.session import take_write_lock
 from engine.errors import InputError
 from engine.web.app import console_routes
 from engine.webhooks import (

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from engine.app import App
 from engine.channels.base import Outbound, SendResult
-from engine.consent.provider_events import take_write_lock
 from engine.consent.suppressions import add_suppression
 from engine.db.models import OutboxMessage
+from engine.db.session import take_write_lock
 from engine.sending.dispatch import dispatch
 from engine.sending.gate import SUPPRESSION_RECHECK_SECONDS
 from engine.settings import Settings

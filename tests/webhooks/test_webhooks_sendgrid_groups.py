@@ -21,12 +21,11 @@ from webhook_helpers import Hooks, World
 from cli import cli
 from engine import planning
 from engine.app import App, build_app
-from engine.consent.provider_events import take_write_lock
 from engine.consent.suppressions import add_suppression, email_hash
 from engine.consent.unsubscribe import signer_for
 from engine.db import migrate
 from engine.db.models import NO_GROUP, EmailGroupUnsubscribe, Participant, Suppression
-from engine.db.session import make_engine
+from engine.db.session import make_engine, take_write_lock
 from engine.settings import Settings
 from engine.webhooks import sendgrid_groups
 from engine.webhooks.app import WebhookApp
