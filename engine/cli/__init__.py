@@ -14,7 +14,7 @@
       scheduling       advance, tick, scheduler, serve
       report           report (every report declared once through report_command)
       subscriptions    reports (subscriptions)
-    common             what they share: CliState, transaction, --json, tables
+    common             what they share: CliState, writing and reading transactions, --json, tables
 
 Each command parses, calls one engine function and renders; it imports what it uses inside
 its function, so registering a group loads nothing heavy. Nothing is imported here.

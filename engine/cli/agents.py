@@ -12,8 +12,9 @@ from engine.cli.common import (
     emit_json,
     json_option,
     pass_state,
+    reading_session,
     render_table,
-    transaction,
+    writing,
 )
 
 
@@ -75,7 +76,7 @@ def agents_add(
     """Add agent LOGIN (name, role, timezone, calling-plan targets, teams, languages)."""
     from engine.calls.agents import add_agent
 
-    with transaction(state) as session:
+    with writing(state) as session:
         agent = add_agent(
             session,
             login,
@@ -181,7 +182,7 @@ def agents_set(
         raise click.UsageError(
             "give --daily-target, --weekly-target, --monthly-target, --team or --language"
         )
-    with transaction(state) as session:
+    with writing(state) as session:
         agent = set_targets(
             session,
             login,
@@ -210,7 +211,7 @@ def agents_disable(state: CliState, login: str, as_json: bool) -> None:
     become their team's."""
     from engine.calls.agents import disable_agent
 
-    with transaction(state) as session:
+    with writing(state) as session:
         change = disable_agent(session, login, at=state.app().clock.now())
     if as_json:
         emit_json(change)
@@ -232,7 +233,7 @@ def agents_enable(state: CliState, login: str, as_json: bool) -> None:
     """Enable agent LOGIN again."""
     from engine.calls.agents import enable_agent
 
-    with transaction(state) as session:
+    with writing(state) as session:
         change = enable_agent(session, login)
     if as_json:
         emit_json(change)
@@ -257,7 +258,7 @@ def agents_pause(state: CliState, login: str, code: str, as_json: bool) -> None:
     from engine.calls.pauses import pause_codes, start_pause
 
     app = state.app()
-    with transaction(state) as session:
+    with writing(state) as session:
         pause = start_pause(
             session, login, code, codes=pause_codes(app.settings), at=app.clock.now(), by="cli"
         )
@@ -278,7 +279,7 @@ def agents_resume(state: CliState, login: str, as_json: bool) -> None:
     from engine.calls.pauses import RESUMED, end_pause
 
     app = state.app()
-    with transaction(state) as session:
+    with writing(state) as session:
         get_agent(session, login)  # an unknown login is an error, not "was not paused"
         pause = end_pause(session, login, at=app.clock.now(), reason=RESUMED, by="cli")
         seconds = (
@@ -315,7 +316,7 @@ def agents_list(state: CliState, team: str | None, as_json: bool) -> None:
     """List agents with their role, zone, teams and calling-plan targets."""
     from engine.calls.agents import list_agents
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         rows = list_agents(session, team=team)
     if as_json:
         emit_json(rows)
@@ -365,7 +366,7 @@ def agents_show(state: CliState, login: str, day: datetime | None, as_json: bool
     from engine.calls.agents import get_agent, view
     from engine.calls.reporting import calling_plan
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         agent = view(get_agent(session, login))
         when = (
             day.date()

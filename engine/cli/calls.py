@@ -19,11 +19,12 @@ from engine.cli.common import (
     emit_json,
     json_option,
     pass_state,
+    reading_session,
     rejects_option,
     render_table,
     show_value,
     stdin_is_terminal,
-    transaction,
+    writing,
 )
 
 
@@ -56,7 +57,7 @@ def calls_list(
     from engine.calls.listing import list_calls
     from engine.calls.rules import CallRules
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         if as_csv:
             rows = export_rows(
                 session,
@@ -106,7 +107,7 @@ def calls_at_risk(state: CliState, agent: str | None, as_json: bool) -> None:
     (or fell) back to the team."""
     from engine.calls.rules import CallRules, callbacks_at_risk
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         rows = callbacks_at_risk(
             session,
             at=state.app().clock.now(),
@@ -252,11 +253,9 @@ def calls_verify(state: CliState, task: int, agent: str, as_json: bool) -> None:
     from engine.calls.agents import get_agent
     from engine.calls.scripts import gated_call_sheet
     from engine.calls.verification import verify_claim
-    from engine.db.session import take_write_lock
 
     at = state.app().clock.now()
-    with transaction(state) as session:
-        take_write_lock(session)  # SQLite: the transaction's first statement
+    with writing(state) as session:
         who = get_agent(session, agent)
         claimed = verify_claim(session, task, who.login, at=at)
         zone = who.timezone
@@ -330,7 +329,7 @@ def calls_log(
 
     fields = _parse_fields(field_pairs)
     flag = None if verified is None else verified == "yes"
-    with transaction(state) as session:
+    with reading_session(state) as session:
         dispositions = dispositions_for(session, state.settings.dispositions_file, task)
     interactive = stdin_is_terminal() and not no_input and not as_json
     if disposition is None:
@@ -340,7 +339,7 @@ def calls_log(
         disposition = click.prompt("Disposition", type=click.Choice(codes, case_sensitive=False))
     if interactive:
         fields, flag, notes = _prompt_entry(dispositions.get(disposition), fields, flag, notes)
-    with transaction(state) as session:
+    with writing(state) as session:
         result = log_call(
             session,
             CallInput(task, agent or "", disposition, fields, flag, notes),
@@ -408,7 +407,7 @@ def calls_verify_log(state: CliState, head_file: Path | None, as_json: bool) -> 
     from engine.calls.caller_log import parse_saved_head, verify
 
     saved = parse_saved_head(head_file.read_text(), str(head_file)) if head_file else None
-    with transaction(state) as session:
+    with reading_session(state) as session:
         result = verify(session, saved_head=saved)
     if as_json:
         emit_json(result)
@@ -442,7 +441,7 @@ def calls_log_head(state: CliState) -> None:
     (e.g. a daily cron appending to a file on another machine); `verify-log --head` checks it."""
     from engine.calls.caller_log import signed_head
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         head = signed_head(session, at=state.app().clock.now())
     click.echo(json.dumps(head, separators=(",", ":")))
 
@@ -470,7 +469,7 @@ def calls_export(
     """Export the callable call list for an external dialer (CSV, serving order)."""
     from engine.calls.dialer import export_rows, to_csv
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         rows = export_rows(
             session, at=state.app().clock.now(), agent=agent, day=day.date() if day else None
         )

@@ -18,9 +18,10 @@ from engine.cli.common import (
     emit_json,
     json_option,
     pass_state,
+    reading_session,
     render_table,
     show_value,
-    transaction,
+    writing,
 )
 
 
@@ -79,7 +80,7 @@ def _at(state: CliState, loaded: Any, at: str | None) -> datetime:
     """--at in its own read-only transaction (a launch must start its own transaction)."""
     from engine.planning import resolve_at
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         return resolve_at(session, loaded, at, now=state.app().clock.now())
 
 
@@ -109,7 +110,7 @@ def plan_command(state: CliState, name: str, at: str | None, as_json: bool) -> N
 
     loaded = _campaign(state, name)
     when = _at(state, loaded, at)
-    with transaction(state) as session:
+    with reading_session(state) as session:
         report = plan(
             session, loaded, at=when, global_cap=_global_cap(state), settings=state.settings
         )
@@ -192,7 +193,7 @@ def explain_command(
 
     loaded = _campaign(state, name)
     when = _at(state, loaded, at)
-    with transaction(state) as session:
+    with reading_session(state) as session:
         result = explain(session, loaded, external_id, at=when, global_cap=_global_cap(state))
     if as_json:
         emit_json(result)
@@ -222,7 +223,7 @@ def launch_command(state: CliState, name: str, at: str | None, as_json: bool) ->
     loaded = _campaign(state, name)
     require_sender_identity(loaded.definition, state.settings)
     when = _at(state, loaded, at)
-    with transaction(state) as session:
+    with writing(state) as session:
         result = launch(session, loaded, at=when, global_cap=_global_cap(state))
     if as_json:
         emit_json({**dataclasses.asdict(result), "message": result.message})
@@ -251,7 +252,7 @@ def preview_command(
     from engine.preview import preview
 
     loaded = load_campaign(state.settings.campaigns_dir, name)
-    with transaction(state) as session:
+    with reading_session(state) as session:
         result = preview(
             session,
             loaded,

@@ -12,8 +12,9 @@ from engine.cli.common import (
     emit_json,
     json_option,
     pass_state,
+    reading_session,
     render_table,
-    transaction,
+    writing,
 )
 
 
@@ -105,7 +106,7 @@ def cases_open(
     from engine.cases.commands import open_by_hand
 
     at = state.app().clock.now()
-    with transaction(state) as session:
+    with writing(state) as session:
         view, joined = open_by_hand(
             session,
             state.settings,
@@ -147,7 +148,7 @@ def cases_list(
     from engine.cases.views import list_cases
 
     at = state.app().clock.now()
-    with transaction(state) as session:
+    with reading_session(state) as session:
         rows = list_cases(
             session,
             at=at,
@@ -193,7 +194,7 @@ def cases_show(state: CliState, case_id: int, as_json: bool) -> None:
     from engine.cases.views import show_case
 
     at = state.app().clock.now()
-    with transaction(state) as session:
+    with reading_session(state) as session:
         view = show_case(session, case_id, at=at)
     _output(view, as_json)
 
@@ -212,7 +213,7 @@ def cases_assign(
     from engine.cases.commands import assign_case
 
     at = state.app().clock.now()
-    with transaction(state) as session:
+    with writing(state) as session:
         view = assign_case(session, case_id, agent=agent, team=team, by=by, at=at)
     _output(view, as_json)
 
@@ -235,7 +236,7 @@ def cases_note(
     from engine.cases.commands import note_case
 
     at = state.app().clock.now()
-    with transaction(state) as session:
+    with writing(state) as session:
         view = note_case(session, case_id, text, by=by, at=at, waiting_on=waiting_on)
     _output(view, as_json)
 
@@ -255,7 +256,7 @@ def cases_resolve(
     from engine.cases.commands import resolve_case
 
     at = state.app().clock.now()
-    with transaction(state) as session:
+    with writing(state) as session:
         view = resolve_case(
             session,
             state.settings,
@@ -279,7 +280,7 @@ def cases_reopen(state: CliState, case_id: int, by: str, reason: str | None, as_
     from engine.cases.commands import reopen_case
 
     at = state.app().clock.now()
-    with transaction(state) as session:
+    with writing(state) as session:
         view = reopen_case(session, state.settings, case_id, by=by, at=at, reason=reason)
     _output(view, as_json)
 
@@ -295,6 +296,6 @@ def cases_close(state: CliState, case_id: int, by: str, as_json: bool) -> None:
     from engine.cases.commands import close_case
 
     at = state.app().clock.now()
-    with transaction(state) as session:
+    with writing(state) as session:
         view = close_case(session, case_id, by=by, at=at)
     _output(view, as_json)

@@ -1,5 +1,5 @@
 """What every command shares: the error handling of the root group, the per-invocation state
-(settings, app, clock), one transaction, and the JSON and table output.
+(settings, app, clock), its transactions (writing or reading), and the JSON and table output.
 
 Start-up time: every command pays for what this module imports, so it imports only click
 and the engine's error and clock types. A command imports what it uses inside its function
@@ -108,10 +108,25 @@ pass_state = click.make_pass_decorator(CliState)
 
 
 @contextmanager
-def transaction(state: CliState) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
-    app = state.app()
-    with app.sessions() as session, session.begin():
+def writing(state: CliState) -> Iterator[Session]:
+    """One unit of work for a command that writes: commit on success, roll back on any error.
+    On SQLite the database's writer from its first statement, so a command that reads before
+    it writes waits for a running dispatcher, tick or webhook instead of failing at once
+    ("database is locked") when that process commits between its read and its write."""
+    from engine.db.session import writing as writing_session
+
+    with writing_session(state.app().sessions) as session:
+        yield session
+
+
+@contextmanager
+def reading_session(state: CliState) -> Iterator[Session]:
+    """One transaction for a command that only reads (a list, a show, a report, a plan), so
+    its queries see one state of the database. Never SQLite's writer: it neither waits for
+    nor holds up a running dispatcher. Committed at the end like any unit of work, so a read
+    that stores something once (the unsubscribe key a preview signs with, on a new database)
+    keeps it."""
+    with state.app().sessions() as session, session.begin():
         yield session
 
 

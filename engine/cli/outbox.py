@@ -16,8 +16,9 @@ from engine.cli.common import (
     emit_json,
     json_option,
     pass_state,
+    reading_session,
     render_table,
-    transaction,
+    writing,
 )
 
 if TYPE_CHECKING:
@@ -233,7 +234,7 @@ def outbox_list(
     """Outbox messages, most recently changed first."""
     from engine.sending.outbox import list_messages
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         messages = list_messages(session, status=status, run_id=run_id, limit=limit)
     if as_json:
         emit_json(messages)
@@ -269,7 +270,7 @@ def outbox_unknown(
     from engine.sending.outbox import count_unknown, unknown_messages
 
     when = parse_since(since, now=state.clock.now()) if since else None
-    with transaction(state) as session:
+    with reading_session(state) as session:
         messages = unknown_messages(session, limit=limit, after=after, run_id=run_id, since=when)
         total = count_unknown(session, run_id=run_id, since=when)
     if as_json:
@@ -330,7 +331,7 @@ def outbox_resolve(
     now = state.clock.now()
     if message is None:
         when = parse_since(since, now=now) if since else None
-        with transaction(state) as session:
+        with writing(state) as session:
             many = resolve_many(
                 session,
                 action,  # type: ignore[arg-type]
@@ -344,7 +345,7 @@ def outbox_resolve(
             return
         click.echo(f"{many.count:,} message(s) of unknown fate -> {many.after}")
         return
-    with transaction(state) as session:
+    with writing(state) as session:
         result = resolve(session, message, action, at=now, note=note)  # type: ignore[arg-type]
     if as_json:
         emit_json(result)
@@ -440,7 +441,7 @@ def outbox_requeue(
 
     now = state.clock.now()
     when = parse_since(since, now=now) if since else None
-    with transaction(state) as session:
+    with writing(state) as session:
         result = requeue(
             session, at=now, status=status, reason=reason, run_id=run_id, since=when, note=note
         )
@@ -488,7 +489,7 @@ def send_test_command(
     loaded = load_campaign(state.settings.campaigns_dir, campaign)
     channels = build_channels(state.settings, clock=state.clock)
     try:
-        with transaction(state) as session:
+        with writing(state) as session:
             result = send_test(
                 session,
                 loaded,

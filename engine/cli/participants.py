@@ -18,11 +18,12 @@ from engine.cli.common import (
     json_option,
     pass_state,
     reading,
+    reading_session,
     rejects_option,
     render_table,
     stdin_is_terminal,
     to_jsonable,
-    transaction,
+    writing,
 )
 
 
@@ -260,7 +261,7 @@ def participants_erase(
         click.confirm(f"Erase {len(ids):,} member(s)? This cannot be undone", abort=True)
     at = state.app().clock.now()
     receipts = []
-    with transaction(state) as session:
+    with writing(state) as session:
         for external_id in ids:
             receipts.append(
                 erase_participant(
@@ -311,7 +312,7 @@ def participants_list(
     """List a program's participants, ordered by external id."""
     from engine.participants.queries import LIST_COLUMNS, list_participants
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         rows = list_participants(
             session,
             program,
@@ -369,7 +370,7 @@ def events_rejected(state: CliState, source: str | None, limit: int, as_json: bo
     their batch was applied)."""
     from engine.webhooks.rejected import list_rejected
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         rows = list_rejected(session, source=source, limit=limit)
     if as_json:
         emit_json(rows)
@@ -417,12 +418,8 @@ def suppress_add(
 ) -> None:
     """Suppress ADDRESS (an email or a phone number) on a channel."""
     from engine.consent.suppressions import add_suppression
-    from engine.db.session import take_write_lock
 
-    with transaction(state) as session:
-        # SQLite: a writer from the start, so it waits for a running dispatcher's commit
-        # instead of failing at once (add_suppression reads before it writes).
-        take_write_lock(session)
+    with writing(state) as session:
         entry = add_suppression(
             session,
             address,
@@ -448,7 +445,7 @@ def suppress_remove(state: CliState, address: str, channel: str, as_json: bool) 
     """Remove ADDRESS's suppression on a channel (erasure entries cannot be removed)."""
     from engine.consent.suppressions import remove_suppression
 
-    with transaction(state) as session:
+    with writing(state) as session:
         entry = remove_suppression(
             session, address, channel=channel, default_region=state.settings.default_region
         )
@@ -467,7 +464,7 @@ def suppress_list(state: CliState, channel: str | None, limit: int, as_json: boo
     """List suppressions, newest first."""
     from engine.consent.suppressions import list_suppressions
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         rows = list_suppressions(session, channel=channel, limit=limit)
     if as_json:
         emit_json(rows)

@@ -11,8 +11,9 @@ from engine.cli.common import (
     emit_json,
     json_option,
     pass_state,
+    reading_session,
     render_table,
-    transaction,
+    writing,
 )
 
 
@@ -73,7 +74,7 @@ def programs_add(
     choices = parse_consent_defaults(consent_default)
 
     settings = state.settings
-    with transaction(state) as session:
+    with writing(state) as session:
         program = programs.add_program(
             session,
             key=key,
@@ -113,7 +114,7 @@ def programs_list(state: CliState, as_json: bool) -> None:
     """List programs with their participant counts."""
     from engine import programs
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         rows = programs.list_programs(session)
     if as_json:
         emit_json(rows)
@@ -189,7 +190,7 @@ def programs_set(
             "--shown-before-verification or --consent-default"
         )
     choices = parse_consent_defaults(consent_default)
-    with transaction(state) as session:
+    with writing(state) as session:
         if choices:
             program = programs.set_consent_default(
                 session, key, choices, at=state.app().clock.now()
@@ -237,7 +238,7 @@ def programs_show(state: CliState, key: str, as_json: bool) -> None:
     account fields the console shows before verification."""
     from engine import programs
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         details = programs.program_details(session, key)
     if as_json:
         emit_json(details)

@@ -16,8 +16,8 @@ from engine.cli.common import (
     CliState,
     emit_json,
     pass_state,
+    reading_session,
     render_table,
-    transaction,
 )
 from engine.reports.catalog import COMMON_FILTERS, REPORTS, ReportSpec
 
@@ -104,7 +104,7 @@ def report_command(spec: ReportSpec) -> click.Command:
         from engine.reports.catalog import build
 
         at = state.app().clock.now()
-        with transaction(state) as session:
+        with reading_session(state) as session:
             built = build(
                 spec, session, state.settings, at=at, period=period, program=program, own=own
             )

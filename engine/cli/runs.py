@@ -12,9 +12,10 @@ from engine.cli.common import (
     json_option,
     pass_state,
     reading,
+    reading_session,
     render_table,
     show_value,
-    transaction,
+    writing,
 )
 
 
@@ -82,7 +83,7 @@ def runs_skipped(state: CliState, campaign: str | None, limit: int, as_json: boo
     grace, or before the schedule was first seen), newest first."""
     from engine.skipped_fires import list_skipped
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         rows = list_skipped(session, campaign=campaign, limit=limit)
     if as_json:
         emit_json(rows)
@@ -111,7 +112,7 @@ def runs_show(state: CliState, run: int, as_json: bool) -> None:
     state."""
     from engine.runs import show_run
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         detail = show_run(session, run)
     if as_json:
         emit_json(detail)
@@ -156,7 +157,7 @@ def pause_command(state: CliState, run: int, reason: str | None, as_json: bool) 
     """Pause run RUN: nothing is sent or called until it is resumed."""
     from engine.runs import pause_run
 
-    with transaction(state) as session:
+    with writing(state) as session:
         change = pause_run(session, run, at=state.app().clock.now(), reason=reason)
     _status_change(change, as_json)
 
@@ -169,7 +170,7 @@ def resume_command(state: CliState, run: int, as_json: bool) -> None:
     """Resume paused run RUN."""
     from engine.runs import resume_run
 
-    with transaction(state) as session:
+    with writing(state) as session:
         change = resume_run(session, run, at=state.app().clock.now())
     _status_change(change, as_json)
 
@@ -183,6 +184,6 @@ def cancel_command(state: CliState, run: int, reason: str | None, as_json: bool)
     """Cancel run RUN for good: nothing more is sent; open enrollments exit."""
     from engine.runs import cancel_run
 
-    with transaction(state) as session:
+    with writing(state) as session:
         change = cancel_run(session, run, at=state.app().clock.now(), reason=reason)
     _status_change(change, as_json)

@@ -9,8 +9,8 @@ from engine.cli.common import (
     emit_json,
     json_option,
     pass_state,
+    reading_session,
     render_table,
-    transaction,
 )
 
 
@@ -29,7 +29,7 @@ def reports_list(state: CliState, as_json: bool) -> None:
     from engine.subscriptions.deliveries import list_subscriptions, load_subscriptions
 
     loaded, errors = load_subscriptions(state.settings.reports_dir)
-    with transaction(state) as session:
+    with reading_session(state) as session:
         rows = list_subscriptions(
             session,
             loaded,
@@ -68,7 +68,7 @@ def reports_deliveries(
     failed, unknown, skipped), attempts, recipients and the last error."""
     from engine.subscriptions.deliveries import list_deliveries
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         rows = list_deliveries(session, subscription=name, problems=problems, limit=limit)
     if as_json:
         emit_json(rows)

@@ -12,8 +12,9 @@ from engine.cli.common import (
     emit_json,
     json_option,
     pass_state,
+    reading_session,
     render_table,
-    transaction,
+    writing,
 )
 
 ROLES = click.Choice(["agent", "supervisor", "manager", "coordinator"], case_sensitive=False)
@@ -60,7 +61,7 @@ def users_add(state: CliState, login: str, role: str, password_stdin: bool, as_j
     from engine.web.users import add_user
 
     password = _password_from_stdin(password_stdin)
-    with transaction(state) as session:
+    with writing(state) as session:
         user, generated = add_user(
             session, login, role=role, at=state.app().clock.now(), password=password
         )
@@ -81,7 +82,7 @@ def users_disable(state: CliState, login: str, as_json: bool) -> None:
     """Stop a user signing in; signs them out of every browser at once."""
     from engine.web.users import disable_user
 
-    with transaction(state) as session:
+    with writing(state) as session:
         user = disable_user(session, login, at=state.app().clock.now())
     if as_json:
         emit_json(user)
@@ -97,7 +98,7 @@ def users_enable(state: CliState, login: str, as_json: bool) -> None:
     """Let a disabled user sign in again (with their current password)."""
     from engine.web.users import enable_user
 
-    with transaction(state) as session:
+    with writing(state) as session:
         user = enable_user(session, login, at=state.app().clock.now())
     if as_json:
         emit_json(user)
@@ -119,7 +120,7 @@ def users_reset_password(state: CliState, login: str, password_stdin: bool, as_j
     from engine.web.users import reset_password
 
     password = _password_from_stdin(password_stdin)
-    with transaction(state) as session:
+    with writing(state) as session:
         user, generated = reset_password(
             session, login, at=state.app().clock.now(), password=password
         )
@@ -139,7 +140,7 @@ def users_set_role(state: CliState, login: str, role: str, as_json: bool) -> Non
     """Change a user's role (recorded in the audit; signs them out)."""
     from engine.web.users import set_role
 
-    with transaction(state) as session:
+    with writing(state) as session:
         user = set_role(session, login, role, at=state.app().clock.now())
     if as_json:
         emit_json(user)
@@ -154,7 +155,7 @@ def users_list(state: CliState, as_json: bool) -> None:
     """Console users, their role, linked agent and whether they may sign in."""
     from engine.web.users import list_users
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         users = list_users(session)
     if as_json:
         emit_json(users)
@@ -191,7 +192,7 @@ def users_audit(state: CliState, login: str | None, limit: int, as_json: bool) -
     changes, newest first."""
     from engine.web.audit import recent
 
-    with transaction(state) as session:
+    with reading_session(state) as session:
         rows = recent(session, login=login, limit=limit)
     if as_json:
         emit_json(rows)

@@ -1,0 +1,200 @@
+"""A command that writes is SQLite's writer from its first statement; a command that reads
+never is.
+
+SQLite fails a deferred transaction's write at once ("database is locked") when another
+process committed between that transaction's first read and its first write: its snapshot is
+stale and busy_timeout does not help. A running dispatcher, tick or webhook commits all the
+time, so every writing command must take the write lock before it reads; a read-only command
+must not, or it would wait for (and hold up) the dispatcher. SQLite only: on PostgreSQL a
+stale read is not an error (row locks and advisory locks do the work there).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, event
+
+from cli import cli
+
+# How long the command, between its read and its write, gives the other writer to commit.
+# The other writer needs a few milliseconds; a command that holds the write lock makes it
+# wait past this (it commits after the command).
+OTHER_WRITER_WINDOW = 1.0
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, sqlite_template: Path) -> Path:
+    path = tmp_path / "campaign.db"
+    shutil.copyfile(sqlite_template, path)
+    return path
+
+
+def run(path: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--database-url", f"sqlite:///{path}", *args])
+    return result.exit_code, result.output
+
+
+def ok(path: Path, *args: str) -> str:
+    code, output = run(path, *args)
+    assert code == 0, output
+    return output
+
+
+class OtherWriter:
+    """Another process's writer (a dispatcher, a webhook): its own connection, BEGIN
+    IMMEDIATE, one committed write. Started at the command's first read, in a thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.committed = threading.Event()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._commit, daemon=True)
+
+    def _commit(self) -> None:
+        try:
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            try:
+                connection.execute("BEGIN IMMEDIATE")  # waits for the write lock
+                connection.execute(
+                    "INSERT INTO engine_settings (key, value) VALUES ('other-writer', 'was here')"
+                )
+                connection.execute("COMMIT")
+            finally:
+                connection.close()
+            self.committed.set()
+        except BaseException as exc:  # reported by the test, which asserts there is none
+            self.errors.append(exc)
+
+    def left_its_mark(self) -> bool:
+        connection = sqlite3.connect(self.path)
+        try:
+            row = connection.execute(
+                "SELECT value FROM engine_settings WHERE key = 'other-writer'"
+            ).fetchone()
+        finally:
+            connection.close()
+        return row == ("was here",)
+
+
+@contextmanager
+def commit_between_read_and_write(path: Path) -> Iterator[OtherWriter]:
+    """At the command's first read of its own work (not the schema check), another writer
+    commits (or, when the command holds the write lock already, starts waiting for it)."""
+    other = OtherWriter(path)
+    command = threading.current_thread()
+
+    def first_read(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.current_thread() is not command or other.thread.is_alive():
+            return
+        if other.committed.is_set() or other.errors:
+            return
+        text = statement.lstrip().upper()
+        if not text.startswith("SELECT") or "ALEMBIC_VERSION" in text:
+            return
+        other.thread.start()
+        other.committed.wait(OTHER_WRITER_WINDOW)
+
+    event.listen(Engine, "after_cursor_execute", first_read)
+    try:
+        yield other
+    finally:
+        event.remove(Engine, "after_cursor_execute", first_read)
+        if other.thread.is_alive() or other.thread.ident is not None:
+            other.thread.join(timeout=60)
+
+
+# Commands that read (their row, a uniqueness check) before they write, with what they need.
+WRITERS = {
+    "programs set": (
+        [["programs", "add", "gold", "--name", "Gold"]],
+        ["programs", "set", "gold", "--no-sms-opt-out-notice"],
+    ),
+    "agents set": (
+        [["agents", "add", "ana", "--name", "Ana"]],
+        ["agents", "set", "ana", "--daily-target", "40"],
+    ),
+    "users disable": (
+        [["users", "add", "sam", "--role", "supervisor"]],
+        ["users", "disable", "sam"],
+    ),
+    "suppress add": (
+        [],
+        ["suppress", "add", "ana@example.com", "--channel", "email", "--reason", "opt_out"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRITERS))
+def test_a_writing_command_waits_for_a_commit_between_its_read_and_its_write(
+    db_path: Path, name: str
+) -> None:
+    setup, command = WRITERS[name]
+    for args in setup:
+        ok(db_path, *args)
+
+    with commit_between_read_and_write(db_path) as other:
+        code, output = run(db_path, *command)
+        committed_during_the_command = other.committed.is_set()
+
+    # Not "the database is busy": the command waited for nobody, it was the writer already.
+    assert code == 0, output
+    assert not other.errors
+    # The other writer waited for the command's commit, then wrote: nothing was lost.
+    assert not committed_during_the_command
+    assert other.committed.is_set() and other.left_its_mark()
+
+
+def test_the_other_writer_does_commit_between_a_read_and_a_write(db_path: Path) -> None:
+    """The harness itself: a command that only reads lets the other writer commit in the
+    window (so the test above would see a commit mid-command were the command deferred)."""
+    ok(db_path, "programs", "add", "gold", "--name", "Gold")
+    with commit_between_read_and_write(db_path) as other:
+        code, output = run(db_path, "programs", "show", "gold")
+        committed_during_the_command = other.committed.is_set()
+    assert code == 0, output
+    assert committed_during_the_command and other.left_its_mark()
+
+
+@contextmanager
+def write_lock_held_elsewhere(path: Path) -> Iterator[None]:
+    """Another connection holds SQLite's write lock (an uncommitted write) throughout."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("INSERT INTO engine_settings (key, value) VALUES ('holder', 'busy')")
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+READERS = [
+    ["programs", "list"],
+    ["programs", "show", "gold"],
+    ["agents", "list"],
+    ["users", "list"],
+    ["suppress", "list"],
+    ["outbox", "list"],
+    ["runs", "list"],
+    ["calls", "list"],
+    ["report", "agents"],
+]
+
+
+@pytest.mark.parametrize("command", READERS, ids=" ".join)
+def test_a_reading_command_never_waits_for_the_writer(db_path: Path, command: list[str]) -> None:
+    """With the write lock held elsewhere the whole time, a command that only reads answers
+    (a command that took the write lock would wait for it, then fail as busy)."""
+    ok(db_path, "programs", "add", "gold", "--name", "Gold")
+    with write_lock_held_elsewhere(db_path):
+        code, output = run(db_path, *command)
+    assert code == 0, output
