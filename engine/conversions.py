@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session
 from engine.app import App
 from engine.clock import ensure_utc
 from engine.db.models import CampaignRun
+from engine.db.session import writing
 from engine.db.types import UTCDateTime
 from engine.definitions.loader import parse_stored_definition
 from engine.errors import DefinitionError, DefinitionErrors
@@ -383,5 +384,5 @@ def match_after_import(session: Session, *, imported_at: datetime, at: datetime)
 
 def match_imported(app: App, *, imported_at: datetime, at: datetime) -> int:
     """After `campaign events import` committed: match the new events, in one transaction."""
-    with app.sessions() as session, session.begin():
+    with writing(app.sessions) as session:  # it reads the new events, then writes
         return match_after_import(session, imported_at=imported_at, at=at)

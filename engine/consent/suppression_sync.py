@@ -34,7 +34,7 @@ from engine.clock import ensure_utc
 from engine.consent.opt_outs import existing_reason, suppress
 from engine.consent.suppressions import normalise_address
 from engine.db.models import EngineSetting
-from engine.db.session import take_write_lock
+from engine.db.session import writing
 from engine.definitions.durations import parse_duration
 from engine.errors import ConfigError, EngineError, InputError
 
@@ -111,8 +111,7 @@ def sync_suppressions(
         while True:
             rows = _fetch(client, name, since, until, limit=page_size, offset=offset)
             counts.fetched += len(rows)
-            with app.sessions() as session, session.begin():
-                take_write_lock(session)
+            with writing(app.sessions) as session:
                 summary.skipped_messages += _apply(
                     session, rows, reason, counts, at=until, region=settings.default_region
                 )

@@ -34,6 +34,7 @@ from engine.app import App
 from engine.channels.base import ProviderLogError, ProviderRecord
 from engine.clock import ensure_utc
 from engine.db.models import OutboxMessage
+from engine.db.session import writing
 from engine.errors import NotFoundError
 from engine.sending import outbox_status as st
 from engine.sending.contact_ledger import settle_as_contact
@@ -123,7 +124,7 @@ def reconcile(
                 found[message.id] = records[0]
         if not found:
             continue
-        with app.sessions() as session, session.begin():
+        with writing(app.sessions) as session:  # SQLite ignores FOR UPDATE: lock first
             settled = _settle(
                 session, found, app.clock.now(), dry_run=dry_run, logs=logs, lease=lease
             )

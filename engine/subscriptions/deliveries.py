@@ -42,6 +42,7 @@ from engine.channels.base import (
 )
 from engine.clock import ensure_utc
 from engine.db.models import Program, ReportDelivery, ReportSchedule
+from engine.db.session import writing
 from engine.errors import DefinitionError, DefinitionErrors, EngineError, InputError
 from engine.fire_times import LocalCron
 from engine.schedules import local_fire, skip_reason
@@ -450,7 +451,7 @@ def send_now(
         except PydanticCustomError as exc:
             raise InputError(f"--to: {(exc.context or {}).get('message', exc)}") from exc
     sub = loaded.subscription
-    with app.sessions() as session, session.begin():
+    with writing(app.sessions) as session:  # it reads the zone, then records the delivery
         zone = subscription_zone(session, sub, app.settings.default_timezone)
         period = report_period(sub.period, fire=at, timezone=zone)
         delivery_id = _new_row(

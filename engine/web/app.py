@@ -32,6 +32,7 @@ from engine.calls.claiming import take_next_in
 from engine.calls.tasks import DEFAULT_LEASE
 from engine.calls.verification import NotYourTask
 from engine.consent.unsubscribe import signing_key
+from engine.db.session import writing
 from engine.errors import EngineError
 from engine.web import auth, coordinator, floor, pages, pauses, reports, verify
 from engine.web.auth import Visitor, checked_form, guard, visitor
@@ -81,7 +82,9 @@ class Console:
             return work(session)
 
     def write(self, work: Callable[[Session], T]) -> T:
-        with self.app.sessions() as session, session.begin():
+        # SQLite: the writer from the first statement, as the CLI's writing commands are, so a
+        # form that reads then writes waits for a running dispatcher instead of failing.
+        with writing(self.app.sessions) as session:
             return work(session)
 
     def finish(self, who: Visitor, response: Response) -> Response:

@@ -40,7 +40,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from engine.app import App
 from engine.cases.config import rules_for
 from engine.consent.unsubscribe import UnsubscribeSigner, signer_for
-from engine.db.session import take_write_lock
+from engine.db.session import writing
 from engine.errors import InputError
 from engine.web.app import console_routes
 from engine.webhooks import (
@@ -132,8 +132,7 @@ class WebhookApp:
         first, a deadlock) rolls back and runs it again, at most three times."""
         for attempt in range(3):
             try:
-                with self.app.sessions() as session, session.begin():
-                    take_write_lock(session)
+                with writing(self.app.sessions) as session:
                     return work(session)
             except (IntegrityError, OperationalError) as exc:
                 if attempt == 2 or not _is_race(exc):
