@@ -11,6 +11,7 @@ stale read is not an error (row locks and advisory locks do the work there).
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import threading
@@ -40,7 +41,8 @@ def db_path(tmp_path: Path, sqlite_template: Path) -> Path:
 
 def run(path: Path, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli, ["--database-url", f"sqlite:///{path}", *args])
-    return result.exit_code, result.output
+    crash = result.exception if not isinstance(result.exception, SystemExit) else None
+    return result.exit_code, result.output + (f"\n{crash!r}" if crash else "")
 
 
 def ok(path: Path, *args: str) -> str:
@@ -74,6 +76,11 @@ class OtherWriter:
         except BaseException as exc:  # reported by the test, which asserts there is none
             self.errors.append(exc)
 
+    def commit_now(self) -> None:
+        """Start the other writer; give it the window to commit."""
+        self.thread.start()
+        self.committed.wait(OTHER_WRITER_WINDOW)
+
     def left_its_mark(self) -> bool:
         connection = sqlite3.connect(self.path)
         try:
@@ -100,8 +107,7 @@ def commit_between_read_and_write(path: Path) -> Iterator[OtherWriter]:
         text = statement.lstrip().upper()
         if not text.startswith("SELECT") or "ALEMBIC_VERSION" in text:
             return
-        other.thread.start()
-        other.committed.wait(OTHER_WRITER_WINDOW)
+        other.commit_now()
 
     event.listen(Engine, "after_cursor_execute", first_read)
     try:
@@ -151,6 +157,47 @@ def test_a_writing_command_waits_for_a_commit_between_its_read_and_its_write(
     # The other writer waited for the command's commit, then wrote: nothing was lost.
     assert not committed_during_the_command
     assert other.committed.is_set() and other.left_its_mark()
+
+
+def test_a_participants_import_waits_for_a_commit_between_its_lookup_and_its_write(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daily file while the dispatcher runs: a chunk looks its members up (a read through
+    the driver, engine/participants/store.py lookup), then writes them; the import's
+    transactions begin as the writer."""
+    from engine.participants import store
+
+    ok(db_path, "programs", "add", "gold", "--name", "Gold")
+    first = tmp_path / "day1.csv"
+    first.write_text("external_id,first_name\nM1,Ana\nM2,Bo\n")
+    ok(db_path, "participants", "import", str(first), "--program", "gold")
+    second = tmp_path / "day2.csv"
+    second.write_text("external_id,first_name\nM1,Anna\nM3,Cy\n")
+
+    other = OtherWriter(db_path)
+    real_lookup = store.lookup
+
+    def lookup_then_another_commit(*args: Any, **kwargs: Any) -> Any:
+        found = real_lookup(*args, **kwargs)
+        if other.thread.ident is None:
+            other.commit_now()
+        return found
+
+    monkeypatch.setattr(store, "lookup", lookup_then_another_commit)
+    code, output = run(db_path, "participants", "import", str(second), "--program", "gold")
+    committed_during_the_command = other.committed.is_set()
+    other.thread.join(timeout=60)
+
+    assert code == 0, output
+    assert not other.errors and other.thread.ident is not None  # the lookup was met
+    assert not committed_during_the_command
+    assert other.committed.is_set() and other.left_its_mark()
+    listed = ok(db_path, "participants", "list", "--program", "gold", "--json")
+    assert [(p["external_id"], p["first_name"]) for p in json.loads(listed)] == [
+        ("M1", "Anna"),
+        ("M2", "Bo"),
+        ("M3", "Cy"),
+    ]
 
 
 def test_the_other_writer_does_commit_between_a_read_and_a_write(db_path: Path) -> None:

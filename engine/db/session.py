@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -27,7 +27,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; take it over
         # so that a transaction starts when SQLAlchemy says so.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.get_backend_name() == "postgresql":
         return create_engine(parsed, **{"pool_pre_ping": True, **kwargs})
@@ -35,6 +35,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         f"CAMPAIGN_DATABASE_URL: unsupported database {parsed.get_backend_name()!r}; "
         "use sqlite:///FILE or postgresql+psycopg://..."
     )
+
+
+# The execution option of a connection whose transactions all write (see take_write_lock):
+# on SQLite each then begins as the writer, BEGIN IMMEDIATE; PostgreSQL ignores it.
+WRITER = "sqlite_begin_immediate"
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    immediate = connection.get_execution_options().get(WRITER, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -79,7 +89,8 @@ _TAKE_WRITE_LOCK = text("UPDATE engine_settings SET value = value WHERE 0 = 1")
 
 def take_write_lock(db: Reader) -> None:
     """SQLite: make this transaction the database's writer now, as BEGIN IMMEDIATE would. Call
-    it first in a transaction that reads before it writes.
+    it first in a transaction that reads before it writes; a transaction that begins here
+    rather begins as the writer (``writing``, or a connection with the WRITER option).
 
     A deferred SQLite transaction that reads and later writes fails at once with "database is
     locked" when another process committed in between: its snapshot is stale and cannot be
@@ -90,12 +101,19 @@ def take_write_lock(db: Reader) -> None:
         db.execute(_TAKE_WRITE_LOCK)
 
 
+def writer_connection(engine: Engine) -> Connection:
+    """A connection whose every transaction writes (an import's, which commits a chunk at a
+    time and looks members up before it writes them): on SQLite each begins as the writer."""
+    return engine.connect().execution_options(**{WRITER: True})
+
+
 @contextmanager
 def writing(sessions: Callable[..., Session]) -> Iterator[Session]:
-    """One unit of work that writes: commit on success, roll back on any error; on SQLite the
-    database's writer from its first statement (take_write_lock), so it waits for a running
-    dispatcher, webhook or tick instead of failing on a stale read. Only for work that writes:
-    it holds the write lock until it commits."""
+    """One unit of work that writes: commit on success, roll back on any error. On SQLite it
+    begins as the database's writer (BEGIN IMMEDIATE), so it waits for a running dispatcher,
+    webhook or tick instead of failing on a stale read; it holds the write lock until it
+    commits, so it is only for work that writes. PostgreSQL: an ordinary transaction."""
     with sessions() as session, session.begin():
-        take_write_lock(session)
+        if dialect_name(session) == "sqlite":
+            session.connection(execution_options={WRITER: True})  # begins it, immediately
         yield session

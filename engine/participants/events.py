@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.app import App
 from engine.clock import ensure_utc
+from engine.db.session import writer_connection
 from engine.participants.reader import (
     UTF8,
     SourceFile,
@@ -257,7 +258,8 @@ def import_events(
     event_source = f"import:{path.name}"[:32]
     read = inserted = unchanged = 0
     try:
-        with app.engine.connect() as connection:
+        # SQLite: every chunk's transaction begins as the writer; it reads (lookups) first.
+        with writer_connection(app.engine) as connection:
             store = ImportStore(connection)
 
             def write(rows: list[SourceRow]) -> None:

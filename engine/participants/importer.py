@@ -41,7 +41,7 @@ from sqlalchemy.pool import NullPool
 from engine.app import App
 from engine.clock import ensure_utc
 from engine.consent.suppressions import email_hash, hash_normalised
-from engine.db.session import make_engine
+from engine.db.session import make_engine, writer_connection
 from engine.participants.reader import (
     UTF8,
     PieceReader,
@@ -465,7 +465,8 @@ def import_participants(
     runner: Pieces | None = None
     failed = True
     try:
-        with app.engine.connect() as connection:
+        # SQLite: every chunk's transaction begins as the writer; it reads (lookups) first.
+        with writer_connection(app.engine) as connection:
             store = ImportStore(connection)
             postgres = store.postgres
             plan = _Plan(
