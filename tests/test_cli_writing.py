@@ -13,23 +13,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, event
+from sqlite_writers import OtherWriter, commit_between_read_and_write, write_lock_held_elsewhere
 
 from cli import cli
-
-# How long the command, between its read and its write, gives the other writer to commit.
-# The other writer needs a few milliseconds; a command that holds the write lock makes it
-# wait past this (it commits after the command).
-OTHER_WRITER_WINDOW = 1.0
 
 
 @pytest.fixture
@@ -49,73 +40,6 @@ def ok(path: Path, *args: str) -> str:
     code, output = run(path, *args)
     assert code == 0, output
     return output
-
-
-class OtherWriter:
-    """Another process's writer (a dispatcher, a webhook): its own connection, BEGIN
-    IMMEDIATE, one committed write. Started at the command's first read, in a thread."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.committed = threading.Event()
-        self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._commit, daemon=True)
-
-    def _commit(self) -> None:
-        try:
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            try:
-                connection.execute("BEGIN IMMEDIATE")  # waits for the write lock
-                connection.execute(
-                    "INSERT INTO engine_settings (key, value) VALUES ('other-writer', 'was here')"
-                )
-                connection.execute("COMMIT")
-            finally:
-                connection.close()
-            self.committed.set()
-        except BaseException as exc:  # reported by the test, which asserts there is none
-            self.errors.append(exc)
-
-    def commit_now(self) -> None:
-        """Start the other writer; give it the window to commit."""
-        self.thread.start()
-        self.committed.wait(OTHER_WRITER_WINDOW)
-
-    def left_its_mark(self) -> bool:
-        connection = sqlite3.connect(self.path)
-        try:
-            row = connection.execute(
-                "SELECT value FROM engine_settings WHERE key = 'other-writer'"
-            ).fetchone()
-        finally:
-            connection.close()
-        return row == ("was here",)
-
-
-@contextmanager
-def commit_between_read_and_write(path: Path) -> Iterator[OtherWriter]:
-    """At the command's first read of its own work (not the schema check), another writer
-    commits (or, when the command holds the write lock already, starts waiting for it)."""
-    other = OtherWriter(path)
-    command = threading.current_thread()
-
-    def first_read(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if threading.current_thread() is not command or other.thread.is_alive():
-            return
-        if other.committed.is_set() or other.errors:
-            return
-        text = statement.lstrip().upper()
-        if not text.startswith("SELECT") or "ALEMBIC_VERSION" in text:
-            return
-        other.commit_now()
-
-    event.listen(Engine, "after_cursor_execute", first_read)
-    try:
-        yield other
-    finally:
-        event.remove(Engine, "after_cursor_execute", first_read)
-        if other.thread.is_alive() or other.thread.ident is not None:
-            other.thread.join(timeout=60)
 
 
 # Commands that read (their row, a uniqueness check) before they write, with what they need.
@@ -149,13 +73,12 @@ def test_a_writing_command_waits_for_a_commit_between_its_read_and_its_write(
 
     with commit_between_read_and_write(db_path) as other:
         code, output = run(db_path, *command)
-        committed_during_the_command = other.committed.is_set()
 
     # Not "the database is busy": the command waited for nobody, it was the writer already.
     assert code == 0, output
     assert not other.errors
     # The other writer waited for the command's commit, then wrote: nothing was lost.
-    assert not committed_during_the_command
+    assert other.thread.ident is not None and not other.got_in
     assert other.committed.is_set() and other.left_its_mark()
 
 
@@ -185,12 +108,11 @@ def test_a_participants_import_waits_for_a_commit_between_its_lookup_and_its_wri
 
     monkeypatch.setattr(store, "lookup", lookup_then_another_commit)
     code, output = run(db_path, "participants", "import", str(second), "--program", "gold")
-    committed_during_the_command = other.committed.is_set()
     other.thread.join(timeout=60)
 
     assert code == 0, output
     assert not other.errors and other.thread.ident is not None  # the lookup was met
-    assert not committed_during_the_command
+    assert not other.got_in  # it waited for the import's commit
     assert other.committed.is_set() and other.left_its_mark()
     listed = ok(db_path, "participants", "list", "--program", "gold", "--json")
     assert [(p["external_id"], p["first_name"]) for p in json.loads(listed)] == [
@@ -206,22 +128,8 @@ def test_the_other_writer_does_commit_between_a_read_and_a_write(db_path: Path) 
     ok(db_path, "programs", "add", "gold", "--name", "Gold")
     with commit_between_read_and_write(db_path) as other:
         code, output = run(db_path, "programs", "show", "gold")
-        committed_during_the_command = other.committed.is_set()
     assert code == 0, output
-    assert committed_during_the_command and other.left_its_mark()
-
-
-@contextmanager
-def write_lock_held_elsewhere(path: Path) -> Iterator[None]:
-    """Another connection holds SQLite's write lock (an uncommitted write) throughout."""
-    holder = sqlite3.connect(path, isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")
-        holder.execute("INSERT INTO engine_settings (key, value) VALUES ('holder', 'busy')")
-        yield
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    assert other.got_in and other.left_its_mark()
 
 
 READERS = [
