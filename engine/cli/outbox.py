@@ -489,7 +489,8 @@ def send_test_command(
     loaded = load_campaign(state.settings.campaigns_dir, campaign)
     channels = build_channels(state.settings, clock=state.clock)
     try:
-        with writing(state) as session:
+        # It only reads (the message is not recorded): never the writer while it sends.
+        with reading_session(state) as session:
             result = send_test(
                 session,
                 loaded,
