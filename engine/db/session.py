@@ -1,4 +1,6 @@
-"""Engine and session factory, with the per-dialect settings every connection needs."""
+"""Engine and session factory, with the per-dialect settings every connection needs, and the
+transactions that write: on SQLite they must be the database's writer before they read
+(take_write_lock, writing, writer_connection)."""
 
 from __future__ import annotations
 
