@@ -153,3 +153,45 @@ def test_a_reading_command_never_waits_for_the_writer(db_path: Path, command: li
     with write_lock_held_elsewhere(db_path):
         code, output = run(db_path, *command)
     assert code == 0, output
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["driver", "sqlalchemy"])
+def test_a_lock_held_past_the_wait_is_one_line_whichever_layer_raised_it(
+    tmp_path: Path, wrapped: bool
+) -> None:
+    """The imports work on the raw sqlite3 connection, so a lock held past busy_timeout can
+    come up as the driver's own error as well as SQLAlchemy's wrapper: one line either way."""
+    import sqlite3
+
+    import click
+    from sqlalchemy import create_engine, text
+
+    from engine.cli.common import EngineGroup
+
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    @click.group(cls=EngineGroup)
+    def group() -> None:
+        pass
+
+    @group.command()
+    def write() -> None:
+        if wrapped:
+            engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+            with engine.connect() as connection:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                connection.execute(text("SELECT 1"))
+        else:
+            sqlite3.connect(path, timeout=0, isolation_level=None).execute("BEGIN IMMEDIATE")
+
+    try:
+        result = CliRunner().invoke(group, ["write"])
+    finally:
+        holder.rollback()
+        holder.close()
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == (
+        "Error: the database is busy (another process is writing to it); try again"
+    ), result.output

@@ -56,13 +56,18 @@ class EngineGroup(click.Group):
 
 
 def _is_database_locked(exc: Exception) -> bool:
-    # sqlalchemy is already imported when a database error is raised; --help never loads it.
-    operational_error = getattr(sys.modules.get("sqlalchemy.exc"), "OperationalError", None)
-    return (
-        operational_error is not None
-        and isinstance(exc, operational_error)
-        and "database is locked" in str(exc.orig).lower()
-    )
+    # SQLAlchemy's wrapper, or the driver's own error where a command works on the raw sqlite3
+    # connection (the imports' COPY-like paths); both modules are loaded by then if they matter,
+    # and --help never loads either.
+    wrapper = getattr(sys.modules.get("sqlalchemy.exc"), "OperationalError", None)
+    driver = getattr(sys.modules.get("sqlite3"), "OperationalError", None)
+    if wrapper is not None and isinstance(exc, wrapper):
+        message = str(exc.orig)
+    elif driver is not None and isinstance(exc, driver):
+        message = str(exc)
+    else:
+        return False
+    return "database is locked" in message.lower() or "database is busy" in message.lower()
 
 
 def _cause_chain(exc: BaseException) -> str:
