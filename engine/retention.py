@@ -24,7 +24,7 @@ from engine.db.tables.outbox import UNPURGED
 PURGE_CHUNK = 5_000
 
 
-def purgeable(cutoff: datetime, limit: int) -> Select[tuple[int]]:
+def purgeable(cutoff: datetime, limit: int) -> Select[int]:
     """The ids of up to ``limit`` settled messages created before ``cutoff`` whose content is
     still there, oldest first."""
     return (
