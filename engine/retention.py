@@ -7,22 +7,37 @@ Data minimisation (GDPR Art. 5(1)(c) and (e)): a rendered email is a copy of the
 points and offer; after the provider events that follow a send have come in (a few days) it
 serves nobody. A message still queued, sending or of unknown fate keeps what it needs to be
 sent or settled. Work is chunked so one tick never holds a long transaction: what is left
-waits for the next tick; a partial index (migration 0021) finds only messages not yet purged.
+waits for the next tick; a partial index (migrations 0021, 0035) finds only settled messages
+not yet purged.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import null, select, update
+from sqlalchemy import Select, null, select, text, update
 from sqlalchemy.orm import Session
 
 from engine.db.models import OutboxMessage
-from engine.sending import outbox_status as st
+from engine.db.tables.outbox import UNPURGED
 
 PURGE_CHUNK = 5_000
-# Everything but queued, sending and unknown: those may still go, or be settled by hand.
-SETTLED = (st.SENT, st.DELIVERED, st.BOUNCED, st.FAILED, st.SKIPPED)
+
+
+def purgeable(cutoff: datetime, limit: int) -> Select[int]:
+    """The ids of up to ``limit`` settled messages created before ``cutoff`` whose content is
+    still there, oldest first."""
+    return (
+        select(OutboxMessage.id)
+        .where(
+            # The partial index's own condition, as literal SQL (0035): both databases then
+            # read that index in created_at order, and only rows it holds qualify.
+            text(UNPURGED),
+            OutboxMessage.created_at < cutoff,
+        )
+        .order_by(OutboxMessage.created_at)
+        .limit(limit)
+    )
 
 
 def purge_message_contents(
@@ -30,18 +45,7 @@ def purge_message_contents(
 ) -> int:
     """Empty content and address of up to ``limit`` settled messages created before
     ``at - keep_days``; returns how many (the caller owns the transaction)."""
-    cutoff = at - timedelta(days=keep_days)
-    ids = (
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.to_address.is_not(None),
-            OutboxMessage.created_at < cutoff,
-            OutboxMessage.status.in_(SETTLED),
-        )
-        .order_by(OutboxMessage.created_at)
-        .limit(limit)
-        .scalar_subquery()
-    )
+    ids = purgeable(at - timedelta(days=keep_days), limit).scalar_subquery()
     result = session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(ids))

@@ -22,7 +22,8 @@ from sqlalchemy import TextClause, bindparam, text
 
 from engine.db.reading import Reader, dialect_name
 
-# (table, its partial index by run, the index's condition: engine/db/tables, migration 0014)
+# (table, its index by run, the condition: engine/db/tables, migrations 0014 and 0035; the
+# enrollments' and tasks' indexes are partial, of the rows that are work)
 OPEN_ENROLLMENTS = (
     "enrollments",
     "ix_enrollments_open_by_run",
@@ -30,7 +31,8 @@ OPEN_ENROLLMENTS = (
 )
 PENDING_MESSAGES = (
     "outbox_messages",
-    "ix_outbox_messages_pending_by_run",
+    # (run_id, status): a probe per pending status.
+    "ix_outbox_messages_run_id_status",
     "outbox_messages.status IN ('queued', 'sending', 'unknown')",
 )
 OPEN_TASKS = (
@@ -46,8 +48,7 @@ OPEN_TASK_STATUSES = ("open", "claimed")
 
 def _source(work: tuple[str, str, str], dialect: str) -> str:
     """The FROM of one kind of work. SQLite is told the index (INDEXED BY): without statistics
-    it would rather read a run's every outbox row through the covering (run_id, step_id,
-    status) index than probe the partial one."""
+    it may read another index of the table (a run's every row) instead."""
     table, index, _ = work
     return f"{table} INDEXED BY {index}" if dialect == "sqlite" else table
 

@@ -81,7 +81,7 @@ def test_0014_reopens_completed_runs_with_work_left(empty_database_url: str) -> 
                 )
                 for index in (
                     "ix_enrollments_open_by_run",
-                    "ix_outbox_messages_pending_by_run",
+                    "ix_outbox_messages_run_id_status",
                     "ix_call_tasks_open_by_run",
                 ):
                     assert index in plan, plan

@@ -59,6 +59,9 @@ class GateDecision:
 
 
 ALLOWED = GateDecision(True)
+# Decisions are frozen: one of each, shared (the sequencer asks for one per member and
+# channel of every batch).
+_REFUSED = {reason: GateDecision(False, reason) for reason in GATE_REASONS}
 
 
 def gate(
@@ -82,15 +85,16 @@ def gate(
         raise ValueError(f"unknown channel {channel!r}; expected email, sms or call")
     if consent not in (None, "opted_in", "opted_out"):
         raise ValueError(f"unknown consent status {consent!r}; expected opted_in or opted_out")
-    rules = ConsentRules(sms_requires_opt_in, call_requires_opt_in, email_requires_opt_in)
     if address is None or not address.strip():
-        return GateDecision(False, "no_address")
+        return _REFUSED["no_address"]
     if channel in suppressed_channels or "all" in suppressed_channels:
-        return GateDecision(False, "suppressed")
+        return _REFUSED["suppressed"]
     if consent == "opted_out":
-        return GateDecision(False, "opted_out")
+        return _REFUSED["opted_out"]
     if invalid_address:
-        return GateDecision(False, "invalid_address")
-    if consent is None and rules.requires_opt_in(channel):
-        return GateDecision(False, "no_consent")
+        return _REFUSED["invalid_address"]
+    if consent is None:
+        rules = ConsentRules(sms_requires_opt_in, call_requires_opt_in, email_requires_opt_in)
+        if rules.requires_opt_in(channel):
+            return _REFUSED["no_consent"]
     return ALLOWED

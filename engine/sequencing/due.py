@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
+import orjson
+from psycopg.types.json import set_json_loads
 from sqlalchemy import Connection
 
 from engine.definitions.schema import CampaignDefinition, Step
@@ -147,6 +149,7 @@ def fetch_due(
     if conn.dialect.name == "postgresql":
         driver: Any = conn.connection.driver_connection
         with driver.cursor(row_factory=_due_rows) as cursor:
+            set_json_loads(_attributes, cursor)
             rows: list[DueRow] = cursor.execute(sql, params, binary=True).fetchall()
         return rows, ((rows[-1].next_action_at, rows[-1].id) if rows else None)
     raw = conn.exec_driver_sql(sql, tuple(params)).fetchall()
@@ -155,6 +158,16 @@ def fetch_due(
 
 def _due_rows(_cursor: Any) -> Any:
     return DueRow._make
+
+
+def _attributes(data: str | bytes) -> Any:
+    """A member's attributes (jsonb) by orjson: json.loads cost 3 of the client's ~6 us a
+    due row, even for ``{}``. What orjson refuses (an integer beyond 64 bits, which jsonb
+    keeps) goes to json.loads, so the values are the same."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def due_row(raw: Sequence[Any], sqlite_types: bool) -> DueRow:

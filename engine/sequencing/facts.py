@@ -25,6 +25,9 @@ from engine.sequencing.rules import Facts, MessageState
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
+# No suppression (shared: most members of a batch have none).
+_NONE: frozenset[str] = frozenset()
+
 # A message in these states has not gone yet (unknown may have: it left us).
 PENDING = frozenset({QUEUED, SENDING})
 NOTHING_KNOWN = Facts(closed=MappingProxyType({}), messages=MappingProxyType({}))
@@ -221,17 +224,20 @@ def closed_channels_of(
     # on SQLite: binding thousands of parameters through the ORM's expanding IN cost more
     # than the query itself.
     consents_sql = "SELECT participant_id, channel, status FROM participant_consents WHERE "
-    consents_rows = (
-        conn.exec_driver_sql(
-            consents_sql + "participant_id = ANY(%s::bigint[])", (int_array(member_ids),)
-        )
-        if postgres
-        else conn.exec_driver_sql(consents_sql + f"participant_id IN ({int_list(member_ids)})")
-    )
+    if postgres:
+        # The driver's own tuples: SQLAlchemy's rows cost more than the query's rows here.
+        driver: Any = conn.connection.driver_connection
+        with driver.cursor() as cursor:
+            consents_rows = cursor.execute(
+                consents_sql + "participant_id = ANY(%s::bigint[])", (int_array(member_ids),)
+            ).fetchall()
+    else:
+        consents_rows = conn.exec_driver_sql(
+            consents_sql + f"participant_id IN ({int_list(member_ids)})"
+        ).fetchall()
     consents: dict[tuple[int, str], ConsentStatus] = {
         (pid, channel): "opted_in" if status == "opted_in" else "opted_out"
-        # in one go: iterating the result fetches row by row
-        for pid, channel, status in consents_rows.fetchall()
+        for pid, channel, status in consents_rows
     }
     # A program's consent default fills only a consent the member did not state.
     for key in defaulted(conn, {r.participant_id for r in rows}, channels):
@@ -264,7 +270,7 @@ def closed_channels_of(
                 channel,
                 address=r.email if is_email else r.phone,
                 consent=consents.get((r.participant_id, channel)),
-                suppressed_channels=suppressed.get(digest, set()) if digest else set(),
+                suppressed_channels=suppressed.get(digest, _NONE) if digest else _NONE,
                 invalid_address=False,
             )
             if not decision.allowed and decision.reason is not None:

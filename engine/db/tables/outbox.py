@@ -32,6 +32,14 @@ OUTBOX_STATUSES = (
     "unknown",
 )
 DISPATCH_CLAIM_STATES = ("claimed", "handed", "lapsed")
+# The messages whose content the retention purge empties (engine/retention.py): settled (not
+# queued, sending or unknown: those may still go, or be settled by hand) and not purged yet.
+# Literal SQL, the same text in the purge's query as in its partial index: a partial index
+# serves a query that names its condition (PostgreSQL cannot prove it from parameters).
+SETTLED_STATUSES = ("sent", "delivered", "bounced", "failed", "skipped")
+UNPURGED = "to_address IS NOT NULL AND status IN ({})".format(
+    ", ".join(f"'{status}'" for status in SETTLED_STATUSES)
+)
 
 # One email or SMS of one step for one enrollment, from rendering to its last provider event.
 #
@@ -98,8 +106,11 @@ outbox_messages = Table(
         "provider_message_id",
         where="provider_message_id IS NOT NULL",
     ),
-    # Reports: funnel per run and step.
-    Index(None, "run_id", "step_id", "status"),
+    # A run's messages, and its pending ones ("has this run a pending message?",
+    # engine/run_work.py: a probe per pending status) in one index (0035: it replaces the
+    # (run_id, step_id, status) index and the partial one of pending messages, one entry
+    # fewer for each message made and each change of status).
+    Index(None, "run_id", "status"),
     # The campaign report's A/B results: a conversion's variant, without the table (0005).
     PartialIndex(
         "ix_outbox_messages_variants",
@@ -112,22 +123,17 @@ outbox_messages = Table(
     ),
     Index(None, "participant_id", "created_at"),
     # The caps count a member's unknown messages (engine/sending/contact_ledger.py; 0009).
-    # Messages whose content has not been purged yet, by age (engine/retention.py; 0021).
+    # Settled messages whose content has not been purged yet, by age (engine/retention.py;
+    # 0021): only those are ever purged, so a new (queued) message adds no entry (0035).
     PartialIndex(
         "ix_outbox_messages_unpurged",
         "created_at",
-        where="to_address IS NOT NULL",
+        where=UNPURGED,
     ),
     PartialIndex(
         "ix_outbox_messages_unknown",
         "participant_id",
         where="status = 'unknown'",
-    ),
-    # "Has this run a pending message?" (engine/run_work.py; 0014).
-    PartialIndex(
-        "ix_outbox_messages_pending_by_run",
-        "run_id",
-        where="status IN ('queued', 'sending', 'unknown')",
     ),
 )
 
