@@ -378,9 +378,9 @@ class _Loaded:
 
     def task(self, task_id: int) -> LoggedTask | None:
         """The task as it stands. The caller wrote what its batch keeps waiting first when
-        the task was not loaded or its member is stale. A task an earlier call logged left
-        the session (CallBatch.updated) with its new values; one the session holds again (a
-        case hook read it since) is the newer."""
+        the task was not loaded or its member is stale. A task an earlier call logged keeps
+        its new values (a row, or an ORM object CallBatch.updated took out of the session);
+        one the session holds (a case hook read it since) is the newer."""
         task = self.session.identity_map.get(self.session.identity_key(CallTask, task_id))
         if task is None:
             task = self.tasks.get(task_id)
