@@ -16,10 +16,12 @@ written: fix those rows and import the rejects file, or the whole file again.
 
 from __future__ import annotations
 
+import gc
 import io
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -27,11 +29,12 @@ from typing import Literal
 
 from sqlalchemy import String, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from engine.app import App
 from engine.calls import DIALER_PROVIDER, caller_log
 from engine.calls.agents import agent_key, get_agent, unknown_agent
+from engine.calls.batch_rows import locked_task_rows, member_rows
 from engine.calls.config import load_dispositions
 from engine.calls.dispositions import DispositionSet, parse_yes_no
 from engine.calls.listing import list_calls
@@ -39,6 +42,7 @@ from engine.calls.log import (
     CallBatch,
     CallContext,
     CallInput,
+    LoggedTask,
     LogResult,
     call_problems,
     entry_problems,
@@ -87,15 +91,6 @@ FIELD_PREFIX = "field."
 PROVIDER = DIALER_PROVIDER
 MAX_CALL_ID = 100
 IMPORT_CHUNK = 1000  # rows per transaction: loaded, checked and written together
-# The member's columns a call reads (engine/calls/log.py, engine/cases/bulk.py).
-CALL_COLUMNS = (
-    Participant.id,
-    Participant.program_id,
-    Participant.external_id,
-    Participant.phone,
-    Participant.timezone,
-    Participant.last_activity_at,
-)
 # A dialer's clock may run a little ahead of ours.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -351,27 +346,14 @@ class _Loaded:
         self.agents = {
             a.login: a for a in session.scalars(select(Agent).where(Agent.login.in_(logins)))
         }
-        ids = sorted({row.call.task_id for _, row in rows})
-        query = (
-            select(CallTask)
-            .where(among(session, CallTask.id, ids))
-            .order_by(CallTask.id)  # row locks always taken in one order
-            .execution_options(populate_existing=True)
+        # Tasks and members as plain rows, not ORM objects (engine/calls/batch_rows.py):
+        # CallBatch writes the tasks; of a member, a call reads only its ids, number and zone.
+        self.tasks: dict[int, LoggedTask] = dict(
+            locked_task_rows(session, sorted({row.call.task_id for _, row in rows}))
         )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(of=CallTask)
-        self.tasks = {t.id: t for t in session.scalars(query)}
-        members = sorted({t.participant_id for t in self.tasks.values()})
-        # Only the columns a call reads (their zones, number, ids; the conversion's last
-        # activity): a member's other columns load on first use, should a case need them.
-        self.participants = {
-            p.id: p
-            for p in session.scalars(
-                select(Participant)
-                .where(among(session, Participant.id, members))
-                .options(load_only(*CALL_COLUMNS))
-            )
-        }
+        self.participants = member_rows(
+            session, sorted({t.participant_id for t in self.tasks.values()})
+        )
         program_ids = sorted({p.program_id for p in self.participants.values()})
         self.programs = {
             p.id: p for p in session.scalars(select(Program).where(Program.id.in_(program_ids)))
@@ -395,11 +377,11 @@ class _Loaded:
         # loaded tasks are read again before they are checked.
         self.stale: set[int] = set()
 
-    def task(self, task_id: int) -> CallTask | None:
+    def task(self, task_id: int) -> LoggedTask | None:
         """The task as it stands. The caller wrote what its batch keeps waiting first when
-        the task was not loaded or its member is stale. A task an earlier call logged left
-        the session (CallBatch.updated) with its new values; one the session holds again (a
-        case hook read it since) is the newer."""
+        the task was not loaded or its member is stale. A task an earlier call logged keeps
+        its new values (a row, or an ORM object CallBatch.updated took out of the session);
+        one the session holds (a case hook read it since) is the newer."""
         task = self.session.identity_map.get(self.session.identity_key(CallTask, task_id))
         if task is None:
             task = self.tasks.get(task_id)
@@ -415,11 +397,11 @@ class _Loaded:
         task = self.tasks.get(task_id)
         return task is None or task.participant_id in self.stale
 
-    def context(self, task: CallTask, agent: Agent) -> CallContext:
-        participant = self.participants.get(task.participant_id) or self.session.get(
-            Participant, task.participant_id
-        )
-        assert participant is not None  # FK
+    def context(self, task: LoggedTask, agent: Agent) -> CallContext:
+        participant = self.participants.get(task.participant_id)
+        if participant is None:  # a task another row of the chunk made (a case's)
+            participant = member_rows(self.session, [task.participant_id])[task.participant_id]
+            self.participants[participant.id] = participant
         program = self.programs.get(participant.program_id) or self.session.get(
             Program, participant.program_id
         )
@@ -531,7 +513,7 @@ def _apply_chunk(
 
 
 def _event(
-    row: _Row, result: LogResult, task: CallTask, *, at: datetime, line: int, file: str
+    row: _Row, result: LogResult, task: LoggedTask, *, at: datetime, line: int, file: str
 ) -> dict[str, object]:
     """The message_events row that records the row's call as imported (its key)."""
     return event_row(
@@ -549,6 +531,19 @@ def _event(
             "line": line,
         },
     )
+
+
+@contextmanager
+def _collector_spared() -> Iterator[None]:
+    """The garbage collector's full collections leave what the process held before the
+    import alone (gc.freeze): a chunk's rows live until it commits, so they reach the oldest
+    generation and set off full collections, each of which walked every module, mapper and
+    object of the process too (about a tenth of an import's CPU on SQLite)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def import_results(
@@ -634,13 +629,14 @@ def import_results(
                 rejects.write(line, reasons, original)
 
         batch: list[SourceRow] = []
-        for source_row in source:
-            batch.append(source_row)
-            if len(batch) >= chunk_size:
+        with _collector_spared():
+            for source_row in source:
+                batch.append(source_row)
+                if len(batch) >= chunk_size:
+                    work(batch)
+                    batch = []
+            if batch:
                 work(batch)
-                batch = []
-        if batch:
-            work(batch)
     finally:
         source.close()
         rejects.close()

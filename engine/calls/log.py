@@ -36,6 +36,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.calls import caller_log
+from engine.calls.batch_rows import MemberRow, TaskRow
 from engine.calls.dispositions import (
     DispositionError,
     DispositionSet,
@@ -93,7 +94,7 @@ class LogResult:
 
 
 def next_callable_for(
-    participant: Participant, program: Program, definition: object | None
+    participant: Participant | MemberRow, program: Program, definition: object | None
 ) -> Callable[[datetime], datetime | None]:
     """``t -> the earliest instant >= t inside the member's calling window`` (their zones, the
     legal hours narrowed by the campaign's call_window); no zone known: any instant."""
@@ -110,7 +111,9 @@ def next_callable_in(
     return lambda t: next_allowed(t, zones, window)
 
 
-def callable_zones(participant: Participant, program: Program) -> tuple[str, ...] | None:
+def callable_zones(
+    participant: Participant | MemberRow, program: Program
+) -> tuple[str, ...] | None:
     """The member's candidate zones (None: no zone known, any instant is in the window)."""
     try:
         return candidate_zones(
@@ -142,7 +145,7 @@ class CallContext:
     for many calls at once, under the same locks, and passes it with ``checked``."""
 
     agent: Agent
-    participant: Participant
+    participant: Participant | MemberRow
     program: Program
     definition: object | None
     run_status: str | None
@@ -151,6 +154,9 @@ class CallContext:
     stated_consent: tuple[str, ...] | None = None
 
 
+# A task as log_call takes it: the ORM's (`calls log`), or the row a batch read
+# (engine/calls/batch_rows.py), which only the batch writes.
+LoggedTask = CallTask | TaskRow
 # The effects that write nothing outside a CallBatch (or, opening a case, write it first).
 BATCHED_EFFECTS = ("recycle", "escalate", "complaint", "none")
 # The call task columns log_call (and a case the call opens) may change.
@@ -194,19 +200,22 @@ class CallBatch:
         # The members' zones by what they are worked out from: a member with no zone on
         # record is placed by their phone number, which costs more than the rest of a call.
         self.zones: dict[tuple[object, ...], tuple[str, ...] | None] = {}
-        # Logged tasks by id, detached, their new state written at write().
-        self.tasks: dict[int, CallTask] = {}
+        # Logged tasks by id, rows or detached objects, their new state written at write().
+        self.tasks: dict[int, LoggedTask] = {}
 
-    def updated(self, task: CallTask) -> None:
+    def updated(self, task: LoggedTask) -> None:
         """The task's new state waits for :meth:`write`, where every column a call may change
-        is written for every task of the batch, changed or not (one statement). The task
-        leaves the session, so the unit of work never writes it too (nor tracks it): the
-        object keeps its values, and a later call of the batch on it goes on from them."""
+        is written for every task of the batch, changed or not (one statement). An ORM task
+        (one the batch read again, or a case hook read) leaves the session, so the unit of
+        work never writes it too (nor tracks it): the object keeps its values, and a later
+        call of the batch on it goes on from them."""
         self.tasks[task.id] = task
-        if task in self.session:  # not when an earlier call of the batch logged it
+        if isinstance(task, CallTask) and task in self.session:  # not logged in the batch yet
             self.session.expunge(task)
 
-    def zones_of(self, participant: Participant, program: Program) -> tuple[str, ...] | None:
+    def zones_of(
+        self, participant: Participant | MemberRow, program: Program
+    ) -> tuple[str, ...] | None:
         """:func:`callable_zones`, once per distinct zone, number, program clock and region."""
         key = (participant.timezone, participant.phone, program.timezone, program.region)
         if key not in self.zones:
@@ -231,7 +240,7 @@ class CallBatch:
 
 
 def task_problems(
-    task: CallTask | None, call: CallInput, *, task_id: int, at: datetime
+    task: LoggedTask | None, call: CallInput, *, task_id: int, at: datetime
 ) -> list[str]:
     """Why ``call`` cannot be logged on ``task`` (None: there is no such task), if at all."""
     if task is None:
@@ -296,7 +305,7 @@ def log_call(
     at: datetime,
     source: str = "agent",
     lock: bool = True,
-    checked: tuple[CallTask, ValidatedEntry] | None = None,
+    checked: tuple[LoggedTask, ValidatedEntry] | None = None,
     case_rules: RulesFor | None = None,
     context: CallContext | None = None,
     batch: CallBatch | None = None,
@@ -596,14 +605,14 @@ def log_call(
     )
 
 
-def _run_status(session: Session, task: CallTask) -> str | None:
+def _run_status(session: Session, task: LoggedTask) -> str | None:
     if task.run_id is None:
         return None
     return session.scalar(select(CampaignRun.status).where(CampaignRun.id == task.run_id))
 
 
 def _close_if_run_cancelled(
-    task: CallTask, created: CallTask | None, run_status: str | None
+    task: LoggedTask, created: CallTask | None, run_status: str | None
 ) -> None:
     """The run was cancelled while the agent was on the call (cancel leaves a held task to its
     agent): the call is logged, but nobody is called again for that run. A member's own SMS
@@ -640,8 +649,8 @@ def _close_open_tasks(
 
 def _record_conversion(
     session: Session,
-    task: CallTask,
-    participant: Participant,
+    task: LoggedTask,
+    participant: Participant | MemberRow,
     definition: object | None,
     entry: ValidatedEntry,
     at: datetime,
@@ -674,8 +683,12 @@ def _record_conversion(
             )
         )
         session.flush()
-    if participant.last_activity_at is None or participant.last_activity_at < at:
-        participant.last_activity_at = at
+    # The ORM's member, whose last activity the unit of work writes (a batch holds a row;
+    # `calls log` loaded the member already, so no statement then).
+    member = session.get(Participant, participant.id)
+    assert member is not None  # FK
+    if member.last_activity_at is None or member.last_activity_at < at:
+        member.last_activity_at = at
     from engine.conversions import match_conversions
 
     return match_conversions(session, at=at, participant_ids=[participant.id])

@@ -21,6 +21,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.calls.batch_rows import MemberRow, TaskRow
 from engine.cases.config import DEFAULT_RULES, ESCALATION
 from engine.cases.hooks import RulesFor
 from engine.cases.states import ACTIVE, due_at
@@ -41,7 +42,7 @@ class CaseRace(EngineError):
 class _Opening:
     case: dict[str, Any]
     seq: int  # the call's caller log entry (its id is known once the entries are written)
-    task: CallTask  # the call's task
+    task: CallTask | TaskRow  # the call's task
     adopt: bool  # an escalated task, already on the team's list, is the case's follow-up
     follow_up_due: datetime
 
@@ -65,7 +66,7 @@ class CaseOpenings:
         self.waiting: list[_Opening] = []
         self.waiting_members: set[int] = set()
 
-    def takes(self, task: CallTask, effect: str, participant_id: int) -> bool:
+    def takes(self, task: CallTask | TaskRow, effect: str, participant_id: int) -> bool:
         """Whether the call surely opens a new case (then :meth:`add` it)."""
         return (
             effect in OPENING_EFFECTS
@@ -84,8 +85,8 @@ class CaseOpenings:
     def add(
         self,
         *,
-        task: CallTask,
-        participant: Participant,
+        task: CallTask | TaskRow,
+        participant: Participant | MemberRow,
         program: Program,
         effect: str,
         fields: Mapping[str, Any],

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from engine.calls.batch_rows import TaskRow
 from engine.cases.config import DEFAULT_RULES, ESCALATION, HELP, CaseRules
 from engine.cases.states import ACTIVE, ON_US
 from engine.cases.store import (
@@ -50,7 +51,7 @@ def _rules(rules_for: RulesFor | None, program: Program) -> CaseRules:
 def after_call(
     session: Session,
     *,
-    task: CallTask,
+    task: CallTask | TaskRow,  # a batch's row (engine/calls/batch_rows.py) or the ORM's
     created: CallTask | None,
     effect: str,
     fields: dict[str, Any],

@@ -19,6 +19,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.calls.batch_rows import TaskRow
 from engine.calls.standards import add_business_hours
 from engine.cases.states import ACTIVE, ON_US, due_at, transition
 from engine.clock import ensure_utc
@@ -88,7 +89,7 @@ def open_case(
     owner_team: str | None = None,
     caller_log_id: int | None = None,
     call_task_id: int | None = None,
-    adopt_task: CallTask | None = None,
+    adopt_task: CallTask | TaskRow | None = None,
 ) -> Opened:
     """Open a case for ``participant`` in ``category``, or join the active one: a second
     complaint while a case is being worked is the same case (a database constraint, so two
