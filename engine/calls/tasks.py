@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, and_, func, or_, select, text, update
 
 from engine.calls.agent_rows import locked_agent
+from engine.calls.claim_form import ClaimForm, ClaimForms, StepForm
 from engine.calls.language_routing import LanguageRouting, apply_language_routing
 from engine.calls.priority import priority_order, rank
 from engine.calls.rules import (
@@ -191,6 +192,17 @@ def step_of(task: Any, definition: CampaignDefinition | None) -> Step | None:
         return None
 
 
+def step_form_of(task: Any, form: ClaimForm | None) -> StepForm | None:
+    """:func:`step_of` as a claim reads it: from the run's claim form."""
+    step_id = task.step_id or task.source_step_id
+    if form is None or step_id is None:
+        return None
+    try:
+        return form.step(step_id)
+    except KeyError:
+        return None
+
+
 @dataclass
 class Candidate:
     """One task with everything needed to order it and to decide whether it is callable."""
@@ -198,8 +210,8 @@ class Candidate:
     task: Any  # the call_tasks row (attribute access by column name)
     participant: Any  # the participants row
     program: Any  # the programs row
-    definition: CampaignDefinition | None
-    step: Step | None
+    form: ClaimForm | None  # what the claim reads of the run's definition
+    step: StepForm | None
     zones: tuple[str, ...] = ()
     callable_at: datetime | None = None
     blocked: str | None = None  # the gate's refusal, when it refuses
@@ -211,7 +223,7 @@ class Candidate:
 
     @cached_property
     def call_window(self) -> Any:
-        return self.definition.call_window if self.definition is not None else None
+        return self.form.call_window if self.form is not None else None
 
     @property
     def callable_now(self) -> bool:
@@ -351,7 +363,7 @@ def _apply_caps(
     ]
     if not capped:
         return
-    caps = {id(c): caps_for(c.definition, rules) for c in capped}
+    caps = {id(c): caps_for(c.form, rules) for c in capped}
     lookback = max(cap.per for found in caps.values() for cap in found)
     contacts = contacts_by_participant(
         session, (c.participant.id for c in capped), at - lookback, at
@@ -423,22 +435,22 @@ class _Scan:
         self.rules = rules
         self.active = active_logins(session)
         self.rows_read = 0  # rows the last load read, before the callback fallback filter
-        self.cache = DefinitionCache(session)
+        self.forms = ClaimForms(session)
         self.person_names = [*PERSON_COLUMNS]  # and the priority fields (select)
-        self.active_runs = self.cache.load_active()
-        # The active runs whose definitions the select reads (priority fields, standing):
+        self.active_runs = self.forms.load_active()
+        # The active runs whose claim forms the select reads (priority fields, standing):
         # all of them, unless the claim narrowed them to the runs its tasks belong to.
         self.runs: list[int] = self.active_runs
         self.programs = {program.id: program for program in session.execute(select(programs))}
         self.routing = LanguageRouting.for_agent(session, agent, rules.language_routing_wait)
-        self.steps: dict[tuple[Any, ...], Step | None] = {}
+        self.steps: dict[tuple[Any, ...], StepForm | None] = {}
         self._select: Any = None  # built once: building the expression costs ~10 ms
         self._where: list[Any] | None = None
 
     def serve_only(self, run_ids: Collection[int | None]) -> None:
-        """Read the definitions of these runs only (those the tasks found belong to): a run
-        with nothing due for the agent is never parsed. Once the select is built (it read them
-        all), nothing changes."""
+        """Read the claim forms of these runs only (those the tasks found belong to): a run
+        with nothing due for the agent adds nothing to the select. Once the select is built
+        (it read them all), nothing changes."""
         if self._select is None:
             self.runs = [run_id for run_id in self.active_runs if run_id in run_ids]
 
@@ -491,9 +503,9 @@ class _Scan:
 
     def _build_select(self) -> Any:
         task_t, person_t = call_tasks, participants
-        definitions = {run_id: self.cache.for_run(run_id) for run_id in self.runs}
-        for definition in definitions.values():
-            for step in definition.steps if definition else ():
+        forms = {run_id: self.forms.for_run(run_id) for run_id in self.runs}
+        for form in forms.values():
+            for step in form.steps.values() if form else ():
                 for key in step.priority:
                     name = "attributes" if key.field.startswith("attributes.") else key.field
                     if name not in self.person_names:
@@ -520,9 +532,12 @@ class _Scan:
                 # per run and page before): NULL for another run's task.
                 not_standing_case(
                     {
-                        run_id: (definition, self.programs[self.cache.program_ids[run_id]].timezone)
-                        for run_id, definition in definitions.items()
-                        if definition is not None
+                        run_id: (
+                            form.standing,
+                            self.programs[self.forms.program_ids[run_id]].timezone,
+                        )
+                        for run_id, form in forms.items()
+                        if form is not None
                     },
                     self.at,
                 ),
@@ -552,16 +567,16 @@ class _Scan:
                 )
                 if fallback is None:
                     continue
-            definition = self.cache.for_run(task.run_id)
+            form = self.forms.for_run(task.run_id)
             step_key = (task.run_id, task.step_id or task.source_step_id)
             if step_key not in self.steps:
-                self.steps[step_key] = step_of(task, definition)
+                self.steps[step_key] = step_form_of(task, form)
             found.append(
                 Candidate(
                     task=task,
                     participant=person,
                     program=self.programs[person.program_id],
-                    definition=definition,
+                    form=form,
                     step=self.steps[step_key],
                     fallback=fallback,
                 )
@@ -635,8 +650,9 @@ def serving_order(
             step_expr.is_(None) if step_id is None else step_expr == step_id,
             call_tasks.c.kind == kind,
         )
-        definition = scan.cache.for_run(run_id)
-        step = step_of(SimpleNamespace(step_id=step_id, source_step_id=None), definition)
+        step = step_form_of(
+            SimpleNamespace(step_id=step_id, source_step_id=None), scan.forms.for_run(run_id)
+        )
         for page in _pages(scan, query.order_by(*priority_order(session, step)), at):
             for c in page:
                 if c.blocked is not None:
