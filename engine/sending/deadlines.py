@@ -27,7 +27,18 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, and_, case, not_, null, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    not_,
+    null,
+    select,
+    text,
+    update,
+)
 
 from engine.db.queries import int_array
 from engine.db.reading import dialect_name
@@ -35,6 +46,7 @@ from engine.db.tables.calls import call_tasks
 from engine.db.tables.members import participants, programs
 from engine.db.tables.outbox import outbox_messages
 from engine.db.tables.runs import campaign_runs
+from engine.db.types import UTCDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -326,20 +338,25 @@ def mark_not_standing(
                 c.blocked = NO_LONGER_ELIGIBLE
 
 
+_EXPIRED_AT = bindparam("expired_at", type_=UTCDateTime())
+# Built once (first in every claim, #19): the instant is bound when it runs.
+_CLOSE_EXPIRED = (
+    update(call_tasks)
+    .where(
+        call_tasks.c.expires_at <= _EXPIRED_AT,
+        call_tasks.c.status.in_(("open", "claimed")),
+        # A live claim is the agent's until it lapses: the call may be under way.
+        ~and_(call_tasks.c.status == "claimed", call_tasks.c.claimed_until >= _EXPIRED_AT),
+    )
+    .values(status="closed", close_reason=EXPIRED, claimed_until=None, updated_at=_EXPIRED_AT)
+    .execution_options(synchronize_session=False)
+)
+
+
 def close_expired_call_tasks(conn: Connection | Session, at: datetime) -> int:
     """Close every open (or abandoned claimed) call task past its deadline, reason
     ``expired``: it leaves every list and no longer keeps its run open."""
-    result: Any = conn.execute(
-        update(call_tasks)
-        .where(
-            call_tasks.c.expires_at <= at,
-            call_tasks.c.status.in_(("open", "claimed")),
-            # A live claim is the agent's until it lapses: the call may be under way.
-            ~and_(call_tasks.c.status == "claimed", call_tasks.c.claimed_until >= at),
-        )
-        .values(status="closed", close_reason=EXPIRED, claimed_until=None, updated_at=at)
-        .execution_options(synchronize_session=False)
-    )
+    result: Any = conn.execute(_CLOSE_EXPIRED, {"expired_at": at})
     return int(result.rowcount or 0)
 
 
