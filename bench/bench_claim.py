@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.calls.agents import add_agent  # noqa: E402
+from engine.calls.claim_form import claim_form_of  # noqa: E402
 from engine.calls.tasks import claim_next, release  # noqa: E402
 from engine.consent.suppressions import hash_normalised  # noqa: E402
 from engine.db import migrate  # noqa: E402
@@ -58,6 +59,7 @@ from engine.db.models import (  # noqa: E402
 )
 from engine.db.session import make_engine  # noqa: E402
 from engine.definitions.loader import content_hash  # noqa: E402
+from engine.definitions.stored import stored_definition  # noqa: E402
 from engine.sampling import sample_key  # noqa: E402
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -135,6 +137,7 @@ def fill(engine: Any, *, tasks: int, agents: int, now: datetime) -> list[str]:
                     launched_at=now - timedelta(days=1),
                     enrolled_count=0,
                     holdout_count=0,
+                    claim_form=claim_form_of(stored_definition(source, "bench")),  # as launch does
                 )
                 .returning(CampaignRun.id)
             ).scalar_one()

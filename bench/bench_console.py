@@ -73,6 +73,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.calls.agents import add_agent  # noqa: E402
+from engine.calls.claim_form import claim_form_of  # noqa: E402
 from engine.db import migrate  # noqa: E402
 from engine.db.models import (  # noqa: E402
     CallerLogEntry,
@@ -85,6 +86,7 @@ from engine.db.models import (  # noqa: E402
 )
 from engine.db.session import make_engine  # noqa: E402
 from engine.definitions.loader import content_hash, parse_definition  # noqa: E402
+from engine.definitions.stored import stored_definition  # noqa: E402
 from engine.sampling import sample_key  # noqa: E402
 from engine.web.users import add_user  # noqa: E402
 
@@ -174,6 +176,7 @@ def fill(url: str, *, agents: int, tasks: int, floor_tasks: int, zone: str) -> N
                 launched_at=now - timedelta(days=1),
                 enrolled_count=0,
                 holdout_count=0,
+                claim_form=claim_form_of(stored_definition(CAMPAIGN, "bench")),  # as launch does
             )
             .returning(CampaignRun.id)
         ).scalar_one()

@@ -48,7 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -67,20 +67,23 @@ from sqlalchemy import (
 
 from engine.audience_dialects import PLAIN_DECIMAL_PATTERN, CodePointOrder, attribute
 from engine.db.tables.members import activity_events, participants
-from engine.definitions.durations import format_duration
-from engine.definitions.filters import (
-    ATTRIBUTE_PREFIX,
-    PARTICIPANT_FIELDS,
-    AllOf,
-    AnyOf,
-    Comparison,
-    EventCondition,
-    FieldCondition,
-    Filter,
-    Not,
-)
-from engine.definitions.filters import walk as walk_filter
+from engine.definitions.duration_text import format_duration
 from engine.errors import InputError
+from engine.filter_shape import (
+    ALL,
+    ANY,
+    ATTRIBUTE_PREFIX,
+    EVENT,
+    FIELD,
+    NOT,
+    PARTICIPANT_FIELDS,
+)
+from engine.filter_shape import walk as walk_filter
+
+if TYPE_CHECKING:
+    # Read through their shape (engine/filter_shape.py): a run's claim form is
+    # compiled too, and compiling imports no pydantic (#18).
+    from engine.definitions.filters import Comparison, EventCondition, FieldCondition, Filter
 
 FieldKind = Literal["text", "number", "datetime", "date"]
 _PLAIN_DECIMAL = re.compile(PLAIN_DECIMAL_PATTERN)
@@ -122,18 +125,13 @@ def referenced_fields(filter_: Filter) -> list[str]:
     """Field names a filter reads, in order of first appearance (for plan samples)."""
     seen: dict[str, None] = {}
     for node in walk_filter(filter_):
-        if isinstance(node, FieldCondition):
+        if node.kind == FIELD:
             seen.setdefault(node.field, None)
     return list(seen)
 
 
 def referenced_event_types(filter_: Filter) -> set[str]:
-    return {
-        t
-        for node in walk_filter(filter_)
-        if isinstance(node, EventCondition)
-        for t in node.event_types
-    }
+    return {t for node in walk_filter(filter_) if node.kind == EVENT for t in node.event_types}
 
 
 # --------------------------------------------------------------------------- operands
@@ -271,14 +269,16 @@ def audience_condition(filter_: Filter, *, at: datetime, tz: str = "UTC") -> Col
     return _sql(filter_, at.astimezone(UTC), tz)
 
 
-def _sql(filter_: Filter, at: datetime, tz: str) -> ColumnElement[bool]:
-    if isinstance(filter_, AllOf):
+# The nodes are read by their ``kind`` (engine/filter_shape.py): Any, as either
+# kind of tree is compiled.
+def _sql(filter_: Any, at: datetime, tz: str) -> ColumnElement[bool]:
+    if filter_.kind == ALL:
         return and_(*(_sql(child, at, tz) for child in filter_.all))
-    if isinstance(filter_, AnyOf):
+    if filter_.kind == ANY:
         return or_(*(_sql(child, at, tz) for child in filter_.any))
-    if isinstance(filter_, Not):
+    if filter_.kind == NOT:
         return not_(_sql(filter_.not_, at, tz))
-    if isinstance(filter_, EventCondition):
+    if filter_.kind == EVENT:
         return _event_sql(filter_, at)
     return _field_sql(filter_, at, tz)
 
@@ -448,18 +448,18 @@ def explain(
 
 
 def _explain(
-    filter_: Filter, values: Mapping[str, Any], events: Sequence[Event], at: datetime, tz: str
+    filter_: Any, values: Mapping[str, Any], events: Sequence[Event], at: datetime, tz: str
 ) -> ExplainNode:
-    if isinstance(filter_, AllOf):
+    if filter_.kind == ALL:
         children = [_explain(child, values, events, at, tz) for child in filter_.all]
         return ExplainNode("all of", all(c.passed for c in children), None, children)
-    if isinstance(filter_, AnyOf):
+    if filter_.kind == ANY:
         children = [_explain(child, values, events, at, tz) for child in filter_.any]
         return ExplainNode("any of", any(c.passed for c in children), None, children)
-    if isinstance(filter_, Not):
+    if filter_.kind == NOT:
         child = _explain(filter_.not_, values, events, at, tz)
         return ExplainNode("not", not child.passed, None, [child])
-    if isinstance(filter_, EventCondition):
+    if filter_.kind == EVENT:
         return _explain_event(filter_, events, at)
     return _explain_field(filter_, values, at, tz)
 
@@ -640,11 +640,10 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def describe_condition(
-    cond: FieldCondition | EventCondition, *, at: datetime | None = None, tz: str = "UTC"
-) -> str:
-    """A one-line human reading of a leaf condition, with relative dates resolved at ``at``."""
-    if isinstance(cond, EventCondition):
+def describe_condition(cond: Any, *, at: datetime | None = None, tz: str = "UTC") -> str:
+    """A one-line human reading of a leaf condition (a field or event condition), with
+    relative dates resolved at ``at``."""
+    if cond.kind == EVENT:
         types = " or ".join(cond.event_types)
         text = f"event {types}"
         text += f" in the last {format_duration(cond.within_last)}" if cond.within_last else " ever"

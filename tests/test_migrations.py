@@ -9,7 +9,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import insert, inspect, text
+from sqlalchemy import insert, inspect, select, text
 
 from engine.app import build_app
 from engine.db import migrate
@@ -341,5 +341,79 @@ def test_0033_the_due_index_holds_active_treatment_enrollments_and_round_trips(
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_0036_backfills_each_runs_claim_form_and_round_trips(empty_database_url: str) -> None:
+    """0036: every run gets the claim form of its stored definition (launch stores it from
+    then on); a run whose text no longer validates keeps NULL; downgrading drops the column."""
+    from engine.calls.claim_form import claim_form_of, read_claim_form
+    from engine.definitions.loader import parse_definition
+
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    source = "\n".join(
+        [
+            "name: renew-calls",
+            "program: loyalty",
+            "audience: {all: [{field: status, eq: active}, {field: renewal_date,"
+            " within_next: 30d}]}",
+            "standing: [status, renewal_date]",
+            "goal: {events: [renewal], window: 30d}",
+            "call_window: {start: '09:30', end: '18:00', days: [mon, tue, wed]}",
+            "frequency_cap: {max: 2, per: 7d}",
+            "steps:",
+            "  - {id: call-1, channel: call, script: renewal_due,"
+            " priority: [{field: points_balance, order: desc}]}",
+        ]
+    )
+    expected = claim_form_of(parse_definition(source, "renew-calls.yaml").definition)
+    engine = make_engine(empty_database_url)
+    try:
+        migrate.upgrade(engine, "0035")
+        with engine.begin() as connection:
+            program_id = connection.execute(
+                text(
+                    "INSERT INTO programs (key, name, timezone, region, created_at)"
+                    " VALUES ('loyalty', 'L', 'UTC', 'US', :at) RETURNING id"
+                ),
+                {"at": at},
+            ).scalar_one()
+            for campaign, text_ in (("renew-calls", source), ("broken", "name: [")):
+                connection.execute(
+                    text(
+                        "INSERT INTO campaign_runs (campaign, program_id, definition_hash,"
+                        " definition_source, fire_key, status, launched_at, enrolled_count,"
+                        " holdout_count) VALUES (:campaign, :program, 'h', :source, 'once',"
+                        " 'active', :at, 0, 0)"
+                    ),
+                    {"campaign": campaign, "program": program_id, "source": text_, "at": at},
+                )
+        migrate.upgrade(engine, "0036")
+        runs = Base.metadata.tables["campaign_runs"]
+        with engine.connect() as connection:
+            forms = dict(connection.execute(select(runs.c.campaign, runs.c.claim_form)).all())
+        assert forms == {"renew-calls": expected, "broken": None}
+        form = read_claim_form(forms["renew-calls"])
+        assert form is not None and form.frequency_cap is not None
+        assert (form.frequency_cap.max, form.frequency_cap.per) == (2, timedelta(days=7))
+        assert [k.field for k in form.step("call-1").priority] == ["points_balance"]
+
+        config = migrate.alembic_config(engine)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0035")
+        with engine.connect() as connection:
+            columns = {c["name"] for c in inspect(connection).get_columns("campaign_runs")}
+        assert "claim_form" not in columns
+
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+            assert dict(connection.execute(select(runs.c.campaign, runs.c.claim_form)).all()) == {
+                "renew-calls": expected,
+                "broken": None,
+            }
     finally:
         engine.dispose()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from engine.db.reading import dialect_name
 from engine.db.tables.calls import agents
@@ -25,9 +25,14 @@ def unknown_agent(login: str) -> NotFoundError:
     return NotFoundError(f"no agent {login!r}; add one with `campaign agents add`")
 
 
+# Built once (a claim reads its agent first, #19): the login is bound when it runs.
+_MINE = select(agents).where(agents.c.login == bindparam("agent_login"))
+_MINE_LOCKED = _MINE.with_for_update()
+
+
 def agent_row(db: Reader, login: str) -> Any:
     """The agent's ``agents`` row (attribute access by column name); NotFoundError if none."""
-    row = db.execute(select(agents).where(agents.c.login == agent_key(login))).first()
+    row = db.execute(_MINE, {"agent_login": agent_key(login)}).first()
     if row is None:
         raise unknown_agent(login)
     return row
@@ -40,10 +45,8 @@ def locked_agent(db: Reader, login: str) -> Any:
     a claim ends a pause started meanwhile (never both open). SQLite needs nothing: the write
     lock taken first in those transactions (engine/db/session.py take_write_lock) serialises them
     already."""
-    mine = select(agents).where(agents.c.login == agent_key(login))
-    if dialect_name(db) == "postgresql":
-        mine = mine.with_for_update()
-    row = db.execute(mine).first()
+    mine = _MINE_LOCKED if dialect_name(db) == "postgresql" else _MINE
+    row = db.execute(mine, {"agent_login": agent_key(login)}).first()
     if row is None:
         raise unknown_agent(login)
     return row

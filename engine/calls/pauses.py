@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.calls.agent_rows import locked_agent
@@ -43,11 +43,15 @@ def pause_codes(settings: Settings) -> tuple[str, ...]:
     return tuple(dict.fromkeys(codes)) or DEFAULT_CODES
 
 
+# Built once (every claim asks, #19): the agent is bound when it runs.
+_OPEN_PAUSE = select(agent_pauses).where(
+    agent_pauses.c.agent == bindparam("pause_agent"), agent_pauses.c.ended_at.is_(None)
+)
+
+
 def open_pause(session: Reader, agent: str) -> Any:
     """The agent's open ``agent_pauses`` row, or None."""
-    return session.execute(
-        select(agent_pauses).where(agent_pauses.c.agent == agent, agent_pauses.c.ended_at.is_(None))
-    ).first()
+    return session.execute(_OPEN_PAUSE, {"pause_agent": agent}).first()
 
 
 def open_pauses(session: Reader) -> dict[str, Any]:

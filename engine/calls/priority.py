@@ -30,7 +30,7 @@ from engine.db.tables.members import participants
 from engine.errors import InputError
 
 if TYPE_CHECKING:
-    from engine.definitions.schema import Step
+    from engine.calls.claim_form import StepForm
 
 ATTRIBUTE_PREFIX = "attributes."
 # The classes of values, in ascending order (the first element of :func:`sortable`).
@@ -80,7 +80,7 @@ def rank(candidates: Sequence[Any]) -> None:
             c.rank = index
 
 
-def priority_order(session: Reader, step: Step | None) -> list[Any]:
+def priority_order(session: Reader, step: StepForm | None) -> list[Any]:
     """The SQL ORDER BY of a step's priority, the same order as :func:`rank`."""
     keys = step.priority if step is not None else []
     person_t = participants

@@ -14,18 +14,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, and_, or_, select, union_all
+from sqlalchemy import ARRAY, BigInteger, and_, any_, bindparam, or_, select, union_all
 
 from engine.calls.standards import add_business_hours
 from engine.clock import ensure_utc
-from engine.db.queries import none_of
+from engine.db.reading import dialect_name
 from engine.db.tables.calls import agents, call_tasks
 from engine.db.tables.members import participants, programs
+from engine.db.types import UTCDateTime
 from engine.policy import FrequencyCap, Window, cap_frees_at, effective_window, next_allowed
 from engine.sending.contact_ledger import contact_times
 from engine.settings import Settings
@@ -112,22 +114,40 @@ def contacts_by_participant(
     progress: a live claim (another agent is on the phone, or about to be) counts from its
     claim, so two agents never call one member at once past the cap."""
     ids = sorted(set(participant_ids))
+    statement = _contacts_and_live_claims(dialect_name(session) == "postgresql")
     found: dict[int, list[datetime]] = {}
     for i in range(0, len(ids), 500):
-        chunk = ids[i : i + 500]
-        ledger = contact_times(lambda column, chunk=chunk: column.in_(chunk), since)  # type: ignore[misc]
-        live_claims = select(call_tasks.c.participant_id, call_tasks.c.claimed_at).where(
-            call_tasks.c.participant_id.in_(chunk),
-            call_tasks.c.status == "claimed",
-            call_tasks.c.claimed_until >= at,
-            call_tasks.c.claimed_at.is_not(None),
-        )
-        # One statement for both (a claim runs this for every page it evaluates).
-        rows: Any = session.execute(union_all(*ledger.selects, live_claims)).all()
+        params = {"contact_ids": ids[i : i + 500], "contacts_since": since, "contacts_at": at}
+        rows: Any = session.execute(statement, params).all()
         for pid, when in rows:
             if when is not None:
                 found.setdefault(pid, []).append(ensure_utc(when))
     return found
+
+
+@functools.cache
+def _contacts_and_live_claims(postgres: bool) -> Any:
+    """The statement of :func:`contacts_by_participant`, one per database and process: its
+    values are bound parameters, so a claim (which runs it for every page it evaluates)
+    builds no expression (#19). PostgreSQL: the ids as one array parameter."""
+    ids: Any = (
+        bindparam("contact_ids", type_=ARRAY(BigInteger))
+        if postgres
+        else bindparam("contact_ids", expanding=True)
+    )
+
+    def among(column: Any) -> Any:
+        return column == any_(ids) if postgres else column.in_(ids)
+
+    ledger = contact_times(among, bindparam("contacts_since", type_=UTCDateTime()))
+    live_claims = select(call_tasks.c.participant_id, call_tasks.c.claimed_at).where(
+        among(call_tasks.c.participant_id),
+        call_tasks.c.status == "claimed",
+        call_tasks.c.claimed_until >= bindparam("contacts_at", type_=UTCDateTime()),
+        call_tasks.c.claimed_at.is_not(None),
+    )
+    # One statement for both.
+    return union_all(*ledger.selects, live_claims)
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -163,40 +183,25 @@ def fallback_reason(
     return None
 
 
-def past_due_callback_of_another(
-    agent: Any,
-    at: datetime,
-    *,
-    active: set[str] | None = None,
-    rules: CallRules | None = None,
-    postgres: bool = False,
-) -> Any:
-    """SQL: an agent-only callback of someone else, past due (fallback candidates; the rule
-    itself, in business hours, is applied in Python by :func:`fallback_reason`).
-
-    With ``active`` and ``rules``: only those that may have fallen back. The callback of an
-    active agent falls back ``callback_fallback_after`` business hours after its time, never
-    sooner than as many hours of clock time, so one due more recently has not (a claim would
-    otherwise read and drop every other agent's fresh callbacks each time). ``postgres``: the
-    active logins go as one array parameter (the claim's statements stay short enough for
-    psycopg to reuse their parsed text however many agents are signed in)."""
-    may_have_fallen_back: Any = True
-    if active is not None and rules is not None:
-        may_have_fallen_back = or_(
-            none_of(call_tasks.c.assigned_agent, sorted(active), postgres, String),
-            call_tasks.c.due_at <= at - rules.callback_fallback_after,
-        )
+def past_due_callback_of_another(login: Any, at: Any, may_have_fallen_back: Any = True) -> Any:
+    """SQL: an agent-only callback of someone else than ``login``, past due at ``at`` (values
+    or bound parameters): fallback candidates; the rule itself, in business hours, is applied
+    in Python by :func:`fallback_reason`. ``may_have_fallen_back``: a condition that keeps
+    only those that may have fallen back (engine/calls/tasks.py says which)."""
     return and_(
         call_tasks.c.kind == "callback",
         call_tasks.c.assigned_agent.is_not(None),
-        call_tasks.c.assigned_agent != agent.login,
+        call_tasks.c.assigned_agent != login,
         call_tasks.c.due_at <= at,
         may_have_fallen_back,
     )
 
 
+_ACTIVE_LOGINS = select(agents.c.login).where(agents.c.active.is_(True))
+
+
 def active_logins(session: Reader) -> set[str]:
-    return set(session.scalars(select(agents.c.login).where(agents.c.active.is_(True))))
+    return set(session.scalars(_ACTIVE_LOGINS))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ disabled or has not taken it in time (engine/calls/rules.py).
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +34,22 @@ from functools import cached_property
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    String,
+    all_,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from engine.calls.agent_rows import locked_agent
+from engine.calls.claim_form import ClaimForm, ClaimForms, StepForm
 from engine.calls.language_routing import LanguageRouting, apply_language_routing
 from engine.calls.priority import priority_order, rank
 from engine.calls.rules import (
@@ -57,6 +71,7 @@ from engine.db.session import take_write_lock
 from engine.db.tables.calls import call_tasks
 from engine.db.tables.members import participant_consents, participants, programs, suppressions
 from engine.db.tables.runs import campaign_runs, enrollments
+from engine.db.types import UTCDateTime
 from engine.errors import InputError, NotFoundError
 from engine.policy import (
     Decision,
@@ -184,6 +199,17 @@ def step_of(task: Any, definition: CampaignDefinition | None) -> Step | None:
         return None
 
 
+def step_form_of(task: Any, form: ClaimForm | None) -> StepForm | None:
+    """:func:`step_of` as a claim reads it: from the run's claim form."""
+    step_id = task.step_id or task.source_step_id
+    if form is None or step_id is None:
+        return None
+    try:
+        return form.step(step_id)
+    except KeyError:
+        return None
+
+
 @dataclass
 class Candidate:
     """One task with everything needed to order it and to decide whether it is callable."""
@@ -191,8 +217,8 @@ class Candidate:
     task: Any  # the call_tasks row (attribute access by column name)
     participant: Any  # the participants row
     program: Any  # the programs row
-    definition: CampaignDefinition | None
-    step: Step | None
+    form: ClaimForm | None  # what the claim reads of the run's definition
+    step: StepForm | None
     zones: tuple[str, ...] = ()
     callable_at: datetime | None = None
     blocked: str | None = None  # the gate's refusal, when it refuses
@@ -204,7 +230,7 @@ class Candidate:
 
     @cached_property
     def call_window(self) -> Any:
-        return self.definition.call_window if self.definition is not None else None
+        return self.form.call_window if self.form is not None else None
 
     @property
     def callable_now(self) -> bool:
@@ -230,15 +256,20 @@ def _suppressed_by_hash(session: Reader, people: Sequence[Any]) -> dict[str, set
     keeps no address)."""
     hashes = sorted({hash_normalised(p.phone) for p in people if p.phone})
     suppressed: dict[str, set[str]] = {}
+    statement = _suppressions_by_hash(dialect_name(session) == "postgresql")
     for chunk_h in _chunks(hashes):
-        for digest, channel in session.execute(
-            select(suppressions.c.address_hash, suppressions.c.channel).where(
-                suppressions.c.address_hash.in_(chunk_h),
-                suppressions.c.channel.in_(("call", "all")),
-            )
-        ):
+        for digest, channel in session.execute(statement, {"call_hashes": list(chunk_h)}):
             suppressed.setdefault(digest, set()).add(channel)
     return suppressed
+
+
+@functools.cache
+def _suppressions_by_hash(postgres: bool) -> Any:
+    """Built once per database and process (#19); the hashes are bound when it runs."""
+    return select(suppressions.c.address_hash, suppressions.c.channel).where(
+        _among(suppressions.c.address_hash, "call_hashes", postgres=postgres),
+        suppressions.c.channel.in_(("call", "all")),
+    )
 
 
 def _chunks(values: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
@@ -344,7 +375,7 @@ def _apply_caps(
     ]
     if not capped:
         return
-    caps = {id(c): caps_for(c.definition, rules) for c in capped}
+    caps = {id(c): caps_for(c.form, rules) for c in capped}
     lookback = max(cap.per for found in caps.values() for cap in found)
     contacts = contacts_by_participant(
         session, (c.participant.id for c in capped), at - lookback, at
@@ -367,34 +398,104 @@ def _apply_caps(
 _MANAGED = participants.alias("managed")
 
 
-def _eligible(
-    agent: Any, at: datetime, active: set[str], rules: CallRules, *, postgres: bool
-) -> Any:
-    if agent is None:
-        return True
-    teams = list(agent.teams or [])
+# The scan's conditions are built once per process for each shape of scan (an agent's or the
+# coordinator's, with teams or none, on which database), its values bound when it runs
+# (_Scan.params): a claim builds none of them, and each statement keeps one text whatever the
+# agent, instant or number of agents signed in, so psycopg reuses its parsed form (#19).
+_AT = bindparam("scan_at", type_=UTCDateTime())
+_UNTIL = bindparam("scan_until", type_=UTCDateTime())
+_LOGIN = bindparam("scan_agent", type_=String())
+# An active agent's callback falls back ``callback_fallback_after`` business hours after its
+# time, never sooner than as many hours of clock time: one due after this has not (a claim
+# would otherwise read and drop every other agent's fresh callbacks each time).
+_FALLBACK_DUE = bindparam("scan_fallback_due", type_=UTCDateTime())
+
+
+def _among(column: Any, name: str, *, postgres: bool, negate: bool = False) -> Any:
+    """``column [NOT] IN`` the list bound as ``name``; PostgreSQL: one array parameter."""
+    if postgres:
+        values = bindparam(name, type_=ARRAY(String()))
+        return column != all_(values) if negate else column == any_(values)
+    listed: Any = bindparam(name, expanding=True)
+    return column.notin_(listed) if negate else column.in_(listed)
+
+
+@functools.cache
+def _scan_criteria(*, postgres: bool, agent: bool, teams: bool) -> tuple[Any, ...]:
+    """The conditions of the scan of this shape (see above)."""
+    return (
+        or_(
+            call_tasks.c.status == "open",
+            and_(call_tasks.c.status == "claimed", call_tasks.c.claimed_until < _AT),
+        ),
+        call_tasks.c.due_at <= _UNTIL,
+        # Past its deadline: never served (closed by close_expired_call_tasks).
+        or_(call_tasks.c.expires_at.is_(None), call_tasks.c.expires_at > _AT),
+        or_(
+            call_tasks.c.run_id.is_(None),
+            campaign_runs.c.status == "active",
+            # A member who texted back is answered whatever became of the run whose SMS
+            # they answered (it may have completed since); the gate still applies.
+            and_(call_tasks.c.kind == "follow_up", call_tasks.c.parent_task_id.is_(None)),
+        ),
+        or_(
+            call_tasks.c.enrollment_id.is_(None),
+            enrollments.c.state.notin_(("converted", "exited")),
+        ),
+        *((_eligible(postgres=postgres, teams=teams),) if agent else ()),
+    )
+
+
+_STEP = func.coalesce(call_tasks.c.step_id, call_tasks.c.source_step_id)
+
+
+@functools.cache
+def _scan_groups(*, postgres: bool, agent: bool, teams: bool) -> Any:
+    """The groups query of the scan of this shape (serving_order streams each group)."""
+    return _scanned(
+        select(call_tasks.c.run_id, _STEP, call_tasks.c.kind).select_from(call_tasks),
+        _scan_criteria(postgres=postgres, agent=agent, teams=teams),
+    ).group_by(call_tasks.c.run_id, _STEP, call_tasks.c.kind)
+
+
+def _scanned(query: Any, criteria: tuple[Any, ...]) -> Any:
+    """``query`` over the tasks with their members, runs and enrollments, kept to ``criteria``."""
+    return (
+        query.join(participants, participants.c.id == call_tasks.c.participant_id)
+        .outerjoin(campaign_runs, campaign_runs.c.id == call_tasks.c.run_id)
+        .outerjoin(enrollments, enrollments.c.id == call_tasks.c.enrollment_id)
+        .where(*criteria)
+    )
+
+
+def _eligible(*, postgres: bool, teams: bool) -> Any:
     team_ok = (
-        or_(call_tasks.c.team.is_(None), call_tasks.c.team.in_(teams))
+        or_(call_tasks.c.team.is_(None), _among(call_tasks.c.team, "scan_teams", postgres=postgres))
         if teams
-        else (call_tasks.c.team.is_(None))
+        else call_tasks.c.team.is_(None)
+    )
+    may_have_fallen_back = or_(
+        _among(call_tasks.c.assigned_agent, "scan_active", postgres=postgres, negate=True),
+        call_tasks.c.due_at <= _FALLBACK_DUE,
     )
     return or_(
-        call_tasks.c.assigned_agent == agent.login,
+        call_tasks.c.assigned_agent == _LOGIN,
         and_(
             or_(
                 call_tasks.c.assigned_agent.is_(None),
-                past_due_callback_of_another(
-                    agent, at, active=active, rules=rules, postgres=postgres
-                ),
+                past_due_callback_of_another(_LOGIN, _AT, may_have_fallen_back),
             ),
             or_(
                 team_ok,
                 call_tasks.c.participant_id.in_(
-                    select(_MANAGED.c.id).where(_MANAGED.c.account_manager == agent.login)
+                    select(_MANAGED.c.id).where(_MANAGED.c.account_manager == _LOGIN)
                 ),
             ),
         ),
     )
+
+
+_PROGRAMS = select(programs)
 
 
 class _Scan:
@@ -416,66 +517,51 @@ class _Scan:
         self.rules = rules
         self.active = active_logins(session)
         self.rows_read = 0  # rows the last load read, before the callback fallback filter
-        self.cache = DefinitionCache(session)
+        self.forms = ClaimForms(session)
         self.person_names = [*PERSON_COLUMNS]  # and the priority fields (select)
-        self.active_runs = self.cache.load_active()
-        # The active runs whose definitions the select reads (priority fields, standing):
+        self.active_runs = self.forms.load_active()
+        # The active runs whose claim forms the select reads (priority fields, standing):
         # all of them, unless the claim narrowed them to the runs its tasks belong to.
         self.runs: list[int] = self.active_runs
-        self.programs = {program.id: program for program in session.execute(select(programs))}
+        self.programs = {program.id: program for program in session.execute(_PROGRAMS)}
         self.routing = LanguageRouting.for_agent(session, agent, rules.language_routing_wait)
-        self.steps: dict[tuple[Any, ...], Step | None] = {}
+        self.steps: dict[tuple[Any, ...], StepForm | None] = {}
         self._select: Any = None  # built once: building the expression costs ~10 ms
-        self._where: list[Any] | None = None
+        self.postgres = dialect_name(session) == "postgresql"
+        # The values of the scan's bound parameters (_scan_criteria), given to every statement
+        # built on it.
+        self.params: dict[str, Any] = {"scan_at": at, "scan_until": until}
+        if agent is not None:
+            self.params |= {
+                "scan_agent": agent.login,
+                "scan_teams": list(agent.teams or []),
+                "scan_active": sorted(self.active),
+                "scan_fallback_due": at - rules.callback_fallback_after,
+            }
 
     def serve_only(self, run_ids: Collection[int | None]) -> None:
-        """Read the definitions of these runs only (those the tasks found belong to): a run
-        with nothing due for the agent is never parsed. Once the select is built (it read them
-        all), nothing changes."""
+        """Read the claim forms of these runs only (those the tasks found belong to): a run
+        with nothing due for the agent adds nothing to the select. Once the select is built
+        (it read them all), nothing changes."""
         if self._select is None:
             self.runs = [run_id for run_id in self.active_runs if run_id in run_ids]
 
     def where(self, query: Any) -> Any:
-        person_t = participants
-        return (
-            query.join(person_t, person_t.c.id == call_tasks.c.participant_id)
-            .outerjoin(campaign_runs, campaign_runs.c.id == call_tasks.c.run_id)
-            .outerjoin(enrollments, enrollments.c.id == call_tasks.c.enrollment_id)
-            .where(*self._criteria())
-        )
+        return _scanned(query, self._criteria())
 
-    def _criteria(self) -> list[Any]:
-        """Built once per scan (a claim's groups and pages share them): building them is a
-        good part of a claim's Python."""
-        if self._where is None:
-            self._where = [
-                or_(
-                    call_tasks.c.status == "open",
-                    and_(call_tasks.c.status == "claimed", call_tasks.c.claimed_until < self.at),
-                ),
-                call_tasks.c.due_at <= self.until,
-                # Past its deadline: never served (closed by close_expired_call_tasks).
-                or_(call_tasks.c.expires_at.is_(None), call_tasks.c.expires_at > self.at),
-                or_(
-                    call_tasks.c.run_id.is_(None),
-                    campaign_runs.c.status == "active",
-                    # A member who texted back is answered whatever became of the run whose
-                    # SMS they answered (it may have completed since); the gate still applies.
-                    and_(call_tasks.c.kind == "follow_up", call_tasks.c.parent_task_id.is_(None)),
-                ),
-                or_(
-                    call_tasks.c.enrollment_id.is_(None),
-                    enrollments.c.state.notin_(("converted", "exited")),
-                ),
-                _eligible(
-                    self.agent,
-                    self.at,
-                    self.active,
-                    self.rules,
-                    postgres=dialect_name(self.session) == "postgresql",
-                ),
-            ]
-        return self._where
+    def _criteria(self) -> tuple[Any, ...]:
+        return _scan_criteria(**self._shape())
+
+    def groups(self) -> Any:
+        """The (run, step, kind) groups of the tasks the scan may serve."""
+        return _scan_groups(**self._shape())
+
+    def _shape(self) -> dict[str, bool]:
+        return {
+            "postgres": self.postgres,
+            "agent": self.agent is not None,
+            "teams": bool(self.agent is not None and self.agent.teams),
+        }
 
     def select(self) -> Any:
         if self._select is None:
@@ -484,9 +570,9 @@ class _Scan:
 
     def _build_select(self) -> Any:
         task_t, person_t = call_tasks, participants
-        definitions = {run_id: self.cache.for_run(run_id) for run_id in self.runs}
-        for definition in definitions.values():
-            for step in definition.steps if definition else ():
+        forms = {run_id: self.forms.for_run(run_id) for run_id in self.runs}
+        for form in forms.values():
+            for step in form.steps.values() if form else ():
                 for key in step.priority:
                     name = "attributes" if key.field.startswith("attributes.") else key.field
                     if name not in self.person_names:
@@ -513,9 +599,12 @@ class _Scan:
                 # per run and page before): NULL for another run's task.
                 not_standing_case(
                     {
-                        run_id: (definition, self.programs[self.cache.program_ids[run_id]].timezone)
-                        for run_id, definition in definitions.items()
-                        if definition is not None
+                        run_id: (
+                            form.standing,
+                            self.programs[self.forms.program_ids[run_id]].timezone,
+                        )
+                        for run_id, form in forms.items()
+                        if form is not None
                     },
                     self.at,
                 ),
@@ -526,7 +615,7 @@ class _Scan:
         found: list[Candidate] = []
         split = len(TASK_COLUMNS)
         self.rows_read = 0
-        for row in self.session.execute(query):
+        for row in self.session.execute(query, self.params):
             self.rows_read += 1
             task = SimpleNamespace(**dict(zip(TASK_COLUMNS, row[:split], strict=True)))
             person = SimpleNamespace(**dict(zip(self.person_names, row[split:-3], strict=True)))
@@ -545,16 +634,16 @@ class _Scan:
                 )
                 if fallback is None:
                     continue
-            definition = self.cache.for_run(task.run_id)
+            form = self.forms.for_run(task.run_id)
             step_key = (task.run_id, task.step_id or task.source_step_id)
             if step_key not in self.steps:
-                self.steps[step_key] = step_of(task, definition)
+                self.steps[step_key] = step_form_of(task, form)
             found.append(
                 Candidate(
                     task=task,
                     participant=person,
                     program=self.programs[person.program_id],
-                    definition=definition,
+                    form=form,
                     step=self.steps[step_key],
                     fallback=fallback,
                 )
@@ -612,12 +701,8 @@ def serving_order(
     at = ensure_utc(at)
     if scan is None:
         scan = _Scan(session, at=at, agent=agent, until=at, rules=rules)
-    step_expr = func.coalesce(call_tasks.c.step_id, call_tasks.c.source_step_id)
-    groups = session.execute(
-        scan.where(
-            select(call_tasks.c.run_id, step_expr, call_tasks.c.kind).select_from(call_tasks)
-        ).group_by(call_tasks.c.run_id, step_expr, call_tasks.c.kind)
-    ).all()
+    step_expr = _STEP
+    groups = session.execute(scan.groups(), scan.params).all()
     scan.serve_only({run_id for run_id, _, _ in groups})
     refused: list[Candidate] = []
     streams: list[Iterator[Candidate]] = []
@@ -628,8 +713,9 @@ def serving_order(
             step_expr.is_(None) if step_id is None else step_expr == step_id,
             call_tasks.c.kind == kind,
         )
-        definition = scan.cache.for_run(run_id)
-        step = step_of(SimpleNamespace(step_id=step_id, source_step_id=None), definition)
+        step = step_form_of(
+            SimpleNamespace(step_id=step_id, source_step_id=None), scan.forms.for_run(run_id)
+        )
         for page in _pages(scan, query.order_by(*priority_order(session, step)), at):
             for c in page:
                 if c.blocked is not None:
@@ -694,6 +780,19 @@ class Claim:
     closed_on_the_way: list[tuple[int, str]]  # tasks the gate refused while looking
 
 
+# The claim's own statements, built once (#19): their values are bound when they run.
+_HELD = (
+    select(call_tasks.c.id, call_tasks.c.claimed_at, call_tasks.c.claimed_until)
+    .where(
+        call_tasks.c.status == "claimed",
+        call_tasks.c.claimed_by == bindparam("held_by"),
+        call_tasks.c.claimed_until >= bindparam("held_at", type_=UTCDateTime()),
+    )
+    .order_by(call_tasks.c.claimed_at)
+    .limit(1)
+)
+
+
 def claim_next(
     session: Reader,
     agent_login: str,
@@ -719,16 +818,7 @@ def claim_next(
         raise InputError(
             f"agent {agent.login!r} is disabled; `campaign agents enable {agent.login}` first"
         )
-    held = session.execute(
-        select(call_tasks.c.id, call_tasks.c.claimed_at, call_tasks.c.claimed_until)
-        .where(
-            call_tasks.c.status == "claimed",
-            call_tasks.c.claimed_by == agent.login,
-            call_tasks.c.claimed_until >= at,
-        )
-        .order_by(call_tasks.c.claimed_at)
-        .limit(1)
-    ).first()
+    held = session.execute(_HELD, {"held_by": agent.login, "held_at": at}).first()
     if held is not None and held.claimed_at is not None and held.claimed_until is not None:
         return Claim(held.id, agent.login, held.claimed_at, held.claimed_until, True, [])
     closed: list[tuple[int, str]] = []

@@ -265,6 +265,7 @@ class CampaignRun(Base):
     launched_at: Mapped[datetime]
     enrolled_count: Mapped[int]
     holdout_count: Mapped[int]
+    claim_form: Mapped[dict[str, Any] | None]
 
 
 class CampaignSchedule(Base):

@@ -18,35 +18,24 @@ from now until DUR ahead), before / after (an absolute ISO date or datetime).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from engine.definitions.durations import Duration
+from engine.filter_shape import (
+    ALL,
+    ANY,
+    ATTRIBUTE_PREFIX,
+    EVENT,
+    FIELD,
+    NOT,
+    PARTICIPANT_FIELDS,
+)
+from engine.filter_shape import walk as walk  # the walk of any tree of that shape
 
-# Participant fields an audience may filter on, with their kind.
-PARTICIPANT_FIELDS: dict[str, Literal["text", "number", "datetime", "date"]] = {
-    "external_id": "text",
-    "status": "text",
-    "tier": "text",
-    "locale": "text",
-    "timezone": "text",
-    "account_manager": "text",
-    "email": "text",
-    "phone": "text",
-    "first_name": "text",
-    "last_name": "text",
-    "points_balance": "number",
-    "points_expiring": "number",
-    "points_expire_at": "date",
-    "renewal_date": "date",
-    "last_activity_at": "datetime",
-    "enrolled_at": "datetime",
-}
-ATTRIBUTE_PREFIX = "attributes."
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ -]{0,63}$")
 
 Scalar = str | int | float | Decimal | bool | date | datetime
@@ -97,6 +86,7 @@ class Comparison(_Strict):
 
 
 class FieldCondition(_Strict):
+    kind: ClassVar[str] = FIELD
     field: str
     eq: Scalar | None = None
     ne: Scalar | None = None
@@ -148,6 +138,7 @@ class FieldCondition(_Strict):
 
 
 class EventCondition(_Strict):
+    kind: ClassVar[str] = EVENT
     event: str | list[str]
     within_last: Duration | None = None
     count: Comparison | None = None
@@ -164,14 +155,17 @@ class EventCondition(_Strict):
 
 
 class AllOf(_Strict):
+    kind: ClassVar[str] = ALL
     all: list[Filter] = Field(min_length=1)
 
 
 class AnyOf(_Strict):
+    kind: ClassVar[str] = ANY
     any: list[Filter] = Field(min_length=1)
 
 
 class Not(_Strict):
+    kind: ClassVar[str] = NOT
     not_: Filter = Field(alias="not")
 
 
@@ -205,19 +199,6 @@ Filter = Annotated[
 
 for _model in (AllOf, AnyOf, Not):
     _model.model_rebuild()
-
-
-def walk(filter_: Filter) -> Iterator[Filter]:
-    """Every node of a filter tree, the root first (depth-first)."""
-    yield filter_
-    if isinstance(filter_, AllOf):
-        for child in filter_.all:
-            yield from walk(child)
-    elif isinstance(filter_, AnyOf):
-        for child in filter_.any:
-            yield from walk(child)
-    elif isinstance(filter_, Not):
-        yield from walk(filter_.not_)
 
 
 # The operators a NULL never satisfies (SQL's three-valued logic and explain's alike).

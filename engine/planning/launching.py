@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine import sampling
+from engine.calls.claim_form import claim_form_of
 from engine.clock import ensure_utc
 from engine.db.models import CampaignRun, Enrollment, Participant
 from engine.db.session import take_write_lock
@@ -132,6 +133,7 @@ def launch(
             launched_at=at,
             enrolled_count=0,
             holdout_count=0,
+            claim_form=claim_form_of(definition),
         )
         .on_conflict_do_nothing(index_elements=["campaign", "fire_key"])
         .returning(CampaignRun.id)

@@ -67,11 +67,14 @@ def _is_unknown() -> ColumnElement[bool]:
 
 
 def contact_times(
-    participants: ParticipantFilter, since: datetime, until: datetime | None = None
+    participants: ParticipantFilter,
+    since: datetime | ColumnElement[datetime],
+    until: datetime | None = None,
 ) -> CompoundSelect:
     """``(participant_id, instant)`` of every contact in ``(since, until]`` (no upper bound
     without ``until``) of the participants ``participants(column)`` selects: the ``contacts``
-    rows and the unknown messages.
+    rows and the unknown messages. ``since`` may be a bound parameter (a statement built
+    once, engine/calls/rules.py).
 
     One statement, so that a message settled meanwhile (unknown -> sent and a contacts row,
     in one transaction) is seen once, as either, never as neither (PostgreSQL's READ

@@ -27,7 +27,18 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, and_, case, not_, null, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    not_,
+    null,
+    select,
+    text,
+    update,
+)
 
 from engine.db.queries import int_array
 from engine.db.reading import dialect_name
@@ -35,6 +46,7 @@ from engine.db.tables.calls import call_tasks
 from engine.db.tables.members import participants, programs
 from engine.db.tables.outbox import outbox_messages
 from engine.db.tables.runs import campaign_runs
+from engine.db.types import UTCDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -111,7 +123,19 @@ def not_standing(
 ) -> set[int]:
     """The members among ``participant_ids`` who no longer match the campaign's standing
     conditions (one query)."""
-    filter_ = _standing(definition)
+    return not_matching(conn, _standing(definition), participant_ids, at=at, tz=tz)
+
+
+def not_matching(
+    conn: Connection | Session,
+    filter_: Filter | None,
+    participant_ids: Iterable[int],
+    *,
+    at: datetime,
+    tz: str,
+) -> set[int]:
+    """The members among ``participant_ids`` who do not match ``filter_`` (a standing filter,
+    of the definition's models or a claim form's plain nodes); none when it is None."""
     ids = sorted(set(participant_ids))
     if filter_ is None or not ids:
         return set()
@@ -265,17 +289,15 @@ def send_time_refusals(
     return refused
 
 
-def not_standing_case(
-    runs: Mapping[int, tuple[CampaignDefinition, str]], at: datetime
-) -> ColumnElement[Any]:
+def not_standing_case(runs: Mapping[int, tuple[Any, str]], at: datetime) -> ColumnElement[Any]:
     """SQL for a call list's query: whether the task's member no longer matches its run's
     standing conditions (the same test as :func:`not_standing`), for the runs ``runs`` maps
-    to their definition and program time zone; NULL for the tasks of any other run."""
+    to their standing filter (a claim form's, engine/calls/claim_form.py; None: no standing
+    conditions) and program time zone; NULL for the tasks of any other run."""
     from engine.audience import audience_condition
 
     whens: list[tuple[Any, Any]] = []
-    for run_id, (definition, tz) in runs.items():
-        filter_ = _standing(definition)
+    for run_id, (filter_, tz) in runs.items():
         if filter_ is not None:
             condition = audience_condition(filter_, at=at, tz=tz)
             whens.append((and_(call_tasks.c.run_id == run_id, not_(condition)), True))
@@ -295,7 +317,7 @@ def mark_not_standing(
     is not queried again."""
     by_run: dict[int, list[Any]] = {}
     for c in candidates:
-        if c.blocked is None and c.definition is not None and c.task.kind == "campaign":
+        if c.blocked is None and c.form is not None and c.task.kind == "campaign":
             known = getattr(c.participant, "not_standing", None)
             if known is not None:
                 if known:
@@ -304,9 +326,9 @@ def mark_not_standing(
             by_run.setdefault(c.task.run_id, []).append(c)
     for members in by_run.values():
         first = members[0]
-        gone = not_standing(
+        gone = not_matching(
             session,
-            first.definition,
+            first.form.standing,
             (c.participant.id for c in members),
             at=at,
             tz=str(first.program.timezone),
@@ -316,20 +338,25 @@ def mark_not_standing(
                 c.blocked = NO_LONGER_ELIGIBLE
 
 
+_EXPIRED_AT = bindparam("expired_at", type_=UTCDateTime())
+# Built once (first in every claim, #19): the instant is bound when it runs.
+_CLOSE_EXPIRED = (
+    update(call_tasks)
+    .where(
+        call_tasks.c.expires_at <= _EXPIRED_AT,
+        call_tasks.c.status.in_(("open", "claimed")),
+        # A live claim is the agent's until it lapses: the call may be under way.
+        ~and_(call_tasks.c.status == "claimed", call_tasks.c.claimed_until >= _EXPIRED_AT),
+    )
+    .values(status="closed", close_reason=EXPIRED, claimed_until=None, updated_at=_EXPIRED_AT)
+    .execution_options(synchronize_session=False)
+)
+
+
 def close_expired_call_tasks(conn: Connection | Session, at: datetime) -> int:
     """Close every open (or abandoned claimed) call task past its deadline, reason
     ``expired``: it leaves every list and no longer keeps its run open."""
-    result: Any = conn.execute(
-        update(call_tasks)
-        .where(
-            call_tasks.c.expires_at <= at,
-            call_tasks.c.status.in_(("open", "claimed")),
-            # A live claim is the agent's until it lapses: the call may be under way.
-            ~and_(call_tasks.c.status == "claimed", call_tasks.c.claimed_until >= at),
-        )
-        .values(status="closed", close_reason=EXPIRED, claimed_until=None, updated_at=at)
-        .execution_options(synchronize_session=False)
-    )
+    result: Any = conn.execute(_CLOSE_EXPIRED, {"expired_at": at})
     return int(result.rowcount or 0)
 
 
@@ -341,6 +368,7 @@ __all__ = [
     "expired",
     "mark_not_standing",
     "message_deadline",
+    "not_matching",
     "not_standing",
     "send_time_refusals",
     "standing_reason",

@@ -12,6 +12,7 @@ import yaml
 
 from engine.app import App
 from engine.calls.agents import add_agent
+from engine.calls.claim_form import claim_form_of
 from engine.db.models import CallTask, CampaignRun, Enrollment, Participant, Program
 from engine.definitions.loader import content_hash, parse_definition
 from engine.testing.fakes import make_consent, make_participant, make_program, unit
@@ -132,6 +133,7 @@ def make_run(app: App, program_id: int, source: str, *, status: str = "active") 
             launched_at=TEST_NOW - timedelta(days=10),
             enrolled_count=0,
             holdout_count=0,
+            claim_form=claim_form_of(loaded.definition),  # as launch stores it
         )
         s.add(run)
         s.flush()

@@ -5,12 +5,14 @@ past the first pages claim-next reads (engine/calls/tasks.py: serving_order)."""
 from __future__ import annotations
 
 from calls_helpers import TEST_NOW, World, campaign_source, make_run, make_world, unit
+from sqlalchemy import update
 
 from engine.app import App
 from engine.calls.listing import list_calls
 from engine.calls.tasks import FIRST_PAGES, claim_next, release
 from engine.consent.suppressions import add_suppression
 from engine.db.models import CallTask
+from engine.db.tables.runs import campaign_runs
 from engine.definitions.stored import stored_definition
 from engine.testing.statements import statements_of
 
@@ -116,9 +118,25 @@ def test_the_claim_serves_the_head_of_the_list_past_the_first_pages(app: App) ->
     assert sorted(reason for _, reason in closed) == ["opted_out", "suppressed"]
 
 
-def test_a_claim_parses_only_the_definitions_of_the_runs_it_meets(app: App) -> None:
-    # Another active run with nothing for the agent: its stored text is never parsed (#18).
+def test_a_claim_parses_no_definition_of_a_run_with_a_claim_form(app: App) -> None:
+    # Launch stores each run's claim form: a claim reads it, and parses no stored text (#18).
     w, other = _world(app)
+    w.agent("ana")
+    w.task(w.member())
+    w.task(w.member(attributes={"score": 1}), run_id=other)
+    stored_definition.cache_clear()
+    with unit(app) as s:
+        claim = claim_next(s, "ana", at=TEST_NOW)
+    assert claim is not None
+    assert stored_definition.cache_info().currsize == 0
+
+
+def test_a_claim_parses_only_the_definitions_of_the_runs_it_meets(app: App) -> None:
+    # Runs without a claim form (inserted before 0036 and not backfilled): another active run
+    # with nothing for the agent: its stored text is never parsed (#18).
+    w, other = _world(app)
+    with unit(app) as s:
+        s.execute(update(campaign_runs).values(claim_form=None))
     w.agent("ana")
     w.task(w.member())
     stored_definition.cache_clear()

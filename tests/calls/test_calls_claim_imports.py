@@ -1,7 +1,8 @@
 """`calls next` claims on a plain Core connection (engine/calls/claiming.py, #18): in a fresh
 process, a claim that meets tasks but finds none callable imports neither the ORM nor the
-mapped models; a claim that takes a task still commits it with its call sheet (built by an
-ORM session joined to the claim's connection)."""
+mapped models, nor pydantic and the definitions' schema (it reads the runs' claim forms); a
+claim that takes a task still commits it with its call sheet (built by an ORM session joined
+to the claim's connection)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from calls_helpers import ROOT, TEST_NOW, make_world, task_row
+from calls_helpers import ROOT, TEST_NOW, campaign_source, make_run, make_world, task_row
 
 from engine.app import App
 
@@ -58,10 +59,24 @@ def test_a_claim_that_meets_tasks_none_callable_imports_no_orm(app: App, tmp_pat
     w = make_world(app)
     w.agent("ana")
     w.task(w.member(timezone="Pacific/Honolulu"))  # 05:00 there at TEST_NOW: waits
+    # A campaign whose own call window and cap the claim reads (from its claim form too).
+    evening = make_run(
+        app,
+        w.program_id,
+        campaign_source(
+            "evening-calls",
+            call_window={"start": "18:00", "end": "20:00"},
+            frequency_cap={"max": 2, "per": "7d"},
+        ),
+    )
+    w.task(w.member(), run_id=evening)  # 10:00 in New York: waits for 18:00
     out, modules = _calls_next(app, tmp_path)
     assert out.startswith("Nothing callable for ana"), out
-    assert "engine.definitions.stored" in modules  # not vacuous: it met the run's task
+    assert "engine.audience" in modules  # not vacuous: it built the runs' standing checks
     assert {"sqlalchemy.orm", "engine.db.models"} & modules == set()
+    # The runs' claim forms are read instead of their definitions (#18): no pydantic.
+    definitions = {"engine.definitions.schema", "engine.definitions.filters"}
+    assert {"pydantic", "engine.definitions.stored", *definitions} & modules == set()
 
 
 def test_a_claim_that_takes_a_task_commits_it_with_its_sheet(app: App, tmp_path: Path) -> None:

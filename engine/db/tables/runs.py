@@ -53,6 +53,9 @@ campaign_runs = Table(
     # Filled once by the launch: every enrollment (both groups), and the holdout share of it.
     Column("enrolled_count", Integer, default=0, nullable=False),
     Column("holdout_count", Integer, default=0, nullable=False),
+    # What claiming a call reads of the definition, worked out at launch (#18):
+    # engine/calls/claim_form.py. NULL for a run inserted without it (read from the text then).
+    Column("claim_form", JSONDict, nullable=True),
     UniqueConstraint("campaign", "fire_key"),
     CheckConstraint(is_one_of("status", RUN_STATUSES), name="status"),
     Index(None, "program_id"),
