@@ -1,9 +1,9 @@
 """Claiming the next call in a transaction of its own, as `calls next` and the console do.
 
 The claim runs on a plain Core connection (engine/calls/tasks.py reads and writes tables,
-not mapped classes): a claim that finds nothing callable never imports the ORM, the call
-sheet's modules or a run's definition schema (#18). Once a task is claimed, its call sheet is
-built in the same transaction through an ORM session joined to that connection.
+not mapped classes): a claim never imports the ORM, and one that finds nothing callable
+not the call sheet's modules or a run's definition schema either (#18). Once a task is
+claimed, its call sheet is read in the same transaction, on the same connection.
 """
 
 from __future__ import annotations
@@ -66,12 +66,9 @@ def serve_next_in(
         claim = take_next(connection, agent, settings=settings, at=at, lease=lease)
         if claim is None:
             return None
-        from engine.calls.scripts import next_call  # the sheet: ORM, definitions, templates
+        from engine.calls.scripts import next_call  # the sheet: definitions, templates
 
-        with app.sessions(bind=connection) as session:
-            served = next_call(session, claim, settings=settings, at=at, gated=gated)
-            session.flush()  # the connection's transaction commits what the sheet wrote
-        return served
+        return next_call(connection, claim, settings=settings, at=at, gated=gated)
 
     return _retried(app, serve, agent, lease)
 

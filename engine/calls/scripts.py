@@ -3,7 +3,9 @@ panel and the campaign's talking points, offer and cross-sell.
 
 What only a call sheet needs (the verification gate, the case, consent wording, names,
 templates) is imported when a task was claimed: `calls next` with nothing callable pays
-for the claim alone (#18).
+for the claim alone (#18). The sheet reads the Core tables, on the claim's plain Connection
+(`calls next`: no ORM imported) or on a console's Session (the task, member and program
+then come from its identity map).
 """
 
 from __future__ import annotations
@@ -16,22 +18,20 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from engine.calls import DIALER_PROVIDER as DIALER
-from engine.calls.agents import get_agent
+from engine.calls.agent_rows import agent_row
 from engine.calls.claiming import take_next
 from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, step_of
-from engine.db.models import (
-    ActivityEvent,
-    CallerLogEntry,
-    CallTask,
-    Consent,
-    MessageEvent,
-    OutboxMessage,
-    Participant,
-    Program,
+from engine.db.reading import Reader, row_by_id
+from engine.db.tables.calls import call_tasks, caller_log
+from engine.db.tables.members import (
+    activity_events,
+    participant_consents,
+    participants,
+    programs,
 )
+from engine.db.tables.outbox import message_events, outbox_messages
 from engine.errors import NotFoundError
 from engine.policy import candidate_zones
 from engine.settings import Settings
@@ -106,9 +106,9 @@ def _mask_email(email: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def verification_questions(p: Participant) -> list[Question]:
-    """Questions to ask before any account detail is discussed, with the answers on file. The
-    agent reads the question, never the answer."""
+def verification_questions(p: Any) -> list[Question]:
+    """Questions to ask before any account detail is discussed, with the answers on file (of
+    ``p``, a participants row). The agent reads the question, never the answer."""
     from engine.locales import display_name
 
     questions = [
@@ -135,23 +135,35 @@ def verification_questions(p: Participant) -> list[Question]:
     return questions[:4]
 
 
-def _contacts(session: Session, participant_id: int) -> list[ContactRecord]:
+def _contacts(db: Reader, participant_id: int) -> list[ContactRecord]:
     records: list[ContactRecord] = []
-    messages = session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.participant_id == participant_id)
-        .order_by(OutboxMessage.created_at.desc())
+    message = outbox_messages.c
+    messages = db.execute(
+        select(
+            message.id,
+            message.channel,
+            message.campaign,
+            message.step_id,
+            message.template,
+            message.status,
+            message.status_reason,
+            message.created_at,
+            message.sent_at,
+        )
+        .where(message.participant_id == participant_id)
+        .order_by(message.created_at.desc())
         .limit(RECENT_CONTACTS)
     ).all()
+    event = message_events.c
     events: dict[int, list[str]] = {}
     if messages:
-        for outbox_id, event in session.execute(
-            select(MessageEvent.outbox_id, MessageEvent.event)
-            .where(MessageEvent.outbox_id.in_([m.id for m in messages]))
-            .order_by(MessageEvent.occurred_at)
+        for outbox_id, name in db.execute(
+            select(event.outbox_id, event.event)
+            .where(event.outbox_id.in_([m.id for m in messages]))
+            .order_by(event.occurred_at)
         ):
             if outbox_id is not None:
-                events.setdefault(outbox_id, []).append(event)
+                events.setdefault(outbox_id, []).append(name)
     for m in messages:
         outcome = m.status + (f" ({m.status_reason})" if m.status_reason else "")
         seen = events.get(m.id)
@@ -166,12 +178,12 @@ def _contacts(session: Session, participant_id: int) -> list[ContactRecord]:
                 campaign=m.campaign,
             )
         )
-    for inbound in session.scalars(
-        select(MessageEvent)
-        .where(MessageEvent.participant_id == participant_id, MessageEvent.outbox_id.is_(None))
+    for inbound in db.execute(
+        select(event.occurred_at, event.provider, event.event, event.detail)
+        .where(event.participant_id == participant_id, event.outbox_id.is_(None))
         # A dialer's imported calls are keyed there too; they show as caller-log entries.
-        .where(MessageEvent.provider != DIALER)
-        .order_by(MessageEvent.occurred_at.desc())
+        .where(event.provider != DIALER)
+        .order_by(event.occurred_at.desc())
         .limit(RECENT_CONTACTS)
     ):
         body = inbound.detail.get("body") if isinstance(inbound.detail, dict) else None
@@ -184,21 +196,29 @@ def _contacts(session: Session, participant_id: int) -> list[ContactRecord]:
                 notes=str(body) if body else None,
             )
         )
-    for entry in session.scalars(
-        select(CallerLogEntry)
-        .where(CallerLogEntry.participant_id == participant_id)
-        .order_by(CallerLogEntry.logged_at.desc())
+    entry = caller_log.c
+    for logged in db.execute(
+        select(
+            entry.logged_at,
+            entry.disposition,
+            entry.record,
+            entry.agent,
+            entry.notes,
+            entry.campaign,
+        )
+        .where(entry.participant_id == participant_id)
+        .order_by(entry.logged_at.desc())
         .limit(RECENT_CONTACTS)
     ):
         records.append(
             ContactRecord(
-                at=entry.logged_at,
+                at=logged.logged_at,
                 channel="call",
-                what=entry.disposition,
-                outcome=entry.record or "(erased)",
-                by=entry.agent,
-                notes=entry.notes,
-                campaign=entry.campaign,
+                what=logged.disposition,
+                outcome=logged.record or "(erased)",
+                by=logged.agent,
+                notes=logged.notes,
+                campaign=logged.campaign,
             )
         )
     records.sort(key=lambda r: r.at, reverse=True)
@@ -219,7 +239,7 @@ def script_renderer(templates_dir: str, postal_address: str, public_url: str) ->
 
 
 def call_sheet(
-    session: Session,
+    db: Reader,
     task_id: int,
     *,
     settings: Settings,
@@ -229,20 +249,41 @@ def call_sheet(
     """Everything for one call task (the script rendered in the participant's locale).
     ``withheld``: member fields the script is rendered without (blank), for a console page
     shown before the agent recorded a verified identity (engine/calls/verification.py)."""
-    from engine.cases.views import case_for_task
+    task = row_by_id(db, call_tasks, task_id)
+    if task is None:
+        raise NotFoundError(f"no call task {task_id}")
+    p, program = _member_of(db, task)
+    return _sheet(db, task, p, program, settings=settings, at=at, withheld=withheld)
+
+
+def _member_of(db: Reader, task: Any) -> tuple[Any, Any]:
+    """The task's participants and programs rows."""
+    p = row_by_id(db, participants, task.participant_id)
+    assert p is not None  # FK
+    program = row_by_id(db, programs, p.program_id)
+    assert program is not None  # FK
+    return p, program
+
+
+def _sheet(
+    db: Reader,
+    task: Any,
+    p: Any,
+    program: Any,
+    *,
+    settings: Settings,
+    at: datetime,
+    withheld: Collection[str],
+) -> CallSheet:
+    """:func:`call_sheet` of ``task`` (a call_tasks row), its member ``p`` and their
+    ``program`` (rows)."""
     from engine.consent.defaults import consent_defaults
-    from engine.consent.suppressions import email_hash, hash_normalised, suppressions_for
+    from engine.consent.suppression_lookup import email_hash, hash_normalised, suppressions_for
     from engine.consent.wording import program_default
     from engine.locales import display_name
 
-    task = session.get(CallTask, task_id)
-    if task is None:
-        raise NotFoundError(f"no call task {task_id}")
-    p = session.get(Participant, task.participant_id)
-    assert p is not None
-    program = session.get(Program, p.program_id)
-    assert program is not None
-    definition = DefinitionCache(session).for_run(task.run_id)
+    # The run's definition (the step's script, talking points, offer), parsed with pydantic.
+    definition = DefinitionCache(db).for_run(task.run_id)
     step = step_of(task, definition)
     notes: list[str] = []
     script_text: str | None = None
@@ -276,9 +317,12 @@ def call_sheet(
         local = ", ".join(f"{at.astimezone(ZoneInfo(z)):%a %H:%M} {z}" for z in zones[:3])
     except ValueError:
         local = None
+    consent = participant_consents.c
     consents = {
-        c.channel: c.status
-        for c in session.scalars(select(Consent).where(Consent.participant_id == p.id))
+        channel: status
+        for channel, status in db.execute(
+            select(consent.channel, consent.status).where(consent.participant_id == p.id)
+        )
     }
     # Not stated, but the program states it: the call relies on that (engine/consent/defaults).
     for channel, since in consent_defaults(program).items():
@@ -288,17 +332,25 @@ def call_sheet(
         hashes.append(email_hash(p.email))
     if p.phone:
         hashes.append(hash_normalised(p.phone))
-    suppressions = [
-        f"{s.channel}: {s.reason} ({s.source})" for s in suppressions_for(session, hashes)
-    ]
-    events = session.scalars(
-        select(ActivityEvent)
-        .where(ActivityEvent.participant_id == p.id)
-        .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc())
+    suppressions = [f"{s.channel}: {s.reason} ({s.source})" for s in suppressions_for(db, hashes)]
+    activity = activity_events.c
+    events = db.execute(
+        select(
+            activity.type, activity.occurred_at, activity.points, activity.amount, activity.source
+        )
+        .where(activity.participant_id == p.id)
+        .order_by(activity.occurred_at.desc(), activity.id.desc())
         .limit(50)
     ).all()
 
-    def ev(e: ActivityEvent) -> dict[str, Any]:
+    contacts = _contacts(db, p.id)
+    case = None
+    if task.case_id is not None:  # a case's follow-up: the case's view, imported only then
+        from engine.cases.views import show_case
+
+        case = show_case(db, task.case_id, at=at)
+
+    def ev(e: Any) -> dict[str, Any]:
         return {
             "type": e.type,
             "at": e.occurred_at,
@@ -338,25 +390,27 @@ def call_sheet(
         suppressions=suppressions,
         redemptions=[ev(e) for e in events if e.type in REDEMPTION_TYPES][:5],
         activity=[ev(e) for e in events[:RECENT_ACTIVITY]],
-        contacts=_contacts(session, p.id),
+        contacts=contacts,
         talking_points=list(step.talking_points) if step else [],
         offer=step.offer if step else None,
         cross_sell=step.cross_sell if step else None,
         notes=notes,
-        case=case_for_task(session, task.case_id, at=at),
+        case=case,
     )
 
 
 def gated_call_sheet(
-    session: Session, task: CallTask, *, settings: Settings, at: datetime, zone: str
+    db: Reader, task: Any, *, settings: Settings, at: datetime, zone: str
 ) -> tuple[CallSheet, Gate]:
-    """The call sheet of a claim as the agent may see it now (engine/calls/verification.py):
-    before verification the script is rendered with the gated fields blank and the sheet holds
-    only the program's pre-verification fields; ``zone`` is the agent's, for the time shown."""
+    """The call sheet of a claim (a call_tasks row) as the agent may see it now
+    (engine/calls/verification.py): before verification the script is rendered with the gated
+    fields blank and the sheet holds only the program's pre-verification fields; ``zone`` is
+    the agent's, for the time shown."""
     from engine.calls.verification import gate_for
 
-    gate = gate_for(session, task, zone)
-    sheet = call_sheet(session, task.id, settings=settings, at=at, withheld=gate.hidden)
+    p, program = _member_of(db, task)
+    gate = gate_for(task, program, zone)
+    sheet = _sheet(db, task, p, program, settings=settings, at=at, withheld=gate.hidden)
     gate = gate.with_account(sheet)
     return gate.restrict(sheet), gate
 
@@ -369,7 +423,7 @@ class NextCall:
 
 
 def serve_next(
-    session: Session,
+    db: Reader,
     agent: str,
     *,
     settings: Settings,
@@ -379,20 +433,20 @@ def serve_next(
 ) -> NextCall | None:
     """`calls next`: :func:`take_next` and the call sheet of the task claimed. ``gated``:
     the sheet the agent may see before verifying the member (:func:`gated_call_sheet`)."""
-    claim = take_next(session, agent, settings=settings, at=at, lease=lease)
+    claim = take_next(db, agent, settings=settings, at=at, lease=lease)
     if claim is None:
         return None
-    return next_call(session, claim, settings=settings, at=at, gated=gated)
+    return next_call(db, claim, settings=settings, at=at, gated=gated)
 
 
 def next_call(
-    session: Session, claim: Claim, *, settings: Settings, at: datetime, gated: bool = False
+    db: Reader, claim: Claim, *, settings: Settings, at: datetime, gated: bool = False
 ) -> NextCall:
     """The call sheet of ``claim`` (just taken), as :func:`serve_next` answers it."""
     if gated:
-        task = session.get(CallTask, claim.task_id)
+        task = row_by_id(db, call_tasks, claim.task_id)
         assert task is not None  # just claimed
-        zone = get_agent(session, claim.agent).timezone
-        sheet, gate = gated_call_sheet(session, task, settings=settings, at=at, zone=zone)
+        zone = agent_row(db, claim.agent).timezone
+        sheet, gate = gated_call_sheet(db, task, settings=settings, at=at, zone=zone)
         return NextCall(claim, sheet, gate)
-    return NextCall(claim, call_sheet(session, claim.task_id, settings=settings, at=at))
+    return NextCall(claim, call_sheet(db, claim.task_id, settings=settings, at=at))

@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
 
 from engine.clock import ensure_utc
-from engine.db.models import CallTask, Participant, Program
 from engine.errors import InputError
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from engine.calls.scripts import CallSheet
+    from engine.db.models import CallTask
 
 # Always shown: what the agent needs to dial and greet.
 ALWAYS_SHOWN = ("name", "phone", "local_time", "language")
@@ -67,8 +68,9 @@ def parse_shown(text: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(cleaned))
 
 
-def shown_before_verification(program: Program) -> frozenset[str]:
-    """The program's fields shown before verification, always-shown ones included."""
+def shown_before_verification(program: Any) -> frozenset[str]:
+    """The program's (a programs row's) fields shown before verification, always-shown ones
+    included."""
     chosen = (
         parse_shown(program.shown_before_verification)
         if program.shown_before_verification is not None
@@ -77,7 +79,7 @@ def shown_before_verification(program: Program) -> frozenset[str]:
     return frozenset(chosen) | frozenset(ALWAYS_SHOWN)
 
 
-def is_verified(task: CallTask) -> bool:
+def is_verified(task: Any) -> bool:
     """Whether the current claim's agent recorded a verified identity during this claim."""
     return (
         task.status == "claimed"
@@ -110,6 +112,8 @@ def held_claim(session: Session, agent: str, at: datetime) -> CallTask | None:
 
 def held_claim_query(agent: str, at: datetime) -> Select[CallTask]:
     """:func:`held_claim`'s query, for a caller that joins what it reads with the claim."""
+    from engine.db.models import CallTask  # the ORM: the call sheet reads rows without it
+
     return (
         select(CallTask)
         .where(
@@ -190,13 +194,10 @@ class Gate:
         )
 
 
-def gate_for(session: Session, task: CallTask, zone: str) -> Gate:
-    """The gate of the claim, before its sheet is built (the script withholds what is hidden);
-    :meth:`Gate.with_account` fills in the account review's visible fields."""
-    participant = session.get(Participant, task.participant_id)
-    assert participant is not None  # FK
-    program = session.get(Program, participant.program_id)
-    assert program is not None  # FK
+def gate_for(task: Any, program: Any, zone: str) -> Gate:
+    """The gate of the claim (a call_tasks row) of a member of ``program`` (a programs row),
+    before its sheet is built (the script withholds what is hidden); :meth:`Gate.with_account`
+    fills in the account review's visible fields. ``zone`` is the agent's."""
     verified = is_verified(task)
     shown = shown_before_verification(program)
     hidden = () if verified else tuple(n for n in GATED if n not in shown)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from engine.calls.batch_rows import TaskRow
 from engine.calls.standards import add_business_hours
 from engine.cases.states import ACTIVE, ON_US, due_at, transition
+from engine.cases.views import unknown_case
 from engine.clock import ensure_utc
 from engine.db.models import CallTask, Case, CaseEvent, Participant, Program
 from engine.errors import InputError, NotFoundError
@@ -49,7 +50,7 @@ class Opened:
 def get_case(session: Session, case_id: int, *, lock: bool = False) -> Case:
     case = session.get(Case, case_id, with_for_update=lock, populate_existing=lock)
     if case is None:
-        raise NotFoundError(f"no case {case_id}; see `campaign cases list`")
+        raise unknown_case(case_id)
     return case
 
 

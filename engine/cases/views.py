@@ -1,20 +1,28 @@
 """What `cases list`, `cases show` and the agent's call sheet see of cases: plain dataclasses
-read from the database, with overdue and the follow-up standard's breaches worked out."""
+read from the database, with overdue and the follow-up standard's breaches worked out.
+
+A case is shown from the Core tables, on a Session or a plain Connection: `calls next`
+builds the call sheet (with the case it follows up) without the ORM (#18)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from engine.cases.states import ACTIVE, Breach, Moment, follow_up_breaches, is_overdue
-from engine.cases.store import _open_task, get_case
 from engine.clock import ensure_utc
-from engine.db.models import CallerLogEntry, Case, CaseEvent, Participant, Program
-from engine.errors import InputError
+from engine.db.reading import Reader, row_by_id
+from engine.db.tables.calls import call_tasks, caller_log
+from engine.db.tables.cases import case_events, cases
+from engine.db.tables.members import participants, programs
+from engine.errors import InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 CASE_ACTION = {"call": "call", "reopened": "reopen", "resolved": "resolve"}
 
@@ -61,7 +69,11 @@ class CaseView:
     breaches: list[str] = field(default_factory=list)
 
 
-def owner_of(case: Case) -> str:
+def unknown_case(case_id: int) -> NotFoundError:
+    return NotFoundError(f"no case {case_id}; see `campaign cases list`")
+
+
+def owner_of(case: Any) -> str:
     if case.owner_agent:
         return f"agent {case.owner_agent}"
     if case.owner_team:
@@ -69,7 +81,7 @@ def owner_of(case: Case) -> str:
     return "unassigned"
 
 
-def moments(case: Case, events: Iterable[CaseEvent]) -> list[Moment]:
+def moments(case: Any, events: Iterable[Any]) -> list[Moment]:
     """The history as the follow-up standard reads it (the status after each event)."""
     status = "open"
     found = []
@@ -81,23 +93,25 @@ def moments(case: Case, events: Iterable[CaseEvent]) -> list[Moment]:
     return found
 
 
-def breaches_of(case: Case, events: Sequence[CaseEvent], zone: str, at: datetime) -> list[Breach]:
+def breaches_of(case: Any, events: Sequence[Any], zone: str, at: datetime) -> list[Breach]:
     return follow_up_breaches(case.opened_at, moments(case, events), at=at, zone=zone)
 
 
-def _events(session: Session, case_ids: Sequence[int]) -> dict[int, list[CaseEvent]]:
-    found: dict[int, list[CaseEvent]] = {}
+def _events(db: Reader, case_ids: Sequence[int]) -> dict[int, list[Any]]:
+    """The case_events rows of each case, in order."""
+    column = case_events.c
+    found: dict[int, list[Any]] = {}
     for i in range(0, len(case_ids), 500):
-        for event in session.scalars(
-            select(CaseEvent)
-            .where(CaseEvent.case_id.in_(case_ids[i : i + 500]))
-            .order_by(CaseEvent.at, CaseEvent.id)
+        for event in db.execute(
+            select(case_events)
+            .where(column.case_id.in_(case_ids[i : i + 500]))
+            .order_by(column.at, column.id)
         ):
             found.setdefault(event.case_id, []).append(event)
     return found
 
 
-def _row(case: Case, key: str, external_id: str, at: datetime, breaches: int) -> CaseRow:
+def _row(case: Any, key: str, external_id: str, at: datetime, breaches: int) -> CaseRow:
     return CaseRow(
         id=case.id,
         program=key,
@@ -128,6 +142,8 @@ def list_cases(
 ) -> list[CaseRow]:
     """Cases being worked (``include_done``: resolved and closed too), oldest due first;
     ``overdue``: past their due time; ``breaches``: with a breach of the follow-up standard."""
+    from engine.db.models import Case, Participant, Program
+
     at = ensure_utc(at)
     if owner is not None and team is not None:
         raise InputError("--owner and --team: give one")
@@ -160,15 +176,14 @@ def list_cases(
     return found
 
 
-def history(session: Session, case_ids: Sequence[int]) -> dict[int, list[HistoryItem]]:
-    events = _events(session, case_ids)
+def history(db: Reader, case_ids: Sequence[int]) -> dict[int, list[HistoryItem]]:
+    events = _events(db, case_ids)
     log_ids = [e.caller_log_id for items in events.values() for e in items if e.caller_log_id]
+    entry = caller_log.c
     calls = {
         row.id: (row.seq, row.disposition)
-        for row in session.execute(
-            select(CallerLogEntry.id, CallerLogEntry.seq, CallerLogEntry.disposition).where(
-                CallerLogEntry.id.in_(log_ids)
-            )
+        for row in db.execute(
+            select(entry.id, entry.seq, entry.disposition).where(entry.id.in_(log_ids))
         )
     }
     return {
@@ -188,15 +203,16 @@ def history(session: Session, case_ids: Sequence[int]) -> dict[int, list[History
     }
 
 
-def show_case(session: Session, case_id: int, *, at: datetime) -> CaseView:
+def show_case(db: Reader, case_id: int, *, at: datetime) -> CaseView:
     at = ensure_utc(at)
-    case = get_case(session, case_id)
-    program = session.get(Program, case.program_id)
-    participant = session.get(Participant, case.participant_id)
+    case = row_by_id(db, cases, case_id)
+    if case is None:
+        raise unknown_case(case_id)
+    program = row_by_id(db, programs, case.program_id)
+    participant = row_by_id(db, participants, case.participant_id)
     assert program is not None and participant is not None
-    events = _events(session, [case.id]).get(case.id, [])
+    events = _events(db, [case.id]).get(case.id, [])
     found = breaches_of(case, events, program.timezone, at)
-    task = _open_task(session, case.id)
     return CaseView(
         case=_row(case, program.key, participant.external_id, at, len(found)),
         source=case.source,
@@ -205,12 +221,18 @@ def show_case(session: Session, case_id: int, *, at: datetime) -> CaseView:
         resolved_at=case.resolved_at,
         closed_at=case.closed_at,
         reopened=case.reopened,
-        follow_up_task_id=task.id if task is not None else None,
-        history=history(session, [case.id]).get(case.id, []),
+        follow_up_task_id=_follow_up_task_id(db, case.id),
+        history=history(db, [case.id]).get(case.id, []),
         breaches=[b.describe() for b in found],
     )
 
 
-def case_for_task(session: Session, case_id: int | None, *, at: datetime) -> CaseView | None:
-    """The case a call task follows up, for the agent's call sheet (None: not a case's)."""
-    return None if case_id is None else show_case(session, case_id, at=at)
+def _follow_up_task_id(db: Reader, case_id: int) -> int | None:
+    """The case's follow-up task on a list (engine/cases/store.py keeps at most one)."""
+    task = call_tasks.c
+    return db.execute(
+        select(task.id)
+        .where(task.case_id == case_id, task.status.in_(("open", "claimed")))
+        .order_by(task.id)
+        .limit(1)
+    ).scalar()

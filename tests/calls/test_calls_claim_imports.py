@@ -1,8 +1,8 @@
 """`calls next` claims on a plain Core connection (engine/calls/claiming.py, #18): in a fresh
-process, a claim that meets tasks but finds none callable imports neither the ORM nor the
-mapped models, nor pydantic and the definitions' schema (it reads the runs' claim forms); a
-claim that takes a task still commits it with its call sheet (built by an ORM session joined
-to the claim's connection)."""
+process, a claim that meets tasks but finds none callable, and a claim that takes a task and
+shows its call sheet (read on the claim's connection), import neither the ORM nor the mapped
+models; the first imports no pydantic or definitions' schema either (it reads the runs' claim
+forms); the task taken is committed as claimed."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from calls_helpers import ROOT, TEST_NOW, campaign_source, make_run, make_world, task_row
+from calls_helpers import ROOT, TEST_NOW, campaign_source, make_run, make_world, task_row, unit
 
 from engine.app import App
+from engine.calls.config import load_dispositions
+from engine.calls.log import CallInput, log_call
+from engine.calls.tasks import claim_next
+from engine.cases.views import show_case
 
 # `calls next` at a frozen instant, then the modules the process imported (on stderr).
 PROBE = """
@@ -35,7 +40,7 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
 
-def _calls_next(app: App, cwd: Path) -> tuple[str, set[str]]:
+def _calls_next(app: App, cwd: Path, at: datetime = TEST_NOW) -> tuple[str, set[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
     env |= {
         "CAMPAIGN_DATABASE_URL": app.settings.database_url,
@@ -44,7 +49,7 @@ def _calls_next(app: App, cwd: Path) -> tuple[str, set[str]]:
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
     }
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, TEST_NOW.isoformat()],
+        [sys.executable, "-c", PROBE, at.isoformat()],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -79,12 +84,40 @@ def test_a_claim_that_meets_tasks_none_callable_imports_no_orm(app: App, tmp_pat
     assert {"pydantic", "engine.definitions.stored", *definitions} & modules == set()
 
 
-def test_a_claim_that_takes_a_task_commits_it_with_its_sheet(app: App, tmp_path: Path) -> None:
+def test_a_claim_that_takes_a_task_shows_its_sheet_without_the_orm(
+    app: App, tmp_path: Path
+) -> None:
     w = make_world(app)
     w.agent("ana")
     task = w.task(w.member())  # 10:00 in New York at TEST_NOW: callable
-    out, _ = _calls_next(app, tmp_path)
+    out, modules = _calls_next(app, tmp_path)
     assert out.startswith(f"Task {task} "), out
     assert "Verify before discussing the account" in out and "--- script ---" in out, out
+    assert {"sqlalchemy.orm", "engine.db.models"} & modules == set()
     row = task_row(app, task)
     assert (row.status, row.claimed_by, row.claimed_at) == ("claimed", "ana", TEST_NOW)
+
+
+def test_a_claim_of_a_cases_follow_up_reads_the_case_without_the_orm(
+    app: App, tmp_path: Path
+) -> None:
+    w = make_world(app)
+    w.agent("ana")
+    first = w.task(w.member())
+    with unit(app) as s:
+        assert claim_next(s, "ana", at=TEST_NOW) is not None
+        complaint = {"category": "billing", "summary": "charged twice"}
+        logged = log_call(
+            s,
+            CallInput(first, "ana", "COMPLAINT", complaint, True),
+            load_dispositions(None),
+            at=TEST_NOW,
+        )
+    assert logged.case_id is not None
+    with unit(app) as s:
+        follow_up = show_case(s, logged.case_id, at=TEST_NOW).follow_up_task_id
+    # The case's follow-up is served to its owner four business hours later.
+    out, modules = _calls_next(app, tmp_path, at=TEST_NOW + timedelta(hours=4))
+    assert out.startswith(f"Task {follow_up} (follow_up"), out
+    assert "engine.cases.views" in modules  # not vacuous: the sheet read the case
+    assert {"sqlalchemy.orm", "engine.db.models"} & modules == set()
