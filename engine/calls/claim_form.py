@@ -25,8 +25,9 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
+from engine.db.reading import row_by_id
 from engine.db.tables.runs import campaign_runs
 from engine.filter_shape import ALL, ANY, FIELD, NOT
 
@@ -271,16 +272,9 @@ class ClaimForms:
         return self._forms[run_id]
 
     def _run(self, run_id: int) -> Any:
-        """The run's row (campaign, form and definition text), or None."""
-        if isinstance(self.session, Connection):
-            run = campaign_runs.c
-            return self.session.execute(
-                select(run.campaign, run.claim_form, run.definition_source).where(run.id == run_id)
-            ).first()
-        # An ORM session may hold the run already (a console page reads it with the claim).
-        from engine.db.models import CampaignRun
-
-        return self.session.get(CampaignRun, run_id)
+        """The run's row (campaign, form and definition text), or None; on an ORM session from
+        its identity map when it holds the run (a console page reads it with the claim)."""
+        return row_by_id(self.session, campaign_runs, run_id)
 
 
 def _worked_out(source: str, run_id: int, campaign: str) -> ClaimForm | None:
