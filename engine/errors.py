@@ -3,6 +3,7 @@ file, row, field or id at fault; the CLI shows them without a traceback."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
 
@@ -48,3 +49,19 @@ class DefinitionErrors(InputError):
     def __init__(self, errors: Iterable[DefinitionError]) -> None:
         self.errors = list(errors)
         super().__init__("\n".join(str(error) for error in self.errors))
+
+
+def database_locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked" (or busy): another process held the write lock past the
+    busy timeout. SQLAlchemy's wrapper, or the driver's own error where the work runs on the
+    raw sqlite3 connection (the imports). Looked up in sys.modules: neither is imported for
+    this, and a process that loaded neither (--help) cannot have raised them."""
+    wrapper = getattr(sys.modules.get("sqlalchemy.exc"), "OperationalError", None)
+    driver = getattr(sys.modules.get("sqlite3"), "OperationalError", None)
+    if wrapper is not None and isinstance(exc, wrapper):
+        message = str(exc.orig).lower()
+    elif driver is not None and isinstance(exc, driver):
+        message = str(exc).lower()
+    else:
+        return False
+    return "database is locked" in message or "database is busy" in message

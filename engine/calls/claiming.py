@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from engine.calls.pauses import NEXT_CALL, end_pause
 from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, claim_next
-from engine.errors import DatabaseError
+from engine.errors import DatabaseError, database_locked
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -87,7 +87,7 @@ def _retried(app: App, work: Callable[..., T], agent: str, lease: timedelta) -> 
                     connection, agent, settings=app.settings, at=app.clock.now(), lease=lease
                 )
         except OperationalError as exc:
-            if not _database_locked(exc):
+            if not database_locked(exc):
                 raise
             if attempt + 1 < BUSY_ATTEMPTS:
                 time.sleep(BUSY_PAUSE_SECONDS)
@@ -95,8 +95,3 @@ def _retried(app: App, work: Callable[..., T], agent: str, lease: timedelta) -> 
         f"the database stayed busy (other agents' claims and logs) through {BUSY_ATTEMPTS} "
         "tries; run `campaign calls next` again"
     ) from None
-
-
-def _database_locked(exc: OperationalError) -> bool:
-    text = str(exc.orig).lower()
-    return "database is locked" in text or "database is busy" in text

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from engine.clock import Clock, SystemClock
-from engine.errors import EngineError
+from engine.errors import EngineError, database_locked
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,27 +47,12 @@ class EngineGroup(click.Group):
             raise click.ClickException(_cause_chain(exc)) from exc
         except Exception as exc:
             # SQLite: another process held the write lock past the busy timeout.
-            if not _is_database_locked(exc):
+            if not database_locked(exc):
                 raise
             log.debug("database locked", exc_info=True)
             raise click.ClickException(
                 "the database is busy (another process is writing to it); try again"
             ) from exc
-
-
-def _is_database_locked(exc: Exception) -> bool:
-    # SQLAlchemy's wrapper, or the driver's own error where a command works on the raw sqlite3
-    # connection (the imports' COPY-like paths); both modules are loaded by then if they matter,
-    # and --help never loads either.
-    wrapper = getattr(sys.modules.get("sqlalchemy.exc"), "OperationalError", None)
-    driver = getattr(sys.modules.get("sqlite3"), "OperationalError", None)
-    if wrapper is not None and isinstance(exc, wrapper):
-        message = str(exc.orig)
-    elif driver is not None and isinstance(exc, driver):
-        message = str(exc)
-    else:
-        return False
-    return "database is locked" in message.lower() or "database is busy" in message.lower()
 
 
 def _cause_chain(exc: BaseException) -> str:
