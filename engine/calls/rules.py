@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ARRAY, BigInteger, and_, any_, bindparam, or_, select, union_all
+from sqlalchemy import and_, bindparam, or_, select, union_all
 
 from engine.calls.standards import add_business_hours
 from engine.clock import ensure_utc
+from engine.db.queries import any_of_bound
 from engine.db.reading import dialect_name
 from engine.db.tables.calls import agents, call_tasks
 from engine.db.tables.members import participants, programs
@@ -130,14 +131,9 @@ def _contacts_and_live_claims(postgres: bool) -> Any:
     """The statement of :func:`contacts_by_participant`, one per database and process: its
     values are bound parameters, so a claim (which runs it for every page it evaluates)
     builds no expression (#19). PostgreSQL: the ids as one array parameter."""
-    ids: Any = (
-        bindparam("contact_ids", type_=ARRAY(BigInteger))
-        if postgres
-        else bindparam("contact_ids", expanding=True)
-    )
 
     def among(column: Any) -> Any:
-        return column == any_(ids) if postgres else column.in_(ids)
+        return any_of_bound(column, "contact_ids", postgres)
 
     ledger = contact_times(among, bindparam("contacts_since", type_=UTCDateTime()))
     live_claims = select(call_tasks.c.participant_id, call_tasks.c.claimed_at).where(

@@ -35,12 +35,9 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    ARRAY,
     Connection,
     String,
-    all_,
     and_,
-    any_,
     bindparam,
     func,
     or_,
@@ -66,6 +63,7 @@ from engine.calls.rules import (
 from engine.clock import ensure_utc
 from engine.consent.defaults import says_yes
 from engine.consent.suppression_lookup import hash_normalised
+from engine.db.queries import any_of_bound
 from engine.db.reading import dialect_name
 from engine.db.session import take_write_lock
 from engine.db.tables.calls import call_tasks
@@ -267,7 +265,7 @@ def _suppressed_by_hash(session: Reader, people: Sequence[Any]) -> dict[str, set
 def _suppressions_by_hash(postgres: bool) -> Any:
     """Built once per database and process (#19); the hashes are bound when it runs."""
     return select(suppressions.c.address_hash, suppressions.c.channel).where(
-        _among(suppressions.c.address_hash, "call_hashes", postgres=postgres),
+        any_of_bound(suppressions.c.address_hash, "call_hashes", postgres, String()),
         suppressions.c.channel.in_(("call", "all")),
     )
 
@@ -411,15 +409,6 @@ _LOGIN = bindparam("scan_agent", type_=String())
 _FALLBACK_DUE = bindparam("scan_fallback_due", type_=UTCDateTime())
 
 
-def _among(column: Any, name: str, *, postgres: bool, negate: bool = False) -> Any:
-    """``column [NOT] IN`` the list bound as ``name``; PostgreSQL: one array parameter."""
-    if postgres:
-        values = bindparam(name, type_=ARRAY(String()))
-        return column != all_(values) if negate else column == any_(values)
-    listed: Any = bindparam(name, expanding=True)
-    return column.notin_(listed) if negate else column.in_(listed)
-
-
 @functools.cache
 def _scan_criteria(*, postgres: bool, agent: bool, teams: bool) -> tuple[Any, ...]:
     """The conditions of the scan of this shape (see above)."""
@@ -470,12 +459,15 @@ def _scanned(query: Any, criteria: tuple[Any, ...]) -> Any:
 
 def _eligible(*, postgres: bool, teams: bool) -> Any:
     team_ok = (
-        or_(call_tasks.c.team.is_(None), _among(call_tasks.c.team, "scan_teams", postgres=postgres))
+        or_(
+            call_tasks.c.team.is_(None),
+            any_of_bound(call_tasks.c.team, "scan_teams", postgres, String()),
+        )
         if teams
         else call_tasks.c.team.is_(None)
     )
     may_have_fallen_back = or_(
-        _among(call_tasks.c.assigned_agent, "scan_active", postgres=postgres, negate=True),
+        any_of_bound(call_tasks.c.assigned_agent, "scan_active", postgres, String(), negate=True),
         call_tasks.c.due_at <= _FALLBACK_DUE,
     )
     return or_(

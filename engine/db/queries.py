@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ARRAY, BigInteger, all_, any_, literal
+from sqlalchemy import ARRAY, BigInteger, all_, any_, bindparam, literal
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session  # not imported by a claim on a Core connection (#18)
@@ -26,6 +26,19 @@ def none_of(column: Any, values: Collection[Any], postgres: bool, kind: Any = Bi
     if postgres:
         return column != all_(literal(list(values), ARRAY(kind)))
     return column.notin_(values)
+
+
+def any_of_bound(
+    column: Any, name: str, postgres: bool, kind: Any = BigInteger, *, negate: bool = False
+) -> Any:
+    """:func:`any_of` (or, ``negate``, :func:`none_of`) of a list bound later as ``name``, for a
+    statement built once and run with its values (the claim's, #19): PostgreSQL one array
+    parameter of ``kind``, SQLite an expanding IN."""
+    if postgres:
+        values = bindparam(name, type_=ARRAY(kind))
+        return column != all_(values) if negate else column == any_(values)
+    listed: Any = bindparam(name, expanding=True)
+    return column.notin_(listed) if negate else column.in_(listed)
 
 
 def among(session: Session, column: Any, values: Collection[Any], kind: Any = BigInteger) -> Any:
