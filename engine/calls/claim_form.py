@@ -1,5 +1,6 @@
-"""A run's claim form: what claiming a call reads of the run's campaign definition, worked out
-once at launch and stored with the run (``campaign_runs.claim_form``, migration 0036).
+"""A run's claim form: what claiming a call and showing its call sheet read of the run's
+campaign definition, worked out once at launch and stored with the run
+(``campaign_runs.claim_form``, migration 0036).
 
 A claim used to parse the run's definition with pydantic to read four things: about 110 ms in
 a fresh `calls next` that meets a task (#18). The form holds those four as plain JSON, read
@@ -10,7 +11,10 @@ back into plain values here without pydantic:
 - the campaign's ``frequency_cap`` (checked beside the global one, engine/calls/rules.py);
 - the standing filter (engine/definitions/standing.py): the audience conditions a member must
   still match, compiled to SQL by the audience compiler, which reads any tree of the filter's
-  shape (engine/filter_shape.py).
+  shape (engine/filter_shape.py);
+- for the call sheet (engine/calls/scripts.py): each step's ``script``, ``talking_points``,
+  ``offer`` and ``cross_sell``, and the campaign's ``name`` and ``description`` (the script's
+  ``campaign`` context), so a fresh `calls next` that takes a task imports no pydantic either.
 
 A run whose form is missing or of another :data:`FORM_VERSION` (a database migrated while the
 code's form changed since, a run inserted bare by a test) has it worked out from its stored
@@ -36,8 +40,8 @@ if TYPE_CHECKING:
     from engine.definitions.schema import CampaignDefinition
 
 # Raised when what the form holds (or how it spells it) changes: older forms are then
-# worked out again from their runs' definitions.
-FORM_VERSION = 1
+# worked out again from their runs' definitions. 2: the call sheet's step and campaign fields.
+FORM_VERSION = 2
 
 
 # --------------------------------------------------------------------------- plain values
@@ -53,6 +57,11 @@ class PriorityKey:
 class StepForm:
     id: str
     priority: tuple[PriorityKey, ...]
+    # What the call sheet shows of the step (as the definition's Step spells them).
+    script: str | None = None
+    talking_points: tuple[str, ...] = ()
+    offer: str | None = None
+    cross_sell: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,8 @@ class ClaimForm:
     call_window: CallWindow | None
     frequency_cap: FrequencyCap | None
     standing: Any  # a filter tree of plain nodes, or None: nothing to re-check
+    name: str = ""  # the campaign's, for the call script's context
+    description: str = ""
 
     def step(self, step_id: str) -> StepForm:
         """The step with this id (KeyError if none), as CampaignDefinition.step."""
@@ -124,8 +135,17 @@ def claim_form_of(definition: CampaignDefinition) -> dict[str, Any]:
     standing = standing_filter(definition)
     return {
         "version": FORM_VERSION,
+        "name": definition.name,
+        "description": definition.description,
         "steps": [
-            {"id": step.id, "priority": [[key.field, key.order] for key in step.priority]}
+            {
+                "id": step.id,
+                "priority": [[key.field, key.order] for key in step.priority],
+                "script": step.script,
+                "talking_points": list(step.talking_points),
+                "offer": step.offer,
+                "cross_sell": step.cross_sell,
+            }
             for step in definition.steps
         ],
         "call_window": None
@@ -147,7 +167,15 @@ def read_claim_form(stored: Any) -> ClaimForm | None:
     steps: dict[str, StepForm] = {}
     for step in stored["steps"]:
         keys = tuple(PriorityKey(name, order) for name, order in step["priority"])
-        steps.setdefault(step["id"], StepForm(step["id"], keys))  # the first, as .step() finds
+        form = StepForm(
+            step["id"],
+            keys,
+            step["script"],
+            tuple(step["talking_points"]),
+            step["offer"],
+            step["cross_sell"],
+        )
+        steps.setdefault(step["id"], form)  # the first, as .step() finds
     window, cap = stored["call_window"], stored["frequency_cap"]
     return ClaimForm(
         steps=steps,
@@ -160,6 +188,8 @@ def read_claim_form(stored: Any) -> ClaimForm | None:
         ),
         frequency_cap=None if cap is None else FrequencyCap(cap["max"], _decode(cap["per"])),
         standing=None if stored["standing"] is None else _decode_filter(stored["standing"]),
+        name=stored["name"],
+        description=stored["description"],
     )
 
 

@@ -21,8 +21,9 @@ from sqlalchemy import select
 
 from engine.calls import DIALER_PROVIDER as DIALER
 from engine.calls.agent_rows import agent_row
+from engine.calls.claim_form import ClaimForms
 from engine.calls.claiming import take_next
-from engine.calls.tasks import DEFAULT_LEASE, Claim, DefinitionCache, step_of
+from engine.calls.tasks import DEFAULT_LEASE, Claim, step_form_of
 from engine.db.reading import Reader, row_by_id
 from engine.db.tables.calls import call_tasks, caller_log
 from engine.db.tables.members import (
@@ -282,9 +283,10 @@ def _sheet(
     from engine.consent.wording import program_default
     from engine.locales import display_name
 
-    # The run's definition (the step's script, talking points, offer), parsed with pydantic.
-    definition = DefinitionCache(db).for_run(task.run_id)
-    step = step_of(task, definition)
+    # What the sheet reads of the run's definition (the step's script, talking points, offer;
+    # the campaign's name), from the run's claim form: no pydantic (#18).
+    form = ClaimForms(db).for_run(task.run_id)
+    step = step_form_of(task, form)
     notes: list[str] = []
     script_text: str | None = None
     script_name = task.script or (step.script if step else None)
@@ -295,7 +297,11 @@ def _sheet(
         renderer = script_renderer(
             str(settings.templates_dir), settings.postal_address, settings.public_url
         )
-        campaign: Any = definition or {"name": task.campaign or "", "description": ""}
+        campaign = (
+            {"name": form.name, "description": form.description}
+            if form is not None
+            else {"name": task.campaign or "", "description": ""}
+        )
         member = participant_data(p)
         blanks: dict[str, Any] = {name: None for name in withheld if name in WITHHOLDABLE}
         context = message_context(

@@ -1,7 +1,8 @@
-"""A run's claim form (engine/calls/claim_form.py, #18): what a claim reads of the run's
-definition, stored as JSON at launch and read back without pydantic, says what the definition
-says: the same steps' priority keys, call window and frequency cap, and a standing filter that
-compiles to the same SQL with the same parameters on both databases."""
+"""A run's claim form (engine/calls/claim_form.py, #18): what a claim and its call sheet read of
+the run's definition, stored as JSON at launch and read back without pydantic, says what the
+definition says: the same steps' priority keys, scripts, talking points, offers and
+cross-sells, call window and frequency cap, the campaign's name and description, and a
+standing filter that compiles to the same SQL with the same parameters on both databases."""
 
 from __future__ import annotations
 
@@ -10,12 +11,19 @@ from datetime import UTC, datetime
 
 import pytest
 import yaml
+from calls_helpers import TEST_NOW, make_world, unit
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from engine.app import App
 from engine.audience import audience_condition
 from engine.calls.claim_form import FORM_VERSION, claim_form_of, read_claim_form
+from engine.calls.scripts import call_sheet
+from engine.calls.tasks import claim_next
+from engine.db.tables.runs import campaign_runs
 from engine.definitions.loader import parse_definition
 from engine.definitions.standing import standing_filter
+from engine.definitions.stored import stored_definition
 
 STANDING = [
     "status",
@@ -125,6 +133,33 @@ def test_the_form_holds_the_steps_window_and_cap_of_the_definition() -> None:
     assert (form.frequency_cap.max, form.frequency_cap.per) == (cap.max, cap.per)
 
 
+def test_the_form_holds_what_the_call_sheet_reads_of_the_definition() -> None:
+    # The sheet's script, talking points, offer and cross-sell, and the campaign's name and
+    # description for the script's context (engine/calls/scripts.py), as the definition says.
+    call = {
+        "id": "call-1",
+        "channel": "call",
+        "script": "renewal_due",
+        "talking_points": ["Renewal date", "Benefits used: 1.5x points"],
+        "offer": "Renew this month",
+        "cross_sell": "Upgrade to Gold",
+    }
+    bare = {"id": "call-2", "channel": "call", "script": "winback"}
+    definition = _definition(description="Members due for renewal", steps=[call, bare])
+    form = _stored(definition)
+    assert form is not None
+    assert (form.name, form.description) == ("renew-calls", "Members due for renewal")
+    for step in definition.steps:  # type: ignore[attr-defined]
+        stored = form.step(step.id)
+        assert (stored.script, list(stored.talking_points), stored.offer, stored.cross_sell) == (
+            step.script,
+            step.talking_points,
+            step.offer,
+            step.cross_sell,
+        )
+    assert form.step("call-2").talking_points == () and form.step("call-2").offer is None
+
+
 def test_a_campaign_without_window_cap_or_standing_conditions() -> None:
     form = _stored(_definition(call_window=None, frequency_cap=None, standing=[]))
     assert form is not None
@@ -136,3 +171,37 @@ def test_a_form_of_another_version_or_none_is_not_read() -> None:
     assert stored["version"] == FORM_VERSION
     assert read_claim_form({**stored, "version": FORM_VERSION + 1}) is None
     assert read_claim_form(None) is None
+
+
+@pytest.mark.parametrize("stored", [None, "older"], ids=["no form", "older form"])
+def test_a_run_without_a_form_of_this_version_shows_the_same_sheet(
+    app: App, stored: str | None
+) -> None:
+    # A run whose form is missing or of an older version (a database migrated while the form
+    # changed since) shows the sheet from its definition: the same sheet, parsed once.
+    w = make_world(app, description="Members due for renewal")
+    w.agent("ana")
+    member = w.member()
+    task = w.task(member)
+    with unit(app) as s:
+        claim = claim_next(s, "ana", at=TEST_NOW)
+        assert claim is not None and claim.task_id == task
+    stored_definition.cache_clear()
+    with unit(app) as s:
+        from_form = call_sheet(s, task, settings=app.settings, at=TEST_NOW)
+    assert stored_definition.cache_info().currsize == 0  # read from the form
+    with unit(app) as s:
+        form = s.execute(select(campaign_runs.c.claim_form)).scalar_one()
+        older = None if stored is None else {**form, "version": FORM_VERSION - 1}
+        s.execute(update(campaign_runs).values(claim_form=older))
+    with unit(app) as s:
+        from_definition = call_sheet(s, task, settings=app.settings, at=TEST_NOW)
+    assert stored_definition.cache_info().currsize == 1  # worked out from the definition
+    assert from_definition == from_form
+    # Not vacuous: the sheet holds what it read of the run.
+    assert from_form.script is not None and "RENEWAL CALL: renew-calls (call-1)" in from_form.script
+    assert from_form.talking_points == ["Renewal date and plan", "Benefits used this year"]
+    assert (from_form.offer, from_form.cross_sell) == (
+        "Renew this month and keep your tier",
+        "Upgrade to Gold",
+    )

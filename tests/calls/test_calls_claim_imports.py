@@ -1,8 +1,8 @@
 """`calls next` claims on a plain Core connection (engine/calls/claiming.py, #18): in a fresh
 process, a claim that meets tasks but finds none callable, and a claim that takes a task and
 shows its call sheet (read on the claim's connection), import neither the ORM nor the mapped
-models; the first imports no pydantic or definitions' schema either (it reads the runs' claim
-forms); the task taken is committed as claimed."""
+models, nor pydantic or the definitions' schema: they read the runs' claim forms (the sheet
+its step's script, talking points and offer); the task taken is committed as claimed."""
 
 from __future__ import annotations
 
@@ -93,7 +93,14 @@ def test_a_claim_that_takes_a_task_shows_its_sheet_without_the_orm(
     out, modules = _calls_next(app, tmp_path)
     assert out.startswith(f"Task {task} "), out
     assert "Verify before discussing the account" in out and "--- script ---" in out, out
+    # Not vacuous: the sheet shows what it read of the run's claim form (#18).
+    assert "RENEWAL CALL: renew-calls (call-1)" in out, out
+    assert "  - Renewal date and plan" in out and "Cross-sell: Upgrade to Gold" in out, out
+    assert "jinja2" in modules
     assert {"sqlalchemy.orm", "engine.db.models"} & modules == set()
+    # The sheet reads the step's script, talking points and offer from the claim form too.
+    definitions = {"engine.definitions.schema", "engine.definitions.filters"}
+    assert {"pydantic", "engine.definitions.stored", *definitions} & modules == set()
     row = task_row(app, task)
     assert (row.status, row.claimed_by, row.claimed_at) == ("claimed", "ana", TEST_NOW)
 
