@@ -4,6 +4,9 @@
 
 Goal (issue #18): `--help`, `runs list`, `calls next` and `participants show` answer in at
 most 1.5x the time of `python -c "import sqlalchemy, click"` on the same machine.
+`calls next` is timed twice: as a repeated command answers it (the agent's held claim shown
+again, from the second round on) and as an agent's first `calls next` answers it (it claims a
+task, when the demo has one callable now: each run on a fresh copy of the demo database).
 
 Builds a small demo program (`campaign demo`, with the repository's example campaigns, so
 there are runs, agents and call tasks) in a temporary folder, then times, in the same run,
@@ -29,6 +32,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GOAL_RATIO = 1.5
 FLOOR = ["-c", "import sqlalchemy, click"]
 CAMPAIGN = ["-c", "from cli import main; main()"]
+AS_BUILT = "as-built.db"
 
 
 def build_demo(folder: Path, participants: int, env: dict[str, str]) -> dict[str, str]:
@@ -61,6 +66,7 @@ def build_demo(folder: Path, participants: int, env: dict[str, str]) -> dict[str
         stdout=subprocess.DEVNULL,
     )
     database_url = f"sqlite:///{folder / 'demo' / 'campaign.db'}"
+    shutil.copyfile(folder / "demo" / "campaign.db", folder / "demo" / AS_BUILT)
     import sqlite3
 
     with sqlite3.connect(folder / "demo" / "campaign.db") as db:
@@ -78,7 +84,12 @@ def with_path(env: dict[str, str], tree: Path) -> dict[str, str]:
 
 
 def timed(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, CPU seconds (user + system) of the process, and its output."""
+    """Wall seconds, CPU seconds (user + system) of the process, and its output. A
+    ``CAMPAIGN_DATABASE_URL`` of a ``fresh-*.db`` file is first made a copy of the demo
+    database as built (``as-built.db`` beside it; untimed)."""
+    database = Path(env.get("CAMPAIGN_DATABASE_URL", "").removeprefix("sqlite:///"))
+    if database.name.startswith("fresh-"):
+        shutil.copyfile(database.parent / AS_BUILT, database)
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True)
@@ -115,31 +126,27 @@ def main() -> None:
         demo = build_demo(folder, options.participants, with_path(env, ROOT))
         setup_seconds = time.perf_counter() - started
         env["CAMPAIGN_DATABASE_URL"] = demo["database_url"]
+        # A copy of the demo as built, made again before each run (``timed``).
+        fresh = {"CAMPAIGN_DATABASE_URL": f"sqlite:///{folder / 'demo' / 'fresh-claim.db'}"}
+        calls_next = [*CAMPAIGN, "calls", "next", "--agent", demo["agent"]]
 
-        commands: dict[str, list[str]] = {
-            "campaign --help": [*CAMPAIGN, "--help"],
-            "campaign runs list": [*CAMPAIGN, "runs", "list"],
-            f"campaign calls next --agent {demo['agent']}": [
-                *CAMPAIGN,
-                "calls",
-                "next",
-                "--agent",
-                demo["agent"],
-            ],
-            f"campaign participants show {demo['member']}": [
-                *CAMPAIGN,
-                "participants",
-                "show",
-                demo["member"],
-            ],
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {
+            "campaign --help": ([*CAMPAIGN, "--help"], {}),
+            "campaign runs list": ([*CAMPAIGN, "runs", "list"], {}),
+            f"campaign calls next --agent {demo['agent']}": (calls_next, {}),
+            f"campaign calls next --agent {demo['agent']} (claims a task)": (calls_next, fresh),
+            f"campaign participants show {demo['member']}": (
+                [*CAMPAIGN, "participants", "show", demo["member"]],
+                {},
+            ),
         }
+        trees = [ROOT] if options.compare is None else [ROOT, options.compare.resolve()]
         cases = {"floor: import sqlalchemy, click": (FLOOR, env)}
-        cases |= {name: (args, with_path(env, ROOT)) for name, args in commands.items()}
-        if options.compare is not None:
-            other = options.compare.resolve()
+        for tree in trees:
+            label = "" if tree == ROOT else f" [{tree}]"
             cases |= {
-                f"{name} [{other}]": (args, with_path(env, other))
-                for name, args in commands.items()
+                f"{name}{label}": (args, with_path(env | extra, tree))
+                for name, (args, extra) in commands.items()
             }
         # One untimed round writes the bytecode cache.
         outputs = {name: timed(args, folder, e)[2] for name, (args, e) in cases.items()}
