@@ -18,16 +18,17 @@ back into plain values here without pydantic:
 
 A run whose form is missing or of another :data:`FORM_VERSION` (a database migrated while the
 code's form changed since, a run inserted bare by a test) has it worked out from its stored
-definition instead, as claims did before: slower, the same answer.
+definition instead, as claims did before: slower, the same answer. A form of version 1 (0036's
+backfill, launches before the call sheet's fields) still serves claims; the call sheet of its
+run reads the definition (:meth:`ClaimForms.for_sheet`), as sheets did before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import select
 
@@ -42,19 +43,22 @@ if TYPE_CHECKING:
 # Raised when what the form holds (or how it spells it) changes: older forms are then
 # worked out again from their runs' definitions. 2: the call sheet's step and campaign fields.
 FORM_VERSION = 2
+# The versions a claim reads: 1 holds all a claim reads, only not the call sheet's fields.
+_CLAIM_VERSIONS = (1, FORM_VERSION)
 
 
 # --------------------------------------------------------------------------- plain values
 
+# NamedTuples, not frozen dataclasses: a dataclass compiles its methods from text when its
+# module is imported, ~1 ms each, and every `calls next` imports these nine (#18).
 
-@dataclass(frozen=True)
-class PriorityKey:
+
+class PriorityKey(NamedTuple):
     field: str
     order: str  # "asc" | "desc"
 
 
-@dataclass(frozen=True)
-class StepForm:
+class StepForm(NamedTuple):
     id: str
     priority: tuple[PriorityKey, ...]
     # What the call sheet shows of the step (as the definition's Step spells them).
@@ -64,8 +68,7 @@ class StepForm:
     cross_sell: str | None = None
 
 
-@dataclass(frozen=True)
-class CallWindow:
+class CallWindow(NamedTuple):
     """Shaped like the definition's ``call_window`` (engine/policy/windows.py WindowSpec)."""
 
     start: time
@@ -73,50 +76,57 @@ class CallWindow:
     days: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class FrequencyCap:
+class FrequencyCap(NamedTuple):
     max: int
     per: timedelta
 
 
-@dataclass(frozen=True)
-class AllOf:
-    kind: ClassVar[str] = ALL
+class AllOf(NamedTuple):
     all: tuple[Any, ...]
 
+    @property
+    def kind(self) -> str:
+        return ALL
 
-@dataclass(frozen=True)
-class AnyOf:
-    kind: ClassVar[str] = ANY
+
+class AnyOf(NamedTuple):
     any: tuple[Any, ...]
 
+    @property
+    def kind(self) -> str:
+        return ANY
 
-@dataclass(frozen=True)
-class Not:
-    kind: ClassVar[str] = NOT
+
+class Not(NamedTuple):
     not_: Any
 
+    @property
+    def kind(self) -> str:
+        return NOT
 
-@dataclass(frozen=True)
-class FieldCondition:
-    kind: ClassVar[str] = FIELD
+
+class FieldCondition(NamedTuple):
     field: str
     operator: str
     operand: Any
+
+    @property
+    def kind(self) -> str:
+        return FIELD
 
     @property
     def is_null(self) -> bool | None:
         return bool(self.operand) if self.operator == "is_null" else None
 
 
-@dataclass(frozen=True)
-class ClaimForm:
+class ClaimForm(NamedTuple):
     steps: Mapping[str, StepForm]
     call_window: CallWindow | None
     frequency_cap: FrequencyCap | None
     standing: Any  # a filter tree of plain nodes, or None: nothing to re-check
     name: str = ""  # the campaign's, for the call script's context
     description: str = ""
+    sheet: bool = True  # holds the call sheet's fields (name, description, steps' script...)
 
     def step(self, step_id: str) -> StepForm:
         """The step with this id (KeyError if none), as CampaignDefinition.step."""
@@ -161,19 +171,25 @@ def claim_form_of(definition: CampaignDefinition) -> dict[str, Any]:
 
 
 def read_claim_form(stored: Any) -> ClaimForm | None:
-    """The form a run stored, or None when it stored none of this version."""
-    if not isinstance(stored, Mapping) or stored.get("version") != FORM_VERSION:
+    """The form a run stored, or None when it stored none a claim reads (:data:`FORM_VERSION`
+    or 1, without the call sheet's fields)."""
+    if not isinstance(stored, Mapping) or stored.get("version") not in _CLAIM_VERSIONS:
         return None
+    sheet = stored["version"] == FORM_VERSION
     steps: dict[str, StepForm] = {}
     for step in stored["steps"]:
         keys = tuple(PriorityKey(name, order) for name, order in step["priority"])
-        form = StepForm(
-            step["id"],
-            keys,
-            step["script"],
-            tuple(step["talking_points"]),
-            step["offer"],
-            step["cross_sell"],
+        form = (
+            StepForm(
+                step["id"],
+                keys,
+                step["script"],
+                tuple(step["talking_points"]),
+                step["offer"],
+                step["cross_sell"],
+            )
+            if sheet
+            else StepForm(step["id"], keys)
         )
         steps.setdefault(step["id"], form)  # the first, as .step() finds
     window, cap = stored["call_window"], stored["frequency_cap"]
@@ -188,8 +204,9 @@ def read_claim_form(stored: Any) -> ClaimForm | None:
         ),
         frequency_cap=None if cap is None else FrequencyCap(cap["max"], _decode(cap["per"])),
         standing=None if stored["standing"] is None else _decode_filter(stored["standing"]),
-        name=stored["name"],
-        description=stored["description"],
+        name=stored["name"] if sheet else "",
+        description=stored["description"] if sheet else "",
+        sheet=sheet,
     )
 
 
@@ -300,6 +317,15 @@ class ClaimForms:
             source, campaign = self._sources.pop(run_id)
             self._forms[run_id] = _worked_out(source, run_id, campaign)
         return self._forms[run_id]
+
+    def for_sheet(self, run_id: int | None) -> ClaimForm | None:
+        """:meth:`for_run` with the call sheet's fields: a run whose form is of version 1 has
+        its form worked out from its definition."""
+        form = self.for_run(run_id)
+        if run_id is None or form is None or form.sheet:
+            return form
+        found = self._run(run_id)
+        return _worked_out(found.definition_source, run_id, found.campaign)
 
     def _run(self, run_id: int) -> Any:
         """The run's row (campaign, form and definition text), or None; on an ORM session from

@@ -285,7 +285,7 @@ def _sheet(
 
     # What the sheet reads of the run's definition (the step's script, talking points, offer;
     # the campaign's name), from the run's claim form: no pydantic (#18).
-    form = ClaimForms(db).for_run(task.run_id)
+    form = ClaimForms(db).for_sheet(task.run_id)
     step = step_form_of(task, form)
     notes: list[str] = []
     script_text: str | None = None

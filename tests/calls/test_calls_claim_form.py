@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import yaml
@@ -166,6 +167,26 @@ def test_a_campaign_without_window_cap_or_standing_conditions() -> None:
     assert (form.call_window, form.frequency_cap, form.standing) == (None, None, None)
 
 
+def _version_1(stored: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` as 0036 and launches before the call sheet's fields stored it."""
+    steps = [{"id": step["id"], "priority": step["priority"]} for step in stored["steps"]]
+    v1 = {key: value for key, value in stored.items() if key not in ("name", "description")}
+    return {**v1, "version": 1, "steps": steps}
+
+
+def test_a_form_of_version_1_still_serves_claims_but_not_the_sheet() -> None:
+    definition = _definition()
+    current = _stored(definition)
+    older = read_claim_form(json.loads(json.dumps(_version_1(claim_form_of(definition)))))
+    assert current is not None and older is not None
+    assert (current.sheet, older.sheet) == (True, False)
+    assert older.steps.keys() == current.steps.keys()
+    for step_id, step in older.steps.items():
+        assert step.priority == current.steps[step_id].priority
+    claim_reads = ("call_window", "frequency_cap", "standing")
+    assert [getattr(older, n) for n in claim_reads] == [getattr(current, n) for n in claim_reads]
+
+
 def test_a_form_of_another_version_or_none_is_not_read() -> None:
     stored = claim_form_of(_definition())
     assert stored["version"] == FORM_VERSION
@@ -177,8 +198,8 @@ def test_a_form_of_another_version_or_none_is_not_read() -> None:
 def test_a_run_without_a_form_of_this_version_shows_the_same_sheet(
     app: App, stored: str | None
 ) -> None:
-    # A run whose form is missing or of an older version (a database migrated while the form
-    # changed since) shows the sheet from its definition: the same sheet, parsed once.
+    # A run whose form is missing or of version 1 (0036's backfill, a launch before the
+    # sheet's fields) shows the sheet from its definition: the same sheet.
     w = make_world(app, description="Members due for renewal")
     w.agent("ana")
     member = w.member()
@@ -192,7 +213,7 @@ def test_a_run_without_a_form_of_this_version_shows_the_same_sheet(
     assert stored_definition.cache_info().currsize == 0  # read from the form
     with unit(app) as s:
         form = s.execute(select(campaign_runs.c.claim_form)).scalar_one()
-        older = None if stored is None else {**form, "version": FORM_VERSION - 1}
+        older = None if stored is None else _version_1(form)
         s.execute(update(campaign_runs).values(claim_form=older))
     with unit(app) as s:
         from_definition = call_sheet(s, task, settings=app.settings, at=TEST_NOW)
