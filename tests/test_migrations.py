@@ -9,7 +9,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import insert, inspect, select, text
+from sqlalchemy import insert, inspect, select, text, update
 
 from engine.app import build_app
 from engine.db import migrate
@@ -415,5 +415,77 @@ def test_0036_backfills_each_runs_claim_form_and_round_trips(empty_database_url:
                 "renew-calls": expected,
                 "broken": None,
             }
+    finally:
+        engine.dispose()
+
+
+def test_0037_stores_claim_forms_again_where_they_lack_the_call_sheet(
+    empty_database_url: str,
+) -> None:
+    """0037: a run whose form is of version 1 (0036's backfill, launches since) gets the form
+    of its definition with the call sheet's fields; a run without a form, and one whose form
+    is already current, keep theirs."""
+    from engine.calls.claim_form import FORM_VERSION, claim_form_of
+    from engine.definitions.loader import parse_definition
+
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    source = "\n".join(
+        [
+            "name: renew-calls",
+            "program: loyalty",
+            "audience: {field: status, eq: active}",
+            "goal: {events: [renewal], window: 30d}",
+            "steps:",
+            "  - {id: call-1, channel: call, script: renewal_due,"
+            " talking_points: [Points never expire while you renew]}",
+        ]
+    )
+    current = claim_form_of(parse_definition(source, "renew-calls.yaml").definition)
+    assert current["version"] == FORM_VERSION == 2
+    assert current["steps"][0]["script"] == "renewal_due"
+    first = {
+        **{k: v for k, v in current.items() if k not in ("name", "description")},
+        "version": 1,
+        "steps": [{"id": "call-1", "priority": []}],
+    }
+    kept = {**current, "name": "stored before, kept"}
+    runs = Base.metadata.tables["campaign_runs"]
+    engine = make_engine(empty_database_url)
+    try:
+        migrate.upgrade(engine, "0036")
+        with engine.begin() as connection:
+            program_id = connection.execute(
+                text(
+                    "INSERT INTO programs (key, name, timezone, region, created_at)"
+                    " VALUES ('loyalty', 'L', 'UTC', 'US', :at) RETURNING id"
+                ),
+                {"at": at},
+            ).scalar_one()
+            for campaign, form in (("version-1", first), ("no-form", None), ("current", kept)):
+                connection.execute(
+                    text(
+                        "INSERT INTO campaign_runs (campaign, program_id, definition_hash,"
+                        " definition_source, fire_key, status, launched_at, enrolled_count,"
+                        " holdout_count) VALUES (:campaign, :program, 'h', :source, 'once',"
+                        " 'active', :at, 0, 0)"
+                    ),
+                    {"campaign": campaign, "program": program_id, "source": source, "at": at},
+                )
+                connection.execute(
+                    update(runs).where(runs.c.campaign == campaign).values(claim_form=form)
+                )
+        migrate.upgrade(engine, "0037")
+        with engine.connect() as connection:
+            forms = dict(connection.execute(select(runs.c.campaign, runs.c.claim_form)).all())
+        assert forms == {"version-1": current, "no-form": None, "current": kept}
+
+        config = migrate.alembic_config(engine)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0036")
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()

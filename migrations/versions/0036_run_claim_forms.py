@@ -30,27 +30,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # A plain ADD COLUMN on both databases (batch mode would rebuild the table on SQLite).
     op.add_column("campaign_runs", sa.Column("claim_form", JSONDocument(), nullable=True))
-    from engine.calls.claim_form import claim_form_of
-    from engine.definitions.stored import stored_definition
-    from engine.errors import InputError
+    from engine.calls.claim_form import store_claim_forms
 
-    runs = sa.table(
-        "campaign_runs",
-        sa.column("id", sa.BigInteger()),
-        sa.column("campaign", sa.String()),
-        sa.column("definition_source", sa.Text()),
-        sa.column("claim_form", JSONDocument()),
-    )
-    bind = op.get_bind()
-    found = bind.execute(sa.select(runs.c.id, runs.c.campaign, runs.c.definition_source)).all()
-    for run_id, campaign, source in found:
-        try:
-            definition = stored_definition(source, f"run {run_id}: {campaign}.yaml")
-        except InputError:
-            continue  # NULL: worked out (and the error reported) when a claim meets it
-        bind.execute(
-            sa.update(runs).where(runs.c.id == run_id).values(claim_form=claim_form_of(definition))
-        )
+    store_claim_forms(op.get_bind())
 
 
 def downgrade() -> None:
