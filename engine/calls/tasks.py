@@ -935,9 +935,14 @@ def claim_next(
     return None
 
 
+# Built once (#19): the columns set are those of the parameters given (SQLAlchemy compiles
+# and caches one statement per set of them), the task's id bound as set_task_id.
+_SET_TASK = update(call_tasks).where(call_tasks.c.id == bindparam("set_task_id"))
+
+
 def _set(session: Reader, task_id: int, **values: Any) -> None:
     """Write a locked task's new state (an UPDATE of the row: no ORM load of it first)."""
-    session.execute(update(call_tasks).where(call_tasks.c.id == task_id).values(**values))
+    session.execute(_SET_TASK, {"set_task_id": task_id, **values})
 
 
 def release(session: Session, task_id: int, agent_login: str, *, at: datetime) -> None:
