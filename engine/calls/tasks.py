@@ -63,10 +63,10 @@ from engine.calls.rules import (
 from engine.clock import ensure_utc
 from engine.consent.defaults import says_yes
 from engine.consent.suppression_lookup import hash_normalised
-from engine.db.queries import any_of_bound
+from engine.db.queries import any_of_bound, gathered, gathered_values
 from engine.db.reading import dialect_name
 from engine.db.session import take_write_lock
-from engine.db.tables.calls import call_tasks
+from engine.db.tables.calls import agents, call_tasks
 from engine.db.tables.members import participant_consents, participants, programs, suppressions
 from engine.db.tables.runs import campaign_runs, enrollments
 from engine.db.types import UTCDateTime
@@ -282,18 +282,23 @@ def evaluate(
     exact: bool = False,
     rules: CallRules = DEFAULT_RULES,
     routing: LanguageRouting | None = None,
+    suppressed_known: dict[str, set[str]] | None = None,
 ) -> None:
     """Fill each candidate's zones, gate verdict and earliest callable instant (>= due),
     held for a speaker of the member's language when ``routing`` says so.
 
     The list query brings each participant's call consent and whether their number is
     suppressed (by address); ``exact`` (the re-check of the one task about to be claimed) also
-    matches suppressions by hash, which catches an erasure entry that kept no address.
+    matches suppressions by hash, which catches an erasure entry that kept no address
+    (``suppressed_known``: those of the hashes the caller has read already).
     Many tasks share their zones and window (and, once overdue, the instant asked about), so
     zone resolution and window search are memoised for the call."""
     suppressed: dict[str, set[str]] = {}
     if exact:
-        suppressed = _suppressed_by_hash(session, [c.participant for c in candidates])
+        known = suppressed_known or {}
+        people = [c.participant for c in candidates]
+        unread = [p for p in people if p.phone and hash_normalised(p.phone) not in known]
+        suppressed = {**_suppressed_by_hash(session, unread), **known}
     zone_cache: dict[tuple[Any, ...], tuple[str, ...] | None] = {}
     window_cache: dict[tuple[Any, ...], Decision] = {}
     for c in candidates:
@@ -504,10 +509,12 @@ class _Scan:
         agent: Any,
         until: datetime,
         rules: CallRules = DEFAULT_RULES,
+        active: set[str] | None = None,
     ) -> None:
         self.session, self.at, self.agent, self.until = session, at, agent, until
         self.rules = rules
-        self.active = active_logins(session)
+        # The active agents' logins (a claim reads them with the agent's live claim).
+        self.active = active_logins(session) if active is None else active
         self.rows_read = 0  # rows the last load read, before the callback fallback filter
         self.forms = ClaimForms(session)
         self.person_names = [*PERSON_COLUMNS]  # and the priority fields (select)
@@ -603,16 +610,21 @@ class _Scan:
             ).select_from(task_t)
         )
 
-    def load(self, query: Any) -> list[Candidate]:
+    def load(self, query: Any, params: dict[str, Any] | None = None) -> list[Candidate]:
+        """The candidates of ``query`` (the select, narrowed and ordered), its parameters
+        the scan's and ``params``."""
         found: list[Candidate] = []
         split = len(TASK_COLUMNS)
+        base = split + len(self.person_names)
         self.rows_read = 0
-        for row in self.session.execute(query, self.params):
+        for row in self.session.execute(query, self.params | (params or {})):
             self.rows_read += 1
             task = SimpleNamespace(**dict(zip(TASK_COLUMNS, row[:split], strict=True)))
-            person = SimpleNamespace(**dict(zip(self.person_names, row[split:-3], strict=True)))
-            person.call_consent, person.call_suppressed = row[-3], bool(row[-2])
-            person.not_standing = row[-1]  # None: not known (read by mark_not_standing)
+            person = SimpleNamespace(**dict(zip(self.person_names, row[split:base], strict=True)))
+            person.call_consent, person.call_suppressed = row[base], bool(row[base + 1])
+            person.not_standing = row[base + 2]  # None: not known (read by mark_not_standing)
+            # The re-check's: the channels suppressed for the listed number's hash.
+            person.listed_hash_suppressions = row[base + 3] if len(row) > base + 3 else None
             fallback = None
             if self.agent is not None and task.assigned_agent not in (None, self.agent.login):
                 # Another agent's callback: only once it has fallen back to the team.
@@ -653,11 +665,15 @@ def candidates(
     rules: CallRules = DEFAULT_RULES,
     scan: _Scan | None = None,
     lock: bool = False,
+    listed_phone: str | None = None,
 ) -> list[Candidate]:
     """Every servable task due by ``until`` (default ``at``), evaluated and in serving order.
     ``scan``: the claim's own (same agent, instant and rules), so its re-check of one task
     does not read the agents, runs and programs again. ``lock`` (PostgreSQL): lock the tasks
-    read, skipping those another transaction holds (SQLite: the write lock is held)."""
+    read, skipping those another transaction holds (SQLite: the write lock is held).
+    ``listed_phone`` (with ``task_ids``, the re-check): the number the member had when the
+    task was listed; the suppressions of its hash are read in the same statement, and only a
+    number changed since is looked up by a statement of its own."""
     at = ensure_utc(at)
     if scan is None:
         scan = _Scan(
@@ -666,13 +682,44 @@ def candidates(
     query = scan.select().order_by(call_tasks.c.due_at, call_tasks.c.id)
     if task_ids is not None:
         query = query.where(call_tasks.c.id.in_(task_ids))
-    if lock and dialect_name(session) == "postgresql":
+    if lock and scan.postgres:
         query = query.with_for_update(skip_locked=True, of=call_tasks)
-    found = scan.load(query)
-    evaluate(session, found, at, exact=task_ids is not None, rules=rules, routing=scan.routing)
+    params: dict[str, Any] = {}
+    listed_hash = hash_normalised(listed_phone) if task_ids is not None and listed_phone else None
+    if listed_hash is not None:
+        query = query.add_columns(_suppressed_channels_of_hash(scan.postgres))
+        params["listed_hash"] = listed_hash
+    found = scan.load(query, params)
+    known: dict[str, set[str]] = {}
+    for c in found:
+        if listed_hash is not None and c.participant.phone == listed_phone:
+            known[listed_hash] = set(gathered_values(c.participant.listed_hash_suppressions))
+    evaluate(
+        session,
+        found,
+        at,
+        exact=task_ids is not None,
+        rules=rules,
+        routing=scan.routing,
+        suppressed_known=known,
+    )
     rank(found)
     found.sort(key=Candidate.order_key)
     return found
+
+
+@functools.cache
+def _suppressed_channels_of_hash(postgres: bool) -> Any:
+    """The channels (call, all) on which the number hashed ``listed_hash`` is suppressed, as
+    one column of the re-check (:func:`_suppressed_by_hash`'s answer for that number)."""
+    return (
+        select(gathered(suppressions.c.channel, postgres))
+        .where(
+            suppressions.c.address_hash == bindparam("listed_hash", type_=String()),
+            suppressions.c.channel.in_(("call", "all")),
+        )
+        .scalar_subquery()
+    )
 
 
 PAGE = 200
@@ -772,17 +819,36 @@ class Claim:
     closed_on_the_way: list[tuple[int, str]]  # tasks the gate refused while looking
 
 
-# The claim's own statements, built once (#19): their values are bound when they run.
-_HELD = (
-    select(call_tasks.c.id, call_tasks.c.claimed_at, call_tasks.c.claimed_until)
-    .where(
-        call_tasks.c.status == "claimed",
-        call_tasks.c.claimed_by == bindparam("held_by"),
-        call_tasks.c.claimed_until >= bindparam("held_at", type_=UTCDateTime()),
+@functools.cache
+def _held_and_active(postgres: bool) -> Any:
+    """The agent's live claim (id, claimed_at, claimed_until; NULL when none) and the active
+    agents' logins, in one statement built once per database (#19). Run after the agent's
+    lock, never in its statement: on PostgreSQL a statement that waited for the lock still
+    reads other rows as they were when it began, and would miss the claim that the agent's
+    other request committed meanwhile."""
+    held, roster = call_tasks.alias("held"), agents.alias("roster")
+    first_held = (
+        select(call_tasks.c.id)
+        .where(
+            call_tasks.c.status == "claimed",
+            call_tasks.c.claimed_by == bindparam("held_by"),
+            call_tasks.c.claimed_until >= bindparam("held_at", type_=UTCDateTime()),
+        )
+        .order_by(call_tasks.c.claimed_at)
+        .limit(1)
+        .scalar_subquery()
     )
-    .order_by(call_tasks.c.claimed_at)
-    .limit(1)
-)
+    active = select(gathered(roster.c.login, postgres)).where(roster.c.active.is_(True))
+    return (
+        select(
+            held.c.id,
+            held.c.claimed_at,
+            held.c.claimed_until,
+            active.scalar_subquery().label("active_logins"),
+        )
+        .select_from(agents.outerjoin(held, held.c.id == first_held))
+        .where(agents.c.login == bindparam("held_by"))
+    )
 
 
 def claim_next(
@@ -810,20 +876,31 @@ def claim_next(
         raise InputError(
             f"agent {agent.login!r} is disabled; `campaign agents enable {agent.login}` first"
         )
-    held = session.execute(_HELD, {"held_by": agent.login, "held_at": at}).first()
-    if held is not None and held.claimed_at is not None and held.claimed_until is not None:
+    held = session.execute(
+        _held_and_active(dialect_name(session) == "postgresql"),
+        {"held_by": agent.login, "held_at": at},
+    ).one()
+    if held.id is not None and held.claimed_at is not None and held.claimed_until is not None:
         return Claim(held.id, agent.login, held.claimed_at, held.claimed_until, True, [])
     closed: list[tuple[int, str]] = []
     # One scan for the whole claim: the agents, runs and programs it reads do not change
     # between finding a task and re-checking it.
-    scan = _Scan(session, at=at, agent=agent, until=at, rules=rules)
+    active = set(gathered_values(held.active_logins))
+    scan = _Scan(session, at=at, agent=agent, until=at, rules=rules, active=active)
     # Tasks the gate refuses (opted out, do-not-call, no number...) come first and are closed
     # with the reason, so they leave every list; each is re-checked under its lock.
     for c in serving_order(session, at=at, agent=agent, rules=rules, scan=scan):
         # Lock the row and re-check it with fresh facts in one statement: an opt-out may have
         # just arrived. Nothing back: another agent has it, or it is no longer servable.
         fresh = candidates(
-            session, at=at, agent=agent, task_ids=[c.task.id], rules=rules, scan=scan, lock=True
+            session,
+            at=at,
+            agent=agent,
+            task_ids=[c.task.id],
+            rules=rules,
+            scan=scan,
+            lock=True,
+            listed_phone=c.participant.phone,
         )
         if not fresh:
             continue
@@ -858,9 +935,14 @@ def claim_next(
     return None
 
 
+# Built once (#19): the columns set are those of the parameters given (SQLAlchemy compiles
+# and caches one statement per set of them), the task's id bound as set_task_id.
+_SET_TASK = update(call_tasks).where(call_tasks.c.id == bindparam("set_task_id"))
+
+
 def _set(session: Reader, task_id: int, **values: Any) -> None:
     """Write a locked task's new state (an UPDATE of the row: no ORM load of it first)."""
-    session.execute(update(call_tasks).where(call_tasks.c.id == task_id).values(**values))
+    session.execute(_SET_TASK, {"set_task_id": task_id, **values})
 
 
 def release(session: Session, task_id: int, agent_login: str, *, at: datetime) -> None:

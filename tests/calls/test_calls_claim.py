@@ -248,3 +248,33 @@ def test_claims_follow_the_listed_order_across_campaigns_and_kinds(app: App) -> 
     # Within each campaign the claims follow that campaign's priority exactly.
     for run_id in (w.run_id, other):
         assert in_run(run_id) == [t for t in first_listing if t in set(in_run(run_id))]
+
+
+def test_the_recheck_looks_up_a_number_changed_since_the_task_was_listed(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The re-check reads the suppressions of the listed number's hash in its own statement;
+    # a number changed in between (here, to an erased one) is looked up on its own.
+    from sqlalchemy import update
+
+    from engine.calls import tasks
+    from engine.db.tables.members import participants
+
+    w = make_world(app)
+    w.agent("ana")
+    member = w.member(phone="+13125550111")
+    task = w.task(member)
+    with unit(app) as s:
+        add_suppression(s, "+13125550122", "call", "erasure", "test", at=TEST_NOW)
+    recheck = tasks.candidates
+
+    def number_changed_first(session, **kw):  # type: ignore[no-untyped-def]
+        session.execute(
+            update(participants).where(participants.c.id == member).values(phone="+13125550122")
+        )
+        return recheck(session, **kw)
+
+    monkeypatch.setattr(tasks, "candidates", number_changed_first)
+    assert claim(app, "ana") is None
+    row = task_row(app, task)
+    assert row.status == "closed" and row.close_reason == "not callable: suppressed"
