@@ -21,9 +21,10 @@ worker opens to the provider.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from queue import Empty, SimpleQueue
 from typing import Any, Generic, NamedTuple, TypeVar
 
 Token = TypeVar("Token")
@@ -63,7 +64,11 @@ class InFlight(Generic[Token]):
         self.latency = 0.0  # running average of answer times, seconds
         self.peak = 0  # the most calls that were in flight at once
         self._pool: ThreadPoolExecutor | None = None
-        self._running: deque[tuple[Token, Future[Any]]] = deque()
+        # Each pool call puts its Done here as it finishes: the caller takes what came back
+        # without polling every call in flight (and one wait is one queue read, not a waiter
+        # installed in each future).
+        self._finished: SimpleQueue[Done[Token] | _Escaped] = SimpleQueue()
+        self._in_flight = 0  # calls started on the pool and not yet taken from _finished
         self._done: list[Done[Token]] = []
 
     @property
@@ -72,14 +77,15 @@ class InFlight(Generic[Token]):
         return 1 if self.latency < FAST_ANSWER else self.limit
 
     def start(self, token: Token, call: Callable[..., Any], *args: Any) -> None:
-        if self.window == 1 and not self._running:
+        if self.window == 1 and not self._in_flight:
             self._done.append(self._timed(token, call, args))
             self.peak = max(self.peak, 1)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.limit, thread_name_prefix=self.name)
-        self._running.append((token, self._pool.submit(self._timed, token, call, args)))
-        self.peak = max(self.peak, len(self._running))
+        self._pool.submit(self._post, token, call, args)
+        self._in_flight += 1
+        self.peak = max(self.peak, self._in_flight)
 
     def finished(self) -> Iterator[Done[Token]]:
         """The calls finished so far, without waiting for the others."""
@@ -89,24 +95,25 @@ class InFlight(Generic[Token]):
     @property
     def busy(self) -> bool:
         """Whether a call is in flight."""
-        return bool(self._running)
+        return bool(self._in_flight)
 
     def within(self, timeout: float) -> Iterator[Done[Token]]:
         """Waits up to ``timeout`` seconds for a call in flight to finish (not at all when none
         is in flight); yields those that finished."""
-        if self._running and timeout > 0:
-            wait([future for _, future in self._running], timeout, FIRST_COMPLETED)
+        if self._in_flight and timeout > 0:
+            with suppress(Empty):
+                self._took(self._finished.get(timeout=timeout))
         yield from self.finished()
 
     def room(self) -> Iterator[Done[Token]]:
         """Waits until fewer than ``window`` calls are in flight; yields those that finished."""
-        while len(self._running) >= self.window:
+        while self._in_flight >= self.window:
             self._collect(block=True)
         yield from self.finished()
 
     def drain(self) -> Iterator[Done[Token]]:
         """Waits for every call in flight; yields them all."""
-        while self._running:
+        while self._in_flight:
             self._collect(block=True)
         yield from self._take()
 
@@ -115,7 +122,8 @@ class InFlight(Generic[Token]):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        self._running.clear()
+        self._finished = SimpleQueue()
+        self._in_flight = 0
         self._done.clear()
 
     def _timed(self, token: Token, call: Callable[..., Any], args: tuple[Any, ...]) -> Done[Token]:
@@ -129,19 +137,39 @@ class InFlight(Generic[Token]):
         self.latency += _SMOOTHING * (elapsed - self.latency)
         return done
 
+    def _post(self, token: Token, call: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """On a pool thread: the call, its Done queued for the caller."""
+        try:
+            done = self._timed(token, call, args)
+        except BaseException as exc:  # not the call's own error (an interrupt): the caller's
+            self._finished.put(_Escaped(exc))
+            raise
+        self._finished.put(done)
+
     def _collect(self, *, block: bool) -> None:
-        if not self._running:
+        if not self._in_flight:
             return
         if block:
-            wait([future for _, future in self._running], return_when=FIRST_COMPLETED)
-        still: deque[tuple[Token, Future[Any]]] = deque()
-        for token, future in self._running:
-            if future.done():
-                self._done.append(future.result())
-            else:
-                still.append((token, future))
-        self._running = still
+            self._took(self._finished.get())
+        while self._in_flight:
+            try:
+                self._took(self._finished.get_nowait())
+            except Empty:
+                return
+
+    def _took(self, item: Done[Token] | _Escaped) -> None:
+        self._in_flight -= 1
+        if isinstance(item, _Escaped):
+            raise item.error
+        self._done.append(item)
 
     def _take(self) -> Iterator[Done[Token]]:
         done, self._done = self._done, []
         yield from done
+
+
+class _Escaped(NamedTuple):
+    """What a pool call raised that is not an ``Exception`` (re-raised on the caller's
+    thread, as ``Future.result()`` did)."""
+
+    error: BaseException
