@@ -429,7 +429,21 @@ def calling_plan(
     else the daily one times the business days of the period (skipping the holidays of the
     program's calendar: :func:`_plan_calendar`). With ``program`` or ``campaign`` only those
     calls count; the targets stay the agent's whole plan."""
-    agent: Agent = get_agent(session, agent_login)
+    return plan_of(
+        session, get_agent(session, agent_login), day=day, program=program, campaign=campaign
+    )
+
+
+def plan_of(
+    session: Session,
+    agent: Agent,
+    *,
+    day: date,
+    program: str | None = None,
+    campaign: str | None = None,
+) -> CallingPlan:
+    """:func:`calling_plan` of an agent row already read (the console's page reads it with
+    the signed-in user, one statement fewer on every page)."""
     tz = ZoneInfo(agent.timezone)
     periods = _periods(day)
     lo = min(p[1] for p in periods)
