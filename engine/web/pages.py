@@ -23,7 +23,7 @@ from engine.calls.pauses import pause_codes
 from engine.calls.reporting import CallingPlan
 from engine.calls.scripts import CallSheet, gated_call_sheet
 from engine.calls.tasks import DefinitionCache, release
-from engine.calls.verification import Gate, held_claim_query, own_claim
+from engine.calls.verification import Gate, held_claim_params, held_claim_query, own_claim
 from engine.clock import ensure_utc
 from engine.db.models import (
     Agent,
@@ -139,6 +139,14 @@ class AgentPage:
     plan: CallingPlan | None = None
 
 
+# The agent's claim with its member, program and run in one statement; built once.
+_HELD_WITH_ROWS = (
+    held_claim_query()
+    .add_columns(Participant, Program, CampaignRun)
+    .join(Participant, Participant.id == CallTask.participant_id)
+    .join(Program, Program.id == Participant.program_id)
+    .outerjoin(CampaignRun, CampaignRun.id == CallTask.run_id)
+)
 # Who is asking, for the agent's page: the user and their agent (auth's statement), with the
 # agent's row for the calling plan and their open pause (at most one: a unique index), so the
 # page reads none of them again.
@@ -186,16 +194,10 @@ def agent_page(
     pause: PauseView | None,
 ) -> AgentPage:
     agent = agent_row.login
-    # The claim with its member, program and run in one statement. Held for the whole page:
-    # the session's identity map keeps only referenced rows, and the gate, the call sheet and
-    # the member's clock each get these by primary key (from the map, no SELECT).
-    held = session.execute(
-        held_claim_query(agent, at)
-        .add_columns(Participant, Program, CampaignRun)
-        .join(Participant, Participant.id == CallTask.participant_id)
-        .join(Program, Program.id == Participant.program_id)
-        .outerjoin(CampaignRun, CampaignRun.id == CallTask.run_id)
-    ).first()
+    # Held for the whole page: the session's identity map keeps only referenced rows, and the
+    # gate, the call sheet and the member's clock each get these by primary key (from the map,
+    # no SELECT).
+    held = session.execute(_HELD_WITH_ROWS, held_claim_params(agent, at)).first()
     task, _member, program, _run = held if held is not None else (None, None, None, None)
     sheet, gate = (
         gated_call_sheet(session, task, settings=settings, at=at, zone=zone)
