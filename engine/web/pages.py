@@ -148,8 +148,9 @@ _HELD_WITH_ROWS = (
     .outerjoin(CampaignRun, CampaignRun.id == CallTask.run_id)
 )
 # Who is asking, for the agent's page: the user and their agent (auth's statement), with the
-# agent's row for the calling plan and their open pause (at most one: a unique index), so the
-# page reads none of them again.
+# agent's row for the calling plan and their open pause (ended_at NULL, as
+# engine/calls/pauses.py reads it; at most one: a unique index), so the page reads none of
+# them again.
 _PAGE_USER = USER_QUERY.add_columns(
     Agent, agent_pauses.c.code, agent_pauses.c.started_at
 ).outerjoin(
