@@ -40,7 +40,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from engine.calls.agents import get_agent
@@ -393,11 +393,22 @@ def _business_days(first: date, last: date, calendar: str | None) -> int:
     return sum(1 for i in range(days) if is_business_day(first + timedelta(days=i), calendar))
 
 
+# Built once, bound when run: the agent's page asks for the plan on every load (#19). Two
+# columns of the period's entries, not whole rows (their fields, notes and record): a month
+# holds thousands of calls.
+_PLAN_ENTRIES = select(CallerLogEntry.logged_at, CallerLogEntry.campaign).where(
+    CallerLogEntry.logged_at >= bindparam("plan_start"),
+    CallerLogEntry.logged_at < bindparam("plan_end"),
+    CallerLogEntry.agent == bindparam("plan_agent"),
+)
+_PLAN_CALENDARS = select(Program.holidays).distinct()
+
+
 def _plan_calendar(session: Session, program: str | None) -> str | None:
     """The holiday calendar an agent's derived targets count business days by: the program's
     when the plan is scoped to one; else the one every program names (agents work for all of
     them); else none (Monday to Friday)."""
-    query = select(Program.holidays).distinct()
+    query = _PLAN_CALENDARS
     if program is not None:
         query = query.where(Program.key == program)
     calendars = set(session.scalars(query))
@@ -429,25 +440,30 @@ def calling_plan(
     else the daily one times the business days of the period (skipping the holidays of the
     program's calendar: :func:`_plan_calendar`). With ``program`` or ``campaign`` only those
     calls count; the targets stay the agent's whole plan."""
-    agent: Agent = get_agent(session, agent_login)
+    return plan_of(
+        session, get_agent(session, agent_login), day=day, program=program, campaign=campaign
+    )
+
+
+def plan_of(
+    session: Session,
+    agent: Agent,
+    *,
+    day: date,
+    program: str | None = None,
+    campaign: str | None = None,
+) -> CallingPlan:
+    """:func:`calling_plan` of an agent row already read (the console's page reads it with
+    the signed-in user, one statement fewer on every page)."""
     tz = ZoneInfo(agent.timezone)
     periods = _periods(day)
     lo = min(p[1] for p in periods)
     hi = max(p[2] for p in periods)
     start = datetime.combine(lo, time(0), tzinfo=tz)
     end = datetime.combine(hi + timedelta(days=1), time(0), tzinfo=tz)
-    # Two columns of the month's entries, not whole rows (their fields, notes and record): the
-    # agent's page asks for this plan on every load, and a month holds thousands of calls.
     entries = session.execute(
-        _scoped(
-            select(CallerLogEntry.logged_at, CallerLogEntry.campaign).where(
-                CallerLogEntry.logged_at >= ensure_utc(start),
-                CallerLogEntry.logged_at < ensure_utc(end),
-            ),
-            program=program,
-            campaign=campaign,
-            agent=agent.login,
-        )
+        _scoped(_PLAN_ENTRIES, program=program, campaign=campaign),
+        {"plan_agent": agent.login, "plan_start": ensure_utc(start), "plan_end": ensure_utc(end)},
     ).all()
     local_days = [e.logged_at.astimezone(tz).date() for e in entries]
     calendar = _plan_calendar(session, program)

@@ -19,10 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 
 from engine.clock import ensure_utc
 from engine.errors import InputError
@@ -107,23 +108,30 @@ class NotYourTask(InputError):
 
 def held_claim(session: Session, agent: str, at: datetime) -> CallTask | None:
     """The agent's live claim (the one `calls next` would give back), if any."""
-    return session.scalar(held_claim_query(agent, at))
+    return session.scalar(held_claim_query(), held_claim_params(agent, at))
 
 
-def held_claim_query(agent: str, at: datetime) -> Select[CallTask]:
-    """:func:`held_claim`'s query, for a caller that joins what it reads with the claim."""
+@cache
+def held_claim_query() -> Select[CallTask]:
+    """:func:`held_claim`'s query, for a caller that joins what it reads with the claim; run
+    it with :func:`held_claim_params`. Built once (every page and form of an agent asks it):
+    building it cost more than running it."""
     from engine.db.models import CallTask  # the ORM: the call sheet reads rows without it
 
     return (
         select(CallTask)
         .where(
             CallTask.status == "claimed",
-            CallTask.claimed_by == agent,
-            CallTask.claimed_until >= ensure_utc(at),
+            CallTask.claimed_by == bindparam("held_by"),
+            CallTask.claimed_until >= bindparam("held_at"),
         )
         .order_by(CallTask.claimed_at)
         .limit(1)
     )
+
+
+def held_claim_params(agent: str, at: datetime) -> dict[str, Any]:
+    return {"held_by": agent, "held_at": ensure_utc(at)}
 
 
 def own_claim(session: Session, task_id: int, agent: str, at: datetime) -> CallTask:

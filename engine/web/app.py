@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,14 +31,28 @@ from starlette.staticfiles import StaticFiles
 
 from engine.app import App
 from engine.calls.claiming import take_next_in
+from engine.calls.log import LogResult
 from engine.calls.tasks import DEFAULT_LEASE
 from engine.calls.verification import NotYourTask
 from engine.consent.unsubscribe import signing_key
 from engine.db.session import writing
 from engine.errors import EngineError
 from engine.web import auth, coordinator, floor, pages, pauses, reports, verify
-from engine.web.auth import Visitor, checked_form, guard, visitor
-from engine.web.sessions import CSRF_FIELD, SessionCodec
+from engine.web.auth import (
+    AGENT_ROLES,
+    FormTooLarge,
+    SignedIn,
+    Visitor,
+    checked_form,
+    cookie_session,
+    csrf_refused,
+    guard,
+    load_user,
+    read_form,
+    visitor,
+    visitor_of,
+)
+from engine.web.sessions import CSRF_FIELD, ConsoleSession, SessionCodec
 
 HERE = Path(__file__).parent
 T = TypeVar("T")
@@ -49,7 +65,6 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
 }
-AGENT_ROLES = ("agent",)
 
 
 class Console:
@@ -62,6 +77,9 @@ class Console:
             autoescape=select_autoescape(default=True),
             trim_blocks=True,
             lstrip_blocks=True,
+            # The templates are package data, changed only by a new release: no stat of each
+            # file on every page.
+            auto_reload=False,
         )
         self._codec: SessionCodec | None = None
         self._codec_lock = asyncio.Lock()
@@ -107,35 +125,47 @@ class Console:
 # --------------------------------------------------------------------------- agent
 
 
-async def _agent_visitor(console: Console, request: Request) -> tuple[Visitor, Response | None]:
-    who = await visitor(console, request)
+def _agent_refusal(console: Console, who: Visitor, request: Request) -> Response | None:
+    """None when ``who`` is a working agent, else the answer (pages.agent_home reads the page
+    under the same conditions)."""
     refused = guard(console, who, request, *AGENT_ROLES)
     if refused is None and who.user is not None and who.user.agent is None:
         refused = console.forbidden(
             who, "Your agent row is disabled or missing; ask a supervisor (`campaign agents`)."
         )
-    return who, refused
+    return refused
+
+
+async def _agent_visitor(console: Console, request: Request) -> tuple[Visitor, Response | None]:
+    who = await visitor(console, request)
+    return who, _agent_refusal(console, who, request)
 
 
 async def agent_home(console: Console, request: Request, **extra: Any) -> Response:
-    who, refused = await _agent_visitor(console, request)
+    at = console.app.clock.now()
+    value = await cookie_session(console, request, at)
+    seq = request.query_params.get("logged", "")
+    data = None
+    if value is None:
+        who = visitor_of(None, None, at)
+    else:
+        # Who is asking and their page in one worker thread and one session (one pool
+        # checkout); the page is read only when the user may see it.
+        user, data = await run_in_threadpool(
+            console.read,
+            lambda s: pages.agent_home(
+                s,
+                console.app.settings,
+                value,
+                at=at,
+                logged_seq=int(seq) if seq.isdigit() else None,
+            ),
+        )
+        who = visitor_of(value, user, at)
+    refused = _agent_refusal(console, who, request)
     if refused is not None:
         return refused
-    assert who.user is not None and who.user.agent is not None
-    agent, zone = who.user.agent, who.user.zone
-    seq = request.query_params.get("logged", "")
-    at = console.app.clock.now()
-    data = await run_in_threadpool(
-        console.read,
-        lambda s: pages.agent_page(
-            s,
-            console.app.settings,
-            agent,
-            zone,
-            at=at,
-            logged_seq=int(seq) if seq.isdigit() else None,
-        ),
-    )
+    assert who.user is not None and data is not None
     status = extra.pop("status", 200)
     return console.page(
         who,
@@ -143,7 +173,7 @@ async def agent_home(console: Console, request: Request, **extra: Any) -> Respon
         status=status,
         data=data,
         now=at,
-        agent_zone=zone,
+        agent_zone=who.user.zone,
         nothing=request.query_params.get("nothing") == "1",
         released=request.query_params.get("released", ""),
         **extra,
@@ -175,42 +205,105 @@ async def agent_next(console: Console, request: Request) -> Response:
 
 
 async def agent_release(console: Console, request: Request) -> Response:
-    who, form, refused = await _agent_post(console, request)
-    if refused is not None:
-        return refused
-    assert who.user is not None and who.user.agent is not None
-    agent = who.user.agent
-    at = console.app.clock.now()
+    posted = await _posted(console, request)
     try:
-        task_id = await run_in_threadpool(
-            console.write, lambda s: pages.release_own(s, form, agent=agent, at=at)
+        who, task_id, refused = await _agent_write(
+            console,
+            request,
+            posted,
+            lambda s, agent, _zone: pages.release_own(s, posted.form, agent=agent, at=posted.at),
         )
     except EngineError as exc:
         return await agent_home(console, request, error=str(exc), status=403)
+    if refused is not None:
+        return refused
     return console.finish(who, RedirectResponse(f"/agent?released={task_id}", status_code=303))
 
 
 async def agent_log(console: Console, request: Request) -> Response:
-    who, form, refused = await _agent_post(console, request)
-    if refused is not None:
-        return refused
-    assert who.user is not None and who.user.agent is not None
-    agent, zone = who.user.agent, who.user.zone
-    at = console.app.clock.now()
+    posted = await _posted(console, request)
+    settings = console.app.settings
+
+    def log(s: Session, agent: str, zone: str) -> LogResult:
+        return pages.log_from_form(s, settings, posted.form, agent=agent, zone=zone, at=posted.at)
+
     try:
-        result = await run_in_threadpool(
-            console.write,
-            lambda s: pages.log_from_form(
-                s, console.app.settings, form, agent=agent, zone=zone, at=at
-            ),
-        )
+        who, result, refused = await _agent_write(console, request, posted, log)
     except NotYourTask as exc:
         return await agent_home(console, request, error=str(exc), status=403)
     except EngineError as exc:
         # Refused exactly as `calls log` refuses; the transaction rolled back, and the page
         # comes back with what was typed.
-        return await agent_home(console, request, error=str(exc), typed=form, status=422)
+        return await agent_home(console, request, error=str(exc), typed=posted.form, status=422)
+    if refused is not None:
+        return refused
+    assert result is not None
     return console.finish(who, RedirectResponse(f"/agent?logged={result.seq}", status_code=303))
+
+
+@dataclass(frozen=True)
+class _Posted:
+    """An agent's POST as far as it is read without the database."""
+
+    at: datetime
+    value: ConsoleSession | None  # the cookie's session
+    form: dict[str, str]
+    too_large: str | None  # the refusal of a form over the size limit
+
+    def passes_cookie_checks(self) -> bool:
+        """Signed in, within the size limit and with the session's CSRF token: the checks
+        that need no database."""
+        return (
+            self.value is not None
+            and self.value.user_id is not None
+            and self.too_large is None
+            and self.value.valid_csrf(self.form.get(CSRF_FIELD))
+        )
+
+
+async def _posted(console: Console, request: Request) -> _Posted:
+    at = console.app.clock.now()
+    value = await cookie_session(console, request, at)
+    try:
+        return _Posted(at, value, await read_form(request), None)
+    except FormTooLarge as exc:
+        return _Posted(at, value, {}, str(exc))
+
+
+async def _agent_write(
+    console: Console,
+    request: Request,
+    posted: _Posted,
+    work: Callable[[Session, str, str], T],
+) -> tuple[Visitor, T | None, Response | None]:
+    """An agent's form that writes, with who is asking read in its writing session (one
+    worker thread and one pool checkout, not two). ``work`` runs only when the checks of
+    :func:`_agent_post` pass, and their refusal is the same, in the same order: sign in, role,
+    agent row, form size, CSRF. ``work`` gets the session, the agent's login and zone. A form
+    that fails a check needing no database is refused after a read, taking no write lock."""
+    value, default_zone = posted.value, console.app.settings.default_timezone
+
+    def unit(s: Session) -> tuple[SignedIn | None, T | None]:
+        assert value is not None
+        user = load_user(s, value, default_zone)
+        if user is None or user.role not in AGENT_ROLES or user.agent is None:
+            return user, None
+        return user, work(s, user.agent, user.zone)
+
+    user: SignedIn | None = None
+    result: T | None = None
+    if posted.passes_cookie_checks():
+        user, result = await run_in_threadpool(console.write, unit)
+    elif value is not None:
+        user = await run_in_threadpool(console.read, lambda s: load_user(s, value, default_zone))
+    who = visitor_of(value, user, posted.at)
+    refused = _agent_refusal(console, who, request)
+    if refused is None and posted.too_large is not None:
+        refused = console.forbidden(who, posted.too_large, status=413)
+    if refused is None and csrf_refused(who, posted.form):
+        message = "The form expired or came from another site; reload the page."
+        refused = console.forbidden(who, message)
+    return who, result, refused
 
 
 # --------------------------------------------------------------------------- routes

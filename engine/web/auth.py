@@ -3,11 +3,13 @@ sign-in and sign-out handlers, the role guard and the CSRF check of every form."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 MAX_FORM_BODY = 64 * 1024
 MAX_FORM_FIELDS = 200
+AGENT_ROLES = ("agent",)  # the console roles with a call screen
 HOME = {"agent": "/agent"}  # other roles land on the wallboard
 FLOOR = "/floor"
 
@@ -47,27 +50,32 @@ class Visitor:
         return HOME.get(self.user.role, FLOOR) if self.user else "/login"
 
 
-def _load_user(session: Session, value: ConsoleSession, default_zone: str) -> SignedIn | None:
-    if value.user_id is None:
-        return None
-    # The user and their agent in one statement: every request of the console asks this.
-    row = session.execute(
-        select(
-            ConsoleUser.id,
-            ConsoleUser.login,
-            ConsoleUser.role,
-            ConsoleUser.active,
-            ConsoleUser.session_version,
-            Agent.login,
-            Agent.active,
-            Agent.timezone,
-        )
-        .outerjoin(Agent, Agent.id == ConsoleUser.agent_id)
-        .where(ConsoleUser.id == value.user_id)
-    ).first()
+# The user and their agent in one statement: every request of the console asks this. Built
+# once, the user bound when it runs.
+USER_QUERY = (
+    select(
+        ConsoleUser.id,
+        ConsoleUser.login,
+        ConsoleUser.role,
+        ConsoleUser.active,
+        ConsoleUser.session_version,
+        Agent.login,
+        Agent.active,
+        Agent.timezone,
+    )
+    .outerjoin(Agent, Agent.id == ConsoleUser.agent_id)
+    .where(ConsoleUser.id == bindparam("user_id"))
+)
+
+
+def signed_in(
+    row: Sequence[Any] | None, value: ConsoleSession, default_zone: str
+) -> SignedIn | None:
+    """The user of a :data:`USER_QUERY` row (its first columns), or None when the cookie is no
+    longer theirs."""
     if row is None:
         return None
-    user_id, login, role, active, version, agent_login, agent_active, agent_zone = row
+    user_id, login, role, active, version, agent_login, agent_active, agent_zone = row[:8]
     # Disabled, new password, new role: the version moved on and this cookie is dead.
     if not active or version != value.version:
         return None
@@ -80,18 +88,37 @@ def _load_user(session: Session, value: ConsoleSession, default_zone: str) -> Si
     )
 
 
-async def visitor(console: Console, request: Request) -> Visitor:
-    at = console.app.clock.now()
+def load_user(session: Session, value: ConsoleSession, default_zone: str) -> SignedIn | None:
+    if value.user_id is None:
+        return None
+    row = session.execute(USER_QUERY, {"user_id": value.user_id}).first()
+    return signed_in(row, value, default_zone)
+
+
+async def cookie_session(console: Console, request: Request, at: datetime) -> ConsoleSession | None:
+    """The session the cookie holds, or None when it is missing, forged or expired."""
     codec = await console.codec()
-    value = codec.loads(request.cookies.get(COOKIE), at=at)
+    return codec.loads(request.cookies.get(COOKIE), at=at)
+
+
+def visitor_of(value: ConsoleSession | None, user: SignedIn | None, at: datetime) -> Visitor:
+    """The visitor of a cookie's session and the user it names (read by the caller)."""
     if value is None:
         return Visitor(new_session(at), None, True)
-    user = await run_in_threadpool(
-        console.read, lambda s: _load_user(s, value, console.app.settings.default_timezone)
-    )
     if value.user_id is not None and user is None:
         return Visitor(new_session(at), None, True)  # signed out from elsewhere
     return Visitor(value, user, False)
+
+
+async def visitor(console: Console, request: Request) -> Visitor:
+    at = console.app.clock.now()
+    value = await cookie_session(console, request, at)
+    if value is None:
+        return visitor_of(None, None, at)
+    user = await run_in_threadpool(
+        console.read, lambda s: load_user(s, value, console.app.settings.default_timezone)
+    )
+    return visitor_of(value, user, at)
 
 
 async def read_form(request: Request) -> dict[str, str]:

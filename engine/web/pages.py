@@ -23,16 +23,26 @@ from engine.calls.pauses import pause_codes
 from engine.calls.reporting import CallingPlan
 from engine.calls.scripts import CallSheet, gated_call_sheet
 from engine.calls.tasks import DefinitionCache, release
-from engine.calls.verification import Gate, held_claim_query, own_claim
+from engine.calls.verification import Gate, held_claim_params, held_claim_query, own_claim
 from engine.clock import ensure_utc
-from engine.db.models import CallerLogEntry, CallTask, CampaignRun, Participant, Program
+from engine.db.models import (
+    Agent,
+    CallerLogEntry,
+    CallTask,
+    CampaignRun,
+    Participant,
+    Program,
+)
 from engine.db.session import take_write_lock
+from engine.db.tables.calls import agent_pauses
 from engine.errors import InputError
 from engine.policy import candidate_zones, effective_window
 from engine.settings import Settings
+from engine.web.auth import AGENT_ROLES, USER_QUERY, SignedIn, signed_in
 from engine.web.forms import DispositionForm, call_input, forms_for
 from engine.web.pauses import PauseView, pause_view
 from engine.web.plan import plan_today
+from engine.web.sessions import ConsoleSession
 
 
 @dataclass(frozen=True)
@@ -129,25 +139,66 @@ class AgentPage:
     plan: CallingPlan | None = None
 
 
+# The agent's claim with its member, program and run in one statement; built once.
+_HELD_WITH_ROWS = (
+    held_claim_query()
+    .add_columns(Participant, Program, CampaignRun)
+    .join(Participant, Participant.id == CallTask.participant_id)
+    .join(Program, Program.id == Participant.program_id)
+    .outerjoin(CampaignRun, CampaignRun.id == CallTask.run_id)
+)
+# Who is asking, for the agent's page: the user and their agent (auth's statement), with the
+# agent's row for the calling plan and their open pause (ended_at NULL, as
+# engine/calls/pauses.py reads it; at most one: a unique index), so the page reads none of
+# them again.
+_PAGE_USER = USER_QUERY.add_columns(
+    Agent, agent_pauses.c.code, agent_pauses.c.started_at
+).outerjoin(
+    agent_pauses, and_(agent_pauses.c.agent == Agent.login, agent_pauses.c.ended_at.is_(None))
+)
+
+
+def agent_home(
+    session: Session,
+    settings: Settings,
+    value: ConsoleSession,
+    *,
+    at: datetime,
+    logged_seq: int | None,
+) -> tuple[SignedIn | None, AgentPage | None]:
+    """The user the cookie names and, when they are a working agent, their page: one session
+    for both. None for the page when the user may not see it (the handler refuses)."""
+    row = (
+        session.execute(_PAGE_USER, {"user_id": value.user_id}).first()
+        if value.user_id is not None
+        else None
+    )
+    user = signed_in(row, value, settings.default_timezone)
+    if user is None or user.role not in AGENT_ROLES or user.agent is None:
+        return user, None
+    assert row is not None
+    agent, pause_code, pause_started = row[8:]
+    pause = pause_view(pause_code, pause_started, user.zone)
+    return user, agent_page(
+        session, settings, agent, user.zone, at=at, logged_seq=logged_seq, pause=pause
+    )
+
+
 def agent_page(
     session: Session,
     settings: Settings,
-    agent: str,
+    agent_row: Agent,
     zone: str,
     *,
     at: datetime,
     logged_seq: int | None,
+    pause: PauseView | None,
 ) -> AgentPage:
-    # The claim with its member, program and run in one statement. Held for the whole page:
-    # the session's identity map keeps only referenced rows, and the gate, the call sheet and
-    # the member's clock each get these by primary key (from the map, no SELECT).
-    held = session.execute(
-        held_claim_query(agent, at)
-        .add_columns(Participant, Program, CampaignRun)
-        .join(Participant, Participant.id == CallTask.participant_id)
-        .join(Program, Program.id == Participant.program_id)
-        .outerjoin(CampaignRun, CampaignRun.id == CallTask.run_id)
-    ).first()
+    agent = agent_row.login
+    # Held for the whole page: the session's identity map keeps only referenced rows, and the
+    # gate, the call sheet and the member's clock each get these by primary key (from the map,
+    # no SELECT).
+    held = session.execute(_HELD_WITH_ROWS, held_claim_params(agent, at)).first()
     task, _member, program, _run = held if held is not None else (None, None, None, None)
     sheet, gate = (
         gated_call_sheet(session, task, settings=settings, at=at, zone=zone)
@@ -176,9 +227,9 @@ def agent_page(
         callbacks=my_callbacks_today(session, agent, zone, at),
         logged=logged,
         gate=gate,
-        pause=pause_view(session, agent, zone),
+        pause=pause,
         pause_codes=pause_codes(settings),
-        plan=plan_today(session, agent, zone, at),
+        plan=plan_today(session, agent_row, zone, at),
     )
 
 

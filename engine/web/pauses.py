@@ -10,12 +10,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from engine.calls.pauses import RESUMED, end_pause, open_pause, pause_codes, start_pause
+from engine.calls.pauses import RESUMED, end_pause, pause_codes, start_pause
 from engine.clock import ensure_utc
 from engine.errors import EngineError
 
@@ -30,44 +28,46 @@ class PauseView:
     since_local: str  # HH:MM in the agent's zone
 
 
-def pause_view(session: Session, agent: str, zone: str) -> PauseView | None:
-    pause = open_pause(session, agent)
-    if pause is None:
+def pause_view(code: str | None, started_at: datetime | None, zone: str) -> PauseView | None:
+    """The agent's open pause (its code and start, read with the agent's row), if any."""
+    if code is None or started_at is None:
         return None
-    since = ensure_utc(pause.started_at)
-    return PauseView(pause.code, since, since.astimezone(ZoneInfo(zone)).strftime("%H:%M"))
+    since = ensure_utc(started_at)
+    return PauseView(code, since, since.astimezone(ZoneInfo(zone)).strftime("%H:%M"))
 
 
 async def agent_pause(console: Console, request: Request) -> Response:
-    from engine.web.app import _agent_post, agent_home  # the agent handlers' shared checks
+    from engine.web.app import _agent_write, _posted, agent_home  # the agent handlers' checks
 
-    who, form, refused = await _agent_post(console, request)
-    if refused is not None:
-        return refused
-    assert who.user is not None and who.user.agent is not None
-    agent = who.user.agent
-    at = console.app.clock.now()
+    posted = await _posted(console, request)
     codes = pause_codes(console.app.settings)
+    code = posted.form.get("code", "")
     try:
-        await run_in_threadpool(
-            console.write,
-            lambda s: start_pause(s, agent, form.get("code", ""), codes=codes, at=at, by=agent),
+        who, _, refused = await _agent_write(
+            console,
+            request,
+            posted,
+            lambda s, agent, _zone: start_pause(
+                s, agent, code, codes=codes, at=posted.at, by=agent
+            ),
         )
     except EngineError as exc:
         return await agent_home(console, request, error=str(exc), status=409)
+    if refused is not None:
+        return refused
     return console.finish(who, RedirectResponse("/agent", status_code=303))
 
 
 async def agent_resume(console: Console, request: Request) -> Response:
-    from engine.web.app import _agent_post
+    from engine.web.app import _agent_write, _posted
 
-    who, _form, refused = await _agent_post(console, request)
+    posted = await _posted(console, request)
+    who, _, refused = await _agent_write(
+        console,
+        request,
+        posted,
+        lambda s, agent, _zone: end_pause(s, agent, at=posted.at, reason=RESUMED, by=agent),
+    )
     if refused is not None:
         return refused
-    assert who.user is not None and who.user.agent is not None
-    agent = who.user.agent
-    at = console.app.clock.now()
-    await run_in_threadpool(
-        console.write, lambda s: end_pause(s, agent, at=at, reason=RESUMED, by=agent)
-    )
     return console.finish(who, RedirectResponse("/agent", status_code=303))

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -33,22 +32,23 @@ def verify_own(
 
 
 async def agent_verify(console: Console, request: Request) -> Response:
-    from engine.web.app import _agent_post, agent_home  # the agent handlers' shared checks
+    from engine.web.app import _agent_write, _posted, agent_home  # the agent handlers' checks
 
-    who, form, refused = await _agent_post(console, request)
-    if refused is not None:
-        return refused
-    assert who.user is not None and who.user.agent is not None
-    agent = who.user.agent
-    at = console.app.clock.now()
+    posted = await _posted(console, request)
     address = client_address(request)
     try:
-        await run_in_threadpool(
-            console.write,
-            lambda s: verify_own(s, form, agent=agent, at=at, address=address),
+        who, _, refused = await _agent_write(
+            console,
+            request,
+            posted,
+            lambda s, agent, _zone: verify_own(
+                s, posted.form, agent=agent, at=posted.at, address=address
+            ),
         )
     except NotYourTask as exc:
         return await agent_home(console, request, error=str(exc), status=403)
     except EngineError as exc:
         return await agent_home(console, request, error=str(exc), status=422)
+    if refused is not None:
+        return refused
     return console.finish(who, RedirectResponse("/agent", status_code=303))

@@ -64,6 +64,38 @@ def test_csrf_token_is_required_on_every_form(app: App) -> None:
     assert refused.status_code == 403
 
 
+def test_every_agent_form_that_writes_needs_the_csrf_token(app: App) -> None:
+    """The writing forms read the user in their writing session; the CSRF check still comes
+    before any write."""
+    first, _ = _world(app)
+    browser = Browser(app)
+    browser.sign_in("ana")
+    browser.post("/agent/next", {})
+    assert task_row(app, first).claimed_by == "ana"
+    task = str(first)
+    forms = {
+        "/agent/verify": {"task_id": task},
+        "/agent/log": {
+            "task_id": task,
+            "disposition": "NOT_INTERESTED",
+            "NOT_INTERESTED.reason": "csrf test",
+            "verified": "yes",
+        },
+        "/agent/release": {"task_id": task},
+        "/agent/pause": {"code": "break"},
+        "/agent/resume": {},
+    }
+    for path, form in forms.items():
+        for token in ("forged", ""):
+            assert browser.post(path, form, csrf=token).status_code == 403, path
+    row = task_row(app, first)
+    assert row.claimed_by == "ana" and row.status == "claimed" and row.verified_at is None
+    assert log_entries(app) == []
+    # The same form with the page's token is logged: the refusals above were the token's.
+    assert browser.post("/agent/log", forms["/agent/log"]).status_code == 200
+    assert [e.task_id for e in log_entries(app)] == [first]
+
+
 def test_lockout_after_failed_sign_ins(app: App, clock: FrozenClock) -> None:
     _world(app)
     browser = Browser(app)
