@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from alembic import command
@@ -372,23 +373,7 @@ def test_0036_backfills_each_runs_claim_form_and_round_trips(empty_database_url:
     try:
         migrate.upgrade(engine, "0035")
         with engine.begin() as connection:
-            program_id = connection.execute(
-                text(
-                    "INSERT INTO programs (key, name, timezone, region, created_at)"
-                    " VALUES ('loyalty', 'L', 'UTC', 'US', :at) RETURNING id"
-                ),
-                {"at": at},
-            ).scalar_one()
-            for campaign, text_ in (("renew-calls", source), ("broken", "name: [")):
-                connection.execute(
-                    text(
-                        "INSERT INTO campaign_runs (campaign, program_id, definition_hash,"
-                        " definition_source, fire_key, status, launched_at, enrolled_count,"
-                        " holdout_count) VALUES (:campaign, :program, 'h', :source, 'once',"
-                        " 'active', :at, 0, 0)"
-                    ),
-                    {"campaign": campaign, "program": program_id, "source": text_, "at": at},
-                )
+            _runs_of_one_program(connection, at, {"renew-calls": source, "broken": "name: ["})
         migrate.upgrade(engine, "0036")
         runs = Base.metadata.tables["campaign_runs"]
         with engine.connect() as connection:
@@ -454,23 +439,9 @@ def test_0037_stores_claim_forms_again_where_they_lack_the_call_sheet(
     try:
         migrate.upgrade(engine, "0036")
         with engine.begin() as connection:
-            program_id = connection.execute(
-                text(
-                    "INSERT INTO programs (key, name, timezone, region, created_at)"
-                    " VALUES ('loyalty', 'L', 'UTC', 'US', :at) RETURNING id"
-                ),
-                {"at": at},
-            ).scalar_one()
-            for campaign, form in (("version-1", first), ("no-form", None), ("current", kept)):
-                connection.execute(
-                    text(
-                        "INSERT INTO campaign_runs (campaign, program_id, definition_hash,"
-                        " definition_source, fire_key, status, launched_at, enrolled_count,"
-                        " holdout_count) VALUES (:campaign, :program, 'h', :source, 'once',"
-                        " 'active', :at, 0, 0)"
-                    ),
-                    {"campaign": campaign, "program": program_id, "source": source, "at": at},
-                )
+            forms = {"version-1": first, "no-form": None, "current": kept}
+            _runs_of_one_program(connection, at, dict.fromkeys(forms, source))
+            for campaign, form in forms.items():
                 connection.execute(
                     update(runs).where(runs.c.campaign == campaign).values(claim_form=form)
                 )
@@ -489,3 +460,25 @@ def test_0037_stores_claim_forms_again_where_they_lack_the_call_sheet(
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def _runs_of_one_program(connection: Any, at: datetime, sources: dict[str, str]) -> None:
+    """A program and one active run of each campaign in ``sources`` (its definition text),
+    inserted as plain rows (the schema of the revision the test stands at)."""
+    program_id = connection.execute(
+        text(
+            "INSERT INTO programs (key, name, timezone, region, created_at)"
+            " VALUES ('loyalty', 'L', 'UTC', 'US', :at) RETURNING id"
+        ),
+        {"at": at},
+    ).scalar_one()
+    for campaign, source in sources.items():
+        connection.execute(
+            text(
+                "INSERT INTO campaign_runs (campaign, program_id, definition_hash,"
+                " definition_source, fire_key, status, launched_at, enrolled_count,"
+                " holdout_count) VALUES (:campaign, :program, 'h', :source, 'once',"
+                " 'active', :at, 0, 0)"
+            ),
+            {"campaign": campaign, "program": program_id, "source": source, "at": at},
+        )
