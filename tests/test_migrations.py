@@ -27,8 +27,7 @@ def test_upgrade_from_empty_to_head_leaves_no_drift(empty_database_url: str) -> 
         assert before is None
         assert after == migrate.head_revision(engine)
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            differences = compare_metadata(context, Base.metadata)
+            differences = _differences_from_models(connection)
         assert differences == [], f"models and migrations disagree: {differences}"
         # Upgrading again is a no-op.
         assert migrate.upgrade(engine) == (after, after)
@@ -95,8 +94,7 @@ def test_0013_agent_targets_round_trip(empty_database_url: str) -> None:
 
         migrate.upgrade(engine)
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            assert compare_metadata(context, Base.metadata) == []
+            assert _differences_from_models(connection) == []
             checks = {c["name"] for c in inspect(connection).get_check_constraints("agents")}
             assert {"ck_agents_role", "ck_agents_weekly_target", "ck_agents_monthly_target"} <= (
                 checks
@@ -182,8 +180,7 @@ def test_0018_keeps_one_conversion_per_event_and_round_trips(empty_database_url:
 
         migrate.upgrade(engine)
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            assert compare_metadata(context, Base.metadata) == []
+            assert _differences_from_models(connection) == []
     finally:
         engine.dispose()
 
@@ -340,8 +337,7 @@ def test_0033_the_due_index_holds_active_treatment_enrollments_and_round_trips(
         assert "ix_enrollments_state_next_action_at_id" in indexes
         migrate.upgrade(engine)
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            assert compare_metadata(context, Base.metadata) == []
+            assert _differences_from_models(connection) == []
     finally:
         engine.dispose()
 
@@ -394,8 +390,7 @@ def test_0036_backfills_each_runs_claim_form_and_round_trips(empty_database_url:
 
         migrate.upgrade(engine)
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            assert compare_metadata(context, Base.metadata) == []
+            assert _differences_from_models(connection) == []
             assert dict(connection.execute(select(runs.c.campaign, runs.c.claim_form)).all()) == {
                 "renew-calls": expected,
                 "broken": None,
@@ -456,8 +451,7 @@ def test_0037_stores_claim_forms_again_where_they_lack_the_call_sheet(
             command.downgrade(config, "0036")
         migrate.upgrade(engine)
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            assert compare_metadata(context, Base.metadata) == []
+            assert _differences_from_models(connection) == []
     finally:
         engine.dispose()
 
@@ -482,3 +476,10 @@ def _runs_of_one_program(connection: Any, at: datetime, sources: dict[str, str])
             ),
             {"campaign": campaign, "program": program_id, "source": source, "at": at},
         )
+
+
+def _differences_from_models(connection: Any) -> list[Any]:
+    """What Alembic's autogenerate finds between the database's schema and the models
+    (column types compared too): empty when migrations and models agree."""
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
