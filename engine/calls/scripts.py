@@ -50,6 +50,8 @@ WITHHOLDABLE = (
     "points_expire_at",
     "renewal_date",
 )
+# The parts of a sheet its gate shows only when the program says so, or once verified.
+UNREAD_UNTIL_SHOWN = ("activity", "contacts", "case")
 RECENT_ACTIVITY = 10
 RECENT_CONTACTS = 30
 REDEMPTION_TYPES = ("redemption",)
@@ -275,9 +277,11 @@ def _sheet(
     settings: Settings,
     at: datetime,
     withheld: Collection[str],
+    unread: Collection[str] = (),
 ) -> CallSheet:
     """:func:`call_sheet` of ``task`` (a call_tasks row), its member ``p`` and their
-    ``program`` (rows)."""
+    ``program`` (rows). ``unread``: parts of the sheet ("activity", "contacts", "case") left
+    empty without a query, for a sheet that would not show them (:func:`gated_call_sheet`)."""
     from engine.consent.defaults import consent_defaults
     from engine.consent.suppression_lookup import email_hash, hash_normalised, suppressions_for
     from engine.consent.wording import program_default
@@ -340,18 +344,27 @@ def _sheet(
         hashes.append(hash_normalised(p.phone))
     suppressions = [f"{s.channel}: {s.reason} ({s.source})" for s in suppressions_for(db, hashes)]
     activity = activity_events.c
-    events = db.execute(
-        select(
-            activity.type, activity.occurred_at, activity.points, activity.amount, activity.source
-        )
-        .where(activity.participant_id == p.id)
-        .order_by(activity.occurred_at.desc(), activity.id.desc())
-        .limit(50)
-    ).all()
+    events = (
+        []
+        if "activity" in unread
+        else db.execute(
+            select(
+                activity.type,
+                activity.occurred_at,
+                activity.points,
+                activity.amount,
+                activity.source,
+            )
+            .where(activity.participant_id == p.id)
+            .order_by(activity.occurred_at.desc(), activity.id.desc())
+            .limit(50)
+        ).all()
+    )
 
-    contacts = _contacts(db, p.id)
+    contacts = [] if "contacts" in unread else _contacts(db, p.id)
     case = None
-    if task.case_id is not None:  # a case's follow-up: the case's view, imported only then
+    if task.case_id is not None and "case" not in unread:
+        # A case's follow-up: the case's view, imported only then.
         from engine.cases.views import show_case
 
         case = show_case(db, task.case_id, at=at)
@@ -416,7 +429,11 @@ def gated_call_sheet(
 
     p, program = _member_of(db, task)
     gate = gate_for(task, program, zone)
-    sheet = _sheet(db, task, p, program, settings=settings, at=at, withheld=gate.hidden)
+    # What gate.restrict drops is never read (five statements fewer per `calls next`, #18).
+    unread = [part for part in UNREAD_UNTIL_SHOWN if not gate.shows(part)]
+    sheet = _sheet(
+        db, task, p, program, settings=settings, at=at, withheld=gate.hidden, unread=unread
+    )
     gate = gate.with_account(sheet)
     return gate.restrict(sheet), gate
 

@@ -20,6 +20,7 @@ from engine.calls.config import load_dispositions
 from engine.calls.log import CallInput, log_call
 from engine.calls.tasks import claim_next
 from engine.cases.views import show_case
+from engine.programs import set_shown_before_verification
 
 # `calls next` at a frozen instant, then the modules the process imported (on stderr).
 PROBE = """
@@ -123,6 +124,9 @@ def test_a_claim_of_a_cases_follow_up_reads_the_case_without_the_orm(
     assert logged.case_id is not None
     with unit(app) as s:
         follow_up = show_case(s, logged.case_id, at=TEST_NOW).follow_up_task_id
+        # Read only when shown (engine/calls/scripts.py): this program shows it before
+        # verification.
+        set_shown_before_verification(s, "loyalty", "case")
     # The case's follow-up is served to its owner four business hours later.
     out, modules = _calls_next(app, tmp_path, at=TEST_NOW + timedelta(hours=4))
     assert out.startswith(f"Task {follow_up} (follow_up"), out

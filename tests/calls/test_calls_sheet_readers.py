@@ -8,17 +8,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from calls_helpers import TEST_NOW, make_world, unit
+from sqlalchemy import event, select
 
 from engine.app import App
 from engine.calls.claiming import take_next
 from engine.calls.config import load_dispositions
 from engine.calls.log import CallInput, log_call
-from engine.calls.scripts import call_sheet, gated_call_sheet, next_call
+from engine.calls.scripts import CallSheet, call_sheet, gated_call_sheet, next_call
 from engine.calls.tasks import claim_next
 from engine.calls.verification import verify_claim
 from engine.db.models import ActivityEvent, CallTask, CampaignRun, Participant, Program
+from engine.db.tables.calls import call_tasks
+from engine.programs import set_shown_before_verification
 from engine.testing.fakes import make_event
 
 LATER = TEST_NOW + timedelta(hours=4)  # the case's first follow-up is due
@@ -88,3 +92,52 @@ def test_a_sessions_unflushed_rows_are_on_its_sheet(app: App) -> None:
         )
         sheet = call_sheet(s, task, settings=app.settings, at=TEST_NOW)
     assert [r["points"] for r in sheet.redemptions] == [-200]
+
+
+def test_a_sheet_before_verification_reads_none_of_what_its_gate_hides(app: App) -> None:
+    """`calls next` shows the activity, the earlier contacts and the case before verification
+    only when the program says so: otherwise the sheet does not read them (#18)."""
+    w = make_world(app)
+    w.agent("ana")
+    member = w.member()
+    first = w.task(member)
+    with unit(app) as s:
+        make_event(s, s.get_one(Participant, member), type="redemption", occurred_at=TEST_NOW,
+                   points=-500)  # fmt: skip
+        assert claim_next(s, "ana", at=TEST_NOW) is not None
+        complaint = {"category": "billing", "summary": "charged twice"}
+        call = CallInput(first, "ana", "COMPLAINT", complaint, True)
+        assert log_call(s, call, load_dispositions(None), at=TEST_NOW).case_id is not None
+    with app.engine.connect() as connection, connection.begin():
+        claim = take_next(connection, "ana", settings=app.settings, at=LATER)
+        assert claim is not None
+        task = connection.execute(select(call_tasks).where(call_tasks.c.id == claim.task_id)).one()
+
+    def gated(shown: str | None) -> tuple[CallSheet, list[str]]:
+        with unit(app) as s:
+            set_shown_before_verification(s, "loyalty", shown)
+        statements: list[str] = []
+
+        def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(app.engine, "before_cursor_execute", seen)
+        try:
+            with app.engine.connect() as connection:
+                sheet, _ = gated_call_sheet(
+                    connection, task, settings=app.settings, at=LATER, zone="UTC"
+                )
+        finally:
+            event.remove(app.engine, "before_cursor_execute", seen)
+        return sheet, statements
+
+    hidden, statements = gated(None)  # the default: only the tier besides name and phone
+    assert (hidden.activity, hidden.redemptions, hidden.contacts, hidden.case) == ([], [], [], None)
+    unread = ("activity_events", "caller_log", "outbox_messages", "message_events", "cases")
+    assert [s for s in statements if any(f"FROM {table}" in s for table in unread)] == []
+    shown, statements = gated("activity,contacts,case")
+    # Not vacuous: shown, they are read, and on the sheet.
+    assert [r["points"] for r in shown.redemptions] == [-500]
+    assert [c.what for c in shown.contacts] == ["COMPLAINT"]
+    assert shown.case is not None
+    assert any("FROM activity_events" in s for s in statements)
