@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from dispatch_helpers import queue_messages
 from sqlalchemy import func, select
@@ -21,12 +22,23 @@ from engine.channels.twilio import TwilioChannel
 from engine.db.models import Contact, OutboxMessage
 from engine.sending.dispatch import dispatch
 from engine.sending.reconcile import reconcile
+from engine.settings import Settings
 from engine.testing.fake_sendgrid import FakeSendGrid
 from engine.testing.fake_server import Canned
 from engine.testing.fake_twilio import FakeTwilio
 from engine.testing.fakes import FrozenClock
 
 WAIT_SECONDS = 30.0
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    # One request at a time, in queue order: each message meets the canned answer scripted for
+    # it. With requests in flight together they reach the fake in any order, and the message
+    # that met the slow answer was not always the one the test names "late".
+    return Settings(
+        database_url=database_url, outbox_dir=tmp_path / "outbox", dispatch_max_in_flight=1
+    )
 
 
 def _wait_for(condition: Callable[[], bool]) -> None:
