@@ -62,7 +62,7 @@ from engine.calls.rules import (
 )
 from engine.clock import ensure_utc
 from engine.consent.defaults import says_yes
-from engine.consent.suppression_lookup import hash_normalised
+from engine.consent.suppression_lookup import hash_normalised, suppressed_hashes_query
 from engine.db.queries import any_of_bound, gathered, gathered_values
 from engine.db.reading import dialect_name
 from engine.db.session import take_write_lock
@@ -254,20 +254,12 @@ def _suppressed_by_hash(session: Reader, people: Sequence[Any]) -> dict[str, set
     keeps no address)."""
     hashes = sorted({hash_normalised(p.phone) for p in people if p.phone})
     suppressed: dict[str, set[str]] = {}
-    statement = _suppressions_by_hash(dialect_name(session) == "postgresql")
+    statement = suppressed_hashes_query(dialect_name(session) == "postgresql", with_channel=True)
     for chunk_h in _chunks(hashes):
-        for digest, channel in session.execute(statement, {"call_hashes": list(chunk_h)}):
+        values = {"hashes": list(chunk_h), "channels": ["call", "all"]}
+        for digest, channel in session.execute(statement, values):
             suppressed.setdefault(digest, set()).add(channel)
     return suppressed
-
-
-@functools.cache
-def _suppressions_by_hash(postgres: bool) -> Any:
-    """Built once per database and process (#19); the hashes are bound when it runs."""
-    return select(suppressions.c.address_hash, suppressions.c.channel).where(
-        any_of_bound(suppressions.c.address_hash, "call_hashes", postgres, String()),
-        suppressions.c.channel.in_(("call", "all")),
-    )
 
 
 def _chunks(values: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, String, select
 
+from engine.db.queries import any_of_bound
 from engine.db.reading import Reader
 from engine.db.tables.members import suppressions
 
@@ -46,6 +48,23 @@ def suppressions_for(
     if channels is not None:
         query = query.where(entry.channel.in_(channels))
     return [view_of(row) for row in db.execute(query.order_by(entry.channel))]
+
+
+@cache
+def suppressed_hashes_query(postgres: bool, *, with_channel: bool = False) -> Select[Any]:
+    """The entries whose address hash is one of the list bound as ``hashes`` on one of the
+    channels bound as ``channels`` (name ``all`` too): their hash, and with ``with_channel``
+    their channel. Built once per database and process and run with its lists, by the
+    sender's re-check between requests (engine/sending/gate.py) and the call claim's exact
+    check (engine/calls/tasks.py): built with its values each time, its couple of hundred
+    literal hashes were coerced and its cache key rebuilt on every run. The channels are
+    named so that the (channel, address_hash) key serves it (#20)."""
+    entry = suppressions.c
+    columns = (entry.address_hash, entry.channel) if with_channel else (entry.address_hash,)
+    return select(*columns).where(
+        any_of_bound(entry.address_hash, "hashes", postgres, String()),
+        any_of_bound(entry.channel, "channels", postgres, String()),
+    )
 
 
 def view_of(entry: Any) -> SuppressionView:

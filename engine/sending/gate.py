@@ -17,16 +17,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
-from typing import Any
 
-from sqlalchemy import Select, String, select
+from sqlalchemy import String, select
 from sqlalchemy.orm import Session
 
 from engine.consent.defaults import defaulted
+from engine.consent.suppression_lookup import suppressed_hashes_query
 from engine.consent.suppressions import email_hash, hash_normalised
 from engine.db.models import CampaignRun, Consent, Program, Suppression
-from engine.db.queries import any_of, any_of_bound
+from engine.db.queries import any_of
 from engine.definitions.loader import parse_definition
 from engine.definitions.schema import CampaignDefinition
 from engine.errors import EngineError
@@ -216,19 +215,8 @@ def suppressed_among(shared: Shared, channel: str, digests: Sequence[str]) -> se
     if not digests:
         return set()
     with shared.app.sessions() as session:
-        values = {"digests": sorted(set(digests)), "channels": [channel, "all"]}
-        return set(session.scalars(_suppressed_query(is_postgres(session)), values))
-
-
-@cache
-def _suppressed_query(postgres: bool) -> Select[Any]:
-    """:func:`suppressed_among`'s statement, built once and run with its lists (bound by
-    name): built with its values each time, its couple of hundred literal hashes were coerced
-    and its cache key rebuilt on every re-check, on the sending thread."""
-    return select(Suppression.address_hash).where(
-        any_of_bound(Suppression.address_hash, "digests", postgres, String),
-        any_of_bound(Suppression.channel, "channels", postgres, String),
-    )
+        values = {"hashes": sorted(set(digests)), "channels": [channel, "all"]}
+        return set(session.scalars(suppressed_hashes_query(is_postgres(session)), values))
 
 
 def decide_batch(

@@ -187,6 +187,21 @@ class BatchWriter:
         # loaded server: 17 of the backend's 30 µs a row); their leaf pages filled to 50%,
         # not 90, cut 30 to 24 on the first move after a launch, for up to twice the pages
         # to read: not done without measuring launch and the re-entry check.
+        # Nor is the due state moved to a narrow table of its own (enrollment id, run id,
+        # state, step index, next_action_at; its key and the due and open-by-run partial
+        # indexes only), measured before any code (#20, 2026-12-07, bench/probe_due_state.py,
+        # 100,000-200,000 enrollments, batches of 2,000, server CPU a row, load 7-11, three
+        # runs): the move 4.5-4.8 µs instead of 10.7-11.4, the outbox COPY after it the same
+        # (14.6-15.7: the outbox's key finds the enrollment either way): 6.5-7.6 µs a
+        # message saved. bench_materialise in the same hour (PostgreSQL, sms, 100,000, load
+        # 9.5): materialise 70.0 µs of CPU a message (sequencer 37.4, server 32.6), floor
+        # 30.8 (25.5 + 5.3), CPU ratio 0.44 (wall 0.685); minus 7 it would be ~0.49. 0.7x
+        # needs 44 µs, 26 less: about all the server does beyond the floor's COPY (27), so no
+        # schema change alone reaches it (the sequencer's own CPU is 11.9 above the floor's
+        # render and COPY: reading due rows, the rules). For ~7 µs every launch would fill
+        # two tables, and every reader of state or next_action_at (18 modules: the due scan,
+        # run work, exits, conversions, calls, reports, plan/explain, the CLI and console)
+        # would join the new table or keep the two in step, with a migration of every row.
         # Enrollments of one launch move alike (same step, same due time): grouped by outcome,
         # a batch is a handful of UPDATEs, each finding its rows through the primary key
         # (SQLite: an IN-list, a seek per id, where UPDATE ... FROM <batch> scans the table
