@@ -47,6 +47,7 @@ from sqlalchemy import (
 
 from engine.calls.agent_rows import locked_agent
 from engine.calls.claim_form import ClaimForm, ClaimForms, StepForm
+from engine.calls.held_claim import HELD_CONDITIONS, HELD_ORDER, held_claim_params
 from engine.calls.language_routing import LanguageRouting, apply_language_routing
 from engine.calls.priority import priority_order, rank
 from engine.calls.rules import (
@@ -829,12 +830,8 @@ def _held_and_active(postgres: bool) -> Any:
     held, roster = call_tasks.alias("held"), agents.alias("roster")
     first_held = (
         select(call_tasks.c.id)
-        .where(
-            call_tasks.c.status == "claimed",
-            call_tasks.c.claimed_by == bindparam("held_by"),
-            call_tasks.c.claimed_until >= bindparam("held_at", type_=UTCDateTime()),
-        )
-        .order_by(call_tasks.c.claimed_at)
+        .where(*HELD_CONDITIONS)
+        .order_by(HELD_ORDER)
         .limit(1)
         .scalar_subquery()
     )
@@ -878,7 +875,7 @@ def claim_next(
         )
     held = session.execute(
         _held_and_active(dialect_name(session) == "postgresql"),
-        {"held_by": agent.login, "held_at": at},
+        held_claim_params(agent.login, at),
     ).one()
     if held.id is not None and held.claimed_at is not None and held.claimed_until is not None:
         return Claim(held.id, agent.login, held.claimed_at, held.claimed_until, True, [])
