@@ -44,7 +44,7 @@ Semantics (the same in SQL on SQLite and PostgreSQL, and in Python):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -52,10 +52,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Numeric,
     Select,
     and_,
+    bindparam,
     exists,
     false,
     func,
@@ -223,7 +225,7 @@ class _Range:
         )
 
 
-def _date_range(cond: FieldCondition, kind: FieldKind, at: datetime, tz: str) -> _Range:
+def _date_range(cond: FieldCondition, kind: FieldKind, at: datetime | BoundAt, tz: str) -> _Range:
     op, operand = cond.operator, cond.operand
     if op in ("before", "after"):
         bound = _coerce(kind, operand, cond.field, tz)
@@ -233,16 +235,47 @@ def _date_range(cond: FieldCondition, kind: FieldKind, at: datetime, tz: str) ->
             else _Range(low=bound, low_inclusive=False)
         )
 
-    def point(instant: datetime) -> Any:
-        return instant if kind == "datetime" else _local_date(instant, tz)
+    def point(offset: timedelta) -> Any:
+        def value(instant: datetime) -> Any:
+            moved = instant + offset
+            return moved if kind == "datetime" else _local_date(moved, tz)
+
+        return at.bind(value) if isinstance(at, BoundAt) else value(at)
 
     if op == "older_than":
-        return _Range(high=point(at - operand), high_inclusive=False)
+        return _Range(high=point(-operand), high_inclusive=False)
     if op == "within_last":
-        return _Range(low=point(at - operand), high=point(at))
+        return _Range(low=point(-operand), high=point(_NO_SHIFT))
     if op == "within_next":
-        return _Range(low=point(at), high=point(at + operand))
+        return _Range(low=point(_NO_SHIFT), high=point(operand))
     raise AssertionError(op)
+
+
+_NO_SHIFT = timedelta(0)
+
+
+class BoundAt:
+    """The instant of an audience condition as bound parameters (#19): a condition built on
+    it holds no time, so it is built once and run at any instant with :meth:`params` of that
+    instant. Each value derived from the instant (``at - D``, the calendar date of ``at + D``
+    in the program's zone...) is a parameter named ``prefix`` + a number, worked out from the
+    instant as :func:`audience_condition` works it out with a datetime."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._values: list[tuple[str, Callable[[datetime], Any]]] = []
+
+    def bind(self, value: Callable[[datetime], Any]) -> BindParameter[Any]:
+        """A parameter whose value is ``value`` of the (UTC) instant."""
+        name = f"{self.prefix}{len(self._values)}"
+        self._values.append((name, value))
+        return bindparam(name)
+
+    def params(self, at: datetime) -> dict[str, Any]:
+        if at.tzinfo is None:
+            raise ValueError("at must be an aware datetime")
+        instant = at.astimezone(UTC)
+        return {name: value(instant) for name, value in self._values}
 
 
 # --------------------------------------------------------------------------- SQL: compile
@@ -261,9 +294,14 @@ def compile_audience(
     )
 
 
-def audience_condition(filter_: Filter, *, at: datetime, tz: str = "UTC") -> ColumnElement[bool]:
+def audience_condition(
+    filter_: Filter, *, at: datetime | BoundAt, tz: str = "UTC"
+) -> ColumnElement[bool]:
     """The filter as a boolean SQL expression over the ``participants`` table (correlates with
-    it, so it can be used in any query whose FROM has participants)."""
+    it, so it can be used in any query whose FROM has participants). ``at``: the instant, or
+    a :class:`BoundAt` whose parameters give it when the expression runs."""
+    if isinstance(at, BoundAt):
+        return _sql(filter_, at, tz)
     if at.tzinfo is None:
         raise ValueError("at must be an aware datetime")
     return _sql(filter_, at.astimezone(UTC), tz)
@@ -271,7 +309,7 @@ def audience_condition(filter_: Filter, *, at: datetime, tz: str = "UTC") -> Col
 
 # The nodes are read by their ``kind`` (engine/filter_shape.py): Any, as either
 # kind of tree is compiled.
-def _sql(filter_: Any, at: datetime, tz: str) -> ColumnElement[bool]:
+def _sql(filter_: Any, at: datetime | BoundAt, tz: str) -> ColumnElement[bool]:
     if filter_.kind == ALL:
         return and_(*(_sql(child, at, tz) for child in filter_.all))
     if filter_.kind == ANY:
@@ -308,7 +346,7 @@ def _definite(expr: Any, positive: ColumnElement[bool]) -> ColumnElement[bool]:
     return and_(expr.is_not(None), positive)
 
 
-def _field_sql(cond: FieldCondition, at: datetime, tz: str) -> ColumnElement[bool]:
+def _field_sql(cond: FieldCondition, at: datetime | BoundAt, tz: str) -> ColumnElement[bool]:
     op = cond.operator
     if cond.field.startswith(ATTRIBUTE_PREFIX):
         return _attribute_sql(cond, _attribute_key(cond.field))
@@ -324,7 +362,7 @@ def _field_sql(cond: FieldCondition, at: datetime, tz: str) -> ColumnElement[boo
 
 
 def _field_sql_positive(
-    column: Any, kind: FieldKind, op: str, cond: FieldCondition, at: datetime, tz: str
+    column: Any, kind: FieldKind, op: str, cond: FieldCondition, at: datetime | BoundAt, tz: str
 ) -> ColumnElement[bool]:
     def operand(value: Any) -> Any:
         coerced = _coerce(kind, value, cond.field, tz)
@@ -391,15 +429,23 @@ def _attribute_positive_sql(op: str, operand: Any, key: str, name: str) -> Colum
     )
 
 
-def _event_sql(cond: EventCondition, at: datetime) -> ColumnElement[bool]:
+def _event_sql(cond: EventCondition, at: datetime | BoundAt) -> ColumnElement[bool]:
     event = activity_events.alias()
+    within_last = cond.within_last
     where = [
         event.c.participant_id == participants.c.id,
         event.c.type.in_(cond.event_types),
-        event.c.occurred_at <= at,
+        event.c.occurred_at <= (at.bind(lambda now: now) if isinstance(at, BoundAt) else at),
     ]
-    if cond.within_last is not None:
-        where.append(event.c.occurred_at >= at - cond.within_last)
+    if within_last is not None:
+        where.append(
+            event.c.occurred_at
+            >= (
+                at.bind(lambda now: now - within_last)
+                if isinstance(at, BoundAt)
+                else at - within_last
+            )
+        )
     aggregates: list[tuple[Any, Comparison]] = []
     if cond.count is not None:
         aggregates.append((func.count(), cond.count))
@@ -675,6 +721,7 @@ def describe_condition(cond: Any, *, at: datetime | None = None, tz: str = "UTC"
 # Bucket SQL twin lives in planning (holdout); kept out of here on purpose: the audience is
 # who matches, not who is contacted.
 __all__ = [
+    "BoundAt",
     "Event",
     "ExplainNode",
     "audience_condition",

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from engine.calls.pauses import NEXT_CALL, end_pause
 from engine.calls.rules import CallRules
 from engine.calls.tasks import DEFAULT_LEASE, Claim, claim_next
+from engine.db.session import WRITER
 from engine.errors import DatabaseError, database_locked
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from engine.settings import Settings
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 # SQLite: a claim waits for the write lock up to the busy timeout (engine/db/session.py); when
 # other claims and logs keep it that long, it is tried again this many times, this far apart.
@@ -73,19 +75,47 @@ def serve_next_in(
     return _retried(app, serve, agent, lease)
 
 
-def take_next_in(app: App, agent: str, *, lease: timedelta = DEFAULT_LEASE) -> Claim | None:
-    """:func:`take_next` as :func:`serve_next_in` runs it: for the console, which shows the
-    call sheet on the page it sends the agent to, not in the claim's answer."""
-    return _retried(app, take_next, agent, lease)
+def take_next_as(
+    app: App,
+    read: Callable[[Connection], U],
+    agent_of: Callable[[U], str | None],
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+) -> tuple[U, Claim | None]:
+    """:func:`take_next` as :func:`serve_next_in` runs it, for the console (which shows the
+    call sheet on the page it sends the agent to), for the agent known only once ``read``
+    ran, first in the claim's transaction on its connection: the console reads who is asking
+    there, so a claim costs one pool checkout, not two (#19). No claim when ``agent_of`` of
+    what was read is None (not an agent). On SQLite the transaction begins as the writer:
+    the read comes before the claim's first write, and a deferred transaction could not
+    become the writer after another one committed."""
+
+    def work(connection: Connection, at: datetime) -> tuple[U, Claim | None]:
+        found = read(connection)
+        agent = agent_of(found)
+        if agent is None:
+            return found, None
+        return found, take_next(connection, agent, settings=app.settings, at=at, lease=lease)
+
+    return _attempts(app, work, writer=True)
 
 
 def _retried(app: App, work: Callable[..., T], agent: str, lease: timedelta) -> T:
+    return _attempts(
+        app,
+        lambda connection, at: work(connection, agent, settings=app.settings, at=at, lease=lease),
+    )
+
+
+def _attempts(app: App, work: Callable[[Connection, datetime], T], *, writer: bool = False) -> T:
+    options = {WRITER: True} if writer else {}
     for attempt in range(BUSY_ATTEMPTS):
         try:
-            with app.engine.connect() as connection, connection.begin():
-                return work(
-                    connection, agent, settings=app.settings, at=app.clock.now(), lease=lease
-                )
+            with (
+                app.engine.connect().execution_options(**options) as connection,
+                connection.begin(),
+            ):
+                return work(connection, app.clock.now())
         except OperationalError as exc:
             if not database_locked(exc):
                 raise

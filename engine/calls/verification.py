@@ -23,8 +23,9 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, select
 
+from engine.calls.held_claim import HELD_CONDITIONS, HELD_ORDER, held_claim_params
 from engine.clock import ensure_utc
 from engine.errors import InputError
 
@@ -118,20 +119,7 @@ def held_claim_query() -> Select[CallTask]:
     building it cost more than running it."""
     from engine.db.models import CallTask  # the ORM: the call sheet reads rows without it
 
-    return (
-        select(CallTask)
-        .where(
-            CallTask.status == "claimed",
-            CallTask.claimed_by == bindparam("held_by"),
-            CallTask.claimed_until >= bindparam("held_at"),
-        )
-        .order_by(CallTask.claimed_at)
-        .limit(1)
-    )
-
-
-def held_claim_params(agent: str, at: datetime) -> dict[str, Any]:
-    return {"held_by": agent, "held_at": ensure_utc(at)}
+    return select(CallTask).where(*HELD_CONDITIONS).order_by(HELD_ORDER).limit(1)
 
 
 def own_claim(session: Session, task_id: int, agent: str, at: datetime) -> CallTask:

@@ -51,6 +51,7 @@ from engine.db.types import UTCDateTime
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from engine.audience import BoundAt
     from engine.definitions.filters import Filter
     from engine.definitions.schema import CampaignDefinition, Step
 
@@ -289,11 +290,14 @@ def send_time_refusals(
     return refused
 
 
-def not_standing_case(runs: Mapping[int, tuple[Any, str]], at: datetime) -> ColumnElement[Any]:
+def not_standing_case(
+    runs: Mapping[int, tuple[Any, str]], at: datetime | BoundAt
+) -> ColumnElement[Any]:
     """SQL for a call list's query: whether the task's member no longer matches its run's
     standing conditions (the same test as :func:`not_standing`), for the runs ``runs`` maps
     to their standing filter (a claim form's, engine/calls/claim_form.py; None: no standing
-    conditions) and program time zone; NULL for the tasks of any other run."""
+    conditions) and program time zone; NULL for the tasks of any other run. ``at``: the
+    instant, or bound (engine/audience.py BoundAt: a claim builds the statement once)."""
     from engine.audience import audience_condition
 
     whens: list[tuple[Any, Any]] = []

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -30,9 +31,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from engine.app import App
-from engine.calls.claiming import take_next_in
+from engine.calls.claiming import take_next_as
 from engine.calls.log import LogResult
-from engine.calls.tasks import DEFAULT_LEASE
+from engine.calls.tasks import DEFAULT_LEASE, Claim
 from engine.calls.verification import NotYourTask
 from engine.consent.unsubscribe import signing_key
 from engine.db.session import writing
@@ -40,15 +41,16 @@ from engine.errors import EngineError
 from engine.web import auth, coordinator, floor, pages, pauses, reports, verify
 from engine.web.auth import (
     AGENT_ROLES,
+    USER_QUERY,
     FormTooLarge,
     SignedIn,
     Visitor,
-    checked_form,
     cookie_session,
     csrf_refused,
     guard,
     load_user,
     read_form,
+    signed_in,
     visitor,
     visitor_of,
 )
@@ -136,11 +138,6 @@ def _agent_refusal(console: Console, who: Visitor, request: Request) -> Response
     return refused
 
 
-async def _agent_visitor(console: Console, request: Request) -> tuple[Visitor, Response | None]:
-    who = await visitor(console, request)
-    return who, _agent_refusal(console, who, request)
-
-
 async def agent_home(console: Console, request: Request, **extra: Any) -> Response:
     at = console.app.clock.now()
     value = await cookie_session(console, request, at)
@@ -180,26 +177,31 @@ async def agent_home(console: Console, request: Request, **extra: Any) -> Respon
     )
 
 
-async def _agent_post(
-    console: Console, request: Request
-) -> tuple[Visitor, dict[str, str], Response | None]:
-    who, refused = await _agent_visitor(console, request)
-    if refused is not None:
-        return who, {}, refused
-    form, refused = await checked_form(console, who, request)
-    return who, form, refused
-
-
 async def agent_next(console: Console, request: Request) -> Response:
-    who, _form, refused = await _agent_post(console, request)
+    posted = await _posted(console, request)
+    value, default_zone = posted.value, console.app.settings.default_timezone
+    user: SignedIn | None = None
+    served: Claim | None = None
+    if posted.passes_cookie_checks():
+        assert value is not None
+
+        def read(connection: Connection) -> SignedIn | None:
+            row = connection.execute(USER_QUERY, {"user_id": value.user_id}).first()
+            return signed_in(row, value, default_zone)
+
+        try:
+            # Who is asking and their claim on one connection: one pool checkout (#19).
+            user, served = await run_in_threadpool(
+                take_next_as, console.app, read, _working_agent, lease=DEFAULT_LEASE
+            )
+        except EngineError as exc:
+            return await agent_home(console, request, error=str(exc), status=409)
+    elif value is not None:
+        user = await run_in_threadpool(console.read, lambda s: load_user(s, value, default_zone))
+    who = visitor_of(value, user, posted.at)
+    refused = _post_refusal(console, who, request, posted)
     if refused is not None:
         return refused
-    assert who.user is not None and who.user.agent is not None
-    agent = who.user.agent
-    try:
-        served = await run_in_threadpool(take_next_in, console.app, agent, lease=DEFAULT_LEASE)
-    except EngineError as exc:
-        return await agent_home(console, request, error=str(exc), status=409)
     target = "/agent" if served is not None else "/agent?nothing=1"
     return console.finish(who, RedirectResponse(target, status_code=303))
 
@@ -278,17 +280,18 @@ async def _agent_write(
 ) -> tuple[Visitor, T | None, Response | None]:
     """An agent's form that writes, with who is asking read in its writing session (one
     worker thread and one pool checkout, not two). ``work`` runs only when the checks of
-    :func:`_agent_post` pass, and their refusal is the same, in the same order: sign in, role,
-    agent row, form size, CSRF. ``work`` gets the session, the agent's login and zone. A form
+    :func:`_post_refusal` pass, and their refusal is the same: sign in, role, agent row, form
+    size, CSRF. ``work`` gets the session, the agent's login and zone. A form
     that fails a check needing no database is refused after a read, taking no write lock."""
     value, default_zone = posted.value, console.app.settings.default_timezone
 
     def unit(s: Session) -> tuple[SignedIn | None, T | None]:
         assert value is not None
         user = load_user(s, value, default_zone)
-        if user is None or user.role not in AGENT_ROLES or user.agent is None:
+        agent = _working_agent(user)
+        if user is None or agent is None:
             return user, None
-        return user, work(s, user.agent, user.zone)
+        return user, work(s, agent, user.zone)
 
     user: SignedIn | None = None
     result: T | None = None
@@ -297,13 +300,28 @@ async def _agent_write(
     elif value is not None:
         user = await run_in_threadpool(console.read, lambda s: load_user(s, value, default_zone))
     who = visitor_of(value, user, posted.at)
+    return who, result, _post_refusal(console, who, request, posted)
+
+
+def _working_agent(user: SignedIn | None) -> str | None:
+    """The login of the agent a user works as, None when they may not work calls."""
+    if user is None or user.role not in AGENT_ROLES:
+        return None
+    return user.agent
+
+
+def _post_refusal(
+    console: Console, who: Visitor, request: Request, posted: _Posted
+) -> Response | None:
+    """The refusal of an agent's form, in this order: sign in, role, agent row, form size,
+    CSRF (the first four need no database)."""
     refused = _agent_refusal(console, who, request)
     if refused is None and posted.too_large is not None:
         refused = console.forbidden(who, posted.too_large, status=413)
     if refused is None and csrf_refused(who, posted.form):
         message = "The form expired or came from another site; reload the page."
         refused = console.forbidden(who, message)
-    return who, result, refused
+    return refused
 
 
 # --------------------------------------------------------------------------- routes

@@ -3,7 +3,7 @@ verification the agent records), next call, release, the disposition form, "my c
 today", their pause and their calling plan.
 
 Every rule is the engine's: the claim is `calls next`'s (engine/calls/claiming.py
-take_next_in: lease, gate, language routing), the log is `calls log`'s (engine/calls/log.py
+take_next_as: lease, gate, language routing), the log is `calls log`'s (engine/calls/log.py
 log_call, refusing with its messages) and release is `calls release`'s. What is the console's
 own is access: an agent acts only on the task they hold, as themselves."""
 

@@ -298,3 +298,34 @@ def test_naive_at_is_refused() -> None:
             at=datetime(2026, 1, 1),
         )
     assert UTC  # the module's instants are all UTC
+
+
+def test_a_condition_built_on_a_bound_instant_matches_as_one_built_on_the_instant(
+    app: App, program: Program, members: dict[str, int]
+) -> None:
+    """One statement per filter, built once with its instant bound (the claim's standing
+    check, #19), run at two instants: the members of each are those of a statement built on
+    that instant."""
+    by_id = {v: k for k, v in members.items()}
+    later = TEST_NOW + 95 * DAY  # past some of the relative bounds of the cases
+    failures = []
+    moved = 0  # cases whose members differ between the two instants
+    for data, _expected in CASES:
+        filter_ = parse_filter(data)
+        at = audience.BoundAt("test_at_")
+        bound = select(Participant.id).where(
+            Participant.program_id == program.id,
+            audience.audience_condition(filter_, at=at, tz=ZONE),
+        )
+        seen = []
+        for instant in (TEST_NOW, later):
+            built = audience.compile_audience(filter_, program_id=program.id, at=instant, tz=ZONE)
+            with unit(app) as s:
+                want = {by_id[i] for i in s.scalars(built)}
+                got = {by_id[i] for i in s.scalars(bound, at.params(instant))}
+            if got != want:
+                failures.append(f"{data} at {instant}: bound {sorted(got)} built {sorted(want)}")
+            seen.append(want)
+        moved += seen[0] != seen[1]
+    assert not failures, "\n".join(failures)
+    assert moved >= 3, moved  # the second instant tells a frozen instant from a bound one

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from console_helpers import Browser, add_console_user, make_world
+from sqlalchemy import event
 
 from engine.app import App
 from engine.calls.scripts import script_renderer
@@ -138,3 +139,28 @@ def test_the_script_renderer_is_kept_and_compiles_a_file_again_only_when_it_chan
     again = renderer.resolve("call", "hello", None, "txt")
     assert again is not first
     assert renderer.render_call_script("hello", {"name": "Ada"}, None).strip() == "Bye Ada"
+
+
+def test_next_call_reads_the_user_and_claims_on_one_pool_checkout(app: App) -> None:
+    world = make_world(app)
+    world.agent("ana")
+    world.task(world.member(first_name="Ada", last_name="Lovelace"))
+    add_console_user(app, "ana")
+    browser = Browser(app)
+    browser.sign_in("ana")
+    browser.get("/agent")  # the signing key and the page's first compile, out of the count
+    checkouts: list[object] = []
+
+    def checked_out(*_args: object) -> None:
+        checkouts.append(None)
+
+    event.listen(app.engine, "checkout", checked_out)
+    try:
+        answer = browser.client.post(
+            "/agent/next", data={"csrf_token": browser.csrf}, follow_redirects=False
+        )
+    finally:
+        event.remove(app.engine, "checkout", checked_out)
+    assert answer.status_code == 303 and answer.headers["location"] == "/agent"
+    # Who is asking and the claim: one connection (two before #19's single checkout).
+    assert len(checkouts) == 1
