@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -136,13 +137,19 @@ def _in_window(at: datetime, zone: str, window: Mapping[str, Any] | None) -> str
     return None
 
 
+@cache
+def _parsed(source: str) -> dict[str, Any]:
+    """A stored definition's text, parsed once: it never changes after launch, and the checks
+    only read it, while re-parsing every run's YAML twice a day grew with the runs."""
+    return yaml.safe_load(source)
+
+
 class Definitions:
     """Each run's definition as launched (the text stored with the run)."""
 
     def __init__(self, session: Session) -> None:
         self.runs: dict[int, dict[str, Any]] = {
-            run.id: yaml.safe_load(run.definition_source)
-            for run in session.scalars(select(CampaignRun))
+            run.id: _parsed(run.definition_source) for run in session.scalars(select(CampaignRun))
         }
 
     def steps(self, run_id: int) -> list[dict[str, Any]]:
@@ -161,12 +168,14 @@ def check_day(
     with Session(engine) as session:
         found: list[Violation] = []
         definitions = Definitions(session)
+        # Three checks read the same sent messages: one query, in the same session, serves them.
+        sent = _sent_messages(session)
         for check in (
             lambda: open_tasks_are_on_a_list(session, view, expected),
             lambda: members_hold_what_the_files_said(session, view, expected),
-            lambda: messages_go_before_their_deadline(session, view, definitions, expected),
-            lambda: contacts_stay_inside_their_windows(session, view, definitions, expected),
-            lambda: frequency_caps_hold(session, view, definitions),
+            lambda: messages_go_before_their_deadline(sent, view, definitions, expected),
+            lambda: contacts_stay_inside_their_windows(session, sent, view, definitions, expected),
+            lambda: frequency_caps_hold(sent, view, definitions),
             lambda: one_conversion_per_event(session, view),
             lambda: reports_add_up(session, view),
             lambda: runs_complete_only_without_work(session, view),
@@ -248,7 +257,10 @@ def members_hold_what_the_files_said(
             )
 
 
-def _sent_messages(session: Session) -> list[tuple[OutboxMessage, Participant, Enrollment]]:
+Sent = list[tuple[OutboxMessage, Participant, Enrollment]]
+
+
+def _sent_messages(session: Session) -> Sent:
     query = (
         select(OutboxMessage, Participant, Enrollment)
         .join(Participant, Participant.id == OutboxMessage.participant_id)
@@ -266,10 +278,10 @@ def zone_of(person: Participant, expected: Expectations) -> str:
 
 
 def messages_go_before_their_deadline(
-    session: Session, view: DayView, definitions: Definitions, expected: Expectations
+    sent: Sent, view: DayView, definitions: Definitions, expected: Expectations
 ) -> Iterable[Violation]:
     """No message goes out more than three days after its step came due."""
-    for message, person, enrollment in _sent_messages(session):
+    for message, person, enrollment in sent:
         steps = definitions.steps(message.run_id)
         due = step_due_times(steps, enrollment.enrolled_at, zone_of(person, expected))
         deadline = due[message.step_index] + MESSAGE_DEADLINE
@@ -286,11 +298,11 @@ def messages_go_before_their_deadline(
 
 
 def contacts_stay_inside_their_windows(
-    session: Session, view: DayView, definitions: Definitions, expected: Expectations
+    session: Session, sent: Sent, view: DayView, definitions: Definitions, expected: Expectations
 ) -> Iterable[Violation]:
     """Nothing is sent and no call is made outside the recipient's 08:00-21:00, nor outside
     the campaign's own send / call window."""
-    for message, person, _ in _sent_messages(session):
+    for message, person, _ in sent:
         window = definitions.get(message.run_id, "send_window")
         zone = zone_of(person, expected)
         assert message.sent_at is not None
@@ -329,14 +341,12 @@ def _over_cap(times: Sequence[datetime], most: int, per: timedelta) -> datetime 
     return None
 
 
-def frequency_caps_hold(
-    session: Session, view: DayView, definitions: Definitions
-) -> Iterable[Violation]:
+def frequency_caps_hold(sent: Sent, view: DayView, definitions: Definitions) -> Iterable[Violation]:
     """No member gets more messages than a campaign's frequency cap, nor than the program's."""
     by_campaign: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     overall: dict[str, list[datetime]] = defaultdict(list)
     caps: dict[str, tuple[int, timedelta]] = {}
-    for message, person, _ in _sent_messages(session):
+    for message, person, _ in sent:
         assert message.sent_at is not None
         by_campaign[(person.external_id, message.campaign)].append(message.sent_at)
         overall[person.external_id].append(message.sent_at)

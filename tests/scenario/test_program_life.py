@@ -720,32 +720,31 @@ def end_of_day(program: Program, day: int) -> None:
     reports = {name: driver.json("report", "campaign", name) for name in campaigns}
     view = DayView(day=day, now=driver.now, listed=listed, reports=reports)
     fires = {name: fire_times(name, driver.now) for name in RECURRING}
-    engine = create_engine(driver.database_url)
-    try:
-        program.record(check_day(engine, view, program.expected, fires))
-        cases = {
-            "overdue": driver.json("cases", "list", "--overdue"),
-            "complaints": driver.json("report", "complaints"),
-        }
-        deliveries = {"problems": driver.json("reports", "deliveries", "--problems")}
-        # An operator's scrape, in-process, once a week and on the days of the outage.
-        metrics = None
-        if today.weekday() == 5 or PLAN["sendgrid from"] <= day <= PLAN["sendgrid until"]:
-            metrics = scrape_metrics(driver.database_url, driver.now)
-        with Session(engine) as session:
-            program.record(
-                check_services(
-                    session,
-                    view,
-                    program.services,
-                    Definitions(session),
-                    cases,
-                    deliveries,
-                    metrics,
-                )
+    # The program's one reading engine (not a new one a day): its compiled statements serve
+    # every day's checks.
+    engine = program.db()
+    program.record(check_day(engine, view, program.expected, fires))
+    cases = {
+        "overdue": driver.json("cases", "list", "--overdue"),
+        "complaints": driver.json("report", "complaints"),
+    }
+    deliveries = {"problems": driver.json("reports", "deliveries", "--problems")}
+    # An operator's scrape, in-process, once a week and on the days of the outage.
+    metrics = None
+    if today.weekday() == 5 or PLAN["sendgrid from"] <= day <= PLAN["sendgrid until"]:
+        metrics = scrape_metrics(driver.database_url, driver.now)
+    with Session(engine) as session:
+        program.record(
+            check_services(
+                session,
+                view,
+                program.services,
+                Definitions(session),
+                cases,
+                deliveries,
+                metrics,
             )
-    finally:
-        engine.dispose()
+        )
     if today in HOLIDAY_WEEKS:
         program.record(holiday_week_targets(driver, day, today))
     program.record(paused_time(driver, day, today, program.breaks))
