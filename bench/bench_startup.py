@@ -6,7 +6,10 @@ Goal (issue #18): `--help`, `runs list`, `calls next` and `participants show` an
 most 1.5x the time of `python -c "import sqlalchemy, click"` on the same machine.
 `calls next` is timed twice: as a repeated command answers it (the agent's held claim shown
 again, from the second round on) and as an agent's first `calls next` answers it (it claims a
-task, when the demo has one callable now: each run on a fresh copy of the demo database).
+task: each run on a fresh copy of the demo database). Both run at one instant inside calling
+hours, found before the timed rounds (the first of the next days' 14:00-20:00 UTC at which the
+demo serves the agent a task), through the same CLI with its clock set to that instant: at the
+wall clock they measured "nothing callable" whenever the bench ran outside the members' hours.
 
 Builds a small demo program (`campaign demo`, with the repository's example campaigns, so
 there are runs, agents and call tasks) in a temporary folder, then times, in the same run,
@@ -38,12 +41,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_RATIO = 1.5
 FLOOR = ["-c", "import sqlalchemy, click"]
 CAMPAIGN = ["-c", "from cli import main; main()"]
+# The CLI as `main()` runs it, with its clock set to the instant in $BENCH_AT (`calls next`).
+CAMPAIGN_AT = [
+    "-c",
+    "import os, cli; from datetime import datetime; from engine.cli.common import CliState; "
+    "from engine.clock import FrozenClock; "
+    "at = FrozenClock(datetime.fromisoformat(os.environ['BENCH_AT'])); "
+    "cli.cli.main(prog_name='campaign', obj=CliState(overrides={}, clock=at))",
+]
 AS_BUILT = "as-built.db"
 
 
@@ -101,6 +113,18 @@ def timed(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float
     return seconds, cpu, done.stdout
 
 
+def callable_instant(calls_next: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """The first instant (the next days, 14:00-20:00 UTC, hourly) at which ``calls next`` on a
+    fresh copy of the demo serves a task; untimed."""
+    today = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    for day in range(1, 8):
+        for hour in range(14, 21):
+            at = (today + timedelta(days=day)).replace(hour=hour).isoformat()
+            if timed(calls_next, cwd, env | {"BENCH_AT": at})[2].startswith("Task "):
+                return at
+    raise SystemExit("the demo served no task at any instant tried: nothing to time")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="timed rounds (median reported)")
@@ -128,7 +152,8 @@ def main() -> None:
         env["CAMPAIGN_DATABASE_URL"] = demo["database_url"]
         # A copy of the demo as built, made again before each run (``timed``).
         fresh = {"CAMPAIGN_DATABASE_URL": f"sqlite:///{folder / 'demo' / 'fresh-claim.db'}"}
-        calls_next = [*CAMPAIGN, "calls", "next", "--agent", demo["agent"]]
+        calls_next = [*CAMPAIGN_AT, "calls", "next", "--agent", demo["agent"]]
+        env["BENCH_AT"] = callable_instant(calls_next, folder, with_path(env | fresh, ROOT))
 
         commands: dict[str, tuple[list[str], dict[str, str]]] = {
             "campaign --help": ([*CAMPAIGN, "--help"], {}),
