@@ -236,11 +236,9 @@ def _date_range(cond: FieldCondition, kind: FieldKind, at: datetime | BoundAt, t
         )
 
     def point(offset: timedelta) -> Any:
-        def value(instant: datetime) -> Any:
-            moved = instant + offset
-            return moved if kind == "datetime" else _local_date(moved, tz)
-
-        return at.bind(value) if isinstance(at, BoundAt) else value(at)
+        if kind == "datetime":
+            return _shifted(at, offset)
+        return _shifted(at, offset, lambda moved: _local_date(moved, tz))
 
     if op == "older_than":
         return _Range(high=point(-operand), high_inclusive=False)
@@ -252,6 +250,19 @@ def _date_range(cond: FieldCondition, kind: FieldKind, at: datetime | BoundAt, t
 
 
 _NO_SHIFT = timedelta(0)
+
+
+def _shifted(
+    at: datetime | BoundAt, offset: timedelta, convert: Callable[[datetime], Any] | None = None
+) -> Any:
+    """``at + offset`` (``convert``-ed, e.g. to the local date): the value, or the parameter
+    that gives it when ``at`` is a :class:`BoundAt`."""
+
+    def value(instant: datetime) -> Any:
+        moved = instant + offset
+        return moved if convert is None else convert(moved)
+
+    return at.bind(value) if isinstance(at, BoundAt) else value(at)
 
 
 class BoundAt:
@@ -431,21 +442,13 @@ def _attribute_positive_sql(op: str, operand: Any, key: str, name: str) -> Colum
 
 def _event_sql(cond: EventCondition, at: datetime | BoundAt) -> ColumnElement[bool]:
     event = activity_events.alias()
-    within_last = cond.within_last
     where = [
         event.c.participant_id == participants.c.id,
         event.c.type.in_(cond.event_types),
-        event.c.occurred_at <= (at.bind(lambda now: now) if isinstance(at, BoundAt) else at),
+        event.c.occurred_at <= _shifted(at, _NO_SHIFT),
     ]
-    if within_last is not None:
-        where.append(
-            event.c.occurred_at
-            >= (
-                at.bind(lambda now: now - within_last)
-                if isinstance(at, BoundAt)
-                else at - within_last
-            )
-        )
+    if cond.within_last is not None:
+        where.append(event.c.occurred_at >= _shifted(at, -cond.within_last))
     aggregates: list[tuple[Any, Comparison]] = []
     if cond.count is not None:
         aggregates.append((func.count(), cond.count))
