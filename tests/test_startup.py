@@ -71,6 +71,11 @@ NOT_IN_EVERYDAY_COMMANDS = [
     "engine.reports.common",
     "engine.reports.render",
     "engine.planning",
+    # Every App has them, few commands use them: the caller log key's generator (secrets,
+    # hmac) and the metrics' tables and names, flushed on close only when something counted.
+    "secrets",
+    "engine.db.tables.ops",
+    "engine.metrics.names",
 ]
 # A command loads its own command module, not the other groups' (cli.py loads them on demand).
 OTHER_COMMAND_MODULES = {

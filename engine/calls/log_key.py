@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import threading
 from pathlib import Path
 
@@ -58,9 +57,17 @@ def _read(path: Path) -> bytes:
     return key.encode("utf-8")
 
 
+def _new_key() -> str:
+    # secrets (hmac, random...) only for the one command that makes a key: every App has a
+    # CallerLogKey, few commands ever resolve it (#18).
+    import secrets
+
+    return secrets.token_hex(32)
+
+
 def _create(path: Path) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
+    key = _new_key()
     try:
         # O_EXCL: two processes making the key at once keep one; the loser reads the winner's.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -93,7 +100,7 @@ class CallerLogKey:
             return _read(settings.caller_log_key_file)
         path = default_key_file(settings.database_url)
         if path is None:  # an in-memory database lives as long as this process: so does its key
-            return secrets.token_hex(32).encode()
+            return _new_key().encode()
         if path.exists():
             return _read(path)
         if not create:

@@ -12,12 +12,13 @@ import json
 import logging
 import threading
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, func
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.db.tables.ops import metric_counters, process_heartbeats
-from engine.metrics.names import Metric
+if TYPE_CHECKING:
+    from engine.metrics.names import Metric
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ class Counters:
                 beats, self._beats = self._beats, {}
             if not counts and not beats:
                 return True
+            # The tables only when there is something to add: every App flushes on close,
+            # most commands counted nothing (#18).
+            from engine.db.tables.ops import metric_counters, process_heartbeats
+
             try:
                 with engine.begin() as connection:
                     insert = _insert_for(engine)
