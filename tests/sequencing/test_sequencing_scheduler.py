@@ -38,6 +38,17 @@ CAMPAIGN = {
 }
 
 
+# The CLI as `main()` runs it, its clock LEAD seconds before a minute boundary when it starts
+# (engine/testing/clocks.py): the cron fire comes in seconds instead of up to a minute.
+LEAD = 3
+SCHEDULER_MINUTE_AHEAD = (
+    "import sys, cli; from engine.cli.common import CliState; "
+    "from engine.testing.clocks import ShiftedClock; "
+    f"clock = ShiftedClock.before_minute({LEAD}); "
+    "cli.cli.main(args=sys.argv[1:], prog_name='campaign', obj=CliState({}, clock=clock))"
+)
+
+
 def _members(app: App, program: Program) -> None:
     with unit(app) as s:
         s.execute(
@@ -91,7 +102,7 @@ def test_scheduler_daemon_sends_once_and_stops_on_sigterm(
         **PROGRAM_SENDER_ENV,
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import cli; cli.main()", "scheduler"],
+        [sys.executable, "-c", SCHEDULER_MINUTE_AHEAD, "scheduler"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -99,8 +110,9 @@ def test_scheduler_daemon_sends_once_and_stops_on_sigterm(
         text=True,
     )
     try:
-        # The first fire is the next minute boundary after the daemon first sees the file (up
-        # to 60 s away: a fire already passed is skipped), then launch, advance and send.
+        # The first fire is the next minute boundary after the daemon first sees the file (a
+        # fire already passed is skipped): LEAD seconds away on the daemon's clock (a minute
+        # later if the daemon took longer than that to start), then launch, advance and send.
         arrived = _wait_for(lambda: len(list(outbox.glob("*.eml"))) >= N, 100)
         # A few more ticks: nothing may be sent again.
         time.sleep(3)
