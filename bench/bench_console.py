@@ -10,8 +10,10 @@ member (consent given, in a time zone where it is day now, so the calling hours 
 against it. Each agent is a thread of this process with its own ``httpx2`` client (own cookie
 jar): it signs in (not timed), then loops ``calls`` times:
 
-    claim   POST /agent/next   (the engine's claim-next with lease and checks; 303)
-    page    GET  /agent        (the call sheet: script, account review, disposition forms)
+    claim   POST /agent/next   (the engine's claim-next with lease and checks; it answers
+                                with the call sheet, or 303 to it in a tree from before #19)
+    page    GET  /agent        (the call sheet: script, account review, disposition forms),
+                               only when the claim answered 303 (0 ms otherwise)
     log     POST /agent/log    (NOT_INTERESTED: final, so the task closes; 303)
 
 with ``--think-ms`` of pause after each log, the agents' first claims spread over one think
@@ -340,13 +342,16 @@ class Agent:
             t0 = time.perf_counter()
             claimed = self.client.post("/agent/next", data={"csrf_token": self.csrf})
             t1 = time.perf_counter()
-            page = self.client.get("/agent")
+            if claimed.status_code == 200:
+                page = claimed  # the call sheet in the claim's answer, as the browser gets it
+            elif claimed.status_code == 303 and claimed.headers.get("location") == "/agent":
+                page = self.client.get("/agent")  # a tree that redirects: the browser follows
+            else:
+                self.errors.append(f"claim answered {claimed.status_code} {claimed.headers}")
+                return
             t2 = time.perf_counter()
             self._remember(page.text)
             task = TASK.search(page.text)
-            if claimed.status_code != 303 or claimed.headers.get("location") != "/agent":
-                self.errors.append(f"claim answered {claimed.status_code} {claimed.headers}")
-                return
             if page.status_code != 200 or task is None:
                 self.errors.append(f"page answered {page.status_code} without a task")
                 return

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 U = TypeVar("U")
+V = TypeVar("V")
 
 # SQLite: a claim waits for the write lock up to the busy timeout (engine/db/session.py); when
 # other claims and logs keep it that long, it is tried again this many times, this far apart.
@@ -79,23 +80,27 @@ def take_next_as(
     app: App,
     read: Callable[[Connection], U],
     agent_of: Callable[[U], str | None],
+    show: Callable[[Connection, U, datetime], V],
     *,
     lease: timedelta = DEFAULT_LEASE,
-) -> tuple[U, Claim | None]:
-    """:func:`take_next` as :func:`serve_next_in` runs it, for the console (which shows the
-    call sheet on the page it sends the agent to), for the agent known only once ``read``
-    ran, first in the claim's transaction on its connection: the console reads who is asking
-    there, so a claim costs one pool checkout, not two (#19). No claim when ``agent_of`` of
-    what was read is None (not an agent). On SQLite the transaction begins as the writer:
-    the read comes before the claim's first write, and a deferred transaction could not
-    become the writer after another one committed."""
+) -> tuple[U, Claim | None, V | None]:
+    """:func:`take_next` as :func:`serve_next_in` runs it, for the console, for the agent
+    known only once ``read`` ran, first in the claim's transaction on its connection: the
+    console reads who is asking there, so a claim costs one pool checkout, not two (#19). No
+    claim when ``agent_of`` of what was read is None (not an agent). Once a task is claimed,
+    ``show`` reads what the agent is shown of it (the console's call sheet) in the same
+    transaction, so the claim and its page cost one request, one checkout and one commit
+    (#19). On SQLite the transaction begins as the writer: the read comes before the claim's
+    first write, and a deferred transaction could not become the writer after another one
+    committed."""
 
-    def work(connection: Connection, at: datetime) -> tuple[U, Claim | None]:
+    def work(connection: Connection, at: datetime) -> tuple[U, Claim | None, V | None]:
         found = read(connection)
         agent = agent_of(found)
         if agent is None:
-            return found, None
-        return found, take_next(connection, agent, settings=app.settings, at=at, lease=lease)
+            return found, None, None
+        claim = take_next(connection, agent, settings=app.settings, at=at, lease=lease)
+        return found, claim, show(connection, found, at) if claim is not None else None
 
     return _attempts(app, work, writer=True)
 

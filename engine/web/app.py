@@ -163,6 +163,23 @@ async def agent_home(console: Console, request: Request, **extra: Any) -> Respon
     if refused is not None:
         return refused
     assert who.user is not None and data is not None
+    return _agent_sheet(
+        console,
+        who,
+        data,
+        at,
+        nothing=request.query_params.get("nothing") == "1",
+        released=request.query_params.get("released", ""),
+        **extra,
+    )
+
+
+def _agent_sheet(
+    console: Console, who: Visitor, data: pages.AgentPage, at: datetime, **extra: Any
+) -> Response:
+    """The agent's page (agent.html) of ``data``, read at ``at``: the page of /agent, whichever
+    request answers with it (the browser shows that address: console.js)."""
+    assert who.user is not None
     status = extra.pop("status", 200)
     return console.page(
         who,
@@ -171,39 +188,63 @@ async def agent_home(console: Console, request: Request, **extra: Any) -> Respon
         data=data,
         now=at,
         agent_zone=who.user.zone,
-        nothing=request.query_params.get("nothing") == "1",
-        released=request.query_params.get("released", ""),
+        address="/agent",
         **extra,
     )
 
 
 async def agent_next(console: Console, request: Request) -> Response:
+    """Next call: the claim, and the call sheet of the task claimed in the same answer (the
+    page GET /agent shows, read in the claim's transaction): one request, not a redirect and
+    a second one (#19). Nothing claimed: back to GET /agent?nothing=1."""
     posted = await _posted(console, request)
-    value, default_zone = posted.value, console.app.settings.default_timezone
+    value, settings = posted.value, console.app.settings
     user: SignedIn | None = None
     served: Claim | None = None
+    shown: _Shown | None = None
     if posted.passes_cookie_checks():
         assert value is not None
 
         def read(connection: Connection) -> SignedIn | None:
             row = connection.execute(USER_QUERY, {"user_id": value.user_id}).first()
-            return signed_in(row, value, default_zone)
+            return signed_in(row, value, settings.default_timezone)
+
+        def show(connection: Connection, _user: SignedIn | None, at: datetime) -> _Shown:
+            # An ORM session on the claim's connection joins its transaction (neither
+            # commits nor rolls it back); the page reads the user again, as GET /agent does.
+            with console.app.sessions(bind=connection) as session:
+                page_user, data = pages.agent_home(session, settings, value, at=at, logged_seq=None)
+            return _Shown(at, page_user, data)
 
         try:
-            # Who is asking and their claim on one connection: one pool checkout (#19).
-            user, served = await run_in_threadpool(
-                take_next_as, console.app, read, _working_agent, lease=DEFAULT_LEASE
+            # Who is asking, their claim and its page on one connection (#19).
+            user, served, shown = await run_in_threadpool(
+                take_next_as, console.app, read, _working_agent, show, lease=DEFAULT_LEASE
             )
         except EngineError as exc:
             return await agent_home(console, request, error=str(exc), status=409)
     elif value is not None:
-        user = await run_in_threadpool(console.read, lambda s: load_user(s, value, default_zone))
+        user = await run_in_threadpool(
+            console.read, lambda s: load_user(s, value, settings.default_timezone)
+        )
     who = visitor_of(value, user, posted.at)
     refused = _post_refusal(console, who, request, posted)
     if refused is not None:
         return refused
+    if shown is not None and shown.data is not None and shown.user is not None:
+        who.user = shown.user
+        return _agent_sheet(console, who, shown.data, shown.at)
     target = "/agent" if served is not None else "/agent?nothing=1"
     return console.finish(who, RedirectResponse(target, status_code=303))
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """The page of a claim: when it was read, who it was read for and what it shows."""
+
+    at: datetime
+    user: SignedIn | None
+    data: pages.AgentPage | None
 
 
 async def agent_release(console: Console, request: Request) -> Response:

@@ -161,6 +161,13 @@ def test_an_agent_works_calls_in_the_browser(app: App, served: str, tmp_path: Pa
             expect(page.locator("#countdown")).not_to_have_text("…")
             assert _serious_issues(page) == [], "/agent with a claimed call, not verified"
             shot(page, "02-call-sheet")
+            # Next call answered with the sheet itself (#19): the address bar says /agent, and
+            # a reload reads the page again instead of posting Next call a second time.
+            expect(page).to_have_url(f"{served}/agent")
+            with page.expect_request(lambda r: r.url.startswith(served)) as reloaded:
+                page.reload()
+            assert (reloaded.value.method, reloaded.value.url) == ("GET", f"{served}/agent")
+            expect(page.locator("#member")).to_contain_text("Ada Lovelace")
 
             # A refused log: CONVERTED without a verified identity.
             page.select_option("#disposition", "CONVERTED")

@@ -37,6 +37,11 @@ PAGE_STATEMENTS = {"postgresql": 7, "sqlite": 8}
 # the log's writing session). 16 before the dispositions' program came from the rows read,
 # 15 before the user and agent were one statement; SQLite 16 before the user's own session.
 LOG_STATEMENTS = {"postgresql": 14, "sqlite": 15}
+# POST /agent/next answered with the call sheet: the user with their agent (1), the claim's
+# (12), then GET /agent's 7 in the claim's transaction (its user read again, as the claim may
+# have ended a pause). SQLite counts its BEGIN too. The same statements as the POST and GET of
+# before #19, on one checkout and in one transaction instead of two.
+NEXT_STATEMENTS = {"postgresql": 20, "sqlite": 21}
 
 
 def _claim_and_count(app: App, browser: Browser) -> tuple[int, int, int]:
@@ -141,7 +146,7 @@ def test_the_script_renderer_is_kept_and_compiles_a_file_again_only_when_it_chan
     assert renderer.render_call_script("hello", {"name": "Ada"}, None).strip() == "Bye Ada"
 
 
-def test_next_call_reads_the_user_and_claims_on_one_pool_checkout(app: App) -> None:
+def test_next_call_answers_with_the_call_sheet_read_on_the_claims_checkout(app: App) -> None:
     world = make_world(app)
     world.agent("ana")
     world.task(world.member(first_name="Ada", last_name="Lovelace"))
@@ -156,11 +161,17 @@ def test_next_call_reads_the_user_and_claims_on_one_pool_checkout(app: App) -> N
 
     event.listen(app.engine, "checkout", checked_out)
     try:
-        answer = browser.client.post(
-            "/agent/next", data={"csrf_token": browser.csrf}, follow_redirects=False
-        )
+        with statements_of(app.engine) as statements:
+            answer = browser.client.post(
+                "/agent/next", data={"csrf_token": browser.csrf}, follow_redirects=False
+            )
     finally:
         event.remove(app.engine, "checkout", checked_out)
-    assert answer.status_code == 303 and answer.headers["location"] == "/agent"
-    # Who is asking and the claim: one connection (two before #19's single checkout).
+    # The call sheet in the claim's answer, not a redirect to GET /agent (#19).
+    assert answer.status_code == 200, answer.status_code
+    assert "Ada Lovelace" in answer.text and TASK.search(answer.text) is not None
+    assert 'data-address="/agent"' in answer.text  # the address the browser shows
+    # Who is asking, the claim and its page: one connection (two before #19's single
+    # checkout, three with the page's GET).
     assert len(checkouts) == 1
+    assert len(statements) == NEXT_STATEMENTS[app.engine.dialect.name], len(statements)

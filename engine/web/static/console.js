@@ -102,7 +102,18 @@ function selfRefresh() {
   apply();
 }
 
+// A page given in answer to a form's POST that is the page of another address (Next call
+// answers with the call sheet of /agent, #19) shows that address, and a reload reads it
+// instead of posting the form again.
+function ownAddress() {
+  const address = document.body.dataset.address;
+  if (address && window.location.pathname !== address) {
+    window.history.replaceState(null, "", address);
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  ownAddress();
   leaseCountdown();
   chosenFields();
   memberTime();
