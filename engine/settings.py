@@ -14,7 +14,6 @@ case; a provider's own name (``SENDGRID_API_KEY``) first where the field has one
 from __future__ import annotations
 
 import os
-import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -231,6 +230,8 @@ def load_settings(folder: Path | None = None, **overrides: Any) -> Settings:
     file_values: dict[str, Any] = {}
     path = (folder or Path.cwd()) / SETTINGS_FILE
     if path.exists():
+        import tomllib  # only a folder with a campaign.toml pays for the parser (#18)
+
         try:
             file_values = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:

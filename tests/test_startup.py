@@ -76,6 +76,8 @@ NOT_IN_EVERYDAY_COMMANDS = [
     "secrets",
     "engine.db.tables.ops",
     "engine.metrics.names",
+    # The TOML parser: only a folder with a campaign.toml needs it (the probe's has none).
+    "tomllib",
 ]
 # A command loads its own command module, not the other groups' (cli.py loads them on demand).
 OTHER_COMMAND_MODULES = {

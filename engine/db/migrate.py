@@ -27,10 +27,12 @@ MIGRATIONS_DIR = Path(migrations.__file__).parent
 VERSION_TABLE = "alembic_version"  # Alembic's default; migrations/env.py does not change it
 
 # `revision: str = "0007"` and `down_revision: str | None = "0006"` (or `= None`), as
-# `alembic revision` writes them.
-_REVISION_LINE = re.compile(r"""^revision\s*(?::[^=\n]*)?=\s*['"]([\w-]+)['"]\s*$""", re.M)
+# `alembic revision` writes them, at the start of a line. The patterns start with "\n" (each
+# file is read with one put before it), not ^: a pattern that starts with a literal is found by
+# a string search, 3-5x faster (every command that opens the database reads every file, #18).
+_REVISION_LINE = re.compile(r"""\nrevision\s*(?::[^=\n]*)?=\s*['"]([\w-]+)['"]\s*$""", re.M)
 _DOWN_REVISION_LINE = re.compile(
-    r"""^down_revision\s*(?::[^=\n]*)?=\s*(?:None|['"]([\w-]+)['"])\s*$""", re.M
+    r"""\ndown_revision\s*(?::[^=\n]*)?=\s*(?:None|['"]([\w-]+)['"])\s*$""", re.M
 )
 
 
@@ -60,7 +62,7 @@ def _head_from_version_lines() -> str | None:
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        source = path.read_text("utf-8")
+        source = "\n" + path.read_text("utf-8")
         if path.name == "__init__.py" and not source.strip():
             continue
         revision = _REVISION_LINE.findall(source)
