@@ -10,7 +10,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import insert, inspect, select, text, update
+from sqlalchemy import event, insert, inspect, select, text, update
 
 from engine.app import build_app
 from engine.db import migrate
@@ -44,6 +44,25 @@ def test_a_single_head() -> None:
 def test_app_refuses_an_empty_database(empty_database_url: str) -> None:
     with pytest.raises(SchemaBehindError, match="campaign db upgrade"):
         build_app(Settings(database_url=empty_database_url))
+
+
+def test_the_schema_check_of_a_current_database_is_one_select(database_url: str) -> None:
+    """Every command checks the schema first: one SELECT of the revision, no catalogue query
+    before it (#18); the catalogue is asked only when that SELECT fails (no schema yet)."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect():
+            pass  # the dialect's own first-connect queries are not the check's
+        statements: list[str] = []
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            statements.append(statement)
+
+        migrate.ensure_current(engine)
+    finally:
+        engine.dispose()
+    assert [s for s in statements if s != "BEGIN"] == ["SELECT version_num FROM alembic_version"]
 
 
 def test_app_refuses_a_database_behind_head(empty_database_url: str) -> None:

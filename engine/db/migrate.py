@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 import migrations
 from engine.errors import DatabaseError, SchemaBehindError
@@ -89,9 +89,15 @@ def current_revision(engine: Engine) -> str | None:
     """The database's revision (what Alembic's MigrationContext reads), None when empty."""
     try:
         with engine.connect() as connection:
-            if not inspect(connection).has_table(VERSION_TABLE):
+            try:
+                rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
+            except DBAPIError:
+                # Asked only when the SELECT fails (a database with no schema yet): asking
+                # first cost every command a catalogue query (#18).
+                connection.rollback()
+                if inspect(connection).has_table(VERSION_TABLE):
+                    raise
                 return None
-            rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
     except OperationalError as exc:
         raise DatabaseError(f"cannot open the database {_safe_url(engine)}: {exc.orig}") from exc
     if len(rows) > 1:  # branches: this engine never makes them
