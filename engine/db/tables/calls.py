@@ -98,6 +98,16 @@ call_tasks = Table(
         "expires_at",
         where="status IN ('open', 'claimed') AND expires_at IS NOT NULL",
     ),
+    # A run's open tasks of one kind in due order: claim-next reads a step's page from it
+    # and stops, instead of sorting the run's whole list for each page (0038).
+    PartialIndex(
+        "ix_call_tasks_open_queue",
+        "run_id",
+        "kind",
+        "due_at",
+        "id",
+        where="status IN ('open', 'claimed')",
+    ),
     # The open callbacks by when they are due: the console's "my callbacks today" (0034).
     PartialIndex(
         "ix_call_tasks_open_callbacks_due",
