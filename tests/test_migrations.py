@@ -465,6 +465,9 @@ def test_0038_indexes_the_open_call_tasks_in_due_order_and_round_trips(
     engine = make_engine(empty_database_url)
     sqlite = engine.dialect.name == "sqlite"
 
+    def index_names() -> set[str]:
+        return {str(i["name"]) for i in inspect(engine).get_indexes("call_tasks")}
+
     def queue_index() -> dict[str, Any] | None:
         return next(
             (
@@ -481,6 +484,8 @@ def test_0038_indexes_the_open_call_tasks_in_due_order_and_round_trips(
         migrate.upgrade(engine, "0038")
         index = queue_index()
         assert index is not None
+        # It replaces 0014's index of the same rows by run (its first column serves that probe).
+        assert "ix_call_tasks_open_by_run" not in index_names()
         assert index["column_names"] == ["run_id", "kind", "due_at", "id"]
         where = str(
             index.get("dialect_options", {}).get("sqlite_where" if sqlite else "postgresql_where")
@@ -504,6 +509,7 @@ def test_0038_indexes_the_open_call_tasks_in_due_order_and_round_trips(
 
         command.downgrade(migrate.alembic_config(engine), "0037")
         assert queue_index() is None
+        assert "ix_call_tasks_open_by_run" in index_names()
         migrate.upgrade(engine)
         with engine.connect() as connection:
             assert _differences_from_models(connection) == []
