@@ -22,7 +22,7 @@ from sqlalchemy import TextClause, bindparam, text
 
 from engine.db.reading import Reader, dialect_name
 
-# (table, its index by run, the condition: engine/db/tables, migrations 0014 and 0035; the
+# (table, its index by run, the condition: engine/db/tables, migrations 0014, 0035 and 0038; the
 # enrollments' and tasks' indexes are partial, of the rows that are work)
 OPEN_ENROLLMENTS = (
     "enrollments",
@@ -37,7 +37,7 @@ PENDING_MESSAGES = (
 )
 OPEN_TASKS = (
     "call_tasks",
-    "ix_call_tasks_open_by_run",
+    "ix_call_tasks_open_queue",  # (run_id, kind, due_at, id): a probe of its run_id
     "call_tasks.status IN ('open', 'claimed')"
     # An inbound SMS reply's follow-up is not its run's work.
     " AND NOT (call_tasks.kind = 'follow_up' AND call_tasks.parent_task_id IS NULL)",

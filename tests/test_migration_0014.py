@@ -82,7 +82,7 @@ def test_0014_reopens_completed_runs_with_work_left(empty_database_url: str) -> 
                 for index in (
                     "ix_enrollments_open_by_run",
                     "ix_outbox_messages_run_id_status",
-                    "ix_call_tasks_open_by_run",
+                    "ix_call_tasks_open_queue",  # 0038's, which replaced 0014's
                 ):
                     assert index in plan, plan
     finally:

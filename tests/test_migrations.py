@@ -475,6 +475,67 @@ def test_0037_stores_claim_forms_again_where_they_lack_the_call_sheet(
         engine.dispose()
 
 
+def test_0038_indexes_the_open_call_tasks_in_due_order_and_round_trips(
+    empty_database_url: str,
+) -> None:
+    """0038: ix_call_tasks_open_queue (run_id, kind, due_at, id) of the open and claimed tasks;
+    a page of a run's tasks of one kind in due order reads it without sorting; downgrading
+    drops it."""
+    engine = make_engine(empty_database_url)
+    sqlite = engine.dialect.name == "sqlite"
+
+    def index_names() -> set[str]:
+        return {str(i["name"]) for i in inspect(engine).get_indexes("call_tasks")}
+
+    def queue_index() -> dict[str, Any] | None:
+        return next(
+            (
+                dict(i)
+                for i in inspect(engine).get_indexes("call_tasks")
+                if i["name"] == "ix_call_tasks_open_queue"
+            ),
+            None,
+        )
+
+    try:
+        migrate.upgrade(engine, "0037")
+        assert queue_index() is None
+        migrate.upgrade(engine, "0038")
+        index = queue_index()
+        assert index is not None
+        # It replaces 0014's index of the same rows by run (its first column serves that probe).
+        assert "ix_call_tasks_open_by_run" not in index_names()
+        assert index["column_names"] == ["run_id", "kind", "due_at", "id"]
+        where = str(
+            index.get("dialect_options", {}).get("sqlite_where" if sqlite else "postgresql_where")
+        )
+        assert "open" in where and "claimed" in where
+        page = (
+            "SELECT id FROM call_tasks WHERE run_id = 1 AND kind = 'campaign'"
+            " AND status IN ('open', 'claimed') ORDER BY due_at, id LIMIT 10"
+        )
+        with engine.begin() as c:
+            if sqlite:
+                plan = " ".join(
+                    str(row[3]) for row in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {page}")
+                )
+            else:
+                c.exec_driver_sql("SET LOCAL enable_seqscan = off")
+                c.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+                plan = " ".join(str(row[0]) for row in c.exec_driver_sql(f"EXPLAIN {page}"))
+        assert "ix_call_tasks_open_queue" in plan, plan
+        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan  # read in its order
+
+        command.downgrade(migrate.alembic_config(engine), "0037")
+        assert queue_index() is None
+        assert "ix_call_tasks_open_by_run" in index_names()
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            assert _differences_from_models(connection) == []
+    finally:
+        engine.dispose()
+
+
 def _runs_of_one_program(connection: Any, at: datetime, sources: dict[str, str]) -> None:
     """A program and one active run of each campaign in ``sources`` (its definition text),
     inserted as plain rows (the schema of the revision the test stands at)."""

@@ -78,12 +78,6 @@ call_tasks = Table(
     Index(None, "status", "due_at"),
     Index(None, "participant_id"),
     Index(None, "run_id"),
-    # "Has this run an open call task?" (engine/run_work.py; 0014).
-    PartialIndex(
-        "ix_call_tasks_open_by_run",
-        "run_id",
-        where="status IN ('open', 'claimed')",
-    ),
     # /metrics: open call tasks by team, from the index alone (engine/metrics; 0027).
     PartialIndex(
         "ix_call_tasks_open_by_team",
@@ -97,6 +91,18 @@ call_tasks = Table(
         "ix_call_tasks_open_expiring",
         "expires_at",
         where="status IN ('open', 'claimed') AND expires_at IS NOT NULL",
+    ),
+    # A run's open tasks of one kind in due order: claim-next reads a step's page from it
+    # and stops, instead of sorting the run's whole list for each page; and "has this run an
+    # open call task?" (engine/run_work.py) is a probe of its first column (0038, replacing
+    # 0014's ix_call_tasks_open_by_run).
+    PartialIndex(
+        "ix_call_tasks_open_queue",
+        "run_id",
+        "kind",
+        "due_at",
+        "id",
+        where="status IN ('open', 'claimed')",
     ),
     # The open callbacks by when they are due: the console's "my callbacks today" (0034).
     PartialIndex(
