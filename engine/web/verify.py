@@ -41,9 +41,7 @@ async def agent_verify(console: Console, request: Request) -> Response:
             console,
             request,
             posted,
-            lambda s, agent, _zone: verify_own(
-                s, posted.form, agent=agent, at=posted.at, address=address
-            ),
+            lambda s, me: verify_own(s, posted.form, agent=me.login, at=posted.at, address=address),
         )
     except NotYourTask as exc:
         return await agent_home(console, request, error=str(exc), status=403)
