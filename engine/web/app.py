@@ -38,6 +38,7 @@ from engine.calls.verification import NotYourTask
 from engine.consent.unsubscribe import signing_key
 from engine.db.session import writing
 from engine.errors import EngineError
+from engine.settings import Settings
 from engine.web import auth, coordinator, floor, pages, pauses, reports, verify
 from engine.web.auth import (
     AGENT_ROLES,
@@ -251,19 +252,27 @@ def _agent_login(found: tuple[SignedIn | None, pages.WorkingAgent | None]) -> st
 
 
 async def agent_release(console: Console, request: Request) -> Response:
+    """The claim released, answered with the agent's page (GET /agent?released=N's, read in
+    the release's transaction): one request, not a redirect and a second one (#19)."""
     posted = await _posted(console, request)
+    settings = console.app.settings
+
+    def release(s: Session, me: pages.WorkingAgent) -> int:
+        return pages.release_own(s, posted.form, agent=me.login, at=posted.at)
+
     try:
-        who, task_id, refused = await _agent_write(
-            console,
-            request,
-            posted,
-            lambda s, me: pages.release_own(s, posted.form, agent=me.login, at=posted.at),
+        who, done, refused = await _agent_write(
+            console, request, posted, _and_page(settings, posted.at, release)
         )
     except EngineError as exc:
         return await agent_home(console, request, error=str(exc), status=403)
     if refused is not None:
         return refused
-    return console.finish(who, RedirectResponse(f"/agent?released={task_id}", status_code=303))
+    assert done is not None
+    task_id, page = done
+    return _page_or_redirect(
+        console, who, page, posted.at, f"/agent?released={task_id}", released=str(task_id)
+    )
 
 
 async def agent_log(console: Console, request: Request) -> Response:
@@ -272,20 +281,15 @@ async def agent_log(console: Console, request: Request) -> Response:
     posted = await _posted(console, request)
     settings = console.app.settings
 
-    def log(s: Session, me: pages.WorkingAgent) -> tuple[LogResult, pages.AgentPage | None]:
-        result = pages.log_from_form(
+    def log(s: Session, me: pages.WorkingAgent) -> LogResult:
+        return pages.log_from_form(
             s, settings, posted.form, agent=me.login, zone=me.zone, at=posted.at
         )
-        try:
-            page = pages.agent_page(s, settings, me, at=posted.at, logged=pages.logged_of(result))
-        except EngineError:
-            # A page that cannot be read never undoes a logged call: the redirect's GET
-            # shows what went wrong, as it did before the page came with the log.
-            page = None
-        return result, page
 
     try:
-        who, done, refused = await _agent_write(console, request, posted, log)
+        who, done, refused = await _agent_write(
+            console, request, posted, _and_page(settings, posted.at, log, pages.logged_of)
+        )
     except NotYourTask as exc:
         return await agent_home(console, request, error=str(exc), status=403)
     except EngineError as exc:
@@ -296,10 +300,43 @@ async def agent_log(console: Console, request: Request) -> Response:
         return refused
     assert done is not None
     result, page = done
-    address = f"/agent?logged={result.seq}"
+    return _page_or_redirect(console, who, page, posted.at, f"/agent?logged={result.seq}")
+
+
+def _and_page(
+    settings: Settings,
+    at: datetime,
+    work: Callable[[Session, pages.WorkingAgent], T],
+    logged: Callable[[T], dict[str, Any] | None] = lambda _done: None,
+) -> Callable[[Session, pages.WorkingAgent], tuple[T, pages.AgentPage | None]]:
+    """``work`` of an agent's form, then the agent's page read in its transaction, so that
+    the form answers with the page (#19). ``logged``: the page's "logged" line of what
+    ``work`` did. None for the page when it cannot be read: that never undoes the form's
+    work (the answer is then the redirect, whose GET shows what went wrong)."""
+
+    def both(s: Session, me: pages.WorkingAgent) -> tuple[T, pages.AgentPage | None]:
+        done = work(s, me)
+        try:
+            return done, pages.agent_page(s, settings, me, at=at, logged=logged(done))
+        except EngineError:
+            return done, None
+
+    return both
+
+
+def _page_or_redirect(
+    console: Console,
+    who: Visitor,
+    page: pages.AgentPage | None,
+    at: datetime,
+    address: str,
+    **extra: Any,
+) -> Response:
+    """The agent's page as the answer to their form, shown at ``address`` (what GET of it
+    shows); without the page, the 303 to that address."""
     if page is None:
         return console.finish(who, RedirectResponse(address, status_code=303))
-    return _agent_sheet(console, who, page, posted.at, address=address)
+    return _agent_sheet(console, who, page, at, address=address, **extra)
 
 
 @dataclass(frozen=True)

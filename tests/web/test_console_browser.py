@@ -209,6 +209,7 @@ def test_an_agent_works_calls_in_the_browser(app: App, served: str, tmp_path: Pa
             expect(page.locator("#member")).to_contain_text("Bo Chen")
             page.locator("#verify").click()
             expect(page.locator("#verified")).to_contain_text("Identity verified")
+            expect(page).to_have_url(f"{served}/agent")  # the answer is /agent's page (#19)
             expect(page.locator("#gated")).to_have_count(0)
             expect(page.locator("#contacts")).to_be_visible()
             expect(page.locator("#disposition")).to_be_focused()

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from console_helpers import Browser, add_console_user, log_entries, make_world
@@ -231,3 +232,48 @@ def test_a_logged_call_answers_with_the_page_read_on_the_logs_checkout(app: App)
 
 def _without_csrf(text: str) -> str:
     return re.sub(r'name="csrf_token" value="[^"]+"', "", text)
+
+
+def _one_checkout_post(
+    app: App, browser: Browser, path: str, form: dict[str, str]
+) -> tuple[Any, int]:
+    """POST ``path`` with the browser's CSRF token; (the answer, pool checkouts it took)."""
+    checkouts: list[object] = []
+
+    def checked_out(*_args: object) -> None:
+        checkouts.append(None)
+
+    event.listen(app.engine, "checkout", checked_out)
+    try:
+        answer = browser.client.post(
+            path, data={"csrf_token": browser.csrf, **form}, follow_redirects=False
+        )
+    finally:
+        event.remove(app.engine, "checkout", checked_out)
+    return answer, len(checkouts)
+
+
+def test_verified_and_release_answer_with_the_page_read_on_their_checkout(app: App) -> None:
+    world = make_world(app)
+    world.agent("ana")
+    world.task(world.member(first_name="Ada", last_name="Lovelace"))
+    add_console_user(app, "ana")
+    browser = Browser(app)
+    browser.sign_in("ana")
+    found = TASK.search(browser.post("/agent/next", {}).text)
+    assert found is not None
+    task = found.group(1)
+    # Verified: the call sheet with its full account, not a redirect to GET /agent (#19).
+    verified, checkouts = _one_checkout_post(app, browser, "/agent/verify", {"task_id": task})
+    assert verified.status_code == 200, verified.status_code
+    assert 'id="verified"' in verified.text and 'id="gated"' not in verified.text
+    assert TASK.search(verified.text) is not None
+    assert 'data-address="/agent"' in verified.text
+    assert checkouts == 1
+    # Released: the page with its "released" line, shown at GET /agent?released=N's address.
+    released, checkouts = _one_checkout_post(app, browser, "/agent/release", {"task_id": task})
+    assert released.status_code == 200, released.status_code
+    assert f'id="released">Task {task} released' in released.text
+    assert f'data-address="/agent?released={task}"' in released.text
+    assert TASK.search(released.text) is None
+    assert checkouts == 1
