@@ -14,7 +14,10 @@ jar): it signs in (not timed), then loops ``calls`` times:
                                 with the call sheet, or 303 to it in a tree from before #19)
     page    GET  /agent        (the call sheet: script, account review, disposition forms),
                                only when the claim answered 303 (0 ms otherwise)
-    log     POST /agent/log    (NOT_INTERESTED: final, so the task closes; 303)
+    log     POST /agent/log    (NOT_INTERESTED: final, so the task closes; it answers with
+                                the agent's page, or 303 to GET /agent?logged=N in a tree
+                                from before #19's log, which it then reads, in the figure,
+                                as the browser does)
 
 with ``--think-ms`` of pause after each log, the agents' first claims spread over one think
 time. A comma list runs one phase per value, one after the other on the same server and
@@ -367,10 +370,15 @@ class Agent:
                     "verified": "yes",
                 },
             )
+            if logged.status_code == 303 and logged.headers.get("location", "").startswith(
+                "/agent?logged="
+            ):
+                logged = self.client.get(logged.headers["location"])  # the browser follows
             t3 = time.perf_counter()
-            if logged.status_code != 303:
+            if logged.status_code != 200 or 'id="logged"' not in logged.text:
                 self.errors.append(f"log of task {task_id} answered {logged.status_code}")
                 return
+            self._remember(logged.text)
             self.claim.append(t1 - t0)
             self.page.append(t2 - t1)
             self.log.append(t3 - t2)
@@ -466,7 +474,9 @@ def phase(
     both = [c + p for a in agents for c, p in zip(a.claim, a.page, strict=True)]
     emit(measure="claim", think_ms=think_ms, what="POST /agent/next", **summary(claims))
     emit(measure="page", think_ms=think_ms, what="GET /agent (call sheet)", **summary(pages))
-    emit(measure="log", think_ms=think_ms, what="POST /agent/log", **summary(logs))
+    emit(
+        measure="log", think_ms=think_ms, what="POST /agent/log (+ its 303's GET)", **summary(logs)
+    )
     emit(measure="claim_and_render", think_ms=think_ms, what="claim + page", **summary(both))
     emit(
         measure="floor_under_load",

@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, case, false, func, or_, select
@@ -55,7 +55,7 @@ from engine.calls.standards import (
 )
 from engine.calls.tasks import DefinitionCache
 from engine.clock import ensure_utc
-from engine.db.models import Agent, CallerLogEntry, CallTask, CampaignRun, Participant, Program
+from engine.db.models import CallerLogEntry, CallTask, CampaignRun, Participant, Program
 from engine.locales import primary_language
 
 ESCALATION_CEILING = 0.20
@@ -445,9 +445,25 @@ def calling_plan(
     )
 
 
+class PlanAgent(Protocol):
+    """What a calling plan reads of an agent: an Agent row, or the columns of it the
+    console reads with the signed-in user."""
+
+    @property
+    def login(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def daily_target(self) -> int: ...
+    @property
+    def weekly_target(self) -> int | None: ...
+    @property
+    def monthly_target(self) -> int | None: ...
+
+
 def plan_of(
     session: Session,
-    agent: Agent,
+    agent: PlanAgent,
     *,
     day: date,
     program: str | None = None,
@@ -486,7 +502,7 @@ def plan_of(
 
 
 def _agent_target(
-    agent: Agent, period: str, first: date, last: date, calendar: str | None
+    agent: PlanAgent, period: str, first: date, last: date, calendar: str | None
 ) -> tuple[int, str]:
     """The agent's target for the period and where it comes from."""
     explicit = {

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,10 +38,10 @@ from engine.calls.verification import NotYourTask
 from engine.consent.unsubscribe import signing_key
 from engine.db.session import writing
 from engine.errors import EngineError
+from engine.settings import Settings
 from engine.web import auth, coordinator, floor, pages, pauses, reports, verify
 from engine.web.auth import (
     AGENT_ROLES,
-    USER_QUERY,
     FormTooLarge,
     SignedIn,
     Visitor,
@@ -50,7 +50,6 @@ from engine.web.auth import (
     guard,
     load_user,
     read_form,
-    signed_in,
     visitor,
     visitor_of,
 )
@@ -181,6 +180,7 @@ def _agent_sheet(
     request answers with it (the browser shows that address: console.js)."""
     assert who.user is not None
     status = extra.pop("status", 200)
+    address = extra.pop("address", "/agent")
     return console.page(
         who,
         "agent.html",
@@ -188,7 +188,7 @@ def _agent_sheet(
         data=data,
         now=at,
         agent_zone=who.user.zone,
-        address="/agent",
+        address=address,
         **extra,
     )
 
@@ -201,25 +201,34 @@ async def agent_next(console: Console, request: Request) -> Response:
     value, settings = posted.value, console.app.settings
     user: SignedIn | None = None
     served: Claim | None = None
-    shown: _Shown | None = None
+    shown: tuple[pages.AgentPage, datetime] | None = None
     if posted.passes_cookie_checks():
         assert value is not None
 
-        def read(connection: Connection) -> SignedIn | None:
-            row = connection.execute(USER_QUERY, {"user_id": value.user_id}).first()
-            return signed_in(row, value, settings.default_timezone)
+        def read(connection: Connection) -> tuple[SignedIn | None, pages.WorkingAgent | None]:
+            # The page's statement of the user: the page reads none of it again.
+            return pages.page_user(connection, settings, value)
 
-        def show(connection: Connection, _user: SignedIn | None, at: datetime) -> _Shown:
+        def show(
+            connection: Connection,
+            found: tuple[SignedIn | None, pages.WorkingAgent | None],
+            at: datetime,
+        ) -> tuple[pages.AgentPage, datetime]:
+            me = found[1]
+            assert me is not None  # a claim is made only for a working agent
             # An ORM session on the claim's connection joins its transaction (neither
-            # commits nor rolls it back); the page reads the user again, as GET /agent does.
+            # commits nor rolls it back). Asking for the next call ended any pause
+            # (take_next): the page shows none.
             with console.app.sessions(bind=connection) as session:
-                page_user, data = pages.agent_home(session, settings, value, at=at, logged_seq=None)
-            return _Shown(at, page_user, data)
+                page = pages.agent_page(
+                    session, settings, replace(me, pause=None), at=at, logged=None
+                )
+            return page, at  # read at the claim's instant (a retried claim's is later)
 
         try:
             # Who is asking, their claim and its page on one connection (#19).
-            user, served, shown = await run_in_threadpool(
-                take_next_as, console.app, read, _working_agent, show, lease=DEFAULT_LEASE
+            (user, _me), served, shown = await run_in_threadpool(
+                take_next_as, console.app, read, _agent_login, show, lease=DEFAULT_LEASE
             )
         except EngineError as exc:
             return await agent_home(console, request, error=str(exc), status=409)
@@ -231,47 +240,56 @@ async def agent_next(console: Console, request: Request) -> Response:
     refused = _post_refusal(console, who, request, posted)
     if refused is not None:
         return refused
-    if shown is not None and shown.data is not None and shown.user is not None:
-        who.user = shown.user
-        return _agent_sheet(console, who, shown.data, shown.at)
+    if shown is not None:
+        return _agent_sheet(console, who, *shown)
     target = "/agent" if served is not None else "/agent?nothing=1"
     return console.finish(who, RedirectResponse(target, status_code=303))
 
 
-@dataclass(frozen=True)
-class _Shown:
-    """The page of a claim: when it was read, who it was read for and what it shows."""
-
-    at: datetime
-    user: SignedIn | None
-    data: pages.AgentPage | None
+def _agent_login(found: tuple[SignedIn | None, pages.WorkingAgent | None]) -> str | None:
+    """The login of the working agent read, None when the user may not work calls."""
+    return found[1].login if found[1] is not None else None
 
 
 async def agent_release(console: Console, request: Request) -> Response:
+    """The claim released, answered with the agent's page (GET /agent?released=N's, read in
+    the release's transaction): one request, not a redirect and a second one (#19)."""
     posted = await _posted(console, request)
+    settings = console.app.settings
+
+    def release(s: Session, me: pages.WorkingAgent) -> int:
+        return pages.release_own(s, posted.form, agent=me.login, at=posted.at)
+
     try:
-        who, task_id, refused = await _agent_write(
-            console,
-            request,
-            posted,
-            lambda s, agent, _zone: pages.release_own(s, posted.form, agent=agent, at=posted.at),
+        who, done, refused = await _agent_write(
+            console, request, posted, _and_page(settings, posted.at, release)
         )
     except EngineError as exc:
         return await agent_home(console, request, error=str(exc), status=403)
     if refused is not None:
         return refused
-    return console.finish(who, RedirectResponse(f"/agent?released={task_id}", status_code=303))
+    assert done is not None
+    task_id, page = done
+    return _page_or_redirect(
+        console, who, page, posted.at, f"/agent?released={task_id}", released=str(task_id)
+    )
 
 
 async def agent_log(console: Console, request: Request) -> Response:
+    """The call logged, answered with the agent's page (GET /agent?logged=N's, read in the
+    log's transaction after the log): one request, not a redirect and a second one (#19)."""
     posted = await _posted(console, request)
     settings = console.app.settings
 
-    def log(s: Session, agent: str, zone: str) -> LogResult:
-        return pages.log_from_form(s, settings, posted.form, agent=agent, zone=zone, at=posted.at)
+    def log(s: Session, me: pages.WorkingAgent) -> LogResult:
+        return pages.log_from_form(
+            s, settings, posted.form, agent=me.login, zone=me.zone, at=posted.at
+        )
 
     try:
-        who, result, refused = await _agent_write(console, request, posted, log)
+        who, done, refused = await _agent_write(
+            console, request, posted, _and_page(settings, posted.at, log, pages.logged_of)
+        )
     except NotYourTask as exc:
         return await agent_home(console, request, error=str(exc), status=403)
     except EngineError as exc:
@@ -280,8 +298,45 @@ async def agent_log(console: Console, request: Request) -> Response:
         return await agent_home(console, request, error=str(exc), typed=posted.form, status=422)
     if refused is not None:
         return refused
-    assert result is not None
-    return console.finish(who, RedirectResponse(f"/agent?logged={result.seq}", status_code=303))
+    assert done is not None
+    result, page = done
+    return _page_or_redirect(console, who, page, posted.at, f"/agent?logged={result.seq}")
+
+
+def _and_page(
+    settings: Settings,
+    at: datetime,
+    work: Callable[[Session, pages.WorkingAgent], T],
+    logged: Callable[[T], dict[str, Any] | None] = lambda _done: None,
+) -> Callable[[Session, pages.WorkingAgent], tuple[T, pages.AgentPage | None]]:
+    """``work`` of an agent's form, then the agent's page read in its transaction, so that
+    the form answers with the page (#19). ``logged``: the page's "logged" line of what
+    ``work`` did. None for the page when it cannot be read: that never undoes the form's
+    work (the answer is then the redirect, whose GET shows what went wrong)."""
+
+    def both(s: Session, me: pages.WorkingAgent) -> tuple[T, pages.AgentPage | None]:
+        done = work(s, me)
+        try:
+            return done, pages.agent_page(s, settings, me, at=at, logged=logged(done))
+        except EngineError:
+            return done, None
+
+    return both
+
+
+def _page_or_redirect(
+    console: Console,
+    who: Visitor,
+    page: pages.AgentPage | None,
+    at: datetime,
+    address: str,
+    **extra: Any,
+) -> Response:
+    """The agent's page as the answer to their form, shown at ``address`` (what GET of it
+    shows); without the page, the 303 to that address."""
+    if page is None:
+        return console.finish(who, RedirectResponse(address, status_code=303))
+    return _agent_sheet(console, who, page, at, address=address, **extra)
 
 
 @dataclass(frozen=True)
@@ -317,22 +372,23 @@ async def _agent_write(
     console: Console,
     request: Request,
     posted: _Posted,
-    work: Callable[[Session, str, str], T],
+    work: Callable[[Session, pages.WorkingAgent], T],
 ) -> tuple[Visitor, T | None, Response | None]:
     """An agent's form that writes, with who is asking read in its writing session (one
     worker thread and one pool checkout, not two). ``work`` runs only when the checks of
     :func:`_post_refusal` pass, and their refusal is the same: sign in, role, agent row, form
-    size, CSRF. ``work`` gets the session, the agent's login and zone. A form
+    size, CSRF. ``work`` gets the session and the agent as their page reads them (the
+    statement of the user is the page's: a form answered with the page reads it once). A form
     that fails a check needing no database is refused after a read, taking no write lock."""
-    value, default_zone = posted.value, console.app.settings.default_timezone
+    value, settings = posted.value, console.app.settings
+    default_zone = settings.default_timezone
 
     def unit(s: Session) -> tuple[SignedIn | None, T | None]:
         assert value is not None
-        user = load_user(s, value, default_zone)
-        agent = _working_agent(user)
-        if user is None or agent is None:
+        user, me = pages.page_user(s, settings, value)
+        if me is None:
             return user, None
-        return user, work(s, agent, user.zone)
+        return user, work(s, me)
 
     user: SignedIn | None = None
     result: T | None = None
@@ -342,13 +398,6 @@ async def _agent_write(
         user = await run_in_threadpool(console.read, lambda s: load_user(s, value, default_zone))
     who = visitor_of(value, user, posted.at)
     return who, result, _post_refusal(console, who, request, posted)
-
-
-def _working_agent(user: SignedIn | None) -> str | None:
-    """The login of the agent a user works as, None when they may not work calls."""
-    if user is None or user.role not in AGENT_ROLES:
-        return None
-    return user.agent
 
 
 def _post_refusal(

@@ -33,6 +33,7 @@ from engine.db.models import (
     Participant,
     Program,
 )
+from engine.db.reading import Reader
 from engine.db.session import take_write_lock
 from engine.db.tables.calls import agent_pauses
 from engine.errors import InputError
@@ -148,14 +149,67 @@ _HELD_WITH_ROWS = (
     .outerjoin(CampaignRun, CampaignRun.id == CallTask.run_id)
 )
 # Who is asking, for the agent's page: the user and their agent (auth's statement), with the
-# agent's row for the calling plan and their open pause (ended_at NULL, as
+# agent's targets for the calling plan and their open pause (ended_at NULL, as
 # engine/calls/pauses.py reads it; at most one: a unique index), so the page reads none of
-# them again.
+# them again. Columns, not mapped rows: the claim reads it on its Core connection (#19).
 _PAGE_USER = USER_QUERY.add_columns(
-    Agent, agent_pauses.c.code, agent_pauses.c.started_at
+    Agent.daily_target,
+    Agent.weekly_target,
+    Agent.monthly_target,
+    agent_pauses.c.code,
+    agent_pauses.c.started_at,
 ).outerjoin(
     agent_pauses, and_(agent_pauses.c.agent == Agent.login, agent_pauses.c.ended_at.is_(None))
 )
+
+
+@dataclass(frozen=True)
+class AgentTargets:
+    """The agent's columns the calling plan reads (engine/calls/reporting.py PlanAgent)."""
+
+    login: str
+    timezone: str
+    daily_target: int
+    weekly_target: int | None
+    monthly_target: int | None
+
+
+@dataclass(frozen=True)
+class WorkingAgent:
+    """A signed-in user who works calls, as their page reads them: the agent's targets (for
+    the calling plan) and their open pause, read with the user in one statement."""
+
+    user: SignedIn
+    row: AgentTargets
+    pause: PauseView | None
+
+    @property
+    def login(self) -> str:
+        return self.row.login
+
+    @property
+    def zone(self) -> str:
+        return self.user.zone
+
+
+def page_user(
+    db: Reader, settings: Settings, value: ConsoleSession
+) -> tuple[SignedIn | None, WorkingAgent | None]:
+    """The user the cookie names and, when they are a working agent, what their page needs
+    of them: one statement (on a session or a Core connection). None for the agent when the
+    user may not work calls."""
+    row = (
+        db.execute(_PAGE_USER, {"user_id": value.user_id}).first()
+        if value.user_id is not None
+        else None
+    )
+    user = signed_in(row, value, settings.default_timezone)
+    if user is None or user.role not in AGENT_ROLES or user.agent is None:
+        return user, None
+    assert row is not None
+    zone, daily, weekly, monthly, pause_code, pause_started = row[7:]
+    targets = AgentTargets(user.agent, zone, daily, weekly, monthly)
+    return user, WorkingAgent(user, targets, pause_view(pause_code, pause_started, user.zone))
 
 
 def agent_home(
@@ -168,33 +222,38 @@ def agent_home(
 ) -> tuple[SignedIn | None, AgentPage | None]:
     """The user the cookie names and, when they are a working agent, their page: one session
     for both. None for the page when the user may not see it (the handler refuses)."""
-    row = (
-        session.execute(_PAGE_USER, {"user_id": value.user_id}).first()
-        if value.user_id is not None
-        else None
-    )
-    user = signed_in(row, value, settings.default_timezone)
-    if user is None or user.role not in AGENT_ROLES or user.agent is None:
+    user, me = page_user(session, settings, value)
+    if me is None:
         return user, None
-    assert row is not None
-    agent, pause_code, pause_started = row[8:]
-    pause = pause_view(pause_code, pause_started, user.zone)
-    return user, agent_page(
-        session, settings, agent, user.zone, at=at, logged_seq=logged_seq, pause=pause
+    logged = logged_entry(session, me.login, logged_seq) if logged_seq is not None else None
+    return user, agent_page(session, settings, me, at=at, logged=logged)
+
+
+def logged_entry(session: Session, agent: str, seq: int) -> dict[str, Any] | None:
+    """The caller log entry ``seq`` for the page's "logged" line; only the agent's own: a seq
+    in the URL never shows another agent's call."""
+    entry = session.scalar(
+        select(CallerLogEntry).where(CallerLogEntry.seq == seq, CallerLogEntry.agent == agent)
     )
+    if entry is None:
+        return None
+    return {"seq": entry.seq, "record": entry.record, "task_id": entry.task_id}
+
+
+def logged_of(result: LogResult) -> dict[str, Any]:
+    """The page's "logged" line of a call just logged: what :func:`logged_entry` reads."""
+    return {"seq": result.seq, "record": result.record, "task_id": result.task_id}
 
 
 def agent_page(
     session: Session,
     settings: Settings,
-    agent_row: Agent,
-    zone: str,
+    me: WorkingAgent,
     *,
     at: datetime,
-    logged_seq: int | None,
-    pause: PauseView | None,
+    logged: dict[str, Any] | None,
 ) -> AgentPage:
-    agent = agent_row.login
+    agent, zone = me.login, me.zone
     # Held for the whole page: the session's identity map keeps only referenced rows, and the
     # gate, the call sheet and the member's clock each get these by primary key (from the map,
     # no SELECT).
@@ -210,16 +269,6 @@ def agent_page(
         if program is not None
         else []
     )
-    logged = None
-    if logged_seq is not None:
-        # Only the agent's own entry: a seq in the URL never shows another agent's call.
-        entry = session.scalar(
-            select(CallerLogEntry).where(
-                CallerLogEntry.seq == logged_seq, CallerLogEntry.agent == agent
-            )
-        )
-        if entry is not None:
-            logged = {"seq": entry.seq, "record": entry.record, "task_id": entry.task_id}
     return AgentPage(
         sheet=sheet,
         forms=forms,
@@ -227,9 +276,9 @@ def agent_page(
         callbacks=my_callbacks_today(session, agent, zone, at),
         logged=logged,
         gate=gate,
-        pause=pause,
+        pause=me.pause,
         pause_codes=pause_codes(settings),
-        plan=plan_today(session, agent_row, zone, at),
+        plan=plan_today(session, me.row, zone, at),
     )
 
 

@@ -47,9 +47,7 @@ async def agent_pause(console: Console, request: Request) -> Response:
             console,
             request,
             posted,
-            lambda s, agent, _zone: start_pause(
-                s, agent, code, codes=codes, at=posted.at, by=agent
-            ),
+            lambda s, me: start_pause(s, me.login, code, codes=codes, at=posted.at, by=me.login),
         )
     except EngineError as exc:
         return await agent_home(console, request, error=str(exc), status=409)
@@ -66,7 +64,7 @@ async def agent_resume(console: Console, request: Request) -> Response:
         console,
         request,
         posted,
-        lambda s, agent, _zone: end_pause(s, agent, at=posted.at, reason=RESUMED, by=agent),
+        lambda s, me: end_pause(s, me.login, at=posted.at, reason=RESUMED, by=me.login),
     )
     if refused is not None:
         return refused

@@ -10,11 +10,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from engine.calls.reporting import CallingPlan, plan_of
+from engine.calls.reporting import CallingPlan, PlanAgent, plan_of
 from engine.clock import ensure_utc
-from engine.db.models import Agent
 
 
-def plan_today(session: Session, agent: Agent, zone: str, at: datetime) -> CallingPlan:
+def plan_today(session: Session, agent: PlanAgent, zone: str, at: datetime) -> CallingPlan:
     """The plan around the agent's local today, for their row read with the page's user."""
     return plan_of(session, agent, day=ensure_utc(at).astimezone(ZoneInfo(zone)).date())

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from engine.calls.verification import NotYourTask, verify_claim
 from engine.errors import EngineError, InputError
@@ -18,6 +18,7 @@ from engine.web.auth import client_address
 
 if TYPE_CHECKING:
     from engine.web.app import Console
+    from engine.web.pages import WorkingAgent
 
 
 def verify_own(
@@ -32,18 +33,20 @@ def verify_own(
 
 
 async def agent_verify(console: Console, request: Request) -> Response:
-    from engine.web.app import _agent_write, _posted, agent_home  # the agent handlers' checks
+    """Verified, answered with the agent's page (GET /agent's, its full account read in the
+    verification's transaction): one request, not a redirect and a second one (#19)."""
+    # the agent handlers' checks and answers
+    from engine.web.app import _agent_write, _and_page, _page_or_redirect, _posted, agent_home
 
     posted = await _posted(console, request)
     address = client_address(request)
+
+    def verify(s: Session, me: WorkingAgent) -> int:
+        return verify_own(s, posted.form, agent=me.login, at=posted.at, address=address)
+
     try:
-        who, _, refused = await _agent_write(
-            console,
-            request,
-            posted,
-            lambda s, agent, _zone: verify_own(
-                s, posted.form, agent=agent, at=posted.at, address=address
-            ),
+        who, done, refused = await _agent_write(
+            console, request, posted, _and_page(console.app.settings, posted.at, verify)
         )
     except NotYourTask as exc:
         return await agent_home(console, request, error=str(exc), status=403)
@@ -51,4 +54,5 @@ async def agent_verify(console: Console, request: Request) -> Response:
         return await agent_home(console, request, error=str(exc), status=422)
     if refused is not None:
         return refused
-    return console.finish(who, RedirectResponse("/agent", status_code=303))
+    assert done is not None
+    return _page_or_redirect(console, who, done[1], posted.at, "/agent")

@@ -190,6 +190,18 @@ def test_an_agent_works_calls_in_the_browser(app: App, served: str, tmp_path: Pa
             page.get_by_label("Notes for the next person").fill("")
             page.locator("#log").click()
             expect(page.locator("#logged")).to_contain_text("NO_ANSWER")
+            # The log answered with the page itself (#19): the address bar says the page's
+            # address, and a reload reads that page instead of posting the log again.
+            seq = log_entries(app)[-1].seq
+            expect(page).to_have_url(f"{served}/agent?logged={seq}")
+            with page.expect_request(lambda r: r.url.startswith(served)) as reloaded:
+                page.reload()
+            assert (reloaded.value.method, reloaded.value.url) == (
+                "GET",
+                f"{served}/agent?logged={seq}",
+            )
+            expect(page.locator("#logged")).to_contain_text("NO_ANSWER")
+            assert len(log_entries(app)) == 1
 
             # Call 2: verified, then a callback at 13:00 in the agent's zone (Chicago) =
             # 14:00 for the member.
@@ -197,6 +209,7 @@ def test_an_agent_works_calls_in_the_browser(app: App, served: str, tmp_path: Pa
             expect(page.locator("#member")).to_contain_text("Bo Chen")
             page.locator("#verify").click()
             expect(page.locator("#verified")).to_contain_text("Identity verified")
+            expect(page).to_have_url(f"{served}/agent")  # the answer is /agent's page (#19)
             expect(page.locator("#gated")).to_have_count(0)
             expect(page.locator("#contacts")).to_be_visible()
             expect(page.locator("#disposition")).to_be_focused()

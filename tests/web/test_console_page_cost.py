@@ -1,8 +1,9 @@
 """What the agent's pages cost: the statements of one GET /agent and one POST /agent/log
-stay within a cap that does not grow with the agent's history (no N+1; the page reads the
-claim with its member, program and run in one statement), and the call script is rendered by
-a renderer kept for the process that still picks up a script edited on disk, or a language's
-file added, as the page did when it built a renderer per sheet."""
+(answered with the page) stay within a cap that does not grow with the agent's history (no
+N+1; the page reads the claim with its member, program and run in one statement), and the
+call script is rendered by a renderer kept for the process that still picks up a script
+edited on disk, or a language's file added, as the page did when it built a renderer per
+sheet."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
-from console_helpers import Browser, add_console_user, make_world
+from console_helpers import Browser, add_console_user, log_entries, make_world
 from sqlalchemy import event
 
 from engine.app import App
@@ -30,18 +32,23 @@ TASK = re.compile(r'name="task_id" value="(\d+)"')
 # agent came with the user, 11 before the sheet left unread what its gate hides before
 # verification (activity, outbox, message events and caller log).
 PAGE_STATEMENTS = {"postgresql": 7, "sqlite": 8}
-# POST /agent/log of a final disposition: the user with their agent (1), the caller log's lock
-# (PostgreSQL) or the write lock (SQLite), the claim, member and program (3), the agent, the
-# task locked, the run (3), the log's head, entry and checkpoint (3), the task's UPDATE, the
-# contact, the run's status (3). SQLite counts its BEGIN too (one session: the user is read in
-# the log's writing session). 16 before the dispositions' program came from the rows read,
-# 15 before the user and agent were one statement; SQLite 16 before the user's own session.
-LOG_STATEMENTS = {"postgresql": 14, "sqlite": 15}
-# POST /agent/next answered with the call sheet: the user with their agent (1), the claim's
-# (12), then GET /agent's 7 in the claim's transaction (its user read again, as the claim may
-# have ended a pause). SQLite counts its BEGIN too. The same statements as the POST and GET of
-# before #19, on one checkout and in one transaction instead of two.
-NEXT_STATEMENTS = {"postgresql": 20, "sqlite": 21}
+# POST /agent/log of a final disposition, answered with the agent's page: the user with their
+# agent and open pause (1), the caller log's lock (PostgreSQL) or the write lock (SQLite), the
+# claim, member and program (3), the agent, the task locked, the run (3), the log's head, entry
+# and checkpoint (3), the task's UPDATE, the contact, the run's status (3), then the page in
+# the log's transaction: the claim held (1: none, the call is logged), my callbacks today, the
+# plan's entries and holidays (3); the "logged" line is the log's result, not read again.
+# SQLite counts its BEGIN too (one session). 14 (15) for the log alone before #19 answered it
+# with the page, which its 303's GET /agent?logged=N read in 6 (7) more on a second checkout;
+# 16 before the dispositions' program came from the rows read, 15 before the user and agent
+# were one statement; SQLite 16 before the user's own session.
+LOG_STATEMENTS = {"postgresql": 18, "sqlite": 19}
+# POST /agent/next answered with the call sheet: the user with their agent and open pause (1),
+# the claim's (12), then GET /agent's 7 but its user in the claim's transaction: the claim
+# hands the page what it read (the claim ended any pause). SQLite counts its BEGIN too. 20
+# (21) before the page read the user again; the POST and GET of before #19 ran the same 20
+# on two checkouts and in two transactions.
+NEXT_STATEMENTS = {"postgresql": 19, "sqlite": 20}
 
 
 def _claim_and_count(app: App, browser: Browser) -> tuple[int, int, int]:
@@ -61,7 +68,8 @@ def _claim_and_count(app: App, browser: Browser) -> tuple[int, int, int]:
     }
     with statements_of(app.engine) as log_statements:
         logged = browser.client.post("/agent/log", data=form, follow_redirects=False)
-    assert logged.status_code == 303, logged.text
+    assert logged.status_code == 200, logged.text
+    browser._remember(logged.text)
     return int(task), len(page_statements), len(log_statements)
 
 
@@ -175,3 +183,97 @@ def test_next_call_answers_with_the_call_sheet_read_on_the_claims_checkout(app: 
     # checkout, three with the page's GET).
     assert len(checkouts) == 1
     assert len(statements) == NEXT_STATEMENTS[app.engine.dialect.name], len(statements)
+
+
+def test_a_logged_call_answers_with_the_page_read_on_the_logs_checkout(app: App) -> None:
+    world = make_world(app)
+    world.agent("ana")
+    world.task(world.member(first_name="Ada", last_name="Lovelace"))
+    add_console_user(app, "ana")
+    browser = Browser(app)
+    browser.sign_in("ana")
+    claimed = browser.post("/agent/next", {})
+    found = TASK.search(claimed.text)
+    assert found is not None
+    form = {
+        "csrf_token": browser.csrf,
+        "task_id": found.group(1),
+        "disposition": "NOT_INTERESTED",
+        "NOT_INTERESTED.reason": "one answer",
+        "verified": "yes",
+    }
+    checkouts: list[object] = []
+
+    def checked_out(*_args: object) -> None:
+        checkouts.append(None)
+
+    event.listen(app.engine, "checkout", checked_out)
+    try:
+        answer = browser.client.post("/agent/log", data=form, follow_redirects=False)
+    finally:
+        event.remove(app.engine, "checkout", checked_out)
+    # The page with its "logged" line in the log's answer, not a redirect to
+    # GET /agent?logged=N (#19); the browser shows that address (console.js).
+    assert answer.status_code == 200, answer.status_code
+    seq = log_entries(app, "ana")[-1].seq
+    assert f'id="logged">Logged (caller log #{seq}): NOT_INTERESTED' in answer.text
+    assert f'data-address="/agent?logged={seq}"' in answer.text
+    assert TASK.search(answer.text) is None  # the call is logged: no claim on the page
+    assert 'action="/agent/next"' in answer.text
+    # Who is asking, the log and the page: one connection (two before #19).
+    assert len(checkouts) == 1
+    # The same page as GET /agent?logged=N shows, but for the form's fresh CSRF token.
+    again = browser.get(f"/agent?logged={seq}")
+    assert again.status_code == 200
+    assert _without_csrf(answer.text).replace(
+        f'data-address="/agent?logged={seq}"', 'data-address="/agent"'
+    ) == _without_csrf(again.text)
+
+
+def _without_csrf(text: str) -> str:
+    return re.sub(r'name="csrf_token" value="[^"]+"', "", text)
+
+
+def _one_checkout_post(
+    app: App, browser: Browser, path: str, form: dict[str, str]
+) -> tuple[Any, int]:
+    """POST ``path`` with the browser's CSRF token; (the answer, pool checkouts it took)."""
+    checkouts: list[object] = []
+
+    def checked_out(*_args: object) -> None:
+        checkouts.append(None)
+
+    event.listen(app.engine, "checkout", checked_out)
+    try:
+        answer = browser.client.post(
+            path, data={"csrf_token": browser.csrf, **form}, follow_redirects=False
+        )
+    finally:
+        event.remove(app.engine, "checkout", checked_out)
+    return answer, len(checkouts)
+
+
+def test_verified_and_release_answer_with_the_page_read_on_their_checkout(app: App) -> None:
+    world = make_world(app)
+    world.agent("ana")
+    world.task(world.member(first_name="Ada", last_name="Lovelace"))
+    add_console_user(app, "ana")
+    browser = Browser(app)
+    browser.sign_in("ana")
+    found = TASK.search(browser.post("/agent/next", {}).text)
+    assert found is not None
+    task = found.group(1)
+    # Verified: the call sheet with its full account, not a redirect to GET /agent (#19).
+    verified, checkouts = _one_checkout_post(app, browser, "/agent/verify", {"task_id": task})
+    assert verified.status_code == 200, verified.status_code
+    assert 'id="verified"' in verified.text and 'id="gated"' not in verified.text
+    assert TASK.search(verified.text) is not None
+    assert 'data-address="/agent"' in verified.text
+    assert checkouts == 1
+    # Released: the page with its "released" line, shown at GET /agent?released=N's address.
+    released, checkouts = _one_checkout_post(app, browser, "/agent/release", {"task_id": task})
+    assert released.status_code == 200, released.status_code
+    assert f'id="released">Task {task} released' in released.text
+    assert f'data-address="/agent?released={task}"' in released.text
+    assert TASK.search(released.text) is None
+    assert checkouts == 1
