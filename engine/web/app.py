@@ -15,6 +15,7 @@ Handlers are thin: who is asking (auth), one engine call in a worker thread, one
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -57,6 +58,7 @@ from engine.web.sessions import CSRF_FIELD, ConsoleSession, SessionCodec
 
 HERE = Path(__file__).parent
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 # No page of the console is cached, framed by another site or sniffed as another type; only
 # our own script and stylesheet run.
 HEADERS = {
@@ -312,13 +314,19 @@ def _and_page(
     """``work`` of an agent's form, then the agent's page read in its transaction, so that
     the form answers with the page (#19). ``logged``: the page's "logged" line of what
     ``work`` did. None for the page when it cannot be read: that never undoes the form's
-    work (the answer is then the redirect, whose GET shows what went wrong)."""
+    work (the answer is then the redirect, whose GET shows what went wrong). Any failure of
+    the page counts, not only a refusal: a call logged is not lost to a fault in showing the
+    next page (a script that does not render, say), which is logged. (A database error aborts
+    a PostgreSQL transaction: that one fails the form's commit, as it would the form alone.)"""
 
     def both(s: Session, me: pages.WorkingAgent) -> tuple[T, pages.AgentPage | None]:
         done = work(s, me)
         try:
             return done, pages.agent_page(s, settings, me, at=at, logged=logged(done))
         except EngineError:
+            return done, None
+        except Exception:
+            log.exception("the agent page after %s's form could not be read", me.login)
             return done, None
 
     return both

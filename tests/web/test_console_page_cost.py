@@ -21,6 +21,7 @@ from engine.app import App
 from engine.calls.scripts import script_renderer
 from engine.settings import Settings
 from engine.testing.statements import statements_of
+from engine.web import pages
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = re.compile(r'name="task_id" value="(\d+)"')
@@ -228,6 +229,42 @@ def test_a_logged_call_answers_with_the_page_read_on_the_logs_checkout(app: App)
     assert _without_csrf(answer.text).replace(
         f'data-address="/agent?logged={seq}"', 'data-address="/agent"'
     ) == _without_csrf(again.text)
+
+
+def test_a_fault_in_the_page_after_a_log_keeps_the_logged_call(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page read in the log's transaction must not take the log down with it: a page that
+    fails (here: any error of the page's own code) answers with the redirect to
+    GET /agent?logged=N, and the call stays logged."""
+    world = make_world(app)
+    world.agent("ana")
+    world.task(world.member(first_name="Ada", last_name="Lovelace"))
+    add_console_user(app, "ana")
+    browser = Browser(app)
+    browser.sign_in("ana")
+    found = TASK.search(browser.post("/agent/next", {}).text)
+    assert found is not None
+
+    def broken_page(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a script that does not render")
+
+    monkeypatch.setattr(pages, "agent_page", broken_page)
+    answer = browser.client.post(
+        "/agent/log",
+        data={
+            "csrf_token": browser.csrf,
+            "task_id": found.group(1),
+            "disposition": "NOT_INTERESTED",
+            "NOT_INTERESTED.reason": "one answer",
+            "verified": "yes",
+        },
+        follow_redirects=False,
+    )
+    entries = log_entries(app, "ana")
+    assert [e.disposition for e in entries] == ["NOT_INTERESTED"]
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/agent?logged={entries[-1].seq}"
 
 
 def _without_csrf(text: str) -> str:
