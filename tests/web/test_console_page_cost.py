@@ -187,32 +187,8 @@ def test_next_call_answers_with_the_call_sheet_read_on_the_claims_checkout(app: 
 
 
 def test_a_logged_call_answers_with_the_page_read_on_the_logs_checkout(app: App) -> None:
-    world = make_world(app)
-    world.agent("ana")
-    world.task(world.member(first_name="Ada", last_name="Lovelace"))
-    add_console_user(app, "ana")
-    browser = Browser(app)
-    browser.sign_in("ana")
-    claimed = browser.post("/agent/next", {})
-    found = TASK.search(claimed.text)
-    assert found is not None
-    form = {
-        "csrf_token": browser.csrf,
-        "task_id": found.group(1),
-        "disposition": "NOT_INTERESTED",
-        "NOT_INTERESTED.reason": "one answer",
-        "verified": "yes",
-    }
-    checkouts: list[object] = []
-
-    def checked_out(*_args: object) -> None:
-        checkouts.append(None)
-
-    event.listen(app.engine, "checkout", checked_out)
-    try:
-        answer = browser.client.post("/agent/log", data=form, follow_redirects=False)
-    finally:
-        event.remove(app.engine, "checkout", checked_out)
+    browser, task = _ana_holding_a_claim(app)
+    answer, checkouts = _one_checkout_post(app, browser, "/agent/log", _final_log_form(task))
     # The page with its "logged" line in the log's answer, not a redirect to
     # GET /agent?logged=N (#19); the browser shows that address (console.js).
     assert answer.status_code == 200, answer.status_code
@@ -222,7 +198,7 @@ def test_a_logged_call_answers_with_the_page_read_on_the_logs_checkout(app: App)
     assert TASK.search(answer.text) is None  # the call is logged: no claim on the page
     assert 'action="/agent/next"' in answer.text
     # Who is asking, the log and the page: one connection (two before #19).
-    assert len(checkouts) == 1
+    assert checkouts == 1
     # The same page as GET /agent?logged=N shows, but for the form's fresh CSRF token.
     again = browser.get(f"/agent?logged={seq}")
     assert again.status_code == 200
@@ -237,6 +213,21 @@ def test_a_fault_in_the_page_after_a_log_keeps_the_logged_call(
     """The page read in the log's transaction must not take the log down with it: a page that
     fails (here: any error of the page's own code) answers with the redirect to
     GET /agent?logged=N, and the call stays logged."""
+    browser, task = _ana_holding_a_claim(app)
+
+    def broken_page(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a script that does not render")
+
+    monkeypatch.setattr(pages, "agent_page", broken_page)
+    answer, _checkouts = _one_checkout_post(app, browser, "/agent/log", _final_log_form(task))
+    entries = log_entries(app, "ana")
+    assert [e.disposition for e in entries] == ["NOT_INTERESTED"]
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/agent?logged={entries[-1].seq}"
+
+
+def _ana_holding_a_claim(app: App) -> tuple[Browser, str]:
+    """Agent ana signed in, holding her claim of Ada Lovelace's task: (her browser, task id)."""
     world = make_world(app)
     world.agent("ana")
     world.task(world.member(first_name="Ada", last_name="Lovelace"))
@@ -245,26 +236,17 @@ def test_a_fault_in_the_page_after_a_log_keeps_the_logged_call(
     browser.sign_in("ana")
     found = TASK.search(browser.post("/agent/next", {}).text)
     assert found is not None
+    return browser, found.group(1)
 
-    def broken_page(*_args: object, **_kwargs: object) -> None:
-        raise RuntimeError("a script that does not render")
 
-    monkeypatch.setattr(pages, "agent_page", broken_page)
-    answer = browser.client.post(
-        "/agent/log",
-        data={
-            "csrf_token": browser.csrf,
-            "task_id": found.group(1),
-            "disposition": "NOT_INTERESTED",
-            "NOT_INTERESTED.reason": "one answer",
-            "verified": "yes",
-        },
-        follow_redirects=False,
-    )
-    entries = log_entries(app, "ana")
-    assert [e.disposition for e in entries] == ["NOT_INTERESTED"]
-    assert answer.status_code == 303
-    assert answer.headers["location"] == f"/agent?logged={entries[-1].seq}"
+def _final_log_form(task: str) -> dict[str, str]:
+    """The log form of a final disposition (NOT_INTERESTED: the task closes), verified."""
+    return {
+        "task_id": task,
+        "disposition": "NOT_INTERESTED",
+        "NOT_INTERESTED.reason": "one answer",
+        "verified": "yes",
+    }
 
 
 def _without_csrf(text: str) -> str:
@@ -291,15 +273,7 @@ def _one_checkout_post(
 
 
 def test_verified_and_release_answer_with_the_page_read_on_their_checkout(app: App) -> None:
-    world = make_world(app)
-    world.agent("ana")
-    world.task(world.member(first_name="Ada", last_name="Lovelace"))
-    add_console_user(app, "ana")
-    browser = Browser(app)
-    browser.sign_in("ana")
-    found = TASK.search(browser.post("/agent/next", {}).text)
-    assert found is not None
-    task = found.group(1)
+    browser, task = _ana_holding_a_claim(app)
     # Verified: the call sheet with its full account, not a redirect to GET /agent (#19).
     verified, checkouts = _one_checkout_post(app, browser, "/agent/verify", {"task_id": task})
     assert verified.status_code == 200, verified.status_code
