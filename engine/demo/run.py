@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from engine.app import App, build_app
 from engine.clock import Clock, ensure_utc
@@ -44,6 +45,18 @@ MARKER_FILE = ".campaign-demo"
 # set in the past and ends yesterday, so every command a newcomer tries afterwards, on the
 # real clock, sees its history: calls in `report agents`, callable tasks in `calls list`.
 STORY_LENGTH = timedelta(days=29)
+# It starts at this hour of the program's day, whatever the time it is built: the story took
+# the time of day of the build, so the same seed made another demo each time (built at 00:15
+# UTC, its first agent had nothing left to call; built at 00:30, three follow-ups).
+STORY_START_HOUR = 10
+
+
+def story_start(now: datetime) -> datetime:
+    """The instant the demo's story begins: STORY_LENGTH before ``now``, at STORY_START_HOUR
+    of that day in the program's zone (never later than 14 hours after now - STORY_LENGTH,
+    so its last day, four weeks on, is still in the past)."""
+    day = (ensure_utc(now) - STORY_LENGTH).astimezone(ZoneInfo(PROGRAM_TIMEZONE))
+    return ensure_utc(day.replace(hour=STORY_START_HOUR, minute=0, second=0, microsecond=0))
 
 
 @dataclass(frozen=True)
@@ -370,7 +383,7 @@ def run_demo(
         folder=folder,
         participants=participants,
         seed=seed,
-        now=ensure_utc(clock.now()) - STORY_LENGTH,
+        now=story_start(clock.now()),
         clock=clock,
         database_path=folder / DATABASE_FILE,
         campaigns_dir=campaigns_dir,

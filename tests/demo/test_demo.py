@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,10 +15,17 @@ from sqlalchemy.orm import aliased
 from cli import cli
 from engine.app import App
 from engine.clock import FrozenClock
-from engine.db.models import ActivityEvent, CampaignRun, Consent, Enrollment, Participant
+from engine.db.models import (
+    ActivityEvent,
+    CallTask,
+    CampaignRun,
+    Consent,
+    Enrollment,
+    Participant,
+)
 from engine.db.session import make_engine
 from engine.demo.generator import BAD_ROW_KINDS, generate_dataset
-from engine.demo.run import STEPS, STORY_LENGTH, DemoContext, DemoStep, run_demo
+from engine.demo.run import STEPS, STORY_LENGTH, DemoContext, DemoStep, run_demo, story_start
 from engine.errors import InputError
 from engine.participants.events import import_events
 from engine.participants.importer import import_participants
@@ -107,7 +114,7 @@ def test_run_demo_builds_its_own_database_and_reports(
     report = run_demo(folder, participants=300, seed=3, clock=clock, campaigns_dir=REPO_CAMPAIGNS)
 
     assert report.database == folder / "campaign.db" and report.database.exists()
-    assert report.now == clock.now() - STORY_LENGTH  # the story ends the day before now
+    assert report.now == story_start(clock.now())  # the story ends the day before now
     assert report.participants_import is not None and report.events_import is not None
     planted = sum(report.planted_bad_rows.values())
     assert report.participants_import.rejected == planted
@@ -130,6 +137,37 @@ def test_run_demo_builds_its_own_database_and_reports(
     again = run_demo(folder, participants=300, seed=3, clock=clock, campaigns_dir=REPO_CAMPAIGNS)
     assert again.notes == [f"Deleted the previous demo database {folder / 'campaign.db'}."]
     assert again.summary == summary  # a fresh database: the same figures, not doubled
+
+
+def test_the_demo_tells_the_same_story_whatever_the_time_it_is_built(tmp_path: Path) -> None:
+    """The same seed makes the same demo at any hour: its story starts at a set hour of the
+    program's day, not at the hour it is built. It took the build's hour: built at 00:15 UTC
+    the renewals agents (ana.lee, the first one) had nothing left to call, built at 15:00 UTC
+    they had follow-ups."""
+
+    def open_call_list(hour: int, minute: int) -> list[tuple[str, str, int]]:
+        clock = FrozenClock(datetime(2026, 12, 8, hour, minute, tzinfo=UTC))
+        folder = tmp_path / f"demo-{hour:02}{minute:02}"
+        report = run_demo(folder, participants=300, seed=7, clock=clock)
+        assert report.now <= clock.now() - STORY_LENGTH + timedelta(hours=14)
+        engine = make_engine(f"sqlite:///{report.database}")
+        try:
+            with engine.connect() as connection:
+                return [
+                    (kind, team, count)
+                    for kind, team, count in connection.execute(
+                        select(CallTask.kind, CallTask.team, func.count())
+                        .where(CallTask.status == "open")
+                        .group_by(CallTask.kind, CallTask.team)
+                        .order_by(CallTask.kind, CallTask.team)
+                    )
+                ]
+        finally:
+            engine.dispose()
+
+    evening = open_call_list(0, 15)
+    assert evening == open_call_list(15, 0)
+    assert any(team == "renewals" for _kind, team, _count in evening), evening
 
 
 def test_later_steps_can_be_appended(tmp_path: Path, clock: FrozenClock) -> None:
