@@ -1,10 +1,10 @@
 """Demo step: agents work a day of calls.
 
-Creates four agents (two on the renewals team, one on escalations, a manager), then works the
-call list of the launched campaigns the way agents would: claim-next, read the script, log a
-realistic spread of dispositions (most calls reach nobody), with callbacks, escalations, a
-complaint, a do-not-call and conversions. The caller log is verified at the end and one call
-script is shown in the demo report.
+Creates four agents (two for the example campaigns' teams, one on escalations, a manager),
+then works the call list of the launched campaigns the way agents would: claim-next, read the
+script, log a realistic spread of dispositions (most calls reach nobody), with callbacks,
+escalations, a complaint, a do-not-call and conversions. The caller log is verified at the end
+and one call script is shown in the demo report.
 
 When the sequencer has made no call task yet (its demo step runs the steps' delays in real
 time), this step lays out the call list itself: one task per call step for a sample of the
@@ -27,9 +27,11 @@ from engine.calls.scripts import serve_next
 from engine.calls.tasks import DefinitionCache
 from engine.db.models import CallTask, CampaignRun, Enrollment
 
+# Every team the example campaigns' call steps name (campaigns/*.yaml) has an agent: a task
+# of a team no agent serves waits for good (`winback` was no campaign's team).
 AGENTS = (
-    ("ana.lee", "Ana Lee", "agent", ("renewals",), 40),
-    ("ben.okafor", "Ben Okafor", "agent", ("renewals", "winback"), 40),
+    ("ana.lee", "Ana Lee", "agent", ("renewals", "retention"), 40),
+    ("ben.okafor", "Ben Okafor", "agent", ("loyalty", "onboarding"), 40),
     ("chen.wei", "Chen Wei", "agent", ("escalations",), 25),
     ("maria.rossi", "Maria Rossi", "manager", ("escalations", "renewals"), 10),
 )

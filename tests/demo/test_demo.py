@@ -14,6 +14,7 @@ from sqlalchemy.orm import aliased
 
 from cli import cli
 from engine.app import App
+from engine.calls.demo import AGENTS as DEMO_AGENTS
 from engine.clock import FrozenClock
 from engine.db.models import (
     ActivityEvent,
@@ -168,6 +169,10 @@ def test_the_demo_tells_the_same_story_whatever_the_time_it_is_built(tmp_path: P
     evening = open_call_list(0, 15)
     assert evening == open_call_list(15, 0)
     assert any(team == "renewals" for _kind, team, _count in evening), evening
+    # And every task left has an agent to serve it: no team of the examples without one (a
+    # task of no team, an inbound reply's follow-up, is anyone's).
+    served = {team for _login, _name, _role, teams, _target in DEMO_AGENTS for team in teams}
+    assert {team for _kind, team, _count in evening if team is not None} <= served, evening
 
 
 def test_later_steps_can_be_appended(tmp_path: Path, clock: FrozenClock) -> None:
