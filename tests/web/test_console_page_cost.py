@@ -156,12 +156,7 @@ def test_the_script_renderer_is_kept_and_compiles_a_file_again_only_when_it_chan
 
 
 def test_next_call_answers_with_the_call_sheet_read_on_the_claims_checkout(app: App) -> None:
-    world = make_world(app)
-    world.agent("ana")
-    world.task(world.member(first_name="Ada", last_name="Lovelace"))
-    add_console_user(app, "ana")
-    browser = Browser(app)
-    browser.sign_in("ana")
+    browser = _ana_signed_in(app)
     browser.get("/agent")  # the signing key and the page's first compile, out of the count
     checkouts: list[object] = []
 
@@ -226,14 +221,20 @@ def test_a_fault_in_the_page_after_a_log_keeps_the_logged_call(
     assert answer.headers["location"] == f"/agent?logged={entries[-1].seq}"
 
 
-def _ana_holding_a_claim(app: App) -> tuple[Browser, str]:
-    """Agent ana signed in, holding her claim of Ada Lovelace's task: (her browser, task id)."""
+def _ana_signed_in(app: App) -> Browser:
+    """Agent ana signed in, with Ada Lovelace's task open for her: her browser."""
     world = make_world(app)
     world.agent("ana")
     world.task(world.member(first_name="Ada", last_name="Lovelace"))
     add_console_user(app, "ana")
     browser = Browser(app)
     browser.sign_in("ana")
+    return browser
+
+
+def _ana_holding_a_claim(app: App) -> tuple[Browser, str]:
+    """Agent ana signed in, holding her claim of Ada Lovelace's task: (her browser, task id)."""
+    browser = _ana_signed_in(app)
     found = TASK.search(browser.post("/agent/next", {}).text)
     assert found is not None
     return browser, found.group(1)
