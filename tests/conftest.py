@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from postgres_databases import FreshPostgresDatabases
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -84,15 +83,6 @@ def postgres_template(postgres_admin: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_databases(
-    postgres_admin: str, postgres_template: str
-) -> Iterator[FreshPostgresDatabases]:
-    databases = FreshPostgresDatabases(postgres_admin, postgres_template)
-    yield databases
-    databases.close()
-
-
-@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "campaign.db"
     engine = make_engine(f"sqlite:///{path}")
@@ -109,10 +99,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    databases: FreshPostgresDatabases = request.getfixturevalue("postgres_databases")
-    url = databases.take()
-    yield url
-    databases.drop_later(url)
+    admin = request.getfixturevalue("postgres_admin")
+    template = request.getfixturevalue("postgres_template")
+    name = f"campaign_t_{uuid.uuid4().hex[:12]}"
+    _admin_execute(admin, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    _admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
