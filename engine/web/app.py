@@ -176,13 +176,18 @@ async def agent_home(console: Console, request: Request, **extra: Any) -> Respon
 
 
 def _agent_sheet(
-    console: Console, who: Visitor, data: pages.AgentPage, at: datetime, **extra: Any
+    console: Console,
+    who: Visitor,
+    data: pages.AgentPage,
+    at: datetime,
+    *,
+    status: int = 200,
+    address: str = "/agent",
+    **extra: Any,
 ) -> Response:
     """The agent's page (agent.html) of ``data``, read at ``at``: the page of /agent, whichever
-    request answers with it (the browser shows that address: console.js)."""
+    request answers with it (the browser shows ``address``: console.js)."""
     assert who.user is not None
-    status = extra.pop("status", 200)
-    address = extra.pop("address", "/agent")
     return console.page(
         who,
         "agent.html",
