@@ -54,6 +54,7 @@ from engine.web.auth import (
     visitor,
     visitor_of,
 )
+from engine.web.pauses import PauseView
 from engine.web.sessions import CSRF_FIELD, ConsoleSession, SessionCodec
 
 HERE = Path(__file__).parent
@@ -315,10 +316,14 @@ def _and_page(
     at: datetime,
     work: Callable[[Session, pages.WorkingAgent], T],
     logged: Callable[[T], dict[str, Any] | None] = lambda _done: None,
+    *,
+    paused: Callable[[pages.WorkingAgent, T], PauseView | None] = lambda me, _done: me.pause,
 ) -> Callable[[Session, pages.WorkingAgent], tuple[T, pages.AgentPage | None]]:
     """``work`` of an agent's form, then the agent's page read in its transaction, so that
     the form answers with the page (#19). ``logged``: the page's "logged" line of what
-    ``work`` did. None for the page when it cannot be read: that never undoes the form's
+    ``work`` did; ``paused``: the agent's pause once ``work`` is done (the one read with the
+    agent, unless ``work`` started or ended it). None for the page when it cannot be read:
+    that never undoes the form's
     work (the answer is then the redirect, whose GET shows what went wrong). Any failure of
     the page counts, not only a refusal: a call logged is not lost to a fault in showing the
     next page (a script that does not render, say), which is logged. (A database error aborts
@@ -327,7 +332,8 @@ def _and_page(
     def both(s: Session, me: pages.WorkingAgent) -> tuple[T, pages.AgentPage | None]:
         done = work(s, me)
         try:
-            return done, pages.agent_page(s, settings, me, at=at, logged=logged(done))
+            shown = replace(me, pause=paused(me, done))
+            return done, pages.agent_page(s, settings, shown, at=at, logged=logged(done))
         except EngineError:
             return done, None
         except Exception:

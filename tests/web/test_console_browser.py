@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,23 @@ def _off_screen(page: Any, selectors: list[str]) -> list[str]:
     if scroll > width:
         problems.append(f"page scrolls sideways: {scroll}px wide in {width}px")
     return problems
+
+
+@contextmanager
+def _pages_asked(page: Any, served: str) -> Iterator[list[tuple[str, str]]]:
+    """The pages (documents, not the script or stylesheet) the tab asks the console for
+    meanwhile: (method, URL), in order; a redirect's GET is one more."""
+    asked: list[tuple[str, str]] = []
+
+    def seen(request: Any) -> None:
+        if request.resource_type == "document" and request.url.startswith(served):
+            asked.append((request.method, request.url))
+
+    page.on("request", seen)
+    try:
+        yield asked
+    finally:
+        page.remove_listener("request", seen)
 
 
 def test_an_agent_works_calls_in_the_browser(app: App, served: str, tmp_path: Path) -> None:
@@ -239,8 +257,12 @@ def test_an_agent_works_calls_in_the_browser(app: App, served: str, tmp_path: Pa
 
             # A break: no call is offered while paused; the wallboard says so.
             page.get_by_label("Pause for").select_option("break")
-            page.locator("#pause").click()
-            expect(page.locator("#paused")).to_contain_text("Paused: break since 09:00")
+            with _pages_asked(page, served) as asked:
+                page.locator("#pause").click()
+                expect(page.locator("#paused")).to_contain_text("Paused: break since 09:00")
+            # Pause answered with the page itself (#19): one request, no redirect's GET.
+            assert asked == [("POST", f"{served}/agent/pause")]
+            expect(page).to_have_url(f"{served}/agent")
             expect(page.locator("#next")).to_have_count(0)
             expect(page.locator("#resume")).to_be_focused()
             shot(page, "05-paused")
@@ -261,7 +283,14 @@ def test_an_agent_works_calls_in_the_browser(app: App, served: str, tmp_path: Pa
             expect(toggle).to_have_attribute("aria-pressed", "true")
             toggle.click()
             expect(toggle).to_have_attribute("aria-pressed", "false")
-            page.locator("#resume").click()
+            with _pages_asked(page, served) as asked:
+                page.locator("#resume").click()
+                expect(page.locator("#next")).to_be_focused()
+            assert asked == [("POST", f"{served}/agent/resume")]  # one request (#19)
+            expect(page).to_have_url(f"{served}/agent")
+            with page.expect_request(lambda r: r.url.startswith(served)) as reloaded:
+                page.reload()  # reads the page; does not post Resume again
+            assert (reloaded.value.method, reloaded.value.url) == ("GET", f"{served}/agent")
             expect(page.locator("#next")).to_be_focused()
 
             # Call 4 without the mouse: next, verified, disposition, reason, log.

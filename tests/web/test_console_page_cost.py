@@ -289,3 +289,24 @@ def test_verified_and_release_answer_with_the_page_read_on_their_checkout(app: A
     assert f'data-address="/agent?released={task}"' in released.text
     assert TASK.search(released.text) is None
     assert checkouts == 1
+
+
+def test_pause_and_resume_answer_with_the_page_read_on_their_checkout(app: App) -> None:
+    browser = _ana_signed_in(app)
+    browser.get("/agent")
+    # Paused: the page with its pause and Resume, not a redirect to GET /agent (#19).
+    paused, checkouts = _one_checkout_post(app, browser, "/agent/pause", {"code": "break"})
+    assert paused.status_code == 200, paused.status_code
+    assert "Paused: <strong>break</strong> since" in paused.text
+    assert 'id="resume"' in paused.text and 'id="next"' not in paused.text
+    assert 'data-address="/agent"' in paused.text
+    assert checkouts == 1
+    # The same page as GET /agent shows, but for the form's fresh CSRF token.
+    assert _without_csrf(paused.text) == _without_csrf(browser.get("/agent").text)
+    # Resumed: the page with Next call again, read in the resume's transaction.
+    resumed, checkouts = _one_checkout_post(app, browser, "/agent/resume", {})
+    assert resumed.status_code == 200, resumed.status_code
+    assert 'id="paused"' not in resumed.text and 'id="next"' in resumed.text
+    assert 'data-address="/agent"' in resumed.text
+    assert checkouts == 1
+    assert _without_csrf(resumed.text) == _without_csrf(browser.get("/agent").text)
