@@ -323,11 +323,11 @@ def _and_page(
     the form answers with the page (#19). ``logged``: the page's "logged" line of what
     ``work`` did; ``paused``: the agent's pause once ``work`` is done (the one read with the
     agent, unless ``work`` started or ended it). None for the page when it cannot be read:
-    that never undoes the form's
-    work (the answer is then the redirect, whose GET shows what went wrong). Any failure of
-    the page counts, not only a refusal: a call logged is not lost to a fault in showing the
-    next page (a script that does not render, say), which is logged. (A database error aborts
-    a PostgreSQL transaction: that one fails the form's commit, as it would the form alone.)"""
+    that never undoes the form's work (the answer is then the redirect, whose GET shows what
+    went wrong). Any failure of the page counts, not only a refusal: a call logged is not
+    lost to a fault in showing the next page (a script that does not render, say), which is
+    logged. (A database error aborts a PostgreSQL transaction: that one fails the form's
+    commit, as it would the form alone.)"""
 
     def both(s: Session, me: pages.WorkingAgent) -> tuple[T, pages.AgentPage | None]:
         done = work(s, me)
